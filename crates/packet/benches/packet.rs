@@ -1,0 +1,144 @@
+//! Per-hop unwrap cost of every variant, side by side with Nym's `sphinx-packet` and with the bare
+//! public-key operation each variant needs (the floor). Run with
+//! `cargo bench -p qanat-packet --bench packet`, then `scripts/bench-table` prints the table
+//! recorded in `docs/BENCHMARKS.md`.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use chacha20::ChaCha20Rng;
+use chacha20::rand_core::{Rng, SeedableRng};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use qanat_packet::primitives::{AwsLc, Dalek, X25519Backend, x25519_base};
+use qanat_packet::{
+    Geometry, NodeDelay, NodeId, PathHop, RecipientId, RoutingCommand, Scheme, SecretKey, Sphinx,
+};
+
+const HOPS: usize = 5;
+
+fn qanat_unwrap(c: &mut Criterion) {
+    let mut g = c.benchmark_group("unwrap");
+    for scheme in Scheme::ALL {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let sphinx = Sphinx::new(Geometry::default_for(scheme));
+        let keys: Vec<SecretKey> = (0..HOPS).map(|_| SecretKey::generate(scheme, &mut rng)).collect();
+        let path: Vec<PathHop> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| PathHop {
+                id: NodeId([i as u8; 32]),
+                public_key: k.public_key(),
+                commands: if i + 1 == HOPS {
+                    vec![RoutingCommand::Recipient(RecipientId([1; 32]))]
+                } else {
+                    vec![RoutingCommand::NodeDelay(NodeDelay { delay_ms: 100 })]
+                },
+            })
+            .collect();
+        let mut payload = vec![0u8; sphinx.geometry().forward_payload_len()];
+        rng.fill_bytes(&mut payload);
+        let pkt = sphinx.new_packet(&mut rng, &path, &payload).unwrap();
+        let name = format!("qanat {} ({} B)", scheme.name(), pkt.len());
+        g.bench_function(&name, |b| {
+            b.iter_batched_ref(
+                || pkt.clone(),
+                |p| black_box(sphinx.unwrap(&keys[0], p).unwrap()),
+                BatchSize::SmallInput,
+            )
+        });
+        if scheme == Scheme::X25519Kem {
+            g.bench_function(format!("qanat {} create", scheme.name()), |b| {
+                b.iter(|| black_box(sphinx.new_packet(&mut rng, &path, &payload).unwrap()))
+            });
+        }
+    }
+    g.finish();
+}
+
+fn nym_unwrap(c: &mut Criterion) {
+    use sphinx_packet::SphinxPacket;
+    use sphinx_packet::constants::{DESTINATION_ADDRESS_LENGTH, IDENTIFIER_LENGTH, NODE_ADDRESS_LENGTH};
+    use sphinx_packet::header::delays;
+    use sphinx_packet::packet::builder::SphinxPacketBuilder;
+    use sphinx_packet::route::{Destination, DestinationAddressBytes, Node, NodeAddressBytes};
+    use x25519_dalek::{PublicKey, StaticSecret};
+
+    let secrets: Vec<StaticSecret> = (0..HOPS as u8).map(|i| StaticSecret::from([i + 1; 32])).collect();
+    let route: Vec<Node> = secrets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Node::new(NodeAddressBytes::from_bytes([i as u8; NODE_ADDRESS_LENGTH]), PublicKey::from(s))
+        })
+        .collect();
+    let delays = delays::generate_from_average_duration(HOPS, Duration::from_millis(100));
+    let dest = Destination::new(
+        DestinationAddressBytes::from_bytes([3u8; DESTINATION_ADDRESS_LENGTH]),
+        [4u8; IDENTIFIER_LENGTH],
+    );
+    // A payload as large as Qanat's default forward payload.
+    let message = vec![7u8; 1400];
+    let packet = SphinxPacketBuilder::new()
+        .with_payload_size(qanat_packet::geometry::DEFAULT_FORWARD_PAYLOAD_LEN + 32)
+        .build_packet(&message, &route, &dest, &delays)
+        .unwrap();
+    let bytes = packet.to_bytes();
+    let mut g = c.benchmark_group("unwrap");
+    g.bench_function(format!("nym sphinx-packet 0.8 ({} B)", bytes.len()), |b| {
+        b.iter_batched(
+            || bytes.clone(),
+            |p| black_box(SphinxPacket::from_bytes(&p).unwrap().process(&secrets[0]).unwrap()),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn primitives(c: &mut Criterion) {
+    let mut g = c.benchmark_group("primitive");
+    let sk = [0x42u8; 32];
+    let point = x25519_base(&[0x17; 32]);
+    fn bench_backend<B: X25519Backend>(
+        g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+        sk: &[u8; 32],
+        point: &[u8; 32],
+    ) {
+        let prepared = B::prepare(sk);
+        g.bench_function(format!("x25519 {} (prepared key)", B::NAME), |b| {
+            b.iter(|| black_box(B::agree(&prepared, black_box(point)).unwrap()))
+        });
+        g.bench_function(format!("x25519 {} (one-time key)", B::NAME), |b| {
+            b.iter(|| black_box(B::scalarmult(black_box(sk), black_box(point)).unwrap()))
+        });
+    }
+    bench_backend::<AwsLc>(&mut g, &sk, &point);
+    bench_backend::<Dalek>(&mut g, &sk, &point);
+
+    // X-Wing decapsulation: the reference crate (which re-expands the key every time) and the
+    // bare cost with the expanded key kept (ML-KEM-768 decapsulation + one X25519 + SHA3).
+    {
+        use x_wing::{Decapsulate, Decapsulator};
+        let dk = x_wing::DecapsulationKey::from([9u8; 32]);
+        let (ct, _) = dk.encapsulation_key().encapsulate_deterministic(&[5u8; 64].into());
+        g.bench_function("xwing decapsulate x-wing 0.1 crate", |b| {
+            b.iter(|| black_box(dk.decapsulate(black_box(&ct))))
+        });
+    }
+    {
+        use ml_kem::kem::{Decapsulate, FromSeed};
+        let (dk, ek) = ml_kem::MlKem768::from_seed(&[3u8; 64].into());
+        let (ct, _) = ml_kem::kem::Encapsulate::encapsulate_with_rng(&ek, &mut ChaCha20Rng::seed_from_u64(3));
+        g.bench_function("ml-kem-768 decapsulate ml-kem 0.3 (expanded key)", |b| {
+            b.iter(|| black_box(dk.decapsulate(black_box(&ct))))
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    targets = qanat_unwrap, nym_unwrap, primitives
+}
+criterion_main!(benches);

@@ -1,0 +1,331 @@
+//! Key agreement schemes: X25519 as a NIKE (classic Sphinx, with blinding), X25519 as a KEM, and
+//! the hybrid post-quantum X-Wing KEM (ML-KEM-768 + X25519), and the keys of each.
+//!
+//! X25519 runs behind the small [`X25519Backend`](crate::primitives::X25519Backend) trait so that
+//! the fastest audited implementation can be chosen by measurement (see `docs/BENCHMARKS.md`).
+
+use rand_core::CryptoRng;
+use zeroize::Zeroizing;
+
+use crate::error::KeyError;
+use crate::primitives::{Fast, X25519Backend, x25519_base};
+
+/// Length of an X-Wing ciphertext.
+pub const XWING_CIPHERTEXT_LEN: usize = x_wing::CIPHERTEXT_SIZE;
+/// Length of an X-Wing public (encapsulation) key.
+pub const XWING_PUBLIC_KEY_LEN: usize = x_wing::ENCAPSULATION_KEY_SIZE;
+const ML_KEM_CIPHERTEXT_LEN: usize = 1088;
+const XWING_LABEL: &[u8; 6] = br"\.//^\";
+
+/// The key agreement a network's packets use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Scheme {
+    /// Classic Sphinx: one X25519 group element per packet, blinded at every hop (two X25519
+    /// operations per hop). Katzenpost's `x25519` NIKE geometry.
+    X25519Nike,
+    /// KEM Sphinx with X25519 as a KEM (one X25519 operation per hop).
+    X25519Kem,
+    /// KEM Sphinx with the hybrid post-quantum X-Wing KEM (draft-connolly-cfrg-xwing-kem-06).
+    XWing,
+}
+
+impl Scheme {
+    /// Every scheme.
+    pub const ALL: [Self; 3] = [Self::X25519Nike, Self::X25519Kem, Self::XWing];
+
+    /// A stable name for configurations and the directory.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::X25519Nike => "x25519-nike",
+            Self::X25519Kem => "x25519-kem",
+            Self::XWing => "xwing",
+        }
+    }
+
+    /// Parses [`Scheme::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Whether the scheme is a KEM (one ciphertext per hop in the header).
+    pub fn is_kem(self) -> bool {
+        !matches!(self, Self::X25519Nike)
+    }
+
+    /// Length of the group element or KEM ciphertext at the front of the header.
+    pub fn element_len(self) -> usize {
+        match self {
+            Self::X25519Nike | Self::X25519Kem => 32,
+            Self::XWing => XWING_CIPHERTEXT_LEN,
+        }
+    }
+
+    /// Length of the next hop's ciphertext carried in each routing slot (0 for the NIKE).
+    pub(crate) fn next_element_len(self) -> usize {
+        if self.is_kem() { self.element_len() } else { 0 }
+    }
+
+    /// Length of a public key.
+    pub fn public_key_len(self) -> usize {
+        match self {
+            Self::X25519Nike | Self::X25519Kem => 32,
+            Self::XWing => XWING_PUBLIC_KEY_LEN,
+        }
+    }
+}
+
+/// A node's packet secret key.
+pub struct SecretKey {
+    scheme: Scheme,
+    inner: SecretInner,
+}
+
+enum SecretInner {
+    X25519 { raw: Zeroizing<[u8; 32]>, prepared: <Fast as X25519Backend>::Prepared, public: [u8; 32] },
+    XWing(Box<XWingSecret>),
+}
+
+struct XWingSecret {
+    seed: Zeroizing<[u8; 32]>,
+    sk_m: ml_kem::DecapsulationKey768,
+    sk_x: <Fast as X25519Backend>::Prepared,
+    pk_x: [u8; 32],
+    public: PublicKey,
+}
+
+impl core::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "SecretKey({}, ..)", self.scheme.name())
+    }
+}
+
+impl SecretKey {
+    /// A fresh key.
+    pub fn generate<R: CryptoRng + ?Sized>(scheme: Scheme, rng: &mut R) -> Self {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(seed.as_mut());
+        Self::from_seed(scheme, &seed)
+    }
+
+    /// The key whose encoding is `bytes` (32 bytes for every scheme: an X25519 scalar, or the
+    /// X-Wing seed).
+    pub fn from_bytes(scheme: Scheme, bytes: &[u8]) -> Result<Self, KeyError> {
+        let seed: &[u8; 32] = bytes.try_into().map_err(|_| KeyError::Length)?;
+        Ok(Self::from_seed(scheme, seed))
+    }
+
+    fn from_seed(scheme: Scheme, seed: &[u8; 32]) -> Self {
+        let inner = match scheme {
+            Scheme::X25519Nike | Scheme::X25519Kem => SecretInner::X25519 {
+                raw: Zeroizing::new(*seed),
+                prepared: Fast::prepare(seed),
+                public: x25519_base(seed),
+            },
+            Scheme::XWing => SecretInner::XWing(Box::new(XWingSecret::expand(seed))),
+        };
+        Self { scheme, inner }
+    }
+
+    /// The encoding (secret: keep it zeroized).
+    pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
+        match &self.inner {
+            SecretInner::X25519 { raw, .. } => raw.clone(),
+            SecretInner::XWing(x) => x.seed.clone(),
+        }
+    }
+
+    /// The scheme.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// The matching public key.
+    pub fn public_key(&self) -> PublicKey {
+        match &self.inner {
+            SecretInner::X25519 { public, .. } => {
+                PublicKey { scheme: self.scheme, inner: PublicInner::X25519(*public) }
+            }
+            SecretInner::XWing(x) => x.public.clone(),
+        }
+    }
+
+    /// X25519 with this node's scalar, `None` for a low-order point.
+    pub(crate) fn x25519(&self, point: &[u8; 32]) -> Option<Zeroizing<[u8; 32]>> {
+        match &self.inner {
+            SecretInner::X25519 { prepared, .. } => Fast::agree(prepared, point),
+            SecretInner::XWing(_) => None,
+        }
+    }
+
+    /// KEM decapsulation, `None` if the ciphertext is invalid.
+    pub(crate) fn decapsulate(&self, ct: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
+        match (&self.inner, self.scheme) {
+            (SecretInner::X25519 { prepared, public, .. }, Scheme::X25519Kem) => {
+                let ct: &[u8; 32] = ct.try_into().ok()?;
+                let ss = Fast::agree(prepared, ct)?;
+                Some(x25519_kem_combine(&ss, public, ct))
+            }
+            (SecretInner::XWing(x), Scheme::XWing) => x.decapsulate(ct),
+            _ => None,
+        }
+    }
+}
+
+impl XWingSecret {
+    /// X-Wing key expansion: SHAKE256(seed) gives the ML-KEM seed (d || z) and the X25519 scalar.
+    /// The expanded ML-KEM key is kept, so decapsulation does not repeat the expansion.
+    fn expand(seed: &[u8; 32]) -> Self {
+        use shake::{ExtendableOutput, Shake256, Update, XofReader};
+        let mut xof = Shake256::default();
+        xof.update(seed);
+        let mut reader = xof.finalize_xof();
+        let mut m_seed = Zeroizing::new([0u8; 64]);
+        reader.read(m_seed.as_mut());
+        let mut x_sk = Zeroizing::new([0u8; 32]);
+        reader.read(x_sk.as_mut());
+        let sk_m = ml_kem::DecapsulationKey768::from_seed((*m_seed).into());
+        let pk_x = x25519_base(&x_sk);
+        // The public key is derived from the same seed by the reference implementation, which
+        // also serves as an independent check of this expansion in the tests.
+        use x_wing::Decapsulator;
+        let ek = x_wing::DecapsulationKey::from(*seed);
+        let public = PublicKey {
+            scheme: Scheme::XWing,
+            inner: PublicInner::XWing(Box::new(ek.encapsulation_key().clone())),
+        };
+        Self { seed: Zeroizing::new(*seed), sk_m, sk_x: Fast::prepare(&x_sk), pk_x, public }
+    }
+
+    fn decapsulate(&self, ct: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
+        use ml_kem::kem::Decapsulate;
+        if ct.len() != XWING_CIPHERTEXT_LEN {
+            return None;
+        }
+        let (ct_m, ct_x) = ct.split_at(ML_KEM_CIPHERTEXT_LEN);
+        let ct_m = ml_kem::array::Array::try_from(ct_m).ok()?;
+        let ct_x: &[u8; 32] = ct_x.try_into().ok()?;
+        let ss_m = Zeroizing::new(<[u8; 32]>::from(self.sk_m.decapsulate(&ct_m)));
+        let ss_x = Fast::agree(&self.sk_x, ct_x)?;
+        Some(xwing_combine(&ss_m, &ss_x, ct_x, &self.pk_x))
+    }
+}
+
+/// X-Wing's combiner: SHA3-256(ss_M || ss_X || ct_X || pk_X || label).
+fn xwing_combine(ss_m: &[u8; 32], ss_x: &[u8; 32], ct_x: &[u8; 32], pk_x: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    use sha3::{Digest, Sha3_256};
+    let mut h = Sha3_256::new();
+    h.update(ss_m);
+    h.update(ss_x);
+    h.update(ct_x);
+    h.update(pk_x);
+    h.update(XWING_LABEL);
+    Zeroizing::new(h.finalize().into())
+}
+
+/// The KEMSphinx NIKE-to-KEM adapter (Katzenpost `kemsphinx.md` §2.1):
+/// `ss = PRF(dh || pk_recipient || ct)`, with the PRF instantiated as keyed BLAKE2b-256 (RFC 7693)
+/// keyed by the Diffie-Hellman output. Hashing both public keys makes the KEM IND-CCA2.
+fn x25519_kem_combine(dh: &[u8; 32], pk: &[u8; 32], ct: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    use blake2::Blake2bMac;
+    use blake2::digest::consts::U32;
+    use blake2::digest::{KeyInit, Mac};
+    // BLAKE2b accepts keys of 1..=64 bytes.
+    #[allow(clippy::expect_used)]
+    let mut m = <Blake2bMac<U32> as KeyInit>::new_from_slice(dh).expect("32-byte BLAKE2b key");
+    m.update(pk);
+    m.update(ct);
+    Zeroizing::new(m.finalize().into_bytes().into())
+}
+
+/// A node's packet public key, as published in the directory.
+#[derive(Clone)]
+pub struct PublicKey {
+    scheme: Scheme,
+    inner: PublicInner,
+}
+
+#[derive(Clone)]
+enum PublicInner {
+    X25519([u8; 32]),
+    XWing(Box<x_wing::EncapsulationKey>),
+}
+
+impl core::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "PublicKey({}, ..)", self.scheme.name())
+    }
+}
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.scheme == other.scheme && self.to_bytes() == other.to_bytes()
+    }
+}
+impl Eq for PublicKey {}
+
+impl PublicKey {
+    /// Parses a public key of `scheme`.
+    pub fn from_bytes(scheme: Scheme, bytes: &[u8]) -> Result<Self, KeyError> {
+        if bytes.len() != scheme.public_key_len() {
+            return Err(KeyError::Length);
+        }
+        let inner = match scheme {
+            Scheme::X25519Nike | Scheme::X25519Kem => {
+                let mut k = [0u8; 32];
+                k.copy_from_slice(bytes);
+                PublicInner::X25519(k)
+            }
+            Scheme::XWing => PublicInner::XWing(Box::new(
+                x_wing::EncapsulationKey::try_from(bytes).map_err(|_| KeyError::Malformed)?,
+            )),
+        };
+        Ok(Self { scheme, inner })
+    }
+
+    /// The encoding.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        use x_wing::KeyExport;
+        match &self.inner {
+            PublicInner::X25519(k) => k.to_vec(),
+            PublicInner::XWing(k) => k.to_bytes().to_vec(),
+        }
+    }
+
+    /// The scheme.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// The X25519 point, for the NIKE.
+    pub(crate) fn x25519_point(&self) -> Option<&[u8; 32]> {
+        match &self.inner {
+            PublicInner::X25519(k) => Some(k),
+            PublicInner::XWing(_) => None,
+        }
+    }
+
+    /// KEM encapsulation with randomness from `rng`: `(ciphertext, shared secret)`, or `None`
+    /// for a low-order X25519 key.
+    pub(crate) fn encapsulate<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+    ) -> Option<(Vec<u8>, Zeroizing<[u8; 32]>)> {
+        match (&self.inner, self.scheme) {
+            (PublicInner::X25519(pk), Scheme::X25519Kem) => {
+                let mut eph = Zeroizing::new([0u8; 32]);
+                rng.fill_bytes(eph.as_mut());
+                let ct = x25519_base(&eph);
+                let dh = Fast::scalarmult(&eph, pk)?;
+                Some((ct.to_vec(), x25519_kem_combine(&dh, pk, &ct)))
+            }
+            (PublicInner::XWing(ek), Scheme::XWing) => {
+                let mut randomness = Zeroizing::new([0u8; x_wing::ENCAPSULATION_RANDOMNESS_SIZE]);
+                rng.fill_bytes(randomness.as_mut());
+                let (ct, ss) = ek.encapsulate_deterministic(&(*randomness).into());
+                Some((ct.to_vec(), Zeroizing::new(ss.into())))
+            }
+            _ => None,
+        }
+    }
+}
