@@ -132,6 +132,17 @@ fn primitives(c: &mut Criterion) {
         g.bench_function("ml-kem-768 decapsulate ml-kem 0.3 (expanded key)", |b| {
             b.iter(|| black_box(dk.decapsulate(black_box(&ct))))
         });
+        #[allow(deprecated)]
+        let expanded = ml_kem::ExpandedKeyEncoding::to_expanded_bytes(&dk);
+        let lc = aws_lc_rs::kem::DecapsulationKey::new(&aws_lc_rs::kem::ML_KEM_768, &expanded).unwrap();
+        let ss_rc = dk.decapsulate(&ct);
+        let ss_lc = lc.decapsulate(aws_lc_rs::kem::Ciphertext::from(&ct[..])).unwrap();
+        assert_eq!(ss_rc.as_slice(), ss_lc.as_ref());
+        g.bench_function("ml-kem-768 decapsulate aws-lc-rs (expanded key)", |b| {
+            b.iter(|| {
+                black_box(lc.decapsulate(aws_lc_rs::kem::Ciphertext::from(black_box(&ct[..]))).unwrap())
+            })
+        });
     }
     g.finish();
 }

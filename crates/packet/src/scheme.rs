@@ -88,7 +88,9 @@ enum SecretInner {
 
 struct XWingSecret {
     seed: Zeroizing<[u8; 32]>,
-    sk_m: ml_kem::DecapsulationKey768,
+    /// The expanded ML-KEM-768 key in AWS-LC (faster decapsulation than the pure-Rust crate,
+    /// see docs/BENCHMARKS.md); expanded from the seed by `ml-kem`.
+    sk_m: aws_lc_rs::kem::DecapsulationKey<aws_lc_rs::kem::AlgorithmId>,
     sk_x: <Fast as X25519Backend>::Prepared,
     pk_x: [u8; 32],
     public: PublicKey,
@@ -184,7 +186,15 @@ impl XWingSecret {
         reader.read(m_seed.as_mut());
         let mut x_sk = Zeroizing::new([0u8; 32]);
         reader.read(x_sk.as_mut());
-        let sk_m = ml_kem::DecapsulationKey768::from_seed((*m_seed).into());
+        let rc = ml_kem::DecapsulationKey768::from_seed((*m_seed).into());
+        #[allow(deprecated)] // the FIPS 203 expanded encoding is what AWS-LC loads
+        let expanded =
+            Zeroizing::new(<[u8; 2400]>::from(ml_kem::ExpandedKeyEncoding::to_expanded_bytes(&rc)));
+        drop(rc);
+        // AWS-LC rejects a decapsulation key only for a wrong length; 2400 is ML-KEM-768's.
+        #[allow(clippy::expect_used)]
+        let sk_m = aws_lc_rs::kem::DecapsulationKey::new(&aws_lc_rs::kem::ML_KEM_768, expanded.as_ref())
+            .expect("2400-byte ML-KEM-768 decapsulation key");
         let pk_x = x25519_base(&x_sk);
         // The public key is derived from the same seed by the reference implementation, which
         // also serves as an independent check of this expansion in the tests.
@@ -198,14 +208,13 @@ impl XWingSecret {
     }
 
     fn decapsulate(&self, ct: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
-        use ml_kem::kem::Decapsulate;
         if ct.len() != XWING_CIPHERTEXT_LEN {
             return None;
         }
         let (ct_m, ct_x) = ct.split_at(ML_KEM_CIPHERTEXT_LEN);
-        let ct_m = ml_kem::array::Array::try_from(ct_m).ok()?;
         let ct_x: &[u8; 32] = ct_x.try_into().ok()?;
-        let ss_m = Zeroizing::new(<[u8; 32]>::from(self.sk_m.decapsulate(&ct_m)));
+        let ss = self.sk_m.decapsulate(aws_lc_rs::kem::Ciphertext::from(ct_m)).ok()?;
+        let ss_m: Zeroizing<[u8; 32]> = Zeroizing::new(ss.as_ref().try_into().ok()?);
         let ss_x = Fast::agree(&self.sk_x, ct_x)?;
         Some(xwing_combine(&ss_m, &ss_x, ct_x, &self.pk_x))
     }
@@ -326,6 +335,45 @@ impl PublicKey {
                 Some((ct.to_vec(), Zeroizing::new(ss.into())))
             }
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x_wing::{Decapsulate, Decapsulator};
+
+    /// Qanat's X-Wing decapsulation (expanded key kept, ML-KEM in AWS-LC) agrees with the
+    /// reference `x-wing` crate, for honest and for random (implicitly rejected) ciphertexts.
+    #[test]
+    fn xwing_matches_reference_crate() {
+        for i in 0..8u8 {
+            let seed = [i.wrapping_mul(37).wrapping_add(1); 32];
+            let ours = SecretKey::from_bytes(Scheme::XWing, &seed).unwrap();
+            let reference = x_wing::DecapsulationKey::from(seed);
+            use x_wing::KeyExport;
+            assert_eq!(ours.public_key().to_bytes(), reference.encapsulation_key().to_bytes().to_vec());
+            let (ct, ss) = reference.encapsulation_key().encapsulate_deterministic(&[i; 64].into());
+            assert_eq!(*ours.decapsulate(&ct).unwrap(), <[u8; 32]>::from(ss));
+            let mut bad = ct;
+            bad[5] ^= 1;
+            assert_eq!(*ours.decapsulate(&bad).unwrap(), <[u8; 32]>::from(reference.decapsulate(&bad)));
+            assert!(ours.decapsulate(&ct[1..]).is_none());
+        }
+    }
+
+    /// Encapsulation through `PublicKey` and decapsulation through `SecretKey` agree for both KEMs.
+    #[test]
+    fn kem_round_trip() {
+        use chacha20::rand_core::SeedableRng;
+        let mut rng = chacha20::ChaCha20Rng::from_seed([4; 32]);
+        for scheme in [Scheme::X25519Kem, Scheme::XWing] {
+            let sk = SecretKey::generate(scheme, &mut rng);
+            let (ct, ss) = sk.public_key().encapsulate(&mut rng).unwrap();
+            assert_eq!(*sk.decapsulate(&ct).unwrap(), *ss);
+            let other = SecretKey::generate(scheme, &mut rng);
+            assert_ne!(other.decapsulate(&ct).map(|s| *s), Some(*ss));
         }
     }
 }

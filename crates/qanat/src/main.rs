@@ -44,9 +44,8 @@ fn demo(scheme: &str, messages: usize) -> Result<()> {
     let sphinx = Sphinx::new(Geometry::default_for(scheme));
     let g = sphinx.geometry();
     let names = ["gateway A", "mix layer 1", "mix layer 2", "mix layer 3", "gateway B"];
-    let nodes: Vec<(NodeId, SecretKey)> = (0..names.len())
-        .map(|i| (NodeId([i as u8; 32]), SecretKey::generate(scheme, &mut rng)))
-        .collect();
+    let nodes: Vec<(NodeId, SecretKey)> =
+        (0..names.len()).map(|i| (NodeId([i as u8; 32]), SecretKey::generate(scheme, &mut rng))).collect();
     let path = |recipient: [u8; 32], surb: Option<[u8; 16]>| -> Vec<PathHop> {
         nodes
             .iter()
@@ -82,7 +81,8 @@ fn demo(scheme: &str, messages: usize) -> Result<()> {
         let (surb, keys) = sphinx.new_surb(&mut rng, &path([0xa1; 32], Some([n as u8; 16])))?;
         let mut got = None;
         for (i, (_, key)) in nodes.iter().enumerate() {
-            let out = sphinx.unwrap(key, &mut pkt).with_context(|| format!("{} rejected the packet", names[i]))?;
+            let out =
+                sphinx.unwrap(key, &mut pkt).with_context(|| format!("{} rejected the packet", names[i]))?;
             if !out.is_forward() {
                 got = out.payload(&pkt).map(<[u8]>::to_vec);
             }
@@ -107,8 +107,13 @@ fn demo(scheme: &str, messages: usize) -> Result<()> {
         }
     }
     latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
-    println!("demo: {delivered}/{messages} messages delivered, p50 {:.2} ms, p99 {:.2} ms", pct(0.5), pct(0.99));
+    let pct =
+        |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
+    println!(
+        "demo: {delivered}/{messages} messages delivered, p50 {:.2} ms, p99 {:.2} ms",
+        pct(0.5),
+        pct(0.99)
+    );
     if delivered != messages {
         bail!("{} messages were lost", messages - delivered);
     }
