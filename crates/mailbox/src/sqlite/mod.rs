@@ -333,6 +333,12 @@ fn to_i64(v: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::internal(format!("{what} {v} is out of range")))
 }
 
+/// For comparisons: a bound beyond `i64::MAX` means the same as `i64::MAX` (no stored value is
+/// larger).
+fn bound_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::corrupt(format!("negative {what} {v} in the database")))
 }
@@ -552,7 +558,7 @@ fn fetch_op(
     limit: usize,
 ) -> Result<Vec<StoredMessage>, OpError> {
     let id = authorize(conn, mailbox, hash)?;
-    let after = to_i64(after.map_or(0, |s| s.0), "sequence number")?;
+    let after = bound_i64(after.map_or(0, |s| s.0));
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut stmt = conn.prepare_cached(
         "SELECT seq, message_id, payload, stored_at FROM messages
@@ -634,7 +640,7 @@ impl MailboxStore for SqliteStore {
                 .prepare_cached(
                     "UPDATE messages SET payload = NULL WHERE mailbox = ?1 AND seq <= ?2 AND payload IS NOT NULL",
                 )?
-                .execute(params![id, to_i64(up_to.0, "sequence number")?])?;
+                .execute(params![id, bound_i64(up_to.0)])?;
             Ok(n as u64)
         })
         .await
@@ -665,7 +671,7 @@ impl MailboxStore for SqliteStore {
             return Ok(0);
         };
         self.write(false, move |conn| {
-            let cutoff = to_i64(cutoff, "time")?;
+            let cutoff = bound_i64(cutoff);
             let live: i64 = conn
                 .prepare_cached("SELECT count(*) FROM messages WHERE stored_at <= ?1 AND payload IS NOT NULL")?
                 .query_row([cutoff], |r| r.get(0))?;
