@@ -124,7 +124,10 @@ async fn reopen_keeps_everything_acknowledged() {
     };
     let store = SqliteStore::open(&path, config).unwrap();
     assert_eq!(store.fetch(mailbox(1), &credential(1), None, 100).await.unwrap(), acked);
-    assert_eq!(store.stats().await.unwrap(), StoreStats { mailboxes: 2, messages: 19, payload_bytes: 19 * 16 });
+    assert_eq!(
+        store.stats().await.unwrap(),
+        StoreStats { mailboxes: 2, messages: 19, payload_bytes: 19 * 16 }
+    );
     // Seqs and de-duplication carry over.
     let out = store.append(vec![item(1, 0, 0), item(1, 0, 100)], T0).await.unwrap();
     assert_eq!(out, vec![AppendOutcome::Duplicate(Seq(1)), AppendOutcome::Stored(Seq(11))]);
@@ -166,7 +169,8 @@ fn schema_dump(path: &std::path::Path) -> String {
     let mut stmt = conn
         .prepare("SELECT type, name, sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY type, name")
         .unwrap();
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)));
+    let rows =
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)));
     for row in rows.unwrap() {
         let (kind, name, sql) = row.unwrap();
         out.push_str(&format!("\n-- {kind} {name}\n{sql};\n"));
@@ -199,8 +203,14 @@ async fn v1_database_still_reads() {
     let store = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
     let got = store.fetch(mailbox(1), &credential(1), None, 10).await.unwrap();
     assert_eq!(got.len(), 2);
-    assert_eq!((got[0].seq, got[0].message_id, &got[0].payload[..], got[0].stored_at), (Seq(2), message_id(0, 2), &b"second"[..], T0));
-    assert_eq!((got[1].seq, got[1].message_id, &got[1].payload[..]), (Seq(3), message_id(0, 3), &b"third!"[..]));
+    assert_eq!(
+        (got[0].seq, got[0].message_id, &got[0].payload[..], got[0].stored_at),
+        (Seq(2), message_id(0, 2), &b"second"[..], T0)
+    );
+    assert_eq!(
+        (got[1].seq, got[1].message_id, &got[1].payload[..]),
+        (Seq(3), message_id(0, 3), &b"third!"[..])
+    );
     assert_eq!(store.fetch(mailbox(1), &credential(2), None, 10).await, Err(StoreError::Unauthorized));
     assert_eq!(store.stats().await.unwrap(), StoreStats { mailboxes: 2, messages: 2, payload_bytes: 12 });
     let out = store.append(vec![item(1, 0, 1), item(1, 0, 4), item(2, 0, 1)], T0).await.unwrap();

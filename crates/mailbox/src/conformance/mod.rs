@@ -220,15 +220,25 @@ pub async fn duplicates_stored_once<F: Factory>(f: &F) {
 pub async fn unknown_mailbox<F: Factory>(f: &F) {
     let store = registered(f, Limits::default(), &[1]).await;
     let out = append_ok(&store, vec![item(7, 0, 0), item(1, 0, 1), item(8, 0, 2)], T0).await;
-    assert_eq!(out, vec![AppendOutcome::UnknownMailbox, AppendOutcome::Stored(Seq(1)), AppendOutcome::UnknownMailbox]);
-    assert_eq!(store.stats().await.expect("stats"), StoreStats { mailboxes: 1, messages: 1, payload_bytes: 16 });
+    assert_eq!(
+        out,
+        vec![AppendOutcome::UnknownMailbox, AppendOutcome::Stored(Seq(1)), AppendOutcome::UnknownMailbox]
+    );
+    assert_eq!(
+        store.stats().await.expect("stats"),
+        StoreStats { mailboxes: 1, messages: 1, payload_bytes: 16 }
+    );
 }
 
 /// The message and byte quotas, and the payload size limit; deleting frees quota.
 pub async fn quotas_and_too_large<F: Factory>(f: &F) {
     let limits = small_limits(); // 5 messages, 100 bytes, payloads up to 40
     let store = registered(f, limits, &[1, 2]).await;
-    let big = |i: u16, len: usize| Append { mailbox: mailbox(2), message_id: message_id(2, i), payload: payload(i, len) };
+    let big = |i: u16, len: usize| Append {
+        mailbox: mailbox(2),
+        message_id: message_id(2, i),
+        payload: payload(i, len),
+    };
 
     // Count: 16-byte payloads, the sixth is refused.
     let out = append_ok(&store, (0..6).map(|i| item(1, 0, i)).collect(), T0).await;
@@ -309,7 +319,10 @@ pub async fn delete_and_idempotent_delete<F: Factory>(f: &F) {
     assert_eq!(seqs(&fetch_all(&store, 1).await), vec![4, 6, 8]);
     assert_eq!(store.delete_up_to(m, &c, Seq(u64::MAX)).await, Ok(3));
     assert!(fetch_all(&store, 1).await.is_empty());
-    assert_eq!(store.stats().await.expect("stats"), StoreStats { mailboxes: 1, messages: 0, payload_bytes: 0 });
+    assert_eq!(
+        store.stats().await.expect("stats"),
+        StoreStats { mailboxes: 1, messages: 0, payload_bytes: 0 }
+    );
     // Sequence numbers are never reused.
     assert_eq!(append_ok(&store, vec![item(1, 1, 0)], T0).await, vec![AppendOutcome::Stored(Seq(9))]);
 }
@@ -337,7 +350,10 @@ pub async fn expire_by_retention<F: Factory>(f: &F) {
     assert_eq!(seqs(&fetch_all(&store, 1).await), vec![4]);
     // Retention longer than the clock's value: nothing expires.
     assert_eq!(store.expire(UnixTime(5)).await, Ok(0));
-    assert_eq!(store.stats().await.expect("stats"), StoreStats { mailboxes: 2, messages: 1, payload_bytes: 16 });
+    assert_eq!(
+        store.stats().await.expect("stats"),
+        StoreStats { mailboxes: 2, messages: 1, payload_bytes: 16 }
+    );
 }
 
 /// Unregistering deletes the mailbox and all it held; the id can then be registered afresh, with
@@ -349,7 +365,10 @@ pub async fn unregister_removes_everything<F: Factory>(f: &F) {
     assert_eq!(store.fetch(mailbox(1), &credential(1), None, 10).await, Err(StoreError::Unauthorized));
     assert_eq!(store.unregister(mailbox(1), &credential(1)).await, Err(StoreError::Unauthorized));
     assert_eq!(append_ok(&store, vec![item(1, 0, 2)], T0).await, vec![AppendOutcome::UnknownMailbox]);
-    assert_eq!(store.stats().await.expect("stats"), StoreStats { mailboxes: 1, messages: 1, payload_bytes: 16 });
+    assert_eq!(
+        store.stats().await.expect("stats"),
+        StoreStats { mailboxes: 1, messages: 1, payload_bytes: 16 }
+    );
 
     store.register(mailbox(1), &credential(3), T0).await.expect("register again");
     assert_eq!(store.fetch(mailbox(1), &credential(3), None, 10).await, Ok(Vec::new()));

@@ -68,7 +68,12 @@ impl MailboxStore for ModelStore {
         &self.limits
     }
 
-    async fn register(&self, mailbox: MailboxId, credential: &Credential, _now: UnixTime) -> Result<(), StoreError> {
+    async fn register(
+        &self,
+        mailbox: MailboxId,
+        credential: &Credential,
+        _now: UnixTime,
+    ) -> Result<(), StoreError> {
         let hash = CredentialHash::derive(&mailbox, credential);
         let mut state = self.state();
         match state.get(&mailbox) {
@@ -144,7 +149,12 @@ impl MailboxStore for ModelStore {
             .collect())
     }
 
-    async fn delete_up_to(&self, mailbox: MailboxId, credential: &Credential, up_to: Seq) -> Result<u64, StoreError> {
+    async fn delete_up_to(
+        &self,
+        mailbox: MailboxId,
+        credential: &Credential,
+        up_to: Seq,
+    ) -> Result<u64, StoreError> {
         let mut state = self.state();
         let m = Self::authorized(&mut state, &mailbox, credential)?;
         let mut n = 0;
@@ -156,7 +166,12 @@ impl MailboxStore for ModelStore {
         Ok(n)
     }
 
-    async fn delete(&self, mailbox: MailboxId, credential: &Credential, seqs: &[Seq]) -> Result<u64, StoreError> {
+    async fn delete(
+        &self,
+        mailbox: MailboxId,
+        credential: &Credential,
+        seqs: &[Seq],
+    ) -> Result<u64, StoreError> {
         let mut state = self.state();
         let m = Self::authorized(&mut state, &mailbox, credential)?;
         let mut n = 0;

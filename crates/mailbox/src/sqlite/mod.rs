@@ -121,12 +121,13 @@ impl SqliteStore {
         let open_err = |e: rusqlite::Error| StoreError::Open { path: path.clone(), detail: open_detail(&e) };
         let mut conn = Connection::open_with_flags(
             &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
-        let mode: String =
-            conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(open_err)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(open_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Open {
                 path,
@@ -159,7 +160,10 @@ impl SqliteStore {
         let writer = std::thread::Builder::new()
             .name("mailbox-writer".into())
             .spawn(move || writer_loop(conn, rx, &writer_counters))
-            .map_err(|e| StoreError::Open { path: path.clone(), detail: format!("cannot start writer thread: {e}") })?;
+            .map_err(|e| StoreError::Open {
+                path: path.clone(),
+                detail: format!("cannot start writer thread: {e}"),
+            })?;
         Ok(SqliteStore {
             path,
             limits: config.limits,
@@ -200,7 +204,7 @@ impl SqliteStore {
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Job { op: Some(op), result: None, reply, is_append });
-        let jobs = self.jobs.as_ref().ok_or_else(|| closed())?;
+        let jobs = self.jobs.as_ref().ok_or_else(closed)?;
         jobs.send(job).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
@@ -450,7 +454,10 @@ fn run_group(conn: &Connection, group: Vec<Box<dyn WriteJob>>, counters: &Counte
                 if conn.execute_batch("ROLLBACK TO job; RELEASE job").is_err() {
                     let e = db_error(e);
                     let _ = conn.execute_batch("ROLLBACK");
-                    done.into_iter().chain(std::iter::once(job)).chain(pending).for_each(|j| j.fail(e.clone()));
+                    done.into_iter()
+                        .chain(std::iter::once(job))
+                        .chain(pending)
+                        .for_each(|j| j.fail(e.clone()));
                     return;
                 }
                 job.fail(db_error(e));
@@ -489,7 +496,12 @@ fn authorize(conn: &Connection, mailbox: &MailboxId, hash: &CredentialHash) -> R
     }
 }
 
-fn register_op(conn: &Connection, mailbox: &MailboxId, hash: &CredentialHash, now: UnixTime) -> Result<(), OpError> {
+fn register_op(
+    conn: &Connection,
+    mailbox: &MailboxId,
+    hash: &CredentialHash,
+    now: UnixTime,
+) -> Result<(), OpError> {
     let stored: Option<Vec<u8>> = conn
         .prepare_cached("SELECT credential_hash FROM mailboxes WHERE mailbox_id = ?1")?
         .query_row([&mailbox.0[..]], |r| r.get(0))
@@ -507,7 +519,12 @@ fn register_op(conn: &Connection, mailbox: &MailboxId, hash: &CredentialHash, no
     }
 }
 
-fn append_op(conn: &Connection, batch: &[Append], now: UnixTime, limits: &Limits) -> Result<Vec<AppendOutcome>, OpError> {
+fn append_op(
+    conn: &Connection,
+    batch: &[Append],
+    now: UnixTime,
+    limits: &Limits,
+) -> Result<Vec<AppendOutcome>, OpError> {
     let now = to_i64(now.0, "time")?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for item in batch {
@@ -598,7 +615,12 @@ impl MailboxStore for SqliteStore {
         &self.limits
     }
 
-    async fn register(&self, mailbox: MailboxId, credential: &Credential, now: UnixTime) -> Result<(), StoreError> {
+    async fn register(
+        &self,
+        mailbox: MailboxId,
+        credential: &Credential,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
         let hash = CredentialHash::derive(&mailbox, credential);
         self.write(false, move |conn| register_op(conn, &mailbox, &hash, now)).await
     }
@@ -632,7 +654,12 @@ impl MailboxStore for SqliteStore {
         self.read(move |conn| fetch_op(conn, &mailbox, &hash, after, limit)).await
     }
 
-    async fn delete_up_to(&self, mailbox: MailboxId, credential: &Credential, up_to: Seq) -> Result<u64, StoreError> {
+    async fn delete_up_to(
+        &self,
+        mailbox: MailboxId,
+        credential: &Credential,
+        up_to: Seq,
+    ) -> Result<u64, StoreError> {
         let hash = CredentialHash::derive(&mailbox, credential);
         self.write(false, move |conn| {
             let id = authorize(conn, &mailbox, &hash)?;
@@ -646,7 +673,12 @@ impl MailboxStore for SqliteStore {
         .await
     }
 
-    async fn delete(&self, mailbox: MailboxId, credential: &Credential, seqs: &[Seq]) -> Result<u64, StoreError> {
+    async fn delete(
+        &self,
+        mailbox: MailboxId,
+        credential: &Credential,
+        seqs: &[Seq],
+    ) -> Result<u64, StoreError> {
         let hash = CredentialHash::derive(&mailbox, credential);
         let seqs = seqs.to_vec();
         self.write(false, move |conn| {
@@ -673,7 +705,9 @@ impl MailboxStore for SqliteStore {
         self.write(false, move |conn| {
             let cutoff = bound_i64(cutoff);
             let live: i64 = conn
-                .prepare_cached("SELECT count(*) FROM messages WHERE stored_at <= ?1 AND payload IS NOT NULL")?
+                .prepare_cached(
+                    "SELECT count(*) FROM messages WHERE stored_at <= ?1 AND payload IS NOT NULL",
+                )?
                 .query_row([cutoff], |r| r.get(0))?;
             conn.prepare_cached("DELETE FROM messages WHERE stored_at <= ?1")?.execute([cutoff])?;
             Ok(to_u64(live, "count")?)
