@@ -28,10 +28,11 @@
 //!
 //! # Conformance
 //!
-//! With the `conformance` feature, [`conformance`] exposes the backend-independent test suite
-//! (one async function per case, and [`conformance_tests!`](crate::conformance_tests) to turn
-//! them into `#[tokio::test]`s), an in-memory reference model, and a state-machine property test
-//! that checks a backend against the model.
+//! With the `conformance` feature, the module `conformance` exposes the backend-independent test
+//! suite (one async function per case, and the macro `conformance_tests!` that turns them into
+//! `#[tokio::test]`s), an in-memory reference model (`ModelStore`), and a state-machine property
+//! test (`ops`, `check_against_model`) that checks a backend against the model. Every backend's
+//! tests run the same suite unchanged (`tests/sqlite.rs` for SQLite).
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]

@@ -9,8 +9,8 @@ use crate::{
 
 /// A gateway's mailbox store.
 ///
-/// Every method's contract is pinned by [`conformance`](crate#conformance) (the suite each
-/// backend passes); the summary:
+/// Every method's contract is pinned by the conformance suite (the `conformance`
+/// feature; every backend passes it); the summary:
 ///
 /// - A mailbox exists once registered; only the holder of its [`Credential`] can fetch, delete
 ///   or unregister. Unknown mailbox and wrong credential are the same

@@ -41,6 +41,9 @@ CREATE TABLE messages (
 CREATE UNIQUE INDEX messages_by_seq ON messages (mailbox, seq);
 CREATE UNIQUE INDEX messages_by_message_id ON messages (mailbox, message_id);
 CREATE INDEX messages_by_age ON messages (stored_at);
+-- Fetch and delete walk only live messages: deleted ones (the majority, once clients keep up)
+-- stay out of their way.
+CREATE INDEX messages_live ON messages (mailbox, seq) WHERE payload IS NOT NULL;
 
 CREATE TRIGGER messages_count_insert AFTER INSERT ON messages WHEN NEW.payload IS NOT NULL
 BEGIN

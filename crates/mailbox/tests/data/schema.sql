@@ -9,6 +9,9 @@ CREATE UNIQUE INDEX messages_by_message_id ON messages (mailbox, message_id);
 -- index messages_by_seq
 CREATE UNIQUE INDEX messages_by_seq ON messages (mailbox, seq);
 
+-- index messages_live
+CREATE INDEX messages_live ON messages (mailbox, seq) WHERE payload IS NOT NULL;
+
 -- table mailboxes
 CREATE TABLE mailboxes (
     id INTEGER PRIMARY KEY,
