@@ -1,7 +1,7 @@
 //! Key agreement schemes: X25519 as a NIKE (classic Sphinx, with blinding), X25519 as a KEM, and
 //! the hybrid post-quantum X-Wing KEM (ML-KEM-768 + X25519), and the keys of each.
 //!
-//! X25519 runs behind the small [`X25519Backend`](crate::primitives::X25519Backend) trait so that
+//! X25519 runs behind the small [`X25519Backend`] trait so that
 //! the fastest audited implementation can be chosen by measurement (see `docs/BENCHMARKS.md`).
 
 use rand_core::CryptoRng;

@@ -1,0 +1,68 @@
+//! The one error type of store operations.
+
+use std::path::PathBuf;
+
+/// Why a store operation failed. When an [`append`](crate::MailboxStore::append) returns an
+/// error, nothing in its batch may be acknowledged.
+///
+/// Variants carry a human-readable `detail` (no mailbox or message ids) rather than the
+/// backend's error value, so that one failed group commit can report the same error to each of
+/// its callers.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The mailbox is not registered, or the credential is not the one it was registered with.
+    /// The two are not distinguished, so that a caller without the credential learns nothing.
+    #[error("unauthorized: no such mailbox, or the credential does not match")]
+    Unauthorized,
+    /// The disk, or the store's configured size limit, is full. Nothing from the failed call was
+    /// stored; what was acknowledged before is intact.
+    #[error("mailbox store is full ({detail}): free disk space or raise the store's size limit")]
+    Full {
+        /// What the backend reported.
+        detail: String,
+    },
+    /// Reading or writing storage failed (permissions, a failing disk, a read-only file system).
+    #[error("mailbox store I/O error: {detail}")]
+    Io {
+        /// What the backend reported.
+        detail: String,
+    },
+    /// The store cannot serve now (busy, locked, shutting down, or a remote backend is
+    /// unreachable): retry later.
+    #[error("mailbox store unavailable ({detail}): retry later")]
+    Unavailable {
+        /// What the backend reported.
+        detail: String,
+    },
+    /// Stored data is damaged or not what this version expects: restore from a backup.
+    #[error("mailbox store data is corrupt ({detail}): restore the store from a backup")]
+    Corrupt {
+        /// What was found.
+        detail: String,
+    },
+    /// The store at `path` could not be opened.
+    #[error("cannot open the mailbox store at {}: {detail}", path.display())]
+    Open {
+        /// The path given to open.
+        path: PathBuf,
+        /// Why, and what to do about it.
+        detail: String,
+    },
+    /// A bug in the store (an invariant did not hold): please report it.
+    #[error("internal error in the mailbox store (a bug): {detail}")]
+    Internal {
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn internal(detail: impl Into<String>) -> Self {
+        StoreError::Internal { detail: detail.into() }
+    }
+
+    pub(crate) fn corrupt(detail: impl Into<String>) -> Self {
+        StoreError::Corrupt { detail: detail.into() }
+    }
+}
