@@ -6,7 +6,7 @@
 //! to one `#[tokio::test]` per case (multi-threaded runtime, so the concurrency case really runs
 //! in parallel), which is what a backend's test file uses:
 //!
-//! ```ignore
+//! ```text
 //! qanat_mailbox::conformance_tests!(MyFactory::new());
 //! ```
 //!
