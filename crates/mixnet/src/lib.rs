@@ -1,0 +1,19 @@
+//! IO-free node logic for Qanat's mix network: the mix node and the gateway.
+//!
+//! Every function takes bytes, the current [`Time`] and an RNG, and returns what to send; the
+//! node process (the networking layer) owns sockets, clocks and storage. This makes every
+//! behaviour testable on a deterministic simulated network with simulated time (see
+//! `tests/sim.rs`).
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod mix;
+pub mod replay;
+pub mod time;
+pub mod topology;
+
+pub use mix::{Dropped, EpochWindow, Mix, MixConfig, MixMetrics, Received, Transmit};
+pub use replay::ReplayFilter;
+pub use time::{Time, exponential};
+pub use topology::{Destination, Hop, Position, Topology, path_hops};

@@ -1,0 +1,419 @@
+//! The mix node: unwrap one layer, drop replays, hold each packet for the delay its sender chose,
+//! forward it; and send loop cover traffic of its own.
+//!
+//! Driven like quinn-proto: [`Mix::handle_packet`] for each packet that arrives,
+//! [`Mix::poll_transmit`] for packets due to leave, [`Mix::poll_timeout`] /
+//! [`Mix::handle_timeout`] for the timer. Nothing here reads a clock or opens a socket.
+//!
+//! Keys: the node installs one packet key per epoch ([`Mix::add_epoch_key`]) with the interval in
+//! which it is accepted (the epoch widened by a grace period on both sides, so packets in flight
+//! across a boundary are not lost). Each key has its own replay filter; both are erased together
+//! when the key expires, which is what keeps the filter's memory bounded.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Duration;
+
+use qanat_packet::{Geometry, NodeId, RecipientId, ReplayTag, SecretKey, Sphinx, UnwrapError};
+use rand_core::CryptoRng;
+
+use crate::replay::ReplayFilter;
+use crate::time::{Time, exponential};
+use crate::topology::{Destination, Hop, Position, Topology, path_hops};
+
+/// A mix node's configuration.
+#[derive(Debug, Clone)]
+pub struct MixConfig {
+    /// This node.
+    pub id: NodeId,
+    /// The secret recipient id of this node's own loop packets.
+    pub loop_recipient: RecipientId,
+    /// Mean per-hop delay 1/μ used in the node's own loop packets.
+    pub mean_delay: Duration,
+    /// Rate λ_M of loop cover packets per second (0 disables them).
+    pub loop_rate: f64,
+    /// Longest delay honoured; longer requested delays are cut to this (bounds memory and stops a
+    /// sender from parking packets at a mix).
+    pub max_delay: Duration,
+    /// Most packets held at once; beyond it new packets are dropped and counted.
+    pub max_queue: usize,
+    /// Tags each epoch key's replay filter is sized for.
+    pub replay_capacity: u64,
+    /// The replay filter's false-positive rate.
+    pub replay_false_positive_rate: f64,
+}
+
+impl MixConfig {
+    /// Defaults for `id`: mean delay 50 ms, λ_M = 40/s (so λ_M/μ = 2 from loops alone), delays cut
+    /// at 20× the mean, 100,000 queued packets, replay filters of 4 million tags at 10⁻⁶.
+    pub fn new(id: NodeId, loop_recipient: RecipientId) -> Self {
+        Self {
+            id,
+            loop_recipient,
+            mean_delay: Duration::from_millis(50),
+            loop_rate: 40.0,
+            max_delay: Duration::from_secs(1),
+            max_queue: 100_000,
+            replay_capacity: crate::replay::DEFAULT_CAPACITY,
+            replay_false_positive_rate: crate::replay::DEFAULT_FALSE_POSITIVE_RATE,
+        }
+    }
+}
+
+/// A packet due to leave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The next node.
+    pub to: NodeId,
+    /// The packet.
+    pub packet: Vec<u8>,
+}
+
+/// Why a packet was dropped. Every case is counted in [`MixMetrics`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Dropped {
+    /// The packet did not unwrap under any live key (garbage, forged, or for another node).
+    #[error("packet rejected: {0}")]
+    Malformed(UnwrapError),
+    /// Its replay tag was seen before under a live key.
+    #[error("replayed packet")]
+    Replay,
+    /// No packet key is live at this time.
+    #[error("no live packet key")]
+    NoKey,
+    /// The delay queue is full.
+    #[error("delay queue full")]
+    QueueFull,
+    /// The packet ends at this mix but is not one of its loops (mixes deliver nothing).
+    #[error("packet ends at a mix")]
+    Terminal,
+}
+
+/// What happened to an accepted packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// Queued for forwarding at the given time.
+    Queued {
+        /// When it leaves.
+        until: Time,
+    },
+    /// One of this node's loop packets came back.
+    LoopReturned,
+}
+
+/// Counters a node exports as metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MixMetrics {
+    /// Packets received.
+    pub received: u64,
+    /// Packets forwarded (including own loops).
+    pub forwarded: u64,
+    /// Dropped: no valid unwrap.
+    pub dropped_malformed: u64,
+    /// Dropped: replay.
+    pub dropped_replay: u64,
+    /// Dropped: no live key.
+    pub dropped_no_key: u64,
+    /// Dropped: queue full.
+    pub dropped_queue_full: u64,
+    /// Dropped: terminal packet that is not an own loop.
+    pub dropped_terminal: u64,
+    /// Own loop packets sent.
+    pub loops_sent: u64,
+    /// Own loop packets that came back.
+    pub loops_returned: u64,
+    /// Integral over time of the number of packets held, in packet·seconds; divided by the
+    /// elapsed time it is the mean pool size, which estimates λ/μ at this mix.
+    pub pool_packet_seconds: f64,
+}
+
+/// When an epoch's key is used: packets are accepted from `start - grace` until `end + grace`,
+/// and the node's own packets use the epoch from `start` until `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochWindow {
+    /// Start of the epoch.
+    pub start: Time,
+    /// End of the epoch.
+    pub end: Time,
+    /// Grace period on both sides.
+    pub grace: Duration,
+}
+
+impl EpochWindow {
+    fn accepts(&self, now: Time) -> bool {
+        self.start - self.grace <= now && now < self.end + self.grace
+    }
+    fn current(&self, now: Time) -> bool {
+        self.start <= now && now < self.end
+    }
+}
+
+struct EpochKey {
+    epoch: u64,
+    key: SecretKey,
+    window: EpochWindow,
+    filter: ReplayFilter,
+}
+
+struct Queued {
+    at: Time,
+    seq: u64,
+    to: NodeId,
+    packet: Vec<u8>,
+}
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, o: &Self) -> core::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+/// A mix node's state.
+pub struct Mix {
+    config: MixConfig,
+    sphinx: Sphinx,
+    keys: Vec<EpochKey>,
+    topologies: Vec<Topology>,
+    queue: BinaryHeap<Reverse<Queued>>,
+    seq: u64,
+    next_loop: Option<Time>,
+    last_pool_update: Option<Time>,
+    metrics: MixMetrics,
+}
+
+impl core::fmt::Debug for Mix {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Mix").field("queued", &self.queue.len()).field("keys", &self.keys.len()).finish()
+    }
+}
+
+impl Mix {
+    /// A mix for packets of `geometry`.
+    pub fn new(config: MixConfig, geometry: Geometry) -> Self {
+        Self {
+            config,
+            sphinx: Sphinx::new(geometry),
+            keys: Vec::new(),
+            topologies: Vec::new(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            next_loop: None,
+            last_pool_update: None,
+            metrics: MixMetrics::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MixConfig {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> &MixMetrics {
+        &self.metrics
+    }
+
+    /// Packets currently held.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Installs the packet key of `epoch` with its window. Replaces a key already installed for
+    /// that epoch.
+    pub fn add_epoch_key(&mut self, epoch: u64, key: SecretKey, window: EpochWindow) {
+        self.keys.retain(|k| k.epoch != epoch);
+        let filter = ReplayFilter::new(self.config.replay_capacity, self.config.replay_false_positive_rate);
+        self.keys.push(EpochKey { epoch, key, window, filter });
+        self.keys.sort_by_key(|k| Reverse(k.epoch));
+    }
+
+    /// Epochs whose keys are installed.
+    pub fn key_epochs(&self) -> Vec<u64> {
+        self.keys.iter().map(|k| k.epoch).collect()
+    }
+
+    /// Memory held by replay filters.
+    pub fn replay_filter_bytes(&self) -> usize {
+        self.keys.iter().map(|k| k.filter.memory_bytes()).sum()
+    }
+
+    /// Adds the topology of an epoch, used for the node's own loop packets during that epoch.
+    /// Topologies of epochs whose keys have expired are dropped with the keys.
+    pub fn add_topology(&mut self, topology: Topology) {
+        self.topologies.retain(|t| t.epoch != topology.epoch);
+        self.topologies.push(topology);
+    }
+
+    fn current_topology(&self, now: Time) -> Option<&Topology> {
+        let epoch = self.keys.iter().find(|k| k.window.current(now))?.epoch;
+        self.topologies.iter().find(|t| t.epoch == epoch)
+    }
+
+    fn account_pool(&mut self, now: Time) {
+        if let Some(last) = self.last_pool_update {
+            self.metrics.pool_packet_seconds +=
+                self.queue.len() as f64 * now.saturating_since(last).as_secs_f64();
+        }
+        self.last_pool_update = Some(now.max(self.last_pool_update.unwrap_or(now)));
+    }
+
+    fn drop_packet(&mut self, why: Dropped) -> Dropped {
+        let m = &mut self.metrics;
+        match why {
+            Dropped::Malformed(_) => m.dropped_malformed += 1,
+            Dropped::Replay => m.dropped_replay += 1,
+            Dropped::NoKey => m.dropped_no_key += 1,
+            Dropped::QueueFull => m.dropped_queue_full += 1,
+            Dropped::Terminal => m.dropped_terminal += 1,
+        }
+        why
+    }
+
+    /// Handles a packet that arrived at `now`.
+    pub fn handle_packet(&mut self, now: Time, mut packet: Vec<u8>) -> Result<Received, Dropped> {
+        self.metrics.received += 1;
+        self.account_pool(now);
+        let tag: ReplayTag = match self.sphinx.replay_tag(&packet) {
+            Ok(t) => t,
+            Err(e) => return Err(self.drop_packet(Dropped::Malformed(e))),
+        };
+        let live: Vec<usize> = (0..self.keys.len()).filter(|&i| self.keys[i].window.accepts(now)).collect();
+        if live.is_empty() {
+            return Err(self.drop_packet(Dropped::NoKey));
+        }
+        // A replay is dropped before any public-key work.
+        if live.iter().any(|&i| self.keys[i].filter.contains(&tag)) {
+            return Err(self.drop_packet(Dropped::Replay));
+        }
+        if self.queue.len() >= self.config.max_queue {
+            return Err(self.drop_packet(Dropped::QueueFull));
+        }
+        let mut last_err = UnwrapError::Mac;
+        for (n, &i) in live.iter().enumerate() {
+            // Unwrap transforms in place; keep the original for the next key only if there is one.
+            let mut attempt = if n + 1 < live.len() { packet.clone() } else { core::mem::take(&mut packet) };
+            match self.sphinx.unwrap(&self.keys[i].key, &mut attempt) {
+                Ok(out) => {
+                    self.keys[i].filter.insert(&out.replay_tag);
+                    return match out.commands.next_hop {
+                        Some(next) => {
+                            let delay = out
+                                .commands
+                                .delay
+                                .map_or(Duration::ZERO, |d| Duration::from_millis(u64::from(d.delay_ms)))
+                                .min(self.config.max_delay);
+                            let at = now + delay;
+                            self.enqueue(at, next.id, attempt);
+                            Ok(Received::Queued { until: at })
+                        }
+                        None if out.commands.recipient == Some(self.config.loop_recipient) => {
+                            self.metrics.loops_returned += 1;
+                            Ok(Received::LoopReturned)
+                        }
+                        None => Err(self.drop_packet(Dropped::Terminal)),
+                    };
+                }
+                Err(e) => last_err = e,
+            }
+        }
+        Err(self.drop_packet(Dropped::Malformed(last_err)))
+    }
+
+    fn enqueue(&mut self, at: Time, to: NodeId, packet: Vec<u8>) {
+        self.seq += 1;
+        self.queue.push(Reverse(Queued { at, seq: self.seq, to, packet }));
+    }
+
+    /// The next packet due at `now`, if any.
+    pub fn poll_transmit(&mut self, now: Time) -> Option<Transmit> {
+        if self.queue.peek().is_some_and(|Reverse(q)| q.at <= now) {
+            self.account_pool(now);
+            let Reverse(q) = self.queue.pop()?;
+            self.metrics.forwarded += 1;
+            return Some(Transmit { to: q.to, packet: q.packet });
+        }
+        None
+    }
+
+    /// When [`Mix::handle_timeout`] or [`Mix::poll_transmit`] next has work.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let q = self.queue.peek().map(|Reverse(q)| q.at);
+        // With loops enabled but not yet scheduled, ask to be called at once to schedule them.
+        let l = if self.config.loop_rate > 0.0 { Some(self.next_loop.unwrap_or(Time::ZERO)) } else { None };
+        match (q, l) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Advances timers: erases expired keys (and their replay filters) and emits due loop packets.
+    pub fn handle_timeout<R: CryptoRng + ?Sized>(&mut self, now: Time, rng: &mut R) {
+        self.account_pool(now);
+        self.keys.retain(|k| now < k.window.end + k.window.grace);
+        let epochs: Vec<u64> = self.keys.iter().map(|k| k.epoch).collect();
+        self.topologies.retain(|t| epochs.contains(&t.epoch));
+        if self.config.loop_rate <= 0.0 {
+            self.next_loop = None;
+            return;
+        }
+        let mean_gap = Duration::from_secs_f64(1.0 / self.config.loop_rate);
+        let mut next = *self.next_loop.get_or_insert_with(|| now + exponential(rng, mean_gap));
+        // Emit every loop that fell due (at most a bounded burst after a long pause).
+        let mut burst = 0;
+        while next <= now && burst < 64 {
+            if let Some((to, packet)) = self.make_loop(now, rng) {
+                self.metrics.loops_sent += 1;
+                self.enqueue(now, to, packet);
+            }
+            next = next + exponential(rng, mean_gap);
+            burst += 1;
+        }
+        if next <= now {
+            next = now + exponential(rng, mean_gap);
+        }
+        self.next_loop = Some(next);
+    }
+
+    /// A loop packet through the following layers, a gateway and the preceding layers, back to
+    /// this node.
+    fn make_loop<R: CryptoRng + ?Sized>(&self, now: Time, rng: &mut R) -> Option<(NodeId, Vec<u8>)> {
+        let topo = self.current_topology(now)?;
+        let Position::Mix(layer) = topo.position(&self.config.id)? else { return None };
+        let me = topo.hop(&self.config.id)?;
+        let mut hops: Vec<&Hop> = Vec::new();
+        for l in layer + 1..topo.layers.len() {
+            hops.push(topo.random_mix(l, rng)?);
+        }
+        hops.push(topo.random_gateway(rng)?);
+        for l in 0..layer {
+            hops.push(topo.random_mix(l, rng)?);
+        }
+        hops.push(me);
+        if hops.len() > self.sphinx.geometry().nr_hops() {
+            return None;
+        }
+        let is_gw = |id: &NodeId| topo.gateways.iter().any(|g| g.id == *id);
+        let path = path_hops(
+            &hops,
+            is_gw,
+            self.config.mean_delay,
+            Destination::Recipient(self.config.loop_recipient),
+            rng,
+        );
+        let mut payload = vec![0u8; self.sphinx.geometry().forward_payload_len()];
+        rng.fill_bytes(&mut payload);
+        let first = hops.first()?.id;
+        self.sphinx.new_packet(rng, &path, &payload).ok().map(|p| (first, p))
+    }
+}
