@@ -8,12 +8,19 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod gateway;
+mod keyring;
 pub mod mix;
 pub mod replay;
 pub mod time;
 pub mod topology;
 
-pub use mix::{Dropped, EpochWindow, Mix, MixConfig, MixMetrics, Received, Transmit};
+pub use gateway::{
+    Ack, AckToken, Egress, Gateway, GatewayConfig, GatewayMetrics, MailboxItem, StoreRequest, StoreResult,
+    StoreToken,
+};
+pub use keyring::{EpochWindow, Transmit};
+pub use mix::{Dropped, Mix, MixConfig, MixMetrics, Received};
 pub use replay::ReplayFilter;
 pub use time::{Time, exponential};
 pub use topology::{Destination, Hop, Position, Topology, path_hops};

@@ -10,14 +10,12 @@
 //! across a boundary are not lost). Each key has its own replay filter; both are erased together
 //! when the key expires, which is what keeps the filter's memory bounded.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::time::Duration;
 
-use qanat_packet::{Geometry, NodeId, RecipientId, ReplayTag, SecretKey, Sphinx, UnwrapError};
+use qanat_packet::{Geometry, NodeId, RecipientId, SecretKey, Sphinx, UnwrapError};
 use rand_core::CryptoRng;
 
-use crate::replay::ReplayFilter;
+use crate::keyring::{DelayQueue, EpochWindow, KeyRing, RingError, Transmit, requested_delay};
 use crate::time::{Time, exponential};
 use crate::topology::{Destination, Hop, Position, Topology, path_hops};
 
@@ -58,15 +56,6 @@ impl MixConfig {
             replay_false_positive_rate: crate::replay::DEFAULT_FALSE_POSITIVE_RATE,
         }
     }
-}
-
-/// A packet due to leave.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transmit {
-    /// The next node.
-    pub to: NodeId,
-    /// The packet.
-    pub packet: Vec<u8>,
 }
 
 /// Why a packet was dropped. Every case is counted in [`MixMetrics`].
@@ -128,73 +117,23 @@ pub struct MixMetrics {
     pub pool_packet_seconds: f64,
 }
 
-/// When an epoch's key is used: packets are accepted from `start - grace` until `end + grace`,
-/// and the node's own packets use the epoch from `start` until `end`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EpochWindow {
-    /// Start of the epoch.
-    pub start: Time,
-    /// End of the epoch.
-    pub end: Time,
-    /// Grace period on both sides.
-    pub grace: Duration,
-}
-
-impl EpochWindow {
-    fn accepts(&self, now: Time) -> bool {
-        self.start - self.grace <= now && now < self.end + self.grace
-    }
-    fn current(&self, now: Time) -> bool {
-        self.start <= now && now < self.end
-    }
-}
-
-struct EpochKey {
-    epoch: u64,
-    key: SecretKey,
-    window: EpochWindow,
-    filter: ReplayFilter,
-}
-
-struct Queued {
-    at: Time,
-    seq: u64,
-    to: NodeId,
-    packet: Vec<u8>,
-}
-impl PartialEq for Queued {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, o: &Self) -> Option<core::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, o: &Self) -> core::cmp::Ordering {
-        (self.at, self.seq).cmp(&(o.at, o.seq))
-    }
-}
-
 /// A mix node's state.
 pub struct Mix {
     config: MixConfig,
     sphinx: Sphinx,
-    keys: Vec<EpochKey>,
+    keys: KeyRing,
     topologies: Vec<Topology>,
-    queue: BinaryHeap<Reverse<Queued>>,
-    seq: u64,
+    queue: DelayQueue,
     next_loop: Option<Time>,
-    last_pool_update: Option<Time>,
     metrics: MixMetrics,
 }
 
 impl core::fmt::Debug for Mix {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Mix").field("queued", &self.queue.len()).field("keys", &self.keys.len()).finish()
+        f.debug_struct("Mix")
+            .field("queued", &self.queue.len())
+            .field("key_epochs", &self.keys.epochs())
+            .finish()
     }
 }
 
@@ -202,15 +141,13 @@ impl Mix {
     /// A mix for packets of `geometry`.
     pub fn new(config: MixConfig, geometry: Geometry) -> Self {
         Self {
-            config,
             sphinx: Sphinx::new(geometry),
-            keys: Vec::new(),
+            keys: KeyRing::new(config.replay_capacity, config.replay_false_positive_rate),
             topologies: Vec::new(),
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: DelayQueue::default(),
             next_loop: None,
-            last_pool_update: None,
             metrics: MixMetrics::default(),
+            config,
         }
     }
 
@@ -220,8 +157,8 @@ impl Mix {
     }
 
     /// Counters.
-    pub fn metrics(&self) -> &MixMetrics {
-        &self.metrics
+    pub fn metrics(&self) -> MixMetrics {
+        MixMetrics { pool_packet_seconds: self.queue.packet_seconds, ..self.metrics.clone() }
     }
 
     /// Packets currently held.
@@ -229,23 +166,20 @@ impl Mix {
         self.queue.len()
     }
 
-    /// Installs the packet key of `epoch` with its window. Replaces a key already installed for
-    /// that epoch.
+    /// Installs the packet key of `epoch` with its window (replacing one already installed for
+    /// that epoch).
     pub fn add_epoch_key(&mut self, epoch: u64, key: SecretKey, window: EpochWindow) {
-        self.keys.retain(|k| k.epoch != epoch);
-        let filter = ReplayFilter::new(self.config.replay_capacity, self.config.replay_false_positive_rate);
-        self.keys.push(EpochKey { epoch, key, window, filter });
-        self.keys.sort_by_key(|k| Reverse(k.epoch));
+        self.keys.add(epoch, key, window);
     }
 
     /// Epochs whose keys are installed.
     pub fn key_epochs(&self) -> Vec<u64> {
-        self.keys.iter().map(|k| k.epoch).collect()
+        self.keys.epochs()
     }
 
     /// Memory held by replay filters.
     pub fn replay_filter_bytes(&self) -> usize {
-        self.keys.iter().map(|k| k.filter.memory_bytes()).sum()
+        self.keys.filter_bytes()
     }
 
     /// Adds the topology of an epoch, used for the node's own loop packets during that epoch.
@@ -256,16 +190,8 @@ impl Mix {
     }
 
     fn current_topology(&self, now: Time) -> Option<&Topology> {
-        let epoch = self.keys.iter().find(|k| k.window.current(now))?.epoch;
+        let epoch = self.keys.current_epoch(now)?;
         self.topologies.iter().find(|t| t.epoch == epoch)
-    }
-
-    fn account_pool(&mut self, now: Time) {
-        if let Some(last) = self.last_pool_update {
-            self.metrics.pool_packet_seconds +=
-                self.queue.len() as f64 * now.saturating_since(last).as_secs_f64();
-        }
-        self.last_pool_update = Some(now.max(self.last_pool_update.unwrap_or(now)));
     }
 
     fn drop_packet(&mut self, why: Dropped) -> Dropped {
@@ -281,74 +207,41 @@ impl Mix {
     }
 
     /// Handles a packet that arrived at `now`.
-    pub fn handle_packet(&mut self, now: Time, mut packet: Vec<u8>) -> Result<Received, Dropped> {
+    pub fn handle_packet(&mut self, now: Time, packet: Vec<u8>) -> Result<Received, Dropped> {
         self.metrics.received += 1;
-        self.account_pool(now);
-        let tag: ReplayTag = match self.sphinx.replay_tag(&packet) {
-            Ok(t) => t,
-            Err(e) => return Err(self.drop_packet(Dropped::Malformed(e))),
-        };
-        let live: Vec<usize> = (0..self.keys.len()).filter(|&i| self.keys[i].window.accepts(now)).collect();
-        if live.is_empty() {
-            return Err(self.drop_packet(Dropped::NoKey));
-        }
-        // A replay is dropped before any public-key work.
-        if live.iter().any(|&i| self.keys[i].filter.contains(&tag)) {
-            return Err(self.drop_packet(Dropped::Replay));
-        }
         if self.queue.len() >= self.config.max_queue {
             return Err(self.drop_packet(Dropped::QueueFull));
         }
-        let mut last_err = UnwrapError::Mac;
-        for (n, &i) in live.iter().enumerate() {
-            // Unwrap transforms in place; keep the original for the next key only if there is one.
-            let mut attempt = if n + 1 < live.len() { packet.clone() } else { core::mem::take(&mut packet) };
-            match self.sphinx.unwrap(&self.keys[i].key, &mut attempt) {
-                Ok(out) => {
-                    self.keys[i].filter.insert(&out.replay_tag);
-                    return match out.commands.next_hop {
-                        Some(next) => {
-                            let delay = out
-                                .commands
-                                .delay
-                                .map_or(Duration::ZERO, |d| Duration::from_millis(u64::from(d.delay_ms)))
-                                .min(self.config.max_delay);
-                            let at = now + delay;
-                            self.enqueue(at, next.id, attempt);
-                            Ok(Received::Queued { until: at })
-                        }
-                        None if out.commands.recipient == Some(self.config.loop_recipient) => {
-                            self.metrics.loops_returned += 1;
-                            Ok(Received::LoopReturned)
-                        }
-                        None => Err(self.drop_packet(Dropped::Terminal)),
-                    };
-                }
-                Err(e) => last_err = e,
+        let (out, packet) = match self.keys.unwrap(&self.sphinx, now, packet, true) {
+            Ok(x) => x,
+            Err(RingError::NoKey) => return Err(self.drop_packet(Dropped::NoKey)),
+            Err(RingError::Replay) => return Err(self.drop_packet(Dropped::Replay)),
+            Err(RingError::Malformed(e)) => return Err(self.drop_packet(Dropped::Malformed(e))),
+        };
+        match out.commands.next_hop {
+            Some(next) => {
+                let at = now + requested_delay(&out, self.config.max_delay);
+                self.queue.push(now, at, next.id, packet);
+                Ok(Received::Queued { until: at })
             }
+            None if out.commands.recipient == Some(self.config.loop_recipient) => {
+                self.metrics.loops_returned += 1;
+                Ok(Received::LoopReturned)
+            }
+            None => Err(self.drop_packet(Dropped::Terminal)),
         }
-        Err(self.drop_packet(Dropped::Malformed(last_err)))
-    }
-
-    fn enqueue(&mut self, at: Time, to: NodeId, packet: Vec<u8>) {
-        self.seq += 1;
-        self.queue.push(Reverse(Queued { at, seq: self.seq, to, packet }));
     }
 
     /// The next packet due at `now`, if any.
     pub fn poll_transmit(&mut self, now: Time) -> Option<Transmit> {
-        if self.queue.peek().is_some_and(|Reverse(q)| q.at <= now) {
-            self.account_pool(now);
-            let Reverse(q) = self.queue.pop()?;
-            self.metrics.forwarded += 1;
-            return Some(Transmit { to: q.to, packet: q.packet });
-        }
-        None
+        let t = self.queue.pop_due(now)?;
+        self.metrics.forwarded += 1;
+        Some(t)
     }
 
     /// When [`Mix::handle_timeout`] or [`Mix::poll_transmit`] next has work.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let q = self.queue.peek().map(|Reverse(q)| q.at);
+        let q = self.queue.next_due();
         // With loops enabled but not yet scheduled, ask to be called at once to schedule them.
         let l = if self.config.loop_rate > 0.0 { Some(self.next_loop.unwrap_or(Time::ZERO)) } else { None };
         match (q, l) {
@@ -359,9 +252,9 @@ impl Mix {
 
     /// Advances timers: erases expired keys (and their replay filters) and emits due loop packets.
     pub fn handle_timeout<R: CryptoRng + ?Sized>(&mut self, now: Time, rng: &mut R) {
-        self.account_pool(now);
-        self.keys.retain(|k| now < k.window.end + k.window.grace);
-        let epochs: Vec<u64> = self.keys.iter().map(|k| k.epoch).collect();
+        self.queue.account(now);
+        self.keys.expire(now);
+        let epochs = self.keys.epochs();
         self.topologies.retain(|t| epochs.contains(&t.epoch));
         if self.config.loop_rate <= 0.0 {
             self.next_loop = None;
@@ -374,7 +267,7 @@ impl Mix {
         while next <= now && burst < 64 {
             if let Some((to, packet)) = self.make_loop(now, rng) {
                 self.metrics.loops_sent += 1;
-                self.enqueue(now, to, packet);
+                self.queue.push(now, now, to, packet);
             }
             next = next + exponential(rng, mean_gap);
             burst += 1;

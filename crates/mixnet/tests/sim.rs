@@ -1,7 +1,8 @@
 //! Mix nodes on a deterministic simulated network with simulated time and loss.
 //!
-//! Three layers of two mixes; the two gateways are played by the test harness (they unwrap with
-//! the packet crate and either forward, for mixes' loops that pass through them, or deliver).
+//! Three layers of two mixes and two gateways. The harness plays the links (latency, loss, and the
+//! link-level retransmission of packets a gateway has not acknowledged) and the mailbox store
+//! (a map keyed by mailbox and message id, which can be made to fail like a full disk).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -10,7 +11,8 @@ use std::time::Duration;
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::{Rng, SeedableRng};
 use qanat_mixnet::{
-    Destination, Dropped, EpochWindow, Hop, Mix, MixConfig, Received, Time, Topology, path_hops,
+    AckToken, Destination, Dropped, EpochWindow, Gateway, GatewayConfig, Hop, MailboxItem, Mix, MixConfig,
+    Received, StoreResult, Time, Topology, path_hops,
 };
 use qanat_packet::{Geometry, NodeId, RecipientId, Scheme, SecretKey, Sphinx};
 
@@ -26,6 +28,12 @@ struct Net {
     sphinx: Sphinx,
     mixes: BTreeMap<NodeId, Mix>,
     gateways: BTreeMap<NodeId, Vec<(u64, SecretKey)>>,
+    gateway_nodes: BTreeMap<NodeId, Gateway>,
+    /// Packets a mix sent to a gateway and not yet acknowledged: token -> (from, to, packet, resend at).
+    unacked: BTreeMap<u64, (NodeId, NodeId, Vec<u8>, Time)>,
+    /// The mailbox store: (mailbox, message id) -> item, in arrival order.
+    store: Vec<(RecipientId, [u8; 32], Vec<u8>)>,
+    store_fails: bool,
     mix_keys: BTreeMap<NodeId, Vec<(u64, SecretKey)>>,
     layers: Vec<Vec<NodeId>>,
     gateway_ids: Vec<NodeId>,
@@ -33,7 +41,6 @@ struct Net {
     events: BinaryHeap<InFlight>,
     seq: u64,
     loss: f64,
-    delivered: Vec<(Time, RecipientId, Vec<u8>)>,
     now: Time,
 }
 
@@ -58,16 +65,22 @@ impl Net {
         }
         let mut net = Self {
             rng,
-            sphinx: Sphinx::new(geometry),
+            sphinx: Sphinx::new(geometry.clone()),
             mixes,
             gateways: BTreeMap::new(),
+            gateway_nodes: gateway_ids
+                .iter()
+                .map(|g| (*g, Gateway::new(GatewayConfig::new(*g), geometry.clone())))
+                .collect(),
+            unacked: BTreeMap::new(),
+            store: Vec::new(),
+            store_fails: false,
             mix_keys: BTreeMap::new(),
             layers,
             gateway_ids,
             events: BinaryHeap::new(),
             seq: 0,
             loss: 0.0,
-            delivered: Vec::new(),
             now: Time::ZERO,
         };
         for e in 0..3 {
@@ -95,11 +108,16 @@ impl Net {
         }
         for g in &self.gateway_ids {
             let k = SecretKey::generate(SCHEME, &mut self.rng);
-            self.gateways.entry(*g).or_default().push((e, k));
+            let k2 = SecretKey::from_bytes(SCHEME, &k.to_bytes()[..]).unwrap();
+            self.gateway_nodes.get_mut(g).unwrap().add_epoch_key(e, k, window);
+            self.gateways.entry(*g).or_default().push((e, k2));
         }
         let topo = self.topology(e);
         for mix in self.mixes.values_mut() {
             mix.add_topology(topo.clone());
+        }
+        for gw in self.gateway_nodes.values_mut() {
+            gw.add_topology(topo.clone());
         }
     }
 
@@ -115,11 +133,15 @@ impl Net {
         }
     }
 
-    fn send(&mut self, at: Time, to: NodeId, packet: Vec<u8>) {
+    fn send(&mut self, at: Time, from: NodeId, to: NodeId, packet: Vec<u8>) {
+        self.seq += 1;
+        if self.gateway_ids.contains(&to) && self.mixes.contains_key(&from) {
+            // The link keeps this packet until the gateway acknowledges it.
+            self.unacked.insert(self.seq, (from, to, packet.clone(), at + Duration::from_millis(200)));
+        }
         if self.loss > 0.0 && (self.rng.next_u64() as f64 / u64::MAX as f64) < self.loss {
             return;
         }
-        self.seq += 1;
         self.events.push(Reverse((at + LINK, self.seq, to, packet)));
     }
 
@@ -145,28 +167,49 @@ impl Net {
         (gin.id, self.sphinx.new_packet(&mut self.rng, &path, &p).unwrap())
     }
 
-    fn gateway_handle(&mut self, g: NodeId, mut packet: Vec<u8>) {
+    /// A client hands a packet to its gateway.
+    fn client_send(&mut self, gin: NodeId, packet: Vec<u8>) -> Result<Time, Dropped> {
         let now = self.now;
-        for (_, key) in &self.gateways[&g] {
-            let mut p = packet.clone();
-            if let Ok(out) = self.sphinx.unwrap(key, &mut p) {
-                if let Some(next) = out.commands.next_hop {
-                    self.send(now, next.id, p);
-                } else if let Some(r) = out.commands.recipient {
-                    let payload = out.payload(&p).unwrap().to_vec();
-                    self.delivered.push((now, r, payload));
+        self.gateway_nodes.get_mut(&gin).unwrap().handle_client_packet(now, packet)
+    }
+
+    /// A packet from mix `from` arrives at gateway `g` under link token `token`.
+    fn gateway_from_mix(&mut self, g: NodeId, from: NodeId, token: u64, packet: Vec<u8>) {
+        let now = self.now;
+        let gw = self.gateway_nodes.get_mut(&g).unwrap();
+        let _ = gw.handle_mix_packet(now, from, AckToken(token), packet);
+        while let Some(req) = gw.poll_store() {
+            let result = if self.store_fails {
+                StoreResult::Failed
+            } else {
+                if !self.store.iter().any(|(m, id, _)| *m == req.mailbox && *id == req.message_id) {
+                    self.store.push((req.mailbox, req.message_id, req.item));
                 }
-                return;
-            }
+                StoreResult::Durable
+            };
+            gw.handle_store_result(req.token, result);
         }
-        packet.clear();
+        while let Some(ack) = gw.poll_ack() {
+            self.unacked.remove(&ack.token.0);
+        }
+    }
+
+    /// Payloads stored for `r`, decoded.
+    fn mailbox(&self, r: RecipientId) -> Vec<MailboxItem> {
+        self.store.iter().filter(|(m, ..)| *m == r).map(|(_, _, i)| MailboxItem::decode(i).unwrap()).collect()
     }
 
     /// Runs the network until `end`.
     fn run_until(&mut self, end: Time) {
         loop {
             let next_event = self.events.peek().map(|Reverse((t, ..))| *t);
-            let next_timer = self.mixes.values().filter_map(|m| m.poll_timeout()).min();
+            let next_timer = self
+                .mixes
+                .values()
+                .filter_map(|m| m.poll_timeout())
+                .chain(self.gateway_nodes.values().filter_map(|g| g.poll_timeout()))
+                .chain(self.unacked.values().map(|u| u.3))
+                .min();
             let t = match (next_event, next_timer) {
                 (Some(a), Some(b)) => a.min(b),
                 (a, b) => match a.or(b) {
@@ -179,11 +222,34 @@ impl Net {
             }
             self.now = t;
             if next_event == Some(t) {
-                let Reverse((_, _, to, packet)) = self.events.pop().unwrap();
+                let Reverse((_, seq, to, packet)) = self.events.pop().unwrap();
                 if let Some(m) = self.mixes.get_mut(&to) {
                     let _ = m.handle_packet(t, packet);
+                } else if let Some(&(from, ..)) = self.unacked.get(&seq) {
+                    self.gateway_from_mix(to, from, seq, packet);
                 } else {
-                    self.gateway_handle(to, packet);
+                    // A gateway-to-gateway hop does not occur; drop.
+                }
+            }
+            // Link-level retransmission of unacknowledged mix-to-gateway packets.
+            let due: Vec<u64> = self.unacked.iter().filter(|(_, u)| u.3 <= t).map(|(k, _)| *k).collect();
+            for k in due {
+                if let Some(u) = self.unacked.get_mut(&k) {
+                    u.3 = t + Duration::from_millis(200);
+                    let (to, packet) = (u.1, u.2.clone());
+                    self.events.push(Reverse((t + LINK, k, to, packet)));
+                }
+            }
+            let gids: Vec<NodeId> = self.gateway_nodes.keys().copied().collect();
+            for g in gids {
+                let mut out = Vec::new();
+                let gw = self.gateway_nodes.get_mut(&g).unwrap();
+                gw.handle_timeout(t);
+                while let Some(tx) = gw.poll_transmit(t) {
+                    out.push(tx);
+                }
+                for tx in out {
+                    self.send(t, g, tx.to, tx.packet);
                 }
             }
             let ids: Vec<NodeId> = self.mixes.keys().copied().collect();
@@ -199,7 +265,7 @@ impl Net {
                     }
                 }
                 for tx in out {
-                    self.send(t, tx.to, tx.packet);
+                    self.send(t, mid, tx.to, tx.packet);
                 }
             }
         }
@@ -207,31 +273,30 @@ impl Net {
     }
 }
 
+fn numbers(items: &[MailboxItem]) -> Vec<u32> {
+    items.iter().map(|i| u32::from_be_bytes(i.payload[..4].try_into().unwrap())).collect()
+}
+
 #[test]
-fn packets_cross_three_layers_exactly_once() {
+fn packets_cross_three_layers_and_land_in_the_mailbox_exactly_once() {
     let mut net = Net::new(1, 0.0);
     let r = RecipientId([0xee; 32]);
-    let mut sent = Vec::new();
     for i in 0..300u32 {
-        let at = Time::ZERO + Duration::from_millis(u64::from(i) * 10);
+        net.run_until(Time::ZERO + Duration::from_millis(u64::from(i) * 10));
         let (gin, pkt) = net.client_packet(0, r, &i.to_be_bytes());
-        net.run_until(at);
-        net.gateway_handle(gin, pkt);
-        sent.push(at);
+        net.client_send(gin, pkt).unwrap();
     }
     net.run_until(Time::ZERO + Duration::from_secs(15));
-    assert_eq!(net.delivered.len(), 300);
-    let mut got: Vec<u32> =
-        net.delivered.iter().map(|(_, _, p)| u32::from_be_bytes(p[..4].try_into().unwrap())).collect();
+    let arrival = numbers(&net.mailbox(r));
+    let mut got = arrival.clone();
     got.sort_unstable();
     assert_eq!(got, (0..300).collect::<Vec<_>>());
-    // Mixing reorders packets: the arrival order differs from the sending order.
-    let arrival: Vec<u32> =
-        net.delivered.iter().map(|(_, _, p)| u32::from_be_bytes(p[..4].try_into().unwrap())).collect();
+    // Mixing reorders packets.
     assert_ne!(arrival, got);
-    let dropped: u64 =
-        net.mixes.values().map(|m| m.metrics().dropped_malformed + m.metrics().dropped_replay).sum();
-    assert_eq!(dropped, 0);
+    assert!(net.unacked.is_empty(), "every packet to the gateway was acknowledged");
+    for m in net.mixes.values() {
+        assert_eq!(m.metrics().dropped_malformed + m.metrics().dropped_replay, 0);
+    }
 }
 
 #[test]
@@ -260,48 +325,45 @@ fn replays_and_garbage_are_dropped_and_counted() {
     assert_eq!(m.metrics().dropped_replay, 2);
     assert_eq!(m.metrics().dropped_malformed, 2);
     assert_eq!(m.queued(), 1);
+    // The same at the gateway: a client's replay and garbage are dropped.
+    net.now = now;
+    assert!(net.client_send(g, pkt.clone()).is_ok());
+    assert_eq!(net.client_send(g, pkt), Err(Dropped::Replay));
+    assert!(matches!(net.client_send(g, vec![1u8; 3000]), Err(Dropped::Malformed(_))));
 }
 
 #[test]
 fn traffic_survives_epoch_boundaries_and_old_keys_expire() {
     let mut net = Net::new(3, 0.0);
     let r = RecipientId([7; 32]);
-    let mut total = 0;
     // Send through epochs 0, 1, 2 (20 s each), including packets made just before a boundary
     // with the old epoch's keys, which arrive after it (within the grace period).
     for i in 0..120u64 {
-        let at = Time::ZERO + Duration::from_millis(i * 500);
         let epoch = (i * 500) / 20_000;
-        net.run_until(at);
-        let (gin, pkt) = net.client_packet(epoch, r, &i.to_be_bytes());
-        net.gateway_handle(gin, pkt);
-        total += 1;
+        net.run_until(Time::ZERO + Duration::from_millis(i * 500));
+        let (gin, pkt) = net.client_packet(epoch, r, &(i as u32).to_be_bytes());
+        net.client_send(gin, pkt).unwrap();
         if i % 40 == 39 {
             net.install_epoch(epoch + 3);
         }
     }
     net.run_until(Time::ZERO + Duration::from_secs(70));
-    assert_eq!(net.delivered.len(), total, "lost packets across epoch boundaries");
+    assert_eq!(net.mailbox(r).len(), 120, "lost packets across epoch boundaries");
     // Keys of epochs 0 and 1 are gone (after their grace), with their replay filters.
+    let later = Time::ZERO + Duration::from_secs(70);
     for m in net.mixes.values_mut() {
-        m.handle_timeout(Time::ZERO + Duration::from_secs(70), &mut ChaCha20Rng::seed_from_u64(0));
+        m.handle_timeout(later, &mut ChaCha20Rng::seed_from_u64(0));
         assert!(!m.key_epochs().contains(&0) && !m.key_epochs().contains(&1));
     }
-    // A packet made for epoch 0 is now refused.
-    let (_, pkt) = net.client_packet(0, r, b"late");
-    let g = net.gateway_ids[0];
-    let mut p = pkt;
-    let out = net.sphinx.unwrap(&net.gateways[&g][0].1, &mut p).unwrap();
-    let l1 = out.commands.next_hop.unwrap().id;
-    let now = net.now;
-    assert!(net.mixes.get_mut(&l1).unwrap().handle_packet(now, p).is_err());
+    // A packet made for epoch 0 is now refused at the gateway.
+    let (gin, pkt) = net.client_packet(0, r, b"late");
+    assert!(matches!(net.client_send(gin, pkt), Err(Dropped::Malformed(_))));
 }
 
 #[test]
 fn loop_cover_traffic_keeps_every_mix_busy() {
     let mut net = Net::new(4, 40.0);
-    let end = Time::ZERO + Duration::from_secs(20);
-    net.run_until(end);
+    net.run_until(Time::ZERO + Duration::from_secs(20));
     for (i, m) in net.mixes.values().enumerate() {
         let x = m.metrics();
         assert!(x.loops_sent > 600, "mix {i} sent {} loops", x.loops_sent);
@@ -311,6 +373,8 @@ fn loop_cover_traffic_keeps_every_mix_busy() {
         assert!(pool >= 2.0, "mix {i}: mean pool {pool} < 2 (λ/μ)");
         assert_eq!(x.dropped_malformed + x.dropped_replay + x.dropped_terminal, 0, "{x:?}");
     }
+    // Loops pass through the gateways, which forward them.
+    assert!(net.gateway_nodes.values().all(|g| g.metrics().forwarded > 100));
 }
 
 #[test]
@@ -319,18 +383,96 @@ fn lossy_links_lose_packets_but_never_corrupt_or_duplicate() {
     net.loss = 0.1;
     let r = RecipientId([9; 32]);
     for i in 0..200u32 {
-        let at = Time::ZERO + Duration::from_millis(u64::from(i) * 10);
-        net.run_until(at);
+        net.run_until(Time::ZERO + Duration::from_millis(u64::from(i) * 10));
         let (gin, pkt) = net.client_packet(0, r, &i.to_be_bytes());
-        net.gateway_handle(gin, pkt);
+        net.client_send(gin, pkt).unwrap();
     }
     net.run_until(Time::ZERO + Duration::from_secs(15));
-    let mut got: Vec<u32> =
-        net.delivered.iter().map(|(_, _, p)| u32::from_be_bytes(p[..4].try_into().unwrap())).collect();
+    let mut got = numbers(&net.mailbox(r));
     let n = got.len();
     got.sort_unstable();
     got.dedup();
     assert_eq!(got.len(), n, "duplicates delivered");
-    // 4 lossy links at 10%: about 66% arrive.
-    assert!((100..170).contains(&n), "{n} delivered");
+    // Three lossy mix links at 10% (the last one is retransmitted until acknowledged): ~73%.
+    assert!((120..180).contains(&n), "{n} delivered");
+}
+
+#[test]
+fn a_gateway_that_cannot_store_acknowledges_nothing_and_loses_nothing() {
+    let mut net = Net::new(6, 0.0);
+    let r = RecipientId([3; 32]);
+    net.store_fails = true;
+    for i in 0..100u32 {
+        net.run_until(Time::ZERO + Duration::from_millis(u64::from(i) * 10));
+        let (gin, pkt) = net.client_packet(0, r, &i.to_be_bytes());
+        net.client_send(gin, pkt).unwrap();
+    }
+    net.run_until(Time::ZERO + Duration::from_secs(5));
+    assert!(net.mailbox(r).is_empty());
+    assert_eq!(net.unacked.len(), 100, "nothing acknowledged while the store fails");
+    let failed: u64 = net.gateway_nodes.values().map(|g| g.metrics().store_failed).sum();
+    assert!(failed >= 100);
+    // The disk is freed: the retransmissions are stored, each exactly once.
+    net.store_fails = false;
+    net.run_until(Time::ZERO + Duration::from_secs(8));
+    let mut got = numbers(&net.mailbox(r));
+    got.sort_unstable();
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+    assert!(net.unacked.is_empty());
+}
+
+#[test]
+fn clients_cannot_skip_the_first_layer() {
+    let mut net = Net::new(7, 0.0);
+    let topo = net.topology(0);
+    let gin = topo.gateways[0].clone();
+    let l2 = topo.layers[1][0].clone();
+    let gout = topo.gateways[1].clone();
+    let gws = net.gateway_ids.clone();
+    let path = path_hops(
+        &[&gin, &l2, &gout],
+        |n| gws.contains(n),
+        Duration::from_millis(10),
+        Destination::Recipient(RecipientId([1; 32])),
+        &mut net.rng,
+    );
+    let payload = vec![0u8; net.sphinx.geometry().forward_payload_len()];
+    let pkt = net.sphinx.new_packet(&mut net.rng, &path, &payload).unwrap();
+    assert_eq!(net.client_send(gin.id, pkt), Err(Dropped::Terminal));
+    assert_eq!(net.gateway_nodes[&gin.id].metrics().dropped_misrouted, 1);
+}
+
+#[test]
+fn surb_replies_are_stored_with_their_surb_id_for_the_owner() {
+    let mut net = Net::new(8, 0.0);
+    let topo = net.topology(0);
+    let owner = RecipientId([0x0a; 32]);
+    let hops: Vec<Hop> = vec![
+        topo.gateways[1].clone(),
+        topo.layers[0][0].clone(),
+        topo.layers[1][1].clone(),
+        topo.layers[2][0].clone(),
+        topo.gateways[0].clone(),
+    ];
+    let refs: Vec<&Hop> = hops.iter().collect();
+    let gws = net.gateway_ids.clone();
+    let surb_id = qanat_packet::SurbId([0x5b; 16]);
+    let path = path_hops(
+        &refs,
+        |n| gws.contains(n),
+        Duration::from_millis(10),
+        Destination::SurbReply(owner, surb_id),
+        &mut net.rng,
+    );
+    let (surb, keys) = net.sphinx.new_surb(&mut net.rng, &path).unwrap();
+    let mut reply = vec![0u8; net.sphinx.geometry().forward_payload_len()];
+    reply[..5].copy_from_slice(b"ack 7");
+    let (pkt, first) = net.sphinx.new_packet_from_surb(&surb, &reply).unwrap();
+    net.client_send(first, pkt).unwrap();
+    net.run_until(Time::ZERO + Duration::from_secs(5));
+    let items = net.mailbox(owner);
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].surb_id, Some(surb_id));
+    let plain = net.sphinx.decrypt_surb_payload(&items[0].payload, &keys).unwrap();
+    assert_eq!(&plain[..5], b"ack 7");
 }

@@ -1,0 +1,380 @@
+//! The gateway: the node clients connect to. Ingress: a client's packet is unwrapped once and
+//! passed into the first mix layer. Egress: a packet from the last layer is unwrapped, its payload
+//! handed to the mailbox store, and the previous hop is acknowledged **only after the store
+//! reports the write durable**. A gateway also forwards mixes' loop packets that pass through it.
+//!
+//! Driven like [`crate::Mix`]: `handle_*` for inputs, `poll_*` for outputs. The store is outside
+//! the core: [`Gateway::poll_store`] yields write requests, the node writes them (grouping many
+//! into one transaction) and reports each outcome with [`Gateway::handle_store_result`]; only
+//! then does [`Gateway::poll_ack`] yield the acknowledgement for the link.
+//!
+//! What the gateway stores for a mailbox is a [`MailboxItem`]: the packet's payload and, for a
+//! reply sent with a SURB, the SURB id the owner needs to find the decryption keys. The message
+//! id is the packet's replay tag at this hop, so a packet retransmitted by the last mix is stored
+//! once.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use qanat_packet::{Geometry, NodeId, RecipientId, SecretKey, Sphinx, SurbId};
+
+use crate::keyring::{DelayQueue, EpochWindow, KeyRing, RingError, Transmit, requested_delay};
+use crate::mix::Dropped;
+use crate::time::Time;
+use crate::topology::{Position, Topology};
+
+/// A gateway's configuration.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// This node.
+    pub id: NodeId,
+    /// Longest delay honoured on forwarded packets.
+    pub max_delay: Duration,
+    /// Most packets held for forwarding.
+    pub max_queue: usize,
+    /// Most store writes awaiting their result; beyond it egress packets are refused (not acked).
+    pub max_pending_stores: usize,
+    /// Tags each epoch key's replay filter is sized for.
+    pub replay_capacity: u64,
+    /// The replay filter's false-positive rate.
+    pub replay_false_positive_rate: f64,
+}
+
+impl GatewayConfig {
+    /// Defaults for `id`.
+    pub fn new(id: NodeId) -> Self {
+        Self {
+            id,
+            max_delay: Duration::from_secs(1),
+            max_queue: 100_000,
+            max_pending_stores: 50_000,
+            replay_capacity: crate::replay::DEFAULT_CAPACITY,
+            replay_false_positive_rate: crate::replay::DEFAULT_FALSE_POSITIVE_RATE,
+        }
+    }
+}
+
+/// Identifies a packet the link layer wants acknowledged; chosen by the node's link driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AckToken(pub u64);
+
+/// Identifies one store write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreToken(pub u64);
+
+/// A write the node must make durable before the packet is acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreRequest {
+    /// Reported back with the outcome.
+    pub token: StoreToken,
+    /// The mailbox.
+    pub mailbox: RecipientId,
+    /// De-duplication id: the packet's replay tag at this gateway.
+    pub message_id: [u8; 32],
+    /// The encoded [`MailboxItem`].
+    pub item: Vec<u8>,
+}
+
+/// The store's answer to a [`StoreRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreResult {
+    /// Durable (new, or already stored under this message id).
+    Durable,
+    /// Will never be stored (unknown mailbox, quota, too large): acknowledged and dropped, so the
+    /// previous hop does not retry forever; the sender's own retransmission covers it.
+    Rejected,
+    /// Could not be stored now (full disk, store unavailable): **not** acknowledged, so the
+    /// previous hop keeps the packet and retries.
+    Failed,
+}
+
+/// An acknowledgement to send on the link to a mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    /// The mix that sent the packet.
+    pub to: NodeId,
+    /// The link's token for the packet.
+    pub token: AckToken,
+}
+
+/// What a gateway did with a packet from a mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Egress {
+    /// Passed to the store; acknowledged once durable.
+    Storing(StoreToken),
+    /// Forwarded (a loop passing through); acknowledged at once.
+    Forwarded,
+}
+
+/// What is stored in a mailbox for one packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxItem {
+    /// Set when the packet is a reply made from one of the owner's SURBs.
+    pub surb_id: Option<SurbId>,
+    /// The payload: for a forward packet the decrypted forward payload; for a SURB reply the
+    /// still-encrypted payload (tag included), which only the SURB's creator can decrypt.
+    pub payload: Vec<u8>,
+}
+
+const ITEM_FORWARD: u8 = 0;
+const ITEM_SURB_REPLY: u8 = 1;
+
+/// A stored item could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed mailbox item")]
+pub struct MalformedItem;
+
+impl MailboxItem {
+    /// `0 || payload` or `1 || surb id || payload`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(1 + 16 + self.payload.len());
+        match self.surb_id {
+            None => v.push(ITEM_FORWARD),
+            Some(id) => {
+                v.push(ITEM_SURB_REPLY);
+                v.extend_from_slice(&id.0);
+            }
+        }
+        v.extend_from_slice(&self.payload);
+        v
+    }
+
+    /// Parses [`MailboxItem::encode`].
+    pub fn decode(b: &[u8]) -> Result<Self, MalformedItem> {
+        match b.split_first() {
+            Some((&ITEM_FORWARD, rest)) => Ok(Self { surb_id: None, payload: rest.to_vec() }),
+            Some((&ITEM_SURB_REPLY, rest)) => {
+                let (id, payload) = rest.split_first_chunk::<16>().ok_or(MalformedItem)?;
+                Ok(Self { surb_id: Some(SurbId(*id)), payload: payload.to_vec() })
+            }
+            _ => Err(MalformedItem),
+        }
+    }
+}
+
+/// Counters a gateway exports as metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatewayMetrics {
+    /// Packets from clients.
+    pub ingress: u64,
+    /// Packets from mixes.
+    pub egress: u64,
+    /// Packets forwarded into the network.
+    pub forwarded: u64,
+    /// Stored durably (including duplicates).
+    pub stored: u64,
+    /// Rejected by the store (acknowledged and dropped).
+    pub store_rejected: u64,
+    /// Failed to store (not acknowledged).
+    pub store_failed: u64,
+    /// Refused because too many writes were pending (not acknowledged).
+    pub refused_backlog: u64,
+    /// Dropped: no valid unwrap.
+    pub dropped_malformed: u64,
+    /// Dropped: replay.
+    pub dropped_replay: u64,
+    /// Dropped: no live key.
+    pub dropped_no_key: u64,
+    /// Dropped: queue full.
+    pub dropped_queue_full: u64,
+    /// Dropped: a client packet that does not go into the first layer, or a mix packet with
+    /// neither a next hop nor a recipient.
+    pub dropped_misrouted: u64,
+}
+
+/// A gateway's state.
+pub struct Gateway {
+    config: GatewayConfig,
+    sphinx: Sphinx,
+    keys: KeyRing,
+    topologies: Vec<Topology>,
+    queue: DelayQueue,
+    next_token: u64,
+    pending: HashMap<StoreToken, (NodeId, AckToken)>,
+    stores: VecDeque<StoreRequest>,
+    acks: VecDeque<Ack>,
+    metrics: GatewayMetrics,
+}
+
+impl core::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("queued", &self.queue.len())
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+impl Gateway {
+    /// A gateway for packets of `geometry`.
+    pub fn new(config: GatewayConfig, geometry: Geometry) -> Self {
+        Self {
+            keys: KeyRing::new(config.replay_capacity, config.replay_false_positive_rate),
+            config,
+            sphinx: Sphinx::new(geometry),
+            topologies: Vec::new(),
+            queue: DelayQueue::default(),
+            next_token: 0,
+            pending: HashMap::new(),
+            stores: VecDeque::new(),
+            acks: VecDeque::new(),
+            metrics: GatewayMetrics::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> &GatewayMetrics {
+        &self.metrics
+    }
+
+    /// Installs the packet key of `epoch`.
+    pub fn add_epoch_key(&mut self, epoch: u64, key: SecretKey, window: EpochWindow) {
+        self.keys.add(epoch, key, window);
+    }
+
+    /// Epochs whose keys are installed.
+    pub fn key_epochs(&self) -> Vec<u64> {
+        self.keys.epochs()
+    }
+
+    /// Adds the topology of an epoch (used to check that client packets enter the first layer).
+    pub fn add_topology(&mut self, topology: Topology) {
+        self.topologies.retain(|t| t.epoch != topology.epoch);
+        self.topologies.push(topology);
+    }
+
+    fn is_first_layer(&self, id: &NodeId) -> bool {
+        self.topologies.iter().any(|t| t.position(id) == Some(Position::Mix(0)))
+    }
+
+    fn count(&mut self, e: RingError) -> Dropped {
+        let m = &mut self.metrics;
+        match e {
+            RingError::NoKey => {
+                m.dropped_no_key += 1;
+                Dropped::NoKey
+            }
+            RingError::Replay => {
+                m.dropped_replay += 1;
+                Dropped::Replay
+            }
+            RingError::Malformed(x) => {
+                m.dropped_malformed += 1;
+                Dropped::Malformed(x)
+            }
+        }
+    }
+
+    /// A packet from a client: unwrapped once and queued for the first mix layer.
+    pub fn handle_client_packet(&mut self, now: Time, packet: Vec<u8>) -> Result<Time, Dropped> {
+        self.metrics.ingress += 1;
+        if self.queue.len() >= self.config.max_queue {
+            self.metrics.dropped_queue_full += 1;
+            return Err(Dropped::QueueFull);
+        }
+        let (out, packet) = self.keys.unwrap(&self.sphinx, now, packet, true).map_err(|e| self.count(e))?;
+        match out.commands.next_hop {
+            Some(next) if self.is_first_layer(&next.id) => {
+                let at = now + requested_delay(&out, self.config.max_delay);
+                self.queue.push(now, at, next.id, packet);
+                Ok(at)
+            }
+            _ => {
+                self.metrics.dropped_misrouted += 1;
+                Err(Dropped::Terminal)
+            }
+        }
+    }
+
+    /// A packet from a mix, which wants it acknowledged with `token` once the gateway has taken
+    /// responsibility for it. A retransmission of a packet already stored is stored again under
+    /// the same message id (the store de-duplicates) and acknowledged again.
+    pub fn handle_mix_packet(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        token: AckToken,
+        packet: Vec<u8>,
+    ) -> Result<Egress, Dropped> {
+        self.metrics.egress += 1;
+        if self.pending.len() >= self.config.max_pending_stores {
+            self.metrics.refused_backlog += 1;
+            return Err(Dropped::QueueFull);
+        }
+        // Replays are not dropped up front here: a retransmission from the last layer must be
+        // acknowledged again. Replayed *forwarding* packets are still dropped below.
+        let (out, packet) = self.keys.unwrap(&self.sphinx, now, packet, false).map_err(|e| self.count(e))?;
+        if let Some(next) = out.commands.next_hop {
+            if !self.is_first_layer(&next.id) {
+                self.metrics.dropped_misrouted += 1;
+                return Err(Dropped::Terminal);
+            }
+            if self.queue.len() >= self.config.max_queue {
+                self.metrics.dropped_queue_full += 1;
+                return Err(Dropped::QueueFull);
+            }
+            let at = now + requested_delay(&out, self.config.max_delay);
+            self.queue.push(now, at, next.id, packet);
+            self.acks.push_back(Ack { to: from, token });
+            return Ok(Egress::Forwarded);
+        }
+        let Some(mailbox) = out.commands.recipient else {
+            self.metrics.dropped_misrouted += 1;
+            return Err(Dropped::Terminal);
+        };
+        let payload = out.payload(&packet).ok_or(Dropped::Terminal)?.to_vec();
+        let item = MailboxItem { surb_id: out.commands.surb_reply, payload }.encode();
+        self.next_token += 1;
+        let st = StoreToken(self.next_token);
+        self.pending.insert(st, (from, token));
+        self.stores.push_back(StoreRequest { token: st, mailbox, message_id: out.replay_tag.0, item });
+        Ok(Egress::Storing(st))
+    }
+
+    /// The next write to make durable.
+    pub fn poll_store(&mut self) -> Option<StoreRequest> {
+        self.stores.pop_front()
+    }
+
+    /// Reports the outcome of a write; a durable or rejected write is acknowledged, a failed one
+    /// is not (the previous hop retries).
+    pub fn handle_store_result(&mut self, token: StoreToken, result: StoreResult) {
+        let Some((to, ack)) = self.pending.remove(&token) else { return };
+        match result {
+            StoreResult::Durable => {
+                self.metrics.stored += 1;
+                self.acks.push_back(Ack { to, token: ack });
+            }
+            StoreResult::Rejected => {
+                self.metrics.store_rejected += 1;
+                self.acks.push_back(Ack { to, token: ack });
+            }
+            StoreResult::Failed => self.metrics.store_failed += 1,
+        }
+    }
+
+    /// The next acknowledgement to send.
+    pub fn poll_ack(&mut self) -> Option<Ack> {
+        self.acks.pop_front()
+    }
+
+    /// The next packet due to leave.
+    pub fn poll_transmit(&mut self, now: Time) -> Option<Transmit> {
+        let t = self.queue.pop_due(now)?;
+        self.metrics.forwarded += 1;
+        Some(t)
+    }
+
+    /// When [`Gateway::poll_transmit`] or [`Gateway::handle_timeout`] next has work.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.queue.next_due()
+    }
+
+    /// Erases expired keys and the topologies of their epochs.
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.queue.account(now);
+        self.keys.expire(now);
+        let epochs = self.keys.epochs();
+        self.topologies.retain(|t| epochs.contains(&t.epoch));
+    }
+}
