@@ -34,8 +34,10 @@ use rand_core::{CryptoRng, Rng, SeedableRng};
 use zeroize::Zeroizing;
 
 use crate::descriptor::SignedDescriptor;
-use crate::document::{AuthoritySet, Document, UnverifiedDocument, encode_document};
-use crate::error::{ConfigError, ConsensusFailure, DecodeError, DescriptorRejected, PeerMessageError};
+use crate::document::{AuthoritySet, Document, UnverifiedDocument, encode_document, split_document};
+use crate::error::{
+    ConfigError, ConsensusFailure, DecodeError, DescriptorRejected, PeerMessageError, VerifyError,
+};
 use crate::identity::{Domain, IDENTITY_KEY_LEN, IdentityKey, IdentitySecret, SIGNATURE_LEN};
 use crate::params::Parameters;
 use crate::time::{Epoch, UnixTime};
@@ -239,16 +241,24 @@ impl Authority {
             TAG_VOTE => self.accept_vote(now, SignedVote::decode(rest)?),
             TAG_REVEAL => self.accept_reveal(now, SignedReveal::decode(rest)?),
             TAG_CERT => {
-                let (votes, reveals) = decode_cert(rest)?;
-                // Relayed items: keep what is acceptable, report the first refusal.
+                // Relayed items: skip those already held byte for byte (most of them), keep
+                // what is acceptable of the rest, report the first refusal.
+                let (votes, reveals) = split_cert(rest)?;
                 let mut first = Ok(());
                 for v in votes {
-                    let r = self.accept_vote(now, v);
-                    first = first.and(r);
+                    if !self.holds(now, v) {
+                        let r =
+                            SignedVote::decode(v).map_err(Into::into).and_then(|v| self.accept_vote(now, v));
+                        first = first.and(r);
+                    }
                 }
                 for rv in reveals {
-                    let r = self.accept_reveal(now, rv);
-                    first = first.and(r);
+                    if !self.holds(now, rv) {
+                        let r = SignedReveal::decode(rv)
+                            .map_err(Into::into)
+                            .and_then(|r| self.accept_reveal(now, r));
+                        first = first.and(r);
+                    }
                 }
                 first
             }
@@ -264,6 +274,15 @@ impl Authority {
             TAG_CONSENSUS => self.accept_consensus(now, rest),
             _ => Err(DecodeError::Invalid { what: "peer message tag" }.into()),
         }
+    }
+
+    /// Whether the current round already holds a vote or reveal with exactly these bytes.
+    fn holds(&self, now: UnixTime, bytes: &[u8]) -> bool {
+        let target = Epoch::at(now, self.params.epoch_period()).next();
+        self.rounds.get(&target).is_some_and(|r| {
+            r.votes.values().any(|v| v.as_bytes() == bytes)
+                || r.reveals.values().any(|v| v.as_bytes() == bytes)
+        })
     }
 
     fn voting_round(
@@ -348,6 +367,26 @@ impl Authority {
     fn accept_consensus(&mut self, now: UnixTime, bytes: &[u8]) -> Result<(), PeerMessageError> {
         let period = self.params.epoch_period();
         let cur = Epoch::at(now, period);
+        // The usual case: a peer's copy of the document we published. Only its signatures
+        // need checking.
+        let (body, signatures) = split_document(bytes)?;
+        if let Some((&epoch, p)) = self.published.iter_mut().find(|(_, p)| p.doc.body_bytes() == body) {
+            let before = p.sigs.len();
+            for (k, s) in signatures {
+                if !self.set.contains(&k) {
+                    continue;
+                }
+                if !k.verify(Domain::Document, body, &s) {
+                    return Err(PeerMessageError::Document(VerifyError::BadSignature));
+                }
+                p.sigs.insert(k, s);
+            }
+            if p.sigs.len() > before {
+                let document = encode_document(body, &p.sigs);
+                self.pending.push(Action::Publish { epoch, document });
+            }
+            return Ok(());
+        }
         let unverified = UnverifiedDocument::decode(bytes)?;
         let epoch = unverified.epoch();
         if epoch != cur && epoch != cur.next() {
@@ -578,7 +617,8 @@ impl Authority {
     }
 }
 
-fn decode_cert(bytes: &[u8]) -> Result<(Vec<SignedVote>, Vec<SignedReveal>), DecodeError> {
+/// Splits a cert into its vote and reveal encodings (decoded one by one by the caller).
+fn split_cert(bytes: &[u8]) -> Result<(Vec<&[u8]>, Vec<&[u8]>), DecodeError> {
     let mut r = Reader::new(bytes);
     let n = usize::from(r.u8()?);
     if n > crate::document::MAX_AUTHORITIES {
@@ -586,7 +626,7 @@ fn decode_cert(bytes: &[u8]) -> Result<(Vec<SignedVote>, Vec<SignedReveal>), Dec
     }
     let mut votes = Vec::with_capacity(n);
     for _ in 0..n {
-        votes.push(SignedVote::decode(r.bytes32(MAX_VOTE_LEN, "vote")?)?);
+        votes.push(r.bytes32(MAX_VOTE_LEN, "vote")?);
     }
     let m = usize::from(r.u8()?);
     if m > crate::document::MAX_AUTHORITIES {
@@ -594,7 +634,7 @@ fn decode_cert(bytes: &[u8]) -> Result<(Vec<SignedVote>, Vec<SignedReveal>), Dec
     }
     let mut reveals = Vec::with_capacity(m);
     for _ in 0..m {
-        reveals.push(SignedReveal::decode(r.raw(REVEAL_LEN)?)?);
+        reveals.push(r.raw(REVEAL_LEN)?);
     }
     r.finish()?;
     Ok((votes, reveals))

@@ -213,6 +213,38 @@ pub(crate) fn encode_document(body: &[u8], sigs: &BTreeMap<IdentityKey, [u8; SIG
     w.into_bytes()
 }
 
+/// Splits an encoded document into its body (not decoded) and its signature list (keys parsed,
+/// canonical order checked, signatures not verified).
+pub(crate) fn split_document(
+    bytes: &[u8],
+) -> Result<(&[u8], Vec<(IdentityKey, [u8; SIGNATURE_LEN])>), DecodeError> {
+    if bytes.len() > MAX_DOCUMENT_LEN {
+        return Err(DecodeError::TooLarge { what: "document" });
+    }
+    let mut r = Reader::new(bytes);
+    let body_bytes = r.bytes32(MAX_BODY_LEN, "document body")?;
+    let n = usize::from(r.u8()?);
+    if n > MAX_AUTHORITIES {
+        return Err(DecodeError::TooLarge { what: "signature list" });
+    }
+    let want = n * (IDENTITY_KEY_LEN + SIGNATURE_LEN);
+    if r.remaining() != want {
+        return Err(if r.remaining() < want { DecodeError::Truncated } else { DecodeError::TrailingBytes });
+    }
+    let mut signatures: Vec<(IdentityKey, [u8; SIGNATURE_LEN])> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let k =
+            IdentityKey::from_bytes(&r.array()?).map_err(|_| DecodeError::Invalid { what: "signer key" })?;
+        let s = r.array()?;
+        if signatures.last().is_some_and(|(last, _)| *last >= k) {
+            return Err(DecodeError::NotCanonical { what: "signature list" });
+        }
+        signatures.push((k, s));
+    }
+    r.finish()?;
+    Ok((body_bytes, signatures))
+}
+
 /// A document that parsed, whose authority signatures have not been checked yet.
 #[derive(Clone)]
 pub struct UnverifiedDocument {
@@ -225,33 +257,7 @@ impl UnverifiedDocument {
     /// Parses a document (checking its structure and every node's own descriptor signature, but
     /// not the authorities' signatures).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_DOCUMENT_LEN {
-            return Err(DecodeError::TooLarge { what: "document" });
-        }
-        let mut r = Reader::new(bytes);
-        let body_bytes = r.bytes32(MAX_BODY_LEN, "document body")?;
-        let n = usize::from(r.u8()?);
-        if n > MAX_AUTHORITIES {
-            return Err(DecodeError::TooLarge { what: "signature list" });
-        }
-        if r.remaining() != n * (IDENTITY_KEY_LEN + SIGNATURE_LEN) {
-            return Err(if r.remaining() < n * (IDENTITY_KEY_LEN + SIGNATURE_LEN) {
-                DecodeError::Truncated
-            } else {
-                DecodeError::TrailingBytes
-            });
-        }
-        let mut signatures: Vec<(IdentityKey, [u8; SIGNATURE_LEN])> = Vec::with_capacity(n);
-        for _ in 0..n {
-            let k = IdentityKey::from_bytes(&r.array()?)
-                .map_err(|_| DecodeError::Invalid { what: "signer key" })?;
-            let s = r.array()?;
-            if signatures.last().is_some_and(|(last, _)| *last >= k) {
-                return Err(DecodeError::NotCanonical { what: "signature list" });
-            }
-            signatures.push((k, s));
-        }
-        r.finish()?;
+        let (body_bytes, signatures) = split_document(bytes)?;
         let body = Body::decode(body_bytes)?;
         Ok(Self { body_bytes: body_bytes.to_vec(), body, signatures })
     }
