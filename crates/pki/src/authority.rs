@@ -34,7 +34,9 @@ use rand_core::{CryptoRng, Rng, SeedableRng};
 use zeroize::Zeroizing;
 
 use crate::descriptor::SignedDescriptor;
-use crate::document::{AuthoritySet, Document, UnverifiedDocument, encode_document, split_document};
+use crate::document::{
+    AuthoritySet, Document, Signatures, UnverifiedDocument, encode_document, split_document,
+};
 use crate::error::{
     ConfigError, ConsensusFailure, DecodeError, DescriptorRejected, PeerMessageError, VerifyError,
 };
@@ -125,15 +127,15 @@ struct Round {
     votes: BTreeMap<IdentityKey, SignedVote>,
     reveals: BTreeMap<IdentityKey, SignedReveal>,
     /// Signatures that arrived before we tabulated.
-    early_sigs: BTreeMap<IdentityKey, [u8; SIGNATURE_LEN]>,
+    early_sigs: Signatures,
     /// Our tabulated body and the signatures over it.
-    ours: Option<(Vec<u8>, BTreeMap<IdentityKey, [u8; SIGNATURE_LEN]>)>,
+    ours: Option<(Vec<u8>, Signatures)>,
     failure: Option<ConsensusFailure>,
 }
 
 struct Published {
     doc: Document,
-    sigs: BTreeMap<IdentityKey, [u8; SIGNATURE_LEN]>,
+    sigs: Signatures,
 }
 
 /// A directory authority (see the module documentation).
@@ -355,11 +357,12 @@ impl Authority {
         }
         sigs.insert(key, sig);
         // Signatures arriving after publication are merged into the published document.
-        if let Some(p) = self.published.get_mut(&epoch) {
-            if p.doc.body_bytes() == body.as_slice() && p.sigs.insert(key, sig).is_none() {
-                let document = encode_document(body, &p.sigs);
-                self.pending.push(Action::Publish { epoch, document });
-            }
+        if let Some(p) = self.published.get_mut(&epoch)
+            && p.doc.body_bytes() == body.as_slice()
+            && p.sigs.insert(key, sig).is_none()
+        {
+            let document = encode_document(body, &p.sigs);
+            self.pending.push(Action::Publish { epoch, document });
         }
         Ok(())
     }
@@ -393,7 +396,7 @@ impl Authority {
             return Err(PeerMessageError::WrongEpoch(epoch));
         }
         let doc = unverified.verify(&self.set, epoch).map_err(PeerMessageError::Document)?;
-        let theirs: BTreeMap<IdentityKey, [u8; SIGNATURE_LEN]> =
+        let theirs: Signatures =
             doc.signatures().iter().filter(|(k, _)| doc.signers().contains(k)).copied().collect();
         if let Some(p) = self.published.get_mut(&epoch) {
             if p.doc.body_bytes() != doc.body_bytes() {
@@ -409,10 +412,10 @@ impl Authority {
         }
         let mut sigs = theirs;
         if let Some(round) = self.rounds.get_mut(&epoch) {
-            if let Some((body, ours)) = &round.ours {
-                if body.as_slice() == doc.body_bytes() {
-                    sigs.extend(ours.iter().map(|(k, s)| (*k, *s)));
-                }
+            if let Some((body, ours)) = &round.ours
+                && body.as_slice() == doc.body_bytes()
+            {
+                sigs.extend(ours.iter().map(|(k, s)| (*k, *s)));
             }
             round.step = Step::Finished;
         }
@@ -420,13 +423,7 @@ impl Authority {
         Ok(())
     }
 
-    fn publish(
-        &mut self,
-        epoch: Epoch,
-        doc: Document,
-        sigs: BTreeMap<IdentityKey, [u8; SIGNATURE_LEN]>,
-        announce: bool,
-    ) {
+    fn publish(&mut self, epoch: Epoch, doc: Document, sigs: Signatures, announce: bool) {
         let document = encode_document(doc.body_bytes(), &sigs);
         if announce {
             self.broadcast(&[&[TAG_CONSENSUS], &document]);
@@ -505,13 +502,14 @@ impl Authority {
     /// Rounds whose epoch has begun without a document are reported once.
     fn report_failures(&mut self, cur: Epoch) {
         let needed = self.set.threshold();
-        if let Some(round) = self.rounds.get_mut(&cur) {
-            if round.step != Step::Finished && !self.published.contains_key(&cur) {
-                let got = round.ours.as_ref().map_or(0, |(_, s)| s.len());
-                let reason = round.failure.unwrap_or(ConsensusFailure::NotEnoughSignatures { got, needed });
-                round.step = Step::Finished;
-                self.pending.push(Action::ConsensusFailed { epoch: cur, reason });
-            }
+        if let Some(round) = self.rounds.get_mut(&cur)
+            && round.step != Step::Finished
+            && !self.published.contains_key(&cur)
+        {
+            let got = round.ours.as_ref().map_or(0, |(_, s)| s.len());
+            let reason = round.failure.unwrap_or(ConsensusFailure::NotEnoughSignatures { got, needed });
+            round.step = Step::Finished;
+            self.pending.push(Action::ConsensusFailed { epoch: cur, reason });
         }
     }
 
@@ -618,7 +616,9 @@ impl Authority {
 }
 
 /// Splits a cert into its vote and reveal encodings (decoded one by one by the caller).
-fn split_cert(bytes: &[u8]) -> Result<(Vec<&[u8]>, Vec<&[u8]>), DecodeError> {
+type CertParts<'a> = (Vec<&'a [u8]>, Vec<&'a [u8]>);
+
+fn split_cert(bytes: &[u8]) -> Result<CertParts<'_>, DecodeError> {
     let mut r = Reader::new(bytes);
     let n = usize::from(r.u8()?);
     if n > crate::document::MAX_AUTHORITIES {

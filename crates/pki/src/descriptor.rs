@@ -5,7 +5,7 @@
 //! [`MIN_PACKET_KEYS`]: the current epoch and two ahead, so that a client holding the document
 //! of `E` can still build packets, forward and reply, that cross two epoch boundaries).
 //!
-//! Encoding of the signed part (see [`crate::wire`] for the conventions):
+//! Encoding of the signed part (see the crate documentation, *Encoding*):
 //!
 //! ```text
 //! u8 version (1) | u64 epoch | [32] identity key | u8 role (1 mix, 2 gateway)

@@ -1,6 +1,6 @@
 //! The per-epoch network document, the authority set that signs it, and its verification.
 //!
-//! Encoding (see [`crate::wire`] for the conventions):
+//! Encoding (see the crate documentation, *Encoding*):
 //!
 //! ```text
 //! document = u32 len, body | u8 count, (key [32] ‖ signature [64]) × count, sorted by key
@@ -36,6 +36,11 @@ pub const MAX_DOCUMENT_LEN: usize =
     4 + MAX_BODY_LEN + 1 + MAX_AUTHORITIES * (IDENTITY_KEY_LEN + SIGNATURE_LEN);
 
 const VERSION: u8 = 1;
+
+/// Signatures by authority key, in canonical (key) order.
+pub(crate) type Signatures = BTreeMap<IdentityKey, [u8; SIGNATURE_LEN]>;
+/// A signature list as decoded: strictly increasing keys.
+pub(crate) type SignatureList = Vec<(IdentityKey, [u8; SIGNATURE_LEN])>;
 
 /// The configured directory authorities: the only keys whose signatures count.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -201,7 +206,7 @@ impl Body {
 }
 
 /// Assembles `u32 len ‖ body ‖ signatures`.
-pub(crate) fn encode_document(body: &[u8], sigs: &BTreeMap<IdentityKey, [u8; SIGNATURE_LEN]>) -> Vec<u8> {
+pub(crate) fn encode_document(body: &[u8], sigs: &Signatures) -> Vec<u8> {
     let mut w = Writer::new();
     w.bytes32(body);
     // The signers are configured authorities, at most MAX_AUTHORITIES.
@@ -215,9 +220,7 @@ pub(crate) fn encode_document(body: &[u8], sigs: &BTreeMap<IdentityKey, [u8; SIG
 
 /// Splits an encoded document into its body (not decoded) and its signature list (keys parsed,
 /// canonical order checked, signatures not verified).
-pub(crate) fn split_document(
-    bytes: &[u8],
-) -> Result<(&[u8], Vec<(IdentityKey, [u8; SIGNATURE_LEN])>), DecodeError> {
+pub(crate) fn split_document(bytes: &[u8]) -> Result<(&[u8], SignatureList), DecodeError> {
     if bytes.len() > MAX_DOCUMENT_LEN {
         return Err(DecodeError::TooLarge { what: "document" });
     }
@@ -231,7 +234,7 @@ pub(crate) fn split_document(
     if r.remaining() != want {
         return Err(if r.remaining() < want { DecodeError::Truncated } else { DecodeError::TrailingBytes });
     }
-    let mut signatures: Vec<(IdentityKey, [u8; SIGNATURE_LEN])> = Vec::with_capacity(n);
+    let mut signatures: SignatureList = Vec::with_capacity(n);
     for _ in 0..n {
         let k =
             IdentityKey::from_bytes(&r.array()?).map_err(|_| DecodeError::Invalid { what: "signer key" })?;
@@ -250,7 +253,7 @@ pub(crate) fn split_document(
 pub struct UnverifiedDocument {
     body_bytes: Vec<u8>,
     body: Body,
-    signatures: Vec<(IdentityKey, [u8; SIGNATURE_LEN])>,
+    signatures: SignatureList,
 }
 
 impl UnverifiedDocument {
@@ -315,7 +318,7 @@ impl fmt::Debug for UnverifiedDocument {
 pub struct Document {
     body_bytes: Vec<u8>,
     body: Body,
-    signatures: Vec<(IdentityKey, [u8; SIGNATURE_LEN])>,
+    signatures: SignatureList,
     signers: Vec<IdentityKey>,
     layers: Vec<Vec<usize>>,
     gateways: Vec<usize>,
@@ -333,7 +336,7 @@ impl Document {
     fn from_parts(
         body_bytes: Vec<u8>,
         body: Body,
-        signatures: Vec<(IdentityKey, [u8; SIGNATURE_LEN])>,
+        signatures: SignatureList,
         signers: Vec<IdentityKey>,
     ) -> Self {
         let mut layers = vec![Vec::new(); body.params.mix_layers()];

@@ -2,8 +2,9 @@
 //!
 //! Every signature in the directory is an Ed25519 signature (RFC 8032, verified with
 //! `verify_strict`, which rejects non-canonical and small-order encodings) over
-//! `domain ‖ bytes`, where `domain` is a NUL-terminated ASCII string naming the message type
-//! ([`Domain`]). A signature made for one message type therefore never verifies as another.
+//! `domain ‖ bytes`, where `domain` is a NUL-terminated ASCII string naming the message type:
+//! `"qanat-pki v1 descriptor\0"`, `"qanat-pki v1 vote\0"`, `"qanat-pki v1 reveal\0"` or
+//! `"qanat-pki v1 document\0"`. A signature made for one message type never verifies as another.
 //!
 //! A node's [`NodeId`] (the packet crate's routing identifier) is
 //! `SHA-256("qanat-pki v1 node-id\0" ‖ identity public key)`.
@@ -55,8 +56,8 @@ fn signed_message(domain: Domain, bytes: &[u8]) -> Vec<u8> {
 /// An Ed25519 identity public key (of an authority or a node), known to be a valid point.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct IdentityKey {
+    /// A valid, non-weak point (checked by every constructor).
     bytes: [u8; IDENTITY_KEY_LEN],
-    key: VerifyingKey,
 }
 
 /// The bytes are not an Ed25519 public key.
@@ -71,7 +72,7 @@ impl IdentityKey {
         if key.is_weak() {
             return Err(InvalidKey);
         }
-        Ok(Self { bytes: *bytes, key })
+        Ok(Self { bytes: *bytes })
     }
 
     /// The encoding.
@@ -95,8 +96,9 @@ impl IdentityKey {
 
     /// Whether `sig` is this key's signature of `bytes` for `domain`.
     pub(crate) fn verify(&self, domain: Domain, bytes: &[u8], sig: &[u8; SIGNATURE_LEN]) -> bool {
+        let Ok(key) = VerifyingKey::from_bytes(&self.bytes) else { return false };
         let sig = ed25519_dalek::Signature::from_bytes(sig);
-        self.key.verify_strict(&signed_message(domain, bytes), &sig).is_ok()
+        key.verify_strict(&signed_message(domain, bytes), &sig).is_ok()
     }
 }
 
@@ -143,8 +145,7 @@ impl IdentitySecret {
     /// The key with the given 32-byte seed (RFC 8032 secret key).
     pub fn from_bytes(seed: &[u8; 32]) -> Self {
         let key = SigningKey::from_bytes(seed);
-        let bytes = key.verifying_key().to_bytes();
-        let public = IdentityKey { bytes, key: key.verifying_key() };
+        let public = IdentityKey { bytes: key.verifying_key().to_bytes() };
         Self { key, public }
     }
 

@@ -17,12 +17,25 @@
 //! - [`authority`]: the [`Authority`] state machine (`handle_descriptor`, `handle_message`,
 //!   `poll`, `next_timeout`), in the style of quinn-proto.
 //!
+//! # Encoding
+//!
+//! Every message has one canonical binary encoding, written and read by hand: integers are
+//! big-endian and fixed-width; variable-length fields carry a length prefix of a stated width
+//! and a maximum; lists carry a count and are sorted strictly (no duplicates, one order); every
+//! message starts with a version byte and must be consumed exactly. A decoder accepts only that
+//! encoding, so `encode(decode(b)) == b` for every `b` that decodes (the fuzz targets check
+//! it), and it never panics. Signatures are over exact bytes, prefixed with a per-message-type
+//! domain string ([`identity`]). Size limits: [`MAX_DESCRIPTOR_LEN`], [`MAX_NODES`],
+//! [`MAX_AUTHORITIES`], [`document::MAX_DOCUMENT_LEN`], [`vote::MAX_VOTE_LEN`],
+//! [`authority::MAX_PEER_MESSAGE_LEN`]. The formats are given in [`descriptor`], [`vote`] and
+//! [`document`].
+//!
 //! # Relation to Katzenpost's PKI specification
 //!
 //! The protocol follows Katzenpost's `pki.md` (schedule §2.1, voting §3, shared random value
 //! §4.3) with these simplifications, each for a stated reason:
 //!
-//! - **Encoding.** A small hand-written canonical binary encoding ([`wire`]) replaces JWS and
+//! - **Encoding.** A small hand-written canonical binary encoding (below) replaces JWS and
 //!   CBOR: one encoding per value, so "the same descriptor" and "the same document" are
 //!   byte comparisons, signatures are over exact bytes with a per-message-type prefix, and the
 //!   decoders are small enough to fuzz to the bottom.

@@ -1,6 +1,6 @@
 //! Votes, shared-random reveals, and the deterministic tabulation of a consensus.
 //!
-//! Encodings (see [`crate::wire`]):
+//! Encodings (see the crate documentation, *Encoding*):
 //!
 //! ```text
 //! vote   = body ‖ signature over "qanat-pki v1 vote\0" ‖ body
@@ -13,7 +13,7 @@
 //!
 //! # Tabulation
 //!
-//! Given the votes and reveals an authority holds for epoch `E`, [`tabulate`] computes the
+//! Given the votes and reveals an authority holds for epoch `E`, tabulation computes the
 //! document body; it depends on nothing else, so authorities holding the same votes and
 //! reveals compute the same bytes. With `n` the size of the configured authority set:
 //!
@@ -308,7 +308,7 @@ pub(crate) fn tabulate(
             (h.finalize().into(), *d)
         })
         .collect();
-    mixes.sort_by(|a, b| a.0.cmp(&b.0));
+    mixes.sort_by_key(|a| a.0);
     let layers = params.mix_layers();
     let mut nodes: Vec<Node> = Vec::with_capacity(included.len());
     for (i, (_, d)) in mixes.into_iter().enumerate() {

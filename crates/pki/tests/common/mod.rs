@@ -1,6 +1,13 @@
 //! A deterministic simulated network of authorities and nodes, with simulated time and a
 //! message queue whose delivery each test can shape (loss, delay).
-#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::type_complexity
+)]
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -225,10 +232,10 @@ impl Sim {
                     break;
                 }
                 let Some(Reverse((_, _, _, to, bytes))) = self.queue.pop() else { break };
-                if self.online[to] {
-                    if let Err(e) = self.authorities[to].handle_message(self.now, &bytes) {
-                        self.message_errors.push((to, e));
-                    }
+                if self.online[to]
+                    && let Err(e) = self.authorities[to].handle_message(self.now, &bytes)
+                {
+                    self.message_errors.push((to, e));
                 }
             }
             if self.now >= self.next_upload {
@@ -293,7 +300,7 @@ pub fn split_document(doc: &[u8]) -> (Vec<u8>, Vec<([u8; 32], [u8; 64])>) {
 /// Joins a body and signatures (sorted by key) into a document.
 pub fn join_document(body: &[u8], sigs: &[([u8; 32], [u8; 64])]) -> Vec<u8> {
     let mut sigs = sigs.to_vec();
-    sigs.sort_by(|a, b| a.0.cmp(&b.0));
+    sigs.sort_by_key(|a| a.0);
     let mut out = (body.len() as u32).to_be_bytes().to_vec();
     out.extend_from_slice(body);
     out.push(sigs.len() as u8);
