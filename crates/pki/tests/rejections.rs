@@ -229,3 +229,34 @@ proptest! {
         }
     }
 }
+
+/// Writes seed corpora for the fuzz targets: `cargo test -p qanat-pki --release --test
+/// rejections -- --ignored write_fuzz_seeds`.
+#[test]
+#[ignore = "writes files under fuzz/corpus"]
+fn write_fuzz_seeds() {
+    let mut sim = Sim::new(300, 3, 6, 2);
+    sim.run_through(first_epoch());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
+    let write = |target: &str, name: &str, bytes: &[u8]| {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), bytes).unwrap();
+    };
+    let e = first_epoch().next();
+    write("pki_document", "three_signed", &sim.published[0][&e]);
+    let (body, sigs) = split_document(&sim.published[0][&e]);
+    write("pki_document", "one_signed", &join_document(&body, &sigs[..1]));
+    write("pki_descriptor", "mix", sim.nodes[0].descriptor(e).as_bytes());
+    write("pki_descriptor", "gateway", sim.nodes[7].descriptor(e).as_bytes());
+    write("pki_vote", "vote", &sim.samples[&VOTE][1..]);
+    for (kind, name) in [
+        (VOTE, "vote"),
+        (REVEAL, "reveal"),
+        (CERT, "cert"),
+        (SIGNATURE, "signature"),
+        (CONSENSUS, "consensus"),
+    ] {
+        write("pki_peer_message", name, &sim.samples[&kind]);
+    }
+}

@@ -100,6 +100,8 @@ pub struct Sim {
     pub publish_count: Vec<BTreeMap<Epoch, usize>>,
     pub failures: Vec<(usize, Epoch, ConsensusFailure)>,
     pub message_errors: Vec<(usize, PeerMessageError)>,
+    /// The first message of each kind sent.
+    pub samples: BTreeMap<u8, Vec<u8>>,
     next_upload: UnixTime,
 }
 
@@ -156,6 +158,7 @@ impl Sim {
             publish_count: vec![BTreeMap::new(); n],
             failures: Vec::new(),
             message_errors: Vec::new(),
+            samples: BTreeMap::new(),
             next_upload: start.plus_millis(100),
         }
     }
@@ -186,6 +189,7 @@ impl Sim {
             match a {
                 Action::Send { to, message } => {
                     let to = self.index_of(&to);
+                    self.samples.entry(message[0]).or_insert_with(|| message.clone());
                     let m = Msg { from, to, kind: message[0], epoch: Epoch::at(self.now, period()) };
                     if let Fate::Deliver { delay_ms } = (self.rule)(&m) {
                         self.seq += 1;
