@@ -1,0 +1,433 @@
+//! The per-epoch network document, the authority set that signs it, and its verification.
+//!
+//! Encoding (see the crate documentation, *Encoding*):
+//!
+//! ```text
+//! document = u32 len, body | u8 count, (key [32] ‖ signature [64]) × count, sorted by key
+//! body     = u8 version (1) | u64 epoch | parameters | [32] shared random value
+//!          | u16 count, (u8 position ‖ u16 len, signed descriptor) × count, sorted by node id
+//! position = 0 for a gateway, 1..=L for a mix in layer 1..=L
+//! ```
+//!
+//! Each signature is an authority's Ed25519 signature over `"qanat-pki v1 document\0" ‖ body`.
+//! The body holds each node's descriptor exactly as the node signed it, so a reader can check
+//! every node's own signature too (the decoder does).
+
+use core::fmt;
+use std::collections::BTreeMap;
+
+use qanat_packet::{NodeId, PublicKey};
+
+use crate::descriptor::{MAX_DESCRIPTOR_LEN, NodeDescriptor, Role, SignedDescriptor};
+use crate::error::{ConfigError, DecodeError, VerifyError};
+use crate::identity::{Domain, IDENTITY_KEY_LEN, IdentityKey, SIGNATURE_LEN};
+use crate::params::Parameters;
+use crate::time::Epoch;
+use crate::wire::{Reader, Writer};
+
+/// Most authorities in a set.
+pub const MAX_AUTHORITIES: usize = 32;
+/// Most nodes in a document (and descriptors in a vote).
+pub const MAX_NODES: usize = 512;
+/// Longest document body (also bounds votes).
+pub const MAX_BODY_LEN: usize = 256 + MAX_NODES * (3 + MAX_DESCRIPTOR_LEN);
+/// Longest encoded document.
+pub const MAX_DOCUMENT_LEN: usize =
+    4 + MAX_BODY_LEN + 1 + MAX_AUTHORITIES * (IDENTITY_KEY_LEN + SIGNATURE_LEN);
+
+const VERSION: u8 = 1;
+
+/// Signatures by authority key, in canonical (key) order.
+pub(crate) type Signatures = BTreeMap<IdentityKey, [u8; SIGNATURE_LEN]>;
+/// A signature list as decoded: strictly increasing keys.
+pub(crate) type SignatureList = Vec<(IdentityKey, [u8; SIGNATURE_LEN])>;
+
+/// The configured directory authorities: the only keys whose signatures count.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct AuthoritySet {
+    keys: Vec<IdentityKey>,
+}
+
+impl AuthoritySet {
+    /// The set of `keys`: between 1 and [`MAX_AUTHORITIES`], all distinct.
+    pub fn new(keys: impl IntoIterator<Item = IdentityKey>) -> Result<Self, ConfigError> {
+        let mut keys: Vec<IdentityKey> = keys.into_iter().collect();
+        keys.sort();
+        if keys.is_empty() {
+            return Err(ConfigError::AuthoritySet("empty"));
+        }
+        if keys.len() > MAX_AUTHORITIES {
+            return Err(ConfigError::AuthoritySet("too many authorities"));
+        }
+        if keys.windows(2).any(|w| w[0] == w[1]) {
+            return Err(ConfigError::AuthoritySet("duplicate key"));
+        }
+        Ok(Self { keys })
+    }
+
+    /// Number of authorities.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Always false: a set has at least one authority.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// A strict majority: `⌊n/2⌋ + 1`.
+    pub fn threshold(&self) -> usize {
+        self.keys.len() / 2 + 1
+    }
+
+    /// Whether `k` is one of the authorities.
+    pub fn contains(&self, k: &IdentityKey) -> bool {
+        self.keys.binary_search(k).is_ok()
+    }
+
+    /// The keys, sorted.
+    pub fn keys(&self) -> &[IdentityKey] {
+        &self.keys
+    }
+}
+
+/// Where a node sits in the network for the document's epoch.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub enum Position {
+    /// A mix in layer `layer`, counted from 0 (the layer after the entry gateway).
+    Mix {
+        /// The layer, `0..mix_layers`.
+        layer: u8,
+    },
+    /// A gateway.
+    Gateway,
+}
+
+/// A node as listed in a document.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Node {
+    id: NodeId,
+    position: Position,
+    signed: SignedDescriptor,
+}
+
+impl Node {
+    pub(crate) fn new(position: Position, signed: SignedDescriptor) -> Self {
+        Self { id: signed.descriptor().node_id(), position, signed }
+    }
+
+    /// The node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Mix layer or gateway.
+    pub fn position(&self) -> Position {
+        self.position
+    }
+
+    /// The node's descriptor.
+    pub fn descriptor(&self) -> &NodeDescriptor {
+        self.signed.descriptor()
+    }
+
+    /// The node's descriptor with its signature, as the node uploaded it.
+    pub fn signed_descriptor(&self) -> &SignedDescriptor {
+        &self.signed
+    }
+}
+
+/// The signed part of a document.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub(crate) struct Body {
+    pub(crate) epoch: Epoch,
+    pub(crate) params: Parameters,
+    pub(crate) shared_random: [u8; 32],
+    /// Sorted by node id.
+    pub(crate) nodes: Vec<Node>,
+}
+
+impl Body {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(VERSION);
+        w.u64(self.epoch.0);
+        self.params.encode(&mut w);
+        w.raw(&self.shared_random);
+        // Tabulation includes at most MAX_NODES (votes hold no more).
+        w.u16(u16::try_from(self.nodes.len()).unwrap_or(u16::MAX));
+        for n in &self.nodes {
+            w.u8(match n.position {
+                Position::Gateway => 0,
+                Position::Mix { layer } => layer.saturating_add(1),
+            });
+            w.bytes16(n.signed.as_bytes());
+        }
+        w.into_bytes()
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let v = r.u8()?;
+        if v != VERSION {
+            return Err(DecodeError::Version { what: "document", got: v });
+        }
+        let epoch = Epoch(r.u64()?);
+        let params = Parameters::decode(&mut r)?;
+        let shared_random = r.array::<32>()?;
+        let n = r.count16(MAX_NODES, "node list")?;
+        let mut nodes: Vec<Node> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let pos = r.u8()?;
+            let signed = SignedDescriptor::decode(r.bytes16(MAX_DESCRIPTOR_LEN, "descriptor")?)?;
+            let d = signed.descriptor();
+            let position = match (pos, d.role()) {
+                (0, Role::Gateway) => Position::Gateway,
+                (l, Role::Mix) if l >= 1 && usize::from(l) <= params.mix_layers() => {
+                    Position::Mix { layer: l - 1 }
+                }
+                _ => return Err(DecodeError::Invalid { what: "node position" }),
+            };
+            if d.epoch() != epoch {
+                return Err(DecodeError::Invalid { what: "descriptor epoch" });
+            }
+            if d.scheme() != params.scheme() {
+                return Err(DecodeError::Invalid { what: "descriptor scheme" });
+            }
+            let node = Node::new(position, signed);
+            if nodes.last().is_some_and(|last| last.id >= node.id) {
+                return Err(DecodeError::NotCanonical { what: "node list" });
+            }
+            nodes.push(node);
+        }
+        r.finish()?;
+        Ok(Self { epoch, params, shared_random, nodes })
+    }
+}
+
+/// Assembles `u32 len ‖ body ‖ signatures`.
+pub(crate) fn encode_document(body: &[u8], sigs: &Signatures) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.bytes32(body);
+    // The signers are configured authorities, at most MAX_AUTHORITIES.
+    w.u8(u8::try_from(sigs.len()).unwrap_or(u8::MAX));
+    for (k, s) in sigs {
+        w.raw(k.as_bytes());
+        w.raw(s);
+    }
+    w.into_bytes()
+}
+
+/// Splits an encoded document into its body (not decoded) and its signature list (keys parsed,
+/// canonical order checked, signatures not verified).
+pub(crate) fn split_document(bytes: &[u8]) -> Result<(&[u8], SignatureList), DecodeError> {
+    if bytes.len() > MAX_DOCUMENT_LEN {
+        return Err(DecodeError::TooLarge { what: "document" });
+    }
+    let mut r = Reader::new(bytes);
+    let body_bytes = r.bytes32(MAX_BODY_LEN, "document body")?;
+    let n = usize::from(r.u8()?);
+    if n > MAX_AUTHORITIES {
+        return Err(DecodeError::TooLarge { what: "signature list" });
+    }
+    let want = n * (IDENTITY_KEY_LEN + SIGNATURE_LEN);
+    if r.remaining() != want {
+        return Err(if r.remaining() < want { DecodeError::Truncated } else { DecodeError::TrailingBytes });
+    }
+    let mut signatures: SignatureList = Vec::with_capacity(n);
+    for _ in 0..n {
+        let k =
+            IdentityKey::from_bytes(&r.array()?).map_err(|_| DecodeError::Invalid { what: "signer key" })?;
+        let s = r.array()?;
+        if signatures.last().is_some_and(|(last, _)| *last >= k) {
+            return Err(DecodeError::NotCanonical { what: "signature list" });
+        }
+        signatures.push((k, s));
+    }
+    r.finish()?;
+    Ok((body_bytes, signatures))
+}
+
+/// A document that parsed, whose authority signatures have not been checked yet.
+#[derive(Clone)]
+pub struct UnverifiedDocument {
+    body_bytes: Vec<u8>,
+    body: Body,
+    signatures: SignatureList,
+}
+
+impl UnverifiedDocument {
+    /// Parses a document (checking its structure and every node's own descriptor signature, but
+    /// not the authorities' signatures).
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let (body_bytes, signatures) = split_document(bytes)?;
+        let body = Body::decode(body_bytes)?;
+        Ok(Self { body_bytes: body_bytes.to_vec(), body, signatures })
+    }
+
+    /// The epoch the document claims to be for.
+    pub fn epoch(&self) -> Epoch {
+        self.body.epoch
+    }
+
+    /// Re-encodes the document (identical to the bytes it was decoded from).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        encode_document(&self.body_bytes, &self.signatures.iter().copied().collect())
+    }
+
+    /// Checks that the document is for `epoch` and that a strict majority of `authorities`
+    /// signed it. Signatures by keys outside the set are ignored; a signature by a key in the
+    /// set that does not verify rejects the whole document.
+    pub fn verify(self, authorities: &AuthoritySet, epoch: Epoch) -> Result<Document, VerifyError> {
+        if self.body.epoch != epoch {
+            return Err(VerifyError::WrongEpoch { expected: epoch, got: self.body.epoch });
+        }
+        let mut signers = Vec::new();
+        for (k, s) in &self.signatures {
+            if !authorities.contains(k) {
+                continue;
+            }
+            if !k.verify(Domain::Document, &self.body_bytes, s) {
+                return Err(VerifyError::BadSignature);
+            }
+            signers.push(*k);
+        }
+        if signers.len() < authorities.threshold() {
+            return Err(VerifyError::NotEnoughSignatures {
+                valid: signers.len(),
+                needed: authorities.threshold(),
+            });
+        }
+        Ok(Document::from_parts(self.body_bytes, self.body, self.signatures, signers))
+    }
+}
+
+impl fmt::Debug for UnverifiedDocument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnverifiedDocument")
+            .field("epoch", &self.body.epoch)
+            .field("nodes", &self.body.nodes.len())
+            .field("signatures", &self.signatures.len())
+            .finish()
+    }
+}
+
+/// A verified network document: the nodes, their positions and keys, and the parameters of one
+/// epoch, signed by a majority of the authorities.
+#[derive(Clone)]
+pub struct Document {
+    body_bytes: Vec<u8>,
+    body: Body,
+    signatures: SignatureList,
+    signers: Vec<IdentityKey>,
+    layers: Vec<Vec<usize>>,
+    gateways: Vec<usize>,
+}
+
+impl Document {
+    /// Decodes and verifies a document: it must be for `epoch` and signed by a strict majority
+    /// of `authorities` (see [`UnverifiedDocument::verify`]). A client that knows the time
+    /// computes `epoch` with [`Epoch::at`]; one that fetches the next document early passes
+    /// the next epoch.
+    pub fn verify(bytes: &[u8], authorities: &AuthoritySet, epoch: Epoch) -> Result<Self, VerifyError> {
+        UnverifiedDocument::decode(bytes)?.verify(authorities, epoch)
+    }
+
+    fn from_parts(
+        body_bytes: Vec<u8>,
+        body: Body,
+        signatures: SignatureList,
+        signers: Vec<IdentityKey>,
+    ) -> Self {
+        let mut layers = vec![Vec::new(); body.params.mix_layers()];
+        let mut gateways = Vec::new();
+        for (i, n) in body.nodes.iter().enumerate() {
+            match n.position {
+                Position::Gateway => gateways.push(i),
+                Position::Mix { layer } => {
+                    if let Some(l) = layers.get_mut(usize::from(layer)) {
+                        l.push(i);
+                    }
+                }
+            }
+        }
+        Self { body_bytes, body, signatures, signers, layers, gateways }
+    }
+
+    /// The epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.body.epoch
+    }
+
+    /// The network parameters.
+    pub fn parameters(&self) -> &Parameters {
+        &self.body.params
+    }
+
+    /// The shared random value the authorities computed for this epoch.
+    pub fn shared_random(&self) -> &[u8; 32] {
+        &self.body.shared_random
+    }
+
+    /// Every node, sorted by id.
+    pub fn nodes(&self) -> &[Node] {
+        &self.body.nodes
+    }
+
+    /// Number of mix layers.
+    pub fn layer_count(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// The mixes of layer `layer` (from 0), sorted by id; empty for a layer that does not exist.
+    pub fn layer(&self, layer: usize) -> impl Iterator<Item = &Node> {
+        self.layers.get(layer).into_iter().flatten().filter_map(|&i| self.body.nodes.get(i))
+    }
+
+    /// The gateways, sorted by id.
+    pub fn gateways(&self) -> impl Iterator<Item = &Node> {
+        self.gateways.iter().filter_map(|&i| self.body.nodes.get(i))
+    }
+
+    /// The node with id `id`.
+    pub fn node(&self, id: &NodeId) -> Option<&Node> {
+        self.body.nodes.binary_search_by(|n| n.id.cmp(id)).ok().and_then(|i| self.body.nodes.get(i))
+    }
+
+    /// The packet key of node `id` for epoch `e` (this epoch or one of the next ones its
+    /// descriptor covers).
+    pub fn packet_key(&self, id: &NodeId, e: Epoch) -> Option<&PublicKey> {
+        self.node(id)?.descriptor().packet_key(e)
+    }
+
+    /// The configured authorities whose signatures verified.
+    pub fn signers(&self) -> &[IdentityKey] {
+        &self.signers
+    }
+
+    /// The signed body (what the authorities signed): equal across authorities for one epoch,
+    /// whatever signatures each collected.
+    pub fn body_bytes(&self) -> &[u8] {
+        &self.body_bytes
+    }
+
+    /// The encoded document, with every signature it carried.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        encode_document(&self.body_bytes, &self.signatures.iter().copied().collect())
+    }
+
+    pub(crate) fn signatures(&self) -> &[(IdentityKey, [u8; SIGNATURE_LEN])] {
+        &self.signatures
+    }
+}
+
+impl fmt::Debug for Document {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Document")
+            .field("epoch", &self.body.epoch)
+            .field("layers", &self.layers.iter().map(Vec::len).collect::<Vec<_>>())
+            .field("gateways", &self.gateways.len())
+            .field("signers", &self.signers.len())
+            .finish()
+    }
+}
