@@ -59,7 +59,32 @@ fn bench(c: &mut Criterion) {
 
     // Throughput: a producer task queues frames; the listener side receives them all.
     let Pair { link, conn } = rt.block_on(pair());
-    let (_, _, rx) = conn.split();
+    let (_, _, mut rx) = conn.split();
+    // One plain run first, outside criterion's sampling, for a headline number.
+    let n = 50_000u64;
+    let (elapsed, rx) = rt.block_on(async {
+        let sender = link.sender();
+        let start = Instant::now();
+        let producer = tokio::spawn(async move {
+            for i in 0..n {
+                let _ = sender.send(packet(i)).await;
+            }
+        });
+        let consumer = tokio::spawn(async move {
+            for _ in 0..n {
+                let _ = rx.recv().await;
+            }
+            rx
+        });
+        let _ = producer.await;
+        let rx = consumer.await.unwrap_or_else(|e| panic!("{e}"));
+        (start.elapsed(), rx)
+    });
+    println!(
+        "link: {n} frames of F=2213 in {elapsed:?}: {:.0} frames/s, {:.1} MB/s of frames",
+        n as f64 / elapsed.as_secs_f64(),
+        n as f64 * 2229.0 / elapsed.as_secs_f64() / 1e6
+    );
     let rx = Arc::new(Mutex::new(rx));
     let sender = link.sender();
     g.throughput(Throughput::Elements(1));

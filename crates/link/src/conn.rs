@@ -90,8 +90,10 @@ impl FrameReceiver {
 /// An authenticated connection to one peer, known as `P` (what the [`crate::Authorizer`]
 /// returned; for [`connect`], the peer's link key).
 ///
-/// Dropping it (and every [`FrameSender`] cloned from it) closes the connection after the
-/// queued frames; [`Connection::close`] does the same and waits.
+/// The connection lives while any of its halves does: dropping it (or, after
+/// [`Connection::split`], every [`FrameSender`] and the [`FrameReceiver`]) closes it after the
+/// queued frames; [`Connection::close`] does the same and waits. A connection whose senders
+/// are all gone keeps receiving (and sending keepalives).
 #[derive(Debug)]
 pub struct Connection<P> {
     peer: P,
@@ -162,7 +164,8 @@ impl<P> Connection<P> {
     }
 
     /// Splits into the peer, the sending and the receiving half. The connection then ends
-    /// when every sender is dropped (after writing what they queued) or the peer closes it.
+    /// when every sender and the receiver are dropped (after writing what was queued), or when
+    /// the peer closes it.
     pub fn split(self) -> (P, FrameSender, FrameReceiver) {
         (self.peer, self.sender, self.receiver)
     }

@@ -21,7 +21,7 @@ use clatter::crypto::cipher::ChaChaPoly;
 pub(crate) enum End {
     /// Local shutdown: queued frames were written, then `Close`.
     Shutdown,
-    /// Every sender was dropped: `Close` was written.
+    /// Every sender and the receiver were dropped: `Close` was written.
     OutboxClosed,
     /// The peer sent `Close`.
     PeerClosed,
@@ -67,7 +67,7 @@ pub(crate) async fn run(
     let (rd, wr) = stream.into_split();
     let end = tokio::select! {
         end = read_loop(rd, recv, config, metrics, q.inbox) => end,
-        end = write_loop(wr, send, config, metrics, q.outbox, q.pending, q.shutdown) => end,
+        end = write_loop(wr, send, config, metrics, q.outbox, q.pending, q.shutdown, q.inbox) => end,
     };
     match end {
         End::BadFrame => inc(&metrics.bad_frames),
@@ -145,6 +145,7 @@ impl Writer<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn write_loop(
     wr: OwnedWriteHalf,
     cipher: CipherState<ChaChaPoly>,
@@ -153,6 +154,7 @@ async fn write_loop(
     outbox: &mut mpsc::Receiver<Frame>,
     pending: &mut Option<Frame>,
     shutdown: &mut watch::Receiver<bool>,
+    inbox: &mpsc::Sender<Frame>,
 ) -> End {
     let mut w = Writer {
         wr: BufWriter::with_capacity(64 * 1024, wr),
@@ -162,49 +164,62 @@ async fn write_loop(
         buf: vec![0u8; config.frame_size.wire_len()],
         last_write: Instant::now(),
     };
-    match write_frames(&mut w, outbox, pending, shutdown).await {
+    match write_frames(&mut w, outbox, pending, shutdown, inbox).await {
         Ok(end) | Err(end) => end,
     }
 }
 
+/// Writes queued frames, and keepalives when idle. When every sender is gone the connection
+/// stays up for receiving (keepalives continue) until the receiving half is dropped too.
 async fn write_frames(
     w: &mut Writer<'_>,
     outbox: &mut mpsc::Receiver<Frame>,
     pending: &mut Option<Frame>,
     shutdown: &mut watch::Receiver<bool>,
+    inbox: &mpsc::Sender<Frame>,
 ) -> Result<End, End> {
+    let mut senders_alive = true;
     loop {
         if *shutdown.borrow() {
             return drain_and_close(w, outbox, pending).await;
         }
-        let frame = match pending.take() {
-            Some(f) => f,
-            None => match outbox.try_recv() {
-                Ok(f) => f,
+        let next = match pending.take() {
+            Some(f) => Some(f),
+            None if senders_alive => match outbox.try_recv() {
+                Ok(f) => Some(f),
                 Err(mpsc::error::TryRecvError::Disconnected) => {
-                    w.close().await?;
-                    return Ok(End::OutboxClosed);
+                    senders_alive = false;
+                    None
                 }
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    // Nothing more queued: put what we have on the wire, then wait.
-                    w.flush().await?;
-                    let keepalive_at = w.last_write + w.config.keepalive_interval;
-                    tokio::select! {
-                        biased;
-                        () = shutdown_requested(shutdown) => {
-                            return drain_and_close(w, outbox, pending).await;
-                        }
-                        f = outbox.recv() => match f {
-                            Some(f) => f,
-                            None => {
-                                w.close().await?;
-                                return Ok(End::OutboxClosed);
-                            }
-                        },
-                        () = sleep_until(keepalive_at) => Frame::KeepAlive,
-                    }
-                }
+                Err(mpsc::error::TryRecvError::Empty) => None,
             },
+            None => None,
+        };
+        let frame = match next {
+            Some(f) => f,
+            None => {
+                // Nothing more queued: put what we have on the wire, then wait.
+                w.flush().await?;
+                let keepalive_at = w.last_write + w.config.keepalive_interval;
+                tokio::select! {
+                    biased;
+                    () = shutdown_requested(shutdown) => {
+                        return drain_and_close(w, outbox, pending).await;
+                    }
+                    f = outbox.recv(), if senders_alive => match f {
+                        Some(f) => f,
+                        None => {
+                            senders_alive = false;
+                            continue;
+                        }
+                    },
+                    () = inbox.closed(), if !senders_alive => {
+                        w.close().await?;
+                        return Ok(End::OutboxClosed);
+                    }
+                    () = sleep_until(keepalive_at) => Frame::KeepAlive,
+                }
+            }
         };
         *pending = Some(frame);
         if let Some(f) = pending.as_ref() {

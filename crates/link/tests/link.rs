@@ -376,3 +376,27 @@ async fn invalid_frames_are_refused_at_the_sender() {
     let too_long = Frame::Control(vec![1; size().max_control_len() + 1]);
     assert!(link.send(too_long).await.is_err());
 }
+
+/// Regression: dropping a connection's sending half used to close the whole connection, so a
+/// receive-only user lost frames and the dialer reconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receive_only_connection_stays_open_after_its_sender_is_dropped() {
+    let (server, client) = (key(1), key(2));
+    let (mut l, _) = any_listener(&server, config()).await;
+    let m = Arc::new(LinkMetrics::default());
+    let link = PeerLink::spawn(l.local_addr(), server.public_key().clone(), client, config(), m.clone());
+    let (_, sender, mut rx) = l.accept().await.unwrap().split();
+    drop(sender);
+    sleep(Duration::from_millis(100)).await;
+    for i in 0..2_000 {
+        link.send(packet(i)).await.unwrap();
+    }
+    for i in 0..2_000 {
+        expect_packet(rx.recv(), i).await;
+    }
+    assert_eq!(m.snapshot().reconnects, 0);
+    // Dropping the receiver too closes the connection; the dialer notices and dials again.
+    drop(rx);
+    eventually("a reconnection", || m.snapshot().reconnects >= 1).await;
+    drop(link);
+}
