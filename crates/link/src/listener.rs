@@ -68,7 +68,8 @@ impl<P: Send + 'static> Listener<P> {
     }
 
     /// Stops accepting, abandons handshakes in progress and releases the port. Connections
-    /// already handed out are not affected.
+    /// already handed out are not affected. Dropping the `Listener` does the same without
+    /// waiting.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
@@ -89,6 +90,8 @@ async fn accept_loop<A: Authorizer>(
     loop {
         tokio::select! {
             () = shutdown_requested(&mut shutdown) => break,
+            // The `Listener` was dropped without `shutdown`: stop too.
+            () = tx.closed() => break,
             Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
             accepted = listener.accept() => {
                 let (mut stream, _addr) = match accepted {

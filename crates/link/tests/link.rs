@@ -400,3 +400,13 @@ async fn a_receive_only_connection_stays_open_after_its_sender_is_dropped() {
     eventually("a reconnection", || m.snapshot().reconnects >= 1).await;
     drop(link);
 }
+
+/// Regression: a dropped `Listener` kept its accept loop and port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_listener_releases_its_port() {
+    let server = key(1);
+    let (l, _) = any_listener(&server, config()).await;
+    let addr = l.local_addr();
+    drop(l);
+    eventually("the port to close", || std::net::TcpStream::connect(addr).is_err()).await;
+}
