@@ -1,0 +1,249 @@
+//! One established connection's read and write loops, shared by listeners and dialers.
+
+use std::future::pending;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use crate::config::LinkConfig;
+use crate::frame::Frame;
+use crate::handshake::{Ciphers, open, seal};
+use crate::metrics::{LinkMetrics, inc};
+use clatter::cipherstate::CipherState;
+use clatter::crypto::cipher::ChaChaPoly;
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// Local shutdown: queued frames were written, then `Close`.
+    Shutdown,
+    /// Every sender and the receiver were dropped: `Close` was written.
+    OutboxClosed,
+    /// The peer sent `Close`.
+    PeerClosed,
+    /// A frame failed authentication or decoding.
+    BadFrame,
+    /// Nothing arrived within the idle timeout.
+    IdleTimeout,
+    /// A write did not finish within the write timeout.
+    WriteTimeout,
+    /// The socket failed or the peer closed it without `Close`.
+    Io,
+}
+
+/// What a session reads from and writes to; the dialer keeps these across reconnections.
+pub(crate) struct Queues<'a> {
+    pub(crate) outbox: &'a mut mpsc::Receiver<Frame>,
+    /// A frame taken from `outbox` but not yet written; retried on the next connection.
+    pub(crate) pending: &'a mut Option<Frame>,
+    pub(crate) inbox: &'a mpsc::Sender<Frame>,
+    pub(crate) shutdown: &'a mut watch::Receiver<bool>,
+}
+
+/// Resolves once shutdown is requested; never, if the requester is gone.
+pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            pending::<()>().await;
+        }
+    }
+}
+
+pub(crate) async fn run(
+    stream: TcpStream,
+    ciphers: Ciphers,
+    config: &Arc<LinkConfig>,
+    metrics: &Arc<LinkMetrics>,
+    q: Queues<'_>,
+) -> End {
+    let Ciphers { send, recv } = ciphers;
+    let (rd, wr) = stream.into_split();
+    let end = tokio::select! {
+        end = read_loop(rd, recv, config, metrics, q.inbox) => end,
+        end = write_loop(wr, send, config, metrics, q.outbox, q.pending, q.shutdown, q.inbox) => end,
+    };
+    match end {
+        End::BadFrame => inc(&metrics.bad_frames),
+        End::IdleTimeout | End::WriteTimeout => inc(&metrics.timeouts),
+        _ => {}
+    }
+    tracing::debug!(reason = ?end, "link connection ended");
+    end
+}
+
+async fn read_loop(
+    mut rd: OwnedReadHalf,
+    mut cipher: CipherState<ChaChaPoly>,
+    config: &LinkConfig,
+    metrics: &LinkMetrics,
+    inbox: &mpsc::Sender<Frame>,
+) -> End {
+    let mut buf = vec![0u8; config.frame_size.wire_len()];
+    loop {
+        match timeout(config.idle_timeout, rd.read_exact(&mut buf)).await {
+            Err(_) => return End::IdleTimeout,
+            Ok(Err(_)) => return End::Io,
+            Ok(Ok(_)) => {}
+        }
+        let Some(frame) = open(config, &mut cipher, &mut buf) else {
+            return End::BadFrame;
+        };
+        inc(&metrics.frames_in);
+        match frame {
+            Frame::KeepAlive => {}
+            Frame::Close => return End::PeerClosed,
+            frame => {
+                // If the receiving half was dropped, its owner chose not to read: discard.
+                let _ = inbox.send(frame).await;
+            }
+        }
+    }
+}
+
+struct Writer<'a> {
+    wr: BufWriter<OwnedWriteHalf>,
+    cipher: CipherState<ChaChaPoly>,
+    config: &'a LinkConfig,
+    metrics: &'a LinkMetrics,
+    buf: Vec<u8>,
+    last_write: Instant,
+}
+
+impl Writer<'_> {
+    async fn write(&mut self, frame: &Frame) -> Result<(), End> {
+        seal(self.config, &mut self.cipher, frame, &mut self.buf).map_err(|_| End::Io)?;
+        match timeout(self.config.write_timeout, self.wr.write_all(&self.buf)).await {
+            Err(_) => return Err(End::WriteTimeout),
+            Ok(Err(_)) => return Err(End::Io),
+            Ok(Ok(())) => {}
+        }
+        inc(&self.metrics.frames_out);
+        self.last_write = Instant::now();
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        match timeout(self.config.write_timeout, self.wr.flush()).await {
+            Err(_) => Err(End::WriteTimeout),
+            Ok(Err(_)) => Err(End::Io),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), End> {
+        self.write(&Frame::Close).await?;
+        self.flush().await?;
+        let _ = timeout(self.config.write_timeout, self.wr.shutdown()).await;
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_loop(
+    wr: OwnedWriteHalf,
+    cipher: CipherState<ChaChaPoly>,
+    config: &LinkConfig,
+    metrics: &LinkMetrics,
+    outbox: &mut mpsc::Receiver<Frame>,
+    pending: &mut Option<Frame>,
+    shutdown: &mut watch::Receiver<bool>,
+    inbox: &mpsc::Sender<Frame>,
+) -> End {
+    let mut w = Writer {
+        wr: BufWriter::with_capacity(64 * 1024, wr),
+        cipher,
+        config,
+        metrics,
+        buf: vec![0u8; config.frame_size.wire_len()],
+        last_write: Instant::now(),
+    };
+    match write_frames(&mut w, outbox, pending, shutdown, inbox).await {
+        Ok(end) | Err(end) => end,
+    }
+}
+
+/// Writes queued frames, and keepalives when idle. When every sender is gone the connection
+/// stays up for receiving (keepalives continue) until the receiving half is dropped too.
+async fn write_frames(
+    w: &mut Writer<'_>,
+    outbox: &mut mpsc::Receiver<Frame>,
+    pending: &mut Option<Frame>,
+    shutdown: &mut watch::Receiver<bool>,
+    inbox: &mpsc::Sender<Frame>,
+) -> Result<End, End> {
+    let mut senders_alive = true;
+    loop {
+        if *shutdown.borrow() {
+            return drain_and_close(w, outbox, pending).await;
+        }
+        let next = match pending.take() {
+            Some(f) => Some(f),
+            None if senders_alive => match outbox.try_recv() {
+                Ok(f) => Some(f),
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    senders_alive = false;
+                    None
+                }
+                Err(mpsc::error::TryRecvError::Empty) => None,
+            },
+            None => None,
+        };
+        let frame = match next {
+            Some(f) => f,
+            None => {
+                // Nothing more queued: put what we have on the wire, then wait.
+                w.flush().await?;
+                let keepalive_at = w.last_write + w.config.keepalive_interval;
+                tokio::select! {
+                    biased;
+                    () = shutdown_requested(shutdown) => {
+                        return drain_and_close(w, outbox, pending).await;
+                    }
+                    f = outbox.recv(), if senders_alive => match f {
+                        Some(f) => f,
+                        None => {
+                            senders_alive = false;
+                            continue;
+                        }
+                    },
+                    () = inbox.closed(), if !senders_alive => {
+                        w.close().await?;
+                        return Ok(End::OutboxClosed);
+                    }
+                    () = sleep_until(keepalive_at) => Frame::KeepAlive,
+                }
+            }
+        };
+        *pending = Some(frame);
+        if let Some(f) = pending.as_ref() {
+            w.write(f).await?;
+        }
+        *pending = None;
+    }
+}
+
+/// Graceful shutdown: writes the frame in hand and every frame already queued, then `Close`.
+async fn drain_and_close(
+    w: &mut Writer<'_>,
+    outbox: &mut mpsc::Receiver<Frame>,
+    pending: &mut Option<Frame>,
+) -> Result<End, End> {
+    outbox.close();
+    loop {
+        if pending.is_none() {
+            *pending = outbox.try_recv().ok();
+        }
+        let Some(f) = pending.as_ref() else { break };
+        w.write(f).await?;
+        *pending = None;
+    }
+    w.close().await?;
+    Ok(End::Shutdown)
+}
