@@ -178,17 +178,22 @@ impl NodeKeys {
 
         let id_path = dir.join("identity.key");
         let link_path = dir.join("link.key");
-        let (identity, link) = match (exists(&id_path)?, exists(&link_path)?) {
-            (true, true) => (load_identity(&id_path)?, load_link(&link_path)?),
-            (false, false) => {
-                let identity = IdentitySecret::generate(rng);
-                let link = LinkSecretKey::generate(rng);
-                write_key(&link_path, KIND_LINK, 0, 0, &link.to_bytes())?;
-                write_key(&id_path, KIND_IDENTITY, 0, 0, identity.to_bytes().as_ref())?;
-                (identity, link)
-            }
-            (false, true) => return Err(KeyStoreError::Missing { missing: id_path, present: link_path }),
-            (true, false) => return Err(KeyStoreError::Missing { missing: link_path, present: id_path }),
+        let (has_id, has_link) = (exists(&id_path)?, exists(&link_path)?);
+        // The link key is written first and the identity key last, so a link key alone with no
+        // packet key is a first start cut short: nothing was ever published with it.
+        let first_start = !has_id && (!has_link || !has_packet_keys(&dir.join("packet"))?);
+        let (identity, link) = if first_start {
+            let identity = IdentitySecret::generate(rng);
+            let link = LinkSecretKey::generate(rng);
+            write_key(&link_path, KIND_LINK, 0, 0, &link.to_bytes())?;
+            write_key(&id_path, KIND_IDENTITY, 0, 0, identity.to_bytes().as_ref())?;
+            (identity, link)
+        } else if !has_id {
+            return Err(KeyStoreError::Missing { missing: id_path, present: link_path });
+        } else if !has_link {
+            return Err(KeyStoreError::Missing { missing: link_path, present: id_path });
+        } else {
+            (load_identity(&id_path)?, load_link(&link_path)?)
         };
         let packet = load_packet_keys(&dir.join("packet"))?;
         let mut keys = Self { dir, identity, link, packet, window };
@@ -378,6 +383,16 @@ fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyStoreError> {
         return Err(corrupt(path, format!("longer than {MAX_FILE_LEN} bytes")));
     }
     Ok(buf)
+}
+
+fn has_packet_keys(dir: &Path) -> Result<bool, KeyStoreError> {
+    for entry in fs::read_dir(dir).map_err(io_err(dir, "list the directory"))? {
+        let entry = entry.map_err(io_err(dir, "list the directory"))?;
+        if entry.file_name().to_string_lossy().starts_with("epoch-") {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn load_identity(path: &Path) -> Result<IdentitySecret, KeyStoreError> {

@@ -165,6 +165,20 @@ fn a_lost_identity_key_is_not_silently_replaced() {
 }
 
 #[test]
+fn a_first_start_cut_short_after_the_link_key_starts_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    open(tmp.path(), at(5), 13).unwrap();
+    let keys = tmp.path().join("keys");
+    fs::remove_file(keys.join("identity.key")).unwrap();
+    for e in 5..=7 {
+        fs::remove_file(keys.join(format!("packet/epoch-{e}.key"))).unwrap();
+    }
+    let k = open(tmp.path(), at(5), 14).unwrap();
+    assert_eq!(epochs(&k), [5, 6, 7]);
+    assert!(keys.join("identity.key").exists());
+}
+
+#[test]
 fn leftover_temporary_files_are_removed_and_foreign_files_ignored() {
     let tmp = tempfile::tempdir().unwrap();
     open(tmp.path(), at(5), 10).unwrap();
