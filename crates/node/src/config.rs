@@ -1,0 +1,907 @@
+//! The node's TOML configuration: one file per node.
+//!
+//! Reading a config is two steps. Serde parses the text into a raw mirror of the file (every
+//! table `deny_unknown_fields`, so a misspelt key is an error rather than a silently ignored
+//! setting); then [`validate`](NodeConfig::from_toml_str) turns it into a [`NodeConfig`] whose
+//! fields are parsed types ([`LinkAddress`], [`IdentityKey`], [`LinkPublicKey`], [`Duration`],
+//! [`Parameters`]), never strings. Every [`ConfigError`] names the file, the field (a dotted path
+//! such as `network.authorities[1].link_key`) and what to do about it.
+//!
+//! ```toml
+//! role = "gateway"              # "authority" | "mix" | "gateway"
+//! data_dir = "gw1"              # relative paths are relative to the config file
+//! listen = "127.0.0.1:7101"     # link address (host:port), published in the directory
+//! metrics = "127.0.0.1:9101"    # optional Prometheus endpoint
+//!
+//! [network]
+//! name = "devnet"
+//! epoch_period_secs = 1200
+//!
+//! [[network.authorities]]
+//! identity_key = "…64 hex…"
+//! link_key = "…2432 hex…"
+//! address = "127.0.0.1:7001"
+//!
+//! [gateway]
+//! client_listen = "127.0.0.1:7201"
+//! store = "sqlite"              # the default; "redis" is parsed but not yet supported
+//! sqlite_path = "mailboxes.sqlite"
+//! retention_days = 30
+//! ```
+//!
+//! An authority has an `[authority]` table instead, with `allowed_nodes` (identity keys) and
+//! `[authority.parameters]` (the network parameters it votes for, each defaulting to
+//! [`ParametersConfig::default_for`] of the scheme). A mix has neither table.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use qanat_link::LinkPublicKey;
+use qanat_mailbox::Limits;
+use qanat_packet::Scheme;
+use qanat_pki::descriptor::LinkAddress;
+use qanat_pki::identity::IDENTITY_KEY_LEN;
+use qanat_pki::{
+    AuthoritySet, EpochPeriod, IdentityKey, MAX_AUTHORITIES, Parameters, ParametersConfig, Rate,
+};
+use serde::Deserialize;
+
+/// An error in a node's configuration. Its `Display` names the file, the field and the fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read the config file: {source}; check the path given to --config", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A field is missing, misspelt, of the wrong type or has an invalid value.
+    #[error("{}{field}: {problem}; {fix}", file_prefix(path.as_deref()))]
+    Invalid {
+        /// The file, when the config came from one.
+        path: Option<PathBuf>,
+        /// The field, as a dotted path (`network.authorities[1].link_key`).
+        field: String,
+        /// What is wrong.
+        problem: String,
+        /// How to fix it.
+        fix: String,
+    },
+    /// The field asks for something this version of Qanat does not do yet.
+    #[error("{}{field}: {what} is not yet supported; {fix}", file_prefix(path.as_deref()))]
+    Unsupported {
+        /// The file, when the config came from one.
+        path: Option<PathBuf>,
+        /// The field.
+        field: String,
+        /// What is not supported.
+        what: String,
+        /// How to do without it.
+        fix: String,
+    },
+}
+
+fn file_prefix(path: Option<&Path>) -> String {
+    path.map(|p| format!("{}: ", p.display())).unwrap_or_default()
+}
+
+impl ConfigError {
+    /// The field at fault, if the error is about one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Read { .. } => None,
+            Self::Invalid { field, .. } | Self::Unsupported { field, .. } => Some(field),
+        }
+    }
+
+    fn with_path(mut self, file: &Path) -> Self {
+        match &mut self {
+            Self::Read { .. } => {}
+            Self::Invalid { path, .. } | Self::Unsupported { path, .. } => *path = Some(file.to_owned()),
+        }
+        self
+    }
+}
+
+fn invalid(field: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { path: None, field: field.into(), problem: problem.into(), fix: fix.into() }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The typed configuration.
+
+/// A node's validated configuration.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NodeConfig {
+    /// What the node is, with the settings of that role.
+    pub role: RoleConfig,
+    /// Where the node keeps its keys and state (absolute, or as given when no file was read).
+    pub data_dir: PathBuf,
+    /// The node's link address (`host:port`), published in the directory.
+    pub listen: LinkAddress,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics: Option<SocketAddr>,
+    /// The network the node belongs to.
+    pub network: NetworkConfig,
+}
+
+/// The role of a node and its role-specific settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum RoleConfig {
+    /// A directory authority.
+    Authority(AuthorityConfig),
+    /// A mix node (its layer is assigned by the directory).
+    Mix,
+    /// A gateway.
+    Gateway(GatewayConfig),
+}
+
+impl RoleConfig {
+    /// The role's name as written in the config (`"authority"`, `"mix"`, `"gateway"`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Authority(_) => "authority",
+            Self::Mix => "mix",
+            Self::Gateway(_) => "gateway",
+        }
+    }
+}
+
+/// The `[network]` table.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NetworkConfig {
+    /// The network's name (bound into every link handshake).
+    pub name: String,
+    /// The epoch period.
+    pub epoch_period: EpochPeriod,
+    /// The directory authorities, in the order written.
+    pub authorities: Vec<AuthorityPeer>,
+    /// Their identity keys as the set that signs directory documents.
+    pub authority_set: AuthoritySet,
+}
+
+/// One directory authority as other nodes know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorityPeer {
+    /// Its Ed25519 identity key.
+    pub identity: IdentityKey,
+    /// Its link public key.
+    pub link_key: LinkPublicKey,
+    /// Its link address.
+    pub address: LinkAddress,
+}
+
+/// The `[authority]` table.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AuthorityConfig {
+    /// The nodes (mixes and gateways) allowed into the network.
+    pub allowed_nodes: BTreeSet<IdentityKey>,
+    /// The parameters this authority votes for.
+    pub parameters: Parameters,
+}
+
+/// The `[gateway]` table.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GatewayConfig {
+    /// Where clients connect (`host:port`).
+    pub client_listen: LinkAddress,
+    /// The mailbox store.
+    pub store: StoreConfig,
+    /// Retention and quotas of the mailbox store.
+    pub limits: Limits,
+}
+
+/// The gateway's mailbox store backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreConfig {
+    /// The embedded SQLite store.
+    Sqlite {
+        /// The database file, inside the data directory.
+        path: PathBuf,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
+// The raw file.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    role: String,
+    data_dir: String,
+    listen: String,
+    metrics: Option<String>,
+    network: RawNetwork,
+    gateway: Option<RawGateway>,
+    authority: Option<RawAuthority>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    name: String,
+    epoch_period_secs: Option<u64>,
+    authorities: Vec<RawAuthorityPeer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthorityPeer {
+    identity_key: String,
+    link_key: String,
+    address: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    client_listen: String,
+    store: Option<String>,
+    sqlite_path: Option<String>,
+    retention_days: Option<u64>,
+    max_messages_per_mailbox: Option<u64>,
+    max_bytes_per_mailbox: Option<u64>,
+    max_payload_len: Option<u64>,
+    redis: Option<RawRedis>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedis {
+    seed_nodes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthority {
+    allowed_nodes: Vec<String>,
+    #[serde(default)]
+    parameters: RawParameters,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawParameters {
+    scheme: Option<String>,
+    nr_hops: Option<usize>,
+    forward_payload_len: Option<usize>,
+    mix_layers: Option<u8>,
+    mean_delay_ms: Option<u32>,
+    lambda_p: Option<f64>,
+    lambda_l: Option<f64>,
+    lambda_d: Option<f64>,
+    lambda_m: Option<f64>,
+}
+
+/// The scheme a new network uses when `[authority.parameters]` names none: X-Wing, the hybrid
+/// post-quantum KEM.
+pub const DEFAULT_SCHEME: Scheme = Scheme::XWing;
+/// Longest retention a gateway accepts: ten years.
+pub const MAX_RETENTION_DAYS: u64 = 3650;
+const MAX_NETWORK_NAME: usize = 64;
+
+const SHOW_KEYS: &str = "copy it from that node's 'qanat node show-keys' output";
+
+impl NodeConfig {
+    /// Reads and validates the config file at `path`. A relative `data_dir` is taken relative to
+    /// the directory holding the file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let base = path.parent().unwrap_or_else(|| Path::new(""));
+        Self::from_toml_str(&text, base).map_err(|e| e.with_path(path))
+    }
+
+    /// Parses and validates config text; a relative `data_dir` is joined to `base_dir`.
+    pub fn from_toml_str(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
+        validate(raw, base_dir)
+    }
+}
+
+/// Maps a TOML or serde error to the field at its position.
+fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().trim().to_owned();
+    let missing = message.strip_prefix("missing field `").and_then(|m| m.split('`').next());
+    let (field, location) = match (e.span(), missing) {
+        // The span of a missing field is its table (the whole file for the top level).
+        (Some(span), Some(name)) if span.start == 0 => (join_field("", Some(name)), String::new()),
+        (Some(span), Some(name)) => {
+            (join_field(&table_at(text, span.start).0, Some(name)), line_col(text, span.start))
+        }
+        (Some(span), None) => (field_at(text, span.start), line_col(text, span.start)),
+        (None, _) => ("(file)".to_owned(), String::new()),
+    };
+    let fix = if message.starts_with("unknown field") {
+        "remove it or correct its spelling (see 'qanat node example-config')"
+    } else if message.starts_with("missing field") {
+        "add it (see 'qanat node example-config' for every field and its default)"
+    } else {
+        "correct the value (see 'qanat node example-config' for the expected form)"
+    };
+    invalid(field, format!("{location}{message}"), fix)
+}
+
+fn line_col(text: &str, offset: usize) -> String {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {col}: ")
+}
+
+/// The dotted key at `offset`: the enclosing `[table]` header plus the key on that line.
+fn field_at(text: &str, offset: usize) -> String {
+    let (table, line) = table_at(text, offset);
+    let key = line.split('=').next().map(str::trim).filter(|k| !k.is_empty() && !k.starts_with(['[', '#']));
+    join_field(&table, key)
+}
+
+fn join_field(table: &str, key: Option<&str>) -> String {
+    match (table.is_empty(), key) {
+        (true, Some(k)) => k.to_owned(),
+        (false, Some(k)) => format!("{table}.{k}"),
+        (false, None) => table.to_owned(),
+        (true, None) => "(top level)".to_owned(),
+    }
+}
+
+/// The table in force at `offset` (counting a header on that very line) and that line.
+fn table_at(text: &str, offset: usize) -> (String, &str) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(line_start..).and_then(|l| l.lines().next()).unwrap_or("").trim();
+    let mut table = String::new();
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    let mut headers: Vec<&str> = text.get(..line_start).unwrap_or("").lines().collect();
+    if line.starts_with('[') {
+        headers.push(line);
+    }
+    for l in headers {
+        let l = l.trim();
+        if let Some(h) = l.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
+            let h = h.trim().to_owned();
+            let n = match counts.iter_mut().find(|(k, _)| *k == h) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    counts.push((h.clone(), 0));
+                    0
+                }
+            };
+            table = format!("{h}[{n}]");
+        } else if let Some(h) = l.strip_prefix('[').and_then(|h| h.split(']').next()) {
+            table = h.trim().to_owned();
+        }
+    }
+    (table, line)
+}
+
+fn validate(raw: RawConfig, base_dir: &Path) -> Result<NodeConfig, ConfigError> {
+    let data_dir = parse_data_dir(&raw.data_dir, base_dir)?;
+    let listen = parse_address("listen", &raw.listen)?;
+    let metrics = raw
+        .metrics
+        .as_deref()
+        .map(|m| {
+            m.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "metrics",
+                    format!("expected an IP address and port such as \"127.0.0.1:9100\", got {m:?}"),
+                    "write the address to serve Prometheus metrics on, or remove the line",
+                )
+            })
+        })
+        .transpose()?;
+    let network = parse_network(raw.network)?;
+
+    let role = match raw.role.as_str() {
+        "authority" => {
+            refuse_section("gateway", raw.gateway.is_some(), "authority")?;
+            let a = raw.authority.ok_or_else(|| {
+                invalid(
+                    "authority",
+                    "an authority needs an [authority] table",
+                    "add [authority] with allowed_nodes = [...] (see 'qanat node example-config --role authority')",
+                )
+            })?;
+            RoleConfig::Authority(parse_authority(a, network.epoch_period)?)
+        }
+        "mix" => {
+            refuse_section("gateway", raw.gateway.is_some(), "mix")?;
+            refuse_section("authority", raw.authority.is_some(), "mix")?;
+            RoleConfig::Mix
+        }
+        "gateway" => {
+            refuse_section("authority", raw.authority.is_some(), "gateway")?;
+            let g = raw.gateway.ok_or_else(|| {
+                invalid(
+                    "gateway",
+                    "a gateway needs a [gateway] table",
+                    "add [gateway] with client_listen = \"host:port\" (see 'qanat node example-config --role gateway')",
+                )
+            })?;
+            RoleConfig::Gateway(parse_gateway(g, &data_dir)?)
+        }
+        other => {
+            return Err(invalid(
+                "role",
+                format!("expected \"authority\", \"mix\" or \"gateway\", got {other:?}"),
+                "set role to one of the three",
+            ));
+        }
+    };
+    Ok(NodeConfig { role, data_dir, listen, metrics, network })
+}
+
+fn refuse_section(section: &str, present: bool, role: &str) -> Result<(), ConfigError> {
+    if present {
+        return Err(invalid(
+            section,
+            format!("a [{section}] table is not used by a node with role = \"{role}\""),
+            format!("remove the [{section}] table, or change role"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_data_dir(s: &str, base_dir: &Path) -> Result<PathBuf, ConfigError> {
+    if s.trim().is_empty() {
+        return Err(invalid(
+            "data_dir",
+            "is empty",
+            "name the directory where this node keeps its keys and state",
+        ));
+    }
+    Ok(base_dir.join(s))
+}
+
+fn parse_address(field: &str, s: &str) -> Result<LinkAddress, ConfigError> {
+    LinkAddress::parse(s).map_err(|e| {
+        invalid(
+            field,
+            format!("{s:?} is not a valid host:port address ({e})"),
+            "write a lower-case DNS name, an IPv4 address or a bracketed IPv6 address, then ':' and a port 1-65535, e.g. \"127.0.0.1:7000\"",
+        )
+    })
+}
+
+fn parse_hex(field: &str, s: &str, len: usize, what: &str, fix: &str) -> Result<Vec<u8>, ConfigError> {
+    let s = s.trim();
+    if s.len() != 2 * len {
+        return Err(invalid(
+            field,
+            format!("expected {} hex characters ({what}), got {}", 2 * len, s.len()),
+            fix,
+        ));
+    }
+    hex::decode(s).map_err(|_| invalid(field, format!("is not hexadecimal ({what})"), fix))
+}
+
+/// Parses an Ed25519 identity key written in hex.
+fn parse_identity(field: &str, s: &str) -> Result<IdentityKey, ConfigError> {
+    let bytes = parse_hex(field, s, IDENTITY_KEY_LEN, "a 32-byte Ed25519 identity key", SHOW_KEYS)?;
+    let arr: [u8; IDENTITY_KEY_LEN] =
+        bytes.try_into().map_err(|_| invalid(field, "wrong length", SHOW_KEYS))?;
+    IdentityKey::from_bytes(&arr).map_err(|_| invalid(field, "is not a valid Ed25519 public key", SHOW_KEYS))
+}
+
+fn parse_network(raw: RawNetwork) -> Result<NetworkConfig, ConfigError> {
+    let name_ok = !raw.name.is_empty()
+        && raw.name.len() <= MAX_NETWORK_NAME
+        && raw.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !name_ok {
+        return Err(invalid(
+            "network.name",
+            format!("{:?} is not a network name", raw.name),
+            "use 1 to 64 lower-case letters, digits and '-', the same on every node of the network",
+        ));
+    }
+    let secs = raw.epoch_period_secs.unwrap_or(EpochPeriod::DEFAULT.as_millis() / 1000);
+    let epoch_period = EpochPeriod::from_secs(secs).map_err(|_| {
+        invalid(
+            "network.epoch_period_secs",
+            format!("{secs} is outside 1..=86400 seconds"),
+            "use the network's epoch period (default 1200), the same on every node",
+        )
+    })?;
+    if raw.authorities.is_empty() || raw.authorities.len() > MAX_AUTHORITIES {
+        return Err(invalid(
+            "network.authorities",
+            format!("{} authorities listed, expected 1 to {MAX_AUTHORITIES}", raw.authorities.len()),
+            "add one [[network.authorities]] table per directory authority of the network",
+        ));
+    }
+    let mut authorities = Vec::with_capacity(raw.authorities.len());
+    for (i, a) in raw.authorities.iter().enumerate() {
+        let f = |k: &str| format!("network.authorities[{i}].{k}");
+        let identity = parse_identity(&f("identity_key"), &a.identity_key)?;
+        let link_bytes = parse_hex(
+            &f("link_key"),
+            &a.link_key,
+            LinkPublicKey::LEN,
+            &format!("a {}-byte link public key", LinkPublicKey::LEN),
+            "copy it from that authority's 'qanat node show-keys' output",
+        )?;
+        let link_key = LinkPublicKey::from_bytes(&link_bytes).map_err(|e| {
+            invalid(f("link_key"), format!("is not a valid link public key ({e})"), SHOW_KEYS)
+        })?;
+        let address = parse_address(&f("address"), &a.address)?;
+        if authorities.iter().any(|p: &AuthorityPeer| p.identity == identity) {
+            return Err(invalid(
+                f("identity_key"),
+                "the same authority is listed twice",
+                "remove the duplicate [[network.authorities]] table",
+            ));
+        }
+        authorities.push(AuthorityPeer { identity, link_key, address });
+    }
+    let authority_set = AuthoritySet::new(authorities.iter().map(|a| a.identity))
+        .map_err(|e| invalid("network.authorities", e.to_string(), "list each directory authority once"))?;
+    Ok(NetworkConfig { name: raw.name, epoch_period, authorities, authority_set })
+}
+
+fn parse_gateway(raw: RawGateway, data_dir: &Path) -> Result<GatewayConfig, ConfigError> {
+    let client_listen = parse_address("gateway.client_listen", &raw.client_listen)?;
+    let store_name = raw.store.as_deref().unwrap_or("sqlite");
+    if let Some(redis) = &raw.redis {
+        if redis.seed_nodes.is_empty() {
+            return Err(invalid(
+                "gateway.redis.seed_nodes",
+                "is empty",
+                "list at least one Redis Cluster node as \"host:port\"",
+            ));
+        }
+        for (i, n) in redis.seed_nodes.iter().enumerate() {
+            parse_address(&format!("gateway.redis.seed_nodes[{i}]"), n)?;
+        }
+    }
+    let store = match store_name {
+        "sqlite" => {
+            if raw.redis.is_some() {
+                return Err(ConfigError::Unsupported {
+                    path: None,
+                    field: "gateway.redis".into(),
+                    what: "the Redis Cluster mailbox store".into(),
+                    fix: "remove the [gateway.redis] table and use store = \"sqlite\"".into(),
+                });
+            }
+            let rel = raw.sqlite_path.as_deref().unwrap_or("mailboxes.sqlite");
+            let rel_path = Path::new(rel);
+            let inside = !rel.is_empty() && rel_path.components().all(|c| matches!(c, Component::Normal(_)));
+            if !inside {
+                return Err(invalid(
+                    "gateway.sqlite_path",
+                    format!("{rel:?} is not a relative path inside data_dir"),
+                    "give a file name relative to data_dir, without '..', e.g. \"mailboxes.sqlite\"",
+                ));
+            }
+            StoreConfig::Sqlite { path: data_dir.join(rel_path) }
+        }
+        "redis" => {
+            if raw.redis.is_none() {
+                return Err(invalid(
+                    "gateway.redis",
+                    "store = \"redis\" needs a [gateway.redis] table",
+                    "add [gateway.redis] with seed_nodes = [\"host:port\", ...]",
+                ));
+            }
+            return Err(ConfigError::Unsupported {
+                path: None,
+                field: "gateway.store".into(),
+                what: "the Redis Cluster mailbox store".into(),
+                fix: "use store = \"sqlite\" (the default) for now".into(),
+            });
+        }
+        other => {
+            return Err(invalid(
+                "gateway.store",
+                format!("expected \"sqlite\" or \"redis\", got {other:?}"),
+                "use store = \"sqlite\" (the default)",
+            ));
+        }
+    };
+    let d = Limits::default();
+    let days = raw.retention_days.unwrap_or(Limits::DEFAULT_RETENTION.as_secs() / 86_400);
+    if days == 0 || days > MAX_RETENTION_DAYS {
+        return Err(invalid(
+            "gateway.retention_days",
+            format!("{days} is outside 1..={MAX_RETENTION_DAYS}"),
+            "give how many days messages are kept (default 30)",
+        ));
+    }
+    let positive = |field: &str, v: Option<u64>, default: u64| -> Result<u64, ConfigError> {
+        match v {
+            Some(0) => {
+                Err(invalid(field, "is 0", "give a positive limit, or remove the line for the default"))
+            }
+            Some(v) => Ok(v),
+            None => Ok(default),
+        }
+    };
+    let max_payload = positive("gateway.max_payload_len", raw.max_payload_len, d.max_payload_len as u64)?;
+    let limits = Limits {
+        max_messages_per_mailbox: positive(
+            "gateway.max_messages_per_mailbox",
+            raw.max_messages_per_mailbox,
+            d.max_messages_per_mailbox,
+        )?,
+        max_bytes_per_mailbox: positive(
+            "gateway.max_bytes_per_mailbox",
+            raw.max_bytes_per_mailbox,
+            d.max_bytes_per_mailbox,
+        )?,
+        retention: Duration::from_secs(days * 86_400),
+        max_payload_len: usize::try_from(max_payload).map_err(|_| {
+            invalid("gateway.max_payload_len", "is too large for this machine", "use a smaller limit")
+        })?,
+    };
+    Ok(GatewayConfig { client_listen, store, limits })
+}
+
+fn parse_authority(raw: RawAuthority, epoch_period: EpochPeriod) -> Result<AuthorityConfig, ConfigError> {
+    let mut allowed_nodes = BTreeSet::new();
+    for (i, k) in raw.allowed_nodes.iter().enumerate() {
+        let field = format!("authority.allowed_nodes[{i}]");
+        if !allowed_nodes.insert(parse_identity(&field, k)?) {
+            return Err(invalid(field, "the same node is listed twice", "remove the duplicate"));
+        }
+    }
+    let parameters = parse_parameters(&raw.parameters, epoch_period)?;
+    Ok(AuthorityConfig { allowed_nodes, parameters })
+}
+
+fn parse_parameters(raw: &RawParameters, epoch_period: EpochPeriod) -> Result<Parameters, ConfigError> {
+    const P: &str = "authority.parameters";
+    let scheme = match raw.scheme.as_deref() {
+        None => DEFAULT_SCHEME,
+        Some(name) => Scheme::from_name(name).ok_or_else(|| {
+            invalid(
+                format!("{P}.scheme"),
+                format!("unknown packet scheme {name:?}"),
+                "use \"xwing\" (the default), \"x25519-kem\" or \"x25519-nike\"",
+            )
+        })?,
+    };
+    let d = ParametersConfig::default_for(scheme);
+    let rate = |key: &str, v: Option<f64>, default: Rate| -> Result<Rate, ConfigError> {
+        let Some(per_sec) = v else { return Ok(default) };
+        let micro = per_sec * 1e6;
+        if !micro.is_finite() || micro < 1.0 || micro > Rate::MAX.as_micro_per_sec() as f64 {
+            return Err(invalid(
+                format!("{P}.{key}"),
+                format!("{per_sec} is not a rate between 0.000001 and 10000 per second"),
+                format!(
+                    "give packets per second, or remove the line for the default {}",
+                    default.per_second()
+                ),
+            ));
+        }
+        // In range, so the conversion neither truncates nor saturates.
+        Ok(Rate::from_micro_per_sec(micro.round() as u64))
+    };
+    let c = ParametersConfig {
+        scheme,
+        nr_hops: raw.nr_hops.unwrap_or(d.nr_hops),
+        forward_payload_len: raw.forward_payload_len.unwrap_or(d.forward_payload_len),
+        mix_layers: raw.mix_layers.unwrap_or(d.mix_layers),
+        mean_delay_ms: raw.mean_delay_ms.unwrap_or(d.mean_delay_ms),
+        lambda_p: rate("lambda_p", raw.lambda_p, d.lambda_p)?,
+        lambda_l: rate("lambda_l", raw.lambda_l, d.lambda_l)?,
+        lambda_d: rate("lambda_d", raw.lambda_d, d.lambda_d)?,
+        lambda_m: rate("lambda_m", raw.lambda_m, d.lambda_m)?,
+        epoch_period,
+    };
+    if c.mix_layers == 0 || c.mix_layers > qanat_pki::params::MAX_MIX_LAYERS {
+        return Err(invalid(
+            format!("{P}.mix_layers"),
+            format!("{} is outside 1..={}", c.mix_layers, qanat_pki::params::MAX_MIX_LAYERS),
+            "use 3 (the default) unless you know why not",
+        ));
+    }
+    if c.nr_hops < usize::from(c.mix_layers) + 2 {
+        return Err(invalid(
+            format!("{P}.nr_hops"),
+            format!("{} hops cannot cover a gateway, {} mix layers and a gateway", c.nr_hops, c.mix_layers),
+            format!("use at least {} (mix_layers + 2)", usize::from(c.mix_layers) + 2),
+        ));
+    }
+    if c.mean_delay_ms == 0 || c.mean_delay_ms > qanat_pki::params::MAX_MEAN_DELAY_MS {
+        return Err(invalid(
+            format!("{P}.mean_delay_ms"),
+            format!("{} is outside 1..={}", c.mean_delay_ms, qanat_pki::params::MAX_MEAN_DELAY_MS),
+            "give the mean delay per hop in milliseconds (default 500)",
+        ));
+    }
+    Parameters::new(c).map_err(|e| {
+        invalid(
+            P,
+            e.to_string(),
+            "adjust nr_hops / forward_payload_len (packet geometry) or raise lambda_m or mean_delay_ms so that mix_layers * lambda_m * mean_delay >= 2",
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Example configs.
+
+/// What [`render_example`] fills in.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Example {
+    /// The role (`"authority"`, `"mix"` or `"gateway"`).
+    pub role: ExampleRole,
+    /// `data_dir`.
+    pub data_dir: String,
+    /// `listen`.
+    pub listen: LinkAddress,
+    /// `metrics`, if any.
+    pub metrics: Option<SocketAddr>,
+    /// `network.name`.
+    pub network: String,
+    /// `network.epoch_period_secs`.
+    pub epoch_period_secs: u64,
+    /// `[[network.authorities]]`.
+    pub authorities: Vec<AuthorityPeer>,
+}
+
+/// The role of an [`Example`], with what only that role has.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ExampleRole {
+    /// An authority allowing these nodes.
+    Authority {
+        /// `authority.allowed_nodes`.
+        allowed_nodes: Vec<IdentityKey>,
+    },
+    /// A mix node.
+    Mix,
+    /// A gateway.
+    Gateway {
+        /// `gateway.client_listen`.
+        client_listen: LinkAddress,
+    },
+}
+
+impl Example {
+    /// An example for `role` in network `network` with the given authorities.
+    pub fn new(
+        role: ExampleRole,
+        listen: LinkAddress,
+        network: &str,
+        authorities: Vec<AuthorityPeer>,
+    ) -> Self {
+        Self {
+            role,
+            data_dir: "data".into(),
+            listen,
+            metrics: None,
+            network: network.into(),
+            epoch_period_secs: EpochPeriod::DEFAULT.as_millis() / 1000,
+            authorities,
+        }
+    }
+}
+
+/// A commented config file for `ex`, which [`NodeConfig::from_toml_str`] accepts as it is.
+pub fn render_example(ex: &Example) -> String {
+    let role = match ex.role {
+        ExampleRole::Authority { .. } => "authority",
+        ExampleRole::Mix => "mix",
+        ExampleRole::Gateway { .. } => "gateway",
+    };
+    let mut s = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(s, "# Qanat node configuration ('qanat node run --config FILE').\n");
+    let _ = writeln!(s, "# What this node is: \"authority\", \"mix\" or \"gateway\".");
+    let _ = writeln!(s, "role = \"{role}\"");
+    let _ = writeln!(s, "# Keys and state; a relative path is relative to this file's directory.");
+    let _ = writeln!(s, "data_dir = {}", toml_str(&ex.data_dir));
+    let _ = writeln!(s, "# Link address (host:port) other nodes dial; published in the directory.");
+    let _ = writeln!(s, "listen = \"{}\"", ex.listen);
+    match ex.metrics {
+        Some(m) => {
+            let _ = writeln!(s, "# Prometheus metrics endpoint (remove the line to serve none).");
+            let _ = writeln!(s, "metrics = \"{m}\"");
+        }
+        None => {
+            let _ = writeln!(s, "# Prometheus metrics endpoint, for example:");
+            let _ = writeln!(s, "# metrics = \"127.0.0.1:9100\"");
+        }
+    }
+    let _ = writeln!(s, "\n[network]");
+    let _ = writeln!(s, "# The same on every node of the network.");
+    let _ = writeln!(s, "name = {}", toml_str(&ex.network));
+    let _ = writeln!(s, "epoch_period_secs = {}", ex.epoch_period_secs);
+    for a in &ex.authorities {
+        let _ = writeln!(s, "\n# One table per directory authority (from its 'qanat node show-keys').");
+        let _ = writeln!(s, "[[network.authorities]]");
+        let _ = writeln!(s, "identity_key = \"{}\"", hex::encode(a.identity.as_bytes()));
+        let _ = writeln!(s, "link_key = \"{}\"", hex::encode(a.link_key.to_bytes()));
+        let _ = writeln!(s, "address = \"{}\"", a.address);
+    }
+    match &ex.role {
+        ExampleRole::Authority { allowed_nodes } => {
+            let _ = writeln!(s, "\n[authority]");
+            let _ = writeln!(s, "# Identity keys of the mixes and gateways allowed into the network.");
+            let _ = writeln!(s, "allowed_nodes = [");
+            for k in allowed_nodes {
+                let _ = writeln!(s, "    \"{}\",", hex::encode(k.as_bytes()));
+            }
+            let _ = writeln!(s, "]");
+            let d = ParametersConfig::default_for(DEFAULT_SCHEME);
+            let _ =
+                writeln!(s, "\n# The network parameters this authority votes for; every line is optional");
+            let _ = writeln!(s, "# and shows the default. All authorities must agree.");
+            let _ = writeln!(s, "[authority.parameters]");
+            let _ = writeln!(s, "# Packet scheme: \"xwing\", \"x25519-kem\" or \"x25519-nike\".");
+            let _ = writeln!(s, "scheme = \"{}\"", d.scheme.name());
+            let _ = writeln!(s, "# Sphinx hops (gateway, mix layers, gateway) and payload bytes.");
+            let _ = writeln!(s, "nr_hops = {}", d.nr_hops);
+            let _ = writeln!(s, "forward_payload_len = {}", d.forward_payload_len);
+            let _ = writeln!(s, "mix_layers = {}", d.mix_layers);
+            let _ = writeln!(s, "# Mean delay per hop (1/mu), milliseconds.");
+            let _ = writeln!(s, "mean_delay_ms = {}", d.mean_delay_ms);
+            let _ = writeln!(s, "# Rates, packets per second: client payload, loop and drop; mix loop.");
+            let _ = writeln!(s, "lambda_p = {}", d.lambda_p.per_second());
+            let _ = writeln!(s, "lambda_l = {}", d.lambda_l.per_second());
+            let _ = writeln!(s, "lambda_d = {}", d.lambda_d.per_second());
+            let _ = writeln!(s, "lambda_m = {}", d.lambda_m.per_second());
+        }
+        ExampleRole::Mix => {}
+        ExampleRole::Gateway { client_listen } => {
+            let d = Limits::default();
+            let _ = writeln!(s, "\n[gateway]");
+            let _ = writeln!(s, "# Where clients connect.");
+            let _ = writeln!(s, "client_listen = \"{client_listen}\"");
+            let _ = writeln!(s, "# Mailbox store: \"sqlite\" (embedded, the default).");
+            let _ = writeln!(s, "store = \"sqlite\"");
+            let _ = writeln!(s, "# The database file, relative to data_dir.");
+            let _ = writeln!(s, "sqlite_path = \"mailboxes.sqlite\"");
+            let _ = writeln!(s, "# Retention and per-mailbox quotas.");
+            let _ = writeln!(s, "retention_days = {}", d.retention.as_secs() / 86_400);
+            let _ = writeln!(s, "max_messages_per_mailbox = {}", d.max_messages_per_mailbox);
+            let _ = writeln!(s, "max_bytes_per_mailbox = {}", d.max_bytes_per_mailbox);
+            let _ = writeln!(s, "max_payload_len = {}", d.max_payload_len);
+            let _ = writeln!(s, "# Redis Cluster store (not yet supported):");
+            let _ = writeln!(s, "# [gateway.redis]");
+            let _ = writeln!(s, "# seed_nodes = [\"127.0.0.1:6379\"]");
+        }
+    }
+    s
+}
+
+/// A TOML basic string.
+fn toml_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,220 @@
+use super::*;
+use chacha20::ChaCha20Rng;
+use qanat_link::LinkSecretKey;
+use qanat_pki::IdentitySecret;
+use rand_core::SeedableRng as _;
+
+fn addr(s: &str) -> LinkAddress {
+    LinkAddress::parse(s).unwrap()
+}
+
+fn authorities(n: usize) -> Vec<AuthorityPeer> {
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    (0..n)
+        .map(|i| AuthorityPeer {
+            identity: IdentitySecret::generate(&mut rng).public(),
+            link_key: LinkSecretKey::generate(&mut rng).public_key().clone(),
+            address: addr(&format!("127.0.0.1:{}", 7001 + i)),
+        })
+        .collect()
+}
+
+fn example(role: ExampleRole) -> String {
+    render_example(&Example::new(role, addr("127.0.0.1:7101"), "devnet", authorities(3)))
+}
+
+fn gateway_text() -> String {
+    example(ExampleRole::Gateway { client_listen: addr("127.0.0.1:7201") })
+}
+
+fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
+    NodeConfig::from_toml_str(text, Path::new("/etc/qanat"))
+}
+
+/// Asserts `text` is refused for `field`, with `words` in the message.
+fn refused(text: &str, field: &str, words: &str) -> ConfigError {
+    let err = parse(text).unwrap_err();
+    assert_eq!(err.field(), Some(field), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(words), "{msg}");
+    assert!(msg.contains("; "), "no fix in: {msg}");
+    err
+}
+
+#[test]
+fn rendered_examples_parse_and_validate_for_every_role() {
+    let allowed = authorities(2).into_iter().map(|a| a.identity).collect::<Vec<_>>();
+    let auth = parse(&example(ExampleRole::Authority { allowed_nodes: allowed.clone() })).unwrap();
+    let RoleConfig::Authority(a) = &auth.role else { panic!("{auth:?}") };
+    assert_eq!(a.allowed_nodes, allowed.into_iter().collect());
+    assert_eq!(a.parameters, Parameters::default_for(DEFAULT_SCHEME));
+    assert_eq!(auth.network.authorities, authorities(3));
+    assert_eq!(auth.network.authority_set.len(), 3);
+    assert_eq!(auth.data_dir, Path::new("/etc/qanat/data"));
+
+    let mix = parse(&example(ExampleRole::Mix)).unwrap();
+    assert!(matches!(mix.role, RoleConfig::Mix));
+    assert_eq!(mix.listen, addr("127.0.0.1:7101"));
+    assert_eq!(mix.metrics, None);
+    assert_eq!(mix.network.epoch_period, EpochPeriod::DEFAULT);
+
+    let gw = parse(&gateway_text()).unwrap();
+    let RoleConfig::Gateway(g) = &gw.role else { panic!("{gw:?}") };
+    assert_eq!(g.client_listen, addr("127.0.0.1:7201"));
+    assert_eq!(g.store, StoreConfig::Sqlite { path: PathBuf::from("/etc/qanat/data/mailboxes.sqlite") });
+    assert_eq!(g.limits, Limits::default());
+}
+
+#[test]
+fn load_reads_a_file_and_names_it_in_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("gw.toml");
+    std::fs::write(&path, gateway_text()).unwrap();
+    let c = NodeConfig::load(&path).unwrap();
+    assert_eq!(c.data_dir, tmp.path().join("data"));
+
+    std::fs::write(&path, gateway_text().replace("retention_days = 30", "retention_days = 0")).unwrap();
+    let msg = NodeConfig::load(&path).unwrap_err().to_string();
+    assert!(msg.starts_with(&format!("{}: gateway.retention_days: ", path.display())), "{msg}");
+
+    let err = NodeConfig::load(&tmp.path().join("missing.toml")).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+    assert!(err.to_string().contains("missing.toml"), "{err}");
+}
+
+#[test]
+fn a_short_link_key_names_the_authority_and_the_fix() {
+    let text = gateway_text();
+    let second = hex::encode(authorities(3)[1].link_key.to_bytes());
+    let err = refused(
+        &text.replace(&second, "0123456789"),
+        "network.authorities[1].link_key",
+        "expected 2432 hex characters (a 1216-byte link public key), got 10",
+    );
+    assert!(err.to_string().contains("qanat node show-keys"), "{err}");
+}
+
+#[test]
+fn unknown_fields_are_errors_naming_the_field() {
+    let text = gateway_text().replace("retention_days = 30", "retention_dayz = 30");
+    refused(&text, "gateway.retention_dayz", "unknown field `retention_dayz`");
+    let text = format!("colour = \"blue\"\n{}", gateway_text());
+    refused(&text, "colour", "unknown field");
+    let text =
+        gateway_text().replace("address = \"127.0.0.1:7002\"", "address = \"127.0.0.1:7002\"\nport = 3");
+    refused(&text, "network.authorities[1].port", "unknown field");
+}
+
+#[test]
+fn missing_and_mistyped_fields_are_errors() {
+    let text = gateway_text().replace("listen = \"127.0.0.1:7101\"\n", "");
+    refused(&text, "listen", "missing field `listen`");
+    let text = gateway_text().replace("client_listen = \"127.0.0.1:7201\"\n", "");
+    refused(&text, "gateway.client_listen", "missing field");
+    let text = gateway_text().replace("retention_days = 30", "retention_days = \"thirty\"");
+    refused(&text, "gateway.retention_days", "line ");
+}
+
+#[test]
+fn invalid_values_name_their_field() {
+    let gw = gateway_text();
+    refused(&gw.replace("role = \"gateway\"", "role = \"relay\""), "role", "\"relay\"");
+    refused(&gw.replace("listen = \"127.0.0.1:7101\"", "listen = \"localhost\""), "listen", "host:port");
+    refused(&gw.replace("# metrics = \"127.0.0.1:9100\"", "metrics = \"nowhere\""), "metrics", "nowhere");
+    refused(&gw.replace("name = \"devnet\"", "name = \"Dev Net\""), "network.name", "network name");
+    refused(
+        &gw.replace("epoch_period_secs = 1200", "epoch_period_secs = 0"),
+        "network.epoch_period_secs",
+        "outside",
+    );
+    refused(
+        &gw.replace("sqlite_path = \"mailboxes.sqlite\"", "sqlite_path = \"../escape.sqlite\""),
+        "gateway.sqlite_path",
+        "inside data_dir",
+    );
+    refused(&gw.replace("store = \"sqlite\"", "store = \"postgres\""), "gateway.store", "postgres");
+    refused(
+        &gw.replace("max_messages_per_mailbox = 10000", "max_messages_per_mailbox = 0"),
+        "gateway.max_messages_per_mailbox",
+        "0",
+    );
+    let first = hex::encode(authorities(3)[0].identity.as_bytes());
+    refused(&gw.replace(&first, &"zz".repeat(32)), "network.authorities[0].identity_key", "hexadecimal");
+    let second = hex::encode(authorities(3)[1].identity.as_bytes());
+    refused(&gw.replace(&second, &first), "network.authorities[1].identity_key", "twice");
+}
+
+#[test]
+fn role_sections_must_match_the_role() {
+    let gw = gateway_text();
+    refused(&gw.replace("role = \"gateway\"", "role = \"mix\""), "gateway", "not used");
+    let mix = example(ExampleRole::Mix);
+    refused(&mix.replace("role = \"mix\"", "role = \"gateway\""), "gateway", "needs a [gateway] table");
+    refused(
+        &mix.replace("role = \"mix\"", "role = \"authority\""),
+        "authority",
+        "needs an [authority] table",
+    );
+}
+
+#[test]
+fn redis_is_parsed_and_validated_but_not_yet_supported() {
+    let gw = gateway_text();
+    let with_redis = gw.replace("# [gateway.redis]\n# seed_nodes", "[gateway.redis]\nseed_nodes");
+    let err = refused(&with_redis, "gateway.redis", "not yet supported");
+    assert!(matches!(err, ConfigError::Unsupported { .. }));
+    let redis_store = with_redis.replace("store = \"sqlite\"", "store = \"redis\"");
+    refused(&redis_store, "gateway.store", "not yet supported");
+    refused(
+        &redis_store.replace("[\"127.0.0.1:6379\"]", "[\"127.0.0.1:6379\", \"bad address\"]"),
+        "gateway.redis.seed_nodes[1]",
+        "host:port",
+    );
+    refused(&redis_store.replace("[\"127.0.0.1:6379\"]", "[]"), "gateway.redis.seed_nodes", "empty");
+    refused(
+        &gw.replace("store = \"sqlite\"", "store = \"redis\""),
+        "gateway.redis",
+        "needs a [gateway.redis]",
+    );
+}
+
+#[test]
+fn authority_parameters_default_and_are_checked() {
+    let auth = example(ExampleRole::Authority { allowed_nodes: vec![] });
+    // Without the table, the defaults.
+    let cut = auth.find("\n# The network parameters").unwrap();
+    let bare = &auth[..cut];
+    let c = parse(bare).unwrap();
+    let RoleConfig::Authority(a) = &c.role else { panic!() };
+    assert_eq!(a.parameters, Parameters::default_for(DEFAULT_SCHEME));
+
+    let custom = auth
+        .replace("scheme = \"xwing\"", "scheme = \"x25519-kem\"")
+        .replace("lambda_m = 2", "lambda_m = 3.5")
+        .replace("epoch_period_secs = 1200", "epoch_period_secs = 60");
+    let c = parse(&custom).unwrap();
+    let RoleConfig::Authority(a) = &c.role else { panic!() };
+    assert_eq!(a.parameters.scheme(), Scheme::X25519Kem);
+    assert_eq!(a.parameters.lambda_m(), Rate::from_milli_per_sec(3500));
+    assert_eq!(a.parameters.epoch_period(), EpochPeriod::from_secs(60).unwrap());
+
+    refused(&auth.replace("scheme = \"xwing\"", "scheme = \"rsa\""), "authority.parameters.scheme", "rsa");
+    refused(&auth.replace("mix_layers = 3", "mix_layers = 0"), "authority.parameters.mix_layers", "outside");
+    refused(&auth.replace("nr_hops = 5", "nr_hops = 4"), "authority.parameters.nr_hops", "at least 5");
+    refused(&auth.replace("lambda_p = 0.2", "lambda_p = -1.0"), "authority.parameters.lambda_p", "rate");
+    refused(&auth.replace("lambda_m = 2", "lambda_m = 0.1"), "authority.parameters", "L·λ_M/μ < 2");
+    refused(
+        &auth.replace("mean_delay_ms = 500", "mean_delay_ms = 0"),
+        "authority.parameters.mean_delay_ms",
+        "outside",
+    );
+}
+
+#[test]
+fn field_paths_follow_tables_and_arrays_of_tables() {
+    let text = "a = 1\n[x]\nb = 2\n[[y.z]]\nc = 3\n[[y.z]]\nd = 4\n";
+    assert_eq!(field_at(text, 0), "a");
+    assert_eq!(field_at(text, text.find("b =").unwrap()), "x.b");
+    assert_eq!(field_at(text, text.find("c =").unwrap()), "y.z[0].c");
+    assert_eq!(field_at(text, text.find("d =").unwrap()), "y.z[1].d");
+}

@@ -1,0 +1,23 @@
+//! Qanat's node runtime: what turns the IO-free cores (`qanat-pki`'s authority, `qanat-mixnet`'s
+//! mix and gateway) into a running authority, mix node or gateway, for `qanat node run --config
+//! FILE`.
+//!
+//! This crate holds the runtime's foundations, both light on IO:
+//!
+//! - [`config`]: the node's TOML configuration. [`NodeConfig::load`] reads and validates one file
+//!   into parsed types (addresses, keys, durations, [`qanat_pki::Parameters`]); every
+//!   [`ConfigError`] names the field and says how to fix it. [`config::render_example`] writes a
+//!   commented example per role (used by `qanat devnet` to generate configs).
+//! - [`keys`]: the node's key store in its data directory ([`NodeKeys`]): the Ed25519 identity,
+//!   the link key, and one packet key per epoch for the current epoch and the next few, so a
+//!   restarted node keeps every key it already published. Files are written atomically with mode
+//!   0600 in a small versioned format with a checksum; the clock and the RNG are passed in.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod config;
+pub mod keys;
+
+pub use config::{ConfigError, NodeConfig};
+pub use keys::{KeyStoreError, KeyWindow, NodeKeys};
