@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod keys;
+pub mod runtime;
 
 pub use config::{ConfigError, NodeConfig};
 pub use keys::{KeyStoreError, KeyWindow, NodeKeys};

@@ -1,0 +1,7 @@
+//! Runtimes: the IO around the IO-free cores. Each runtime owns one core, the link listener and
+//! the outgoing links it needs, and the clock; it feeds the core what arrives and sends what the
+//! core emits.
+
+pub mod mix;
+
+pub use mix::{MixHandle, MixRuntimeConfig, Peer, spawn_mix};
