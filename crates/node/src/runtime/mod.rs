@@ -2,6 +2,8 @@
 //! the outgoing links it needs, and the clock; it feeds the core what arrives and sends what the
 //! core emits.
 
+pub mod gateway;
 pub mod mix;
 
+pub use gateway::{GatewayHandle, GatewayRuntimeConfig, spawn_gateway};
 pub use mix::{MixHandle, MixRuntimeConfig, Peer, spawn_mix};

@@ -1,0 +1,397 @@
+//! The gateway runtime: a [`qanat_mixnet::Gateway`] with two link listeners (one for nodes, one
+//! for clients), reconnecting links into the first mix layer, and the mailbox store.
+//!
+//! - A packet from a mix goes to `Gateway::handle_mix_packet` with the link's packet id as its
+//!   ack token; the store writes the gateway asks for are appended in batches (one transaction
+//!   each, see `qanat-mailbox`), and each outcome is reported back. Only then does the core
+//!   release the `Ack`, which goes back on the connection the packet came on.
+//! - A packet from a client goes to `Gateway::handle_client_packet` and on into layer 1.
+//! - A control frame from a client is a [`qanat_mixnet::client_proto::Request`]: register,
+//!   unregister, fetch (answered with one `Message` frame per item and a `FetchDone`) or delete.
+//! - `now` for the mailbox store is wall-clock seconds (retention is in days); `now` for the core
+//!   is the monotonic time since the runtime started.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use qanat_link::{
+    AcceptAnyKey, Frame, FrameSender, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, Listener,
+    PacketId, PeerLink,
+};
+use qanat_mailbox::{
+    Append, AppendOutcome, Credential, MailboxId, MailboxStore, MessageId, Seq, StoreError, UnixTime,
+};
+use qanat_mixnet::client_proto::{ErrorCode, Request, Response};
+use qanat_mixnet::{AckToken, Gateway, GatewayMetrics, StoreResult, StoreToken, Time};
+use qanat_packet::NodeId;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::Peer;
+
+/// How to run a gateway.
+#[derive(Debug)]
+pub struct GatewayRuntimeConfig {
+    /// Where nodes connect.
+    pub listen: SocketAddr,
+    /// Where clients connect.
+    pub client_listen: SocketAddr,
+    /// This node's link key.
+    pub link_key: Arc<LinkSecretKey>,
+    /// Link settings.
+    pub link: LinkConfig,
+    /// Every node that may connect here or that packets may go to.
+    pub peers: HashMap<NodeId, Peer>,
+    /// Most store writes in one append call.
+    pub max_batch: usize,
+}
+
+/// Counters of the runtime itself.
+#[derive(Debug, Default)]
+pub struct GatewayRuntimeMetrics {
+    /// Append calls made (each one transaction or more grouped).
+    pub append_calls: AtomicU64,
+    /// Append calls that failed (nothing acknowledged).
+    pub append_failures: AtomicU64,
+    /// Client control requests answered.
+    pub client_requests: AtomicU64,
+    /// Packets dropped because a link queue was full.
+    pub link_queue_full: AtomicU64,
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct GatewayHandle {
+    local_addr: SocketAddr,
+    client_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    core_metrics: Arc<Mutex<GatewayMetrics>>,
+    /// Link counters (both listeners and outgoing links).
+    pub link_metrics: Arc<LinkMetrics>,
+    /// Runtime counters.
+    pub metrics: Arc<GatewayRuntimeMetrics>,
+}
+
+impl GatewayHandle {
+    /// The node listener's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+    /// The client listener's address.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+    /// The core's counters, as of the last event.
+    pub fn core_metrics(&self) -> GatewayMetrics {
+        self.core_metrics.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+    /// Stops the gateway.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+enum Event {
+    FromMix { from: NodeId, id: PacketId, packet: Vec<u8>, reply: FrameSender },
+    FromClient(Vec<u8>),
+    Stored(Vec<(StoreToken, StoreResult)>),
+}
+
+fn unix_now() -> UnixTime {
+    UnixTime(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+}
+
+/// Starts a gateway around `core` with `store`.
+pub async fn spawn_gateway<S: MailboxStore>(
+    core: Gateway,
+    store: Arc<S>,
+    config: GatewayRuntimeConfig,
+) -> std::io::Result<GatewayHandle> {
+    let link_metrics = Arc::new(LinkMetrics::default());
+    let metrics = Arc::new(GatewayRuntimeMetrics::default());
+    let known: Vec<(LinkPublicKey, NodeId)> =
+        config.peers.iter().map(|(id, p)| (p.link_key.clone(), *id)).collect();
+    let authorizer = move |k: &LinkPublicKey| known.iter().find(|(key, _)| key == k).map(|(_, id)| *id);
+    let mut nodes = Listener::bind(
+        config.listen,
+        config.link_key.clone(),
+        config.link.clone(),
+        authorizer,
+        link_metrics.clone(),
+    )
+    .await?;
+    let mut clients = Listener::bind(
+        config.client_listen,
+        config.link_key.clone(),
+        config.link.clone(),
+        AcceptAnyKey,
+        link_metrics.clone(),
+    )
+    .await?;
+    let (local_addr, client_addr) = (nodes.local_addr(), clients.local_addr());
+    let (events_tx, events_rx) = mpsc::channel::<Event>(4096);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let core_metrics = Arc::new(Mutex::new(core.metrics().clone()));
+
+    // Nodes: packets from mixes, each answered (later) on its own connection.
+    let tx = events_tx.clone();
+    let mut stop = shutdown_rx.clone();
+    let accept_nodes = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                conn = nodes.accept() => {
+                    let Some(conn) = conn else { break };
+                    let tx = tx.clone();
+                    let (from, reply, mut rx) = conn.split();
+                    tokio::spawn(async move {
+                        while let Some(frame) = rx.recv().await {
+                            if let Frame::Packet { id, packet } = frame
+                                && tx.send(Event::FromMix { from, id, packet, reply: reply.clone() }).await.is_err()
+                            {
+                                break;
+                            }
+                        }
+                    });
+                }
+                _ = stop.changed() => break,
+            }
+        }
+        nodes.shutdown().await;
+    });
+
+    // Clients: packets into the network, and control requests served directly on the store.
+    let tx = events_tx.clone();
+    let mut stop = shutdown_rx.clone();
+    let client_store = store.clone();
+    let client_metrics = metrics.clone();
+    let accept_clients = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                conn = clients.accept() => {
+                    let Some(conn) = conn else { break };
+                    let (tx, store, m) = (tx.clone(), client_store.clone(), client_metrics.clone());
+                    let (_, reply, mut rx) = conn.split();
+                    tokio::spawn(async move {
+                        while let Some(frame) = rx.recv().await {
+                            if let Frame::Control(bytes) = &frame {
+                                m.client_requests.fetch_add(1, Ordering::Relaxed);
+                                for resp in serve(&*store, bytes).await {
+                                    let Ok(b) = resp.encode() else { continue };
+                                    if reply.send(Frame::Control(b)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            } else if let Frame::Packet { packet, .. } = frame
+                                && tx.send(Event::FromClient(packet)).await.is_err()
+                            {
+                                break;
+                            }
+                        }
+                    });
+                }
+                _ = stop.changed() => break,
+            }
+        }
+        clients.shutdown().await;
+    });
+
+    let task = tokio::spawn(run(
+        core,
+        store,
+        config,
+        events_tx,
+        events_rx,
+        shutdown_rx,
+        core_metrics.clone(),
+        link_metrics.clone(),
+        metrics.clone(),
+        [accept_nodes, accept_clients],
+    ));
+    Ok(GatewayHandle { local_addr, client_addr, shutdown, task, core_metrics, link_metrics, metrics })
+}
+
+/// Answers one client control request.
+async fn serve<S: MailboxStore>(store: &S, bytes: &[u8]) -> Vec<Response> {
+    let Ok(req) = Request::decode(bytes) else {
+        return vec![Response::Error { id: 0, code: ErrorCode::BadRequest }];
+    };
+    let now = unix_now();
+    let err = |id: u32, e: StoreError| Response::Error {
+        id,
+        code: match e {
+            StoreError::Unauthorized => ErrorCode::Unauthorized,
+            StoreError::Full { .. } | StoreError::Unavailable { .. } | StoreError::Io { .. } => {
+                ErrorCode::Unavailable
+            }
+            _ => ErrorCode::Internal,
+        },
+    };
+    match req {
+        Request::Register { id, mailbox, credential } => {
+            match store.register(MailboxId(mailbox), &Credential::from_bytes(credential), now).await {
+                Ok(()) => vec![Response::Ok { id }],
+                Err(e) => vec![err(id, e)],
+            }
+        }
+        Request::Unregister { id, mailbox, credential } => {
+            match store.unregister(MailboxId(mailbox), &Credential::from_bytes(credential)).await {
+                Ok(()) => vec![Response::Ok { id }],
+                Err(e) => vec![err(id, e)],
+            }
+        }
+        Request::Fetch { id, mailbox, credential, after, limit } => {
+            let limit = usize::from(limit.clamp(1, 256));
+            let after = (after > 0).then_some(Seq(after));
+            match store.fetch(MailboxId(mailbox), &Credential::from_bytes(credential), after, limit + 1).await
+            {
+                Ok(msgs) => {
+                    let more = msgs.len() > limit;
+                    let mut out: Vec<Response> = msgs
+                        .into_iter()
+                        .take(limit)
+                        .map(|m| Response::Message { id, seq: m.seq.0, item: m.payload })
+                        .collect();
+                    out.push(Response::FetchDone { id, more });
+                    out
+                }
+                Err(e) => vec![err(id, e)],
+            }
+        }
+        Request::Delete { id, mailbox, credential, up_to } => {
+            match store
+                .delete_up_to(MailboxId(mailbox), &Credential::from_bytes(credential), Seq(up_to))
+                .await
+            {
+                Ok(_) => vec![Response::Ok { id }],
+                Err(e) => vec![err(id, e)],
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run<S: MailboxStore>(
+    mut core: Gateway,
+    store: Arc<S>,
+    config: GatewayRuntimeConfig,
+    events_tx: mpsc::Sender<Event>,
+    mut events: mpsc::Receiver<Event>,
+    mut shutdown: watch::Receiver<bool>,
+    core_metrics: Arc<Mutex<GatewayMetrics>>,
+    link_metrics: Arc<LinkMetrics>,
+    metrics: Arc<GatewayRuntimeMetrics>,
+    accepts: [JoinHandle<()>; 2],
+) {
+    let origin = Instant::now();
+    let now = || Time(u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX));
+    let mut links: HashMap<NodeId, (PeerLink, FrameSender)> = HashMap::new();
+    // Where each pending ack goes: the connection its packet came on.
+    let mut reply_to: HashMap<(NodeId, u64), FrameSender> = HashMap::new();
+    let mut next_id: u64 = 0;
+    loop {
+        let wake = core.poll_timeout().map(|t| origin + Duration::from_micros(t.0));
+        let sleep =
+            tokio::time::sleep_until(wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(Event::FromMix { from, id, packet, reply }) => {
+                    reply_to.insert((from, id.0), reply);
+                    if core.handle_mix_packet(now(), from, AckToken(id.0), packet).is_err() {
+                        reply_to.remove(&(from, id.0));
+                    }
+                }
+                Some(Event::FromClient(packet)) => { let _ = core.handle_client_packet(now(), packet); }
+                Some(Event::Stored(results)) => {
+                    for (token, result) in results {
+                        core.handle_store_result(token, result);
+                    }
+                }
+                None => break,
+            },
+            _ = sleep => core.handle_timeout(now()),
+            _ = shutdown.changed() => break,
+        }
+        // Store writes: one append call per batch, off the event loop.
+        let mut batch = Vec::new();
+        while let Some(req) = core.poll_store() {
+            batch.push(req);
+            if batch.len() >= config.max_batch.max(1) {
+                break;
+            }
+        }
+        if !batch.is_empty() {
+            let (store, tx, m) = (store.clone(), events_tx.clone(), metrics.clone());
+            tokio::spawn(async move {
+                let tokens: Vec<StoreToken> = batch.iter().map(|r| r.token).collect();
+                let appends: Vec<Append> = batch
+                    .into_iter()
+                    .map(|r| Append {
+                        mailbox: MailboxId(r.mailbox.0),
+                        message_id: MessageId(r.message_id),
+                        payload: r.item,
+                    })
+                    .collect();
+                m.append_calls.fetch_add(1, Ordering::Relaxed);
+                let results: Vec<(StoreToken, StoreResult)> = match store.append(appends, unix_now()).await {
+                    Ok(outcomes) => tokens
+                        .into_iter()
+                        .zip(outcomes)
+                        .map(|(t, o)| {
+                            let r = match o {
+                                AppendOutcome::Stored(_) | AppendOutcome::Duplicate(_) => {
+                                    StoreResult::Durable
+                                }
+                                _ => StoreResult::Rejected,
+                            };
+                            (t, r)
+                        })
+                        .collect(),
+                    Err(_) => {
+                        m.append_failures.fetch_add(1, Ordering::Relaxed);
+                        tokens.into_iter().map(|t| (t, StoreResult::Failed)).collect()
+                    }
+                };
+                let _ = tx.send(Event::Stored(results)).await;
+            });
+        }
+        while let Some(ack) = core.poll_ack() {
+            if let Some(reply) = reply_to.remove(&(ack.to, ack.token.0)) {
+                let _ = reply.try_send(Frame::Ack(vec![PacketId(ack.token.0)]));
+            }
+        }
+        let t = now();
+        while let Some(tx) = core.poll_transmit(t) {
+            let Some(peer) = config.peers.get(&tx.to) else { continue };
+            let (_, sender) = links.entry(tx.to).or_insert_with(|| {
+                let link = PeerLink::spawn(
+                    peer.addr,
+                    peer.link_key.clone(),
+                    config.link_key.clone(),
+                    config.link.clone(),
+                    link_metrics.clone(),
+                );
+                let sender = link.sender();
+                (link, sender)
+            });
+            next_id += 1;
+            if sender.try_send(Frame::Packet { id: PacketId(next_id), packet: tx.packet }).is_err() {
+                metrics.link_queue_full.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Ok(mut m) = core_metrics.lock() {
+            *m = core.metrics().clone();
+        }
+    }
+    for a in accepts {
+        a.abort();
+    }
+    for (_, (link, _)) in links {
+        link.shutdown().await;
+    }
+}
