@@ -189,17 +189,31 @@ async fn run<R: CryptoRng + Send + 'static>(
         let sleep =
             tokio::time::sleep_until(wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
         tokio::select! {
-            ev = events.recv() => match ev {
-                Some(Event::Packet(p)) => { let _ = core.handle_packet(now(), p); }
-                Some(Event::Acked(ids)) => {
-                    for id in ids {
-                        if unacked.remove(&id).is_some() {
-                            metrics.acked.fetch_add(1, Ordering::Relaxed);
+            ev = events.recv() => {
+                let Some(ev) = ev else { break };
+                // Take what else is already waiting (bounded), so one wake-up serves a burst.
+                let mut batch = vec![ev];
+                while batch.len() < 64 {
+                    match events.try_recv() {
+                        Ok(ev) => batch.push(ev),
+                        Err(_) => break,
+                    }
+                }
+                for ev in batch {
+                    match ev {
+                        Event::Packet(p) => {
+                            let _ = core.handle_packet(now(), p);
+                        }
+                        Event::Acked(ids) => {
+                            for id in ids {
+                                if unacked.remove(&id).is_some() {
+                                    metrics.acked.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
                         }
                     }
                 }
-                None => break,
-            },
+            }
             _ = sleep => core.handle_timeout(now(), &mut rng),
             _ = ticker.tick() => {
                 let cutoff = Instant::now() - config.resend_after;
