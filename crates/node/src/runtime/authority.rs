@@ -78,6 +78,9 @@ pub struct AuthorityMetrics {
     pub protocol_errors: AtomicU64,
     /// Documents served.
     pub documents_served: AtomicU64,
+    /// Out-of-sequence chunks from authorities skipped (the tail of a message cut by a
+    /// reconnection).
+    pub chunks_discarded: AtomicU64,
 }
 
 /// Documents served, by epoch.
@@ -226,6 +229,12 @@ async fn serve(
         let message = match reassembler.push(&bytes) {
             Ok(Some(m)) => m,
             Ok(None) => continue,
+            // A peer's link may reconnect in the middle of a message, whose last chunks then
+            // open the new connection: they are skipped until the next message starts.
+            Err(ProtoError::BadChunk) if matches!(remote, Remote::Authority) => {
+                metrics.chunks_discarded.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             Err(_) => {
                 metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
                 break;

@@ -24,7 +24,9 @@
 //! `version (1) ‖ index (u32) ‖ count (u32) ‖ data`. Every chunk but the last carries exactly
 //! [`chunk_capacity`] bytes of data, the last 1 to that many. A link delivers frames in order and
 //! one writer sends a whole message before the next, so chunks must arrive as `0, 1, …,
-//! count - 1`; anything else is an error and the receiver closes the connection. The
+//! count - 1`; anything else is an error and the receiver closes the connection (except that
+//! an authority's runtime skips stray chunks from another authority, the tail of a message cut
+//! by a reconnection, until the next message starts). The
 //! [`Reassembler`] refuses, from the first chunk's header, any message longer than its bound
 //! (which depends on who is at the other end), so a peer cannot make it buffer more.
 
