@@ -2,8 +2,11 @@
 //! the outgoing links it needs, and the clock; it feeds the core what arrives and sends what the
 //! core emits.
 
+pub mod authority;
+pub mod authority_proto;
 pub mod gateway;
 pub mod mix;
 
+pub use authority::{AuthorityHandle, AuthorityLink, AuthorityRuntimeConfig, spawn_authority};
 pub use gateway::{GatewayHandle, GatewayRuntimeConfig, spawn_gateway};
 pub use mix::{MixHandle, MixRuntimeConfig, Peer, spawn_mix};
