@@ -24,6 +24,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+/// Most packets kept for gateways that have not acknowledged them (about 44 MB of 2.2 KB
+/// packets); beyond it a packet is still sent once but not kept for resending, and counted.
+pub const MAX_UNACKED: usize = 20_000;
+
 /// A node this mix talks to.
 #[derive(Debug, Clone)]
 pub struct Peer {
@@ -61,6 +65,8 @@ pub struct RuntimeMetrics {
     pub resent: AtomicU64,
     /// Packets to gateways acknowledged.
     pub acked: AtomicU64,
+    /// Packets to gateways not kept for resending because [`MAX_UNACKED`] were already waiting.
+    pub unacked_full: AtomicU64,
 }
 
 /// A running mix.
@@ -272,7 +278,11 @@ async fn run<R: CryptoRng + Send + 'static>(
             next_id += 1;
             let id = PacketId(next_id);
             if peer.gateway {
-                unacked.insert(id, (tx.to, tx.packet.clone(), Instant::now()));
+                if unacked.len() < MAX_UNACKED {
+                    unacked.insert(id, (tx.to, tx.packet.clone(), Instant::now()));
+                } else {
+                    metrics.unacked_full.fetch_add(1, Ordering::Relaxed);
+                }
             }
             if link.try_send(Frame::Packet { id, packet: tx.packet }).is_err() && !peer.gateway {
                 metrics.link_queue_full.fetch_add(1, Ordering::Relaxed);
