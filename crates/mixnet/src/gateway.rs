@@ -337,19 +337,25 @@ impl Gateway {
     }
 
     /// Reports the outcome of a write; a durable or rejected write is acknowledged, a failed one
-    /// is not (the previous hop retries).
-    pub fn handle_store_result(&mut self, token: StoreToken, result: StoreResult) {
-        let Some((to, ack)) = self.pending.remove(&token) else { return };
+    /// is not (the previous hop retries). For a failed write, the acknowledgement that will never
+    /// be sent is returned, so that the caller can forget where it would have gone.
+    pub fn handle_store_result(&mut self, token: StoreToken, result: StoreResult) -> Option<Ack> {
+        let (to, ack) = self.pending.remove(&token)?;
         match result {
             StoreResult::Durable => {
                 self.metrics.stored += 1;
                 self.acks.push_back(Ack { to, token: ack });
+                None
             }
             StoreResult::Rejected => {
                 self.metrics.store_rejected += 1;
                 self.acks.push_back(Ack { to, token: ack });
+                None
             }
-            StoreResult::Failed => self.metrics.store_failed += 1,
+            StoreResult::Failed => {
+                self.metrics.store_failed += 1;
+                Some(Ack { to, token: ack })
+            }
         }
     }
 

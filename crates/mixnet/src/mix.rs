@@ -166,6 +166,19 @@ impl Mix {
         self.queue.len()
     }
 
+    /// Sets the mean per-hop delay and the loop rate λ_M of the node's own loop packets (from the
+    /// directory's parameters), and cuts requested delays at 20 means (a fraction e⁻²⁰ ≈ 2·10⁻⁹ of
+    /// honest delays is longer). The next loop is drawn afresh at the new rate.
+    pub fn set_cover(&mut self, mean_delay: Duration, loop_rate: f64) {
+        let rate = if loop_rate.is_finite() && loop_rate > 0.0 { loop_rate } else { 0.0 };
+        self.config.max_delay = mean_delay.saturating_mul(20);
+        if self.config.mean_delay != mean_delay || self.config.loop_rate != rate {
+            self.config.mean_delay = mean_delay;
+            self.config.loop_rate = rate;
+            self.next_loop = None;
+        }
+    }
+
     /// Installs the packet key of `epoch` with its window (replacing one already installed for
     /// that epoch).
     pub fn add_epoch_key(&mut self, epoch: u64, key: SecretKey, window: EpochWindow) {

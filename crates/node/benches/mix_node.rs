@@ -148,6 +148,7 @@ fn main() {
                     link: link_config(),
                     peers,
                     resend_after: Duration::from_secs(10),
+                    clock: qanat_mixnet::Time::ZERO,
                 },
                 ChaCha20Rng::seed_from_u64(1),
             )

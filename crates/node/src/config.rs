@@ -16,6 +16,8 @@
 //! [network]
 //! name = "devnet"
 //! epoch_period_secs = 1200
+//! scheme = "xwing"              # packet scheme; with nr_hops and forward_payload_len it fixes
+//!                               # the packet and link frame sizes, so it is the same everywhere
 //!
 //! [[network.authorities]]
 //! identity_key = "…64 hex…"
@@ -30,8 +32,13 @@
 //! ```
 //!
 //! An authority has an `[authority]` table instead, with `allowed_nodes` (identity keys) and
-//! `[authority.parameters]` (the network parameters it votes for, each defaulting to
-//! [`ParametersConfig::default_for`] of the scheme). A mix has neither table.
+//! `[authority.parameters]` (the mixing parameters it votes for: layers, mean delay and rates,
+//! each defaulting to [`ParametersConfig::default_for`] of the scheme). A mix has neither table.
+//!
+//! The packet geometry (scheme, hops, payload length) is in `[network]`, not in the authorities'
+//! parameters: every node needs it before any directory document exists (to generate the packet
+//! keys it publishes and to size its link frames), and a node refuses a document whose geometry
+//! differs from its own.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -41,7 +48,7 @@ use std::time::Duration;
 
 use qanat_link::LinkPublicKey;
 use qanat_mailbox::Limits;
-use qanat_packet::Scheme;
+use qanat_packet::{Geometry, Scheme};
 use qanat_pki::descriptor::LinkAddress;
 use qanat_pki::identity::IDENTITY_KEY_LEN;
 use qanat_pki::{
@@ -168,6 +175,8 @@ pub struct NetworkConfig {
     pub authorities: Vec<AuthorityPeer>,
     /// Their identity keys as the set that signs directory documents.
     pub authority_set: AuthoritySet,
+    /// The packet geometry (scheme, hops, payload length) of the network.
+    pub geometry: Geometry,
 }
 
 /// One directory authority as other nodes know it.
@@ -234,6 +243,9 @@ struct RawConfig {
 struct RawNetwork {
     name: String,
     epoch_period_secs: Option<u64>,
+    scheme: Option<String>,
+    nr_hops: Option<usize>,
+    forward_payload_len: Option<usize>,
     authorities: Vec<RawAuthorityPeer>,
 }
 
@@ -275,9 +287,6 @@ struct RawAuthority {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawParameters {
-    scheme: Option<String>,
-    nr_hops: Option<usize>,
-    forward_payload_len: Option<usize>,
     mix_layers: Option<u8>,
     mean_delay_ms: Option<u32>,
     lambda_p: Option<f64>,
@@ -286,7 +295,7 @@ struct RawParameters {
     lambda_m: Option<f64>,
 }
 
-/// The scheme a new network uses when `[authority.parameters]` names none: X-Wing, the hybrid
+/// The scheme a new network uses when `[network]` names none: X-Wing, the hybrid
 /// post-quantum KEM.
 pub const DEFAULT_SCHEME: Scheme = Scheme::XWing;
 /// Longest retention a gateway accepts: ten years.
@@ -419,7 +428,7 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<NodeConfig, ConfigError> 
                     "add [authority] with allowed_nodes = [...] (see 'qanat node example-config --role authority')",
                 )
             })?;
-            RoleConfig::Authority(parse_authority(a, network.epoch_period)?)
+            RoleConfig::Authority(parse_authority(a, &network)?)
         }
         "mix" => {
             refuse_section("gateway", raw.gateway.is_some(), "mix")?;
@@ -552,7 +561,37 @@ fn parse_network(raw: RawNetwork) -> Result<NetworkConfig, ConfigError> {
     }
     let authority_set = AuthoritySet::new(authorities.iter().map(|a| a.identity))
         .map_err(|e| invalid("network.authorities", e.to_string(), "list each directory authority once"))?;
-    Ok(NetworkConfig { name: raw.name, epoch_period, authorities, authority_set })
+    let scheme = match raw.scheme.as_deref() {
+        None => DEFAULT_SCHEME,
+        Some(name) => Scheme::from_name(name).ok_or_else(|| {
+            invalid(
+                "network.scheme",
+                format!("unknown packet scheme {name:?}"),
+                "use \"xwing\" (the default), \"x25519-kem\" or \"x25519-nike\", the same on every node",
+            )
+        })?,
+    };
+    let d = Geometry::default_for(scheme);
+    let nr_hops = raw.nr_hops.unwrap_or(d.nr_hops());
+    let payload = raw.forward_payload_len.unwrap_or(d.forward_payload_len());
+    let geometry = Geometry::new(scheme, payload, nr_hops).map_err(|e| {
+        let field =
+            if raw.nr_hops.is_some() && Geometry::new(scheme, d.forward_payload_len(), nr_hops).is_err() {
+                "network.nr_hops"
+            } else {
+                "network.forward_payload_len"
+            };
+        invalid(
+            field,
+            format!("no packet geometry with {nr_hops} hops and {payload}-byte payloads ({e})"),
+            format!(
+                "remove the line for the default ({} hops, {} bytes), the same on every node",
+                d.nr_hops(),
+                d.forward_payload_len()
+            ),
+        )
+    })?;
+    Ok(NetworkConfig { name: raw.name, epoch_period, authorities, authority_set, geometry })
 }
 
 fn parse_gateway(raw: RawGateway, data_dir: &Path) -> Result<GatewayConfig, ConfigError> {
@@ -653,7 +692,7 @@ fn parse_gateway(raw: RawGateway, data_dir: &Path) -> Result<GatewayConfig, Conf
     Ok(GatewayConfig { client_listen, store, limits })
 }
 
-fn parse_authority(raw: RawAuthority, epoch_period: EpochPeriod) -> Result<AuthorityConfig, ConfigError> {
+fn parse_authority(raw: RawAuthority, network: &NetworkConfig) -> Result<AuthorityConfig, ConfigError> {
     let mut allowed_nodes = BTreeSet::new();
     for (i, k) in raw.allowed_nodes.iter().enumerate() {
         let field = format!("authority.allowed_nodes[{i}]");
@@ -661,23 +700,14 @@ fn parse_authority(raw: RawAuthority, epoch_period: EpochPeriod) -> Result<Autho
             return Err(invalid(field, "the same node is listed twice", "remove the duplicate"));
         }
     }
-    let parameters = parse_parameters(&raw.parameters, epoch_period)?;
+    let parameters = parse_parameters(&raw.parameters, network)?;
     Ok(AuthorityConfig { allowed_nodes, parameters })
 }
 
-fn parse_parameters(raw: &RawParameters, epoch_period: EpochPeriod) -> Result<Parameters, ConfigError> {
+fn parse_parameters(raw: &RawParameters, network: &NetworkConfig) -> Result<Parameters, ConfigError> {
     const P: &str = "authority.parameters";
-    let scheme = match raw.scheme.as_deref() {
-        None => DEFAULT_SCHEME,
-        Some(name) => Scheme::from_name(name).ok_or_else(|| {
-            invalid(
-                format!("{P}.scheme"),
-                format!("unknown packet scheme {name:?}"),
-                "use \"xwing\" (the default), \"x25519-kem\" or \"x25519-nike\"",
-            )
-        })?,
-    };
-    let d = ParametersConfig::default_for(scheme);
+    let g = &network.geometry;
+    let d = ParametersConfig::default_for(g.scheme());
     let rate = |key: &str, v: Option<f64>, default: Rate| -> Result<Rate, ConfigError> {
         let Some(per_sec) = v else { return Ok(default) };
         let micro = per_sec * 1e6;
@@ -695,16 +725,16 @@ fn parse_parameters(raw: &RawParameters, epoch_period: EpochPeriod) -> Result<Pa
         Ok(Rate::from_micro_per_sec(micro.round() as u64))
     };
     let c = ParametersConfig {
-        scheme,
-        nr_hops: raw.nr_hops.unwrap_or(d.nr_hops),
-        forward_payload_len: raw.forward_payload_len.unwrap_or(d.forward_payload_len),
+        scheme: g.scheme(),
+        nr_hops: g.nr_hops(),
+        forward_payload_len: g.forward_payload_len(),
         mix_layers: raw.mix_layers.unwrap_or(d.mix_layers),
         mean_delay_ms: raw.mean_delay_ms.unwrap_or(d.mean_delay_ms),
         lambda_p: rate("lambda_p", raw.lambda_p, d.lambda_p)?,
         lambda_l: rate("lambda_l", raw.lambda_l, d.lambda_l)?,
         lambda_d: rate("lambda_d", raw.lambda_d, d.lambda_d)?,
         lambda_m: rate("lambda_m", raw.lambda_m, d.lambda_m)?,
-        epoch_period,
+        epoch_period: network.epoch_period,
     };
     if c.mix_layers == 0 || c.mix_layers > qanat_pki::params::MAX_MIX_LAYERS {
         return Err(invalid(
@@ -715,9 +745,16 @@ fn parse_parameters(raw: &RawParameters, epoch_period: EpochPeriod) -> Result<Pa
     }
     if c.nr_hops < usize::from(c.mix_layers) + 2 {
         return Err(invalid(
-            format!("{P}.nr_hops"),
-            format!("{} hops cannot cover a gateway, {} mix layers and a gateway", c.nr_hops, c.mix_layers),
-            format!("use at least {} (mix_layers + 2)", usize::from(c.mix_layers) + 2),
+            format!("{P}.mix_layers"),
+            format!(
+                "{} hops (network.nr_hops) cannot cover a gateway, {} mix layers and a gateway",
+                c.nr_hops, c.mix_layers
+            ),
+            format!(
+                "use at most {} mix layers, or raise network.nr_hops to at least {}",
+                c.nr_hops.saturating_sub(2),
+                usize::from(c.mix_layers) + 2
+            ),
         ));
     }
     if c.mean_delay_ms == 0 || c.mean_delay_ms > qanat_pki::params::MAX_MEAN_DELAY_MS {
@@ -731,7 +768,7 @@ fn parse_parameters(raw: &RawParameters, epoch_period: EpochPeriod) -> Result<Pa
         invalid(
             P,
             e.to_string(),
-            "adjust nr_hops / forward_payload_len (packet geometry) or raise lambda_m or mean_delay_ms so that mix_layers * lambda_m * mean_delay >= 2",
+            "raise lambda_m or mean_delay_ms so that mix_layers * lambda_m * mean_delay >= 2",
         )
     })
 }
@@ -755,6 +792,8 @@ pub struct Example {
     pub network: String,
     /// `network.epoch_period_secs`.
     pub epoch_period_secs: u64,
+    /// `network.scheme`.
+    pub scheme: Scheme,
     /// `[[network.authorities]]`.
     pub authorities: Vec<AuthorityPeer>,
 }
@@ -792,6 +831,7 @@ impl Example {
             metrics: None,
             network: network.into(),
             epoch_period_secs: EpochPeriod::DEFAULT.as_millis() / 1000,
+            scheme: DEFAULT_SCHEME,
             authorities,
         }
     }
@@ -827,6 +867,14 @@ pub fn render_example(ex: &Example) -> String {
     let _ = writeln!(s, "# The same on every node of the network.");
     let _ = writeln!(s, "name = {}", toml_str(&ex.network));
     let _ = writeln!(s, "epoch_period_secs = {}", ex.epoch_period_secs);
+    let g = Geometry::default_for(ex.scheme);
+    let _ =
+        writeln!(s, "# Packet scheme: \"xwing\" (hybrid post-quantum), \"x25519-kem\" or \"x25519-nike\".");
+    let _ = writeln!(s, "scheme = \"{}\"", ex.scheme.name());
+    let _ = writeln!(s, "# Sphinx hops (gateway, mix layers, gateway) and payload bytes; with the scheme");
+    let _ = writeln!(s, "# they fix every packet's size ({} bytes here).", g.packet_len());
+    let _ = writeln!(s, "nr_hops = {}", g.nr_hops());
+    let _ = writeln!(s, "forward_payload_len = {}", g.forward_payload_len());
     for a in &ex.authorities {
         let _ = writeln!(s, "\n# One table per directory authority (from its 'qanat node show-keys').");
         let _ = writeln!(s, "[[network.authorities]]");
@@ -843,16 +891,12 @@ pub fn render_example(ex: &Example) -> String {
                 let _ = writeln!(s, "    \"{}\",", hex::encode(k.as_bytes()));
             }
             let _ = writeln!(s, "]");
-            let d = ParametersConfig::default_for(DEFAULT_SCHEME);
+            let d = ParametersConfig::default_for(ex.scheme);
             let _ =
                 writeln!(s, "\n# The network parameters this authority votes for; every line is optional");
             let _ = writeln!(s, "# and shows the default. All authorities must agree.");
             let _ = writeln!(s, "[authority.parameters]");
-            let _ = writeln!(s, "# Packet scheme: \"xwing\", \"x25519-kem\" or \"x25519-nike\".");
-            let _ = writeln!(s, "scheme = \"{}\"", d.scheme.name());
-            let _ = writeln!(s, "# Sphinx hops (gateway, mix layers, gateway) and payload bytes.");
-            let _ = writeln!(s, "nr_hops = {}", d.nr_hops);
-            let _ = writeln!(s, "forward_payload_len = {}", d.forward_payload_len);
+            let _ = writeln!(s, "# Mix layers (at most network.nr_hops - 2).");
             let _ = writeln!(s, "mix_layers = {}", d.mix_layers);
             let _ = writeln!(s, "# Mean delay per hop (1/mu), milliseconds.");
             let _ = writeln!(s, "mean_delay_ms = {}", d.mean_delay_ms);

@@ -107,6 +107,7 @@ async fn packets_go_from_a_client_through_three_layers_into_a_mailbox() {
             link: link_config(),
             peers: HashMap::from([(mixes[2].id, peer(unused, &mixes[2], false))]),
             max_batch: 128,
+            clock: qanat_mixnet::Time::ZERO,
         },
     )
     .await
@@ -130,6 +131,7 @@ async fn packets_go_from_a_client_through_three_layers_into_a_mailbox() {
                 link: link_config(),
                 peers: HashMap::from([next.clone(), (prev.id, peer(unused, prev, false))]),
                 resend_after: Duration::from_millis(500),
+                clock: qanat_mixnet::Time::ZERO,
             },
             ChaCha20Rng::seed_from_u64(40 + i as u64),
         )
@@ -161,6 +163,7 @@ async fn packets_go_from_a_client_through_three_layers_into_a_mailbox() {
             link: link_config(),
             peers: HashMap::from([next.clone()]),
             max_batch: 128,
+            clock: qanat_mixnet::Time::ZERO,
         },
     )
     .await

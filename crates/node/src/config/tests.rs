@@ -190,6 +190,7 @@ fn authority_parameters_default_and_are_checked() {
 
     let custom = auth
         .replace("scheme = \"xwing\"", "scheme = \"x25519-kem\"")
+        .replace("nr_hops = 5\nforward_payload_len = 1536\n", "")
         .replace("lambda_m = 2", "lambda_m = 3.5")
         .replace("epoch_period_secs = 1200", "epoch_period_secs = 60");
     let c = parse(&custom).unwrap();
@@ -198,9 +199,15 @@ fn authority_parameters_default_and_are_checked() {
     assert_eq!(a.parameters.lambda_m(), Rate::from_milli_per_sec(3500));
     assert_eq!(a.parameters.epoch_period(), EpochPeriod::from_secs(60).unwrap());
 
-    refused(&auth.replace("scheme = \"xwing\"", "scheme = \"rsa\""), "authority.parameters.scheme", "rsa");
+    refused(&auth.replace("scheme = \"xwing\"", "scheme = \"rsa\""), "network.scheme", "rsa");
     refused(&auth.replace("mix_layers = 3", "mix_layers = 0"), "authority.parameters.mix_layers", "outside");
-    refused(&auth.replace("nr_hops = 5", "nr_hops = 4"), "authority.parameters.nr_hops", "at least 5");
+    refused(&auth.replace("nr_hops = 5", "nr_hops = 4"), "authority.parameters.mix_layers", "at least 5");
+    refused(&auth.replace("nr_hops = 5", "nr_hops = 99"), "network.nr_hops", "geometry");
+    refused(
+        &auth.replace("forward_payload_len = 1536", "forward_payload_len = 0"),
+        "network.forward_payload_len",
+        "geometry",
+    );
     refused(&auth.replace("lambda_p = 0.2", "lambda_p = -1.0"), "authority.parameters.lambda_p", "rate");
     refused(&auth.replace("lambda_m = 2", "lambda_m = 0.1"), "authority.parameters", "L·λ_M/μ < 2");
     refused(

@@ -9,7 +9,9 @@
 //! - A control frame from a client is a [`qanat_mixnet::client_proto::Request`]: register,
 //!   unregister, fetch (answered with one `Message` frame per item and a `FetchDone`) or delete.
 //! - `now` for the mailbox store is wall-clock seconds (retention is in days); `now` for the core
-//!   is the monotonic time since the runtime started.
+//!   is the monotonic time since the runtime started, plus [`GatewayRuntimeConfig::clock`].
+//! - [`GatewayHandle::update`] hands the runtime what the directory says about an epoch: the
+//!   gateway's packet key, the topology (which mixes form the first layer) and the peers.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,7 +21,7 @@ use std::time::Duration;
 
 use qanat_link::{
     AcceptAnyKey, Frame, FrameSender, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, Listener,
-    PacketId, PeerLink,
+    PacketId,
 };
 use qanat_mailbox::{
     Append, AppendOutcome, Credential, MailboxId, MailboxStore, MessageId, Seq, StoreError, UnixTime,
@@ -31,7 +33,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::Peer;
+use super::links::Links;
+use super::mix::Stopped;
+use super::peers::{EpochUpdate, Peer, PeerTable, SharedPeers};
 
 /// How to run a gateway.
 #[derive(Debug)]
@@ -44,10 +48,14 @@ pub struct GatewayRuntimeConfig {
     pub link_key: Arc<LinkSecretKey>,
     /// Link settings.
     pub link: LinkConfig,
-    /// Every node that may connect here or that packets may go to.
+    /// Nodes that may connect here or that packets may go to, whatever the directory says
+    /// (more come with [`GatewayHandle::update`]).
     pub peers: HashMap<NodeId, Peer>,
     /// Most store writes in one append call.
     pub max_batch: usize,
+    /// What the core's clock reads when the runtime starts (see
+    /// [`MixRuntimeConfig::clock`](super::MixRuntimeConfig::clock)).
+    pub clock: Time,
 }
 
 /// Counters of the runtime itself.
@@ -70,6 +78,7 @@ pub struct GatewayHandle {
     client_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    updates: mpsc::Sender<EpochUpdate>,
     core_metrics: Arc<Mutex<GatewayMetrics>>,
     /// Link counters (both listeners and outgoing links).
     pub link_metrics: Arc<LinkMetrics>,
@@ -89,6 +98,11 @@ impl GatewayHandle {
     /// The core's counters, as of the last event.
     pub fn core_metrics(&self) -> GatewayMetrics {
         self.core_metrics.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+    /// Hands the runtime what the directory says about an epoch. Fails only once the runtime
+    /// has stopped.
+    pub async fn update(&self, update: EpochUpdate) -> Result<(), Stopped> {
+        self.updates.send(update).await.map_err(|_| Stopped)
     }
     /// Stops the gateway.
     pub async fn shutdown(self) {
@@ -115,9 +129,9 @@ pub async fn spawn_gateway<S: MailboxStore>(
 ) -> std::io::Result<GatewayHandle> {
     let link_metrics = Arc::new(LinkMetrics::default());
     let metrics = Arc::new(GatewayRuntimeMetrics::default());
-    let known: Vec<(LinkPublicKey, NodeId)> =
-        config.peers.iter().map(|(id, p)| (p.link_key.clone(), *id)).collect();
-    let authorizer = move |k: &LinkPublicKey| known.iter().find(|(key, _)| key == k).map(|(_, id)| *id);
+    let peers: SharedPeers = Arc::new(std::sync::RwLock::new(PeerTable::new(config.peers.clone())));
+    let table = peers.clone();
+    let authorizer = move |k: &LinkPublicKey| table.read().ok().and_then(|t| t.by_link_key(k));
     let mut nodes = Listener::bind(
         config.listen,
         config.link_key.clone(),
@@ -136,6 +150,7 @@ pub async fn spawn_gateway<S: MailboxStore>(
     .await?;
     let (local_addr, client_addr) = (nodes.local_addr(), clients.local_addr());
     let (events_tx, events_rx) = mpsc::channel::<Event>(4096);
+    let (updates, updates_rx) = mpsc::channel::<EpochUpdate>(16);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let core_metrics = Arc::new(Mutex::new(core.metrics().clone()));
 
@@ -205,15 +220,26 @@ pub async fn spawn_gateway<S: MailboxStore>(
         core,
         store,
         config,
+        peers,
         events_tx,
         events_rx,
+        updates_rx,
         shutdown_rx,
         core_metrics.clone(),
         link_metrics.clone(),
         metrics.clone(),
         [accept_nodes, accept_clients],
     ));
-    Ok(GatewayHandle { local_addr, client_addr, shutdown, task, core_metrics, link_metrics, metrics })
+    Ok(GatewayHandle {
+        local_addr,
+        client_addr,
+        shutdown,
+        task,
+        updates,
+        core_metrics,
+        link_metrics,
+        metrics,
+    })
 }
 
 /// Answers one client control request.
@@ -280,8 +306,10 @@ async fn run<S: MailboxStore>(
     mut core: Gateway,
     store: Arc<S>,
     config: GatewayRuntimeConfig,
+    peers: SharedPeers,
     events_tx: mpsc::Sender<Event>,
     mut events: mpsc::Receiver<Event>,
+    mut updates: mpsc::Receiver<EpochUpdate>,
     mut shutdown: watch::Receiver<bool>,
     core_metrics: Arc<Mutex<GatewayMetrics>>,
     link_metrics: Arc<LinkMetrics>,
@@ -289,13 +317,15 @@ async fn run<S: MailboxStore>(
     accepts: [JoinHandle<()>; 2],
 ) {
     let origin = Instant::now();
-    let now = || Time(u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX));
-    let mut links: HashMap<NodeId, (PeerLink, FrameSender)> = HashMap::new();
+    let clock = config.clock;
+    let now = || clock + origin.elapsed();
+    let mut links =
+        Links::new(config.link_key.clone(), config.link.clone(), link_metrics, None, shutdown.clone());
     // Where each pending ack goes: the connection its packet came on.
     let mut reply_to: HashMap<(NodeId, u64), FrameSender> = HashMap::new();
     let mut next_id: u64 = 0;
     loop {
-        let wake = core.poll_timeout().map(|t| origin + Duration::from_micros(t.0));
+        let wake = core.poll_timeout().map(|t| origin + t.saturating_since(clock));
         let sleep =
             tokio::time::sleep_until(wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
         tokio::select! {
@@ -309,12 +339,29 @@ async fn run<S: MailboxStore>(
                 Some(Event::FromClient(packet)) => { let _ = core.handle_client_packet(now(), packet); }
                 Some(Event::Stored(results)) => {
                     for (token, result) in results {
-                        core.handle_store_result(token, result);
+                        // A failed write is never acknowledged: forget where the ack would go.
+                        if let Some(nack) = core.handle_store_result(token, result) {
+                            reply_to.remove(&(nack.to, nack.token.0));
+                        }
                     }
                 }
                 None => break,
             },
             _ = sleep => core.handle_timeout(now()),
+            update = updates.recv() => {
+                let Some(u) = update else { continue };
+                if let Some(key) = u.key {
+                    core.add_epoch_key(u.epoch, key, u.window);
+                }
+                core.add_topology(u.topology);
+                let changed = match peers.write() {
+                    Ok(mut t) => t.set_epoch(u.epoch, u.peers),
+                    Err(_) => Vec::new(),
+                };
+                for id in changed {
+                    links.close(&id);
+                }
+            }
             _ = shutdown.changed() => break,
         }
         // Store writes: one append call per batch, off the event loop.
@@ -367,20 +414,10 @@ async fn run<S: MailboxStore>(
         }
         let t = now();
         while let Some(tx) = core.poll_transmit(t) {
-            let Some(peer) = config.peers.get(&tx.to) else { continue };
-            let (_, sender) = links.entry(tx.to).or_insert_with(|| {
-                let link = PeerLink::spawn(
-                    peer.addr,
-                    peer.link_key.clone(),
-                    config.link_key.clone(),
-                    config.link.clone(),
-                    link_metrics.clone(),
-                );
-                let sender = link.sender();
-                (link, sender)
-            });
+            let Some(peer) = peers.read().ok().and_then(|p| p.get(&tx.to).cloned()) else { continue };
             next_id += 1;
-            if sender.try_send(Frame::Packet { id: PacketId(next_id), packet: tx.packet }).is_err() {
+            let frame = Frame::Packet { id: PacketId(next_id), packet: tx.packet };
+            if links.sender(tx.to, &peer).try_send(frame).is_err() {
                 metrics.link_queue_full.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -391,7 +428,5 @@ async fn run<S: MailboxStore>(
     for a in accepts {
         a.abort();
     }
-    for (_, (link, _)) in links {
-        link.shutdown().await;
-    }
+    links.shutdown().await;
 }

@@ -7,6 +7,10 @@
 //!   packet id. A full queue drops the packet (counted): a mix must never block on one slow peer.
 //! - Packets to a gateway are kept until the gateway acknowledges them (it does so only once the
 //!   payload is durable) and sent again after `resend_after`; the gateway de-duplicates.
+//! - [`MixHandle::update`] hands the runtime what the directory says about an epoch
+//!   ([`EpochUpdate`]): the node's packet key, the topology (for loop packets), the mixing
+//!   parameters and the peers, which join the [`PeerTable`] shared with the listener's
+//!   authoriser. A link to a node whose address or key changed is closed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,9 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use qanat_link::{
-    Frame, FrameSender, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, Listener, PacketId, PeerLink,
-};
+use qanat_link::{Frame, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, Listener, PacketId};
 use qanat_mixnet::{Mix, MixMetrics, Time};
 use qanat_packet::NodeId;
 use rand_core::CryptoRng;
@@ -24,20 +26,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::links::Links;
+use super::peers::{EpochUpdate, Peer, PeerTable, SharedPeers};
+
 /// Most packets kept for gateways that have not acknowledged them (about 44 MB of 2.2 KB
 /// packets); beyond it a packet is still sent once but not kept for resending, and counted.
 pub const MAX_UNACKED: usize = 20_000;
-
-/// A node this mix talks to.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    /// Its link address.
-    pub addr: SocketAddr,
-    /// Its link public key (also what authorises it to connect here).
-    pub link_key: LinkPublicKey,
-    /// Whether it is a gateway (packets to it are kept until acknowledged).
-    pub gateway: bool,
-}
 
 /// How to run a mix.
 #[derive(Debug)]
@@ -48,10 +42,14 @@ pub struct MixRuntimeConfig {
     pub link_key: Arc<LinkSecretKey>,
     /// Link settings (frame size, timeouts, queues).
     pub link: LinkConfig,
-    /// Every node that may connect here or that packets may go to.
+    /// Nodes that may connect here or that packets may go to, whatever the directory says
+    /// (more come with [`MixHandle::update`]).
     pub peers: HashMap<NodeId, Peer>,
     /// When an unacknowledged packet to a gateway is sent again.
     pub resend_after: Duration,
+    /// What the core's clock reads when the runtime starts: `Time::ZERO` for a private clock,
+    /// or the Unix time in microseconds so that epoch windows are wall-clock times.
+    pub clock: Time,
 }
 
 /// Counters of the runtime itself (the core's are in [`MixMetrics`]).
@@ -75,6 +73,7 @@ pub struct MixHandle {
     local_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    updates: mpsc::Sender<EpochUpdate>,
     core_metrics: Arc<Mutex<MixMetrics>>,
     /// Link counters.
     pub link_metrics: Arc<LinkMetrics>,
@@ -93,6 +92,12 @@ impl MixHandle {
         self.core_metrics.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
+    /// Hands the runtime what the directory says about an epoch. Fails only once the runtime
+    /// has stopped.
+    pub async fn update(&self, update: EpochUpdate) -> Result<(), Stopped> {
+        self.updates.send(update).await.map_err(|_| Stopped)
+    }
+
     /// Stops the mix: the listener closes and outgoing links are dropped.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
@@ -100,10 +105,10 @@ impl MixHandle {
     }
 }
 
-enum Event {
-    Packet(Vec<u8>),
-    Acked(Vec<PacketId>),
-}
+/// The runtime has stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the runtime has stopped")]
+pub struct Stopped;
 
 /// Starts a mix around `core`.
 pub async fn spawn_mix<R: CryptoRng + Send + 'static>(
@@ -112,8 +117,9 @@ pub async fn spawn_mix<R: CryptoRng + Send + 'static>(
     rng: R,
 ) -> std::io::Result<MixHandle> {
     let link_metrics = Arc::new(LinkMetrics::default());
-    let allowed: Vec<LinkPublicKey> = config.peers.values().map(|p| p.link_key.clone()).collect();
-    let authorizer = move |k: &LinkPublicKey| allowed.iter().any(|a| a == k).then_some(());
+    let peers: SharedPeers = Arc::new(std::sync::RwLock::new(PeerTable::new(config.peers.clone())));
+    let table = peers.clone();
+    let authorizer = move |k: &LinkPublicKey| table.read().ok().and_then(|t| t.by_link_key(k)).map(|_| ());
     let mut listener = Listener::bind(
         config.listen,
         config.link_key.clone(),
@@ -123,7 +129,8 @@ pub async fn spawn_mix<R: CryptoRng + Send + 'static>(
     )
     .await?;
     let local_addr = listener.local_addr();
-    let (events_tx, events_rx) = mpsc::channel::<Event>(4096);
+    let (events_tx, events_rx) = mpsc::channel::<Vec<u8>>(4096);
+    let (updates, updates_rx) = mpsc::channel::<EpochUpdate>(16);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let core_metrics = Arc::new(Mutex::new(core.metrics()));
     let metrics = Arc::new(RuntimeMetrics::default());
@@ -141,7 +148,7 @@ pub async fn spawn_mix<R: CryptoRng + Send + 'static>(
                     tokio::spawn(async move {
                         while let Some(frame) = receiver.recv().await {
                             if let Frame::Packet { packet, .. } = frame
-                                && tx.send(Event::Packet(packet)).await.is_err()
+                                && tx.send(packet).await.is_err()
                             {
                                     break;
                             }
@@ -157,25 +164,27 @@ pub async fn spawn_mix<R: CryptoRng + Send + 'static>(
     let task = tokio::spawn(run(
         core,
         config,
+        peers,
         rng,
-        events_tx,
         events_rx,
+        updates_rx,
         shutdown_rx,
         core_metrics.clone(),
         link_metrics.clone(),
         metrics.clone(),
         accept,
     ));
-    Ok(MixHandle { local_addr, shutdown, task, core_metrics, link_metrics, metrics })
+    Ok(MixHandle { local_addr, shutdown, task, updates, core_metrics, link_metrics, metrics })
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn run<R: CryptoRng + Send + 'static>(
     mut core: Mix,
     config: MixRuntimeConfig,
+    peers: SharedPeers,
     mut rng: R,
-    events_tx: mpsc::Sender<Event>,
-    mut events: mpsc::Receiver<Event>,
+    mut events: mpsc::Receiver<Vec<u8>>,
+    mut updates: mpsc::Receiver<EpochUpdate>,
     mut shutdown: watch::Receiver<bool>,
     core_metrics: Arc<Mutex<MixMetrics>>,
     link_metrics: Arc<LinkMetrics>,
@@ -183,55 +192,68 @@ async fn run<R: CryptoRng + Send + 'static>(
     accept: JoinHandle<()>,
 ) {
     let origin = Instant::now();
-    let now = || Time(u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX));
-    let mut links: HashMap<NodeId, FrameSender> = HashMap::new();
-    let mut link_tasks: Vec<JoinHandle<()>> = Vec::new();
+    let clock = config.clock;
+    let now = || clock + origin.elapsed();
+    let (acks_tx, mut acks) = mpsc::channel::<Vec<PacketId>>(1024);
+    let mut links = Links::new(
+        config.link_key.clone(),
+        config.link.clone(),
+        link_metrics,
+        Some(acks_tx),
+        shutdown.clone(),
+    );
     let mut unacked: HashMap<PacketId, (NodeId, Vec<u8>, Instant)> = HashMap::new();
     let mut next_id: u64 = 0;
     let resend_tick = config.resend_after.max(Duration::from_millis(10));
     let mut ticker = tokio::time::interval(resend_tick);
     loop {
-        let wake = core.poll_timeout().map(|t| origin + Duration::from_micros(t.0));
+        let wake = core.poll_timeout().map(|t| origin + t.saturating_since(clock));
         let sleep =
             tokio::time::sleep_until(wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
         tokio::select! {
-            ev = events.recv() => {
-                let Some(ev) = ev else { break };
+            packet = events.recv() => {
+                let Some(packet) = packet else { break };
+                let _ = core.handle_packet(now(), packet);
                 // Take what else is already waiting (bounded), so one wake-up serves a burst.
-                let mut batch = vec![ev];
-                while batch.len() < 64 {
+                for _ in 0..63 {
                     match events.try_recv() {
-                        Ok(ev) => batch.push(ev),
+                        Ok(p) => { let _ = core.handle_packet(now(), p); }
                         Err(_) => break,
                     }
                 }
-                for ev in batch {
-                    match ev {
-                        Event::Packet(p) => {
-                            let _ = core.handle_packet(now(), p);
-                        }
-                        Event::Acked(ids) => {
-                            for id in ids {
-                                if unacked.remove(&id).is_some() {
-                                    metrics.acked.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                        }
+            }
+            ids = acks.recv() => {
+                for id in ids.unwrap_or_default() {
+                    if unacked.remove(&id).is_some() {
+                        metrics.acked.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
             _ = sleep => core.handle_timeout(now(), &mut rng),
+            update = updates.recv() => {
+                let Some(u) = update else { continue };
+                if let Some(key) = u.key {
+                    core.add_epoch_key(u.epoch, key, u.window);
+                }
+                core.add_topology(u.topology);
+                core.set_cover(u.mean_delay, u.loop_rate);
+                let changed = match peers.write() {
+                    Ok(mut t) => t.set_epoch(u.epoch, u.peers),
+                    Err(_) => Vec::new(),
+                };
+                for id in changed {
+                    links.close(&id);
+                }
+            }
             _ = ticker.tick() => {
                 let cutoff = Instant::now() - config.resend_after;
                 let due: Vec<PacketId> = unacked.iter().filter(|(_, v)| v.2 <= cutoff).map(|(k, _)| *k).collect();
                 for id in due {
-                    if let Some((to, packet, at)) = unacked.get_mut(&id) {
-                        if let Some(link) = links.get(to)
-                            && link.try_send(Frame::Packet { id, packet: packet.clone() }).is_ok()
-                        {
-                                metrics.resent.fetch_add(1, Ordering::Relaxed);
-                        }
-                        *at = Instant::now();
+                    let Some((to, packet, at)) = unacked.get_mut(&id) else { continue };
+                    *at = Instant::now();
+                    let Some(peer) = peers.read().ok().and_then(|p| p.get(to).cloned()) else { continue };
+                    if links.sender(*to, &peer).try_send(Frame::Packet { id, packet: packet.clone() }).is_ok() {
+                        metrics.resent.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
@@ -239,42 +261,10 @@ async fn run<R: CryptoRng + Send + 'static>(
         }
         let t = now();
         while let Some(tx) = core.poll_transmit(t) {
-            let Some(peer) = config.peers.get(&tx.to) else {
+            let Some(peer) = peers.read().ok().and_then(|p| p.get(&tx.to).cloned()) else {
                 metrics.unknown_next_hop.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            let link = links.entry(tx.to).or_insert_with(|| {
-                let mut link = PeerLink::spawn(
-                    peer.addr,
-                    peer.link_key.clone(),
-                    config.link_key.clone(),
-                    config.link.clone(),
-                    link_metrics.clone(),
-                );
-                let sender = link.sender();
-                // The link's own task reads what comes back on it (acknowledgements) and owns
-                // it until shutdown.
-                let tx_ev = events_tx.clone();
-                let mut stop = shutdown.clone();
-                link_tasks.push(tokio::spawn(async move {
-                    loop {
-                        tokio::select! {
-                            frame = link.recv() => match frame {
-                                Some(Frame::Ack(ids)) => {
-                                    if tx_ev.send(Event::Acked(ids)).await.is_err() {
-                                        break;
-                                    }
-                                }
-                                Some(_) => {}
-                                None => break,
-                            },
-                            _ = stop.changed() => break,
-                        }
-                    }
-                    link.shutdown().await;
-                }));
-                sender
-            });
             next_id += 1;
             let id = PacketId(next_id);
             if peer.gateway {
@@ -284,7 +274,8 @@ async fn run<R: CryptoRng + Send + 'static>(
                     metrics.unacked_full.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            if link.try_send(Frame::Packet { id, packet: tx.packet }).is_err() && !peer.gateway {
+            let sent = links.sender(tx.to, &peer).try_send(Frame::Packet { id, packet: tx.packet });
+            if sent.is_err() && !peer.gateway {
                 metrics.link_queue_full.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -293,8 +284,5 @@ async fn run<R: CryptoRng + Send + 'static>(
         }
     }
     accept.abort();
-    drop(links);
-    for t in link_tasks {
-        let _ = t.await;
-    }
+    links.shutdown().await;
 }

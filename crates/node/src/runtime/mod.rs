@@ -5,8 +5,11 @@
 pub mod authority;
 pub mod authority_proto;
 pub mod gateway;
+mod links;
 pub mod mix;
+pub mod peers;
 
 pub use authority::{AuthorityHandle, AuthorityLink, AuthorityRuntimeConfig, spawn_authority};
 pub use gateway::{GatewayHandle, GatewayRuntimeConfig, spawn_gateway};
-pub use mix::{MixHandle, MixRuntimeConfig, Peer, spawn_mix};
+pub use mix::{MixHandle, MixRuntimeConfig, Stopped, spawn_mix};
+pub use peers::{EpochUpdate, Peer, PeerTable};

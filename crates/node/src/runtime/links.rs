@@ -1,0 +1,99 @@
+//! The outgoing links of a mix or gateway runtime: one reconnecting [`PeerLink`] per next hop,
+//! opened on the first packet to it, each with a task that reads what comes back on it
+//! (acknowledgements) until the runtime stops or closes the link.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use qanat_link::{Frame, FrameSender, LinkConfig, LinkMetrics, LinkSecretKey, PacketId, PeerLink};
+use qanat_packet::NodeId;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::peers::Peer;
+
+/// An open link: its sender, and the handle whose drop closes it.
+struct Outgoing {
+    sender: FrameSender,
+    _close: oneshot::Sender<()>,
+}
+
+/// The runtime's outgoing links.
+pub(crate) struct Links {
+    open: HashMap<NodeId, Outgoing>,
+    tasks: Vec<JoinHandle<()>>,
+    local_key: Arc<LinkSecretKey>,
+    config: LinkConfig,
+    metrics: Arc<LinkMetrics>,
+    /// Where acknowledgements coming back on a link go (none: they are ignored).
+    acks: Option<mpsc::Sender<Vec<PacketId>>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Links {
+    pub(crate) fn new(
+        local_key: Arc<LinkSecretKey>,
+        config: LinkConfig,
+        metrics: Arc<LinkMetrics>,
+        acks: Option<mpsc::Sender<Vec<PacketId>>>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self { open: HashMap::new(), tasks: Vec::new(), local_key, config, metrics, acks, shutdown }
+    }
+
+    /// The sender of the link to `id` at `peer`, opened if it is not yet.
+    pub(crate) fn sender(&mut self, id: NodeId, peer: &Peer) -> &FrameSender {
+        let Self { open, tasks, local_key, config, metrics, acks, shutdown } = self;
+        &open
+            .entry(id)
+            .or_insert_with(|| {
+                let mut link = PeerLink::spawn(
+                    peer.addr,
+                    peer.link_key.clone(),
+                    local_key.clone(),
+                    config.clone(),
+                    metrics.clone(),
+                );
+                let sender = link.sender();
+                let acks = acks.clone();
+                let mut stop = shutdown.clone();
+                let (close, mut closed) = oneshot::channel::<()>();
+                tasks.retain(|t| !t.is_finished());
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            frame = link.recv() => match frame {
+                                Some(Frame::Ack(ids)) => {
+                                    if let Some(a) = &acks
+                                        && a.send(ids).await.is_err()
+                                    {
+                                        break;
+                                    }
+                                }
+                                Some(_) => {}
+                                None => break,
+                            },
+                            _ = stop.changed() => break,
+                            _ = &mut closed => break,
+                        }
+                    }
+                    link.shutdown().await;
+                }));
+                Outgoing { sender, _close: close }
+            })
+            .sender
+    }
+
+    /// Closes the link to `id`, if one is open.
+    pub(crate) fn close(&mut self, id: &NodeId) {
+        self.open.remove(id);
+    }
+
+    /// Closes every link and waits for their tasks.
+    pub(crate) async fn shutdown(self) {
+        drop(self.open);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
