@@ -16,6 +16,7 @@
 //!   bytes).
 //! - [`LinkMetrics`]: counters (frames, handshakes, rejections, bad frames, timeouts,
 //!   reconnects) as plain atomics.
+//! - [`http`]: the operator's metrics endpoint (`/metrics`, `/health`) and address resolution.
 //!
 //! # The handshake, and why Clatter
 //!
@@ -64,6 +65,7 @@ mod dialer;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod http;
 mod keys;
 mod listener;
 mod metrics;

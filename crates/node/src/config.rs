@@ -794,6 +794,8 @@ pub struct Example {
     pub epoch_period_secs: u64,
     /// `network.scheme`.
     pub scheme: Scheme,
+    /// `[authority.parameters]` (authorities only; the scheme and geometry come from `scheme`).
+    pub parameters: ParametersConfig,
     /// `[[network.authorities]]`.
     pub authorities: Vec<AuthorityPeer>,
 }
@@ -832,6 +834,7 @@ impl Example {
             network: network.into(),
             epoch_period_secs: EpochPeriod::DEFAULT.as_millis() / 1000,
             scheme: DEFAULT_SCHEME,
+            parameters: ParametersConfig::default_for(DEFAULT_SCHEME),
             authorities,
         }
     }
@@ -891,10 +894,12 @@ pub fn render_example(ex: &Example) -> String {
                 let _ = writeln!(s, "    \"{}\",", hex::encode(k.as_bytes()));
             }
             let _ = writeln!(s, "]");
-            let d = ParametersConfig::default_for(ex.scheme);
+            let d = &ex.parameters;
             let _ =
                 writeln!(s, "\n# The network parameters this authority votes for; every line is optional");
-            let _ = writeln!(s, "# and shows the default. All authorities must agree.");
+            let _ =
+                writeln!(s, "# (the defaults: mix_layers 3, mean_delay_ms 500, lambda_p 0.2, lambda_l 0.05,");
+            let _ = writeln!(s, "# lambda_d 0.05, lambda_m 2). All authorities must agree.");
             let _ = writeln!(s, "[authority.parameters]");
             let _ = writeln!(s, "# Mix layers (at most network.nr_hops - 2).");
             let _ = writeln!(s, "mix_layers = {}", d.mix_layers);

@@ -19,6 +19,7 @@
 pub mod config;
 pub mod keys;
 pub mod runtime;
+pub mod service;
 
 pub use config::{ConfigError, NodeConfig};
 pub use keys::{KeyStoreError, KeyWindow, NodeKeys};

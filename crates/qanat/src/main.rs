@@ -1,13 +1,15 @@
 //! `qanat`: the one binary. Thin glue: parse arguments, call the libraries.
 #![forbid(unsafe_code)]
 
-use std::time::Instant;
+mod devnet;
+mod node_cmd;
+mod packet_demo;
 
-use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use qanat_packet::{
-    Geometry, NodeDelay, NodeId, PathHop, RecipientId, RoutingCommand, Scheme, SecretKey, Sphinx, SurbId,
-};
+use qanat_packet::Scheme;
 
 #[derive(Parser)]
 #[command(name = "qanat", version, about = "Qanat: messaging over a Loopix-style mix network")]
@@ -20,7 +22,7 @@ struct Cli {
 enum Command {
     /// Shows what works today: messages sent as Sphinx packets through five hops, each hop
     /// unwrapping one layer in turn, with replies carried back by single-use reply blocks.
-    /// (The networked demo, with real nodes and clients, arrives with the mix network.)
+    /// (The networked demo, with real nodes and clients, arrives with the client.)
     Demo {
         /// Key agreement: x25519-nike, x25519-kem or xwing.
         #[arg(long, default_value = "x25519-kem")]
@@ -29,93 +31,127 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         messages: usize,
     },
+    /// Runs and inspects one node (directory authority, mix or gateway).
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+    /// A whole local network as separate processes on 127.0.0.1: 3 authorities, 3 layers of 2
+    /// mixes, 2 gateways.
+    Devnet {
+        #[command(subcommand)]
+        command: DevnetCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Runs the node a config file describes until SIGINT or SIGTERM (graceful shutdown).
+    /// Logs go to standard error; their level is set by QANAT_LOG (error, warn, info, debug).
+    Run {
+        /// The node's TOML config (see 'qanat node example-config').
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Prints the node's public identity and link keys (creating them on first use), as other
+    /// nodes' configs need them.
+    ShowKeys {
+        /// The node's TOML config.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Prints a commented example config for a role, which 'node run' accepts as it is.
+    ExampleConfig {
+        /// authority, mix or gateway.
+        #[arg(long, default_value = "mix")]
+        role: String,
+        /// The node's link address (host:port).
+        #[arg(long, default_value = "127.0.0.1:7101")]
+        listen: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevnetCommand {
+    /// Generates keys and configs under DIR and starts every node as its own process.
+    Up {
+        /// Where the devnet lives (configs, keys, data, logs, devnet.json).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Epoch length in seconds (a real network uses 1200).
+        #[arg(long, default_value_t = 20)]
+        epoch_secs: u64,
+        /// Packet scheme: xwing, x25519-kem or x25519-nike.
+        #[arg(long, default_value = "xwing")]
+        scheme: String,
+        /// Mean delay per mix, in milliseconds.
+        #[arg(long, default_value_t = 50)]
+        mean_delay_ms: u32,
+        /// Loop cover packets per second per mix (3 x lambda_m x mean delay must be >= 2).
+        #[arg(long, default_value_t = 20.0)]
+        lambda_m: f64,
+        /// Returns only once every mix and gateway is in the directory.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Reports each node's health: process, metrics endpoint, epoch, directory, traffic.
+    Status {
+        /// The devnet's directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Stops every node of the devnet (SIGTERM, then SIGKILL after 10 s), by PID.
+    Down {
+        /// The devnet's directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Stops one node if it runs, then starts it again with the same config and data.
+    Restart {
+        /// The devnet's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node's name (as 'status' lists them).
+        name: String,
+    },
+}
+
+fn init_logs() {
+    let level = match std::env::var("QANAT_LOG").as_deref() {
+        Ok("error") => tracing::Level::ERROR,
+        Ok("warn") => tracing::Level::WARN,
+        Ok("debug") => tracing::Level::DEBUG,
+        Ok("trace") => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Demo { scheme, messages } => demo(&scheme, messages),
-    }
-}
-
-fn demo(scheme: &str, messages: usize) -> Result<()> {
-    let scheme = Scheme::from_name(scheme)
-        .with_context(|| format!("unknown scheme {scheme:?}: use x25519-nike, x25519-kem or xwing"))?;
-    let mut rng = rand::rng();
-    let sphinx = Sphinx::new(Geometry::default_for(scheme));
-    let g = sphinx.geometry();
-    let names = ["gateway A", "mix layer 1", "mix layer 2", "mix layer 3", "gateway B"];
-    let nodes: Vec<(NodeId, SecretKey)> =
-        (0..names.len()).map(|i| (NodeId([i as u8; 32]), SecretKey::generate(scheme, &mut rng))).collect();
-    let path = |recipient: [u8; 32], surb: Option<[u8; 16]>| -> Vec<PathHop> {
-        nodes
-            .iter()
-            .enumerate()
-            .map(|(i, (id, key))| PathHop {
-                id: *id,
-                public_key: key.public_key(),
-                commands: if i + 1 == nodes.len() {
-                    let mut c = vec![RoutingCommand::Recipient(RecipientId(recipient))];
-                    c.extend(surb.map(|s| RoutingCommand::SurbReply(SurbId(s))));
-                    c
-                } else {
-                    vec![RoutingCommand::NodeDelay(NodeDelay { delay_ms: 50 })]
-                },
-            })
-            .collect()
-    };
-    println!(
-        "packet-layer demo: scheme {}, {}-byte packets, {} hops ({})",
-        scheme.name(),
-        g.packet_len(),
-        names.len(),
-        names.join(" -> ")
-    );
-    let mut latencies = Vec::with_capacity(messages);
-    let mut delivered = 0;
-    for n in 0..messages {
-        let text = format!("message {n} from Alice to Bob");
-        let start = Instant::now();
-        let mut payload = vec![0u8; g.forward_payload_len()];
-        payload[..text.len()].copy_from_slice(text.as_bytes());
-        let mut pkt = sphinx.new_packet(&mut rng, &path([0xb0; 32], None), &payload)?;
-        let (surb, keys) = sphinx.new_surb(&mut rng, &path([0xa1; 32], Some([n as u8; 16])))?;
-        let mut got = None;
-        for (i, (_, key)) in nodes.iter().enumerate() {
-            let out =
-                sphinx.unwrap(key, &mut pkt).with_context(|| format!("{} rejected the packet", names[i]))?;
-            if !out.is_forward() {
-                got = out.payload(&pkt).map(<[u8]>::to_vec);
+        Command::Demo { scheme, messages } => packet_demo::demo(&scheme, messages),
+        Command::Node { command } => {
+            init_logs();
+            match command {
+                NodeCommand::Run { config } => node_cmd::run(&config),
+                NodeCommand::ShowKeys { config } => node_cmd::show_keys(&config),
+                NodeCommand::ExampleConfig { role, listen } => node_cmd::example_config(&role, &listen),
             }
         }
-        let Some(got) = got else { bail!("message {n} was not delivered") };
-        // Bob answers with the SURB; only Alice can decrypt the answer.
-        let mut ack = vec![0u8; g.forward_payload_len()];
-        ack[..3].copy_from_slice(b"ack");
-        let (mut reply, _) = sphinx.new_packet_from_surb(&surb, &ack)?;
-        let mut answered = None;
-        for (_, key) in &nodes {
-            let out = sphinx.unwrap(key, &mut reply)?;
-            if !out.is_forward() {
-                answered = out.payload(&reply).map(|p| sphinx.decrypt_surb_payload(p, &keys)).transpose()?;
+        Command::Devnet { command } => match command {
+            DevnetCommand::Up { dir, epoch_secs, scheme, mean_delay_ms, lambda_m, wait } => {
+                let scheme = Scheme::from_name(&scheme).with_context(|| {
+                    format!("unknown scheme {scheme:?}: use xwing, x25519-kem or x25519-nike")
+                })?;
+                devnet::up(&dir, &devnet::UpOptions { epoch_secs, scheme, mean_delay_ms, lambda_m, wait })
             }
-        }
-        let ms = start.elapsed().as_secs_f64() * 1000.0;
-        if got == payload && answered.as_deref().is_some_and(|a| a.starts_with(b"ack")) {
-            delivered += 1;
-            latencies.push(ms);
-            println!("Bob received {text:?} and Alice got his acknowledgement ({ms:.2} ms of computation)");
-        }
+            DevnetCommand::Status { dir } => devnet::status(&dir),
+            DevnetCommand::Down { dir } => devnet::down(&dir),
+            DevnetCommand::Restart { dir, name } => devnet::restart(&dir, &name),
+        },
     }
-    latencies.sort_by(f64::total_cmp);
-    let pct =
-        |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
-    println!(
-        "demo: {delivered}/{messages} messages delivered, p50 {:.2} ms, p99 {:.2} ms",
-        pct(0.5),
-        pct(0.99)
-    );
-    if delivered != messages {
-        bail!("{} messages were lost", messages - delivered);
-    }
-    Ok(())
 }

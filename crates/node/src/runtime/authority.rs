@@ -86,6 +86,23 @@ pub struct AuthorityMetrics {
 /// Documents served, by epoch.
 type Documents = Arc<Mutex<BTreeMap<Epoch, Arc<Vec<u8>>>>>;
 
+/// Every counter of a running authority, readable while it runs.
+#[derive(Debug, Clone)]
+pub struct AuthorityProbe {
+    documents: Documents,
+    /// Link counters.
+    pub links: Arc<LinkMetrics>,
+    /// Runtime counters.
+    pub runtime: Arc<AuthorityMetrics>,
+}
+
+impl AuthorityProbe {
+    /// The latest epoch with a published document, and how many documents are served.
+    pub fn documents(&self) -> (Option<Epoch>, usize) {
+        self.documents.lock().map(|d| (d.keys().next_back().copied(), d.len())).unwrap_or((None, 0))
+    }
+}
+
 /// A running authority.
 #[derive(Debug)]
 pub struct AuthorityHandle {
@@ -108,6 +125,15 @@ impl AuthorityHandle {
     /// The document served for `epoch`, if any.
     pub fn document(&self, epoch: Epoch) -> Option<Vec<u8>> {
         self.documents.lock().ok().and_then(|d| d.get(&epoch).map(|b| b.to_vec()))
+    }
+
+    /// A cloneable view of every counter, for a metrics endpoint.
+    pub fn probe(&self) -> AuthorityProbe {
+        AuthorityProbe {
+            documents: self.documents.clone(),
+            links: self.link_metrics.clone(),
+            runtime: self.metrics.clone(),
+        }
     }
 
     /// Stops the authority: the listener closes and the peer links are dropped.

@@ -35,7 +35,7 @@ use tokio::time::Instant;
 
 use super::links::Links;
 use super::mix::Stopped;
-use super::peers::{EpochUpdate, Peer, PeerTable, SharedPeers};
+use super::peers::{EpochUpdate, Peer, PeerTable, SharedPeers, Updater};
 
 /// How to run a gateway.
 #[derive(Debug)]
@@ -71,6 +71,23 @@ pub struct GatewayRuntimeMetrics {
     pub link_queue_full: AtomicU64,
 }
 
+/// Every counter of a running gateway, readable while it runs.
+#[derive(Debug, Clone)]
+pub struct GatewayProbe {
+    core: Arc<Mutex<GatewayMetrics>>,
+    /// Link counters.
+    pub links: Arc<LinkMetrics>,
+    /// Runtime counters.
+    pub runtime: Arc<GatewayRuntimeMetrics>,
+}
+
+impl GatewayProbe {
+    /// The core's counters, as of the last event.
+    pub fn core(&self) -> GatewayMetrics {
+        self.core.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
 /// A running gateway.
 #[derive(Debug)]
 pub struct GatewayHandle {
@@ -103,6 +120,18 @@ impl GatewayHandle {
     /// has stopped.
     pub async fn update(&self, update: EpochUpdate) -> Result<(), Stopped> {
         self.updates.send(update).await.map_err(|_| Stopped)
+    }
+    /// A cloneable way to hand the runtime [`EpochUpdate`]s.
+    pub fn updater(&self) -> Updater {
+        Updater(self.updates.clone())
+    }
+    /// A cloneable view of every counter, for a metrics endpoint.
+    pub fn probe(&self) -> GatewayProbe {
+        GatewayProbe {
+            core: self.core_metrics.clone(),
+            links: self.link_metrics.clone(),
+            runtime: self.metrics.clone(),
+        }
     }
     /// Stops the gateway.
     pub async fn shutdown(self) {

@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::links::Links;
-use super::peers::{EpochUpdate, Peer, PeerTable, SharedPeers};
+use super::peers::{EpochUpdate, Peer, PeerTable, SharedPeers, Updater};
 
 /// Most packets kept for gateways that have not acknowledged them (about 44 MB of 2.2 KB
 /// packets); beyond it a packet is still sent once but not kept for resending, and counted.
@@ -67,6 +67,23 @@ pub struct RuntimeMetrics {
     pub unacked_full: AtomicU64,
 }
 
+/// Every counter of a running mix, readable while it runs.
+#[derive(Debug, Clone)]
+pub struct MixProbe {
+    core: Arc<Mutex<MixMetrics>>,
+    /// Link counters.
+    pub links: Arc<LinkMetrics>,
+    /// Runtime counters.
+    pub runtime: Arc<RuntimeMetrics>,
+}
+
+impl MixProbe {
+    /// The core's counters, as of the last event.
+    pub fn core(&self) -> MixMetrics {
+        self.core.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
 /// A running mix.
 #[derive(Debug)]
 pub struct MixHandle {
@@ -96,6 +113,20 @@ impl MixHandle {
     /// has stopped.
     pub async fn update(&self, update: EpochUpdate) -> Result<(), Stopped> {
         self.updates.send(update).await.map_err(|_| Stopped)
+    }
+
+    /// A cloneable way to hand the runtime [`EpochUpdate`]s.
+    pub fn updater(&self) -> Updater {
+        Updater(self.updates.clone())
+    }
+
+    /// A cloneable view of every counter, for a metrics endpoint.
+    pub fn probe(&self) -> MixProbe {
+        MixProbe {
+            core: self.core_metrics.clone(),
+            links: self.link_metrics.clone(),
+            runtime: self.metrics.clone(),
+        }
     }
 
     /// Stops the mix: the listener closes and outgoing links are dropped.

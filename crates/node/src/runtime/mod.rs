@@ -9,7 +9,9 @@ mod links;
 pub mod mix;
 pub mod peers;
 
-pub use authority::{AuthorityHandle, AuthorityLink, AuthorityRuntimeConfig, spawn_authority};
-pub use gateway::{GatewayHandle, GatewayRuntimeConfig, spawn_gateway};
-pub use mix::{MixHandle, MixRuntimeConfig, Stopped, spawn_mix};
-pub use peers::{EpochUpdate, Peer, PeerTable};
+pub use authority::{
+    AuthorityHandle, AuthorityLink, AuthorityProbe, AuthorityRuntimeConfig, spawn_authority,
+};
+pub use gateway::{GatewayHandle, GatewayProbe, GatewayRuntimeConfig, spawn_gateway};
+pub use mix::{MixHandle, MixProbe, MixRuntimeConfig, Stopped, spawn_mix};
+pub use peers::{EpochUpdate, Peer, PeerTable, Updater};

@@ -14,6 +14,9 @@ use std::time::Duration;
 use qanat_link::LinkPublicKey;
 use qanat_mixnet::{EpochWindow, Topology};
 use qanat_packet::{NodeId, SecretKey};
+use tokio::sync::mpsc;
+
+use super::mix::Stopped;
 
 /// A node this runtime talks to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +46,17 @@ pub struct EpochUpdate {
     pub mean_delay: Duration,
     /// The mix loop rate λ_M, per second.
     pub loop_rate: f64,
+}
+
+/// Hands [`EpochUpdate`]s to a running mix or gateway (a cloneable half of its handle).
+#[derive(Debug, Clone)]
+pub struct Updater(pub(crate) mpsc::Sender<EpochUpdate>);
+
+impl Updater {
+    /// Hands over `update`. Fails only once the runtime has stopped.
+    pub async fn send(&self, update: EpochUpdate) -> Result<(), Stopped> {
+        self.0.send(update).await.map_err(|_| Stopped)
+    }
 }
 
 /// Epochs of peers kept: the current one, the next, and the one before (packets in flight).

@@ -1,0 +1,432 @@
+//! `qanat devnet up | status | down | restart`: a whole network as separate processes on
+//! 127.0.0.1: 3 authorities, 3 layers of 2 mixes, 2 gateways, each a `qanat node run` with its
+//! own generated keys, config, data directory and log under `DIR/<name>/`.
+//!
+//! `DIR/devnet.json` (the manifest) records every node: its role, config, addresses, public keys
+//! and the PID of its process. Processes are stopped by that PID only, after checking that the
+//! PID still runs this node's config (a PID can be reused once a process is gone).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use qanat_link::http;
+use qanat_node::config::{AuthorityPeer, Example, ExampleRole, render_example};
+use qanat_node::keys::NodeKeys;
+use qanat_node::service::{KEY_WINDOW, wall_now};
+use qanat_packet::Scheme;
+use qanat_pki::descriptor::LinkAddress;
+use qanat_pki::{EpochPeriod, ParametersConfig, Rate};
+use rustix::process::{Pid, Signal, kill_process, test_kill_process};
+use serde::{Deserialize, Serialize};
+
+const MANIFEST: &str = "devnet.json";
+
+/// Settings of `devnet up`.
+#[derive(Debug, Clone)]
+pub(crate) struct UpOptions {
+    pub(crate) epoch_secs: u64,
+    pub(crate) scheme: Scheme,
+    pub(crate) mean_delay_ms: u32,
+    pub(crate) lambda_m: f64,
+    pub(crate) wait: bool,
+}
+
+/// One node of the devnet, as recorded in the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct NodeEntry {
+    pub(crate) name: String,
+    pub(crate) role: String,
+    pub(crate) config: PathBuf,
+    pub(crate) pid: Option<u32>,
+    pub(crate) link: SocketAddr,
+    pub(crate) metrics: SocketAddr,
+    pub(crate) client: Option<SocketAddr>,
+    pub(crate) identity_key: String,
+    pub(crate) link_key: String,
+}
+
+/// The manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    pub(crate) network: String,
+    pub(crate) epoch_secs: u64,
+    pub(crate) scheme: String,
+    pub(crate) nodes: Vec<NodeEntry>,
+}
+
+fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join(MANIFEST);
+    let text = fs::read_to_string(&path).with_context(|| {
+        format!("no devnet in {} (run 'qanat devnet up --dir {}')", dir.display(), dir.display())
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a devnet manifest", path.display()))
+}
+
+fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
+    let path = dir.join(MANIFEST);
+    let tmp = dir.join(format!("{MANIFEST}.tmp"));
+    fs::write(&tmp, serde_json::to_vec_pretty(m)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Whether `pid` is alive and still runs the node of `config`.
+fn runs(pid: u32, config: &Path) -> bool {
+    let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) else { return false };
+    if test_kill_process(p).is_err() {
+        return false;
+    }
+    // A zombie (exited, not yet reaped) is not running.
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    if stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')) {
+        return false;
+    }
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let want = config.as_os_str().as_encoded_bytes();
+    cmdline.split(|b| *b == 0).any(|arg| arg == want)
+}
+
+fn signal(pid: u32, sig: Signal) {
+    if let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = kill_process(p, sig);
+    }
+}
+
+/// Starts `node`'s process; its output goes to `<node dir>/node.log`.
+fn spawn(node: &NodeEntry) -> Result<u32> {
+    let exe = std::env::current_exe().context("cannot find the qanat binary")?;
+    let node_dir = node.config.parent().unwrap_or(Path::new("."));
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(node_dir.join("node.log"))
+        .with_context(|| format!("cannot open {}/node.log", node_dir.display()))?;
+    let child = Command::new(exe)
+        .args(["node", "run", "--config"])
+        .arg(&node.config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: a Ctrl-C at the terminal that ran `devnet up` does not reach it.
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {}", node.name))?;
+    Ok(child.id())
+}
+
+fn addr(port: u16) -> Result<LinkAddress> {
+    LinkAddress::parse(&format!("127.0.0.1:{port}")).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `qanat devnet up --dir DIR`.
+pub(crate) fn up(dir: &Path, o: &UpOptions) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    if let Ok(m) = read_manifest(&dir)
+        && m.nodes.iter().any(|n| n.pid.is_some_and(|p| runs(p, &n.config)))
+    {
+        {
+            bail!(
+                "a devnet is already running in {} (stop it with 'qanat devnet down --dir {}')",
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
+    let period = EpochPeriod::from_secs(o.epoch_secs)
+        .map_err(|_| anyhow::anyhow!("--epoch-secs must be 1..=86400"))?;
+    let params = ParametersConfig {
+        mean_delay_ms: o.mean_delay_ms,
+        lambda_m: Rate::from_micro_per_sec((o.lambda_m * 1e6).round() as u64),
+        ..ParametersConfig::default_for(o.scheme)
+    };
+    qanat_pki::Parameters::new(ParametersConfig { epoch_period: period, ..params }).map_err(|e| {
+        anyhow::anyhow!("--mean-delay-ms / --lambda-m: {e} (3 layers x lambda_m x mean delay must be >= 2)")
+    })?;
+
+    let mut names: Vec<(String, &str)> = Vec::new();
+    for i in 1..=3 {
+        names.push((format!("auth{i}"), "authority"));
+    }
+    for l in 1..=3 {
+        for m in ["a", "b"] {
+            names.push((format!("mix{l}{m}"), "mix"));
+        }
+    }
+    for i in 1..=2 {
+        names.push((format!("gw{i}"), "gateway"));
+    }
+
+    // Keys and ports first: every config names the authorities, and the authorities name every
+    // other node.
+    let mut rng = rand::rng();
+    let mut nodes = Vec::new();
+    let mut public = Vec::new();
+    for (name, role) in &names {
+        let node_dir = dir.join(name);
+        fs::create_dir_all(&node_dir)?;
+        let keys = NodeKeys::open(&node_dir.join("data"), KEY_WINDOW, wall_now(), period, o.scheme, &mut rng)
+            .with_context(|| format!("{name}: keys"))?;
+        public.push((keys.identity().public(), keys.link().public_key().clone()));
+        let link = SocketAddr::from(([127, 0, 0, 1], http::free_local_port()?));
+        let metrics = SocketAddr::from(([127, 0, 0, 1], http::free_local_port()?));
+        let client = (*role == "gateway")
+            .then(|| http::free_local_port().map(|p| SocketAddr::from(([127, 0, 0, 1], p))));
+        nodes.push(NodeEntry {
+            name: name.clone(),
+            role: (*role).to_owned(),
+            config: node_dir.join("node.toml"),
+            pid: None,
+            link,
+            metrics,
+            client: client.transpose()?,
+            identity_key: hex::encode(keys.identity().public().as_bytes()),
+            link_key: hex::encode(keys.link().public_key().to_bytes()),
+        });
+    }
+    let mut authorities = Vec::new();
+    let mut allowed = Vec::new();
+    for (n, (identity, link_key)) in nodes.iter().zip(public) {
+        if n.role == "authority" {
+            authorities.push(AuthorityPeer { identity, link_key, address: addr(n.link.port())? });
+        } else {
+            allowed.push(identity);
+        }
+    }
+    for n in &nodes {
+        let role = match n.role.as_str() {
+            "authority" => ExampleRole::Authority { allowed_nodes: allowed.clone() },
+            "mix" => ExampleRole::Mix,
+            _ => {
+                ExampleRole::Gateway { client_listen: addr(n.client.map(|c| c.port()).unwrap_or_default())? }
+            }
+        };
+        let mut ex = Example::new(role, addr(n.link.port())?, "devnet", authorities.clone());
+        ex.metrics = Some(n.metrics);
+        ex.epoch_period_secs = o.epoch_secs;
+        ex.scheme = o.scheme;
+        ex.parameters = params;
+        fs::write(&n.config, render_example(&ex))
+            .with_context(|| format!("cannot write {}", n.config.display()))?;
+        // The config must be one the node accepts.
+        crate::node_cmd::load(&n.config)?;
+    }
+
+    let mut manifest = Manifest {
+        network: "devnet".into(),
+        epoch_secs: o.epoch_secs,
+        scheme: o.scheme.name().into(),
+        nodes,
+    };
+    for i in 0..manifest.nodes.len() {
+        let pid = spawn(&manifest.nodes[i]);
+        match pid {
+            Ok(pid) => manifest.nodes[i].pid = Some(pid),
+            Err(e) => {
+                write_manifest(&dir, &manifest)?;
+                let _ = down(&dir);
+                return Err(e);
+            }
+        }
+    }
+    write_manifest(&dir, &manifest)?;
+    println!(
+        "devnet: {} nodes started in {} (logs: <dir>/<node>/node.log)",
+        manifest.nodes.len(),
+        dir.display()
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let healthy = rt.block_on(wait_until(&manifest, Duration::from_secs(30), |s| s.healthy));
+    if !healthy {
+        print_status(&rt.block_on(statuses(&manifest)));
+        bail!(
+            "not every node answered within 30 s; see the logs, then 'qanat devnet down --dir {}'",
+            dir.display()
+        );
+    }
+    if o.wait {
+        // Up to two epochs for the first document, plus slack.
+        let limit = Duration::from_secs(2 * o.epoch_secs + 15);
+        println!(
+            "devnet: waiting (up to {} s) until every mix and gateway is in the directory",
+            limit.as_secs()
+        );
+        if !rt.block_on(wait_until(&manifest, limit, |s| s.role == "authority" || s.listed)) {
+            print_status(&rt.block_on(statuses(&manifest)));
+            bail!("not every node is in the directory after {} s", limit.as_secs());
+        }
+    }
+    print_status(&rt.block_on(statuses(&manifest)));
+    Ok(())
+}
+
+/// What `status` learns of one node.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeStatus {
+    name: String,
+    role: String,
+    pid: Option<u32>,
+    running: bool,
+    healthy: bool,
+    listed: bool,
+    metrics: BTreeMap<String, f64>,
+}
+
+async fn statuses(m: &Manifest) -> Vec<NodeStatus> {
+    let mut out = Vec::new();
+    for n in &m.nodes {
+        let running = n.pid.is_some_and(|p| runs(p, &n.config));
+        let page =
+            if running { http::get(n.metrics, "/metrics", Duration::from_secs(2)).await.ok() } else { None };
+        let metrics: BTreeMap<String, f64> = page
+            .filter(|(code, _)| *code == 200)
+            .map(|(_, body)| {
+                body.lines()
+                    .filter(|l| !l.starts_with('#'))
+                    .filter_map(|l| {
+                        let (k, v) = l.rsplit_once(' ')?;
+                        Some((k.to_owned(), v.parse().ok()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(NodeStatus {
+            name: n.name.clone(),
+            role: n.role.clone(),
+            pid: n.pid,
+            running,
+            healthy: running && !metrics.is_empty(),
+            listed: metrics.get("qanat_directory_listed").is_some_and(|v| *v >= 1.0),
+            metrics,
+        });
+    }
+    out
+}
+
+async fn wait_until(m: &Manifest, limit: Duration, ok: impl Fn(&NodeStatus) -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if statuses(m).await.iter().all(&ok) {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn print_status(s: &[NodeStatus]) {
+    println!(
+        "{:<7} {:<9} {:>8} {:<8} {:>6} {:>6} {:<6} {:>10} {:>10}",
+        "NODE", "ROLE", "PID", "STATE", "EPOCH", "DOC", "LISTED", "IN", "OUT/STORED"
+    );
+    for n in s {
+        let g = |k: &str| n.metrics.get(k).copied().unwrap_or(0.0);
+        let state = match (n.running, n.healthy) {
+            (false, _) => "down",
+            (true, false) => "starting",
+            (true, true) => "ok",
+        };
+        let (doc, listed, inn, out) = match n.role.as_str() {
+            "authority" => (
+                g("qanat_authority_latest_document_epoch"),
+                "-",
+                g("qanat_authority_descriptors_accepted_total"),
+                g("qanat_authority_published_total"),
+            ),
+            "mix" => (
+                g("qanat_directory_epoch"),
+                if n.listed { "yes" } else { "no" },
+                g("qanat_mix_packets_received_total"),
+                g("qanat_mix_packets_forwarded_total"),
+            ),
+            _ => (
+                g("qanat_directory_epoch"),
+                if n.listed { "yes" } else { "no" },
+                g("qanat_gateway_ingress_total") + g("qanat_gateway_egress_total"),
+                g("qanat_gateway_stored_total"),
+            ),
+        };
+        println!(
+            "{:<7} {:<9} {:>8} {:<8} {:>6} {:>6} {:<6} {:>10} {:>10}",
+            n.name,
+            n.role,
+            n.pid.map_or("-".into(), |p| p.to_string()),
+            state,
+            g("qanat_epoch"),
+            doc,
+            listed,
+            inn,
+            out
+        );
+    }
+}
+
+/// `qanat devnet status --dir DIR`: fails unless every node is healthy.
+pub(crate) fn status(dir: &Path) -> Result<()> {
+    let m = read_manifest(dir)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let s = rt.block_on(statuses(&m));
+    print_status(&s);
+    let down = s.iter().filter(|n| !n.healthy).count();
+    if down > 0 {
+        bail!("{down} of {} nodes are not healthy", s.len());
+    }
+    Ok(())
+}
+
+/// Stops `node` (SIGTERM, then SIGKILL after `grace`). Returns whether it was running.
+fn stop(node: &NodeEntry, grace: Duration) -> bool {
+    let Some(pid) = node.pid.filter(|p| runs(*p, &node.config)) else { return false };
+    signal(pid, Signal::TERM);
+    let start = Instant::now();
+    while runs(pid, &node.config) && start.elapsed() < grace {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if runs(pid, &node.config) {
+        signal(pid, Signal::KILL);
+    }
+    true
+}
+
+/// `qanat devnet down --dir DIR`.
+pub(crate) fn down(dir: &Path) -> Result<()> {
+    let mut m = read_manifest(dir)?;
+    // Every node is asked at once, then each is waited for.
+    let mut stopped = 0;
+    for n in &m.nodes {
+        if let Some(pid) = n.pid.filter(|p| runs(*p, &n.config)) {
+            signal(pid, Signal::TERM);
+            stopped += 1;
+        }
+    }
+    for n in &mut m.nodes {
+        stop(n, Duration::from_secs(10));
+        n.pid = None;
+    }
+    write_manifest(dir, &m)?;
+    println!("devnet: stopped {stopped} nodes");
+    Ok(())
+}
+
+/// `qanat devnet restart --dir DIR NAME`: stops the node if it runs, then starts it again.
+pub(crate) fn restart(dir: &Path, name: &str) -> Result<()> {
+    let mut m = read_manifest(dir)?;
+    let Some(i) = m.nodes.iter().position(|n| n.name == name) else {
+        bail!("no node {name:?} in the devnet (see 'qanat devnet status --dir {}')", dir.display());
+    };
+    stop(&m.nodes[i], Duration::from_secs(10));
+    let pid = spawn(&m.nodes[i])?;
+    m.nodes[i].pid = Some(pid);
+    write_manifest(dir, &m)?;
+    println!("devnet: {name} started (pid {pid})");
+    Ok(())
+}
