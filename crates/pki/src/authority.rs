@@ -10,7 +10,7 @@
 //!
 //! During epoch `E` the authority runs the round for `E + 1` on the schedule of
 //! [`crate::time`]: at the vote point it signs a vote over the descriptors it accepted for
-//! `E + 1`, its parameters, and a commit to a fresh random value, and sends it to every peer;
+//! `E + 1` from nodes it heard from lately (see *Liveness* below), its parameters, and a commit to a fresh random value, and sends it to every peer;
 //! at the reveal point it sends the signed reveal of that value; at the cert point it relays
 //! every vote and reveal it holds to every peer (all are signed by their authors, so relaying
 //! cannot forge anything, and a vote or reveal lost on one link still arrives through another);
@@ -19,6 +19,14 @@
 //! signed the same body, it publishes the document with every signature collected and sends
 //! it to its peers. A peer whose own tabulation lost (it missed votes, or it was offline)
 //! adopts a majority-signed document it receives, after verifying it like any client would.
+//!
+//! # Liveness
+//!
+//! A node re-uploads its descriptor every [`heartbeat`] (a sixteenth of the period, between one
+//! second and one minute) until the vote. An authority votes only for nodes whose last accepted
+//! upload is at most [`LIVENESS_HEARTBEATS`] heartbeats old at the vote point, so a node that
+//! died before then is left out of the next epoch's document (by every authority that noticed,
+//! hence by the majority), and clients route around it from that epoch on.
 //!
 //! A step whose window has passed when [`Authority::poll`] first sees it is skipped (an
 //! authority that was down at the vote point sits the round out but still tabulates and signs
@@ -55,6 +63,16 @@ const TAG_CONSENSUS: u8 = 5;
 /// Longest message between authorities (a cert relaying a vote from every authority).
 pub const MAX_PEER_MESSAGE_LEN: usize =
     2 + crate::document::MAX_AUTHORITIES * (4 + MAX_VOTE_LEN + REVEAL_LEN) + 1;
+
+/// How often a node re-uploads its descriptor as a sign of life, in milliseconds: a sixteenth of
+/// the epoch period, between one second and one minute.
+pub fn heartbeat(period: crate::time::EpochPeriod) -> u64 {
+    (period.as_millis() / 16).clamp(1_000, 60_000)
+}
+
+/// How many heartbeats old a node's last upload may be at the vote point for the authority to
+/// vote for it.
+pub const LIVENESS_HEARTBEATS: u64 = 3;
 
 /// What an authority is configured with.
 #[derive(Clone, Debug)]
@@ -146,6 +164,8 @@ pub struct Authority {
     allowed: BTreeSet<IdentityKey>,
     rng: ChaCha20Rng,
     descriptors: BTreeMap<Epoch, BTreeMap<NodeId, SignedDescriptor>>,
+    /// When each node's last upload was accepted.
+    last_seen: BTreeMap<NodeId, UnixTime>,
     rounds: BTreeMap<Epoch, Round>,
     published: BTreeMap<Epoch, Published>,
     pending: Vec<Action>,
@@ -175,6 +195,7 @@ impl Authority {
             params: config.parameters,
             allowed: config.allowed_nodes,
             descriptors: BTreeMap::new(),
+            last_seen: BTreeMap::new(),
             rounds: BTreeMap::new(),
             published: BTreeMap::new(),
             pending: Vec::new(),
@@ -229,6 +250,7 @@ impl Authority {
             }
         }
         self.descriptors.entry(e).or_default().insert(id, signed);
+        self.last_seen.insert(id, now);
         Ok(e)
     }
 
@@ -454,7 +476,7 @@ impl Authority {
         let step = self.rounds.entry(target).or_default().step;
         if step == Step::Start && now >= s.vote() {
             if now < s.reveal() {
-                self.vote(target);
+                self.vote(target, now);
             }
             self.set_step(target, Step::Voted);
         }
@@ -497,6 +519,9 @@ impl Authority {
         self.rounds.retain(|e, _| *e >= cur);
         self.published.retain(|e, _| *e >= keep_from);
         self.descriptors.retain(|e, _| *e > cur);
+        let period = self.params.epoch_period();
+        let horizon = cur.start(period);
+        self.last_seen.retain(|_, t| t.plus_millis(period.as_millis()) >= horizon);
     }
 
     /// Rounds whose epoch has begun without a document are reported once.
@@ -513,14 +538,16 @@ impl Authority {
         }
     }
 
-    fn vote(&mut self, target: Epoch) {
+    fn vote(&mut self, target: Epoch, now: UnixTime) {
         let mut value = Zeroizing::new([0u8; 32]);
         self.rng.fill_bytes(value.as_mut());
         let me = self.identity.public();
+        let window = LIVENESS_HEARTBEATS * heartbeat(self.params.epoch_period());
+        let alive = |id: &NodeId| self.last_seen.get(id).is_some_and(|t| t.plus_millis(window) >= now);
         let descriptors = self
             .descriptors
             .get(&target)
-            .map(|m| m.values().cloned().collect::<Vec<_>>())
+            .map(|m| m.iter().filter(|(id, _)| alive(id)).map(|(_, d)| d.clone()).collect::<Vec<_>>())
             .unwrap_or_default();
         let vote =
             SignedVote::new(&self.identity, target, &self.params, commit(&me, target, &value), descriptors);

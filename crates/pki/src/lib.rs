@@ -88,7 +88,7 @@ mod wire;
 #[cfg(test)]
 mod testutil;
 
-pub use authority::{Action, Authority, AuthorityConfig};
+pub use authority::{Action, Authority, AuthorityConfig, LIVENESS_HEARTBEATS, heartbeat};
 pub use descriptor::{
     LinkAddress, MAX_DESCRIPTOR_LEN, MAX_LINK_KEY_LEN, MAX_PACKET_KEYS, MIN_PACKET_KEYS, NodeDescriptor,
     Role, SignedDescriptor,

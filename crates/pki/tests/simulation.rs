@@ -81,6 +81,19 @@ fn a_node_that_stops_uploading_is_absent_from_the_next_epoch() {
 }
 
 #[test]
+fn a_node_that_dies_after_uploading_but_before_the_vote_is_absent_from_the_next_epoch() {
+    let mut sim = Sim::new(5, 3, 6, 2);
+    let e0 = first_epoch();
+    // Mix 3 uploads its descriptor for e0+2 early in e0+1, then dies a second later: well before
+    // that epoch's vote, so its stale upload no longer counts as a sign of life.
+    sim.nodes[3].uploads_until = e0.plus(1).start(period()).plus_millis(1_000);
+    sim.run_through(e0.plus(3));
+    let all = [0, 1, 2];
+    check_epoch_contents(&sim, e0.plus(1), &all, &[0, 1, 2, 3, 4, 5, 6, 7]);
+    check_epoch_contents(&sim, e0.plus(2), &all, &[0, 1, 2, 4, 5, 6, 7]);
+}
+
+#[test]
 fn an_offline_minority_does_not_stop_consensus_and_rejoins() {
     for (n, offline) in [(3usize, vec![2usize]), (5, vec![0, 3])] {
         let mut sim = Sim::new(4 + n as u64, n, 6, 2);

@@ -131,13 +131,11 @@ pub(crate) fn up(dir: &Path, o: &UpOptions) -> Result<()> {
     if let Ok(m) = read_manifest(&dir)
         && m.nodes.iter().any(|n| n.pid.is_some_and(|p| runs(p, &n.config)))
     {
-        {
-            bail!(
-                "a devnet is already running in {} (stop it with 'qanat devnet down --dir {}')",
-                dir.display(),
-                dir.display()
-            );
-        }
+        bail!(
+            "a devnet is already running in {} (stop it with 'qanat devnet down --dir {}')",
+            dir.display(),
+            dir.display()
+        );
     }
     let period = EpochPeriod::from_secs(o.epoch_secs)
         .map_err(|_| anyhow::anyhow!("--epoch-secs must be 1..=86400"))?;

@@ -7,12 +7,14 @@
 //! 1. rotates the packet keys when the epoch changes (new keys are on disk before they are
 //!    published; expired ones are erased);
 //! 2. uploads the signed descriptor for the epoch [`epochs::upload_target`] names to every
-//!    authority until a majority accepted it;
+//!    authority, again every [`qanat_pki::heartbeat`] as a sign of life (the authorities vote
+//!    only for nodes heard from in the last few heartbeats);
 //! 3. fetches the documents [`epochs::wanted_documents`] names, verifies them against the
 //!    configured authorities, and hands the runtime what each means ([`epochs::update_from`]).
 //!
-//! A node that misses an epoch's vote is not in that epoch's document: it gets no packets, and
-//! its peers stop routing to it (that is how a dead mix is routed around from the next epoch).
+//! A node that misses an epoch's vote (or stopped sending heartbeats before it) is not in that
+//! epoch's document: it gets no packets, and its peers stop routing to it (that is how a dead
+//! mix is routed around from the next epoch).
 //!
 //! Logs name epochs and counts, never a key, address, mailbox or node.
 
@@ -364,6 +366,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
             held: BTreeSet::new(),
             listed: BTreeSet::new(),
             uploaded: BTreeSet::new(),
+            last_upload: None,
             rotated: None,
         };
         (stop, tokio::spawn(agent.run(stop_rx)))
@@ -391,6 +394,9 @@ struct Agent {
     listed: BTreeSet<Epoch>,
     /// Epochs whose descriptor a majority of authorities accepted.
     uploaded: BTreeSet<Epoch>,
+    /// When the descriptor was last uploaded (it is uploaded again every heartbeat, as a sign
+    /// of life the authorities require at their vote).
+    last_upload: Option<Instant>,
     /// The epoch of the last key rotation.
     rotated: Option<Epoch>,
 }
@@ -442,7 +448,8 @@ impl Agent {
         self.status.listed.store(u64::from(self.listed.contains(&cur)), Ordering::Relaxed);
 
         let target = epochs::upload_target(now, self.period);
-        if !self.uploaded.contains(&target) {
+        let heartbeat = Duration::from_millis(qanat_pki::heartbeat(self.period));
+        if !self.uploaded.contains(&target) || self.last_upload.is_none_or(|t| t.elapsed() >= heartbeat) {
             self.upload(target).await;
         }
 
@@ -482,13 +489,15 @@ impl Agent {
                 return;
             }
         };
+        self.last_upload = Some(Instant::now());
         let results = self.client.upload(signed.as_bytes()).await;
         let accepted = results.iter().filter(|r| r.is_ok()).count();
         self.status.uploads_accepted.fetch_add(accepted as u64, Ordering::Relaxed);
         self.status.uploads_failed.fetch_add((results.len() - accepted) as u64, Ordering::Relaxed);
         if accepted * 2 > self.client.len() {
-            self.uploaded.insert(target);
-            tracing::info!(epoch = target.0, accepted, of = results.len(), "descriptor uploaded");
+            if self.uploaded.insert(target) {
+                tracing::info!(epoch = target.0, accepted, of = results.len(), "descriptor uploaded");
+            }
         } else if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
             tracing::warn!(
                 epoch = target.0,

@@ -167,7 +167,8 @@ impl Sim {
         self.keys.iter().position(|x| x == k).unwrap()
     }
 
-    /// Nodes upload for the next epoch 100 ms into every epoch.
+    /// Nodes upload for the next epoch from 100 ms into every epoch until its vote, once per
+    /// heartbeat (the authorities vote only for nodes heard from lately).
     fn upload(&mut self) {
         let cur = Epoch::at(self.now, period());
         for node in &mut self.nodes {
@@ -181,7 +182,9 @@ impl Sim {
                 }
             }
         }
-        self.next_upload = cur.next().start(period()).plus_millis(100);
+        let vote = cur.schedule(period()).vote();
+        let next = self.now.plus_millis(qanat_pki::heartbeat(period()));
+        self.next_upload = if next < vote { next } else { cur.next().start(period()).plus_millis(100) };
     }
 
     fn act(&mut self, from: usize, actions: Vec<Action>) {
