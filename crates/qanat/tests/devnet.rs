@@ -42,6 +42,7 @@ struct NodeEntry {
     role: String,
     config: PathBuf,
     pid: Option<u32>,
+    link: SocketAddr,
     metrics: SocketAddr,
     client: Option<SocketAddr>,
     identity_key: String,
@@ -299,6 +300,18 @@ impl Mailbox {
     }
 }
 
+/// Connects to `addr`, writes `len` random bytes and waits (a little) for the node to close.
+async fn garbage(addr: SocketAddr, len: usize) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut bytes = vec![0u8; len];
+    rand::rng().fill_bytes(&mut bytes);
+    let _ = s.write_all(&bytes).await;
+    let _ = s.shutdown().await;
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink)).await;
+}
+
 async fn metric(n: &NodeEntry, name: &str) -> f64 {
     let (_, body) = http::get(n.metrics, "/metrics", Duration::from_secs(5)).await.unwrap();
     body.lines().find_map(|l| l.strip_prefix(&format!("{name} "))?.parse().ok()).unwrap_or(0.0)
@@ -314,7 +327,22 @@ async fn devnet_processes_deliver_across_epochs_and_crashes() {
     let mut client = Client::new(&dir);
     let period = client.config.network.epoch_period;
 
-    // 1. Three layers, the right mailbox, exactly once.
+    // 0. Garbage and truncated handshakes on every port of every node: each is dropped and
+    // counted, and the nodes go on serving (the phases below).
+    let nodes = manifest(&dir).nodes;
+    for n in &nodes {
+        let ports = [Some(n.link), n.client, Some(n.metrics)];
+        for addr in ports.into_iter().flatten() {
+            garbage(addr, 5_000).await;
+            garbage(addr, 10).await;
+        }
+    }
+    for n in &nodes {
+        let failures = metric(n, "qanat_link_handshake_failures_total").await;
+        assert!(failures >= 2.0, "{}: {failures} handshake failures counted", n.name);
+    }
+
+    // 1. Three layers, the right mailbox, exactly once; forged and replayed packets dropped.
     let mb = Mailbox::new();
     mb.register(&client).await;
     let other = Mailbox::new();
@@ -326,8 +354,23 @@ async fn devnet_processes_deliver_across_epochs_and_crashes() {
         client.send(&gw1, mb.id, &t).await;
         want.insert(t);
     }
+    // A forged packet (random bytes of the right length) and a replay. (A packet of another
+    // length cannot even be framed: the link layer refuses it.)
+    let len = client.sphinx.geometry().packet_len();
+    let mut forged = vec![0u8; len];
+    rand::rng().fill_bytes(&mut forged);
+    gw1.send(Frame::Packet { id: PacketId(1 << 40), packet: forged }).await.unwrap();
+    assert!(gw1.send(Frame::Packet { id: PacketId((1 << 40) + 1), packet: vec![7; len / 2] }).await.is_err());
+    let (_, replayed) = client.packet(mb.id, "phase1 replayed").await;
+    for k in 0..3 {
+        gw1.send(Frame::Packet { id: PacketId((1 << 41) + k), packet: replayed.clone() }).await.unwrap();
+    }
+    want.insert("phase1 replayed".to_owned());
     mb.expect_exactly(&client, &want, Duration::from_secs(30)).await;
     assert!(other.contents(&client).await.is_empty(), "packets landed in another mailbox");
+    let g1 = client.node("gw1");
+    assert!(metric(&g1, "qanat_gateway_dropped_malformed_total").await >= 1.0);
+    assert!(metric(&g1, "qanat_gateway_dropped_replay_total").await >= 2.0);
     eprintln!("phase 1: {} packets through three layers, each delivered once", want.len());
 
     // 2. Across two epoch boundaries with key rotation.
