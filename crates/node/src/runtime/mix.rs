@@ -3,7 +3,7 @@
 //!
 //! - Packets arriving on any authorised connection go to `Mix::handle_packet` with the time
 //!   since the runtime started as `now`.
-//! - What `Mix::poll_transmit` releases is sent on the next hop's [`PeerLink`] with a fresh
+//! - What `Mix::poll_transmit` releases is sent on the next hop's [`qanat_link::PeerLink`] with a fresh
 //!   packet id. A full queue drops the packet (counted): a mix must never block on one slow peer.
 //! - Packets to a gateway are kept until the gateway acknowledges them (it does so only once the
 //!   payload is durable) and sent again after `resend_after`; the gateway de-duplicates.

@@ -90,7 +90,7 @@ impl PeerTable {
     }
 
     /// Records the peers of `epoch` (replacing what was known of it) and forgets epochs older
-    /// than the last [`EPOCHS_KEPT`]. Returns the nodes whose address or key changed or that are
+    /// than the last three. Returns the nodes whose address or key changed or that are
     /// no longer known, whose links should be closed.
     pub fn set_epoch(&mut self, epoch: u64, peers: HashMap<NodeId, Peer>) -> Vec<NodeId> {
         let before: HashMap<NodeId, Peer> = self.all();

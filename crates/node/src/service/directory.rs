@@ -1,6 +1,6 @@
 //! Talking to the directory authorities: upload a signed descriptor to every authority, fetch
 //! and verify an epoch's document from any one. Each request runs on its own short link
-//! (hybrid-Noise handshake, chunked control messages of [`authority_proto`], close), with a
+//! (hybrid-Noise handshake, chunked control messages of [`crate::runtime::authority_proto`], close), with a
 //! deadline.
 
 use std::future::Future;
