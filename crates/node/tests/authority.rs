@@ -135,6 +135,7 @@ async fn three_authorities_agree_on_a_document_of_uploaded_nodes() {
     };
 
     // Three mixes (one per layer) and one gateway.
+    let mut descriptors = Vec::new();
     for (k, (id, link)) in node_ids.iter().zip(&node_links).enumerate() {
         let role = if k == 3 { Role::Gateway } else { Role::Mix };
         let keys = (0..3).map(|_| SecretKey::generate(SCHEME, &mut rng).public_key()).collect();
@@ -143,9 +144,21 @@ async fn three_authorities_agree_on_a_document_of_uploaded_nodes() {
             .unwrap()
             .sign(id)
             .unwrap();
-        for c in &mut conns[k] {
-            assert_eq!(ask(c, Message::UploadDescriptor(d.as_bytes().to_vec())).await, Message::Ok);
+        descriptors.push(d);
+    }
+    // Nodes upload until the vote, every heartbeat (the authorities vote only for nodes heard
+    // from lately).
+    let vote = Epoch(target.0 - 1).schedule(period).vote();
+    loop {
+        for (k, d) in descriptors.iter().enumerate() {
+            for c in &mut conns[k] {
+                assert_eq!(ask(c, Message::UploadDescriptor(d.as_bytes().to_vec())).await, Message::Ok);
+            }
         }
+        if wall_now().as_millis() + 500 >= vote.as_millis() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // Nothing yet for the target epoch.
     assert_eq!(ask(&mut conns[0][0], Message::GetDocument(target)).await, Message::NotYet);
