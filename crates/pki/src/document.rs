@@ -25,8 +25,11 @@ use crate::params::Parameters;
 use crate::time::Epoch;
 use crate::wire::{Reader, Writer};
 
-/// Most authorities in a set.
-pub const MAX_AUTHORITIES: usize = 32;
+/// Most authorities in a set: nine, which tolerates four faulty or offline (deployed mix
+/// networks run three to five). The bound matters because a cert relays every authority's vote
+/// in one message, so the largest message an authority must accept from a peer grows with it
+/// ([`crate::authority::MAX_PEER_MESSAGE_LEN`], about 38 MB at nine).
+pub const MAX_AUTHORITIES: usize = 9;
 /// Most nodes in a document (and descriptors in a vote).
 pub const MAX_NODES: usize = 512;
 /// Longest document body (also bounds votes).
