@@ -71,6 +71,17 @@ async fn control(conn: &mut Connection<LinkPublicKey>, req: Request) -> Vec<Resp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packets_go_from_a_client_through_three_layers_into_a_mailbox() {
+    scenario(false).await;
+}
+
+/// A gateway whose disk is full refuses (never acknowledges) what it cannot store: the last mix
+/// keeps every packet and sends it again, and nothing lands in the mailbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_with_a_full_disk_acknowledges_nothing() {
+    scenario(true).await;
+}
+
+async fn scenario(full_disk: bool) {
     let mut rng = ChaCha20Rng::seed_from_u64(21);
     let geometry = Geometry::default_for(SCHEME);
     let (gin, gout) = (keys(1, &mut rng), keys(2, &mut rng));
@@ -87,10 +98,13 @@ async fn packets_go_from_a_client_through_three_layers_into_a_mailbox() {
 
     // Egress gateway with its store.
     let dir = tempfile::tempdir().unwrap();
+    // A full disk is a database capped at its size when opened (room for the mailbox's
+    // registration, none for messages).
+    let cap = full_disk.then_some(0);
     let store = Arc::new(
         SqliteStore::open(
             dir.path().join("mailboxes.sqlite"),
-            SqliteConfig { limits: Limits::default(), max_database_bytes: None },
+            SqliteConfig { limits: Limits::default(), max_database_bytes: cap },
         )
         .unwrap(),
     );
@@ -212,6 +226,30 @@ async fn packets_go_from_a_client_through_three_layers_into_a_mailbox() {
         rng.fill_bytes(&mut payload[4..]);
         let packet = sphinx.new_packet(&mut rng, &path, &payload).unwrap();
         at_ingress.send(Frame::Packet { id: PacketId(u64::from(i)), packet }).await.unwrap();
+    }
+
+    if full_disk {
+        // What fit before the disk filled up is stored and acknowledged; the rest is neither.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let r = control(&mut at_egress, Request::Fetch { id: 2, mailbox, credential, after: 0, limit: 200 })
+            .await;
+        let in_mailbox = r.iter().filter(|r| matches!(r, Response::Message { .. })).count() as u64;
+        let m = egress.core_metrics();
+        assert_eq!(m.stored, in_mailbox, "{m:?}");
+        assert!(m.stored < 20, "the cap let {} packets in", m.stored);
+        assert!(m.store_failed >= 100 - m.stored, "{m:?}");
+        assert!(egress.metrics.append_failures.load(std::sync::atomic::Ordering::Relaxed) > 0);
+        // The last layer's mix (spawned first) got an acknowledgement for exactly what was
+        // stored, and keeps sending the rest again.
+        let last = &mix_handles[0].metrics;
+        assert_eq!(last.acked.load(std::sync::atomic::Ordering::Relaxed), m.stored);
+        assert!(last.resent.load(std::sync::atomic::Ordering::Relaxed) >= 100 - m.stored);
+        for h in mix_handles {
+            h.shutdown().await;
+        }
+        ingress.shutdown().await;
+        egress.shutdown().await;
+        return;
     }
 
     // Fetch until everything is there, then delete.
