@@ -79,16 +79,21 @@ impl MetricsServer {
 
 /// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
+pub enum Route {
+    /// `GET /metrics`.
     Metrics,
+    /// `GET /health`.
     Health,
+    /// `GET` of anything else.
     NotFound,
+    /// Another method.
     BadMethod,
+    /// Not an HTTP/1.x request line.
     BadRequest,
 }
 
-/// Parses a request head (pure; the request line is all that matters).
-fn route(head: &[u8]) -> Route {
+/// Parses a request head (pure, fuzzed; the request line is all that matters).
+pub fn route(head: &[u8]) -> Route {
     let Some(line) = head.split(|b| *b == b'\n').next() else { return Route::BadRequest };
     let Ok(line) = std::str::from_utf8(line) else { return Route::BadRequest };
     let mut parts = line.trim_end_matches('\r').split(' ');
