@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use super::authority_proto::{
     ErrorCode, MAX_PEER_LEN, MAX_REQUEST_LEN, Message, ProtoError, Reassembler, to_chunks,
 };
+use super::links::accept_loop;
 
 /// Another authority, as this one reaches it.
 #[derive(Debug, Clone)]
@@ -171,7 +172,7 @@ pub async fn spawn_authority(
     let authorizer = move |k: &LinkPublicKey| {
         Some(if peer_keys.iter().any(|a| a == k) { Remote::Authority } else { Remote::Node })
     };
-    let mut listener = Listener::bind(
+    let listener = Listener::bind(
         config.listen,
         config.link_key.clone(),
         config.link.clone(),
@@ -186,21 +187,10 @@ pub async fn spawn_authority(
     let documents: Documents = Arc::default();
     let size = config.link.frame_size;
 
-    let accept_tx = events_tx;
-    let mut accept_shutdown = shutdown_rx.clone();
     let (docs, m) = (documents.clone(), metrics.clone());
-    let accept = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                conn = listener.accept() => {
-                    let Some(conn) = conn else { break };
-                    let (remote, sender, receiver) = conn.split();
-                    tokio::spawn(serve(remote, sender, receiver, size, accept_tx.clone(), docs.clone(), m.clone()));
-                }
-                _ = accept_shutdown.changed() => break,
-            }
-        }
-        listener.shutdown().await;
+    let accept = accept_loop(listener, shutdown_rx.clone(), move |conn| {
+        let (remote, sender, receiver) = conn.split();
+        tokio::spawn(serve(remote, sender, receiver, size, events_tx.clone(), docs.clone(), m.clone()));
     });
 
     let task = tokio::spawn(run(

@@ -33,9 +33,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::links::Links;
-use super::mix::Stopped;
-use super::peers::{EpochUpdate, Peer, PeerTable, SharedPeers, Updater};
+use super::handle::RuntimeHandle;
+use super::links::{Links, accept_loop};
+use super::peers::{EpochUpdate, Peer, PeerTable, Probe, SharedPeers};
 
 /// How to run a gateway.
 #[derive(Debug)]
@@ -71,72 +71,16 @@ pub struct GatewayRuntimeMetrics {
     pub link_queue_full: AtomicU64,
 }
 
-/// Every counter of a running gateway, readable while it runs.
-#[derive(Debug, Clone)]
-pub struct GatewayProbe {
-    core: Arc<Mutex<GatewayMetrics>>,
-    /// Link counters.
-    pub links: Arc<LinkMetrics>,
-    /// Runtime counters.
-    pub runtime: Arc<GatewayRuntimeMetrics>,
-}
-
-impl GatewayProbe {
-    /// The core's counters, as of the last event.
-    pub fn core(&self) -> GatewayMetrics {
-        self.core.lock().map(|m| m.clone()).unwrap_or_default()
-    }
-}
+/// Every counter of a running gateway.
+pub type GatewayProbe = Probe<GatewayMetrics, GatewayRuntimeMetrics>;
 
 /// A running gateway.
-#[derive(Debug)]
-pub struct GatewayHandle {
-    local_addr: SocketAddr,
-    client_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
-    updates: mpsc::Sender<EpochUpdate>,
-    core_metrics: Arc<Mutex<GatewayMetrics>>,
-    /// Link counters (both listeners and outgoing links).
-    pub link_metrics: Arc<LinkMetrics>,
-    /// Runtime counters.
-    pub metrics: Arc<GatewayRuntimeMetrics>,
-}
+pub type GatewayHandle = RuntimeHandle<GatewayMetrics, GatewayRuntimeMetrics>;
 
 impl GatewayHandle {
-    /// The node listener's address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
     /// The client listener's address.
     pub fn client_addr(&self) -> SocketAddr {
-        self.client_addr
-    }
-    /// The core's counters, as of the last event.
-    pub fn core_metrics(&self) -> GatewayMetrics {
-        self.core_metrics.lock().map(|m| m.clone()).unwrap_or_default()
-    }
-    /// Hands the runtime what the directory says about an epoch. Fails only once the runtime
-    /// has stopped.
-    pub async fn update(&self, update: EpochUpdate) -> Result<(), Stopped> {
-        self.updates.send(update).await.map_err(|_| Stopped)
-    }
-    /// A cloneable way to hand the runtime [`EpochUpdate`]s.
-    pub fn updater(&self) -> Updater {
-        Updater(self.updates.clone())
-    }
-    /// A cloneable view of every counter, for a metrics endpoint.
-    pub fn probe(&self) -> GatewayProbe {
-        GatewayProbe {
-            core: self.core_metrics.clone(),
-            links: self.link_metrics.clone(),
-            runtime: self.metrics.clone(),
-        }
-    }
-    /// Stops the gateway.
-    pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+        self.client_addr.unwrap_or(self.local_addr)
     }
 }
 
@@ -161,7 +105,7 @@ pub async fn spawn_gateway<S: MailboxStore>(
     let peers: SharedPeers = Arc::new(std::sync::RwLock::new(PeerTable::new(config.peers.clone())));
     let table = peers.clone();
     let authorizer = move |k: &LinkPublicKey| table.read().ok().and_then(|t| t.by_link_key(k));
-    let mut nodes = Listener::bind(
+    let nodes = Listener::bind(
         config.listen,
         config.link_key.clone(),
         config.link.clone(),
@@ -169,7 +113,7 @@ pub async fn spawn_gateway<S: MailboxStore>(
         link_metrics.clone(),
     )
     .await?;
-    let mut clients = Listener::bind(
+    let clients = Listener::bind(
         config.client_listen,
         config.link_key.clone(),
         config.link.clone(),
@@ -185,64 +129,43 @@ pub async fn spawn_gateway<S: MailboxStore>(
 
     // Nodes: packets from mixes, each answered (later) on its own connection.
     let tx = events_tx.clone();
-    let mut stop = shutdown_rx.clone();
-    let accept_nodes = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                conn = nodes.accept() => {
-                    let Some(conn) = conn else { break };
-                    let tx = tx.clone();
-                    let (from, reply, mut rx) = conn.split();
-                    tokio::spawn(async move {
-                        while let Some(frame) = rx.recv().await {
-                            if let Frame::Packet { id, packet } = frame
-                                && tx.send(Event::FromMix { from, id, packet, reply: reply.clone() }).await.is_err()
-                            {
-                                break;
-                            }
-                        }
-                    });
+    let accept_nodes = accept_loop(nodes, shutdown_rx.clone(), move |conn| {
+        let tx = tx.clone();
+        let (from, reply, mut rx) = conn.split();
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if let Frame::Packet { id, packet } = frame
+                    && tx.send(Event::FromMix { from, id, packet, reply: reply.clone() }).await.is_err()
+                {
+                    break;
                 }
-                _ = stop.changed() => break,
             }
-        }
-        nodes.shutdown().await;
+        });
     });
 
     // Clients: packets into the network, and control requests served directly on the store.
     let tx = events_tx.clone();
-    let mut stop = shutdown_rx.clone();
-    let client_store = store.clone();
-    let client_metrics = metrics.clone();
-    let accept_clients = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                conn = clients.accept() => {
-                    let Some(conn) = conn else { break };
-                    let (tx, store, m) = (tx.clone(), client_store.clone(), client_metrics.clone());
-                    let (_, reply, mut rx) = conn.split();
-                    tokio::spawn(async move {
-                        while let Some(frame) = rx.recv().await {
-                            if let Frame::Control(bytes) = &frame {
-                                m.client_requests.fetch_add(1, Ordering::Relaxed);
-                                for resp in serve(&*store, bytes).await {
-                                    let Ok(b) = resp.encode() else { continue };
-                                    if reply.send(Frame::Control(b)).await.is_err() {
-                                        return;
-                                    }
-                                }
-                            } else if let Frame::Packet { packet, .. } = frame
-                                && tx.send(Event::FromClient(packet)).await.is_err()
-                            {
-                                break;
-                            }
+    let (client_store, client_metrics) = (store.clone(), metrics.clone());
+    let accept_clients = accept_loop(clients, shutdown_rx.clone(), move |conn| {
+        let (tx, store, m) = (tx.clone(), client_store.clone(), client_metrics.clone());
+        let (_, reply, mut rx) = conn.split();
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if let Frame::Control(bytes) = &frame {
+                    m.client_requests.fetch_add(1, Ordering::Relaxed);
+                    for resp in serve(&*store, bytes).await {
+                        let Ok(b) = resp.encode() else { continue };
+                        if reply.send(Frame::Control(b)).await.is_err() {
+                            return;
                         }
-                    });
+                    }
+                } else if let Frame::Packet { packet, .. } = frame
+                    && tx.send(Event::FromClient(packet)).await.is_err()
+                {
+                    break;
                 }
-                _ = stop.changed() => break,
             }
-        }
-        clients.shutdown().await;
+        });
     });
 
     let task = tokio::spawn(run(
@@ -261,7 +184,7 @@ pub async fn spawn_gateway<S: MailboxStore>(
     ));
     Ok(GatewayHandle {
         local_addr,
-        client_addr,
+        client_addr: Some(client_addr),
         shutdown,
         task,
         updates,

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use qanat_link::{Frame, FrameSender, LinkConfig, LinkMetrics, LinkSecretKey, PacketId, PeerLink};
+use qanat_link::{
+    Connection, Frame, FrameSender, LinkConfig, LinkMetrics, LinkSecretKey, Listener, PacketId, PeerLink,
+};
 use qanat_packet::NodeId;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -96,4 +98,25 @@ impl Links {
             let _ = t.await;
         }
     }
+}
+
+/// Runs `listener`'s accept loop until `shutdown` changes: each connection goes to `serve`
+/// (which typically spawns a task for it); then the listener is shut down.
+pub(crate) fn accept_loop<P: Send + 'static>(
+    mut listener: Listener<P>,
+    mut shutdown: watch::Receiver<bool>,
+    mut serve: impl FnMut(Connection<P>) + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                conn = listener.accept() => {
+                    let Some(conn) = conn else { break };
+                    serve(conn);
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+        listener.shutdown().await;
+    })
 }

@@ -26,8 +26,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::links::Links;
-use super::peers::{EpochUpdate, Peer, PeerTable, SharedPeers, Updater};
+use super::handle::RuntimeHandle;
+use super::links::{Links, accept_loop};
+use super::peers::{EpochUpdate, Peer, PeerTable, Probe, SharedPeers};
 
 /// Most packets kept for gateways that have not acknowledged them (about 44 MB of 2.2 KB
 /// packets); beyond it a packet is still sent once but not kept for resending, and counted.
@@ -67,79 +68,11 @@ pub struct RuntimeMetrics {
     pub unacked_full: AtomicU64,
 }
 
-/// Every counter of a running mix, readable while it runs.
-#[derive(Debug, Clone)]
-pub struct MixProbe {
-    core: Arc<Mutex<MixMetrics>>,
-    /// Link counters.
-    pub links: Arc<LinkMetrics>,
-    /// Runtime counters.
-    pub runtime: Arc<RuntimeMetrics>,
-}
-
-impl MixProbe {
-    /// The core's counters, as of the last event.
-    pub fn core(&self) -> MixMetrics {
-        self.core.lock().map(|m| m.clone()).unwrap_or_default()
-    }
-}
+/// Every counter of a running mix.
+pub type MixProbe = Probe<MixMetrics, RuntimeMetrics>;
 
 /// A running mix.
-#[derive(Debug)]
-pub struct MixHandle {
-    local_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
-    updates: mpsc::Sender<EpochUpdate>,
-    core_metrics: Arc<Mutex<MixMetrics>>,
-    /// Link counters.
-    pub link_metrics: Arc<LinkMetrics>,
-    /// Runtime counters.
-    pub metrics: Arc<RuntimeMetrics>,
-}
-
-impl MixHandle {
-    /// The address the listener bound (useful with port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// The core's counters, as of the last event.
-    pub fn core_metrics(&self) -> MixMetrics {
-        self.core_metrics.lock().map(|m| m.clone()).unwrap_or_default()
-    }
-
-    /// Hands the runtime what the directory says about an epoch. Fails only once the runtime
-    /// has stopped.
-    pub async fn update(&self, update: EpochUpdate) -> Result<(), Stopped> {
-        self.updates.send(update).await.map_err(|_| Stopped)
-    }
-
-    /// A cloneable way to hand the runtime [`EpochUpdate`]s.
-    pub fn updater(&self) -> Updater {
-        Updater(self.updates.clone())
-    }
-
-    /// A cloneable view of every counter, for a metrics endpoint.
-    pub fn probe(&self) -> MixProbe {
-        MixProbe {
-            core: self.core_metrics.clone(),
-            links: self.link_metrics.clone(),
-            runtime: self.metrics.clone(),
-        }
-    }
-
-    /// Stops the mix: the listener closes and outgoing links are dropped.
-    pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        let _ = self.task.await;
-    }
-}
-
-/// The runtime has stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the runtime has stopped")]
-pub struct Stopped;
+pub type MixHandle = RuntimeHandle<MixMetrics, RuntimeMetrics>;
 
 /// Starts a mix around `core`.
 pub async fn spawn_mix<R: CryptoRng + Send + 'static>(
@@ -151,7 +84,7 @@ pub async fn spawn_mix<R: CryptoRng + Send + 'static>(
     let peers: SharedPeers = Arc::new(std::sync::RwLock::new(PeerTable::new(config.peers.clone())));
     let table = peers.clone();
     let authorizer = move |k: &LinkPublicKey| table.read().ok().and_then(|t| t.by_link_key(k)).map(|_| ());
-    let mut listener = Listener::bind(
+    let listener = Listener::bind(
         config.listen,
         config.link_key.clone(),
         config.link.clone(),
@@ -167,29 +100,19 @@ pub async fn spawn_mix<R: CryptoRng + Send + 'static>(
     let metrics = Arc::new(RuntimeMetrics::default());
 
     // Accept loop: every authorised connection's packets go to the main loop.
-    let accept_tx = events_tx.clone();
-    let mut accept_shutdown = shutdown_rx.clone();
-    let accept = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                conn = listener.accept() => {
-                    let Some(conn) = conn else { break };
-                    let tx = accept_tx.clone();
-                    let (_, _sender, mut receiver) = conn.split();
-                    tokio::spawn(async move {
-                        while let Some(frame) = receiver.recv().await {
-                            if let Frame::Packet { packet, .. } = frame
-                                && tx.send(packet).await.is_err()
-                            {
-                                    break;
-                            }
-                        }
-                    });
+    let tx = events_tx;
+    let accept = accept_loop(listener, shutdown_rx.clone(), move |conn| {
+        let tx = tx.clone();
+        let (_, _sender, mut receiver) = conn.split();
+        tokio::spawn(async move {
+            while let Some(frame) = receiver.recv().await {
+                if let Frame::Packet { packet, .. } = frame
+                    && tx.send(packet).await.is_err()
+                {
+                    break;
                 }
-                _ = accept_shutdown.changed() => break,
             }
-        }
-        listener.shutdown().await;
+        });
     });
 
     let task = tokio::spawn(run(
@@ -205,7 +128,16 @@ pub async fn spawn_mix<R: CryptoRng + Send + 'static>(
         metrics.clone(),
         accept,
     ));
-    Ok(MixHandle { local_addr, shutdown, task, updates, core_metrics, link_metrics, metrics })
+    Ok(MixHandle {
+        local_addr,
+        client_addr: None,
+        shutdown,
+        task,
+        updates,
+        core_metrics,
+        link_metrics,
+        metrics,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

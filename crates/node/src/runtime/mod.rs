@@ -5,6 +5,7 @@
 pub mod authority;
 pub mod authority_proto;
 pub mod gateway;
+mod handle;
 mod links;
 pub mod mix;
 pub mod peers;
@@ -13,5 +14,6 @@ pub use authority::{
     AuthorityHandle, AuthorityLink, AuthorityProbe, AuthorityRuntimeConfig, spawn_authority,
 };
 pub use gateway::{GatewayHandle, GatewayProbe, GatewayRuntimeConfig, spawn_gateway};
-pub use mix::{MixHandle, MixProbe, MixRuntimeConfig, Stopped, spawn_mix};
-pub use peers::{EpochUpdate, Peer, PeerTable, Updater};
+pub use handle::{RuntimeHandle, Stopped};
+pub use mix::{MixHandle, MixProbe, MixRuntimeConfig, spawn_mix};
+pub use peers::{EpochUpdate, Peer, PeerTable, Probe, Updater};

@@ -16,7 +16,7 @@ use qanat_mixnet::{EpochWindow, Topology};
 use qanat_packet::{NodeId, SecretKey};
 use tokio::sync::mpsc;
 
-use super::mix::Stopped;
+use super::handle::Stopped;
 
 /// A node this runtime talks to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,30 @@ pub struct EpochUpdate {
     pub mean_delay: Duration,
     /// The mix loop rate λ_M, per second.
     pub loop_rate: f64,
+}
+
+/// Every counter of a running mix or gateway, readable while it runs: its core's (`C`, as of
+/// the last event), its links' and its runtime's (`R`).
+#[derive(Debug)]
+pub struct Probe<C, R> {
+    pub(crate) core: Arc<std::sync::Mutex<C>>,
+    /// Link counters.
+    pub links: Arc<qanat_link::LinkMetrics>,
+    /// Runtime counters.
+    pub runtime: Arc<R>,
+}
+
+impl<C, R> Clone for Probe<C, R> {
+    fn clone(&self) -> Self {
+        Self { core: self.core.clone(), links: self.links.clone(), runtime: self.runtime.clone() }
+    }
+}
+
+impl<C: Clone + Default, R> Probe<C, R> {
+    /// The core's counters, as of the last event.
+    pub fn core(&self) -> C {
+        self.core.lock().map(|m| m.clone()).unwrap_or_default()
+    }
 }
 
 /// Hands [`EpochUpdate`]s to a running mix or gateway (a cloneable half of its handle).
