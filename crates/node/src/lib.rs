@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod keys;
+pub mod localnet;
 pub mod runtime;
 pub mod service;
 

@@ -16,12 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use qanat_link::http;
-use qanat_node::config::{AuthorityPeer, Example, ExampleRole, render_example};
-use qanat_node::keys::NodeKeys;
-use qanat_node::service::{KEY_WINDOW, wall_now};
+use qanat_node::localnet;
 use qanat_packet::Scheme;
-use qanat_pki::descriptor::LinkAddress;
-use qanat_pki::{EpochPeriod, ParametersConfig, Rate};
 use rustix::process::{Pid, Signal, kill_process, test_kill_process};
 use serde::{Deserialize, Serialize};
 
@@ -120,10 +116,6 @@ fn spawn(node: &NodeEntry) -> Result<u32> {
     Ok(child.id())
 }
 
-fn addr(port: u16) -> Result<LinkAddress> {
-    LinkAddress::parse(&format!("127.0.0.1:{port}")).map_err(|e| anyhow::anyhow!("{e}"))
-}
-
 /// `qanat devnet up --dir DIR`.
 pub(crate) fn up(dir: &Path, o: &UpOptions) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -137,84 +129,28 @@ pub(crate) fn up(dir: &Path, o: &UpOptions) -> Result<()> {
             dir.display()
         );
     }
-    let period = EpochPeriod::from_secs(o.epoch_secs)
-        .map_err(|_| anyhow::anyhow!("--epoch-secs must be 1..=86400"))?;
-    let params = ParametersConfig {
+    let opts = localnet::Options {
+        epoch_secs: o.epoch_secs,
+        scheme: o.scheme,
         mean_delay_ms: o.mean_delay_ms,
-        lambda_m: Rate::from_micro_per_sec((o.lambda_m * 1e6).round() as u64),
-        ..ParametersConfig::default_for(o.scheme)
+        lambda_m: o.lambda_m,
+        metrics: true,
+        ..localnet::Options::default()
     };
-    qanat_pki::Parameters::new(ParametersConfig { epoch_period: period, ..params }).map_err(|e| {
-        anyhow::anyhow!("--mean-delay-ms / --lambda-m: {e} (3 layers x lambda_m x mean delay must be >= 2)")
-    })?;
-
-    let mut names: Vec<(String, &str)> = Vec::new();
-    for i in 1..=3 {
-        names.push((format!("auth{i}"), "authority"));
-    }
-    for l in 1..=3 {
-        for m in ["a", "b"] {
-            names.push((format!("mix{l}{m}"), "mix"));
-        }
-    }
-    for i in 1..=2 {
-        names.push((format!("gw{i}"), "gateway"));
-    }
-
-    // Keys and ports first: every config names the authorities, and the authorities name every
-    // other node.
-    let mut rng = rand::rng();
-    let mut nodes = Vec::new();
-    let mut public = Vec::new();
-    for (name, role) in &names {
-        let node_dir = dir.join(name);
-        fs::create_dir_all(&node_dir)?;
-        let keys = NodeKeys::open(&node_dir.join("data"), KEY_WINDOW, wall_now(), period, o.scheme, &mut rng)
-            .with_context(|| format!("{name}: keys"))?;
-        public.push((keys.identity().public(), keys.link().public_key().clone()));
-        let link = SocketAddr::from(([127, 0, 0, 1], http::free_local_port()?));
-        let metrics = SocketAddr::from(([127, 0, 0, 1], http::free_local_port()?));
-        let client = (*role == "gateway")
-            .then(|| http::free_local_port().map(|p| SocketAddr::from(([127, 0, 0, 1], p))));
-        nodes.push(NodeEntry {
-            name: name.clone(),
-            role: (*role).to_owned(),
-            config: node_dir.join("node.toml"),
+    let nodes: Vec<NodeEntry> = localnet::generate(&dir, &opts)?
+        .into_iter()
+        .map(|n| NodeEntry {
+            name: n.name,
+            role: n.role.to_owned(),
+            config: n.config,
             pid: None,
-            link,
-            metrics,
-            client: client.transpose()?,
-            identity_key: hex::encode(keys.identity().public().as_bytes()),
-            link_key: hex::encode(keys.link().public_key().to_bytes()),
-        });
-    }
-    let mut authorities = Vec::new();
-    let mut allowed = Vec::new();
-    for (n, (identity, link_key)) in nodes.iter().zip(public) {
-        if n.role == "authority" {
-            authorities.push(AuthorityPeer { identity, link_key, address: addr(n.link.port())? });
-        } else {
-            allowed.push(identity);
-        }
-    }
-    for n in &nodes {
-        let role = match n.role.as_str() {
-            "authority" => ExampleRole::Authority { allowed_nodes: allowed.clone() },
-            "mix" => ExampleRole::Mix,
-            _ => {
-                ExampleRole::Gateway { client_listen: addr(n.client.map(|c| c.port()).unwrap_or_default())? }
-            }
-        };
-        let mut ex = Example::new(role, addr(n.link.port())?, "devnet", authorities.clone());
-        ex.metrics = Some(n.metrics);
-        ex.epoch_period_secs = o.epoch_secs;
-        ex.scheme = o.scheme;
-        ex.parameters = params;
-        fs::write(&n.config, render_example(&ex))
-            .with_context(|| format!("cannot write {}", n.config.display()))?;
-        // The config must be one the node accepts.
-        crate::node_cmd::load(&n.config)?;
-    }
+            link: n.link,
+            metrics: n.metrics.unwrap_or(n.link),
+            client: n.client,
+            identity_key: hex::encode(n.identity.as_bytes()),
+            link_key: hex::encode(n.link_key.to_bytes()),
+        })
+        .collect();
 
     let mut manifest = Manifest {
         network: "devnet".into(),

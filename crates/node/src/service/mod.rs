@@ -60,6 +60,9 @@ pub const KEY_WINDOW: KeyWindow = KeyWindow { ahead: 4, grace: 1 };
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServiceError {
+    /// The config file was refused.
+    #[error(transparent)]
+    Config(crate::config::ConfigError),
     /// The key store could not be opened.
     #[error(transparent)]
     Keys(#[from] KeyStoreError),

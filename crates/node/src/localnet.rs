@@ -1,0 +1,204 @@
+//! A whole network on 127.0.0.1, generated in one directory: keys, free ports and one config per
+//! node (3 authorities, 3 layers of 2 mixes and 2 gateways by default). `qanat devnet` starts
+//! each node as its own process; `qanat demo` and tests start them all in one process with
+//! [`start_all`].
+//!
+//! Layout: `DIR/<name>/node.toml` and `DIR/<name>/data/` (keys, and a gateway's mailboxes).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use qanat_link::LinkPublicKey;
+use qanat_link::http::free_local_port;
+use qanat_packet::Scheme;
+use qanat_pki::descriptor::LinkAddress;
+use qanat_pki::{EpochPeriod, IdentityKey, Parameters, ParametersConfig, Rate};
+
+use crate::NodeConfig;
+use crate::config::{AuthorityPeer, ConfigError, Example, ExampleRole, render_example};
+use crate::keys::{KeyStoreError, NodeKeys};
+use crate::service::{self, KEY_WINDOW, RunningNode, ServiceError, wall_now};
+
+/// What to generate.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// The epoch period in seconds.
+    pub epoch_secs: u64,
+    /// The packet scheme.
+    pub scheme: Scheme,
+    /// The mean delay per mix, in milliseconds.
+    pub mean_delay_ms: u32,
+    /// Loop cover packets per second per mix.
+    pub lambda_m: f64,
+    /// Client payload packets per second (λ_P).
+    pub lambda_p: f64,
+    /// Client loop and drop packets per second (λ_L, λ_D).
+    pub lambda_l: f64,
+    /// Whether each node serves Prometheus metrics (on a free port).
+    pub metrics: bool,
+}
+
+impl Default for Options {
+    /// A fast development network: 20-second epochs, X-Wing packets, 50 ms mean delay, 20 mix
+    /// loops per second (3 layers × 20/s × 50 ms = 3 ≥ 2), clients at 2 packets per second.
+    fn default() -> Self {
+        Self {
+            epoch_secs: 20,
+            scheme: Scheme::XWing,
+            mean_delay_ms: 50,
+            lambda_m: 20.0,
+            lambda_p: 2.0,
+            lambda_l: 0.5,
+            metrics: true,
+        }
+    }
+}
+
+/// Why a network could not be generated.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalNetError {
+    /// A directory or file could not be written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// No free port.
+    #[error("no free port on 127.0.0.1: {0}")]
+    Port(std::io::Error),
+    /// A node's keys could not be created.
+    #[error(transparent)]
+    Keys(#[from] KeyStoreError),
+    /// The options make invalid parameters.
+    #[error("invalid network parameters: {0} (3 layers x lambda_m x mean delay must be >= 2)")]
+    Parameters(String),
+    /// A generated config was refused (a bug).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// One generated node.
+#[derive(Debug, Clone)]
+pub struct LocalNode {
+    /// Its name: `auth1`…, `mix1a`…, `gw1`….
+    pub name: String,
+    /// `"authority"`, `"mix"` or `"gateway"`.
+    pub role: &'static str,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its link address.
+    pub link: SocketAddr,
+    /// Its metrics address, if any.
+    pub metrics: Option<SocketAddr>,
+    /// A gateway's client address.
+    pub client: Option<SocketAddr>,
+    /// Its identity key.
+    pub identity: IdentityKey,
+    /// Its link public key.
+    pub link_key: LinkPublicKey,
+}
+
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn link_address(a: SocketAddr) -> Result<LinkAddress, LocalNetError> {
+    LinkAddress::parse(&a.to_string()).map_err(|e| LocalNetError::Parameters(e.to_string()))
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LocalNetError + '_ {
+    move |source| LocalNetError::Io { path: path.to_owned(), source }
+}
+
+/// The network's parameters for `o`.
+pub fn parameters(o: &Options) -> ParametersConfig {
+    let rate = |r: f64| Rate::from_micro_per_sec((r * 1e6).round() as u64);
+    ParametersConfig {
+        mean_delay_ms: o.mean_delay_ms,
+        lambda_m: rate(o.lambda_m),
+        lambda_p: rate(o.lambda_p),
+        lambda_l: rate(o.lambda_l),
+        lambda_d: rate(o.lambda_l),
+        ..ParametersConfig::default_for(o.scheme)
+    }
+}
+
+/// Generates keys and configs for 3 authorities, 3 layers of 2 mixes and 2 gateways in `dir`.
+pub fn generate(dir: &Path, o: &Options) -> Result<Vec<LocalNode>, LocalNetError> {
+    let period = EpochPeriod::from_secs(o.epoch_secs)
+        .map_err(|_| LocalNetError::Parameters("the epoch must be 1 to 86400 seconds".into()))?;
+    let params = parameters(o);
+    Parameters::new(ParametersConfig { epoch_period: period, ..params })
+        .map_err(|e| LocalNetError::Parameters(e.to_string()))?;
+
+    let mut names: Vec<(String, &'static str)> = Vec::new();
+    names.extend((1..=3).map(|i| (format!("auth{i}"), "authority")));
+    for l in 1..=3 {
+        names.extend(["a", "b"].iter().map(|m| (format!("mix{l}{m}"), "mix")));
+    }
+    names.extend((1..=2).map(|i| (format!("gw{i}"), "gateway")));
+
+    // Keys and ports first: every config names the authorities, and the authorities name every
+    // other node.
+    let mut rng = rand::rng();
+    let mut nodes = Vec::new();
+    for (name, role) in names {
+        let node_dir = dir.join(&name);
+        std::fs::create_dir_all(&node_dir).map_err(io(&node_dir))?;
+        let keys =
+            NodeKeys::open(&node_dir.join("data"), KEY_WINDOW, wall_now(), period, o.scheme, &mut rng)?;
+        let port = || free_local_port().map(local).map_err(LocalNetError::Port);
+        nodes.push(LocalNode {
+            role,
+            config: node_dir.join("node.toml"),
+            link: port()?,
+            metrics: if o.metrics { Some(port()?) } else { None },
+            client: if role == "gateway" { Some(port()?) } else { None },
+            identity: keys.identity().public(),
+            link_key: keys.link().public_key().clone(),
+            name,
+        });
+    }
+    let mut authorities = Vec::new();
+    for n in nodes.iter().filter(|n| n.role == "authority") {
+        authorities.push(AuthorityPeer {
+            identity: n.identity,
+            link_key: n.link_key.clone(),
+            address: link_address(n.link)?,
+        });
+    }
+    let allowed: Vec<IdentityKey> =
+        nodes.iter().filter(|n| n.role != "authority").map(|n| n.identity).collect();
+    for n in &nodes {
+        let role = match (n.role, n.client) {
+            ("authority", _) => ExampleRole::Authority { allowed_nodes: allowed.clone() },
+            ("gateway", Some(c)) => ExampleRole::Gateway { client_listen: link_address(c)? },
+            _ => ExampleRole::Mix,
+        };
+        let mut ex = Example::new(role, link_address(n.link)?, "devnet", authorities.clone());
+        ex.metrics = n.metrics;
+        ex.epoch_period_secs = o.epoch_secs;
+        ex.scheme = o.scheme;
+        ex.parameters = params;
+        std::fs::write(&n.config, render_example(&ex)).map_err(io(&n.config))?;
+        // The config must be one the node accepts.
+        NodeConfig::load(&n.config)?;
+    }
+    Ok(nodes)
+}
+
+/// Starts every node of `nodes` in this process (authorities first).
+pub async fn start_all(nodes: &[LocalNode]) -> Result<Vec<RunningNode>, ServiceError> {
+    let mut running = Vec::new();
+    let order = ["authority", "mix", "gateway"];
+    for role in order {
+        for n in nodes.iter().filter(|n| n.role == role) {
+            let config = NodeConfig::load(&n.config).map_err(ServiceError::Config)?;
+            running.push(service::start(config).await?);
+        }
+    }
+    Ok(running)
+}
