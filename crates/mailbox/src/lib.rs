@@ -40,6 +40,8 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod sqlite;
 mod store;
 mod types;
