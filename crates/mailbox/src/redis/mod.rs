@@ -355,6 +355,12 @@ impl RedisStore {
     }
 }
 
+/// The hash slot that holds every key of `mailbox` (all of a mailbox's keys share one slot): which
+/// master serves it is what `CLUSTER SHARDS` says of that slot.
+pub fn mailbox_slot(mailbox: &MailboxId) -> u16 {
+    Bucket::of(mailbox).slot()
+}
+
 /// Every master's `CLUSTER INFO` must say `cluster_state:ok`.
 fn check_cluster_state(info: &Value) -> Result<(), String> {
     let Value::Map(nodes) = info else {
