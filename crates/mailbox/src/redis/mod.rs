@@ -45,6 +45,7 @@ mod reply;
 mod scripts;
 
 use std::collections::BTreeMap;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -132,6 +133,7 @@ pub struct RedisStore {
     first: ClusterConnection,
     conns: Vec<ClusterConnection>,
     next: AtomicUsize,
+    slots: RwLock<SlotMap>,
     wait_ms: u64,
     target: String,
 }
@@ -143,10 +145,71 @@ impl std::fmt::Debug for RedisStore {
 }
 
 /// One script call in a pipeline.
+#[derive(Clone)]
 struct Call<'a> {
     lua: &'a Lua,
     keys: [Vec<u8>; 6],
     args: Vec<Vec<u8>>,
+}
+
+/// Why a pipeline failed: no replica confirmed it (retrying elsewhere would not help), or anything
+/// else.
+enum Failure {
+    NoReplica(StoreError),
+    Other(StoreError),
+}
+
+impl Failure {
+    fn into_store(self) -> StoreError {
+        match self {
+            Failure::NoReplica(e) | Failure::Other(e) => e,
+        }
+    }
+}
+
+/// Which master serves each hash slot, as far as the store knows; used only to group work into
+/// one pipeline per master (the client routes, and follows redirections, by itself).
+#[derive(Default)]
+struct SlotMap {
+    /// Per slot: an index into the masters, or `u16::MAX` when no master serves it.
+    master: Vec<u16>,
+}
+
+impl SlotMap {
+    fn master(&self, slot: u16) -> Option<u16> {
+        self.master.get(usize::from(slot)).copied().filter(|&m| m != u16::MAX)
+    }
+
+    /// Parses a `CLUSTER SLOTS` reply: `[[start, end, [host, port, …], replica…], …]`.
+    fn parse(v: &Value) -> Result<SlotMap, StoreError> {
+        let bad = || StoreError::internal("unexpected reply to CLUSTER SLOTS");
+        let Value::Array(ranges) = v else { return Err(bad()) };
+        let mut masters: Vec<Vec<u8>> = Vec::new();
+        let mut map = vec![u16::MAX; 16_384];
+        for range in ranges {
+            let Value::Array(fields) = range else { return Err(bad()) };
+            let [Value::Int(start), Value::Int(end), Value::Array(node), ..] = fields.as_slice() else {
+                return Err(bad());
+            };
+            let [Value::BulkString(host), Value::Int(port), ..] = node.as_slice() else { return Err(bad()) };
+            let mut addr = host.clone();
+            addr.extend_from_slice(format!(":{port}").as_bytes());
+            let index = match masters.iter().position(|m| *m == addr) {
+                Some(i) => i,
+                None => {
+                    masters.push(addr);
+                    masters.len() - 1
+                }
+            };
+            let index = u16::try_from(index).map_err(|_| bad())?;
+            let (start, end) =
+                (usize::try_from(*start).map_err(|_| bad())?, usize::try_from(*end).map_err(|_| bad())?);
+            for slot in map.get_mut(start..=end).ok_or_else(bad)? {
+                *slot = index;
+            }
+        }
+        Ok(SlotMap { master: map })
+    }
 }
 
 fn num(v: u64) -> Vec<u8> {
@@ -272,16 +335,19 @@ impl RedisStore {
             .map_err(|e| fail(format!("CLUSTER INFO failed: {e}")))?;
         check_cluster_state(&info).map_err(&fail)?;
         let wait_ms = u64::try_from(config.wait_timeout.as_millis()).unwrap_or(u64::MAX).max(1);
-        Ok(RedisStore {
+        let store = RedisStore {
             limits: config.limits,
             keys: Keys::new(prefix),
             scripts: Scripts::new(),
             first,
             conns,
             next: AtomicUsize::new(0),
+            slots: RwLock::new(SlotMap::default()),
             wait_ms,
             target,
-        })
+        };
+        store.refresh_slots().await;
+        Ok(store)
     }
 
     /// The seed nodes this store was connected through.
@@ -294,9 +360,10 @@ impl RedisStore {
         self.conns.get(i).unwrap_or(&self.first).clone()
     }
 
-    /// Runs `calls` (all in the slot `slot`) in one pipeline followed by `WAIT 1`, on the slot's
-    /// master; returns the scripts' replies once a replica confirmed the writes.
-    async fn run(&self, slot: u16, calls: &[Call<'_>]) -> Result<Vec<Value>, StoreError> {
+    /// Runs `calls` (all in slots of one master, `slot` among them) in one pipeline followed by
+    /// `WAIT 1`, on the slot's master; returns the scripts' replies once a replica confirmed the
+    /// writes.
+    async fn run(&self, slot: u16, calls: &[Call<'_>]) -> Result<Vec<Value>, Failure> {
         let mut conn = self.conn();
         let mut eval = false;
         loop {
@@ -312,8 +379,10 @@ impl RedisStore {
             }
             pipe.cmd("WAIT").arg(1).arg(self.wait_ms);
             let route = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
-            let values =
-                conn.route_pipeline(pipe, 0, calls.len() + 1, route).await.map_err(|e| redis_error(&e))?;
+            let values = conn
+                .route_pipeline(pipe, 0, calls.len() + 1, route)
+                .await
+                .map_err(|e| Failure::Other(redis_error(&e)))?;
             let no_script =
                 |v: &Value| matches!(v, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::NoScript));
             if !eval && values.iter().any(no_script) {
@@ -325,32 +394,102 @@ impl RedisStore {
                 Value::ServerError(e) => Some(e),
                 _ => None,
             }) {
-                return Err(server_error(e));
+                return Err(Failure::Other(server_error(e)));
             }
             let Some((wait, replies)) = values.split_last() else {
-                return Err(StoreError::internal("an empty pipeline reply"));
+                return Err(Failure::Other(StoreError::internal("an empty pipeline reply")));
             };
             if replies.len() != calls.len() {
-                return Err(StoreError::internal("a pipeline reply of the wrong length"));
+                return Err(Failure::Other(StoreError::internal("a pipeline reply of the wrong length")));
             }
-            let replicas = reply::int("WAIT", wait)?;
+            let replicas = reply::int("WAIT", wait).map_err(Failure::Other)?;
             if replicas < 1 {
-                return Err(StoreError::Unavailable {
+                return Err(Failure::NoReplica(StoreError::Unavailable {
                     detail: format!(
                         "no replica confirmed the write within {} ms (WAIT 1): is the master's replica \
                          down or lagging?",
                         self.wait_ms
                     ),
-                });
+                }));
             }
             return Ok(replies.to_vec());
+        }
+    }
+
+    /// Runs the calls of several buckets: those whose buckets the same master serves (by the
+    /// store's slot map) in one pipeline with one `WAIT`, the masters' pipelines concurrently.
+    /// When a pipeline of several buckets fails for another reason than a missing replica (the
+    /// slot map is stale after a failover or resharding), the slot map is refreshed and each of
+    /// its buckets is run alone, the client then following redirections. Returns each bucket's
+    /// replies, in the order of `work`.
+    async fn run_buckets(&self, work: &[(Bucket, Vec<Call<'_>>)]) -> Result<Vec<Vec<Value>>, StoreError> {
+        let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        {
+            let map = self.slots.read().map_err(|_| StoreError::internal("slot map lock poisoned"))?;
+            for (i, (bucket, _)) in work.iter().enumerate() {
+                // Buckets in slots the map does not know go alone (keyed past every master).
+                let master = map.master(bucket.slot()).unwrap_or(u16::MAX - (i % 1024) as u16);
+                groups.entry(master).or_default().push(i);
+            }
+        }
+        let runs = groups.into_values().map(|members| async move {
+            let (slot, calls): (u16, Vec<&Call<'_>>) = match members.as_slice() {
+                [] => return Ok(Vec::new()),
+                [first, ..] => (work[*first].0.slot(), members.iter().flat_map(|&i| &work[i].1).collect()),
+            };
+            let owned: Vec<Call<'_>> = calls.iter().map(|c| (*c).clone()).collect();
+            match self.run(slot, &owned).await {
+                Ok(replies) => {
+                    let mut replies = replies.into_iter();
+                    Ok(members
+                        .iter()
+                        .map(|&i| (i, replies.by_ref().take(work[i].1.len()).collect()))
+                        .collect())
+                }
+                Err(Failure::Other(_)) if members.len() > 1 => {
+                    self.refresh_slots().await;
+                    let alone = members.iter().map(|&i| async move {
+                        let (bucket, calls) = &work[i];
+                        self.run(bucket.slot(), calls).await.map(|r| (i, r)).map_err(Failure::into_store)
+                    });
+                    futures_util::future::join_all(alone).await.into_iter().collect::<Result<Vec<_>, _>>()
+                }
+                Err(e) => Err(e.into_store()),
+            }
+        });
+        let mut out: Vec<Vec<Value>> = vec![Vec::new(); work.len()];
+        for result in futures_util::future::join_all(runs).await {
+            for (i, replies) in result? {
+                out[i] = replies;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads the cluster's slot map again (`CLUSTER SLOTS`); keeps the old one if that fails.
+    async fn refresh_slots(&self) {
+        let mut conn = self.conn();
+        let reply = conn
+            .route_command(
+                redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
+            )
+            .await;
+        if let Ok(v) = reply
+            && let Ok(map) = SlotMap::parse(&v)
+            && let Ok(mut slots) = self.slots.write()
+        {
+            *slots = map;
         }
     }
 
     /// Runs one script call on `mailbox` and returns its reply.
     async fn run_one(&self, lua: &Lua, mailbox: &MailboxId, args: Vec<Vec<u8>>) -> Result<Value, StoreError> {
         let call = Call { lua, keys: self.keys.mailbox(mailbox), args };
-        let mut replies = self.run(Bucket::of(mailbox).slot(), std::slice::from_ref(&call)).await?;
+        let mut replies = self
+            .run(Bucket::of(mailbox).slot(), std::slice::from_ref(&call))
+            .await
+            .map_err(Failure::into_store)?;
         replies.pop().ok_or_else(|| StoreError::internal("a pipeline reply of the wrong length"))
     }
 }
@@ -449,9 +588,11 @@ impl MailboxStore for RedisStore {
                 mailbox.0.to_vec(),
             ]
         };
-        let work = buckets.into_iter().map(|(bucket, mailboxes)| {
+        let mut work = Vec::with_capacity(buckets.len());
+        let mut positions = Vec::with_capacity(buckets.len());
+        for (bucket, mailboxes) in buckets {
             let mut calls = Vec::with_capacity(mailboxes.len());
-            let mut positions = Vec::with_capacity(mailboxes.len());
+            let mut items_of = Vec::with_capacity(mailboxes.len());
             for (mailbox, items) in mailboxes {
                 let mut args = header(&mailbox);
                 for &i in &items {
@@ -460,21 +601,21 @@ impl MailboxStore for RedisStore {
                     args.push(reply::record(&a.message_id, now, &a.payload));
                 }
                 calls.push(Call { lua: &self.scripts.append, keys: self.keys.mailbox(&mailbox), args });
-                positions.push(items);
+                items_of.push(items);
             }
-            async move {
-                let replies = self.run(bucket.slot(), &calls).await?;
-                let mut done = Vec::new();
-                for (v, items) in replies.iter().zip(positions) {
-                    let outcomes = reply::append_outcomes(v, items.len())?;
-                    done.extend(items.into_iter().zip(outcomes));
+            work.push((bucket, calls));
+            positions.push(items_of);
+        }
+        let replies = self.run_buckets(&work).await?;
+        for (bucket_replies, items_of) in replies.iter().zip(positions) {
+            if bucket_replies.len() != items_of.len() {
+                return Err(StoreError::internal("a pipeline reply of the wrong length"));
+            }
+            for (v, items) in bucket_replies.iter().zip(items_of) {
+                let outcomes = reply::append_outcomes(v, items.len())?;
+                for (i, o) in items.into_iter().zip(outcomes) {
+                    out[i] = Some(o);
                 }
-                Ok::<_, StoreError>(done)
-            }
-        });
-        for result in futures_util::future::join_all(work).await {
-            for (i, o) in result? {
-                out[i] = Some(o);
             }
         }
         out.into_iter()
@@ -546,28 +687,24 @@ impl MailboxStore for RedisStore {
                 work.push((bucket, mailboxes));
             }
         }
-        let expired = work.into_iter().map(|(bucket, mailboxes)| {
-            let calls: Vec<Call<'_>> = mailboxes
-                .iter()
-                .map(|m| Call {
-                    lua: &self.scripts.expire,
-                    keys: self.keys.mailbox(m),
-                    args: vec![num(cutoff), m.0.to_vec()],
-                })
-                .collect();
-            async move {
-                let replies = self.run(bucket.slot(), &calls).await?;
-                let mut n = 0u64;
-                for v in &replies {
-                    let live = reply::int("expire", v)?;
-                    n += u64::try_from(live).map_err(|_| StoreError::internal("a negative expiry count"))?;
-                }
-                Ok::<_, StoreError>(n)
-            }
-        });
-        let mut total = 0;
-        for result in futures_util::future::join_all(expired).await {
-            total += result?;
+        let work: Vec<(Bucket, Vec<Call<'_>>)> = work
+            .into_iter()
+            .map(|(bucket, mailboxes)| {
+                let calls = mailboxes
+                    .iter()
+                    .map(|m| Call {
+                        lua: &self.scripts.expire,
+                        keys: self.keys.mailbox(m),
+                        args: vec![num(cutoff), m.0.to_vec()],
+                    })
+                    .collect();
+                (bucket, calls)
+            })
+            .collect();
+        let mut total = 0u64;
+        for v in self.run_buckets(&work).await?.iter().flatten() {
+            let live = reply::int("expire", v)?;
+            total += u64::try_from(live).map_err(|_| StoreError::internal("a negative expiry count"))?;
         }
         Ok(total)
     }
@@ -593,5 +730,71 @@ impl MailboxStore for RedisStore {
             stats.payload_bytes += b;
         }
         Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(host: &str, port: i64) -> Value {
+        Value::Array(vec![
+            Value::BulkString(host.into()),
+            Value::Int(port),
+            Value::BulkString(b"id".to_vec()),
+        ])
+    }
+
+    fn range(start: i64, end: i64, master: Value) -> Value {
+        Value::Array(vec![Value::Int(start), Value::Int(end), master, node("127.0.0.1", 9)])
+    }
+
+    #[test]
+    fn slot_map_from_cluster_slots() {
+        let reply = Value::Array(vec![
+            range(0, 5460, node("127.0.0.1", 7301)),
+            range(5461, 10922, node("127.0.0.1", 7302)),
+            range(10923, 16000, node("127.0.0.1", 7301)),
+        ]);
+        let map = SlotMap::parse(&reply).unwrap();
+        assert_eq!(map.master(0), Some(0));
+        assert_eq!(map.master(5461), Some(1));
+        assert_eq!(map.master(16000), Some(0));
+        assert_eq!(map.master(16001), None);
+        assert_eq!(SlotMap::default().master(0), None);
+    }
+
+    #[test]
+    fn malformed_cluster_slots_are_errors() {
+        for bad in [
+            Value::Nil,
+            Value::Array(vec![Value::Int(1)]),
+            Value::Array(vec![range(0, 16384, node("h", 1))]),
+            Value::Array(vec![range(-1, 3, node("h", 1))]),
+            Value::Array(vec![range(5, 3, node("h", 1))]),
+            Value::Array(vec![Value::Array(vec![Value::Int(0), Value::Int(1), Value::Nil])]),
+            Value::Array(vec![range(0, 1, Value::Array(vec![Value::Int(1)]))]),
+        ] {
+            assert!(SlotMap::parse(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        assert!(matches!(by_code("OOM", String::new()), StoreError::Full { .. }));
+        assert!(matches!(by_code("MISCONF", String::new()), StoreError::Io { .. }));
+        assert!(matches!(by_code("CLUSTERDOWN", String::new()), StoreError::Unavailable { .. }));
+        assert!(matches!(by_code("NOREPLICAS", String::new()), StoreError::Unavailable { .. }));
+        assert!(matches!(by_code("ERR", String::new()), StoreError::Internal { .. }));
+    }
+
+    #[test]
+    fn seeds_are_checked() {
+        assert!(parse_seed("127.0.0.1:7000").is_ok());
+        assert!(parse_seed("[::1]:7000").is_ok());
+        assert!(parse_seed("redis.internal:7000").is_ok());
+        for bad in ["", "host", ":7000", "host:", "host:0", "host:70000", "a b:1", "u@h:1"] {
+            assert!(parse_seed(bad).is_err(), "{bad}");
+        }
     }
 }
