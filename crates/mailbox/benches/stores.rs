@@ -130,6 +130,27 @@ fn masters_used_memory(seeds: &[String]) -> u64 {
     total
 }
 
+/// `MEMORY USAGE` of `keys` (each asked of every master; only its owner answers).
+fn keys_memory(seeds: &[String], keys: &[Vec<u8>]) -> u64 {
+    let mut total = 0;
+    for seed in seeds {
+        let mut con = redis::Client::open(format!("redis://{seed}")).unwrap().get_connection().unwrap();
+        let repl: String = redis::cmd("INFO").arg("replication").query(&mut con).unwrap();
+        if !repl.lines().any(|l| l.trim() == "role:master") {
+            continue;
+        }
+        for key in keys {
+            let used: redis::RedisResult<Option<u64>> =
+                redis::cmd("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(0).query(&mut con);
+            total += used.ok().flatten().unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// Mailboxes whose keys `keys_memory` samples.
+const SAMPLED: u64 = 200;
+
 struct Row {
     name: &'static str,
     batched: f64,
@@ -140,10 +161,9 @@ struct Row {
 
 async fn run<S: MailboxStore>(
     name: &'static str,
-    store: S,
+    store: Arc<S>,
     mut memory: impl FnMut() -> u64,
 ) -> (Row, [u64; 3]) {
-    let store = Arc::new(store);
     let m0 = memory();
     let t = Instant::now();
     for chunk in 0..MAILBOXES / 100 {
@@ -190,7 +210,7 @@ fn main() {
     let path = dir.path().join("bench.db");
     let sqlite =
         SqliteStore::open(&path, SqliteConfig { limits: limits(), ..SqliteConfig::default() }).unwrap();
-    let (row, _) = rt.block_on(run("SQLite", sqlite, || 0));
+    let (row, _) = rt.block_on(run("SQLite", Arc::new(sqlite), || 0));
     let db_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     rows.push(row);
 
@@ -205,10 +225,23 @@ fn main() {
                 config.connections = n;
             }
             eprintln!("Redis Cluster: {} connections", config.connections);
-            let store = rt.block_on(RedisStore::connect(config)).expect("connect to the cluster");
-            let (row, mem) = rt.block_on(run("Redis Cluster", store, || masters_used_memory(seeds)));
+            let store = Arc::new(rt.block_on(RedisStore::connect(config)).expect("connect to the cluster"));
+            let sample: Vec<Vec<u8>> = (0..SAMPLED).flat_map(|m| store.mailbox_keys(&mailbox(m))).collect();
+            // Registered and empty: sampled after registration (the memory closure's second call).
+            let mut calls = 0;
+            let (mut empty_keys, mut full_keys) = (0, 0);
+            let (row, mem) = rt.block_on(run("Redis Cluster", store.clone(), || {
+                calls += 1;
+                match calls {
+                    2 => empty_keys = keys_memory(seeds, &sample),
+                    3 => full_keys = keys_memory(seeds, &sample),
+                    _ => {}
+                }
+                masters_used_memory(seeds)
+            }));
+            let drained_keys = keys_memory(seeds, &sample);
             rows.push(row);
-            redis_memory = Some(mem);
+            redis_memory = Some((mem, empty_keys, full_keys, drained_keys));
         }
         None => eprintln!("QANAT_REDIS_SEEDS is not set: Redis Cluster not measured"),
     }
@@ -224,7 +257,7 @@ fn main() {
         );
     }
     println!("\nSQLite file after the appends and deletes: {:.1} MiB", db_bytes as f64 / (1 << 20) as f64);
-    if let Some([registered, appended, messages]) = redis_memory {
+    if let Some(([registered, appended, messages], empty_keys, full_keys, drained_keys)) = redis_memory {
         let per_mailbox = registered as f64 / MAILBOXES as f64;
         let per_message = appended as f64 / messages as f64;
         println!(
@@ -232,6 +265,20 @@ fn main() {
              message ({PAYLOAD} B payload, so {:.0} B overhead); {messages} messages in {MAILBOXES} mailboxes \
              (replicas hold as much again)",
             per_message - PAYLOAD as f64
+        );
+        println!(
+            "MEMORY USAGE of {SAMPLED} sampled mailboxes' keys: {:.0} B per empty mailbox; {:.0} B per mailbox \
+             holding on average {:.1} messages ({:.0} B per message) before the fetch+delete phase",
+            empty_keys as f64 / SAMPLED as f64,
+            full_keys as f64 / SAMPLED as f64,
+            messages as f64 / MAILBOXES as f64,
+            (full_keys.saturating_sub(empty_keys)) as f64
+                / (SAMPLED as f64 * messages as f64 / MAILBOXES as f64),
+        );
+        println!(
+            "after every message was fetched and deleted: {:.0} B per mailbox (message ids are remembered \
+             for de-duplication until retention ends)",
+            drained_keys as f64 / SAMPLED as f64
         );
     }
 }

@@ -350,6 +350,13 @@ impl RedisStore {
         Ok(store)
     }
 
+    /// The names of the keys that hold `mailbox` (its four keys; the first always exists while it
+    /// is registered, the others once it holds or remembers messages), for operators' tools such
+    /// as `MEMORY USAGE`. All are in the slot [`mailbox_slot`] names.
+    pub fn mailbox_keys(&self, mailbox: &MailboxId) -> Vec<Vec<u8>> {
+        self.keys.mailbox(mailbox).into_iter().take(4).collect()
+    }
+
     /// The seed nodes this store was connected through.
     pub fn target(&self) -> &str {
         &self.target
