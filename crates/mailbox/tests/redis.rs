@@ -54,6 +54,9 @@ impl Redis {
             limits,
             key_prefix: fresh_prefix(),
             connections: 2,
+            // To check an ACL user's permissions (docs/OPERATING.md) against the suite.
+            username: std::env::var("QANAT_REDIS_USERNAME").ok(),
+            password: std::env::var("QANAT_REDIS_PASSWORD").ok(),
             ..RedisConfig::new(self.seeds.clone())
         }
     }

@@ -11,7 +11,10 @@
 //!    that master can no longer be confirmed by a replica, so they must fail, not be acknowledged.
 //!
 //! After each, every acknowledged message is in its mailbox exactly once with its payload, and no
-//! message id appears twice (retries were de-duplicated). Every process the test started is
+//! message id appears twice (retries were de-duplicated). Last, a whole shard (master and replica)
+//! is stopped: a new store refuses to connect (the cluster is not in `cluster_state:ok`) and an
+//! append to that shard fails rather than being acknowledged; once the shard is back, its retry
+//! is stored once. Every process the test started is
 //! stopped by PID when it ends, also on panic.
 //!
 //! Needs `redis-server` (skipped with a message when missing, except under `CI=true`).
@@ -364,4 +367,59 @@ async fn failover_loses_nothing_acknowledged() {
         );
         verify(&store, &acked).await;
     }
+
+    // A shard with neither master nor replica answering: the cluster leaves cluster_state:ok; a
+    // new store refuses to connect, naming the state, and appends to that shard fail (nothing is
+    // acknowledged) until the shard is back.
+    let live = cluster.ports().into_iter().find(|&p| cluster_ok(p)).unwrap();
+    let (master, replica, _) = busiest(live);
+    let (master_pid, replica_pid) = (pid(master), pid(replica));
+    kill("STOP", master_pid);
+    kill("STOP", replica_pid);
+    let watcher = cluster.ports().into_iter().find(|&p| p != master && p != replica).unwrap();
+    let t = Instant::now();
+    while cluster_ok(watcher) {
+        assert!(t.elapsed() < Duration::from_secs(30), "the cluster never noticed the stopped shard");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let config = RedisConfig {
+        connect_timeout: Duration::from_millis(500),
+        ..RedisConfig::new(vec![format!("127.0.0.1:{watcher}")])
+    };
+    let refused = RedisStore::connect(config).await.expect_err("the cluster is not ok");
+    println!("connect while a shard is down: {refused}");
+    assert!(matches!(refused, qanat_mailbox::StoreError::Connect { .. }), "{refused:?}");
+    let slot_of = |m: u64| mailbox_slot(&mailbox(m));
+    let shards_now = shards(watcher).unwrap_or_default();
+    let on_stopped = (0..MAILBOXES)
+        .find(|&m| {
+            shards_now.iter().any(|s| s.master == master && s.start <= slot_of(m) && slot_of(m) <= s.end)
+        })
+        .expect("a mailbox on the stopped shard");
+    let lost = message(WRITERS + 1, 0);
+    let lost = Append { mailbox: mailbox(on_stopped), ..lost };
+    let e = store.append(vec![lost.clone()], NOW).await.expect_err("append to a stopped shard");
+    println!("append to the stopped shard: {e}");
+    kill("CONT", master_pid);
+    kill("CONT", replica_pid);
+    let t = Instant::now();
+    while !cluster.ports().iter().all(|&p| cluster_ok(p)) {
+        assert!(t.elapsed() < Duration::from_secs(60), "the cluster did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The refused packet was not stored twice when retried.
+    let t = Instant::now();
+    let out = loop {
+        match store.append(vec![lost.clone()], NOW).await {
+            Ok(out) => break out,
+            Err(_) if t.elapsed() < Duration::from_secs(30) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("append after recovery: {e}"),
+        }
+    };
+    assert!(out[0].is_durable(), "{out:?}");
+    let mut acked = tally.acked.lock().unwrap().clone();
+    acked.push(lost);
+    verify(&store, &acked).await;
 }
