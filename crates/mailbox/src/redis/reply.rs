@@ -171,6 +171,36 @@ pub(crate) fn totals(v: &Value) -> Result<[u64; 3], StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Any reply shape, with small integers and strings that are sometimes digits.
+    fn any_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Nil),
+            (-3i64..70_000).prop_map(Value::Int),
+            any::<i64>().prop_map(Value::Int),
+            prop::collection::vec(any::<u8>(), 0..48).prop_map(Value::BulkString),
+            "[0-9]{1,22}".prop_map(|s| Value::BulkString(s.into_bytes())),
+            Just(Value::Okay),
+        ];
+        leaf.prop_recursive(3, 48, 6, |inner| prop::collection::vec(inner, 0..6).prop_map(Value::Array))
+    }
+
+    proptest! {
+        /// No reply, however malformed, makes a decoder panic.
+        #[test]
+        fn decoders_never_panic(v in any_value(), n in 0usize..5, rec in prop::collection::vec(any::<u8>(), 0..60)) {
+            let _ = append_outcomes(&v, n);
+            let _ = fetched(&v);
+            let _ = count("delete", &v);
+            let _ = mailbox_ids(&v);
+            let _ = totals(&v);
+            let _ = int("x", &v);
+            let _ = parse_record(&rec, Seq(1));
+            let _ = decimal(&rec);
+            let _ = crate::redis::SlotMap::parse(&v);
+        }
+    }
 
     #[test]
     fn records_round_trip() {
