@@ -3,7 +3,7 @@
 //!
 //! # Durability before acknowledgement
 //!
-//! Each operation on a mailbox is one Lua script ([`scripts`]) that runs atomically on the master
+//! Each operation on a mailbox is one Lua script (`redis/scripts.rs`) that runs atomically on the master
 //! owning the mailbox's hash slot: an append checks the mailbox, de-duplicates by message id,
 //! applies the quotas and stores, all at once. The script is sent in a pipeline followed by
 //! `WAIT 1 <wait_timeout>` on the same connection, and the store reports success only when
@@ -23,7 +23,7 @@
 //! # Batches
 //!
 //! An append batch is split by mailbox (one script call each, in batch order) and the calls of
-//! one bucket — the 1,024 buckets of [`keys`], each one hash slot — go in one pipeline with one
+//! one bucket — the 1,024 buckets of `redis/keys.rs`, each one hash slot — go in one pipeline with one
 //! `WAIT`; the pipelines of different buckets run concurrently, over a small pool of cluster
 //! connections ([`RedisConfig::connections`]).
 //!
@@ -37,7 +37,7 @@
 //! # What is stored
 //!
 //! The same as in SQLite: mailbox ids, the [`CredentialHash`], message ids, sequence numbers,
-//! payloads and whole-second timestamps (see [`scripts`] for the layout). Times must be below
+//! payloads and whole-second timestamps (see `redis/scripts.rs` for the layout). Times must be below
 //! 2^53 seconds (Lua numbers are doubles).
 
 mod keys;
