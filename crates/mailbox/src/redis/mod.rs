@@ -108,6 +108,16 @@ impl RedisConfig {
     }
 }
 
+impl RedisConfig {
+    /// Sets the `WAIT` timeout, and raises the response timeout to at least 4 s more than it
+    /// (what a gateway's `wait_timeout_ms` setting maps to).
+    pub fn with_wait_timeout(mut self, wait: Duration) -> Self {
+        self.wait_timeout = wait;
+        self.response_timeout = self.response_timeout.max(wait.saturating_add(Duration::from_secs(4)));
+        self
+    }
+}
+
 impl std::fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConfig")
@@ -793,6 +803,14 @@ mod tests {
         assert!(matches!(by_code("CLUSTERDOWN", String::new()), StoreError::Unavailable { .. }));
         assert!(matches!(by_code("NOREPLICAS", String::new()), StoreError::Unavailable { .. }));
         assert!(matches!(by_code("ERR", String::new()), StoreError::Internal { .. }));
+    }
+
+    #[test]
+    fn wait_timeout_keeps_the_response_timeout_longer() {
+        let c = RedisConfig::new(vec![]).with_wait_timeout(Duration::from_secs(30));
+        assert_eq!((c.wait_timeout, c.response_timeout), (Duration::from_secs(30), Duration::from_secs(34)));
+        let c = RedisConfig::new(vec![]).with_wait_timeout(Duration::from_millis(200));
+        assert_eq!(c.response_timeout, Duration::from_secs(5));
     }
 
     #[test]
