@@ -132,6 +132,22 @@ async fn bad_settings_are_refused() {
     assert!(!format!("{:?}", RedisConfig { password: Some("hunter2".into()), ..base }).contains("hunter2"));
 }
 
+/// A prefix written in another format version is refused.
+#[tokio::test]
+async fn another_format_version_is_refused() {
+    let Some(f) = Redis::from_env() else { return };
+    let config = f.config(Limits::default());
+    let prefix = config.key_prefix.clone();
+    drop(RedisStore::connect(config.clone()).await.expect("first connect records the format"));
+    RedisStore::connect(config.clone()).await.expect("same format");
+    let client = redis::cluster::ClusterClient::new(f.seeds.iter().map(|s| format!("redis://{s}"))).unwrap();
+    let mut con = client.get_async_connection().await.unwrap();
+    let () =
+        redis::cmd("SET").arg(format!("{prefix}:format")).arg("999").query_async(&mut con).await.unwrap();
+    let e = RedisStore::connect(config).await.expect_err("another format");
+    assert!(matches!(e, StoreError::Connect { .. }) && e.to_string().contains("format \"999\""), "{e}");
+}
+
 /// Stores with different prefixes share the cluster without seeing each other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefixes_isolate_stores() {

@@ -122,6 +122,11 @@ impl Keys {
         Keys { prefix: prefix.to_owned() }
     }
 
+    /// The prefix of every key.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn bucket_key(&self, bucket: Bucket, suffix: &str) -> Vec<u8> {
         format!("{}:{{{}}}:{suffix}", self.prefix, bucket.tag().0).into_bytes()
     }

@@ -61,6 +61,10 @@ use crate::{
     StoreStats, StoredMessage, UnixTime,
 };
 
+/// The version of the stored layout (keys, scripts' data structures, records), kept in
+/// `<prefix>:format`. A store refuses a prefix written by another version.
+pub const FORMAT_VERSION: u32 = 1;
+
 /// Largest time the store accepts (Lua numbers and sorted-set scores are exact below 2^53).
 const MAX_TIME: u64 = 1 << 53;
 
@@ -357,7 +361,32 @@ impl RedisStore {
             target,
         };
         store.refresh_slots().await;
+        if let Err(detail) = store.check_format().await {
+            return Err(StoreError::Connect { target: store.target.clone(), detail });
+        }
         Ok(store)
+    }
+
+    /// Records [`FORMAT_VERSION`] under the prefix, or checks the one recorded.
+    async fn check_format(&self) -> Result<(), String> {
+        let mut conn = self.conn();
+        let key = format!("{}:format", self.keys.prefix());
+        let old: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(FORMAT_VERSION)
+            .arg("NX")
+            .arg("GET")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| format!("cannot read the store's format version ({key}): {e}"))?;
+        match old {
+            None => Ok(()),
+            Some(v) if v == FORMAT_VERSION.to_string() => Ok(()),
+            Some(v) => Err(format!(
+                "the keys under this prefix were written in format {v:?}, this build knows format \
+                 {FORMAT_VERSION}: run a matching qanat, or use another key_prefix"
+            )),
+        }
     }
 
     /// The names of the keys that hold `mailbox` (its four keys; the first always exists while it

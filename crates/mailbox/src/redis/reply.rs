@@ -202,6 +202,16 @@ mod tests {
         }
     }
 
+    /// The stored record layout, pinned.
+    #[test]
+    fn record_known_answer() {
+        let rec = record(&MessageId([0xee; 32]), UnixTime(0x0102_0304_0506_0708), b"hi");
+        let mut want = vec![0xee; 32];
+        want.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        want.extend_from_slice(b"hi");
+        assert_eq!(rec, want);
+    }
+
     #[test]
     fn records_round_trip() {
         let rec = record(&MessageId([7; 32]), UnixTime(1_700_000_000), b"hello");
