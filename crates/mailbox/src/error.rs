@@ -49,6 +49,15 @@ pub enum StoreError {
         /// Why, and what to do about it.
         detail: String,
     },
+    /// A remote store (the Redis Cluster backend) could not be reached or is not ready to serve:
+    /// unreachable seed nodes, a cluster not in `cluster_state:ok`, a refused login.
+    #[error("cannot connect to the mailbox store at {target}: {detail}")]
+    Connect {
+        /// Where the store was looked for (the seed nodes).
+        target: String,
+        /// Why, and what to do about it.
+        detail: String,
+    },
     /// A bug in the store (an invariant did not hold): please report it.
     #[error("internal error in the mailbox store (a bug): {detail}")]
     Internal {

@@ -1,5 +1,7 @@
 //! A gateway's mailbox store: one async trait ([`MailboxStore`]), one conformance suite that
-//! every backend passes, and the embedded default backend on SQLite ([`sqlite::SqliteStore`]).
+//! every backend passes, the embedded default backend on SQLite ([`sqlite::SqliteStore`]), and,
+//! for gateways that outgrow one machine, a Redis Cluster backend (`redis::RedisStore`, feature
+//! `redis`, on by default).
 //!
 //! # The durability rule
 //!
@@ -10,7 +12,8 @@
 //! disk, a quota-free I/O failure, an unavailable backend — comes back as `Err`, so that the
 //! gateway acknowledges nothing and the previous hop retransmits. A retransmission carries the
 //! same [`MessageId`] and is then reported [`AppendOutcome::Duplicate`]: stored once, safe to
-//! acknowledge again.
+//! acknowledge again. (The Redis backend's `Ok` means the write is fsynced to the master's
+//! append-only file and a replica confirmed it: see its module.)
 //!
 //! # Group commit
 //!
@@ -32,7 +35,7 @@
 //! suite (one async function per case, and the macro `conformance_tests!` that turns them into
 //! `#[tokio::test]`s), an in-memory reference model (`ModelStore`), and a state-machine property
 //! test (`ops`, `check_against_model`) that checks a backend against the model. Every backend's
-//! tests run the same suite unchanged (`tests/sqlite.rs` for SQLite).
+//! tests run the same suite unchanged (`tests/sqlite.rs` for SQLite, `tests/redis.rs` for Redis).
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -40,6 +43,8 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod sqlite;
 mod store;
 mod types;

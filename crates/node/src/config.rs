@@ -26,9 +26,15 @@
 //!
 //! [gateway]
 //! client_listen = "127.0.0.1:7201"
-//! store = "sqlite"              # the default; "redis" is parsed but not yet supported
+//! store = "sqlite"              # the default; or "redis" with a [gateway.redis] table
 //! sqlite_path = "mailboxes.sqlite"
 //! retention_days = 30
+//! # [gateway.redis]             # with store = "redis" (see docs/OPERATING.md)
+//! # seed_nodes = ["10.0.0.11:7000", "10.0.0.12:7000"]
+//! # key_prefix = "qanat"        # optional
+//! # wait_timeout_ms = 1000      # optional: how long a write waits for a replica
+//! # username = "qanat-gateway"  # optional ACL user
+//! # password_file = "redis-password"  # optional, relative to data_dir
 //! ```
 //!
 //! An authority has an `[authority]` table instead, with `allowed_nodes` (identity keys) and
@@ -221,6 +227,19 @@ pub enum StoreConfig {
         /// The database file, inside the data directory.
         path: PathBuf,
     },
+    /// A Redis Cluster (`qanat_mailbox::redis::RedisStore`).
+    Redis {
+        /// Some of the cluster's nodes; the rest are discovered.
+        seed_nodes: Vec<LinkAddress>,
+        /// Prefix of every key (default `qanat`).
+        key_prefix: String,
+        /// How long a write waits for a replica's confirmation (`WAIT 1`) before it fails.
+        wait_timeout: Duration,
+        /// ACL user, if the cluster requires a login.
+        username: Option<String>,
+        /// File holding the ACL password (inside the data directory), if the cluster requires one.
+        password_file: Option<PathBuf>,
+    },
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -274,6 +293,10 @@ struct RawGateway {
 #[serde(deny_unknown_fields)]
 struct RawRedis {
     seed_nodes: Vec<String>,
+    key_prefix: Option<String>,
+    wait_timeout_ms: Option<u64>,
+    username: Option<String>,
+    password_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -479,6 +502,20 @@ fn parse_data_dir(s: &str, base_dir: &Path) -> Result<PathBuf, ConfigError> {
     Ok(base_dir.join(s))
 }
 
+/// A relative path inside the data directory, without `..`.
+fn inside_data_dir<'a>(field: &str, rel: &'a str, example: &str) -> Result<&'a Path, ConfigError> {
+    let rel_path = Path::new(rel);
+    let inside = !rel.is_empty() && rel_path.components().all(|c| matches!(c, Component::Normal(_)));
+    if !inside {
+        return Err(invalid(
+            field,
+            format!("{rel:?} is not a relative path inside data_dir"),
+            format!("give a file name relative to data_dir, without '..', e.g. \"{example}\""),
+        ));
+    }
+    Ok(rel_path)
+}
+
 fn parse_address(field: &str, s: &str) -> Result<LinkAddress, ConfigError> {
     LinkAddress::parse(s).map_err(|e| {
         invalid(
@@ -597,6 +634,7 @@ fn parse_network(raw: RawNetwork) -> Result<NetworkConfig, ConfigError> {
 fn parse_gateway(raw: RawGateway, data_dir: &Path) -> Result<GatewayConfig, ConfigError> {
     let client_listen = parse_address("gateway.client_listen", &raw.client_listen)?;
     let store_name = raw.store.as_deref().unwrap_or("sqlite");
+    let mut seed_nodes = Vec::new();
     if let Some(redis) = &raw.redis {
         if redis.seed_nodes.is_empty() {
             return Err(invalid(
@@ -606,51 +644,72 @@ fn parse_gateway(raw: RawGateway, data_dir: &Path) -> Result<GatewayConfig, Conf
             ));
         }
         for (i, n) in redis.seed_nodes.iter().enumerate() {
-            parse_address(&format!("gateway.redis.seed_nodes[{i}]"), n)?;
+            seed_nodes.push(parse_address(&format!("gateway.redis.seed_nodes[{i}]"), n)?);
         }
     }
     let store = match store_name {
         "sqlite" => {
             if raw.redis.is_some() {
-                return Err(ConfigError::Unsupported {
-                    path: None,
-                    field: "gateway.redis".into(),
-                    what: "the Redis Cluster mailbox store".into(),
-                    fix: "remove the [gateway.redis] table and use store = \"sqlite\"".into(),
-                });
-            }
-            let rel = raw.sqlite_path.as_deref().unwrap_or("mailboxes.sqlite");
-            let rel_path = Path::new(rel);
-            let inside = !rel.is_empty() && rel_path.components().all(|c| matches!(c, Component::Normal(_)));
-            if !inside {
                 return Err(invalid(
-                    "gateway.sqlite_path",
-                    format!("{rel:?} is not a relative path inside data_dir"),
-                    "give a file name relative to data_dir, without '..', e.g. \"mailboxes.sqlite\"",
+                    "gateway.redis",
+                    "is only used with store = \"redis\"",
+                    "set store = \"redis\" to use the Redis Cluster, or remove the [gateway.redis] table",
                 ));
             }
-            StoreConfig::Sqlite { path: data_dir.join(rel_path) }
+            let rel = raw.sqlite_path.as_deref().unwrap_or("mailboxes.sqlite");
+            StoreConfig::Sqlite {
+                path: data_dir.join(inside_data_dir("gateway.sqlite_path", rel, "mailboxes.sqlite")?),
+            }
         }
         "redis" => {
-            if raw.redis.is_none() {
+            let Some(redis) = raw.redis else {
                 return Err(invalid(
                     "gateway.redis",
                     "store = \"redis\" needs a [gateway.redis] table",
                     "add [gateway.redis] with seed_nodes = [\"host:port\", ...]",
                 ));
+            };
+            let key_prefix = redis.key_prefix.unwrap_or_else(|| "qanat".into());
+            if key_prefix.is_empty()
+                || !key_prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+            {
+                return Err(invalid(
+                    "gateway.redis.key_prefix",
+                    format!("{key_prefix:?} is not a valid key prefix"),
+                    "use letters, digits, '-', '_', '.' or ':' (default \"qanat\")",
+                ));
             }
-            return Err(ConfigError::Unsupported {
-                path: None,
-                field: "gateway.store".into(),
-                what: "the Redis Cluster mailbox store".into(),
-                fix: "use store = \"sqlite\" (the default) for now".into(),
-            });
+            let wait_ms = redis.wait_timeout_ms.unwrap_or(1000);
+            if !(1..=60_000).contains(&wait_ms) {
+                return Err(invalid(
+                    "gateway.redis.wait_timeout_ms",
+                    format!("{wait_ms} is outside 1..=60000"),
+                    "give how many milliseconds a write waits for a replica (default 1000)",
+                ));
+            }
+            let password_file = match redis.password_file.as_deref() {
+                Some(rel) => Some(data_dir.join(inside_data_dir(
+                    "gateway.redis.password_file",
+                    rel,
+                    "redis-password",
+                )?)),
+                None => None,
+            };
+            StoreConfig::Redis {
+                seed_nodes,
+                key_prefix,
+                wait_timeout: Duration::from_millis(wait_ms),
+                username: redis.username,
+                password_file,
+            }
         }
         other => {
             return Err(invalid(
                 "gateway.store",
                 format!("expected \"sqlite\" or \"redis\", got {other:?}"),
-                "use store = \"sqlite\" (the default)",
+                "use store = \"sqlite\" (the default) or \"redis\"",
             ));
         }
     };
@@ -917,7 +976,10 @@ pub fn render_example(ex: &Example) -> String {
             let _ = writeln!(s, "\n[gateway]");
             let _ = writeln!(s, "# Where clients connect.");
             let _ = writeln!(s, "client_listen = \"{client_listen}\"");
-            let _ = writeln!(s, "# Mailbox store: \"sqlite\" (embedded, the default).");
+            let _ = writeln!(
+                s,
+                "# Mailbox store: \"sqlite\" (embedded, the default) or \"redis\" (a Redis Cluster)."
+            );
             let _ = writeln!(s, "store = \"sqlite\"");
             let _ = writeln!(s, "# The database file, relative to data_dir.");
             let _ = writeln!(s, "sqlite_path = \"mailboxes.sqlite\"");
@@ -926,9 +988,13 @@ pub fn render_example(ex: &Example) -> String {
             let _ = writeln!(s, "max_messages_per_mailbox = {}", d.max_messages_per_mailbox);
             let _ = writeln!(s, "max_bytes_per_mailbox = {}", d.max_bytes_per_mailbox);
             let _ = writeln!(s, "max_payload_len = {}", d.max_payload_len);
-            let _ = writeln!(s, "# Redis Cluster store (not yet supported):");
+            let _ = writeln!(s, "# Redis Cluster store (with store = \"redis\"; see docs/OPERATING.md):");
             let _ = writeln!(s, "# [gateway.redis]");
-            let _ = writeln!(s, "# seed_nodes = [\"127.0.0.1:6379\"]");
+            let _ = writeln!(s, "# seed_nodes = [\"10.0.0.11:7000\", \"10.0.0.12:7000\"]");
+            let _ = writeln!(s, "# key_prefix = \"qanat\"");
+            let _ = writeln!(s, "# wait_timeout_ms = 1000");
+            let _ = writeln!(s, "# username = \"qanat-gateway\"");
+            let _ = writeln!(s, "# password_file = \"redis-password\"");
         }
     }
     s

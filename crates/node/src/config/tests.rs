@@ -158,19 +158,58 @@ fn role_sections_must_match_the_role() {
 }
 
 #[test]
-fn redis_is_parsed_and_validated_but_not_yet_supported() {
+fn redis_store_is_parsed_and_validated() {
     let gw = gateway_text();
     let with_redis = gw.replace("# [gateway.redis]\n# seed_nodes", "[gateway.redis]\nseed_nodes");
-    let err = refused(&with_redis, "gateway.redis", "not yet supported");
-    assert!(matches!(err, ConfigError::Unsupported { .. }));
+    let err = refused(&with_redis, "gateway.redis", "only used with store = \"redis\"");
+    assert!(matches!(err, ConfigError::Invalid { .. }));
     let redis_store = with_redis.replace("store = \"sqlite\"", "store = \"redis\"");
-    refused(&redis_store, "gateway.store", "not yet supported");
+    let store = |text: &str| match parse(text).unwrap().role {
+        RoleConfig::Gateway(g) => g.store,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        store(&redis_store),
+        StoreConfig::Redis {
+            seed_nodes: vec![addr("10.0.0.11:7000"), addr("10.0.0.12:7000")],
+            key_prefix: "qanat".into(),
+            wait_timeout: Duration::from_secs(1),
+            username: None,
+            password_file: None,
+        }
+    );
+    let full = redis_store
+        .replace("# key_prefix = \"qanat\"", "key_prefix = \"gw-1\"")
+        .replace("# wait_timeout_ms = 1000", "wait_timeout_ms = 250")
+        .replace("# username", "username")
+        .replace("# password_file", "password_file");
+    assert_eq!(
+        store(&full),
+        StoreConfig::Redis {
+            seed_nodes: vec![addr("10.0.0.11:7000"), addr("10.0.0.12:7000")],
+            key_prefix: "gw-1".into(),
+            wait_timeout: Duration::from_millis(250),
+            username: Some("qanat-gateway".into()),
+            password_file: Some(PathBuf::from("/etc/qanat/data/redis-password")),
+        }
+    );
     refused(
-        &redis_store.replace("[\"127.0.0.1:6379\"]", "[\"127.0.0.1:6379\", \"bad address\"]"),
+        &redis_store.replace("\"10.0.0.12:7000\"]", "\"bad address\"]"),
         "gateway.redis.seed_nodes[1]",
         "host:port",
     );
-    refused(&redis_store.replace("[\"127.0.0.1:6379\"]", "[]"), "gateway.redis.seed_nodes", "empty");
+    refused(
+        &redis_store.replace("[\"10.0.0.11:7000\", \"10.0.0.12:7000\"]", "[]"),
+        "gateway.redis.seed_nodes",
+        "empty",
+    );
+    refused(&full.replace("\"gw-1\"", "\"a{b}\""), "gateway.redis.key_prefix", "not a valid key prefix");
+    refused(&full.replace("= 250", "= 0"), "gateway.redis.wait_timeout_ms", "outside");
+    refused(
+        &full.replace("\"redis-password\"", "\"../secret\""),
+        "gateway.redis.password_file",
+        "inside data_dir",
+    );
     refused(
         &gw.replace("store = \"sqlite\"", "store = \"redis\""),
         "gateway.redis",

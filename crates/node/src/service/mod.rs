@@ -30,8 +30,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use qanat_link::http::{self, MetricsServer, RenderMetrics};
 use qanat_link::{FrameSize, LinkConfig, LinkMetrics, LinkSecretKey};
-use qanat_mailbox::StoreError;
+use qanat_mailbox::redis::{RedisConfig, RedisStore};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
+use qanat_mailbox::{MailboxStore, StoreError};
 use qanat_mixnet::{Gateway, GatewayConfig as CoreGatewayConfig, Mix, MixConfig};
 use qanat_packet::{Geometry, RecipientId, SecretKey};
 use qanat_pki::descriptor::LinkAddress;
@@ -82,6 +83,12 @@ pub enum ServiceError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The Redis password file could not be read.
+    #[error("cannot read gateway.redis.password_file: {source}; check the path and its permissions")]
+    PasswordFile {
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The mailbox store could not be opened.
     #[error("cannot open the mailbox store: {0}")]
     Store(#[from] StoreError),
@@ -109,6 +116,8 @@ pub struct RunningNode {
     inner: Inner,
     metrics_server: Option<MetricsServer>,
     directory: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    /// Housekeeping tasks (a gateway's retention), aborted at shutdown.
+    background: Vec<JoinHandle<()>>,
     status: Arc<DirectoryStatus>,
 }
 
@@ -147,6 +156,9 @@ impl RunningNode {
         if let Some((stop, task)) = self.directory {
             let _ = stop.send(true);
             let _ = task.await;
+        }
+        for t in self.background {
+            t.abort();
         }
         match self.inner {
             Inner::Authority(h) => h.shutdown().await,
@@ -195,6 +207,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
     let status = Arc::new(DirectoryStatus::default());
     let started = Instant::now();
     let role = config.role.name();
+    let mut background = Vec::new();
 
     let (inner, render, client_addr): (Inner, RenderMetrics, Option<SocketAddr>) = match &config.role {
         RoleConfig::Authority(a) => {
@@ -284,17 +297,6 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
             let id = keys.identity().public().node_id();
             let core = Gateway::new(CoreGatewayConfig::new(id), geometry.clone());
             let client_listen = resolve("gateway.client_listen", &g.client_listen).await?;
-            let store = match &g.store {
-                StoreConfig::Sqlite { path } => {
-                    let (path, limits) = (path.clone(), g.limits.clone());
-                    tokio::task::spawn_blocking(move || {
-                        SqliteStore::open(path, SqliteConfig { limits, max_database_bytes: None })
-                    })
-                    .await
-                    .map_err(|_| ServiceError::Internal("the store's opening task failed"))??
-                }
-            };
-            let store = Arc::new(store);
             let rc = GatewayRuntimeConfig {
                 listen,
                 client_listen,
@@ -304,9 +306,38 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                 max_batch: 256,
                 clock: epochs::core_time(wall_now()),
             };
-            let h = spawn_gateway(core, store.clone(), rc)
-                .await
-                .map_err(|source| ServiceError::Bind { field: "listen or gateway.client_listen", source })?;
+            let h = match &g.store {
+                StoreConfig::Sqlite { path } => {
+                    let (path, limits) = (path.clone(), g.limits.clone());
+                    let store = tokio::task::spawn_blocking(move || {
+                        SqliteStore::open(path, SqliteConfig { limits, max_database_bytes: None })
+                    })
+                    .await
+                    .map_err(|_| ServiceError::Internal("the store's opening task failed"))??;
+                    start_gateway(core, Arc::new(store), rc, &mut background).await?
+                }
+                StoreConfig::Redis { seed_nodes, key_prefix, wait_timeout, username, password_file } => {
+                    let password = match password_file {
+                        Some(f) => Some(
+                            std::fs::read_to_string(f)
+                                .map_err(|source| ServiceError::PasswordFile { source })?
+                                .trim()
+                                .to_owned(),
+                        ),
+                        None => None,
+                    };
+                    let config = RedisConfig {
+                        limits: g.limits.clone(),
+                        key_prefix: key_prefix.clone(),
+                        username: username.clone(),
+                        password,
+                        ..RedisConfig::new(seed_nodes.iter().map(|a| a.as_str().to_owned()).collect())
+                    }
+                    .with_wait_timeout(*wait_timeout);
+                    let store = RedisStore::connect(config).await?;
+                    start_gateway(core, Arc::new(store), rc, &mut background).await?
+                }
+            };
             let probe = h.probe();
             let st = status.clone();
             let render: RenderMetrics = Arc::new(move || {
@@ -377,7 +408,45 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
     if directory.is_some() {
         tracing::info!(role, epoch = Epoch::at(wall_now(), period).0, "node started");
     }
-    Ok(RunningNode { role, link_addr, client_addr, metrics_addr, inner, metrics_server, directory, status })
+    Ok(RunningNode {
+        role,
+        link_addr,
+        client_addr,
+        metrics_addr,
+        inner,
+        metrics_server,
+        directory,
+        background,
+        status,
+    })
+}
+
+/// How often a gateway deletes messages older than its retention.
+pub const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Starts a gateway runtime over `store`, and its retention task (in `background`).
+async fn start_gateway<S: MailboxStore>(
+    core: Gateway,
+    store: Arc<S>,
+    rc: GatewayRuntimeConfig,
+    background: &mut Vec<JoinHandle<()>>,
+) -> Result<GatewayHandle, ServiceError> {
+    let h = spawn_gateway(core, store.clone(), rc)
+        .await
+        .map_err(|source| ServiceError::Bind { field: "listen or gateway.client_listen", source })?;
+    background.push(tokio::spawn(async move {
+        let mut every = tokio::time::interval(EXPIRE_EVERY);
+        loop {
+            every.tick().await;
+            let now = qanat_mailbox::UnixTime(wall_now().as_secs());
+            match store.expire(now).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(expired = n, "messages past retention deleted"),
+                Err(e) => tracing::warn!("retention: {e}"),
+            }
+        }
+    }));
+    Ok(h)
 }
 
 /// The directory loop of a mix or gateway.
