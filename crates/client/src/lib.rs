@@ -1,0 +1,19 @@
+//! The Qanat client: what a person's device runs.
+//!
+//! - [`store`]: the profile and all local state, in an embedded database encrypted under a key
+//!   derived from the passphrase (Argon2id); one process at a time per profile.
+//! - [`invite`]: one-time invitation links (and QR codes) that carry a gateway, a fresh mailbox
+//!   and keys, and never an identifier.
+//! - [`mls`]: conversations as MLS groups (openmls, hybrid post-quantum ciphersuite), with
+//!   concurrent commits converging without a server.
+//! - [`sending`]: the IO-free Loopix sender: messages split into packets, one packet every
+//!   Exp(λ_P) (real if queued, cover otherwise), loops, SURB acknowledgements, resends with
+//!   randomized backoff, de-duplication, delivery state.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod invite;
+pub mod mls;
+pub mod sending;
+pub mod store;
