@@ -39,12 +39,12 @@ pub struct Options {
 }
 
 impl Default for Options {
-    /// A fast development network: 20-second epochs, X-Wing packets, 50 ms mean delay, 20 mix
+    /// A fast development network: 20-second epochs, X25519-KEM packets, 50 ms mean delay, 20 mix
     /// loops per second (3 layers × 20/s × 50 ms = 3 ≥ 2), clients at 2 packets per second.
     fn default() -> Self {
         Self {
             epoch_secs: 20,
-            scheme: Scheme::XWing,
+            scheme: Scheme::X25519Kem,
             mean_delay_ms: 50,
             lambda_m: 20.0,
             lambda_p: 2.0,

@@ -82,7 +82,7 @@ enum DevnetCommand {
         #[arg(long, default_value_t = 20)]
         epoch_secs: u64,
         /// Packet scheme: xwing, x25519-kem or x25519-nike.
-        #[arg(long, default_value = "xwing")]
+        #[arg(long, default_value = "x25519-kem")]
         scheme: String,
         /// Mean delay per mix, in milliseconds.
         #[arg(long, default_value_t = 50)]

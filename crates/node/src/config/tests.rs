@@ -228,17 +228,17 @@ fn authority_parameters_default_and_are_checked() {
     assert_eq!(a.parameters, Parameters::default_for(DEFAULT_SCHEME));
 
     let custom = auth
-        .replace("scheme = \"xwing\"", "scheme = \"x25519-kem\"")
+        .replace("scheme = \"x25519-kem\"", "scheme = \"xwing\"")
         .replace("nr_hops = 5\nforward_payload_len = 1536\n", "")
         .replace("lambda_m = 2", "lambda_m = 3.5")
         .replace("epoch_period_secs = 1200", "epoch_period_secs = 60");
     let c = parse(&custom).unwrap();
     let RoleConfig::Authority(a) = &c.role else { panic!() };
-    assert_eq!(a.parameters.scheme(), Scheme::X25519Kem);
+    assert_eq!(a.parameters.scheme(), Scheme::XWing);
     assert_eq!(a.parameters.lambda_m(), Rate::from_milli_per_sec(3500));
     assert_eq!(a.parameters.epoch_period(), EpochPeriod::from_secs(60).unwrap());
 
-    refused(&auth.replace("scheme = \"xwing\"", "scheme = \"rsa\""), "network.scheme", "rsa");
+    refused(&auth.replace("scheme = \"x25519-kem\"", "scheme = \"rsa\""), "network.scheme", "rsa");
     refused(&auth.replace("mix_layers = 3", "mix_layers = 0"), "authority.parameters.mix_layers", "outside");
     refused(&auth.replace("nr_hops = 5", "nr_hops = 4"), "authority.parameters.mix_layers", "at least 5");
     refused(&auth.replace("nr_hops = 5", "nr_hops = 99"), "network.nr_hops", "geometry");
