@@ -321,7 +321,7 @@ struct RawParameters {
 /// The scheme a new network uses when `[network]` names none: X25519 KEM. Its 732-byte SURBs fit
 /// in a packet's 1,536-byte payload (X-Wing's 7,260-byte SURBs do not, and would need 16 KB
 /// packets); links are already hybrid post-quantum (see docs/PROTOCOL.md, "Default scheme").
-pub const DEFAULT_SCHEME: Scheme = Scheme::XWing;
+pub const DEFAULT_SCHEME: Scheme = Scheme::X25519Kem;
 /// Longest retention a gateway accepts: ten years.
 pub const MAX_RETENTION_DAYS: u64 = 3650;
 const MAX_NETWORK_NAME: usize = 64;
