@@ -1,1 +1,736 @@
-//! (Being written.)
+//! The IO-free Loopix sender and receiver of a client: what goes into each packet, when packets
+//! leave, and what makes delivery reliable.
+//!
+//! # Packets
+//!
+//! Every packet a client sends has the network's one size. Its payload (the Sphinx forward
+//! payload, [`Geometry::forward_payload_len`] bytes) is one of:
+//!
+//! ```text
+//! DATA  = 0x01 ‖ SURB (surb_len) ‖ message id (16) ‖ index u16 ‖ count u16 ‖ length u16 ‖ data ‖ zeros
+//! COVER = 0x02 ‖ random bytes                         (loops and drops)
+//! ```
+//!
+//! and the reply a recipient sends back through the SURB of a DATA packet is
+//!
+//! ```text
+//! ACK   = 0x03 ‖ message id (16) ‖ index u16 ‖ zeros
+//! ```
+//!
+//! A message is split into `count` fragments of at most [`fragment_capacity`] bytes, each sent in
+//! its own DATA packet with its own SURB. The recipient acknowledges every DATA packet it
+//! receives (again if it is a duplicate: the first acknowledgement may have been lost) and
+//! delivers a message once, when its last fragment arrives ([`Inbox`]). The sender resends a
+//! fragment whose acknowledgement has not come back after a randomized, growing backoff
+//! ([`Outbox`]); a message is *delivered* when every fragment is acknowledged.
+//!
+//! # When packets leave
+//!
+//! [`Schedule`] draws three independent Poisson processes: payload slots at rate λ_P (a slot
+//! carries the next queued real packet, or a drop cover packet when nothing is queued), loops at
+//! rate λ_L and drops at rate λ_D. A wire observer sees the same packet stream whether the user
+//! is typing or asleep (P3).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use qanat_mixnet::{Destination, Hop, Time, Topology, exponential, path_hops};
+use qanat_packet::{
+    CreateError, Geometry, NodeId, PathHop, RecipientId, Sphinx, SurbError, SurbId, SurbKeys,
+};
+use rand_core::CryptoRng;
+
+const KIND_DATA: u8 = 1;
+const KIND_COVER: u8 = 2;
+const KIND_ACK: u8 = 3;
+const DATA_HEADER: usize = 1 + 16 + 2 + 2 + 2;
+
+/// Longest message, in fragments.
+pub const MAX_FRAGMENTS: usize = 4096;
+
+/// A message's identifier: 16 random bytes chosen by its sender.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub [u8; 16]);
+
+impl std::fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MessageId(..)")
+    }
+}
+
+/// Why a payload could not be read or built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PayloadError {
+    /// Not the payload length of the network.
+    #[error("wrong payload length")]
+    Length,
+    /// Unknown kind byte.
+    #[error("unknown payload kind")]
+    Kind,
+    /// A field is out of range (fragment index, count or length).
+    #[error("malformed payload")]
+    Malformed,
+    /// A SURB does not fit in this network's payload.
+    #[error("this network's payload cannot carry a SURB and data (raise forward_payload_len)")]
+    NoRoom,
+    /// The message is longer than [`MAX_FRAGMENTS`] fragments.
+    #[error("message too long")]
+    TooLong,
+}
+
+/// A decoded payload.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// A fragment of a message, with the SURB to acknowledge it.
+    Data {
+        /// The SURB.
+        surb: Vec<u8>,
+        /// The message.
+        message_id: MessageId,
+        /// Which fragment.
+        index: u16,
+        /// Of how many.
+        count: u16,
+        /// The fragment's bytes.
+        data: Vec<u8>,
+    },
+    /// Cover traffic (a loop or a drop).
+    Cover,
+    /// An acknowledgement (decrypted from a SURB reply).
+    Ack {
+        /// The message.
+        message_id: MessageId,
+        /// Which fragment.
+        index: u16,
+    },
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Data { index, count, data, .. } => {
+                write!(f, "Data {{ index: {index}, count: {count}, {} bytes }}", data.len())
+            }
+            Self::Cover => f.write_str("Cover"),
+            Self::Ack { index, .. } => write!(f, "Ack {{ index: {index} }}"),
+        }
+    }
+}
+
+/// Data bytes per DATA packet in `g`.
+pub fn fragment_capacity(g: &Geometry) -> Result<usize, PayloadError> {
+    g.forward_payload_len()
+        .checked_sub(DATA_HEADER + g.surb_len())
+        .filter(|n| *n > 0)
+        .ok_or(PayloadError::NoRoom)
+}
+
+impl Payload {
+    /// The payload's bytes in `g` (cover payloads take random bytes from `rng`).
+    pub fn encode<R: CryptoRng + ?Sized>(&self, g: &Geometry, rng: &mut R) -> Result<Vec<u8>, PayloadError> {
+        let mut out = vec![0u8; g.forward_payload_len()];
+        match self {
+            Self::Data { surb, message_id, index, count, data } => {
+                let cap = fragment_capacity(g)?;
+                if surb.len() != g.surb_len() || data.len() > cap || index >= count {
+                    return Err(PayloadError::Malformed);
+                }
+                let len = u16::try_from(data.len()).map_err(|_| PayloadError::Malformed)?;
+                let mut w = Writer(&mut out, 0);
+                w.put(&[KIND_DATA]);
+                w.put(surb);
+                w.put(&message_id.0);
+                w.put(&index.to_be_bytes());
+                w.put(&count.to_be_bytes());
+                w.put(&len.to_be_bytes());
+                w.put(data);
+            }
+            Self::Cover => {
+                rng.fill_bytes(&mut out);
+                if let Some(b) = out.first_mut() {
+                    *b = KIND_COVER;
+                }
+            }
+            Self::Ack { message_id, index } => {
+                let mut w = Writer(&mut out, 0);
+                w.put(&[KIND_ACK]);
+                w.put(&message_id.0);
+                w.put(&index.to_be_bytes());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Strictly decodes a payload of `g` (padding must be zeros).
+    pub fn decode(g: &Geometry, b: &[u8]) -> Result<Self, PayloadError> {
+        if b.len() != g.forward_payload_len() {
+            return Err(PayloadError::Length);
+        }
+        let (&kind, rest) = b.split_first().ok_or(PayloadError::Length)?;
+        let zeros = |tail: &[u8]| tail.iter().all(|x| *x == 0);
+        let id = |b: &[u8]| -> Result<MessageId, PayloadError> {
+            b.get(..16).and_then(|s| s.try_into().ok()).map(MessageId).ok_or(PayloadError::Malformed)
+        };
+        let u16_at = |b: &[u8], i: usize| -> Result<u16, PayloadError> {
+            b.get(i..i + 2).map(|s| u16::from_be_bytes([s[0], s[1]])).ok_or(PayloadError::Malformed)
+        };
+        match kind {
+            KIND_DATA => {
+                let cap = fragment_capacity(g)?;
+                let (surb, rest) = rest.split_at_checked(g.surb_len()).ok_or(PayloadError::Malformed)?;
+                let message_id = id(rest)?;
+                let (index, count, len) =
+                    (u16_at(rest, 16)?, u16_at(rest, 18)?, usize::from(u16_at(rest, 20)?));
+                let data = rest.get(22..22 + len).ok_or(PayloadError::Malformed)?;
+                if index >= count
+                    || usize::from(count) > MAX_FRAGMENTS
+                    || len > cap
+                    || !zeros(&rest[22 + len..])
+                {
+                    return Err(PayloadError::Malformed);
+                }
+                Ok(Self::Data { surb: surb.to_vec(), message_id, index, count, data: data.to_vec() })
+            }
+            KIND_COVER => Ok(Self::Cover),
+            KIND_ACK => {
+                let message_id = id(rest)?;
+                let index = u16_at(rest, 16)?;
+                if !zeros(rest.get(18..).unwrap_or_default()) {
+                    return Err(PayloadError::Malformed);
+                }
+                Ok(Self::Ack { message_id, index })
+            }
+            _ => Err(PayloadError::Kind),
+        }
+    }
+}
+
+struct Writer<'a>(&'a mut [u8], usize);
+
+impl Writer<'_> {
+    fn put(&mut self, b: &[u8]) {
+        if let Some(dst) = self.0.get_mut(self.1..self.1 + b.len()) {
+            dst.copy_from_slice(b);
+        }
+        self.1 += b.len();
+    }
+}
+
+/// Where packets for a contact go: their gateway and the mailbox they made for us there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The gateway.
+    pub gateway: NodeId,
+    /// The mailbox.
+    pub mailbox: RecipientId,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Route(..)")
+    }
+}
+
+/// Why a packet could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouteError {
+    /// A gateway is not in the epoch's topology.
+    #[error("the gateway is not in the current directory")]
+    UnknownGateway,
+    /// A layer has no mix.
+    #[error("a mix layer is empty in the current directory")]
+    EmptyLayer,
+    /// The packet layer refused the path or payload.
+    #[error(transparent)]
+    Create(#[from] CreateError),
+    /// The SURB could not be used.
+    #[error(transparent)]
+    Surb(#[from] SurbError),
+    /// The payload could not be built.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+}
+
+/// The hops from gateway `from` through one random mix per layer to gateway `to`.
+pub fn route_hops<R: CryptoRng + ?Sized>(
+    topology: &Topology,
+    from: &NodeId,
+    to: &NodeId,
+    rng: &mut R,
+) -> Result<Vec<Hop>, RouteError> {
+    let gw = |id: &NodeId| {
+        topology.gateways.iter().find(|h| h.id == *id).cloned().ok_or(RouteError::UnknownGateway)
+    };
+    let mut hops = vec![gw(from)?];
+    for l in 0..topology.layers.len() {
+        hops.push(topology.random_mix(l, rng).cloned().ok_or(RouteError::EmptyLayer)?);
+    }
+    hops.push(gw(to)?);
+    Ok(hops)
+}
+
+fn sphinx_path<R: CryptoRng + ?Sized>(
+    topology: &Topology,
+    hops: &[Hop],
+    mean_delay: Duration,
+    destination: Destination,
+    rng: &mut R,
+) -> Vec<PathHop> {
+    let refs: Vec<&Hop> = hops.iter().collect();
+    let is_gw = |id: &NodeId| topology.gateways.iter().any(|g| g.id == *id);
+    path_hops(&refs, is_gw, mean_delay, destination, rng)
+}
+
+/// What a client knows of the network for the current epoch, to build packets.
+#[derive(Debug, Clone)]
+pub struct NetworkView {
+    /// The epoch's topology.
+    pub topology: Topology,
+    /// The mean per-hop delay.
+    pub mean_delay: Duration,
+    /// This client's gateway.
+    pub gateway: NodeId,
+}
+
+/// The delivery state of a message, as its sender sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Waiting for sending slots.
+    Queued,
+    /// Every fragment has left at least once; not all are acknowledged.
+    Sent,
+    /// Every fragment is acknowledged.
+    Delivered,
+}
+
+/// How the outbox resends.
+#[derive(Debug, Clone, Copy)]
+pub struct ResendPolicy {
+    /// The first wait for an acknowledgement (about the expected round trip).
+    pub first: Duration,
+    /// The longest wait (the backoff doubles up to it).
+    pub max: Duration,
+}
+
+impl ResendPolicy {
+    /// The wait after the `attempt`-th send (0-based): `first · 2^attempt`, at most `max`, times
+    /// a uniform factor in [1, 2) so that resends do not line up.
+    fn wait<R: CryptoRng + ?Sized>(&self, attempt: u32, rng: &mut R) -> Duration {
+        let base = self.first.saturating_mul(1u32 << attempt.min(16)).min(self.max);
+        let jitter = 1.0 + (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        base.mul_f64(jitter)
+    }
+}
+
+#[derive(Debug)]
+enum FragmentState {
+    Queued,
+    InFlight { until: Time, attempt: u32 },
+    Acked,
+}
+
+struct OutMessage {
+    route: Route,
+    reply_to: RecipientId,
+    fragments: Vec<(Vec<u8>, FragmentState)>,
+    sent_once: bool,
+}
+
+/// A SURB the outbox is waiting to see come back.
+struct PendingSurb {
+    message_id: MessageId,
+    index: u16,
+    keys: SurbKeys,
+}
+
+/// What the outbox reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxEvent {
+    /// A message's state changed.
+    State(MessageId, Delivery),
+}
+
+/// The sender's side of reliable delivery.
+pub struct Outbox {
+    policy: ResendPolicy,
+    messages: BTreeMap<MessageId, OutMessage>,
+    queue: VecDeque<(MessageId, u16)>,
+    surbs: HashMap<SurbId, PendingSurb>,
+    events: Vec<OutboxEvent>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("messages", &self.messages.len())
+            .field("queued", &self.queue.len())
+            .finish()
+    }
+}
+
+/// A packet ready to leave: hand it to the client's gateway.
+#[derive(Clone)]
+pub struct OutPacket {
+    /// The packet.
+    pub packet: Vec<u8>,
+}
+
+impl std::fmt::Debug for OutPacket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OutPacket({} bytes)", self.packet.len())
+    }
+}
+
+impl Outbox {
+    /// An empty outbox.
+    pub fn new(policy: ResendPolicy) -> Self {
+        Self {
+            policy,
+            messages: BTreeMap::new(),
+            queue: VecDeque::new(),
+            surbs: HashMap::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Queues `bytes` for the contact at `route`, whose acknowledgements come back to our
+    /// mailbox `reply_to`. Returns the message's id.
+    pub fn queue<R: CryptoRng + ?Sized>(
+        &mut self,
+        g: &Geometry,
+        route: Route,
+        reply_to: RecipientId,
+        bytes: &[u8],
+        rng: &mut R,
+    ) -> Result<MessageId, PayloadError> {
+        let cap = fragment_capacity(g)?;
+        let chunks: Vec<&[u8]> = if bytes.is_empty() { vec![&[][..]] } else { bytes.chunks(cap).collect() };
+        if chunks.len() > MAX_FRAGMENTS {
+            return Err(PayloadError::TooLong);
+        }
+        let mut id = [0u8; 16];
+        rng.fill_bytes(&mut id);
+        let id = MessageId(id);
+        let fragments = chunks.iter().map(|c| (c.to_vec(), FragmentState::Queued)).collect::<Vec<_>>();
+        for i in 0..fragments.len() {
+            // Bounded by MAX_FRAGMENTS above.
+            self.queue.push_back((id, i as u16));
+        }
+        self.messages.insert(id, OutMessage { route, reply_to, fragments, sent_once: false });
+        self.events.push(OutboxEvent::State(id, Delivery::Queued));
+        Ok(id)
+    }
+
+    /// Whether a real packet is waiting for a slot.
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// The state of message `id`, if the outbox still knows it.
+    pub fn state(&self, id: &MessageId) -> Option<Delivery> {
+        let m = self.messages.get(id)?;
+        Some(if m.fragments.iter().all(|(_, s)| matches!(s, FragmentState::Acked)) {
+            Delivery::Delivered
+        } else if m.sent_once {
+            Delivery::Sent
+        } else {
+            Delivery::Queued
+        })
+    }
+
+    /// Builds the next queued fragment's packet for a payload slot at `now` (or `None` when
+    /// nothing is queued: the slot then carries a drop).
+    pub fn next_packet<R: CryptoRng + ?Sized>(
+        &mut self,
+        now: Time,
+        sphinx: &Sphinx,
+        view: &NetworkView,
+        rng: &mut R,
+    ) -> Result<Option<OutPacket>, RouteError> {
+        // Skip entries made stale by an acknowledgement since they were queued.
+        let (id, index) = loop {
+            let Some((id, index)) = self.queue.pop_front() else { return Ok(None) };
+            let sendable = self
+                .messages
+                .get(&id)
+                .and_then(|m| m.fragments.get(usize::from(index)))
+                .is_some_and(|(_, s)| !matches!(s, FragmentState::Acked));
+            if sendable {
+                break (id, index);
+            }
+        };
+        let Some(m) = self.messages.get_mut(&id) else { return Ok(None) };
+        let count = u16::try_from(m.fragments.len()).map_err(|_| PayloadError::TooLong)?;
+        let Some((data, state)) = m.fragments.get_mut(usize::from(index)) else { return Ok(None) };
+        let g = sphinx.geometry();
+        // The SURB: back from the contact's gateway through the layers to ours.
+        let mut surb_id = [0u8; 16];
+        rng.fill_bytes(&mut surb_id);
+        let back = route_hops(&view.topology, &m.route.gateway, &view.gateway, rng)?;
+        let back = sphinx_path(
+            &view.topology,
+            &back,
+            view.mean_delay,
+            Destination::SurbReply(m.reply_to, SurbId(surb_id)),
+            rng,
+        );
+        let (surb, keys) = sphinx.new_surb(rng, &back)?;
+        let payload =
+            Payload::Data { surb, message_id: id, index, count, data: data.clone() }.encode(g, rng)?;
+        let out = route_hops(&view.topology, &view.gateway, &m.route.gateway, rng)?;
+        let path =
+            sphinx_path(&view.topology, &out, view.mean_delay, Destination::Recipient(m.route.mailbox), rng);
+        let packet = sphinx.new_packet(rng, &path, &payload)?;
+        let attempt = match state {
+            FragmentState::InFlight { attempt, .. } => *attempt + 1,
+            _ => 0,
+        };
+        *state = FragmentState::InFlight { until: now + self.policy.wait(attempt, rng), attempt };
+        self.surbs.insert(SurbId(surb_id), PendingSurb { message_id: id, index, keys });
+        if !m.sent_once && m.fragments.iter().all(|(_, s)| !matches!(s, FragmentState::Queued)) {
+            m.sent_once = true;
+            self.events.push(OutboxEvent::State(id, Delivery::Sent));
+        }
+        Ok(Some(OutPacket { packet }))
+    }
+
+    /// A SURB reply arrived in our mailbox: decrypts it with the SURB's keys and records the
+    /// acknowledgement. Unknown SURBs and bad payloads are ignored (returns `false`).
+    pub fn handle_reply(&mut self, sphinx: &Sphinx, surb_id: SurbId, payload: &[u8]) -> bool {
+        let Some(p) = self.surbs.get(&surb_id) else { return false };
+        let Ok(plain) = sphinx.decrypt_surb_payload(payload, &p.keys) else { return false };
+        let Ok(Payload::Ack { message_id, index }) = Payload::decode(sphinx.geometry(), &plain) else {
+            return false;
+        };
+        if message_id != p.message_id || index != p.index {
+            return false;
+        }
+        self.surbs.remove(&surb_id);
+        self.ack(message_id, index);
+        true
+    }
+
+    fn ack(&mut self, id: MessageId, index: u16) {
+        let Some(m) = self.messages.get_mut(&id) else { return };
+        if let Some((_, s)) = m.fragments.get_mut(usize::from(index)) {
+            *s = FragmentState::Acked;
+        }
+        if m.fragments.iter().all(|(_, s)| matches!(s, FragmentState::Acked)) {
+            self.events.push(OutboxEvent::State(id, Delivery::Delivered));
+            // Its other SURBs (from resends) will find nothing to acknowledge.
+            self.messages.remove(&id);
+            self.surbs.retain(|_, p| p.message_id != id);
+        }
+    }
+
+    /// Queues again every fragment whose acknowledgement is overdue at `now`.
+    pub fn handle_timeout(&mut self, now: Time) {
+        for (id, m) in &self.messages {
+            for (i, (_, s)) in m.fragments.iter().enumerate() {
+                if let FragmentState::InFlight { until, .. } = s
+                    && *until <= now
+                    && !self.queue.contains(&(*id, i as u16))
+                {
+                    self.queue.push_back((*id, i as u16));
+                }
+            }
+        }
+    }
+
+    /// When [`Outbox::handle_timeout`] next has work.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.messages
+            .values()
+            .flat_map(|m| m.fragments.iter())
+            .filter_map(|(_, s)| match s {
+                FragmentState::InFlight { until, .. } => Some(*until),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<OutboxEvent> {
+        if self.events.is_empty() { None } else { Some(self.events.remove(0)) }
+    }
+}
+
+/// Builds a cover packet: a loop to our own `mailbox` (`to_self`), or a drop to a random gateway
+/// and mailbox.
+pub fn cover_packet<R: CryptoRng + ?Sized>(
+    sphinx: &Sphinx,
+    view: &NetworkView,
+    loop_mailbox: Option<RecipientId>,
+    rng: &mut R,
+) -> Result<OutPacket, RouteError> {
+    let (to, mailbox) = match loop_mailbox {
+        Some(m) => (view.gateway, m),
+        None => {
+            let g = view.topology.random_gateway(rng).ok_or(RouteError::UnknownGateway)?.id;
+            let mut m = [0u8; 32];
+            rng.fill_bytes(&mut m);
+            (g, RecipientId(m))
+        }
+    };
+    let hops = route_hops(&view.topology, &view.gateway, &to, rng)?;
+    let path = sphinx_path(&view.topology, &hops, view.mean_delay, Destination::Recipient(mailbox), rng);
+    let payload = Payload::Cover.encode(sphinx.geometry(), rng)?;
+    Ok(OutPacket { packet: sphinx.new_packet(rng, &path, &payload)? })
+}
+
+/// The acknowledgement of a received DATA packet, sent back through its SURB (hand it to our
+/// gateway like any packet).
+pub fn ack_packet<R: CryptoRng + ?Sized>(
+    sphinx: &Sphinx,
+    surb: &[u8],
+    message_id: MessageId,
+    index: u16,
+    rng: &mut R,
+) -> Result<OutPacket, RouteError> {
+    let payload = Payload::Ack { message_id, index }.encode(sphinx.geometry(), rng)?;
+    let (packet, _first_hop) = sphinx.new_packet_from_surb(surb, &payload)?;
+    Ok(OutPacket { packet })
+}
+
+/// What the inbox did with a fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// A message is complete (delivered once).
+    Message(MessageId, Vec<u8>),
+    /// A fragment was stored; the message is not complete yet.
+    Partial,
+    /// A fragment of a message already delivered (acknowledge it again, deliver nothing).
+    Duplicate,
+}
+
+/// The fragments of a message received so far.
+type Fragments = Vec<Option<Vec<u8>>>;
+
+/// The receiver's side: reassembly and de-duplication by message id.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    partial: HashMap<MessageId, (Time, Fragments)>,
+    delivered: BTreeMap<MessageId, Time>,
+}
+
+/// How long a delivered message's id is remembered (its fragments may be resent until then):
+/// the mailbox retention.
+pub const REMEMBER_DELIVERED: Duration = Duration::from_secs(30 * 86_400);
+
+impl Inbox {
+    /// Takes fragment `index` of `count` of message `id`.
+    pub fn handle(&mut self, now: Time, id: MessageId, index: u16, count: u16, data: Vec<u8>) -> Received {
+        if self.delivered.contains_key(&id) {
+            return Received::Duplicate;
+        }
+        let (_, parts) = self.partial.entry(id).or_insert_with(|| (now, vec![None; usize::from(count)]));
+        if parts.len() != usize::from(count) {
+            // A sender that changes its fragment count is broken or hostile: ignore.
+            return Received::Partial;
+        }
+        if let Some(slot) = parts.get_mut(usize::from(index)) {
+            slot.get_or_insert(data);
+        }
+        if parts.iter().all(Option::is_some) {
+            let bytes = parts.iter().flatten().flatten().copied().collect();
+            self.partial.remove(&id);
+            self.delivered.insert(id, now);
+            return Received::Message(id, bytes);
+        }
+        Received::Partial
+    }
+
+    /// Forgets delivered ids older than [`REMEMBER_DELIVERED`] and partial messages older than
+    /// that.
+    pub fn expire(&mut self, now: Time) {
+        let cutoff = now - REMEMBER_DELIVERED;
+        self.delivered.retain(|_, t| *t > cutoff);
+        self.partial.retain(|_, (t, _)| *t > cutoff);
+    }
+}
+
+/// A sending slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// A payload slot: the next real packet, or a drop if none is queued.
+    Payload,
+    /// A loop to ourselves.
+    Loop,
+    /// A drop.
+    Drop,
+}
+
+/// Packets per second of each stream.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rates {
+    /// λ_P.
+    pub payload: f64,
+    /// λ_L.
+    pub loops: f64,
+    /// λ_D.
+    pub drops: f64,
+}
+
+impl Rates {
+    /// Packets per day, all streams.
+    pub fn packets_per_day(&self) -> f64 {
+        (self.payload + self.loops + self.drops) * 86_400.0
+    }
+}
+
+/// The three Poisson processes of a client.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    rates: Rates,
+    next: [Option<Time>; 3],
+}
+
+impl Schedule {
+    /// A schedule at `rates` (a rate of 0 disables its stream).
+    pub fn new(rates: Rates) -> Self {
+        Self { rates, next: [None; 3] }
+    }
+
+    /// The rates.
+    pub fn rates(&self) -> Rates {
+        self.rates
+    }
+
+    fn rate(&self, i: usize) -> f64 {
+        match i {
+            0 => self.rates.payload,
+            1 => self.rates.loops,
+            _ => self.rates.drops,
+        }
+    }
+
+    /// The slots due at `now` (drawing the next time of each stream afresh).
+    pub fn poll<R: CryptoRng + ?Sized>(&mut self, now: Time, rng: &mut R) -> Vec<Slot> {
+        let mut out = Vec::new();
+        for i in 0..3 {
+            let rate = self.rate(i);
+            if !(rate.is_finite() && rate > 0.0) {
+                self.next[i] = None;
+                continue;
+            }
+            let mean = Duration::from_secs_f64(1.0 / rate);
+            let next = self.next[i].get_or_insert_with(|| now + exponential(rng, mean));
+            // At most one slot per stream per poll: a client that slept does not burst.
+            if *next <= now {
+                out.push([Slot::Payload, Slot::Loop, Slot::Drop][i]);
+                *next = now + exponential(rng, mean);
+            }
+        }
+        out
+    }
+
+    /// When [`Schedule::poll`] next has a slot (once every stream has been drawn).
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.next.iter().flatten().min().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests;

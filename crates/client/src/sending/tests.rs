@@ -1,0 +1,297 @@
+use std::collections::{BTreeSet, HashMap};
+
+use chacha20::ChaCha20Rng;
+use proptest::prelude::*;
+use qanat_packet::{Scheme, SecretKey};
+use rand_core::{Rng as _, SeedableRng as _};
+
+use super::*;
+
+const SCHEME: Scheme = Scheme::X25519Kem;
+
+fn geometry() -> Geometry {
+    Geometry::default_for(SCHEME)
+}
+
+/// A network of 2 gateways and 3 layers of 2 mixes, unwrapped in memory.
+struct Net {
+    sphinx: Sphinx,
+    keys: HashMap<NodeId, SecretKey>,
+    topology: Topology,
+    gw: [NodeId; 2],
+}
+
+/// Where a packet ended.
+struct Arrival {
+    gateway: NodeId,
+    recipient: RecipientId,
+    surb_id: Option<SurbId>,
+    payload: Vec<u8>,
+}
+
+impl Net {
+    fn new(rng: &mut ChaCha20Rng) -> Self {
+        let mut keys = HashMap::new();
+        let mut hop = |n: u8, rng: &mut ChaCha20Rng| {
+            let k = SecretKey::generate(SCHEME, rng);
+            let h = Hop { id: NodeId([n; 32]), key: k.public_key() };
+            keys.insert(h.id, k);
+            h
+        };
+        let gateways = vec![hop(1, rng), hop(2, rng)];
+        let layers = (0..3).map(|l| vec![hop(10 + 2 * l, rng), hop(11 + 2 * l, rng)]).collect();
+        let topology = Topology { epoch: 1, layers, gateways };
+        Self { sphinx: Sphinx::new(geometry()), keys, topology, gw: [NodeId([1; 32]), NodeId([2; 32])] }
+    }
+
+    fn view(&self, gw: usize) -> NetworkView {
+        NetworkView {
+            topology: self.topology.clone(),
+            mean_delay: Duration::from_millis(10),
+            gateway: self.gw[gw],
+        }
+    }
+
+    /// Sends `packet` into gateway `first` and follows it to its last hop.
+    fn deliver(&self, first: NodeId, mut packet: Vec<u8>) -> Arrival {
+        let mut at = first;
+        loop {
+            let out = self.sphinx.unwrap(&self.keys[&at], &mut packet).unwrap();
+            match out.commands.next_hop {
+                Some(next) => at = next.id,
+                None => {
+                    return Arrival {
+                        gateway: at,
+                        recipient: out.commands.recipient.unwrap(),
+                        surb_id: out.commands.surb_reply,
+                        payload: out.payload(&packet).unwrap().to_vec(),
+                    };
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn payloads_round_trip_and_padding_is_checked() {
+    let g = geometry();
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let cap = fragment_capacity(&g).unwrap();
+    assert_eq!(cap, 1536 - 23 - 732);
+    let data = Payload::Data {
+        surb: vec![7; g.surb_len()],
+        message_id: MessageId([3; 16]),
+        index: 1,
+        count: 2,
+        data: vec![9; cap],
+    };
+    let b = data.encode(&g, &mut rng).unwrap();
+    assert_eq!(Payload::decode(&g, &b).unwrap(), data);
+    let ack = Payload::Ack { message_id: MessageId([4; 16]), index: 7 };
+    assert_eq!(Payload::decode(&g, &ack.encode(&g, &mut rng).unwrap()).unwrap(), ack);
+    assert_eq!(Payload::decode(&g, &Payload::Cover.encode(&g, &mut rng).unwrap()).unwrap(), Payload::Cover);
+
+    let mut bad = ack.encode(&g, &mut rng).unwrap();
+    *bad.last_mut().unwrap() = 1;
+    assert_eq!(Payload::decode(&g, &bad), Err(PayloadError::Malformed));
+    assert_eq!(Payload::decode(&g, &b[..100]), Err(PayloadError::Length));
+    let mut unknown = b.clone();
+    unknown[0] = 9;
+    assert_eq!(Payload::decode(&g, &unknown), Err(PayloadError::Kind));
+    // X-Wing's SURBs do not fit in the default payload.
+    assert_eq!(fragment_capacity(&Geometry::default_for(Scheme::XWing)), Err(PayloadError::NoRoom));
+}
+
+proptest! {
+    #[test]
+    fn decoding_any_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 1536), kind in 0u8..5) {
+        let mut b = bytes;
+        b[0] = kind;
+        let g = geometry();
+        if let Ok(p) = Payload::decode(&g, &b) && p != Payload::Cover {
+            let mut rng = ChaCha20Rng::seed_from_u64(0);
+            prop_assert_eq!(p.encode(&g, &mut rng).unwrap(), b);
+        }
+    }
+}
+
+/// Alice sends messages to Bob through the (in-memory) network; `lose` decides which packets
+/// (data or acks) are lost. Returns what Bob delivered and Alice's final states.
+fn exchange(
+    seed: u64,
+    messages: &[Vec<u8>],
+    lose: impl Fn(&mut ChaCha20Rng) -> bool,
+) -> (Vec<Vec<u8>>, usize) {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let net = Net::new(&mut rng);
+    let g = geometry();
+    let (alice_view, bob_view) = (net.view(0), net.view(1));
+    let bob_mailbox = RecipientId([0xb0; 32]);
+    let alice_reply = RecipientId([0xa1; 32]);
+    let policy = ResendPolicy { first: Duration::from_secs(2), max: Duration::from_secs(30) };
+    let mut outbox = Outbox::new(policy);
+    let mut inbox = Inbox::default();
+    let ids: Vec<MessageId> = messages
+        .iter()
+        .map(|m| {
+            outbox
+                .queue(&g, Route { gateway: net.gw[1], mailbox: bob_mailbox }, alice_reply, m, &mut rng)
+                .unwrap()
+        })
+        .collect();
+    let mut delivered = Vec::new();
+    let mut now = Time::ZERO;
+    let mut sends = 0;
+    for _ in 0..10_000 {
+        now = now + Duration::from_millis(100);
+        outbox.handle_timeout(now);
+        let Some(p) = outbox.next_packet(now, &net.sphinx, &alice_view, &mut rng).unwrap() else {
+            if ids.iter().all(|id| outbox.state(id).is_none()) {
+                break;
+            }
+            continue;
+        };
+        sends += 1;
+        if lose(&mut rng) {
+            continue;
+        }
+        let a = net.deliver(net.gw[0], p.packet);
+        assert_eq!((a.gateway, a.recipient, a.surb_id), (net.gw[1], bob_mailbox, None));
+        let Payload::Data { surb, message_id, index, count, data } = Payload::decode(&g, &a.payload).unwrap()
+        else {
+            panic!("not data")
+        };
+        match inbox.handle(now, message_id, index, count, data) {
+            Received::Message(_, bytes) => delivered.push(bytes),
+            Received::Partial | Received::Duplicate => {}
+        }
+        // Bob acknowledges through the SURB, via his own gateway.
+        let ack = ack_packet(&net.sphinx, &surb, message_id, index, &mut rng).unwrap();
+        if lose(&mut rng) {
+            continue;
+        }
+        let a = net.deliver(bob_view.gateway, ack.packet);
+        assert_eq!((a.gateway, a.recipient), (net.gw[0], alice_reply));
+        assert!(outbox.handle_reply(&net.sphinx, a.surb_id.unwrap(), &a.payload));
+    }
+    for id in &ids {
+        assert_eq!(outbox.state(id), None, "every message delivered and forgotten");
+    }
+    let mut states = BTreeMap::new();
+    while let Some(OutboxEvent::State(id, s)) = outbox.poll_event() {
+        states.insert(id, s);
+    }
+    assert!(states.values().all(|s| *s == Delivery::Delivered));
+    (delivered, sends)
+}
+
+#[test]
+fn messages_of_many_fragments_arrive_once_and_are_acknowledged() {
+    let msgs: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 100 + 900 * usize::from(i)]).collect();
+    let (got, sends) = exchange(7, &msgs, |_| false);
+    assert_eq!(got, msgs);
+    let fragments: usize =
+        msgs.iter().map(|m| m.len().div_ceil(fragment_capacity(&geometry()).unwrap())).sum();
+    assert_eq!(sends, fragments, "no resend without loss");
+}
+
+#[test]
+fn with_thirty_percent_loss_everything_still_arrives_exactly_once() {
+    for seed in 0..5 {
+        let msgs: Vec<Vec<u8>> =
+            (0..8u8).map(|i| vec![i ^ seed as u8; 50 + 700 * usize::from(i % 4)]).collect();
+        let (got, sends) = exchange(100 + seed, &msgs, |rng| rng.next_u32() % 10 < 3);
+        let want: BTreeSet<_> = msgs.iter().cloned().collect();
+        assert_eq!(got.len(), msgs.len(), "each delivered once");
+        assert_eq!(got.iter().cloned().collect::<BTreeSet<_>>(), want);
+        assert!(sends > msgs.len());
+    }
+}
+
+#[test]
+fn a_forged_or_replayed_ack_changes_nothing() {
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let net = Net::new(&mut rng);
+    let g = geometry();
+    let mut outbox = Outbox::new(ResendPolicy { first: Duration::from_secs(1), max: Duration::from_secs(8) });
+    let id = outbox
+        .queue(
+            &g,
+            Route { gateway: net.gw[1], mailbox: RecipientId([1; 32]) },
+            RecipientId([2; 32]),
+            b"hi",
+            &mut rng,
+        )
+        .unwrap();
+    let p = outbox.next_packet(Time::ZERO, &net.sphinx, &net.view(0), &mut rng).unwrap().unwrap();
+    let a = net.deliver(net.gw[0], p.packet);
+    let Payload::Data { surb, message_id, index, .. } = Payload::decode(&g, &a.payload).unwrap() else {
+        panic!()
+    };
+    // An ack for another fragment through this SURB is refused; so is garbage.
+    let wrong = ack_packet(&net.sphinx, &surb, message_id, index + 1, &mut rng).unwrap();
+    let w = net.deliver(net.gw[1], wrong.packet);
+    assert!(!outbox.handle_reply(&net.sphinx, w.surb_id.unwrap(), &w.payload));
+    assert!(!outbox.handle_reply(&net.sphinx, w.surb_id.unwrap(), &[0u8; 10]));
+    assert!(!outbox.handle_reply(&net.sphinx, SurbId([0; 16]), &w.payload));
+    assert_eq!(outbox.state(&id), Some(Delivery::Sent));
+    let right = ack_packet(&net.sphinx, &surb, message_id, index, &mut rng).unwrap();
+    let r = net.deliver(net.gw[1], right.packet);
+    assert!(outbox.handle_reply(&net.sphinx, r.surb_id.unwrap(), &r.payload));
+    assert_eq!(outbox.state(&id), None);
+    // The same ack again finds nothing.
+    assert!(!outbox.handle_reply(&net.sphinx, r.surb_id.unwrap(), &r.payload));
+}
+
+#[test]
+fn cover_packets_reach_their_gateways() {
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let net = Net::new(&mut rng);
+    let me = RecipientId([5; 32]);
+    let l = cover_packet(&net.sphinx, &net.view(0), Some(me), &mut rng).unwrap();
+    let a = net.deliver(net.gw[0], l.packet);
+    assert_eq!((a.gateway, a.recipient), (net.gw[0], me));
+    assert_eq!(Payload::decode(&geometry(), &a.payload).unwrap(), Payload::Cover);
+    let d = cover_packet(&net.sphinx, &net.view(0), None, &mut rng).unwrap();
+    let a = net.deliver(net.gw[0], d.packet);
+    assert!(net.gw.contains(&a.gateway));
+}
+
+#[test]
+fn the_schedule_keeps_its_rates_and_never_bursts() {
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let rates = Rates { payload: 2.0, loops: 0.5, drops: 0.25 };
+    let mut s = Schedule::new(rates);
+    let mut counts = [0usize; 3];
+    let mut t = Time::ZERO;
+    let secs = 20_000;
+    for _ in 0..secs * 100 {
+        t = t + Duration::from_millis(10);
+        let slots = s.poll(t, &mut rng);
+        assert!(slots.len() <= 3);
+        for slot in slots {
+            counts[slot as usize] += 1;
+        }
+    }
+    for (i, r) in [2.0, 0.5, 0.25].iter().enumerate() {
+        let got = counts[i] as f64 / secs as f64;
+        assert!((got - r).abs() / r < 0.05, "stream {i}: {got}/s against {r}/s");
+    }
+    // After a long sleep, one slot per stream, not a burst.
+    let later = t + Duration::from_secs(3600);
+    assert!(s.poll(later, &mut rng).len() <= 3);
+    assert_eq!(rates.packets_per_day(), 2.75 * 86_400.0);
+}
+
+#[test]
+fn the_inbox_delivers_once_and_ignores_inconsistent_counts() {
+    let mut inbox = Inbox::default();
+    let id = MessageId([1; 16]);
+    let t = Time::ZERO;
+    assert_eq!(inbox.handle(t, id, 1, 2, b"world".to_vec()), Received::Partial);
+    assert_eq!(inbox.handle(t, id, 1, 3, b"x".to_vec()), Received::Partial);
+    assert_eq!(inbox.handle(t, id, 0, 2, b"hello ".to_vec()), Received::Message(id, b"hello world".to_vec()));
+    assert_eq!(inbox.handle(t, id, 0, 2, b"hello ".to_vec()), Received::Duplicate);
+    inbox.expire(t + REMEMBER_DELIVERED + Duration::from_secs(1));
+    assert!(inbox.delivered.is_empty());
+}
