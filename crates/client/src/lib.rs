@@ -6,6 +6,8 @@
 //!   and keys, and never an identifier.
 //! - [`mls`]: conversations as MLS groups (openmls, hybrid post-quantum ciphersuite), with
 //!   concurrent commits converging without a server.
+//! - [`gateway`]: the session with the user's own gateway (send packets; register, fetch and
+//!   delete mailboxes), the client's only network connection.
 //! - [`sending`]: the IO-free Loopix sender: messages split into packets, one packet every
 //!   Exp(λ_P) (real if queued, cover otherwise), loops, SURB acknowledgements, resends with
 //!   randomized backoff, de-duplication, delivery state.
@@ -13,6 +15,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod gateway;
 pub mod invite;
 pub mod mls;
 pub mod sending;

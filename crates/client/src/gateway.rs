@@ -1,0 +1,197 @@
+//! The client's session with its own gateway: one hybrid-Noise link (the only place the client
+//! touches the network, through `qanat-link`), over which it sends its packets and manages its
+//! mailboxes (register, fetch, delete) with the client–gateway control protocol.
+//!
+//! Only the user's own gateway ever sees the user's IP address (P5); it sees which of its
+//! mailboxes the client fetches, never who wrote to them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use qanat_link::{
+    Connection, Frame, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, PacketId, connect,
+};
+use qanat_mixnet::MailboxItem;
+use qanat_mixnet::client_proto::{ErrorCode, Request, Response};
+
+/// How long one control request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why a gateway request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// No link could be made.
+    #[error("cannot reach the gateway: {0}")]
+    Connect(#[from] qanat_link::HandshakeError),
+    /// The link broke, or the gateway answered out of protocol.
+    #[error("the link to the gateway broke")]
+    Link,
+    /// No answer in time.
+    #[error("the gateway did not answer within {REQUEST_TIMEOUT:?}")]
+    Timeout,
+    /// The gateway refused the request.
+    #[error("the gateway refused the request: {0:?}")]
+    Refused(ErrorCode),
+}
+
+/// Where the gateway is and who it is.
+#[derive(Clone)]
+pub struct GatewayAddress {
+    /// Its client address.
+    pub addr: SocketAddr,
+    /// Its link public key.
+    pub link_key: LinkPublicKey,
+}
+
+impl std::fmt::Debug for GatewayAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GatewayAddress(..)")
+    }
+}
+
+/// A mailbox and the secret that lets its owner read it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct MailboxAccess {
+    /// The mailbox id.
+    pub mailbox: [u8; 32],
+    /// The owner's credential.
+    pub credential: [u8; 32],
+}
+
+impl std::fmt::Debug for MailboxAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MailboxAccess(..)")
+    }
+}
+
+/// One item fetched from a mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// Its sequence number in the mailbox.
+    pub seq: u64,
+    /// The item (a forward payload, or a SURB reply).
+    pub item: MailboxItem,
+}
+
+/// A session with the client's gateway.
+pub struct GatewaySession {
+    conn: Connection<LinkPublicKey>,
+    next_request: u32,
+    next_packet: u64,
+}
+
+impl std::fmt::Debug for GatewaySession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GatewaySession(..)")
+    }
+}
+
+impl GatewaySession {
+    /// Opens a link to `gateway` with the client's link key `local` (a fresh key per session is
+    /// fine: the gateway accepts any client key).
+    pub async fn connect(
+        gateway: &GatewayAddress,
+        local: &LinkSecretKey,
+        link: LinkConfig,
+    ) -> Result<Self, GatewayError> {
+        let conn =
+            connect(gateway.addr, local, &gateway.link_key, link, Arc::new(LinkMetrics::default())).await?;
+        Ok(Self { conn, next_request: 1, next_packet: 1 })
+    }
+
+    /// Hands a packet to the gateway (it goes on into the first mix layer).
+    pub async fn send_packet(&mut self, packet: Vec<u8>) -> Result<(), GatewayError> {
+        self.next_packet += 1;
+        self.conn
+            .send(Frame::Packet { id: PacketId(self.next_packet), packet })
+            .await
+            .map_err(|_| GatewayError::Link)
+    }
+
+    async fn ask(&mut self, make: impl FnOnce(u32) -> Request) -> Result<Vec<Response>, GatewayError> {
+        let id = self.next_request;
+        self.next_request = self.next_request.wrapping_add(1).max(1);
+        self.conn.send(Frame::Control(make(id).encode())).await.map_err(|_| GatewayError::Link)?;
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.conn.recv())
+                .await
+                .map_err(|_| GatewayError::Timeout)?
+                .ok_or(GatewayError::Link)?;
+            let Frame::Control(b) = frame else { continue };
+            let r = Response::decode(&b).map_err(|_| GatewayError::Link)?;
+            let rid = match &r {
+                Response::Ok { id } | Response::Error { id, .. } | Response::FetchDone { id, .. } => *id,
+                Response::Message { id, .. } => *id,
+            };
+            if rid != id {
+                // An answer to an earlier request that timed out.
+                continue;
+            }
+            match r {
+                Response::Error { code, .. } => return Err(GatewayError::Refused(code)),
+                Response::Message { .. } => out.push(r),
+                done => {
+                    out.push(done);
+                    return Ok(out);
+                }
+            }
+        }
+    }
+
+    /// Registers a mailbox (idempotent for the same credential).
+    pub async fn register(&mut self, m: MailboxAccess) -> Result<(), GatewayError> {
+        self.ask(|id| Request::Register { id, mailbox: m.mailbox, credential: m.credential })
+            .await
+            .map(|_| ())
+    }
+
+    /// Removes a mailbox and everything in it.
+    pub async fn unregister(&mut self, m: MailboxAccess) -> Result<(), GatewayError> {
+        self.ask(|id| Request::Unregister { id, mailbox: m.mailbox, credential: m.credential })
+            .await
+            .map(|_| ())
+    }
+
+    /// Fetches up to `limit` items after sequence number `after` (0: from the start); the flag
+    /// says whether more are waiting. Items that do not decode are skipped.
+    pub async fn fetch(
+        &mut self,
+        m: MailboxAccess,
+        after: u64,
+        limit: u16,
+    ) -> Result<(Vec<Fetched>, bool), GatewayError> {
+        let rs = self
+            .ask(|id| Request::Fetch { id, mailbox: m.mailbox, credential: m.credential, after, limit })
+            .await?;
+        let mut items = Vec::new();
+        let mut more = false;
+        for r in rs {
+            match r {
+                Response::Message { seq, item, .. } => {
+                    if let Ok(item) = MailboxItem::decode(&item) {
+                        items.push(Fetched { seq, item });
+                    }
+                }
+                Response::FetchDone { more: m, .. } => more = m,
+                _ => {}
+            }
+        }
+        Ok((items, more))
+    }
+
+    /// Deletes every item up to and including `up_to`.
+    pub async fn delete_up_to(&mut self, m: MailboxAccess, up_to: u64) -> Result<(), GatewayError> {
+        self.ask(|id| Request::Delete { id, mailbox: m.mailbox, credential: m.credential, up_to })
+            .await
+            .map(|_| ())
+    }
+
+    /// Closes the link.
+    pub async fn close(self) {
+        self.conn.close().await;
+    }
+}
