@@ -680,6 +680,56 @@ impl Rates {
     }
 }
 
+/// How much cover traffic a client sends: its rates, from the directory's parameters.
+///
+/// Clients of different profiles are told apart by their rates, so each profile is its own
+/// anonymity set; the directory's rates are the standard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrafficProfile {
+    /// The directory's λ_P, λ_L, λ_D.
+    Standard,
+    /// A tenth of each: for metered or expensive links, at ten times the wait for a slot.
+    Metered,
+}
+
+impl TrafficProfile {
+    /// The profile's name, as the command line takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::Metered => "metered",
+        }
+    }
+
+    /// The profile named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Standard, Self::Metered].into_iter().find(|p| p.name() == name)
+    }
+
+    /// The rates of this profile under the directory's `params`.
+    pub fn rates(self, params: &qanat_pki::Parameters) -> Rates {
+        let k = match self {
+            Self::Standard => 1.0,
+            Self::Metered => 0.1,
+        };
+        Rates {
+            payload: params.lambda_p().per_second() * k,
+            loops: params.lambda_l().per_second() * k,
+            drops: params.lambda_d().per_second() * k,
+        }
+    }
+
+    /// Bytes per day the client sends to its gateway when idle (every packet is `wire_len`
+    /// bytes on the link), and receives back (its loops return to its mailbox and are fetched;
+    /// each fetched item costs about one frame).
+    pub fn idle_bytes_per_day(self, params: &qanat_pki::Parameters, wire_len: usize) -> (f64, f64) {
+        let r = self.rates(params);
+        let up = r.packets_per_day() * wire_len as f64;
+        let down = r.loops * 86_400.0 * wire_len as f64;
+        (up, down)
+    }
+}
+
 /// The three Poisson processes of a client.
 #[derive(Debug, Clone)]
 pub struct Schedule {

@@ -295,3 +295,17 @@ fn the_inbox_delivers_once_and_ignores_inconsistent_counts() {
     inbox.expire(t + REMEMBER_DELIVERED + Duration::from_secs(1));
     assert!(inbox.delivered.is_empty());
 }
+
+#[test]
+fn profiles_and_their_bytes_per_day() {
+    let params = qanat_pki::Parameters::default_for(SCHEME);
+    let wire = qanat_link::FrameSize::for_packet_len(geometry().packet_len()).unwrap().wire_len();
+    let (up, down) = TrafficProfile::Standard.idle_bytes_per_day(&params, wire);
+    // 0.3 packets/s of 2,229 bytes: about 57.8 MB a day up.
+    assert!((up / 1e6 - 57.8).abs() < 0.5, "{up}");
+    assert!((down / 1e6 - 9.6).abs() < 0.5, "{down}");
+    let (mup, _) = TrafficProfile::Metered.idle_bytes_per_day(&params, wire);
+    assert!((mup * 10.0 - up).abs() < 1.0);
+    assert_eq!(TrafficProfile::from_name("metered"), Some(TrafficProfile::Metered));
+    assert_eq!(TrafficProfile::from_name("fast"), None);
+}
