@@ -486,4 +486,24 @@ async fn devnet_processes_deliver_across_epochs_and_crashes() {
         first_without.0,
         want.len()
     );
+
+    // The nodes' logs name no key, address or mailbox.
+    let mut secrets: Vec<String> = vec!["127.0.0.1".into()];
+    for n in manifest(&dir).nodes {
+        secrets.push(n.identity_key.clone());
+        secrets.push(n.link_key[..64].to_owned());
+    }
+    for m in [&mb, &other, &mb2, &mb3, &mb4] {
+        secrets.push(hex::encode(m.id));
+        secrets.push(hex::encode(&m.id[..8]));
+    }
+    let mut lines = 0;
+    for n in manifest(&dir).nodes {
+        let log = std::fs::read_to_string(dir.join(&n.name).join("node.log")).unwrap();
+        lines += log.lines().count();
+        for s in &secrets {
+            assert!(!log.contains(s.as_str()), "{}'s log names {s}", n.name);
+        }
+    }
+    assert!(lines > 50, "the nodes logged {lines} lines");
 }
