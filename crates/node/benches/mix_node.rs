@@ -33,6 +33,17 @@ fn link_config() -> LinkConfig {
     c
 }
 
+/// Nanoseconds the thread behind `schedstat` (a `/proc/.../schedstat` path) has run on a CPU.
+fn cpu_ns(schedstat: &str) -> Option<u64> {
+    std::fs::read_to_string(schedstat).ok()?.split_whitespace().next()?.parse().ok()
+}
+
+/// This thread's `schedstat` path, as seen from any thread of the process.
+fn this_thread_schedstat() -> String {
+    let task = std::fs::read_link("/proc/thread-self").map(|p| p.display().to_string()).unwrap_or_default();
+    format!("/proc/{task}/schedstat")
+}
+
 struct Setup {
     mix_addr: std::net::SocketAddr,
     sender_key: Arc<LinkSecretKey>,
@@ -72,13 +83,15 @@ fn main() {
         (0..n).map(|_| sphinx.new_packet(&mut rng, &path, &payload).unwrap()).collect();
     eprintln!("built {n} packets in {:.1} s", t.elapsed().as_secs_f64());
 
-    // Bare unwrap cost on this machine, measured now.
+    // Bare unwrap cost on this machine, measured now (wall clock, and CPU time of this thread).
     let mut probe: Vec<Vec<u8>> = packets.iter().take(2000).cloned().collect();
-    let t = Instant::now();
+    let here = this_thread_schedstat();
+    let (t, cpu0) = (Instant::now(), cpu_ns(&here));
     for p in &mut probe {
         sphinx.unwrap(&mix_key, p).unwrap();
     }
     let unwrap_us = t.elapsed().as_secs_f64() * 1e6 / probe.len() as f64;
+    let unwrap_cpu_us = cpu_ns(&here).zip(cpu0).map(|(b, a)| (b - a) as f64 / 1e3 / probe.len() as f64);
     let bound = 1e6 / unwrap_us;
 
     // The mix: its own OS thread and single-threaded runtime.
@@ -153,21 +166,21 @@ fn main() {
             )
             .await
             .unwrap();
-            addr_tx.send(h.local_addr()).unwrap();
+            addr_tx.send((h.local_addr(), this_thread_schedstat())).unwrap();
             tokio::time::sleep(Duration::from_secs(3600)).await;
         });
     });
-    let mix_addr = addr_rx.recv().unwrap();
+    let (mix_addr, mix_schedstat) = addr_rx.recv().unwrap();
     let s = Setup { mix_addr, sender_key: sender_link, mix_link_pub: mix_pub, received, arrivals };
 
     // 1. Saturation: send everything as fast as the link accepts it.
     let half = n / 2;
-    let (rate_in, rate_out) = io.block_on(async {
+    let (rate_in, rate_out, mix_cpu_us) = io.block_on(async {
         let conn =
             qanat_link::connect(s.mix_addr, &s.sender_key, &s.mix_link_pub, link_config(), Arc::default())
                 .await
                 .unwrap();
-        let start = Instant::now();
+        let (start, cpu0) = (Instant::now(), cpu_ns(&mix_schedstat));
         for (i, p) in packets[..half].iter().enumerate() {
             conn.send(Frame::Packet { id: PacketId(i as u64), packet: p.clone() }).await.unwrap();
         }
@@ -176,7 +189,8 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let done = start.elapsed();
-        (half as f64 / sent.as_secs_f64(), half as f64 / done.as_secs_f64())
+        let cpu = cpu_ns(&mix_schedstat).zip(cpu0).map(|(b, a)| (b - a) as f64 / 1e3 / half as f64);
+        (half as f64 / sent.as_secs_f64(), half as f64 / done.as_secs_f64(), cpu)
     });
 
     // 2. Latency at half the measured rate, against a paced schedule.
@@ -223,6 +237,13 @@ fn main() {
     println!("| sender's offered rate (link queue accepting) | {rate_in:.0} packets/s |");
     println!("| packets through the mix per second, in = out (one core) | {rate_out:.0} |");
     println!("| out / unwrap-bound rate | {:.0}% |", 100.0 * rate_out / bound);
+    if let (Some(mix), Some(unwrap)) = (mix_cpu_us, unwrap_cpu_us) {
+        println!("| mix thread CPU time per packet (unwrap alone: {unwrap:.1} µs) | {mix:.1} µs |");
+        println!(
+            "| packets per CPU-second of the mix thread / per CPU-second of unwrap | {:.0}% |",
+            100.0 * unwrap / mix
+        );
+    }
     println!("| latency through the node at {rate:.0} packets/s: p50 | {:.3} ms |", pct(0.5));
     println!("| p99 | {:.3} ms |", pct(0.99));
     println!("| max | {:.3} ms |", pct(1.0));
