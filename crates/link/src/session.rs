@@ -9,12 +9,11 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
+use crate::cipher::FrameCipher;
 use crate::config::LinkConfig;
 use crate::frame::Frame;
 use crate::handshake::{Ciphers, open, seal};
 use crate::metrics::{LinkMetrics, inc};
-use clatter::cipherstate::CipherState;
-use clatter::crypto::cipher::ChaChaPoly;
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +79,7 @@ pub(crate) async fn run(
 
 async fn read_loop(
     mut rd: OwnedReadHalf,
-    mut cipher: CipherState<ChaChaPoly>,
+    mut cipher: FrameCipher,
     config: &LinkConfig,
     metrics: &LinkMetrics,
     inbox: &mpsc::Sender<Frame>,
@@ -109,7 +108,7 @@ async fn read_loop(
 
 struct Writer<'a> {
     wr: BufWriter<OwnedWriteHalf>,
-    cipher: CipherState<ChaChaPoly>,
+    cipher: FrameCipher,
     config: &'a LinkConfig,
     metrics: &'a LinkMetrics,
     buf: Vec<u8>,
@@ -148,7 +147,7 @@ impl Writer<'_> {
 #[allow(clippy::too_many_arguments)]
 async fn write_loop(
     wr: OwnedWriteHalf,
-    cipher: CipherState<ChaChaPoly>,
+    cipher: FrameCipher,
     config: &LinkConfig,
     metrics: &LinkMetrics,
     outbox: &mut mpsc::Receiver<Frame>,
