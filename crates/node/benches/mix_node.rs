@@ -4,7 +4,9 @@
 //! `cargo bench -p qanat-node --bench mix_node` prints a table (recorded in docs/BENCHMARKS.md).
 //! The mix runs alone on a single-threaded runtime on its own OS thread (one core); the sender and
 //! the sink share the other core. Every packet asks for zero delay, so what is measured is the
-//! node's own work: link decryption, unwrap, queueing, link encryption.
+//! node's own work: link decryption, unwrap, queueing, link encryption. `QANAT_BENCH_PACKETS`
+//! packets (default 20,000) are measured, half at saturation and half paced, after
+//! `QANAT_BENCH_WARMUP` unmeasured ones (default 4,000; see the warm-up below).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::collections::HashMap;
@@ -65,6 +67,8 @@ fn main() {
 
     // Pre-build the packets: mix (delay 0) then the sink.
     let n: usize = std::env::var("QANAT_BENCH_PACKETS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    // Warm-up packets, sent first and not measured (see below).
+    let warm: usize = std::env::var("QANAT_BENCH_WARMUP").ok().and_then(|v| v.parse().ok()).unwrap_or(4_000);
     let path = vec![
         PathHop {
             id: mix_id,
@@ -80,8 +84,8 @@ fn main() {
     let payload = vec![0x42u8; geometry.forward_payload_len()];
     let t = Instant::now();
     let packets: Vec<Vec<u8>> =
-        (0..n).map(|_| sphinx.new_packet(&mut rng, &path, &payload).unwrap()).collect();
-    eprintln!("built {n} packets in {:.1} s", t.elapsed().as_secs_f64());
+        (0..n + warm).map(|_| sphinx.new_packet(&mut rng, &path, &payload).unwrap()).collect();
+    eprintln!("built {} packets in {:.1} s", packets.len(), t.elapsed().as_secs_f64());
 
     // Bare unwrap cost on this machine, measured now (wall clock, and CPU time of this thread).
     let mut probe: Vec<Vec<u8>> = packets.iter().take(2000).cloned().collect();
@@ -172,6 +176,26 @@ fn main() {
     });
     let (mix_addr, mix_schedstat) = addr_rx.recv().unwrap();
     let s = Setup { mix_addr, sender_key: sender_link, mix_link_pub: mix_pub, received, arrivals };
+    let (packets, warm_packets) = packets.split_at(n);
+
+    // 0. Warm-up, not measured: the mix's outgoing link gets connected, and every page of the
+    // replay filter (14.4 MB, allocated zeroed and mapped by the kernel on first touch) is
+    // touched, as in a mix that has been running for a while. The first touches cost a few
+    // thousand page faults once per epoch key, whatever the traffic; docs/BENCHMARKS.md gives
+    // the figure without warm-up (QANAT_BENCH_WARMUP=0).
+    io.block_on(async {
+        let conn =
+            qanat_link::connect(s.mix_addr, &s.sender_key, &s.mix_link_pub, link_config(), Arc::default())
+                .await
+                .unwrap();
+        for (i, p) in warm_packets.iter().enumerate() {
+            conn.send(Frame::Packet { id: PacketId(i as u64), packet: p.clone() }).await.unwrap();
+        }
+        while s.received.load(Ordering::Relaxed) < warm as u64 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        conn.close().await;
+    });
 
     // 1. Saturation: send everything as fast as the link accepts it.
     let half = n / 2;
@@ -180,12 +204,13 @@ fn main() {
             qanat_link::connect(s.mix_addr, &s.sender_key, &s.mix_link_pub, link_config(), Arc::default())
                 .await
                 .unwrap();
+        let base = s.received.load(Ordering::Relaxed);
         let (start, cpu0) = (Instant::now(), cpu_ns(&mix_schedstat));
         for (i, p) in packets[..half].iter().enumerate() {
             conn.send(Frame::Packet { id: PacketId(i as u64), packet: p.clone() }).await.unwrap();
         }
         let sent = start.elapsed();
-        while s.received.load(Ordering::Relaxed) < half as u64 {
+        while s.received.load(Ordering::Relaxed) < base + half as u64 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let done = start.elapsed();
