@@ -63,9 +63,12 @@ impl ReplayFilter {
         (w(0), w(1) | 1)
     }
 
-    /// The word index and bit mask of the `i`-th position.
+    /// The word index and bit mask of the `i`-th position: `h1 + i·h2` (mod 2⁶⁴) scaled to
+    /// `[0, nbits)` by a multiply and shift (Lemire's reduction) rather than a division, which
+    /// would cost more than the memory access on a mix's hot path.
     fn position(h1: u64, h2: u64, i: u64, nbits: u64) -> (usize, u64) {
-        let bit = h1.wrapping_add(i.wrapping_mul(h2)) % nbits;
+        let g = h1.wrapping_add(i.wrapping_mul(h2));
+        let bit = ((u128::from(g) * u128::from(nbits)) >> 64) as u64;
         ((bit / 64) as usize, 1u64 << (bit % 64))
     }
 
