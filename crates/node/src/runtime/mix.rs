@@ -190,22 +190,22 @@ async fn run<R: CryptoRng + Send + 'static>(
     let mut next_id: u64 = 0;
     let resend_tick = config.resend_after.max(Duration::from_millis(10));
     let mut ticker = tokio::time::interval(resend_tick);
+    // One timer for the core's next deadline, moved only when that deadline changes.
+    let far = || Instant::now() + Duration::from_secs(3600);
+    let sleep = tokio::time::sleep_until(far());
+    tokio::pin!(sleep);
     loop {
         let wake = core.poll_timeout().map(|t| origin + Duration::from_micros(t.0));
-        let sleep =
-            tokio::time::sleep_until(wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
+        match wake {
+            Some(w) if w != sleep.deadline() => sleep.as_mut().reset(w),
+            None if sleep.is_elapsed() => sleep.as_mut().reset(far()),
+            _ => {}
+        }
         tokio::select! {
             ev = events.recv() => {
-                let Some(ev) = ev else { break };
+                let Some(mut ev) = ev else { break };
                 // Take what else is already waiting (bounded), so one wake-up serves a burst.
-                let mut batch = vec![ev];
-                while batch.len() < 64 {
-                    match events.try_recv() {
-                        Ok(ev) => batch.push(ev),
-                        Err(_) => break,
-                    }
-                }
-                for ev in batch {
+                for left in (0..64).rev() {
                     match ev {
                         Event::Packet(p) => {
                             let _ = core.handle_packet(now(), p);
@@ -218,9 +218,19 @@ async fn run<R: CryptoRng + Send + 'static>(
                             }
                         }
                     }
+                    if left == 0 {
+                        break;
+                    }
+                    match events.try_recv() {
+                        Ok(next) => ev = next,
+                        Err(_) => break,
+                    }
                 }
             }
-            _ = sleep => core.handle_timeout(now(), &mut rng),
+            () = &mut sleep => {
+                core.handle_timeout(now(), &mut rng);
+                sleep.as_mut().reset(far());
+            }
             _ = ticker.tick() => {
                 let cutoff = Instant::now() - config.resend_after;
                 let due: Vec<PacketId> = unacked.iter().filter(|(_, v)| v.2 <= cutoff).map(|(k, _)| *k).collect();
