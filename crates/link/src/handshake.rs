@@ -16,7 +16,6 @@
 //! message 3 reveals the dialer's static key, and answers an unauthorized dialer with nothing.
 
 use clatter::bytearray::{ByteArray, HeapArray, SensitiveByteArray};
-use clatter::cipherstate::CipherState;
 use clatter::crypto::cipher::ChaChaPoly;
 use clatter::crypto::dh::X25519;
 use clatter::crypto::hash::Blake2b;
@@ -26,6 +25,7 @@ use clatter::{HybridHandshake, HybridHandshakeParams, KeyPair};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::authorizer::Authorizer;
+use crate::cipher::FrameCipher;
 use crate::config::LinkConfig;
 use crate::error::HandshakeError;
 use crate::frame::Frame;
@@ -43,10 +43,10 @@ pub const MESSAGE_LENS: [usize; 4] = [2320, 2320, 1264, 1120];
 
 type Hs = HybridHandshake<X25519, MlKem768, MlKem768, ChaChaPoly, Blake2b>;
 
-/// The two transport cipher states of an established link.
+/// The two transport ciphers of an established link.
 pub(crate) struct Ciphers {
-    pub(crate) send: CipherState<ChaChaPoly>,
-    pub(crate) recv: CipherState<ChaChaPoly>,
+    pub(crate) send: FrameCipher,
+    pub(crate) recv: FrameCipher,
 }
 
 /// `"qanat-link/1" ‖ 0 ‖ frame length (u32) ‖ network length (u32) ‖ network`: binds the
@@ -136,11 +136,13 @@ impl Handshake {
         }
         let initiator = self.hs.is_initiator();
         let states = self.hs.finalize().map_err(|_| HandshakeError::Internal)?.take();
-        Ok(if initiator {
-            Ciphers { send: states.initiator_to_responder, recv: states.responder_to_initiator }
+        let (send, recv) = if initiator {
+            (states.initiator_to_responder, states.responder_to_initiator)
         } else {
-            Ciphers { send: states.responder_to_initiator, recv: states.initiator_to_responder }
-        })
+            (states.responder_to_initiator, states.initiator_to_responder)
+        };
+        let take = |s| FrameCipher::from_noise(s).map_err(|_| HandshakeError::Internal);
+        Ok(Ciphers { send: take(send)?, recv: take(recv)? })
     }
 }
 
@@ -169,24 +171,20 @@ async fn recv_msg<S: AsyncRead + Unpin>(s: &mut S) -> Result<Vec<u8>, HandshakeE
 /// Encrypts `frame` into `buf` (exactly one wire frame long).
 pub(crate) fn seal(
     config: &LinkConfig,
-    cipher: &mut CipherState<ChaChaPoly>,
+    cipher: &mut FrameCipher,
     frame: &Frame,
     buf: &mut [u8],
 ) -> Result<(), HandshakeError> {
-    let f = config.frame_size.frame_len();
-    frame.encode(config.frame_size, &mut buf[..f]).map_err(|_| HandshakeError::Internal)?;
-    cipher.encrypt_with_ad_in_place(&[], buf, f).map_err(|_| HandshakeError::Internal)?;
-    Ok(())
+    let size = config.frame_size;
+    let buf = buf.get_mut(..size.wire_len()).ok_or(HandshakeError::Internal)?;
+    frame.encode(size, &mut buf[..size.frame_len()]).map_err(|_| HandshakeError::Internal)?;
+    cipher.seal(buf).map_err(|_| HandshakeError::Internal)
 }
 
 /// Decrypts and decodes one wire frame in `buf`.
-pub(crate) fn open(
-    config: &LinkConfig,
-    cipher: &mut CipherState<ChaChaPoly>,
-    buf: &mut [u8],
-) -> Option<Frame> {
-    let n = cipher.decrypt_with_ad_in_place(&[], buf, buf.len()).ok()?;
-    Frame::decode(config.frame_size, &buf[..n]).ok()
+pub(crate) fn open(config: &LinkConfig, cipher: &mut FrameCipher, buf: &mut [u8]) -> Option<Frame> {
+    let plain = cipher.open(buf).ok()?;
+    Frame::decode(config.frame_size, plain).ok()
 }
 
 /// Runs the dialer's side; the peer must hold `remote`'s secret key.

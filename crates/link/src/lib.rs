@@ -59,6 +59,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod authorizer;
+mod cipher;
 mod config;
 mod conn;
 mod dialer;

@@ -1,20 +1,31 @@
 //! One established connection's read and write loops, shared by listeners and dialers.
+//!
+//! Both loops move many frames per system call when many are waiting: the reader asks the
+//! socket for up to [`READ_FRAMES`] frames at once and opens them in place in its buffer; the
+//! writer seals frames straight into a buffer of [`WRITE_FRAMES`] frames and writes it when it
+//! is full or when nothing more is queued. Both buffers are fixed at the start, so a
+//! connection's memory is bounded (about 105 KB at F = 2,213), and a reader whose inbox is full
+//! stops reading, so TCP still pushes back on the peer.
 
 use std::future::pending;
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
 
+use crate::cipher::FrameCipher;
 use crate::config::LinkConfig;
 use crate::frame::Frame;
 use crate::handshake::{Ciphers, open, seal};
 use crate::metrics::{LinkMetrics, inc};
-use clatter::cipherstate::CipherState;
-use clatter::crypto::cipher::ChaChaPoly;
+
+/// Most frames one read from the socket takes.
+pub(crate) const READ_FRAMES: usize = 16;
+/// Most frames written to the socket with one write.
+pub(crate) const WRITE_FRAMES: usize = 32;
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,61 +91,102 @@ pub(crate) async fn run(
 
 async fn read_loop(
     mut rd: OwnedReadHalf,
-    mut cipher: CipherState<ChaChaPoly>,
+    mut cipher: FrameCipher,
     config: &LinkConfig,
     metrics: &LinkMetrics,
     inbox: &mpsc::Sender<Frame>,
 ) -> End {
-    let mut buf = vec![0u8; config.frame_size.wire_len()];
+    let wire = config.frame_size.wire_len();
+    let mut buf = vec![0u8; wire * READ_FRAMES];
+    // `buf[start..end]` is read but not yet opened; it holds less than a frame after each pass.
+    let (mut start, mut end) = (0usize, 0usize);
+    // The idle timer is moved only when it fires: it then waits for what is left of the idle
+    // timeout since the last read that completed a frame, so a busy connection does not touch
+    // the timer per read.
+    let mut last_read = Instant::now();
+    let idle = sleep(config.idle_timeout);
+    tokio::pin!(idle);
     loop {
-        match timeout(config.idle_timeout, rd.read_exact(&mut buf)).await {
-            Err(_) => return End::IdleTimeout,
-            Ok(Err(_)) => return End::Io,
-            Ok(Ok(_)) => {}
-        }
-        let Some(frame) = open(config, &mut cipher, &mut buf) else {
-            return End::BadFrame;
-        };
-        inc(&metrics.frames_in);
-        match frame {
-            Frame::KeepAlive => {}
-            Frame::Close => return End::PeerClosed,
-            frame => {
-                // If the receiving half was dropped, its owner chose not to read: discard.
-                let _ = inbox.send(frame).await;
+        while end - start >= wire {
+            let Some(frame) = open(config, &mut cipher, &mut buf[start..start + wire]) else {
+                return End::BadFrame;
+            };
+            start += wire;
+            inc(&metrics.frames_in);
+            match frame {
+                Frame::KeepAlive => {}
+                Frame::Close => return End::PeerClosed,
+                frame => {
+                    // If the receiving half was dropped, its owner chose not to read: discard.
+                    let _ = inbox.send(frame).await;
+                }
             }
+        }
+        buf.copy_within(start..end, 0);
+        end -= start;
+        start = 0;
+        let n = loop {
+            tokio::select! {
+                biased;
+                r = rd.read(&mut buf[end..]) => match r {
+                    Ok(0) | Err(_) => return End::Io,
+                    Ok(n) => break n,
+                },
+                () = &mut idle => {
+                    let deadline = last_read + config.idle_timeout;
+                    if Instant::now() >= deadline {
+                        return End::IdleTimeout;
+                    }
+                    idle.as_mut().reset(deadline);
+                }
+            }
+        };
+        end += n;
+        if end >= wire {
+            last_read = Instant::now();
         }
     }
 }
 
 struct Writer<'a> {
-    wr: BufWriter<OwnedWriteHalf>,
-    cipher: CipherState<ChaChaPoly>,
+    wr: OwnedWriteHalf,
+    cipher: FrameCipher,
     config: &'a LinkConfig,
     metrics: &'a LinkMetrics,
+    /// Room for [`WRITE_FRAMES`] wire frames; `buf[..filled]` is sealed and not yet written.
     buf: Vec<u8>,
+    filled: usize,
     last_write: Instant,
 }
 
 impl Writer<'_> {
+    /// Seals `frame` into the buffer, writing the buffer first if it is full.
     async fn write(&mut self, frame: &Frame) -> Result<(), End> {
-        seal(self.config, &mut self.cipher, frame, &mut self.buf).map_err(|_| End::Io)?;
-        match timeout(self.config.write_timeout, self.wr.write_all(&self.buf)).await {
+        let wire = self.config.frame_size.wire_len();
+        if self.filled + wire > self.buf.len() {
+            self.flush().await?;
+        }
+        let slot = self.buf.get_mut(self.filled..self.filled + wire).ok_or(End::Io)?;
+        seal(self.config, &mut self.cipher, frame, slot).map_err(|_| End::Io)?;
+        self.filled += wire;
+        inc(&self.metrics.frames_out);
+        Ok(())
+    }
+
+    /// Writes what is buffered.
+    async fn flush(&mut self) -> Result<(), End> {
+        if self.filled == 0 {
+            return Ok(());
+        }
+        let data = self.buf.get(..self.filled).ok_or(End::Io)?;
+        match timeout(self.config.write_timeout, self.wr.write_all(data)).await {
             Err(_) => return Err(End::WriteTimeout),
             Ok(Err(_)) => return Err(End::Io),
             Ok(Ok(())) => {}
         }
-        inc(&self.metrics.frames_out);
+        self.filled = 0;
         self.last_write = Instant::now();
         Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), End> {
-        match timeout(self.config.write_timeout, self.wr.flush()).await {
-            Err(_) => Err(End::WriteTimeout),
-            Ok(Err(_)) => Err(End::Io),
-            Ok(Ok(())) => Ok(()),
-        }
     }
 
     async fn close(&mut self) -> Result<(), End> {
@@ -148,7 +200,7 @@ impl Writer<'_> {
 #[allow(clippy::too_many_arguments)]
 async fn write_loop(
     wr: OwnedWriteHalf,
-    cipher: CipherState<ChaChaPoly>,
+    cipher: FrameCipher,
     config: &LinkConfig,
     metrics: &LinkMetrics,
     outbox: &mut mpsc::Receiver<Frame>,
@@ -157,11 +209,12 @@ async fn write_loop(
     inbox: &mpsc::Sender<Frame>,
 ) -> End {
     let mut w = Writer {
-        wr: BufWriter::with_capacity(64 * 1024, wr),
+        wr,
         cipher,
         config,
         metrics,
-        buf: vec![0u8; config.frame_size.wire_len()],
+        buf: vec![0u8; config.frame_size.wire_len() * WRITE_FRAMES],
+        filled: 0,
         last_write: Instant::now(),
     };
     match write_frames(&mut w, outbox, pending, shutdown, inbox).await {

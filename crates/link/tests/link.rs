@@ -102,7 +102,72 @@ async fn bit_flipping_proxy(target: SocketAddr, flip: Arc<AtomicBool>) -> Socket
     addr
 }
 
+/// A TCP proxy that forwards dialer→listener bytes as soon as they arrive, but cut into pieces
+/// of awkward sizes (one byte, less than a frame, a frame ± 1, several frames and a bit), each
+/// written and flushed on its own.
+async fn rechunking_proxy(target: SocketAddr) -> SocketAddr {
+    let l = TcpListener::bind(localhost()).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = l.accept().await {
+            let Ok(outbound) = TcpStream::connect(target).await else { continue };
+            inbound.set_nodelay(true).unwrap();
+            outbound.set_nodelay(true).unwrap();
+            let (mut ir, mut iw) = inbound.into_split();
+            let (mut or, mut ow) = outbound.into_split();
+            tokio::spawn(async move {
+                let wire = size().wire_len();
+                let pieces = [1, 700, wire - 1, wire + 1, 3 * wire + 5, 2];
+                let mut chunk = vec![0u8; 64 * 1024];
+                let mut k = 0;
+                while let Ok(n) = ir.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut rest = &chunk[..n];
+                    while !rest.is_empty() {
+                        let (piece, tail) = rest.split_at(pieces[k % pieces.len()].min(rest.len()));
+                        rest = tail;
+                        k += 1;
+                        if ow.write_all(piece).await.is_err() || ow.flush().await.is_err() {
+                            return;
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                }
+                let _ = ow.shutdown().await;
+            });
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut or, &mut iw).await;
+                let _ = iw.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
 // ---- tests ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_split_and_joined_across_reads_arrive_whole_and_in_order() {
+    let (server, client) = (key(1), key(2));
+    let (mut l, lm) = any_listener(&server, config()).await;
+    let proxy = rechunking_proxy(l.local_addr()).await;
+    let link = PeerLink::spawn(proxy, server.public_key().clone(), client, config(), Arc::default());
+    let sender = link.sender();
+    let producer = tokio::spawn(async move {
+        for i in 0..300 {
+            sender.send(packet(i)).await.unwrap();
+        }
+    });
+    let mut conn = timeout(Duration::from_secs(10), l.accept()).await.unwrap().unwrap();
+    for i in 0..300 {
+        expect_packet(conn.recv(), i).await;
+    }
+    producer.await.unwrap();
+    assert_eq!(lm.snapshot().bad_frames, 0);
+    link.shutdown().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_frames_arrive_in_order_and_acks_come_back() {

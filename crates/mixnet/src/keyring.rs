@@ -94,17 +94,19 @@ impl KeyRing {
         drop_replays: bool,
     ) -> Result<(Unwrapped, Vec<u8>), RingError> {
         let tag = sphinx.replay_tag(&packet).map_err(RingError::Malformed)?;
-        let live: Vec<usize> = (0..self.keys.len()).filter(|&i| self.keys[i].window.accepts(now)).collect();
-        if live.is_empty() {
+        let live = |k: &&EpochKey| k.window.accepts(now);
+        let n_live = self.keys.iter().filter(live).count();
+        if n_live == 0 {
             return Err(RingError::NoKey);
         }
-        if drop_replays && live.iter().any(|&i| self.keys[i].filter.contains(&tag)) {
+        if drop_replays && self.keys.iter().filter(live).any(|k| k.filter.contains(&tag)) {
             return Err(RingError::Replay);
         }
         let mut last = UnwrapError::Mac;
-        for (n, &i) in live.iter().enumerate() {
+        let live_idx = (0..self.keys.len()).filter(|&i| self.keys[i].window.accepts(now));
+        for (n, i) in live_idx.enumerate() {
             // Unwrap transforms in place; keep the original only if another key is left to try.
-            let mut attempt = if n + 1 < live.len() { packet.clone() } else { core::mem::take(&mut packet) };
+            let mut attempt = if n + 1 < n_live { packet.clone() } else { core::mem::take(&mut packet) };
             match sphinx.unwrap(&self.keys[i].key, &mut attempt) {
                 Ok(out) => {
                     self.keys[i].filter.insert(&out.replay_tag);

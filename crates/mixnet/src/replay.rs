@@ -52,17 +52,29 @@ impl ReplayFilter {
         self.inserted > self.capacity
     }
 
-    fn positions(&self, tag: &ReplayTag) -> impl Iterator<Item = (usize, u64)> + '_ {
+    /// The two hashes of double hashing: the tag's first two little-endian words, the second
+    /// made odd.
+    fn hashes(tag: &ReplayTag) -> (u64, u64) {
         let w = |i: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&tag.0[i * 8..i * 8 + 8]);
             u64::from_le_bytes(b)
         };
-        let (h1, h2) = (w(0), w(1) | 1);
-        (0..u64::from(self.k)).map(move |i| {
-            let bit = h1.wrapping_add(i.wrapping_mul(h2)) % self.nbits;
-            ((bit / 64) as usize, 1u64 << (bit % 64))
-        })
+        (w(0), w(1) | 1)
+    }
+
+    /// The word index and bit mask of the `i`-th position: `h1 + i·h2` (mod 2⁶⁴) scaled to
+    /// `[0, nbits)` by a multiply and shift (Lemire's reduction) rather than a division, which
+    /// would cost more than the memory access on a mix's hot path.
+    fn position(h1: u64, h2: u64, i: u64, nbits: u64) -> (usize, u64) {
+        let g = h1.wrapping_add(i.wrapping_mul(h2));
+        let bit = ((u128::from(g) * u128::from(nbits)) >> 64) as u64;
+        ((bit / 64) as usize, 1u64 << (bit % 64))
+    }
+
+    fn positions(&self, tag: &ReplayTag) -> impl Iterator<Item = (usize, u64)> + '_ {
+        let (h1, h2) = Self::hashes(tag);
+        (0..u64::from(self.k)).map(move |i| Self::position(h1, h2, i, self.nbits))
     }
 
     /// Whether `tag` may have been inserted (false positives at the stated rate).
@@ -73,8 +85,10 @@ impl ReplayFilter {
     /// Inserts `tag`; returns `false` if it (probably) was already there.
     pub fn insert(&mut self, tag: &ReplayTag) -> bool {
         let mut fresh = false;
-        let positions: Vec<(usize, u64)> = self.positions(tag).collect();
-        for (w, m) in positions {
+        let (h1, h2) = Self::hashes(tag);
+        let (k, nbits) = (self.k, self.nbits);
+        for i in 0..u64::from(k) {
+            let (w, m) = Self::position(h1, h2, i, nbits);
             if let Some(x) = self.bits.get_mut(w) {
                 fresh |= *x & m == 0;
                 *x |= m;

@@ -4,7 +4,9 @@
 //! `cargo bench -p qanat-node --bench mix_node` prints a table (recorded in docs/BENCHMARKS.md).
 //! The mix runs alone on a single-threaded runtime on its own OS thread (one core); the sender and
 //! the sink share the other core. Every packet asks for zero delay, so what is measured is the
-//! node's own work: link decryption, unwrap, queueing, link encryption.
+//! node's own work: link decryption, unwrap, queueing, link encryption. `QANAT_BENCH_PACKETS`
+//! packets (default 20,000) are measured, half at saturation and half paced, after
+//! `QANAT_BENCH_WARMUP` unmeasured ones (default 4,000; see the warm-up below).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::collections::HashMap;
@@ -33,6 +35,17 @@ fn link_config() -> LinkConfig {
     c
 }
 
+/// Nanoseconds the thread behind `schedstat` (a `/proc/.../schedstat` path) has run on a CPU.
+fn cpu_ns(schedstat: &str) -> Option<u64> {
+    std::fs::read_to_string(schedstat).ok()?.split_whitespace().next()?.parse().ok()
+}
+
+/// This thread's `schedstat` path, as seen from any thread of the process.
+fn this_thread_schedstat() -> String {
+    let task = std::fs::read_link("/proc/thread-self").map(|p| p.display().to_string()).unwrap_or_default();
+    format!("/proc/{task}/schedstat")
+}
+
 struct Setup {
     mix_addr: std::net::SocketAddr,
     sender_key: Arc<LinkSecretKey>,
@@ -54,6 +67,8 @@ fn main() {
 
     // Pre-build the packets: mix (delay 0) then the sink.
     let n: usize = std::env::var("QANAT_BENCH_PACKETS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    // Warm-up packets, sent first and not measured (see below).
+    let warm: usize = std::env::var("QANAT_BENCH_WARMUP").ok().and_then(|v| v.parse().ok()).unwrap_or(4_000);
     let path = vec![
         PathHop {
             id: mix_id,
@@ -69,16 +84,18 @@ fn main() {
     let payload = vec![0x42u8; geometry.forward_payload_len()];
     let t = Instant::now();
     let packets: Vec<Vec<u8>> =
-        (0..n).map(|_| sphinx.new_packet(&mut rng, &path, &payload).unwrap()).collect();
-    eprintln!("built {n} packets in {:.1} s", t.elapsed().as_secs_f64());
+        (0..n + warm).map(|_| sphinx.new_packet(&mut rng, &path, &payload).unwrap()).collect();
+    eprintln!("built {} packets in {:.1} s", packets.len(), t.elapsed().as_secs_f64());
 
-    // Bare unwrap cost on this machine, measured now.
+    // Bare unwrap cost on this machine, measured now (wall clock, and CPU time of this thread).
     let mut probe: Vec<Vec<u8>> = packets.iter().take(2000).cloned().collect();
-    let t = Instant::now();
+    let here = this_thread_schedstat();
+    let (t, cpu0) = (Instant::now(), cpu_ns(&here));
     for p in &mut probe {
         sphinx.unwrap(&mix_key, p).unwrap();
     }
     let unwrap_us = t.elapsed().as_secs_f64() * 1e6 / probe.len() as f64;
+    let unwrap_cpu_us = cpu_ns(&here).zip(cpu0).map(|(b, a)| (b - a) as f64 / 1e3 / probe.len() as f64);
     let bound = 1e6 / unwrap_us;
 
     // The mix: its own OS thread and single-threaded runtime.
@@ -154,30 +171,52 @@ fn main() {
             )
             .await
             .unwrap();
-            addr_tx.send(h.local_addr()).unwrap();
+            addr_tx.send((h.local_addr(), this_thread_schedstat())).unwrap();
             tokio::time::sleep(Duration::from_secs(3600)).await;
         });
     });
-    let mix_addr = addr_rx.recv().unwrap();
+    let (mix_addr, mix_schedstat) = addr_rx.recv().unwrap();
     let s = Setup { mix_addr, sender_key: sender_link, mix_link_pub: mix_pub, received, arrivals };
+    let (packets, warm_packets) = packets.split_at(n);
 
-    // 1. Saturation: send everything as fast as the link accepts it.
-    let half = n / 2;
-    let (rate_in, rate_out) = io.block_on(async {
+    // 0. Warm-up, not measured: the mix's outgoing link gets connected, and every page of the
+    // replay filter (14.4 MB, allocated zeroed and mapped by the kernel on first touch) is
+    // touched, as in a mix that has been running for a while. The first touches cost a few
+    // thousand page faults once per epoch key, whatever the traffic; docs/BENCHMARKS.md gives
+    // the figure without warm-up (QANAT_BENCH_WARMUP=0).
+    io.block_on(async {
         let conn =
             qanat_link::connect(s.mix_addr, &s.sender_key, &s.mix_link_pub, link_config(), Arc::default())
                 .await
                 .unwrap();
-        let start = Instant::now();
+        for (i, p) in warm_packets.iter().enumerate() {
+            conn.send(Frame::Packet { id: PacketId(i as u64), packet: p.clone() }).await.unwrap();
+        }
+        while s.received.load(Ordering::Relaxed) < warm as u64 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        conn.close().await;
+    });
+
+    // 1. Saturation: send everything as fast as the link accepts it.
+    let half = n / 2;
+    let (rate_in, rate_out, mix_cpu_us) = io.block_on(async {
+        let conn =
+            qanat_link::connect(s.mix_addr, &s.sender_key, &s.mix_link_pub, link_config(), Arc::default())
+                .await
+                .unwrap();
+        let base = s.received.load(Ordering::Relaxed);
+        let (start, cpu0) = (Instant::now(), cpu_ns(&mix_schedstat));
         for (i, p) in packets[..half].iter().enumerate() {
             conn.send(Frame::Packet { id: PacketId(i as u64), packet: p.clone() }).await.unwrap();
         }
         let sent = start.elapsed();
-        while s.received.load(Ordering::Relaxed) < half as u64 {
+        while s.received.load(Ordering::Relaxed) < base + half as u64 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let done = start.elapsed();
-        (half as f64 / sent.as_secs_f64(), half as f64 / done.as_secs_f64())
+        let cpu = cpu_ns(&mix_schedstat).zip(cpu0).map(|(b, a)| (b - a) as f64 / 1e3 / half as f64);
+        (half as f64 / sent.as_secs_f64(), half as f64 / done.as_secs_f64(), cpu)
     });
 
     // 2. Latency at half the measured rate, against a paced schedule.
@@ -224,6 +263,13 @@ fn main() {
     println!("| sender's offered rate (link queue accepting) | {rate_in:.0} packets/s |");
     println!("| packets through the mix per second, in = out (one core) | {rate_out:.0} |");
     println!("| out / unwrap-bound rate | {:.0}% |", 100.0 * rate_out / bound);
+    if let (Some(mix), Some(unwrap)) = (mix_cpu_us, unwrap_cpu_us) {
+        println!("| mix thread CPU time per packet (unwrap alone: {unwrap:.1} µs) | {mix:.1} µs |");
+        println!(
+            "| packets per CPU-second of the mix thread / per CPU-second of unwrap | {:.0}% |",
+            100.0 * unwrap / mix
+        );
+    }
     println!("| latency through the node at {rate:.0} packets/s: p50 | {:.3} ms |", pct(0.5));
     println!("| p99 | {:.3} ms |", pct(0.99));
     println!("| max | {:.3} ms |", pct(1.0));

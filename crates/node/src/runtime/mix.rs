@@ -169,10 +169,17 @@ async fn run<R: CryptoRng + Send + 'static>(
     let mut next_id: u64 = 0;
     let resend_tick = config.resend_after.max(Duration::from_millis(10));
     let mut ticker = tokio::time::interval(resend_tick);
+    // One timer for the core's next deadline, moved only when that deadline changes.
+    let far = || Instant::now() + Duration::from_secs(3600);
+    let sleep = tokio::time::sleep_until(far());
+    tokio::pin!(sleep);
     loop {
         let wake = core.poll_timeout().map(|t| origin + t.saturating_since(clock));
-        let sleep =
-            tokio::time::sleep_until(wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
+        match wake {
+            Some(w) if w != sleep.deadline() => sleep.as_mut().reset(w),
+            None if sleep.is_elapsed() => sleep.as_mut().reset(far()),
+            _ => {}
+        }
         tokio::select! {
             packet = events.recv() => {
                 let Some(packet) = packet else { break };
@@ -192,7 +199,10 @@ async fn run<R: CryptoRng + Send + 'static>(
                     }
                 }
             }
-            _ = sleep => core.handle_timeout(now(), &mut rng),
+            () = &mut sleep => {
+                core.handle_timeout(now(), &mut rng);
+                sleep.as_mut().reset(far());
+            }
             update = updates.recv() => {
                 let Some(u) = update else { continue };
                 if let Some(key) = u.key {
