@@ -28,7 +28,7 @@
 //! 1. every member *stages* every commit for epoch *n* it receives (its own included), merging
 //!    none; application messages keep flowing meanwhile (epoch *n* keys stay usable);
 //! 2. [`Config::decision_window`] after it first saw a commit for epoch *n*, it ranks the candidates
-//!    deterministically (see [`rank`]) and merges the winner; the members whose commit lost
+//!    deterministically (module `rank`) and merges the winner; the members whose commit lost
 //!    re-check what they wanted against the new state and commit again in epoch *n+1*;
 //! 3. a Welcome is sent only by the member whose commit won, so a newcomer joins only the epoch
 //!    that everyone else reaches;
@@ -58,7 +58,8 @@
 //! storage, the signature key, the staged candidates and queued operations) as one byte string for
 //! the encrypted profile store, and [`Conversation::import`] resumes from it, after a restart or
 //! days offline. The string is rewritten whole after each change: a few kilobytes for small groups,
-//! growing linearly with the group (about 0.5 MB at 1,000 members, see `docs/BENCHMARKS.md`).
+//! growing linearly with the group (0.1 MB for two people, 29 MB at 1,000 members: see
+//! `docs/BENCHMARKS.md`; saving only the changed storage keys is a follow-up).
 
 mod blob;
 pub(crate) mod rank;

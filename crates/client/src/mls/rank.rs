@@ -1,7 +1,7 @@
 //! Choosing one commit among concurrent ones, the same way on every member.
 //!
 //! Every member holds the same set of candidate commits for an epoch when its decision window
-//! closes (see the module documentation of [`crate::mls`] for why), and each candidate is known to
+//! closes (see the module documentation of `crate::mls` for why), and each candidate is known to
 //! every member by the same three facts: the committer's leaf, the leaves it removes, and the hash
 //! of its wire bytes. The ranking below uses only those facts, so every member picks the same
 //! winner:
