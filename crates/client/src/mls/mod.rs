@@ -57,8 +57,8 @@
 //! [`Conversation::export`] returns the whole state of the conversation (openmls' key/value
 //! storage, the signature key, the staged candidates and queued operations) as one byte string for
 //! the encrypted profile store, and [`Conversation::import`] resumes from it, after a restart or
-//! days offline. The string is rewritten whole after each change: a few kilobytes for small groups,
-//! growing linearly with the group (0.1 MB for two people, 29 MB at 1,000 members: see
+//! days offline. The string is rewritten whole after each change: tens of kilobytes for two people,
+//! growing linearly with the group (about 0.1 MB after some epochs, 29 MB at 1,000 members: see
 //! `docs/BENCHMARKS.md`; saving only the changed storage keys is a follow-up).
 
 mod blob;
