@@ -107,7 +107,7 @@ impl KeyRing {
         for (n, i) in live_idx.enumerate() {
             // Unwrap transforms in place; keep the original only if another key is left to try.
             let mut attempt = if n + 1 < n_live { packet.clone() } else { core::mem::take(&mut packet) };
-            match sphinx.unwrap(&self.keys[i].key, &mut attempt) {
+            match sphinx.unwrap_with_tag(&self.keys[i].key, &mut attempt, tag) {
                 Ok(out) => {
                     self.keys[i].filter.insert(&out.replay_tag);
                     return Ok((out, attempt));

@@ -179,11 +179,11 @@ fn main() {
     let s = Setup { mix_addr, sender_key: sender_link, mix_link_pub: mix_pub, received, arrivals };
     let (packets, warm_packets) = packets.split_at(n);
 
-    // 0. Warm-up, not measured: the mix's outgoing link gets connected, and every page of the
-    // replay filter (14.4 MB, allocated zeroed and mapped by the kernel on first touch) is
-    // touched, as in a mix that has been running for a while. The first touches cost a few
-    // thousand page faults once per epoch key, whatever the traffic; docs/BENCHMARKS.md gives
-    // the figure without warm-up (QANAT_BENCH_WARMUP=0).
+    // 0. Warm-up, not measured: the mix's outgoing link gets connected and the caches and
+    // allocator settle, as in a mix that has been running for a while. (The replay filter,
+    // 19.5 MB, is written when its epoch key is added, so its pages are mapped before any
+    // packet; before the blocked filter they were mapped on first touch during the warm-up.)
+    // docs/BENCHMARKS.md gives the figure without warm-up (QANAT_BENCH_WARMUP=0).
     io.block_on(async {
         let conn =
             qanat_link::connect(s.mix_addr, &s.sender_key, &s.mix_link_pub, link_config(), Arc::default())

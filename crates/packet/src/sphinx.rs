@@ -256,6 +256,31 @@ impl Sphinx {
     /// otherwise [`Unwrapped::payload`] locates the payload in it. On error the packet must be
     /// dropped: its content is unspecified.
     pub fn unwrap(&self, key: &SecretKey, packet: &mut [u8]) -> Result<Unwrapped, UnwrapError> {
+        self.unwrap_inner(key, packet, None)
+    }
+
+    /// [`Sphinx::unwrap`] for a node that already computed the packet's tag with
+    /// [`Sphinx::replay_tag`] (to drop replays before any public-key work): the same result,
+    /// without hashing the element a second time.
+    ///
+    /// `tag` must be `self.replay_tag(packet)` of this very packet, taken before any change to it;
+    /// it is returned as [`Unwrapped::replay_tag`] unchecked (debug builds assert it), so a caller
+    /// that passes another tag only misleads its own replay filter.
+    pub fn unwrap_with_tag(
+        &self,
+        key: &SecretKey,
+        packet: &mut [u8],
+        tag: ReplayTag,
+    ) -> Result<Unwrapped, UnwrapError> {
+        self.unwrap_inner(key, packet, Some(tag))
+    }
+
+    fn unwrap_inner(
+        &self,
+        key: &SecretKey,
+        packet: &mut [u8],
+        tag: Option<ReplayTag>,
+    ) -> Result<Unwrapped, UnwrapError> {
         let g = &self.geometry;
         let scheme = g.scheme();
         if packet.len() != g.packet_len() {
@@ -268,7 +293,16 @@ impl Sphinx {
             return Err(UnwrapError::Version);
         }
         let element = &packet[self.element_range()];
-        let tag = ReplayTag(replay_tag(element));
+        let tag = match tag {
+            Some(t) => {
+                debug_assert!(
+                    t == ReplayTag(replay_tag(element)),
+                    "unwrap_with_tag given another packet's tag"
+                );
+                t
+            }
+            None => ReplayTag(replay_tag(element)),
+        };
         let shared = if scheme.is_kem() {
             key.decapsulate(element)
         } else {

@@ -97,8 +97,15 @@ fn sphinx_vectors_byte_for_byte() {
                 "case {n} hop {i}: public key"
             );
             let tag = sphinx.replay_tag(&packet).unwrap();
+            let mut tagged = packet.clone();
             let out = sphinx.unwrap(&key, &mut packet).unwrap_or_else(|e| panic!("case {n} hop {i}: {e}"));
             assert_eq!(out.replay_tag, tag);
+            // The pre-computed tag path gives the same packet, tag, commands and payload.
+            let out_tagged = sphinx.unwrap_with_tag(&key, &mut tagged, tag).unwrap();
+            assert_eq!(tagged, packet, "case {n} hop {i}: unwrap_with_tag");
+            assert_eq!(out_tagged.replay_tag, tag);
+            assert_eq!(out_tagged.commands, out.commands);
+            assert_eq!(out_tagged.payload(&tagged), out.payload(&packet));
             let want: Vec<Vec<u8>> = case.path[i].commands.iter().map(|c| unhex(c)).collect();
             if i + 1 == case.path.len() {
                 let c = out.commands;

@@ -126,7 +126,15 @@ fn own_vectors_unwrap_from_keys() {
         for (packets, surb) in [(&c.packets, false), (&c.reply_packets, true)] {
             let mut p = hex::decode(&packets[0]).unwrap();
             for (i, k) in keys.iter().enumerate() {
+                // `unwrap_with_tag` with the pre-computed tag gives exactly what `unwrap` gives.
+                let tag = sphinx.replay_tag(&p).unwrap();
+                let mut q = p.clone();
                 let out = sphinx.unwrap(k, &mut p).unwrap();
+                let out_tagged = sphinx.unwrap_with_tag(k, &mut q, tag).unwrap();
+                assert_eq!(q, p, "{} hop {i}: unwrap_with_tag output", c.scheme);
+                assert_eq!(out_tagged.replay_tag, out.replay_tag);
+                assert_eq!(out_tagged.commands, out.commands);
+                assert_eq!(out_tagged.payload(&q), out.payload(&p));
                 if i + 1 < keys.len() {
                     assert_eq!(hex::encode(&p), packets[i + 1]);
                 } else if surb {
