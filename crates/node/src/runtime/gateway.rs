@@ -366,10 +366,9 @@ async fn run<S: MailboxStore>(
         }
         let t = now();
         while let Some(tx) = core.poll_transmit(t) {
-            let Some(peer) = peers.read().ok().and_then(|p| p.get(&tx.to).cloned()) else { continue };
+            let Some((link, _)) = links.route(tx.to, &peers) else { continue };
             next_id += 1;
-            let frame = Frame::Packet { id: PacketId(next_id), packet: tx.packet };
-            if links.sender(tx.to, &peer).try_send(frame).is_err() {
+            if link.try_send(Frame::Packet { id: PacketId(next_id), packet: tx.packet }).is_err() {
                 metrics.link_queue_full.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -12,11 +12,12 @@ use qanat_packet::NodeId;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::peers::Peer;
+use super::peers::{Peer, SharedPeers};
 
-/// An open link: its sender, and the handle whose drop closes it.
+/// An open link: its sender, whether its peer is a gateway, and the handle whose drop closes it.
 struct Outgoing {
     sender: FrameSender,
+    gateway: bool,
     _close: oneshot::Sender<()>,
 }
 
@@ -43,47 +44,54 @@ impl Links {
         Self { open: HashMap::new(), tasks: Vec::new(), local_key, config, metrics, acks, shutdown }
     }
 
-    /// The sender of the link to `id` at `peer`, opened if it is not yet.
-    pub(crate) fn sender(&mut self, id: NodeId, peer: &Peer) -> &FrameSender {
+    /// The sender of the link to `id`, and whether `id` is a gateway. An unopened link is
+    /// opened to the address `peers` gives (the peer is looked up only then: a link whose peer
+    /// changes is closed by [`Links::close`]); `None` when `peers` does not know `id`.
+    pub(crate) fn route(&mut self, id: NodeId, peers: &SharedPeers) -> Option<(&FrameSender, bool)> {
+        if !self.open.contains_key(&id) {
+            let peer = peers.read().ok().and_then(|p| p.get(&id).cloned())?;
+            self.open_link(id, &peer);
+        }
+        self.open.get(&id).map(|o| (&o.sender, o.gateway))
+    }
+
+    fn open_link(&mut self, id: NodeId, peer: &Peer) {
         let Self { open, tasks, local_key, config, metrics, acks, shutdown } = self;
-        &open
-            .entry(id)
-            .or_insert_with(|| {
-                let mut link = PeerLink::spawn(
-                    peer.addr,
-                    peer.link_key.clone(),
-                    local_key.clone(),
-                    config.clone(),
-                    metrics.clone(),
-                );
-                let sender = link.sender();
-                let acks = acks.clone();
-                let mut stop = shutdown.clone();
-                let (close, mut closed) = oneshot::channel::<()>();
-                tasks.retain(|t| !t.is_finished());
-                tasks.push(tokio::spawn(async move {
-                    loop {
-                        tokio::select! {
-                            frame = link.recv() => match frame {
-                                Some(Frame::Ack(ids)) => {
-                                    if let Some(a) = &acks
-                                        && a.send(ids).await.is_err()
-                                    {
-                                        break;
-                                    }
+        open.entry(id).or_insert_with(|| {
+            let mut link = PeerLink::spawn(
+                peer.addr,
+                peer.link_key.clone(),
+                local_key.clone(),
+                config.clone(),
+                metrics.clone(),
+            );
+            let sender = link.sender();
+            let acks = acks.clone();
+            let mut stop = shutdown.clone();
+            let (close, mut closed) = oneshot::channel::<()>();
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        frame = link.recv() => match frame {
+                            Some(Frame::Ack(ids)) => {
+                                if let Some(a) = &acks
+                                    && a.send(ids).await.is_err()
+                                {
+                                    break;
                                 }
-                                Some(_) => {}
-                                None => break,
-                            },
-                            _ = stop.changed() => break,
-                            _ = &mut closed => break,
-                        }
+                            }
+                            Some(_) => {}
+                            None => break,
+                        },
+                        _ = stop.changed() => break,
+                        _ = &mut closed => break,
                     }
-                    link.shutdown().await;
-                }));
-                Outgoing { sender, _close: close }
-            })
-            .sender
+                }
+                link.shutdown().await;
+            }));
+            Outgoing { sender, gateway: peer.gateway, _close: close }
+        });
     }
 
     /// Closes the link to `id`, if one is open.

@@ -224,8 +224,8 @@ async fn run<R: CryptoRng + Send + 'static>(
                 for id in due {
                     let Some((to, packet, at)) = unacked.get_mut(&id) else { continue };
                     *at = Instant::now();
-                    let Some(peer) = peers.read().ok().and_then(|p| p.get(to).cloned()) else { continue };
-                    if links.sender(*to, &peer).try_send(Frame::Packet { id, packet: packet.clone() }).is_ok() {
+                    let Some((link, _)) = links.route(*to, &peers) else { continue };
+                    if link.try_send(Frame::Packet { id, packet: packet.clone() }).is_ok() {
                         metrics.resent.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -234,21 +234,21 @@ async fn run<R: CryptoRng + Send + 'static>(
         }
         let t = now();
         while let Some(tx) = core.poll_transmit(t) {
-            let Some(peer) = peers.read().ok().and_then(|p| p.get(&tx.to).cloned()) else {
+            let Some((link, gateway)) = links.route(tx.to, &peers) else {
                 metrics.unknown_next_hop.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
             next_id += 1;
             let id = PacketId(next_id);
-            if peer.gateway {
+            if gateway {
                 if unacked.len() < MAX_UNACKED {
                     unacked.insert(id, (tx.to, tx.packet.clone(), Instant::now()));
                 } else {
                     metrics.unacked_full.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            let sent = links.sender(tx.to, &peer).try_send(Frame::Packet { id, packet: tx.packet });
-            if sent.is_err() && !peer.gateway {
+            let sent = link.try_send(Frame::Packet { id, packet: tx.packet });
+            if sent.is_err() && !gateway {
                 metrics.link_queue_full.fetch_add(1, Ordering::Relaxed);
             }
         }
