@@ -358,7 +358,7 @@ pub struct Outbox {
     messages: BTreeMap<MessageId, OutMessage>,
     queue: VecDeque<(MessageId, u16)>,
     surbs: HashMap<SurbId, PendingSurb>,
-    events: Vec<OutboxEvent>,
+    events: VecDeque<OutboxEvent>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -419,7 +419,7 @@ impl Outbox {
             self.queue.push_back((id, i as u16));
         }
         self.messages.insert(id, OutMessage { route, reply_to, fragments, sent_once: false });
-        self.events.push(OutboxEvent::State(id, Delivery::Queued));
+        self.events.push_back(OutboxEvent::State(id, Delivery::Queued));
         Ok(id)
     }
 
@@ -491,7 +491,7 @@ impl Outbox {
         self.surbs.insert(SurbId(surb_id), PendingSurb { message_id: id, index, keys });
         if !m.sent_once && m.fragments.iter().all(|(_, s)| !matches!(s, FragmentState::Queued)) {
             m.sent_once = true;
-            self.events.push(OutboxEvent::State(id, Delivery::Sent));
+            self.events.push_back(OutboxEvent::State(id, Delivery::Sent));
         }
         Ok(Some(OutPacket { packet }))
     }
@@ -518,7 +518,7 @@ impl Outbox {
             *s = FragmentState::Acked;
         }
         if m.fragments.iter().all(|(_, s)| matches!(s, FragmentState::Acked)) {
-            self.events.push(OutboxEvent::State(id, Delivery::Delivered));
+            self.events.push_back(OutboxEvent::State(id, Delivery::Delivered));
             // Its other SURBs (from resends) will find nothing to acknowledge.
             self.messages.remove(&id);
             self.surbs.retain(|_, p| p.message_id != id);
@@ -553,7 +553,7 @@ impl Outbox {
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<OutboxEvent> {
-        if self.events.is_empty() { None } else { Some(self.events.remove(0)) }
+        self.events.pop_front()
     }
 }
 
