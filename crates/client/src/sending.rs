@@ -391,7 +391,7 @@ impl Outbox {
             messages: BTreeMap::new(),
             queue: VecDeque::new(),
             surbs: HashMap::new(),
-            events: Vec::new(),
+            events: VecDeque::new(),
         }
     }
 
