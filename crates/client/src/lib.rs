@@ -8,6 +8,8 @@
 //!   concurrent commits converging without a server.
 //! - [`gateway`]: the session with the user's own gateway (send packets; register, fetch and
 //!   delete mailboxes), the client's only network connection.
+//! - [`engine`]: contacts and groups: ties the profile, invitations, MLS and the sender
+//!   together, IO-free but for the profile.
 //! - [`sending`]: the IO-free Loopix sender: messages split into packets, one packet every
 //!   Exp(λ_P) (real if queued, cover otherwise), loops, SURB acknowledgements, resends with
 //!   randomized backoff, de-duplication, delivery state.
@@ -15,6 +17,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod engine;
 pub mod gateway;
 pub mod invite;
 pub mod mls;

@@ -405,14 +405,32 @@ impl Outbox {
         bytes: &[u8],
         rng: &mut R,
     ) -> Result<MessageId, PayloadError> {
+        let mut id = [0u8; 16];
+        rng.fill_bytes(&mut id);
+        let id = MessageId(id);
+        self.queue_as(id, g, route, reply_to, bytes)?;
+        Ok(id)
+    }
+
+    /// Queues `bytes` under the id `id` chosen by the caller (a message saved before a restart
+    /// keeps its id, so that its recipient can drop the copies). An id already queued is left
+    /// as it is.
+    pub fn queue_as(
+        &mut self,
+        id: MessageId,
+        g: &Geometry,
+        route: Route,
+        reply_to: RecipientId,
+        bytes: &[u8],
+    ) -> Result<(), PayloadError> {
+        if self.messages.contains_key(&id) {
+            return Ok(());
+        }
         let cap = fragment_capacity(g)?;
         let chunks: Vec<&[u8]> = if bytes.is_empty() { vec![&[][..]] } else { bytes.chunks(cap).collect() };
         if chunks.len() > MAX_FRAGMENTS {
             return Err(PayloadError::TooLong);
         }
-        let mut id = [0u8; 16];
-        rng.fill_bytes(&mut id);
-        let id = MessageId(id);
         let fragments = chunks.iter().map(|c| (c.to_vec(), FragmentState::Queued)).collect::<Vec<_>>();
         for i in 0..fragments.len() {
             // Bounded by MAX_FRAGMENTS above.
@@ -420,7 +438,22 @@ impl Outbox {
         }
         self.messages.insert(id, OutMessage { route, reply_to, fragments, sent_once: false });
         self.events.push_back(OutboxEvent::State(id, Delivery::Queued));
-        Ok(id)
+        Ok(())
+    }
+
+    /// Changes the resend policy (for waits started from now on).
+    pub fn set_policy(&mut self, policy: ResendPolicy) {
+        self.policy = policy;
+    }
+
+    /// How many messages are not yet delivered.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether every message is delivered.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
     }
 
     /// Whether a real packet is waiting for a slot.

@@ -300,6 +300,18 @@ fn leaving_is_committed_by_another_member() {
     let out = net.members.get_mut(&ids[1]).unwrap().leave(now).unwrap();
     assert!(out.outgoing.iter().all(|o| o.kind == OutgoingKind::Proposal));
     net.dispatch(ids[1], out);
+    // Regression: a member holding a leave request can be saved and restored (the requests were
+    // a JSON map with non-string keys, which failed to save).
+    let now = net.now();
+    let due: Vec<Delivery> = net.queue.drain(..).collect();
+    for d in due {
+        net.deliver(d, now);
+    }
+    let config = net.config.clone();
+    for id in &ids {
+        let saved = net.members[id].export().unwrap();
+        net.members.insert(*id, Conversation::import(&saved, &config).unwrap());
+    }
     net.settle();
     assert_eq!(net.removed, vec![ids[1]]);
     assert!(matches!(net.members.get_mut(&ids[1]).unwrap().send(b"x"), Err(MlsError::NotMember)));

@@ -167,6 +167,23 @@ fn rejected(e: impl fmt::Debug) -> MlsError {
     MlsError::Rejected(format!("{e:?}"))
 }
 
+/// (De)serializes a map whose keys are not strings as a list of pairs.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::MemberId;
+
+    pub(super) fn serialize<S: Serializer>(m: &BTreeMap<MemberId, u64>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<MemberId, u64>, D::Error> {
+        Ok(Vec::<(MemberId, u64)>::deserialize(d)?.into_iter().collect())
+    }
+}
+
 /// A member as known inside one conversation: its per-conversation Ed25519 public key.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct MemberId([u8; 32]);
@@ -556,6 +573,8 @@ struct State {
     own: Option<OwnCommit>,
     queued: Vec<Intent>,
     /// Members who asked to leave, and when this member first heard of it.
+    /// Saved as a list of pairs: JSON map keys must be strings.
+    #[serde(with = "pairs")]
     leave_requests: BTreeMap<MemberId, u64>,
     leaving: bool,
     buffered: Vec<Buffered>,

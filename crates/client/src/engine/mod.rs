@@ -1,0 +1,1852 @@
+//! The client engine: what ties the profile, invitations, MLS conversations and the Loopix sender
+//! together into contacts and groups that a person uses.
+//!
+//! The engine does no network IO and reads no clock: the runtime (or a test) hands it the
+//! directory's document, the items fetched from the user's mailboxes and `now`, and takes from it
+//! the packets to send (one per sending slot), the mailboxes to register and the events to show.
+//! Its only IO is the encrypted profile: every change it makes is written there in one
+//! transaction before anything that depends on it leaves (an acknowledgement is sent only after
+//! the fragment it acknowledges is saved), so a crash or restart at any point loses nothing.
+//!
+//! # Threads
+//! A *thread* is a conversation as the user sees it: a contact (an MLS group of two, made by an
+//! invitation) or a group. Each has a local name chosen by the user (never sent anywhere), its own
+//! MLS conversation, its own mailbox at the user's gateway, and a roster: where each other member
+//! receives this conversation's messages. Nothing ties one thread to another outside this profile.
+//!
+//! # Making a contact (module `invite` for the formats)
+//! 1. The inviter makes an invitation: a fresh mailbox (the thread's mailbox from then on).
+//! 2. The accepter makes a KeyPackage and a fresh mailbox, and sends the encrypted answer to the
+//!    invitation's mailbox (outer kind ANSWER).
+//! 3. The inviter creates the conversation, adds the accepter, and sends the Welcome to the
+//!    accepter's mailbox (outer kind WELCOME). Both now talk with MLS messages (outer kind MLS).
+//!
+//! # Groups
+//! A group member adds one of its contacts in three messages over their contact conversation:
+//! GROUP_INVITE (a token), GROUP_JOIN (the contact's KeyPackage and a fresh mailbox for the group),
+//! and, once the add commit has won, GROUP_WELCOME (the Welcome and every member's route). The
+//! adder also tells the group where the newcomer receives (ROUTE). A message for a member whose
+//! route is not yet known waits until it is.
+//!
+//! # Order
+//! Texts are delivered exactly once (the inbox de-duplicates by message id, MLS refuses a reused
+//! generation) and in order per sender: see [`wire`] for the rule.
+
+pub mod wire;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use qanat_mixnet::{Hop, MailboxItem, Time, Topology};
+use qanat_packet::{NodeId, RecipientId, Sphinx, SurbId};
+use qanat_pki::{Document, UnixTime};
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+
+use crate::gateway::{Fetched, MailboxAccess};
+use crate::invite::{self, Invitation, InviteError, PendingInvitation};
+use crate::mls::{
+    self, Conversation, Event as MlsEvent, MemberId, MlsError, OutgoingKind, Output, PendingJoin,
+};
+use crate::sending::{
+    self, Delivery, Inbox, MessageId, NetworkView, Outbox, OutboxEvent, Payload, PayloadError, Received,
+    ResendPolicy, Route, RouteError, Schedule, TrafficProfile,
+};
+use crate::store::{Profile, StoreError, Transaction};
+use wire::{Content, Outer, RouteEntry};
+
+const NS_SETTINGS: &str = "engine.settings";
+const NS_THREAD: &str = "engine.thread";
+const NS_CONV: &str = "engine.conv";
+const NS_JOIN: &str = "engine.join";
+const NS_OUT: &str = "engine.out";
+const NS_FRAG: &str = "engine.frag";
+const NS_SEEN: &str = "engine.seen";
+const NS_CURSOR: &str = "engine.cursor";
+const NS_HISTORY: &str = "engine.history";
+const SETTINGS_KEY: &[u8] = b"settings";
+
+/// Longest local name of a contact or group.
+pub const MAX_LOCAL_NAME: usize = 64;
+
+/// Why an engine operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The profile failed (nothing of the operation was saved).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An invitation could not be made or accepted.
+    #[error(transparent)]
+    Invite(#[from] InviteError),
+    /// MLS refused the operation.
+    #[error(transparent)]
+    Mls(#[from] MlsError),
+    /// A message could not be split into packets.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    /// A packet could not be built.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// No contact or group has this name.
+    #[error("no contact or group named {0:?} (see `qanat contacts`)")]
+    UnknownName(String),
+    /// The name is already used by a contact or group.
+    #[error("the name {0:?} is already used by a contact or group; choose another")]
+    NameTaken(String),
+    /// The name is empty, too long or has control characters.
+    #[error("invalid name {0:?}: use 1 to {MAX_LOCAL_NAME} printable characters")]
+    InvalidName(String),
+    /// The operation needs a conversation that is not ready (still being set up, or left).
+    #[error("{0:?} is not ready: {1}")]
+    NotReady(String, &'static str),
+    /// The operation needs a group, and the name is a contact (or the reverse).
+    #[error("{0:?} is {1}")]
+    WrongKind(String, &'static str),
+    /// No member of the group matches.
+    #[error("no member of {0:?} matches {1:?} (see `qanat group members`)")]
+    UnknownMember(String, String),
+    /// The engine has no directory document yet.
+    #[error("no network directory yet (is the client connected?)")]
+    NoNetwork,
+    /// The user's gateway is not in the directory.
+    #[error("this profile's gateway is not in the current directory")]
+    GatewayMissing,
+    /// Saved engine state cannot be read (damaged profile, or a newer version).
+    #[error("saved client state is unreadable: {0}")]
+    Corrupt(&'static str),
+    /// The profile was never set up with `Engine::init`.
+    #[error("this profile has no client settings (run `qanat init`)")]
+    NotInitialized,
+}
+
+/// What the engine reports to the user interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EngineEvent {
+    /// A text arrived (in order for its sender).
+    Message {
+        /// The contact or group.
+        thread: String,
+        /// Who sent it: the contact's name, or a group member's label.
+        sender: String,
+        /// The text.
+        text: String,
+        /// When the sender sent it (its clock).
+        sent_at: SystemTime,
+        /// When it was delivered here.
+        received_at: SystemTime,
+    },
+    /// The delivery state of one of our messages changed.
+    Delivery {
+        /// The message (as [`Engine::send`] returned it).
+        message: LocalMessageId,
+        /// Its state.
+        state: Delivery,
+    },
+    /// A contact's conversation is set up: messages can flow.
+    ContactReady {
+        /// The contact.
+        name: String,
+    },
+    /// This profile joined a group.
+    GroupJoined {
+        /// The group.
+        name: String,
+    },
+    /// A group's membership changed.
+    GroupChanged {
+        /// The group.
+        name: String,
+        /// Members added (labels).
+        added: Vec<String>,
+        /// Members removed (labels).
+        removed: Vec<String>,
+    },
+    /// This profile is out of a group (removed, or its leave was committed).
+    Left {
+        /// The group.
+        name: String,
+    },
+}
+
+/// A message of ours, for delivery state: `thread id ‖ counter`, local to this profile.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LocalMessageId(Vec<u8>);
+
+impl fmt::Debug for LocalMessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LocalMessageId({})", hex(&self.0))
+    }
+}
+
+impl fmt::Display for LocalMessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+/// Tunable parameters of the engine (not saved: the runtime passes them at every start).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// MLS parameters (the decision window must exceed twice the delivery delay).
+    pub mls: mls::Config,
+    /// How often the runtime fetches the mailboxes (the resend timers allow for it).
+    pub fetch_interval: Duration,
+    /// How long invitations stay valid.
+    pub invitation_validity: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        // Long runs of messages may arrive out of order (resends); keep enough past keys.
+        let mls = mls::Config { out_of_order_tolerance: 2048, ..mls::Config::default() };
+        Self {
+            mls,
+            fetch_interval: Duration::from_secs(1),
+            invitation_validity: Duration::from_millis(invite::DEFAULT_VALIDITY_MS),
+        }
+    }
+}
+
+/// A contact or group, as `qanat contacts` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadInfo {
+    /// Its local name.
+    pub name: String,
+    /// Whether it is a group.
+    pub group: bool,
+    /// `"inviting"`, `"joining"`, `"active"` or `"left"`.
+    pub state: &'static str,
+    /// Members other than us: labels.
+    pub members: Vec<String>,
+    /// Unread incoming messages.
+    pub unread: usize,
+}
+
+/// One message of a thread's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Whether we sent it.
+    pub outgoing: bool,
+    /// The sender's label (`"me"` for ours).
+    pub sender: String,
+    /// The text.
+    pub text: String,
+    /// When it was sent (Unix ms, sender's clock).
+    pub sent_at_ms: u64,
+    /// When it arrived here (incoming) or was queued (ours).
+    pub at_ms: u64,
+    /// Ours: how many recipients, and how many have acknowledged it.
+    pub recipients: u32,
+    /// Ours: acknowledged by this many.
+    pub delivered: u32,
+    /// Ours: every packet has left at least once.
+    pub sent: bool,
+    /// Incoming: shown to the user.
+    pub read: bool,
+}
+
+impl HistoryEntry {
+    /// Our message's delivery state.
+    pub fn delivery(&self) -> Delivery {
+        if self.delivered >= self.recipients {
+            Delivery::Delivered
+        } else if self.sent {
+            Delivery::Sent
+        } else {
+            Delivery::Queued
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Kind {
+    Contact,
+    Group,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum ThreadState {
+    /// Inviter: waiting for the invitation's answer.
+    Inviting,
+    /// Waiting for a Welcome.
+    Joining,
+    Active,
+    Left,
+}
+
+impl ThreadState {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Inviting => "inviting",
+            Self::Joining => "joining",
+            Self::Active => "active",
+            Self::Left => "left",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct RouteRec {
+    gateway: [u8; 32],
+    mailbox: [u8; 32],
+}
+
+impl RouteRec {
+    fn route(self) -> Route {
+        Route { gateway: NodeId(self.gateway), mailbox: RecipientId(self.mailbox) }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct RecvState {
+    next: Option<u64>,
+    held: BTreeMap<u64, (u64, Option<u64>, u64, String)>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Thread {
+    id: [u8; 16],
+    name: String,
+    kind: Kind,
+    state: ThreadState,
+    mailbox: [u8; 32],
+    credential: [u8; 32],
+    /// A contact's route before its member id is known (accepter, waiting for the Welcome).
+    peer_route: Option<RouteRec>,
+    /// Other members' routes, by member id (hex).
+    roster: BTreeMap<String, RouteRec>,
+    /// Local labels of members, by member id (hex).
+    labels: BTreeMap<String, String>,
+    join_epoch: u64,
+    next_seq: u64,
+    last_epoch: Option<u64>,
+    recv: BTreeMap<String, RecvState>,
+    /// MLS messages for members whose route is not known yet.
+    awaiting: BTreeMap<String, Vec<Vec<u8>>>,
+    /// Group being joined: the invite's token.
+    join_token: Option<[u8; 16]>,
+    /// Group adds in progress: token (hex) → contact thread id.
+    pending_adds: BTreeMap<String, [u8; 16]>,
+    /// Welcomes to deliver: member (hex) → (contact thread id, token).
+    welcome_to: BTreeMap<String, ([u8; 16], [u8; 16])>,
+    history_next: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Settings {
+    gateway: [u8; 32],
+    home_mailbox: [u8; 32],
+    home_credential: [u8; 32],
+    traffic: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct OutRec {
+    route: RouteRec,
+    bytes: Vec<u8>,
+    history: Option<Vec<u8>>,
+}
+
+/// Where an incoming mailbox item belongs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Home,
+    Thread([u8; 16]),
+}
+
+/// The directory as the engine uses it.
+struct Network {
+    sphinx: Sphinx,
+    view: NetworkView,
+    own_gateway: invite::Gateway,
+}
+
+/// One change to write in the next transaction.
+enum Write {
+    Put(&'static str, Vec<u8>, Vec<u8>),
+    Del(&'static str, Vec<u8>),
+    TakeAnswer([u8; 32], Vec<u8>),
+}
+
+/// Counters of input the engine dropped (from the network: never an error).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Items that did not decode.
+    pub malformed: u64,
+    /// MLS messages or Welcomes refused.
+    pub rejected: u64,
+    /// Duplicate fragments (acknowledged again).
+    pub duplicates: u64,
+    /// Cover packets received (loops).
+    pub cover: u64,
+    /// Acknowledgements received.
+    pub acks: u64,
+    /// Packets sent: real, acknowledgements, cover.
+    pub sent_real: u64,
+    /// Acknowledgement packets sent.
+    pub sent_acks: u64,
+    /// Cover packets sent (drops and loops).
+    pub sent_cover: u64,
+}
+
+/// The client engine of one profile.
+pub struct Engine {
+    profile: Profile,
+    config: EngineConfig,
+    settings: Settings,
+    traffic: TrafficProfile,
+    threads: BTreeMap<[u8; 16], Thread>,
+    convs: HashMap<[u8; 16], Conversation>,
+    cursors: HashMap<[u8; 32], u64>,
+    outbox: Outbox,
+    out_recs: HashMap<MessageId, OutRec>,
+    inbox: Inbox,
+    acks: VecDeque<Vec<u8>>,
+    schedule: Option<Schedule>,
+    network: Option<Network>,
+    events: VecDeque<EngineEvent>,
+    registrations: Vec<MailboxAccess>,
+    writes: Vec<Write>,
+    dirty_convs: Vec<[u8; 16]>,
+    stats: EngineStats,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine").field("threads", &self.threads.len()).finish_non_exhaustive()
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn core_time(t: SystemTime) -> Time {
+    Time(t.duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0))
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serializing these plain records cannot fail.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, EngineError> {
+    serde_json::from_slice(b).map_err(|_| EngineError::Corrupt("unreadable record"))
+}
+
+fn check_name(name: &str) -> Result<(), EngineError> {
+    let n = name.chars().count();
+    if n == 0 || n > MAX_LOCAL_NAME || name.chars().any(char::is_control) || name.trim() != name {
+        return Err(EngineError::InvalidName(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// The topology of a verified document (nodes without a key for its epoch are left out).
+pub fn topology_of(doc: &Document) -> Topology {
+    let epoch = doc.epoch();
+    let hop = |id: NodeId| doc.packet_key(&id, epoch).map(|k| Hop { id, key: k.clone() });
+    let layers = (0..doc.layer_count()).map(|l| doc.layer(l).filter_map(|n| hop(n.id())).collect()).collect();
+    let gateways = doc.gateways().filter_map(|n| hop(n.id())).collect();
+    Topology { epoch: epoch.0, layers, gateways }
+}
+
+impl Engine {
+    /// Sets up the client on a new `profile` whose gateway is `gateway`: a home mailbox (loops and
+    /// acknowledgements come back there) and the traffic profile.
+    pub fn init<R: CryptoRng>(
+        profile: &mut Profile,
+        gateway: NodeId,
+        traffic: TrafficProfile,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        let mut home_mailbox = [0u8; 32];
+        let mut home_credential = [0u8; 32];
+        rng.fill_bytes(&mut home_mailbox);
+        rng.fill_bytes(&mut home_credential);
+        let s =
+            Settings { gateway: gateway.0, home_mailbox, home_credential, traffic: traffic.name().into() };
+        profile.put(NS_SETTINGS, SETTINGS_KEY, &json(&s))?;
+        Ok(())
+    }
+
+    /// Whether `profile` was set up with [`Engine::init`].
+    pub fn is_initialized(profile: &Profile) -> Result<bool, EngineError> {
+        Ok(profile.get(NS_SETTINGS, SETTINGS_KEY)?.is_some())
+    }
+
+    /// The gateway `profile` uses.
+    pub fn gateway_of(profile: &Profile) -> Result<NodeId, EngineError> {
+        let s: Settings =
+            from_json(&profile.get(NS_SETTINGS, SETTINGS_KEY)?.ok_or(EngineError::NotInitialized)?)?;
+        Ok(NodeId(s.gateway))
+    }
+
+    /// Opens the engine on an initialised profile, resuming every conversation and every message
+    /// not yet delivered.
+    pub fn open(profile: Profile, config: EngineConfig) -> Result<Self, EngineError> {
+        let settings: Settings =
+            from_json(&profile.get(NS_SETTINGS, SETTINGS_KEY)?.ok_or(EngineError::NotInitialized)?)?;
+        let traffic =
+            TrafficProfile::from_name(&settings.traffic).ok_or(EngineError::Corrupt("traffic profile"))?;
+        let mut threads = BTreeMap::new();
+        for (_, v) in profile.scan(NS_THREAD)? {
+            let t: Thread = from_json(&v)?;
+            threads.insert(t.id, t);
+        }
+        let mut convs = HashMap::new();
+        for (k, v) in profile.scan(NS_CONV)? {
+            let id: [u8; 16] =
+                k.as_slice().try_into().map_err(|_| EngineError::Corrupt("conversation key"))?;
+            convs.insert(id, Conversation::import(&v, &config.mls)?);
+        }
+        let mut cursors = HashMap::new();
+        for (k, v) in profile.scan(NS_CURSOR)? {
+            let (Ok(m), Ok(c)) = (<[u8; 32]>::try_from(k.as_slice()), <[u8; 8]>::try_from(v.as_slice()))
+            else {
+                return Err(EngineError::Corrupt("cursor"));
+            };
+            cursors.insert(m, u64::from_be_bytes(c));
+        }
+        let outbox =
+            Outbox::new(ResendPolicy { first: Duration::from_secs(10), max: Duration::from_secs(600) });
+        let mut out_recs = HashMap::new();
+        let mut pending_out = Vec::new();
+        for (k, v) in profile.scan(NS_OUT)? {
+            let id: [u8; 16] = k.as_slice().try_into().map_err(|_| EngineError::Corrupt("outbox key"))?;
+            let rec: OutRec = from_json(&v)?;
+            pending_out.push((MessageId(id), rec));
+        }
+        // Queued again (with their ids) once the first document gives the geometry.
+        out_recs.extend(pending_out);
+        let mut inbox = Inbox::default();
+        for (k, v) in profile.scan(NS_FRAG)? {
+            // key: message id (16) ‖ index u16 ‖ count u16
+            if k.len() != 20 {
+                return Err(EngineError::Corrupt("fragment key"));
+            }
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&k[..16]);
+            let index = u16::from_be_bytes([k[16], k[17]]);
+            let count = u16::from_be_bytes([k[18], k[19]]);
+            let _ = inbox.handle(Time::ZERO, MessageId(id), index, count, v.to_vec());
+        }
+        let mut registrations =
+            vec![MailboxAccess { mailbox: settings.home_mailbox, credential: settings.home_credential }];
+        for t in threads.values() {
+            if t.state != ThreadState::Left {
+                registrations.push(MailboxAccess { mailbox: t.mailbox, credential: t.credential });
+            }
+        }
+        Ok(Self {
+            profile,
+            config,
+            settings,
+            traffic,
+            threads,
+            convs,
+            cursors,
+            outbox,
+            out_recs,
+            inbox,
+            acks: VecDeque::new(),
+            schedule: None,
+            network: None,
+            events: VecDeque::new(),
+            registrations,
+            writes: Vec::new(),
+            dirty_convs: Vec::new(),
+            stats: EngineStats::default(),
+        })
+    }
+
+    /// Closes the engine, giving the profile back.
+    pub fn into_profile(self) -> Profile {
+        self.profile
+    }
+
+    /// Counters of dropped input and sent packets.
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// The traffic profile.
+    pub fn traffic(&self) -> TrafficProfile {
+        self.traffic
+    }
+
+    /// The gateway this profile uses.
+    pub fn gateway(&self) -> NodeId {
+        NodeId(self.settings.gateway)
+    }
+
+    /// Takes the directory's verified document for the current epoch: packets are built with it
+    /// from now on, at the rates it sets for this profile.
+    pub fn set_document(&mut self, doc: &Document) -> Result<(), EngineError> {
+        let gw_id = NodeId(self.settings.gateway);
+        let node = doc.node(&gw_id).ok_or(EngineError::GatewayMissing)?;
+        let d = node.descriptor();
+        let own_gateway = invite::Gateway::new(gw_id, d.address().clone(), d.link_key().to_vec())?;
+        self.set_network(topology_of(doc), doc.parameters(), own_gateway)
+    }
+
+    /// [`Engine::set_document`] from its parts: the epoch's topology, the network's parameters
+    /// and this profile's gateway as invitations name it.
+    pub fn set_network(
+        &mut self,
+        topology: Topology,
+        params: &qanat_pki::Parameters,
+        own_gateway: invite::Gateway,
+    ) -> Result<(), EngineError> {
+        if *own_gateway.node_id() != NodeId(self.settings.gateway) {
+            return Err(EngineError::GatewayMissing);
+        }
+        let geometry = params.geometry().clone();
+        let first_time = self.network.is_none();
+        let view = NetworkView {
+            topology,
+            mean_delay: Duration::from_millis(u64::from(params.mean_delay_ms())),
+            gateway: NodeId(self.settings.gateway),
+        };
+        let rates = self.traffic.rates(params);
+        // The wait for an acknowledgement: a slot at each end, the delays of every hop both ways,
+        // and a fetch at each end; doubled for the tail.
+        let slot = Duration::from_secs_f64(1.0 / rates.payload.max(1e-6));
+        let hops = view.mean_delay * (2 * params.mix_layers() as u32);
+        let first = (slot * 2 + hops + self.config.fetch_interval * 2) * 2;
+        self.outbox.set_policy(ResendPolicy {
+            first: first.max(Duration::from_secs(1)),
+            max: (first * 16).min(Duration::from_secs(1800)),
+        });
+        if self.schedule.as_ref().is_none_or(|s| s.rates() != rates) {
+            self.schedule = Some(Schedule::new(rates));
+        }
+        self.network = Some(Network { sphinx: Sphinx::new(geometry.clone()), view, own_gateway });
+        if first_time {
+            // Messages saved before a restart go back in the queue, with their ids.
+            let home = RecipientId(self.settings.home_mailbox);
+            let mut recs: Vec<(MessageId, OutRec)> =
+                self.out_recs.iter().map(|(k, v)| (*k, v.clone())).collect();
+            recs.sort_by_key(|(id, _)| id.0);
+            for (id, rec) in recs {
+                self.outbox.queue_as(id, &geometry, rec.route.route(), home, &rec.bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every mailbox to register (all of them after [`Engine::open`], then each new one once).
+    pub fn take_registrations(&mut self) -> Vec<MailboxAccess> {
+        std::mem::take(&mut self.registrations)
+    }
+
+    /// Every mailbox to fetch, with the sequence number already processed.
+    pub fn mailboxes(&self) -> Vec<(MailboxAccess, u64)> {
+        let mut out = vec![(
+            MailboxAccess { mailbox: self.settings.home_mailbox, credential: self.settings.home_credential },
+            self.cursors.get(&self.settings.home_mailbox).copied().unwrap_or(0),
+        )];
+        for t in self.threads.values().filter(|t| t.state != ThreadState::Left) {
+            out.push((
+                MailboxAccess { mailbox: t.mailbox, credential: t.credential },
+                self.cursors.get(&t.mailbox).copied().unwrap_or(0),
+            ));
+        }
+        out
+    }
+
+    /// The next event for the user.
+    pub fn poll_event(&mut self) -> Option<EngineEvent> {
+        self.events.pop_front()
+    }
+
+    fn name_used(&self, name: &str) -> bool {
+        self.threads.values().any(|t| t.name == name)
+    }
+
+    fn thread_by_name(&self, name: &str) -> Result<[u8; 16], EngineError> {
+        self.threads
+            .values()
+            .find(|t| t.name == name)
+            .map(|t| t.id)
+            .ok_or_else(|| EngineError::UnknownName(name.into()))
+    }
+
+    fn new_thread<R: CryptoRng>(
+        &mut self,
+        name: String,
+        kind: Kind,
+        state: ThreadState,
+        rng: &mut R,
+    ) -> Thread {
+        let mut id = [0u8; 16];
+        let mut mailbox = [0u8; 32];
+        let mut credential = [0u8; 32];
+        rng.fill_bytes(&mut id);
+        rng.fill_bytes(&mut mailbox);
+        rng.fill_bytes(&mut credential);
+        Thread {
+            id,
+            name,
+            kind,
+            state,
+            mailbox,
+            credential,
+            peer_route: None,
+            roster: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            join_epoch: 0,
+            next_seq: 0,
+            last_epoch: None,
+            recv: BTreeMap::new(),
+            awaiting: BTreeMap::new(),
+            join_token: None,
+            pending_adds: BTreeMap::new(),
+            welcome_to: BTreeMap::new(),
+            history_next: 0,
+        }
+    }
+
+    fn network(&self) -> Result<&Network, EngineError> {
+        self.network.as_ref().ok_or(EngineError::NoNetwork)
+    }
+
+    /// Makes a one-time invitation for a new contact, to be called `name` here.
+    pub fn invite<R: CryptoRng>(
+        &mut self,
+        name: &str,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Invitation, EngineError> {
+        check_name(name)?;
+        if self.name_used(name) {
+            return Err(EngineError::NameTaken(name.into()));
+        }
+        let gw = self.network()?.own_gateway.clone();
+        let validity = self.config.invitation_validity.as_millis() as u64;
+        let mut thread = self.new_thread(name.into(), Kind::Contact, ThreadState::Inviting, rng);
+        let pending: PendingInvitation = self.profile.transaction(|tx| {
+            let p = invite::create(tx, rng, gw, UnixTime::from_millis(ms(now)), validity)?;
+            thread.mailbox = p.invitation().mailbox().0;
+            thread.credential = *p.mailbox_credential();
+            tx.put(NS_THREAD, &thread.id, &json(&thread))?;
+            Ok::<_, EngineError>(p)
+        })?;
+        self.registrations.push(MailboxAccess { mailbox: thread.mailbox, credential: thread.credential });
+        self.threads.insert(thread.id, thread);
+        Ok(pending.invitation().clone())
+    }
+
+    /// Accepts the invitation `link`; the new contact is called `name` here. The answer leaves
+    /// with the next sending slots; [`EngineEvent::ContactReady`] follows the inviter's Welcome.
+    pub fn accept<R: CryptoRng>(
+        &mut self,
+        link: &str,
+        name: &str,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        check_name(name)?;
+        if self.name_used(name) {
+            return Err(EngineError::NameTaken(name.into()));
+        }
+        let net = self.network()?;
+        let gw = net.own_gateway.clone();
+        let geometry = net.sphinx.geometry().clone();
+        // Check the link before making keys for it.
+        Invitation::parse(link)?.check_expiry(UnixTime::from_millis(ms(now)))?;
+        let (join, key_package) = PendingJoin::new()?;
+        let join_saved = join.export()?;
+        let mut thread = self.new_thread(name.into(), Kind::Contact, ThreadState::Joining, rng);
+        let mut out_id = [0u8; 16];
+        rng.fill_bytes(&mut out_id);
+        let (accepted_mailbox, rec) = self.profile.transaction(|tx| {
+            let a = invite::accept(tx, rng, link, UnixTime::from_millis(ms(now)), gw, &key_package)?;
+            thread.mailbox = a.mailbox.0;
+            thread.credential = *a.mailbox_credential;
+            let inv = &a.invitation;
+            thread.peer_route =
+                Some(RouteRec { gateway: inv.gateway().node_id().0, mailbox: inv.mailbox().0 });
+            let rec = OutRec {
+                route: RouteRec { gateway: inv.gateway().node_id().0, mailbox: inv.mailbox().0 },
+                bytes: Outer::Answer(a.answer.clone()).encode(),
+                history: None,
+            };
+            tx.put(NS_THREAD, &thread.id, &json(&thread))?;
+            tx.put(NS_JOIN, &thread.id, &join_saved)?;
+            tx.put(NS_OUT, &out_id, &json(&rec))?;
+            Ok::<_, EngineError>((a.mailbox, rec))
+        })?;
+        let _ = accepted_mailbox;
+        let home = RecipientId(self.settings.home_mailbox);
+        self.outbox.queue_as(MessageId(out_id), &geometry, rec.route.route(), home, &rec.bytes)?;
+        self.out_recs.insert(MessageId(out_id), rec);
+        self.registrations.push(MailboxAccess { mailbox: thread.mailbox, credential: thread.credential });
+        self.threads.insert(thread.id, thread);
+        Ok(())
+    }
+
+    /// Creates a group with only us in it, called `name` here.
+    pub fn create_group<R: CryptoRng>(&mut self, name: &str, rng: &mut R) -> Result<(), EngineError> {
+        check_name(name)?;
+        if self.name_used(name) {
+            return Err(EngineError::NameTaken(name.into()));
+        }
+        let conv = Conversation::create(&self.config.mls)?;
+        let thread = self.new_thread(name.into(), Kind::Group, ThreadState::Active, rng);
+        let id = thread.id;
+        self.registrations.push(MailboxAccess { mailbox: thread.mailbox, credential: thread.credential });
+        self.writes.push(Write::Put(NS_THREAD, id.to_vec(), json(&thread)));
+        self.threads.insert(id, thread);
+        self.convs.insert(id, conv);
+        self.dirty_convs.push(id);
+        self.flush()
+    }
+
+    /// Adds the contact `contact` to the group `group` (it takes a round trip with the contact,
+    /// then the decision window of the add).
+    pub fn group_add<R: CryptoRng>(
+        &mut self,
+        group: &str,
+        contact: &str,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        let g = self.thread_by_name(group)?;
+        let c = self.thread_by_name(contact)?;
+        self.require(g, Kind::Group)?;
+        self.require(c, Kind::Contact)?;
+        let mut token = [0u8; 16];
+        rng.fill_bytes(&mut token);
+        if let Some(t) = self.threads.get_mut(&g) {
+            t.pending_adds.insert(hex(&token), c);
+        }
+        self.save_thread(g);
+        self.send_content(c, &Content::GroupInvite { token, name: group.into() }, None, now, rng)?;
+        self.flush()
+    }
+
+    /// Removes a member (a contact name or a label shown by [`Engine::members`]) from a group.
+    pub fn group_remove<R: CryptoRng>(
+        &mut self,
+        group: &str,
+        member: &str,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        let g = self.thread_by_name(group)?;
+        self.require(g, Kind::Group)?;
+        let id = self
+            .member_by_label(g, member)
+            .ok_or_else(|| EngineError::UnknownMember(group.into(), member.into()))?;
+        let conv = self.convs.get_mut(&g).ok_or(EngineError::NotReady(group.into(), "no conversation"))?;
+        let out = conv.remove(&id, now)?;
+        self.dirty_convs.push(g);
+        self.dispatch(g, out, now, rng)?;
+        self.flush()
+    }
+
+    /// Leaves a group.
+    pub fn group_leave<R: CryptoRng>(
+        &mut self,
+        group: &str,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        let g = self.thread_by_name(group)?;
+        self.require(g, Kind::Group)?;
+        let conv = self.convs.get_mut(&g).ok_or(EngineError::NotReady(group.into(), "no conversation"))?;
+        let out = conv.leave(now)?;
+        self.dirty_convs.push(g);
+        self.dispatch(g, out, now, rng)?;
+        self.flush()
+    }
+
+    /// The members of a group (or contact conversation) other than us: labels.
+    pub fn members(&self, name: &str) -> Result<Vec<String>, EngineError> {
+        let t = self.thread_by_name(name)?;
+        Ok(self.member_labels(t))
+    }
+
+    fn member_labels(&self, t: [u8; 16]) -> Vec<String> {
+        let Some(conv) = self.convs.get(&t) else { return Vec::new() };
+        let own = conv.own_id();
+        conv.members().into_iter().filter(|m| *m != own).map(|m| self.label(t, &m)).collect()
+    }
+
+    fn label(&self, t: [u8; 16], m: &MemberId) -> String {
+        let h = hex(m.as_bytes());
+        let Some(th) = self.threads.get(&t) else { return h[..8].to_owned() };
+        if th.kind == Kind::Contact {
+            return th.name.clone();
+        }
+        th.labels.get(&h).cloned().unwrap_or_else(|| format!("member-{}", &h[..8]))
+    }
+
+    fn member_by_label(&self, t: [u8; 16], label: &str) -> Option<MemberId> {
+        let conv = self.convs.get(&t)?;
+        let own = conv.own_id();
+        let members: Vec<MemberId> = conv.members().into_iter().filter(|m| *m != own).collect();
+        if let Some(m) = members.iter().find(|m| self.label(t, m) == label) {
+            return Some(*m);
+        }
+        let prefix = label.strip_prefix("member-").unwrap_or(label);
+        let mut hits = members.iter().filter(|m| prefix.len() >= 4 && hex(m.as_bytes()).starts_with(prefix));
+        let first = hits.next()?;
+        hits.next().is_none().then_some(*first)
+    }
+
+    fn require(&self, t: [u8; 16], kind: Kind) -> Result<(), EngineError> {
+        let th = self.threads.get(&t).ok_or(EngineError::Corrupt("thread"))?;
+        if th.kind != kind {
+            return Err(EngineError::WrongKind(
+                th.name.clone(),
+                if kind == Kind::Group { "a contact, not a group" } else { "a group, not a contact" },
+            ));
+        }
+        if th.state != ThreadState::Active {
+            return Err(EngineError::NotReady(th.name.clone(), "its conversation is not set up (yet)"));
+        }
+        Ok(())
+    }
+
+    /// Sends `text` to the contact or group `name`. Returns the message's local id (its delivery
+    /// state comes as [`EngineEvent::Delivery`]).
+    pub fn send<R: CryptoRng>(
+        &mut self,
+        name: &str,
+        text: &str,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<LocalMessageId, EngineError> {
+        let t = self.thread_by_name(name)?;
+        let th = self.threads.get(&t).ok_or(EngineError::Corrupt("thread"))?;
+        if th.state != ThreadState::Active {
+            return Err(EngineError::NotReady(
+                name.into(),
+                "its conversation is not set up yet (waiting for the other side)",
+            ));
+        }
+        if text.len() > wire::MAX_TEXT_LEN {
+            return Err(EngineError::Payload(PayloadError::TooLong));
+        }
+        let conv = self.convs.get(&t).ok_or(EngineError::NotReady(name.into(), "no conversation"))?;
+        let epoch = conv.epoch();
+        let content = Content::Text {
+            seq: th.next_seq,
+            epoch,
+            prev_epoch: th.last_epoch,
+            sent_at_ms: ms(now),
+            text: text.into(),
+        };
+        let hkey = self.history_key(t);
+        let recipients = self.send_content(t, &content, Some(hkey.clone()), now, rng)?;
+        if let Some(th) = self.threads.get_mut(&t) {
+            th.next_seq += 1;
+            th.last_epoch = Some(epoch);
+        }
+        self.save_thread(t);
+        let entry = HistoryEntry {
+            outgoing: true,
+            sender: "me".into(),
+            text: text.into(),
+            sent_at_ms: ms(now),
+            at_ms: ms(now),
+            recipients,
+            delivered: 0,
+            sent: false,
+            read: true,
+        };
+        self.writes.push(Write::Put(NS_HISTORY, hkey.clone(), json(&entry)));
+        self.flush()?;
+        let id = LocalMessageId(hkey);
+        if recipients == 0 {
+            self.events.push_back(EngineEvent::Delivery { message: id.clone(), state: Delivery::Delivered });
+        }
+        Ok(id)
+    }
+
+    fn history_key(&mut self, t: [u8; 16]) -> Vec<u8> {
+        let n = self.threads.get_mut(&t).map(|th| {
+            th.history_next += 1;
+            th.history_next
+        });
+        let mut k = t.to_vec();
+        k.extend_from_slice(&n.unwrap_or(0).to_be_bytes());
+        k
+    }
+
+    /// Encrypts `content` in thread `t`'s conversation and queues it for every other member;
+    /// returns how many.
+    fn send_content<R: CryptoRng>(
+        &mut self,
+        t: [u8; 16],
+        content: &Content,
+        history: Option<Vec<u8>>,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<u32, EngineError> {
+        let conv = self.convs.get_mut(&t).ok_or(EngineError::Corrupt("conversation"))?;
+        let out = conv.send(&content.encode())?;
+        self.dirty_convs.push(t);
+        let n = out.to.len() as u32;
+        for m in &out.to {
+            self.queue_mls(t, m, Outer::Mls(out.bytes.clone()).encode(), history.clone(), rng)?;
+        }
+        let _ = now;
+        Ok(n)
+    }
+
+    /// Queues outer message `bytes` for member `m` of thread `t` (or keeps it until its route is
+    /// known).
+    fn queue_mls<R: CryptoRng>(
+        &mut self,
+        t: [u8; 16],
+        m: &MemberId,
+        bytes: Vec<u8>,
+        history: Option<Vec<u8>>,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        let h = hex(m.as_bytes());
+        let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
+        match th.roster.get(&h).copied() {
+            Some(route) => self.queue_out(route, bytes, history, rng),
+            None => {
+                th.awaiting.entry(h).or_default().push(bytes);
+                self.save_thread(t);
+                Ok(())
+            }
+        }
+    }
+
+    fn queue_out<R: CryptoRng>(
+        &mut self,
+        route: RouteRec,
+        bytes: Vec<u8>,
+        history: Option<Vec<u8>>,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        let mut id = [0u8; 16];
+        rng.fill_bytes(&mut id);
+        let rec = OutRec { route, bytes, history };
+        if let Some(net) = &self.network {
+            let g = net.sphinx.geometry().clone();
+            self.outbox.queue_as(
+                MessageId(id),
+                &g,
+                route.route(),
+                RecipientId(self.settings.home_mailbox),
+                &rec.bytes,
+            )?;
+        }
+        self.writes.push(Write::Put(NS_OUT, id.to_vec(), json(&rec)));
+        self.out_recs.insert(MessageId(id), rec);
+        Ok(())
+    }
+
+    fn save_thread(&mut self, t: [u8; 16]) {
+        if let Some(th) = self.threads.get(&t) {
+            self.writes.push(Write::Put(NS_THREAD, t.to_vec(), json(th)));
+        }
+    }
+
+    /// Writes every pending change in one transaction.
+    fn flush(&mut self) -> Result<(), EngineError> {
+        let mut writes = std::mem::take(&mut self.writes);
+        let mut dirty = std::mem::take(&mut self.dirty_convs);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for t in dirty {
+            if let Some(c) = self.convs.get(&t) {
+                writes.push(Write::Put(NS_CONV, t.to_vec(), c.export()?.to_vec()));
+            } else {
+                writes.push(Write::Del(NS_CONV, t.to_vec()));
+            }
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.profile.transaction(|tx: &mut Transaction<'_>| {
+            for w in &writes {
+                match w {
+                    Write::Put(ns, k, v) => tx.put(ns, k, v)?,
+                    Write::Del(ns, k) => {
+                        tx.delete(ns, k)?;
+                    }
+                    Write::TakeAnswer(mailbox, bytes) => {
+                        invite::take_answer(tx, &RecipientId(*mailbox), bytes)?;
+                    }
+                }
+            }
+            Ok::<_, EngineError>(())
+        })
+    }
+
+    /// The packets due at `now`: one per sending slot (an acknowledgement or a queued fragment
+    /// in a payload slot, else a drop; a loop in a loop slot; a drop in a drop slot).
+    pub fn poll_transmit<R: CryptoRng>(
+        &mut self,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Vec<Vec<u8>>, EngineError> {
+        let t = core_time(now);
+        let (Some(net), Some(schedule)) = (&self.network, &mut self.schedule) else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for slot in schedule.poll(t, rng) {
+            let p = match slot {
+                sending::Slot::Payload => {
+                    if let Some(a) = self.acks.pop_front() {
+                        self.stats.sent_acks += 1;
+                        a
+                    } else if let Some(p) = self.outbox.next_packet(t, &net.sphinx, &net.view, rng)? {
+                        self.stats.sent_real += 1;
+                        p.packet
+                    } else {
+                        self.stats.sent_cover += 1;
+                        sending::cover_packet(&net.sphinx, &net.view, None, rng)?.packet
+                    }
+                }
+                sending::Slot::Loop => {
+                    self.stats.sent_cover += 1;
+                    sending::cover_packet(
+                        &net.sphinx,
+                        &net.view,
+                        Some(RecipientId(self.settings.home_mailbox)),
+                        rng,
+                    )?
+                    .packet
+                }
+                sending::Slot::Drop => {
+                    self.stats.sent_cover += 1;
+                    sending::cover_packet(&net.sphinx, &net.view, None, rng)?.packet
+                }
+            };
+            out.push(p);
+        }
+        self.outbox_events()?;
+        Ok(out)
+    }
+
+    fn outbox_events(&mut self) -> Result<(), EngineError> {
+        let mut any = false;
+        while let Some(OutboxEvent::State(id, state)) = self.outbox.poll_event() {
+            let Some(rec) = self.out_recs.get(&id) else { continue };
+            let history = rec.history.clone();
+            if state == Delivery::Delivered {
+                self.out_recs.remove(&id);
+                self.writes.push(Write::Del(NS_OUT, id.0.to_vec()));
+                any = true;
+            }
+            let Some(hkey) = history else { continue };
+            if state == Delivery::Queued {
+                continue;
+            }
+            let Some(raw) = self.profile.get(NS_HISTORY, &hkey)? else { continue };
+            let mut e: HistoryEntry = from_json(&raw)?;
+            let before = e.delivery();
+            match state {
+                Delivery::Sent => e.sent = true,
+                Delivery::Delivered => {
+                    e.sent = true;
+                    e.delivered = (e.delivered + 1).min(e.recipients);
+                }
+                Delivery::Queued => {}
+            }
+            // Apply pending updates of the same entry in this batch too.
+            self.writes.push(Write::Put(NS_HISTORY, hkey.clone(), json(&e)));
+            any = true;
+            let after = e.delivery();
+            if after != before {
+                self.events
+                    .push_back(EngineEvent::Delivery { message: LocalMessageId(hkey.clone()), state: after });
+            }
+            // Write now: later events may read the same entry.
+            self.flush()?;
+        }
+        if any {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Lets time pass: resends overdue fragments and decides MLS epochs whose window is over.
+    pub fn handle_timeout<R: CryptoRng>(&mut self, now: SystemTime, rng: &mut R) -> Result<(), EngineError> {
+        self.outbox.handle_timeout(core_time(now));
+        let due: Vec<[u8; 16]> = self
+            .convs
+            .iter()
+            .filter(|(_, c)| c.next_deadline().is_some_and(|d| d <= now))
+            .map(|(t, _)| *t)
+            .collect();
+        for t in due {
+            let Some(c) = self.convs.get_mut(&t) else { continue };
+            let out = c.tick(now)?;
+            self.dirty_convs.push(t);
+            self.dispatch(t, out, now, rng)?;
+        }
+        self.flush()
+    }
+
+    /// When [`Engine::handle_timeout`] or [`Engine::poll_transmit`] next has work.
+    pub fn poll_timeout(&self) -> Option<SystemTime> {
+        let from_core = |t: Time| UNIX_EPOCH + Duration::from_micros(t.0);
+        [
+            self.schedule.as_ref().and_then(Schedule::poll_timeout).map(from_core),
+            self.outbox.poll_timeout().map(from_core),
+            self.convs.values().filter_map(Conversation::next_deadline).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Items fetched from `mailbox`: processes and saves them, and returns the sequence number up
+    /// to which the gateway may delete (everything processed is saved).
+    pub fn handle_fetched<R: CryptoRng>(
+        &mut self,
+        mailbox: [u8; 32],
+        items: Vec<Fetched>,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<u64, EngineError> {
+        let target = if mailbox == self.settings.home_mailbox {
+            Target::Home
+        } else if let Some(t) = self.threads.values().find(|t| t.mailbox == mailbox) {
+            Target::Thread(t.id)
+        } else {
+            return Ok(0);
+        };
+        let mut cursor = self.cursors.get(&mailbox).copied().unwrap_or(0);
+        let mut acks = Vec::new();
+        for f in items {
+            if f.seq <= cursor {
+                continue;
+            }
+            cursor = f.seq;
+            self.handle_item(target, mailbox, f.item, now, rng, &mut acks)?;
+        }
+        self.cursors.insert(mailbox, cursor);
+        self.writes.push(Write::Put(NS_CURSOR, mailbox.to_vec(), cursor.to_be_bytes().to_vec()));
+        self.flush()?;
+        // Only now that the fragments are saved may their acknowledgements leave.
+        self.acks.extend(acks);
+        self.outbox_events()?;
+        Ok(cursor)
+    }
+
+    fn handle_item<R: CryptoRng>(
+        &mut self,
+        target: Target,
+        mailbox: [u8; 32],
+        item: MailboxItem,
+        now: SystemTime,
+        rng: &mut R,
+        acks: &mut Vec<Vec<u8>>,
+    ) -> Result<(), EngineError> {
+        let Some(net) = &self.network else { return Ok(()) };
+        if let Some(surb_id) = item.surb_id {
+            if target == Target::Home
+                && self.outbox.handle_reply(&net.sphinx, SurbId(surb_id.0), &item.payload)
+            {
+                self.stats.acks += 1;
+            }
+            return Ok(());
+        }
+        let g = net.sphinx.geometry().clone();
+        let payload = match Payload::decode(&g, &item.payload) {
+            Ok(p) => p,
+            Err(_) => {
+                self.stats.malformed += 1;
+                return Ok(());
+            }
+        };
+        let Payload::Data { surb, message_id, index, count, data } = payload else {
+            self.stats.cover += 1;
+            return Ok(());
+        };
+        let Target::Thread(t) = target else {
+            // Data in the home mailbox: nobody was given it.
+            self.stats.malformed += 1;
+            return Ok(());
+        };
+        if let Ok(p) = sending::ack_packet(&net.sphinx, &surb, message_id, index, rng) {
+            acks.push(p.packet);
+        }
+        if self.profile.get(NS_SEEN, &message_id.0)?.is_some() {
+            self.stats.duplicates += 1;
+            return Ok(());
+        }
+        let mut fkey = message_id.0.to_vec();
+        fkey.extend_from_slice(&index.to_be_bytes());
+        fkey.extend_from_slice(&count.to_be_bytes());
+        match self.inbox.handle(core_time(now), message_id, index, count, data.clone()) {
+            Received::Partial => {
+                self.writes.push(Write::Put(NS_FRAG, fkey, data));
+            }
+            Received::Duplicate => self.stats.duplicates += 1,
+            Received::Message(id, bytes) => {
+                for i in 0..count {
+                    let mut k = id.0.to_vec();
+                    k.extend_from_slice(&i.to_be_bytes());
+                    k.extend_from_slice(&count.to_be_bytes());
+                    self.writes.push(Write::Del(NS_FRAG, k));
+                }
+                self.writes.push(Write::Put(NS_SEEN, id.0.to_vec(), ms(now).to_be_bytes().to_vec()));
+                let _ = mailbox;
+                self.handle_outer(t, &bytes, now, rng)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_outer<R: CryptoRng>(
+        &mut self,
+        t: [u8; 16],
+        bytes: &[u8],
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        let Ok(outer) = Outer::decode(bytes) else {
+            self.stats.malformed += 1;
+            return Ok(());
+        };
+        let Some(th) = self.threads.get(&t) else { return Ok(()) };
+        match (outer, th.state) {
+            (Outer::Answer(answer), ThreadState::Inviting) => self.on_answer(t, answer, now, rng),
+            (Outer::Welcome(welcome), ThreadState::Joining) if th.kind == Kind::Contact => {
+                self.on_contact_welcome(t, &welcome)
+            }
+            (Outer::Mls(m), ThreadState::Active) => {
+                let Some(conv) = self.convs.get_mut(&t) else { return Ok(()) };
+                match conv.receive(&m, now) {
+                    Ok(out) => {
+                        self.dirty_convs.push(t);
+                        self.dispatch(t, out, now, rng)
+                    }
+                    Err(MlsError::Internal(e)) => Err(EngineError::Mls(MlsError::Internal(e))),
+                    Err(_) => {
+                        self.stats.rejected += 1;
+                        Ok(())
+                    }
+                }
+            }
+            _ => {
+                self.stats.rejected += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn on_answer<R: CryptoRng>(
+        &mut self,
+        t: [u8; 16],
+        answer: Vec<u8>,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        let Some(th) = self.threads.get(&t) else { return Ok(()) };
+        let Some(saved) = self.profile.get(invite::NS_PENDING, &th.mailbox)? else {
+            self.stats.rejected += 1;
+            return Ok(());
+        };
+        let pending = PendingInvitation::decode(&saved)?;
+        let Ok(a) = pending.open_answer(&answer) else {
+            self.stats.rejected += 1;
+            return Ok(());
+        };
+        let Ok(member) = mls::key_package_member(&a.key_package) else {
+            self.stats.rejected += 1;
+            return Ok(());
+        };
+        let mut conv = Conversation::create(&self.config.mls)?;
+        let out = match conv.add(&a.key_package, now) {
+            Ok(o) => o,
+            Err(MlsError::Internal(e)) => return Err(EngineError::Mls(MlsError::Internal(e))),
+            Err(_) => {
+                self.stats.rejected += 1;
+                return Ok(());
+            }
+        };
+        let mailbox = self.threads.get(&t).map(|th| th.mailbox).unwrap_or_default();
+        self.writes.push(Write::TakeAnswer(mailbox, answer));
+        let name = {
+            let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
+            th.state = ThreadState::Active;
+            th.roster.insert(
+                hex(member.as_bytes()),
+                RouteRec { gateway: a.gateway.node_id().0, mailbox: a.mailbox.0 },
+            );
+            th.join_epoch = 0;
+            th.name.clone()
+        };
+        self.convs.insert(t, conv);
+        self.dirty_convs.push(t);
+        self.save_thread(t);
+        self.dispatch(t, out, now, rng)?;
+        self.events.push_back(EngineEvent::ContactReady { name });
+        Ok(())
+    }
+
+    fn on_contact_welcome(&mut self, t: [u8; 16], welcome: &[u8]) -> Result<(), EngineError> {
+        let Some(saved) = self.profile.get(NS_JOIN, &t)? else { return Ok(()) };
+        let join = PendingJoin::import(&saved)?;
+        let (conv, out) = match join.join(welcome, &self.config.mls) {
+            Ok(x) => x,
+            Err(MlsError::Internal(e)) => return Err(EngineError::Mls(MlsError::Internal(e))),
+            Err(_) => {
+                self.stats.rejected += 1;
+                return Ok(());
+            }
+        };
+        let own = conv.own_id();
+        let others: Vec<MemberId> = conv.members().into_iter().filter(|m| *m != own).collect();
+        let epoch = conv.epoch();
+        let name = {
+            let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
+            if let (Some(route), [peer]) = (th.peer_route, others.as_slice()) {
+                th.roster.insert(hex(peer.as_bytes()), route);
+            }
+            th.state = ThreadState::Active;
+            th.join_epoch = epoch;
+            th.name.clone()
+        };
+        self.convs.insert(t, conv);
+        self.dirty_convs.push(t);
+        self.writes.push(Write::Del(NS_JOIN, t.to_vec()));
+        self.save_thread(t);
+        // The join's own output only reports the epoch.
+        let _ = out;
+        self.events.push_back(EngineEvent::ContactReady { name });
+        Ok(())
+    }
+
+    /// Carries out what an MLS call produced in thread `t`.
+    fn dispatch<R: CryptoRng>(
+        &mut self,
+        t: [u8; 16],
+        out: Output,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        for o in out.outgoing {
+            if o.kind == OutgoingKind::Welcome {
+                for m in &o.to {
+                    self.deliver_welcome(t, m, &o.bytes, now, rng)?;
+                }
+                continue;
+            }
+            for m in &o.to {
+                self.queue_mls(t, m, Outer::Mls(o.bytes.clone()).encode(), None, rng)?;
+            }
+        }
+        for e in out.events {
+            self.on_mls_event(t, e, now, rng)?;
+        }
+        Ok(())
+    }
+
+    fn deliver_welcome<R: CryptoRng>(
+        &mut self,
+        t: [u8; 16],
+        m: &MemberId,
+        welcome: &[u8],
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        let Some(th) = self.threads.get(&t) else { return Ok(()) };
+        let h = hex(m.as_bytes());
+        if th.kind == Kind::Contact {
+            if let Some(route) = th.roster.get(&h).copied() {
+                self.queue_out(route, Outer::Welcome(welcome.to_vec()).encode(), None, rng)?;
+            }
+            return Ok(());
+        }
+        let Some((contact, token)) = th.welcome_to.get(&h).copied() else { return Ok(()) };
+        let Some(route) = th.roster.get(&h).copied() else { return Ok(()) };
+        let name = th.name.clone();
+        let conv = self.convs.get(&t).ok_or(EngineError::Corrupt("conversation"))?;
+        let own = conv.own_id();
+        let mut roster: Vec<RouteEntry> = th
+            .roster
+            .iter()
+            .filter_map(|(k, r)| {
+                Some(RouteEntry { member: unhex32(k)?, gateway: r.gateway, mailbox: r.mailbox })
+            })
+            .collect();
+        roster.push(RouteEntry {
+            member: *own.as_bytes(),
+            gateway: self.settings.gateway,
+            mailbox: th.mailbox,
+        });
+        let content = Content::GroupWelcome { token, name, welcome: welcome.to_vec(), roster };
+        if self.threads.get(&contact).is_some_and(|c| c.state == ThreadState::Active) {
+            self.send_content(contact, &content, None, now, rng)?;
+        }
+        if let Some(th) = self.threads.get_mut(&t) {
+            th.welcome_to.remove(&h);
+        }
+        self.save_thread(t);
+        // Tell the group where the newcomer receives.
+        let announce = Content::Route(RouteEntry {
+            member: *m.as_bytes(),
+            gateway: route.gateway,
+            mailbox: route.mailbox,
+        });
+        self.send_content(t, &announce, None, now, rng)?;
+        Ok(())
+    }
+
+    fn on_mls_event<R: CryptoRng>(
+        &mut self,
+        t: [u8; 16],
+        e: MlsEvent,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        match e {
+            MlsEvent::Message { sender, bytes } => match Content::decode(&bytes) {
+                Ok(c) => self.on_content(t, sender, c, now, rng),
+                Err(_) => {
+                    self.stats.malformed += 1;
+                    Ok(())
+                }
+            },
+            MlsEvent::EpochChanged { added, removed, .. } => {
+                let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
+                for m in &removed {
+                    let h = hex(m.as_bytes());
+                    th.roster.remove(&h);
+                    th.awaiting.remove(&h);
+                }
+                let (kind, name) = (th.kind, th.name.clone());
+                self.save_thread(t);
+                if kind == Kind::Group && (!added.is_empty() || !removed.is_empty()) {
+                    let added = added.iter().map(|m| self.label(t, m)).collect();
+                    let removed = removed.iter().map(|m| self.label(t, m)).collect();
+                    self.events.push_back(EngineEvent::GroupChanged { name, added, removed });
+                }
+                Ok(())
+            }
+            MlsEvent::Removed => {
+                let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
+                th.state = ThreadState::Left;
+                th.awaiting.clear();
+                let name = th.name.clone();
+                self.save_thread(t);
+                self.events.push_back(EngineEvent::Left { name });
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn on_content<R: CryptoRng>(
+        &mut self,
+        t: [u8; 16],
+        sender: MemberId,
+        c: Content,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        let kind = self.threads.get(&t).map(|th| th.kind);
+        match c {
+            Content::Text { seq, epoch, prev_epoch, sent_at_ms, text } => {
+                self.on_text(t, sender, seq, epoch, prev_epoch, sent_at_ms, text, now);
+                Ok(())
+            }
+            Content::Route(r) if kind == Some(Kind::Group) => {
+                let h = hex(&r.member);
+                let waiting = {
+                    let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
+                    th.roster.insert(h.clone(), RouteRec { gateway: r.gateway, mailbox: r.mailbox });
+                    th.awaiting.remove(&h).unwrap_or_default()
+                };
+                self.save_thread(t);
+                let route = RouteRec { gateway: r.gateway, mailbox: r.mailbox };
+                for b in waiting {
+                    self.queue_out(route, b, None, rng)?;
+                }
+                Ok(())
+            }
+            Content::GroupInvite { token, name } if kind == Some(Kind::Contact) => {
+                self.on_group_invite(t, token, &name, now, rng)
+            }
+            Content::GroupJoin { token, gateway, mailbox, key_package } if kind == Some(Kind::Contact) => {
+                let key = hex(&token);
+                let Some(g) =
+                    self.threads.values().find(|g| g.pending_adds.get(&key) == Some(&t)).map(|g| g.id)
+                else {
+                    self.stats.rejected += 1;
+                    return Ok(());
+                };
+                let Ok(member) = mls::key_package_member(&key_package) else {
+                    self.stats.rejected += 1;
+                    return Ok(());
+                };
+                let contact_name = self.threads.get(&t).map(|c| c.name.clone()).unwrap_or_default();
+                let Some(conv) = self.convs.get_mut(&g) else { return Ok(()) };
+                let out = match conv.add(&key_package, now) {
+                    Ok(o) => o,
+                    Err(MlsError::Internal(e)) => return Err(EngineError::Mls(MlsError::Internal(e))),
+                    Err(_) => {
+                        self.stats.rejected += 1;
+                        return Ok(());
+                    }
+                };
+                self.dirty_convs.push(g);
+                if let Some(th) = self.threads.get_mut(&g) {
+                    let h = hex(member.as_bytes());
+                    th.pending_adds.remove(&key);
+                    th.roster.insert(h.clone(), RouteRec { gateway, mailbox });
+                    th.labels.insert(h.clone(), contact_name);
+                    th.welcome_to.insert(h, (t, token));
+                }
+                self.save_thread(g);
+                self.dispatch(g, out, now, rng)
+            }
+            Content::GroupWelcome { token, name: _, welcome, roster } if kind == Some(Kind::Contact) => {
+                let Some(g) = self
+                    .threads
+                    .values()
+                    .find(|g| g.join_token == Some(token) && g.state == ThreadState::Joining)
+                    .map(|g| g.id)
+                else {
+                    self.stats.rejected += 1;
+                    return Ok(());
+                };
+                let Some(saved) = self.profile.get(NS_JOIN, &g)? else { return Ok(()) };
+                let join = PendingJoin::import(&saved)?;
+                let (conv, out) = match join.join(&welcome, &self.config.mls) {
+                    Ok(x) => x,
+                    Err(MlsError::Internal(e)) => return Err(EngineError::Mls(MlsError::Internal(e))),
+                    Err(_) => {
+                        self.stats.rejected += 1;
+                        return Ok(());
+                    }
+                };
+                let own = *conv.own_id().as_bytes();
+                let epoch = conv.epoch();
+                let committer = out.events.iter().find_map(|e| match e {
+                    MlsEvent::EpochChanged { committer, .. } => Some(*committer),
+                    _ => None,
+                });
+                let contact_name = self.threads.get(&t).map(|c| c.name.clone()).unwrap_or_default();
+                let name = {
+                    let Some(th) = self.threads.get_mut(&g) else { return Ok(()) };
+                    for r in roster.iter().filter(|r| r.member != own) {
+                        th.roster.insert(hex(&r.member), RouteRec { gateway: r.gateway, mailbox: r.mailbox });
+                    }
+                    if let Some(c) = committer {
+                        th.labels.insert(hex(c.as_bytes()), contact_name);
+                    }
+                    th.state = ThreadState::Active;
+                    th.join_epoch = epoch;
+                    th.join_token = None;
+                    th.name.clone()
+                };
+                self.convs.insert(g, conv);
+                self.dirty_convs.push(g);
+                self.writes.push(Write::Del(NS_JOIN, g.to_vec()));
+                self.save_thread(g);
+                self.events.push_back(EngineEvent::GroupJoined { name });
+                Ok(())
+            }
+            _ => {
+                self.stats.rejected += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn on_group_invite<R: CryptoRng>(
+        &mut self,
+        contact: [u8; 16],
+        token: [u8; 16],
+        name: &str,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        if self.threads.values().any(|g| g.join_token == Some(token)) {
+            return Ok(());
+        }
+        // A local name: the suggested one if free, else with a number.
+        let base: String = name.chars().filter(|c| !c.is_control()).take(MAX_LOCAL_NAME - 4).collect();
+        let base = if base.trim().is_empty() { "group".to_owned() } else { base.trim().to_owned() };
+        let mut local = base.clone();
+        let mut i = 2;
+        while self.name_used(&local) {
+            local = format!("{base}-{i}");
+            i += 1;
+        }
+        let (join, key_package) = PendingJoin::new()?;
+        let mut g = self.new_thread(local, Kind::Group, ThreadState::Joining, rng);
+        g.join_token = Some(token);
+        let content =
+            Content::GroupJoin { token, gateway: self.settings.gateway, mailbox: g.mailbox, key_package };
+        self.registrations.push(MailboxAccess { mailbox: g.mailbox, credential: g.credential });
+        self.writes.push(Write::Put(NS_JOIN, g.id.to_vec(), join.export()?.to_vec()));
+        self.writes.push(Write::Put(NS_THREAD, g.id.to_vec(), json(&g)));
+        self.threads.insert(g.id, g);
+        self.send_content(contact, &content, None, now, rng)?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_text(
+        &mut self,
+        t: [u8; 16],
+        sender: MemberId,
+        seq: u64,
+        epoch: u64,
+        prev_epoch: Option<u64>,
+        sent_at_ms: u64,
+        text: String,
+        now: SystemTime,
+    ) {
+        let h = hex(sender.as_bytes());
+        let label = self.label(t, &sender);
+        let mut deliver = Vec::new();
+        let thread_name = {
+            let Some(th) = self.threads.get_mut(&t) else { return };
+            let join_epoch = th.join_epoch;
+            let st = th.recv.entry(h).or_default();
+            let first_readable = prev_epoch.is_none_or(|p| p < join_epoch);
+            match st.next {
+                Some(n) if seq < n => return,
+                Some(n) if seq > n => {
+                    st.held.insert(seq, (epoch, prev_epoch, sent_at_ms, text));
+                }
+                None if !first_readable => {
+                    st.held.insert(seq, (epoch, prev_epoch, sent_at_ms, text));
+                }
+                _ => {
+                    deliver.push((sent_at_ms, text));
+                    st.next = Some(seq + 1);
+                }
+            }
+            // Drain what is now in order.
+            while let Some(n) = st.next {
+                let Some((_, _, at, text)) = st.held.remove(&n) else { break };
+                deliver.push((at, text));
+                st.next = Some(n + 1);
+            }
+            th.name.clone()
+        };
+        self.save_thread(t);
+        for (at, text) in deliver {
+            let hkey = self.history_key(t);
+            let entry = HistoryEntry {
+                outgoing: false,
+                sender: label.clone(),
+                text: text.clone(),
+                sent_at_ms: at,
+                at_ms: ms(now),
+                recipients: 0,
+                delivered: 0,
+                sent: false,
+                read: false,
+            };
+            self.writes.push(Write::Put(NS_HISTORY, hkey, json(&entry)));
+            self.events.push_back(EngineEvent::Message {
+                thread: thread_name.clone(),
+                sender: label.clone(),
+                text,
+                sent_at: UNIX_EPOCH + Duration::from_millis(at),
+                received_at: now,
+            });
+        }
+        self.save_thread(t);
+    }
+
+    /// Every contact and group.
+    pub fn threads(&self) -> Result<Vec<ThreadInfo>, EngineError> {
+        let history = self.profile.scan(NS_HISTORY)?;
+        let mut unread: HashMap<[u8; 16], usize> = HashMap::new();
+        for (k, v) in &history {
+            let Ok(t) = <[u8; 16]>::try_from(&k[..16.min(k.len())]) else { continue };
+            let e: HistoryEntry = from_json(v)?;
+            if !e.outgoing && !e.read {
+                *unread.entry(t).or_default() += 1;
+            }
+        }
+        Ok(self
+            .threads
+            .values()
+            .map(|t| ThreadInfo {
+                name: t.name.clone(),
+                group: t.kind == Kind::Group,
+                state: t.state.name(),
+                members: self.member_labels(t.id),
+                unread: unread.get(&t.id).copied().unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// The history of `name` (oldest first).
+    pub fn history(&self, name: &str) -> Result<Vec<(LocalMessageId, HistoryEntry)>, EngineError> {
+        let t = self.thread_by_name(name)?;
+        let mut out = Vec::new();
+        for (k, v) in self.profile.scan(NS_HISTORY)? {
+            if k.starts_with(&t) {
+                out.push((LocalMessageId(k.clone()), from_json(&v)?));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// The unread incoming messages of every thread (thread name, entry), oldest first per
+    /// thread, and marks them read.
+    pub fn take_unread(&mut self) -> Result<Vec<(String, HistoryEntry)>, EngineError> {
+        let mut out = Vec::new();
+        let mut rows = self.profile.scan(NS_HISTORY)?;
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        for (k, v) in rows {
+            let mut e: HistoryEntry = from_json(&v)?;
+            if e.outgoing || e.read {
+                continue;
+            }
+            let Ok(t) = <[u8; 16]>::try_from(&k[..16.min(k.len())]) else { continue };
+            let name = self.threads.get(&t).map(|t| t.name.clone()).unwrap_or_default();
+            e.read = true;
+            self.writes.push(Write::Put(NS_HISTORY, k.clone(), json(&e)));
+            out.push((name, e));
+        }
+        self.flush()?;
+        Ok(out)
+    }
+
+    /// The delivery state of one of our messages.
+    pub fn delivery(&self, id: &LocalMessageId) -> Result<Option<Delivery>, EngineError> {
+        Ok(match self.profile.get(NS_HISTORY, &id.0)? {
+            Some(v) => Some(from_json::<HistoryEntry>(&v)?.delivery()),
+            None => None,
+        })
+    }
+
+    /// How many of our messages are not yet delivered (in the outbox).
+    pub fn undelivered(&self) -> usize {
+        self.out_recs.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,401 @@
+//! Engines talking through an in-memory network (Sphinx unwrapped hop by hop, gateways as maps of
+//! mailboxes), with simulated time and loss.
+
+use std::collections::HashMap;
+
+use chacha20::ChaCha20Rng;
+use qanat_packet::{Scheme, SecretKey};
+use qanat_pki::{LinkAddress, Parameters, ParametersConfig, Rate};
+use rand_core::{Rng as _, SeedableRng as _};
+
+use super::*;
+use crate::store::{KdfParams, Passphrase, danger};
+
+const SCHEME: Scheme = Scheme::X25519Kem;
+
+struct Net {
+    sphinx: Sphinx,
+    keys: HashMap<NodeId, SecretKey>,
+    topology: Topology,
+    params: Parameters,
+    /// Mailboxes: (mailbox) → items with sequence numbers.
+    mailboxes: HashMap<[u8; 32], Vec<Fetched>>,
+    registered: HashMap<[u8; 32], [u8; 32]>,
+    next_seq: u64,
+    /// Fraction of packets lost (each packet, each direction).
+    loss: f64,
+    rng: ChaCha20Rng,
+}
+
+impl Net {
+    fn new(seed: u64, loss: f64) -> Self {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut keys = HashMap::new();
+        let mut hop = |n: u8, rng: &mut ChaCha20Rng| {
+            let k = SecretKey::generate(SCHEME, rng);
+            let h = Hop { id: NodeId([n; 32]), key: k.public_key() };
+            keys.insert(h.id, k);
+            h
+        };
+        let gateways = vec![hop(1, &mut rng), hop(2, &mut rng)];
+        let layers = (0..3).map(|l| vec![hop(10 + 2 * l, &mut rng), hop(11 + 2 * l, &mut rng)]).collect();
+        let topology = Topology { epoch: 1, layers, gateways };
+        let params = Parameters::new(ParametersConfig {
+            mean_delay_ms: 10,
+            lambda_p: Rate::from_micro_per_sec(20_000_000),
+            lambda_l: Rate::from_micro_per_sec(1_000_000),
+            lambda_d: Rate::from_micro_per_sec(1_000_000),
+            lambda_m: Rate::from_micro_per_sec(100_000_000),
+            ..ParametersConfig::default_for(SCHEME)
+        })
+        .unwrap();
+        Self {
+            sphinx: Sphinx::new(params.geometry().clone()),
+            keys,
+            topology,
+            params,
+            mailboxes: HashMap::new(),
+            registered: HashMap::new(),
+            next_seq: 0,
+            loss,
+            rng,
+        }
+    }
+
+    fn gateway(&self, n: u8) -> invite::Gateway {
+        invite::Gateway::new(NodeId([n; 32]), LinkAddress::parse("127.0.0.1:9").unwrap(), vec![1; 32])
+            .unwrap()
+    }
+
+    /// Follows `packet` from gateway `first` to its mailbox (if registered).
+    fn deliver(&mut self, first: NodeId, mut packet: Vec<u8>) {
+        if (self.rng.next_u64() as f64 / u64::MAX as f64) < self.loss {
+            return;
+        }
+        let mut at = first;
+        loop {
+            let Ok(out) = self.sphinx.unwrap(&self.keys[&at], &mut packet) else { return };
+            match out.commands.next_hop {
+                Some(next) => at = next.id,
+                None => {
+                    let Some(r) = out.commands.recipient else { return };
+                    if !self.registered.contains_key(&r.0) {
+                        return;
+                    }
+                    let payload = out.payload(&packet).unwrap().to_vec();
+                    self.next_seq += 1;
+                    let item = MailboxItem { surb_id: out.commands.surb_reply, payload };
+                    self.mailboxes.entry(r.0).or_default().push(Fetched { seq: self.next_seq, item });
+                    return;
+                }
+            }
+        }
+    }
+}
+
+struct Client {
+    engine: Option<Engine>,
+    dir: tempfile::TempDir,
+    gw: u8,
+    events: Vec<EngineEvent>,
+    online: bool,
+}
+
+fn weak() -> KdfParams {
+    danger::weak_kdf_params(8, 1, 1).unwrap()
+}
+
+fn config() -> EngineConfig {
+    let mut c = EngineConfig::default();
+    c.mls.decision_window = Duration::from_secs(2);
+    c.fetch_interval = Duration::from_millis(20);
+    c
+}
+
+impl Client {
+    fn new(net: &Net, gw: u8, rng: &mut ChaCha20Rng) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut profile = Profile::create_with(dir.path().join("p"), &Passphrase::new("pw"), weak()).unwrap();
+        Engine::init(&mut profile, NodeId([gw; 32]), TrafficProfile::Standard, rng).unwrap();
+        let mut engine = Engine::open(profile, config()).unwrap();
+        engine.set_network(net.topology.clone(), &net.params, net.gateway(gw)).unwrap();
+        Self { engine: Some(engine), dir, gw, events: Vec::new(), online: true }
+    }
+
+    fn e(&mut self) -> &mut Engine {
+        self.engine.as_mut().unwrap()
+    }
+
+    fn restart(&mut self, net: &Net) {
+        let profile = self.engine.take().unwrap().into_profile();
+        drop(profile);
+        let profile = Profile::open(self.dir.path().join("p"), &Passphrase::new("pw")).unwrap();
+        let mut engine = Engine::open(profile, config()).unwrap();
+        engine.set_network(net.topology.clone(), &net.params, net.gateway(self.gw)).unwrap();
+        self.engine = Some(engine);
+    }
+
+    fn step(&mut self, net: &mut Net, now: SystemTime, rng: &mut ChaCha20Rng) {
+        if !self.online {
+            return;
+        }
+        let gw = NodeId([self.gw; 32]);
+        let e = self.engine.as_mut().unwrap();
+        for m in e.take_registrations() {
+            net.registered.insert(m.mailbox, m.credential);
+        }
+        e.handle_timeout(now, rng).unwrap();
+        for p in e.poll_transmit(now, rng).unwrap() {
+            net.deliver(gw, p);
+        }
+        for (m, after) in e.mailboxes() {
+            let items: Vec<Fetched> = net
+                .mailboxes
+                .get(&m.mailbox)
+                .map(|v| v.iter().filter(|f| f.seq > after).cloned().collect())
+                .unwrap_or_default();
+            if items.is_empty() {
+                continue;
+            }
+            let upto = e.handle_fetched(m.mailbox, items, now, rng).unwrap();
+            if let Some(v) = net.mailboxes.get_mut(&m.mailbox) {
+                v.retain(|f| f.seq > upto);
+            }
+        }
+        while let Some(ev) = e.poll_event() {
+            self.events.push(ev);
+        }
+    }
+
+    fn texts(&self) -> Vec<(String, String, String)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Message { thread, sender, text, .. } => {
+                    Some((thread.clone(), sender.clone(), text.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+struct World {
+    net: Net,
+    clients: Vec<Client>,
+    now: SystemTime,
+    rng: ChaCha20Rng,
+}
+
+impl World {
+    fn new(seed: u64, loss: f64, gws: &[u8]) -> Self {
+        let net = Net::new(seed, loss);
+        let mut rng = ChaCha20Rng::seed_from_u64(seed + 1000);
+        let clients = gws.iter().map(|g| Client::new(&net, *g, &mut rng)).collect();
+        Self { net, clients, now: UNIX_EPOCH + Duration::from_secs(1_800_000_000), rng }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now += Duration::from_millis(10);
+            for c in &mut self.clients {
+                c.step(&mut self.net, self.now, &mut self.rng);
+            }
+        }
+    }
+
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&World) -> bool) {
+        let end = self.now + limit;
+        while !done(self) {
+            assert!(self.now < end, "not done within {limit:?}");
+            self.run_for(Duration::from_millis(100));
+        }
+    }
+
+    /// Client `a` invites client `b`: `a` calls it `b_name`, `b` calls `a` `a_name`.
+    fn connect(&mut self, a: usize, a_name: &str, b: usize, b_name: &str) {
+        let now = self.now;
+        let inv = self.clients[a].e().invite(b_name, now, &mut self.rng).unwrap();
+        self.clients[b].e().accept(&inv.to_link(), a_name, now, &mut self.rng).unwrap();
+        let (an, bn) = (b_name.to_owned(), a_name.to_owned());
+        self.run_until(Duration::from_secs(60), |w| {
+            w.clients[a].events.contains(&EngineEvent::ContactReady { name: an.clone() })
+                && w.clients[b].events.contains(&EngineEvent::ContactReady { name: bn.clone() })
+        });
+    }
+}
+
+#[test]
+fn contacts_exchange_messages_exactly_once_in_order_with_loss() {
+    let mut w = World::new(1, 0.2, &[1, 2]);
+    w.connect(0, "alice", 1, "bob");
+    let n = 40;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let now = w.now;
+        ids.push(w.clients[0].e().send("bob", &format!("a{i}"), now, &mut w.rng).unwrap());
+        w.clients[1].e().send("alice", &format!("b{i}"), now, &mut w.rng).unwrap();
+        w.run_for(Duration::from_millis(30));
+    }
+    w.run_until(Duration::from_secs(600), |w| {
+        w.clients[0].texts().len() == n && w.clients[1].texts().len() == n
+    });
+    let expect = |p: &str, from: &str| -> Vec<(String, String, String)> {
+        (0..n).map(|i| (from.to_owned(), from.to_owned(), format!("{p}{i}"))).collect()
+    };
+    assert_eq!(w.clients[1].texts(), expect("a", "alice"));
+    assert_eq!(w.clients[0].texts(), expect("b", "bob"));
+    // Every message of ours ends delivered.
+    w.run_until(Duration::from_secs(600), |w| {
+        w.clients.iter().all(|c| c.engine.as_ref().unwrap().undelivered() == 0)
+    });
+    for id in &ids {
+        assert_eq!(w.clients[0].e().delivery(id).unwrap(), Some(Delivery::Delivered));
+    }
+    // Nothing more arrives later (no duplicate deliveries).
+    w.run_for(Duration::from_secs(20));
+    assert_eq!(w.clients[1].texts().len(), n);
+    let unread = w.clients[1].e().take_unread().unwrap();
+    assert_eq!(unread.len(), n);
+    assert!(w.clients[1].e().take_unread().unwrap().is_empty());
+    let info = w.clients[0].e().threads().unwrap();
+    assert_eq!(info.len(), 1);
+    assert_eq!((info[0].name.as_str(), info[0].state, info[0].group), ("bob", "active", false));
+}
+
+#[test]
+fn a_restart_and_a_long_absence_lose_nothing() {
+    let mut w = World::new(2, 0.1, &[1, 2]);
+    w.connect(0, "alice", 1, "bob");
+    // Bob goes offline; Alice keeps sending.
+    w.clients[1].online = false;
+    for i in 0..10 {
+        let now = w.now;
+        w.clients[0].e().send("bob", &format!("m{i}"), now, &mut w.rng).unwrap();
+        w.run_for(Duration::from_millis(50));
+    }
+    // Alice restarts with messages still unacknowledged; Bob restarts too.
+    let net = std::mem::replace(&mut w.net, Net::new(99, 0.0));
+    w.clients[0].restart(&net);
+    w.clients[1].restart(&net);
+    w.net = net;
+    w.run_for(Duration::from_secs(60));
+    assert!(w.clients[1].texts().is_empty());
+    w.clients[1].online = true;
+    w.run_until(Duration::from_secs(900), |w| w.clients[1].texts().len() == 10);
+    let got: Vec<String> = w.clients[1].texts().into_iter().map(|t| t.2).collect();
+    assert_eq!(got, (0..10).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    // And Bob can answer after the restart.
+    let now = w.now;
+    w.clients[1].e().send("alice", "back", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(300), |w| w.clients[0].texts().len() == 1);
+}
+
+#[test]
+fn a_group_grows_and_shrinks_while_members_talk() {
+    let mut w = World::new(3, 0.05, &[1, 2, 1, 2]);
+    w.connect(0, "ann", 1, "b");
+    w.connect(0, "ann", 2, "c");
+    w.connect(0, "ann", 3, "d");
+    let now = w.now;
+    w.clients[0].e().create_group("team", &mut w.rng).unwrap();
+    w.clients[0].e().group_add("team", "b", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(120), |w| {
+        w.clients[1].events.contains(&EngineEvent::GroupJoined { name: "team".into() })
+    });
+    w.clients[0].e().group_add("team", "c", w.now, &mut w.rng).unwrap();
+    // Members talk while C is being added.
+    for i in 0..5 {
+        let now = w.now;
+        w.clients[1].e().send("team", &format!("b{i}"), now, &mut w.rng).unwrap();
+        w.run_for(Duration::from_millis(300));
+    }
+    w.run_until(Duration::from_secs(120), |w| {
+        w.clients[2].events.contains(&EngineEvent::GroupJoined { name: "team".into() })
+    });
+    w.clients[0].e().group_add("team", "d", w.now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(120), |w| {
+        w.clients[3].events.contains(&EngineEvent::GroupJoined { name: "team".into() })
+    });
+    w.run_for(Duration::from_secs(5));
+    for c in 0..4 {
+        let now = w.now;
+        w.clients[c].e().send("team", &format!("hello from {c}"), now, &mut w.rng).unwrap();
+    }
+    w.run_until(Duration::from_secs(300), |w| {
+        (0..4).all(|c| w.clients[c].texts().iter().filter(|t| t.2.starts_with("hello from")).count() == 3)
+    });
+    // A's view of B's messages: all five, in order.
+    let from_b: Vec<String> =
+        w.clients[0].texts().into_iter().filter(|t| t.2.starts_with('b')).map(|t| t.2).collect();
+    assert_eq!(from_b, (0..5).map(|i| format!("b{i}")).collect::<Vec<_>>());
+    assert_eq!(w.clients[0].e().members("team").unwrap().len(), 3);
+
+    // A removes C; C is out, the others go on without it.
+    let now = w.now;
+    w.clients[0].e().group_remove("team", "c", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(120), |w| {
+        w.clients[2].events.contains(&EngineEvent::Left { name: "team".into() })
+    });
+    w.run_for(Duration::from_secs(5));
+    let now = w.now;
+    w.clients[3].e().send("team", "after", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(300), |w| {
+        [0, 1].iter().all(|&c| w.clients[c].texts().iter().any(|t| t.2 == "after"))
+    });
+    w.run_for(Duration::from_secs(5));
+    assert!(!w.clients[2].texts().iter().any(|t| t.2 == "after"));
+    // D leaves by itself.
+    let now = w.now;
+    w.clients[3].e().group_leave("team", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(900), |w| {
+        w.clients[3].events.contains(&EngineEvent::Left { name: "team".into() })
+    });
+    w.run_until(Duration::from_secs(120), |w| w.clients[0].clients_members("team") == 1);
+}
+
+impl Client {
+    fn clients_members(&self, name: &str) -> usize {
+        self.engine.as_ref().unwrap().members(name).unwrap().len()
+    }
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    let mut w = World::new(4, 0.0, &[1, 2]);
+    let now = w.now;
+    let rng = &mut w.rng;
+    let e = w.clients[1].engine.as_mut().unwrap();
+    assert!(matches!(e.accept("qanat://invite/AAAA", "x", now, rng), Err(EngineError::Invite(_))));
+    assert!(matches!(e.accept("hello", "x", now, rng), Err(EngineError::Invite(InviteError::NotALink))));
+    assert!(matches!(e.send("nobody", "hi", now, rng), Err(EngineError::UnknownName(_))));
+    assert!(matches!(e.invite("", now, rng), Err(EngineError::InvalidName(_))));
+    assert!(e.threads().unwrap().is_empty());
+    let inv = w.clients[0].e().invite("bob", now, &mut w.rng).unwrap();
+    assert!(matches!(w.clients[0].e().invite("bob", now, &mut w.rng), Err(EngineError::NameTaken(_))));
+    // Own invitation.
+    assert!(matches!(
+        w.clients[0].e().accept(&inv.to_link(), "me", now, &mut w.rng),
+        Err(EngineError::Invite(InviteError::OwnInvitation))
+    ));
+    w.clients[1].e().accept(&inv.to_link(), "alice", now, &mut w.rng).unwrap();
+    assert!(matches!(
+        w.clients[1].e().accept(&inv.to_link(), "alice2", now, &mut w.rng),
+        Err(EngineError::Invite(InviteError::AlreadyAccepted))
+    ));
+    // Not set up yet: a clear error.
+    assert!(matches!(w.clients[1].e().send("alice", "hi", now, &mut w.rng), Err(EngineError::NotReady(..))));
+    w.run_until(Duration::from_secs(60), |w| {
+        w.clients[1].events.contains(&EngineEvent::ContactReady { name: "alice".into() })
+    });
+
+    // A third party replays the same link: its answer is refused by the inviter, nothing changes.
+    let mut third = Client::new(&w.net, 2, &mut w.rng);
+    third.e().accept(&inv.to_link(), "alice", w.now, &mut w.rng).unwrap();
+    w.clients.push(third);
+    w.run_for(Duration::from_secs(10));
+    assert_eq!(w.clients[0].e().threads().unwrap().len(), 1);
+    assert!(w.clients[0].e().stats().rejected >= 1);
+    assert!(!w.clients[2].events.iter().any(|e| matches!(e, EngineEvent::ContactReady { .. })));
+}
