@@ -17,9 +17,11 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod control;
 pub mod engine;
 pub mod gateway;
 pub mod invite;
 pub mod mls;
+pub mod runtime;
 pub mod sending;
 pub mod store;

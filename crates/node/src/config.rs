@@ -1019,5 +1019,124 @@ fn toml_str(s: &str) -> String {
     out
 }
 
+// ---------------------------------------------------------------------------------------------
+// The network file of clients.
+
+/// A gateway that clients may use, as the network file lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientGateway {
+    /// A name to choose it by (`gw1`).
+    pub name: String,
+    /// Its identity key (its node id is derived from it).
+    pub identity: IdentityKey,
+    /// Its link public key.
+    pub link_key: LinkPublicKey,
+    /// The address clients dial.
+    pub client_address: LinkAddress,
+}
+
+/// What a client needs to join a network: the nodes' `[network]` table (name, epoch period,
+/// packet geometry, directory authorities) and the gateways it may use (`[[gateways]]`). Nothing
+/// in it is secret; `qanat devnet up` writes one as `DIR/network.toml`.
+#[derive(Debug, Clone)]
+pub struct ClientNetwork {
+    /// The network.
+    pub network: NetworkConfig,
+    /// The gateways.
+    pub gateways: Vec<ClientGateway>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientNetwork {
+    network: RawNetwork,
+    gateways: Vec<RawClientGateway>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientGateway {
+    name: String,
+    identity_key: String,
+    link_key: String,
+    client_address: String,
+}
+
+impl ClientNetwork {
+    /// Reads and validates the network file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml_str(&text).map_err(|e| e.with_path(path))
+    }
+
+    /// Parses and validates network-file text.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawClientNetwork = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
+        let network = parse_network(raw.network)?;
+        if raw.gateways.is_empty() {
+            return Err(invalid(
+                "gateways",
+                "no gateway listed",
+                "add one [[gateways]] table per gateway clients may use",
+            ));
+        }
+        let mut gateways: Vec<ClientGateway> = Vec::new();
+        for (i, g) in raw.gateways.iter().enumerate() {
+            let f = |k: &str| format!("gateways[{i}].{k}");
+            let link_bytes = parse_hex(
+                &f("link_key"),
+                &g.link_key,
+                LinkPublicKey::LEN,
+                &format!("a {}-byte link public key", LinkPublicKey::LEN),
+                SHOW_KEYS,
+            )?;
+            let link_key = LinkPublicKey::from_bytes(&link_bytes).map_err(|e| {
+                invalid(f("link_key"), format!("is not a valid link public key ({e})"), SHOW_KEYS)
+            })?;
+            if g.name.is_empty() || gateways.iter().any(|x| x.name == g.name) {
+                return Err(invalid(f("name"), "empty or listed twice", "give each gateway its own name"));
+            }
+            gateways.push(ClientGateway {
+                name: g.name.clone(),
+                identity: parse_identity(&f("identity_key"), &g.identity_key)?,
+                link_key,
+                client_address: parse_address(&f("client_address"), &g.client_address)?,
+            });
+        }
+        Ok(Self { network, gateways })
+    }
+
+    /// The file's text, which [`ClientNetwork::from_toml_str`] reads back.
+    pub fn render(&self) -> String {
+        let n = &self.network;
+        let g = &n.geometry;
+        let mut s = String::new();
+        let _ =
+            writeln!(s, "# Qanat network file: what a client needs to join ('qanat init --network FILE').");
+        let _ = writeln!(s, "# Nothing here is secret.\n");
+        let _ = writeln!(s, "[network]");
+        let _ = writeln!(s, "name = {}", toml_str(&n.name));
+        let _ = writeln!(s, "epoch_period_secs = {}", n.epoch_period.as_millis() / 1000);
+        let _ = writeln!(s, "scheme = \"{}\"", g.scheme().name());
+        let _ = writeln!(s, "nr_hops = {}", g.nr_hops());
+        let _ = writeln!(s, "forward_payload_len = {}", g.forward_payload_len());
+        for a in &n.authorities {
+            let _ = writeln!(s, "\n[[network.authorities]]");
+            let _ = writeln!(s, "identity_key = \"{}\"", hex::encode(a.identity.as_bytes()));
+            let _ = writeln!(s, "link_key = \"{}\"", hex::encode(a.link_key.to_bytes()));
+            let _ = writeln!(s, "address = {}", toml_str(a.address.as_str()));
+        }
+        for gw in &self.gateways {
+            let _ = writeln!(s, "\n[[gateways]]");
+            let _ = writeln!(s, "name = {}", toml_str(&gw.name));
+            let _ = writeln!(s, "identity_key = \"{}\"", hex::encode(gw.identity.as_bytes()));
+            let _ = writeln!(s, "link_key = \"{}\"", hex::encode(gw.link_key.to_bytes()));
+            let _ = writeln!(s, "client_address = {}", toml_str(gw.client_address.as_str()));
+        }
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests;

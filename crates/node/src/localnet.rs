@@ -3,7 +3,8 @@
 //! each node as its own process; `qanat demo` and tests start them all in one process with
 //! [`start_all`].
 //!
-//! Layout: `DIR/<name>/node.toml` and `DIR/<name>/data/` (keys, and a gateway's mailboxes).
+//! Layout: `DIR/<name>/node.toml`, `DIR/<name>/data/` (keys, and a gateway's mailboxes), and the
+//! clients' network file `DIR/network.toml`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,9 @@ use qanat_pki::descriptor::LinkAddress;
 use qanat_pki::{EpochPeriod, IdentityKey, Parameters, ParametersConfig, Rate};
 
 use crate::NodeConfig;
-use crate::config::{AuthorityPeer, ConfigError, Example, ExampleRole, render_example};
+use crate::config::{
+    AuthorityPeer, ClientGateway, ClientNetwork, ConfigError, Example, ExampleRole, render_example,
+};
 use crate::keys::{KeyStoreError, NodeKeys};
 use crate::service::{self, KEY_WINDOW, RunningNode, ServiceError, wall_now};
 
@@ -187,7 +190,31 @@ pub fn generate(dir: &Path, o: &Options) -> Result<Vec<LocalNode>, LocalNetError
         // The config must be one the node accepts.
         NodeConfig::load(&n.config)?;
     }
+    // The clients' network file.
+    let first =
+        nodes.iter().find(|n| n.role == "authority").map(|n| NodeConfig::load(&n.config)).transpose()?;
+    if let Some(first) = first {
+        let mut gateways = Vec::new();
+        for n in nodes.iter().filter(|n| n.role == "gateway") {
+            let Some(c) = n.client else { continue };
+            gateways.push(ClientGateway {
+                name: n.name.clone(),
+                identity: n.identity,
+                link_key: n.link_key.clone(),
+                client_address: link_address(c)?,
+            });
+        }
+        let file = ClientNetwork { network: first.network, gateways };
+        let path = network_file(dir);
+        std::fs::write(&path, file.render()).map_err(io(&path))?;
+        ClientNetwork::load(&path)?;
+    }
     Ok(nodes)
+}
+
+/// Where [`generate`] writes the clients' network file: `DIR/network.toml`.
+pub fn network_file(dir: &Path) -> PathBuf {
+    dir.join("network.toml")
 }
 
 /// Starts every node of `nodes` in this process (authorities first).

@@ -181,6 +181,13 @@ impl fmt::Debug for LocalMessageId {
     }
 }
 
+impl LocalMessageId {
+    /// The id from its bytes (as [`fmt::Display`] shows them in hex).
+    pub fn from_bytes(b: Vec<u8>) -> Self {
+        Self(b)
+    }
+}
+
 impl fmt::Display for LocalMessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex(&self.0))
@@ -591,6 +598,11 @@ impl Engine {
     /// The traffic profile.
     pub fn traffic(&self) -> TrafficProfile {
         self.traffic
+    }
+
+    /// Whether the engine has a directory document (and so can build packets).
+    pub fn has_network(&self) -> bool {
+        self.network.is_some()
     }
 
     /// The gateway this profile uses.

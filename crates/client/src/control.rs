@@ -1,0 +1,342 @@
+//! The commands a user gives the client (`qanat invite`, `send`, ...), as requests and responses
+//! that the running client answers, or that a command answers itself on the profile when no
+//! client runs ([`execute`] either way).
+//!
+//! On the control socket (`HOME/control.sock`, a Unix socket only the profile's owner can open)
+//! each request is one line of JSON and each response one line of JSON.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Engine, EngineError, EngineEvent, LocalMessageId};
+use crate::sending::Delivery;
+
+/// File name of the control socket in the profile directory.
+pub const SOCKET_FILE: &str = "control.sock";
+
+/// A command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// The client's state.
+    Status,
+    /// Make an invitation for a contact to be called `name`.
+    Invite {
+        /// The local name.
+        name: String,
+    },
+    /// Accept an invitation link; the inviter is called `name` here.
+    Accept {
+        /// The link.
+        link: String,
+        /// The local name.
+        name: String,
+    },
+    /// Contacts and groups.
+    Contacts,
+    /// Send a text to a contact or group.
+    Send {
+        /// The contact or group.
+        to: String,
+        /// The text.
+        text: String,
+    },
+    /// Unread messages (marked read).
+    Inbox,
+    /// A conversation's history.
+    History {
+        /// The contact or group.
+        name: String,
+    },
+    /// The delivery state of a message we sent.
+    Delivery {
+        /// As `Send` returned it.
+        id: String,
+    },
+    /// Create a group.
+    GroupCreate {
+        /// Its local name.
+        name: String,
+    },
+    /// Add a contact to a group.
+    GroupAdd {
+        /// The group.
+        group: String,
+        /// The contact.
+        contact: String,
+    },
+    /// Remove a member from a group.
+    GroupRemove {
+        /// The group.
+        group: String,
+        /// A contact name or member label.
+        member: String,
+    },
+    /// Leave a group.
+    GroupLeave {
+        /// The group.
+        group: String,
+    },
+    /// A group's members.
+    Members {
+        /// The group or contact.
+        name: String,
+    },
+    /// Stream events (the connection stays open; one `Event` response per event).
+    Watch,
+}
+
+/// One message, as commands print it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageOut {
+    /// The contact or group.
+    pub thread: String,
+    /// Who sent it (`"me"` for ours).
+    pub sender: String,
+    /// The text.
+    pub text: String,
+    /// When it was sent (Unix ms, sender's clock).
+    pub sent_at_ms: u64,
+    /// When it arrived (or was queued, for ours).
+    pub at_ms: u64,
+    /// Ours: `queued`, `sent` or `delivered`.
+    pub state: Option<String>,
+}
+
+/// A contact or group, as commands print it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadOut {
+    /// Its name.
+    pub name: String,
+    /// Whether it is a group.
+    pub group: bool,
+    /// Its state.
+    pub state: String,
+    /// Other members.
+    pub members: Vec<String>,
+    /// Unread messages.
+    pub unread: usize,
+}
+
+/// An answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Response {
+    /// Done.
+    Ok,
+    /// Refused, with the reason for the user.
+    Error {
+        /// The reason.
+        message: String,
+    },
+    /// A new invitation.
+    Invitation {
+        /// The link.
+        link: String,
+        /// Its QR code, for a terminal.
+        qr: String,
+    },
+    /// A message was queued.
+    Sent {
+        /// Its id (for `Delivery`).
+        id: String,
+    },
+    /// The client's state.
+    Status {
+        /// `standard` or `metered`.
+        traffic: String,
+        /// Whether the client runs (this answer came from it).
+        running: bool,
+        /// Whether it has the network's directory.
+        network: bool,
+        /// Our messages not yet delivered.
+        undelivered: usize,
+        /// Packets sent since the start: real, acknowledgements, cover.
+        sent: [u64; 3],
+    },
+    /// Contacts and groups.
+    Threads {
+        /// The list.
+        list: Vec<ThreadOut>,
+    },
+    /// Messages.
+    Messages {
+        /// The list.
+        list: Vec<MessageOut>,
+    },
+    /// Members of a group.
+    Members {
+        /// Labels.
+        list: Vec<String>,
+    },
+    /// A delivery state.
+    Delivery {
+        /// `queued`, `sent`, `delivered`, or `unknown`.
+        state: String,
+    },
+    /// An event (for `Watch`).
+    Event {
+        /// What happened, for people.
+        text: String,
+        /// A message's latency in ms, when the event is a message.
+        latency_ms: Option<u64>,
+    },
+}
+
+fn state_name(d: Delivery) -> &'static str {
+    match d {
+        Delivery::Queued => "queued",
+        Delivery::Sent => "sent",
+        Delivery::Delivered => "delivered",
+    }
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// An event as a line for people (and its latency, for messages).
+pub fn describe(e: &EngineEvent) -> (String, Option<u64>) {
+    match e {
+        EngineEvent::Message { thread, sender, text, sent_at, received_at } => {
+            let latency = received_at.duration_since(*sent_at).map(|d| d.as_millis() as u64).ok();
+            let at = if thread == sender { thread.clone() } else { format!("{thread}/{sender}") };
+            (format!("[{at}] {text}"), latency)
+        }
+        EngineEvent::Delivery { message, state } => {
+            (format!("message {message}: {}", state_name(*state)), None)
+        }
+        EngineEvent::ContactReady { name } => (format!("contact {name} is ready"), None),
+        EngineEvent::GroupJoined { name } => (format!("joined group {name}"), None),
+        EngineEvent::GroupChanged { name, added, removed } => {
+            (format!("group {name}: added {added:?}, removed {removed:?}"), None)
+        }
+        EngineEvent::Left { name } => (format!("left group {name}"), None),
+    }
+}
+
+fn parse_id(s: &str) -> Option<LocalMessageId> {
+    if !s.len().is_multiple_of(2) || s.len() > 128 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect();
+    bytes.map(LocalMessageId::from_bytes)
+}
+
+/// Carries out `req` on `engine` (`running`: whether this is the long-running client).
+pub fn execute<R: CryptoRng>(
+    engine: &mut Engine,
+    req: Request,
+    running: bool,
+    now: SystemTime,
+    rng: &mut R,
+) -> Response {
+    match run(engine, req, running, now, rng) {
+        Ok(r) => r,
+        Err(e) => Response::Error { message: e.to_string() },
+    }
+}
+
+fn run<R: CryptoRng>(
+    engine: &mut Engine,
+    req: Request,
+    running: bool,
+    now: SystemTime,
+    rng: &mut R,
+) -> Result<Response, EngineError> {
+    Ok(match req {
+        Request::Status => {
+            let s = engine.stats();
+            Response::Status {
+                traffic: engine.traffic().name().into(),
+                running,
+                network: engine.has_network(),
+                undelivered: engine.undelivered(),
+                sent: [s.sent_real, s.sent_acks, s.sent_cover],
+            }
+        }
+        Request::Invite { name } => {
+            let inv = engine.invite(&name, now, rng)?;
+            Response::Invitation { link: inv.to_link(), qr: inv.qr_code().unwrap_or_default() }
+        }
+        Request::Accept { link, name } => {
+            engine.accept(link.trim(), &name, now, rng)?;
+            Response::Ok
+        }
+        Request::Contacts => Response::Threads {
+            list: engine
+                .threads()?
+                .into_iter()
+                .map(|t| ThreadOut {
+                    name: t.name,
+                    group: t.group,
+                    state: t.state.into(),
+                    members: t.members,
+                    unread: t.unread,
+                })
+                .collect(),
+        },
+        Request::Send { to, text } => Response::Sent { id: engine.send(&to, &text, now, rng)?.to_string() },
+        Request::Inbox => Response::Messages {
+            list: engine
+                .take_unread()?
+                .into_iter()
+                .map(|(thread, e)| MessageOut {
+                    thread,
+                    sender: e.sender,
+                    text: e.text,
+                    sent_at_ms: e.sent_at_ms,
+                    at_ms: e.at_ms,
+                    state: None,
+                })
+                .collect(),
+        },
+        Request::History { name } => Response::Messages {
+            list: engine
+                .history(&name)?
+                .into_iter()
+                .map(|(_, e)| MessageOut {
+                    thread: name.clone(),
+                    state: e.outgoing.then(|| state_name(e.delivery()).to_owned()),
+                    sender: e.sender,
+                    text: e.text,
+                    sent_at_ms: e.sent_at_ms,
+                    at_ms: e.at_ms,
+                })
+                .collect(),
+        },
+        Request::Delivery { id } => {
+            let state = match parse_id(&id) {
+                Some(id) => engine.delivery(&id)?.map(state_name).unwrap_or("unknown"),
+                None => "unknown",
+            };
+            Response::Delivery { state: state.into() }
+        }
+        Request::GroupCreate { name } => {
+            engine.create_group(&name, rng)?;
+            Response::Ok
+        }
+        Request::GroupAdd { group, contact } => {
+            engine.group_add(&group, &contact, now, rng)?;
+            Response::Ok
+        }
+        Request::GroupRemove { group, member } => {
+            engine.group_remove(&group, &member, now, rng)?;
+            Response::Ok
+        }
+        Request::GroupLeave { group } => {
+            engine.group_leave(&group, now, rng)?;
+            Response::Ok
+        }
+        Request::Members { name } => Response::Members { list: engine.members(&name)? },
+        Request::Watch => {
+            let _ = ms(now);
+            Response::Error { message: "watch needs the running client (start `qanat run`)".into() }
+        }
+    })
+}
