@@ -1,6 +1,7 @@
 //! `qanat`: the one binary. Thin glue: parse arguments, call the libraries.
 #![forbid(unsafe_code)]
 
+mod demo;
 mod devnet;
 mod node_cmd;
 mod packet_demo;
@@ -20,16 +21,35 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Shows what works today: messages sent as Sphinx packets through five hops, each hop
-    /// unwrapping one layer in turn, with replies carried back by single-use reply blocks.
-    /// (The networked demo, with real nodes and clients, arrives with the client.)
+    /// Starts a whole network in this process (3 directory authorities, 3 layers of 2 mixes, 2
+    /// gateways with SQLite mailboxes, in a temporary directory on 127.0.0.1) and two users who
+    /// invite each other and exchange messages through it; prints each message with its latency
+    /// and exits 0 only if all arrived.
     Demo {
-        /// Key agreement: x25519-nike, x25519-kem or xwing.
+        /// Messages to exchange (alternately from each user).
+        #[arg(long, default_value_t = 10)]
+        messages: usize,
+        /// Epoch length in seconds (a real network uses 1200).
+        #[arg(long, default_value_t = 10)]
+        epoch_secs: u64,
+        /// Mean delay per mix, in milliseconds.
+        #[arg(long, default_value_t = 50)]
+        mean_delay_ms: u32,
+        /// Client payload packets per second (lambda_P).
+        #[arg(long, default_value_t = 10.0)]
+        lambda_p: f64,
+        /// How often the clients fetch their mailboxes, in milliseconds.
+        #[arg(long, default_value_t = 50)]
+        fetch_interval_ms: u64,
+        /// Pause between two messages, in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        gap_ms: u64,
+        /// Instead: only the packet layer, in memory (Sphinx through five hops, SURB replies).
+        #[arg(long)]
+        packets_only: bool,
+        /// With --packets-only: x25519-nike, x25519-kem or xwing.
         #[arg(long, default_value = "x25519-kem")]
         scheme: String,
-        /// Messages to send.
-        #[arg(long, default_value_t = 20)]
-        messages: usize,
     },
     /// Runs and inspects one node (directory authority, mix or gateway).
     Node {
@@ -133,7 +153,28 @@ fn init_logs() {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Demo { scheme, messages } => packet_demo::demo(&scheme, messages),
+        Command::Demo {
+            messages,
+            epoch_secs,
+            mean_delay_ms,
+            lambda_p,
+            fetch_interval_ms,
+            gap_ms,
+            packets_only,
+            scheme,
+        } => {
+            if packets_only {
+                return packet_demo::demo(&scheme, messages);
+            }
+            demo::demo(&demo::DemoOptions {
+                messages,
+                epoch_secs,
+                mean_delay_ms,
+                lambda_p,
+                fetch_interval_ms,
+                gap_ms,
+            })
+        }
         Command::Node { command } => {
             init_logs();
             match command {
