@@ -40,6 +40,7 @@ async fn register_fetch_delete_and_refusals() {
             peers: HashMap::new(),
             max_batch: 16,
             clock: Time::ZERO,
+            fault_drop_rate: 0.0,
         },
     )
     .await

@@ -216,6 +216,10 @@ pub struct GatewayConfig {
     pub store: StoreConfig,
     /// Retention and quotas of the mailbox store.
     pub limits: Limits,
+    /// Fault injection for tests (`fault_drop_rate`, default 0): this fraction of the packets
+    /// arriving from clients and from mixes is dropped (those from mixes after acknowledging
+    /// them), as if lost on the link. Never set it on a real network.
+    pub fault_drop_rate: f64,
 }
 
 /// The gateway's mailbox store backend.
@@ -286,6 +290,7 @@ struct RawGateway {
     max_messages_per_mailbox: Option<u64>,
     max_bytes_per_mailbox: Option<u64>,
     max_payload_len: Option<u64>,
+    fault_drop_rate: Option<f64>,
     redis: Option<RawRedis>,
 }
 
@@ -749,7 +754,15 @@ fn parse_gateway(raw: RawGateway, data_dir: &Path) -> Result<GatewayConfig, Conf
             invalid("gateway.max_payload_len", "is too large for this machine", "use a smaller limit")
         })?,
     };
-    Ok(GatewayConfig { client_listen, store, limits })
+    let fault_drop_rate = raw.fault_drop_rate.unwrap_or(0.0);
+    if !(0.0..=0.5).contains(&fault_drop_rate) {
+        return Err(invalid(
+            "gateway.fault_drop_rate",
+            format!("{fault_drop_rate} is outside 0..=0.5"),
+            "remove the line (it is fault injection for tests), or use a fraction such as 0.1",
+        ));
+    }
+    Ok(GatewayConfig { client_listen, store, limits, fault_drop_rate })
 }
 
 fn parse_authority(raw: RawAuthority, network: &NetworkConfig) -> Result<AuthorityConfig, ConfigError> {

@@ -39,6 +39,9 @@ pub struct Options {
     pub lambda_l: f64,
     /// Whether each node serves Prometheus metrics (on a free port).
     pub metrics: bool,
+    /// Fault injection for tests: the gateways drop this fraction of the packets they receive
+    /// (`gateway.fault_drop_rate`).
+    pub fault_drop_rate: f64,
 }
 
 impl Default for Options {
@@ -53,6 +56,7 @@ impl Default for Options {
             lambda_p: 2.0,
             lambda_l: 0.5,
             metrics: true,
+            fault_drop_rate: 0.0,
         }
     }
 }
@@ -186,7 +190,15 @@ pub fn generate(dir: &Path, o: &Options) -> Result<Vec<LocalNode>, LocalNetError
         ex.epoch_period_secs = o.epoch_secs;
         ex.scheme = o.scheme;
         ex.parameters = params;
-        std::fs::write(&n.config, render_example(&ex)).map_err(io(&n.config))?;
+        let mut text = render_example(&ex);
+        if n.role == "gateway" && o.fault_drop_rate > 0.0 {
+            // `[gateway]` is the last table of a gateway's config.
+            text.push_str(&format!(
+                "# Fault injection for tests: drop this fraction of packets.\nfault_drop_rate = {}\n",
+                o.fault_drop_rate
+            ));
+        }
+        std::fs::write(&n.config, text).map_err(io(&n.config))?;
         // The config must be one the node accepts.
         NodeConfig::load(&n.config)?;
     }

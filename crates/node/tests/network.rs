@@ -122,6 +122,7 @@ async fn scenario(full_disk: bool) {
             peers: HashMap::from([(mixes[2].id, peer(unused, &mixes[2], false))]),
             max_batch: 128,
             clock: qanat_mixnet::Time::ZERO,
+            fault_drop_rate: 0.0,
         },
     )
     .await
@@ -178,6 +179,7 @@ async fn scenario(full_disk: bool) {
             peers: HashMap::from([next.clone()]),
             max_batch: 128,
             clock: qanat_mixnet::Time::ZERO,
+            fault_drop_rate: 0.0,
         },
     )
     .await

@@ -30,6 +30,8 @@ pub(crate) struct UpOptions {
     pub(crate) scheme: Scheme,
     pub(crate) mean_delay_ms: u32,
     pub(crate) lambda_m: f64,
+    pub(crate) lambda_p: f64,
+    pub(crate) fault_drop_rate: f64,
     pub(crate) wait: bool,
 }
 
@@ -134,6 +136,8 @@ pub(crate) fn up(dir: &Path, o: &UpOptions) -> Result<()> {
         scheme: o.scheme,
         mean_delay_ms: o.mean_delay_ms,
         lambda_m: o.lambda_m,
+        lambda_p: o.lambda_p,
+        fault_drop_rate: o.fault_drop_rate,
         metrics: true,
         ..localnet::Options::default()
     };

@@ -110,6 +110,12 @@ enum DevnetCommand {
         /// Loop cover packets per second per mix (3 x lambda_m x mean delay must be >= 2).
         #[arg(long, default_value_t = 20.0)]
         lambda_m: f64,
+        /// Client payload packets per second (lambda_P), as the directory publishes it.
+        #[arg(long, default_value_t = 2.0)]
+        lambda_p: f64,
+        /// Fault injection for tests: the gateways drop this fraction of the packets they get.
+        #[arg(long, default_value_t = 0.0)]
+        fault_drop_rate: f64,
         /// Returns only once every mix and gateway is in the directory.
         #[arg(long)]
         wait: bool,
@@ -184,11 +190,29 @@ fn main() -> Result<()> {
             }
         }
         Command::Devnet { command } => match command {
-            DevnetCommand::Up { dir, epoch_secs, scheme, mean_delay_ms, lambda_m, wait } => {
+            DevnetCommand::Up {
+                dir,
+                epoch_secs,
+                scheme,
+                mean_delay_ms,
+                lambda_m,
+                lambda_p,
+                fault_drop_rate,
+                wait,
+            } => {
                 let scheme = Scheme::from_name(&scheme).with_context(|| {
                     format!("unknown scheme {scheme:?}: use xwing, x25519-kem or x25519-nike")
                 })?;
-                devnet::up(&dir, &devnet::UpOptions { epoch_secs, scheme, mean_delay_ms, lambda_m, wait })
+                let o = devnet::UpOptions {
+                    epoch_secs,
+                    scheme,
+                    mean_delay_ms,
+                    lambda_m,
+                    lambda_p,
+                    fault_drop_rate,
+                    wait,
+                };
+                devnet::up(&dir, &o)
             }
             DevnetCommand::Status { dir } => devnet::status(&dir),
             DevnetCommand::Down { dir } => devnet::down(&dir),

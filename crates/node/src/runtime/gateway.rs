@@ -29,6 +29,8 @@ use qanat_mailbox::{
 use qanat_mixnet::client_proto::{ErrorCode, Request, Response};
 use qanat_mixnet::{AckToken, Gateway, GatewayMetrics, StoreResult, StoreToken, Time};
 use qanat_packet::NodeId;
+use rand::rngs::{StdRng, SysRng};
+use rand::{Rng as _, SeedableRng as _};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -56,6 +58,9 @@ pub struct GatewayRuntimeConfig {
     /// What the core's clock reads when the runtime starts (see
     /// [`MixRuntimeConfig::clock`](super::MixRuntimeConfig::clock)).
     pub clock: Time,
+    /// Fault injection for tests: the fraction of packets from clients and from mixes dropped as
+    /// if lost on the link (those from mixes are acknowledged first). 0 on a real network.
+    pub fault_drop_rate: f64,
 }
 
 /// Counters of the runtime itself.
@@ -65,6 +70,8 @@ pub struct GatewayRuntimeMetrics {
     pub append_calls: AtomicU64,
     /// Append calls that failed (nothing acknowledged).
     pub append_failures: AtomicU64,
+    /// Packets dropped by fault injection (`fault_drop_rate`).
+    pub fault_dropped: AtomicU64,
     /// Client control requests answered.
     pub client_requests: AtomicU64,
     /// Packets dropped because a link queue was full.
@@ -276,12 +283,26 @@ async fn run<S: MailboxStore>(
     // Where each pending ack goes: the connection its packet came on.
     let mut reply_to: HashMap<(NodeId, u64), FrameSender> = HashMap::new();
     let mut next_id: u64 = 0;
+    let mut fault_rng = StdRng::try_from_rng(&mut SysRng).ok();
+    let rate = config.fault_drop_rate;
+    let mut fault = move || {
+        rate > 0.0
+            && fault_rng.as_mut().is_some_and(|r| (r.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= rate)
+    };
     loop {
         let wake = core.poll_timeout().map(|t| origin + t.saturating_since(clock));
         let sleep =
             tokio::time::sleep_until(wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
         tokio::select! {
             ev = events.recv() => match ev {
+                Some(Event::FromMix { reply, id, .. }) if fault() => {
+                    // Lost after the hop acknowledged it.
+                    metrics.fault_dropped.fetch_add(1, Ordering::Relaxed);
+                    let _ = reply.try_send(Frame::Ack(vec![id]));
+                }
+                Some(Event::FromClient(_)) if fault() => {
+                    metrics.fault_dropped.fetch_add(1, Ordering::Relaxed);
+                }
                 Some(Event::FromMix { from, id, packet, reply }) => {
                     reply_to.insert((from, id.0), reply);
                     if core.handle_mix_packet(now(), from, AckToken(id.0), packet).is_err() {

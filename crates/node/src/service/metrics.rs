@@ -214,6 +214,11 @@ pub fn gateway(e: &mut Exposition, p: &GatewayProbe) {
     );
     e.counter("qanat_gateway_client_requests_total", "Client control requests.", g(&r.client_requests));
     e.counter(
+        "qanat_gateway_fault_dropped_total",
+        "Packets dropped by fault injection (gateway.fault_drop_rate; tests only).",
+        g(&r.fault_dropped),
+    );
+    e.counter(
         "qanat_gateway_link_queue_full_total",
         "Packets dropped on a full link queue.",
         g(&r.link_queue_full),

@@ -305,6 +305,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                 peers: HashMap::new(),
                 max_batch: 256,
                 clock: epochs::core_time(wall_now()),
+                fault_drop_rate: g.fault_drop_rate,
             };
             let h = match &g.store {
                 StoreConfig::Sqlite { path } => {

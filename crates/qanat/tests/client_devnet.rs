@@ -1,0 +1,328 @@
+//! Clients through a real devnet: 11 node processes on 127.0.0.1 (`qanat devnet up`) whose
+//! gateways drop 10% of the packets they receive (client packets, and packets from the last mix
+//! after acknowledging them), and real clients (encrypted profiles, the long-running runtime,
+//! gateway sessions over hybrid-Noise links) in this process.
+//!
+//! Shows: two clients exchange 1,000 messages, each delivered exactly once and in order per
+//! sender; a recipient offline for a while gets everything when it returns; a group of five in
+//! which members are added and removed while others talk. All with 10% loss.
+//!
+//! `cargo test --release -p qanat --test client_devnet` (about 4 minutes).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use qanat_client::control::{Request, Response};
+use qanat_client::engine::{Engine, EngineConfig, EngineEvent};
+use qanat_client::runtime::{self, ClientHandle, RuntimeConfig};
+use qanat_client::sending::TrafficProfile;
+use qanat_client::store::{Passphrase, Profile, danger};
+use qanat_node::config::ClientNetwork;
+use tokio::sync::broadcast;
+
+const BIN: &str = env!("CARGO_BIN_EXE_qanat");
+
+struct Devnet {
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN).args(["devnet", "down", "--dir"]).arg(self.dir.path()).output();
+    }
+}
+
+fn devnet_up() -> Devnet {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "devnet",
+            "up",
+            "--epoch-secs",
+            "10",
+            "--lambda-p",
+            "40",
+            "--fault-drop-rate",
+            "0.1",
+            "--wait",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let devnet = Devnet { dir };
+    assert!(out.status.success(), "devnet up failed: {}", String::from_utf8_lossy(&out.stderr));
+    devnet
+}
+
+fn engine_config() -> EngineConfig {
+    // Twice the delivery delay between members, and then some.
+    let mut mls = EngineConfig::default().mls;
+    mls.decision_window = Duration::from_secs(6);
+    EngineConfig { fetch_interval: Duration::from_millis(100), mls, ..EngineConfig::default() }
+}
+
+struct User {
+    name: String,
+    home: std::path::PathBuf,
+    gateway: usize,
+    handle: Option<ClientHandle>,
+    events: Option<broadcast::Receiver<EngineEvent>>,
+    seen: Vec<EngineEvent>,
+}
+
+impl User {
+    fn new(root: &Path, name: &str, network: &ClientNetwork, gateway: usize) -> Self {
+        let home = root.join(name);
+        let mut p =
+            Profile::create_with(&home, &Passphrase::new("pw"), danger::weak_kdf_params(8, 1, 1).unwrap())
+                .unwrap();
+        Engine::init(
+            &mut p,
+            network.gateways[gateway].identity.node_id(),
+            TrafficProfile::Standard,
+            &mut rand::rng(),
+        )
+        .unwrap();
+        drop(p);
+        Self { name: name.into(), home, gateway, handle: None, events: None, seen: Vec::new() }
+    }
+
+    fn start(&mut self, network: &ClientNetwork) {
+        let p = Profile::open(&self.home, &Passphrase::new("pw")).unwrap();
+        let engine = Engine::open(p, engine_config()).unwrap();
+        let h = runtime::start(
+            engine,
+            RuntimeConfig {
+                network: network.clone(),
+                gateway: network.gateways[self.gateway].clone(),
+                fetch_interval: Duration::from_millis(100),
+            },
+        )
+        .unwrap();
+        self.events = Some(h.subscribe());
+        self.handle = Some(h);
+    }
+
+    async fn stop(&mut self) {
+        self.events = None;
+        self.handle.take().unwrap().shutdown().await.unwrap();
+    }
+
+    async fn call(&self, r: Request) -> Response {
+        self.handle.as_ref().unwrap().call(r).await
+    }
+
+    fn pump(&mut self) {
+        if let Some(rx) = &mut self.events {
+            loop {
+                match rx.try_recv() {
+                    Ok(e) => self.seen.push(e),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        panic!("{}: lost {n} events", self.name)
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    fn texts_from(&self, thread: &str) -> Vec<(String, String)> {
+        self.seen
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Message { thread: t, sender, text, .. } if t == thread => {
+                    Some((sender.clone(), text.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn has(&self, e: &EngineEvent) -> bool {
+        self.seen.contains(e)
+    }
+}
+
+async fn until(
+    users: &mut [&mut User],
+    limit: Duration,
+    what: &str,
+    mut done: impl FnMut(&[&mut User]) -> bool,
+) {
+    let end = tokio::time::Instant::now() + limit;
+    loop {
+        for u in users.iter_mut() {
+            u.pump();
+        }
+        if done(users) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_network(u: &User) {
+    for _ in 0..600 {
+        if let Response::Status { network: true, .. } = u.call(Request::Status).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{} never got the directory", u.name);
+}
+
+async fn connect(a: &mut User, a_calls_b: &str, b: &mut User, b_calls_a: &str) {
+    let link = match a.call(Request::Invite { name: a_calls_b.into() }).await {
+        Response::Invitation { link, .. } => link,
+        r => panic!("invite: {r:?}"),
+    };
+    assert_eq!(b.call(Request::Accept { link, name: b_calls_a.into() }).await, Response::Ok);
+    let (ea, eb) = (
+        EngineEvent::ContactReady { name: a_calls_b.into() },
+        EngineEvent::ContactReady { name: b_calls_a.into() },
+    );
+    until(&mut [a, b], Duration::from_secs(120), "a contact", |u| u[0].has(&ea) && u[1].has(&eb)).await;
+}
+
+async fn send(u: &User, to: &str, text: &str) {
+    match u.call(Request::Send { to: to.into(), text: text.into() }).await {
+        Response::Sent { .. } => {}
+        r => panic!("{} send to {to}: {r:?}", u.name),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_through_a_lossy_devnet() {
+    let devnet = devnet_up();
+    let network = ClientNetwork::load(&devnet.dir.path().join("network.toml")).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut alice = User::new(root.path(), "alice", &network, 0);
+    let mut bob = User::new(root.path(), "bob", &network, 1);
+    alice.start(&network);
+    bob.start(&network);
+    wait_network(&alice).await;
+    wait_network(&bob).await;
+    connect(&mut alice, "bob", &mut bob, "alice").await;
+
+    // 1,000 messages, 500 each way, sent as fast as the user types them in bursts.
+    let n = 500;
+    for i in 0..n {
+        send(&alice, "bob", &format!("a{i}")).await;
+        send(&bob, "alice", &format!("b{i}")).await;
+        if i % 50 == 49 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    until(&mut [&mut alice, &mut bob], Duration::from_secs(600), "1,000 messages", |u| {
+        u[0].texts_from("bob").len() >= n && u[1].texts_from("alice").len() >= n
+    })
+    .await;
+    let want = |p: &str, from: &str| (0..n).map(|i| (from.to_owned(), format!("{p}{i}"))).collect::<Vec<_>>();
+    assert_eq!(bob.texts_from("alice"), want("a", "alice"), "exactly once, in order");
+    assert_eq!(alice.texts_from("bob"), want("b", "bob"), "exactly once, in order");
+
+    // Bob goes offline; Alice writes; Bob comes back and gets everything, in order.
+    bob.stop().await;
+    for i in 0..20 {
+        send(&alice, "bob", &format!("while away {i}")).await;
+    }
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    bob.seen.clear();
+    bob.start(&network);
+    until(&mut [&mut bob], Duration::from_secs(300), "the offline messages", |u| {
+        u[0].texts_from("alice").len() >= 20
+    })
+    .await;
+    let got: Vec<String> = bob.texts_from("alice").into_iter().map(|t| t.1).collect();
+    assert_eq!(got, (0..20).map(|i| format!("while away {i}")).collect::<Vec<_>>());
+
+    // A group of five: alice creates it and adds her contacts; they talk while it changes.
+    let mut carol = User::new(root.path(), "carol", &network, 0);
+    let mut dave = User::new(root.path(), "dave", &network, 1);
+    let mut erin = User::new(root.path(), "erin", &network, 0);
+    for u in [&mut carol, &mut dave, &mut erin] {
+        u.start(&network);
+    }
+    for u in [&carol, &dave, &erin] {
+        wait_network(u).await;
+    }
+    connect(&mut alice, "carol", &mut carol, "alice").await;
+    connect(&mut alice, "dave", &mut dave, "alice").await;
+    connect(&mut alice, "erin", &mut erin, "alice").await;
+    assert_eq!(alice.call(Request::GroupCreate { name: "team".into() }).await, Response::Ok);
+    let joined = EngineEvent::GroupJoined { name: "team".into() };
+    for c in ["bob", "carol"] {
+        assert_eq!(
+            alice.call(Request::GroupAdd { group: "team".into(), contact: c.into() }).await,
+            Response::Ok
+        );
+    }
+    until(&mut [&mut bob, &mut carol], Duration::from_secs(180), "bob and carol in the group", |u| {
+        u.iter().all(|u| u.has(&joined))
+    })
+    .await;
+    // Dave and Erin are added while Bob and Carol talk.
+    for c in ["dave", "erin"] {
+        assert_eq!(
+            alice.call(Request::GroupAdd { group: "team".into(), contact: c.into() }).await,
+            Response::Ok
+        );
+    }
+    for i in 0..10 {
+        send(&bob, "team", &format!("bob {i}")).await;
+        send(&carol, "team", &format!("carol {i}")).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    until(&mut [&mut dave, &mut erin], Duration::from_secs(180), "dave and erin in the group", |u| {
+        u.iter().all(|u| u.has(&joined))
+    })
+    .await;
+    until(&mut [&mut alice], Duration::from_secs(180), "everything from bob and carol", |u| {
+        u[0].texts_from("team").len() >= 20
+    })
+    .await;
+    let from = |u: &User, who: &str| -> Vec<String> {
+        u.texts_from("team").into_iter().filter(|t| t.1.starts_with(who)).map(|t| t.1).collect()
+    };
+    assert_eq!(from(&alice, "bob"), (0..10).map(|i| format!("bob {i}")).collect::<Vec<_>>());
+    assert_eq!(from(&alice, "carol"), (0..10).map(|i| format!("carol {i}")).collect::<Vec<_>>());
+    // Everyone says hello once all five are in.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let mut users = [&mut alice, &mut bob, &mut carol, &mut dave, &mut erin];
+    for u in users.iter() {
+        send(u, "team", &format!("hello from {}", u.name)).await;
+    }
+    until(&mut users, Duration::from_secs(180), "five hellos", |u| {
+        u.iter().all(|u| u.texts_from("team").iter().filter(|t| t.1.starts_with("hello from")).count() == 4)
+    })
+    .await;
+    // Alice removes carol; erin leaves; the rest go on.
+    assert_eq!(
+        alice.call(Request::GroupRemove { group: "team".into(), member: "carol".into() }).await,
+        Response::Ok
+    );
+    assert_eq!(erin.call(Request::GroupLeave { group: "team".into() }).await, Response::Ok);
+    let left = EngineEvent::Left { name: "team".into() };
+    until(&mut [&mut carol, &mut erin], Duration::from_secs(300), "carol removed and erin gone", |u| {
+        u.iter().all(|u| u.has(&left))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    send(&dave, "team", "after the changes").await;
+    until(&mut [&mut alice, &mut bob], Duration::from_secs(180), "the last message", |u| {
+        u.iter().all(|u| u.texts_from("team").iter().any(|t| t.1 == "after the changes"))
+    })
+    .await;
+    match alice.call(Request::Members { name: "team".into() }).await {
+        Response::Members { list } => assert_eq!(list.len(), 2, "{list:?}"),
+        r => panic!("{r:?}"),
+    }
+    carol.pump();
+    assert!(!carol.texts_from("team").iter().any(|t| t.1 == "after the changes"));
+    for u in [&mut alice, &mut bob, &mut carol, &mut dave, &mut erin] {
+        u.stop().await;
+    }
+}
