@@ -372,7 +372,10 @@ async fn run(
                 session = None;
                 next_connect = Instant::now() + backoff;
             }
-            Err(StepError::Engine(e)) => break Err(RuntimeError::Engine(e)),
+            Err(StepError::Engine(e)) => {
+                tracing::error!("the client stops: {e}");
+                break Err(RuntimeError::Engine(e));
+            }
         }
         while let Some(ev) = engine.poll_event() {
             let _ = events.send(ev);

@@ -107,7 +107,9 @@ impl User {
 
     async fn stop(&mut self) {
         self.events = None;
-        self.handle.take().unwrap().shutdown().await.unwrap();
+        if let Err(e) = self.handle.take().unwrap().shutdown().await {
+            panic!("{}: the client stopped with an error: {e}", self.name);
+        }
     }
 
     async fn call(&self, r: Request) -> Response {

@@ -1210,7 +1210,15 @@ impl Engine {
             .collect();
         for t in due {
             let Some(c) = self.convs.get_mut(&t) else { continue };
-            let out = c.tick(now)?;
+            let out = match c.tick(now) {
+                Ok(out) => out,
+                Err(MlsError::Internal(e)) => return Err(EngineError::Mls(MlsError::Internal(e))),
+                // Not fatal: a conversation we are out of, or a commit that failed to apply.
+                Err(_) => {
+                    self.stats.rejected += 1;
+                    continue;
+                }
+            };
             self.dirty_convs.push(t);
             self.dispatch(t, out, now, rng)?;
         }
@@ -1561,8 +1569,12 @@ impl Engine {
                 let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
                 th.state = ThreadState::Left;
                 th.awaiting.clear();
+                th.roster.clear();
                 let name = th.name.clone();
                 self.save_thread(t);
+                // Out of the conversation: its keys go (P7); the history stays.
+                self.convs.remove(&t);
+                self.dirty_convs.push(t);
                 self.events.push_back(EngineEvent::Left { name });
                 Ok(())
             }
