@@ -88,6 +88,17 @@ pub enum Request {
     Watch,
 }
 
+/// Frames the client's link to its gateway carried (each `frame_bytes` on the wire, before TCP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkCounts {
+    /// Frames sent (packets and control requests).
+    pub frames_out: u64,
+    /// Frames received (control answers).
+    pub frames_in: u64,
+    /// Bytes of one frame on the wire.
+    pub frame_bytes: u64,
+}
+
 /// One message, as commands print it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageOut {
@@ -155,6 +166,8 @@ pub enum Response {
         undelivered: usize,
         /// Packets sent since the start: real, acknowledgements, cover.
         sent: [u64; 3],
+        /// Frames on the link to the gateway since the start (running client only).
+        link: Option<LinkCounts>,
     },
     /// Contacts and groups.
     Threads {
@@ -258,6 +271,7 @@ fn run<R: CryptoRng>(
                 network: engine.has_network(),
                 undelivered: engine.undelivered(),
                 sent: [s.sent_real, s.sent_acks, s.sent_cover],
+                link: None,
             }
         }
         Request::Invite { name } => {

@@ -96,8 +96,17 @@ impl GatewaySession {
         local: &LinkSecretKey,
         link: LinkConfig,
     ) -> Result<Self, GatewayError> {
-        let conn =
-            connect(gateway.addr, local, &gateway.link_key, link, Arc::new(LinkMetrics::default())).await?;
+        Self::connect_counted(gateway, local, link, Arc::new(LinkMetrics::default())).await
+    }
+
+    /// [`GatewaySession::connect`], counting the link's frames in `metrics`.
+    pub async fn connect_counted(
+        gateway: &GatewayAddress,
+        local: &LinkSecretKey,
+        link: LinkConfig,
+        metrics: Arc<LinkMetrics>,
+    ) -> Result<Self, GatewayError> {
+        let conn = connect(gateway.addr, local, &gateway.link_key, link, metrics).await?;
         Ok(Self { conn, next_request: 1, next_packet: 1 })
     }
 

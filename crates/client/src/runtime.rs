@@ -253,13 +253,14 @@ async fn connect(
     gw: &ClientGateway,
     mailboxes: Vec<crate::gateway::MailboxAccess>,
     config: &RuntimeConfig,
+    metrics: Arc<LinkMetrics>,
 ) -> Option<GatewaySession> {
     let addr = http::resolve(gw.client_address.as_str()).await.ok()?;
     let link = link_config(&config.network.network.geometry).ok()?;
     // A fresh link key per session: the gateway cannot tell two sessions apart by key.
     let key = LinkSecretKey::generate(&mut rand::rng());
     let address = GatewayAddress { addr, link_key: gw.link_key.clone() };
-    let mut s = GatewaySession::connect(&address, &key, link).await.ok()?;
+    let mut s = GatewaySession::connect_counted(&address, &key, link, metrics).await.ok()?;
     for m in mailboxes {
         s.register(m).await.ok()?;
     }
@@ -307,6 +308,10 @@ async fn run(
     let (docs_tx, mut docs) = mpsc::channel(4);
     let dir_task = tokio::spawn(directory_loop(directory, net.epoch_period, docs_tx));
     let mut session: Option<GatewaySession> = None;
+    // Frames on the link to the gateway, over every session: what the user's link carries.
+    let link_metrics = Arc::new(LinkMetrics::default());
+    let frame_len =
+        link_config(&config.network.network.geometry).map(|c| c.frame_size.wire_len()).unwrap_or(0);
     let mut next_connect = Instant::now();
     let mut backoff = Duration::from_millis(200);
     let mut next_fetch = Instant::now();
@@ -316,7 +321,7 @@ async fn run(
         }
         if session.is_none() && engine.has_network() && Instant::now() >= next_connect {
             let mailboxes = engine.mailboxes().into_iter().map(|(m, _)| m).collect();
-            match connect(&config.gateway, mailboxes, &config).await {
+            match connect(&config.gateway, mailboxes, &config, link_metrics.clone()).await {
                 Some(s) => {
                     session = Some(s);
                     backoff = Duration::from_millis(200);
@@ -336,7 +341,15 @@ async fn run(
         tokio::select! {
             call = calls.recv() => {
                 let Some((req, reply)) = call else { break Ok(()) };
-                let resp = control::execute(&mut engine, req, true, SystemTime::now(), &mut rng);
+                let mut resp = control::execute(&mut engine, req, true, SystemTime::now(), &mut rng);
+                if let Response::Status { link, .. } = &mut resp {
+                    let m = link_metrics.snapshot();
+                    *link = Some(control::LinkCounts {
+                        frames_out: m.frames_out,
+                        frames_in: m.frames_in,
+                        frame_bytes: frame_len as u64,
+                    });
+                }
                 let _ = reply.send(resp);
             }
             doc = docs.recv() => {

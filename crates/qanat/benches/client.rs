@@ -1,0 +1,232 @@
+//! Client figures through a devnet of 11 node processes on 127.0.0.1 (`qanat devnet up`, its
+//! defaults: λ_P 2/s, λ_L = λ_D 0.5/s, mean delay 50 ms per mix), with the clients in this
+//! process (so this process's CPU time is theirs):
+//!
+//! 1. end-to-end latency of messages between two users (p50/p99) against the Loopix model
+//!    (a sending slot Exp(λ_P) plus 3 mixes' Exp(1/μ) delays);
+//! 2. an idle client's CPU use and bytes per day on its link, per traffic profile.
+//!
+//! `cargo bench -p qanat --bench client` (about 8 minutes). Knobs: QANAT_BENCH_MESSAGES
+//! (default 80), QANAT_BENCH_IDLE_SECS (default 120), QANAT_BENCH_FETCH_MS (latency run's fetch
+//! interval, default 100).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use qanat_client::control::{Request, Response};
+use qanat_client::engine::{Engine, EngineConfig, EngineEvent};
+use qanat_client::runtime::{self, ClientHandle, RuntimeConfig};
+use qanat_client::sending::TrafficProfile;
+use qanat_client::store::{Passphrase, Profile, danger};
+use qanat_node::config::ClientNetwork;
+use qanat_node::localnet;
+use qanat_pki::{Parameters, ParametersConfig};
+use tokio::sync::broadcast;
+
+const BIN: &str = env!("CARGO_BIN_EXE_qanat");
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// This process's CPU time (user + system), from /proc (USER_HZ = 100).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<u64> = after.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    // After the command name: state is not numeric, so utime and stime are at 10 and 11 here.
+    let ticks = f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+struct Devnet(tempfile::TempDir);
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN).args(["devnet", "down", "--dir"]).arg(self.0.path()).output();
+    }
+}
+
+fn user(
+    root: &std::path::Path,
+    name: &str,
+    net: &ClientNetwork,
+    gw: usize,
+    traffic: TrafficProfile,
+    fetch: Duration,
+) -> ClientHandle {
+    let home = root.join(name);
+    let mut p =
+        Profile::create_with(&home, &Passphrase::new("pw"), danger::weak_kdf_params(8, 1, 1).unwrap())
+            .unwrap();
+    Engine::init(&mut p, net.gateways[gw].identity.node_id(), traffic, &mut rand::rng()).unwrap();
+    let engine = Engine::open(p, EngineConfig { fetch_interval: fetch, ..EngineConfig::default() }).unwrap();
+    runtime::start(
+        engine,
+        RuntimeConfig { network: net.clone(), gateway: net.gateways[gw].clone(), fetch_interval: fetch },
+    )
+    .unwrap()
+}
+
+async fn status(c: &ClientHandle) -> (bool, u64, u64, u64) {
+    match c.call(Request::Status).await {
+        Response::Status { network, link, .. } => {
+            let l = link.unwrap_or(qanat_client::control::LinkCounts {
+                frames_out: 0,
+                frames_in: 0,
+                frame_bytes: 0,
+            });
+            (network, l.frames_out, l.frames_in, l.frame_bytes)
+        }
+        r => panic!("{r:?}"),
+    }
+}
+
+async fn wait_network(c: &ClientHandle) {
+    for _ in 0..1200 {
+        if status(c).await.0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no directory");
+}
+
+fn pct(v: &[f64], p: f64) -> f64 {
+    let i = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+    v[i]
+}
+
+fn model(lambda_p: f64, mean_delay_ms: f64) -> (f64, f64) {
+    let mut rng = rand::rng();
+    let mut exp = |mean_ms: f64| {
+        qanat_mixnet::exponential(&mut rng, Duration::from_secs_f64(mean_ms / 1000.0)).as_secs_f64() * 1000.0
+    };
+    let mut v: Vec<f64> = (0..200_000)
+        .map(|_| exp(1000.0 / lambda_p) + (0..3).map(|_| exp(mean_delay_ms)).sum::<f64>())
+        .collect();
+    v.sort_by(f64::total_cmp);
+    (pct(&v, 0.5), pct(&v, 0.99))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let messages = env("QANAT_BENCH_MESSAGES", 80) as usize;
+    let idle_secs = env("QANAT_BENCH_IDLE_SECS", 120);
+    let fetch_ms = env("QANAT_BENCH_FETCH_MS", 100);
+    let o = localnet::Options::default();
+    let params = Parameters::new(ParametersConfig {
+        epoch_period: qanat_pki::EpochPeriod::from_secs(o.epoch_secs).unwrap(),
+        ..localnet::parameters(&o)
+    })
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN).args(["devnet", "up", "--wait", "--dir"]).arg(dir.path()).output().unwrap();
+    let devnet = Devnet(dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let net = ClientNetwork::load(&devnet.0.path().join("network.toml")).unwrap();
+    let root = tempfile::tempdir().unwrap();
+
+    // 1. Latency.
+    let fetch = Duration::from_millis(fetch_ms);
+    let alice = user(root.path(), "alice", &net, 0, TrafficProfile::Standard, fetch);
+    let bob = user(root.path(), "bob", &net, 1, TrafficProfile::Standard, fetch);
+    let (mut ae, mut be) = (alice.subscribe(), bob.subscribe());
+    wait_network(&alice).await;
+    wait_network(&bob).await;
+    let link = match alice.call(Request::Invite { name: "bob".into() }).await {
+        Response::Invitation { link, .. } => link,
+        r => panic!("{r:?}"),
+    };
+    assert_eq!(bob.call(Request::Accept { link, name: "alice".into() }).await, Response::Ok);
+    let ready = |rx: &mut broadcast::Receiver<EngineEvent>| loop {
+        match rx.try_recv() {
+            Ok(EngineEvent::ContactReady { .. }) => return true,
+            Ok(_) => continue,
+            Err(_) => return false,
+        }
+    };
+    let (mut ra, mut rb) = (false, false);
+    while !(ra && rb) {
+        ra |= ready(&mut ae);
+        rb |= ready(&mut be);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut lat = Vec::new();
+    let gap = Duration::from_millis(2500);
+    let collect = |rx: &mut broadcast::Receiver<EngineEvent>, lat: &mut Vec<f64>| {
+        while let Ok(e) = rx.try_recv() {
+            if let EngineEvent::Message { sent_at, received_at, .. } = e {
+                lat.push(received_at.duration_since(sent_at).unwrap_or_default().as_secs_f64() * 1000.0);
+            }
+        }
+    };
+    for i in 0..messages {
+        let (c, to) = if i % 2 == 0 { (&alice, "bob") } else { (&bob, "alice") };
+        let r = c.call(Request::Send { to: to.into(), text: format!("m{i}") }).await;
+        assert!(matches!(r, Response::Sent { .. }), "{r:?}");
+        tokio::time::sleep(gap).await;
+        collect(&mut ae, &mut lat);
+        collect(&mut be, &mut lat);
+    }
+    let end = Instant::now() + Duration::from_secs(60);
+    while lat.len() < messages && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        collect(&mut ae, &mut lat);
+        collect(&mut be, &mut lat);
+    }
+    lat.sort_by(f64::total_cmp);
+    let lambda_p = params.lambda_p().per_second();
+    let delay = f64::from(params.mean_delay_ms());
+    let (m50, m99) = model(lambda_p, delay);
+    println!(
+        "## latency: λ_P {lambda_p}/s, mean delay {delay} ms per mix, fetch every {fetch_ms} ms, {messages} messages, one every {} ms",
+        gap.as_millis()
+    );
+    println!("| | p50 | p99 |\n|---|---:|---:|");
+    println!(
+        "| measured ({} of {messages} delivered) | {:.0} ms | {:.0} ms |",
+        lat.len(),
+        pct(&lat, 0.5),
+        pct(&lat, 0.99)
+    );
+    println!("| model: Exp(λ_P) + 3 × Exp(1/μ) | {m50:.0} ms | {m99:.0} ms |");
+    println!("| measured / model | {:.2} | {:.2} |", pct(&lat, 0.5) / m50, pct(&lat, 0.99) / m99);
+    let _ = alice.shutdown().await;
+    let _ = bob.shutdown().await;
+
+    // 2. Idle clients, one profile at a time; fetching once per payload slot of the profile.
+    println!("\n## idle client, {idle_secs} s per profile (devnet rates; CPU of this process = the client)");
+    println!("| profile | fetch every | CPU | up, measured | up, computed (packets only) | down, measured |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for traffic in [TrafficProfile::Standard, TrafficProfile::Metered] {
+        let rates = traffic.rates(&params);
+        let fetch = Duration::from_secs_f64(1.0 / rates.payload);
+        let c = user(root.path(), traffic.name(), &net, 0, traffic, fetch);
+        wait_network(&c).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (_, out0, in0, wire) = status(&c).await;
+        let (cpu0, t0) = (cpu_time(), Instant::now());
+        tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+        let (_, out1, in1, _) = status(&c).await;
+        let (cpu, t) = (cpu_time() - cpu0, t0.elapsed());
+        let day = 86_400.0 / t.as_secs_f64();
+        let mb = |frames: u64| frames as f64 * wire as f64 * day / 1e6;
+        let (up, _) = traffic.idle_bytes_per_day(&params, wire as usize);
+        println!(
+            "| {} | {:.2} s | {:.2}% of a core | {:.1} MB/day | {:.1} MB/day | {:.1} MB/day |",
+            traffic.name(),
+            fetch.as_secs_f64(),
+            100.0 * cpu.as_secs_f64() / t.as_secs_f64(),
+            mb(out1 - out0),
+            up / 1e6,
+            mb(in1 - in0)
+        );
+        let _ = c.shutdown().await;
+    }
+    drop(devnet);
+}
