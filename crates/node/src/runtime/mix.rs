@@ -3,7 +3,7 @@
 //!
 //! - Packets arriving on any authorised connection go from the connection's reader straight
 //!   into one bounded queue shared by all of them ([`Listener::bind_shared`]), and from there,
-//!   a burst per wake-up, to `Mix::handle_packet` with the time since the runtime started as
+//!   a burst per wake-up, to `Mix::handle_packets` with the time since the runtime started as
 //!   `now`. A full queue stops the readers, so TCP pushes back on the previous hops.
 //! - What `Mix::poll_transmit` releases is sent on the next hop's [`qanat_link::PeerLink`] with a fresh
 //!   packet id. A full queue drops the packet (counted): a mix must never block on one slow peer.
@@ -180,11 +180,12 @@ async fn run<R: CryptoRng + Send + 'static>(
                 if n == 0 {
                     break;
                 }
-                for frame in burst.drain(..) {
-                    if let Frame::Packet { packet, .. } = frame {
-                        let _ = core.handle_packet(now(), packet);
-                    }
-                }
+                // One batch: the core checks all their replay tags before unwrapping any.
+                let packets = burst.drain(..).filter_map(|f| match f {
+                    Frame::Packet { packet, .. } => Some(packet),
+                    _ => None,
+                });
+                core.handle_packets(now(), packets);
             }
             ids = acks.recv() => {
                 for id in ids.unwrap_or_default() {
