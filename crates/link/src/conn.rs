@@ -85,6 +85,14 @@ impl FrameReceiver {
     pub fn try_recv(&mut self) -> Option<Frame> {
         self.rx.try_recv().ok()
     }
+
+    /// Waits for at least one frame, then moves every frame already waiting, up to `limit`,
+    /// into `buf` (one wake-up for a burst); returns how many were added, 0 once the
+    /// connection (or, for [`Listener::bind_shared`](crate::Listener::bind_shared), every
+    /// connection and the listener) has ended and every frame has been read.
+    pub async fn recv_many(&mut self, buf: &mut Vec<Frame>, limit: usize) -> usize {
+        self.rx.recv_many(buf, limit).await
+    }
 }
 
 /// An authenticated connection to one peer, known as `P` (what the [`crate::Authorizer`]
@@ -93,7 +101,10 @@ impl FrameReceiver {
 /// The connection lives while any of its halves does: dropping it (or, after
 /// [`Connection::split`], every [`FrameSender`] and the [`FrameReceiver`]) closes it after the
 /// queued frames; [`Connection::close`] does the same and waits. A connection whose senders
-/// are all gone keeps receiving (and sending keepalives).
+/// are all gone keeps receiving (and sending keepalives). A connection of a listener bound with
+/// [`Listener::bind_shared`](crate::Listener::bind_shared) has no receiver of its own: once its
+/// senders are gone it keeps receiving until the peer closes it, it times out, or the shared
+/// receiver is dropped.
 #[derive(Debug)]
 pub struct Connection<P> {
     peer: P,
@@ -104,16 +115,22 @@ pub struct Connection<P> {
 }
 
 impl<P> Connection<P> {
-    /// Starts the session's task over an authenticated stream.
+    /// Starts the session's task over an authenticated stream. Received frames go to `shared`
+    /// if given (the connection's own receiver then yields nothing), else to the connection's
+    /// own queue of [`LinkConfig::recv_queue`] frames.
     pub(crate) fn start(
         peer: P,
         stream: TcpStream,
         ciphers: Ciphers,
         config: Arc<LinkConfig>,
         metrics: Arc<LinkMetrics>,
+        shared: Option<mpsc::Sender<Frame>>,
     ) -> Self {
         let (out_tx, mut out_rx) = mpsc::channel(config.send_queue.max(1));
-        let (in_tx, in_rx) = mpsc::channel(config.recv_queue.max(1));
+        let (in_tx, in_rx) = match shared {
+            Some(tx) => (tx, mpsc::channel(1).1),
+            None => mpsc::channel(config.recv_queue.max(1)),
+        };
         let (sd_tx, mut sd_rx) = watch::channel(false);
         let size = config.frame_size;
         inc(&metrics.connections_open);
@@ -158,7 +175,9 @@ impl<P> Connection<P> {
         self.sender.try_send(frame)
     }
 
-    /// See [`FrameReceiver::recv`].
+    /// See [`FrameReceiver::recv`]. `None` at once for a connection of a listener bound with
+    /// [`Listener::bind_shared`](crate::Listener::bind_shared): its frames go to the shared
+    /// receiver.
     pub async fn recv(&mut self) -> Option<Frame> {
         self.receiver.recv().await
     }
@@ -189,7 +208,7 @@ pub async fn connect(
 ) -> Result<Connection<LinkPublicKey>, HandshakeError> {
     let config = Arc::new(config);
     let (stream, ciphers) = dial(addr, local, remote, &config, &metrics).await?;
-    Ok(Connection::start(remote.clone(), stream, ciphers, config, metrics))
+    Ok(Connection::start(remote.clone(), stream, ciphers, config, metrics, None))
 }
 
 /// TCP connect and handshake within the handshake timeout. Handshake failures (not refused

@@ -148,13 +148,16 @@ impl Frame {
         if out.len() != size.frame_len() {
             return Err(FrameError::FrameLength(out.len()));
         }
+        if let Frame::Packet { id, packet } = self {
+            // Every byte is written (validated: the packet fills the frame), no padding to clear.
+            out[0] = KIND_PACKET;
+            out[1..9].copy_from_slice(&id.0.to_be_bytes());
+            out[9..].copy_from_slice(packet);
+            return Ok(());
+        }
         out.fill(0);
         match self {
-            Frame::Packet { id, packet } => {
-                out[0] = KIND_PACKET;
-                out[1..9].copy_from_slice(&id.0.to_be_bytes());
-                out[9..].copy_from_slice(packet);
-            }
+            Frame::Packet { .. } => {}
             Frame::Ack(ids) => {
                 out[0] = KIND_ACK;
                 write_u16(&mut out[1..3], ids.len());

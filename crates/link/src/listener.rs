@@ -13,8 +13,9 @@ use tokio::time::timeout;
 
 use crate::authorizer::Authorizer;
 use crate::config::LinkConfig;
-use crate::conn::Connection;
+use crate::conn::{Connection, FrameReceiver};
 use crate::error::HandshakeError;
+use crate::frame::Frame;
 use crate::handshake::respond;
 use crate::keys::LinkSecretKey;
 use crate::metrics::{LinkMetrics, inc};
@@ -24,6 +25,9 @@ use crate::session::shutdown_requested;
 /// [`LinkConfig::max_pending_handshakes`]; further connections are dropped at once and
 /// counted), each bounded by [`LinkConfig::handshake_timeout`]; a failure affects only its own
 /// connection.
+///
+/// Received frames wait in each connection's own queue ([`Listener::bind`]), or all go into
+/// one queue shared by every connection ([`Listener::bind_shared`]).
 #[derive(Debug)]
 pub struct Listener<P> {
     incoming: mpsc::Receiver<Connection<P>>,
@@ -41,6 +45,40 @@ impl<P: Send + 'static> Listener<P> {
         authorizer: A,
         metrics: Arc<LinkMetrics>,
     ) -> io::Result<Self> {
+        Self::start(addr, local, config, authorizer, metrics, None).await
+    }
+
+    /// Like [`Listener::bind`], but every connection's received frames go straight into one
+    /// bounded queue of [`LinkConfig::recv_queue`] frames, read from the returned
+    /// [`FrameReceiver`], instead of into a queue per connection (the connections' own
+    /// receivers yield nothing). For a node that treats every peer's packets alike: one queue
+    /// and one wake-up for many connections, and a bound on the frames waiting from all of them.
+    ///
+    /// Backpressure and fairness: a connection's reader that finds the queue full waits for
+    /// room and stops reading its socket, so TCP pushes back on that peer; waiting readers get
+    /// room in the order they started waiting, one frame at a time, so a fast peer cannot
+    /// crowd out the others. The receiver ends (`None`) once the listener and every connection
+    /// it accepted have ended.
+    pub async fn bind_shared<A: Authorizer<Peer = P>>(
+        addr: SocketAddr,
+        local: Arc<LinkSecretKey>,
+        config: LinkConfig,
+        authorizer: A,
+        metrics: Arc<LinkMetrics>,
+    ) -> io::Result<(Self, FrameReceiver)> {
+        let (tx, rx) = mpsc::channel(config.recv_queue.max(1));
+        let listener = Self::start(addr, local, config, authorizer, metrics, Some(tx)).await?;
+        Ok((listener, FrameReceiver::new(rx)))
+    }
+
+    async fn start<A: Authorizer<Peer = P>>(
+        addr: SocketAddr,
+        local: Arc<LinkSecretKey>,
+        config: LinkConfig,
+        authorizer: A,
+        metrics: Arc<LinkMetrics>,
+        shared: Option<mpsc::Sender<Frame>>,
+    ) -> io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let (tx, incoming) = mpsc::channel(config.max_pending_handshakes.max(1));
@@ -52,6 +90,7 @@ impl<P: Send + 'static> Listener<P> {
             Arc::new(authorizer),
             metrics,
             tx,
+            shared,
             sd_rx,
         ));
         Ok(Self { incoming, local_addr, shutdown: sd_tx, task })
@@ -76,6 +115,7 @@ impl<P: Send + 'static> Listener<P> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn accept_loop<A: Authorizer>(
     listener: TcpListener,
     local: Arc<LinkSecretKey>,
@@ -83,6 +123,7 @@ async fn accept_loop<A: Authorizer>(
     authorizer: Arc<A>,
     metrics: Arc<LinkMetrics>,
     tx: mpsc::Sender<Connection<A::Peer>>,
+    shared: Option<mpsc::Sender<Frame>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(config.max_pending_handshakes.max(1)));
@@ -107,8 +148,14 @@ async fn accept_loop<A: Authorizer>(
                     inc(&metrics.overload_drops);
                     continue;
                 };
-                let (local, config, authorizer, metrics, tx) =
-                    (local.clone(), config.clone(), authorizer.clone(), metrics.clone(), tx.clone());
+                let (local, config, authorizer, metrics, tx, shared) = (
+                    local.clone(),
+                    config.clone(),
+                    authorizer.clone(),
+                    metrics.clone(),
+                    tx.clone(),
+                    shared.clone(),
+                );
                 handshakes.spawn(async move {
                     let _ = stream.set_nodelay(true);
                     let r = timeout(
@@ -121,7 +168,7 @@ async fn accept_loop<A: Authorizer>(
                     match r {
                         Ok((peer, ciphers)) => {
                             inc(&metrics.handshakes);
-                            let conn = Connection::start(peer, stream, ciphers, config, metrics);
+                            let conn = Connection::start(peer, stream, ciphers, config, metrics, shared);
                             // If the listener is gone, the connection is dropped and closes.
                             let _ = tx.send(conn).await;
                         }

@@ -119,6 +119,14 @@ async fn read_loop(
                 frame => {
                     // If the receiving half was dropped, its owner chose not to read: discard.
                     let _ = inbox.send(frame).await;
+                    // A queue more than half full is one its reader does not keep up with,
+                    // perhaps shared with other busy connections (`Listener::bind_shared`):
+                    // let the other ready tasks run before the next frame, so such connections
+                    // take turns frame by frame instead of the first one to run taking all the
+                    // room the reader frees.
+                    if inbox.capacity() < inbox.max_capacity() / 2 {
+                        tokio::task::yield_now().await;
+                    }
                 }
             }
         }

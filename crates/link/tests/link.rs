@@ -475,3 +475,61 @@ async fn dropping_a_listener_releases_its_port() {
     drop(l);
     eventually("the port to close", || std::net::TcpStream::connect(addr).is_err()).await;
 }
+
+/// `Listener::bind_shared`: every connection's frames come out of one receiver, each
+/// connection's in order; a full queue pushes back on the peers, and the connections take turns
+/// (as on a mix's single-threaded runtime); the receiver ends once the listener and its
+/// connections have.
+#[tokio::test(flavor = "current_thread")]
+async fn a_shared_queue_takes_every_connections_frames_in_turn_and_pushes_back() {
+    let server = key(1);
+    let mut cfg = config();
+    cfg.recv_queue = 8;
+    let (mut l, mut rx) =
+        Listener::bind_shared(localhost(), server.clone(), cfg.clone(), AcceptAnyKey, Arc::default())
+            .await
+            .unwrap();
+    let links: Vec<PeerLink> = [2, 3]
+        .into_iter()
+        .map(|k| {
+            PeerLink::spawn(l.local_addr(), server.public_key().clone(), key(k), cfg.clone(), Arc::default())
+        })
+        .collect();
+    // The connections themselves are not needed: dropped, they keep delivering.
+    for _ in 0..2 {
+        let mut c = timeout(Duration::from_secs(10), l.accept()).await.unwrap().unwrap();
+        assert_eq!(c.recv().await, None, "a shared listener's connection has no receiver of its own");
+    }
+    let n = 300u64;
+    for (j, link) in links.iter().enumerate() {
+        for i in 0..n {
+            link.send(packet(j as u64 * 1_000 + i)).await.unwrap();
+        }
+    }
+    // Nobody reads yet: the queue is full and both connections' readers wait.
+    sleep(Duration::from_millis(200)).await;
+    let mut next = [0u64, 1_000];
+    let mut first_hundred = [0usize; 2];
+    let mut got = Vec::new();
+    for k in 0..2 * n {
+        if got.is_empty() {
+            assert!(timeout(Duration::from_secs(10), rx.recv_many(&mut got, 16)).await.unwrap() > 0);
+            got.reverse();
+        }
+        let frame = got.pop().unwrap();
+        let Frame::Packet { id, .. } = frame else { panic!("not a packet") };
+        assert_eq!(frame, packet(id.0));
+        let from = usize::from(id.0 >= 1_000);
+        assert_eq!(id.0, next[from], "each connection's frames in order");
+        next[from] += 1;
+        if k < 100 {
+            first_hundred[from] += 1;
+        }
+    }
+    assert!(first_hundred.iter().all(|&c| c >= 25), "both connections take turns: {first_hundred:?}");
+    for link in links {
+        link.shutdown().await;
+    }
+    l.shutdown().await;
+    assert_eq!(timeout(Duration::from_secs(5), rx.recv()).await.unwrap(), None);
+}

@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
-use qanat_packet::{NodeId, SecretKey, Sphinx, UnwrapError, Unwrapped};
+use qanat_packet::{NodeId, ReplayTag, SecretKey, Sphinx, UnwrapError, Unwrapped};
 
 use crate::replay::ReplayFilter;
 use crate::time::Time;
@@ -90,17 +90,49 @@ impl KeyRing {
         &mut self,
         sphinx: &Sphinx,
         now: Time,
-        mut packet: Vec<u8>,
+        packet: Vec<u8>,
         drop_replays: bool,
     ) -> Result<(Unwrapped, Vec<u8>), RingError> {
         let tag = sphinx.replay_tag(&packet).map_err(RingError::Malformed)?;
+        if drop_replays && self.seen(now, &tag)? {
+            return Err(RingError::Replay);
+        }
+        self.unwrap_tagged(sphinx, now, packet, tag, drop_replays)
+    }
+
+    /// Whether `tag` was accepted before under a live key (with the filters' false positives);
+    /// `NoKey` when no key is live. The replay check of [`KeyRing::unwrap`], apart so that a
+    /// batch of packets can be checked before any of them is unwrapped: the checks' memory
+    /// accesses (one cache line of a large filter each, almost always a cache miss) then overlap
+    /// instead of each waiting for its own.
+    pub(crate) fn seen(&self, now: Time, tag: &ReplayTag) -> Result<bool, RingError> {
+        let mut live = self.keys.iter().filter(|k| k.window.accepts(now)).peekable();
+        if live.peek().is_none() {
+            return Err(RingError::NoKey);
+        }
+        Ok(live.any(|k| k.filter.contains(tag)))
+    }
+
+    /// Unwraps `packet`, whose replay tag is `tag` (from [`Sphinx::replay_tag`]), under the live
+    /// keys, newest first, and records the tag in the filter of the key that unwrapped it.
+    ///
+    /// With `drop_replays`, the tag is checked again once the unwrap is done, so that a packet
+    /// checked with [`KeyRing::seen`] together with others (before any of them was unwrapped)
+    /// is refused exactly as if it had been checked alone after them: a replay of an earlier
+    /// packet of its batch (even one whose other bytes were changed, so that it does not
+    /// unwrap) is a `Replay`. The second check reads the cache line the first one brought in.
+    pub(crate) fn unwrap_tagged(
+        &mut self,
+        sphinx: &Sphinx,
+        now: Time,
+        mut packet: Vec<u8>,
+        tag: ReplayTag,
+        drop_replays: bool,
+    ) -> Result<(Unwrapped, Vec<u8>), RingError> {
         let live = |k: &&EpochKey| k.window.accepts(now);
         let n_live = self.keys.iter().filter(live).count();
         if n_live == 0 {
             return Err(RingError::NoKey);
-        }
-        if drop_replays && self.keys.iter().filter(live).any(|k| k.filter.contains(&tag)) {
-            return Err(RingError::Replay);
         }
         let mut last = UnwrapError::Mac;
         let live_idx = (0..self.keys.len()).filter(|&i| self.keys[i].window.accepts(now));
@@ -109,11 +141,17 @@ impl KeyRing {
             let mut attempt = if n + 1 < n_live { packet.clone() } else { core::mem::take(&mut packet) };
             match sphinx.unwrap_with_tag(&self.keys[i].key, &mut attempt, tag) {
                 Ok(out) => {
+                    if drop_replays && self.seen(now, &tag)? {
+                        return Err(RingError::Replay);
+                    }
                     self.keys[i].filter.insert(&out.replay_tag);
                     return Ok((out, attempt));
                 }
                 Err(e) => last = e,
             }
+        }
+        if drop_replays && self.seen(now, &tag)? {
+            return Err(RingError::Replay);
         }
         Err(RingError::Malformed(last))
     }

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use qanat_packet::{Geometry, NodeId, RecipientId, SecretKey, Sphinx, UnwrapError};
+use qanat_packet::{Geometry, NodeId, RecipientId, ReplayTag, SecretKey, Sphinx, UnwrapError, Unwrapped};
 use rand_core::CryptoRng;
 
 use crate::keyring::{DelayQueue, EpochWindow, KeyRing, RingError, Transmit, requested_delay};
@@ -126,7 +126,12 @@ pub struct Mix {
     queue: DelayQueue,
     next_loop: Option<Time>,
     metrics: MixMetrics,
+    /// Scratch space of [`Mix::handle_packets`], kept to reuse its allocation.
+    batch: Vec<Batched>,
 }
+
+/// A packet of [`Mix::handle_packets`], its replay tag and whether that tag was seen.
+type Batched = (Vec<u8>, Result<ReplayTag, RingError>, Result<bool, RingError>);
 
 impl core::fmt::Debug for Mix {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -147,6 +152,7 @@ impl Mix {
             queue: DelayQueue::default(),
             next_loop: None,
             metrics: MixMetrics::default(),
+            batch: Vec::new(),
             config,
         }
     }
@@ -225,15 +231,62 @@ impl Mix {
         if self.queue.len() >= self.config.max_queue {
             return Err(self.drop_packet(Dropped::QueueFull));
         }
-        let (out, packet) = match self.keys.unwrap(&self.sphinx, now, packet, true) {
-            Ok(x) => x,
-            Err(RingError::NoKey) => return Err(self.drop_packet(Dropped::NoKey)),
-            Err(RingError::Replay) => return Err(self.drop_packet(Dropped::Replay)),
-            Err(RingError::Malformed(e)) => return Err(self.drop_packet(Dropped::Malformed(e))),
-        };
+        match self.keys.unwrap(&self.sphinx, now, packet, true) {
+            Ok((out, packet)) => self.accept(now, &out, packet),
+            Err(e) => Err(self.ring_error(e)),
+        }
+    }
+
+    /// Handles packets that arrived together at `now`, in order, with the same outcome as
+    /// [`Mix::handle_packet`] on each (counted in [`MixMetrics`]), faster: the replay tags of
+    /// the whole batch are computed first and then checked against the replay filters one after
+    /// the other, so that the filters' memory accesses (one cache line of a 19.5 MB array per
+    /// packet, nearly always a cache miss) overlap instead of each stalling its own packet. A
+    /// replay of an earlier packet of the same batch passes that first check; it is caught by a
+    /// second one after its (wasted) unwrap and counted as a replay, as it would have been alone.
+    pub fn handle_packets(&mut self, now: Time, packets: impl IntoIterator<Item = Vec<u8>>) {
+        let mut batch = core::mem::take(&mut self.batch);
+        batch.clear();
+        // First every tag (hashing), then every check (memory accesses independent of one another).
+        batch.extend(packets.into_iter().map(|p| {
+            let tag = self.sphinx.replay_tag(&p).map_err(RingError::Malformed);
+            (p, tag, Ok(false))
+        }));
+        for (_, tag, seen) in &mut batch {
+            *seen = tag.as_ref().map_err(|e| *e).and_then(|t| self.keys.seen(now, t));
+        }
+        for (packet, tag, seen) in batch.drain(..) {
+            self.metrics.received += 1;
+            if self.queue.len() >= self.config.max_queue {
+                self.drop_packet(Dropped::QueueFull);
+                continue;
+            }
+            let unwrapped = match (tag, seen) {
+                (Err(e), _) | (_, Err(e)) => Err(e),
+                (_, Ok(true)) => Err(RingError::Replay),
+                (Ok(tag), Ok(false)) => self.keys.unwrap_tagged(&self.sphinx, now, packet, tag, true),
+            };
+            let _ = match unwrapped {
+                Ok((out, packet)) => self.accept(now, &out, packet),
+                Err(e) => Err(self.ring_error(e)),
+            };
+        }
+        self.batch = batch;
+    }
+
+    fn ring_error(&mut self, e: RingError) -> Dropped {
+        self.drop_packet(match e {
+            RingError::NoKey => Dropped::NoKey,
+            RingError::Replay => Dropped::Replay,
+            RingError::Malformed(e) => Dropped::Malformed(e),
+        })
+    }
+
+    /// Queues an unwrapped packet for its next hop, or takes back an own loop.
+    fn accept(&mut self, now: Time, out: &Unwrapped, packet: Vec<u8>) -> Result<Received, Dropped> {
         match out.commands.next_hop {
             Some(next) => {
-                let at = now + requested_delay(&out, self.config.max_delay);
+                let at = now + requested_delay(out, self.config.max_delay);
                 self.queue.push(now, at, next.id, packet);
                 Ok(Received::Queued { until: at })
             }

@@ -332,6 +332,58 @@ fn replays_and_garbage_are_dropped_and_counted() {
     assert!(matches!(net.client_send(g, vec![1u8; 3000]), Err(Dropped::Malformed(_))));
 }
 
+/// A layer-1 packet and its mix, as the ingress gateway would send it.
+fn layer1_packet(net: &mut Net, n: u8) -> (NodeId, Vec<u8>) {
+    let (_, pkt) = net.client_packet(0, RecipientId([n; 32]), b"x");
+    let key = &net.gateways[&net.gateway_ids[0]][0].1;
+    let mut p = pkt;
+    let out = net.sphinx.unwrap(key, &mut p).unwrap();
+    (out.commands.next_hop.unwrap().id, p)
+}
+
+/// What `handle_packets` must match: the same packets through `handle_packet` one by one.
+#[test]
+fn a_batch_is_handled_like_its_packets_one_by_one() {
+    let now = Time::ZERO + Duration::from_secs(1);
+    let run = |batched: bool| {
+        let mut net = Net::new(5, 0.0);
+        let (target, first) = layer1_packet(&mut net, 0);
+        let mut same_mix = vec![first];
+        for n in 1..40 {
+            let (to, p) = layer1_packet(&mut net, n);
+            if to == target {
+                same_mix.push(p);
+            }
+            if same_mix.len() == 3 {
+                break;
+            }
+        }
+        let [p1, p2, p3] = <[Vec<u8>; 3]>::try_from(same_mix).unwrap();
+        let mut flipped = p1.clone();
+        flipped[40] ^= 1;
+        let mut garbage = p2.clone();
+        garbage[10] ^= 1;
+        let packets = vec![p1.clone(), p1.clone(), vec![0u8; 17], p2, flipped, garbage, p3, p1];
+        let m = net.mixes.get_mut(&target).unwrap();
+        if batched {
+            m.handle_packets(now, packets);
+        } else {
+            for p in packets {
+                let _ = m.handle_packet(now, p);
+            }
+        }
+        let out: Vec<_> = std::iter::from_fn(|| m.poll_transmit(now + Duration::from_secs(100))).collect();
+        (m.metrics(), out)
+    };
+    let (one_by_one, batch) = (run(false), run(true));
+    assert_eq!(one_by_one.0.received, 8);
+    assert_eq!(one_by_one.0.dropped_replay, 3, "{:?}", one_by_one.0);
+    assert_eq!(one_by_one.0.dropped_malformed, 2);
+    assert_eq!(one_by_one.1.len(), 3);
+    assert_eq!(batch.0, one_by_one.0);
+    assert!(batch.1 == one_by_one.1, "the same packets leave");
+}
+
 #[test]
 fn traffic_survives_epoch_boundaries_and_old_keys_expire() {
     let mut net = Net::new(3, 0.0);

@@ -1,8 +1,10 @@
 //! The mix node runtime: a [`qanat_mixnet::Mix`] behind a link listener, with one reconnecting
 //! link per next hop.
 //!
-//! - Packets arriving on any authorised connection go to `Mix::handle_packet` with the time
-//!   since the runtime started as `now`.
+//! - Packets arriving on any authorised connection go from the connection's reader straight
+//!   into one bounded queue shared by all of them ([`Listener::bind_shared`]), and from there,
+//!   a burst per wake-up, to `Mix::handle_packets` with the time since the runtime started as
+//!   `now`. A full queue stops the readers, so TCP pushes back on the previous hops.
 //! - What `Mix::poll_transmit` releases is sent on the next hop's [`qanat_link::PeerLink`] with a fresh
 //!   packet id. A full queue drops the packet (counted): a mix must never block on one slow peer.
 //! - Packets to a gateway are kept until the gateway acknowledges them (it does so only once the
@@ -18,7 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use qanat_link::{Frame, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, Listener, PacketId};
+use qanat_link::{
+    Frame, FrameReceiver, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, Listener, PacketId,
+};
 use qanat_mixnet::{Mix, MixMetrics, Time};
 use qanat_packet::NodeId;
 use rand_core::CryptoRng;
@@ -84,7 +88,8 @@ pub async fn spawn_mix<R: CryptoRng + Send + 'static>(
     let peers: SharedPeers = Arc::new(std::sync::RwLock::new(PeerTable::new(config.peers.clone())));
     let table = peers.clone();
     let authorizer = move |k: &LinkPublicKey| table.read().ok().and_then(|t| t.by_link_key(k)).map(|_| ());
-    let listener = Listener::bind(
+    // Every connection's frames go straight into one bounded queue that the main loop reads.
+    let (listener, inbound) = Listener::bind_shared(
         config.listen,
         config.link_key.clone(),
         config.link.clone(),
@@ -93,34 +98,21 @@ pub async fn spawn_mix<R: CryptoRng + Send + 'static>(
     )
     .await?;
     let local_addr = listener.local_addr();
-    let (events_tx, events_rx) = mpsc::channel::<Vec<u8>>(4096);
     let (updates, updates_rx) = mpsc::channel::<EpochUpdate>(16);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let core_metrics = Arc::new(Mutex::new(core.metrics()));
     let metrics = Arc::new(RuntimeMetrics::default());
 
-    // Accept loop: every authorised connection's packets go to the main loop.
-    let tx = events_tx;
-    let accept = accept_loop(listener, shutdown_rx.clone(), move |conn| {
-        let tx = tx.clone();
-        let (_, _sender, mut receiver) = conn.split();
-        tokio::spawn(async move {
-            while let Some(frame) = receiver.recv().await {
-                if let Frame::Packet { packet, .. } = frame
-                    && tx.send(packet).await.is_err()
-                {
-                    break;
-                }
-            }
-        });
-    });
+    // Accept loop: a connection needs nothing more once accepted (nothing is sent back to the
+    // previous hop); it keeps delivering into `inbound` until it ends or the runtime stops.
+    let accept = accept_loop(listener, shutdown_rx.clone(), drop);
 
     let task = tokio::spawn(run(
         core,
         config,
         peers,
         rng,
-        events_rx,
+        inbound,
         updates_rx,
         shutdown_rx,
         core_metrics.clone(),
@@ -146,7 +138,7 @@ async fn run<R: CryptoRng + Send + 'static>(
     config: MixRuntimeConfig,
     peers: SharedPeers,
     mut rng: R,
-    mut events: mpsc::Receiver<Vec<u8>>,
+    mut inbound: FrameReceiver,
     mut updates: mpsc::Receiver<EpochUpdate>,
     mut shutdown: watch::Receiver<bool>,
     core_metrics: Arc<Mutex<MixMetrics>>,
@@ -173,6 +165,9 @@ async fn run<R: CryptoRng + Send + 'static>(
     let far = || Instant::now() + Duration::from_secs(3600);
     let sleep = tokio::time::sleep_until(far());
     tokio::pin!(sleep);
+    // Frames taken from `inbound` in one wake-up: what is already waiting, at most this many.
+    const BURST: usize = 64;
+    let mut burst: Vec<Frame> = Vec::with_capacity(BURST);
     loop {
         let wake = core.poll_timeout().map(|t| origin + t.saturating_since(clock));
         match wake {
@@ -181,16 +176,16 @@ async fn run<R: CryptoRng + Send + 'static>(
             _ => {}
         }
         tokio::select! {
-            packet = events.recv() => {
-                let Some(packet) = packet else { break };
-                let _ = core.handle_packet(now(), packet);
-                // Take what else is already waiting (bounded), so one wake-up serves a burst.
-                for _ in 0..63 {
-                    match events.try_recv() {
-                        Ok(p) => { let _ = core.handle_packet(now(), p); }
-                        Err(_) => break,
-                    }
+            n = inbound.recv_many(&mut burst, BURST) => {
+                if n == 0 {
+                    break;
                 }
+                // One batch: the core checks all their replay tags before unwrapping any.
+                let packets = burst.drain(..).filter_map(|f| match f {
+                    Frame::Packet { packet, .. } => Some(packet),
+                    _ => None,
+                });
+                core.handle_packets(now(), packets);
             }
             ids = acks.recv() => {
                 for id in ids.unwrap_or_default() {
