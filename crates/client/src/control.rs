@@ -155,6 +155,10 @@ pub enum Response {
         undelivered: usize,
         /// Packets sent since the start: real, acknowledgements, cover.
         sent: [u64; 3],
+        /// What the traffic profile costs while idle, in bytes per day up and down (known once
+        /// the client has the directory's parameters).
+        #[serde(default)]
+        idle_bytes_per_day: Option<[u64; 2]>,
     },
     /// Contacts and groups.
     Threads {
@@ -258,6 +262,9 @@ fn run<R: CryptoRng>(
                 network: engine.has_network(),
                 undelivered: engine.undelivered(),
                 sent: [s.sent_real, s.sent_acks, s.sent_cover],
+                idle_bytes_per_day: engine
+                    .idle_bytes_per_day()
+                    .map(|(up, down)| [up.round() as u64, down.round() as u64]),
             }
         }
         Request::Invite { name } => {
