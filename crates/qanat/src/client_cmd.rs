@@ -596,6 +596,9 @@ fn print_response(resp: &Response, out: Output) {
         Response::Threads { list } => print_threads(list),
         Response::Messages { list } => print_messages(list),
         Response::Members { list } => {
+            if list.is_empty() {
+                println!("no other members");
+            }
             for m in list {
                 println!("{m}");
             }

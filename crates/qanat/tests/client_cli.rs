@@ -242,12 +242,23 @@ fn a_profile_runs_in_one_process_and_commands_reach_it() {
     drop(third);
 }
 
-/// Stops the devnet by PID when dropped (also on failure).
-struct Devnet(tempfile::TempDir);
+/// Stops the devnet by PID when dropped (also on failure, keeping its logs then).
+struct Devnet(Option<tempfile::TempDir>);
+
+impl Devnet {
+    fn dir(&self) -> PathBuf {
+        self.0.as_ref().map(|d| d.path().join("devnet")).unwrap_or_default()
+    }
+}
 
 impl Drop for Devnet {
     fn drop(&mut self) {
-        let _ = Command::new(BIN).args(["devnet", "down", "--dir"]).arg(self.0.path()).output();
+        let _ = Command::new(BIN).args(["devnet", "down", "--dir"]).arg(self.dir()).output();
+        if std::thread::panicking()
+            && let Some(d) = self.0.take()
+        {
+            eprintln!("the devnet's logs are kept in {}", d.keep().display());
+        }
     }
 }
 
@@ -262,10 +273,11 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 #[test]
 #[ignore = "starts a devnet of 11 processes; run with --ignored"]
 fn client_commands_over_a_devnet() {
-    let devnet = Devnet(tempfile::tempdir().unwrap());
-    let dir = devnet.0.path().join("devnet");
+    let devnet = Devnet(Some(tempfile::tempdir().unwrap()));
+    let dir = devnet.dir();
     let dir_s = dir.display().to_string();
-    ok(&["devnet", "up", "--dir", &dir_s, "--epoch-secs", "10", "--wait"]);
+    // Not `--wait`: the clients below wait until they have a directory that lists their gateway.
+    ok(&["devnet", "up", "--dir", &dir_s]);
     let net = qanat_node::localnet::network_file(&dir).display().to_string();
     let homes = tempfile::tempdir().unwrap();
     let (a, b) = (homes.path().join("a").display().to_string(), homes.path().join("b").display().to_string());
@@ -273,7 +285,7 @@ fn client_commands_over_a_devnet() {
     ok(&["init", "--home", &b, "--network", &net, "--gateway", "gw2"]);
     let _ra = Running::start(&a);
     let _rb = Running::start(&b);
-    wait_for("the directory", Duration::from_secs(60), || {
+    wait_for("the directory", Duration::from_secs(180), || {
         json(&["status", "--home", &a])["network"] == true
             && json(&["status", "--home", &b])["network"] == true
     });
