@@ -168,6 +168,10 @@ pub enum Response {
         sent: [u64; 3],
         /// Frames on the link to the gateway since the start (running client only).
         link: Option<LinkCounts>,
+        /// What the traffic profile costs while idle, in bytes per day up and down (known once
+        /// the client has the directory's parameters).
+        #[serde(default)]
+        idle_bytes_per_day: Option<[u64; 2]>,
     },
     /// Contacts and groups.
     Threads {
@@ -272,6 +276,9 @@ fn run<R: CryptoRng>(
                 undelivered: engine.undelivered(),
                 sent: [s.sent_real, s.sent_acks, s.sent_cover],
                 link: None,
+                idle_bytes_per_day: engine
+                    .idle_bytes_per_day()
+                    .map(|(up, down)| [up.round() as u64, down.round() as u64]),
             }
         }
         Request::Invite { name } => {

@@ -1,22 +1,37 @@
 //! `qanat`: the one binary. Thin glue: parse arguments, call the libraries.
 #![forbid(unsafe_code)]
 
+mod client_cmd;
 mod demo;
 mod devnet;
 mod node_cmd;
 mod packet_demo;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use qanat_client::control::Request;
 use qanat_packet::Scheme;
 
 #[derive(Parser)]
 #[command(name = "qanat", version, about = "Qanat: messaging over a Loopix-style mix network")]
 struct Cli {
+    /// Client commands: print each answer as one line of JSON (as the control socket carries it).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The profile directory of the client commands.
+#[derive(Args)]
+struct Home {
+    /// The profile directory [default: $QANAT_HOME, else ~/.qanat]. The passphrase comes from
+    /// QANAT_PASSPHRASE, else from a prompt.
+    #[arg(long, value_name = "DIR")]
+    home: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -61,6 +76,141 @@ enum Command {
     Devnet {
         #[command(subcommand)]
         command: DevnetCommand,
+    },
+    /// Creates a client profile (encrypted under a passphrase) for the network a network file
+    /// describes ('qanat devnet up' writes DIR/network.toml), with the gateway it will use.
+    /// Refuses, changing nothing, if the directory already holds a profile.
+    Init {
+        #[command(flatten)]
+        home: Home,
+        /// The network file (copied into the profile directory as network.toml).
+        #[arg(long, value_name = "FILE")]
+        network: PathBuf,
+        /// The gateway to use, by its name in the network file [default: the first listed].
+        #[arg(long, value_name = "NAME")]
+        gateway: Option<String>,
+        /// Cover traffic: standard (the directory's rates) or metered (a tenth of them, for
+        /// expensive links; messages wait ten times longer for a slot).
+        #[arg(long, default_value = "standard", value_parser = ["standard", "metered"])]
+        traffic: String,
+    },
+    /// Runs the client until SIGINT or SIGTERM: keeps the directory, the gateway connection and
+    /// the cover traffic going, answers the other commands through HOME/control.sock, and
+    /// prints events (messages with their latency) as they happen.
+    Run {
+        #[command(flatten)]
+        home: Home,
+        /// How often the mailboxes are fetched from the gateway, in milliseconds.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=600_000))]
+        fetch_interval_ms: u64,
+    },
+    /// Makes a one-time invitation for a new contact, to be called NAME here, and prints its
+    /// link and QR code (needs the running client).
+    Invite {
+        #[command(flatten)]
+        home: Home,
+        /// What to call the contact.
+        #[arg(long)]
+        name: String,
+    },
+    /// Accepts an invitation link; the inviter is called NAME here (needs the running client).
+    Accept {
+        #[command(flatten)]
+        home: Home,
+        /// What to call the inviter.
+        #[arg(long)]
+        name: String,
+        /// The invitation link (qanat://invite/...).
+        link: String,
+    },
+    /// Lists contacts and groups, with their state and unread messages.
+    Contacts {
+        #[command(flatten)]
+        home: Home,
+    },
+    /// Sends a text to a contact or group (queued in the profile if the client is not running).
+    Send {
+        #[command(flatten)]
+        home: Home,
+        /// The contact or group.
+        name: String,
+        /// The text.
+        text: String,
+        /// Waits until the message is delivered (needs the running client).
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: how long to wait, in seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout_secs: u64,
+    },
+    /// Prints unread messages (and marks them read).
+    Inbox {
+        #[command(flatten)]
+        home: Home,
+        /// Then keeps printing events as they happen, until Ctrl-C (needs the running client).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Prints a conversation's history.
+    History {
+        #[command(flatten)]
+        home: Home,
+        /// The contact or group.
+        name: String,
+    },
+    /// Shows the client's state: running, directory, traffic profile and its cost, messages
+    /// not yet delivered, packets sent.
+    Status {
+        #[command(flatten)]
+        home: Home,
+    },
+    /// Creates and manages groups.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Creates a group (you are its only member until you add contacts).
+    Create {
+        #[command(flatten)]
+        home: Home,
+        /// Its name.
+        name: String,
+    },
+    /// Adds a contact to a group.
+    Add {
+        #[command(flatten)]
+        home: Home,
+        /// The group.
+        group: String,
+        /// The contact.
+        contact: String,
+    },
+    /// Removes a member from a group.
+    Remove {
+        #[command(flatten)]
+        home: Home,
+        /// The group.
+        group: String,
+        /// A contact name or member label (see 'qanat group members').
+        member: String,
+    },
+    /// Leaves a group.
+    Leave {
+        #[command(flatten)]
+        home: Home,
+        /// The group.
+        group: String,
+    },
+    /// Lists a group's members.
+    Members {
+        #[command(flatten)]
+        home: Home,
+        /// The group.
+        group: String,
     },
 }
 
@@ -158,7 +308,11 @@ fn init_logs() {
 }
 
 fn main() -> Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let out = client_cmd::Output { json: cli.json };
+    let home = |h: Home| client_cmd::home_dir(h.home);
+    let request = |h: Home, req: Request| client_cmd::request(&home(h)?, req, out);
+    match cli.command {
         Command::Demo {
             messages,
             epoch_secs,
@@ -217,6 +371,35 @@ fn main() -> Result<()> {
             DevnetCommand::Status { dir } => devnet::status(&dir),
             DevnetCommand::Down { dir } => devnet::down(&dir),
             DevnetCommand::Restart { dir, name } => devnet::restart(&dir, &name),
+        },
+        Command::Init { home: h, network, gateway, traffic } => {
+            client_cmd::init(&home(h)?, &network, gateway.as_deref(), &traffic, out)
+        }
+        Command::Run { home: h, fetch_interval_ms } => {
+            init_logs();
+            client_cmd::run(&home(h)?, Duration::from_millis(fetch_interval_ms), out)
+        }
+        Command::Invite { home: h, name } => request(h, Request::Invite { name }),
+        Command::Accept { home: h, name, link } => request(h, Request::Accept { link, name }),
+        Command::Contacts { home: h } => request(h, Request::Contacts),
+        Command::Send { home: h, name, text, wait: true, timeout_secs } => {
+            client_cmd::send_and_wait(&home(h)?, name, text, Duration::from_secs(timeout_secs), out)
+        }
+        Command::Send { home: h, name, text, wait: false, .. } => {
+            request(h, Request::Send { to: name, text })
+        }
+        Command::Inbox { home: h, follow: true } => client_cmd::follow(&home(h)?, out),
+        Command::Inbox { home: h, follow: false } => request(h, Request::Inbox),
+        Command::History { home: h, name } => request(h, Request::History { name }),
+        Command::Status { home: h } => request(h, Request::Status),
+        Command::Group { command } => match command {
+            GroupCommand::Create { home: h, name } => request(h, Request::GroupCreate { name }),
+            GroupCommand::Add { home: h, group, contact } => request(h, Request::GroupAdd { group, contact }),
+            GroupCommand::Remove { home: h, group, member } => {
+                request(h, Request::GroupRemove { group, member })
+            }
+            GroupCommand::Leave { home: h, group } => request(h, Request::GroupLeave { group }),
+            GroupCommand::Members { home: h, group } => request(h, Request::Members { name: group }),
         },
     }
 }

@@ -108,7 +108,9 @@ pub enum EngineError {
     #[error("no member of {0:?} matches {1:?} (see `qanat group members`)")]
     UnknownMember(String, String),
     /// The engine has no directory document yet.
-    #[error("no network directory yet (is the client connected?)")]
+    #[error(
+        "no network directory yet: this needs the running client (start `qanat run` and wait until it reaches the network)"
+    )]
     NoNetwork,
     /// The user's gateway is not in the directory.
     #[error("this profile's gateway is not in the current directory")]
@@ -419,6 +421,7 @@ pub struct Engine {
     writes: Vec<Write>,
     dirty_convs: Vec<[u8; 16]>,
     stats: EngineStats,
+    idle_cost: Option<(f64, f64)>,
 }
 
 impl fmt::Debug for Engine {
@@ -582,6 +585,7 @@ impl Engine {
             writes: Vec::new(),
             dirty_convs: Vec::new(),
             stats: EngineStats::default(),
+            idle_cost: None,
         })
     }
 
@@ -603,6 +607,13 @@ impl Engine {
     /// Whether the engine has a directory document (and so can build packets).
     pub fn has_network(&self) -> bool {
         self.network.is_some()
+    }
+
+    /// What this profile's traffic costs while idle, in bytes per day to and from the gateway
+    /// ([`TrafficProfile::idle_bytes_per_day`]), under the last document's parameters; `None`
+    /// before the first document.
+    pub fn idle_bytes_per_day(&self) -> Option<(f64, f64)> {
+        self.idle_cost
     }
 
     /// The gateway this profile uses.
@@ -639,6 +650,9 @@ impl Engine {
             gateway: NodeId(self.settings.gateway),
         };
         let rates = self.traffic.rates(params);
+        self.idle_cost = qanat_link::FrameSize::for_packet_len(geometry.packet_len())
+            .ok()
+            .map(|size| self.traffic.idle_bytes_per_day(params, size.wire_len()));
         // The wait for an acknowledgement: a slot at each end, the delays of every hop both ways,
         // and a fetch at each end; doubled for the tail.
         let slot = Duration::from_secs_f64(1.0 / rates.payload.max(1e-6));
@@ -780,11 +794,12 @@ impl Engine {
         if self.name_used(name) {
             return Err(EngineError::NameTaken(name.into()));
         }
+        // Check the link before anything else (a bad link is reported even without a network)
+        // and before making keys for it.
+        Invitation::parse(link)?.check_expiry(UnixTime::from_millis(ms(now)))?;
         let net = self.network()?;
         let gw = net.own_gateway.clone();
         let geometry = net.sphinx.geometry().clone();
-        // Check the link before making keys for it.
-        Invitation::parse(link)?.check_expiry(UnixTime::from_millis(ms(now)))?;
         let (join, key_package) = PendingJoin::new()?;
         let join_saved = join.export()?;
         let mut thread = self.new_thread(name.into(), Kind::Contact, ThreadState::Joining, rng);

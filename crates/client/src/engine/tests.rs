@@ -399,3 +399,19 @@ fn bad_input_changes_nothing() {
     assert!(w.clients[0].e().stats().rejected >= 1);
     assert!(!w.clients[2].events.iter().any(|e| matches!(e, EngineEvent::ContactReady { .. })));
 }
+
+#[test]
+fn the_idle_cost_is_known_once_the_network_is() {
+    let net = Net::new(5, 0.0);
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let dir = tempfile::tempdir().unwrap();
+    let mut profile = Profile::create_with(dir.path().join("p"), &Passphrase::new("pw"), weak()).unwrap();
+    Engine::init(&mut profile, NodeId([1; 32]), TrafficProfile::Metered, &mut rng).unwrap();
+    let mut engine = Engine::open(profile, config()).unwrap();
+    assert_eq!(engine.idle_bytes_per_day(), None);
+    engine.set_network(net.topology.clone(), &net.params, net.gateway(1)).unwrap();
+    let wire = qanat_link::FrameSize::for_packet_len(net.params.geometry().packet_len()).unwrap().wire_len();
+    let want = TrafficProfile::Metered.idle_bytes_per_day(&net.params, wire);
+    assert_eq!(engine.idle_bytes_per_day(), Some(want));
+    assert!(want.0 > want.1 && want.1 > 0.0);
+}

@@ -1,0 +1,699 @@
+//! The client commands on a profile directory (`--home`): `init`, `run`, and the commands that
+//! are one [`Request`] each (`invite`, `accept`, `contacts`, `send`, `inbox`, `history`,
+//! `status`, `group …`).
+//!
+//! A request goes to the running client (`qanat run`) over `HOME/control.sock` when one answers
+//! there. Otherwise the command opens the profile itself (which needs the passphrase, and fails
+//! while another process holds the profile) and carries the request out offline with
+//! `running = false`: what needs the network (`invite`, `accept`) then fails with the engine's
+//! message, and a `send` waits in the profile until the client runs.
+//!
+//! The passphrase comes from `QANAT_PASSPHRASE`, else from a prompt on the terminal without
+//! echo. Nothing here logs identifiers, keys or addresses.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use qanat_client::control::{self, MessageOut, Request, Response, SOCKET_FILE, ThreadOut};
+use qanat_client::engine::{Engine, EngineConfig};
+use qanat_client::runtime::{self, RuntimeConfig};
+use qanat_client::sending::TrafficProfile;
+use qanat_client::store::{DATABASE_FILE, HEADER_FILE, PASSPHRASE_ENV, Passphrase, Profile, StoreError};
+use qanat_node::config::ClientNetwork;
+use rand::SeedableRng as _;
+use rand::rngs::{StdRng, SysRng};
+use zeroize::Zeroizing;
+
+/// The network file's name in the profile directory.
+pub(crate) const NETWORK_FILE: &str = "network.toml";
+
+/// How long a command waits for the running client's answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The profile directory: `--home`, else `$QANAT_HOME`, else `~/.qanat`.
+pub(crate) fn home_dir(arg: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(h) = arg {
+        return Ok(h);
+    }
+    if let Some(h) = std::env::var_os("QANAT_HOME").filter(|h| !h.is_empty()) {
+        return Ok(h.into());
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .context("no profile directory: give --home DIR or set QANAT_HOME")?;
+    Ok(PathBuf::from(home).join(".qanat"))
+}
+
+/// How responses are printed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Output {
+    /// The raw JSON of each response, one per line.
+    pub(crate) json: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Passphrase and profile
+
+fn passphrase(confirm: bool) -> Result<Passphrase> {
+    if let Some(p) = Passphrase::from_env() {
+        return Ok(p);
+    }
+    let first = prompt("Passphrase: ")?;
+    if confirm {
+        if first.is_empty() {
+            bail!("the passphrase is empty; nothing was created");
+        }
+        let second = prompt("Passphrase (again): ")?;
+        if *first != *second {
+            bail!("the two passphrases differ; nothing was created");
+        }
+    }
+    Ok(Passphrase::new(first.as_str()))
+}
+
+/// Reads a line from the terminal with echo off.
+fn prompt(text: &str) -> Result<Zeroizing<String>> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    let mut tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|_| anyhow!("no passphrase: set {PASSPHRASE_ENV} or run the command in a terminal"))?;
+    let saved = tcgetattr(&tty).context("cannot read the terminal's settings")?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    tcsetattr(&tty, OptionalActions::Flush, &quiet).context("cannot turn the terminal's echo off")?;
+    let _ = write!(tty, "{text}");
+    let _ = tty.flush();
+    let mut bytes = Zeroizing::new(Vec::new());
+    let mut byte = [0u8; 1];
+    let read = loop {
+        match (&tty).read(&mut byte) {
+            Ok(0) => break Ok(()),
+            Ok(_) if byte[0] == b'\n' => break Ok(()),
+            Ok(_) => bytes.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    let _ = tcsetattr(&tty, OptionalActions::Now, &saved);
+    let _ = writeln!(tty);
+    read.context("cannot read the passphrase")?;
+    if bytes.last() == Some(&b'\r') {
+        bytes.pop();
+    }
+    let text = std::str::from_utf8(&bytes).context("the passphrase is not UTF-8")?;
+    Ok(Zeroizing::new(text.to_owned()))
+}
+
+fn has_profile(home: &Path) -> bool {
+    home.join(HEADER_FILE).exists() || home.join(DATABASE_FILE).exists()
+}
+
+fn require_profile(home: &Path) -> Result<()> {
+    if !has_profile(home) {
+        bail!(
+            "no profile in {}: create one with `qanat init --home {} --network FILE`",
+            home.display(),
+            home.display()
+        );
+    }
+    Ok(())
+}
+
+fn open_profile(home: &Path) -> Result<Profile> {
+    require_profile(home)?;
+    let pass = passphrase(false)?;
+    Profile::open(home, &pass).map_err(store_error)
+}
+
+fn store_error(e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::InUse { dir } => anyhow!(
+            "the profile in {} is in use by another process (is `qanat run` starting, or another \
+             command running?); try again, or stop that process",
+            dir.display()
+        ),
+        e => anyhow!("{e}"),
+    }
+}
+
+fn os_rng() -> Result<StdRng> {
+    StdRng::try_from_rng(&mut SysRng)
+        .map_err(|_| anyhow!("the operating system's random number generator failed"))
+}
+
+/// Reads the network file at `path` (its text, to copy, and its contents).
+fn load_network(path: &Path) -> Result<(Vec<u8>, ClientNetwork)> {
+    let text =
+        std::fs::read(path).with_context(|| format!("cannot read the network file {}", path.display()))?;
+    let network = ClientNetwork::load(path).map_err(|e| anyhow!("{e}"))?;
+    Ok((text, network))
+}
+
+// ---------------------------------------------------------------------------------------------
+// init
+
+/// `qanat init`: creates the profile in `home` for the network in `network_file`.
+pub(crate) fn init(
+    home: &Path,
+    network_file: &Path,
+    gateway: Option<&str>,
+    traffic: &str,
+    out: Output,
+) -> Result<()> {
+    let traffic = TrafficProfile::from_name(traffic)
+        .with_context(|| format!("unknown traffic profile {traffic:?}: use standard or metered"))?;
+    let (text, network) = load_network(network_file)?;
+    let names = || network.gateways.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(", ");
+    let chosen = match gateway {
+        None => network.gateways.first(),
+        Some(name) => network.gateways.iter().find(|g| g.name == name),
+    };
+    let Some(chosen) = chosen else {
+        bail!(
+            "no gateway named {:?} in {}; it lists: {}",
+            gateway.unwrap_or_default(),
+            network_file.display(),
+            names()
+        );
+    };
+    if has_profile(home) {
+        bail!(
+            "{} already holds a profile; nothing was changed (choose another --home, or remove that \
+             directory to start over)",
+            home.display()
+        );
+    }
+    let pass = passphrase(true)?;
+    let mut profile = Profile::create(home, &pass).map_err(store_error)?;
+    let mut rng = os_rng()?;
+    let setup = Engine::init(&mut profile, chosen.identity.node_id(), traffic, &mut rng)
+        .map_err(|e| anyhow!("{e}"))
+        .and_then(|()| write_atomically(home, NETWORK_FILE, &text));
+    if let Err(e) = setup {
+        // Undo: the directory held no profile before.
+        drop(profile);
+        for f in [
+            HEADER_FILE.to_owned(),
+            DATABASE_FILE.to_owned(),
+            format!("{DATABASE_FILE}-wal"),
+            format!("{DATABASE_FILE}-shm"),
+        ] {
+            let _ = std::fs::remove_file(home.join(f));
+        }
+        return Err(e);
+    }
+    drop(profile);
+    if out.json {
+        let v = serde_json::json!({
+            "kind": "initialized",
+            "home": home,
+            "gateway": chosen.name,
+            "traffic": traffic.name(),
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "Created the profile in {} (gateway {}, traffic {}).",
+            home.display(),
+            chosen.name,
+            traffic.name()
+        );
+        println!(
+            "Its cost in bytes per day is shown when the client first reaches the network's directory \
+             (`qanat run`, then `qanat status`)."
+        );
+        println!("Next: `qanat run --home {}` keeps the client connected.", home.display());
+    }
+    Ok(())
+}
+
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    std::fs::write(&tmp, bytes).with_context(|| format!("{}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("{}", path.display()))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// run
+
+/// `qanat run`: the long-running client, until SIGINT or SIGTERM.
+pub(crate) fn run(home: &Path, fetch_interval: Duration, out: Output) -> Result<()> {
+    require_profile(home)?;
+    let network_path = home.join(NETWORK_FILE);
+    let (_, network) = load_network(&network_path)?;
+    let profile = open_profile(home)?;
+    let gw = Engine::gateway_of(&profile).map_err(|e| anyhow!("{e}"))?;
+    let gateway =
+        network.gateways.iter().find(|g| g.identity.node_id() == gw).cloned().with_context(|| {
+            format!(
+                "this profile's gateway is not listed in {} (was the file replaced?)",
+                network_path.display()
+            )
+        })?;
+    let engine = Engine::open(profile, EngineConfig { fetch_interval, ..EngineConfig::default() })
+        .map_err(|e| anyhow!("{e}"))?;
+    let traffic = engine.traffic();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start tokio")?;
+    let socket = home.join(SOCKET_FILE);
+    rt.block_on(async move {
+        let mut handle =
+            runtime::start(engine, RuntimeConfig { network, gateway: gateway.clone(), fetch_interval })
+                .map_err(|e| anyhow!("{e}"))?;
+        if let Err(e) = handle.serve_socket(&socket) {
+            let _ = handle.shutdown().await;
+            bail!("{e}");
+        }
+        let mut events = handle.subscribe();
+        let say = |line: String| {
+            if out.json {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+        };
+        say(format!(
+            "qanat: the client runs (gateway {}, traffic {}); commands reach it through {}; \
+             Ctrl-C stops it",
+            gateway.name,
+            traffic.name(),
+            socket.display()
+        ));
+        say("qanat: waiting for the network's directory…".into());
+        let signals = Signals::new()?;
+        tokio::pin!(signals);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut cost_shown = false;
+        let mut failed = false;
+        loop {
+            tokio::select! {
+                () = signals.as_mut().recv() => break,
+                ev = events.recv() => match ev {
+                    Ok(ev) => {
+                        let (text, latency_ms) = control::describe(&ev);
+                        print_response(&Response::Event { text, latency_ms }, out);
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        say(format!("qanat: {n} events not shown (output too slow)"));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => { failed = true; break }
+                },
+                _ = tick.tick() => {
+                    if handle.is_finished() {
+                        failed = true;
+                        break;
+                    }
+                    if !cost_shown {
+                        let status = handle.call(Request::Status).await;
+                        if let Response::Status { network: true, idle_bytes_per_day, .. } = &status {
+                            cost_shown = true;
+                            if out.json {
+                                print_response(&status, out);
+                            } else {
+                                let cost = idle_bytes_per_day
+                                    .map(|[up, down]| format!(
+                                        "; traffic {} costs about {} up and {} down per day while idle",
+                                        traffic.name(), bytes(up), bytes(down)
+                                    ))
+                                    .unwrap_or_default();
+                                say(format!("qanat: the network's directory arrived{cost}"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !failed {
+            say("qanat: stopping…".into());
+        }
+        match tokio::time::timeout(Duration::from_secs(15), handle.shutdown()).await {
+            Ok(Ok(profile)) => {
+                drop(profile);
+                say("qanat: stopped".into());
+                Ok(())
+            }
+            Ok(Err(e)) => Err(anyhow!("the client stopped: {e}")),
+            Err(_) => Err(anyhow!("the client did not stop within 15 s")),
+        }
+    })
+}
+
+/// SIGINT and SIGTERM.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        })
+    }
+
+    async fn recv(self: std::pin::Pin<&mut Self>) {
+        let this = self.get_mut();
+        tokio::select! {
+            _ = this.term.recv() => {}
+            _ = this.int.recv() => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests: to the running client, or offline on the profile
+
+/// A connection to the running client's control socket.
+struct Control {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Control {
+    /// The running client of `home`, if one answers.
+    fn connect(home: &Path) -> Option<Self> {
+        let stream = UnixStream::connect(home.join(SOCKET_FILE)).ok()?;
+        stream.set_read_timeout(Some(CALL_TIMEOUT)).ok()?;
+        let writer = stream.try_clone().ok()?;
+        Some(Self { reader: BufReader::new(stream), writer })
+    }
+
+    fn send(&mut self, req: &Request) -> Result<()> {
+        let mut line = serde_json::to_vec(req).context("cannot encode the request")?;
+        line.push(b'\n');
+        self.writer.write_all(&line).context("the running client closed the connection")
+    }
+
+    /// The next response (`None` when the client closed the connection).
+    fn next(&mut self) -> Result<Option<Response>> {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).context("no answer from the running client")?;
+        if n == 0 {
+            return Ok(None);
+        }
+        serde_json::from_str(&line).map(Some).context("the running client's answer is unreadable")
+    }
+
+    fn call(&mut self, req: &Request) -> Result<Response> {
+        self.send(req)?;
+        self.next()?.context("the running client closed the connection without answering")
+    }
+}
+
+/// Where requests go.
+enum Session {
+    /// The running client.
+    Remote(Control),
+    /// This process, on the profile.
+    Local(Box<Offline>),
+}
+
+/// The engine opened in this process.
+struct Offline {
+    engine: Engine,
+    rng: StdRng,
+}
+
+impl Session {
+    /// The running client if one answers in `home`, else the profile opened here.
+    fn open(home: &Path) -> Result<Self> {
+        if let Some(c) = Control::connect(home) {
+            return Ok(Self::Remote(c));
+        }
+        let profile = open_profile(home)?;
+        let engine = Engine::open(profile, EngineConfig::default()).map_err(|e| anyhow!("{e}"))?;
+        Ok(Self::Local(Box::new(Offline { engine, rng: os_rng()? })))
+    }
+
+    fn running(&self) -> bool {
+        matches!(self, Self::Remote(_))
+    }
+
+    fn call(&mut self, req: Request) -> Result<Response> {
+        match self {
+            Self::Remote(c) => c.call(&req),
+            Self::Local(o) => Ok(control::execute(&mut o.engine, req, false, SystemTime::now(), &mut o.rng)),
+        }
+    }
+}
+
+/// One request, printed; an error answer is an error (non-zero exit).
+pub(crate) fn request(home: &Path, req: Request, out: Output) -> Result<()> {
+    let mut s = Session::open(home)?;
+    let running = s.running();
+    let ok_text = match &req {
+        Request::Accept { name, .. } => format!(
+            "accepted; {name} becomes ready when the inviter's client answers (watch `qanat contacts`)"
+        ),
+        Request::GroupCreate { name } => format!("created group {name}"),
+        Request::GroupAdd { group, contact } => format!("adding {contact} to {group}"),
+        Request::GroupRemove { group, member } => format!("removing {member} from {group}"),
+        Request::GroupLeave { group } => format!("leaving {group}"),
+        _ => "done".into(),
+    };
+    let resp = s.call(req)?;
+    if !out.json
+        && let Response::Sent { id } = &resp
+    {
+        let when = if running { "" } else { "; it leaves when the client runs (`qanat run`)" };
+        println!("queued message {id}{when}");
+        return Ok(());
+    }
+    if !out.json && resp == Response::Ok {
+        println!("{ok_text}");
+        return Ok(());
+    }
+    finish(&resp, out)
+}
+
+/// `qanat send NAME TEXT --wait`: sends, then waits until the message is delivered.
+pub(crate) fn send_and_wait(
+    home: &Path,
+    to: String,
+    text: String,
+    timeout: Duration,
+    out: Output,
+) -> Result<()> {
+    let Some(mut c) = Control::connect(home) else {
+        bail!("--wait needs the running client (start `qanat run`); nothing was sent");
+    };
+    let resp = c.call(&Request::Send { to, text })?;
+    let Response::Sent { id } = &resp else { return finish(&resp, out) };
+    if out.json {
+        print_response(&resp, out);
+    } else {
+        println!("queued message {id}");
+    }
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let resp = c.call(&Request::Delivery { id: id.clone() })?;
+        let Response::Delivery { state } = &resp else { return finish(&resp, out) };
+        if *state != last {
+            last.clone_from(state);
+            if out.json {
+                print_response(&resp, out);
+            } else if state == "delivered" {
+                println!("delivered after {} ms", start.elapsed().as_millis());
+            } else {
+                println!("{state}");
+            }
+        }
+        if state == "delivered" {
+            return Ok(());
+        }
+        if start.elapsed() >= timeout {
+            bail!(
+                "not delivered after {} s (state: {state}); the client keeps resending it",
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `qanat inbox --follow`: the unread messages, then every event as it happens.
+pub(crate) fn follow(home: &Path, out: Output) -> Result<()> {
+    let Some(mut c) = Control::connect(home) else {
+        bail!("--follow needs the running client (start `qanat run`)");
+    };
+    let resp = c.call(&Request::Inbox)?;
+    finish(&resp, out)?;
+    // Events may be far apart: no read timeout.
+    c.reader.get_ref().set_read_timeout(None).context("control socket")?;
+    c.send(&Request::Watch)?;
+    while let Some(resp) = c.next()? {
+        finish(&resp, out)?;
+    }
+    if !out.json {
+        println!("the client stopped");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+fn finish(resp: &Response, out: Output) -> Result<()> {
+    print_response(resp, out);
+    match resp {
+        Response::Error { message } => Err(anyhow!("{message}")),
+        _ => Ok(()),
+    }
+}
+
+fn print_response(resp: &Response, out: Output) {
+    if out.json {
+        match serde_json::to_string(resp) {
+            Ok(line) => println!("{line}"),
+            Err(e) => eprintln!("cannot encode the answer: {e}"),
+        }
+        return;
+    }
+    match resp {
+        // Reported by the caller, on standard error.
+        Response::Error { .. } => {}
+        Response::Ok => println!("done"),
+        Response::Invitation { link, qr } => {
+            println!("{qr}");
+            println!("{link}");
+            println!();
+            println!(
+                "Give this one-time link (or the QR code) to your contact, who runs \
+                 `qanat accept --name YOURNAME LINK`."
+            );
+        }
+        Response::Sent { id } => println!("queued message {id}"),
+        Response::Status { traffic, running, network, undelivered, sent, idle_bytes_per_day, link } => {
+            println!(
+                "client:       {}",
+                if *running { "running" } else { "not running (start `qanat run`)" }
+            );
+            println!("directory:    {}", if *network { "yes" } else { "not yet" });
+            match idle_bytes_per_day {
+                Some([up, down]) => println!(
+                    "traffic:      {traffic} (about {} up, {} down per day while idle)",
+                    bytes(*up),
+                    bytes(*down)
+                ),
+                None => println!("traffic:      {traffic} (cost known once the client has the directory)"),
+            }
+            println!("undelivered:  {undelivered}");
+            println!("packets sent: {} real, {} acknowledgements, {} cover", sent[0], sent[1], sent[2]);
+            if let Some(l) = link {
+                println!(
+                    "link:         {} frames out, {} in ({} bytes each)",
+                    l.frames_out, l.frames_in, l.frame_bytes
+                );
+            }
+        }
+        Response::Threads { list } => print_threads(list),
+        Response::Messages { list } => print_messages(list),
+        Response::Members { list } => {
+            if list.is_empty() {
+                println!("no other members");
+            }
+            for m in list {
+                println!("{m}");
+            }
+        }
+        Response::Delivery { state } => println!("{state}"),
+        Response::Event { text, latency_ms } => match latency_ms {
+            Some(l) => println!("{text}  ({l} ms)"),
+            None => println!("{text}"),
+        },
+    }
+}
+
+fn print_threads(list: &[ThreadOut]) {
+    if list.is_empty() {
+        println!(
+            "no contacts yet: `qanat invite --name NAME` makes an invitation, \
+             `qanat accept --name NAME LINK` accepts one"
+        );
+        return;
+    }
+    let w = list.iter().map(|t| t.name.chars().count()).max().unwrap_or(0).max(4);
+    println!("{:w$}  {:7}  {:8}  {:6}  MEMBERS", "NAME", "KIND", "STATE", "UNREAD");
+    for t in list {
+        let kind = if t.group { "group" } else { "contact" };
+        println!("{:w$}  {kind:7}  {:8}  {:6}  {}", t.name, t.state, t.unread, t.members.join(", "));
+    }
+}
+
+fn print_messages(list: &[MessageOut]) {
+    if list.is_empty() {
+        println!("no messages");
+        return;
+    }
+    for m in list {
+        let who = if m.sender == m.thread { m.thread.clone() } else { format!("{}/{}", m.thread, m.sender) };
+        let tail = match &m.state {
+            Some(state) => format!("  [{state}]"),
+            None => format!("  ({} ms)", m.at_ms.saturating_sub(m.sent_at_ms)),
+        };
+        println!("{}  {who}: {}{tail}", utc(m.sent_at_ms), m.text);
+    }
+}
+
+/// A byte count for people.
+fn bytes(n: u64) -> String {
+    let n = n as f64;
+    if n >= 1e9 {
+        format!("{:.1} GB", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1} MB", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.1} kB", n / 1e3)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of a Unix time in milliseconds.
+fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Days to a civil date (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_civil_utc() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(1_767_225_600_000), "2026-01-01 00:00:00");
+        assert_eq!(utc(951_827_696_000), "2000-02-29 12:34:56");
+    }
+
+    #[test]
+    fn byte_counts_read_well() {
+        assert_eq!(bytes(999), "999 B");
+        assert_eq!(bytes(1_500), "1.5 kB");
+        assert_eq!(bytes(180_000_000), "180.0 MB");
+    }
+}

@@ -1,0 +1,313 @@
+//! The client commands as a user runs them: the built `qanat` binary on a profile directory,
+//! with the passphrase in `QANAT_PASSPHRASE`, against a network file that
+//! `qanat_node::localnet::generate` wrote (no node needs to run for these). Bad input must print
+//! a clear error, exit non-zero and change nothing.
+//!
+//! `client_commands_over_a_devnet` (ignored: it starts 11 node processes and takes a minute or
+//! two) runs two clients against `qanat devnet up` and has them invite, accept and talk.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_qanat");
+const PASS: &str = "correct horse battery staple";
+
+/// `qanat ARGS` with `passphrase` in the environment.
+fn qanat_with(passphrase: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("QANAT_PASSPHRASE", passphrase)
+        .env_remove("QANAT_HOME")
+        .env("QANAT_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn qanat(args: &[&str]) -> Output {
+    qanat_with(PASS, args)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = qanat(args);
+    assert!(out.status.success(), "qanat {args:?} failed:\n{}\n{}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// Runs a command that must fail; returns its standard error, which must hold `needle`.
+fn fails_with(passphrase: &str, args: &[&str], needle: &str) -> String {
+    let out = qanat_with(passphrase, args);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "qanat {args:?} succeeded:\n{}", text(&out.stdout));
+    assert!(err.contains(needle), "qanat {args:?}: {needle:?} not in the error:\n{err}");
+    err
+}
+
+fn json(args: &[&str]) -> Value {
+    let mut full = vec!["--json"];
+    full.extend_from_slice(args);
+    let out = ok(&full);
+    serde_json::from_str(out.lines().last().unwrap_or_default()).unwrap()
+}
+
+/// Every file of a directory tree and its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).unwrap_or_default());
+            }
+        }
+    }
+    out
+}
+
+/// A network file of a generated (not running) local network, and a place for profiles.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let options = qanat_node::localnet::Options { metrics: false, ..Default::default() };
+        qanat_node::localnet::generate(&dir.path().join("net"), &options).unwrap();
+        Self { dir }
+    }
+
+    fn network(&self) -> String {
+        qanat_node::localnet::network_file(&self.dir.path().join("net")).display().to_string()
+    }
+
+    fn home(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+/// A `qanat run` process, killed by its PID when dropped.
+struct Running(Child);
+
+impl Running {
+    fn start(home: &str) -> Self {
+        let child = Command::new(BIN)
+            .args(["run", "--home", home, "--fetch-interval-ms", "200"])
+            .env("QANAT_PASSPHRASE", PASS)
+            .env("QANAT_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let r = Self(child);
+        let socket = Path::new(home).join("control.sock");
+        let start = Instant::now();
+        // A stale socket file may be there already: wait until the client answers on it.
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(60), "qanat run opened no control socket");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        r
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn init_refuses_bad_input_and_a_second_profile() {
+    let s = Setup::new();
+    let home = s.home("alice");
+    let net = s.network();
+
+    let err = fails_with(PASS, &["init", "--home", &home, "--network", &net, "--gateway", "gw9"], "gw9");
+    assert!(err.contains("gw1, gw2"), "the error lists the gateways: {err}");
+    assert!(!Path::new(&home).join("profile.header").exists());
+    fails_with(PASS, &["init", "--home", &home, "--network", "/nonexistent/network.toml"], "network.toml");
+    fails_with("", &["init", "--home", &home, "--network", &net], "passphrase is empty");
+
+    let out = ok(&["init", "--home", &home, "--network", &net, "--gateway", "gw2", "--traffic", "metered"]);
+    assert!(out.contains("gw2") && out.contains("metered"), "{out}");
+    assert_eq!(
+        std::fs::read(Path::new(&home).join("network.toml")).unwrap(),
+        std::fs::read(&net).unwrap(),
+        "the network file is copied into the profile"
+    );
+
+    let before = snapshot(Path::new(&home));
+    fails_with(PASS, &["init", "--home", &home, "--network", &net], "already holds a profile");
+    fails_with(
+        "another passphrase",
+        &["init", "--home", &home, "--network", &net],
+        "already holds a profile",
+    );
+    assert_eq!(snapshot(Path::new(&home)), before, "a refused init changed the profile");
+
+    let status = json(&["status", "--home", &home]);
+    assert_eq!(status["kind"], "status");
+    assert_eq!(status["traffic"], "metered");
+    assert_eq!(status["running"], false);
+    assert_eq!(status["network"], false);
+}
+
+#[test]
+fn bad_input_prints_a_clear_error_and_changes_nothing() {
+    let s = Setup::new();
+    let home = s.home("bob");
+    let other = s.home("nobody-here");
+    ok(&["init", "--home", &home, "--network", &s.network()]);
+
+    fails_with(PASS, &["contacts", "--home", &other], "no profile in");
+    let before = snapshot(Path::new(&home));
+    fails_with("wrong", &["contacts", "--home", &home], "wrong passphrase");
+    fails_with("wrong", &["run", "--home", &home], "wrong passphrase");
+    assert_eq!(snapshot(Path::new(&home)), before, "a wrong passphrase changed the profile");
+
+    fails_with(PASS, &["send", "--home", &home, "nobody", "hi"], "no contact or group named \"nobody\"");
+    let out = qanat(&["--json", "send", "--home", &home, "nobody", "hi"]);
+    assert!(!out.status.success());
+    let v: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(v["kind"], "error");
+    fails_with(PASS, &["accept", "--home", &home, "--name", "x", "garbage"], "not a Qanat invitation");
+    fails_with(PASS, &["accept", "--home", &home, "--name", "x", "qanat://invite/AAAA"], "invitation");
+    fails_with(PASS, &["invite", "--home", &home, "--name", "carol"], "qanat run");
+    fails_with(PASS, &["history", "--home", &home, "nobody"], "nobody");
+    fails_with(PASS, &["send", "--home", &home, "--wait", "nobody", "hi"], "running client");
+    fails_with(PASS, &["inbox", "--home", &home, "--follow"], "running client");
+    assert_eq!(json(&["contacts", "--home", &home])["list"], Value::Array(vec![]));
+    assert_eq!(json(&["inbox", "--home", &home])["list"], Value::Array(vec![]));
+
+    // Offline group commands work on the profile.
+    ok(&["group", "create", "--home", &home, "friends"]);
+    fails_with(PASS, &["group", "create", "--home", &home, "friends"], "already used");
+    fails_with(PASS, &["group", "add", "--home", &home, "friends", "nobody"], "nobody");
+    let contacts = json(&["contacts", "--home", &home]);
+    assert_eq!(contacts["list"][0]["name"], "friends");
+    assert_eq!(contacts["list"][0]["group"], true);
+}
+
+#[test]
+fn a_profile_runs_in_one_process_and_commands_reach_it() {
+    let s = Setup::new();
+    let home = s.home("carol");
+    ok(&["init", "--home", &home, "--network", &s.network()]);
+    let socket = Path::new(&home).join("control.sock");
+
+    // Stopped by SIGTERM: a clean shutdown removes the socket.
+    let mut first = Running::start(&home);
+    fails_with(PASS, &["run", "--home", &home], "in use by another process");
+    let status = json(&["status", "--home", &home]);
+    assert_eq!(status["running"], true, "status is answered by the running client: {status}");
+    fails_with(PASS, &["send", "--home", &home, "nobody", "hi"], "no contact or group named");
+    // Without the passphrase: the running client answers, no profile is opened.
+    let out = qanat_with("wrong", &["--json", "status", "--home", &home]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pid = rustix::process::Pid::from_child(&first.0);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = first.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "qanat run did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "qanat run exited with {status}");
+    assert!(!socket.exists(), "the control socket is removed on shutdown");
+    drop(first);
+
+    // Killed: the stale socket does not stop the next command or the next run.
+    let second = Running::start(&home);
+    drop(second);
+    assert!(socket.exists());
+    assert_eq!(json(&["status", "--home", &home])["running"], false);
+    let third = Running::start(&home);
+    assert_eq!(json(&["status", "--home", &home])["running"], true);
+    drop(third);
+}
+
+/// Stops the devnet by PID when dropped (also on failure, keeping its logs then).
+struct Devnet(Option<tempfile::TempDir>);
+
+impl Devnet {
+    fn dir(&self) -> PathBuf {
+        self.0.as_ref().map(|d| d.path().join("devnet")).unwrap_or_default()
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN).args(["devnet", "down", "--dir"]).arg(self.dir()).output();
+        if std::thread::panicking()
+            && let Some(d) = self.0.take()
+        {
+            eprintln!("the devnet's logs are kept in {}", d.keep().display());
+        }
+    }
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+#[ignore = "starts a devnet of 11 processes; run with --ignored"]
+fn client_commands_over_a_devnet() {
+    let devnet = Devnet(Some(tempfile::tempdir().unwrap()));
+    let dir = devnet.dir();
+    let dir_s = dir.display().to_string();
+    // Not `--wait`: the clients below wait until they have a directory that lists their gateway.
+    ok(&["devnet", "up", "--dir", &dir_s]);
+    let net = qanat_node::localnet::network_file(&dir).display().to_string();
+    let homes = tempfile::tempdir().unwrap();
+    let (a, b) = (homes.path().join("a").display().to_string(), homes.path().join("b").display().to_string());
+    ok(&["init", "--home", &a, "--network", &net, "--gateway", "gw1"]);
+    ok(&["init", "--home", &b, "--network", &net, "--gateway", "gw2"]);
+    let _ra = Running::start(&a);
+    let _rb = Running::start(&b);
+    wait_for("the directory", Duration::from_secs(180), || {
+        json(&["status", "--home", &a])["network"] == true
+            && json(&["status", "--home", &b])["network"] == true
+    });
+    let status = json(&["status", "--home", &a]);
+    assert!(status["idle_bytes_per_day"][0].as_u64().unwrap_or(0) > 0, "{status}");
+
+    let inv = json(&["invite", "--home", &a, "--name", "bob"]);
+    let link = inv["link"].as_str().unwrap().to_owned();
+    ok(&["accept", "--home", &b, "--name", "alice", &link]);
+    fails_with(PASS, &["accept", "--home", &b, "--name", "alice2", &link], "already accepted");
+    let active = |home: &str| {
+        let c = json(&["contacts", "--home", home]);
+        c["list"][0]["state"] == "active"
+    };
+    wait_for("both contacts active", Duration::from_secs(120), || active(&a) && active(&b));
+
+    ok(&["send", "--home", &a, "bob", "hello bob", "--wait", "--timeout-secs", "120"]);
+    ok(&["send", "--home", &b, "alice", "hello alice", "--wait", "--timeout-secs", "120"]);
+    let inbox = json(&["inbox", "--home", &b]);
+    assert_eq!(inbox["list"][0]["text"], "hello bob", "{inbox}");
+    let history = json(&["history", "--home", &a, "bob"]);
+    let texts: Vec<&str> =
+        history["list"].as_array().unwrap().iter().filter_map(|m| m["text"].as_str()).collect();
+    assert!(texts.contains(&"hello bob") && texts.contains(&"hello alice"), "{history}");
+}
