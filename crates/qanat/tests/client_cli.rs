@@ -3,8 +3,9 @@
 //! `qanat_node::localnet::generate` wrote (no node needs to run for these). Bad input must print
 //! a clear error, exit non-zero and change nothing.
 //!
-//! `client_commands_over_a_devnet` (ignored: it starts 11 node processes and takes a minute or
-//! two) runs two clients against `qanat devnet up` and has them invite, accept and talk.
+//! `client_commands_over_a_devnet` starts `qanat devnet up` (11 node processes), runs two
+//! `qanat run` clients and has them invite, accept and talk with the commands (about 30 s in a
+//! release build).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -271,7 +272,6 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 }
 
 #[test]
-#[ignore = "starts a devnet of 11 processes; run with --ignored"]
 fn client_commands_over_a_devnet() {
     let devnet = Devnet(Some(tempfile::tempdir().unwrap()));
     let dir = devnet.dir();
