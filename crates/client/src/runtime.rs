@@ -63,7 +63,8 @@ pub struct RuntimeConfig {
     pub network: ClientNetwork,
     /// The user's gateway (one of `network.gateways`).
     pub gateway: ClientGateway,
-    /// How often the mailboxes are fetched.
+    /// How often the mailboxes are fetched; zero: once per mean payload slot of the traffic
+    /// profile (1/λ_P), since a fetch costs about a packet's worth of traffic each way.
     pub fetch_interval: Duration,
 }
 
@@ -287,6 +288,17 @@ async fn fetch_all(s: &mut GatewaySession, engine: &mut Engine, rng: &mut StdRng
     Ok(())
 }
 
+fn fetch_every(config: &RuntimeConfig, engine: &Engine) -> Duration {
+    if !config.fetch_interval.is_zero() {
+        return config.fetch_interval;
+    }
+    engine
+        .rates()
+        .filter(|r| r.payload > 0.0)
+        .map(|r| Duration::from_secs_f64((1.0 / r.payload).clamp(0.05, 600.0)))
+        .unwrap_or(Duration::from_secs(1))
+}
+
 async fn run(
     mut engine: Engine,
     config: RuntimeConfig,
@@ -373,7 +385,7 @@ async fn run(
                 s.send_packet(p).await?;
             }
             if Instant::now() >= next_fetch {
-                next_fetch = Instant::now() + config.fetch_interval;
+                next_fetch = Instant::now() + fetch_every(&config, &engine);
                 fetch_all(s, &mut engine, &mut rng).await?;
             }
             Ok::<(), StepError>(())

@@ -257,8 +257,18 @@ pub(crate) fn run(home: &Path, fetch_interval: Duration, out: Output) -> Result<
                 network_path.display()
             )
         })?;
-    let engine = Engine::open(profile, EngineConfig { fetch_interval, ..EngineConfig::default() })
-        .map_err(|e| anyhow!("{e}"))?;
+    let engine = Engine::open(
+        profile,
+        EngineConfig {
+            fetch_interval: if fetch_interval.is_zero() {
+                EngineConfig::default().fetch_interval
+            } else {
+                fetch_interval
+            },
+            ..EngineConfig::default()
+        },
+    )
+    .map_err(|e| anyhow!("{e}"))?;
     let traffic = engine.traffic();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -100,9 +100,11 @@ enum Command {
     Run {
         #[command(flatten)]
         home: Home,
-        /// How often the mailboxes are fetched from the gateway, in milliseconds.
-        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=600_000))]
-        fetch_interval_ms: u64,
+        /// How often the mailboxes are fetched from the gateway, in milliseconds (default: once
+        /// per mean payload slot of the traffic profile, 1/λ_P: each fetch costs about as much as
+        /// a packet, so fetching more often than packets leave would dominate the traffic).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(50..=600_000))]
+        fetch_interval_ms: Option<u64>,
     },
     /// Makes a one-time invitation for a new contact, to be called NAME here, and prints its
     /// link and QR code (needs the running client).
@@ -377,7 +379,11 @@ fn main() -> Result<()> {
         }
         Command::Run { home: h, fetch_interval_ms } => {
             init_logs();
-            client_cmd::run(&home(h)?, Duration::from_millis(fetch_interval_ms), out)
+            client_cmd::run(
+                &home(h)?,
+                fetch_interval_ms.map(Duration::from_millis).unwrap_or(Duration::ZERO),
+                out,
+            )
         }
         Command::Invite { home: h, name } => request(h, Request::Invite { name }),
         Command::Accept { home: h, name, link } => request(h, Request::Accept { link, name }),

@@ -604,6 +604,11 @@ impl Engine {
         self.traffic
     }
 
+    /// This profile's sending rates under the current directory, once it has one.
+    pub fn rates(&self) -> Option<sending::Rates> {
+        self.schedule.as_ref().map(Schedule::rates)
+    }
+
     /// Whether the engine has a directory document (and so can build packets).
     pub fn has_network(&self) -> bool {
         self.network.is_some()
