@@ -33,10 +33,10 @@ fn env(name: &str, default: u64) -> u64 {
 fn cpu_time() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
-    let f: Vec<u64> = after.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-    // After the command name: state is not numeric, so utime and stime are at 10 and 11 here.
-    let ticks = f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0);
-    Duration::from_millis(ticks * 10)
+    // After the command name: state (0), ppid, ..., utime (11), stime (12), in clock ticks.
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis((field(11) + field(12)) * 10)
 }
 
 struct Devnet(tempfile::TempDir);
