@@ -189,6 +189,20 @@ async fn connect(a: &mut User, a_calls_b: &str, b: &mut User, b_calls_a: &str) {
     until(&mut [a, b], Duration::from_secs(120), "a contact", |u| u[0].has(&ea) && u[1].has(&eb)).await;
 }
 
+/// Waits until `u` sees `n` other members in `group` (its commits merged): what a member sends
+/// before it merged an add does not reach the newcomer, as in any MLS group.
+async fn wait_members(u: &User, group: &str, n: usize) {
+    for _ in 0..1800 {
+        if let Response::Members { list } = u.call(Request::Members { name: group.into() }).await
+            && list.len() == n
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{} never saw {n} other members in {group}", u.name);
+}
+
 async fn send(u: &User, to: &str, text: &str) {
     match u.call(Request::Send { to: to.into(), text: text.into() }).await {
         Response::Sent { .. } => {}
@@ -291,8 +305,10 @@ async fn clients_through_a_lossy_devnet() {
     };
     assert_eq!(from(&alice, "bob"), (0..10).map(|i| format!("bob {i}")).collect::<Vec<_>>());
     assert_eq!(from(&alice, "carol"), (0..10).map(|i| format!("carol {i}")).collect::<Vec<_>>());
-    // Everyone says hello once all five are in.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Everyone says hello once each sees all five.
+    for u in [&alice, &bob, &carol, &dave, &erin] {
+        wait_members(u, "team", 4).await;
+    }
     let mut users = [&mut alice, &mut bob, &mut carol, &mut dave, &mut erin];
     for u in users.iter() {
         send(u, "team", &format!("hello from {}", u.name)).await;
@@ -312,7 +328,9 @@ async fn clients_through_a_lossy_devnet() {
         u.iter().all(|u| u.has(&left))
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    for u in [&alice, &bob, &dave] {
+        wait_members(u, "team", 2).await;
+    }
     send(&dave, "team", "after the changes").await;
     until(&mut [&mut alice, &mut bob], Duration::from_secs(180), "the last message", |u| {
         u.iter().all(|u| u.texts_from("team").iter().any(|t| t.1 == "after the changes"))

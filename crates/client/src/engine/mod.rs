@@ -67,6 +67,9 @@ const NS_CURSOR: &str = "engine.cursor";
 const NS_HISTORY: &str = "engine.history";
 const SETTINGS_KEY: &[u8] = b"settings";
 
+/// Most MLS messages kept for a conversation we are still joining.
+pub const MAX_EARLY: usize = 10_000;
+
 /// Longest local name of a contact or group.
 pub const MAX_LOCAL_NAME: usize = 64;
 
@@ -335,6 +338,10 @@ struct Thread {
     recv: BTreeMap<String, RecvState>,
     /// MLS messages for members whose route is not known yet.
     awaiting: BTreeMap<String, Vec<Vec<u8>>>,
+    /// MLS messages that arrived before our Welcome (a member may merge our addition and write
+    /// before the Welcome reaches us): handled right after we join.
+    #[serde(default)]
+    early: Vec<Vec<u8>>,
     /// Group being joined: the invite's token.
     join_token: Option<[u8; 16]>,
     /// Group adds in progress: token (hex) → contact thread id.
@@ -749,6 +756,7 @@ impl Engine {
             last_epoch: None,
             recv: BTreeMap::new(),
             awaiting: BTreeMap::new(),
+            early: Vec::new(),
             join_token: None,
             pending_adds: BTreeMap::new(),
             welcome_to: BTreeMap::new(),
@@ -1372,7 +1380,17 @@ impl Engine {
         match (outer, th.state) {
             (Outer::Answer(answer), ThreadState::Inviting) => self.on_answer(t, answer, now, rng),
             (Outer::Welcome(welcome), ThreadState::Joining) if th.kind == Kind::Contact => {
-                self.on_contact_welcome(t, &welcome)
+                self.on_contact_welcome(t, &welcome, now, rng)
+            }
+            (Outer::Mls(m), ThreadState::Joining) => {
+                let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
+                if th.early.len() < MAX_EARLY {
+                    th.early.push(m);
+                    self.save_thread(t);
+                } else {
+                    self.stats.rejected += 1;
+                }
+                Ok(())
             }
             (Outer::Mls(m), ThreadState::Active) => {
                 let Some(conv) = self.convs.get_mut(&t) else { return Ok(()) };
@@ -1445,7 +1463,13 @@ impl Engine {
         Ok(())
     }
 
-    fn on_contact_welcome(&mut self, t: [u8; 16], welcome: &[u8]) -> Result<(), EngineError> {
+    fn on_contact_welcome<R: CryptoRng>(
+        &mut self,
+        t: [u8; 16],
+        welcome: &[u8],
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
         let Some(saved) = self.profile.get(NS_JOIN, &t)? else { return Ok(()) };
         let join = PendingJoin::import(&saved)?;
         let (conv, out) = match join.join(welcome, &self.config.mls) {
@@ -1475,6 +1499,35 @@ impl Engine {
         // The join's own output only reports the epoch.
         let _ = out;
         self.events.push_back(EngineEvent::ContactReady { name });
+        self.replay_early(t, now, rng)
+    }
+
+    /// Handles the messages that arrived before we joined thread `t`.
+    fn replay_early<R: CryptoRng>(
+        &mut self,
+        t: [u8; 16],
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        let early = match self.threads.get_mut(&t) {
+            Some(th) => std::mem::take(&mut th.early),
+            None => return Ok(()),
+        };
+        if early.is_empty() {
+            return Ok(());
+        }
+        self.save_thread(t);
+        for m in early {
+            let Some(conv) = self.convs.get_mut(&t) else { return Ok(()) };
+            match conv.receive(&m, now) {
+                Ok(out) => {
+                    self.dirty_convs.push(t);
+                    self.dispatch(t, out, now, rng)?;
+                }
+                Err(MlsError::Internal(e)) => return Err(EngineError::Mls(MlsError::Internal(e))),
+                Err(_) => self.stats.rejected += 1,
+            }
+        }
         Ok(())
     }
 
@@ -1711,7 +1764,7 @@ impl Engine {
                 self.writes.push(Write::Del(NS_JOIN, g.to_vec()));
                 self.save_thread(g);
                 self.events.push_back(EngineEvent::GroupJoined { name });
-                Ok(())
+                self.replay_early(g, now, rng)
             }
             _ => {
                 self.stats.rejected += 1;
