@@ -162,7 +162,35 @@ pub async fn resolve(host_port: &str) -> io::Result<SocketAddr> {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound and released; another process may
 /// take it before the caller does, so callers that can bind port 0 themselves should).
+///
+/// The port is chosen at random *below* the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`), so that the outgoing connections of the many
+/// nodes a devnet runs cannot be given it between now and the caller's `bind`; and it is never
+/// handed out twice by one process.
 pub fn free_local_port() -> io::Result<u16> {
+    use std::collections::HashSet;
+    use std::hash::{BuildHasher as _, RandomState};
+    use std::sync::{Mutex, OnceLock};
+    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let given = GIVEN.get_or_init(|| Mutex::new(HashSet::new()));
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_start.max(10_001));
+    for _ in 0..500 {
+        let r = RandomState::new().hash_one(0u8);
+        let port = low + (r % u64::from(high - low)) as u16;
+        let Ok(mut g) = given.lock() else { break };
+        if g.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            g.insert(port);
+            return Ok(port);
+        }
+    }
+    // Fall back on the kernel's choice.
     let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     Ok(l.local_addr()?.port())
 }

@@ -99,6 +99,8 @@ struct Client {
     gw: u8,
     events: Vec<EngineEvent>,
     online: bool,
+    /// Mailboxes not fetched for now.
+    hold: Vec<[u8; 32]>,
 }
 
 fn weak() -> KdfParams {
@@ -119,7 +121,7 @@ impl Client {
         Engine::init(&mut profile, NodeId([gw; 32]), TrafficProfile::Standard, rng).unwrap();
         let mut engine = Engine::open(profile, config()).unwrap();
         engine.set_network(net.topology.clone(), &net.params, net.gateway(gw)).unwrap();
-        Self { engine: Some(engine), dir, gw, events: Vec::new(), online: true }
+        Self { engine: Some(engine), dir, gw, events: Vec::new(), online: true, hold: Vec::new() }
     }
 
     fn e(&mut self) -> &mut Engine {
@@ -149,6 +151,9 @@ impl Client {
             net.deliver(gw, p);
         }
         for (m, after) in e.mailboxes() {
+            if self.hold.contains(&m.mailbox) {
+                continue;
+            }
             let items: Vec<Fetched> = net
                 .mailboxes
                 .get(&m.mailbox)
@@ -414,4 +419,39 @@ fn the_idle_cost_is_known_once_the_network_is() {
     let want = TrafficProfile::Metered.idle_bytes_per_day(&net.params, wire);
     assert_eq!(engine.idle_bytes_per_day(), Some(want));
     assert!(want.0 > want.1 && want.1 > 0.0);
+}
+
+#[test]
+fn a_commit_that_arrives_before_the_welcome_is_kept() {
+    // Regression: a member that merged C's addition writes to C's group mailbox at once, while C's
+    // Welcome (over the contact conversation) may come later. Such messages were dropped, so C
+    // stayed an epoch behind for good.
+    let mut w = World::new(5, 0.0, &[1, 2, 1, 2]);
+    w.connect(0, "ann", 1, "b");
+    w.connect(0, "ann", 2, "c");
+    w.connect(0, "ann", 3, "d");
+    w.clients[0].e().create_group("g", &mut w.rng).unwrap();
+    w.clients[0].e().group_add("g", "b", w.now, &mut w.rng).unwrap();
+    let joined = EngineEvent::GroupJoined { name: "g".into() };
+    let j = joined.clone();
+    w.run_until(Duration::from_secs(120), |w| w.clients[1].events.contains(&j));
+    // Once C has answered the group invitation, hold its contact mailbox, where its Welcome will
+    // come (A sends it only after the add's decision window).
+    w.clients[0].e().group_add("g", "c", w.now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(120), |w| {
+        w.clients[2].engine.as_ref().unwrap().threads.values().any(|t| t.name == "g")
+    });
+    let held = w.clients[2].e().threads.values().find(|t| t.name == "ann").unwrap().mailbox;
+    w.clients[2].hold.push(held);
+    w.run_until(Duration::from_secs(120), |w| w.clients[0].clients_members("g") == 2);
+    w.clients[0].e().group_add("g", "d", w.now, &mut w.rng).unwrap();
+    let j = joined.clone();
+    w.run_until(Duration::from_secs(120), |w| w.clients[3].events.contains(&j));
+    w.run_for(Duration::from_secs(5));
+    assert!(!w.clients[2].events.contains(&joined));
+    // The Welcome arrives at last: C joins and catches up with the commit that added D.
+    w.clients[2].hold.clear();
+    let j = joined.clone();
+    w.run_until(Duration::from_secs(120), |w| w.clients[2].events.contains(&j));
+    w.run_until(Duration::from_secs(120), |w| w.clients[2].clients_members("g") == 3);
 }
