@@ -317,6 +317,21 @@ async fn metric(n: &NodeEntry, name: &str) -> f64 {
     body.lines().find_map(|l| l.strip_prefix(&format!("{name} "))?.parse().ok()).unwrap_or(0.0)
 }
 
+/// Waits up to `within` for the metric to reach `at_least`; returns its last value.
+///
+/// A node rotates its keys a little after an epoch boundary (once the new document is
+/// installed), so a test that has just crossed a boundary must wait for it.
+async fn metric_at_least(n: &NodeEntry, name: &str, at_least: f64, within: Duration) -> f64 {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let v = metric(n, name).await;
+        if v >= at_least || tokio::time::Instant::now() >= deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devnet_processes_deliver_across_epochs_and_crashes() {
     let net = Devnet { dir: tempfile::tempdir().unwrap() };
@@ -338,7 +353,8 @@ async fn devnet_processes_deliver_across_epochs_and_crashes() {
         }
     }
     for n in &nodes {
-        let failures = metric(n, "qanat_link_handshake_failures_total").await;
+        let failures =
+            metric_at_least(n, "qanat_link_handshake_failures_total", 2.0, Duration::from_secs(5)).await;
         assert!(failures >= 2.0, "{}: {failures} handshake failures counted", n.name);
     }
 
@@ -369,8 +385,9 @@ async fn devnet_processes_deliver_across_epochs_and_crashes() {
     mb.expect_exactly(&client, &want, Duration::from_secs(30)).await;
     assert!(other.contents(&client).await.is_empty(), "packets landed in another mailbox");
     let g1 = client.node("gw1");
-    assert!(metric(&g1, "qanat_gateway_dropped_malformed_total").await >= 1.0);
-    assert!(metric(&g1, "qanat_gateway_dropped_replay_total").await >= 2.0);
+    let within = Duration::from_secs(5);
+    assert!(metric_at_least(&g1, "qanat_gateway_dropped_malformed_total", 1.0, within).await >= 1.0);
+    assert!(metric_at_least(&g1, "qanat_gateway_dropped_replay_total", 2.0, within).await >= 2.0);
     eprintln!("phase 1: {} packets through three layers, each delivered once", want.len());
 
     // 2. Across two epoch boundaries with key rotation.
@@ -397,7 +414,14 @@ async fn devnet_processes_deliver_across_epochs_and_crashes() {
     }
     assert!(epochs_used.len() >= 3, "packets in epochs {epochs_used:?}");
     mb2.expect_exactly(&client, &want, Duration::from_secs(30)).await;
-    let deleted_after = metric(&client.node("mix2a"), "qanat_packet_keys_deleted_total").await;
+    // Regression: CI once read this metric before mix2a had rotated after the second boundary.
+    let deleted_after = metric_at_least(
+        &client.node("mix2a"),
+        "qanat_packet_keys_deleted_total",
+        deleted_before + 2.0,
+        Duration::from_secs(2 * EPOCH_SECS),
+    )
+    .await;
     assert!(deleted_after >= deleted_before + 2.0, "keys rotated: {deleted_before} -> {deleted_after}");
     for name in ["mix1a", "mix2a", "mix3a", "gw1", "gw2"] {
         let n = client.node(name);
