@@ -231,6 +231,9 @@ pub fn describe(e: &EngineEvent) -> (String, Option<u64>) {
             (format!("group {name}: added {added:?}, removed {removed:?}"), None)
         }
         EngineEvent::Left { name } => (format!("left group {name}"), None),
+        EngineEvent::InvitationExpired { name } => {
+            (format!("the invitation for {name} expired unanswered; {name} is forgotten"), None)
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use qanat_link::{
     Connection, Frame, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, PacketId, connect,
 };
 use qanat_mixnet::MailboxItem;
-use qanat_mixnet::client_proto::{ErrorCode, Request, Response};
+use qanat_mixnet::client_proto::{ErrorCode, MAX_PULL_LIMIT, Request, Response};
 
 /// How long one control request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -34,6 +34,9 @@ pub enum GatewayError {
     /// The gateway refused the request.
     #[error("the gateway refused the request: {0:?}")]
     Refused(ErrorCode),
+    /// The request cannot be encoded (too many deletions in one pull).
+    #[error("the request does not fit a frame")]
+    Request,
 }
 
 /// Where the gateway is and who it is.
@@ -73,6 +76,15 @@ pub struct Fetched {
     pub seq: u64,
     /// The item (a forward payload, or a SURB reply).
     pub item: MailboxItem,
+}
+
+/// What a pull brought.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pulled {
+    /// Items, each with its mailbox, oldest first within each mailbox.
+    pub items: Vec<([u8; 32], Fetched)>,
+    /// Whether more are waiting at the gateway.
+    pub more: bool,
 }
 
 /// A session with the client's gateway.
@@ -119,10 +131,17 @@ impl GatewaySession {
             .map_err(|_| GatewayError::Link)
     }
 
-    async fn ask(&mut self, make: impl FnOnce(u32) -> Request) -> Result<Vec<Response>, GatewayError> {
+    /// Sends a request and collects its answer: up to the first frame that ends it, or, with
+    /// `frames` set, exactly that many frames.
+    async fn ask_n(
+        &mut self,
+        make: impl FnOnce(u32) -> Request,
+        frames: Option<usize>,
+    ) -> Result<Vec<Response>, GatewayError> {
         let id = self.next_request;
         self.next_request = self.next_request.wrapping_add(1).max(1);
-        self.conn.send(Frame::Control(make(id).encode())).await.map_err(|_| GatewayError::Link)?;
+        let req = make(id).encode().map_err(|_| GatewayError::Request)?;
+        self.conn.send(Frame::Control(req)).await.map_err(|_| GatewayError::Link)?;
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         loop {
@@ -132,23 +151,48 @@ impl GatewaySession {
                 .ok_or(GatewayError::Link)?;
             let Frame::Control(b) = frame else { continue };
             let r = Response::decode(&b).map_err(|_| GatewayError::Link)?;
-            let rid = match &r {
-                Response::Ok { id } | Response::Error { id, .. } | Response::FetchDone { id, .. } => *id,
-                Response::Message { id, .. } => *id,
-            };
-            if rid != id {
+            if r.id() != id {
                 // An answer to an earlier request that timed out.
                 continue;
             }
-            match r {
-                Response::Error { code, .. } => return Err(GatewayError::Refused(code)),
-                Response::Message { .. } => out.push(r),
-                done => {
-                    out.push(done);
-                    return Ok(out);
-                }
+            if let Response::Error { code, .. } = r {
+                return Err(GatewayError::Refused(code));
+            }
+            let ends = matches!(r, Response::Ok { .. } | Response::FetchDone { .. });
+            out.push(r);
+            match frames {
+                Some(n) if out.len() >= n => return Ok(out),
+                None if ends => return Ok(out),
+                _ => {}
             }
         }
+    }
+
+    async fn ask(&mut self, make: impl FnOnce(u32) -> Request) -> Result<Vec<Response>, GatewayError> {
+        self.ask_n(make, None).await
+    }
+
+    /// Pulls from every mailbox registered in this session: first deletes, in each mailbox of
+    /// `done`, the items up to the given sequence number, then takes up to `limit` waiting items.
+    /// The answer is always `limit` frames long, whatever is waiting.
+    pub async fn pull(&mut self, limit: u16, done: &[([u8; 32], u64)]) -> Result<Pulled, GatewayError> {
+        let limit = limit.clamp(1, MAX_PULL_LIMIT);
+        let done = done.to_vec();
+        let rs = self.ask_n(|id| Request::Pull { id, limit, done }, Some(usize::from(limit))).await?;
+        let mut out = Pulled { items: Vec::new(), more: false };
+        for r in rs {
+            match r {
+                Response::Pulled { more, mailbox, seq, item, .. } => {
+                    out.more |= more;
+                    if let Ok(item) = MailboxItem::decode(&item) {
+                        out.items.push((mailbox, Fetched { seq, item }));
+                    }
+                }
+                Response::PullPad { more, .. } => out.more |= more,
+                _ => return Err(GatewayError::Link),
+            }
+        }
+        Ok(out)
     }
 
     /// Registers a mailbox (idempotent for the same credential).

@@ -6,11 +6,13 @@
 //! Everything it does to the profile goes through the engine, which saves before anything
 //! leaves; a store error stops the client (a restart resumes from the profile).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use qanat_link::{LinkMetrics, LinkSecretKey, http};
+use qanat_mixnet::client_proto::MAX_PULL_DONE;
 use qanat_node::config::{ClientGateway, ClientNetwork};
 use qanat_node::service::directory::DirectoryClient;
 use qanat_node::service::{link_config, wall_now};
@@ -24,11 +26,10 @@ use tokio::time::Instant;
 
 use crate::control::{self, Request, Response};
 use crate::engine::{Engine, EngineError, EngineEvent};
-use crate::gateway::{GatewayAddress, GatewayError, GatewaySession};
+use crate::gateway::{Fetched, GatewayAddress, GatewayError, GatewaySession};
 use crate::store::Profile;
 
-/// Items fetched per request.
-const FETCH_BATCH: u16 = 64;
+use crate::sending::{PULL_BATCH, PULL_FIRST};
 
 /// Why the client stopped.
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +64,8 @@ pub struct RuntimeConfig {
     pub network: ClientNetwork,
     /// The user's gateway (one of `network.gateways`).
     pub gateway: ClientGateway,
-    /// How often the mailboxes are fetched; zero: once per mean payload slot of the traffic
-    /// profile (1/λ_P), since a fetch costs about a packet's worth of traffic each way.
+    /// How often the mailboxes are pulled; zero: once per mean payload slot of the traffic
+    /// profile (1/λ_P), since a pull costs a frame up and [`PULL_BATCH`] down.
     pub fetch_interval: Duration,
 }
 
@@ -268,21 +269,31 @@ async fn connect(
     Some(s)
 }
 
-async fn fetch_all(s: &mut GatewaySession, engine: &mut Engine, rng: &mut StdRng) -> Result<(), StepError> {
-    for (m, mut after) in engine.mailboxes() {
-        loop {
-            let (items, more) = s.fetch(m, after, FETCH_BATCH).await?;
-            if items.is_empty() {
-                break;
-            }
-            let upto = engine.handle_fetched(m.mailbox, items, SystemTime::now(), rng)?;
-            if upto > after {
-                s.delete_up_to(m, upto).await?;
-                after = upto;
-            }
-            if !more {
-                break;
-            }
+/// One pull of `limit` frames (whatever is waiting: the link shows the same traffic), carrying
+/// the deletions of what earlier pulls brought and the engine has saved (`done`: mailbox → last
+/// sequence number processed).
+async fn pull(
+    s: &mut GatewaySession,
+    engine: &mut Engine,
+    limit: u16,
+    done: &mut BTreeMap<[u8; 32], u64>,
+    rng: &mut StdRng,
+) -> Result<(), StepError> {
+    let deletions: Vec<([u8; 32], u64)> =
+        done.iter().take(MAX_PULL_DONE).map(|(m, upto)| (*m, *upto)).collect();
+    let pulled = s.pull(limit, &deletions).await?;
+    for (m, _) in &deletions {
+        done.remove(m);
+    }
+    // Items by mailbox, in the order they came.
+    let mut by_mailbox: BTreeMap<[u8; 32], Vec<Fetched>> = BTreeMap::new();
+    for (m, f) in pulled.items {
+        by_mailbox.entry(m).or_default().push(f);
+    }
+    for (m, items) in by_mailbox {
+        let upto = engine.handle_fetched(m, items, SystemTime::now(), rng)?;
+        if upto > 0 {
+            done.insert(m, upto);
         }
     }
     Ok(())
@@ -327,6 +338,9 @@ async fn run(
     let mut next_connect = Instant::now();
     let mut backoff = Duration::from_millis(200);
     let mut next_fetch = Instant::now();
+    // Deletions for the next pull; and whether this session has pulled yet.
+    let mut done: BTreeMap<[u8; 32], u64> = BTreeMap::new();
+    let mut first_pull = true;
     let result = loop {
         if *stop.borrow() {
             break Ok(());
@@ -336,6 +350,7 @@ async fn run(
             match connect(&config.gateway, mailboxes, &config, link_metrics.clone()).await {
                 Some(s) => {
                     session = Some(s);
+                    first_pull = true;
                     backoff = Duration::from_millis(200);
                     let _ = engine.take_registrations();
                 }
@@ -381,12 +396,23 @@ async fn run(
             for m in regs {
                 s.register(m).await?;
             }
+            for m in engine.retired() {
+                match s.unregister(m).await {
+                    // Refused: the gateway does not know it (any more).
+                    Ok(()) | Err(GatewayError::Refused(_)) => engine.unregistered(m.mailbox)?,
+                    Err(e) => return Err(e.into()),
+                }
+            }
             for p in packets {
                 s.send_packet(p).await?;
             }
             if Instant::now() >= next_fetch {
                 next_fetch = Instant::now() + fetch_every(&config, &engine);
-                fetch_all(s, &mut engine, &mut rng).await?;
+                // A larger first pull catches up after a time offline (every session starts
+                // with one, so it tells nothing about what waited).
+                let limit = if first_pull { PULL_FIRST } else { PULL_BATCH };
+                first_pull = false;
+                pull(s, &mut engine, limit, &mut done, &mut rng).await?;
             }
             Ok::<(), StepError>(())
         };

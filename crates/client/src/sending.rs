@@ -752,16 +752,26 @@ impl TrafficProfile {
         }
     }
 
-    /// Bytes per day the client sends to its gateway when idle (every packet is `wire_len`
-    /// bytes on the link), and receives back (its loops return to its mailbox and are fetched;
-    /// each fetched item costs about one frame).
+    /// Bytes per day on the client's link to its gateway (every frame is `wire_len` bytes),
+    /// busy or idle alike: up, its packets plus one pull request per mean payload slot; down,
+    /// [`PULL_BATCH`] frames per pull.
     pub fn idle_bytes_per_day(self, params: &qanat_pki::Parameters, wire_len: usize) -> (f64, f64) {
         let r = self.rates(params);
-        let up = r.packets_per_day() * wire_len as f64;
-        let down = r.loops * 86_400.0 * wire_len as f64;
+        let pulls = r.payload * 86_400.0;
+        let up = (r.packets_per_day() + pulls) * wire_len as f64;
+        let down = pulls * f64::from(PULL_BATCH) * wire_len as f64;
         (up, down)
     }
 }
+
+/// Frames in the answer to each routine pull from the gateway, whatever is waiting: the most
+/// items a client receives per pull. Pulls come once per mean payload slot by default, so a
+/// client takes in up to twice its own sending rate (its loops come back at a quarter of it);
+/// a larger backlog drains over the following pulls.
+pub const PULL_BATCH: u16 = 2;
+/// Frames in the answer to the first pull of each gateway session (catching up after a time
+/// offline).
+pub const PULL_FIRST: u16 = 32;
 
 /// The three Poisson processes of a client.
 #[derive(Debug, Clone)]

@@ -5,14 +5,138 @@ use std::sync::Arc;
 
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::SeedableRng;
-use qanat_client::gateway::{GatewayAddress, GatewayError, GatewaySession, MailboxAccess};
-use qanat_link::{FrameSize, LinkConfig, LinkSecretKey};
-use qanat_mailbox::Limits;
+use qanat_client::gateway::{GatewayAddress, GatewayError, GatewaySession, MailboxAccess, Pulled};
+use qanat_link::{FrameSize, LinkConfig, LinkMetrics, LinkSecretKey};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
+use qanat_mailbox::{Append, Limits, MailboxId, MailboxStore as _, MessageId, UnixTime};
 use qanat_mixnet::client_proto::ErrorCode;
-use qanat_mixnet::{Gateway, GatewayConfig, Time};
+use qanat_mixnet::{Gateway, GatewayConfig, MailboxItem, Time};
 use qanat_node::runtime::{GatewayRuntimeConfig, spawn_gateway};
 use qanat_packet::{Geometry, NodeId, Scheme};
+
+struct Gw {
+    address: GatewayAddress,
+    link: LinkConfig,
+    store: Arc<SqliteStore>,
+    handle: qanat_node::runtime::GatewayHandle,
+    _dir: tempfile::TempDir,
+}
+
+async fn gateway(rng: &mut ChaCha20Rng) -> Gw {
+    let geometry = Geometry::default_for(Scheme::X25519Kem);
+    let link = LinkConfig::new(FrameSize::for_packet_len(geometry.packet_len()).unwrap());
+    let gw_key = Arc::new(LinkSecretKey::generate(rng));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(
+            dir.path().join("m.sqlite"),
+            SqliteConfig { limits: Limits::default(), max_database_bytes: None },
+        )
+        .unwrap(),
+    );
+    let any = "127.0.0.1:0".parse().unwrap();
+    let handle = spawn_gateway(
+        Gateway::new(GatewayConfig::new(NodeId([1; 32])), geometry.clone()),
+        store.clone(),
+        GatewayRuntimeConfig {
+            listen: any,
+            client_listen: any,
+            link_key: gw_key.clone(),
+            link: link.clone(),
+            peers: HashMap::new(),
+            max_batch: 16,
+            clock: Time::ZERO,
+            fault_drop_rate: 0.0,
+        },
+    )
+    .await
+    .unwrap();
+    let address = GatewayAddress { addr: handle.client_addr(), link_key: gw_key.public_key().clone() };
+    Gw { address, link, store, handle, _dir: dir }
+}
+
+/// A pull's answer is `limit` frames whatever waits; it reads only this session's mailboxes,
+/// takes turns between them, and deletes what the previous pull brought.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_answers_are_always_the_same_length() {
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    let gw = gateway(&mut rng).await;
+    let metrics = Arc::new(LinkMetrics::default());
+    let me = LinkSecretKey::generate(&mut rng);
+    let mut s =
+        GatewaySession::connect_counted(&gw.address, &me, gw.link.clone(), metrics.clone()).await.unwrap();
+    let (busy, quiet) = (
+        MailboxAccess { mailbox: [1; 32], credential: [2; 32] },
+        MailboxAccess { mailbox: [3; 32], credential: [4; 32] },
+    );
+    s.register(busy).await.unwrap();
+    s.register(quiet).await.unwrap();
+    let item = |n: u8| MailboxItem { surb_id: None, payload: vec![n; 1500] }.encode();
+    let mut appends: Vec<Append> = (0..5u8)
+        .map(|n| Append {
+            mailbox: MailboxId(busy.mailbox),
+            message_id: MessageId([n; 32]),
+            payload: item(n),
+        })
+        .collect();
+    appends.push(Append {
+        mailbox: MailboxId(quiet.mailbox),
+        message_id: MessageId([9; 32]),
+        payload: item(9),
+    });
+    gw.store.append(appends, UnixTime(1_800_000_000)).await.unwrap();
+
+    let mut seen = Vec::new();
+    let mut done: Vec<([u8; 32], u64)> = Vec::new();
+    let mut frames = Vec::new();
+    for _ in 0..6 {
+        let before = metrics.snapshot().frames_in;
+        let p = s.pull(2, &done).await.unwrap();
+        frames.push(metrics.snapshot().frames_in - before);
+        done.clear();
+        for (m, f) in &p.items {
+            seen.push((*m, f.item.payload[0]));
+            match done.iter_mut().find(|(d, _)| d == m) {
+                Some(d) => d.1 = d.1.max(f.seq),
+                None => done.push((*m, f.seq)),
+            }
+        }
+        if seen.len() == 2 {
+            assert!(p.more, "four more wait");
+        }
+    }
+    // Turns: the quiet mailbox's item comes within the first two pulls, not after the busy one's.
+    let quiet_at = seen.iter().position(|(m, _)| *m == quiet.mailbox).unwrap();
+    assert!(quiet_at < 4, "{quiet_at}");
+    assert_eq!(frames, vec![2; 6], "the answer's length never changes");
+    let mut payloads: Vec<u8> = seen.iter().map(|(_, n)| *n).collect();
+    payloads.sort_unstable();
+    assert_eq!(payloads, vec![0, 1, 2, 3, 4, 9], "each item exactly once");
+    let last = s.pull(2, &[]).await.unwrap();
+    assert_eq!(last, Pulled { items: vec![], more: false });
+
+    // Another session sees nothing of these mailboxes without registering them.
+    let other = LinkSecretKey::generate(&mut rng);
+    let mut t = GatewaySession::connect(&gw.address, &other, gw.link.clone()).await.unwrap();
+    gw.store
+        .append(
+            vec![Append {
+                mailbox: MailboxId(busy.mailbox),
+                message_id: MessageId([7; 32]),
+                payload: item(7),
+            }],
+            UnixTime(1_800_000_001),
+        )
+        .await
+        .unwrap();
+    let p = t.pull(4, &[(busy.mailbox, u64::MAX)]).await.unwrap();
+    assert!(p.items.is_empty());
+    // ... and its deletion did nothing.
+    assert_eq!(s.pull(2, &[]).await.unwrap().items.len(), 1);
+    t.close().await;
+    s.close().await;
+    gw.handle.shutdown().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_fetch_delete_and_refusals() {

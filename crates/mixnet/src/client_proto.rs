@@ -7,13 +7,24 @@
 //! contact and per open invitation, and the gateway cannot tell which belong together beyond
 //! seeing them on the same connection.
 //!
-//! Encoding: one tag byte, then fixed-width big-endian fields; the only variable field (an item)
-//! is last and takes the rest of the message, after a 2-byte length. Decoding is strict.
+//! A client's routine way to read is [`Request::Pull`]: one frame up, always answered by exactly
+//! `limit` frames down (items from any of the mailboxes registered on this connection, then
+//! padding), and carrying the deletions of what the previous pulls brought. A client that pulls
+//! on a fixed schedule with a fixed `limit` shows an observer of its link the same traffic
+//! whatever it receives and however many contacts it has. (`Fetch` and `Delete` remain, one
+//! mailbox at a time, for tools and tests.)
+//!
+//! Encoding: one tag byte, then fixed-width big-endian fields; the only variable field (an item,
+//! or a pull's list of deletions) is last, after its length. Decoding is strict.
 
 use thiserror::Error;
 
 /// Longest item a response can carry.
 pub const MAX_ITEM_LEN: usize = 16 * 1024;
+/// Most deletions one [`Request::Pull`] carries (it must fit one frame).
+pub const MAX_PULL_DONE: usize = 32;
+/// Largest `limit` of a [`Request::Pull`] a gateway honours.
+pub const MAX_PULL_LIMIT: u16 = 256;
 
 /// A client's request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +70,17 @@ pub enum Request {
         credential: [u8; 32],
         /// Last sequence number deleted.
         up_to: u64,
+    },
+    /// First delete, in mailboxes registered on this connection, every item up to and including
+    /// each given sequence number; then send exactly `limit` frames: the oldest waiting items of
+    /// those mailboxes ([`Response::Pulled`]), then [`Response::PullPad`] frames.
+    Pull {
+        /// Echoed in the responses.
+        id: u32,
+        /// How many frames the answer has (at most [`MAX_PULL_LIMIT`] are honoured).
+        limit: u16,
+        /// (mailbox, last sequence number to delete), at most [`MAX_PULL_DONE`].
+        done: Vec<([u8; 32], u64)>,
     },
 }
 
@@ -127,6 +149,40 @@ pub enum Response {
         /// Whether more items are waiting.
         more: bool,
     },
+    /// One item in answer to a pull.
+    Pulled {
+        /// The pull's id.
+        id: u32,
+        /// Whether items are still waiting after this answer.
+        more: bool,
+        /// The item's mailbox.
+        mailbox: [u8; 32],
+        /// The item's sequence number in its mailbox.
+        seq: u64,
+        /// The stored item (a `MailboxItem` encoding).
+        item: Vec<u8>,
+    },
+    /// Padding that makes a pull's answer `limit` frames long.
+    PullPad {
+        /// The pull's id.
+        id: u32,
+        /// Whether items are still waiting after this answer.
+        more: bool,
+    },
+}
+
+impl Response {
+    /// The id of the request this answers.
+    pub fn id(&self) -> u32 {
+        match self {
+            Self::Ok { id }
+            | Self::Error { id, .. }
+            | Self::Message { id, .. }
+            | Self::FetchDone { id, .. }
+            | Self::Pulled { id, .. }
+            | Self::PullPad { id, .. } => *id,
+        }
+    }
 }
 
 /// A control message could not be decoded.
@@ -154,6 +210,20 @@ impl<'a> Reader<'a> {
     fn u64(&mut self) -> Result<u64, ProtoError> {
         Ok(u64::from_be_bytes(self.take()?))
     }
+    fn flag(&mut self) -> Result<bool, ProtoError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(ProtoError),
+        }
+    }
+    fn item(&mut self) -> Result<Vec<u8>, ProtoError> {
+        let len = usize::from(self.u16()?);
+        if len > MAX_ITEM_LEN {
+            return Err(ProtoError);
+        }
+        Ok(self.bytes(len)?.to_vec())
+    }
     fn bytes(&mut self, n: usize) -> Result<&'a [u8], ProtoError> {
         if self.0.len() < n {
             return Err(ProtoError);
@@ -172,14 +242,28 @@ const REGISTER: u8 = 1;
 const UNREGISTER: u8 = 2;
 const FETCH: u8 = 3;
 const DELETE: u8 = 4;
+const PULL: u8 = 5;
 const OK: u8 = 0x81;
 const ERROR: u8 = 0x82;
 const MESSAGE: u8 = 0x83;
 const FETCH_DONE: u8 = 0x84;
+const PULLED: u8 = 0x85;
+const PULL_PAD: u8 = 0x86;
+
+fn put_item(v: &mut Vec<u8>, item: &[u8]) -> Result<(), ProtoError> {
+    if item.len() > MAX_ITEM_LEN {
+        return Err(ProtoError);
+    }
+    let len = u16::try_from(item.len()).map_err(|_| ProtoError)?;
+    v.extend_from_slice(&len.to_be_bytes());
+    v.extend_from_slice(item);
+    Ok(())
+}
 
 impl Request {
-    /// The encoding.
-    pub fn encode(&self) -> Vec<u8> {
+    /// The encoding. A [`Request::Pull`] with more than [`MAX_PULL_DONE`] deletions cannot be
+    /// encoded.
+    pub fn encode(&self) -> Result<Vec<u8>, ProtoError> {
         let mut v = Vec::with_capacity(1 + 4 + 64 + 10);
         match self {
             Self::Register { id, mailbox, credential } | Self::Unregister { id, mailbox, credential } => {
@@ -203,8 +287,21 @@ impl Request {
                 v.extend_from_slice(credential);
                 v.extend_from_slice(&up_to.to_be_bytes());
             }
+            Self::Pull { id, limit, done } => {
+                if done.len() > MAX_PULL_DONE {
+                    return Err(ProtoError);
+                }
+                v.push(PULL);
+                v.extend_from_slice(&id.to_be_bytes());
+                v.extend_from_slice(&limit.to_be_bytes());
+                v.push(done.len() as u8);
+                for (m, up_to) in done {
+                    v.extend_from_slice(m);
+                    v.extend_from_slice(&up_to.to_be_bytes());
+                }
+            }
         }
-        v
+        Ok(v)
     }
 
     /// Parses [`Request::encode`], allowing trailing zero padding.
@@ -212,6 +309,19 @@ impl Request {
         let mut r = Reader(b);
         let tag = r.u8()?;
         let id = r.u32()?;
+        if tag == PULL {
+            let limit = r.u16()?;
+            let n = usize::from(r.u8()?);
+            if n > MAX_PULL_DONE {
+                return Err(ProtoError);
+            }
+            let mut done = Vec::with_capacity(n);
+            for _ in 0..n {
+                done.push((r.take::<32>()?, r.u64()?));
+            }
+            r.end()?;
+            return Ok(Self::Pull { id, limit, done });
+        }
         let mailbox = r.take::<32>()?;
         let credential = r.take::<32>()?;
         let req = match tag {
@@ -248,12 +358,20 @@ impl Response {
                 v.push(MESSAGE);
                 v.extend_from_slice(&id.to_be_bytes());
                 v.extend_from_slice(&seq.to_be_bytes());
-                if item.len() > MAX_ITEM_LEN {
-                    return Err(ProtoError);
-                }
-                let len = u16::try_from(item.len()).map_err(|_| ProtoError)?;
-                v.extend_from_slice(&len.to_be_bytes());
-                v.extend_from_slice(item);
+                put_item(&mut v, item)?;
+            }
+            Self::Pulled { id, more, mailbox, seq, item } => {
+                v.push(PULLED);
+                v.extend_from_slice(&id.to_be_bytes());
+                v.push(u8::from(*more));
+                v.extend_from_slice(mailbox);
+                v.extend_from_slice(&seq.to_be_bytes());
+                put_item(&mut v, item)?;
+            }
+            Self::PullPad { id, more } => {
+                v.push(PULL_PAD);
+                v.extend_from_slice(&id.to_be_bytes());
+                v.push(u8::from(*more));
             }
             Self::FetchDone { id, more } => {
                 v.push(FETCH_DONE);
@@ -274,17 +392,16 @@ impl Response {
             ERROR => Self::Error { id, code: ErrorCode::from_byte(r.u8()?)? },
             MESSAGE => {
                 let seq = r.u64()?;
-                let len = usize::from(r.u16()?);
-                if len > MAX_ITEM_LEN {
-                    return Err(ProtoError);
-                }
-                Self::Message { id, seq, item: r.bytes(len)?.to_vec() }
+                Self::Message { id, seq, item: r.item()? }
             }
-            FETCH_DONE => match r.u8()? {
-                0 => Self::FetchDone { id, more: false },
-                1 => Self::FetchDone { id, more: true },
-                _ => return Err(ProtoError),
-            },
+            FETCH_DONE => Self::FetchDone { id, more: r.flag()? },
+            PULLED => {
+                let more = r.flag()?;
+                let mailbox = r.take::<32>()?;
+                let seq = r.u64()?;
+                Self::Pulled { id, more, mailbox, seq, item: r.item()? }
+            }
+            PULL_PAD => Self::PullPad { id, more: r.flag()? },
             _ => return Err(ProtoError),
         };
         r.end()?;
@@ -303,9 +420,11 @@ mod tests {
             Request::Unregister { id: 2, mailbox: [1; 32], credential: [2; 32] },
             Request::Fetch { id: 3, mailbox: [1; 32], credential: [2; 32], after: 77, limit: 10 },
             Request::Delete { id: 4, mailbox: [1; 32], credential: [2; 32], up_to: 78 },
+            Request::Pull { id: 5, limit: 2, done: vec![] },
+            Request::Pull { id: 6, limit: 3, done: vec![([3; 32], 9); MAX_PULL_DONE] },
         ];
         for r in reqs {
-            let mut b = r.encode();
+            let mut b = r.encode().unwrap();
             assert_eq!(Request::decode(&b), Ok(r.clone()));
             b.resize(2000, 0);
             assert_eq!(Request::decode(&b), Ok(r));
@@ -315,6 +434,8 @@ mod tests {
             Response::Error { id: 9, code: ErrorCode::Unauthorized },
             Response::Message { id: 9, seq: 5, item: vec![0, 1, 2, 3] },
             Response::FetchDone { id: 9, more: true },
+            Response::Pulled { id: 9, more: false, mailbox: [4; 32], seq: 7, item: vec![5; 1600] },
+            Response::PullPad { id: 9, more: true },
         ];
         for r in resps {
             let mut b = r.encode().unwrap();
@@ -327,9 +448,17 @@ mod tests {
     fn rejects_garbage() {
         assert!(Request::decode(&[]).is_err());
         assert!(Request::decode(&[9; 100]).is_err());
-        let mut b = Request::Delete { id: 4, mailbox: [1; 32], credential: [2; 32], up_to: 78 }.encode();
+        let mut b =
+            Request::Delete { id: 4, mailbox: [1; 32], credential: [2; 32], up_to: 78 }.encode().unwrap();
         b.push(1);
         assert!(Request::decode(&b).is_err());
+        let too_many = Request::Pull { id: 1, limit: 1, done: vec![([0; 32], 0); MAX_PULL_DONE + 1] };
+        assert!(too_many.encode().is_err());
+        let mut b = Request::Pull { id: 1, limit: 1, done: vec![] }.encode().unwrap();
+        b[7] = MAX_PULL_DONE as u8 + 1;
+        b.resize(2000, 0);
+        assert!(Request::decode(&b).is_err());
+        assert!(Response::decode(&[PULL_PAD, 0, 0, 0, 1, 2]).is_err());
         assert!(Response::Message { id: 1, seq: 1, item: vec![0; MAX_ITEM_LEN + 1] }.encode().is_err());
         assert!(Response::decode(&[MESSAGE, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff]).is_err());
     }

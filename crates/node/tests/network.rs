@@ -55,7 +55,7 @@ fn peer(addr: std::net::SocketAddr, k: &Keys, gateway: bool) -> Peer {
 }
 
 async fn control(conn: &mut Connection<LinkPublicKey>, req: Request) -> Vec<Response> {
-    conn.send(Frame::Control(req.encode())).await.unwrap();
+    conn.send(Frame::Control(req.encode().unwrap())).await.unwrap();
     let mut out = Vec::new();
     loop {
         let f = tokio::time::timeout(Duration::from_secs(10), conn.recv()).await.unwrap().unwrap();

@@ -6,21 +6,26 @@
 //!    (a sending slot Exp(λ_P) plus 3 mixes' Exp(1/μ) delays);
 //! 2. an idle client's CPU use and bytes per day on its link, per traffic profile.
 //!
-//! `cargo bench -p qanat --bench client` (about 8 minutes). Knobs: QANAT_BENCH_MESSAGES
-//! (default 80), QANAT_BENCH_IDLE_SECS (default 120), QANAT_BENCH_FETCH_MS (latency run's fetch
-//! interval, default 100).
+//! `cargo bench -p qanat --bench client` (about 9 minutes). Knobs: QANAT_BENCH_MESSAGES
+//! (default 400), QANAT_BENCH_PAIRS (pairs of users talking at once, default 4),
+//! QANAT_BENCH_IDLE_SECS (default 120), QANAT_BENCH_FETCH_MS (latency run's fetch interval,
+//! default 100).
 
+use std::collections::HashMap;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use qanat_client::control::{Request, Response};
 use qanat_client::engine::{Engine, EngineConfig, EngineEvent};
 use qanat_client::runtime::{self, ClientHandle, RuntimeConfig};
+use qanat_client::sending::Delivery;
 use qanat_client::sending::TrafficProfile;
 use qanat_client::store::{Passphrase, Profile, danger};
 use qanat_node::config::ClientNetwork;
 use qanat_node::localnet;
 use qanat_pki::{Parameters, ParametersConfig};
+use rand::RngExt as _;
 use tokio::sync::broadcast;
 
 const BIN: &str = env!("CARGO_BIN_EXE_qanat");
@@ -97,7 +102,9 @@ fn pct(v: &[f64], p: f64) -> f64 {
     v[i]
 }
 
-fn model(lambda_p: f64, mean_delay_ms: f64) -> (f64, f64) {
+/// The model's p50 and p99 from 200,000 draws: a slot wait Exp(λ_P), three mixes' Exp(1/μ)
+/// and, if `fetch_ms` > 0, the recipient's wait for its next fetch, U(0, fetch_ms).
+fn model(lambda_p: f64, mean_delay_ms: f64, fetch_ms: f64) -> (f64, f64) {
     let mut rng = rand::rng();
     let mut exp = |mean_ms: f64| {
         qanat_mixnet::exponential(&mut rng, Duration::from_secs_f64(mean_ms / 1000.0)).as_secs_f64() * 1000.0
@@ -105,8 +112,25 @@ fn model(lambda_p: f64, mean_delay_ms: f64) -> (f64, f64) {
     let mut v: Vec<f64> = (0..200_000)
         .map(|_| exp(1000.0 / lambda_p) + (0..3).map(|_| exp(mean_delay_ms)).sum::<f64>())
         .collect();
+    if fetch_ms > 0.0 {
+        for x in &mut v {
+            *x += rng.random::<f64>() * fetch_ms;
+        }
+    }
     v.sort_by(f64::total_cmp);
     (pct(&v, 0.5), pct(&v, 0.99))
+}
+
+/// A 95% confidence interval of the median of `sorted` (by the order statistics of the
+/// binomial: ranks n/2 ± 1.96·√n/2).
+fn median_interval(sorted: &[f64]) -> (f64, f64) {
+    let n = sorted.len() as f64;
+    if sorted.is_empty() {
+        return (0.0, 0.0);
+    }
+    let half = 1.96 * n.sqrt() / 2.0;
+    let at = |r: f64| sorted[(r.round().max(1.0) as usize).min(sorted.len()) - 1];
+    (at(n / 2.0 - half), at(n / 2.0 + half + 1.0))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +138,8 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let messages = env("QANAT_BENCH_MESSAGES", 80) as usize;
+    let messages = env("QANAT_BENCH_MESSAGES", 400) as usize;
+    let pairs = env("QANAT_BENCH_PAIRS", 4).max(1) as usize;
     let idle_secs = env("QANAT_BENCH_IDLE_SECS", 120);
     let fetch_ms = env("QANAT_BENCH_FETCH_MS", 100);
     let o = localnet::Options::default();
@@ -131,18 +156,27 @@ async fn main() {
     let net = ClientNetwork::load(&devnet.0.path().join("network.toml")).unwrap();
     let root = tempfile::tempdir().unwrap();
 
-    // 1. Latency.
+    // 1. Latency: `pairs` pairs of users (one on each gateway) talk at once, each pair
+    // alternating who sends, so that enough messages give a p50 worth comparing with the model
+    // (with 80 messages the p50's own sampling error is about ±15%).
     let fetch = Duration::from_millis(fetch_ms);
-    let alice = user(root.path(), "alice", &net, 0, TrafficProfile::Standard, fetch);
-    let bob = user(root.path(), "bob", &net, 1, TrafficProfile::Standard, fetch);
-    let (mut ae, mut be) = (alice.subscribe(), bob.subscribe());
-    wait_network(&alice).await;
-    wait_network(&bob).await;
-    let link = match alice.call(Request::Invite { name: "bob".into() }).await {
-        Response::Invitation { link, .. } => link,
-        r => panic!("{r:?}"),
-    };
-    assert_eq!(bob.call(Request::Accept { link, name: "alice".into() }).await, Response::Ok);
+    let mut users = Vec::new();
+    for i in 0..pairs {
+        let a = user(root.path(), &format!("a{i}"), &net, 0, TrafficProfile::Standard, fetch);
+        let b = user(root.path(), &format!("b{i}"), &net, 1, TrafficProfile::Standard, fetch);
+        users.push((a, b));
+    }
+    let mut rxs = Vec::new();
+    for (a, b) in &users {
+        rxs.push((a.subscribe(), b.subscribe()));
+        wait_network(a).await;
+        wait_network(b).await;
+        let link = match a.call(Request::Invite { name: "b".into() }).await {
+            Response::Invitation { link, .. } => link,
+            r => panic!("{r:?}"),
+        };
+        assert_eq!(b.call(Request::Accept { link, name: "a".into() }).await, Response::Ok);
+    }
     let ready = |rx: &mut broadcast::Receiver<EngineEvent>| loop {
         match rx.try_recv() {
             Ok(EngineEvent::ContactReady { .. }) => return true,
@@ -150,59 +184,121 @@ async fn main() {
             Err(_) => return false,
         }
     };
-    let (mut ra, mut rb) = (false, false);
-    while !(ra && rb) {
-        ra |= ready(&mut ae);
-        rb |= ready(&mut be);
+    let mut is_ready = vec![(false, false); pairs];
+    while !is_ready.iter().all(|&(a, b)| a && b) {
+        for (r, (ra, rb)) in is_ready.iter_mut().zip(rxs.iter_mut()) {
+            r.0 |= ready(ra);
+            r.1 |= ready(rb);
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Every event with the time it came out, by one task per client.
+    let log: Arc<Mutex<Vec<(SystemTime, EngineEvent)>>> = Arc::default();
+    for (ra, rb) in rxs {
+        for mut rx in [ra, rb] {
+            let log = log.clone();
+            tokio::spawn(async move {
+                while let Ok(e) = rx.recv().await {
+                    log.lock().unwrap().push((SystemTime::now(), e));
+                }
+            });
+        }
+    }
     let mut lat = Vec::new();
+    // When each message was asked for, and when it left in a slot (its `Sent` state).
+    let mut asked: HashMap<String, SystemTime> = HashMap::new();
+    let mut left_at: HashMap<String, SystemTime> = HashMap::new();
     let gap = Duration::from_millis(2500);
-    let collect = |rx: &mut broadcast::Receiver<EngineEvent>, lat: &mut Vec<f64>| {
-        while let Ok(e) = rx.try_recv() {
-            if let EngineEvent::Message { sent_at, received_at, .. } = e {
-                lat.push(received_at.duration_since(sent_at).unwrap_or_default().as_secs_f64() * 1000.0);
+    let collect = |lat: &mut Vec<f64>, left_at: &mut HashMap<String, SystemTime>| {
+        for (at, e) in log.lock().unwrap().drain(..) {
+            match e {
+                EngineEvent::Message { sent_at, received_at, .. } => {
+                    lat.push(received_at.duration_since(sent_at).unwrap_or_default().as_secs_f64() * 1000.0);
+                }
+                EngineEvent::Delivery { message, state: Delivery::Sent } => {
+                    left_at.insert(message.to_string(), at);
+                }
+                _ => {}
             }
         }
     };
-    for i in 0..messages {
-        let (c, to) = if i % 2 == 0 { (&alice, "bob") } else { (&bob, "alice") };
-        let r = c.call(Request::Send { to: to.into(), text: format!("m{i}") }).await;
-        assert!(matches!(r, Response::Sent { .. }), "{r:?}");
+    let rounds = messages.div_ceil(pairs);
+    let total = rounds * pairs;
+    for i in 0..rounds {
+        for (a, b) in &users {
+            let c = if i % 2 == 0 { a } else { b };
+            let to = if i % 2 == 0 { "b" } else { "a" };
+            let t = SystemTime::now();
+            match c.call(Request::Send { to: to.into(), text: format!("m{i}") }).await {
+                Response::Sent { id } => {
+                    asked.insert(id, t);
+                }
+                r => panic!("{r:?}"),
+            }
+        }
         tokio::time::sleep(gap).await;
-        collect(&mut ae, &mut lat);
-        collect(&mut be, &mut lat);
+        collect(&mut lat, &mut left_at);
     }
     let end = Instant::now() + Duration::from_secs(60);
-    while lat.len() < messages && Instant::now() < end {
+    while lat.len() < total && Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        collect(&mut ae, &mut lat);
-        collect(&mut be, &mut lat);
+        collect(&mut lat, &mut left_at);
+    }
+    let mut slot_wait = Vec::new();
+    for (id, t) in &asked {
+        if let Some(l) = left_at.get(id) {
+            slot_wait.push(l.duration_since(*t).unwrap_or_default().as_secs_f64() * 1000.0);
+        }
     }
     lat.sort_by(f64::total_cmp);
     let lambda_p = params.lambda_p().per_second();
     let delay = f64::from(params.mean_delay_ms());
-    let (m50, m99) = model(lambda_p, delay);
+    let (m50, m99) = model(lambda_p, delay, 0.0);
+    let (f50, f99) = model(lambda_p, delay, fetch_ms as f64);
+    let (lo, hi) = median_interval(&lat);
     println!(
-        "## latency: λ_P {lambda_p}/s, mean delay {delay} ms per mix, fetch every {fetch_ms} ms, {messages} messages, one every {} ms",
+        "## latency: λ_P {lambda_p}/s, mean delay {delay} ms per mix, fetch every {fetch_ms} ms, {pairs} pairs, \
+         {total} messages, each pair one every {} ms",
         gap.as_millis()
     );
     println!("| | p50 | p99 |\n|---|---:|---:|");
     println!(
-        "| measured ({} of {messages} delivered) | {:.0} ms | {:.0} ms |",
+        "| measured ({} of {total} delivered) | {:.0} ms (95% CI {lo:.0}–{hi:.0}) | {:.0} ms |",
         lat.len(),
         pct(&lat, 0.5),
         pct(&lat, 0.99)
     );
     println!("| model: Exp(λ_P) + 3 × Exp(1/μ) | {m50:.0} ms | {m99:.0} ms |");
-    println!("| measured / model | {:.2} | {:.2} |", pct(&lat, 0.5) / m50, pct(&lat, 0.99) / m99);
-    let _ = alice.shutdown().await;
-    let _ = bob.shutdown().await;
+    println!(
+        "| measured / model | {:.2} ({:.2}–{:.2}) | {:.2} |",
+        pct(&lat, 0.5) / m50,
+        lo / m50,
+        hi / m50,
+        pct(&lat, 0.99) / m99
+    );
+    println!("| model + the recipient's fetch wait, U(0, {fetch_ms} ms) | {f50:.0} ms | {f99:.0} ms |");
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    println!(
+        "\nMeans: send → the packet leaves in a slot {:.0} ms over {} messages (model {:.0} ms); \
+         send → delivered {:.0} ms (model {:.0} ms; with the fetch wait {:.0} ms).",
+        mean(&slot_wait),
+        slot_wait.len(),
+        1000.0 / lambda_p,
+        mean(&lat),
+        1000.0 / lambda_p + 3.0 * delay,
+        1000.0 / lambda_p + 3.0 * delay + fetch_ms as f64 / 2.0
+    );
+    for (a, b) in users {
+        let _ = a.shutdown().await;
+        let _ = b.shutdown().await;
+    }
 
-    // 2. Idle clients, one profile at a time; fetching once per payload slot of the profile.
+    // 2. Idle clients, one profile at a time; pulling once per payload slot of the profile.
     println!("\n## idle client, {idle_secs} s per profile (devnet rates; CPU of this process = the client)");
-    println!("| profile | fetch every | CPU | up, measured | up, computed (packets only) | down, measured |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| profile | pull every | CPU | up, measured | up, computed (packets + pulls) | down, measured | down, computed (pull answers) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for traffic in [TrafficProfile::Standard, TrafficProfile::Metered] {
         let rates = traffic.rates(&params);
         let fetch = Duration::from_secs_f64(1.0 / rates.payload);
@@ -216,15 +312,16 @@ async fn main() {
         let (cpu, t) = (cpu_time() - cpu0, t0.elapsed());
         let day = 86_400.0 / t.as_secs_f64();
         let mb = |frames: u64| frames as f64 * wire as f64 * day / 1e6;
-        let (up, _) = traffic.idle_bytes_per_day(&params, wire as usize);
+        let (up, down) = traffic.idle_bytes_per_day(&params, wire as usize);
         println!(
-            "| {} | {:.2} s | {:.2}% of a core | {:.1} MB/day | {:.1} MB/day | {:.1} MB/day |",
+            "| {} | {:.2} s | {:.2}% of a core | {:.1} MB/day | {:.1} MB/day | {:.1} MB/day | {:.1} MB/day |",
             traffic.name(),
             fetch.as_secs_f64(),
             100.0 * cpu.as_secs_f64() / t.as_secs_f64(),
             mb(out1 - out0),
             up / 1e6,
-            mb(in1 - in0)
+            mb(in1 - in0),
+            down / 1e6
         );
         let _ = c.shutdown().await;
     }

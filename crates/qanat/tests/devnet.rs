@@ -209,7 +209,7 @@ impl Client {
 }
 
 async fn control(conn: &mut Connection<LinkPublicKey>, req: Request) -> Option<Vec<Response>> {
-    conn.send(Frame::Control(req.encode())).await.ok()?;
+    conn.send(Frame::Control(req.encode().ok()?)).await.ok()?;
     let mut out = Vec::new();
     loop {
         let f = tokio::time::timeout(Duration::from_secs(10), conn.recv()).await.ok()??;

@@ -65,6 +65,11 @@ const NS_FRAG: &str = "engine.frag";
 const NS_SEEN: &str = "engine.seen";
 const NS_CURSOR: &str = "engine.cursor";
 const NS_HISTORY: &str = "engine.history";
+/// Mailboxes given up (a group left, an invitation expired) and not yet unregistered at the
+/// gateway: mailbox → credential.
+const NS_RETIRED: &str = "engine.retired";
+/// How often expired invitation records are dropped.
+const FORGET_EVERY: Duration = Duration::from_secs(3600);
 const SETTINGS_KEY: &[u8] = b"settings";
 
 /// Most MLS messages kept for a conversation we are still joining.
@@ -172,6 +177,11 @@ pub enum EngineEvent {
     /// This profile is out of a group (removed, or its leave was committed).
     Left {
         /// The group.
+        name: String,
+    },
+    /// An invitation of ours expired unanswered: its contact entry and mailbox are gone.
+    InvitationExpired {
+        /// The name the contact would have had.
         name: String,
     },
 }
@@ -344,6 +354,10 @@ struct Thread {
     early: Vec<Vec<u8>>,
     /// Group being joined: the invite's token.
     join_token: Option<[u8; 16]>,
+    /// Inviter: when the thread goes if the invitation is not answered (its expiry plus
+    /// [`invite::GRACE_MS`], as for the pending invitation itself), in ms since the epoch.
+    #[serde(default)]
+    give_up_at_ms: Option<u64>,
     /// Group adds in progress: token (hex) → contact thread id.
     pending_adds: BTreeMap<String, [u8; 16]>,
     /// Welcomes to deliver: member (hex) → (contact thread id, token).
@@ -429,6 +443,10 @@ pub struct Engine {
     dirty_convs: Vec<[u8; 16]>,
     stats: EngineStats,
     idle_cost: Option<(f64, f64)>,
+    /// Mailboxes to unregister at the gateway: mailbox → credential (saved in [`NS_RETIRED`]).
+    retired: BTreeMap<[u8; 32], [u8; 32]>,
+    /// When expired invitation records were last dropped.
+    last_forget: Option<SystemTime>,
 }
 
 impl fmt::Debug for Engine {
@@ -566,6 +584,14 @@ impl Engine {
             let count = u16::from_be_bytes([k[18], k[19]]);
             let _ = inbox.handle(Time::ZERO, MessageId(id), index, count, v.to_vec());
         }
+        let mut retired = BTreeMap::new();
+        for (k, v) in profile.scan(NS_RETIRED)? {
+            let (Ok(m), Ok(c)) = (<[u8; 32]>::try_from(k.as_slice()), <[u8; 32]>::try_from(v.as_slice()))
+            else {
+                return Err(EngineError::Corrupt("retired mailbox"));
+            };
+            retired.insert(m, c);
+        }
         let mut registrations =
             vec![MailboxAccess { mailbox: settings.home_mailbox, credential: settings.home_credential }];
         for t in threads.values() {
@@ -593,6 +619,8 @@ impl Engine {
             dirty_convs: Vec::new(),
             stats: EngineStats::default(),
             idle_cost: None,
+            retired,
+            last_forget: None,
         })
     }
 
@@ -758,6 +786,7 @@ impl Engine {
             awaiting: BTreeMap::new(),
             early: Vec::new(),
             join_token: None,
+            give_up_at_ms: None,
             pending_adds: BTreeMap::new(),
             welcome_to: BTreeMap::new(),
             history_next: 0,
@@ -784,6 +813,8 @@ impl Engine {
         let mut thread = self.new_thread(name.into(), Kind::Contact, ThreadState::Inviting, rng);
         let pending: PendingInvitation = self.profile.transaction(|tx| {
             let p = invite::create(tx, rng, gw, UnixTime::from_millis(ms(now)), validity)?;
+            thread.give_up_at_ms =
+                Some(p.invitation().expires_at().as_millis().saturating_add(invite::GRACE_MS));
             thread.mailbox = p.invitation().mailbox().0;
             thread.credential = *p.mailbox_credential();
             tx.put(NS_THREAD, &thread.id, &json(&thread))?;
@@ -1230,6 +1261,7 @@ impl Engine {
     /// Lets time pass: resends overdue fragments and decides MLS epochs whose window is over.
     pub fn handle_timeout<R: CryptoRng>(&mut self, now: SystemTime, rng: &mut R) -> Result<(), EngineError> {
         self.outbox.handle_timeout(core_time(now));
+        self.expire_invitations(now)?;
         let due: Vec<[u8; 16]> = self
             .convs
             .iter()
@@ -1249,6 +1281,53 @@ impl Engine {
             };
             self.dirty_convs.push(t);
             self.dispatch(t, out, now, rng)?;
+        }
+        self.flush()
+    }
+
+    /// Drops our invitations that can no longer be answered (their thread, mailbox and cursor),
+    /// and once an hour the expired invitation records.
+    fn expire_invitations(&mut self, now: SystemTime) -> Result<(), EngineError> {
+        let now_ms = ms(now);
+        let gone: Vec<[u8; 16]> = self
+            .threads
+            .values()
+            .filter(|t| t.state == ThreadState::Inviting && t.give_up_at_ms.is_some_and(|at| now_ms >= at))
+            .map(|t| t.id)
+            .collect();
+        for id in gone {
+            let Some(t) = self.threads.remove(&id) else { continue };
+            self.writes.push(Write::Del(NS_THREAD, id.to_vec()));
+            self.retire(t.mailbox, t.credential);
+            self.events.push_back(EngineEvent::InvitationExpired { name: t.name });
+        }
+        self.flush()?;
+        if self.last_forget.is_none_or(|at| now.duration_since(at).unwrap_or_default() >= FORGET_EVERY) {
+            self.last_forget = Some(now);
+            self.profile.transaction(|tx| invite::forget_expired(tx, UnixTime::from_millis(now_ms)))?;
+        }
+        Ok(())
+    }
+
+    /// Gives up `mailbox`: it is no longer fetched, and is unregistered at the gateway (see
+    /// [`Engine::retired`]). Saved with the next flush.
+    fn retire(&mut self, mailbox: [u8; 32], credential: [u8; 32]) {
+        self.retired.insert(mailbox, credential);
+        self.cursors.remove(&mailbox);
+        self.writes.push(Write::Put(NS_RETIRED, mailbox.to_vec(), credential.to_vec()));
+        self.writes.push(Write::Del(NS_CURSOR, mailbox.to_vec()));
+    }
+
+    /// Mailboxes given up (a group left, an invitation expired) that the gateway should forget,
+    /// with everything in them; report each with [`Engine::unregistered`].
+    pub fn retired(&self) -> Vec<MailboxAccess> {
+        self.retired.iter().map(|(m, c)| MailboxAccess { mailbox: *m, credential: *c }).collect()
+    }
+
+    /// The gateway forgot `mailbox` (or refused to: it did not know it).
+    pub fn unregistered(&mut self, mailbox: [u8; 32]) -> Result<(), EngineError> {
+        if self.retired.remove(&mailbox).is_some() {
+            self.writes.push(Write::Del(NS_RETIRED, mailbox.to_vec()));
         }
         self.flush()
     }
@@ -1644,7 +1723,9 @@ impl Engine {
                 th.awaiting.clear();
                 th.roster.clear();
                 let name = th.name.clone();
+                let (mailbox, credential) = (th.mailbox, th.credential);
                 self.save_thread(t);
+                self.retire(mailbox, credential);
                 // Out of the conversation: its keys go (P7); the history stays.
                 self.convs.remove(&t);
                 self.dirty_convs.push(t);

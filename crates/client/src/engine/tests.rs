@@ -146,6 +146,13 @@ impl Client {
         for m in e.take_registrations() {
             net.registered.insert(m.mailbox, m.credential);
         }
+        for m in e.retired() {
+            if net.registered.get(&m.mailbox) == Some(&m.credential) {
+                net.registered.remove(&m.mailbox);
+                net.mailboxes.remove(&m.mailbox);
+            }
+            e.unregistered(m.mailbox).unwrap();
+        }
         e.handle_timeout(now, rng).unwrap();
         for p in e.poll_transmit(now, rng).unwrap() {
             net.deliver(gw, p);
@@ -338,11 +345,21 @@ fn a_group_grows_and_shrinks_while_members_talk() {
     assert_eq!(w.clients[0].e().members("team").unwrap().len(), 3);
 
     // A removes C; C is out, the others go on without it.
+    let mailboxes =
+        |c: &mut Client| c.e().mailboxes().into_iter().map(|(m, _)| m.mailbox).collect::<Vec<_>>();
+    let before = mailboxes(&mut w.clients[2]);
     let now = w.now;
     w.clients[0].e().group_remove("team", "c", now, &mut w.rng).unwrap();
     w.run_until(Duration::from_secs(120), |w| {
         w.clients[2].events.contains(&EngineEvent::Left { name: "team".into() })
     });
+    // C gave up the group's mailbox: no longer fetched, unregistered at the gateway.
+    w.run_for(Duration::from_millis(100));
+    let after = mailboxes(&mut w.clients[2]);
+    let gone: Vec<_> = before.iter().filter(|m| !after.contains(m)).collect();
+    assert_eq!(gone.len(), 1, "the group's mailbox only");
+    assert!(!w.net.registered.contains_key(gone[0]));
+    assert!(w.clients[2].e().retired().is_empty());
     w.run_for(Duration::from_secs(5));
     let now = w.now;
     w.clients[3].e().send("team", "after", now, &mut w.rng).unwrap();
@@ -454,4 +471,45 @@ fn a_commit_that_arrives_before_the_welcome_is_kept() {
     let j = joined.clone();
     w.run_until(Duration::from_secs(120), |w| w.clients[2].events.contains(&j));
     w.run_until(Duration::from_secs(120), |w| w.clients[2].clients_members("g") == 3);
+}
+
+#[test]
+fn an_unanswered_invitation_expires_and_its_mailbox_goes() {
+    let mut w = World::new(7, 0.0, &[1, 2]);
+    let now = w.now;
+    let inv = w.clients[0].e().invite("bob", now, &mut w.rng).unwrap();
+    w.run_for(Duration::from_secs(1));
+    let mailbox = inv.mailbox().0;
+    assert!(w.net.registered.contains_key(&mailbox));
+    let named_bob = |c: &mut Client| c.e().threads().unwrap().iter().any(|t| t.name == "bob");
+
+    // Expired, but an answer written before the expiry may still wait in the mailbox.
+    w.now += config().invitation_validity + Duration::from_secs(24 * 3600);
+    w.run_for(Duration::from_secs(1));
+    assert!(named_bob(&mut w.clients[0]));
+    assert!(w.net.registered.contains_key(&mailbox));
+
+    // Past the grace: the thread goes, and the mailbox is given up, durably (here the gateway
+    // is not told before a restart).
+    w.now += Duration::from_millis(invite::GRACE_MS);
+    let now = w.now;
+    w.clients[0].e().handle_timeout(now, &mut w.rng).unwrap();
+    let ev = w.clients[0].e().poll_event();
+    assert_eq!(ev, Some(EngineEvent::InvitationExpired { name: "bob".into() }));
+    assert!(!named_bob(&mut w.clients[0]));
+    w.clients[0].restart(&w.net);
+    assert!(!named_bob(&mut w.clients[0]));
+    let retired = w.clients[0].e().retired();
+    assert_eq!(retired.len(), 1);
+    assert_eq!(retired[0].mailbox, mailbox);
+    assert!(w.clients[0].e().mailboxes().iter().all(|(m, _)| m.mailbox != mailbox));
+    w.run_for(Duration::from_secs(1));
+    assert!(!w.net.registered.contains_key(&mailbox));
+    assert!(w.clients[0].e().retired().is_empty());
+    w.clients[0].restart(&w.net);
+    assert!(w.clients[0].e().retired().is_empty());
+
+    // The name is free again.
+    let now = w.now;
+    w.clients[0].e().invite("bob", now, &mut w.rng).unwrap();
 }

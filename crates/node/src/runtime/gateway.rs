@@ -7,13 +7,15 @@
 //!   release the `Ack`, which goes back on the connection the packet came on.
 //! - A packet from a client goes to `Gateway::handle_client_packet` and on into layer 1.
 //! - A control frame from a client is a [`qanat_mixnet::client_proto::Request`]: register,
-//!   unregister, fetch (answered with one `Message` frame per item and a `FetchDone`) or delete.
+//!   unregister, fetch (answered with one `Message` frame per item and a `FetchDone`), delete,
+//!   or pull (deletions, then exactly `limit` frames from the mailboxes this connection
+//!   registered: items, then padding).
 //! - `now` for the mailbox store is wall-clock seconds (retention is in days); `now` for the core
 //!   is the monotonic time since the runtime started, plus [`GatewayRuntimeConfig::clock`].
 //! - [`GatewayHandle::update`] hands the runtime what the directory says about an epoch: the
 //!   gateway's packet key, the topology (which mixes form the first layer) and the peers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,7 +28,7 @@ use qanat_link::{
 use qanat_mailbox::{
     Append, AppendOutcome, Credential, MailboxId, MailboxStore, MessageId, Seq, StoreError, UnixTime,
 };
-use qanat_mixnet::client_proto::{ErrorCode, Request, Response};
+use qanat_mixnet::client_proto::{ErrorCode, MAX_PULL_LIMIT, Request, Response};
 use qanat_mixnet::{AckToken, Gateway, GatewayMetrics, StoreResult, StoreToken, Time};
 use qanat_packet::NodeId;
 use rand::rngs::{StdRng, SysRng};
@@ -157,10 +159,11 @@ pub async fn spawn_gateway<S: MailboxStore>(
         let (tx, store, m) = (tx.clone(), client_store.clone(), client_metrics.clone());
         let (_, reply, mut rx) = conn.split();
         tokio::spawn(async move {
+            let mut session = ClientSession::default();
             while let Some(frame) = rx.recv().await {
                 if let Frame::Control(bytes) = &frame {
                     m.client_requests.fetch_add(1, Ordering::Relaxed);
-                    for resp in serve(&*store, bytes).await {
+                    for resp in serve(&*store, &mut session, bytes).await {
                         let Ok(b) = resp.encode() else { continue };
                         if reply.send(Frame::Control(b)).await.is_err() {
                             return;
@@ -201,8 +204,72 @@ pub async fn spawn_gateway<S: MailboxStore>(
     })
 }
 
+/// Most mailboxes one client connection may register (each costs a store read per pull).
+const MAX_SESSION_MAILBOXES: usize = 4096;
+
+/// What a client connection has registered: its mailboxes, with their credentials, for
+/// [`Request::Pull`].
+#[derive(Default)]
+struct ClientSession {
+    mailboxes: BTreeMap<[u8; 32], [u8; 32]>,
+    /// Which mailbox a pull starts with, so that a busy one cannot starve the others.
+    turn: usize,
+}
+
+/// Answers a pull: deletions first, then exactly `limit` frames.
+async fn pull<S: MailboxStore>(
+    store: &S,
+    session: &mut ClientSession,
+    id: u32,
+    limit: u16,
+    done: Vec<([u8; 32], u64)>,
+) -> Vec<Response> {
+    let limit = usize::from(limit.clamp(1, MAX_PULL_LIMIT));
+    for (mailbox, up_to) in done {
+        if let Some(c) = session.mailboxes.get(&mailbox) {
+            // A failed deletion is harmless: the items come again and the client asks again.
+            let _ = store.delete_up_to(MailboxId(mailbox), &Credential::from_bytes(*c), Seq(up_to)).await;
+        }
+    }
+    let n = session.mailboxes.len();
+    let start = if n == 0 { 0 } else { session.turn % n };
+    session.turn = session.turn.wrapping_add(1);
+    let order: Vec<([u8; 32], [u8; 32])> = session
+        .mailboxes
+        .iter()
+        .skip(start)
+        .chain(session.mailboxes.iter().take(start))
+        .map(|(m, c)| (*m, *c))
+        .collect();
+    let mut items = Vec::new();
+    let mut more = false;
+    for (mailbox, c) in order {
+        let room = limit - items.len();
+        if room == 0 && more {
+            break;
+        }
+        // With no room left, one item is asked for only to learn whether any wait.
+        let want = room + 1;
+        match store.fetch(MailboxId(mailbox), &Credential::from_bytes(c), None, want).await {
+            Ok(msgs) => {
+                more |= msgs.len() > room;
+                items.extend(msgs.into_iter().take(room).map(|m| (mailbox, m)));
+            }
+            Err(_) => more = true,
+        }
+    }
+    let mut out: Vec<Response> = items
+        .into_iter()
+        .map(|(mailbox, m)| Response::Pulled { id, more, mailbox, seq: m.seq.0, item: m.payload })
+        .collect();
+    while out.len() < limit {
+        out.push(Response::PullPad { id, more });
+    }
+    out
+}
+
 /// Answers one client control request.
-async fn serve<S: MailboxStore>(store: &S, bytes: &[u8]) -> Vec<Response> {
+async fn serve<S: MailboxStore>(store: &S, session: &mut ClientSession, bytes: &[u8]) -> Vec<Response> {
     let Ok(req) = Request::decode(bytes) else {
         return vec![Response::Error { id: 0, code: ErrorCode::BadRequest }];
     };
@@ -219,17 +286,27 @@ async fn serve<S: MailboxStore>(store: &S, bytes: &[u8]) -> Vec<Response> {
     };
     match req {
         Request::Register { id, mailbox, credential } => {
+            if session.mailboxes.len() >= MAX_SESSION_MAILBOXES && !session.mailboxes.contains_key(&mailbox) {
+                return vec![Response::Error { id, code: ErrorCode::Unavailable }];
+            }
             match store.register(MailboxId(mailbox), &Credential::from_bytes(credential), now).await {
-                Ok(()) => vec![Response::Ok { id }],
+                Ok(()) => {
+                    session.mailboxes.insert(mailbox, credential);
+                    vec![Response::Ok { id }]
+                }
                 Err(e) => vec![err(id, e)],
             }
         }
         Request::Unregister { id, mailbox, credential } => {
             match store.unregister(MailboxId(mailbox), &Credential::from_bytes(credential)).await {
-                Ok(()) => vec![Response::Ok { id }],
+                Ok(()) => {
+                    session.mailboxes.remove(&mailbox);
+                    vec![Response::Ok { id }]
+                }
                 Err(e) => vec![err(id, e)],
             }
         }
+        Request::Pull { id, limit, done } => pull(store, session, id, limit, done).await,
         Request::Fetch { id, mailbox, credential, after, limit } => {
             let limit = usize::from(limit.clamp(1, 256));
             let after = (after > 0).then_some(Seq(after));
