@@ -8,6 +8,7 @@
 //!
 //! `cargo bench -p qanat --bench client` (about 9 minutes). Knobs: QANAT_BENCH_MESSAGES
 //! (default 400), QANAT_BENCH_PAIRS (pairs of users talking at once, default 4),
+//! QANAT_BENCH_ALTERNATE (1: each pair takes turns writing; default 0, one way),
 //! QANAT_BENCH_IDLE_SECS (default 120), QANAT_BENCH_FETCH_MS (latency run's fetch interval,
 //! default 100).
 
@@ -140,6 +141,7 @@ async fn main() {
     }
     let messages = env("QANAT_BENCH_MESSAGES", 400) as usize;
     let pairs = env("QANAT_BENCH_PAIRS", 4).max(1) as usize;
+    let alternate = env("QANAT_BENCH_ALTERNATE", 0) == 1;
     let idle_secs = env("QANAT_BENCH_IDLE_SECS", 120);
     let fetch_ms = env("QANAT_BENCH_FETCH_MS", 100);
     let o = localnet::Options::default();
@@ -156,9 +158,11 @@ async fn main() {
     let net = ClientNetwork::load(&devnet.0.path().join("network.toml")).unwrap();
     let root = tempfile::tempdir().unwrap();
 
-    // 1. Latency: `pairs` pairs of users (one on each gateway) talk at once, each pair
-    // alternating who sends, so that enough messages give a p50 worth comparing with the model
-    // (with 80 messages the p50's own sampling error is about ±15%).
+    // 1. Latency: `pairs` pairs of users (one on each gateway) at once, so that enough messages
+    // give a p50 worth comparing with the model (with 80 messages the p50's own sampling error
+    // is about ±15%). In each pair the first user writes and the second only acknowledges, so
+    // the writer's payload slots are free as the model assumes (QANAT_BENCH_ALTERNATE=1: they
+    // take turns, and acknowledgements compete with messages for slots).
     let fetch = Duration::from_millis(fetch_ms);
     let mut users = Vec::new();
     for i in 0..pairs {
@@ -226,8 +230,8 @@ async fn main() {
     let total = rounds * pairs;
     for i in 0..rounds {
         for (a, b) in &users {
-            let c = if i % 2 == 0 { a } else { b };
-            let to = if i % 2 == 0 { "b" } else { "a" };
+            let back = alternate && i % 2 == 1;
+            let (c, to) = if back { (b, "a") } else { (a, "b") };
             let t = SystemTime::now();
             match c.call(Request::Send { to: to.into(), text: format!("m{i}") }).await {
                 Response::Sent { id } => {
@@ -258,8 +262,9 @@ async fn main() {
     let (lo, hi) = median_interval(&lat);
     println!(
         "## latency: λ_P {lambda_p}/s, mean delay {delay} ms per mix, fetch every {fetch_ms} ms, {pairs} pairs, \
-         {total} messages, each pair one every {} ms",
-        gap.as_millis()
+         {total} messages, each pair one every {} ms, {}",
+        gap.as_millis(),
+        if alternate { "taking turns" } else { "one way" }
     );
     println!("| | p50 | p99 |\n|---|---:|---:|");
     println!(
@@ -277,7 +282,28 @@ async fn main() {
         pct(&lat, 0.99) / m99
     );
     println!("| model + the recipient's fetch wait, U(0, {fetch_ms} ms) | {f50:.0} ms | {f99:.0} ms |");
+    slot_wait.sort_by(f64::total_cmp);
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let mut real = 0;
+    let mut acks = 0;
+    for (a, b) in &users {
+        for c in [a, b] {
+            if let Response::Status { sent, .. } = c.call(Request::Status).await {
+                real += sent[0];
+                acks += sent[1];
+            }
+        }
+    }
+    let slot = 1000.0 / lambda_p;
+    println!(
+        "\nSlot wait (send → the packet leaves): p50 {:.0} ms, p90 {:.0} ms (Exp(λ_P): {:.0}, {:.0}). \
+         Packets sent in payload slots: {real} real (the {total} messages, the invitations' \
+         answers and Welcomes, and resends), {acks} acknowledgements.",
+        pct(&slot_wait, 0.5),
+        pct(&slot_wait, 0.9),
+        slot * std::f64::consts::LN_2,
+        slot * 10f64.ln(),
+    );
     println!(
         "\nMeans: send → the packet leaves in a slot {:.0} ms over {} messages (model {:.0} ms); \
          send → delivered {:.0} ms (model {:.0} ms; with the fetch wait {:.0} ms).",
