@@ -420,7 +420,7 @@ fn plot(
 }
 
 fn fmt_tick(x: &f64) -> String {
-    let s = if x.abs() >= 10.0 { format!("{x:.0}") } else { format!("{x:.3}") };
+    let s = if x.abs() >= 10.0 { format!("{x:.0}") } else { format!("{x:.4}") };
     if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
@@ -461,16 +461,18 @@ fn range(v: &[f64]) -> String {
 }
 
 fn setting_line(c: &Config) -> String {
+    let n = |x: f64| fmt_tick(&x);
     format!(
-        "{} clients ({} writing {:.3} msg/s each), 1/μ = {} ms, λ_P = {}, λ_L = {}, λ_D = {}, λ_M = {}/s, client cover {}",
+        "{} client{} ({} writing {} msg/s each), 1/μ = {} ms, λ_P = {}, λ_L = {}, λ_D = {}, λ_M = {}/s, client cover {}",
         c.clients,
+        if c.clients == 1 { "" } else { "s" },
         c.active,
-        c.message_rate,
+        n(c.message_rate),
         c.mean_delay.as_millis(),
-        c.rates.payload,
-        c.rates.loops,
-        c.rates.drops,
-        c.mix_loop_rate,
+        n(c.rates.payload),
+        n(c.rates.loops),
+        n(c.rates.drops),
+        n(c.mix_loop_rate),
         if c.client_cover { "on" } else { "off" }
     )
 }

@@ -1,8 +1,8 @@
 //! Unobservability: one client's packet departures (its link to the gateway, all an observer of
 //! that link sees) when idle and when busy.
 //!
-//! The client is the real sending layer ([`Schedule`](qanat_client::sending::Schedule),
-//! [`Outbox`](qanat_client::sending::Outbox), real Sphinx packets) on the topology of a
+//! The client is the real sending layer ([`Schedule`],
+//! [`Outbox`], real Sphinx packets) on the topology of a
 //! simulated network; what happens to its packets after they leave cannot change when they
 //! leave, so the rest of the network is not run. *Busy* keeps a real packet queued for every
 //! payload slot (a new message whenever the outbox runs dry); *idle* queues nothing.
@@ -12,6 +12,8 @@
 
 use std::time::Duration;
 
+#[cfg(doc)]
+use qanat_client::sending::Outbox;
 use qanat_client::sending::{Route, Schedule, Slot};
 use qanat_mixnet::{Time, exponential};
 
