@@ -410,8 +410,7 @@ pub fn run(config: &Config) -> Result<Run, SimError> {
             break;
         }
         match event {
-            Event::Arrive { from, to: Node::Mix(m), observation: _, packet } => {
-                let _ = from;
+            Event::Arrive { to: Node::Mix(m), packet, .. } => {
                 let _ = sim.s.mixes[m].handle_packet(t, packet);
                 sim.drain_mix(m, t);
             }
