@@ -4,6 +4,7 @@
 mod client_cmd;
 mod demo;
 mod devnet;
+mod eval;
 mod node_cmd;
 mod packet_demo;
 
@@ -65,6 +66,51 @@ enum Command {
         /// With --packets-only: x25519-nike, x25519-kem or xwing.
         #[arg(long, default_value = "x25519-kem")]
         scheme: String,
+    },
+    /// Measures what Qanat hides: runs a simulated network of the real mix, gateway and client
+    /// cores, lets a global passive adversary (every packet on every link) guess each message's
+    /// sender, tests unobservability, and writes OUT/EVALUATION.md with plots in OUT/eval/.
+    Eval {
+        /// The report's directory.
+        #[arg(long, default_value = "docs")]
+        out: PathBuf,
+        /// A small population and short runs (about a minute), not the reference figures.
+        #[arg(long)]
+        quick: bool,
+        /// The seed (each run of the report adds its own offset).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Instead: run one setting (the default one, changed by the options below) and print
+        /// its figures.
+        #[arg(long)]
+        setting: bool,
+        /// With --setting: clients (all writing).
+        #[arg(long)]
+        clients: Option<u32>,
+        /// With --setting: mean delay per hop in milliseconds (0: mixes forward at once).
+        #[arg(long)]
+        mean_delay_ms: Option<u64>,
+        /// With --setting: each mix's loop rate lambda_M per second (0: none).
+        #[arg(long)]
+        lambda_m: Option<f64>,
+        /// With --setting: client payload rate lambda_P per second.
+        #[arg(long)]
+        lambda_p: Option<f64>,
+        /// With --setting: client loop rate lambda_L per second.
+        #[arg(long)]
+        lambda_l: Option<f64>,
+        /// With --setting: client drop rate lambda_D per second.
+        #[arg(long)]
+        lambda_d: Option<f64>,
+        /// With --setting: every client on the metered profile.
+        #[arg(long)]
+        metered: bool,
+        /// With --setting: messages per second each client writes.
+        #[arg(long)]
+        message_rate: Option<f64>,
+        /// With --setting: clients send only real packets.
+        #[arg(long)]
+        no_client_cover: bool,
     },
     /// Runs and inspects one node (directory authority, mix or gateway).
     Node {
@@ -336,6 +382,36 @@ fn main() -> Result<()> {
                 fetch_interval_ms,
                 gap_ms,
             })
+        }
+        Command::Eval {
+            out,
+            quick,
+            seed,
+            setting,
+            clients,
+            mean_delay_ms,
+            lambda_m,
+            lambda_p,
+            lambda_l,
+            lambda_d,
+            metered,
+            message_rate,
+            no_client_cover,
+        } => {
+            if setting {
+                return eval::one_setting(&eval::SettingOptions {
+                    quick,
+                    seed,
+                    clients,
+                    mean_delay_ms,
+                    lambda_m,
+                    lambda: [lambda_p, lambda_l, lambda_d],
+                    metered,
+                    message_rate,
+                    no_client_cover,
+                });
+            }
+            eval::eval(&eval::EvalOptions { out, quick, seed })
         }
         Command::Node { command } => {
             init_logs();
