@@ -841,7 +841,7 @@ fn parse_parameters(raw: &RawParameters, network: &NetworkConfig) -> Result<Para
         invalid(
             P,
             e.to_string(),
-            "raise lambda_m or mean_delay_ms so that mix_layers * lambda_m * mean_delay >= 2",
+            "raise lambda_m or mean_delay_ms so that (mix_layers - 1) * lambda_m * mean_delay >= 2",
         )
     })
 }

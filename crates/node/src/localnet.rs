@@ -46,7 +46,7 @@ pub struct Options {
 
 impl Default for Options {
     /// A fast development network: 20-second epochs, X25519-KEM packets, 50 ms mean delay, 20 mix
-    /// loops per second (3 layers × 20/s × 50 ms = 3 ≥ 2), clients at 2 packets per second.
+    /// loops per second ((3 − 1) layers × 20/s × 50 ms = 2 ≥ 2), clients at 2 packets per second.
     fn default() -> Self {
         Self {
             epoch_secs: 20,
@@ -80,7 +80,7 @@ pub enum LocalNetError {
     #[error(transparent)]
     Keys(#[from] KeyStoreError),
     /// The options make invalid parameters.
-    #[error("invalid network parameters: {0} (3 layers x lambda_m x mean delay must be >= 2)")]
+    #[error("invalid network parameters: {0} ((3 - 1) layers x lambda_m x mean delay must be >= 2)")]
     Parameters(String),
     /// A generated config was refused (a bug).
     #[error(transparent)]

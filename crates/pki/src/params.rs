@@ -6,10 +6,12 @@
 //! that receives packets at rate `λ` holds `λ/μ` packets on average; Loopix wants that to be at
 //! least 2 even when no client is sending, so that an observer can never assume a mix holds a
 //! single packet. The floor comes from the mixes' own loop cover traffic: each mix sends loops
-//! at rate `λ_M`, and a loop visits one mix of every layer, so with balanced layers every mix
-//! receives on average `L·λ_M` loop packets per second (`L` layers). The defaults give
-//! `L·λ_M/μ = 3 · 2/s · 0.5 s = 3 ≥ 2`, before any client traffic; [`Parameters::new`] refuses
-//! parameters whose floor `L·λ_M/μ` is below 2.
+//! at rate `λ_M`; a loop leaves its own mix at once, is held by one mix of each of the `L − 1`
+//! other layers and ends back at its mix, so with balanced layers every mix holds on average
+//! `(L − 1)·λ_M/μ` loop packets (`L` layers). The defaults give
+//! `(L − 1)·λ_M/μ = 2 · 2/s · 0.5 s = 2`, before any client traffic; [`Parameters::new`] refuses
+//! parameters whose floor is below 2. (Until session 4 the check was `L·λ_M/μ ≥ 2`, which
+//! counted the loop's return to its own mix; the evaluation measured the floor and found it.)
 //!
 //! Client defaults (`λ_P = 0.2/s`, `λ_L = λ_D = 0.05/s`) cost about 0.3 packets per second, some
 //! 50 MB a day with 2 KiB packets.
@@ -28,8 +30,7 @@
 //!   again for 2.5 times the loop and drop traffic.
 //! - `λ_M = 2/s`: a mix's loop is held only at the `L − 1` other layers (it leaves its own mix at
 //!   once and ends there), so loops alone keep `(L − 1)·λ_M/μ = 2` packets in every mix: Loopix's
-//!   floor, met exactly (measured 2.1). The check below, `L·λ_M/μ ≥ 2`, counts the return hop
-//!   too and is weaker than it says; see `docs/EVALUATION.md`.
+//!   floor, met exactly (measured 2.1), which [`Parameters::new`] checks.
 //!
 //! Rates are integers in micro-events per second, and delays integers in milliseconds, so that
 //! the encoding is exact and canonical.
@@ -153,10 +154,12 @@ impl Parameters {
                 return Err(BuildError::Parameters("rate"));
             }
         }
-        // L·λ_M/μ ≥ 2, in integers: L · λ_M[µ/s] · delay[ms] ≥ 2 · 10^9.
-        let floor = u128::from(c.mix_layers) * u128::from(c.lambda_m.0) * u128::from(c.mean_delay_ms);
+        // (L − 1)·λ_M/μ ≥ 2, in integers: (L − 1) · λ_M[µ/s] · delay[ms] ≥ 2 · 10^9 (one layer
+        // counts as one).
+        let held = u128::from(c.mix_layers.saturating_sub(1).max(1));
+        let floor = held * u128::from(c.lambda_m.0) * u128::from(c.mean_delay_ms);
         if floor < 2_000_000_000 {
-            return Err(BuildError::Parameters("mix loop traffic gives L·λ_M/μ < 2"));
+            return Err(BuildError::Parameters("mix loop traffic gives (L − 1)·λ_M/μ < 2"));
         }
         Ok(Self {
             geometry,
@@ -243,9 +246,9 @@ impl Parameters {
         self.epoch_period
     }
 
-    /// The floor of packets held by each mix from mix loops alone, `L·λ_M/μ` (at least 2).
+    /// The floor of packets held by each mix from mix loops alone, `(L − 1)·λ_M/μ` (at least 2).
     pub fn mix_occupancy_floor(&self) -> f64 {
-        self.mix_layers as f64 * self.lambda_m.per_second() / self.mu()
+        f64::from(self.mix_layers.saturating_sub(1).max(1)) * self.lambda_m.per_second() / self.mu()
     }
 
     pub(crate) fn encode(&self, w: &mut Writer) {

@@ -305,7 +305,7 @@ enum DevnetCommand {
         /// Mean delay per mix, in milliseconds.
         #[arg(long, default_value_t = 50)]
         mean_delay_ms: u32,
-        /// Loop cover packets per second per mix (3 x lambda_m x mean delay must be >= 2).
+        /// Loop cover packets per second per mix ((3 - 1) x lambda_m x mean delay must be >= 2).
         #[arg(long, default_value_t = 20.0)]
         lambda_m: f64,
         /// Client payload packets per second (lambda_P), as the directory publishes it.
