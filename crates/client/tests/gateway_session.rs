@@ -141,35 +141,8 @@ async fn pull_answers_are_always_the_same_length() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_fetch_delete_and_refusals() {
     let mut rng = ChaCha20Rng::seed_from_u64(5);
-    let geometry = Geometry::default_for(Scheme::X25519Kem);
-    let link = LinkConfig::new(FrameSize::for_packet_len(geometry.packet_len()).unwrap());
-    let gw_key = Arc::new(LinkSecretKey::generate(&mut rng));
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteStore::open(
-            dir.path().join("m.sqlite"),
-            SqliteConfig { limits: Limits::default(), max_database_bytes: None },
-        )
-        .unwrap(),
-    );
-    let any = "127.0.0.1:0".parse().unwrap();
-    let gw = spawn_gateway(
-        Gateway::new(GatewayConfig::new(NodeId([1; 32])), geometry.clone()),
-        store,
-        GatewayRuntimeConfig {
-            listen: any,
-            client_listen: any,
-            link_key: gw_key.clone(),
-            link: link.clone(),
-            peers: HashMap::new(),
-            max_batch: 16,
-            clock: Time::ZERO,
-            fault_drop_rate: 0.0,
-        },
-    )
-    .await
-    .unwrap();
-    let address = GatewayAddress { addr: gw.client_addr(), link_key: gw_key.public_key().clone() };
+    let gw = gateway(&mut rng).await;
+    let (address, link) = (gw.address.clone(), gw.link.clone());
     let me = LinkSecretKey::generate(&mut rng);
     let mut s = GatewaySession::connect(&address, &me, link.clone()).await.unwrap();
     let m = MailboxAccess { mailbox: [7; 32], credential: [8; 32] };
@@ -187,7 +160,7 @@ async fn register_fetch_delete_and_refusals() {
 
     // The wrong gateway key: the handshake fails.
     let other = LinkSecretKey::generate(&mut rng);
-    let bad = GatewayAddress { addr: gw.client_addr(), link_key: other.public_key().clone() };
+    let bad = GatewayAddress { addr: gw.handle.client_addr(), link_key: other.public_key().clone() };
     assert!(matches!(GatewaySession::connect(&bad, &me, link).await, Err(GatewayError::Connect(_))));
-    gw.shutdown().await;
+    gw.handle.shutdown().await;
 }
