@@ -11,12 +11,14 @@
 //!   single-use reply blocks.
 //! - [`Scheme`]: X25519 NIKE (classic Sphinx), X25519 KEM, or hybrid X-Wing KEM (KEMSphinx).
 //!
-//! Packets reproduce Katzenpost's published vectors byte for byte (see `tests/katzenpost.rs`).
+//! Packets of every scheme reproduce Katzenpost's vectors byte for byte, creation and every hop
+//! (see `tests/katzenpost.rs`).
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod aez;
+mod blake2x;
 pub mod commands;
 mod crypto;
 pub mod error;

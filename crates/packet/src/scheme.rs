@@ -232,19 +232,13 @@ fn xwing_combine(ss_m: &[u8; 32], ss_x: &[u8; 32], ct_x: &[u8; 32], pk_x: &[u8; 
     Zeroizing::new(h.finalize().into())
 }
 
-/// The KEMSphinx NIKE-to-KEM adapter (Katzenpost `kemsphinx.md` §2.1):
-/// `ss = PRF(dh || pk_recipient || ct)`, with the PRF instantiated as keyed BLAKE2b-256 (RFC 7693)
-/// keyed by the Diffie-Hellman output. Hashing both public keys makes the KEM IND-CCA2.
+/// The KEMSphinx NIKE-to-KEM adapter (Katzenpost `kemsphinx.md` §2.1) as hpqc's `kem/adapter`
+/// computes it: `ss = PRF_dh(pk_recipient || ct)`, the PRF being BLAKE2Xb with a declared and read
+/// length of 32 bytes, keyed with the 32-byte Diffie-Hellman output (see [`crate::blake2x`]).
+/// Hashing both public keys makes the KEM IND-CCA2. This is what makes Qanat's X25519 KEM packets
+/// Katzenpost's (`tests/katzenpost.rs`); up to packet format 0 Qanat used keyed BLAKE2b-256 here.
 fn x25519_kem_combine(dh: &[u8; 32], pk: &[u8; 32], ct: &[u8; 32]) -> Zeroizing<[u8; 32]> {
-    use blake2::Blake2bMac;
-    use blake2::digest::consts::U32;
-    use blake2::digest::{KeyInit, Mac};
-    // BLAKE2b accepts keys of 1..=64 bytes.
-    #[allow(clippy::expect_used)]
-    let mut m = <Blake2bMac<U32> as KeyInit>::new_from_slice(dh).expect("32-byte BLAKE2b key");
-    m.update(pk);
-    m.update(ct);
-    Zeroizing::new(m.finalize().into_bytes().into())
+    crate::blake2x::blake2xb_32(dh, &[pk, ct])
 }
 
 /// A node's packet public key, as published in the directory.
@@ -361,6 +355,92 @@ mod tests {
             assert_eq!(*ours.decapsulate(&bad).unwrap(), <[u8; 32]>::from(reference.decapsulate(&bad)));
             assert!(ours.decapsulate(&ct[1..]).is_none());
         }
+    }
+
+    /// Hands out recorded bytes as randomness, in order; panics when they run out.
+    struct Replay<'a>(&'a [u8]);
+
+    impl rand_core::TryRng for Replay<'_> {
+        type Error = core::convert::Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            let mut b = [0u8; 4];
+            self.try_fill_bytes(&mut b)?;
+            Ok(u32::from_le_bytes(b))
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            let mut b = [0u8; 8];
+            self.try_fill_bytes(&mut b)?;
+            Ok(u64::from_le_bytes(b))
+        }
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+            let (head, rest) = self.0.split_at(dst.len());
+            dst.copy_from_slice(head);
+            self.0 = rest;
+            Ok(())
+        }
+    }
+    impl rand_core::TryCryptoRng for Replay<'_> {}
+
+    /// hpqc's published KEM-adapter vectors over X25519 with the deployed `blake2b-xof` PRF
+    /// (katzenpost/hpqc, `testvectors/kem/adapter_test_vectors.json`): (static secret key,
+    /// static public key, ephemeral secret key, ciphertext, shared secret), all hex.
+    const HPQC_ADAPTER_BLAKE2B_XOF: &[(&str, &str, &str, &str, &str)] = &[
+        (
+            "d8e690d3c390af9220b41d0d65fe38d1f49dfd2775a1bf9c7b53100d08ec487b",
+            "aee767ce066f54deff968e3c3cef49c7be3c489290b54247b2016ef1d10bde0d",
+            "0839dcd47014d5d8e42f7a86d11e57b3f0f04341d913221bfa6e28e299533a44",
+            "89ec56dc23dff3e85545d7df2b50b31c4758b33275e3194ca1a3cf1e89ef0077",
+            "f30be3cdcbb5e0fafbd7fece7c1c7f886c5fa5dc7ce34cfee2d64f8bbbb39d2f",
+        ),
+        (
+            "980497d271d4541df1c4c0654ad3fb91c8335d96bf1fa2541071f9a434558a41",
+            "9f75aa59f9d70705108b640e25cf13cde84d552f48ee86b29ce4aafcffb77904",
+            "a8c70f1893e7c242e56bc1ab2e6af43218f54fce81963ad4230302344519357e",
+            "58da08aa5dbe8bc4fa8781844b554d685d8073f61d6005c5949ae0542cdb307d",
+            "371921c7d2c93736dc82fc44c1b54c6094881415884562dd29dcc544ba3d1a50",
+        ),
+        (
+            "c87d391aad5c1c1759c86b60443b451044ed66913fe70fdfe49241f008547a4a",
+            "0ce7bff1fc2ee6f364947759de3c0997ceecc9bce58faf5b9e8a2b2130f1473f",
+            "c87d391aad5c1c1759c86b60443b451044ed66913fe70fdfe49241f008547a4a",
+            "0ce7bff1fc2ee6f364947759de3c0997ceecc9bce58faf5b9e8a2b2130f1473f",
+            "c03551e147b27c0318fc170e2644bbe517a9fd32b30d56f371b3acd5075623a1",
+        ),
+    ];
+
+    /// Qanat's X25519 KEM is hpqc's adapter: decapsulation, and encapsulation with the recorded
+    /// ephemeral key, give hpqc's published ciphertexts and shared secrets.
+    #[test]
+    fn x25519_kem_matches_hpqc_adapter_vectors() {
+        for (sk, pk, eph, ct, ss) in HPQC_ADAPTER_BLAKE2B_XOF {
+            let sk = SecretKey::from_bytes(Scheme::X25519Kem, &hex::decode(sk).unwrap()).unwrap();
+            let public = sk.public_key();
+            assert_eq!(hex::encode(public.to_bytes()), *pk);
+            let ct = hex::decode(ct).unwrap();
+            assert_eq!(hex::encode(*sk.decapsulate(&ct).unwrap()), *ss, "decapsulate");
+            let eph = hex::decode(eph).unwrap();
+            let mut rng = Replay(&eph);
+            let (got_ct, got_ss) = public.encapsulate(&mut rng).unwrap();
+            assert!(rng.0.is_empty());
+            assert_eq!(got_ct, ct, "encapsulate: ciphertext");
+            assert_eq!(hex::encode(*got_ss), *ss, "encapsulate: shared secret");
+        }
+    }
+
+    /// Regression (issue #12): the adapter's PRF was keyed BLAKE2b-256, not hpqc's BLAKE2Xb, so
+    /// X25519 KEM packets failed at Katzenpost's first hop. The two PRFs differ on hpqc's vector.
+    #[test]
+    fn x25519_kem_prf_is_blake2xb_not_blake2b_256() {
+        use blake2::Blake2bMac;
+        use blake2::digest::consts::U32;
+        use blake2::digest::{KeyInit, Mac};
+        let (dh, pk, ct) = ([0x11; 32], [0x22; 32], [0x33; 32]);
+        let mut m = <Blake2bMac<U32> as KeyInit>::new_from_slice(&dh).unwrap();
+        m.update(&pk);
+        m.update(&ct);
+        let old: [u8; 32] = m.finalize().into_bytes().into();
+        assert_ne!(*x25519_kem_combine(&dh, &pk, &ct), old);
+        assert_eq!(*x25519_kem_combine(&dh, &pk, &ct), *crate::blake2x::blake2xb_32(&dh, &[&pk, &ct]));
     }
 
     /// Encapsulation through `PublicKey` and decapsulation through `SecretKey` agree for both KEMs.

@@ -1,5 +1,6 @@
-//! Qanat's own known-answer vectors for the schemes Katzenpost publishes none for (the KEM
-//! variants, and X25519 NIKE at Qanat's default geometry), committed in `tests/data/`.
+//! Qanat's own known-answer vectors for every scheme, at Katzenpost's vector geometry and at
+//! Qanat's default one, committed in `tests/data/` (Katzenpost's own are checked in
+//! `tests/katzenpost.rs`).
 //!
 //! Each case fixes the RNG seed, so both packet *creation* and every hop's *unwrap* are pinned:
 //! any change to the wire format, the key schedule or the order in which randomness is drawn
