@@ -124,16 +124,16 @@ pub(crate) struct Aez {
 
 impl Drop for Aez {
     fn drop(&mut self) {
-        self.i1.zeroize();
-        self.i2.zeroize();
-        self.ipows.zeroize();
-        self.j1.zeroize();
-        self.l.zeroize();
-        self.delta_tau0.zeroize();
-        self.tw_nonce.zeroize();
+        // Through slices: `zeroize` wipes a `[u8]` with one fill and an optimization barrier, but
+        // an array byte by byte with volatile stores (this drop runs once per hop).
+        for b in [&mut self.i1, &mut self.i2, &mut self.j1, &mut self.delta_tau0, &mut self.tw_nonce] {
+            b.as_mut_slice().zeroize();
+        }
+        self.ipows.as_flattened_mut().zeroize();
+        self.l.as_flattened_mut().zeroize();
         for b8 in [&mut self.tw1, &mut self.tw2, &mut self.rk_i, &mut self.rk_j, &mut self.rk_l] {
             for b in b8.iter_mut() {
-                b.0.zeroize();
+                b.0.as_mut_slice().zeroize();
             }
         }
     }

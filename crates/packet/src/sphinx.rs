@@ -21,11 +21,6 @@ use crate::scheme::{PublicKey, SecretKey};
 /// The version field of every packet this crate makes and accepts.
 const VERSION: [u8; AD_LEN] = [0, 0];
 
-/// The largest routing slot of any geometry (X-Wing: commands and one ciphertext).
-const MAX_SLOT: usize = crate::geometry::NEXT_NODE_HOP_LEN
-    + crate::geometry::SURB_REPLY_LEN
-    + crate::scheme::XWING_CIPHERTEXT_LEN;
-
 /// One hop of a path: the node, its packet key for the epoch, and its commands (a
 /// [`RoutingCommand::NodeDelay`] for a mix; [`RoutingCommand::Recipient`] and optionally
 /// [`RoutingCommand::SurbReply`] for the last hop). `NextNodeHop` is added by the builder.
@@ -319,31 +314,31 @@ impl Sphinx {
             return Err(UnwrapError::Mac);
         }
 
-        // Decrypt the routing information, take this hop's slot off the front and shift the rest
-        // left, filling the end with key stream so the header keeps its length.
+        // Decrypt the routing information and read this hop's slot in place: its commands, and
+        // (KEM) the next hop's ciphertext, which moves straight into the element field. Then take
+        // the slot off the front, shifting the rest left and filling the end with key stream so
+        // the header keeps its length. (No copy of the slot is made, so none needs wiping.)
         let per_hop = g.per_hop_routing_info_len();
         let ri = self.routing_range();
         let mut stream = keys.header_stream();
         stream.apply(&mut packet[ri.clone()]);
-        let mut slot = Zeroizing::new([0u8; MAX_SLOT]);
-        let slot = &mut slot[..per_hop];
-        slot.copy_from_slice(&packet[ri.start..ri.start + per_hop]);
+        let cmd_end = ri.start + g.command_space();
+        let commands = Commands::decode(&packet[ri.start..cmd_end]).map_err(|_| UnwrapError::Commands)?;
+        if commands.next_hop.is_some() && scheme.is_kem() {
+            packet.copy_within(cmd_end..ri.start + per_hop, self.element_range().start);
+        }
         packet.copy_within(ri.start + per_hop..ri.end, ri.start);
         let tail = &mut packet[ri.end - per_hop..ri.end];
         tail.fill(0);
         stream.apply(tail);
 
-        let (cmd_bytes, next_element) = slot.split_at(g.command_space());
-        let commands = Commands::decode(cmd_bytes).map_err(|_| UnwrapError::Commands)?;
-
         let body = g.payload_offset()..g.packet_len();
         keys.sprp().decrypt(&mut packet[body.clone()]);
 
         if let Some(next) = commands.next_hop {
-            let er = self.element_range();
-            if scheme.is_kem() {
-                packet[er].copy_from_slice(next_element);
-            } else {
+            // KEM: the next ciphertext is already in place. NIKE: blind the group element.
+            if !scheme.is_kem() {
+                let er = self.element_range();
                 let point: [u8; 32] = packet[er.clone()].try_into().map_err(|_| UnwrapError::KeyAgreement)?;
                 let blinded =
                     Fast::scalarmult(&keys.blinding_factor(), &point).ok_or(UnwrapError::KeyAgreement)?;
