@@ -147,9 +147,85 @@ fn primitives(c: &mut Criterion) {
     g.finish();
 }
 
+/// The symmetric steps of one X25519-KEM unwrap at the default geometry, each alone, with the
+/// crates and calls the packet code uses (the profile of what the unwrap adds to the X25519).
+fn breakdown(c: &mut Criterion) {
+    use ctr::cipher::{KeyIvInit, StreamCipher};
+    use hmac::{KeyInit, Mac};
+    use sha2::Digest;
+    let mut g = c.benchmark_group("breakdown");
+    let geometry = Geometry::default_for(Scheme::X25519Kem);
+    let header_len = geometry.header_len();
+    let ri_len = geometry.routing_info_len() + geometry.per_hop_routing_info_len();
+    let secret = [0x5au8; 32];
+    let element = [0x17u8; 32];
+    g.bench_function("replay tag: SHA-512/256 of the 32-byte ciphertext", |b| {
+        b.iter(|| black_box(sha2::Sha512_256::digest(black_box(&element))))
+    });
+    // The same BLAKE2b calls as `blake2x::blake2xb_32` (hpqc's adapter PRF).
+    g.bench_function("adapter PRF: BLAKE2Xb-32 (3 BLAKE2b compressions)", |b| {
+        b.iter(|| {
+            let root = blake2b_simd::Params::new()
+                .hash_length(64)
+                .key(black_box(&secret))
+                .node_offset(32 << 32)
+                .to_state()
+                .update(&element)
+                .update(&element)
+                .finalize();
+            black_box(
+                blake2b_simd::Params::new()
+                    .hash_length(32)
+                    .fanout(0)
+                    .max_depth(0)
+                    .max_leaf_length(64)
+                    .inner_hash_length(64)
+                    .node_offset(32 << 32)
+                    .hash(root.as_bytes()),
+            )
+        })
+    });
+    g.bench_function("KDF: HKDF-SHA256 expand, 160 bytes", |b| {
+        b.iter(|| {
+            let mut okm = [0u8; 160];
+            hkdf::Hkdf::<sha2::Sha256>::from_prk(black_box(&secret))
+                .unwrap()
+                .expand(b"katzenpost-kdf-v0-hkdf-sha256", &mut okm)
+                .unwrap();
+            black_box(okm)
+        })
+    });
+    let header = vec![3u8; header_len - 32];
+    g.bench_function(format!("header MAC: HMAC-SHA256 over {} bytes", header.len()), |b| {
+        b.iter(|| {
+            let mut m = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(black_box(&secret)).unwrap();
+            m.update(black_box(&header));
+            black_box(m.finalize().into_bytes())
+        })
+    });
+    let mut ri = vec![0u8; ri_len];
+    g.bench_function(
+        format!("header stream: AES-256-CTR over {ri_len} bytes (key schedule included)"),
+        |b| {
+            b.iter(|| {
+                let mut c = ctr::Ctr128BE::<aes::Aes256Enc>::new(&secret.into(), &[1u8; 16].into());
+                c.apply_keystream(black_box(&mut ri));
+            })
+        },
+    );
+    // One AEZ decryption of the payload through the public API (plus a copy of the payload).
+    let sphinx = Sphinx::new(geometry);
+    let keys = qanat_packet::SurbKeys::from_bytes(&[9u8; 64]).unwrap();
+    let payload = vec![1u8; 32 + sphinx.geometry().forward_payload_len()];
+    g.bench_function(format!("payload SPRP: AEZ over {} bytes (+ one copy)", payload.len()), |b| {
+        b.iter(|| black_box(sphinx.decrypt_surb_payload(black_box(&payload), &keys)))
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
-    targets = qanat_unwrap, nym_unwrap, primitives
+    targets = qanat_unwrap, nym_unwrap, primitives, breakdown
 }
 criterion_main!(benches);
