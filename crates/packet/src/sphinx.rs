@@ -305,7 +305,7 @@ impl Sphinx {
             key.x25519(point)
         }
         .ok_or(UnwrapError::KeyAgreement)?;
-        let keys = PacketKeys::derive(&shared);
+        let keys = PacketKeys::derive(&shared, !scheme.is_kem());
         drop(shared);
 
         let mac_range = self.mac_range();
@@ -381,7 +381,7 @@ impl Sphinx {
         if scheme.is_kem() {
             for (i, hop) in path.iter().enumerate() {
                 let (ct, ss) = hop.public_key.encapsulate(rng).ok_or(CreateError::LowOrderKey { hop: i })?;
-                keys.push(PacketKeys::derive(&ss));
+                keys.push(PacketKeys::derive(&ss, false));
                 elements.push(ct);
             }
         } else {
@@ -402,7 +402,7 @@ impl Sphinx {
                         .ok_or(CreateError::LowOrderKey { hop: i })?;
                 }
                 elements.push(alpha.to_vec());
-                keys.push(PacketKeys::derive(&ss));
+                keys.push(PacketKeys::derive(&ss, true));
             }
         }
 
