@@ -48,6 +48,20 @@ impl Scheme {
         Self::ALL.into_iter().find(|s| s.name() == name)
     }
 
+    /// The revision of this scheme's packet format (`docs/PROTOCOL.md`), raised whenever its
+    /// bytes change. Not carried in packets: their version field stays `0x0000`, as Katzenpost's.
+    /// Nodes and clients of one network must agree on it.
+    ///
+    /// - `x25519-kem`: 1 since the NIKE-to-KEM adapter's PRF became hpqc's BLAKE2Xb (issue #12;
+    ///   version 0 used keyed BLAKE2b-256 and was not Katzenpost-compatible).
+    /// - `x25519-nike`, `xwing`: 0.
+    pub fn format_version(self) -> u16 {
+        match self {
+            Self::X25519Kem => 1,
+            Self::X25519Nike | Self::XWing => 0,
+        }
+    }
+
     /// Whether the scheme is a KEM (one ciphertext per hop in the header).
     pub fn is_kem(self) -> bool {
         !matches!(self, Self::X25519Nike)
@@ -425,6 +439,13 @@ mod tests {
             assert_eq!(got_ct, ct, "encapsulate: ciphertext");
             assert_eq!(hex::encode(*got_ss), *ss, "encapsulate: shared secret");
         }
+    }
+
+    /// The format versions `docs/PROTOCOL.md` lists.
+    #[test]
+    fn format_versions() {
+        let v: Vec<u16> = Scheme::ALL.iter().map(|s| s.format_version()).collect();
+        assert_eq!(v, [0, 1, 0]);
     }
 
     /// Regression (issue #12): the adapter's PRF was keyed BLAKE2b-256, not hpqc's BLAKE2Xb, so
