@@ -116,6 +116,8 @@ pub struct ReplayLogMetrics {
     pub bytes: AtomicU64,
     /// `fdatasync` calls (one per file per group commit).
     pub fsyncs: AtomicU64,
+    /// Time spent writing and syncing, in microseconds.
+    pub write_micros: AtomicU64,
     /// Group commits (each releases every batch it holds).
     pub commits: AtomicU64,
     /// Writes that failed (retried; the packets wait meanwhile).
@@ -488,7 +490,10 @@ impl WriterState {
                 pending.insert(epoch, tags);
                 return Err(io_err(&path, "open the replay log")(io::Error::other("not open")));
             };
+            let started = std::time::Instant::now();
             let written = file.write_all(&buf).and_then(|()| file.sync_data());
+            let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.metrics.write_micros.fetch_add(took, Ordering::Relaxed);
             if let Err(e) = written {
                 // Cut off what may have been written, so that the retry appends after a good
                 // prefix (a torn batch in the middle would read back as damage).

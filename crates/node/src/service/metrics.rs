@@ -199,6 +199,11 @@ fn replay_log(e: &mut Exposition, restored: u64, full: u64, m: &ReplayLogMetrics
     e.counter("qanat_replay_log_tags_total", "Replay tags appended to the replay log.", g(&m.tags));
     e.counter("qanat_replay_log_bytes_total", "Bytes appended to the replay log.", g(&m.bytes));
     e.counter("qanat_replay_log_fsyncs_total", "fdatasync calls of the replay log.", g(&m.fsyncs));
+    e.gauge(
+        "qanat_replay_log_write_seconds",
+        "Seconds spent appending to and syncing the replay log (divided by fsyncs: the mean sync time).",
+        g(&m.write_micros) as f64 / 1e6,
+    );
     e.counter("qanat_replay_log_commits_total", "Group commits of the replay log.", g(&m.commits));
     e.counter(
         "qanat_replay_log_errors_total",
