@@ -362,15 +362,17 @@ impl ReplayLog {
     }
 
     /// Deletes the logs of installed keys that are no longer in `live` (the core erased them),
-    /// and forgets tags read back for epochs older than every live key.
+    /// and forgets tags read back for epochs that can no longer be installed: more than two
+    /// before the oldest live key (documents may arrive out of order, so the key of the epoch
+    /// before a live one may still come, and must find its tags).
     pub fn retain(&mut self, live: &[u64]) {
         let gone: Vec<u64> = self.installed.iter().copied().filter(|e| !live.contains(e)).collect();
         for e in gone {
             self.installed.remove(&e);
             self.send(Command::Delete(e));
         }
-        if let Some(oldest) = live.iter().min() {
-            self.recovered.retain(|e, _| e >= oldest);
+        if let Some(&oldest) = live.iter().min() {
+            self.recovered.retain(|e, _| e.saturating_add(2) >= oldest);
         }
     }
 
