@@ -157,3 +157,18 @@ proptest::proptest! {
         proptest::prop_assert!(tags.starts_with(&got));
     }
 }
+
+/// Format version 1, byte for byte: a change here is a new format version.
+#[test]
+fn file_format_is_stable() {
+    let bytes = good_log(&[tag(1), tag(2)]);
+    let mut want = b"QNATRPL\0".to_vec();
+    want.push(1);
+    want.extend_from_slice(&[0; 7]);
+    want.extend_from_slice(&7u64.to_be_bytes());
+    want.extend_from_slice(&2u32.to_be_bytes());
+    want.extend_from_slice(&[1; 32]);
+    want.extend_from_slice(&[2; 32]);
+    want.extend_from_slice(&[0xf9, 0xe7, 0xee, 0x49, 0x23, 0x39, 0xc4, 0x02]);
+    assert_eq!(bytes, want);
+}
