@@ -12,13 +12,17 @@
 //! reply sent with a SURB, the SURB id the owner needs to find the decryption keys. The message
 //! id is the packet's replay tag at this hop, so a packet retransmitted by the last mix is stored
 //! once.
+//!
+//! Replay protection across restarts works as in [`crate::Mix`] ([`Gateway::enable_replay_log`]):
+//! packets forwarded into layer 1 (clients' packets, mixes' loops passing through) leave only
+//! once their tags are durable in the node's replay log.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use qanat_packet::{Geometry, NodeId, RecipientId, SecretKey, Sphinx, SurbId};
+use qanat_packet::{Geometry, NodeId, RecipientId, ReplayTag, SecretKey, Sphinx, SurbId};
 
-use crate::keyring::{DelayQueue, EpochWindow, KeyRing, RingError, Transmit, requested_delay};
+use crate::keyring::{DelayQueue, EpochWindow, KeyRing, ReplayBatch, RingError, Transmit, requested_delay};
 use crate::mix::Dropped;
 use crate::time::Time;
 use crate::topology::{Position, Topology};
@@ -104,6 +108,9 @@ pub enum Egress {
     Storing(StoreToken),
     /// Forwarded (a loop passing through); acknowledged at once.
     Forwarded,
+    /// A loop passing through that was forwarded before (a retransmission, or a replay):
+    /// dropped, counted as a replay, and acknowledged at once so that the mix stops resending it.
+    Replayed,
 }
 
 /// What is stored in a mailbox for one packet.
@@ -180,6 +187,10 @@ pub struct GatewayMetrics {
     /// Dropped: a client packet that does not go into the first layer, or a mix packet with
     /// neither a next hop nor a recipient.
     pub dropped_misrouted: u64,
+    /// Replay tags read back from the replay log into the filters (after a restart).
+    pub replay_tags_restored: u64,
+    /// Replay tags not logged because their key's log had reached the filter's capacity.
+    pub replay_log_full: u64,
 }
 
 /// A gateway's state.
@@ -232,6 +243,31 @@ impl Gateway {
         self.keys.add(epoch, key, window);
     }
 
+    /// Enables the replay log, as [`crate::Mix::enable_replay_log`]: a packet forwarded into the
+    /// network leaves only once its tag's batch is durable.
+    pub fn enable_replay_log(&mut self) {
+        self.keys.enable_log();
+    }
+
+    /// As [`crate::Mix::restore_replay_tags`].
+    pub fn restore_replay_tags(&mut self, epoch: u64, tags: &[ReplayTag]) -> usize {
+        let n = self.keys.restore(epoch, tags);
+        self.metrics.replay_tags_restored += n as u64;
+        n
+    }
+
+    /// As [`crate::Mix::poll_replay_log`].
+    pub fn poll_replay_log(&mut self) -> Option<ReplayBatch> {
+        let batch = self.keys.poll_log();
+        self.metrics.replay_log_full = self.keys.log_full();
+        batch
+    }
+
+    /// As [`crate::Mix::handle_replay_logged`].
+    pub fn handle_replay_logged(&mut self, id: u64) {
+        self.queue.release(id);
+    }
+
     /// Epochs whose keys are installed.
     pub fn key_epochs(&self) -> Vec<u64> {
         self.keys.epochs()
@@ -272,11 +308,13 @@ impl Gateway {
             self.metrics.dropped_queue_full += 1;
             return Err(Dropped::QueueFull);
         }
-        let (out, packet) = self.keys.unwrap(&self.sphinx, now, packet, true).map_err(|e| self.count(e))?;
+        let (out, packet, _) =
+            self.keys.unwrap(&self.sphinx, now, packet, true).map_err(|e| self.count(e))?;
         match out.commands.next_hop {
             Some(next) if self.is_first_layer(&next.id) => {
                 let at = now + requested_delay(&out, self.config.max_delay);
-                self.queue.push(now, at, next.id, packet);
+                let hold = self.keys.hold();
+                self.queue.push(now, at, next.id, packet, hold);
                 Ok(at)
             }
             _ => {
@@ -303,18 +341,26 @@ impl Gateway {
         }
         // Replays are not dropped up front here: a retransmission from the last layer must be
         // acknowledged again. Replayed *forwarding* packets are still dropped below.
-        let (out, packet) = self.keys.unwrap(&self.sphinx, now, packet, false).map_err(|e| self.count(e))?;
+        let (out, packet, fresh) =
+            self.keys.unwrap(&self.sphinx, now, packet, false).map_err(|e| self.count(e))?;
         if let Some(next) = out.commands.next_hop {
             if !self.is_first_layer(&next.id) {
                 self.metrics.dropped_misrouted += 1;
                 return Err(Dropped::Terminal);
+            }
+            if !fresh {
+                // Seen before: forwarding it again would let its output be traced.
+                self.metrics.dropped_replay += 1;
+                self.acks.push_back(Ack { to: from, token });
+                return Ok(Egress::Replayed);
             }
             if self.queue.len() >= self.config.max_queue {
                 self.metrics.dropped_queue_full += 1;
                 return Err(Dropped::QueueFull);
             }
             let at = now + requested_delay(&out, self.config.max_delay);
-            self.queue.push(now, at, next.id, packet);
+            let hold = self.keys.hold();
+            self.queue.push(now, at, next.id, packet, hold);
             self.acks.push_back(Ack { to: from, token });
             return Ok(Egress::Forwarded);
         }

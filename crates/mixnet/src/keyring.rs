@@ -1,5 +1,22 @@
-//! What mixes and gateways share: the per-epoch packet keys with their replay filters, and the
-//! delay queue.
+//! What mixes and gateways share: the per-epoch packet keys with their replay filters, the
+//! replay log's bookkeeping, and the delay queue.
+//!
+//! # Replay protection across restarts
+//!
+//! A filter lives in memory, so a node restarted in the middle of an epoch would forget the
+//! packets it already forwarded under the keys it still holds, and a replay of one of them would
+//! go through again (and be traced by its output). With the replay log enabled
+//! ([`KeyRing::enable_log`]), every tag a filter accepts is also handed to the node
+//! ([`KeyRing::poll_log`], in numbered batches) to append to a log on disk, and a packet queued
+//! after its tag was accepted carries the number of the batch its tag went into
+//! ([`KeyRing::hold`]): the [`DelayQueue`] releases it only once the node has reported that batch
+//! durable. So no packet leaves before its tag is on disk, and a crash between the two cannot
+//! reopen the hole. At start the node rebuilds each key's filter from its log
+//! ([`KeyRing::restore`]).
+//!
+//! The log of a key holds at most the filter's capacity: beyond it tags are still checked and
+//! recorded in memory but no longer logged (counted as `replay_log_full`), so a peer flooding
+//! the node can make the log no bigger than its bound and cannot make the node stop forwarding.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -36,6 +53,31 @@ struct EpochKey {
     key: SecretKey,
     window: EpochWindow,
     filter: ReplayFilter,
+    /// Tags of this key handed to the log (restored ones included).
+    logged: u64,
+}
+
+/// Tags the replay filters accepted since the last batch, to be made durable by the node
+/// before the packets they belong to may leave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayBatch {
+    /// Batch number, increasing by one from 1; reported back once durable.
+    pub id: u64,
+    /// The new tags, each with the epoch of the key whose filter accepted it.
+    pub tags: Vec<(u64, ReplayTag)>,
+}
+
+/// The replay log's bookkeeping in the core.
+#[derive(Debug)]
+struct TagLog {
+    /// Tags of the batch being filled.
+    open: Vec<(u64, ReplayTag)>,
+    /// Number of the batch being filled.
+    open_id: u64,
+    /// Whether a packet waits for the batch being filled (it must be handed out even if empty).
+    open_used: bool,
+    /// Tags not logged because their key's log had reached the filter's capacity.
+    full: u64,
 }
 
 /// Why the key ring could not unwrap a packet.
@@ -51,18 +93,86 @@ pub(crate) struct KeyRing {
     keys: Vec<EpochKey>,
     capacity: u64,
     false_positive_rate: f64,
+    log: Option<TagLog>,
 }
 
 impl KeyRing {
     pub(crate) fn new(capacity: u64, false_positive_rate: f64) -> Self {
-        Self { keys: Vec::new(), capacity, false_positive_rate }
+        Self { keys: Vec::new(), capacity, false_positive_rate, log: None }
     }
 
+    /// Installs the key of `epoch`. A key already installed for that epoch gets the new key and
+    /// window but keeps its filter: installing the same epoch twice must not forget its tags.
     pub(crate) fn add(&mut self, epoch: u64, key: SecretKey, window: EpochWindow) {
-        self.keys.retain(|k| k.epoch != epoch);
+        if let Some(k) = self.keys.iter_mut().find(|k| k.epoch == epoch) {
+            k.key = key;
+            k.window = window;
+            return;
+        }
         let filter = ReplayFilter::new(self.capacity, self.false_positive_rate);
-        self.keys.push(EpochKey { epoch, key, window, filter });
+        self.keys.push(EpochKey { epoch, key, window, filter, logged: 0 });
         self.keys.sort_by_key(|k| Reverse(k.epoch));
+    }
+
+    /// From now on, accepted tags are handed out by [`KeyRing::poll_log`].
+    pub(crate) fn enable_log(&mut self) {
+        if self.log.is_none() {
+            self.log = Some(TagLog { open: Vec::new(), open_id: 1, open_used: false, full: 0 });
+        }
+    }
+
+    /// Inserts tags read back from the replay log of `epoch` into that key's filter, without
+    /// logging them again; returns how many went in (0 when no key of `epoch` is installed).
+    pub(crate) fn restore(&mut self, epoch: u64, tags: &[ReplayTag]) -> usize {
+        let Some(k) = self.keys.iter_mut().find(|k| k.epoch == epoch) else { return 0 };
+        for t in tags {
+            k.filter.insert(t);
+        }
+        k.logged = k.logged.saturating_add(tags.len() as u64);
+        tags.len()
+    }
+
+    /// The batch a packet queued now must wait for (0: none, it may leave when due).
+    pub(crate) fn hold(&mut self) -> u64 {
+        match &mut self.log {
+            Some(l) => {
+                l.open_used = true;
+                l.open_id
+            }
+            None => 0,
+        }
+    }
+
+    /// The tags accepted since the last call, if a packet waits for them or there are any.
+    pub(crate) fn poll_log(&mut self) -> Option<ReplayBatch> {
+        let l = self.log.as_mut()?;
+        if !l.open_used && l.open.is_empty() {
+            return None;
+        }
+        let batch = ReplayBatch { id: l.open_id, tags: core::mem::take(&mut l.open) };
+        l.open_id += 1;
+        l.open_used = false;
+        Some(batch)
+    }
+
+    /// Tags not logged because their key's log was full.
+    pub(crate) fn log_full(&self) -> u64 {
+        self.log.as_ref().map_or(0, |l| l.full)
+    }
+
+    /// Records an accepted tag in the filter of key `i`; `false` if it was (probably) there.
+    fn insert(&mut self, i: usize, tag: &ReplayTag) -> bool {
+        let Some(k) = self.keys.get_mut(i) else { return false };
+        let fresh = k.filter.insert(tag);
+        if fresh && let Some(l) = &mut self.log {
+            if k.logged < self.capacity {
+                k.logged += 1;
+                l.open.push((k.epoch, *tag));
+            } else {
+                l.full += 1;
+            }
+        }
+        fresh
     }
 
     pub(crate) fn epochs(&self) -> Vec<u64> {
@@ -85,14 +195,14 @@ impl KeyRing {
 
     /// Unwraps `packet` under the live keys, newest first. With `drop_replays`, a packet whose tag
     /// was accepted before under a live key is refused before any public-key work; the tag of a
-    /// packet that unwraps is recorded either way.
+    /// packet that unwraps is recorded either way, and the flag returned says whether it was new.
     pub(crate) fn unwrap(
         &mut self,
         sphinx: &Sphinx,
         now: Time,
         packet: Vec<u8>,
         drop_replays: bool,
-    ) -> Result<(Unwrapped, Vec<u8>), RingError> {
+    ) -> Result<(Unwrapped, Vec<u8>, bool), RingError> {
         let tag = sphinx.replay_tag(&packet).map_err(RingError::Malformed)?;
         if drop_replays && self.seen(now, &tag)? {
             return Err(RingError::Replay);
@@ -128,7 +238,7 @@ impl KeyRing {
         mut packet: Vec<u8>,
         tag: ReplayTag,
         drop_replays: bool,
-    ) -> Result<(Unwrapped, Vec<u8>), RingError> {
+    ) -> Result<(Unwrapped, Vec<u8>, bool), RingError> {
         let live = |k: &&EpochKey| k.window.accepts(now);
         let n_live = self.keys.iter().filter(live).count();
         if n_live == 0 {
@@ -144,8 +254,8 @@ impl KeyRing {
                     if drop_replays && self.seen(now, &tag)? {
                         return Err(RingError::Replay);
                     }
-                    self.keys[i].filter.insert(&out.replay_tag);
-                    return Ok((out, attempt));
+                    let fresh = self.insert(i, &out.replay_tag);
+                    return Ok((out, attempt, fresh));
                 }
                 Err(e) => last = e,
             }
@@ -169,6 +279,8 @@ pub struct Transmit {
 struct Queued {
     at: Time,
     seq: u64,
+    /// The replay-log batch that must be durable before the packet leaves (0: none).
+    hold: u64,
     to: NodeId,
     packet: Vec<u8>,
 }
@@ -189,11 +301,14 @@ impl Ord for Queued {
     }
 }
 
-/// Packets held until their delay has passed, and the time integral of how many are held.
+/// Packets held until their delay has passed (and their replay-log batch is durable), and the
+/// time integral of how many are held.
 #[derive(Default)]
 pub(crate) struct DelayQueue {
     heap: BinaryHeap<Reverse<Queued>>,
     seq: u64,
+    /// The highest replay-log batch reported durable.
+    released: u64,
     last_update: Option<Time>,
     pub(crate) packet_seconds: f64,
 }
@@ -211,14 +326,22 @@ impl DelayQueue {
         self.last_update = Some(self.last_update.map_or(now, |l| l.max(now)));
     }
 
-    pub(crate) fn push(&mut self, now: Time, at: Time, to: NodeId, packet: Vec<u8>) {
+    /// Queues `packet` to leave at `at`, once replay-log batch `hold` is durable.
+    pub(crate) fn push(&mut self, now: Time, at: Time, to: NodeId, packet: Vec<u8>, hold: u64) {
         self.account(now);
         self.seq += 1;
-        self.heap.push(Reverse(Queued { at, seq: self.seq, to, packet }));
+        self.heap.push(Reverse(Queued { at, seq: self.seq, hold, to, packet }));
     }
 
+    /// Replay-log batches up to `id` are durable: their packets may leave.
+    pub(crate) fn release(&mut self, id: u64) {
+        self.released = self.released.max(id);
+    }
+
+    /// Packets whose delay has passed but whose replay-log batch is not durable yet wait (the
+    /// earliest holds back the ones due after it, for at most one log write).
     pub(crate) fn pop_due(&mut self, now: Time) -> Option<Transmit> {
-        if self.heap.peek().is_some_and(|Reverse(q)| q.at <= now) {
+        if self.heap.peek().is_some_and(|Reverse(q)| q.at <= now && q.hold <= self.released) {
             self.account(now);
             let Reverse(q) = self.heap.pop()?;
             return Some(Transmit { to: q.to, packet: q.packet });
@@ -226,8 +349,10 @@ impl DelayQueue {
         None
     }
 
+    /// When the next packet is due; `None` also while the first one waits for its replay-log
+    /// batch (the report that it is durable is the next event, not a time).
     pub(crate) fn next_due(&self) -> Option<Time> {
-        self.heap.peek().map(|Reverse(q)| q.at)
+        self.heap.peek().filter(|Reverse(q)| q.hold <= self.released).map(|Reverse(q)| q.at)
     }
 }
 

@@ -20,7 +20,7 @@ pub use gateway::{
     Ack, AckToken, Egress, Gateway, GatewayConfig, GatewayMetrics, MailboxItem, StoreRequest, StoreResult,
     StoreToken,
 };
-pub use keyring::{EpochWindow, Transmit};
+pub use keyring::{EpochWindow, ReplayBatch, Transmit};
 pub use mix::{Dropped, Mix, MixConfig, MixMetrics, Received};
 pub use replay::ReplayFilter;
 pub use time::{Time, exponential};

@@ -9,13 +9,19 @@
 //! which it is accepted (the epoch widened by a grace period on both sides, so packets in flight
 //! across a boundary are not lost). Each key has its own replay filter; both are erased together
 //! when the key expires, which is what keeps the filter's memory bounded.
+//!
+//! Replay protection across restarts: with [`Mix::enable_replay_log`], the node appends the tags
+//! [`Mix::poll_replay_log`] hands out to a log on disk and reports each batch durable with
+//! [`Mix::handle_replay_logged`]; a packet leaves only once its tag's batch is durable. After a
+//! restart the node rebuilds the filters with [`Mix::restore_replay_tags`]. See the
+//! `keyring` module's notes.
 
 use std::time::Duration;
 
 use qanat_packet::{Geometry, NodeId, RecipientId, ReplayTag, SecretKey, Sphinx, UnwrapError, Unwrapped};
 use rand_core::CryptoRng;
 
-use crate::keyring::{DelayQueue, EpochWindow, KeyRing, RingError, Transmit, requested_delay};
+use crate::keyring::{DelayQueue, EpochWindow, KeyRing, ReplayBatch, RingError, Transmit, requested_delay};
 use crate::time::{Time, exponential};
 use crate::topology::{Destination, Hop, Position, Topology, path_hops};
 
@@ -115,6 +121,11 @@ pub struct MixMetrics {
     /// Integral over time of the number of packets held, in packet·seconds; divided by the
     /// elapsed time it is the mean pool size, which estimates λ/μ at this mix.
     pub pool_packet_seconds: f64,
+    /// Replay tags read back from the replay log into the filters (after a restart).
+    pub replay_tags_restored: u64,
+    /// Replay tags not logged because their key's log had reached the filter's capacity (those
+    /// packets are still checked in memory, but a restart forgets them).
+    pub replay_log_full: u64,
 }
 
 /// A mix node's state.
@@ -164,7 +175,11 @@ impl Mix {
 
     /// Counters.
     pub fn metrics(&self) -> MixMetrics {
-        MixMetrics { pool_packet_seconds: self.queue.packet_seconds, ..self.metrics.clone() }
+        MixMetrics {
+            pool_packet_seconds: self.queue.packet_seconds,
+            replay_log_full: self.keys.log_full(),
+            ..self.metrics.clone()
+        }
     }
 
     /// Packets currently held.
@@ -194,6 +209,33 @@ impl Mix {
     /// Epochs whose keys are installed.
     pub fn key_epochs(&self) -> Vec<u64> {
         self.keys.epochs()
+    }
+
+    /// From now on every replay tag the filters accept is handed out by
+    /// [`Mix::poll_replay_log`], and a packet accepted from now on leaves only once the batch
+    /// holding its tag was reported durable with [`Mix::handle_replay_logged`]. Own loop
+    /// packets are not held (they were never received).
+    pub fn enable_replay_log(&mut self) {
+        self.keys.enable_log();
+    }
+
+    /// Inserts tags read back from the replay log of `epoch` into that key's filter (the key
+    /// must be installed); returns how many.
+    pub fn restore_replay_tags(&mut self, epoch: u64, tags: &[ReplayTag]) -> usize {
+        let n = self.keys.restore(epoch, tags);
+        self.metrics.replay_tags_restored += n as u64;
+        n
+    }
+
+    /// The replay tags accepted since the last call, to append to the log; `None` when there is
+    /// nothing new. Batches must be made durable in the order they are handed out.
+    pub fn poll_replay_log(&mut self) -> Option<ReplayBatch> {
+        self.keys.poll_log()
+    }
+
+    /// Batches up to `id` are durable: the packets waiting for them may leave.
+    pub fn handle_replay_logged(&mut self, id: u64) {
+        self.queue.release(id);
     }
 
     /// Memory held by replay filters.
@@ -232,7 +274,7 @@ impl Mix {
             return Err(self.drop_packet(Dropped::QueueFull));
         }
         match self.keys.unwrap(&self.sphinx, now, packet, true) {
-            Ok((out, packet)) => self.accept(now, &out, packet),
+            Ok((out, packet, _)) => self.accept(now, &out, packet),
             Err(e) => Err(self.ring_error(e)),
         }
     }
@@ -267,7 +309,7 @@ impl Mix {
                 (Ok(tag), Ok(false)) => self.keys.unwrap_tagged(&self.sphinx, now, packet, tag, true),
             };
             let _ = match unwrapped {
-                Ok((out, packet)) => self.accept(now, &out, packet),
+                Ok((out, packet, _)) => self.accept(now, &out, packet),
                 Err(e) => Err(self.ring_error(e)),
             };
         }
@@ -287,7 +329,8 @@ impl Mix {
         match out.commands.next_hop {
             Some(next) => {
                 let at = now + requested_delay(out, self.config.max_delay);
-                self.queue.push(now, at, next.id, packet);
+                let hold = self.keys.hold();
+                self.queue.push(now, at, next.id, packet, hold);
                 Ok(Received::Queued { until: at })
             }
             None if out.commands.recipient == Some(self.config.loop_recipient) => {
@@ -333,7 +376,7 @@ impl Mix {
         while next <= now && burst < 64 {
             if let Some((to, packet)) = self.make_loop(now, rng) {
                 self.metrics.loops_sent += 1;
-                self.queue.push(now, now, to, packet);
+                self.queue.push(now, now, to, packet, 0);
             }
             next = next + exponential(rng, mean_gap);
             burst += 1;

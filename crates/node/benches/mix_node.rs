@@ -6,7 +6,10 @@
 //! the sink share the other core. Every packet asks for zero delay, so what is measured is the
 //! node's own work: link decryption, unwrap, queueing, link encryption. `QANAT_BENCH_PACKETS`
 //! packets (default 20,000) are measured, half at saturation and half paced, after
-//! `QANAT_BENCH_WARMUP` unmeasured ones (default 4,000; see the warm-up below).
+//! `QANAT_BENCH_WARMUP` unmeasured ones (default 4,000; see the warm-up below). With
+//! `QANAT_BENCH_REPLAY_LOG=DIR` the mix keeps its replay log in `DIR` (as `qanat node run` does
+//! in its data directory; use a directory on the disk to measure, not a tmpfs) and the table adds
+//! the log's appends and `fdatasync`s.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::collections::HashMap;
@@ -20,7 +23,8 @@ use qanat_link::{
     Frame, FrameSize, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, Listener, PacketId,
 };
 use qanat_mixnet::{EpochWindow, Mix, MixConfig, Time};
-use qanat_node::runtime::{MixRuntimeConfig, Peer, spawn_mix};
+use qanat_node::ReplayLog;
+use qanat_node::runtime::{MixRuntimeConfig, Peer, spawn_mix, spawn_mix_with_replay_log};
 use qanat_packet::{
     Geometry, NodeDelay, NodeId, PathHop, RecipientId, RoutingCommand, Scheme, SecretKey, Sphinx,
 };
@@ -157,25 +161,28 @@ fn main() {
                     Peer { addr: "127.0.0.1:9".parse().unwrap(), link_key: sender_pub, gateway: false },
                 ),
             ]);
-            let h = spawn_mix(
-                core,
-                MixRuntimeConfig {
-                    listen: "127.0.0.1:0".parse().unwrap(),
-                    link_key: mix_link,
-                    link: link_config(),
-                    peers,
-                    resend_after: Duration::from_secs(10),
-                    clock: qanat_mixnet::Time::ZERO,
-                },
-                ChaCha20Rng::seed_from_u64(1),
-            )
-            .await
-            .unwrap();
-            addr_tx.send((h.local_addr(), this_thread_schedstat())).unwrap();
+            let rc = MixRuntimeConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                link_key: mix_link,
+                link: link_config(),
+                peers,
+                resend_after: Duration::from_secs(10),
+                clock: qanat_mixnet::Time::ZERO,
+            };
+            let rng = ChaCha20Rng::seed_from_u64(1);
+            let h = match std::env::var_os("QANAT_BENCH_REPLAY_LOG") {
+                Some(dir) => {
+                    let dir = std::path::PathBuf::from(dir).join(format!("mix-bench-{}", std::process::id()));
+                    let log = ReplayLog::open(&dir, |_| true).unwrap();
+                    spawn_mix_with_replay_log(core, rc, rng, log).await.unwrap()
+                }
+                None => spawn_mix(core, rc, rng).await.unwrap(),
+            };
+            addr_tx.send((h.local_addr(), this_thread_schedstat(), h.metrics.replay_log.clone())).unwrap();
             tokio::time::sleep(Duration::from_secs(3600)).await;
         });
     });
-    let (mix_addr, mix_schedstat) = addr_rx.recv().unwrap();
+    let (mix_addr, mix_schedstat, replay_log) = addr_rx.recv().unwrap();
     let s = Setup { mix_addr, sender_key: sender_link, mix_link_pub: mix_pub, received, arrivals };
     let (packets, warm_packets) = packets.split_at(n);
 
@@ -200,6 +207,19 @@ fn main() {
 
     // 1. Saturation: send everything as fast as the link accepts it.
     let half = n / 2;
+    let log_at = |m: &qanat_node::replay_log::ReplayLogMetrics| {
+        [&m.tags, &m.bytes, &m.fsyncs, &m.write_micros].map(|a| a.load(Ordering::Relaxed) as f64)
+    };
+    // The replay log's writer thread, to charge its CPU time to the packets too.
+    let writer_cpu = || -> Option<u64> {
+        let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+        let task = tasks.flatten().find(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "replay-log")
+        })?;
+        cpu_ns(&task.path().join("schedstat").display().to_string())
+    };
+    let writer_cpu0 = writer_cpu();
+    let log_before = log_at(&replay_log);
     let (rate_in, rate_out, mix_cpu_us) = io.block_on(async {
         let conn =
             qanat_link::connect(s.mix_addr, &s.sender_key, &s.mix_link_pub, link_config(), Arc::default())
@@ -219,8 +239,9 @@ fn main() {
         (half as f64 / sent.as_secs_f64(), half as f64 / done.as_secs_f64(), cpu)
     });
 
-    // 2. Latency at half the measured rate, against a paced schedule.
-    let rate = rate_out / 2.0;
+    let log_sat = log_at(&replay_log);
+    // 2. Latency at half the measured rate (or `QANAT_BENCH_RATE`), against a paced schedule.
+    let rate = std::env::var("QANAT_BENCH_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(rate_out / 2.0);
     let m = n - half;
     let latencies = io.block_on(async {
         s.arrivals.lock().unwrap().clear();
@@ -273,6 +294,27 @@ fn main() {
     println!("| latency through the node at {rate:.0} packets/s: p50 | {:.3} ms |", pct(0.5));
     println!("| p99 | {:.3} ms |", pct(0.99));
     println!("| max | {:.3} ms |", pct(1.0));
+    let log_end = log_at(&replay_log);
+    if log_end[0] > 0.0 {
+        let per = |a: [f64; 4], b: [f64; 4], k: usize, packets: usize| (b[k] - a[k]) / packets as f64;
+        println!("| replay log: bytes on disk per packet | {:.1} |", per(log_before, log_end, 1, n));
+        println!(
+            "| replay log: packets per fdatasync, at saturation / at half rate | {:.1} / {:.1} |",
+            1.0 / per(log_before, log_sat, 2, half),
+            1.0 / per(log_sat, log_end, 2, m)
+        );
+        println!(
+            "| replay log: mean write + fdatasync, at saturation / at half rate | {:.2} / {:.2} ms |",
+            (log_sat[3] - log_before[3]) / (log_sat[2] - log_before[2]).max(1.0) / 1e3,
+            (log_end[3] - log_sat[3]) / (log_end[2] - log_sat[2]).max(1.0) / 1e3,
+        );
+        if let (Some(a), Some(b)) = (writer_cpu0, writer_cpu()) {
+            println!(
+                "| replay log: writer thread CPU per packet | {:.2} µs |",
+                (b - a) as f64 / 1e3 / n as f64
+            );
+        }
+    }
     drop(mix_thread);
     std::process::exit(0);
 }

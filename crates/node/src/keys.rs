@@ -31,7 +31,8 @@
 //! persisted, and reloaded; [`NodeKeys::rotate`] creates the missing ones of the window and
 //! deletes those older than the grace window. The identity and link keys are created on the first
 //! start only: if one exists without the other, the store refuses to start rather than silently
-//! become a different node.
+//! become a different node. Deleting a packet key also deletes its replay log
+//! ([`crate::replay_log`]), which is useless (and a record of traffic) without the key.
 //!
 //! Secrets are held in types that zeroize on drop ([`IdentitySecret`], [`LinkSecretKey`],
 //! [`SecretKey`]) and every buffer holding secret bytes is [`Zeroizing`].
@@ -234,6 +235,12 @@ impl NodeKeys {
                 Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}
                 Err(err) => return Err(io_err(&path, "delete the expired packet key")(err)),
+            }
+            if let Some(data_dir) = self.dir.parent() {
+                crate::replay_log::delete_log(data_dir, e.0).map_err(io_err(
+                    &crate::replay_log::replay_dir(data_dir),
+                    "delete the replay log of the expired packet key",
+                ))?;
             }
             self.packet.remove(&e);
             rotation.deleted.push(e);

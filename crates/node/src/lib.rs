@@ -12,6 +12,8 @@
 //!   the link key, and one packet key per epoch for the current epoch and the next few, so a
 //!   restarted node keeps every key it already published. Files are written atomically with mode
 //!   0600 in a small versioned format with a checksum; the clock and the RNG are passed in.
+//! - [`replay_log`]: the per-packet-key logs of accepted replay tags ([`ReplayLog`]) that let a
+//!   restarted mix or gateway rebuild its replay filters, so a crash does not reopen replays.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -19,8 +21,10 @@
 pub mod config;
 pub mod keys;
 pub mod localnet;
+pub mod replay_log;
 pub mod runtime;
 pub mod service;
 
 pub use config::{ConfigError, NodeConfig};
 pub use keys::{KeyStoreError, KeyWindow, NodeKeys};
+pub use replay_log::{ReplayLog, ReplayLogError};

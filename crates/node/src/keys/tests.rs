@@ -211,3 +211,19 @@ fn file_format_is_stable() {
     let d = decode(Path::new("x"), &bytes, KIND_PACKET).unwrap();
     assert_eq!((d.scheme, d.epoch, d.body.as_slice()), (2, 0x0102, [0xAB; 32].as_slice()));
 }
+
+#[test]
+fn deleting_a_packet_key_deletes_its_replay_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let mut k = open(tmp.path(), at(100), 3).unwrap();
+    let logs = crate::replay_log::replay_dir(tmp.path());
+    fs::create_dir_all(&logs).unwrap();
+    for e in [100, 101] {
+        fs::write(logs.join(format!("epoch-{e}.tags")), b"tags").unwrap();
+    }
+    let r = k.rotate(at(102), period(), Scheme::X25519Kem, &mut rng).unwrap();
+    assert_eq!(r.deleted, [Epoch(100)]);
+    assert!(!logs.join("epoch-100.tags").exists());
+    assert!(logs.join("epoch-101.tags").exists());
+}

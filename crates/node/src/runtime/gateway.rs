@@ -14,6 +14,9 @@
 //!   is the monotonic time since the runtime started, plus [`GatewayRuntimeConfig::clock`].
 //! - [`GatewayHandle::update`] hands the runtime what the directory says about an epoch: the
 //!   gateway's packet key, the topology (which mixes form the first layer) and the peers.
+//! - With a [`ReplayLog`] ([`spawn_gateway_with_replay_log`]) the replay filters survive
+//!   restarts exactly as a mix's do (see `runtime::mix`): packets going into layer 1 leave only
+//!   once their tags are durable.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -39,7 +42,9 @@ use tokio::time::Instant;
 
 use super::handle::RuntimeHandle;
 use super::links::{Links, accept_loop};
+use super::mix::durable;
 use super::peers::{EpochUpdate, Peer, PeerTable, Probe, SharedPeers};
+use crate::replay_log::{ReplayLog, ReplayLogMetrics};
 
 /// How to run a gateway.
 #[derive(Debug)]
@@ -78,6 +83,8 @@ pub struct GatewayRuntimeMetrics {
     pub client_requests: AtomicU64,
     /// Packets dropped because a link queue was full.
     pub link_queue_full: AtomicU64,
+    /// The replay log's counters (zero without one).
+    pub replay_log: Arc<ReplayLogMetrics>,
 }
 
 /// Every counter of a running gateway.
@@ -103,14 +110,46 @@ fn unix_now() -> UnixTime {
     UnixTime(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()))
 }
 
-/// Starts a gateway around `core` with `store`.
+/// Starts a gateway around `core` with `store`, with replay filters in memory only (see
+/// [`spawn_gateway_with_replay_log`]).
 pub async fn spawn_gateway<S: MailboxStore>(
     core: Gateway,
     store: Arc<S>,
     config: GatewayRuntimeConfig,
 ) -> std::io::Result<GatewayHandle> {
+    spawn(core, store, config, None).await
+}
+
+/// Starts a gateway around `core` with `store`, whose replay filters survive restarts through
+/// `log` (as [`spawn_mix_with_replay_log`](super::spawn_mix_with_replay_log)).
+pub async fn spawn_gateway_with_replay_log<S: MailboxStore>(
+    core: Gateway,
+    store: Arc<S>,
+    config: GatewayRuntimeConfig,
+    log: ReplayLog,
+) -> std::io::Result<GatewayHandle> {
+    spawn(core, store, config, Some(log)).await
+}
+
+async fn spawn<S: MailboxStore>(
+    mut core: Gateway,
+    store: Arc<S>,
+    config: GatewayRuntimeConfig,
+    mut log: Option<ReplayLog>,
+) -> std::io::Result<GatewayHandle> {
+    let replay_metrics = match &mut log {
+        Some(log) => {
+            core.enable_replay_log();
+            for e in core.key_epochs() {
+                core.restore_replay_tags(e, &log.installed(e));
+            }
+            log.metrics()
+        }
+        None => Arc::default(),
+    };
     let link_metrics = Arc::new(LinkMetrics::default());
-    let metrics = Arc::new(GatewayRuntimeMetrics::default());
+    let metrics =
+        Arc::new(GatewayRuntimeMetrics { replay_log: replay_metrics, ..GatewayRuntimeMetrics::default() });
     let peers: SharedPeers = Arc::new(std::sync::RwLock::new(PeerTable::new(config.peers.clone())));
     let table = peers.clone();
     let authorizer = move |k: &LinkPublicKey| table.read().ok().and_then(|t| t.by_link_key(k));
@@ -191,6 +230,7 @@ pub async fn spawn_gateway<S: MailboxStore>(
         link_metrics.clone(),
         metrics.clone(),
         [accept_nodes, accept_clients],
+        log,
     ));
     Ok(GatewayHandle {
         local_addr,
@@ -351,6 +391,7 @@ async fn run<S: MailboxStore>(
     link_metrics: Arc<LinkMetrics>,
     metrics: Arc<GatewayRuntimeMetrics>,
     accepts: [JoinHandle<()>; 2],
+    mut log: Option<ReplayLog>,
 ) {
     let origin = Instant::now();
     let clock = config.clock;
@@ -397,11 +438,21 @@ async fn run<S: MailboxStore>(
                 }
                 None => break,
             },
-            _ = sleep => core.handle_timeout(now()),
+            Some(id) = durable(&mut log) => core.handle_replay_logged(id),
+            _ = sleep => {
+                core.handle_timeout(now());
+                if let Some(log) = &mut log {
+                    log.retain(&core.key_epochs());
+                }
+            }
             update = updates.recv() => {
                 let Some(u) = update else { continue };
                 if let Some(key) = u.key {
+                    let new = !core.key_epochs().contains(&u.epoch);
                     core.add_epoch_key(u.epoch, key, u.window);
+                    if let Some(log) = log.as_mut().filter(|_| new) {
+                        core.restore_replay_tags(u.epoch, &log.installed(u.epoch));
+                    }
                 }
                 core.add_topology(u.topology);
                 let changed = match peers.write() {
@@ -460,6 +511,11 @@ async fn run<S: MailboxStore>(
         while let Some(ack) = core.poll_ack() {
             if let Some(reply) = reply_to.remove(&(ack.to, ack.token.0)) {
                 let _ = reply.try_send(Frame::Ack(vec![PacketId(ack.token.0)]));
+            }
+        }
+        if let Some(log) = &mut log {
+            while let Some(batch) = core.poll_replay_log() {
+                log.append(batch);
             }
         }
         let t = now();

@@ -13,6 +13,11 @@
 //!   ([`EpochUpdate`]): the node's packet key, the topology (for loop packets), the mixing
 //!   parameters and the peers, which join the [`PeerTable`] shared with the listener's
 //!   authoriser. A link to a node whose address or key changed is closed.
+//! - With a [`ReplayLog`] ([`spawn_mix_with_replay_log`]), every key the core gets has its
+//!   filter rebuilt from the tags logged before a restart, the tags the core accepts are handed
+//!   to the log's writer after each wake-up (before `poll_transmit`, which releases a packet only
+//!   once its tag's batch is durable), each durable report goes back to the core, and the log of
+//!   a key the core erased is deleted.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,6 +38,7 @@ use tokio::time::Instant;
 use super::handle::RuntimeHandle;
 use super::links::{Links, accept_loop};
 use super::peers::{EpochUpdate, Peer, PeerTable, Probe, SharedPeers};
+use crate::replay_log::{ReplayLog, ReplayLogMetrics};
 
 /// Most packets kept for gateways that have not acknowledged them (about 44 MB of 2.2 KB
 /// packets); beyond it a packet is still sent once but not kept for resending, and counted.
@@ -70,6 +76,8 @@ pub struct RuntimeMetrics {
     pub acked: AtomicU64,
     /// Packets to gateways not kept for resending because [`MAX_UNACKED`] were already waiting.
     pub unacked_full: AtomicU64,
+    /// The replay log's counters (zero without one).
+    pub replay_log: Arc<ReplayLogMetrics>,
 }
 
 /// Every counter of a running mix.
@@ -78,12 +86,44 @@ pub type MixProbe = Probe<MixMetrics, RuntimeMetrics>;
 /// A running mix.
 pub type MixHandle = RuntimeHandle<MixMetrics, RuntimeMetrics>;
 
-/// Starts a mix around `core`.
+/// Starts a mix around `core`, with replay filters in memory only (a restarted mix forgets
+/// them; see [`spawn_mix_with_replay_log`]).
 pub async fn spawn_mix<R: CryptoRng + Send + 'static>(
     core: Mix,
     config: MixRuntimeConfig,
     rng: R,
 ) -> std::io::Result<MixHandle> {
+    spawn(core, config, rng, None).await
+}
+
+/// Starts a mix around `core` whose replay filters survive restarts through `log`: the filters
+/// of keys installed (now or later) are rebuilt from it, and no packet leaves before its tag is
+/// durable in it.
+pub async fn spawn_mix_with_replay_log<R: CryptoRng + Send + 'static>(
+    core: Mix,
+    config: MixRuntimeConfig,
+    rng: R,
+    log: ReplayLog,
+) -> std::io::Result<MixHandle> {
+    spawn(core, config, rng, Some(log)).await
+}
+
+async fn spawn<R: CryptoRng + Send + 'static>(
+    mut core: Mix,
+    config: MixRuntimeConfig,
+    rng: R,
+    mut log: Option<ReplayLog>,
+) -> std::io::Result<MixHandle> {
+    let replay_metrics = match &mut log {
+        Some(log) => {
+            core.enable_replay_log();
+            for e in core.key_epochs() {
+                core.restore_replay_tags(e, &log.installed(e));
+            }
+            log.metrics()
+        }
+        None => Arc::default(),
+    };
     let link_metrics = Arc::new(LinkMetrics::default());
     let peers: SharedPeers = Arc::new(std::sync::RwLock::new(PeerTable::new(config.peers.clone())));
     let table = peers.clone();
@@ -101,7 +141,7 @@ pub async fn spawn_mix<R: CryptoRng + Send + 'static>(
     let (updates, updates_rx) = mpsc::channel::<EpochUpdate>(16);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let core_metrics = Arc::new(Mutex::new(core.metrics()));
-    let metrics = Arc::new(RuntimeMetrics::default());
+    let metrics = Arc::new(RuntimeMetrics { replay_log: replay_metrics, ..RuntimeMetrics::default() });
 
     // Accept loop: a connection needs nothing more once accepted (nothing is sent back to the
     // previous hop); it keeps delivering into `inbound` until it ends or the runtime stops.
@@ -119,6 +159,7 @@ pub async fn spawn_mix<R: CryptoRng + Send + 'static>(
         link_metrics.clone(),
         metrics.clone(),
         accept,
+        log,
     ));
     Ok(MixHandle {
         local_addr,
@@ -145,6 +186,7 @@ async fn run<R: CryptoRng + Send + 'static>(
     link_metrics: Arc<LinkMetrics>,
     metrics: Arc<RuntimeMetrics>,
     accept: JoinHandle<()>,
+    mut log: Option<ReplayLog>,
 ) {
     let origin = Instant::now();
     let clock = config.clock;
@@ -194,14 +236,22 @@ async fn run<R: CryptoRng + Send + 'static>(
                     }
                 }
             }
+            Some(id) = durable(&mut log) => core.handle_replay_logged(id),
             () = &mut sleep => {
                 core.handle_timeout(now(), &mut rng);
                 sleep.as_mut().reset(far());
+                if let Some(log) = &mut log {
+                    log.retain(&core.key_epochs());
+                }
             }
             update = updates.recv() => {
                 let Some(u) = update else { continue };
                 if let Some(key) = u.key {
+                    let new = !core.key_epochs().contains(&u.epoch);
                     core.add_epoch_key(u.epoch, key, u.window);
+                    if let Some(log) = log.as_mut().filter(|_| new) {
+                        core.restore_replay_tags(u.epoch, &log.installed(u.epoch));
+                    }
                 }
                 core.add_topology(u.topology);
                 core.set_cover(u.mean_delay, u.loop_rate);
@@ -226,6 +276,12 @@ async fn run<R: CryptoRng + Send + 'static>(
                 }
             }
             _ = shutdown.changed() => break,
+        }
+        // The tags of what was accepted go to the log; the packets wait for the durable report.
+        if let Some(log) = &mut log {
+            while let Some(batch) = core.poll_replay_log() {
+                log.append(batch);
+            }
         }
         let t = now();
         while let Some(tx) = core.poll_transmit(t) {
@@ -253,4 +309,12 @@ async fn run<R: CryptoRng + Send + 'static>(
     }
     accept.abort();
     links.shutdown().await;
+}
+
+/// The next batch the replay log reports durable; never, without a log.
+pub(super) async fn durable(log: &mut Option<ReplayLog>) -> Option<u64> {
+    match log {
+        Some(log) => log.durable().await,
+        None => std::future::pending().await,
+    }
 }

@@ -13,7 +13,9 @@ pub mod peers;
 pub use authority::{
     AuthorityHandle, AuthorityLink, AuthorityProbe, AuthorityRuntimeConfig, spawn_authority,
 };
-pub use gateway::{GatewayHandle, GatewayProbe, GatewayRuntimeConfig, spawn_gateway};
+pub use gateway::{
+    GatewayHandle, GatewayProbe, GatewayRuntimeConfig, spawn_gateway, spawn_gateway_with_replay_log,
+};
 pub use handle::{RuntimeHandle, Stopped};
-pub use mix::{MixHandle, MixProbe, MixRuntimeConfig, spawn_mix};
+pub use mix::{MixHandle, MixProbe, MixRuntimeConfig, spawn_mix, spawn_mix_with_replay_log};
 pub use peers::{EpochUpdate, Peer, PeerTable, Probe, Updater};

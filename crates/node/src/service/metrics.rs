@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use qanat_link::LinkMetrics;
 
+use crate::replay_log::ReplayLogMetrics;
 use crate::runtime::authority::AuthorityMetrics;
 use crate::runtime::{GatewayProbe, MixProbe};
 
@@ -179,6 +180,37 @@ pub fn mix(e: &mut Exposition, p: &MixProbe, uptime_secs: f64) {
         "Packets to gateways not kept for resending (too many unacknowledged).",
         g(&r.unacked_full),
     );
+    replay_log(e, c.replay_tags_restored, c.replay_log_full, &r.replay_log);
+}
+
+/// The replay log's counters (mixes and gateways).
+fn replay_log(e: &mut Exposition, restored: u64, full: u64, m: &ReplayLogMetrics) {
+    let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    e.counter(
+        "qanat_replay_tags_restored_total",
+        "Replay tags read back into the filters at start.",
+        restored,
+    );
+    e.counter(
+        "qanat_replay_log_full_total",
+        "Replay tags not logged: their key's log reached the filter's capacity (a restart forgets them).",
+        full,
+    );
+    e.counter("qanat_replay_log_tags_total", "Replay tags appended to the replay log.", g(&m.tags));
+    e.counter("qanat_replay_log_bytes_total", "Bytes appended to the replay log.", g(&m.bytes));
+    e.counter("qanat_replay_log_fsyncs_total", "fdatasync calls of the replay log.", g(&m.fsyncs));
+    e.gauge(
+        "qanat_replay_log_write_seconds",
+        "Seconds spent appending to and syncing the replay log (divided by fsyncs: the mean sync time).",
+        g(&m.write_micros) as f64 / 1e6,
+    );
+    e.counter("qanat_replay_log_commits_total", "Group commits of the replay log.", g(&m.commits));
+    e.counter(
+        "qanat_replay_log_errors_total",
+        "Replay log writes that failed (retried; packets wait meanwhile).",
+        g(&m.errors),
+    );
+    e.counter("qanat_replay_log_deleted_total", "Replay logs deleted with their key.", g(&m.deleted));
 }
 
 /// A gateway's counters.
@@ -223,6 +255,7 @@ pub fn gateway(e: &mut Exposition, p: &GatewayProbe) {
         "Packets dropped on a full link queue.",
         g(&r.link_queue_full),
     );
+    replay_log(e, c.replay_tags_restored, c.replay_log_full, &r.replay_log);
 }
 
 /// An authority's counters.

@@ -45,9 +45,10 @@ use tokio::task::JoinHandle;
 
 use crate::config::{NodeConfig, RoleConfig, StoreConfig};
 use crate::keys::{KeyStoreError, KeyWindow, NodeKeys};
+use crate::replay_log::{ReplayLog, ReplayLogError};
 use crate::runtime::{
     AuthorityHandle, AuthorityLink, AuthorityRuntimeConfig, GatewayHandle, GatewayRuntimeConfig, MixHandle,
-    MixRuntimeConfig, Updater, spawn_authority, spawn_gateway, spawn_mix,
+    MixRuntimeConfig, Updater, spawn_authority, spawn_gateway_with_replay_log, spawn_mix_with_replay_log,
 };
 use directory::{DirectoryClient, RequestError};
 use metrics::{DirectoryStatus, Exposition};
@@ -67,6 +68,9 @@ pub enum ServiceError {
     /// The key store could not be opened.
     #[error(transparent)]
     Keys(#[from] KeyStoreError),
+    /// The replay log could not be read back.
+    #[error(transparent)]
+    ReplayLog(#[from] ReplayLogError),
     /// An address of the config did not resolve.
     #[error("cannot resolve {field}: {source}; check the address in the config")]
     Resolve {
@@ -276,7 +280,8 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                 resend_after: Duration::from_secs(2),
                 clock: epochs::core_time(wall_now()),
             };
-            let h = spawn_mix(core, rc, os_rng()?)
+            let log = ReplayLog::open(&config.data_dir, |e| keys.packet_key(Epoch(e)).is_some())?;
+            let h = spawn_mix_with_replay_log(core, rc, os_rng()?, log)
                 .await
                 .map_err(|source| ServiceError::Bind { field: "listen", source })?;
             let probe = h.probe();
@@ -296,6 +301,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
         RoleConfig::Gateway(g) => {
             let id = keys.identity().public().node_id();
             let core = Gateway::new(CoreGatewayConfig::new(id), geometry.clone());
+            let log = ReplayLog::open(&config.data_dir, |e| keys.packet_key(Epoch(e)).is_some())?;
             let client_listen = resolve("gateway.client_listen", &g.client_listen).await?;
             let rc = GatewayRuntimeConfig {
                 listen,
@@ -315,7 +321,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                     })
                     .await
                     .map_err(|_| ServiceError::Internal("the store's opening task failed"))??;
-                    start_gateway(core, Arc::new(store), rc, &mut background).await?
+                    start_gateway(core, Arc::new(store), rc, log, &mut background).await?
                 }
                 StoreConfig::Redis { seed_nodes, key_prefix, wait_timeout, username, password_file } => {
                     let password = match password_file {
@@ -336,7 +342,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                     }
                     .with_wait_timeout(*wait_timeout);
                     let store = RedisStore::connect(config).await?;
-                    start_gateway(core, Arc::new(store), rc, &mut background).await?
+                    start_gateway(core, Arc::new(store), rc, log, &mut background).await?
                 }
             };
             let probe = h.probe();
@@ -430,9 +436,10 @@ async fn start_gateway<S: MailboxStore>(
     core: Gateway,
     store: Arc<S>,
     rc: GatewayRuntimeConfig,
+    log: ReplayLog,
     background: &mut Vec<JoinHandle<()>>,
 ) -> Result<GatewayHandle, ServiceError> {
-    let h = spawn_gateway(core, store.clone(), rc)
+    let h = spawn_gateway_with_replay_log(core, store.clone(), rc, log)
         .await
         .map_err(|source| ServiceError::Bind { field: "listen or gateway.client_listen", source })?;
     background.push(tokio::spawn(async move {
