@@ -168,11 +168,16 @@ pub(crate) fn eval(o: &EvalOptions) -> Result<()> {
         let t = Instant::now();
         let scores = evaluate(&config).with_context(|| format!("setting {name}"))?;
         eprintln!(
-            "eval: {name}: {} messages, entropy mean {:.2} bits, p(true) {:.3}, latency p50 {:.1} s ({:.0} s)",
+            "eval: {name} {what}: {} messages, entropy mean {:.2} bits, p(true) {:.3}, latency p50 {:.1} s; \
+             all gateways: entropy {:.2}, links {:.1}% (recipient only {:.1}%), one gateway links {:.1}% ({:.0} s)",
             scores.delivered,
             scores.entropy.mean,
             scores.p_true.mean,
             scores.latency.p50,
+            scores.all_gateways.entropy.mean,
+            scores.all_gateways.top_correct * 100.0,
+            scores.all_gateways_recipient_only.top_correct * 100.0,
+            scores.one_gateway.top_correct * 100.0,
             t.elapsed().as_secs_f64()
         );
         Ok(Row { name, what, flags, config, scores })

@@ -8,10 +8,13 @@
 //! gateway-to-client fetch traffic is not recorded), and MLS (a message is one DATA packet of a
 //! few bytes). One epoch key per node covers the whole run.
 //!
-//! Each client owns one mailbox at its gateway (loops and acknowledgements come back to it, and
-//! other clients send to it). Clients `0..active` queue messages as a Poisson process of rate
-//! `message_rate` to a uniformly random other client; the recipient answers each DATA packet
-//! with the acknowledgement through its SURB in its next payload slot, as the real engine does.
+//! Each client owns a home mailbox at its gateway (its loops and the acknowledgements of what it
+//! sends come back to it) and one thread mailbox per contact who writes to it (made the first
+//! time that contact writes, as an invitation would). Clients `0..active` queue messages as a
+//! Poisson process of rate `message_rate` to a uniformly random other client, into the thread
+//! mailbox the recipient keeps for the sender; the recipient answers each DATA packet with the
+//! acknowledgement through its SURB in its next payload slot, as the real engine does. Each
+//! gateway's view of the mailboxes packets land in is recorded apart ([`Run::stores`]).
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -29,7 +32,7 @@ use qanat_mixnet::{
 };
 use qanat_packet::{Geometry, NodeId, RecipientId, Scheme, SecretKey, Sphinx};
 
-use crate::{Endpoint, Knowledge, Observation};
+use crate::{Endpoint, Knowledge, MailboxSeen, Observation, Stored};
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -109,6 +112,7 @@ impl Config {
             mean_delay: self.mean_delay,
             mix_loop_rate: self.mix_loop_rate,
             link_latency: self.link_latency,
+            payload_rate: self.rates.payload,
         }
     }
 }
@@ -160,6 +164,9 @@ pub struct Run {
     pub end: Time,
     /// Packets each client sent.
     pub client_packets: Vec<u64>,
+    /// What every gateway learned of each packet it took from the last mix layer (an adversary
+    /// running some gateways is given only theirs).
+    pub stores: Vec<Stored>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -251,7 +258,10 @@ pub(crate) struct Setup {
     pub(crate) gateways: Vec<Gateway>,
     pub(crate) clients: Vec<Client>,
     pub(crate) ids: HashMap<NodeId, Node>,
-    pub(crate) mailboxes: HashMap<RecipientId, u32>,
+    /// Every registered mailbox: its owner and how its gateway sees it.
+    pub(crate) mailboxes: HashMap<RecipientId, (u32, MailboxSeen)>,
+    /// The thread mailbox `(recipient, sender)`: the one the recipient keeps for the sender.
+    pub(crate) threads: HashMap<(u32, u32), RecipientId>,
 }
 
 fn node_id(kind: u8, i: usize) -> NodeId {
@@ -341,7 +351,7 @@ impl Setup {
             let mut m = [0u8; 32];
             rng.fill_bytes(&mut m);
             let mailbox = RecipientId(m);
-            mailboxes.insert(mailbox, c);
+            mailboxes.insert(mailbox, (c, MailboxSeen::Home { owner: c }));
             let rates = if config.client_cover {
                 config.rates
             } else {
@@ -363,7 +373,21 @@ impl Setup {
                 sent: 0,
             });
         }
-        Ok(Self { rng, sphinx, mixes, gateways, clients, ids, mailboxes })
+        Ok(Self { rng, sphinx, mixes, gateways, clients, ids, mailboxes, threads: HashMap::new() })
+    }
+
+    /// The thread mailbox `recipient` keeps for `sender`, made on first use.
+    pub(crate) fn thread(&mut self, recipient: u32, sender: u32) -> RecipientId {
+        if let Some(m) = self.threads.get(&(recipient, sender)) {
+            return *m;
+        }
+        let mut m = [0u8; 32];
+        self.rng.fill_bytes(&mut m);
+        let m = RecipientId(m);
+        let serial = self.threads.len() as u64;
+        self.threads.insert((recipient, sender), m);
+        self.mailboxes.insert(m, (recipient, MailboxSeen::Thread { owner: recipient, mailbox: serial }));
+        m
     }
 }
 
@@ -376,6 +400,7 @@ struct Sim<'a> {
     observations: Vec<Observation>,
     messages: Vec<MessageRecord>,
     by_id: HashMap<MessageId, usize>,
+    stores: Vec<Stored>,
 }
 
 /// Runs the network of `config` to the end and returns what the adversary saw and the truth.
@@ -391,6 +416,7 @@ pub fn run(config: &Config) -> Result<Run, SimError> {
         observations: Vec::new(),
         messages: Vec::new(),
         by_id: HashMap::new(),
+        stores: Vec::new(),
     };
     let start_msgs = Time::ZERO + config.warmup;
     let stop_msgs = start_msgs + config.duration;
@@ -444,7 +470,14 @@ pub fn run(config: &Config) -> Result<Run, SimError> {
     }
     let mix_metrics = sim.s.mixes.iter().map(Mix::metrics).collect();
     let client_packets = sim.s.clients.iter().map(|c| c.sent).collect();
-    Ok(Run { observations: sim.observations, messages: sim.messages, mix_metrics, end, client_packets })
+    Ok(Run {
+        observations: sim.observations,
+        messages: sim.messages,
+        mix_metrics,
+        end,
+        client_packets,
+        stores: sim.stores,
+    })
 }
 
 impl Sim<'_> {
@@ -471,10 +504,8 @@ impl Sim<'_> {
                 let k = (self.s.rng.next_u64() % u64::from(config.clients - 1)) as u32;
                 if k >= c { k + 1 } else { k }
             };
-            let route = Route {
-                gateway: self.s.clients[to as usize].view.gateway,
-                mailbox: self.s.clients[to as usize].mailbox,
-            };
+            let route =
+                Route { gateway: self.s.clients[to as usize].view.gateway, mailbox: self.s.thread(to, c) };
             let Setup { rng, sphinx, clients, .. } = &mut self.s;
             let client = &mut clients[ci];
             let text = (self.messages.len() as u64).to_be_bytes();
@@ -543,7 +574,9 @@ impl Sim<'_> {
     fn store(&mut self, g: usize, t: Time, observation: usize) -> Result<(), SimError> {
         while let Some(req) = self.s.gateways[g].poll_store() {
             self.s.gateways[g].handle_store_result(req.token, StoreResult::Durable);
-            let Some(&owner) = self.s.mailboxes.get(&req.mailbox) else { continue };
+            let seen = self.s.mailboxes.get(&req.mailbox).map_or(MailboxSeen::Unregistered, |m| m.1);
+            self.stores.push(Stored { observation, gateway: g as u16, mailbox: seen });
+            let Some(&(owner, _)) = self.s.mailboxes.get(&req.mailbox) else { continue };
             let Ok(item) = MailboxItem::decode(&req.item) else { continue };
             let Setup { rng, sphinx, clients, .. } = &mut self.s;
             let client = &mut clients[owner as usize];
