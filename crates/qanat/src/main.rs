@@ -111,6 +111,9 @@ enum Command {
         /// With --setting: clients send only real packets.
         #[arg(long)]
         no_client_cover: bool,
+        /// With --setting: one layer of one mix (every route's only mix is honest).
+        #[arg(long)]
+        one_mix: bool,
     },
     /// Runs and inspects one node (directory authority, mix or gateway).
     Node {
@@ -397,6 +400,7 @@ fn main() -> Result<()> {
             metered,
             message_rate,
             no_client_cover,
+            one_mix,
         } => {
             if setting {
                 return eval::one_setting(&eval::SettingOptions {
@@ -409,6 +413,7 @@ fn main() -> Result<()> {
                     metered,
                     message_rate,
                     no_client_cover,
+                    one_mix,
                 });
             }
             eval::eval(&eval::EvalOptions { out, quick, seed })
