@@ -55,6 +55,9 @@ pub struct Knowledge {
     pub link_latency: Duration,
     /// The clients' payload rate λ_P (a recipient acknowledges in its next payload slot).
     pub payload_rate: f64,
+    /// The mean of the exponential delay recipients wait before queueing an acknowledgement
+    /// (zero: none), a protocol constant.
+    pub ack_delay: Duration,
 }
 
 /// The adversary's guess of who sent one packet.
@@ -316,6 +319,7 @@ mod tests {
             mix_loop_rate: 0.0,
             link_latency: Duration::from_millis(1),
             payload_rate: 0.2,
+            ack_delay: Duration::ZERO,
         }
     }
 

@@ -24,8 +24,9 @@
 //!    payload slot, and the answer lands in the *sender's* home mailbox at the sender's gateway.
 //!    For every candidate sender `s` whose gateway it runs, it weighs the packets that reached
 //!    `s`'s home mailbox after the message reached `r`: each by the density `f` of the
-//!    acknowledgement's delay (an Exp(λ_P) wait for the slot, then `L` Exp(μ) mix delays and the
-//!    links) and by how much the global analysis of *that* packet points at `r`
+//!    acknowledgement's delay (an Exp(λ_P) wait for the slot, any deliberate Exp delay the
+//!    protocol adds before acknowledging ([`Knowledge::ack_delay`]), then `L` Exp(μ) mix delays
+//!    and the links) and by how much the global analysis of *that* packet points at `r`
 //!    (`q_h(r)·N`, 1 for a packet that says nothing). Against a background of loops and other
 //!    acknowledgements arriving at the rate `ρ_s` it measured, the likelihood ratio of "`s` sent
 //!    it" is `(1 − a) + a·Σ_h f(t_h − t)·q_h(r)·N / ρ_s`, with `a = 0.9` allowing for an
@@ -78,44 +79,35 @@ fn secs(t: Time) -> f64 {
 }
 
 /// The density of an acknowledgement's delay from the message's arrival at the recipient's
-/// gateway to the acknowledgement's arrival at the sender's gateway, less the link latencies:
-/// Exp(`a`) (the slot) plus `layers` Exp(`b`) (the mixes); tabulated on a grid.
+/// gateway to the acknowledgement's arrival at the sender's gateway, less the link latencies: a
+/// sum of exponential stages (the wait for the recipient's payload slot, any deliberate delay
+/// before the acknowledgement, each mix's delay), tabulated on a grid.
 struct AckDelay {
     step: f64,
     density: Vec<f64>,
 }
 
 impl AckDelay {
-    fn new(a: f64, b: f64, layers: usize) -> Self {
+    /// `rates`: the rate of each exponential stage (infinite: no delay).
+    fn new(rates: &[f64]) -> Self {
         const N: usize = 20_000;
-        if a <= 0.0 {
+        let stages: Vec<f64> = rates.iter().copied().filter(|r| r.is_finite() && *r > 0.0).collect();
+        let Some((&first, rest)) = stages.split_first() else {
             return Self { step: 1.0, density: Vec::new() };
-        }
-        let mix_mean = if b.is_finite() && b > 0.0 { layers as f64 / b } else { 0.0 };
-        let horizon = 12.0 / a + 12.0 * mix_mean.max(0.0) + 1.0;
-        let step = horizon / N as f64;
-        // Gamma(layers, b) density on the grid, then its convolution with Exp(a) by the running
-        // integral f(t) = a·e^{−a t}·∫₀ᵗ g(x)·e^{a x} dx (trapezoids).
-        let density = if mix_mean <= 0.0 {
-            (0..N).map(|i| a * (-a * i as f64 * step).exp()).collect()
-        } else {
-            let k = layers as i32;
-            let fact: f64 = (1..layers).map(|i| i as f64).product();
-            let g = |x: f64| b.powi(k) * x.powi(k - 1) * (-b * x).exp() / fact;
-            let mut out = Vec::with_capacity(N);
-            let mut integral = 0.0;
-            let mut prev = g(0.0);
-            out.push(0.0);
-            for i in 1..N {
-                let x = i as f64 * step;
-                // g(x)·e^{a x}·e^{−a t} at x = t, written to stay finite.
-                let cur = g(x) * (a * x).exp();
-                integral += 0.5 * (prev + cur) * step;
-                prev = cur;
-                out.push(a * (-a * x).exp() * integral);
-            }
-            out
         };
+        let horizon = stages.iter().map(|r| 12.0 / r).sum::<f64>() + 1.0;
+        let step = horizon / N as f64;
+        let mut density: Vec<f64> = (0..N).map(|i| first * (-first * i as f64 * step).exp()).collect();
+        // Convolution with Exp(r), h'(t) = ∫₀ᵗ h(x)·r·e^{−r(t−x)} dx, by its recurrence on the
+        // grid (trapezoids).
+        for &r in rest {
+            let decay = (-r * step).exp();
+            let mut next = vec![0.0; N];
+            for i in 1..N {
+                next[i] = decay * next[i - 1] + 0.5 * r * step * (density[i] + decay * density[i - 1]);
+            }
+            density = next;
+        }
         Self { step, density }
     }
 
@@ -187,7 +179,13 @@ pub fn analyse_gateways(
     let layers = knowledge.mix_layers.iter().copied().max().map_or(0, |l| l + 1);
     let mean = knowledge.mean_delay.as_secs_f64();
     let mu = if mean > 0.0 { 1.0 / mean } else { f64::INFINITY };
-    let ack = AckDelay::new(knowledge.payload_rate, mu, layers);
+    let ack_rate = match knowledge.ack_delay.as_secs_f64() {
+        d if d > 0.0 => 1.0 / d,
+        _ => f64::INFINITY,
+    };
+    let mut stages = vec![knowledge.payload_rate, ack_rate];
+    stages.extend(std::iter::repeat_n(mu, layers));
+    let ack = AckDelay::new(&stages);
     let links = (layers + 2) as f64 * knowledge.link_latency.as_secs_f64();
 
     let mut out = Vec::new();
@@ -265,7 +263,9 @@ mod tests {
         for (a, b, l) in
             [(0.2, 2.0, 3), (0.2, 1.0, 3), (0.02, 2.0, 3), (0.2, f64::INFINITY, 3), (0.5, 0.5, 2)]
         {
-            let d = AckDelay::new(a, b, l);
+            let mut stages = vec![a];
+            stages.extend(std::iter::repeat_n(b, l));
+            let d = AckDelay::new(&stages);
             let mass: f64 = d.density.iter().sum::<f64>() * d.step;
             assert!((mass - 1.0).abs() < 0.01, "{a} {b} {l}: {mass}");
             let mean: f64 =
@@ -273,6 +273,14 @@ mod tests {
             let want = 1.0 / a + if b.is_finite() { l as f64 / b } else { 0.0 };
             assert!((mean - want).abs() < 0.02 * want, "{a} {b} {l}: mean {mean}, want {want}");
         }
+    }
+
+    #[test]
+    fn a_deliberate_acknowledgement_delay_adds_its_mean() {
+        let d = AckDelay::new(&[0.2, 1.0 / 60.0, 1.0, 1.0, 1.0]);
+        let mean: f64 =
+            d.density.iter().enumerate().map(|(i, f)| i as f64 * d.step * f).sum::<f64>() * d.step;
+        assert!((mean - 68.0).abs() < 1.0, "{mean}");
     }
 
     #[test]

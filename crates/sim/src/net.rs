@@ -56,6 +56,9 @@ pub struct Config {
     pub layers: usize,
     /// Mixes in each layer.
     pub mixes_per_layer: usize,
+    /// The mean of an exponential delay a recipient waits before queueing the acknowledgement of
+    /// a DATA packet (zero: it goes in the next payload slot, as the engine does today).
+    pub ack_delay: Duration,
     /// Gateways (clients are spread over them round-robin).
     pub gateways: usize,
     /// Time before the first message (cover traffic only), so that mixes are in steady state.
@@ -91,6 +94,7 @@ impl Config {
             mix_loop_rate: params.lambda_m().per_second(),
             layers: params.mix_layers(),
             mixes_per_layer: 2,
+            ack_delay: Duration::ZERO,
             gateways: 2,
             warmup: Duration::from_secs(60),
             duration: Duration::from_secs(600),
@@ -113,6 +117,7 @@ impl Config {
             mix_loop_rate: self.mix_loop_rate,
             link_latency: self.link_latency,
             payload_rate: self.rates.payload,
+            ack_delay: self.ack_delay,
         }
     }
 }
@@ -216,7 +221,8 @@ pub(crate) struct Client {
     pub(crate) mailbox: RecipientId,
     pub(crate) schedule: Schedule,
     pub(crate) outbox: Outbox,
-    pub(crate) acks: VecDeque<Vec<u8>>,
+    /// Acknowledgements owed, each with the time from which it may be sent.
+    pub(crate) acks: VecDeque<(Time, Vec<u8>)>,
     pub(crate) next_message: Option<Time>,
     wake: Option<Time>,
     pub(crate) sent: u64,
@@ -234,8 +240,8 @@ pub(crate) fn slot_packet(
     let err = |e: qanat_client::sending::RouteError| SimError::Packet(e.to_string());
     Ok(match slot {
         Slot::Payload => {
-            if let Some(a) = c.acks.pop_front() {
-                Some(a)
+            if let Some(a) = c.acks.iter().position(|(at, _)| *at <= now).and_then(|i| c.acks.remove(i)) {
+                Some(a.1)
             } else if let Some(p) = c.outbox.next_packet(now, sphinx, &c.view, rng).map_err(err)? {
                 Some(p.packet)
             } else if cover {
@@ -272,11 +278,13 @@ fn node_id(kind: u8, i: usize) -> NodeId {
 }
 
 /// The resend policy the engine uses (a slot and the hops each way, a fetch at each end,
-/// doubled), with fetches as often as payload slots.
+/// doubled), with fetches as often as payload slots (and room for any acknowledgement delay).
 fn resend_policy(config: &Config) -> ResendPolicy {
     let slot = Duration::from_secs_f64(1.0 / config.rates.payload.max(1e-6));
     let hops = config.mean_delay * (2 * config.layers as u32);
-    let first = (slot * 4 + hops) * 2;
+    // A deliberate delay before acknowledging lengthens the round trip by its mean; three times
+    // that covers its tail.
+    let first = (slot * 4 + hops + config.ack_delay * 3) * 2;
     ResendPolicy {
         first: first.max(Duration::from_secs(1)),
         max: (first * 16).min(Duration::from_secs(1800)),
@@ -594,7 +602,12 @@ impl Sim<'_> {
                 }
                 let ack = ack_packet(sphinx, &surb, message_id, index, rng)
                     .map_err(|e| SimError::Packet(e.to_string()))?;
-                client.acks.push_back(ack.packet);
+                let at = if self.config.ack_delay.is_zero() {
+                    t
+                } else {
+                    t + exponential(rng, self.config.ack_delay)
+                };
+                client.acks.push_back((at, ack.packet));
             }
         }
         Ok(())
