@@ -970,8 +970,10 @@ pub fn render_example(ex: &Example) -> String {
             let d = &ex.parameters;
             let _ =
                 writeln!(s, "\n# The network parameters this authority votes for; every line is optional");
-            let _ =
-                writeln!(s, "# (the defaults: mix_layers 3, mean_delay_ms 500, lambda_p 0.2, lambda_l 0.05,");
+            let _ = writeln!(
+                s,
+                "# (the defaults: mix_layers 3, mean_delay_ms 1000, lambda_p 0.2, lambda_l 0.05,"
+            );
             let _ = writeln!(s, "# lambda_d 0.05, lambda_m 2). All authorities must agree.");
             let _ = writeln!(s, "[authority.parameters]");
             let _ = writeln!(s, "# Mix layers (at most network.nr_hops - 2).");

@@ -9,28 +9,36 @@
 //! at rate `λ_M`; a loop leaves its own mix at once, is held by one mix of each of the `L − 1`
 //! other layers and ends back at its mix, so with balanced layers every mix holds on average
 //! `(L − 1)·λ_M/μ` loop packets (`L` layers). The defaults give
-//! `(L − 1)·λ_M/μ = 2 · 2/s · 0.5 s = 2`, before any client traffic; [`Parameters::new`] refuses
+//! `(L − 1)·λ_M/μ = 2 · 2/s · 1 s = 4`, before any client traffic; [`Parameters::new`] refuses
 //! parameters whose floor is below 2. (Until session 4 the check was `L·λ_M/μ ≥ 2`, which
 //! counted the loop's return to its own mix; the evaluation measured the floor and found it.)
 //!
-//! Client defaults (`λ_P = 0.2/s`, `λ_L = λ_D = 0.05/s`) cost about 0.3 packets per second, some
-//! 50 MB a day with 2 KiB packets.
+//! Client defaults (`λ_P = 0.2/s`, `λ_L = λ_D = 0.05/s`) cost 0.3 packets and 0.2 pulls per
+//! second: about 96 MB a day up and 77 MB down with X25519-KEM frames
+//! (`TrafficProfile::idle_bytes_per_day`). The mean delay costs no bytes, only latency.
 //!
 //! # Why these defaults
 //!
 //! Chosen from the global-passive-adversary evaluation (`qanat eval`, `docs/EVALUATION.md`: a
 //! simulated network of the real cores, 50 clients, every link watched):
-//! - `1/μ = 500 ms`: the knee of the delay sweep. The sender of a message keeps a mean entropy
-//!   within about 0.6 bits of log2 of the clients online; 200 ms loses 0.6 bits, 1 s gains 0.3
-//!   bits for more latency. Latency (p50 ≈ 6 s) is dominated by the wait for a payload slot.
+//! - `1/μ = 1 s` (500 ms until issue 11): the cheapest way to bring the global observer's
+//!   mean sender entropy within 0.5 bit of log2 of the clients online at the default cost (at
+//!   500 ms it was 0.6 bits short; at 1 s about 0.3 bits short, with 750 ms too close to the
+//!   line). It costs no bandwidth and adds 1.5 s to the mean latency (three hops), which the
+//!   wait for a payload slot still dominates (p50 about 8.5 s). The other way, λ_L = λ_D =
+//!   0.2/s at 500 ms, also met the target but at 1.6 times the bytes sent a day.
 //! - `λ_P = 0.2/s`: a payload slot every 5 s, so latency of seconds; the slot (a drop when
 //!   nothing is queued) is what makes a busy client indistinguishable from an idle one (KS test
 //!   over 10,000 gaps: p ≈ 0.9).
-//! - `λ_L = λ_D = 0.05/s`: from none to 0.05/s gains about a quarter of a bit; 0.2/s gains as much
-//!   again for 2.5 times the loop and drop traffic.
+//! - `λ_L = λ_D = 0.05/s`: against the global observer, from none to 0.05/s gains an eighth to a
+//!   quarter of a bit, and 0.2/s as much again for 2.5 times the loop and drop traffic; loops
+//!   also blur acknowledgements in home mailboxes against gateway adversaries (at 1 s per hop the
+//!   all-gateways linking falls from 24% without loops to 10% at 0.05/s).
 //! - `λ_M = 2/s`: a mix's loop is held only at the `L − 1` other layers (it leaves its own mix at
-//!   once and ends there), so loops alone keep `(L − 1)·λ_M/μ = 2` packets in every mix: Loopix's
-//!   floor, met exactly (measured 2.1), which [`Parameters::new`] checks.
+//!   once and ends there), so loops alone keep `(L − 1)·λ_M/μ = 4` packets in every mix at 1 s,
+//!   twice Loopix's floor of 2 that [`Parameters::new`] checks (met exactly, measured 2.1, at the
+//!   old 500 ms). Kept rather than halved: it costs no client bandwidth, and keeps a mix from
+//!   ever looking nearly empty when users are quiet.
 //!
 //! Rates are integers in micro-events per second, and delays integers in milliseconds, so that
 //! the encoding is exact and canonical.
@@ -118,8 +126,8 @@ impl ParametersConfig {
             nr_hops: g.nr_hops(),
             forward_payload_len: g.forward_payload_len(),
             mix_layers: 3,
-            // 500 ms per hop, 0.2, 0.05, 0.05, 2 per second: see "Why these defaults" above.
-            mean_delay_ms: 500,
+            // 1 s per hop, 0.2, 0.05, 0.05, 2 per second: see "Why these defaults" above.
+            mean_delay_ms: 1000,
             lambda_p: Rate::from_milli_per_sec(200),
             lambda_l: Rate::from_milli_per_sec(50),
             lambda_d: Rate::from_milli_per_sec(50),
@@ -314,6 +322,7 @@ mod tests {
         for s in Scheme::ALL {
             let p = Parameters::default_for(s);
             assert!(p.mix_occupancy_floor() >= 2.0);
+            assert_eq!(p.mean_delay_ms(), 1000);
             assert_eq!(p.geometry().nr_hops(), 5);
             assert_eq!(p.mix_layers(), 3);
             let b = p.to_bytes();

@@ -57,7 +57,7 @@ impl Scale {
                 sweep_duration: Duration::from_secs(60),
                 tail: Duration::from_secs(30),
                 timing_packets: 2_000,
-                delays_ms: vec![100, 500, 2000],
+                delays_ms: vec![100, 500, 1000],
                 cover_rates: vec![0.0, 0.05, 0.2],
             }
         } else {
@@ -68,7 +68,7 @@ impl Scale {
                 sweep_duration: Duration::from_secs(300),
                 tail: Duration::from_secs(60),
                 timing_packets: 10_000,
-                delays_ms: vec![50, 100, 200, 500, 1000, 2000],
+                delays_ms: vec![50, 100, 200, 500, 750, 1000, 2000],
                 cover_rates: vec![0.0, 0.025, 0.05, 0.1, 0.2],
             }
         }
@@ -105,6 +105,10 @@ pub(crate) struct SettingOptions {
     pub(crate) message_rate: Option<f64>,
     /// Clients send no cover.
     pub(crate) no_client_cover: bool,
+    /// One layer of one mix.
+    pub(crate) one_mix: bool,
+    /// Mean delay before each acknowledgement, ms.
+    pub(crate) ack_delay_ms: Option<u64>,
 }
 
 /// Runs one setting and prints its figures as a table.
@@ -133,13 +137,49 @@ pub(crate) fn one_setting(o: &SettingOptions) -> Result<()> {
         c.message_rate = r;
     }
     c.client_cover = !o.no_client_cover;
+    if let Some(ms) = o.ack_delay_ms {
+        c.ack_delay = Duration::from_millis(ms);
+    }
+    if o.one_mix {
+        c = one_mix(c);
+        if let Some(m) = o.lambda_m {
+            c.mix_loop_rate = m;
+        }
+    }
     let scores = evaluate(&c)?;
     let row = Row { name: "setting", what: String::new(), flags: String::new(), config: c, scores };
     let mut out = String::new();
     let _ = writeln!(out, "{}\n", setting_line(&row.config));
     scores_table(&mut out, "setting", &[("this".into(), &row)]);
+    let _ = writeln!(out);
+    gateway_table(&mut out, std::slice::from_ref(&row));
     print!("{out}");
     Ok(())
+}
+
+/// `c` with one layer of one mix, λ_M raised where needed to keep 2 of its loops held.
+fn one_mix(c: Config) -> Config {
+    Config {
+        layers: 1,
+        mixes_per_layer: 1,
+        mix_loop_rate: loop_rate_for(c.mean_delay, 1, c.mix_loop_rate),
+        ..c
+    }
+}
+
+/// A client's bytes a day (up, down) at `rates` on the default network (X25519 KEM packets),
+/// as the client computes it (`TrafficProfile::idle_bytes_per_day`).
+fn bytes_per_day(rates: qanat_client::sending::Rates) -> (f64, f64) {
+    let scheme = qanat_node::config::DEFAULT_SCHEME;
+    let mut c = qanat_pki::ParametersConfig::default_for(scheme);
+    let micro = |r: f64| qanat_pki::Rate::from_micro_per_sec((r * 1e6).round().max(1.0) as u64);
+    c.lambda_p = micro(rates.payload);
+    c.lambda_l = micro(rates.loops);
+    c.lambda_d = micro(rates.drops);
+    let Ok(params) = Parameters::new(c) else { return (f64::NAN, f64::NAN) };
+    let wire =
+        qanat_link::FrameSize::for_packet_len(params.geometry().packet_len()).map_or(0, |f| f.wire_len());
+    qanat_client::sending::TrafficProfile::Standard.idle_bytes_per_day(&params, wire)
 }
 
 /// The mix loop rate that keeps at least 2 mix loops held at each mix at mean delay `delay`
@@ -168,11 +208,16 @@ pub(crate) fn eval(o: &EvalOptions) -> Result<()> {
         let t = Instant::now();
         let scores = evaluate(&config).with_context(|| format!("setting {name}"))?;
         eprintln!(
-            "eval: {name}: {} messages, entropy mean {:.2} bits, p(true) {:.3}, latency p50 {:.1} s ({:.0} s)",
+            "eval: {name} {what}: {} messages, entropy mean {:.2} bits, p(true) {:.3}, latency p50 {:.1} s; \
+             all gateways: entropy {:.2}, links {:.1}% (recipient only {:.1}%), one gateway links {:.1}% ({:.0} s)",
             scores.delivered,
             scores.entropy.mean,
             scores.p_true.mean,
             scores.latency.p50,
+            scores.all_gateways.entropy.mean,
+            scores.all_gateways.top_correct * 100.0,
+            scores.all_gateways_recipient_only.top_correct * 100.0,
+            scores.one_gateway.top_correct * 100.0,
             t.elapsed().as_secs_f64()
         );
         Ok(Row { name, what, flags, config, scores })
@@ -204,6 +249,14 @@ pub(crate) fn eval(o: &EvalOptions) -> Result<()> {
         "clients send only real packets (no drops, no loops); mixes keep their loops".into(),
         "--no-client-cover".into(),
         Config { client_cover: false, seed: o.seed + 3, ..base.clone() },
+    )?);
+    settings.push(run(
+        "ack-delay-60s",
+        "recipients wait Exp(60 s) before queueing each acknowledgement (a candidate defence against the \
+         acknowledgement-timing leak of the gateway adversaries; senders' resends wait correspondingly longer)"
+            .into(),
+        "--ack-delay-ms 60000".into(),
+        Config { ack_delay: Duration::from_secs(60), seed: o.seed + 7, ..base.clone() },
     )?);
 
     // Sanity checks of the adversary.
@@ -242,8 +295,35 @@ pub(crate) fn eval(o: &EvalOptions) -> Result<()> {
         d.entropy.mean >= d.max_entropy - 1.0,
         format!("{:.2} bits of {:.2}", d.entropy.mean, d.max_entropy),
     ));
+    sanity.push((
+        "no delay and no cover: the adversary running every gateway links sender and recipient for ≥ 95% of messages",
+        naked.scores.all_gateways.top_correct >= 0.95,
+        format!("{:.1}%", naked.scores.all_gateways.top_correct * 100.0),
+    ));
+    let lone = run(
+        "one-mix",
+        "one layer of one mix, the only honest node on every route; λ_M raised to keep 2 of its loops held"
+            .into(),
+        "--one-mix".into(),
+        Config { seed: o.seed + 6, ..one_mix(base.clone()) },
+    )?;
+    let (g, a) = (&lone.scores, &lone.scores.all_gateways);
+    sanity.push((
+        "one honest mix: the adversary running every gateway does no worse than the global observer (entropy, p(true), top guess)",
+        a.entropy.mean <= g.entropy.mean + 1e-9 && a.p_true.mean >= g.p_true.mean && a.top_correct >= g.top_correct,
+        format!(
+            "entropy {:.2} vs {:.2} bits, p(true) {:.3} vs {:.3}, top guess {:.1}% vs {:.1}%",
+            a.entropy.mean,
+            g.entropy.mean,
+            a.p_true.mean,
+            g.p_true.mean,
+            a.top_correct * 100.0,
+            g.top_correct * 100.0
+        ),
+    ));
     settings.push(naked);
     settings.push(single);
+    settings.push(lone);
 
     // Sweeps.
     let sweep_base = Config { duration: scale.sweep_duration, ..base.clone() };
@@ -303,6 +383,13 @@ pub(crate) fn eval(o: &EvalOptions) -> Result<()> {
         "mean delay per hop (ms)",
         &by_delay,
         max_h.log2(),
+        true,
+    )?;
+    plot_linking(
+        &plots.join("linking_vs_delay.png"),
+        "Sender and recipient linked, against mean delay per hop",
+        "mean delay per hop (ms)",
+        &by_delay,
         true,
     )?;
     plot_latency(
@@ -425,7 +512,7 @@ fn fmt_tick(x: &f64) -> String {
 }
 
 fn plot_entropy(path: &Path, title: &str, x: &str, rows: &[(f64, Row)], max: f64, log_x: bool) -> Result<()> {
-    use plotters::style::{BLACK, BLUE, RED};
+    use plotters::style::{BLACK, BLUE, GREEN, RED};
     let line = |f: fn(&Scores) -> f64| rows.iter().map(|(x, r)| (*x, f(&r.scores))).collect::<Vec<_>>();
     plot(
         path,
@@ -435,7 +522,27 @@ fn plot_entropy(path: &Path, title: &str, x: &str, rows: &[(f64, Row)], max: f64
         &[
             ("mean", line(|s| s.entropy.mean), BLUE),
             ("5th percentile", line(|s| s.entropy.p5), RED),
+            ("mean, adversary running every gateway", line(|s| s.all_gateways.entropy.mean), GREEN),
             ("log2(clients)", rows.iter().map(|(x, _)| (*x, max)).collect(), BLACK),
+        ],
+        log_x,
+    )
+}
+
+fn plot_linking(path: &Path, title: &str, x: &str, rows: &[(f64, Row)], log_x: bool) -> Result<()> {
+    use plotters::style::{BLACK, BLUE, GREEN, RED};
+    let line =
+        |f: fn(&Scores) -> f64| rows.iter().map(|(x, r)| (*x, 100.0 * f(&r.scores))).collect::<Vec<_>>();
+    plot(
+        path,
+        title,
+        x,
+        "messages whose sender and recipient are named (%)",
+        &[
+            ("every gateway", line(|s| s.all_gateways.top_correct), GREEN),
+            ("gateway 0 (its own recipients)", line(|s| s.one_gateway.top_correct), RED),
+            ("global observer", line(|s| s.pair_linked), BLUE),
+            ("chance, recipient known: 1/(N − 1)", line(|s| s.all_gateways.chance), BLACK),
         ],
         log_x,
     )
@@ -463,17 +570,24 @@ fn range(v: &[f64]) -> String {
 fn setting_line(c: &Config) -> String {
     let n = |x: f64| fmt_tick(&x);
     format!(
-        "{} client{} ({} writing {} msg/s each), 1/μ = {} ms, λ_P = {}, λ_L = {}, λ_D = {}, λ_M = {}/s, client cover {}",
+        "{} client{} ({} writing {} msg/s each), {}×{} mixes, 1/μ = {} ms, λ_P = {}, λ_L = {}, λ_D = {}, λ_M = {}/s, client cover {}{}",
         c.clients,
         if c.clients == 1 { "" } else { "s" },
         c.active,
         n(c.message_rate),
+        c.layers,
+        c.mixes_per_layer,
         c.mean_delay.as_millis(),
         n(c.rates.payload),
         n(c.rates.loops),
         n(c.rates.drops),
         n(c.mix_loop_rate),
-        if c.client_cover { "on" } else { "off" }
+        if c.client_cover { "on" } else { "off" },
+        if c.ack_delay.is_zero() {
+            String::new()
+        } else {
+            format!(", acknowledgements after Exp({} s)", c.ack_delay.as_secs_f64())
+        }
     )
 }
 
@@ -501,6 +615,55 @@ fn scores_table(out: &mut String, first: &str, rows: &[(String, &Row)]) {
             s.latency.p50,
             s.latency.p99,
         );
+    }
+}
+
+/// For each setting, how often each adversary names both ends of a message, against chance.
+fn gateway_table(out: &mut String, rows: &[Row]) {
+    let _ = writeln!(
+        out,
+        "| setting | adversary | messages | entropy of the sender mean / p5 (bits) | p(true sender) mean | sender and recipient named | chance | × chance |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let s = &r.scores;
+        let n = f64::from(r.config.clients);
+        // The global observer sees the recipient's gateway only: chance names the sender among
+        // the others and the recipient among that gateway's clients.
+        let global_chance = 1.0 / (n - 1.0).max(1.0) * (r.config.gateways as f64 / n).min(1.0);
+        let x = |rate: f64, chance: f64| {
+            if chance > 0.0 { format!("{:.1}", rate / chance) } else { "–".into() }
+        };
+        let _ = writeln!(
+            out,
+            "| {} | global observer (links) | {} | {:.2} / {:.2} | {:.3} | {:.2}% | {:.2}% | {} |",
+            r.name,
+            s.delivered,
+            s.entropy.mean,
+            s.entropy.p5,
+            s.p_true.mean,
+            s.pair_linked * 100.0,
+            global_chance * 100.0,
+            x(s.pair_linked, global_chance)
+        );
+        for (who, l) in [
+            ("gateway 0 (its recipients)", &s.one_gateway),
+            ("every gateway, recipient only", &s.all_gateways_recipient_only),
+            ("every gateway", &s.all_gateways),
+        ] {
+            let _ = writeln!(
+                out,
+                "| {} | {who} | {} | {:.2} / {:.2} | {:.3} | {:.1}% | {:.1}% | {} |",
+                r.name,
+                l.messages,
+                l.entropy.mean,
+                l.entropy.p5,
+                l.p_true.mean,
+                l.top_correct * 100.0,
+                l.chance * 100.0,
+                x(l.top_correct, l.chance)
+            );
+        }
     }
 }
 
@@ -562,8 +725,10 @@ fn report(
          clients made of the real sending layer (`qanat_client::sending`: the Poisson `Schedule` of payload, loop and \
          drop slots, the `Outbox` with SURB acknowledgements and resends, `cover_packet`), on a discrete-event network \
          in simulated time with one seeded ChaCha20 RNG. Topology: {} layers of {} mixes, {} gateways, {} ms links. \
-         Clients write to uniformly random other clients; each message is one DATA packet, acknowledged through its SURB \
-         in the recipient's next payload slot. Runs: {} s of cover-only warm-up, {} s of messages ({} s in the sweeps), \
+         Clients write to uniformly random other clients; each message is one DATA packet into the thread mailbox the \
+         recipient keeps for the sender, acknowledged through its SURB in the recipient's next payload slot into the \
+         sender's home mailbox, where the sender's loops also arrive; drops go to a random mailbox at a random gateway. \
+         Runs: {} s of cover-only warm-up, {} s of messages ({} s in the sweeps), \
          {} s to drain. Simplified: links never lose packets (no link-level acknowledgements or retransmissions), the \
          store is always durable, mailbox fetches are instant and not observed, MLS is not run, one epoch key covers \
          the run. Packets use X25519 Sphinx (timing does not depend on the scheme).\n",
@@ -599,7 +764,21 @@ fn report(
         rows.push((format!("**{}**", s.name), s));
     }
     scores_table(w, "setting", &rows);
-    let _ = writeln!(w);
+    let d = &settings[0].scores;
+    let short = d.max_entropy - d.entropy.mean;
+    let _ = writeln!(
+        w,
+        "\n**Target of issue 11**: the global observer's mean sender entropy within 0.5 bit of log2 N at the default \
+         cost. At the defaults (1/μ = {} ms, {:.0} MB a day up and {:.0} MB down per client) it is {:.2} of {:.2} bits, \
+         {:.2} bits short: **{}**.\n",
+        base.mean_delay.as_millis(),
+        bytes_per_day(base.rates).0 / 1e6,
+        bytes_per_day(base.rates).1 / 1e6,
+        d.entropy.mean,
+        d.max_entropy,
+        short,
+        if short <= 0.5 { "met" } else { "not met" }
+    );
     let _ = writeln!(
         w,
         "| setting | parameters | reproduce (one setting; `{cmd}` reproduces all) |\n|---|---|---|"
@@ -622,6 +801,57 @@ fn report(
     for (what, ok, detail) in sanity {
         let _ = writeln!(w, "| {what} | {} | {detail} |", if *ok { "pass" } else { "**FAIL**" });
     }
+    let _ = writeln!(w, "\n## Adversaries that run gateways\n");
+    let _ = writeln!(
+        w,
+        "Two more adversaries watch every link as above and also run gateways (A1 with A3): *gateway 0* runs one of \
+         the {} gateways, *every gateway* runs all of them (`qanat_sim::analyse_gateways`). Mailbox items are sealed \
+         end to end, so what a gateway learns of a packet it takes from the last mix is the mailbox it lands in and \
+         when (`qanat_sim::Stored`): which of its clients registered it, whether it is that client's *home* mailbox \
+         (where its loops and the acknowledgements of what it sends arrive) or a *thread* mailbox (one per contact, \
+         where messages arrive), or that nobody registered it (a drop). Its targets are the packets stored in thread \
+         mailboxes — messages whose **recipient it therefore knows** — and it guesses each one's sender: the global \
+         posterior without the recipient, then, for every candidate whose gateway it runs, the likelihood ratio of \
+         the packets that reached the candidate's home mailbox after the message reached the recipient, each weighed \
+         by the density of an acknowledgement's delay (an Exp(λ_P) wait for the recipient's next payload slot, then \
+         the mix delays) and by how strongly the global analysis of that packet points at the recipient, against the \
+         rate of loops and other acknowledgements the home mailbox receives (see the module documentation for the \
+         formula). *Recipient only* is the same adversary without the home mailboxes' evidence. Naming the sender of \
+         a message whose recipient it knows links two users who talk; chance is 1/(N − 1). The global observer knows \
+         only the recipient's gateway (fetches are fixed-size pulls on a schedule), so its pair linking is its top \
+         guess of the sender times a uniform guess among that gateway's clients, against a chance of \
+         1/(N − 1) × gateways/N.\n",
+        base.gateways
+    );
+    gateway_table(w, settings);
+    let d = &settings[0].scores.all_gateways;
+    let _ = writeln!(
+        w,
+        "\nAt the defaults the gateways together stored {} packets in home mailboxes (loops and acknowledgements, which \
+         they cannot tell apart), {} in thread mailboxes (messages, resends included) and {} drops.\n",
+        d.home, d.thread, d.drops
+    );
+    let _ = writeln!(w, "Against the mean delay (the sweep below; defaults otherwise):\n");
+    let _ = writeln!(
+        w,
+        "| 1/μ | global: entropy / pair named | gateway 0: entropy / named | every gateway, recipient only: entropy / named | every gateway: entropy / named | chance (recipient known) |\n|---|---|---|---|---|---|"
+    );
+    for (ms, r) in by_delay {
+        let s = &r.scores;
+        let cell =
+            |l: &qanat_sim::LinkScores| format!("{:.2} / {:.1}%", l.entropy.mean, l.top_correct * 100.0);
+        let _ = writeln!(
+            w,
+            "| {ms} ms | {:.2} / {:.2}% | {} | {} | {} | {:.1}% |",
+            s.entropy.mean,
+            s.pair_linked * 100.0,
+            cell(&s.one_gateway),
+            cell(&s.all_gateways_recipient_only),
+            cell(&s.all_gateways),
+            s.all_gateways.chance * 100.0
+        );
+    }
+    let _ = writeln!(w, "\n![sender and recipient linked against mean delay](eval/linking_vs_delay.png)");
     let _ = writeln!(w, "\n## Unobservability\n");
     let _ = writeln!(
         w,
@@ -649,7 +879,11 @@ fn report(
     let _ = writeln!(
         w,
         "Defaults otherwise; λ_M is raised where needed to keep 2 mix loops held at every mix, (L−1)·λ_M/μ ≥ 2 \
-         (see the notes on λ_M below).\n"
+         (see the notes on λ_M below). The delay costs the client nothing: at the default rates it sends and \
+         receives {:.0} MB a day up and {:.0} MB down (`TrafficProfile::idle_bytes_per_day`, X25519 KEM frames) at \
+         every delay.\n",
+        bytes_per_day(base.rates).0 / 1e6,
+        bytes_per_day(base.rates).1 / 1e6
     );
     let rows: Vec<_> =
         by_delay.iter().map(|(x, r)| (format!("{x} ms (λ_M {:.1})", r.config.mix_loop_rate), r)).collect();
@@ -661,7 +895,13 @@ fn report(
         w,
         "λ_L = λ_D = x (the payload slots at λ_P stay, and carry drops when empty); defaults otherwise.\n"
     );
-    let rows: Vec<_> = by_cover.iter().map(|(x, r)| (format!("{x}/s"), r)).collect();
+    let rows: Vec<_> = by_cover
+        .iter()
+        .map(|(x, r)| {
+            let (up, down) = bytes_per_day(r.config.rates);
+            (format!("{x}/s ({:.0} MB/day up, {:.0} down)", up / 1e6, down / 1e6), r)
+        })
+        .collect();
     scores_table(w, "λ_L = λ_D", &rows);
     let _ = writeln!(w, "\n![entropy against cover rate](eval/entropy_vs_cover.png)\n");
     let _ = writeln!(w, "![latency against cover rate](eval/latency_vs_cover.png)\n");

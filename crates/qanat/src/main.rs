@@ -111,6 +111,13 @@ enum Command {
         /// With --setting: clients send only real packets.
         #[arg(long)]
         no_client_cover: bool,
+        /// With --setting: one layer of one mix (every route's only mix is honest).
+        #[arg(long)]
+        one_mix: bool,
+        /// With --setting: recipients wait an exponential delay of this mean (ms) before
+        /// queueing each acknowledgement.
+        #[arg(long)]
+        ack_delay_ms: Option<u64>,
     },
     /// Runs and inspects one node (directory authority, mix or gateway).
     Node {
@@ -397,6 +404,8 @@ fn main() -> Result<()> {
             metered,
             message_rate,
             no_client_cover,
+            one_mix,
+            ack_delay_ms,
         } => {
             if setting {
                 return eval::one_setting(&eval::SettingOptions {
@@ -409,6 +418,8 @@ fn main() -> Result<()> {
                     metered,
                     message_rate,
                     no_client_cover,
+                    one_mix,
+                    ack_delay_ms,
                 });
             }
             eval::eval(&eval::EvalOptions { out, quick, seed })

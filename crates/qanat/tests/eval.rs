@@ -13,15 +13,23 @@ fn quick_eval_writes_the_report_and_plots_and_its_sanity_checks_pass() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "eval failed:\n{stdout}\n{stderr}");
-    assert_eq!(stdout.matches("sanity: PASS").count(), 5, "{stdout}");
+    assert_eq!(stdout.matches("sanity: PASS").count(), 7, "{stdout}");
     let report = std::fs::read_to_string(dir.path().join("EVALUATION.md")).unwrap();
-    for needle in
-        ["## Settings", "**default**", "## Sanity checks", "## Unobservability", "eval/entropy_vs_delay.png"]
-    {
+    for needle in [
+        "## Settings",
+        "**default**",
+        "## Sanity checks",
+        "## Adversaries that run gateways",
+        "| every gateway |",
+        "## Unobservability",
+        "eval/entropy_vs_delay.png",
+    ] {
         assert!(report.contains(needle), "missing {needle:?} in:\n{report}");
     }
     assert!(!report.contains("FAIL"), "{report}");
-    for png in ["entropy_vs_delay", "latency_vs_delay", "entropy_vs_cover", "latency_vs_cover"] {
+    for png in
+        ["entropy_vs_delay", "linking_vs_delay", "latency_vs_delay", "entropy_vs_cover", "latency_vs_cover"]
+    {
         let bytes = std::fs::read(dir.path().join("eval").join(format!("{png}.png"))).unwrap();
         assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 5_000, "{png}.png");
     }

@@ -53,6 +53,11 @@ pub struct Knowledge {
     pub mix_loop_rate: f64,
     /// One-way link latency.
     pub link_latency: Duration,
+    /// The clients' payload rate λ_P (a recipient acknowledges in its next payload slot).
+    pub payload_rate: f64,
+    /// The mean of the exponential delay recipients wait before queueing an acknowledgement
+    /// (zero: none), a protocol constant.
+    pub ack_delay: Duration,
 }
 
 /// The adversary's guess of who sent one packet.
@@ -313,6 +318,8 @@ mod tests {
             mean_delay: Duration::from_millis(mean_ms),
             mix_loop_rate: 0.0,
             link_latency: Duration::from_millis(1),
+            payload_rate: 0.2,
+            ack_delay: Duration::ZERO,
         }
     }
 

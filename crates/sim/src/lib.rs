@@ -11,6 +11,11 @@
 //! - [`adversary`]: the adversary. Its entry point [`adversary::analyse`] takes only the
 //!   observations and [`Knowledge`] (public facts: the topology, the delay distribution, λ_M,
 //!   the link latency), so it cannot peek at the ground truth.
+//! - [`gateways`]: the adversary that also runs one gateway or all of them
+//!   ([`gateways::analyse_gateways`]): besides the link view it sees, for each packet its
+//!   gateways take from the last mix layer, the mailbox it lands in ([`Stored`]): which of its
+//!   own clients owns it and whether it is that client's home mailbox (loops and
+//!   acknowledgements) or a thread mailbox (messages), or that nobody does (a drop).
 //! - [`score`]: one experiment: run, analyse, score the adversary's guesses against the truth.
 //! - [`stats`]: Shannon entropy, summaries, and the two-sample Kolmogorov–Smirnov test.
 //! - [`timing`]: one client's departure times when idle and when busy (unobservability).
@@ -22,14 +27,16 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod adversary;
+pub mod gateways;
 pub mod net;
 pub mod score;
 pub mod stats;
 pub mod timing;
 
 pub use adversary::{Analysis, Knowledge, Posterior, analyse};
+pub use gateways::{GatewayAnalysis, analyse_gateways};
 pub use net::{Config, Delivered, MessageRecord, Run, SimError, run};
-pub use score::{EvalError, Scores, evaluate};
+pub use score::{EvalError, LinkScores, Scores, evaluate};
 
 /// One end of a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,4 +60,38 @@ pub struct Observation {
     pub from: Endpoint,
     /// Receiver of the frame.
     pub to: Endpoint,
+}
+
+/// The mailbox a packet from the last mix layer lands in, as the gateway that stores it sees it.
+/// Items are sealed end to end, so this is all the gateway learns about the packet besides its
+/// arrival (the [`Observation`] of the link it came on): not its kind, message or fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MailboxSeen {
+    /// The home mailbox of the gateway's client `owner`: its loops and the acknowledgements of
+    /// what it sent arrive here (the gateway can tell it from the owner's other mailboxes by when
+    /// it was registered and by its steady loop traffic, so the adversary is told).
+    Home {
+        /// The client that registered it.
+        owner: u32,
+    },
+    /// A thread mailbox of the gateway's client `owner` (one per contact): messages arrive here.
+    Thread {
+        /// The client that registered it.
+        owner: u32,
+        /// An opaque serial of the mailbox (the gateway sees the same id every time).
+        mailbox: u64,
+    },
+    /// No client of this gateway registered the mailbox: a drop.
+    Unregistered,
+}
+
+/// What a gateway learns from one packet it takes from the last mix layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// The observation of the packet on the link from the last mix to the gateway.
+    pub observation: usize,
+    /// The gateway.
+    pub gateway: u16,
+    /// The mailbox, as the gateway sees it.
+    pub mailbox: MailboxSeen,
 }

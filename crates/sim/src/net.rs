@@ -8,10 +8,13 @@
 //! gateway-to-client fetch traffic is not recorded), and MLS (a message is one DATA packet of a
 //! few bytes). One epoch key per node covers the whole run.
 //!
-//! Each client owns one mailbox at its gateway (loops and acknowledgements come back to it, and
-//! other clients send to it). Clients `0..active` queue messages as a Poisson process of rate
-//! `message_rate` to a uniformly random other client; the recipient answers each DATA packet
-//! with the acknowledgement through its SURB in its next payload slot, as the real engine does.
+//! Each client owns a home mailbox at its gateway (its loops and the acknowledgements of what it
+//! sends come back to it) and one thread mailbox per contact who writes to it (made the first
+//! time that contact writes, as an invitation would). Clients `0..active` queue messages as a
+//! Poisson process of rate `message_rate` to a uniformly random other client, into the thread
+//! mailbox the recipient keeps for the sender; the recipient answers each DATA packet with the
+//! acknowledgement through its SURB in its next payload slot, as the real engine does. Each
+//! gateway's view of the mailboxes packets land in is recorded apart ([`Run::stores`]).
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -29,7 +32,7 @@ use qanat_mixnet::{
 };
 use qanat_packet::{Geometry, NodeId, RecipientId, Scheme, SecretKey, Sphinx};
 
-use crate::{Endpoint, Knowledge, Observation};
+use crate::{Endpoint, Knowledge, MailboxSeen, Observation, Stored};
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -53,6 +56,9 @@ pub struct Config {
     pub layers: usize,
     /// Mixes in each layer.
     pub mixes_per_layer: usize,
+    /// The mean of an exponential delay a recipient waits before queueing the acknowledgement of
+    /// a DATA packet (zero: it goes in the next payload slot, as the engine does today).
+    pub ack_delay: Duration,
     /// Gateways (clients are spread over them round-robin).
     pub gateways: usize,
     /// Time before the first message (cover traffic only), so that mixes are in steady state.
@@ -88,6 +94,7 @@ impl Config {
             mix_loop_rate: params.lambda_m().per_second(),
             layers: params.mix_layers(),
             mixes_per_layer: 2,
+            ack_delay: Duration::ZERO,
             gateways: 2,
             warmup: Duration::from_secs(60),
             duration: Duration::from_secs(600),
@@ -109,6 +116,8 @@ impl Config {
             mean_delay: self.mean_delay,
             mix_loop_rate: self.mix_loop_rate,
             link_latency: self.link_latency,
+            payload_rate: self.rates.payload,
+            ack_delay: self.ack_delay,
         }
     }
 }
@@ -160,6 +169,9 @@ pub struct Run {
     pub end: Time,
     /// Packets each client sent.
     pub client_packets: Vec<u64>,
+    /// What every gateway learned of each packet it took from the last mix layer (an adversary
+    /// running some gateways is given only theirs).
+    pub stores: Vec<Stored>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -209,7 +221,8 @@ pub(crate) struct Client {
     pub(crate) mailbox: RecipientId,
     pub(crate) schedule: Schedule,
     pub(crate) outbox: Outbox,
-    pub(crate) acks: VecDeque<Vec<u8>>,
+    /// Acknowledgements owed, each with the time from which it may be sent.
+    pub(crate) acks: VecDeque<(Time, Vec<u8>)>,
     pub(crate) next_message: Option<Time>,
     wake: Option<Time>,
     pub(crate) sent: u64,
@@ -227,8 +240,8 @@ pub(crate) fn slot_packet(
     let err = |e: qanat_client::sending::RouteError| SimError::Packet(e.to_string());
     Ok(match slot {
         Slot::Payload => {
-            if let Some(a) = c.acks.pop_front() {
-                Some(a)
+            if let Some(a) = c.acks.iter().position(|(at, _)| *at <= now).and_then(|i| c.acks.remove(i)) {
+                Some(a.1)
             } else if let Some(p) = c.outbox.next_packet(now, sphinx, &c.view, rng).map_err(err)? {
                 Some(p.packet)
             } else if cover {
@@ -251,7 +264,10 @@ pub(crate) struct Setup {
     pub(crate) gateways: Vec<Gateway>,
     pub(crate) clients: Vec<Client>,
     pub(crate) ids: HashMap<NodeId, Node>,
-    pub(crate) mailboxes: HashMap<RecipientId, u32>,
+    /// Every registered mailbox: its owner and how its gateway sees it.
+    pub(crate) mailboxes: HashMap<RecipientId, (u32, MailboxSeen)>,
+    /// The thread mailbox `(recipient, sender)`: the one the recipient keeps for the sender.
+    pub(crate) threads: HashMap<(u32, u32), RecipientId>,
 }
 
 fn node_id(kind: u8, i: usize) -> NodeId {
@@ -262,11 +278,13 @@ fn node_id(kind: u8, i: usize) -> NodeId {
 }
 
 /// The resend policy the engine uses (a slot and the hops each way, a fetch at each end,
-/// doubled), with fetches as often as payload slots.
+/// doubled), with fetches as often as payload slots (and room for any acknowledgement delay).
 fn resend_policy(config: &Config) -> ResendPolicy {
     let slot = Duration::from_secs_f64(1.0 / config.rates.payload.max(1e-6));
     let hops = config.mean_delay * (2 * config.layers as u32);
-    let first = (slot * 4 + hops) * 2;
+    // A deliberate delay before acknowledging lengthens the round trip by its mean; three times
+    // that covers its tail.
+    let first = (slot * 4 + hops + config.ack_delay * 3) * 2;
     ResendPolicy {
         first: first.max(Duration::from_secs(1)),
         max: (first * 16).min(Duration::from_secs(1800)),
@@ -341,7 +359,7 @@ impl Setup {
             let mut m = [0u8; 32];
             rng.fill_bytes(&mut m);
             let mailbox = RecipientId(m);
-            mailboxes.insert(mailbox, c);
+            mailboxes.insert(mailbox, (c, MailboxSeen::Home { owner: c }));
             let rates = if config.client_cover {
                 config.rates
             } else {
@@ -363,7 +381,21 @@ impl Setup {
                 sent: 0,
             });
         }
-        Ok(Self { rng, sphinx, mixes, gateways, clients, ids, mailboxes })
+        Ok(Self { rng, sphinx, mixes, gateways, clients, ids, mailboxes, threads: HashMap::new() })
+    }
+
+    /// The thread mailbox `recipient` keeps for `sender`, made on first use.
+    pub(crate) fn thread(&mut self, recipient: u32, sender: u32) -> RecipientId {
+        if let Some(m) = self.threads.get(&(recipient, sender)) {
+            return *m;
+        }
+        let mut m = [0u8; 32];
+        self.rng.fill_bytes(&mut m);
+        let m = RecipientId(m);
+        let serial = self.threads.len() as u64;
+        self.threads.insert((recipient, sender), m);
+        self.mailboxes.insert(m, (recipient, MailboxSeen::Thread { owner: recipient, mailbox: serial }));
+        m
     }
 }
 
@@ -376,6 +408,7 @@ struct Sim<'a> {
     observations: Vec<Observation>,
     messages: Vec<MessageRecord>,
     by_id: HashMap<MessageId, usize>,
+    stores: Vec<Stored>,
 }
 
 /// Runs the network of `config` to the end and returns what the adversary saw and the truth.
@@ -391,6 +424,7 @@ pub fn run(config: &Config) -> Result<Run, SimError> {
         observations: Vec::new(),
         messages: Vec::new(),
         by_id: HashMap::new(),
+        stores: Vec::new(),
     };
     let start_msgs = Time::ZERO + config.warmup;
     let stop_msgs = start_msgs + config.duration;
@@ -444,7 +478,14 @@ pub fn run(config: &Config) -> Result<Run, SimError> {
     }
     let mix_metrics = sim.s.mixes.iter().map(Mix::metrics).collect();
     let client_packets = sim.s.clients.iter().map(|c| c.sent).collect();
-    Ok(Run { observations: sim.observations, messages: sim.messages, mix_metrics, end, client_packets })
+    Ok(Run {
+        observations: sim.observations,
+        messages: sim.messages,
+        mix_metrics,
+        end,
+        client_packets,
+        stores: sim.stores,
+    })
 }
 
 impl Sim<'_> {
@@ -471,10 +512,8 @@ impl Sim<'_> {
                 let k = (self.s.rng.next_u64() % u64::from(config.clients - 1)) as u32;
                 if k >= c { k + 1 } else { k }
             };
-            let route = Route {
-                gateway: self.s.clients[to as usize].view.gateway,
-                mailbox: self.s.clients[to as usize].mailbox,
-            };
+            let route =
+                Route { gateway: self.s.clients[to as usize].view.gateway, mailbox: self.s.thread(to, c) };
             let Setup { rng, sphinx, clients, .. } = &mut self.s;
             let client = &mut clients[ci];
             let text = (self.messages.len() as u64).to_be_bytes();
@@ -543,7 +582,9 @@ impl Sim<'_> {
     fn store(&mut self, g: usize, t: Time, observation: usize) -> Result<(), SimError> {
         while let Some(req) = self.s.gateways[g].poll_store() {
             self.s.gateways[g].handle_store_result(req.token, StoreResult::Durable);
-            let Some(&owner) = self.s.mailboxes.get(&req.mailbox) else { continue };
+            let seen = self.s.mailboxes.get(&req.mailbox).map_or(MailboxSeen::Unregistered, |m| m.1);
+            self.stores.push(Stored { observation, gateway: g as u16, mailbox: seen });
+            let Some(&(owner, _)) = self.s.mailboxes.get(&req.mailbox) else { continue };
             let Ok(item) = MailboxItem::decode(&req.item) else { continue };
             let Setup { rng, sphinx, clients, .. } = &mut self.s;
             let client = &mut clients[owner as usize];
@@ -561,7 +602,12 @@ impl Sim<'_> {
                 }
                 let ack = ack_packet(sphinx, &surb, message_id, index, rng)
                     .map_err(|e| SimError::Packet(e.to_string()))?;
-                client.acks.push_back(ack.packet);
+                let at = if self.config.ack_delay.is_zero() {
+                    t
+                } else {
+                    t + exponential(rng, self.config.ack_delay)
+                };
+                client.acks.push_back((at, ack.packet));
             }
         }
         Ok(())

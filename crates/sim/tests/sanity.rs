@@ -59,3 +59,54 @@ fn busy_and_idle_clients_look_alike_and_a_naive_sender_does_not() {
     let t = ks_two_sample(&idle, &busy).unwrap();
     assert!(t.p_value < 1e-6, "{t:?}");
 }
+
+#[test]
+fn without_delay_the_gateway_adversaries_link_nearly_always() {
+    let mut c = small(10, 6);
+    c.mean_delay = Duration::ZERO;
+    c.mix_loop_rate = 0.0;
+    let s = evaluate(&c).unwrap();
+    for (name, l) in [("all", &s.all_gateways), ("one", &s.one_gateway)] {
+        assert!(l.messages > 10, "{name}: {l:?}");
+        assert!(l.top_correct >= 0.95, "{name}: {l:?}");
+    }
+    assert_eq!(s.all_gateways.messages, s.delivered, "{s:?}");
+}
+
+#[test]
+fn all_gateways_with_one_honest_mix_do_no_worse_than_the_global_observer() {
+    let mut c = small(12, 7);
+    c.layers = 1;
+    c.mixes_per_layer = 1;
+    c.mix_loop_rate = 4.0;
+    let s = evaluate(&c).unwrap();
+    let (g, a) = (&s, &s.all_gateways);
+    assert_eq!(a.messages, g.delivered, "{s:?}");
+    eprintln!(
+        "global: H {:.3} p {:.3} top {:.3}; all gateways: H {:.3} p {:.3} top {:.3}; recipient only: H {:.3} p {:.3} top {:.3}",
+        g.entropy.mean,
+        g.p_true.mean,
+        g.top_correct,
+        a.entropy.mean,
+        a.p_true.mean,
+        a.top_correct,
+        s.all_gateways_recipient_only.entropy.mean,
+        s.all_gateways_recipient_only.p_true.mean,
+        s.all_gateways_recipient_only.top_correct
+    );
+    assert!(a.entropy.mean <= g.entropy.mean + 1e-9, "{s:?}");
+    assert!(a.p_true.mean >= g.p_true.mean, "{s:?}");
+    assert!(a.top_correct >= g.top_correct, "{s:?}");
+}
+
+#[test]
+fn the_gateway_adversary_uses_only_its_own_gateways_stores() {
+    let c = small(8, 8);
+    let r = qanat_sim::run(&c).unwrap();
+    let k = c.knowledge();
+    let everything = qanat_sim::analyse_gateways(&r.observations, &k, &r.stores, &[0]).unwrap();
+    let own: Vec<_> = r.stores.iter().copied().filter(|s| s.gateway == 0).collect();
+    let only_own = qanat_sim::analyse_gateways(&r.observations, &k, &own, &[0]).unwrap();
+    assert_eq!(everything, only_own);
+    assert!(!everything.targets.is_empty() && everything.drops > 0 && everything.home > 0);
+}

@@ -250,7 +250,7 @@ fn authority_parameters_default_and_are_checked() {
     refused(&auth.replace("lambda_p = 0.2", "lambda_p = -1.0"), "authority.parameters.lambda_p", "rate");
     refused(&auth.replace("lambda_m = 2", "lambda_m = 0.1"), "authority.parameters", "(L − 1)·λ_M/μ < 2");
     refused(
-        &auth.replace("mean_delay_ms = 500", "mean_delay_ms = 0"),
+        &auth.replace("mean_delay_ms = 1000", "mean_delay_ms = 0"),
         "authority.parameters.mean_delay_ms",
         "outside",
     );
