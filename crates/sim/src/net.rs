@@ -237,7 +237,9 @@ pub(crate) fn slot_packet(
                 None
             }
         }
-        Slot::Loop if cover => Some(cover_packet(sphinx, &c.view, Some(c.mailbox), rng).map_err(err)?.packet),
+        Slot::Loop if cover => Some(
+            cover_packet(sphinx, &c.view, Some((c.mailbox, seal_key(c.mailbox))), rng).map_err(err)?.packet,
+        ),
         Slot::Drop if cover => Some(cover_packet(sphinx, &c.view, None, rng).map_err(err)?.packet),
         Slot::Loop | Slot::Drop => None,
     })
@@ -474,6 +476,7 @@ impl Sim<'_> {
             let route = Route {
                 gateway: self.s.clients[to as usize].view.gateway,
                 mailbox: self.s.clients[to as usize].mailbox,
+                seal: seal_key(self.s.clients[to as usize].mailbox),
             };
             let Setup { rng, sphinx, clients, .. } = &mut self.s;
             let client = &mut clients[ci];
@@ -547,12 +550,14 @@ impl Sim<'_> {
             let Ok(item) = MailboxItem::decode(&req.item) else { continue };
             let Setup { rng, sphinx, clients, .. } = &mut self.s;
             let client = &mut clients[owner as usize];
-            if let Some(surb_id) = item.surb_id {
-                client.outbox.handle_reply(sphinx, surb_id, &item.payload);
+            if client.outbox.handle_reply(sphinx, item.id, &item.body) {
                 continue;
             }
+            let Ok(plain) = qanat_client::seal::open(&seal_key(req.mailbox), &item.id.0, &item.body) else {
+                continue;
+            };
             if let Ok(Payload::Data { surb, message_id, index, .. }) =
-                Payload::decode(sphinx.geometry(), &item.payload)
+                Payload::decode(sphinx.geometry(), &plain)
             {
                 if let Some(&k) = self.by_id.get(&message_id)
                     && self.messages[k].delivered.is_none()
@@ -566,4 +571,10 @@ impl Sim<'_> {
         }
         Ok(())
     }
+}
+
+/// A mailbox's seal key in the simulation: derived from the mailbox id (the seal's secrecy plays
+/// no part in what the simulation measures; its cost and the items' form do).
+pub(crate) fn seal_key(mailbox: RecipientId) -> qanat_client::seal::SealKey {
+    qanat_client::seal::SealKey(mailbox.0)
 }
