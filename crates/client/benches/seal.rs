@@ -45,9 +45,9 @@ fn main() {
     let key = SealKey::random(&mut rng);
     let payload = vec![0x5au8; g.forward_payload_len()];
     let id = [3u8; 16];
-    let body = seal::seal(&key, &id, &payload, &mut rng);
+    let body = seal::seal(&key, &id, &payload, &mut rng).unwrap();
     let t_seal = per_op(2000, || {
-        black_box(seal::seal(&key, &id, black_box(&payload), &mut rng));
+        black_box(seal::seal(&key, &id, black_box(&payload), &mut rng).unwrap());
     });
     let t_open = per_op(2000, || {
         black_box(seal::open(&key, &id, black_box(&body)).unwrap());

@@ -92,22 +92,34 @@ impl SealKey {
 #[error("mailbox item not sealed under this key")]
 pub struct OpenError;
 
+/// A payload could not be sealed (longer than ChaCha20-Poly1305 allows: never for a packet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("payload too long to seal")]
+pub struct SealError;
+
 /// Seals `payload` for the packet whose SURB-reply identifier is `id`: returns a body of
 /// `payload.len() + OVERHEAD` bytes.
-pub fn seal<R: CryptoRng + ?Sized>(key: &SealKey, id: &[u8; 16], payload: &[u8], rng: &mut R) -> Vec<u8> {
+pub fn seal<R: CryptoRng + ?Sized>(
+    key: &SealKey,
+    id: &[u8; 16],
+    payload: &[u8],
+    rng: &mut R,
+) -> Result<Vec<u8>, SealError> {
     let mut body = Vec::with_capacity(payload.len() + OVERHEAD);
     let mut salt = [0u8; SALT_LEN];
     rng.fill_bytes(&mut salt);
     body.extend_from_slice(&salt);
     body.extend_from_slice(payload);
     let aead = key.aead(id, &salt);
-    let nonce = Nonce::default();
-    // ChaCha20-Poly1305 seals up to 256 GiB; a payload is a few KB.
-    match aead.encrypt_inout_detached(&nonce, LABEL, (&mut body[SALT_LEN..]).into()) {
+    match aead.encrypt_inout_detached(&Nonce::default(), LABEL, (&mut body[SALT_LEN..]).into()) {
         Ok(tag) => body.extend_from_slice(&tag),
-        Err(_) => body.extend_from_slice(&[0u8; TAG_LEN]),
+        Err(_) => {
+            // Never leave the payload in the clear behind an error.
+            body.zeroize();
+            return Err(SealError);
+        }
     }
-    body
+    Ok(body)
 }
 
 /// Opens a body sealed by [`seal`] under `key` for identifier `id`; returns the payload.
@@ -136,7 +148,7 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(1);
         let k = SealKey::random(&mut rng);
         let payload = vec![7u8; 1536];
-        let body = seal(&k, &[1; 16], &payload, &mut rng);
+        let body = seal(&k, &[1; 16], &payload, &mut rng).unwrap();
         assert_eq!(body.len(), payload.len() + OVERHEAD);
         assert_eq!(open(&k, &[1; 16], &body).unwrap(), payload);
         // Another identifier, another key, a changed byte, a short body: refused.
@@ -155,8 +167,8 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(2);
         let k = SealKey::random(&mut rng);
         let payload = vec![0u8; 256];
-        let a = seal(&k, &[1; 16], &payload, &mut rng);
-        let b = seal(&k, &[1; 16], &payload, &mut rng);
+        let a = seal(&k, &[1; 16], &payload, &mut rng).unwrap();
+        let b = seal(&k, &[1; 16], &payload, &mut rng).unwrap();
         // No 8-byte run in common (a random pair shares one with probability ~2^-50).
         let runs: std::collections::HashSet<&[u8]> = a.windows(8).collect();
         assert!(b.windows(8).all(|w| !runs.contains(w)));

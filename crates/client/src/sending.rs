@@ -609,7 +609,7 @@ pub fn sealed_packet<R: CryptoRng + ?Sized>(
 ) -> Result<Vec<u8>, RouteError> {
     let mut id = [0u8; 16];
     rng.fill_bytes(&mut id);
-    let body = seal::seal(&route.seal, &id, payload, rng);
+    let body = seal::seal(&route.seal, &id, payload, rng).map_err(|_| PayloadError::Malformed)?;
     opaque_packet(sphinx, view, route.gateway, route.mailbox, id, &body, rng)
 }
 

@@ -108,6 +108,9 @@ pub enum Egress {
     Storing(StoreToken),
     /// Forwarded (a loop passing through); acknowledged at once.
     Forwarded,
+    /// Refused for good (a last hop whose payload the gateway could read: never stored);
+    /// acknowledged at once, so the last mix forgets it instead of sending it again.
+    Refused,
 }
 
 /// What is stored in a mailbox for one packet: `id (16) ‖ body`, one length for every item of a
@@ -325,7 +328,8 @@ impl Gateway {
         };
         let Some(id) = out.commands.surb_reply else {
             self.metrics.dropped_unsealed += 1;
-            return Err(Dropped::Terminal);
+            self.acks.push_back(Ack { to: from, token });
+            return Ok(Egress::Refused);
         };
         let body = out.payload(&packet).ok_or(Dropped::Terminal)?.to_vec();
         let item = MailboxItem { id, body }.encode();

@@ -355,12 +355,16 @@ async fn clients_through_a_lossy_devnet() {
 }
 
 /// Every item in the SQLite store of the devnet's gateway `gw` (`gw1`, `gw2`): (mailbox, item).
+/// (A deleted item keeps its row, without payload, for duplicate detection.)
 fn stored_items(devnet: &Devnet, gw: &str) -> Vec<([u8; 32], Vec<u8>)> {
     let path = devnet.dir.path().join(gw).join("data").join("mailboxes.sqlite");
     let db =
         rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let mut q = db
-        .prepare("SELECT b.mailbox_id, m.payload FROM messages m JOIN mailboxes b ON m.mailbox = b.id")
+        .prepare(
+            "SELECT b.mailbox_id, m.payload FROM messages m JOIN mailboxes b ON m.mailbox = b.id \
+             WHERE m.payload IS NOT NULL",
+        )
         .unwrap();
     q.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)))
         .unwrap()

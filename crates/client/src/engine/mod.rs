@@ -328,8 +328,7 @@ impl ThreadState {
 struct RouteRec {
     gateway: [u8; 32],
     mailbox: [u8; 32],
-    /// The mailbox's seal key (absent in rows of format 1, which [`Engine::open`] refuses).
-    #[serde(default)]
+    /// The mailbox's seal key.
     seal: [u8; 32],
 }
 
@@ -362,7 +361,6 @@ struct Thread {
     mailbox: [u8; 32],
     credential: [u8; 32],
     /// The key that seals what others write into `mailbox`.
-    #[serde(default)]
     seal: [u8; 32],
     /// A contact's route before its member id is known (accepter, waiting for the Welcome).
     peer_route: Option<RouteRec>,
@@ -401,7 +399,8 @@ struct Settings {
     gateway: [u8; 32],
     home_mailbox: [u8; 32],
     home_credential: [u8; 32],
-    /// Seals our loops into the home mailbox.
+    /// Seals our loops into the home mailbox (absent in profiles of format 1: read as zeros,
+    /// never used, since [`Engine::open`] refuses them).
     #[serde(default)]
     home_seal: [u8; 32],
     traffic: String,
@@ -410,6 +409,10 @@ struct Settings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct OutRec {
     route: RouteRec,
+    /// Our mailbox the acknowledgements come back to (the home mailbox: acknowledgements of
+    /// messages to every contact and a share of the loops land there together; see
+    /// docs/EVALUATION.md for why not the thread's own mailbox).
+    reply_to: [u8; 32],
     bytes: Vec<u8>,
     history: Option<Vec<u8>>,
 }
@@ -754,12 +757,12 @@ impl Engine {
         self.network = Some(Network { sphinx: Sphinx::new(geometry.clone()), view, own_gateway });
         if first_time {
             // Messages saved before a restart go back in the queue, with their ids.
-            let home = RecipientId(self.settings.home_mailbox);
             let mut recs: Vec<(MessageId, OutRec)> =
                 self.out_recs.iter().map(|(k, v)| (*k, v.clone())).collect();
             recs.sort_by_key(|(id, _)| id.0);
             for (id, rec) in recs {
-                self.outbox.queue_as(id, &geometry, rec.route.route(), home, &rec.bytes)?;
+                let reply = RecipientId(rec.reply_to);
+                self.outbox.queue_as(id, &geometry, rec.route.route(), reply, &rec.bytes)?;
             }
         }
         Ok(())
@@ -909,15 +912,20 @@ impl Engine {
                 seal: inv.seal_key().0,
             };
             thread.peer_route = Some(route);
-            let rec = OutRec { route, bytes: Outer::Answer(a.answer.clone()).encode(), history: None };
+            let rec = OutRec {
+                route,
+                reply_to: self.settings.home_mailbox,
+                bytes: Outer::Answer(a.answer.clone()).encode(),
+                history: None,
+            };
             tx.put(NS_THREAD, &thread.id, &json(&thread))?;
             tx.put(NS_JOIN, &thread.id, &join_saved)?;
             tx.put(NS_OUT, &out_id, &json(&rec))?;
             Ok::<_, EngineError>((a.mailbox, rec))
         })?;
         let _ = accepted_mailbox;
-        let home = RecipientId(self.settings.home_mailbox);
-        self.outbox.queue_as(MessageId(out_id), &geometry, rec.route.route(), home, &rec.bytes)?;
+        let reply = RecipientId(rec.reply_to);
+        self.outbox.queue_as(MessageId(out_id), &geometry, rec.route.route(), reply, &rec.bytes)?;
         self.out_recs.insert(MessageId(out_id), rec);
         self.registrations.push(MailboxAccess { mailbox: thread.mailbox, credential: thread.credential });
         self.threads.insert(thread.id, thread);
@@ -1148,7 +1156,10 @@ impl Engine {
         let h = hex(m.as_bytes());
         let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
         match th.roster.get(&h).copied() {
-            Some(route) => self.queue_out(route, bytes, history, rng),
+            Some(route) => {
+                let reply_to = self.settings.home_mailbox;
+                self.queue_out(route, reply_to, bytes, history, rng)
+            }
             None => {
                 th.awaiting.entry(h).or_default().push(bytes);
                 self.save_thread(t);
@@ -1157,25 +1168,21 @@ impl Engine {
         }
     }
 
+    /// Queues `bytes` for `route`; acknowledgements come back to our mailbox `reply_to`.
     fn queue_out<R: CryptoRng>(
         &mut self,
         route: RouteRec,
+        reply_to: [u8; 32],
         bytes: Vec<u8>,
         history: Option<Vec<u8>>,
         rng: &mut R,
     ) -> Result<(), EngineError> {
         let mut id = [0u8; 16];
         rng.fill_bytes(&mut id);
-        let rec = OutRec { route, bytes, history };
+        let rec = OutRec { route, reply_to, bytes, history };
         if let Some(net) = &self.network {
             let g = net.sphinx.geometry().clone();
-            self.outbox.queue_as(
-                MessageId(id),
-                &g,
-                route.route(),
-                RecipientId(self.settings.home_mailbox),
-                &rec.bytes,
-            )?;
+            self.outbox.queue_as(MessageId(id), &g, route.route(), RecipientId(reply_to), &rec.bytes)?;
         }
         self.writes.push(Write::Put(NS_OUT, id.to_vec(), json(&rec)));
         self.out_recs.insert(MessageId(id), rec);
@@ -1246,13 +1253,23 @@ impl Engine {
                 }
                 sending::Slot::Loop => {
                     self.stats.sent_cover += 1;
-                    sending::cover_packet(
-                        &net.sphinx,
-                        &net.view,
-                        Some((RecipientId(self.settings.home_mailbox), SealKey(self.settings.home_seal))),
-                        rng,
-                    )?
-                    .packet
+                    // Half the loops go home, where they blur the acknowledgements; the other
+                    // half to one of the conversations' mailboxes, so that what lands in those
+                    // is not only data (the gateway cannot tell a message from cover by where
+                    // it lands).
+                    let live: Vec<([u8; 32], [u8; 32])> = self
+                        .threads
+                        .values()
+                        .filter(|t| t.state != ThreadState::Left)
+                        .map(|t| (t.mailbox, t.seal))
+                        .collect();
+                    let (m, k) = if live.is_empty() || rng.next_u64() & 1 == 0 {
+                        (self.settings.home_mailbox, self.settings.home_seal)
+                    } else {
+                        live[(rng.next_u64() % live.len() as u64) as usize]
+                    };
+                    sending::cover_packet(&net.sphinx, &net.view, Some((RecipientId(m), SealKey(k))), rng)?
+                        .packet
                 }
                 sending::Slot::Drop => {
                     self.stats.sent_cover += 1;
@@ -1444,26 +1461,22 @@ impl Engine {
             self.stats.malformed += 1;
             return Ok(());
         }
+        // An acknowledgement through one of our SURBs (they point at the home mailbox), else
+        // something sealed to this mailbox: data, or one of our loops.
+        if self.outbox.handle_reply(&net.sphinx, item.id, &item.body) {
+            self.stats.acks += 1;
+            return Ok(());
+        }
         let key = match target {
-            Target::Home => {
-                // An acknowledgement through one of our SURBs, or one of our loops.
-                if self.outbox.handle_reply(&net.sphinx, item.id, &item.body) {
-                    self.stats.acks += 1;
-                    return Ok(());
-                }
-                SealKey(self.settings.home_seal)
-            }
+            Target::Home => SealKey(self.settings.home_seal),
             Target::Thread(t) => match self.threads.get(&t) {
                 Some(th) => SealKey(th.seal),
                 None => return Ok(()),
             },
         };
         let Ok(plain) = seal::open(&key, &item.id.0, &item.body) else {
-            // Not sealed to this mailbox: in the home mailbox, the reply to a SURB we no longer
-            // wait for (its message was delivered through another); elsewhere, garbage.
-            if target != Target::Home {
-                self.stats.malformed += 1;
-            }
+            // Not sealed to this mailbox: the reply to a SURB we no longer wait for (its message
+            // was delivered through another), or garbage.
             return Ok(());
         };
         let payload = match Payload::decode(&g, &plain) {
@@ -1715,7 +1728,8 @@ impl Engine {
         let h = hex(m.as_bytes());
         if th.kind == Kind::Contact {
             if let Some(route) = th.roster.get(&h).copied() {
-                self.queue_out(route, Outer::Welcome(welcome.to_vec()).encode(), None, rng)?;
+                let reply_to = self.settings.home_mailbox;
+                self.queue_out(route, reply_to, Outer::Welcome(welcome.to_vec()).encode(), None, rng)?;
             }
             return Ok(());
         }
@@ -1811,16 +1825,27 @@ impl Engine {
                 Ok(())
             }
             Content::Route(r) if kind == Some(Kind::Group) => {
+                // A member's own announcement sets its route; anyone else's (the adder telling
+                // the group where a newcomer receives) only fills a route not known yet. So no
+                // member can move another's route, or give others a seal key it chose, once the
+                // member has spoken for itself.
+                let own = sender.as_bytes() == &r.member;
                 let h = hex(&r.member);
-                let waiting = {
+                let (waiting, reply_to) = {
                     let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
+                    let known = th.roster.contains_key(&h);
+                    let is_self = self.convs.get(&t).is_some_and(|c| c.own_id().as_bytes() == &r.member);
+                    if r.seal == [0u8; 32] || is_self || (known && !own) {
+                        self.stats.rejected += 1;
+                        return Ok(());
+                    }
                     th.roster.insert(h.clone(), RouteRec::of_entry(&r));
-                    th.awaiting.remove(&h).unwrap_or_default()
+                    (th.awaiting.remove(&h).unwrap_or_default(), self.settings.home_mailbox)
                 };
                 self.save_thread(t);
                 let route = RouteRec::of_entry(&r);
                 for b in waiting {
-                    self.queue_out(route, b, None, rng)?;
+                    self.queue_out(route, reply_to, b, None, rng)?;
                 }
                 Ok(())
             }
@@ -1891,7 +1916,7 @@ impl Engine {
                 let contact_name = self.threads.get(&t).map(|c| c.name.clone()).unwrap_or_default();
                 let name = {
                     let Some(th) = self.threads.get_mut(&g) else { return Ok(()) };
-                    for r in roster.iter().filter(|r| r.member != own) {
+                    for r in roster.iter().filter(|r| r.member != own && r.seal != [0u8; 32]) {
                         th.roster.insert(hex(&r.member), RouteRec::of_entry(r));
                     }
                     if let Some(c) = committer {
@@ -1907,7 +1932,18 @@ impl Engine {
                 self.writes.push(Write::Del(NS_JOIN, g.to_vec()));
                 self.save_thread(g);
                 self.events.push_back(EngineEvent::GroupJoined { name });
-                self.replay_early(g, now, rng)
+                self.replay_early(g, now, rng)?;
+                // We speak for ourselves: our own ROUTE is the one the members keep, whatever the
+                // adder told them.
+                let Some(th) = self.threads.get(&g) else { return Ok(()) };
+                let announce = Content::Route(RouteEntry {
+                    member: own,
+                    gateway: self.settings.gateway,
+                    mailbox: th.mailbox,
+                    seal: th.seal,
+                });
+                self.send_content(g, &announce, None, now, rng)?;
+                Ok(())
             }
             _ => {
                 self.stats.rejected += 1;
