@@ -8,10 +8,10 @@
 //! one-time key. The inviter opens the answer ([`PendingInvitation::open_answer`]), and the
 //! invitation is spent. Nothing in either message names a person or a long-term key.
 //!
-//! # Invitation (version 1, big-endian integers), then base64url without padding
+//! # Invitation (version 2, big-endian integers), then base64url without padding
 //!
 //! ```text
-//! version u8 = 1 ‖ expires u64 (Unix ms)
+//! version u8 = 2 ‖ expires u64 (Unix ms)
 //!   ‖ gateway: node id (32) ‖ u8 len ‖ address ("host:port") ‖ u16 len ‖ link public key (1..=2048)
 //!   ‖ mailbox id (32) ‖ one-time X25519 public key (32) ‖ token (32)
 //! ```
@@ -19,12 +19,18 @@
 //! The decoder is strict (exact lengths, known version, a valid address, no trailing bytes), so
 //! an invitation that decodes re-encodes to the same bytes, and the same link.
 //!
-//! # Answer (version 1)
+//! What is written into the invitation's mailbox (the answer, then the conversation's messages,
+//! since the inviter keeps that mailbox for the contact) is sealed ([`crate::seal`]) under
+//! `HKDF-SHA256(salt = mailbox id, ikm = token, info = "qanat-seal v1 invitation")`
+//! ([`Invitation::seal_key`]): only whoever holds the link can make or open those items, and the
+//! gateway, which never sees the link, stores random bytes. (Version 1 had no seal.)
+//!
+//! # Answer (version 2)
 //!
 //! ```text
-//! answer    = version u8 = 1 ‖ E (32) ‖ ChaCha20-Poly1305(k, n, plaintext, aad = version ‖ E)
+//! answer    = version u8 = 2 ‖ E (32) ‖ ChaCha20-Poly1305(k, n, plaintext, aad = version ‖ E)
 //! k ‖ n     = HKDF-SHA256(salt = token, ikm = X25519(e, A), info = "qanat invite answer v1" ‖ E ‖ A), 32 + 12 bytes
-//! plaintext = token (32) ‖ gateway (as above) ‖ mailbox id (32) ‖ u32 len ‖ KeyPackage
+//! plaintext = token (32) ‖ gateway (as above) ‖ mailbox id (32) ‖ seal key (32) ‖ u32 len ‖ KeyPackage
 //! ```
 //!
 //! `A` is the invitation's one-time public key and `e`, `E` a fresh ephemeral key pair. The token
@@ -59,14 +65,15 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::seal::SealKey;
 use crate::store::{StoreError, Transaction};
 
 /// The start of an invitation link.
 pub const LINK_PREFIX: &str = "qanat://invite/";
 /// The invitation format this code writes and reads.
-pub const INVITATION_VERSION: u8 = 1;
+pub const INVITATION_VERSION: u8 = 2;
 /// The answer format this code writes and reads.
-pub const ANSWER_VERSION: u8 = 1;
+pub const ANSWER_VERSION: u8 = 2;
 /// How long an invitation can be accepted by default: 7 days.
 pub const DEFAULT_VALIDITY_MS: u64 = 7 * 24 * 3600 * 1000;
 /// How long after its expiry the inviter keeps a pending invitation, and either side keeps the
@@ -87,6 +94,7 @@ pub const NS_ACCEPTED: &str = "invite.accepted";
 const KEY_LEN: usize = 32;
 const TOKEN_LEN: usize = 32;
 const ANSWER_INFO: &[u8] = b"qanat invite answer v1";
+const SEAL_INFO: &[u8] = b"qanat-seal v1 invitation";
 const PENDING_VERSION: u8 = 1;
 const ACCEPTED_VERSION: u8 = 1;
 
@@ -102,7 +110,7 @@ pub enum InviteError {
     Malformed(&'static str),
     /// An invitation of a format version this code does not read.
     #[error(
-        "this invitation has format version {0}; this Qanat reads version {INVITATION_VERSION} (update Qanat?)"
+        "this invitation has format version {0}; this Qanat reads version {INVITATION_VERSION} (the invitation was made by another version of Qanat: both sides need a current one)"
     )]
     UnknownVersion(u8),
     /// The invitation has expired.
@@ -234,6 +242,16 @@ impl Invitation {
         &self.mailbox
     }
 
+    /// The key that seals what is written into [`Invitation::mailbox`] (see the module
+    /// documentation).
+    pub fn seal_key(&self) -> SealKey {
+        let hk = Hkdf::<Sha256>::new(Some(&self.mailbox.0), &self.token);
+        let mut k = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's output limit.
+        let _ = hk.expand(SEAL_INFO, &mut k);
+        SealKey(k)
+    }
+
     /// When the invitation stops being acceptable.
     pub fn expires_at(&self) -> UnixTime {
         self.expires_at
@@ -323,6 +341,7 @@ impl Invitation {
         pt.extend_from_slice(&self.token);
         answer.gateway.encode_into(&mut pt);
         pt.extend_from_slice(&answer.mailbox.0);
+        pt.extend_from_slice(&answer.seal.0);
         pt.extend_from_slice(&(answer.key_package.len() as u32).to_be_bytes());
         pt.extend_from_slice(&answer.key_package);
 
@@ -364,6 +383,8 @@ pub struct Answer {
     pub gateway: Gateway,
     /// The mailbox the accepter made for this contact.
     pub mailbox: RecipientId,
+    /// The key that seals what the inviter writes into `mailbox`.
+    pub seal: SealKey,
     /// The accepter's MLS KeyPackage, serialized.
     pub key_package: Vec<u8>,
 }
@@ -443,13 +464,14 @@ impl PendingInvitation {
         }
         let gateway = Gateway::decode_from(&mut r).map_err(|_| InviteError::BadAnswer)?;
         let mailbox = RecipientId(r.array().map_err(|_| InviteError::BadAnswer)?);
+        let seal = SealKey(r.array().map_err(|_| InviteError::BadAnswer)?);
         let len = r.u32().map_err(|_| InviteError::BadAnswer)? as usize;
         if len > MAX_KEY_PACKAGE_LEN {
             return Err(InviteError::BadAnswer);
         }
         let key_package = r.take(len).map_err(|_| InviteError::BadAnswer)?.to_vec();
         r.finish().map_err(|_| InviteError::BadAnswer)?;
-        Ok(Answer { gateway, mailbox, key_package })
+        Ok(Answer { gateway, mailbox, seal, key_package })
     }
 
     /// The encoding kept in the profile: `version u8 = 1 ‖ invitation length u16 ‖ invitation ‖
@@ -587,8 +609,8 @@ pub fn take_answer(
 }
 
 /// Accepter: accepts the invitation in `link` at `now`, in `tx`: checks it, makes a fresh
-/// mailbox for this contact, encrypts `key_package` and the way back (`own_gateway` and the new
-/// mailbox) into an answer, and records all of it ([`NS_ACCEPTED`]).
+/// mailbox for this contact, encrypts `key_package` and the way back (`own_gateway`, the new
+/// mailbox and its `seal` key) into an answer, and records all of it ([`NS_ACCEPTED`]).
 ///
 /// The same invitation twice gives [`InviteError::AlreadyAccepted`]; an expired one
 /// [`InviteError::Expired`]; neither changes anything.
@@ -598,6 +620,7 @@ pub fn accept(
     link: &str,
     now: UnixTime,
     own_gateway: Gateway,
+    seal: SealKey,
     key_package: &[u8],
 ) -> Result<Accepted, InviteError> {
     let invitation = Invitation::parse(link)?;
@@ -616,7 +639,7 @@ pub fn accept(
     rng.fill_bytes(mailbox_credential.as_mut());
     let mailbox = RecipientId(mailbox);
     let answer = invitation
-        .answer(rng, &Answer { gateway: own_gateway, mailbox, key_package: key_package.to_vec() })?;
+        .answer(rng, &Answer { gateway: own_gateway, mailbox, seal, key_package: key_package.to_vec() })?;
     let accepted = Accepted { invitation, answer, mailbox, mailbox_credential };
     tx.put(NS_ACCEPTED, &accepted.invitation.mailbox.0, &accepted.encode())?;
     Ok(accepted)

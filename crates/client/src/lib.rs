@@ -13,6 +13,8 @@
 //! - [`sending`]: the IO-free Loopix sender: messages split into packets, one packet every
 //!   Exp(λ_P) (real if queued, cover otherwise), loops, SURB acknowledgements, resends with
 //!   randomized backoff, de-duplication, delivery state.
+//! - [`seal`]: sealed mailbox items: every packet's payload sealed end to end to the
+//!   mailbox's owner, so a gateway stores random bytes of one length.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -23,5 +25,6 @@ pub mod gateway;
 pub mod invite;
 pub mod mls;
 pub mod runtime;
+pub mod seal;
 pub mod sending;
 pub mod store;

@@ -17,6 +17,12 @@
 //! ACK   = 0x03 ‖ message id (16) ‖ index u16 ‖ zeros
 //! ```
 //!
+//! Every packet to a mailbox is sealed end to end to the mailbox's owner (see [`crate::seal`]):
+//! a DATA or loop payload is sealed under the mailbox's [`SealKey`] and sent with
+//! [`Sphinx::new_opaque_packet`]; an ACK travels in a SURB reply, which only the SURB's creator
+//! can decrypt; a drop is random bytes to a random mailbox. So the last gateway stores random
+//! bytes of one length for every kind.
+//!
 //! A message is split into `count` fragments of at most [`fragment_capacity`] bytes, each sent in
 //! its own DATA packet with its own SURB. The recipient acknowledges every DATA packet it
 //! receives (again if it is a duplicate: the first acknowledgement may have been lost) and
@@ -39,6 +45,8 @@ use qanat_packet::{
     CreateError, Geometry, NodeId, PathHop, RecipientId, Sphinx, SurbError, SurbId, SurbKeys,
 };
 use rand_core::CryptoRng;
+
+use crate::seal::{self, SealKey};
 
 const KIND_DATA: u8 = 1;
 const KIND_COVER: u8 = 2;
@@ -217,13 +225,16 @@ impl Writer<'_> {
     }
 }
 
-/// Where packets for a contact go: their gateway and the mailbox they made for us there.
+/// Where packets for a contact go: their gateway, the mailbox they made for us there, and the
+/// key that seals what we write into it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Route {
     /// The gateway.
     pub gateway: NodeId,
     /// The mailbox.
     pub mailbox: RecipientId,
+    /// The mailbox's seal key.
+    pub seal: SealKey,
 }
 
 impl std::fmt::Debug for Route {
@@ -512,10 +523,7 @@ impl Outbox {
         let (surb, keys) = sphinx.new_surb(rng, &back)?;
         let payload =
             Payload::Data { surb, message_id: id, index, count, data: data.clone() }.encode(g, rng)?;
-        let out = route_hops(&view.topology, &view.gateway, &m.route.gateway, rng)?;
-        let path =
-            sphinx_path(&view.topology, &out, view.mean_delay, Destination::Recipient(m.route.mailbox), rng);
-        let packet = sphinx.new_packet(rng, &path, &payload)?;
+        let packet = sealed_packet(sphinx, view, &m.route, &payload, rng)?;
         let attempt = match state {
             FragmentState::InFlight { attempt, .. } => *attempt + 1,
             _ => 0,
@@ -590,27 +598,63 @@ impl Outbox {
     }
 }
 
-/// Builds a cover packet: a loop to our own `mailbox` (`to_self`), or a drop to a random gateway
-/// and mailbox.
+/// A packet from our gateway to `route`'s mailbox carrying `payload` (one forward payload of the
+/// geometry) sealed under the route's key, with a fresh SURB-reply identifier.
+pub fn sealed_packet<R: CryptoRng + ?Sized>(
+    sphinx: &Sphinx,
+    view: &NetworkView,
+    route: &Route,
+    payload: &[u8],
+    rng: &mut R,
+) -> Result<Vec<u8>, RouteError> {
+    let mut id = [0u8; 16];
+    rng.fill_bytes(&mut id);
+    let body = seal::seal(&route.seal, &id, payload, rng).map_err(|_| PayloadError::Malformed)?;
+    opaque_packet(sphinx, view, route.gateway, route.mailbox, id, &body, rng)
+}
+
+fn opaque_packet<R: CryptoRng + ?Sized>(
+    sphinx: &Sphinx,
+    view: &NetworkView,
+    gateway: NodeId,
+    mailbox: RecipientId,
+    id: [u8; 16],
+    body: &[u8],
+    rng: &mut R,
+) -> Result<Vec<u8>, RouteError> {
+    let hops = route_hops(&view.topology, &view.gateway, &gateway, rng)?;
+    let path =
+        sphinx_path(&view.topology, &hops, view.mean_delay, Destination::SurbReply(mailbox, SurbId(id)), rng);
+    Ok(sphinx.new_opaque_packet(rng, &path, body)?)
+}
+
+/// Builds a cover packet: a loop to our own mailbox (`loop_to`, sealed under its key, so that it
+/// is an item like any other there), or a drop: random bytes to a random mailbox at a random
+/// gateway.
 pub fn cover_packet<R: CryptoRng + ?Sized>(
     sphinx: &Sphinx,
     view: &NetworkView,
-    loop_mailbox: Option<RecipientId>,
+    loop_to: Option<(RecipientId, SealKey)>,
     rng: &mut R,
 ) -> Result<OutPacket, RouteError> {
-    let (to, mailbox) = match loop_mailbox {
-        Some(m) => (view.gateway, m),
+    let g = sphinx.geometry();
+    match loop_to {
+        Some((mailbox, key)) => {
+            let payload = Payload::Cover.encode(g, rng)?;
+            let route = Route { gateway: view.gateway, mailbox, seal: key };
+            Ok(OutPacket { packet: sealed_packet(sphinx, view, &route, &payload, rng)? })
+        }
         None => {
-            let g = view.topology.random_gateway(rng).ok_or(RouteError::UnknownGateway)?.id;
+            let to = view.topology.random_gateway(rng).ok_or(RouteError::UnknownGateway)?.id;
             let mut m = [0u8; 32];
             rng.fill_bytes(&mut m);
-            (g, RecipientId(m))
+            let mut id = [0u8; 16];
+            rng.fill_bytes(&mut id);
+            let mut body = vec![0u8; g.payload_tag_len() + g.forward_payload_len()];
+            rng.fill_bytes(&mut body);
+            Ok(OutPacket { packet: opaque_packet(sphinx, view, to, RecipientId(m), id, &body, rng)? })
         }
-    };
-    let hops = route_hops(&view.topology, &view.gateway, &to, rng)?;
-    let path = sphinx_path(&view.topology, &hops, view.mean_delay, Destination::Recipient(mailbox), rng);
-    let payload = Payload::Cover.encode(sphinx.geometry(), rng)?;
-    Ok(OutPacket { packet: sphinx.new_packet(rng, &path, &payload)? })
+    }
 }
 
 /// The acknowledgement of a received DATA packet, sent back through its SURB (hand it to our

@@ -71,7 +71,7 @@ async fn pull_answers_are_always_the_same_length() {
     );
     s.register(busy).await.unwrap();
     s.register(quiet).await.unwrap();
-    let item = |n: u8| MailboxItem { surb_id: None, payload: vec![n; 1500] }.encode();
+    let item = |n: u8| MailboxItem { id: qanat_packet::SurbId([n; 16]), body: vec![n; 1500] }.encode();
     let mut appends: Vec<Append> = (0..5u8)
         .map(|n| Append {
             mailbox: MailboxId(busy.mailbox),
@@ -95,7 +95,7 @@ async fn pull_answers_are_always_the_same_length() {
         frames.push(metrics.snapshot().frames_in - before);
         done.clear();
         for (m, f) in &p.items {
-            seen.push((*m, f.item.payload[0]));
+            seen.push((*m, f.item.body[0]));
             match done.iter_mut().find(|(d, _)| d == m) {
                 Some(d) => d.1 = d.1.max(f.seq),
                 None => done.push((*m, f.seq)),

@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use qanat_client::invite::{
     self, Answer, Gateway, INVITATION_VERSION, Invitation, InviteError, LINK_PREFIX, PendingInvitation,
 };
+use qanat_client::seal::SealKey;
 use qanat_client::store::{Passphrase, Profile, danger};
 use qanat_packet::{NodeId, RecipientId};
 use qanat_pki::{LinkAddress, UnixTime};
@@ -29,7 +30,12 @@ fn gateway(n: u8) -> Gateway {
 }
 
 fn answer(n: u8) -> Answer {
-    Answer { gateway: gateway(n), mailbox: RecipientId([n; 32]), key_package: vec![0xab; 3000] }
+    Answer {
+        gateway: gateway(n),
+        mailbox: RecipientId([n; 32]),
+        seal: SealKey([n; 32]),
+        key_package: vec![0xab; 3000],
+    }
 }
 
 fn profile() -> (tempfile::TempDir, Profile) {
@@ -90,10 +96,12 @@ fn damaged_links_are_refused_clearly() {
     bytes.push(0);
     assert!(matches!(Invitation::decode(&bytes), Err(InviteError::Malformed("trailing bytes"))));
     bytes.pop();
-    bytes[0] = 2;
+    // Version 1 (before sealed mailbox items) is refused by name.
+    bytes[0] = 1;
     let err = Invitation::decode(&bytes).unwrap_err();
-    assert!(matches!(err, InviteError::UnknownVersion(2)), "{err}");
-    assert!(err.to_string().contains("version 2"));
+    assert!(matches!(err, InviteError::UnknownVersion(1)), "{err}");
+    assert!(err.to_string().contains("version 1"));
+    assert!(err.to_string().contains("reads version 2"));
     assert!(matches!(Invitation::decode(&[]), Err(InviteError::Malformed(_))));
 }
 
@@ -172,12 +180,14 @@ fn inviter_and_accepter_through_their_profiles() {
     let mailbox = *inv.invitation().mailbox();
     assert_eq!(alice.transaction(|tx| invite::pending(tx)).unwrap().len(), 1);
 
-    let accepted =
-        bob.transaction(|tx| invite::accept(tx, &mut rng(2), &link, NOW, gateway(2), b"kp")).unwrap();
+    let accepted = bob
+        .transaction(|tx| invite::accept(tx, &mut rng(2), &link, NOW, gateway(2), SealKey([5; 32]), b"kp"))
+        .unwrap();
     assert_eq!(accepted.invitation.mailbox(), &mailbox);
     // Accepting twice is refused and changes nothing.
     let keys = bob.keys(invite::NS_ACCEPTED);
-    let again = bob.transaction(|tx| invite::accept(tx, &mut rng(3), &link, NOW, gateway(2), b"kp"));
+    let again = bob
+        .transaction(|tx| invite::accept(tx, &mut rng(3), &link, NOW, gateway(2), SealKey([5; 32]), b"kp"));
     assert!(matches!(again, Err(InviteError::AlreadyAccepted)));
     assert_eq!(bob.keys(invite::NS_ACCEPTED), keys);
     // The acceptance survives a restart (the answer can be resent).
@@ -187,7 +197,8 @@ fn inviter_and_accepter_through_their_profiles() {
     assert_eq!(stored[0].mailbox, accepted.mailbox);
 
     // Alice cannot accept her own invitation.
-    let own = alice.transaction(|tx| invite::accept(tx, &mut rng(4), &link, NOW, gateway(1), b"kp"));
+    let own = alice
+        .transaction(|tx| invite::accept(tx, &mut rng(4), &link, NOW, gateway(1), SealKey([5; 32]), b"kp"));
     assert!(matches!(own, Err(InviteError::OwnInvitation)));
 
     // A tampered answer is rejected and leaves the invitation open.
@@ -222,15 +233,17 @@ fn an_expired_invitation_is_refused_and_changes_nothing() {
     let (_tb, mut bob) = profile();
     let inv = alice.transaction(|tx| invite::create(tx, &mut rng(1), gateway(1), NOW, DAY)).unwrap();
     let link = inv.invitation().to_link();
-    let r =
-        bob.transaction(|tx| invite::accept(tx, &mut rng(2), &link, NOW.plus_millis(DAY), gateway(2), b"kp"));
+    let r = bob.transaction(|tx| {
+        invite::accept(tx, &mut rng(2), &link, NOW.plus_millis(DAY), gateway(2), SealKey([5; 32]), b"kp")
+    });
     assert!(matches!(r, Err(InviteError::Expired { .. })));
     assert!(bob.keys(invite::NS_ACCEPTED).is_empty());
     // A wrong version too.
     let mut bytes = inv.invitation().encode();
     bytes[0] = INVITATION_VERSION + 1;
     let link = format!("{LINK_PREFIX}{}", base64_url(&bytes));
-    let r = bob.transaction(|tx| invite::accept(tx, &mut rng(2), &link, NOW, gateway(2), b"kp"));
+    let r = bob
+        .transaction(|tx| invite::accept(tx, &mut rng(2), &link, NOW, gateway(2), SealKey([5; 32]), b"kp"));
     assert!(matches!(r, Err(InviteError::UnknownVersion(_))));
     assert!(bob.keys(invite::NS_ACCEPTED).is_empty());
 }

@@ -8,10 +8,14 @@
 //! into one transaction) and reports each outcome with [`Gateway::handle_store_result`]; only
 //! then does [`Gateway::poll_ack`] yield the acknowledgement for the link.
 //!
-//! What the gateway stores for a mailbox is a [`MailboxItem`]: the packet's payload and, for a
-//! reply sent with a SURB, the SURB id the owner needs to find the decryption keys. The message
-//! id is the packet's replay tag at this hop, so a packet retransmitted by the last mix is stored
-//! once.
+//! What the gateway stores for a mailbox is a [`MailboxItem`]: the SURB-reply identifier of the
+//! packet's last hop and the payload as it is after this hop, opaque. Every packet a client
+//! sends to a mailbox is made that way (`Sphinx::new_opaque_packet`, its payload sealed end to
+//! end to the mailbox's owner), as a reply made from a SURB is, so every item has one length and
+//! is random bytes to the gateway: it learns the mailbox and the arrival time, not the kind of
+//! packet. A last hop without a SURB-reply command (a packet whose payload the gateway would
+//! read) is refused (acknowledged, never stored) and counted. The message id is the packet's replay tag at this hop, so a
+//! packet retransmitted by the last mix is stored once.
 //!
 //! Replay protection across restarts works as in [`crate::Mix`] ([`Gateway::enable_replay_log`]):
 //! packets forwarded into layer 1 (clients' packets, mixes' loops passing through) leave only
@@ -111,20 +115,22 @@ pub enum Egress {
     /// A loop passing through that was forwarded before (a retransmission, or a replay):
     /// dropped, counted as a replay, and acknowledged at once so that the mix stops resending it.
     Replayed,
+    /// Refused for good (a last hop whose payload the gateway could read: never stored);
+    /// acknowledged at once, so the last mix forgets it instead of sending it again.
+    Refused,
 }
 
-/// What is stored in a mailbox for one packet.
+/// What is stored in a mailbox for one packet: `id (16) ‖ body`, one length for every item of a
+/// geometry ([`MailboxItem::encoded_len`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailboxItem {
-    /// Set when the packet is a reply made from one of the owner's SURBs.
-    pub surb_id: Option<SurbId>,
-    /// The payload: for a forward packet the decrypted forward payload; for a SURB reply the
-    /// still-encrypted payload (tag included), which only the SURB's creator can decrypt.
-    pub payload: Vec<u8>,
+    /// The SURB-reply identifier of the packet's last hop: the SURB's, for a reply made from
+    /// one of the owner's SURBs; a random one chosen by the sender for any other packet.
+    pub id: SurbId,
+    /// The payload after the last hop: sealed to the mailbox's owner, or still encrypted under
+    /// the SURB's keys. Opaque to the gateway.
+    pub body: Vec<u8>,
 }
-
-const ITEM_FORWARD: u8 = 0;
-const ITEM_SURB_REPLY: u8 = 1;
 
 /// A stored item could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -132,30 +138,26 @@ const ITEM_SURB_REPLY: u8 = 1;
 pub struct MalformedItem;
 
 impl MailboxItem {
-    /// `0 || payload` or `1 || surb id || payload`.
+    /// The length of every item of geometry `g`.
+    pub fn encoded_len(g: &Geometry) -> usize {
+        16 + g.payload_tag_len() + g.forward_payload_len()
+    }
+
+    /// `id ‖ body`.
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(1 + 16 + self.payload.len());
-        match self.surb_id {
-            None => v.push(ITEM_FORWARD),
-            Some(id) => {
-                v.push(ITEM_SURB_REPLY);
-                v.extend_from_slice(&id.0);
-            }
-        }
-        v.extend_from_slice(&self.payload);
+        let mut v = Vec::with_capacity(16 + self.body.len());
+        v.extend_from_slice(&self.id.0);
+        v.extend_from_slice(&self.body);
         v
     }
 
-    /// Parses [`MailboxItem::encode`].
+    /// Parses [`MailboxItem::encode`] (the body's length is checked by whoever opens it).
     pub fn decode(b: &[u8]) -> Result<Self, MalformedItem> {
-        match b.split_first() {
-            Some((&ITEM_FORWARD, rest)) => Ok(Self { surb_id: None, payload: rest.to_vec() }),
-            Some((&ITEM_SURB_REPLY, rest)) => {
-                let (id, payload) = rest.split_first_chunk::<16>().ok_or(MalformedItem)?;
-                Ok(Self { surb_id: Some(SurbId(*id)), payload: payload.to_vec() })
-            }
-            _ => Err(MalformedItem),
+        let (id, body) = b.split_first_chunk::<16>().ok_or(MalformedItem)?;
+        if body.is_empty() {
+            return Err(MalformedItem);
         }
+        Ok(Self { id: SurbId(*id), body: body.to_vec() })
     }
 }
 
@@ -191,6 +193,8 @@ pub struct GatewayMetrics {
     pub replay_tags_restored: u64,
     /// Replay tags not logged because their key's log had reached the filter's capacity.
     pub replay_log_full: u64,
+    /// Dropped: a last hop without a SURB-reply command (its payload would not be opaque).
+    pub dropped_unsealed: u64,
 }
 
 /// A gateway's state.
@@ -368,8 +372,13 @@ impl Gateway {
             self.metrics.dropped_misrouted += 1;
             return Err(Dropped::Terminal);
         };
-        let payload = out.payload(&packet).ok_or(Dropped::Terminal)?.to_vec();
-        let item = MailboxItem { surb_id: out.commands.surb_reply, payload }.encode();
+        let Some(id) = out.commands.surb_reply else {
+            self.metrics.dropped_unsealed += 1;
+            self.acks.push_back(Ack { to: from, token });
+            return Ok(Egress::Refused);
+        };
+        let body = out.payload(&packet).ok_or(Dropped::Terminal)?.to_vec();
+        let item = MailboxItem { id, body }.encode();
         self.next_token += 1;
         let st = StoreToken(self.next_token);
         self.pending.insert(st, (from, token));

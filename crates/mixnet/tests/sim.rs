@@ -145,8 +145,23 @@ impl Net {
         self.events.push(Reverse((at + LINK, self.seq, to, packet)));
     }
 
-    /// A client packet through ingress gateway, the three layers and the egress gateway.
+    /// A client packet through ingress gateway, the three layers and the egress gateway: opaque,
+    /// as clients make them (a SURB-reply command on the last hop, `payload` at the start of the
+    /// body).
     fn client_packet(&mut self, epoch: u64, recipient: RecipientId, payload: &[u8]) -> (NodeId, Vec<u8>) {
+        self.client_packet_to(
+            epoch,
+            Destination::SurbReply(recipient, qanat_packet::SurbId([7; 16])),
+            payload,
+        )
+    }
+
+    fn client_packet_to(
+        &mut self,
+        epoch: u64,
+        destination: Destination,
+        payload: &[u8],
+    ) -> (NodeId, Vec<u8>) {
         let topo = self.topology(epoch);
         let gin = topo.gateways[0].clone();
         let gout = topo.gateways[1].clone();
@@ -155,16 +170,17 @@ impl Net {
         hops.extend(l.iter());
         hops.push(&gout);
         let gws = self.gateway_ids.clone();
-        let path = path_hops(
-            &hops,
-            |n| gws.contains(n),
-            Duration::from_millis(50),
-            Destination::Recipient(recipient),
-            &mut self.rng,
-        );
-        let mut p = vec![0u8; self.sphinx.geometry().forward_payload_len()];
+        let path =
+            path_hops(&hops, |n| gws.contains(n), Duration::from_millis(50), destination, &mut self.rng);
+        let g = self.sphinx.geometry();
+        if let Destination::Recipient(_) = destination {
+            let mut p = vec![0u8; g.forward_payload_len()];
+            p[..payload.len()].copy_from_slice(payload);
+            return (gin.id, self.sphinx.new_packet(&mut self.rng, &path, &p).unwrap());
+        }
+        let mut p = vec![0u8; g.payload_tag_len() + g.forward_payload_len()];
         p[..payload.len()].copy_from_slice(payload);
-        (gin.id, self.sphinx.new_packet(&mut self.rng, &path, &p).unwrap())
+        (gin.id, self.sphinx.new_opaque_packet(&mut self.rng, &path, &p).unwrap())
     }
 
     /// A client hands a packet to its gateway.
@@ -274,7 +290,7 @@ impl Net {
 }
 
 fn numbers(items: &[MailboxItem]) -> Vec<u32> {
-    items.iter().map(|i| u32::from_be_bytes(i.payload[..4].try_into().unwrap())).collect()
+    items.iter().map(|i| u32::from_be_bytes(i.body[..4].try_into().unwrap())).collect()
 }
 
 #[test]
@@ -524,7 +540,30 @@ fn surb_replies_are_stored_with_their_surb_id_for_the_owner() {
     net.run_until(Time::ZERO + Duration::from_secs(5));
     let items = net.mailbox(owner);
     assert_eq!(items.len(), 1);
-    assert_eq!(items[0].surb_id, Some(surb_id));
-    let plain = net.sphinx.decrypt_surb_payload(&items[0].payload, &keys).unwrap();
+    assert_eq!(items[0].id, surb_id);
+    let plain = net.sphinx.decrypt_surb_payload(&items[0].body, &keys).unwrap();
     assert_eq!(&plain[..5], b"ack 7");
+}
+
+#[test]
+fn every_stored_item_has_one_length_and_a_readable_last_hop_is_refused() {
+    let mut net = Net::new(9, 0.0);
+    let r = RecipientId([0x1c; 32]);
+    // An opaque packet and a SURB reply are stored in one form, of one length.
+    let (gin, p) = net.client_packet(0, r, b"opaque");
+    net.client_send(gin, p).unwrap();
+    // A forward packet whose last hop would read the payload is dropped, and counted.
+    let (gin, p) = net.client_packet_to(0, Destination::Recipient(r), b"readable");
+    net.client_send(gin, p).unwrap();
+    net.run_until(Time::ZERO + Duration::from_secs(5));
+    let items = net.mailbox(r);
+    assert_eq!(items.len(), 1);
+    assert_eq!(&items[0].body[..6], b"opaque");
+    let g = net.sphinx.geometry().clone();
+    for (_, _, raw) in &net.store {
+        assert_eq!(raw.len(), MailboxItem::encoded_len(&g));
+    }
+    // Acknowledged at once, so the last mix does not send it again.
+    let dropped: u64 = net.gateway_nodes.values().map(|g| g.metrics().dropped_unsealed).sum();
+    assert_eq!(dropped, 1);
 }

@@ -220,13 +220,13 @@ async fn scenario(full_disk: bool) {
             &hops,
             |n| *n == gin.id || *n == gout.id,
             Duration::from_millis(5),
-            Destination::Recipient(RecipientId(mailbox)),
+            Destination::SurbReply(RecipientId(mailbox), qanat_packet::SurbId([3; 16])),
             &mut rng,
         );
-        let mut payload = vec![0u8; geometry.forward_payload_len()];
+        let mut payload = vec![0u8; geometry.payload_tag_len() + geometry.forward_payload_len()];
         payload[..4].copy_from_slice(&i.to_be_bytes());
         rng.fill_bytes(&mut payload[4..]);
-        let packet = sphinx.new_packet(&mut rng, &path, &payload).unwrap();
+        let packet = sphinx.new_opaque_packet(&mut rng, &path, &payload).unwrap();
         at_ingress.send(Frame::Packet { id: PacketId(u64::from(i)), packet }).await.unwrap();
     }
 
@@ -264,8 +264,8 @@ async fn scenario(full_disk: bool) {
         {
             if let Response::Message { seq, item, .. } = r {
                 let item = MailboxItem::decode(&item).unwrap();
-                assert!(item.surb_id.is_none());
-                assert!(got.insert(u32::from_be_bytes(item.payload[..4].try_into().unwrap())), "duplicate");
+                assert_eq!(item.id.0, [3; 16]);
+                assert!(got.insert(u32::from_be_bytes(item.body[..4].try_into().unwrap())), "duplicate");
                 after = seq;
             }
         }

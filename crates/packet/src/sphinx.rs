@@ -157,6 +157,43 @@ impl Sphinx {
         Ok(pkt)
     }
 
+    /// A packet along `path` whose last hop treats the payload as opaque: the last hop must carry
+    /// a [`RoutingCommand::SurbReply`] command (any identifier), and `body` is the whole payload
+    /// the last hop ends up with (exactly [`Geometry::payload_tag_len`] +
+    /// [`Geometry::forward_payload_len`] bytes), with no tag of zeros for it to check.
+    ///
+    /// To every node on the path such a packet is the same as a reply made from a SURB: the last
+    /// hop learns its recipient and the identifier, and holds bytes it cannot tell from random
+    /// when `body` is itself random-looking (sealed end to end to the recipient). The body's
+    /// integrity is then the recipient's to check, as for a SURB reply: a node that changes the
+    /// payload on the way turns it to noise under the wide-block cipher.
+    pub fn new_opaque_packet<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        path: &[PathHop],
+        body: &[u8],
+    ) -> Result<Vec<u8>, CreateError> {
+        let want = PAYLOAD_TAG_LEN + self.geometry.forward_payload_len();
+        if body.len() != want {
+            return Err(CreateError::PayloadLength { got: body.len(), want });
+        }
+        let last = path.len().saturating_sub(1);
+        let opaque =
+            path.last().is_some_and(|h| h.commands.iter().any(|c| matches!(c, RoutingCommand::SurbReply(_))));
+        if !opaque {
+            return Err(CreateError::InvalidCommands { hop: last });
+        }
+        let header = self.create_header(rng, path)?;
+        let mut pkt = header.bytes;
+        pkt.reserve_exact(body.len());
+        pkt.extend_from_slice(body);
+        let payload = &mut pkt[self.geometry.payload_offset()..];
+        for k in header.keys.iter().rev() {
+            k.sprp().encrypt(payload);
+        }
+        Ok(pkt)
+    }
+
     /// A SURB along `path` (whose last hop carries `Recipient` and `SurbReply` commands), and the
     /// keys that decrypt the reply. The SURB is `header || first hop id || SPRP key and IV`.
     pub fn new_surb<R: CryptoRng + ?Sized>(

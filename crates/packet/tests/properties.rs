@@ -65,6 +65,31 @@ proptest! {
         }
     }
 
+    /// An opaque packet (last hop with a SURB-reply command) delivers its whole body unchanged,
+    /// with no tag of zeros, and its last hop sees it exactly as it sees a SURB reply.
+    #[test]
+    fn opaque_round_trip(scheme in scheme_strategy(), max_hops in 1usize..=6, payload_len in 1usize..2100, seed: u64) {
+        let mut r = rng(seed);
+        let hops = 1 + (seed as usize) % max_hops;
+        let sphinx = Sphinx::new(Geometry::new(scheme, payload_len, max_hops).unwrap());
+        let ns = nodes(scheme, hops, &mut r);
+        let g = sphinx.geometry();
+        let mut body = vec![0u8; g.payload_tag_len() + g.forward_payload_len()];
+        r.fill_bytes(&mut body);
+        let mut pkt = sphinx.new_opaque_packet(&mut r, &path(&ns, [9; 32], Some([4; 16])), &body).unwrap();
+        prop_assert_eq!(pkt.len(), g.packet_len());
+        for (i, n) in ns.iter().enumerate() {
+            let out = sphinx.unwrap(&n.key, &mut pkt).unwrap();
+            if i + 1 == ns.len() {
+                prop_assert_eq!(out.commands.surb_reply.unwrap().0, [4; 16]);
+                prop_assert_eq!(out.payload(&pkt).unwrap(), &body[..]);
+            }
+        }
+        // Without a SURB-reply command on the last hop, the last hop would check a tag.
+        prop_assert!(sphinx.new_opaque_packet(&mut r, &path(&ns, [9; 32], None), &body).is_err());
+        prop_assert!(sphinx.new_opaque_packet(&mut r, &path(&ns, [9; 32], Some([4; 16])), &body[1..]).is_err());
+    }
+
     /// Flipping any one bit of a packet makes some hop reject it, or the payload that arrives is
     /// noise: never the original payload.
     #[test]

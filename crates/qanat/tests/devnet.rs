@@ -171,10 +171,15 @@ impl Client {
         hops.push(find(gout));
         let refs: Vec<&Hop> = hops.iter().collect();
         let is_gw = |id: &NodeId| *id == gin || *id == gout;
-        let path = path_hops(&refs, is_gw, mean, Destination::Recipient(RecipientId(mailbox)), &mut rng);
-        let mut payload = vec![0u8; self.sphinx.geometry().forward_payload_len()];
+        let mut id = [0u8; 16];
+        rng.fill_bytes(&mut id);
+        let destination = Destination::SurbReply(RecipientId(mailbox), qanat_packet::SurbId(id));
+        let path = path_hops(&refs, is_gw, mean, destination, &mut rng);
+        let g = self.sphinx.geometry();
+        // An opaque packet, as clients make them (its text in the clear here: only the test reads it).
+        let mut payload = vec![0u8; g.payload_tag_len() + g.forward_payload_len()];
         payload[..text.len()].copy_from_slice(text.as_bytes());
-        (epoch, self.sphinx.new_packet(&mut rng, &path, &payload).unwrap())
+        (epoch, self.sphinx.new_opaque_packet(&mut rng, &path, &payload).unwrap())
     }
 
     async fn connect_to(&self, name: &str) -> Connection<LinkPublicKey> {
@@ -259,9 +264,8 @@ impl Mailbox {
                 match r {
                     Response::Message { seq, item, .. } => {
                         let item = MailboxItem::decode(&item).unwrap();
-                        let end = item.payload.iter().position(|b| *b == 0).unwrap_or(item.payload.len());
-                        *out.entry(String::from_utf8_lossy(&item.payload[..end]).into_owned())
-                            .or_default() += 1;
+                        let end = item.body.iter().position(|b| *b == 0).unwrap_or(item.body.len());
+                        *out.entry(String::from_utf8_lossy(&item.body[..end]).into_owned()).or_default() += 1;
                         after = seq;
                     }
                     Response::FetchDone { more: m, .. } => more = m,

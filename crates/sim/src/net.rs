@@ -250,7 +250,9 @@ pub(crate) fn slot_packet(
                 None
             }
         }
-        Slot::Loop if cover => Some(cover_packet(sphinx, &c.view, Some(c.mailbox), rng).map_err(err)?.packet),
+        Slot::Loop if cover => Some(
+            cover_packet(sphinx, &c.view, Some((c.mailbox, seal_key(c.mailbox))), rng).map_err(err)?.packet,
+        ),
         Slot::Drop if cover => Some(cover_packet(sphinx, &c.view, None, rng).map_err(err)?.packet),
         Slot::Loop | Slot::Drop => None,
     })
@@ -512,8 +514,9 @@ impl Sim<'_> {
                 let k = (self.s.rng.next_u64() % u64::from(config.clients - 1)) as u32;
                 if k >= c { k + 1 } else { k }
             };
+            let mailbox = self.s.thread(to, c);
             let route =
-                Route { gateway: self.s.clients[to as usize].view.gateway, mailbox: self.s.thread(to, c) };
+                Route { gateway: self.s.clients[to as usize].view.gateway, mailbox, seal: seal_key(mailbox) };
             let Setup { rng, sphinx, clients, .. } = &mut self.s;
             let client = &mut clients[ci];
             let text = (self.messages.len() as u64).to_be_bytes();
@@ -588,12 +591,14 @@ impl Sim<'_> {
             let Ok(item) = MailboxItem::decode(&req.item) else { continue };
             let Setup { rng, sphinx, clients, .. } = &mut self.s;
             let client = &mut clients[owner as usize];
-            if let Some(surb_id) = item.surb_id {
-                client.outbox.handle_reply(sphinx, surb_id, &item.payload);
+            if client.outbox.handle_reply(sphinx, item.id, &item.body) {
                 continue;
             }
+            let Ok(plain) = qanat_client::seal::open(&seal_key(req.mailbox), &item.id.0, &item.body) else {
+                continue;
+            };
             if let Ok(Payload::Data { surb, message_id, index, .. }) =
-                Payload::decode(sphinx.geometry(), &item.payload)
+                Payload::decode(sphinx.geometry(), &plain)
             {
                 if let Some(&k) = self.by_id.get(&message_id)
                     && self.messages[k].delivered.is_none()
@@ -612,4 +617,10 @@ impl Sim<'_> {
         }
         Ok(())
     }
+}
+
+/// A mailbox's seal key in the simulation: derived from the mailbox id (the seal's secrecy plays
+/// no part in what the simulation measures; its cost and the items' form do).
+pub(crate) fn seal_key(mailbox: RecipientId) -> qanat_client::seal::SealKey {
+    qanat_client::seal::SealKey(mailbox.0)
 }

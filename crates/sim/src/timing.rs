@@ -40,6 +40,7 @@ pub fn inter_departures(
     let route = Route {
         gateway: s.clients[s.clients.len() - 1].view.gateway,
         mailbox: s.clients[s.clients.len() - 1].mailbox,
+        seal: crate::net::seal_key(s.clients[s.clients.len() - 1].mailbox),
     };
     let Setup { rng, sphinx, clients, .. } = &mut s;
     let client = &mut clients[0];

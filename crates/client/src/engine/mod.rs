@@ -39,7 +39,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use qanat_mixnet::{Hop, MailboxItem, Time, Topology};
-use qanat_packet::{NodeId, RecipientId, Sphinx, SurbId};
+use qanat_packet::{NodeId, RecipientId, Sphinx};
 use qanat_pki::{Document, UnixTime};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,7 @@ use crate::invite::{self, Invitation, InviteError, PendingInvitation};
 use crate::mls::{
     self, Conversation, Event as MlsEvent, MemberId, MlsError, OutgoingKind, Output, PendingJoin,
 };
+use crate::seal::{self, SealKey};
 use crate::sending::{
     self, Delivery, Inbox, MessageId, NetworkView, Outbox, OutboxEvent, Payload, PayloadError, Received,
     ResendPolicy, Route, RouteError, Schedule, TrafficProfile,
@@ -71,6 +72,14 @@ const NS_RETIRED: &str = "engine.retired";
 /// How often expired invitation records are dropped.
 const FORGET_EVERY: Duration = Duration::from_secs(3600);
 const SETTINGS_KEY: &[u8] = b"settings";
+
+fn format_one() -> u32 {
+    1
+}
+
+/// The format of the engine's rows. 1 (stored as an absent field): before sealed mailbox items;
+/// 2: routes, threads and the home mailbox carry seal keys.
+pub const ENGINE_FORMAT: u32 = 2;
 
 /// Most MLS messages kept for a conversation we are still joining.
 pub const MAX_EARLY: usize = 10_000;
@@ -129,6 +138,11 @@ pub enum EngineError {
     /// The profile was never set up with `Engine::init`.
     #[error("this profile has no client settings (run `qanat init`)")]
     NotInitialized,
+    /// The profile's client state has another format.
+    #[error(
+        "this profile's client state has format {0}, and this Qanat reads format {ENGINE_FORMAT} only: format 1 profiles come from before mailbox items were sealed end to end, and their contacts cannot be carried over (their mailboxes have no seal keys). Make a new profile in another directory (`qanat init --home DIR`) and invite your contacts again"
+    )]
+    Format(u32),
 }
 
 /// What the engine reports to the user interface.
@@ -314,11 +328,21 @@ impl ThreadState {
 struct RouteRec {
     gateway: [u8; 32],
     mailbox: [u8; 32],
+    /// The mailbox's seal key.
+    seal: [u8; 32],
 }
 
 impl RouteRec {
     fn route(self) -> Route {
-        Route { gateway: NodeId(self.gateway), mailbox: RecipientId(self.mailbox) }
+        Route { gateway: NodeId(self.gateway), mailbox: RecipientId(self.mailbox), seal: SealKey(self.seal) }
+    }
+
+    fn entry(self, member: [u8; 32]) -> RouteEntry {
+        RouteEntry { member, gateway: self.gateway, mailbox: self.mailbox, seal: self.seal }
+    }
+
+    fn of_entry(r: &RouteEntry) -> Self {
+        Self { gateway: r.gateway, mailbox: r.mailbox, seal: r.seal }
     }
 }
 
@@ -336,6 +360,8 @@ struct Thread {
     state: ThreadState,
     mailbox: [u8; 32],
     credential: [u8; 32],
+    /// The key that seals what others write into `mailbox`.
+    seal: [u8; 32],
     /// A contact's route before its member id is known (accepter, waiting for the Welcome).
     peer_route: Option<RouteRec>,
     /// Other members' routes, by member id (hex).
@@ -367,15 +393,26 @@ struct Thread {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Settings {
+    /// [`ENGINE_FORMAT`] when the profile was made (absent in profiles of format 1).
+    #[serde(default = "format_one")]
+    format: u32,
     gateway: [u8; 32],
     home_mailbox: [u8; 32],
     home_credential: [u8; 32],
+    /// Seals our loops into the home mailbox (absent in profiles of format 1: read as zeros,
+    /// never used, since [`Engine::open`] refuses them).
+    #[serde(default)]
+    home_seal: [u8; 32],
     traffic: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct OutRec {
     route: RouteRec,
+    /// Our mailbox the acknowledgements come back to (the home mailbox: acknowledgements of
+    /// messages to every contact and a share of the loops land there together; see
+    /// docs/EVALUATION.md for why not the thread's own mailbox).
+    reply_to: [u8; 32],
     bytes: Vec<u8>,
     history: Option<Vec<u8>>,
 }
@@ -517,8 +554,14 @@ impl Engine {
         let mut home_credential = [0u8; 32];
         rng.fill_bytes(&mut home_mailbox);
         rng.fill_bytes(&mut home_credential);
-        let s =
-            Settings { gateway: gateway.0, home_mailbox, home_credential, traffic: traffic.name().into() };
+        let s = Settings {
+            format: ENGINE_FORMAT,
+            gateway: gateway.0,
+            home_mailbox,
+            home_credential,
+            home_seal: SealKey::random(rng).0,
+            traffic: traffic.name().into(),
+        };
         profile.put(NS_SETTINGS, SETTINGS_KEY, &json(&s))?;
         Ok(())
     }
@@ -532,6 +575,9 @@ impl Engine {
     pub fn gateway_of(profile: &Profile) -> Result<NodeId, EngineError> {
         let s: Settings =
             from_json(&profile.get(NS_SETTINGS, SETTINGS_KEY)?.ok_or(EngineError::NotInitialized)?)?;
+        if s.format != ENGINE_FORMAT {
+            return Err(EngineError::Format(s.format));
+        }
         Ok(NodeId(s.gateway))
     }
 
@@ -540,6 +586,9 @@ impl Engine {
     pub fn open(profile: Profile, config: EngineConfig) -> Result<Self, EngineError> {
         let settings: Settings =
             from_json(&profile.get(NS_SETTINGS, SETTINGS_KEY)?.ok_or(EngineError::NotInitialized)?)?;
+        if settings.format != ENGINE_FORMAT {
+            return Err(EngineError::Format(settings.format));
+        }
         let traffic =
             TrafficProfile::from_name(&settings.traffic).ok_or(EngineError::Corrupt("traffic profile"))?;
         let mut threads = BTreeMap::new();
@@ -708,12 +757,12 @@ impl Engine {
         self.network = Some(Network { sphinx: Sphinx::new(geometry.clone()), view, own_gateway });
         if first_time {
             // Messages saved before a restart go back in the queue, with their ids.
-            let home = RecipientId(self.settings.home_mailbox);
             let mut recs: Vec<(MessageId, OutRec)> =
                 self.out_recs.iter().map(|(k, v)| (*k, v.clone())).collect();
             recs.sort_by_key(|(id, _)| id.0);
             for (id, rec) in recs {
-                self.outbox.queue_as(id, &geometry, rec.route.route(), home, &rec.bytes)?;
+                let reply = RecipientId(rec.reply_to);
+                self.outbox.queue_as(id, &geometry, rec.route.route(), reply, &rec.bytes)?;
             }
         }
         Ok(())
@@ -776,6 +825,7 @@ impl Engine {
             state,
             mailbox,
             credential,
+            seal: SealKey::random(rng).0,
             peer_route: None,
             roster: BTreeMap::new(),
             labels: BTreeMap::new(),
@@ -817,6 +867,7 @@ impl Engine {
                 Some(p.invitation().expires_at().as_millis().saturating_add(invite::GRACE_MS));
             thread.mailbox = p.invitation().mailbox().0;
             thread.credential = *p.mailbox_credential();
+            thread.seal = p.invitation().seal_key().0;
             tx.put(NS_THREAD, &thread.id, &json(&thread))?;
             Ok::<_, EngineError>(p)
         })?;
@@ -850,14 +901,20 @@ impl Engine {
         let mut out_id = [0u8; 16];
         rng.fill_bytes(&mut out_id);
         let (accepted_mailbox, rec) = self.profile.transaction(|tx| {
-            let a = invite::accept(tx, rng, link, UnixTime::from_millis(ms(now)), gw, &key_package)?;
+            let seal = SealKey(thread.seal);
+            let a = invite::accept(tx, rng, link, UnixTime::from_millis(ms(now)), gw, seal, &key_package)?;
             thread.mailbox = a.mailbox.0;
             thread.credential = *a.mailbox_credential;
             let inv = &a.invitation;
-            thread.peer_route =
-                Some(RouteRec { gateway: inv.gateway().node_id().0, mailbox: inv.mailbox().0 });
+            let route = RouteRec {
+                gateway: inv.gateway().node_id().0,
+                mailbox: inv.mailbox().0,
+                seal: inv.seal_key().0,
+            };
+            thread.peer_route = Some(route);
             let rec = OutRec {
-                route: RouteRec { gateway: inv.gateway().node_id().0, mailbox: inv.mailbox().0 },
+                route,
+                reply_to: self.settings.home_mailbox,
                 bytes: Outer::Answer(a.answer.clone()).encode(),
                 history: None,
             };
@@ -867,8 +924,8 @@ impl Engine {
             Ok::<_, EngineError>((a.mailbox, rec))
         })?;
         let _ = accepted_mailbox;
-        let home = RecipientId(self.settings.home_mailbox);
-        self.outbox.queue_as(MessageId(out_id), &geometry, rec.route.route(), home, &rec.bytes)?;
+        let reply = RecipientId(rec.reply_to);
+        self.outbox.queue_as(MessageId(out_id), &geometry, rec.route.route(), reply, &rec.bytes)?;
         self.out_recs.insert(MessageId(out_id), rec);
         self.registrations.push(MailboxAccess { mailbox: thread.mailbox, credential: thread.credential });
         self.threads.insert(thread.id, thread);
@@ -1099,7 +1156,10 @@ impl Engine {
         let h = hex(m.as_bytes());
         let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
         match th.roster.get(&h).copied() {
-            Some(route) => self.queue_out(route, bytes, history, rng),
+            Some(route) => {
+                let reply_to = self.settings.home_mailbox;
+                self.queue_out(route, reply_to, bytes, history, rng)
+            }
             None => {
                 th.awaiting.entry(h).or_default().push(bytes);
                 self.save_thread(t);
@@ -1108,25 +1168,21 @@ impl Engine {
         }
     }
 
+    /// Queues `bytes` for `route`; acknowledgements come back to our mailbox `reply_to`.
     fn queue_out<R: CryptoRng>(
         &mut self,
         route: RouteRec,
+        reply_to: [u8; 32],
         bytes: Vec<u8>,
         history: Option<Vec<u8>>,
         rng: &mut R,
     ) -> Result<(), EngineError> {
         let mut id = [0u8; 16];
         rng.fill_bytes(&mut id);
-        let rec = OutRec { route, bytes, history };
+        let rec = OutRec { route, reply_to, bytes, history };
         if let Some(net) = &self.network {
             let g = net.sphinx.geometry().clone();
-            self.outbox.queue_as(
-                MessageId(id),
-                &g,
-                route.route(),
-                RecipientId(self.settings.home_mailbox),
-                &rec.bytes,
-            )?;
+            self.outbox.queue_as(MessageId(id), &g, route.route(), RecipientId(reply_to), &rec.bytes)?;
         }
         self.writes.push(Write::Put(NS_OUT, id.to_vec(), json(&rec)));
         self.out_recs.insert(MessageId(id), rec);
@@ -1197,13 +1253,23 @@ impl Engine {
                 }
                 sending::Slot::Loop => {
                     self.stats.sent_cover += 1;
-                    sending::cover_packet(
-                        &net.sphinx,
-                        &net.view,
-                        Some(RecipientId(self.settings.home_mailbox)),
-                        rng,
-                    )?
-                    .packet
+                    // Half the loops go home, where they blur the acknowledgements; the other
+                    // half to one of the conversations' mailboxes, so that what lands in those
+                    // is not only data (the gateway cannot tell a message from cover by where
+                    // it lands).
+                    let live: Vec<([u8; 32], [u8; 32])> = self
+                        .threads
+                        .values()
+                        .filter(|t| t.state != ThreadState::Left)
+                        .map(|t| (t.mailbox, t.seal))
+                        .collect();
+                    let (m, k) = if live.is_empty() || rng.next_u64() & 1 == 0 {
+                        (self.settings.home_mailbox, self.settings.home_seal)
+                    } else {
+                        live[(rng.next_u64() % live.len() as u64) as usize]
+                    };
+                    sending::cover_packet(&net.sphinx, &net.view, Some((RecipientId(m), SealKey(k))), rng)?
+                        .packet
                 }
                 sending::Slot::Drop => {
                     self.stats.sent_cover += 1;
@@ -1389,16 +1455,31 @@ impl Engine {
         acks: &mut Vec<Vec<u8>>,
     ) -> Result<(), EngineError> {
         let Some(net) = &self.network else { return Ok(()) };
-        if let Some(surb_id) = item.surb_id {
-            if target == Target::Home
-                && self.outbox.handle_reply(&net.sphinx, SurbId(surb_id.0), &item.payload)
-            {
-                self.stats.acks += 1;
-            }
+        let g = net.sphinx.geometry().clone();
+        if item.body.len() != g.payload_tag_len() + g.forward_payload_len() {
+            // An item of another geometry, or of the format before sealing.
+            self.stats.malformed += 1;
             return Ok(());
         }
-        let g = net.sphinx.geometry().clone();
-        let payload = match Payload::decode(&g, &item.payload) {
+        // An acknowledgement through one of our SURBs (they point at the home mailbox), else
+        // something sealed to this mailbox: data, or one of our loops.
+        if self.outbox.handle_reply(&net.sphinx, item.id, &item.body) {
+            self.stats.acks += 1;
+            return Ok(());
+        }
+        let key = match target {
+            Target::Home => SealKey(self.settings.home_seal),
+            Target::Thread(t) => match self.threads.get(&t) {
+                Some(th) => SealKey(th.seal),
+                None => return Ok(()),
+            },
+        };
+        let Ok(plain) = seal::open(&key, &item.id.0, &item.body) else {
+            // Not sealed to this mailbox: the reply to a SURB we no longer wait for (its message
+            // was delivered through another), or garbage.
+            return Ok(());
+        };
+        let payload = match Payload::decode(&g, &plain) {
             Ok(p) => p,
             Err(_) => {
                 self.stats.malformed += 1;
@@ -1529,7 +1610,7 @@ impl Engine {
             th.state = ThreadState::Active;
             th.roster.insert(
                 hex(member.as_bytes()),
-                RouteRec { gateway: a.gateway.node_id().0, mailbox: a.mailbox.0 },
+                RouteRec { gateway: a.gateway.node_id().0, mailbox: a.mailbox.0, seal: a.seal.0 },
             );
             th.join_epoch = 0;
             th.name.clone()
@@ -1647,7 +1728,8 @@ impl Engine {
         let h = hex(m.as_bytes());
         if th.kind == Kind::Contact {
             if let Some(route) = th.roster.get(&h).copied() {
-                self.queue_out(route, Outer::Welcome(welcome.to_vec()).encode(), None, rng)?;
+                let reply_to = self.settings.home_mailbox;
+                self.queue_out(route, reply_to, Outer::Welcome(welcome.to_vec()).encode(), None, rng)?;
             }
             return Ok(());
         }
@@ -1656,17 +1738,13 @@ impl Engine {
         let name = th.name.clone();
         let conv = self.convs.get(&t).ok_or(EngineError::Corrupt("conversation"))?;
         let own = conv.own_id();
-        let mut roster: Vec<RouteEntry> = th
-            .roster
-            .iter()
-            .filter_map(|(k, r)| {
-                Some(RouteEntry { member: unhex32(k)?, gateway: r.gateway, mailbox: r.mailbox })
-            })
-            .collect();
+        let mut roster: Vec<RouteEntry> =
+            th.roster.iter().filter_map(|(k, r)| Some(r.entry(unhex32(k)?))).collect();
         roster.push(RouteEntry {
             member: *own.as_bytes(),
             gateway: self.settings.gateway,
             mailbox: th.mailbox,
+            seal: th.seal,
         });
         let content = Content::GroupWelcome { token, name, welcome: welcome.to_vec(), roster };
         if self.threads.get(&contact).is_some_and(|c| c.state == ThreadState::Active) {
@@ -1677,11 +1755,7 @@ impl Engine {
         }
         self.save_thread(t);
         // Tell the group where the newcomer receives.
-        let announce = Content::Route(RouteEntry {
-            member: *m.as_bytes(),
-            gateway: route.gateway,
-            mailbox: route.mailbox,
-        });
+        let announce = Content::Route(route.entry(*m.as_bytes()));
         self.send_content(t, &announce, None, now, rng)?;
         Ok(())
     }
@@ -1751,23 +1825,36 @@ impl Engine {
                 Ok(())
             }
             Content::Route(r) if kind == Some(Kind::Group) => {
+                // A member's own announcement sets its route; anyone else's (the adder telling
+                // the group where a newcomer receives) only fills a route not known yet. So no
+                // member can move another's route, or give others a seal key it chose, once the
+                // member has spoken for itself.
+                let own = sender.as_bytes() == &r.member;
                 let h = hex(&r.member);
-                let waiting = {
+                let (waiting, reply_to) = {
                     let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
-                    th.roster.insert(h.clone(), RouteRec { gateway: r.gateway, mailbox: r.mailbox });
-                    th.awaiting.remove(&h).unwrap_or_default()
+                    let known = th.roster.contains_key(&h);
+                    let is_self = self.convs.get(&t).is_some_and(|c| c.own_id().as_bytes() == &r.member);
+                    if r.seal == [0u8; 32] || is_self || (known && !own) {
+                        self.stats.rejected += 1;
+                        return Ok(());
+                    }
+                    th.roster.insert(h.clone(), RouteRec::of_entry(&r));
+                    (th.awaiting.remove(&h).unwrap_or_default(), self.settings.home_mailbox)
                 };
                 self.save_thread(t);
-                let route = RouteRec { gateway: r.gateway, mailbox: r.mailbox };
+                let route = RouteRec::of_entry(&r);
                 for b in waiting {
-                    self.queue_out(route, b, None, rng)?;
+                    self.queue_out(route, reply_to, b, None, rng)?;
                 }
                 Ok(())
             }
             Content::GroupInvite { token, name } if kind == Some(Kind::Contact) => {
                 self.on_group_invite(t, token, &name, now, rng)
             }
-            Content::GroupJoin { token, gateway, mailbox, key_package } if kind == Some(Kind::Contact) => {
+            Content::GroupJoin { token, gateway, mailbox, seal, key_package }
+                if kind == Some(Kind::Contact) =>
+            {
                 let key = hex(&token);
                 let Some(g) =
                     self.threads.values().find(|g| g.pending_adds.get(&key) == Some(&t)).map(|g| g.id)
@@ -1793,7 +1880,7 @@ impl Engine {
                 if let Some(th) = self.threads.get_mut(&g) {
                     let h = hex(member.as_bytes());
                     th.pending_adds.remove(&key);
-                    th.roster.insert(h.clone(), RouteRec { gateway, mailbox });
+                    th.roster.insert(h.clone(), RouteRec { gateway, mailbox, seal });
                     th.labels.insert(h.clone(), contact_name);
                     th.welcome_to.insert(h, (t, token));
                 }
@@ -1829,8 +1916,8 @@ impl Engine {
                 let contact_name = self.threads.get(&t).map(|c| c.name.clone()).unwrap_or_default();
                 let name = {
                     let Some(th) = self.threads.get_mut(&g) else { return Ok(()) };
-                    for r in roster.iter().filter(|r| r.member != own) {
-                        th.roster.insert(hex(&r.member), RouteRec { gateway: r.gateway, mailbox: r.mailbox });
+                    for r in roster.iter().filter(|r| r.member != own && r.seal != [0u8; 32]) {
+                        th.roster.insert(hex(&r.member), RouteRec::of_entry(r));
                     }
                     if let Some(c) = committer {
                         th.labels.insert(hex(c.as_bytes()), contact_name);
@@ -1845,7 +1932,18 @@ impl Engine {
                 self.writes.push(Write::Del(NS_JOIN, g.to_vec()));
                 self.save_thread(g);
                 self.events.push_back(EngineEvent::GroupJoined { name });
-                self.replay_early(g, now, rng)
+                self.replay_early(g, now, rng)?;
+                // We speak for ourselves: our own ROUTE is the one the members keep, whatever the
+                // adder told them.
+                let Some(th) = self.threads.get(&g) else { return Ok(()) };
+                let announce = Content::Route(RouteEntry {
+                    member: own,
+                    gateway: self.settings.gateway,
+                    mailbox: th.mailbox,
+                    seal: th.seal,
+                });
+                self.send_content(g, &announce, None, now, rng)?;
+                Ok(())
             }
             _ => {
                 self.stats.rejected += 1;
@@ -1877,8 +1975,13 @@ impl Engine {
         let (join, key_package) = PendingJoin::new()?;
         let mut g = self.new_thread(local, Kind::Group, ThreadState::Joining, rng);
         g.join_token = Some(token);
-        let content =
-            Content::GroupJoin { token, gateway: self.settings.gateway, mailbox: g.mailbox, key_package };
+        let content = Content::GroupJoin {
+            token,
+            gateway: self.settings.gateway,
+            mailbox: g.mailbox,
+            seal: g.seal,
+            key_package,
+        };
         self.registrations.push(MailboxAccess { mailbox: g.mailbox, credential: g.credential });
         self.writes.push(Write::Put(NS_JOIN, g.id.to_vec(), join.export()?.to_vec()));
         self.writes.push(Write::Put(NS_THREAD, g.id.to_vec(), json(&g)));

@@ -82,9 +82,11 @@ impl Net {
                     if !self.registered.contains_key(&r.0) {
                         return;
                     }
-                    let payload = out.payload(&packet).unwrap().to_vec();
+                    // A gateway stores only opaque packets (a SURB-reply command on the last hop).
+                    let Some(id) = out.commands.surb_reply else { return };
+                    let body = out.payload(&packet).unwrap().to_vec();
                     self.next_seq += 1;
-                    let item = MailboxItem { surb_id: out.commands.surb_reply, payload };
+                    let item = MailboxItem { id, body };
                     self.mailboxes.entry(r.0).or_default().push(Fetched { seq: self.next_seq, item });
                     return;
                 }

@@ -10,17 +10,23 @@
 //!   kind 3 MLS      an MLS PrivateMessage of the conversation that owns the mailbox
 //! ```
 //!
-//! The last gateway of a packet sees its payload, so everything here is end-to-end encrypted
-//! already; nothing in clear names a conversation or a person.
+//! Every packet's payload is sealed to the mailbox's owner (`crate::seal`), and everything here
+//! is end-to-end encrypted besides; nothing in clear names a conversation or a person.
 //!
 //! # Content: the plaintext of an MLS application message
 //!
 //! ```text
 //! TEXT          = 1 ‖ seq u64 ‖ epoch u64 ‖ prev_epoch u64 (u64::MAX: none) ‖ sent_at u64 (Unix ms) ‖ u32 len ‖ UTF-8
-//! ROUTE         = 2 ‖ member (32) ‖ gateway (32) ‖ mailbox (32)
+//! ROUTE         = 6 ‖ member (32) ‖ gateway (32) ‖ mailbox (32) ‖ seal key (32)
 //! GROUP_INVITE  = 3 ‖ token (16) ‖ u16 len ‖ group name (UTF-8)
-//! GROUP_JOIN    = 4 ‖ token (16) ‖ gateway (32) ‖ mailbox (32) ‖ u32 len ‖ KeyPackage
-//! GROUP_WELCOME = 5 ‖ token (16) ‖ u16 len ‖ group name ‖ u32 len ‖ Welcome ‖ u16 n ‖ n × (member ‖ gateway ‖ mailbox)
+//! GROUP_JOIN    = 7 ‖ token (16) ‖ gateway (32) ‖ mailbox (32) ‖ seal key (32) ‖ u32 len ‖ KeyPackage
+//! GROUP_WELCOME = 8 ‖ token (16) ‖ u16 len ‖ group name ‖ u32 len ‖ Welcome ‖ u16 n ‖ n × (member ‖ gateway ‖ mailbox ‖ seal key)
+//! ```
+//!
+//! Kinds 2, 4 and 5 were ROUTE, GROUP_JOIN and GROUP_WELCOME before routes carried a seal key;
+//! they are refused as from an older Qanat.
+//!
+//! ```text
 //! ```
 //!
 //! `seq` counts a member's TEXTs in one conversation; `epoch` is the MLS epoch it was encrypted
@@ -44,10 +50,12 @@ const OUTER_WELCOME: u8 = 2;
 const OUTER_MLS: u8 = 3;
 
 const TEXT: u8 = 1;
-const ROUTE: u8 = 2;
+const ROUTE: u8 = 6;
 const GROUP_INVITE: u8 = 3;
-const GROUP_JOIN: u8 = 4;
-const GROUP_WELCOME: u8 = 5;
+const GROUP_JOIN: u8 = 7;
+const GROUP_WELCOME: u8 = 8;
+/// Kinds of the format before routes carried a seal key.
+const OLD_KINDS: [u8; 3] = [2, 4, 5];
 
 /// A message the engine could not read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -104,6 +112,8 @@ pub struct RouteEntry {
     pub gateway: [u8; 32],
     /// Its mailbox for this conversation.
     pub mailbox: [u8; 32],
+    /// The key that seals what is written into that mailbox.
+    pub seal: [u8; 32],
 }
 
 /// The plaintext of an MLS application message.
@@ -139,6 +149,8 @@ pub enum Content {
         gateway: [u8; 32],
         /// The joiner's mailbox for the group.
         mailbox: [u8; 32],
+        /// The key that seals what is written into that mailbox.
+        seal: [u8; 32],
         /// Its KeyPackage.
         key_package: Vec<u8>,
     },
@@ -177,11 +189,12 @@ impl Content {
                 v.extend_from_slice(token);
                 put16(&mut v, name.as_bytes());
             }
-            Self::GroupJoin { token, gateway, mailbox, key_package } => {
+            Self::GroupJoin { token, gateway, mailbox, seal, key_package } => {
                 v.push(GROUP_JOIN);
                 v.extend_from_slice(token);
                 v.extend_from_slice(gateway);
                 v.extend_from_slice(mailbox);
+                v.extend_from_slice(seal);
                 put32(&mut v, key_package);
             }
             Self::GroupWelcome { token, name, welcome, roster } => {
@@ -216,6 +229,7 @@ impl Content {
                 token: r.array()?,
                 gateway: r.array()?,
                 mailbox: r.array()?,
+                seal: r.array()?,
                 key_package: r.bytes32(MAX_KEY_PACKAGE_LEN)?.to_vec(),
             },
             GROUP_WELCOME => {
@@ -229,6 +243,7 @@ impl Content {
                 let roster = (0..n).map(|_| r.route()).collect::<Result<Vec<_>, _>>()?;
                 Self::GroupWelcome { token, name, welcome, roster }
             }
+            k if OLD_KINDS.contains(&k) => return Err(Malformed("a route of an older Qanat (no seal key)")),
             _ => return Err(Malformed("unknown content kind")),
         };
         if !r.0.is_empty() {
@@ -253,6 +268,7 @@ fn put_route(v: &mut Vec<u8>, r: &RouteEntry) {
     v.extend_from_slice(&r.member);
     v.extend_from_slice(&r.gateway);
     v.extend_from_slice(&r.mailbox);
+    v.extend_from_slice(&r.seal);
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -301,7 +317,12 @@ impl<'a> Reader<'a> {
     }
 
     fn route(&mut self) -> Result<RouteEntry, Malformed> {
-        Ok(RouteEntry { member: self.array()?, gateway: self.array()?, mailbox: self.array()? })
+        Ok(RouteEntry {
+            member: self.array()?,
+            gateway: self.array()?,
+            mailbox: self.array()?,
+            seal: self.array()?,
+        })
     }
 }
 
@@ -313,7 +334,7 @@ mod tests {
 
     #[test]
     fn every_kind_round_trips() {
-        let route = RouteEntry { member: [1; 32], gateway: [2; 32], mailbox: [3; 32] };
+        let route = RouteEntry { member: [1; 32], gateway: [2; 32], mailbox: [3; 32], seal: [9; 32] };
         let all = [
             Content::Text { seq: 7, epoch: 3, prev_epoch: None, sent_at_ms: 99, text: "héllo".into() },
             Content::Text { seq: 8, epoch: 3, prev_epoch: Some(2), sent_at_ms: 100, text: String::new() },
@@ -323,6 +344,7 @@ mod tests {
                 token: [4; 16],
                 gateway: [5; 32],
                 mailbox: [6; 32],
+                seal: [8; 32],
                 key_package: vec![7; 300],
             },
             Content::GroupWelcome {
@@ -346,6 +368,14 @@ mod tests {
         assert!(Outer::decode(&[]).is_err());
         assert!(Outer::decode(&[3]).is_err());
         assert!(Outer::decode(&[9, 1]).is_err());
+    }
+
+    #[test]
+    fn routes_of_the_format_before_seal_keys_are_refused_by_name() {
+        // ROUTE of format 1: kind 2 ‖ member ‖ gateway ‖ mailbox.
+        let mut old = vec![2u8];
+        old.extend_from_slice(&[1; 96]);
+        assert_eq!(Content::decode(&old), Err(Malformed("a route of an older Qanat (no seal key)")));
     }
 
     proptest! {

@@ -127,6 +127,7 @@ fn exchange(
     let g = geometry();
     let (alice_view, bob_view) = (net.view(0), net.view(1));
     let bob_mailbox = RecipientId([0xb0; 32]);
+    let bob_key = SealKey([0xb5; 32]);
     let alice_reply = RecipientId([0xa1; 32]);
     let policy = ResendPolicy { first: Duration::from_secs(2), max: Duration::from_secs(30) };
     let mut outbox = Outbox::new(policy);
@@ -135,7 +136,13 @@ fn exchange(
         .iter()
         .map(|m| {
             outbox
-                .queue(&g, Route { gateway: net.gw[1], mailbox: bob_mailbox }, alice_reply, m, &mut rng)
+                .queue(
+                    &g,
+                    Route { gateway: net.gw[1], mailbox: bob_mailbox, seal: bob_key },
+                    alice_reply,
+                    m,
+                    &mut rng,
+                )
                 .unwrap()
         })
         .collect();
@@ -156,8 +163,9 @@ fn exchange(
             continue;
         }
         let a = net.deliver(net.gw[0], p.packet);
-        assert_eq!((a.gateway, a.recipient, a.surb_id), (net.gw[1], bob_mailbox, None));
-        let Payload::Data { surb, message_id, index, count, data } = Payload::decode(&g, &a.payload).unwrap()
+        assert_eq!((a.gateway, a.recipient), (net.gw[1], bob_mailbox));
+        let plain = seal::open(&bob_key, &a.surb_id.unwrap().0, &a.payload).unwrap();
+        let Payload::Data { surb, message_id, index, count, data } = Payload::decode(&g, &plain).unwrap()
         else {
             panic!("not data")
         };
@@ -217,7 +225,7 @@ fn a_forged_or_replayed_ack_changes_nothing() {
     let id = outbox
         .queue(
             &g,
-            Route { gateway: net.gw[1], mailbox: RecipientId([1; 32]) },
+            Route { gateway: net.gw[1], mailbox: RecipientId([1; 32]), seal: SealKey([1; 32]) },
             RecipientId([2; 32]),
             b"hi",
             &mut rng,
@@ -225,7 +233,8 @@ fn a_forged_or_replayed_ack_changes_nothing() {
         .unwrap();
     let p = outbox.next_packet(Time::ZERO, &net.sphinx, &net.view(0), &mut rng).unwrap().unwrap();
     let a = net.deliver(net.gw[0], p.packet);
-    let Payload::Data { surb, message_id, index, .. } = Payload::decode(&g, &a.payload).unwrap() else {
+    let plain = seal::open(&SealKey([1; 32]), &a.surb_id.unwrap().0, &a.payload).unwrap();
+    let Payload::Data { surb, message_id, index, .. } = Payload::decode(&g, &plain).unwrap() else {
         panic!()
     };
     // An ack for another fragment through this SURB is refused; so is garbage.
@@ -248,13 +257,19 @@ fn cover_packets_reach_their_gateways() {
     let mut rng = ChaCha20Rng::seed_from_u64(11);
     let net = Net::new(&mut rng);
     let me = RecipientId([5; 32]);
-    let l = cover_packet(&net.sphinx, &net.view(0), Some(me), &mut rng).unwrap();
+    let key = SealKey([6; 32]);
+    let l = cover_packet(&net.sphinx, &net.view(0), Some((me, key)), &mut rng).unwrap();
     let a = net.deliver(net.gw[0], l.packet);
     assert_eq!((a.gateway, a.recipient), (net.gw[0], me));
-    assert_eq!(Payload::decode(&geometry(), &a.payload).unwrap(), Payload::Cover);
+    let plain = seal::open(&key, &a.surb_id.unwrap().0, &a.payload).unwrap();
+    assert_eq!(Payload::decode(&geometry(), &plain).unwrap(), Payload::Cover);
     let d = cover_packet(&net.sphinx, &net.view(0), None, &mut rng).unwrap();
     let a = net.deliver(net.gw[0], d.packet);
     assert!(net.gw.contains(&a.gateway));
+    // Every kind reaches its last hop in one form: a SURB-reply identifier and a payload of one
+    // length (the gateway stores `id ‖ payload`).
+    assert!(a.surb_id.is_some());
+    assert_eq!(a.payload.len(), geometry().payload_tag_len() + geometry().forward_payload_len());
 }
 
 #[test]

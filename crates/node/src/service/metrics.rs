@@ -236,6 +236,11 @@ pub fn gateway(e: &mut Exposition, p: &GatewayProbe) {
     e.counter("qanat_gateway_dropped_no_key_total", "Packets dropped: no live key.", c.dropped_no_key);
     e.counter("qanat_gateway_dropped_queue_full_total", "Packets dropped: queue full.", c.dropped_queue_full);
     e.counter("qanat_gateway_dropped_misrouted_total", "Packets dropped: misrouted.", c.dropped_misrouted);
+    e.counter(
+        "qanat_gateway_dropped_unsealed_total",
+        "Packets dropped: a last hop whose payload would not be opaque.",
+        c.dropped_unsealed,
+    );
     let r = &p.runtime;
     let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
     e.counter("qanat_gateway_append_calls_total", "Store append calls.", g(&r.append_calls));
