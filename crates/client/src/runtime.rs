@@ -13,9 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use qanat_link::{LinkMetrics, LinkSecretKey, http};
 use qanat_mixnet::client_proto::MAX_PULL_DONE;
-use qanat_node::config::{ClientGateway, ClientNetwork};
-use qanat_node::service::directory::DirectoryClient;
-use qanat_node::service::{link_config, wall_now};
+use qanat_network::directory::DirectoryClient;
+use qanat_network::{ClientGateway, ClientNetwork, link_config, wall_now};
 use qanat_pki::{Document, Epoch};
 use rand::rngs::StdRng;
 use rand::{SeedableRng as _, rngs::SysRng};

@@ -3,7 +3,8 @@
 //! core emits.
 
 pub mod authority;
-pub mod authority_proto;
+/// The authorities' control protocol (shared with clients).
+pub use qanat_network::authority_proto;
 pub mod gateway;
 mod handle;
 mod links;

@@ -18,7 +18,8 @@
 //!
 //! Logs name epochs and counts, never a key, address, mailbox or node.
 
-pub mod directory;
+/// Fetching and verifying documents, uploading descriptors (shared with clients).
+pub use qanat_network::directory;
 pub mod epochs;
 pub mod metrics;
 
@@ -26,17 +27,17 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use qanat_link::http::{self, MetricsServer, RenderMetrics};
-use qanat_link::{FrameSize, LinkConfig, LinkMetrics, LinkSecretKey};
+use qanat_link::{LinkConfig, LinkMetrics, LinkSecretKey};
 use qanat_mailbox::redis::{RedisConfig, RedisStore};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
 use qanat_mailbox::{MailboxStore, StoreError};
 use qanat_mixnet::{Gateway, GatewayConfig as CoreGatewayConfig, Mix, MixConfig};
 use qanat_packet::{Geometry, RecipientId, SecretKey};
 use qanat_pki::descriptor::LinkAddress;
-use qanat_pki::{Authority, AuthorityConfig as CoreAuthorityConfig, Epoch, NodeDescriptor, Role, UnixTime};
+use qanat_pki::{Authority, AuthorityConfig as CoreAuthorityConfig, Epoch, NodeDescriptor, Role};
 use rand::SeedableRng as _;
 use rand::rngs::{StdRng, SysRng};
 use rand_core::Rng as _;
@@ -171,11 +172,7 @@ impl RunningNode {
     }
 }
 
-/// The current wall-clock time. A clock before 1970 reads as 0.
-pub fn wall_now() -> UnixTime {
-    let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    UnixTime::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
-}
+pub use qanat_network::wall_now;
 
 fn os_rng() -> Result<StdRng, ServiceError> {
     StdRng::try_from_rng(&mut SysRng).map_err(|_| ServiceError::Rng)
@@ -187,11 +184,7 @@ async fn resolve(field: &'static str, a: &LinkAddress) -> Result<SocketAddr, Ser
 
 /// The link settings of a network of `geometry`.
 pub fn link_config(geometry: &Geometry) -> Result<LinkConfig, ServiceError> {
-    let size = FrameSize::for_packet_len(geometry.packet_len()).map_err(|_| ServiceError::FrameSize)?;
-    let mut c = LinkConfig::new(size);
-    c.send_queue = c.send_queue.max(4096);
-    c.recv_queue = c.recv_queue.max(4096);
-    Ok(c)
+    qanat_network::link_config(geometry).map_err(|_| ServiceError::FrameSize)
 }
 
 /// Starts the node `config` describes.
