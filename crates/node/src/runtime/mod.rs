@@ -14,7 +14,7 @@ pub mod peers;
 pub use authority::{
     AuthorityHandle, AuthorityLink, AuthorityProbe, AuthorityRuntimeConfig, spawn_authority,
 };
-pub use gateway::{GatewayHandle, GatewayProbe, GatewayRuntimeConfig, spawn_gateway};
+pub use gateway::{DocumentCache, GatewayHandle, GatewayProbe, GatewayRuntimeConfig, spawn_gateway};
 pub use handle::{RuntimeHandle, Stopped};
 pub use mix::{MixHandle, MixProbe, MixRuntimeConfig, spawn_mix};
 pub use peers::{EpochUpdate, Peer, PeerTable, Probe, Updater};

@@ -47,8 +47,8 @@ use tokio::task::JoinHandle;
 use crate::config::{NodeConfig, RoleConfig, StoreConfig};
 use crate::keys::{KeyStoreError, KeyWindow, NodeKeys};
 use crate::runtime::{
-    AuthorityHandle, AuthorityLink, AuthorityRuntimeConfig, GatewayHandle, GatewayRuntimeConfig, MixHandle,
-    MixRuntimeConfig, Updater, spawn_authority, spawn_gateway, spawn_mix,
+    AuthorityHandle, AuthorityLink, AuthorityRuntimeConfig, DocumentCache, GatewayHandle,
+    GatewayRuntimeConfig, MixHandle, MixRuntimeConfig, Updater, spawn_authority, spawn_gateway, spawn_mix,
 };
 use directory::{DirectoryClient, RequestError};
 use metrics::{DirectoryStatus, Exposition};
@@ -200,6 +200,8 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
     let status = Arc::new(DirectoryStatus::default());
     let started = Instant::now();
     let role = config.role.name();
+    // A gateway's verified documents, which its clients get through their pulls.
+    let mut documents: Option<DocumentCache> = None;
     let mut background = Vec::new();
 
     let (inner, render, client_addr): (Inner, RenderMetrics, Option<SocketAddr>) = match &config.role {
@@ -287,6 +289,8 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
             (Inner::Mix(h), render, None)
         }
         RoleConfig::Gateway(g) => {
+            documents = Some(DocumentCache::default());
+            let documents = documents.clone().unwrap_or_default();
             let id = keys.identity().public().node_id();
             let core = Gateway::new(CoreGatewayConfig::new(id), geometry.clone());
             let client_listen = resolve("gateway.client_listen", &g.client_listen).await?;
@@ -299,6 +303,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                 max_batch: 256,
                 clock: epochs::core_time(wall_now()),
                 fault_drop_rate: g.fault_drop_rate,
+                documents: documents.clone(),
             };
             let h = match &g.store {
                 StoreConfig::Sqlite { path } => {
@@ -392,6 +397,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
             updater,
             status: status.clone(),
             held: BTreeSet::new(),
+            documents: documents.clone(),
             listed: BTreeSet::new(),
             uploaded: BTreeSet::new(),
             last_upload: None,
@@ -456,6 +462,8 @@ struct Agent {
     status: Arc<DirectoryStatus>,
     /// Epochs whose document the runtime has.
     held: BTreeSet<Epoch>,
+    /// A gateway's cache of verified documents, served to its clients.
+    documents: Option<DocumentCache>,
     /// Epochs whose document lists this node.
     listed: BTreeSet<Epoch>,
     /// Epochs whose descriptor a majority of authorities accepted.
@@ -576,6 +584,10 @@ impl Agent {
 
     async fn install(&mut self, doc: &qanat_pki::Document) {
         let e = doc.epoch();
+        // Clients verify it themselves; a gateway relays what verified here too.
+        if let Some(cache) = &self.documents {
+            cache.insert(e.0, doc.to_bytes());
+        }
         let me = self.keys.identity().public().node_id();
         let scheme = self.geometry.scheme();
         let key =
