@@ -422,7 +422,13 @@ async fn run(
                 s.send_packet(p).await?;
             }
             if Instant::now() >= next_fetch {
-                next_fetch = Instant::now() + fetch_every(&config, &engine);
+                // On a fixed lattice: a pull that came late (a long command) does not shift the
+                // ones after it; one more than an interval late starts the lattice afresh.
+                let every = fetch_every(&config, &engine);
+                next_fetch += every;
+                if next_fetch <= Instant::now() {
+                    next_fetch = Instant::now() + every;
+                }
                 // A larger first pull catches up after a time offline (every session starts
                 // with one, so it tells nothing about what waited).
                 let limit = if first_pull { PULL_FIRST } else { PULL_BATCH };
