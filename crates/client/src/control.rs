@@ -97,6 +97,10 @@ pub struct LinkCounts {
     pub frames_in: u64,
     /// Bytes of one frame on the wire.
     pub frame_bytes: u64,
+    /// The epoch of the directory document in use (0: none yet); documents come through the
+    /// gateway's pull answers.
+    #[serde(default)]
+    pub directory_epoch: u64,
 }
 
 /// One message, as commands print it.

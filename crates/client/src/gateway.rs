@@ -13,7 +13,7 @@ use qanat_link::{
     Connection, Frame, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, PacketId, connect,
 };
 use qanat_mixnet::MailboxItem;
-use qanat_mixnet::client_proto::{ErrorCode, MAX_PULL_LIMIT, Request, Response};
+use qanat_mixnet::client_proto::{ErrorCode, MAX_PULL_LIMIT, ProtoError, Request, Response};
 
 /// How long one control request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -34,9 +34,14 @@ pub enum GatewayError {
     /// The gateway refused the request.
     #[error("the gateway refused the request: {0:?}")]
     Refused(ErrorCode),
-    /// The request cannot be encoded (too many deletions in one pull).
+    /// The request cannot be encoded (too many operations in one pull).
     #[error("the request does not fit a frame")]
     Request,
+    /// The gateway speaks another version of the client protocol.
+    #[error(
+        "the gateway speaks another version of the client protocol; update the client or use another gateway"
+    )]
+    Version,
 }
 
 /// Where the gateway is and who it is.
@@ -76,15 +81,6 @@ pub struct Fetched {
     pub seq: u64,
     /// The item (a forward payload, or a SURB reply).
     pub item: MailboxItem,
-}
-
-/// What a pull brought.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pulled {
-    /// Items, each with its mailbox, oldest first within each mailbox.
-    pub items: Vec<([u8; 32], Fetched)>,
-    /// Whether more are waiting at the gateway.
-    pub more: bool,
 }
 
 /// A session with the client's gateway.
@@ -150,13 +146,22 @@ impl GatewaySession {
                 .map_err(|_| GatewayError::Timeout)?
                 .ok_or(GatewayError::Link)?;
             let Frame::Control(b) = frame else { continue };
-            let r = Response::decode(&b).map_err(|_| GatewayError::Link)?;
-            if r.id() != id {
+            let r = match Response::decode(&b) {
+                Ok(r) => r,
+                Err(ProtoError::Version(_)) => return Err(GatewayError::Version),
+                Err(_) => return Err(GatewayError::Link),
+            };
+            // A refusal of a request it could not read carries id 0.
+            if r.id() != id && !matches!(r, Response::Error { id: 0, .. }) {
                 // An answer to an earlier request that timed out.
                 continue;
             }
             if let Response::Error { code, .. } = r {
-                return Err(GatewayError::Refused(code));
+                return Err(if code == ErrorCode::Version {
+                    GatewayError::Version
+                } else {
+                    GatewayError::Refused(code)
+                });
             }
             let ends = matches!(r, Response::Ok { .. } | Response::FetchDone { .. });
             out.push(r);
@@ -172,24 +177,34 @@ impl GatewaySession {
         self.ask_n(make, None).await
     }
 
-    /// Pulls from every mailbox registered in this session: first deletes, in each mailbox of
-    /// `done`, the items up to the given sequence number, then takes up to `limit` waiting items.
-    /// The answer is always `limit` frames long, whatever is waiting.
-    pub async fn pull(&mut self, limit: u16, done: &[([u8; 32], u64)]) -> Result<Pulled, GatewayError> {
+    /// Sends a [`Request::Pull`] (from [`crate::pull::PullClient::poll_pull`]) and collects its
+    /// answer: always `1 + limit` frames, whatever is waiting.
+    pub async fn pull(&mut self, request: Request) -> Result<Vec<Response>, GatewayError> {
+        let Request::Pull { id, limit, want, ops } = request else { return Err(GatewayError::Request) };
         let limit = limit.clamp(1, MAX_PULL_LIMIT);
-        let done = done.to_vec();
-        let rs = self.ask_n(|id| Request::Pull { id, limit, done }, Some(usize::from(limit))).await?;
-        let mut out = Pulled { items: Vec::new(), more: false };
-        for r in rs {
+        let frames = 1 + usize::from(limit);
+        // The answer echoes the core's id: the session's own counter is not used for pulls.
+        let req = Request::Pull { id, limit, want, ops }.encode().map_err(|_| GatewayError::Request)?;
+        self.conn.send(Frame::Control(req)).await.map_err(|_| GatewayError::Link)?;
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        let mut out = Vec::with_capacity(frames);
+        while out.len() < frames {
+            let frame = tokio::time::timeout_at(deadline, self.conn.recv())
+                .await
+                .map_err(|_| GatewayError::Timeout)?
+                .ok_or(GatewayError::Link)?;
+            let Frame::Control(b) = frame else { continue };
+            let r = match Response::decode(&b) {
+                Ok(r) => r,
+                Err(ProtoError::Version(_)) => return Err(GatewayError::Version),
+                Err(_) => return Err(GatewayError::Link),
+            };
             match r {
-                Response::Pulled { more, mailbox, seq, item, .. } => {
-                    out.more |= more;
-                    if let Ok(item) = MailboxItem::decode(&item) {
-                        out.items.push((mailbox, Fetched { seq, item }));
-                    }
-                }
-                Response::PullPad { more, .. } => out.more |= more,
-                _ => return Err(GatewayError::Link),
+                Response::Error { code: ErrorCode::Version, .. } => return Err(GatewayError::Version),
+                Response::Error { code, .. } => return Err(GatewayError::Refused(code)),
+                // An answer to an earlier request that timed out.
+                r if r.id() != id => {}
+                r => out.push(r),
             }
         }
         Ok(out)

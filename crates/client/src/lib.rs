@@ -24,6 +24,7 @@ pub mod engine;
 pub mod gateway;
 pub mod invite;
 pub mod mls;
+pub mod pull;
 pub mod runtime;
 pub mod seal;
 pub mod sending;

@@ -1,7 +1,11 @@
-//! The long-running client: the engine's IO. It keeps the network's directory (fetched from the
-//! authorities every epoch), one session with the user's gateway (reconnecting with backoff),
-//! the sending slots (one packet per slot, whatever the user does), and the mailbox fetches; and
-//! it answers commands ([`ClientHandle::call`], or the control socket) between slots.
+//! The long-running client: the engine's IO. It keeps one session with the user's gateway
+//! (reconnecting with backoff) and nothing else: the client never opens a connection to a
+//! directory authority (P5). Its link carries the sending slots (one packet per slot, whatever
+//! the user does) and one pull per interval ([`crate::pull::PullClient`]: fixed operation slots
+//! for registrations, unregistrations and deletions; the directory document the client lacks,
+//! in chunks riding in the answer's free slots, verified here against the authority keys of the
+//! network file; a document for the next epoch is kept until that epoch begins). It answers
+//! commands ([`ClientHandle::call`], or the control socket) between slots.
 //!
 //! Everything it does to the profile goes through the engine, which saves before anything
 //! leaves; a store error stops the client (a restart resumes from the profile).
@@ -12,10 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use qanat_link::{LinkMetrics, LinkSecretKey, http};
-use qanat_mixnet::client_proto::MAX_PULL_DONE;
-use qanat_node::config::{ClientGateway, ClientNetwork};
-use qanat_node::service::directory::DirectoryClient;
-use qanat_node::service::{link_config, wall_now};
+use qanat_network::{ClientGateway, ClientNetwork, link_config, wall_now};
+use qanat_pki::document::MAX_DOCUMENT_LEN;
 use qanat_pki::{Document, Epoch};
 use rand::rngs::StdRng;
 use rand::{SeedableRng as _, rngs::SysRng};
@@ -26,8 +28,10 @@ use tokio::time::Instant;
 
 use crate::control::{self, Request, Response};
 use crate::engine::{Engine, EngineError, EngineEvent};
-use crate::gateway::{Fetched, GatewayAddress, GatewayError, GatewaySession};
+use crate::gateway::{Fetched, GatewayAddress, GatewayError, GatewaySession, MailboxAccess};
+use crate::pull::PullClient;
 use crate::store::Profile;
+use qanat_mixnet::MailboxItem;
 
 use crate::sending::{PULL_BATCH, PULL_FIRST};
 
@@ -204,36 +208,6 @@ async fn write_line(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Response) -> s
     w.write_all(&b).await
 }
 
-/// Fetches the directory's document for each epoch as it begins.
-async fn directory_loop(
-    client: DirectoryClient,
-    period: qanat_pki::EpochPeriod,
-    docs: mpsc::Sender<Document>,
-) {
-    let Ok(mut rng) = StdRng::try_from_rng(&mut SysRng) else { return };
-    let mut have: Option<Epoch> = None;
-    loop {
-        let e = Epoch::at(wall_now(), period);
-        if have != Some(e) {
-            match client.fetch(e, &mut rng).await {
-                Ok(doc) => {
-                    if docs.send(doc).await.is_err() {
-                        return;
-                    }
-                    have = Some(e);
-                }
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            }
-        }
-        let next = e.next().start(period).as_millis();
-        let wait = next.saturating_sub(wall_now().as_millis());
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-    }
-}
-
 enum StepError {
     Gateway,
     Engine(EngineError),
@@ -251,9 +225,10 @@ impl From<EngineError> for StepError {
     }
 }
 
+/// A new session. Nothing but the handshake: the mailboxes are registered through the pulls'
+/// slots, so a session starts with the same frames whatever their number.
 async fn connect(
     gw: &ClientGateway,
-    mailboxes: Vec<crate::gateway::MailboxAccess>,
     config: &RuntimeConfig,
     metrics: Arc<LinkMetrics>,
 ) -> Option<GatewaySession> {
@@ -262,43 +237,95 @@ async fn connect(
     // A fresh link key per session: the gateway cannot tell two sessions apart by key.
     let key = LinkSecretKey::generate(&mut rand::rng());
     let address = GatewayAddress { addr, link_key: gw.link_key.clone() };
-    let mut s = GatewaySession::connect_counted(&address, &key, link, metrics).await.ok()?;
-    for m in mailboxes {
-        s.register(m).await.ok()?;
-    }
-    Some(s)
+    GatewaySession::connect_counted(&address, &key, link, metrics).await.ok()
 }
 
-/// One pull of `limit` frames (whatever is waiting: the link shows the same traffic), carrying
-/// the deletions of what earlier pulls brought and the engine has saved (`done`: mailbox → last
-/// sequence number processed).
+/// The directory as the runtime holds it: the epoch in use and verified documents of epochs to
+/// come.
+#[derive(Default)]
+struct Directory {
+    applied: Option<Epoch>,
+    pending: BTreeMap<Epoch, Document>,
+}
+
+impl Directory {
+    /// The epoch whose document to ask the gateway for at `now` (0: none): the current one, then
+    /// the next.
+    fn want(&self, cur: Epoch) -> u64 {
+        let held = |e: Epoch| self.applied == Some(e) || self.pending.contains_key(&e);
+        if !held(cur) {
+            cur.0
+        } else if !held(cur.next()) {
+            cur.next().0
+        } else {
+            0
+        }
+    }
+
+    /// The document to apply at epoch `cur`, if a new one is due.
+    fn due(&mut self, cur: Epoch) -> Option<Document> {
+        let doc = self.pending.remove(&cur);
+        self.pending.retain(|e, _| *e > cur);
+        if doc.is_some() {
+            self.applied = Some(cur);
+        }
+        doc
+    }
+}
+
+/// One pull of `limit` slots (whatever is waiting: the link shows the same traffic), carrying
+/// the operations the pull core queued; its items go to the engine, whose saved cursors become
+/// deletions for later pulls; a document that verifies is kept for its epoch.
+#[allow(clippy::too_many_arguments)]
 async fn pull(
     s: &mut GatewaySession,
+    core: &mut PullClient,
     engine: &mut Engine,
+    directory: &mut Directory,
+    network: &ClientNetwork,
     limit: u16,
-    done: &mut BTreeMap<[u8; 32], u64>,
     rng: &mut StdRng,
 ) -> Result<(), StepError> {
-    let deletions: Vec<([u8; 32], u64)> =
-        done.iter().take(MAX_PULL_DONE).map(|(m, upto)| (*m, *upto)).collect();
-    let pulled = s.pull(limit, &deletions).await?;
-    for (m, _) in &deletions {
-        done.remove(m);
+    let cur = Epoch::at(wall_now(), network.network.epoch_period);
+    let answer = s.pull(core.poll_pull(limit, directory.want(cur))).await?;
+    let out = core.handle_answer(answer).map_err(|_| StepError::Gateway)?;
+    for m in out.unregistered {
+        engine.unregistered(m)?;
+    }
+    if let Some((e, bytes)) = out.document {
+        match Document::verify(&bytes, &network.network.authority_set, Epoch(e)) {
+            Ok(doc) if Epoch(e) >= cur => {
+                directory.pending.insert(Epoch(e), doc);
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(epoch = e, "the gateway relayed a document that does not verify: {err}");
+                core.document_refused();
+            }
+        }
+    }
+    if out.items.is_empty() {
+        return Ok(());
     }
     // Items by mailbox, in the order they came.
     let mut by_mailbox: BTreeMap<[u8; 32], Vec<Fetched>> = BTreeMap::new();
-    for (m, f) in pulled.items {
-        by_mailbox.entry(m).or_default().push(f);
+    for (m, seq, item) in out.items {
+        if let Ok(item) = MailboxItem::decode(&item) {
+            by_mailbox.entry(m).or_default().push(Fetched { seq, item });
+        }
     }
+    let access: BTreeMap<[u8; 32], MailboxAccess> =
+        engine.mailboxes().into_iter().map(|(a, _)| (a.mailbox, a)).collect();
     for (m, items) in by_mailbox {
         let upto = engine.handle_fetched(m, items, SystemTime::now(), rng)?;
-        if upto > 0 {
-            done.insert(m, upto);
+        if upto > 0
+            && let Some(a) = access.get(&m)
+        {
+            core.delete(*a, upto);
         }
     }
     Ok(())
 }
-
 fn fetch_every(config: &RuntimeConfig, engine: &Engine) -> Duration {
     if !config.fetch_interval.is_zero() {
         return config.fetch_interval;
@@ -318,41 +345,37 @@ async fn run(
     mut stop: watch::Receiver<bool>,
     mut rng: StdRng,
 ) -> Result<Profile, RuntimeError> {
-    let net = &config.network.network;
-    let link = link_config(&net.geometry).map_err(|e| RuntimeError::Network(e.to_string()))?;
-    let dir_key = Arc::new(LinkSecretKey::generate(&mut rng));
-    let directory = DirectoryClient::new(
-        net.authorities.clone(),
-        net.authority_set.clone(),
-        dir_key,
-        link,
-        Arc::new(LinkMetrics::default()),
-    );
-    let (docs_tx, mut docs) = mpsc::channel(4);
-    let dir_task = tokio::spawn(directory_loop(directory, net.epoch_period, docs_tx));
+    let network = &config.network;
+    let period = network.network.epoch_period;
+    link_config(&network.network.geometry).map_err(|e| RuntimeError::Network(e.to_string()))?;
     let mut session: Option<GatewaySession> = None;
+    let mut core = PullClient::new(MAX_DOCUMENT_LEN);
+    let mut directory = Directory::default();
     // Frames on the link to the gateway, over every session: what the user's link carries.
     let link_metrics = Arc::new(LinkMetrics::default());
-    let frame_len =
-        link_config(&config.network.network.geometry).map(|c| c.frame_size.wire_len()).unwrap_or(0);
+    let frame_len = link_config(&network.network.geometry).map(|c| c.frame_size.wire_len()).unwrap_or(0);
     let mut next_connect = Instant::now();
     let mut backoff = Duration::from_millis(200);
     let mut next_fetch = Instant::now();
-    // Deletions for the next pull; and whether this session has pulled yet.
-    let mut done: BTreeMap<[u8; 32], u64> = BTreeMap::new();
+    // Whether this session has pulled yet.
     let mut first_pull = true;
     let result = loop {
         if *stop.borrow() {
             break Ok(());
         }
-        if session.is_none() && engine.has_network() && Instant::now() >= next_connect {
-            let mailboxes = engine.mailboxes().into_iter().map(|(m, _)| m).collect();
-            match connect(&config.gateway, mailboxes, &config, link_metrics.clone()).await {
+        if let Some(doc) = directory.due(Epoch::at(wall_now(), period))
+            && let Err(e) = engine.set_document(&doc)
+        {
+            tracing::warn!("directory document not usable: {e}");
+        }
+        if session.is_none() && Instant::now() >= next_connect {
+            match connect(&config.gateway, &config, link_metrics.clone()).await {
                 Some(s) => {
                     session = Some(s);
                     first_pull = true;
                     backoff = Duration::from_millis(200);
                     let _ = engine.take_registrations();
+                    core.start_session(engine.mailboxes().into_iter().map(|(m, _)| m));
                 }
                 None => {
                     next_connect = Instant::now() + backoff;
@@ -375,14 +398,10 @@ async fn run(
                         frames_out: m.frames_out,
                         frames_in: m.frames_in,
                         frame_bytes: frame_len as u64,
+                        directory_epoch: directory.applied.map_or(0, |e| e.0),
                     });
                 }
                 let _ = reply.send(resp);
-            }
-            doc = docs.recv() => {
-                if let Some(doc) = doc && let Err(e) = engine.set_document(&doc) {
-                    tracing::warn!("directory document not usable: {e}");
-                }
             }
             _ = tokio::time::sleep(wake) => {}
             _ = stop.changed() => {}
@@ -391,28 +410,30 @@ async fn run(
         let step = async {
             engine.handle_timeout(now, &mut rng)?;
             let packets = engine.poll_transmit(now, &mut rng)?;
-            let regs = engine.take_registrations();
-            let Some(s) = session.as_mut() else { return Ok(()) };
-            for m in regs {
-                s.register(m).await?;
+            // Registrations and unregistrations wait for the next pull's slots.
+            for m in engine.take_registrations() {
+                core.register(m);
             }
             for m in engine.retired() {
-                match s.unregister(m).await {
-                    // Refused: the gateway does not know it (any more).
-                    Ok(()) | Err(GatewayError::Refused(_)) => engine.unregistered(m.mailbox)?,
-                    Err(e) => return Err(e.into()),
-                }
+                core.unregister(m);
             }
+            let Some(s) = session.as_mut() else { return Ok(()) };
             for p in packets {
                 s.send_packet(p).await?;
             }
             if Instant::now() >= next_fetch {
-                next_fetch = Instant::now() + fetch_every(&config, &engine);
+                // On a fixed lattice: a pull that came late (a long command) does not shift the
+                // ones after it; one more than an interval late starts the lattice afresh.
+                let every = fetch_every(&config, &engine);
+                next_fetch += every;
+                if next_fetch <= Instant::now() {
+                    next_fetch = Instant::now() + every;
+                }
                 // A larger first pull catches up after a time offline (every session starts
                 // with one, so it tells nothing about what waited).
                 let limit = if first_pull { PULL_FIRST } else { PULL_BATCH };
                 first_pull = false;
-                pull(s, &mut engine, limit, &mut done, &mut rng).await?;
+                pull(s, &mut core, &mut engine, &mut directory, network, limit, &mut rng).await?;
             }
             Ok::<(), StepError>(())
         };
@@ -432,7 +453,6 @@ async fn run(
             let _ = events.send(ev);
         }
     };
-    dir_task.abort();
     if let Some(s) = session {
         s.close().await;
     }

@@ -798,12 +798,12 @@ impl TrafficProfile {
 
     /// Bytes per day on the client's link to its gateway (every frame is `wire_len` bytes),
     /// busy or idle alike: up, its packets plus one pull request per mean payload slot; down,
-    /// [`PULL_BATCH`] frames per pull.
+    /// `1 +` [`PULL_BATCH`] frames per pull (the answer's head and its slots).
     pub fn idle_bytes_per_day(self, params: &qanat_pki::Parameters, wire_len: usize) -> (f64, f64) {
         let r = self.rates(params);
         let pulls = r.payload * 86_400.0;
         let up = (r.packets_per_day() + pulls) * wire_len as f64;
-        let down = pulls * f64::from(PULL_BATCH) * wire_len as f64;
+        let down = pulls * f64::from(1 + PULL_BATCH) * wire_len as f64;
         (up, down)
     }
 }

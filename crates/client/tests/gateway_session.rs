@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::SeedableRng;
-use qanat_client::gateway::{GatewayAddress, GatewayError, GatewaySession, MailboxAccess, Pulled};
+use qanat_client::gateway::{GatewayAddress, GatewayError, GatewaySession, MailboxAccess};
+use qanat_client::pull::PullClient;
 use qanat_link::{FrameSize, LinkConfig, LinkMetrics, LinkSecretKey};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
 use qanat_mailbox::{Append, Limits, MailboxId, MailboxStore as _, MessageId, UnixTime};
 use qanat_mixnet::client_proto::ErrorCode;
 use qanat_mixnet::{Gateway, GatewayConfig, MailboxItem, Time};
-use qanat_node::runtime::{GatewayRuntimeConfig, spawn_gateway};
+use qanat_node::runtime::{DocumentCache, GatewayRuntimeConfig, spawn_gateway};
 use qanat_packet::{Geometry, NodeId, Scheme};
 
 struct Gw {
@@ -19,6 +20,7 @@ struct Gw {
     link: LinkConfig,
     store: Arc<SqliteStore>,
     handle: qanat_node::runtime::GatewayHandle,
+    documents: DocumentCache,
     _dir: tempfile::TempDir,
 }
 
@@ -35,6 +37,7 @@ async fn gateway(rng: &mut ChaCha20Rng) -> Gw {
         .unwrap(),
     );
     let any = "127.0.0.1:0".parse().unwrap();
+    let documents = DocumentCache::default();
     let handle = spawn_gateway(
         Gateway::new(GatewayConfig::new(NodeId([1; 32])), geometry.clone()),
         store.clone(),
@@ -47,16 +50,18 @@ async fn gateway(rng: &mut ChaCha20Rng) -> Gw {
             max_batch: 16,
             clock: Time::ZERO,
             fault_drop_rate: 0.0,
+            documents: documents.clone(),
         },
     )
     .await
     .unwrap();
     let address = GatewayAddress { addr: handle.client_addr(), link_key: gw_key.public_key().clone() };
-    Gw { address, link, store, handle, _dir: dir }
+    Gw { address, link, store, handle, documents, _dir: dir }
 }
 
-/// A pull's answer is `limit` frames whatever waits; it reads only this session's mailboxes,
-/// takes turns between them, and deletes what the previous pull brought.
+/// A pull's answer is `1 + limit` frames whatever waits; it registers and deletes through its
+/// slots, reads only this session's mailboxes, takes turns between them, and carries the
+/// directory document the client asks for in the slots items leave free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_answers_are_always_the_same_length() {
     let mut rng = ChaCha20Rng::seed_from_u64(6);
@@ -69,8 +74,11 @@ async fn pull_answers_are_always_the_same_length() {
         MailboxAccess { mailbox: [1; 32], credential: [2; 32] },
         MailboxAccess { mailbox: [3; 32], credential: [4; 32] },
     );
-    s.register(busy).await.unwrap();
-    s.register(quiet).await.unwrap();
+    // The mailboxes are registered through a pull's operation slots.
+    let mut core = PullClient::new(1 << 20);
+    core.start_session([busy, quiet]);
+    let a = s.pull(core.poll_pull(2, 0)).await.unwrap();
+    assert!(core.handle_answer(a).unwrap().items.is_empty());
     let item = |n: u8| MailboxItem { id: qanat_packet::SurbId([n; 16]), body: vec![n; 1500] }.encode();
     let mut appends: Vec<Append> = (0..5u8)
         .map(|n| Append {
@@ -87,33 +95,36 @@ async fn pull_answers_are_always_the_same_length() {
     gw.store.append(appends, UnixTime(1_800_000_000)).await.unwrap();
 
     let mut seen = Vec::new();
-    let mut done: Vec<([u8; 32], u64)> = Vec::new();
     let mut frames = Vec::new();
-    for _ in 0..6 {
+    let access = |m: [u8; 32]| if m == busy.mailbox { busy } else { quiet };
+    // The gateway holds epoch 5's document: it rides in the slots the items leave free.
+    let doc: Vec<u8> = (0..6000u32).map(|i| (i % 251) as u8).collect();
+    gw.documents.insert(5, doc.clone());
+    let mut got_doc = None;
+    for _ in 0..8 {
         let before = metrics.snapshot().frames_in;
-        let p = s.pull(2, &done).await.unwrap();
+        let answer = s.pull(core.poll_pull(2, if got_doc.is_some() { 0 } else { 5 })).await.unwrap();
         frames.push(metrics.snapshot().frames_in - before);
-        done.clear();
-        for (m, f) in &p.items {
-            seen.push((*m, f.item.body[0]));
-            match done.iter_mut().find(|(d, _)| d == m) {
-                Some(d) => d.1 = d.1.max(f.seq),
-                None => done.push((*m, f.seq)),
-            }
+        let p = core.handle_answer(answer).unwrap();
+        if let Some(d) = p.document {
+            got_doc = Some(d);
         }
-        if seen.len() == 2 {
-            assert!(p.more, "four more wait");
+        for (m, seq, item) in &p.items {
+            seen.push((*m, MailboxItem::decode(item).unwrap().body[0]));
+            core.delete(access(*m), *seq);
         }
     }
-    // Turns: the quiet mailbox's item comes within the first two pulls, not after the busy one's.
+    assert_eq!(got_doc, Some((5, doc)), "the document arrives whole through the pulls");
+    // Turns: the quiet mailbox's item comes early, not after all the busy one's.
     let quiet_at = seen.iter().position(|(m, _)| *m == quiet.mailbox).unwrap();
     assert!(quiet_at < 4, "{quiet_at}");
-    assert_eq!(frames, vec![2; 6], "the answer's length never changes");
+    assert_eq!(frames, vec![3; 8], "the answer's length never changes");
     let mut payloads: Vec<u8> = seen.iter().map(|(_, n)| *n).collect();
     payloads.sort_unstable();
     assert_eq!(payloads, vec![0, 1, 2, 3, 4, 9], "each item exactly once");
-    let last = s.pull(2, &[]).await.unwrap();
-    assert_eq!(last, Pulled { items: vec![], more: false });
+    let a = s.pull(core.poll_pull(2, 0)).await.unwrap();
+    let last = core.handle_answer(a).unwrap();
+    assert!(last.items.is_empty() && !last.more);
 
     // Another session sees nothing of these mailboxes without registering them.
     let other = LinkSecretKey::generate(&mut rng);
@@ -129,10 +140,14 @@ async fn pull_answers_are_always_the_same_length() {
         )
         .await
         .unwrap();
-    let p = t.pull(4, &[(busy.mailbox, u64::MAX)]).await.unwrap();
+    let mut other_core = PullClient::new(1 << 20);
+    other_core.delete(MailboxAccess { mailbox: busy.mailbox, credential: [0; 32] }, u64::MAX);
+    let a = t.pull(other_core.poll_pull(4, 0)).await.unwrap();
+    let p = other_core.handle_answer(a).unwrap();
     assert!(p.items.is_empty());
-    // ... and its deletion did nothing.
-    assert_eq!(s.pull(2, &[]).await.unwrap().items.len(), 1);
+    // ... and its deletion, without the credential, did nothing.
+    let a = s.pull(core.poll_pull(2, 0)).await.unwrap();
+    assert_eq!(core.handle_answer(a).unwrap().items.len(), 1);
     t.close().await;
     s.close().await;
     gw.handle.shutdown().await;

@@ -7,12 +7,16 @@
 //! contact and per open invitation, and the gateway cannot tell which belong together beyond
 //! seeing them on the same connection.
 //!
-//! A client's routine way to read is [`Request::Pull`]: one frame up, always answered by exactly
-//! `limit` frames down (items from any of the mailboxes registered on this connection, then
-//! padding), and carrying the deletions of what the previous pulls brought. A client that pulls
-//! on a fixed schedule with a fixed `limit` shows an observer of its link the same traffic
-//! whatever it receives and however many contacts it has. (`Fetch` and `Delete` remain, one
-//! mailbox at a time, for tools and tests.)
+//! A client's routine way to talk to its gateway is [`Request::Pull`] (version [`PULL_VERSION`]):
+//! one frame up carrying exactly [`PULL_OPS`] operation slots ([`Op`]: register, unregister,
+//! delete, or a dummy of the same encoded size) and the directory document the client lacks
+//! ([`Want`]); always answered by exactly `1 + limit` frames down: a [`Response::PullHead`] with
+//! the result of each slot, then `limit` slots each holding an item from a mailbox registered on
+//! this connection ([`Response::Pulled`]), a chunk of the wanted document
+//! ([`Response::DocChunk`]) or padding ([`Response::PullPad`]). A client that pulls on a fixed
+//! schedule with a fixed `limit` shows an observer of its link the same traffic whatever it
+//! receives, whatever it registers, and however many contacts it has. (`Register`, `Unregister`,
+//! `Fetch` and `Delete` remain, one frame each, for tools and tests.)
 //!
 //! Encoding: one tag byte, then fixed-width big-endian fields; the only variable field (an item,
 //! or a pull's list of deletions) is last, after its length. Decoding is strict.
@@ -21,8 +25,15 @@ use thiserror::Error;
 
 /// Longest item a response can carry.
 pub const MAX_ITEM_LEN: usize = 16 * 1024;
-/// Most deletions one [`Request::Pull`] carries (it must fit one frame).
-pub const MAX_PULL_DONE: usize = 32;
+/// The version of the pull exchange; a pull of another version is refused with
+/// [`ErrorCode::Version`].
+pub const PULL_VERSION: u8 = 2;
+/// Operation slots in every [`Request::Pull`] (unused ones are dummies).
+pub const PULL_OPS: usize = 8;
+/// Encoded length of one [`Op`], whatever its kind.
+pub const OP_LEN: usize = 1 + 32 + 32 + 8;
+/// Longest document chunk a [`Response::DocChunk`] carries.
+pub const MAX_CHUNK_LEN: usize = 4096;
 /// Largest `limit` of a [`Request::Pull`] a gateway honours.
 pub const MAX_PULL_LIMIT: u16 = 256;
 
@@ -71,17 +82,116 @@ pub enum Request {
         /// Last sequence number deleted.
         up_to: u64,
     },
-    /// First delete, in mailboxes registered on this connection, every item up to and including
-    /// each given sequence number; then send exactly `limit` frames: the oldest waiting items of
-    /// those mailboxes ([`Response::Pulled`]), then [`Response::PullPad`] frames.
+    /// First carry out the operations, in order; then send exactly `1 + limit` frames: a
+    /// [`Response::PullHead`], then the oldest waiting items of the mailboxes registered on this
+    /// connection ([`Response::Pulled`]), chunks of the wanted document ([`Response::DocChunk`])
+    /// and [`Response::PullPad`] frames.
     Pull {
         /// Echoed in the responses.
         id: u32,
-        /// How many frames the answer has (at most [`MAX_PULL_LIMIT`] are honoured).
+        /// How many slots the answer has after its head (at most [`MAX_PULL_LIMIT`] are honoured).
         limit: u16,
-        /// (mailbox, last sequence number to delete), at most [`MAX_PULL_DONE`].
-        done: Vec<([u8; 32], u64)>,
+        /// The directory document the client lacks.
+        want: Want,
+        /// At most [`PULL_OPS`] operations; the encoding fills the other slots with dummies.
+        ops: Vec<Op>,
     },
+}
+
+/// What a [`Request::Pull`] asks of the directory: the chunks of epoch `epoch`'s document from
+/// chunk `from` on. Always on the wire; epoch 0 asks for nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Want {
+    /// The epoch whose document the client lacks (0: none).
+    pub epoch: u64,
+    /// The first chunk it lacks.
+    pub from: u16,
+}
+
+/// One operation slot of a [`Request::Pull`]; every kind encodes to [`OP_LEN`] bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Register a mailbox on this connection (and in the store, idempotently).
+    Register {
+        /// The mailbox.
+        mailbox: [u8; 32],
+        /// The owner's secret for it.
+        credential: [u8; 32],
+    },
+    /// Remove a mailbox and everything in it.
+    Unregister {
+        /// The mailbox.
+        mailbox: [u8; 32],
+        /// The owner's secret.
+        credential: [u8; 32],
+    },
+    /// Delete every item up to and including `up_to`.
+    Delete {
+        /// The mailbox.
+        mailbox: [u8; 32],
+        /// The owner's secret.
+        credential: [u8; 32],
+        /// Last sequence number deleted.
+        up_to: u64,
+    },
+}
+
+impl std::fmt::Debug for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Register { .. } => "Op::Register(..)",
+            Self::Unregister { .. } => "Op::Unregister(..)",
+            Self::Delete { .. } => "Op::Delete(..)",
+        })
+    }
+}
+
+impl Op {
+    /// The mailbox the operation is about.
+    pub fn mailbox(&self) -> [u8; 32] {
+        match self {
+            Self::Register { mailbox, .. }
+            | Self::Unregister { mailbox, .. }
+            | Self::Delete { mailbox, .. } => *mailbox,
+        }
+    }
+
+    fn put(op: Option<&Self>, v: &mut Vec<u8>) {
+        let (kind, m, c, n) = match op {
+            None => (0u8, [0; 32], [0; 32], 0u64),
+            Some(Self::Register { mailbox, credential }) => (1, *mailbox, *credential, 0),
+            Some(Self::Unregister { mailbox, credential }) => (2, *mailbox, *credential, 0),
+            Some(Self::Delete { mailbox, credential, up_to }) => (3, *mailbox, *credential, *up_to),
+        };
+        v.push(kind);
+        v.extend_from_slice(&m);
+        v.extend_from_slice(&c);
+        v.extend_from_slice(&n.to_be_bytes());
+    }
+
+    /// One slot: `None` for a dummy (all zeros), strictly.
+    fn take(r: &mut Reader<'_>) -> Result<Option<Self>, ProtoError> {
+        let kind = r.u8()?;
+        let mailbox = r.take::<32>()?;
+        let credential = r.take::<32>()?;
+        let up_to = r.u64()?;
+        Ok(match (kind, up_to) {
+            (0, 0) if mailbox == [0; 32] && credential == [0; 32] => None,
+            (1, 0) => Some(Self::Register { mailbox, credential }),
+            (2, 0) => Some(Self::Unregister { mailbox, credential }),
+            (3, _) => Some(Self::Delete { mailbox, credential, up_to }),
+            _ => return Err(ProtoError::Malformed),
+        })
+    }
+}
+
+/// The outcome of one operation slot of a pull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpResult {
+    /// Done (or a dummy).
+    Done,
+    /// Refused or failed.
+    Failed(ErrorCode),
 }
 
 /// Why a request failed.
@@ -96,6 +206,8 @@ pub enum ErrorCode {
     BadRequest,
     /// Any other failure.
     Internal,
+    /// The request is of a version of the protocol this side does not speak.
+    Version,
 }
 
 impl ErrorCode {
@@ -105,6 +217,7 @@ impl ErrorCode {
             Self::Unavailable => 2,
             Self::BadRequest => 3,
             Self::Internal => 4,
+            Self::Version => 5,
         }
     }
     fn from_byte(b: u8) -> Result<Self, ProtoError> {
@@ -113,7 +226,8 @@ impl ErrorCode {
             2 => Self::Unavailable,
             3 => Self::BadRequest,
             4 => Self::Internal,
-            _ => return Err(ProtoError),
+            5 => Self::Version,
+            _ => return Err(ProtoError::Malformed),
         })
     }
 }
@@ -162,7 +276,30 @@ pub enum Response {
         /// The stored item (a `MailboxItem` encoding).
         item: Vec<u8>,
     },
-    /// Padding that makes a pull's answer `limit` frames long.
+    /// The first frame of a pull's answer.
+    PullHead {
+        /// The pull's id.
+        id: u32,
+        /// Whether items are still waiting after this answer.
+        more: bool,
+        /// The outcome of each of the pull's [`PULL_OPS`] slots, in order.
+        results: [OpResult; PULL_OPS],
+    },
+    /// A chunk of a directory document, in answer to a pull's [`Want`]. The document is the
+    /// authorities' signed bytes, which the client verifies itself.
+    DocChunk {
+        /// The pull's id.
+        id: u32,
+        /// The document's epoch.
+        epoch: u64,
+        /// This chunk's number.
+        index: u16,
+        /// How many chunks the document has.
+        count: u16,
+        /// The chunk (at most [`MAX_CHUNK_LEN`] bytes).
+        bytes: Vec<u8>,
+    },
+    /// Padding that makes a pull's answer `1 + limit` frames long.
     PullPad {
         /// The pull's id.
         id: u32,
@@ -180,6 +317,8 @@ impl Response {
             | Self::Message { id, .. }
             | Self::FetchDone { id, .. }
             | Self::Pulled { id, .. }
+            | Self::PullHead { id, .. }
+            | Self::DocChunk { id, .. }
             | Self::PullPad { id, .. } => *id,
         }
     }
@@ -187,14 +326,23 @@ impl Response {
 
 /// A control message could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-#[error("malformed control message")]
-pub struct ProtoError;
+#[non_exhaustive]
+pub enum ProtoError {
+    /// Not a message of this protocol.
+    #[error("malformed control message")]
+    Malformed,
+    /// A pull of another version of the exchange (see [`PULL_VERSION`]).
+    #[error(
+        "the peer speaks version {0} of the pull exchange; this one speaks version {PULL_VERSION}: update the older side"
+    )]
+    Version(u8),
+}
 
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N], ProtoError> {
-        let (h, rest) = self.0.split_first_chunk::<N>().ok_or(ProtoError)?;
+        let (h, rest) = self.0.split_first_chunk::<N>().ok_or(ProtoError::Malformed)?;
         self.0 = rest;
         Ok(*h)
     }
@@ -214,19 +362,19 @@ impl<'a> Reader<'a> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
-            _ => Err(ProtoError),
+            _ => Err(ProtoError::Malformed),
         }
     }
     fn item(&mut self) -> Result<Vec<u8>, ProtoError> {
         let len = usize::from(self.u16()?);
         if len > MAX_ITEM_LEN {
-            return Err(ProtoError);
+            return Err(ProtoError::Malformed);
         }
         Ok(self.bytes(len)?.to_vec())
     }
     fn bytes(&mut self, n: usize) -> Result<&'a [u8], ProtoError> {
         if self.0.len() < n {
-            return Err(ProtoError);
+            return Err(ProtoError::Malformed);
         }
         let (h, rest) = self.0.split_at(n);
         self.0 = rest;
@@ -234,7 +382,7 @@ impl<'a> Reader<'a> {
     }
     /// The rest must be zero padding (messages travel in fixed-size frames).
     fn end(self) -> Result<(), ProtoError> {
-        if self.0.iter().all(|&b| b == 0) { Ok(()) } else { Err(ProtoError) }
+        if self.0.iter().all(|&b| b == 0) { Ok(()) } else { Err(ProtoError::Malformed) }
     }
 }
 
@@ -249,19 +397,21 @@ const MESSAGE: u8 = 0x83;
 const FETCH_DONE: u8 = 0x84;
 const PULLED: u8 = 0x85;
 const PULL_PAD: u8 = 0x86;
+const PULL_HEAD: u8 = 0x87;
+const DOC_CHUNK: u8 = 0x88;
 
 fn put_item(v: &mut Vec<u8>, item: &[u8]) -> Result<(), ProtoError> {
     if item.len() > MAX_ITEM_LEN {
-        return Err(ProtoError);
+        return Err(ProtoError::Malformed);
     }
-    let len = u16::try_from(item.len()).map_err(|_| ProtoError)?;
+    let len = u16::try_from(item.len()).map_err(|_| ProtoError::Malformed)?;
     v.extend_from_slice(&len.to_be_bytes());
     v.extend_from_slice(item);
     Ok(())
 }
 
 impl Request {
-    /// The encoding. A [`Request::Pull`] with more than [`MAX_PULL_DONE`] deletions cannot be
+    /// The encoding. A [`Request::Pull`] with more than [`PULL_OPS`] operations cannot be
     /// encoded.
     pub fn encode(&self) -> Result<Vec<u8>, ProtoError> {
         let mut v = Vec::with_capacity(1 + 4 + 64 + 10);
@@ -287,17 +437,18 @@ impl Request {
                 v.extend_from_slice(credential);
                 v.extend_from_slice(&up_to.to_be_bytes());
             }
-            Self::Pull { id, limit, done } => {
-                if done.len() > MAX_PULL_DONE {
-                    return Err(ProtoError);
+            Self::Pull { id, limit, want, ops } => {
+                if ops.len() > PULL_OPS {
+                    return Err(ProtoError::Malformed);
                 }
                 v.push(PULL);
+                v.push(PULL_VERSION);
                 v.extend_from_slice(&id.to_be_bytes());
                 v.extend_from_slice(&limit.to_be_bytes());
-                v.push(done.len() as u8);
-                for (m, up_to) in done {
-                    v.extend_from_slice(m);
-                    v.extend_from_slice(&up_to.to_be_bytes());
+                v.extend_from_slice(&want.epoch.to_be_bytes());
+                v.extend_from_slice(&want.from.to_be_bytes());
+                for i in 0..PULL_OPS {
+                    Op::put(ops.get(i), &mut v);
                 }
             }
         }
@@ -308,20 +459,29 @@ impl Request {
     pub fn decode(b: &[u8]) -> Result<Self, ProtoError> {
         let mut r = Reader(b);
         let tag = r.u8()?;
-        let id = r.u32()?;
         if tag == PULL {
-            let limit = r.u16()?;
-            let n = usize::from(r.u8()?);
-            if n > MAX_PULL_DONE {
-                return Err(ProtoError);
+            // Version 1 had the id here: its first byte reads as a version other than ours.
+            let version = r.u8()?;
+            if version != PULL_VERSION {
+                return Err(ProtoError::Version(version));
             }
-            let mut done = Vec::with_capacity(n);
-            for _ in 0..n {
-                done.push((r.take::<32>()?, r.u64()?));
+            let id = r.u32()?;
+            let limit = r.u16()?;
+            let want = Want { epoch: r.u64()?, from: r.u16()? };
+            let mut ops = Vec::new();
+            let mut dummy_seen = false;
+            for _ in 0..PULL_OPS {
+                match Op::take(&mut r)? {
+                    // Dummies only after the real operations: one encoding per request.
+                    Some(_) if dummy_seen => return Err(ProtoError::Malformed),
+                    Some(op) => ops.push(op),
+                    None => dummy_seen = true,
+                }
             }
             r.end()?;
-            return Ok(Self::Pull { id, limit, done });
+            return Ok(Self::Pull { id, limit, want, ops });
         }
+        let id = r.u32()?;
         let mailbox = r.take::<32>()?;
         let credential = r.take::<32>()?;
         let req = match tag {
@@ -333,7 +493,7 @@ impl Request {
                 Self::Fetch { id, mailbox, credential, after, limit }
             }
             DELETE => Self::Delete { id, mailbox, credential, up_to: r.u64()? },
-            _ => return Err(ProtoError),
+            _ => return Err(ProtoError::Malformed),
         };
         r.end()?;
         Ok(req)
@@ -368,6 +528,29 @@ impl Response {
                 v.extend_from_slice(&seq.to_be_bytes());
                 put_item(&mut v, item)?;
             }
+            Self::PullHead { id, more, results } => {
+                v.push(PULL_HEAD);
+                v.push(PULL_VERSION);
+                v.extend_from_slice(&id.to_be_bytes());
+                v.push(u8::from(*more));
+                for r in results {
+                    v.push(match r {
+                        OpResult::Done => 0,
+                        OpResult::Failed(c) => c.to_byte(),
+                    });
+                }
+            }
+            Self::DocChunk { id, epoch, index, count, bytes } => {
+                if bytes.len() > MAX_CHUNK_LEN || index >= count {
+                    return Err(ProtoError::Malformed);
+                }
+                v.push(DOC_CHUNK);
+                v.extend_from_slice(&id.to_be_bytes());
+                v.extend_from_slice(&epoch.to_be_bytes());
+                v.extend_from_slice(&index.to_be_bytes());
+                v.extend_from_slice(&count.to_be_bytes());
+                put_item(&mut v, bytes)?;
+            }
             Self::PullPad { id, more } => {
                 v.push(PULL_PAD);
                 v.extend_from_slice(&id.to_be_bytes());
@@ -386,6 +569,23 @@ impl Response {
     pub fn decode(b: &[u8]) -> Result<Self, ProtoError> {
         let mut r = Reader(b);
         let tag = r.u8()?;
+        if tag == PULL_HEAD {
+            let version = r.u8()?;
+            if version != PULL_VERSION {
+                return Err(ProtoError::Version(version));
+            }
+            let id = r.u32()?;
+            let more = r.flag()?;
+            let mut results = [OpResult::Done; PULL_OPS];
+            for x in &mut results {
+                *x = match r.u8()? {
+                    0 => OpResult::Done,
+                    c => OpResult::Failed(ErrorCode::from_byte(c)?),
+                };
+            }
+            r.end()?;
+            return Ok(Self::PullHead { id, more, results });
+        }
         let id = r.u32()?;
         let resp = match tag {
             OK => Self::Ok { id },
@@ -402,7 +602,17 @@ impl Response {
                 Self::Pulled { id, more, mailbox, seq, item: r.item()? }
             }
             PULL_PAD => Self::PullPad { id, more: r.flag()? },
-            _ => return Err(ProtoError),
+            DOC_CHUNK => {
+                let epoch = r.u64()?;
+                let index = r.u16()?;
+                let count = r.u16()?;
+                let bytes = r.item()?;
+                if bytes.len() > MAX_CHUNK_LEN || index >= count {
+                    return Err(ProtoError::Malformed);
+                }
+                Self::DocChunk { id, epoch, index, count, bytes }
+            }
+            _ => return Err(ProtoError::Malformed),
         };
         r.end()?;
         Ok(resp)
@@ -420,8 +630,17 @@ mod tests {
             Request::Unregister { id: 2, mailbox: [1; 32], credential: [2; 32] },
             Request::Fetch { id: 3, mailbox: [1; 32], credential: [2; 32], after: 77, limit: 10 },
             Request::Delete { id: 4, mailbox: [1; 32], credential: [2; 32], up_to: 78 },
-            Request::Pull { id: 5, limit: 2, done: vec![] },
-            Request::Pull { id: 6, limit: 3, done: vec![([3; 32], 9); MAX_PULL_DONE] },
+            Request::Pull { id: 5, limit: 2, want: Want::default(), ops: vec![] },
+            Request::Pull {
+                id: 6,
+                limit: 3,
+                want: Want { epoch: 77, from: 3 },
+                ops: vec![
+                    Op::Register { mailbox: [3; 32], credential: [4; 32] },
+                    Op::Unregister { mailbox: [5; 32], credential: [6; 32] },
+                    Op::Delete { mailbox: [7; 32], credential: [8; 32], up_to: 9 },
+                ],
+            },
         ];
         for r in reqs {
             let mut b = r.encode().unwrap();
@@ -436,12 +655,58 @@ mod tests {
             Response::FetchDone { id: 9, more: true },
             Response::Pulled { id: 9, more: false, mailbox: [4; 32], seq: 7, item: vec![5; 1600] },
             Response::PullPad { id: 9, more: true },
+            Response::PullHead {
+                id: 9,
+                more: true,
+                results: [
+                    OpResult::Done,
+                    OpResult::Failed(ErrorCode::Unauthorized),
+                    OpResult::Done,
+                    OpResult::Failed(ErrorCode::Unavailable),
+                    OpResult::Done,
+                    OpResult::Done,
+                    OpResult::Done,
+                    OpResult::Failed(ErrorCode::Version),
+                ],
+            },
+            Response::DocChunk { id: 9, epoch: 12, index: 1, count: 3, bytes: vec![7; 1900] },
         ];
         for r in resps {
             let mut b = r.encode().unwrap();
             b.resize(2000, 0);
             assert_eq!(Response::decode(&b), Ok(r));
         }
+    }
+
+    #[test]
+    fn an_old_pull_gets_a_version_error() {
+        // Version 1: tag, id, limit, number of deletions.
+        let v1 = [PULL, 0, 0, 0, 7, 0, 2, 0];
+        assert_eq!(Request::decode(&v1), Err(ProtoError::Version(0)));
+        let mut b = Request::Pull { id: 1, limit: 1, want: Want::default(), ops: vec![] }.encode().unwrap();
+        b[1] = 3;
+        assert_eq!(Request::decode(&b), Err(ProtoError::Version(3)));
+        let head = Response::PullHead { id: 1, more: false, results: [OpResult::Done; PULL_OPS] };
+        let mut b = head.encode().unwrap();
+        b[1] = 1;
+        assert_eq!(Response::decode(&b), Err(ProtoError::Version(1)));
+        assert!(ProtoError::Version(1).to_string().contains("update"));
+    }
+
+    #[test]
+    fn every_pull_has_one_length() {
+        let reg = Op::Register { mailbox: [1; 32], credential: [2; 32] };
+        let del = Op::Delete { mailbox: [1; 32], credential: [2; 32], up_to: u64::MAX };
+        let lens: Vec<usize> = [vec![], vec![reg], vec![del; PULL_OPS], vec![reg, del, reg]]
+            .into_iter()
+            .map(|ops| {
+                Request::Pull { id: 1, limit: 2, want: Want { epoch: 5, from: 1 }, ops }
+                    .encode()
+                    .unwrap()
+                    .len()
+            })
+            .collect();
+        assert!(lens.iter().all(|&l| l == lens[0]), "{lens:?}");
     }
 
     #[test]
@@ -452,12 +717,26 @@ mod tests {
             Request::Delete { id: 4, mailbox: [1; 32], credential: [2; 32], up_to: 78 }.encode().unwrap();
         b.push(1);
         assert!(Request::decode(&b).is_err());
-        let too_many = Request::Pull { id: 1, limit: 1, done: vec![([0; 32], 0); MAX_PULL_DONE + 1] };
+        let reg = Op::Register { mailbox: [1; 32], credential: [2; 32] };
+        let too_many = Request::Pull { id: 1, limit: 1, want: Want::default(), ops: vec![reg; PULL_OPS + 1] };
         assert!(too_many.encode().is_err());
-        let mut b = Request::Pull { id: 1, limit: 1, done: vec![] }.encode().unwrap();
-        b[7] = MAX_PULL_DONE as u8 + 1;
-        b.resize(2000, 0);
+        // A real operation after a dummy slot: not the canonical encoding.
+        let mut b =
+            Request::Pull { id: 1, limit: 1, want: Want::default(), ops: vec![reg] }.encode().unwrap();
+        let head = 1 + 1 + 4 + 2 + 10;
+        let first: Vec<u8> = b[head..head + OP_LEN].to_vec();
+        b[head + OP_LEN..head + 2 * OP_LEN].copy_from_slice(&first);
+        b[head..head + OP_LEN].fill(0);
+        assert_eq!(Request::decode(&b), Err(ProtoError::Malformed));
+        // An unknown op kind, and a dummy with bytes.
+        let mut b =
+            Request::Pull { id: 1, limit: 1, want: Want::default(), ops: vec![reg] }.encode().unwrap();
+        b[head] = 9;
         assert!(Request::decode(&b).is_err());
+        let mut b = Request::Pull { id: 1, limit: 1, want: Want::default(), ops: vec![] }.encode().unwrap();
+        b[head + 5] = 1;
+        assert!(Request::decode(&b).is_err());
+        assert!(Response::DocChunk { id: 1, epoch: 1, index: 2, count: 2, bytes: vec![] }.encode().is_err());
         assert!(Response::decode(&[PULL_PAD, 0, 0, 0, 1, 2]).is_err());
         assert!(Response::Message { id: 1, seq: 1, item: vec![0; MAX_ITEM_LEN + 1] }.encode().is_err());
         assert!(Response::decode(&[MESSAGE, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff]).is_err());

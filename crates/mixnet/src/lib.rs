@@ -12,6 +12,7 @@ pub mod client_proto;
 pub mod gateway;
 mod keyring;
 pub mod mix;
+pub mod pull;
 pub mod replay;
 pub mod time;
 pub mod topology;

@@ -123,6 +123,7 @@ async fn scenario(full_disk: bool) {
             max_batch: 128,
             clock: qanat_mixnet::Time::ZERO,
             fault_drop_rate: 0.0,
+            documents: Default::default(),
         },
     )
     .await
@@ -180,6 +181,7 @@ async fn scenario(full_disk: bool) {
             max_batch: 128,
             clock: qanat_mixnet::Time::ZERO,
             fault_drop_rate: 0.0,
+            documents: Default::default(),
         },
     )
     .await

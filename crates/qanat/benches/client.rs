@@ -81,6 +81,7 @@ async fn status(c: &ClientHandle) -> (bool, u64, u64, u64) {
                 frames_out: 0,
                 frames_in: 0,
                 frame_bytes: 0,
+                directory_epoch: 0,
             });
             (network, l.frames_out, l.frames_in, l.frame_bytes)
         }

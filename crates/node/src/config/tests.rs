@@ -255,12 +255,3 @@ fn authority_parameters_default_and_are_checked() {
         "outside",
     );
 }
-
-#[test]
-fn field_paths_follow_tables_and_arrays_of_tables() {
-    let text = "a = 1\n[x]\nb = 2\n[[y.z]]\nc = 3\n[[y.z]]\nd = 4\n";
-    assert_eq!(field_at(text, 0), "a");
-    assert_eq!(field_at(text, text.find("b =").unwrap()), "x.b");
-    assert_eq!(field_at(text, text.find("c =").unwrap()), "y.z[0].c");
-    assert_eq!(field_at(text, text.find("d =").unwrap()), "y.z[1].d");
-}

@@ -8,8 +8,11 @@
 //! - A packet from a client goes to `Gateway::handle_client_packet` and on into layer 1.
 //! - A control frame from a client is a [`qanat_mixnet::client_proto::Request`]: register,
 //!   unregister, fetch (answered with one `Message` frame per item and a `FetchDone`), delete,
-//!   or pull (deletions, then exactly `limit` frames from the mailboxes this connection
-//!   registered: items, then padding).
+//!   or pull (its operation slots carried out, then exactly `1 + limit` frames built by the
+//!   IO-free [`qanat_mixnet::pull::PullServer`]: a head with each slot's outcome, then items from
+//!   the mailboxes this connection registered, chunks of the directory document the client
+//!   lacks from [`DocumentCache`], and padding). A pull of another version is answered with one
+//!   `Error { code: Version }` frame.
 //! - `now` for the mailbox store is wall-clock seconds (retention is in days); `now` for the core
 //!   is the monotonic time since the runtime started, plus [`GatewayRuntimeConfig::clock`].
 //! - [`GatewayHandle::update`] hands the runtime what the directory says about an epoch: the
@@ -21,7 +24,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use qanat_link::{
@@ -31,7 +34,10 @@ use qanat_link::{
 use qanat_mailbox::{
     Append, AppendOutcome, Credential, MailboxId, MailboxStore, MessageId, Seq, StoreError, UnixTime,
 };
-use qanat_mixnet::client_proto::{ErrorCode, MAX_PULL_LIMIT, Request, Response};
+use qanat_mixnet::client_proto::{
+    ErrorCode, MAX_CHUNK_LEN, Op, OpResult, PULL_OPS, ProtoError, Request, Response, Want,
+};
+use qanat_mixnet::pull::{PullServer, PulledItem};
 use qanat_mixnet::{AckToken, Gateway, GatewayMetrics, StoreResult, StoreToken, Time};
 use qanat_packet::NodeId;
 use rand::rngs::{StdRng, SysRng};
@@ -68,6 +74,41 @@ pub struct GatewayRuntimeConfig {
     /// Fault injection for tests: the fraction of packets from clients and from mixes dropped as
     /// if lost on the link (those from mixes are acknowledged first). 0 on a real network.
     pub fault_drop_rate: f64,
+    /// The verified directory documents served to clients in their pulls (filled by the
+    /// directory loop).
+    pub documents: DocumentCache,
+}
+
+/// How many epochs' documents a [`DocumentCache`] keeps.
+pub const CACHED_DOCUMENTS: usize = 4;
+
+/// The directory documents a gateway serves its clients: the authorities' signed bytes of the
+/// last [`CACHED_DOCUMENTS`] epochs, each verified by the gateway's directory loop before it is
+/// inserted (clients verify them again against their own network file). Shared between the
+/// directory loop and the client sessions.
+#[derive(Debug, Clone, Default)]
+pub struct DocumentCache(Arc<RwLock<BTreeMap<u64, Arc<[u8]>>>>);
+
+impl DocumentCache {
+    /// Keeps the document of `epoch` (dropping the oldest beyond [`CACHED_DOCUMENTS`]).
+    pub fn insert(&self, epoch: u64, bytes: Vec<u8>) {
+        if let Ok(mut m) = self.0.write() {
+            m.insert(epoch, bytes.into());
+            while m.len() > CACHED_DOCUMENTS {
+                m.pop_first();
+            }
+        }
+    }
+
+    /// The document of `epoch`, if held.
+    pub fn get(&self, epoch: u64) -> Option<Arc<[u8]>> {
+        self.0.read().ok().and_then(|m| m.get(&epoch).cloned())
+    }
+
+    /// The epochs held, oldest first.
+    pub fn epochs(&self) -> Vec<u64> {
+        self.0.read().map(|m| m.keys().copied().collect()).unwrap_or_default()
+    }
 }
 
 /// Counters of the runtime itself.
@@ -85,6 +126,14 @@ pub struct GatewayRuntimeMetrics {
     pub link_queue_full: AtomicU64,
     /// The replay log's counters (zero without one).
     pub replay_log: Arc<ReplayLogMetrics>,
+    /// Client pulls answered.
+    pub client_pulls: AtomicU64,
+    /// Directory document chunks sent to clients.
+    pub document_chunks: AtomicU64,
+    /// Client registrations refused (a session's bound of mailboxes reached).
+    pub registrations_refused: AtomicU64,
+    /// Client requests of another protocol version.
+    pub version_mismatches: AtomicU64,
 }
 
 /// Every counter of a running gateway.
@@ -194,15 +243,19 @@ async fn spawn<S: MailboxStore>(
     // Clients: packets into the network, and control requests served directly on the store.
     let tx = events_tx.clone();
     let (client_store, client_metrics) = (store.clone(), metrics.clone());
+    let docs = config.documents.clone();
+    // Chunk length: what fits a control frame after a `DocChunk`'s 19 header bytes.
+    let chunk_len = config.link.frame_size.max_control_len().saturating_sub(19).clamp(1, MAX_CHUNK_LEN);
     let accept_clients = accept_loop(clients, shutdown_rx.clone(), move |conn| {
-        let (tx, store, m) = (tx.clone(), client_store.clone(), client_metrics.clone());
+        let (tx, store, m, docs) = (tx.clone(), client_store.clone(), client_metrics.clone(), docs.clone());
         let (_, reply, mut rx) = conn.split();
         tokio::spawn(async move {
-            let mut session = ClientSession::default();
+            let mut session = PullServer::new(MAX_SESSION_MAILBOXES);
+            let ctx = ServeContext { docs: &docs, chunk_len, metrics: &m };
             while let Some(frame) = rx.recv().await {
                 if let Frame::Control(bytes) = &frame {
                     m.client_requests.fetch_add(1, Ordering::Relaxed);
-                    for resp in serve(&*store, &mut session, bytes).await {
+                    for resp in serve(&*store, &mut session, bytes, &ctx).await {
                         let Ok(b) = resp.encode() else { continue };
                         if reply.send(Frame::Control(b)).await.is_err() {
                             return;
@@ -247,91 +300,112 @@ async fn spawn<S: MailboxStore>(
 /// Most mailboxes one client connection may register (each costs a store read per pull).
 const MAX_SESSION_MAILBOXES: usize = 4096;
 
-/// What a client connection has registered: its mailboxes, with their credentials, for
-/// [`Request::Pull`].
-#[derive(Default)]
-struct ClientSession {
-    mailboxes: BTreeMap<[u8; 32], [u8; 32]>,
-    /// Which mailbox a pull starts with, so that a busy one cannot starve the others.
-    turn: usize,
+/// What a client session's requests need besides the store.
+struct ServeContext<'a> {
+    docs: &'a DocumentCache,
+    chunk_len: usize,
+    metrics: &'a GatewayRuntimeMetrics,
 }
 
-/// Answers a pull: deletions first, then exactly `limit` frames.
+fn store_code(e: StoreError) -> ErrorCode {
+    match e {
+        StoreError::Unauthorized => ErrorCode::Unauthorized,
+        StoreError::Full { .. } | StoreError::Unavailable { .. } | StoreError::Io { .. } => {
+            ErrorCode::Unavailable
+        }
+        _ => ErrorCode::Internal,
+    }
+}
+
+/// Answers a pull: its operations in order, then exactly `1 + limit` frames.
 async fn pull<S: MailboxStore>(
     store: &S,
-    session: &mut ClientSession,
-    id: u32,
-    limit: u16,
-    done: Vec<([u8; 32], u64)>,
+    session: &mut PullServer,
+    (id, limit, want, ops): (u32, u16, Want, Vec<Op>),
+    ctx: &ServeContext<'_>,
 ) -> Vec<Response> {
-    let limit = usize::from(limit.clamp(1, MAX_PULL_LIMIT));
-    for (mailbox, up_to) in done {
-        if let Some(c) = session.mailboxes.get(&mailbox) {
-            // A failed deletion is harmless: the items come again and the client asks again.
-            let _ = store.delete_up_to(MailboxId(mailbox), &Credential::from_bytes(*c), Seq(up_to)).await;
-        }
+    let now = unix_now();
+    let mut results = [OpResult::Done; PULL_OPS];
+    for (op, result) in ops.iter().zip(results.iter_mut()) {
+        *result = match session.admit(op) {
+            Err(code) => {
+                ctx.metrics.registrations_refused.fetch_add(1, Ordering::Relaxed);
+                OpResult::Failed(code)
+            }
+            Ok(()) => {
+                let r = match *op {
+                    Op::Register { mailbox, credential } => {
+                        store.register(MailboxId(mailbox), &Credential::from_bytes(credential), now).await
+                    }
+                    Op::Unregister { mailbox, credential } => {
+                        store.unregister(MailboxId(mailbox), &Credential::from_bytes(credential)).await
+                    }
+                    Op::Delete { mailbox, credential, up_to } => store
+                        .delete_up_to(MailboxId(mailbox), &Credential::from_bytes(credential), Seq(up_to))
+                        .await
+                        .map(|_| ()),
+                };
+                r.map_or_else(|e| OpResult::Failed(store_code(e)), |()| OpResult::Done)
+            }
+        };
+        session.handle_op_result(op, *result);
     }
-    let n = session.mailboxes.len();
-    let start = if n == 0 { 0 } else { session.turn % n };
-    session.turn = session.turn.wrapping_add(1);
-    let order: Vec<([u8; 32], [u8; 32])> = session
-        .mailboxes
-        .iter()
-        .skip(start)
-        .chain(session.mailboxes.iter().take(start))
-        .map(|(m, c)| (*m, *c))
-        .collect();
+    let doc = if want.epoch == 0 { None } else { ctx.docs.get(want.epoch) };
+    let room = PullServer::item_room(limit, want, doc.as_deref(), ctx.chunk_len);
     let mut items = Vec::new();
     let mut more = false;
-    for (mailbox, c) in order {
-        let room = limit - items.len();
-        if room == 0 && more {
+    for (mailbox, c) in session.fetch_order() {
+        let left = room - items.len();
+        if left == 0 && more {
             break;
         }
         // With no room left, one item is asked for only to learn whether any wait.
-        let want = room + 1;
-        match store.fetch(MailboxId(mailbox), &Credential::from_bytes(c), None, want).await {
+        match store.fetch(MailboxId(mailbox), &Credential::from_bytes(c), None, left + 1).await {
             Ok(msgs) => {
-                more |= msgs.len() > room;
-                items.extend(msgs.into_iter().take(room).map(|m| (mailbox, m)));
+                more |= msgs.len() > left;
+                items.extend(msgs.into_iter().take(left).map(|m| PulledItem {
+                    mailbox,
+                    seq: m.seq.0,
+                    item: m.payload,
+                }));
             }
             Err(_) => more = true,
         }
     }
-    let mut out: Vec<Response> = items
-        .into_iter()
-        .map(|(mailbox, m)| Response::Pulled { id, more, mailbox, seq: m.seq.0, item: m.payload })
-        .collect();
-    while out.len() < limit {
-        out.push(Response::PullPad { id, more });
-    }
+    let out = session.answer(id, limit, more, results, items, want, doc.as_deref(), ctx.chunk_len);
+    ctx.metrics.client_pulls.fetch_add(1, Ordering::Relaxed);
+    let chunks = out.iter().filter(|r| matches!(r, Response::DocChunk { .. })).count();
+    ctx.metrics.document_chunks.fetch_add(chunks as u64, Ordering::Relaxed);
     out
 }
 
 /// Answers one client control request.
-async fn serve<S: MailboxStore>(store: &S, session: &mut ClientSession, bytes: &[u8]) -> Vec<Response> {
-    let Ok(req) = Request::decode(bytes) else {
-        return vec![Response::Error { id: 0, code: ErrorCode::BadRequest }];
+async fn serve<S: MailboxStore>(
+    store: &S,
+    session: &mut PullServer,
+    bytes: &[u8],
+    ctx: &ServeContext<'_>,
+) -> Vec<Response> {
+    let req = match Request::decode(bytes) {
+        Ok(req) => req,
+        Err(ProtoError::Version(_)) => {
+            ctx.metrics.version_mismatches.fetch_add(1, Ordering::Relaxed);
+            return vec![Response::Error { id: 0, code: ErrorCode::Version }];
+        }
+        Err(_) => return vec![Response::Error { id: 0, code: ErrorCode::BadRequest }],
     };
     let now = unix_now();
-    let err = |id: u32, e: StoreError| Response::Error {
-        id,
-        code: match e {
-            StoreError::Unauthorized => ErrorCode::Unauthorized,
-            StoreError::Full { .. } | StoreError::Unavailable { .. } | StoreError::Io { .. } => {
-                ErrorCode::Unavailable
-            }
-            _ => ErrorCode::Internal,
-        },
-    };
+    let err = |id: u32, e: StoreError| Response::Error { id, code: store_code(e) };
     match req {
         Request::Register { id, mailbox, credential } => {
-            if session.mailboxes.len() >= MAX_SESSION_MAILBOXES && !session.mailboxes.contains_key(&mailbox) {
-                return vec![Response::Error { id, code: ErrorCode::Unavailable }];
+            let op = Op::Register { mailbox, credential };
+            if let Err(code) = session.admit(&op) {
+                ctx.metrics.registrations_refused.fetch_add(1, Ordering::Relaxed);
+                return vec![Response::Error { id, code }];
             }
             match store.register(MailboxId(mailbox), &Credential::from_bytes(credential), now).await {
                 Ok(()) => {
-                    session.mailboxes.insert(mailbox, credential);
+                    session.handle_op_result(&op, OpResult::Done);
                     vec![Response::Ok { id }]
                 }
                 Err(e) => vec![err(id, e)],
@@ -340,13 +414,13 @@ async fn serve<S: MailboxStore>(store: &S, session: &mut ClientSession, bytes: &
         Request::Unregister { id, mailbox, credential } => {
             match store.unregister(MailboxId(mailbox), &Credential::from_bytes(credential)).await {
                 Ok(()) => {
-                    session.mailboxes.remove(&mailbox);
+                    session.handle_op_result(&Op::Unregister { mailbox, credential }, OpResult::Done);
                     vec![Response::Ok { id }]
                 }
                 Err(e) => vec![err(id, e)],
             }
         }
-        Request::Pull { id, limit, done } => pull(store, session, id, limit, done).await,
+        Request::Pull { id, limit, want, ops } => pull(store, session, (id, limit, want, ops), ctx).await,
         Request::Fetch { id, mailbox, credential, after, limit } => {
             let limit = usize::from(limit.clamp(1, 256));
             let after = (after > 0).then_some(Seq(after));

@@ -3,7 +3,8 @@
 //! core emits.
 
 pub mod authority;
-pub mod authority_proto;
+/// The authorities' control protocol (shared with clients).
+pub use qanat_network::authority_proto;
 pub mod gateway;
 mod handle;
 mod links;
@@ -14,7 +15,8 @@ pub use authority::{
     AuthorityHandle, AuthorityLink, AuthorityProbe, AuthorityRuntimeConfig, spawn_authority,
 };
 pub use gateway::{
-    GatewayHandle, GatewayProbe, GatewayRuntimeConfig, spawn_gateway, spawn_gateway_with_replay_log,
+    DocumentCache, GatewayHandle, GatewayProbe, GatewayRuntimeConfig, spawn_gateway,
+    spawn_gateway_with_replay_log,
 };
 pub use handle::{RuntimeHandle, Stopped};
 pub use mix::{MixHandle, MixProbe, MixRuntimeConfig, spawn_mix, spawn_mix_with_replay_log};

@@ -250,6 +250,22 @@ pub fn gateway(e: &mut Exposition, p: &GatewayProbe) {
         g(&r.append_failures),
     );
     e.counter("qanat_gateway_client_requests_total", "Client control requests.", g(&r.client_requests));
+    e.counter("qanat_gateway_client_pulls_total", "Client pulls answered.", g(&r.client_pulls));
+    e.counter(
+        "qanat_gateway_document_chunks_total",
+        "Directory document chunks sent to clients in pull answers.",
+        g(&r.document_chunks),
+    );
+    e.counter(
+        "qanat_gateway_registrations_refused_total",
+        "Client registrations refused at a session's bound of mailboxes.",
+        g(&r.registrations_refused),
+    );
+    e.counter(
+        "qanat_gateway_version_mismatches_total",
+        "Client requests of another protocol version.",
+        g(&r.version_mismatches),
+    );
     e.counter(
         "qanat_gateway_fault_dropped_total",
         "Packets dropped by fault injection (gateway.fault_drop_rate; tests only).",

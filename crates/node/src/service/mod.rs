@@ -18,7 +18,8 @@
 //!
 //! Logs name epochs and counts, never a key, address, mailbox or node.
 
-pub mod directory;
+/// Fetching and verifying documents, uploading descriptors (shared with clients).
+pub use qanat_network::directory;
 pub mod epochs;
 pub mod metrics;
 
@@ -26,17 +27,17 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use qanat_link::http::{self, MetricsServer, RenderMetrics};
-use qanat_link::{FrameSize, LinkConfig, LinkMetrics, LinkSecretKey};
+use qanat_link::{LinkConfig, LinkMetrics, LinkSecretKey};
 use qanat_mailbox::redis::{RedisConfig, RedisStore};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
 use qanat_mailbox::{MailboxStore, StoreError};
 use qanat_mixnet::{Gateway, GatewayConfig as CoreGatewayConfig, Mix, MixConfig};
 use qanat_packet::{Geometry, RecipientId, SecretKey};
 use qanat_pki::descriptor::LinkAddress;
-use qanat_pki::{Authority, AuthorityConfig as CoreAuthorityConfig, Epoch, NodeDescriptor, Role, UnixTime};
+use qanat_pki::{Authority, AuthorityConfig as CoreAuthorityConfig, Epoch, NodeDescriptor, Role};
 use rand::SeedableRng as _;
 use rand::rngs::{StdRng, SysRng};
 use rand_core::Rng as _;
@@ -47,8 +48,9 @@ use crate::config::{NodeConfig, RoleConfig, StoreConfig};
 use crate::keys::{KeyStoreError, KeyWindow, NodeKeys};
 use crate::replay_log::{ReplayLog, ReplayLogError};
 use crate::runtime::{
-    AuthorityHandle, AuthorityLink, AuthorityRuntimeConfig, GatewayHandle, GatewayRuntimeConfig, MixHandle,
-    MixRuntimeConfig, Updater, spawn_authority, spawn_gateway_with_replay_log, spawn_mix_with_replay_log,
+    AuthorityHandle, AuthorityLink, AuthorityRuntimeConfig, DocumentCache, GatewayHandle,
+    GatewayRuntimeConfig, MixHandle, MixRuntimeConfig, Updater, spawn_authority,
+    spawn_gateway_with_replay_log, spawn_mix_with_replay_log,
 };
 use directory::{DirectoryClient, RequestError};
 use metrics::{DirectoryStatus, Exposition};
@@ -175,11 +177,7 @@ impl RunningNode {
     }
 }
 
-/// The current wall-clock time. A clock before 1970 reads as 0.
-pub fn wall_now() -> UnixTime {
-    let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    UnixTime::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
-}
+pub use qanat_network::wall_now;
 
 fn os_rng() -> Result<StdRng, ServiceError> {
     StdRng::try_from_rng(&mut SysRng).map_err(|_| ServiceError::Rng)
@@ -191,11 +189,7 @@ async fn resolve(field: &'static str, a: &LinkAddress) -> Result<SocketAddr, Ser
 
 /// The link settings of a network of `geometry`.
 pub fn link_config(geometry: &Geometry) -> Result<LinkConfig, ServiceError> {
-    let size = FrameSize::for_packet_len(geometry.packet_len()).map_err(|_| ServiceError::FrameSize)?;
-    let mut c = LinkConfig::new(size);
-    c.send_queue = c.send_queue.max(4096);
-    c.recv_queue = c.recv_queue.max(4096);
-    Ok(c)
+    qanat_network::link_config(geometry).map_err(|_| ServiceError::FrameSize)
 }
 
 /// Starts the node `config` describes.
@@ -211,6 +205,8 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
     let status = Arc::new(DirectoryStatus::default());
     let started = Instant::now();
     let role = config.role.name();
+    // A gateway's verified documents, which its clients get through their pulls.
+    let mut documents: Option<DocumentCache> = None;
     let mut background = Vec::new();
 
     let (inner, render, client_addr): (Inner, RenderMetrics, Option<SocketAddr>) = match &config.role {
@@ -299,6 +295,8 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
             (Inner::Mix(h), render, None)
         }
         RoleConfig::Gateway(g) => {
+            documents = Some(DocumentCache::default());
+            let documents = documents.clone().unwrap_or_default();
             let id = keys.identity().public().node_id();
             let core = Gateway::new(CoreGatewayConfig::new(id), geometry.clone());
             let log = ReplayLog::open(&config.data_dir, |e| keys.packet_key(Epoch(e)).is_some())?;
@@ -312,6 +310,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                 max_batch: 256,
                 clock: epochs::core_time(wall_now()),
                 fault_drop_rate: g.fault_drop_rate,
+                documents: documents.clone(),
             };
             let h = match &g.store {
                 StoreConfig::Sqlite { path } => {
@@ -405,6 +404,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
             updater,
             status: status.clone(),
             held: BTreeSet::new(),
+            documents: documents.clone(),
             listed: BTreeSet::new(),
             uploaded: BTreeSet::new(),
             last_upload: None,
@@ -470,6 +470,8 @@ struct Agent {
     status: Arc<DirectoryStatus>,
     /// Epochs whose document the runtime has.
     held: BTreeSet<Epoch>,
+    /// A gateway's cache of verified documents, served to its clients.
+    documents: Option<DocumentCache>,
     /// Epochs whose document lists this node.
     listed: BTreeSet<Epoch>,
     /// Epochs whose descriptor a majority of authorities accepted.
@@ -590,6 +592,10 @@ impl Agent {
 
     async fn install(&mut self, doc: &qanat_pki::Document) {
         let e = doc.epoch();
+        // Clients verify it themselves; a gateway relays what verified here too.
+        if let Some(cache) = &self.documents {
+            cache.insert(e.0, doc.to_bytes());
+        }
         let me = self.keys.identity().public().node_id();
         let scheme = self.geometry.scheme();
         let key =

@@ -1,6 +1,6 @@
 //! Talking to the directory authorities: upload a signed descriptor to every authority, fetch
 //! and verify an epoch's document from any one. Each request runs on its own short link
-//! (hybrid-Noise handshake, chunked control messages of [`crate::runtime::authority_proto`], close), with a
+//! (hybrid-Noise handshake, chunked control messages of [`crate::authority_proto`], close), with a
 //! deadline.
 
 use std::future::Future;
@@ -13,8 +13,8 @@ use qanat_link::{Connection, Frame, LinkConfig, LinkMetrics, LinkPublicKey, Link
 use qanat_pki::{AuthoritySet, Document, Epoch, VerifyError};
 use rand_core::Rng;
 
+use crate::authority_proto::{ErrorCode, MAX_RESPONSE_LEN, Message, Reassembler, to_chunks};
 use crate::config::AuthorityPeer;
-use crate::runtime::authority_proto::{ErrorCode, MAX_RESPONSE_LEN, Message, Reassembler, to_chunks};
 
 /// How long one request to one authority may take, handshake included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

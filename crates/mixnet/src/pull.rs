@@ -1,0 +1,372 @@
+//! The pull exchange without IO: what a gateway does with a client's [`Request::Pull`]
+//! ([`PullServer`]) and how a client puts a directory document back together from the chunks
+//! that ride in the answers ([`DocAssembler`]).
+//!
+//! The gateway's runtime owns the store; per pull it asks the core which operations to carry
+//! out ([`PullServer::admit`]), reports each outcome ([`PullServer::handle_op_result`]), fetches
+//! items in the order the core gives ([`PullServer::fetch_order`]) up to
+//! [`PullServer::item_room`], and lets the core build the answer ([`PullServer::answer`]): always
+//! one head and `limit` slots, whatever the store held, whatever the client asked.
+//!
+//! Slots: items first, but when the client lacks a document at most half the slots carry items,
+//! so a client with a backlog still gets the directory it needs to send anything; then chunks of
+//! the wanted document from the chunk the client asked for; then padding.
+
+use std::collections::BTreeMap;
+
+use crate::client_proto::{ErrorCode, MAX_CHUNK_LEN, MAX_PULL_LIMIT, Op, OpResult, PULL_OPS, Response, Want};
+
+/// One stored item for an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledItem {
+    /// Its mailbox.
+    pub mailbox: [u8; 32],
+    /// Its sequence number there.
+    pub seq: u64,
+    /// The stored bytes.
+    pub item: Vec<u8>,
+}
+
+/// Counters of one client session at the gateway.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullMetrics {
+    /// Pulls answered.
+    pub pulls: u64,
+    /// Registrations refused because the session holds [`PullServer::max_mailboxes`] mailboxes.
+    pub registrations_refused: u64,
+    /// Document chunks sent.
+    pub chunks_sent: u64,
+}
+
+/// The gateway's state for one client connection: the mailboxes registered on it.
+#[derive(Debug)]
+pub struct PullServer {
+    mailboxes: BTreeMap<[u8; 32], [u8; 32]>,
+    max_mailboxes: usize,
+    /// Which mailbox a pull starts with, so that a busy one cannot starve the others.
+    turn: usize,
+    metrics: PullMetrics,
+}
+
+/// How many chunks of `chunk_len` bytes `len` bytes make (at least one).
+pub fn chunk_count(len: usize, chunk_len: usize) -> usize {
+    len.div_ceil(chunk_len.max(1)).max(1)
+}
+
+impl PullServer {
+    /// A session that holds at most `max_mailboxes` registrations.
+    pub fn new(max_mailboxes: usize) -> Self {
+        Self { mailboxes: BTreeMap::new(), max_mailboxes, turn: 0, metrics: PullMetrics::default() }
+    }
+
+    /// The bound on registrations.
+    pub fn max_mailboxes(&self) -> usize {
+        self.max_mailboxes
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &PullMetrics {
+        &self.metrics
+    }
+
+    /// How many mailboxes are registered on the session.
+    pub fn len(&self) -> usize {
+        self.mailboxes.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.mailboxes.is_empty()
+    }
+
+    /// Whether the store should carry `op` out; `Err` is the slot's result without the store.
+    pub fn admit(&mut self, op: &Op) -> Result<(), ErrorCode> {
+        match op {
+            Op::Register { mailbox, .. }
+                if self.mailboxes.len() >= self.max_mailboxes && !self.mailboxes.contains_key(mailbox) =>
+            {
+                self.metrics.registrations_refused += 1;
+                Err(ErrorCode::Unavailable)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// What the store did with `op`.
+    pub fn handle_op_result(&mut self, op: &Op, result: OpResult) {
+        match (op, result) {
+            (Op::Register { mailbox, credential }, OpResult::Done) => {
+                self.mailboxes.insert(*mailbox, *credential);
+            }
+            // Gone from the store, or never ours: either way not pulled from any more.
+            (Op::Unregister { mailbox, .. }, OpResult::Done | OpResult::Failed(ErrorCode::Unauthorized)) => {
+                self.mailboxes.remove(mailbox);
+            }
+            _ => {}
+        }
+    }
+
+    /// The mailboxes to fetch from, with their credentials, starting one further each pull.
+    pub fn fetch_order(&mut self) -> Vec<([u8; 32], [u8; 32])> {
+        let n = self.mailboxes.len();
+        let start = if n == 0 { 0 } else { self.turn % n };
+        self.turn = self.turn.wrapping_add(1);
+        self.mailboxes
+            .iter()
+            .skip(start)
+            .chain(self.mailboxes.iter().take(start))
+            .map(|(m, c)| (*m, *c))
+            .collect()
+    }
+
+    /// How many slots of a `limit`-slot answer may carry items, when the client wants `want`
+    /// and the gateway holds `doc` for it.
+    pub fn item_room(limit: u16, want: Want, doc: Option<&[u8]>, chunk_len: usize) -> usize {
+        let limit = usize::from(limit.clamp(1, MAX_PULL_LIMIT));
+        let chunks = Self::chunks_left(want, doc, chunk_len);
+        limit - chunks.min(limit.div_ceil(2))
+    }
+
+    fn chunks_left(want: Want, doc: Option<&[u8]>, chunk_len: usize) -> usize {
+        match doc {
+            Some(d) if want.epoch != 0 => {
+                chunk_count(d.len(), chunk_len).saturating_sub(usize::from(want.from))
+            }
+            _ => 0,
+        }
+    }
+
+    /// The answer to pull `id`: one [`Response::PullHead`] with `results`, then exactly `limit`
+    /// slots (clamped to 1..=[`MAX_PULL_LIMIT`]): `items` (beyond [`PullServer::item_room`]
+    /// they are left for the next pull, and `more` set), chunks of `doc` (the document of
+    /// `want.epoch`, if the gateway holds it) from `want.from` on, then padding. `chunk_len` is
+    /// at most [`MAX_CHUNK_LEN`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn answer(
+        &mut self,
+        id: u32,
+        limit: u16,
+        mut more: bool,
+        results: [OpResult; PULL_OPS],
+        mut items: Vec<PulledItem>,
+        want: Want,
+        doc: Option<&[u8]>,
+        chunk_len: usize,
+    ) -> Vec<Response> {
+        self.metrics.pulls += 1;
+        let chunk_len = chunk_len.clamp(1, MAX_CHUNK_LEN);
+        let slots = usize::from(limit.clamp(1, MAX_PULL_LIMIT));
+        let room = Self::item_room(limit, want, doc, chunk_len);
+        if items.len() > room {
+            items.truncate(room);
+            more = true;
+        }
+        let mut out = Vec::with_capacity(1 + slots);
+        out.push(Response::PullHead { id, more, results });
+        out.extend(items.into_iter().map(|p| Response::Pulled {
+            id,
+            more,
+            mailbox: p.mailbox,
+            seq: p.seq,
+            item: p.item,
+        }));
+        if let Some(d) = doc.filter(|_| want.epoch != 0) {
+            let count = chunk_count(d.len(), chunk_len);
+            if let Ok(count16) = u16::try_from(count) {
+                let mut index = usize::from(want.from);
+                while out.len() < 1 + slots && index < count {
+                    let start = index * chunk_len;
+                    let bytes = d.get(start..(start + chunk_len).min(d.len())).unwrap_or_default().to_vec();
+                    // `index < count <= u16::MAX`.
+                    let index16 = u16::try_from(index).unwrap_or(u16::MAX);
+                    out.push(Response::DocChunk {
+                        id,
+                        epoch: want.epoch,
+                        index: index16,
+                        count: count16,
+                        bytes,
+                    });
+                    self.metrics.chunks_sent += 1;
+                    index += 1;
+                }
+            }
+        }
+        while out.len() < 1 + slots {
+            out.push(Response::PullPad { id, more });
+        }
+        out
+    }
+}
+
+/// Why a chunk was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChunkError {
+    /// The chunk is for another epoch than the one being assembled.
+    #[error("a chunk of another epoch")]
+    Epoch,
+    /// Out of order, or its count differs from the earlier chunks'.
+    #[error("a chunk out of order")]
+    Order,
+    /// The document would be longer than allowed.
+    #[error("the document is too long")]
+    TooLong,
+}
+
+/// Puts one epoch's document together from its chunks, in order, under a length bound.
+#[derive(Debug, Clone)]
+pub struct DocAssembler {
+    epoch: u64,
+    count: u16,
+    next: u16,
+    bytes: Vec<u8>,
+    max_len: usize,
+}
+
+impl DocAssembler {
+    /// Assembles the document of `epoch`, at most `max_len` bytes.
+    pub fn new(epoch: u64, max_len: usize) -> Self {
+        Self { epoch, count: 0, next: 0, bytes: Vec::new(), max_len }
+    }
+
+    /// The epoch being assembled.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// What to ask for next.
+    pub fn want(&self) -> Want {
+        Want { epoch: self.epoch, from: self.next }
+    }
+
+    /// Adds a chunk; the document's bytes once the last chunk arrived. A chunk already held is
+    /// ignored (`Ok(None)`).
+    pub fn push(
+        &mut self,
+        epoch: u64,
+        index: u16,
+        count: u16,
+        chunk: &[u8],
+    ) -> Result<Option<Vec<u8>>, ChunkError> {
+        if epoch != self.epoch {
+            return Err(ChunkError::Epoch);
+        }
+        if index < self.next {
+            return Ok(None);
+        }
+        if index != self.next || (self.next > 0 && count != self.count) || index >= count {
+            return Err(ChunkError::Order);
+        }
+        if self.bytes.len() + chunk.len() > self.max_len {
+            self.reset();
+            return Err(ChunkError::TooLong);
+        }
+        self.count = count;
+        self.bytes.extend_from_slice(chunk);
+        self.next += 1;
+        if self.next == self.count {
+            let doc = std::mem::take(&mut self.bytes);
+            self.reset();
+            return Ok(Some(doc));
+        }
+        Ok(None)
+    }
+
+    /// Starts over (after a document that did not verify, for instance).
+    pub fn reset(&mut self) {
+        self.count = 0;
+        self.next = 0;
+        self.bytes.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(m: u8) -> Op {
+        Op::Register { mailbox: [m; 32], credential: [m; 32] }
+    }
+
+    #[test]
+    fn answers_have_one_shape_whatever_is_waiting() {
+        let mut s = PullServer::new(4);
+        let doc = vec![7u8; 2500];
+        let item = |m: u8, seq| PulledItem { mailbox: [m; 32], seq, item: vec![m; 10] };
+        for (items, want) in [
+            (vec![], Want::default()),
+            (vec![item(1, 1)], Want::default()),
+            ((0..10).map(|i| item(1, i)).collect(), Want { epoch: 3, from: 0 }),
+            (vec![], Want { epoch: 3, from: 1 }),
+        ] {
+            let a = s.answer(1, 4, false, [OpResult::Done; PULL_OPS], items, want, Some(&doc), 1000);
+            assert_eq!(a.len(), 5);
+            assert!(matches!(a[0], Response::PullHead { .. }));
+        }
+    }
+
+    #[test]
+    fn a_backlog_leaves_room_for_the_document() {
+        let doc = vec![7u8; 2500];
+        let items: Vec<PulledItem> =
+            (0..10).map(|i| PulledItem { mailbox: [1; 32], seq: i, item: vec![1] }).collect();
+        let want = Want { epoch: 3, from: 0 };
+        assert_eq!(PullServer::item_room(4, want, Some(&doc), 1000), 2);
+        let a =
+            PullServer::new(4).answer(1, 4, false, [OpResult::Done; PULL_OPS], items, want, Some(&doc), 1000);
+        let chunks: Vec<_> = a.iter().filter(|r| matches!(r, Response::DocChunk { .. })).collect();
+        assert_eq!(chunks.len(), 2);
+        assert!(matches!(a[1], Response::Pulled { more: true, .. }));
+    }
+
+    #[test]
+    fn a_document_comes_back_whole_in_order() {
+        let doc: Vec<u8> = (0..2500u32).map(|i| i as u8).collect();
+        let mut s = PullServer::new(4);
+        let mut asm = DocAssembler::new(3, 10_000);
+        let mut got = None;
+        for _ in 0..5 {
+            for r in s.answer(1, 2, false, [OpResult::Done; PULL_OPS], vec![], asm.want(), Some(&doc), 1000) {
+                if let Response::DocChunk { epoch, index, count, bytes, .. } = r
+                    && let Some(d) = asm.push(epoch, index, count, &bytes).unwrap()
+                {
+                    got = Some(d);
+                }
+            }
+            if got.is_some() {
+                break;
+            }
+        }
+        assert_eq!(got, Some(doc));
+    }
+
+    #[test]
+    fn the_assembler_refuses_what_does_not_fit() {
+        let mut a = DocAssembler::new(3, 1500);
+        assert_eq!(a.push(4, 0, 2, &[0; 10]), Err(ChunkError::Epoch));
+        assert_eq!(a.push(3, 1, 2, &[0; 10]), Err(ChunkError::Order));
+        assert_eq!(a.push(3, 0, 0, &[0; 10]), Err(ChunkError::Order));
+        assert_eq!(a.push(3, 0, 2, &[0; 1000]), Ok(None));
+        assert_eq!(a.push(3, 0, 2, &[0; 1000]), Ok(None), "a repeat is ignored");
+        assert_eq!(a.push(3, 1, 3, &[0; 10]), Err(ChunkError::Order));
+        assert_eq!(a.push(3, 1, 2, &[0; 1000]), Err(ChunkError::TooLong));
+        assert_eq!(a.want(), Want { epoch: 3, from: 0 });
+    }
+
+    #[test]
+    fn registrations_are_bounded_and_counted() {
+        let mut s = PullServer::new(2);
+        for m in 1..=3 {
+            let op = reg(m);
+            let r = match s.admit(&op) {
+                Ok(()) => OpResult::Done,
+                Err(c) => OpResult::Failed(c),
+            };
+            s.handle_op_result(&op, r);
+        }
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.metrics().registrations_refused, 1);
+        s.handle_op_result(&Op::Unregister { mailbox: [1; 32], credential: [1; 32] }, OpResult::Done);
+        assert_eq!(s.fetch_order().len(), 1);
+    }
+}

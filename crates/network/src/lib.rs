@@ -1,0 +1,43 @@
+//! What Qanat's clients and nodes share about a network: the network file and `[network]` table
+//! ([`config`]), the link settings of a geometry ([`link_config`]), the authorities' chunked
+//! control protocol ([`authority_proto`]) and fetching and verifying their documents
+//! ([`directory`]).
+//!
+//! This crate exists so that the client core (`qanat-client`) needs no node code: no mailbox
+//! store, no Redis, no node runtime. A phone build takes `qanat-client` and, through it, only
+//! this crate, the IO-free cores and `qanat-link`.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod authority_proto;
+pub mod config;
+pub mod directory;
+
+use std::time::SystemTime;
+
+use qanat_link::{FrameSize, LinkConfig};
+use qanat_packet::Geometry;
+use qanat_pki::UnixTime;
+
+pub use config::{AuthorityPeer, ClientGateway, ClientNetwork, ConfigError, NetworkConfig};
+
+/// The current wall-clock time. A clock before 1970 reads as 0.
+pub fn wall_now() -> UnixTime {
+    let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    UnixTime::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+/// No link frame size carries the network's packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no link frame size fits the network's packets; check [network] nr_hops and forward_payload_len")]
+pub struct NoFrameSize;
+
+/// The link settings of a network of `geometry`.
+pub fn link_config(geometry: &Geometry) -> Result<LinkConfig, NoFrameSize> {
+    let size = FrameSize::for_packet_len(geometry.packet_len()).map_err(|_| NoFrameSize)?;
+    let mut c = LinkConfig::new(size);
+    c.send_queue = c.send_queue.max(4096);
+    c.recv_queue = c.recv_queue.max(4096);
+    Ok(c)
+}
