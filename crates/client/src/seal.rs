@@ -1,6 +1,6 @@
 //! Sealed mailbox items: what a gateway stores is, to it, random bytes of one length.
 //!
-//! Every packet a client sends to a mailbox is built with [`Sphinx::new_opaque_packet`]: its last
+//! Every packet a client sends to a mailbox is built with [`Sphinx::new_opaque_packet`](qanat_packet::Sphinx::new_opaque_packet): its last
 //! hop carries a SURB-reply command with a fresh random identifier, and its whole payload (the
 //! Sphinx payload tag included, `payload_tag_len + forward_payload_len` bytes) is the *sealed
 //! body*. A reply made from a SURB (an acknowledgement) has the same form: a random identifier

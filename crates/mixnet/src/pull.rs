@@ -1,4 +1,4 @@
-//! The pull exchange without IO: what a gateway does with a client's [`Request::Pull`]
+//! The pull exchange without IO: what a gateway does with a client's [`Request::Pull`](crate::client_proto::Request::Pull)
 //! ([`PullServer`]) and how a client puts a directory document back together from the chunks
 //! that ride in the answers ([`DocAssembler`]).
 //!

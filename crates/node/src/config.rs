@@ -3,7 +3,7 @@
 //! Reading a config is two steps. Serde parses the text into a raw mirror of the file (every
 //! table `deny_unknown_fields`, so a misspelt key is an error rather than a silently ignored
 //! setting); then [`validate`](NodeConfig::from_toml_str) turns it into a [`NodeConfig`] whose
-//! fields are parsed types ([`LinkAddress`], [`IdentityKey`], [`LinkPublicKey`], [`Duration`],
+//! fields are parsed types ([`LinkAddress`], [`IdentityKey`], [`LinkPublicKey`](qanat_link::LinkPublicKey), [`Duration`],
 //! [`Parameters`]), never strings. Every [`ConfigError`] names the file, the field (a dotted path
 //! such as `network.authorities[1].link_key`) and what to do about it.
 //!
