@@ -141,16 +141,7 @@ impl GatewaySession {
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         loop {
-            let frame = tokio::time::timeout_at(deadline, self.conn.recv())
-                .await
-                .map_err(|_| GatewayError::Timeout)?
-                .ok_or(GatewayError::Link)?;
-            let Frame::Control(b) = frame else { continue };
-            let r = match Response::decode(&b) {
-                Ok(r) => r,
-                Err(ProtoError::Version(_)) => return Err(GatewayError::Version),
-                Err(_) => return Err(GatewayError::Link),
-            };
+            let r = self.next_response(deadline).await?;
             // A refusal of a request it could not read carries id 0.
             if r.id() != id && !matches!(r, Response::Error { id: 0, .. }) {
                 // An answer to an earlier request that timed out.
@@ -173,6 +164,22 @@ impl GatewaySession {
         }
     }
 
+    /// The next control frame from the gateway, decoded, by `deadline`.
+    async fn next_response(&mut self, deadline: tokio::time::Instant) -> Result<Response, GatewayError> {
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.conn.recv())
+                .await
+                .map_err(|_| GatewayError::Timeout)?
+                .ok_or(GatewayError::Link)?;
+            let Frame::Control(b) = frame else { continue };
+            return match Response::decode(&b) {
+                Ok(r) => Ok(r),
+                Err(ProtoError::Version(_)) => Err(GatewayError::Version),
+                Err(_) => Err(GatewayError::Link),
+            };
+        }
+    }
+
     async fn ask(&mut self, make: impl FnOnce(u32) -> Request) -> Result<Vec<Response>, GatewayError> {
         self.ask_n(make, None).await
     }
@@ -189,16 +196,7 @@ impl GatewaySession {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         let mut out = Vec::with_capacity(frames);
         while out.len() < frames {
-            let frame = tokio::time::timeout_at(deadline, self.conn.recv())
-                .await
-                .map_err(|_| GatewayError::Timeout)?
-                .ok_or(GatewayError::Link)?;
-            let Frame::Control(b) = frame else { continue };
-            let r = match Response::decode(&b) {
-                Ok(r) => r,
-                Err(ProtoError::Version(_)) => return Err(GatewayError::Version),
-                Err(_) => return Err(GatewayError::Link),
-            };
+            let r = self.next_response(deadline).await?;
             match r {
                 Response::Error { code: ErrorCode::Version, .. } => return Err(GatewayError::Version),
                 Response::Error { code, .. } => return Err(GatewayError::Refused(code)),

@@ -409,10 +409,6 @@ struct Settings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct OutRec {
     route: RouteRec,
-    /// Our mailbox the acknowledgements come back to (the home mailbox: acknowledgements of
-    /// messages to every contact and a share of the loops land there together; see
-    /// docs/EVALUATION.md for why not the thread's own mailbox).
-    reply_to: [u8; 32],
     bytes: Vec<u8>,
     history: Option<Vec<u8>>,
 }
@@ -761,7 +757,7 @@ impl Engine {
                 self.out_recs.iter().map(|(k, v)| (*k, v.clone())).collect();
             recs.sort_by_key(|(id, _)| id.0);
             for (id, rec) in recs {
-                let reply = RecipientId(rec.reply_to);
+                let reply = RecipientId(self.settings.home_mailbox);
                 self.outbox.queue_as(id, &geometry, rec.route.route(), reply, &rec.bytes)?;
             }
         }
@@ -912,19 +908,14 @@ impl Engine {
                 seal: inv.seal_key().0,
             };
             thread.peer_route = Some(route);
-            let rec = OutRec {
-                route,
-                reply_to: self.settings.home_mailbox,
-                bytes: Outer::Answer(a.answer.clone()).encode(),
-                history: None,
-            };
+            let rec = OutRec { route, bytes: Outer::Answer(a.answer.clone()).encode(), history: None };
             tx.put(NS_THREAD, &thread.id, &json(&thread))?;
             tx.put(NS_JOIN, &thread.id, &join_saved)?;
             tx.put(NS_OUT, &out_id, &json(&rec))?;
             Ok::<_, EngineError>((a.mailbox, rec))
         })?;
         let _ = accepted_mailbox;
-        let reply = RecipientId(rec.reply_to);
+        let reply = RecipientId(self.settings.home_mailbox);
         self.outbox.queue_as(MessageId(out_id), &geometry, rec.route.route(), reply, &rec.bytes)?;
         self.out_recs.insert(MessageId(out_id), rec);
         self.registrations.push(MailboxAccess { mailbox: thread.mailbox, credential: thread.credential });
@@ -1156,10 +1147,7 @@ impl Engine {
         let h = hex(m.as_bytes());
         let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
         match th.roster.get(&h).copied() {
-            Some(route) => {
-                let reply_to = self.settings.home_mailbox;
-                self.queue_out(route, reply_to, bytes, history, rng)
-            }
+            Some(route) => self.queue_out(route, bytes, history, rng),
             None => {
                 th.awaiting.entry(h).or_default().push(bytes);
                 self.save_thread(t);
@@ -1168,21 +1156,28 @@ impl Engine {
         }
     }
 
-    /// Queues `bytes` for `route`; acknowledgements come back to our mailbox `reply_to`.
+    /// Queues `bytes` for `route`. Acknowledgements come back to the home mailbox, where those of
+    /// messages to every contact and a share of the loops land together (docs/EVALUATION.md says
+    /// why not the thread's own mailbox).
     fn queue_out<R: CryptoRng>(
         &mut self,
         route: RouteRec,
-        reply_to: [u8; 32],
         bytes: Vec<u8>,
         history: Option<Vec<u8>>,
         rng: &mut R,
     ) -> Result<(), EngineError> {
         let mut id = [0u8; 16];
         rng.fill_bytes(&mut id);
-        let rec = OutRec { route, reply_to, bytes, history };
+        let rec = OutRec { route, bytes, history };
         if let Some(net) = &self.network {
             let g = net.sphinx.geometry().clone();
-            self.outbox.queue_as(MessageId(id), &g, route.route(), RecipientId(reply_to), &rec.bytes)?;
+            self.outbox.queue_as(
+                MessageId(id),
+                &g,
+                route.route(),
+                RecipientId(self.settings.home_mailbox),
+                &rec.bytes,
+            )?;
         }
         self.writes.push(Write::Put(NS_OUT, id.to_vec(), json(&rec)));
         self.out_recs.insert(MessageId(id), rec);
@@ -1728,8 +1723,7 @@ impl Engine {
         let h = hex(m.as_bytes());
         if th.kind == Kind::Contact {
             if let Some(route) = th.roster.get(&h).copied() {
-                let reply_to = self.settings.home_mailbox;
-                self.queue_out(route, reply_to, Outer::Welcome(welcome.to_vec()).encode(), None, rng)?;
+                self.queue_out(route, Outer::Welcome(welcome.to_vec()).encode(), None, rng)?;
             }
             return Ok(());
         }
@@ -1831,7 +1825,7 @@ impl Engine {
                 // member has spoken for itself.
                 let own = sender.as_bytes() == &r.member;
                 let h = hex(&r.member);
-                let (waiting, reply_to) = {
+                let waiting = {
                     let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
                     let known = th.roster.contains_key(&h);
                     let is_self = self.convs.get(&t).is_some_and(|c| c.own_id().as_bytes() == &r.member);
@@ -1840,12 +1834,12 @@ impl Engine {
                         return Ok(());
                     }
                     th.roster.insert(h.clone(), RouteRec::of_entry(&r));
-                    (th.awaiting.remove(&h).unwrap_or_default(), self.settings.home_mailbox)
+                    th.awaiting.remove(&h).unwrap_or_default()
                 };
                 self.save_thread(t);
                 let route = RouteRec::of_entry(&r);
                 for b in waiting {
-                    self.queue_out(route, reply_to, b, None, rng)?;
+                    self.queue_out(route, b, None, rng)?;
                 }
                 Ok(())
             }

@@ -515,3 +515,42 @@ fn an_unanswered_invitation_expires_and_its_mailbox_goes() {
     let now = w.now;
     w.clients[0].e().invite("bob", now, &mut w.rng).unwrap();
 }
+
+#[test]
+fn a_member_cannot_move_another_members_route() {
+    // A hostile member (B) announces a ROUTE for C pointing at B's own mailbox under a seal key B
+    // chose: A keeps C's route (C spoke for itself when it joined), and C still gets A's messages.
+    let mut w = World::new(7, 0.0, &[1, 2, 1]);
+    w.connect(0, "ann", 1, "b");
+    w.connect(0, "ann", 2, "c");
+    w.clients[0].e().create_group("team", &mut w.rng).unwrap();
+    for (c, name) in [(1, "b"), (2, "c")] {
+        let now = w.now;
+        w.clients[0].e().group_add("team", name, now, &mut w.rng).unwrap();
+        w.run_until(Duration::from_secs(120), |w| {
+            w.clients[c].events.contains(&EngineEvent::GroupJoined { name: "team".into() })
+        });
+    }
+    w.run_for(Duration::from_secs(10));
+    let group = |e: &mut Engine| e.threads.values().find(|t| t.name == "team").map(|t| t.id).unwrap();
+    let (ta, tb, tc) = (group(w.clients[0].e()), group(w.clients[1].e()), group(w.clients[2].e()));
+    let c_member = *w.clients[2].e().convs[&tc].own_id().as_bytes();
+    let c_route = w.clients[0].e().threads[&ta].roster[&hex(&c_member)];
+    let b = w.clients[1].e();
+    let forged = Content::Route(RouteEntry {
+        member: c_member,
+        gateway: b.settings.gateway,
+        mailbox: b.threads[&tb].mailbox,
+        seal: [7; 32],
+    });
+    let now = w.now;
+    let rejected = w.clients[0].e().stats().rejected;
+    w.clients[1].e().send_content(tb, &forged, None, now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(120), |w| {
+        w.clients[0].engine.as_ref().unwrap().stats().rejected > rejected
+    });
+    assert_eq!(w.clients[0].e().threads[&ta].roster[&hex(&c_member)], c_route, "C's route unchanged");
+    let now = w.now;
+    w.clients[0].e().send("team", "still for c", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(120), |w| w.clients[2].texts().iter().any(|t| t.2 == "still for c"));
+}
