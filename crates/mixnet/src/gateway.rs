@@ -14,14 +14,36 @@
 //! end to the mailbox's owner), as a reply made from a SURB is, so every item has one length and
 //! is random bytes to the gateway: it learns the mailbox and the arrival time, not the kind of
 //! packet. A last hop without a SURB-reply command (a packet whose payload the gateway would
-//! read) is refused (acknowledged, never stored) and counted. The message id is the packet's replay tag at this hop, so a
-//! packet retransmitted by the last mix is stored once.
+//! read) is refused (acknowledged, never stored) and counted. The message id is the packet's
+//! replay tag at this hop.
+//!
+//! # Acknowledgements that cannot lie, and answers for what can never be stored
+//!
+//! The last mix keeps a packet and sends it again until it is acknowledged (or gives up, see
+//! [`crate::resend`]), so the gateway answers every packet it will *never* store, so that the mix
+//! forgets it, and stays silent only about what may succeed later:
+//!
+//! - **acknowledged after the write is durable**: a packet for a mailbox;
+//! - **acknowledged at once, nothing stored**: a packet no live key unwraps
+//!   ([`Refusal::Malformed`]), a packet misrouted here (a next hop outside layer 1, or neither a
+//!   next hop nor a mailbox: [`Refusal::Misrouted`]), a last hop whose payload would be readable
+//!   ([`Refusal::Unsealed`]), a mix's loop seen before ([`Egress::Replayed`]), a packet whose
+//!   write is already durable ([`Egress::AlreadyStored`]); a write the store rejects for good
+//!   (unknown mailbox, quota) is acknowledged once the store says so;
+//! - **not acknowledged**: no live key at all (the gateway may be behind on keys), the gateway's
+//!   own backlog or queue full, a write that failed: the mix sends it again.
+//!
+//! **One store write per packet**, however often the mix resends it: a packet whose write is in
+//! flight joins that write (it is acknowledged when the write is), and a packet whose write is
+//! durable (or rejected) is acknowledged at once from memory of the last
+//! [`GatewayConfig::remembered_stores`] such writes. Beyond that memory, or after a restart, a
+//! resend is written again and the store de-duplicates it by message id.
 //!
 //! Replay protection across restarts works as in [`crate::Mix`] ([`Gateway::enable_replay_log`]):
 //! packets forwarded into layer 1 (clients' packets, mixes' loops passing through) leave only
 //! once their tags are durable in the node's replay log.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use qanat_packet::{Geometry, NodeId, RecipientId, ReplayTag, SecretKey, Sphinx, SurbId};
@@ -46,6 +68,9 @@ pub struct GatewayConfig {
     pub replay_capacity: u64,
     /// The replay filter's false-positive rate.
     pub replay_false_positive_rate: f64,
+    /// How many settled writes (durable or rejected) are remembered by message id, so that a
+    /// resend of one is acknowledged without another write.
+    pub remembered_stores: usize,
 }
 
 impl GatewayConfig {
@@ -58,6 +83,7 @@ impl GatewayConfig {
             max_pending_stores: 50_000,
             replay_capacity: crate::replay::DEFAULT_CAPACITY,
             replay_false_positive_rate: crate::replay::DEFAULT_FALSE_POSITIVE_RATE,
+            remembered_stores: 100_000,
         }
     }
 }
@@ -115,9 +141,23 @@ pub enum Egress {
     /// A loop passing through that was forwarded before (a retransmission, or a replay):
     /// dropped, counted as a replay, and acknowledged at once so that the mix stops resending it.
     Replayed,
-    /// Refused for good (a last hop whose payload the gateway could read: never stored);
-    /// acknowledged at once, so the last mix forgets it instead of sending it again.
-    Refused,
+    /// Refused for good (never stored); acknowledged at once, so the last mix forgets it instead
+    /// of sending it again.
+    Refused(Refusal),
+    /// A resend of a packet whose write is already durable (or rejected for good): acknowledged
+    /// at once, not written again.
+    AlreadyStored,
+}
+
+/// Why a packet from a mix was refused for good (and acknowledged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No live key unwraps it.
+    Malformed,
+    /// Misrouted here: a next hop outside the first layer, or neither a next hop nor a mailbox.
+    Misrouted,
+    /// A last hop without a SURB-reply command: its payload would not be opaque to the gateway.
+    Unsealed,
 }
 
 /// What is stored in a mailbox for one packet: `id (16) ‖ body`, one length for every item of a
@@ -195,7 +235,25 @@ pub struct GatewayMetrics {
     pub replay_log_full: u64,
     /// Dropped: a last hop without a SURB-reply command (its payload would not be opaque).
     pub dropped_unsealed: u64,
+    /// Packets from mixes refused (and acknowledged): no live key unwraps them.
+    pub refused_malformed: u64,
+    /// Packets from mixes refused (and acknowledged): misrouted.
+    pub refused_misrouted: u64,
+    /// Resends from mixes answered without a new write (joined to the write in flight, or
+    /// acknowledged from memory of a settled one).
+    pub duplicate_stores: u64,
 }
+
+/// A write in flight.
+struct Pending {
+    message_id: [u8; 32],
+    /// Whom to acknowledge (the first send, and resends that came while the write was in flight).
+    waiters: Vec<Ack>,
+}
+
+/// Most resends of one packet waiting on its write (beyond it a resend is not answered; the mix
+/// sends it again later).
+const MAX_WAITERS: usize = 8;
 
 /// A gateway's state.
 pub struct Gateway {
@@ -205,7 +263,13 @@ pub struct Gateway {
     topologies: Vec<Topology>,
     queue: DelayQueue,
     next_token: u64,
-    pending: HashMap<StoreToken, (NodeId, AckToken)>,
+    /// Writes in flight: the message id and whom to acknowledge once durable.
+    pending: HashMap<StoreToken, Pending>,
+    /// The write in flight of each message id.
+    in_flight: HashMap<[u8; 32], StoreToken>,
+    /// Message ids of settled writes (durable or rejected), oldest first in `settled_order`.
+    settled: HashSet<[u8; 32]>,
+    settled_order: VecDeque<[u8; 32]>,
     stores: VecDeque<StoreRequest>,
     acks: VecDeque<Ack>,
     metrics: GatewayMetrics,
@@ -231,6 +295,9 @@ impl Gateway {
             queue: DelayQueue::default(),
             next_token: 0,
             pending: HashMap::new(),
+            in_flight: HashMap::new(),
+            settled: HashSet::new(),
+            settled_order: VecDeque::new(),
             stores: VecDeque::new(),
             acks: VecDeque::new(),
             metrics: GatewayMetrics::default(),
@@ -329,8 +396,8 @@ impl Gateway {
     }
 
     /// A packet from a mix, which wants it acknowledged with `token` once the gateway has taken
-    /// responsibility for it. A retransmission of a packet already stored is stored again under
-    /// the same message id (the store de-duplicates) and acknowledged again.
+    /// responsibility for it (see the module docs for what is answered when). `Err` means no
+    /// answer: the mix sends the packet again.
     pub fn handle_mix_packet(
         &mut self,
         now: Time,
@@ -339,23 +406,30 @@ impl Gateway {
         packet: Vec<u8>,
     ) -> Result<Egress, Dropped> {
         self.metrics.egress += 1;
+        let ack = Ack { to: from, token };
         if self.pending.len() >= self.config.max_pending_stores {
             self.metrics.refused_backlog += 1;
             return Err(Dropped::QueueFull);
         }
         // Replays are not dropped up front here: a retransmission from the last layer must be
-        // acknowledged again. Replayed *forwarding* packets are still dropped below.
-        let (out, packet, fresh) =
-            self.keys.unwrap(&self.sphinx, now, packet, false).map_err(|e| self.count(e))?;
+        // answered again. Replayed *forwarding* packets are still dropped below.
+        let (out, packet, fresh) = match self.keys.unwrap(&self.sphinx, now, packet, false) {
+            Ok(x) => x,
+            Err(e @ RingError::Malformed(_)) => {
+                self.count(e);
+                return Ok(self.refuse(ack, Refusal::Malformed));
+            }
+            Err(e) => return Err(self.count(e)),
+        };
         if let Some(next) = out.commands.next_hop {
             if !self.is_first_layer(&next.id) {
                 self.metrics.dropped_misrouted += 1;
-                return Err(Dropped::Terminal);
+                return Ok(self.refuse(ack, Refusal::Misrouted));
             }
             if !fresh {
                 // Seen before: forwarding it again would let its output be traced.
                 self.metrics.dropped_replay += 1;
-                self.acks.push_back(Ack { to: from, token });
+                self.acks.push_back(ack);
                 return Ok(Egress::Replayed);
             }
             if self.queue.len() >= self.config.max_queue {
@@ -365,25 +439,70 @@ impl Gateway {
             let at = now + requested_delay(&out, self.config.max_delay);
             let hold = self.keys.hold();
             self.queue.push(now, at, next.id, packet, hold);
-            self.acks.push_back(Ack { to: from, token });
+            self.acks.push_back(ack);
             return Ok(Egress::Forwarded);
         }
         let Some(mailbox) = out.commands.recipient else {
             self.metrics.dropped_misrouted += 1;
-            return Err(Dropped::Terminal);
+            return Ok(self.refuse(ack, Refusal::Misrouted));
         };
         let Some(id) = out.commands.surb_reply else {
             self.metrics.dropped_unsealed += 1;
-            self.acks.push_back(Ack { to: from, token });
-            return Ok(Egress::Refused);
+            return Ok(self.refuse(ack, Refusal::Unsealed));
         };
-        let body = out.payload(&packet).ok_or(Dropped::Terminal)?.to_vec();
-        let item = MailboxItem { id, body }.encode();
+        let message_id = out.replay_tag.0;
+        if let Some(&st) = self.in_flight.get(&message_id) {
+            self.metrics.duplicate_stores += 1;
+            if let Some(p) = self.pending.get_mut(&st)
+                && !p.waiters.contains(&ack)
+            {
+                if p.waiters.len() >= MAX_WAITERS {
+                    return Err(Dropped::QueueFull);
+                }
+                p.waiters.push(ack);
+            }
+            return Ok(Egress::Storing(st));
+        }
+        if self.settled.contains(&message_id) {
+            self.metrics.duplicate_stores += 1;
+            self.acks.push_back(ack);
+            return Ok(Egress::AlreadyStored);
+        }
+        let Some(body) = out.payload(&packet) else {
+            self.metrics.dropped_malformed += 1;
+            return Ok(self.refuse(ack, Refusal::Malformed));
+        };
+        let item = MailboxItem { id, body: body.to_vec() }.encode();
         self.next_token += 1;
         let st = StoreToken(self.next_token);
-        self.pending.insert(st, (from, token));
-        self.stores.push_back(StoreRequest { token: st, mailbox, message_id: out.replay_tag.0, item });
+        self.pending.insert(st, Pending { message_id, waiters: vec![ack] });
+        self.in_flight.insert(message_id, st);
+        self.stores.push_back(StoreRequest { token: st, mailbox, message_id, item });
         Ok(Egress::Storing(st))
+    }
+
+    /// Acknowledges a packet refused for good.
+    fn refuse(&mut self, ack: Ack, why: Refusal) -> Egress {
+        match why {
+            Refusal::Malformed => self.metrics.refused_malformed += 1,
+            Refusal::Misrouted => self.metrics.refused_misrouted += 1,
+            Refusal::Unsealed => {}
+        }
+        self.acks.push_back(ack);
+        Egress::Refused(why)
+    }
+
+    /// Remembers that the write of `message_id` is settled (its resends are acknowledged at once).
+    fn settle(&mut self, message_id: [u8; 32]) {
+        if self.config.remembered_stores == 0 || !self.settled.insert(message_id) {
+            return;
+        }
+        self.settled_order.push_back(message_id);
+        while self.settled_order.len() > self.config.remembered_stores {
+            if let Some(old) = self.settled_order.pop_front() {
+                self.settled.remove(&old);
+            }
+        }
     }
 
     /// The next write to make durable.
@@ -391,25 +510,29 @@ impl Gateway {
         self.stores.pop_front()
     }
 
-    /// Reports the outcome of a write; a durable or rejected write is acknowledged, a failed one
-    /// is not (the previous hop retries). For a failed write, the acknowledgement that will never
-    /// be sent is returned, so that the caller can forget where it would have gone.
-    pub fn handle_store_result(&mut self, token: StoreToken, result: StoreResult) -> Option<Ack> {
-        let (to, ack) = self.pending.remove(&token)?;
+    /// Reports the outcome of a write; a durable or rejected write is acknowledged (to every mix
+    /// that sent the packet while it was in flight), a failed one is not (the mix retries). For a
+    /// failed write, the acknowledgements that will never be sent are returned, so that the
+    /// caller can forget where they would have gone.
+    pub fn handle_store_result(&mut self, token: StoreToken, result: StoreResult) -> Vec<Ack> {
+        let Some(p) = self.pending.remove(&token) else { return Vec::new() };
+        self.in_flight.remove(&p.message_id);
         match result {
             StoreResult::Durable => {
                 self.metrics.stored += 1;
-                self.acks.push_back(Ack { to, token: ack });
-                None
+                self.settle(p.message_id);
+                self.acks.extend(p.waiters);
+                Vec::new()
             }
             StoreResult::Rejected => {
                 self.metrics.store_rejected += 1;
-                self.acks.push_back(Ack { to, token: ack });
-                None
+                self.settle(p.message_id);
+                self.acks.extend(p.waiters);
+                Vec::new()
             }
             StoreResult::Failed => {
                 self.metrics.store_failed += 1;
-                Some(Ack { to, token: ack })
+                p.waiters
             }
         }
     }

@@ -14,15 +14,17 @@ mod keyring;
 pub mod mix;
 pub mod pull;
 pub mod replay;
+pub mod resend;
 pub mod time;
 pub mod topology;
 
 pub use gateway::{
-    Ack, AckToken, Egress, Gateway, GatewayConfig, GatewayMetrics, MailboxItem, StoreRequest, StoreResult,
-    StoreToken,
+    Ack, AckToken, Egress, Gateway, GatewayConfig, GatewayMetrics, MailboxItem, Refusal, StoreRequest,
+    StoreResult, StoreToken,
 };
 pub use keyring::{EpochWindow, ReplayBatch, Transmit};
 pub use mix::{Dropped, Mix, MixConfig, MixMetrics, Received};
 pub use replay::ReplayFilter;
+pub use resend::{Resend, ResendConfig, ResendMetrics, Resends};
 pub use time::{Time, exponential};
 pub use topology::{Destination, Hop, Position, Topology, path_hops};

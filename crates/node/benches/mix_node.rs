@@ -166,7 +166,7 @@ fn main() {
                 link_key: mix_link,
                 link: link_config(),
                 peers,
-                resend_after: Duration::from_secs(10),
+                resend: qanat_mixnet::ResendConfig::new(Duration::from_secs(10), Duration::from_secs(300)),
                 clock: qanat_mixnet::Time::ZERO,
             };
             let rng = ChaCha20Rng::seed_from_u64(1);

@@ -116,7 +116,7 @@ async fn packets_cross_three_mix_runtimes_over_real_links_and_survive_a_gateway_
             link_key: m.link.clone(),
             link: link_config(),
             peers,
-            resend_after: Duration::from_millis(300),
+            resend: qanat_mixnet::ResendConfig::new(Duration::from_millis(300), Duration::from_secs(300)),
             clock: qanat_mixnet::Time::ZERO,
         };
         let h = spawn_mix(core, rt, ChaCha20Rng::seed_from_u64(100 + i as u64)).await.unwrap();

@@ -146,7 +146,7 @@ async fn scenario(full_disk: bool) {
                 link_key: mixes[i].link.clone(),
                 link: link_config(),
                 peers: HashMap::from([next.clone(), (prev.id, peer(unused, prev, false))]),
-                resend_after: Duration::from_millis(500),
+                resend: qanat_mixnet::ResendConfig::new(Duration::from_millis(500), Duration::from_secs(300)),
                 clock: qanat_mixnet::Time::ZERO,
             },
             ChaCha20Rng::seed_from_u64(40 + i as u64),

@@ -93,7 +93,7 @@ fn child_mix() {
             link_key: k.mix_link.clone(),
             link: link_config(),
             peers,
-            resend_after: Duration::from_secs(2),
+            resend: qanat_mixnet::ResendConfig::new(Duration::from_secs(2), Duration::from_secs(300)),
             clock: Time::ZERO,
         };
         let h = spawn_mix_with_replay_log(core, rc, ChaCha20Rng::seed_from_u64(1), log).await.unwrap();

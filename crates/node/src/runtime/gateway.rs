@@ -4,7 +4,10 @@
 //! - A packet from a mix goes to `Gateway::handle_mix_packet` with the link's packet id as its
 //!   ack token; the store writes the gateway asks for are appended in batches (one transaction
 //!   each, see `qanat-mailbox`), and each outcome is reported back. Only then does the core
-//!   release the `Ack`, which goes back on the connection the packet came on.
+//!   release the `Ack`, which goes back on the connection the packet came on. The core also
+//!   acknowledges at once what it can never store (undecryptable, misrouted, unsealed, a
+//!   replayed loop) and resends of what is already stored, and joins a resend to the write in
+//!   flight for it: one write per packet (see `qanat_mixnet::gateway`).
 //! - A packet from a client goes to `Gateway::handle_client_packet` and on into layer 1.
 //! - A control frame from a client is a [`qanat_mixnet::client_proto::Request`]: register,
 //!   unregister, fetch (answered with one `Message` frame per item and a `FetchDone`), delete,
@@ -134,6 +137,12 @@ pub struct GatewayRuntimeMetrics {
     pub registrations_refused: AtomicU64,
     /// Client requests of another protocol version.
     pub version_mismatches: AtomicU64,
+    /// Writes the store rejected (acknowledged, not stored): no such mailbox.
+    pub rejected_unknown_mailbox: AtomicU64,
+    /// Writes the store rejected: the mailbox's quota.
+    pub rejected_quota: AtomicU64,
+    /// Writes the store rejected: too large.
+    pub rejected_too_large: AtomicU64,
 }
 
 /// Every counter of a running gateway.
@@ -504,8 +513,8 @@ async fn run<S: MailboxStore>(
                 Some(Event::FromClient(packet)) => { let _ = core.handle_client_packet(now(), packet); }
                 Some(Event::Stored(results)) => {
                     for (token, result) in results {
-                        // A failed write is never acknowledged: forget where the ack would go.
-                        if let Some(nack) = core.handle_store_result(token, result) {
+                        // A failed write is never acknowledged: forget where the acks would go.
+                        for nack in core.handle_store_result(token, result) {
                             reply_to.remove(&(nack.to, nack.token.0));
                         }
                     }
@@ -569,7 +578,18 @@ async fn run<S: MailboxStore>(
                                 AppendOutcome::Stored(_) | AppendOutcome::Duplicate(_) => {
                                     StoreResult::Durable
                                 }
-                                _ => StoreResult::Rejected,
+                                AppendOutcome::UnknownMailbox => {
+                                    m.rejected_unknown_mailbox.fetch_add(1, Ordering::Relaxed);
+                                    StoreResult::Rejected
+                                }
+                                AppendOutcome::QuotaExceeded => {
+                                    m.rejected_quota.fetch_add(1, Ordering::Relaxed);
+                                    StoreResult::Rejected
+                                }
+                                _ => {
+                                    m.rejected_too_large.fetch_add(1, Ordering::Relaxed);
+                                    StoreResult::Rejected
+                                }
                             };
                             (t, r)
                         })

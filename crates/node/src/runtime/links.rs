@@ -1,6 +1,8 @@
 //! The outgoing links of a mix or gateway runtime: one reconnecting [`PeerLink`] per next hop,
 //! opened on the first packet to it, each with a task that reads what comes back on it
-//! (acknowledgements) until the runtime stops or closes the link.
+//! (acknowledgements, handed on with the id of the node the link was dialled to, so that a
+//! gateway's acknowledgements can clear only what was sent to that gateway) until the runtime
+//! stops or closes the link.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,8 +30,9 @@ pub(crate) struct Links {
     local_key: Arc<LinkSecretKey>,
     config: LinkConfig,
     metrics: Arc<LinkMetrics>,
-    /// Where acknowledgements coming back on a link go (none: they are ignored).
-    acks: Option<mpsc::Sender<Vec<PacketId>>>,
+    /// Where acknowledgements coming back on a link go, with the link's peer (none: they are
+    /// ignored).
+    acks: Option<mpsc::Sender<(NodeId, Vec<PacketId>)>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -38,7 +41,7 @@ impl Links {
         local_key: Arc<LinkSecretKey>,
         config: LinkConfig,
         metrics: Arc<LinkMetrics>,
-        acks: Option<mpsc::Sender<Vec<PacketId>>>,
+        acks: Option<mpsc::Sender<(NodeId, Vec<PacketId>)>>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self { open: HashMap::new(), tasks: Vec::new(), local_key, config, metrics, acks, shutdown }
@@ -76,7 +79,7 @@ impl Links {
                         frame = link.recv() => match frame {
                             Some(Frame::Ack(ids)) => {
                                 if let Some(a) = &acks
-                                    && a.send(ids).await.is_err()
+                                    && a.send((id, ids)).await.is_err()
                                 {
                                     break;
                                 }

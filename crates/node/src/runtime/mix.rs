@@ -7,8 +7,12 @@
 //!   `now`. A full queue stops the readers, so TCP pushes back on the previous hops.
 //! - What `Mix::poll_transmit` releases is sent on the next hop's [`qanat_link::PeerLink`] with a fresh
 //!   packet id. A full queue drops the packet (counted): a mix must never block on one slow peer.
-//! - Packets to a gateway are kept until the gateway acknowledges them (it does so only once the
-//!   payload is durable) and sent again after `resend_after`; the gateway de-duplicates.
+//! - Packet ids, and the packets to gateways kept until the gateway acknowledges them, are the
+//!   IO-free [`Resends`] table's: ids count from a random base drawn at start (so they do not
+//!   repeat across restarts), a packet is sent again every `resend_after` with the same id (the
+//!   gateway de-duplicates) and given up after `give_up_after`, with a bound per gateway and a
+//!   global one. Acknowledgements are taken only off the link dialled to a gateway, with that
+//!   gateway's id, and clear only what was sent to it.
 //! - [`MixHandle::update`] hands the runtime what the directory says about an epoch
 //!   ([`EpochUpdate`]): the node's packet key, the topology (for loop packets), the mixing
 //!   parameters and the peers, which join the [`PeerTable`] shared with the listener's
@@ -28,7 +32,7 @@ use std::time::Duration;
 use qanat_link::{
     Frame, FrameReceiver, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, Listener, PacketId,
 };
-use qanat_mixnet::{Mix, MixMetrics, Time};
+use qanat_mixnet::{Mix, MixMetrics, ResendConfig, ResendMetrics, Resends, Time};
 use qanat_packet::NodeId;
 use rand_core::CryptoRng;
 use tokio::sync::{mpsc, watch};
@@ -39,10 +43,6 @@ use super::handle::RuntimeHandle;
 use super::links::{Links, accept_loop};
 use super::peers::{EpochUpdate, Peer, PeerTable, Probe, SharedPeers};
 use crate::replay_log::{ReplayLog, ReplayLogMetrics};
-
-/// Most packets kept for gateways that have not acknowledged them (about 44 MB of 2.2 KB
-/// packets); beyond it a packet is still sent once but not kept for resending, and counted.
-pub const MAX_UNACKED: usize = 20_000;
 
 /// How to run a mix.
 #[derive(Debug)]
@@ -56,8 +56,9 @@ pub struct MixRuntimeConfig {
     /// Nodes that may connect here or that packets may go to, whatever the directory says
     /// (more come with [`MixHandle::update`]).
     pub peers: HashMap<NodeId, Peer>,
-    /// When an unacknowledged packet to a gateway is sent again.
-    pub resend_after: Duration,
+    /// When an unacknowledged packet to a gateway is sent again, when it is given up, and how
+    /// many are kept (in all, and per gateway).
+    pub resend: ResendConfig,
     /// What the core's clock reads when the runtime starts: `Time::ZERO` for a private clock,
     /// or the Unix time in microseconds so that epoch windows are wall-clock times.
     pub clock: Time,
@@ -74,10 +75,31 @@ pub struct RuntimeMetrics {
     pub resent: AtomicU64,
     /// Packets to gateways acknowledged.
     pub acked: AtomicU64,
-    /// Packets to gateways not kept for resending because [`MAX_UNACKED`] were already waiting.
+    /// Packets to gateways not kept for resending because `resend.max_packets` were waiting.
     pub unacked_full: AtomicU64,
+    /// Packets to gateways not kept because `resend.max_per_gateway` were waiting for that one.
+    pub unacked_gateway_full: AtomicU64,
+    /// Packets to gateways given up after `resend.give_up_after` without an acknowledgement.
+    pub gave_up: AtomicU64,
+    /// Acknowledged ids that named no packet kept for the gateway that sent them.
+    pub stray_acks: AtomicU64,
+    /// Packets to gateways kept now (a gauge).
+    pub unacked: AtomicU64,
     /// The replay log's counters (zero without one).
     pub replay_log: Arc<ReplayLogMetrics>,
+}
+
+impl RuntimeMetrics {
+    fn publish_resends(&self, m: &ResendMetrics, kept: usize) {
+        let set = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        set(&self.resent, m.resent);
+        set(&self.acked, m.acked);
+        set(&self.unacked_full, m.full);
+        set(&self.unacked_gateway_full, m.gateway_full);
+        set(&self.gave_up, m.gave_up);
+        set(&self.stray_acks, m.stray_acks);
+        set(&self.unacked, kept as u64);
+    }
 }
 
 /// Every counter of a running mix.
@@ -191,7 +213,7 @@ async fn run<R: CryptoRng + Send + 'static>(
     let origin = Instant::now();
     let clock = config.clock;
     let now = || clock + origin.elapsed();
-    let (acks_tx, mut acks) = mpsc::channel::<Vec<PacketId>>(1024);
+    let (acks_tx, mut acks) = mpsc::channel::<(NodeId, Vec<PacketId>)>(1024);
     let mut links = Links::new(
         config.link_key.clone(),
         config.link.clone(),
@@ -199,14 +221,15 @@ async fn run<R: CryptoRng + Send + 'static>(
         Some(acks_tx),
         shutdown.clone(),
     );
-    let mut unacked: HashMap<PacketId, (NodeId, Vec<u8>, Instant)> = HashMap::new();
-    let mut next_id: u64 = 0;
-    let resend_tick = config.resend_after.max(Duration::from_millis(10));
-    let mut ticker = tokio::time::interval(resend_tick);
-    // One timer for the core's next deadline, moved only when that deadline changes.
+    let mut resends = Resends::new(config.resend, &mut rng);
+    // One timer for the core's next deadline, moved only when that deadline changes; one for the
+    // resend table's.
     let far = || Instant::now() + Duration::from_secs(3600);
     let sleep = tokio::time::sleep_until(far());
     tokio::pin!(sleep);
+    let resend_sleep = tokio::time::sleep_until(far());
+    tokio::pin!(resend_sleep);
+    let mut last_resend = Instant::now();
     // Frames taken from `inbound` in one wake-up: what is already waiting, at most this many.
     const BURST: usize = 64;
     let mut burst: Vec<Frame> = Vec::with_capacity(BURST);
@@ -215,6 +238,15 @@ async fn run<R: CryptoRng + Send + 'static>(
         match wake {
             Some(w) if w != sleep.deadline() => sleep.as_mut().reset(w),
             None if sleep.is_elapsed() => sleep.as_mut().reset(far()),
+            _ => {}
+        }
+        // The resend table's wake-ups are at least 10 ms apart: each sends every packet due.
+        let resend_wake = resends
+            .poll_timeout()
+            .map(|t| (origin + t.saturating_since(clock)).max(last_resend + Duration::from_millis(10)));
+        match resend_wake {
+            Some(w) if w != resend_sleep.deadline() => resend_sleep.as_mut().reset(w),
+            None if resend_sleep.is_elapsed() => resend_sleep.as_mut().reset(far()),
             _ => {}
         }
         tokio::select! {
@@ -229,12 +261,8 @@ async fn run<R: CryptoRng + Send + 'static>(
                 });
                 core.handle_packets(now(), packets);
             }
-            ids = acks.recv() => {
-                for id in ids.unwrap_or_default() {
-                    if unacked.remove(&id).is_some() {
-                        metrics.acked.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+            Some((from, ids)) = acks.recv() => {
+                resends.handle_acks(from, ids.into_iter().map(|id| id.0));
             }
             Some(id) = durable(&mut log) => core.handle_replay_logged(id),
             () = &mut sleep => {
@@ -263,16 +291,14 @@ async fn run<R: CryptoRng + Send + 'static>(
                     links.close(&id);
                 }
             }
-            _ = ticker.tick() => {
-                let cutoff = Instant::now() - config.resend_after;
-                let due: Vec<PacketId> = unacked.iter().filter(|(_, v)| v.2 <= cutoff).map(|(k, _)| *k).collect();
-                for id in due {
-                    let Some((to, packet, at)) = unacked.get_mut(&id) else { continue };
-                    *at = Instant::now();
-                    let Some((link, _)) = links.route(*to, &peers) else { continue };
-                    if link.try_send(Frame::Packet { id, packet: packet.clone() }).is_ok() {
-                        metrics.resent.fetch_add(1, Ordering::Relaxed);
-                    }
+            () = &mut resend_sleep => {
+                resend_sleep.as_mut().reset(far());
+                last_resend = Instant::now();
+                let t = now();
+                while let Some(r) = resends.poll_resend(t) {
+                    let Some((link, _)) = links.route(r.to, &peers) else { continue };
+                    // A full queue loses this attempt only; the packet stays kept.
+                    let _ = link.try_send(Frame::Packet { id: PacketId(r.id), packet: r.packet });
                 }
             }
             _ = shutdown.changed() => break,
@@ -289,15 +315,7 @@ async fn run<R: CryptoRng + Send + 'static>(
                 metrics.unknown_next_hop.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            next_id += 1;
-            let id = PacketId(next_id);
-            if gateway {
-                if unacked.len() < MAX_UNACKED {
-                    unacked.insert(id, (tx.to, tx.packet.clone(), Instant::now()));
-                } else {
-                    metrics.unacked_full.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            let id = PacketId(resends.send(t, tx.to, gateway, &tx.packet));
             let sent = link.try_send(Frame::Packet { id, packet: tx.packet });
             if sent.is_err() && !gateway {
                 metrics.link_queue_full.fetch_add(1, Ordering::Relaxed);
@@ -306,6 +324,7 @@ async fn run<R: CryptoRng + Send + 'static>(
         if let Ok(mut m) = core_metrics.lock() {
             *m = core.metrics();
         }
+        metrics.publish_resends(resends.metrics(), resends.len());
     }
     accept.abort();
     links.shutdown().await;

@@ -177,8 +177,28 @@ pub fn mix(e: &mut Exposition, p: &MixProbe, uptime_secs: f64) {
     e.counter("qanat_mix_gateway_acked_total", "Packets to gateways acknowledged.", g(&r.acked));
     e.counter(
         "qanat_mix_unacked_full_total",
-        "Packets to gateways not kept for resending (too many unacknowledged).",
+        "Packets to gateways not kept for resending (too many unacknowledged in all).",
         g(&r.unacked_full),
+    );
+    e.counter(
+        "qanat_mix_unacked_gateway_full_total",
+        "Packets to gateways not kept for resending (too many unacknowledged for that gateway).",
+        g(&r.unacked_gateway_full),
+    );
+    e.counter(
+        "qanat_mix_gateway_gave_up_total",
+        "Packets to gateways given up without an acknowledgement (after the key grace).",
+        g(&r.gave_up),
+    );
+    e.counter(
+        "qanat_mix_gateway_stray_acks_total",
+        "Acknowledgements naming no packet kept for the gateway that sent them.",
+        g(&r.stray_acks),
+    );
+    e.gauge(
+        "qanat_mix_gateway_unacked_packets",
+        "Packets to gateways kept until acknowledged.",
+        g(&r.unacked) as f64,
     );
     replay_log(e, c.replay_tags_restored, c.replay_log_full, &r.replay_log);
 }
@@ -241,6 +261,21 @@ pub fn gateway(e: &mut Exposition, p: &GatewayProbe) {
         "Packets dropped: a last hop whose payload would not be opaque.",
         c.dropped_unsealed,
     );
+    e.counter(
+        "qanat_gateway_refused_malformed_total",
+        "Packets from mixes no live key unwraps: acknowledged so the mix forgets them, never stored.",
+        c.refused_malformed,
+    );
+    e.counter(
+        "qanat_gateway_refused_misrouted_total",
+        "Packets from mixes misrouted here: acknowledged so the mix forgets them, never stored.",
+        c.refused_misrouted,
+    );
+    e.counter(
+        "qanat_gateway_duplicate_stores_total",
+        "Resends from mixes answered without another write (joined to the write in flight, or already stored).",
+        c.duplicate_stores,
+    );
     let r = &p.runtime;
     let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
     e.counter("qanat_gateway_append_calls_total", "Store append calls.", g(&r.append_calls));
@@ -260,6 +295,21 @@ pub fn gateway(e: &mut Exposition, p: &GatewayProbe) {
         "qanat_gateway_registrations_refused_total",
         "Client registrations refused at a session's bound of mailboxes.",
         g(&r.registrations_refused),
+    );
+    e.counter(
+        "qanat_gateway_rejected_unknown_mailbox_total",
+        "Writes the store rejected for an unknown mailbox (acknowledged, not stored).",
+        g(&r.rejected_unknown_mailbox),
+    );
+    e.counter(
+        "qanat_gateway_rejected_quota_total",
+        "Writes the store rejected for the mailbox's quota (acknowledged, not stored).",
+        g(&r.rejected_quota),
+    );
+    e.counter(
+        "qanat_gateway_rejected_too_large_total",
+        "Writes the store rejected as too large (acknowledged, not stored).",
+        g(&r.rejected_too_large),
     );
     e.counter(
         "qanat_gateway_version_mismatches_total",

@@ -34,7 +34,7 @@ use qanat_link::{LinkConfig, LinkMetrics, LinkSecretKey};
 use qanat_mailbox::redis::{RedisConfig, RedisStore};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
 use qanat_mailbox::{MailboxStore, StoreError};
-use qanat_mixnet::{Gateway, GatewayConfig as CoreGatewayConfig, Mix, MixConfig};
+use qanat_mixnet::{Gateway, GatewayConfig as CoreGatewayConfig, Mix, MixConfig, ResendConfig};
 use qanat_packet::{Geometry, RecipientId, SecretKey};
 use qanat_pki::descriptor::LinkAddress;
 use qanat_pki::{Authority, AuthorityConfig as CoreAuthorityConfig, Epoch, NodeDescriptor, Role};
@@ -59,6 +59,16 @@ use metrics::{DirectoryStatus, Exposition};
 /// which is at most two epochs ahead, so keys exist up to four epochs ahead; one epoch behind is
 /// kept for packets in flight.
 pub const KEY_WINDOW: KeyWindow = KeyWindow { ahead: 4, grace: 1 };
+
+/// How long a mix waits for a gateway's acknowledgement before it sends a packet again.
+pub const RESEND_AFTER: Duration = Duration::from_secs(2);
+
+/// How long a mix keeps sending a packet to a gateway that does not acknowledge it: the packet
+/// keys' grace (a quarter of the epoch; past it the gateway could not unwrap the packet anyway),
+/// and at least 30 s so that a gateway restart on a short test epoch is ridden out.
+pub fn resend_give_up(period: qanat_pki::EpochPeriod) -> Duration {
+    epochs::grace(period).max(Duration::from_secs(30))
+}
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -273,7 +283,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                 link_key: link_key.clone(),
                 link: link.clone(),
                 peers: HashMap::new(),
-                resend_after: Duration::from_secs(2),
+                resend: ResendConfig::new(RESEND_AFTER, resend_give_up(period)),
                 clock: epochs::core_time(wall_now()),
             };
             let log = ReplayLog::open(&config.data_dir, |e| keys.packet_key(Epoch(e)).is_some())?;
