@@ -37,6 +37,12 @@
 //! # password_file = "redis-password"  # optional, relative to data_dir
 //! ```
 //!
+//! A `[danger]` table holds settings for tests that break the network's promises (for now
+//! `fault_drop_rate`, a gateway's fault injection). A config may parse with one, but
+//! [`crate::service::start`] refuses to run it unless the operator said so on the command line
+//! (`qanat node run --allow-danger`, [`NodeConfig::allow_danger`]): a copied test config cannot
+//! make a production node acknowledge packets and then drop them.
+//!
 //! An authority has an `[authority]` table instead, with `allowed_nodes` (identity keys) and
 //! `[authority.parameters]` (the mixing parameters it votes for: layers, mean delay and rates,
 //! each defaulting to [`ParametersConfig::default_for`] of the scheme). A mix has neither table.
@@ -83,6 +89,43 @@ pub struct NodeConfig {
     pub metrics: Option<SocketAddr>,
     /// The network the node belongs to.
     pub network: NetworkConfig,
+    /// The `[danger]` table, if the file has one: settings for tests only.
+    pub danger: Option<DangerConfig>,
+    /// Whether the operator allowed the `[danger]` table (`--allow-danger`); never from the file.
+    danger_allowed: bool,
+}
+
+/// The `[danger]` table: settings that break the network's promises, for test networks only.
+/// Its name is what an auditor greps for.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct DangerConfig {
+    /// Fault injection (gateways only; `fault_drop_rate`, 0 to 0.5, default 0): this fraction of
+    /// the packets arriving from clients and from mixes is dropped (those from mixes after
+    /// acknowledging them), as if lost on the link.
+    pub fault_drop_rate: f64,
+}
+
+impl NodeConfig {
+    /// Lets [`crate::service::start`] run this config although it has a `[danger]` table (the
+    /// command line's `--allow-danger`; never on a real network).
+    pub fn allow_danger(&mut self) {
+        self.danger_allowed = true;
+    }
+
+    /// Whether the config may run: no `[danger]` table, or one the operator allowed.
+    pub fn check_danger(&self) -> Result<(), ConfigError> {
+        match &self.danger {
+            Some(_) if !self.danger_allowed => Err(invalid(
+                "danger",
+                "holds settings for tests that break the network's promises (fault_drop_rate \
+                 acknowledges packets and then drops them); the node refuses to start with it",
+                "remove the [danger] table, or, on a test network only, start the node with \
+                 'qanat node run --allow-danger'",
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The role of a node and its role-specific settings.
@@ -128,10 +171,6 @@ pub struct GatewayConfig {
     pub store: StoreConfig,
     /// Retention and quotas of the mailbox store.
     pub limits: Limits,
-    /// Fault injection for tests (`fault_drop_rate`, default 0): this fraction of the packets
-    /// arriving from clients and from mixes is dropped (those from mixes after acknowledging
-    /// them), as if lost on the link. Never set it on a real network.
-    pub fault_drop_rate: f64,
 }
 
 /// The gateway's mailbox store backend.
@@ -171,6 +210,13 @@ struct RawConfig {
     network: RawNetwork,
     gateway: Option<RawGateway>,
     authority: Option<RawAuthority>,
+    danger: Option<RawDanger>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDanger {
+    fault_drop_rate: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -183,6 +229,7 @@ struct RawGateway {
     max_messages_per_mailbox: Option<u64>,
     max_bytes_per_mailbox: Option<u64>,
     max_payload_len: Option<u64>,
+    /// Moved to `[danger]`: read only to say so.
     fault_drop_rate: Option<f64>,
     redis: Option<RawRedis>,
 }
@@ -252,6 +299,7 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<NodeConfig, ConfigError> 
         })
         .transpose()?;
     let network = parse_network(raw.network)?;
+    let danger = raw.danger.map(|d| parse_danger(d, &raw.role)).transpose()?;
 
     let role = match raw.role.as_str() {
         "authority" => {
@@ -289,7 +337,7 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<NodeConfig, ConfigError> 
             ));
         }
     };
-    Ok(NodeConfig { role, data_dir, listen, metrics, network })
+    Ok(NodeConfig { role, data_dir, listen, metrics, network, danger, danger_allowed: false })
 }
 
 fn refuse_section(section: &str, present: bool, role: &str) -> Result<(), ConfigError> {
@@ -445,15 +493,34 @@ fn parse_gateway(raw: RawGateway, data_dir: &Path) -> Result<GatewayConfig, Conf
             invalid("gateway.max_payload_len", "is too large for this machine", "use a smaller limit")
         })?,
     };
+    if raw.fault_drop_rate.is_some() {
+        return Err(invalid(
+            "gateway.fault_drop_rate",
+            "is fault injection for tests and has moved to the [danger] table",
+            "remove the line; on a test network, write it as fault_drop_rate in a [danger] table \
+             and start the node with --allow-danger",
+        ));
+    }
+    Ok(GatewayConfig { client_listen, store, limits })
+}
+
+fn parse_danger(raw: RawDanger, role: &str) -> Result<DangerConfig, ConfigError> {
     let fault_drop_rate = raw.fault_drop_rate.unwrap_or(0.0);
     if !(0.0..=0.5).contains(&fault_drop_rate) {
         return Err(invalid(
-            "gateway.fault_drop_rate",
+            "danger.fault_drop_rate",
             format!("{fault_drop_rate} is outside 0..=0.5"),
             "remove the line (it is fault injection for tests), or use a fraction such as 0.1",
         ));
     }
-    Ok(GatewayConfig { client_listen, store, limits, fault_drop_rate })
+    if fault_drop_rate > 0.0 && role != "gateway" {
+        return Err(invalid(
+            "danger.fault_drop_rate",
+            format!("is only used by gateways, and this node has role = \"{role}\""),
+            "remove the line",
+        ));
+    }
+    Ok(DangerConfig { fault_drop_rate })
 }
 
 fn parse_authority(raw: RawAuthority, network: &NetworkConfig) -> Result<AuthorityConfig, ConfigError> {

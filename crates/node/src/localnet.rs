@@ -40,7 +40,8 @@ pub struct Options {
     /// Whether each node serves Prometheus metrics (on a free port).
     pub metrics: bool,
     /// Fault injection for tests: the gateways drop this fraction of the packets they receive
-    /// (`gateway.fault_drop_rate`).
+    /// (`danger.fault_drop_rate`: such a gateway starts only with `--allow-danger`, or through
+    /// [`start_all`]).
     pub fault_drop_rate: f64,
 }
 
@@ -192,9 +193,10 @@ pub fn generate(dir: &Path, o: &Options) -> Result<Vec<LocalNode>, LocalNetError
         ex.parameters = params;
         let mut text = render_example(&ex);
         if n.role == "gateway" && o.fault_drop_rate > 0.0 {
-            // `[gateway]` is the last table of a gateway's config.
             text.push_str(&format!(
-                "# Fault injection for tests: drop this fraction of packets.\nfault_drop_rate = {}\n",
+                "\n# Settings for tests only: the node refuses to start with this table unless\n\
+                 # started with --allow-danger.\n[danger]\n\
+                 # Fault injection: drop this fraction of packets.\nfault_drop_rate = {}\n",
                 o.fault_drop_rate
             ));
         }
@@ -229,13 +231,15 @@ pub fn network_file(dir: &Path) -> PathBuf {
     dir.join("network.toml")
 }
 
-/// Starts every node of `nodes` in this process (authorities first).
+/// Starts every node of `nodes` in this process (authorities first). A generated network is a
+/// test network: a `[danger]` table [`generate`] wrote (fault injection) is allowed.
 pub async fn start_all(nodes: &[LocalNode]) -> Result<Vec<RunningNode>, ServiceError> {
     let mut running = Vec::new();
     let order = ["authority", "mix", "gateway"];
     for role in order {
         for n in nodes.iter().filter(|n| n.role == role) {
-            let config = NodeConfig::load(&n.config).map_err(ServiceError::Config)?;
+            let mut config = NodeConfig::load(&n.config).map_err(ServiceError::Config)?;
+            config.allow_danger();
             running.push(service::start(config).await?);
         }
     }

@@ -105,9 +105,13 @@ fn spawn(node: &NodeEntry) -> Result<u32> {
         .append(true)
         .open(node_dir.join("node.log"))
         .with_context(|| format!("cannot open {}/node.log", node_dir.display()))?;
+    // A devnet is a test network: a [danger] table in a node's config (from --fault-drop-rate)
+    // is allowed.
+    let danger = crate::node_cmd::load(&node.config)?.danger.is_some();
     let child = Command::new(exe)
         .args(["node", "run", "--config"])
         .arg(&node.config)
+        .args(danger.then_some("--allow-danger"))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -277,6 +277,10 @@ enum NodeCommand {
         /// The node's TOML config (see 'qanat node example-config').
         #[arg(long)]
         config: PathBuf,
+        /// Runs a config with a [danger] table (settings for tests that break the network's
+        /// promises, such as fault injection); never on a real network.
+        #[arg(long)]
+        allow_danger: bool,
     },
     /// Prints the node's public identity and link keys (creating them on first use), as other
     /// nodes' configs need them.
@@ -427,7 +431,7 @@ fn main() -> Result<()> {
         Command::Node { command } => {
             init_logs();
             match command {
-                NodeCommand::Run { config } => node_cmd::run(&config),
+                NodeCommand::Run { config, allow_danger } => node_cmd::run(&config, allow_danger),
                 NodeCommand::ShowKeys { config } => node_cmd::show_keys(&config),
                 NodeCommand::ExampleConfig { role, listen } => node_cmd::example_config(&role, &listen),
             }

@@ -17,9 +17,16 @@ pub(crate) fn load(path: &Path) -> Result<NodeConfig> {
     NodeConfig::load(path).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// `qanat node run --config FILE`: runs the node until SIGINT or SIGTERM.
-pub(crate) fn run(config: &Path) -> Result<()> {
-    let config = load(config)?;
+/// `qanat node run --config FILE [--allow-danger]`: runs the node until SIGINT or SIGTERM.
+pub(crate) fn run(path: &Path, allow_danger: bool) -> Result<()> {
+    let mut config = load(path)?;
+    if allow_danger {
+        config.allow_danger();
+    }
+    config.check_danger().map_err(|e| anyhow::anyhow!("{}", e.with_path(path)))?;
+    if config.danger.is_some() {
+        tracing::warn!("running with a [danger] table (--allow-danger): a test network only");
+    }
     let rt =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
     rt.block_on(async move {

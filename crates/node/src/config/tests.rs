@@ -255,3 +255,35 @@ fn authority_parameters_default_and_are_checked() {
         "outside",
     );
 }
+
+// Finding: `gateway.fault_drop_rate`, fault injection that acknowledges packets and then drops
+// them, was an ordinary production setting.
+#[test]
+fn fault_injection_lives_in_a_danger_table_that_needs_an_explicit_flag() {
+    let gw = gateway_text();
+    // The old place is refused, naming the new one.
+    let old = format!("{gw}fault_drop_rate = 0.1\n");
+    let err = refused(&old, "gateway.fault_drop_rate", "[danger]");
+    assert!(err.to_string().contains("--allow-danger"), "{err}");
+    // In [danger] it parses, but the node refuses to run it unless allowed.
+    let text = format!("{gw}\n[danger]\nfault_drop_rate = 0.1\n");
+    let mut config = parse(&text).unwrap();
+    assert_eq!(config.danger.as_ref().map(|d| d.fault_drop_rate), Some(0.1));
+    let err = config.check_danger().unwrap_err();
+    assert_eq!(err.field(), Some("danger"));
+    assert!(err.to_string().contains("--allow-danger"), "{err}");
+    config.allow_danger();
+    assert!(config.check_danger().is_ok());
+    // Out of range, or on a node that is not a gateway.
+    refused(&format!("{gw}\n[danger]\nfault_drop_rate = 0.9\n"), "danger.fault_drop_rate", "outside");
+    let mix = example(ExampleRole::Mix);
+    refused(
+        &format!("{mix}\n[danger]\nfault_drop_rate = 0.1\n"),
+        "danger.fault_drop_rate",
+        "only used by gateways",
+    );
+    // Without the table there is nothing to allow.
+    let plain = parse(&gw).unwrap();
+    assert!(plain.danger.is_none());
+    assert!(plain.check_danger().is_ok());
+}

@@ -204,6 +204,7 @@ pub fn link_config(geometry: &Geometry) -> Result<LinkConfig, ServiceError> {
 
 /// Starts the node `config` describes.
 pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
+    config.check_danger().map_err(ServiceError::Config)?;
     let mut rng = os_rng()?;
     let net = &config.network;
     let geometry = net.geometry.clone();
@@ -319,7 +320,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                 peers: HashMap::new(),
                 max_batch: 256,
                 clock: epochs::core_time(wall_now()),
-                fault_drop_rate: g.fault_drop_rate,
+                fault_drop_rate: config.danger.as_ref().map_or(0.0, |d| d.fault_drop_rate),
                 documents: documents.clone(),
             };
             let h = match &g.store {
