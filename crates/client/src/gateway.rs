@@ -83,6 +83,39 @@ pub struct Fetched {
     pub item: MailboxItem,
 }
 
+/// A pull sent and not yet wholly answered ([`GatewaySession::send_pull`]).
+#[derive(Debug)]
+pub struct PendingPull {
+    id: u32,
+    frames: usize,
+    deadline: tokio::time::Instant,
+    got: Vec<Response>,
+}
+
+impl PendingPull {
+    /// When the answer is overdue (the session is then lost).
+    pub fn deadline(&self) -> tokio::time::Instant {
+        self.deadline
+    }
+
+    /// Takes one frame from the gateway: `Ok(true)` once the answer is whole. Frames of other
+    /// requests (an earlier one that timed out) are ignored; a refusal ends the pull.
+    pub fn take(&mut self, r: Response) -> Result<bool, GatewayError> {
+        match r {
+            Response::Error { code: ErrorCode::Version, .. } => return Err(GatewayError::Version),
+            Response::Error { code, .. } => return Err(GatewayError::Refused(code)),
+            r if r.id() != self.id => {}
+            r => self.got.push(r),
+        }
+        Ok(self.got.len() >= self.frames)
+    }
+
+    /// The answer's frames, for [`crate::pull::PullClient::handle_answer`].
+    pub fn into_frames(self) -> Vec<Response> {
+        self.got
+    }
+}
+
 /// A session with the client's gateway.
 pub struct GatewaySession {
     conn: Connection<LinkPublicKey>,
@@ -187,6 +220,20 @@ impl GatewaySession {
     /// Sends a [`Request::Pull`] (from [`crate::pull::PullClient::poll_pull`]) and collects its
     /// answer: always `1 + limit` frames, whatever is waiting.
     pub async fn pull(&mut self, request: Request) -> Result<Vec<Response>, GatewayError> {
+        let mut pending = self.send_pull(request).await?;
+        loop {
+            let r = self.next_response(pending.deadline()).await?;
+            if pending.take(r)? {
+                return Ok(pending.into_frames());
+            }
+        }
+    }
+
+    /// Sends a [`Request::Pull`] without waiting for its answer: the answer's frames are
+    /// read with [`GatewaySession::recv_response`] and given to [`PendingPull::take`]. A
+    /// runtime that goes on sending packets meanwhile keeps its slots whatever the answer's
+    /// time.
+    pub async fn send_pull(&mut self, request: Request) -> Result<PendingPull, GatewayError> {
         let Request::Pull { id, limit, want, ops } = request else { return Err(GatewayError::Request) };
         let limit = limit.clamp(1, MAX_PULL_LIMIT);
         let frames = 1 + usize::from(limit);
@@ -194,18 +241,21 @@ impl GatewaySession {
         let req = Request::Pull { id, limit, want, ops }.encode().map_err(|_| GatewayError::Request)?;
         self.conn.send(Frame::Control(req)).await.map_err(|_| GatewayError::Link)?;
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
-        let mut out = Vec::with_capacity(frames);
-        while out.len() < frames {
-            let r = self.next_response(deadline).await?;
-            match r {
-                Response::Error { code: ErrorCode::Version, .. } => return Err(GatewayError::Version),
-                Response::Error { code, .. } => return Err(GatewayError::Refused(code)),
-                // An answer to an earlier request that timed out.
-                r if r.id() != id => {}
-                r => out.push(r),
-            }
+        Ok(PendingPull { id, frames, deadline, got: Vec::with_capacity(frames) })
+    }
+
+    /// The next control frame from the gateway, decoded. Cancel-safe: nothing is lost when the
+    /// future is dropped before it completes.
+    pub async fn recv_response(&mut self) -> Result<Response, GatewayError> {
+        loop {
+            let frame = self.conn.recv().await.ok_or(GatewayError::Link)?;
+            let Frame::Control(b) = frame else { continue };
+            return match Response::decode(&b) {
+                Ok(r) => Ok(r),
+                Err(ProtoError::Version(_)) => Err(GatewayError::Version),
+                Err(_) => Err(GatewayError::Link),
+            };
         }
-        Ok(out)
     }
 
     /// Registers a mailbox (idempotent for the same credential).

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use crate::control::{self, Request, Response};
 use crate::engine::{Engine, EngineError, EngineEvent};
-use crate::gateway::{Fetched, GatewayAddress, GatewayError, GatewaySession, MailboxAccess};
+use crate::gateway::{Fetched, GatewayAddress, GatewayError, GatewaySession, MailboxAccess, PendingPull};
 use crate::pull::PullClient;
 use crate::store::Profile;
 use qanat_mixnet::MailboxItem;
@@ -273,22 +273,19 @@ impl Directory {
     }
 }
 
-/// One pull of `limit` slots (whatever is waiting: the link shows the same traffic), carrying
-/// the operations the pull core queued; its items go to the engine, whose saved cursors become
-/// deletions for later pulls; a document that verifies is kept for its epoch.
-#[allow(clippy::too_many_arguments)]
-async fn pull(
-    s: &mut GatewaySession,
+/// What one pull's answer brought (its `1 + limit` frames, whatever was waiting: the link
+/// shows the same traffic): slot outcomes to the pull core, items to the engine, whose saved
+/// cursors become deletions for later pulls; a document that verifies is kept for its epoch.
+fn handle_pull_answer(
+    frames: Vec<qanat_mixnet::client_proto::Response>,
     core: &mut PullClient,
     engine: &mut Engine,
     directory: &mut Directory,
     network: &ClientNetwork,
-    limit: u16,
     rng: &mut StdRng,
 ) -> Result<(), StepError> {
     let cur = Epoch::at(wall_now(), network.network.epoch_period);
-    let answer = s.pull(core.poll_pull(limit, directory.want(cur))).await?;
-    let out = core.handle_answer(answer).map_err(|_| StepError::Gateway)?;
+    let out = core.handle_answer(frames).map_err(|_| StepError::Gateway)?;
     for m in out.unregistered {
         engine.unregistered(m)?;
     }
@@ -326,6 +323,7 @@ async fn pull(
     }
     Ok(())
 }
+
 fn fetch_every(config: &RuntimeConfig, engine: &Engine) -> Duration {
     if !config.fetch_interval.is_zero() {
         return config.fetch_interval;
@@ -359,6 +357,9 @@ async fn run(
     let mut next_fetch = Instant::now();
     // Whether this session has pulled yet.
     let mut first_pull = true;
+    // The pull whose answer is on its way: the loop goes on sending packets in their slots
+    // meanwhile, so neither the gateway's answer time nor the answer's handling moves them.
+    let mut pending: Option<PendingPull> = None;
     let result = loop {
         if *stop.borrow() {
             break Ok(());
@@ -373,6 +374,7 @@ async fn run(
                 Some(s) => {
                     session = Some(s);
                     first_pull = true;
+                    pending = None;
                     backoff = Duration::from_millis(200);
                     let _ = engine.take_registrations();
                     core.start_session(engine.mailboxes().into_iter().map(|(m, _)| m));
@@ -388,7 +390,18 @@ async fn run(
         if let Some(t) = engine.poll_timeout() {
             wake = wake.min(t.duration_since(now).unwrap_or(Duration::ZERO));
         }
+        if let Some(p) = &pending {
+            wake = wake.min(p.deadline().saturating_duration_since(Instant::now()));
+        }
+        let mut answer = None;
+        let awaiting = pending.is_some();
         tokio::select! {
+            r = async {
+                match session.as_mut() {
+                    Some(s) if awaiting => s.recv_response().await,
+                    _ => std::future::pending().await,
+                }
+            } => answer = Some(r),
             call = calls.recv() => {
                 let Some((req, reply)) = call else { break Ok(()) };
                 let mut resp = control::execute(&mut engine, req, true, SystemTime::now(), &mut rng);
@@ -408,6 +421,17 @@ async fn run(
         }
         let now = SystemTime::now();
         let step = async {
+            // One frame of the pending pull's answer; the whole answer is handled at once.
+            if let Some(r) = answer {
+                let p = pending.as_mut().ok_or(StepError::Gateway)?;
+                if p.take(r?)? {
+                    let frames = pending.take().map(PendingPull::into_frames).unwrap_or_default();
+                    handle_pull_answer(frames, &mut core, &mut engine, &mut directory, network, &mut rng)?;
+                }
+            }
+            if pending.as_ref().is_some_and(|p| Instant::now() >= p.deadline()) {
+                return Err(StepError::Gateway);
+            }
             engine.handle_timeout(now, &mut rng)?;
             let packets = engine.poll_transmit(now, &mut rng)?;
             // Registrations and unregistrations wait for the next pull's slots.
@@ -431,9 +455,14 @@ async fn run(
                 }
                 // A larger first pull catches up after a time offline (every session starts
                 // with one, so it tells nothing about what waited).
-                let limit = if first_pull { PULL_FIRST } else { PULL_BATCH };
-                first_pull = false;
-                pull(s, &mut core, &mut engine, &mut directory, network, limit, &mut rng).await?;
+                // One pull at a time: on a link too slow for the answer to come within an
+                // interval, this one is skipped (the link, not the user, sets that pace).
+                if pending.is_none() {
+                    let limit = if first_pull { PULL_FIRST } else { PULL_BATCH };
+                    first_pull = false;
+                    let cur = Epoch::at(wall_now(), period);
+                    pending = Some(s.send_pull(core.poll_pull(limit, directory.want(cur))).await?);
+                }
             }
             Ok::<(), StepError>(())
         };
@@ -442,6 +471,7 @@ async fn run(
             Err(StepError::Gateway) => {
                 tracing::info!("gateway session lost; reconnecting");
                 session = None;
+                pending = None;
                 next_connect = Instant::now() + backoff;
             }
             Err(StepError::Engine(e)) => {

@@ -51,6 +51,7 @@ async fn gateway(rng: &mut ChaCha20Rng) -> Gw {
             clock: Time::ZERO,
             fault_drop_rate: 0.0,
             documents: documents.clone(),
+            pull_answer_delay: qanat_node::runtime::PULL_ANSWER_DELAY,
         },
     )
     .await

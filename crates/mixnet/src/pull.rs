@@ -16,6 +16,9 @@ use std::collections::BTreeMap;
 
 use crate::client_proto::{ErrorCode, MAX_CHUNK_LEN, MAX_PULL_LIMIT, Op, OpResult, PULL_OPS, Response, Want};
 
+/// Most mailboxes one pull reads from the store (see [`PullServer::fetch_order`]).
+pub const MAX_PULL_READS: usize = 64;
+
 /// One stored item for an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PulledItem {
@@ -106,15 +109,22 @@ impl PullServer {
         }
     }
 
-    /// The mailboxes to fetch from, with their credentials, starting one further each pull.
+    /// The mailboxes to fetch from in this pull, with their credentials: at most
+    /// [`MAX_PULL_READS`], so that a pull costs the store a bounded number of reads whatever a
+    /// session registered (and the gateway's fixed answer delay always covers the work). With
+    /// no more mailboxes than that, all of them, starting one further each pull so that a busy
+    /// one cannot starve the others; with more, the next [`MAX_PULL_READS`] in turn, so that
+    /// every mailbox is read once every `len / MAX_PULL_READS` pulls (rounded up).
     pub fn fetch_order(&mut self) -> Vec<([u8; 32], [u8; 32])> {
         let n = self.mailboxes.len();
         let start = if n == 0 { 0 } else { self.turn % n };
-        self.turn = self.turn.wrapping_add(1);
+        let take = n.min(MAX_PULL_READS);
+        self.turn = self.turn.wrapping_add(if n > MAX_PULL_READS { MAX_PULL_READS } else { 1 });
         self.mailboxes
             .iter()
             .skip(start)
             .chain(self.mailboxes.iter().take(start))
+            .take(take)
             .map(|(m, c)| (*m, *c))
             .collect()
     }
@@ -368,5 +378,34 @@ mod tests {
         assert_eq!(s.metrics().registrations_refused, 1);
         s.handle_op_result(&Op::Unregister { mailbox: [1; 32], credential: [1; 32] }, OpResult::Done);
         assert_eq!(s.fetch_order().len(), 1);
+    }
+
+    #[test]
+    fn a_pull_reads_a_bounded_number_of_mailboxes_and_every_one_in_turn() {
+        let n = 3 * MAX_PULL_READS + 5;
+        let mut s = PullServer::new(n);
+        for m in 0..n {
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(&(m as u64).to_be_bytes());
+            s.handle_op_result(&Op::Register { mailbox: id, credential: id }, OpResult::Done);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        let pulls = n.div_ceil(MAX_PULL_READS);
+        for _ in 0..pulls {
+            let order = s.fetch_order();
+            assert_eq!(order.len(), MAX_PULL_READS);
+            seen.extend(order.into_iter().map(|(m, _)| m));
+        }
+        assert_eq!(seen.len(), n, "every mailbox is read within {pulls} pulls");
+
+        // Few mailboxes: all of them each pull, the first one moving on.
+        let mut s = PullServer::new(8);
+        for m in 1..=3 {
+            s.handle_op_result(&reg(m), OpResult::Done);
+        }
+        let a = s.fetch_order();
+        let b = s.fetch_order();
+        assert_eq!((a.len(), b.len()), (3, 3));
+        assert_ne!(a[0], b[0]);
     }
 }

@@ -124,6 +124,7 @@ async fn scenario(full_disk: bool) {
             clock: qanat_mixnet::Time::ZERO,
             fault_drop_rate: 0.0,
             documents: Default::default(),
+            pull_answer_delay: qanat_node::runtime::PULL_ANSWER_DELAY,
         },
     )
     .await
@@ -182,6 +183,7 @@ async fn scenario(full_disk: bool) {
             clock: qanat_mixnet::Time::ZERO,
             fault_drop_rate: 0.0,
             documents: Default::default(),
+            pull_answer_delay: qanat_node::runtime::PULL_ANSWER_DELAY,
         },
     )
     .await

@@ -81,6 +81,11 @@ fn format_one() -> u32 {
 /// 2: routes, threads and the home mailbox carry seal keys.
 pub const ENGINE_FORMAT: u32 = 2;
 
+/// How long a thread's mailbox is still read after it was replaced (see "Mailbox rotation" in
+/// the module documentation): what the others sent before they learned the new one still
+/// arrives there. The same grace as an expired invitation's.
+pub const ROTATION_GRACE_MS: u64 = invite::GRACE_MS;
+
 /// Most MLS messages kept for a conversation we are still joining.
 pub const MAX_EARLY: usize = 10_000;
 
@@ -346,6 +351,16 @@ impl RouteRec {
     }
 }
 
+/// A thread's mailbox before its last rotation: still read, its items opened with its own seal
+/// key, until `retire_at_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct OldMailbox {
+    mailbox: [u8; 32],
+    credential: [u8; 32],
+    seal: [u8; 32],
+    retire_at_ms: u64,
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct RecvState {
     next: Option<u64>,
@@ -362,6 +377,9 @@ struct Thread {
     credential: [u8; 32],
     /// The key that seals what others write into `mailbox`.
     seal: [u8; 32],
+    /// The mailbox this one replaced, while the others may still write there.
+    #[serde(default)]
+    old: Option<OldMailbox>,
     /// A contact's route before its member id is known (accepter, waiting for the Welcome).
     peer_route: Option<RouteRec>,
     /// Other members' routes, by member id (hex).
@@ -642,6 +660,9 @@ impl Engine {
         for t in threads.values() {
             if t.state != ThreadState::Left {
                 registrations.push(MailboxAccess { mailbox: t.mailbox, credential: t.credential });
+                if let Some(o) = t.old {
+                    registrations.push(MailboxAccess { mailbox: o.mailbox, credential: o.credential });
+                }
             }
         }
         Ok(Self {
@@ -776,10 +797,13 @@ impl Engine {
             self.cursors.get(&self.settings.home_mailbox).copied().unwrap_or(0),
         )];
         for t in self.threads.values().filter(|t| t.state != ThreadState::Left) {
-            out.push((
-                MailboxAccess { mailbox: t.mailbox, credential: t.credential },
-                self.cursors.get(&t.mailbox).copied().unwrap_or(0),
-            ));
+            let old = t.old.map(|o| (o.mailbox, o.credential));
+            for (mailbox, credential) in std::iter::once((t.mailbox, t.credential)).chain(old) {
+                out.push((
+                    MailboxAccess { mailbox, credential },
+                    self.cursors.get(&mailbox).copied().unwrap_or(0),
+                ));
+            }
         }
         out
     }
@@ -822,6 +846,7 @@ impl Engine {
             mailbox,
             credential,
             seal: SealKey::random(rng).0,
+            old: None,
             peer_route: None,
             roster: BTreeMap::new(),
             labels: BTreeMap::new(),
@@ -1184,6 +1209,48 @@ impl Engine {
         Ok(())
     }
 
+    /// Gives thread `t` a fresh mailbox and seal key and tells the other members (a ROUTE inside
+    /// the conversation); the mailbox it replaces is still read for [`ROTATION_GRACE_MS`] (one
+    /// replaced before is given up now).
+    fn rotate_mailbox<R: CryptoRng>(
+        &mut self,
+        t: [u8; 16],
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        let Some(own) = self.convs.get(&t).filter(|c| c.can_send()).map(|c| *c.own_id().as_bytes()) else {
+            return Ok(());
+        };
+        let mut mailbox = [0u8; 32];
+        let mut credential = [0u8; 32];
+        rng.fill_bytes(&mut mailbox);
+        rng.fill_bytes(&mut credential);
+        let seal = SealKey::random(rng).0;
+        let older = {
+            let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
+            if th.state != ThreadState::Active {
+                return Ok(());
+            }
+            let older = th.old.replace(OldMailbox {
+                mailbox: th.mailbox,
+                credential: th.credential,
+                seal: th.seal,
+                retire_at_ms: ms(now).saturating_add(ROTATION_GRACE_MS),
+            });
+            (th.mailbox, th.credential, th.seal) = (mailbox, credential, seal);
+            older
+        };
+        if let Some(o) = older {
+            self.retire(o.mailbox, o.credential);
+        }
+        self.registrations.push(MailboxAccess { mailbox, credential });
+        self.save_thread(t);
+        let announce =
+            Content::Route(RouteEntry { member: own, gateway: self.settings.gateway, mailbox, seal });
+        self.send_content(t, &announce, None, now, rng)?;
+        Ok(())
+    }
+
     fn save_thread(&mut self, t: [u8; 16]) {
         if let Some(th) = self.threads.get(&t) {
             self.writes.push(Write::Put(NS_THREAD, t.to_vec(), json(th)));
@@ -1362,6 +1429,18 @@ impl Engine {
             self.retire(t.mailbox, t.credential);
             self.events.push_back(EngineEvent::InvitationExpired { name: t.name });
         }
+        // Replaced mailboxes whose grace is over.
+        let done: Vec<[u8; 16]> = self
+            .threads
+            .values()
+            .filter(|t| t.old.is_some_and(|o| now_ms >= o.retire_at_ms))
+            .map(|t| t.id)
+            .collect();
+        for id in done {
+            let Some(o) = self.threads.get_mut(&id).and_then(|t| t.old.take()) else { continue };
+            self.save_thread(id);
+            self.retire(o.mailbox, o.credential);
+        }
         self.flush()?;
         if self.last_forget.is_none_or(|at| now.duration_since(at).unwrap_or_default() >= FORGET_EVERY) {
             self.last_forget = Some(now);
@@ -1417,7 +1496,11 @@ impl Engine {
     ) -> Result<u64, EngineError> {
         let target = if mailbox == self.settings.home_mailbox {
             Target::Home
-        } else if let Some(t) = self.threads.values().find(|t| t.mailbox == mailbox) {
+        } else if let Some(t) = self
+            .threads
+            .values()
+            .find(|t| t.mailbox == mailbox || t.old.is_some_and(|o| o.mailbox == mailbox))
+        {
             Target::Thread(t.id)
         } else {
             return Ok(0);
@@ -1465,7 +1548,11 @@ impl Engine {
         let key = match target {
             Target::Home => SealKey(self.settings.home_seal),
             Target::Thread(t) => match self.threads.get(&t) {
-                Some(th) => SealKey(th.seal),
+                Some(th) if th.mailbox == mailbox => SealKey(th.seal),
+                Some(th) => match th.old {
+                    Some(o) if o.mailbox == mailbox => SealKey(o.seal),
+                    _ => return Ok(()),
+                },
                 None => return Ok(()),
             },
         };
@@ -1513,7 +1600,6 @@ impl Engine {
                     self.writes.push(Write::Del(NS_FRAG, k));
                 }
                 self.writes.push(Write::Put(NS_SEEN, id.0.to_vec(), ms(now).to_be_bytes().to_vec()));
-                let _ = mailbox;
                 self.handle_outer(t, &bytes, now, rng)?;
             }
         }
@@ -1615,7 +1701,9 @@ impl Engine {
         self.save_thread(t);
         self.dispatch(t, out, now, rng)?;
         self.events.push_back(EngineEvent::ContactReady { name });
-        Ok(())
+        // The invitation's mailbox and its key (derived from the link) are known to whoever saw
+        // the link: the conversation goes on in a fresh mailbox, told inside MLS.
+        self.rotate_mailbox(t, now, rng)
     }
 
     fn on_contact_welcome<R: CryptoRng>(
@@ -1654,7 +1742,10 @@ impl Engine {
         // The join's own output only reports the epoch.
         let _ = out;
         self.events.push_back(EngineEvent::ContactReady { name });
-        self.replay_early(t, now, rng)
+        self.replay_early(t, now, rng)?;
+        // Our mailbox and its key travelled in the answer, which whoever saw the invitation link
+        // can open: the conversation goes on in a fresh mailbox, told inside MLS.
+        self.rotate_mailbox(t, now, rng)
     }
 
     /// Handles the messages that arrived before we joined thread `t`.
@@ -1778,10 +1869,18 @@ impl Engine {
                 }
                 let (kind, name) = (th.kind, th.name.clone());
                 self.save_thread(t);
+                // (Our own removal comes as `Removed`; a commit that removes us may list us here.)
+                let own = self.convs.get(&t).map(Conversation::own_id);
+                let someone_left = !removed.is_empty() && !removed.iter().any(|m| Some(*m) == own);
                 if kind == Kind::Group && (!added.is_empty() || !removed.is_empty()) {
                     let added = added.iter().map(|m| self.label(t, m)).collect();
                     let removed = removed.iter().map(|m| self.label(t, m)).collect();
                     self.events.push_back(EngineEvent::GroupChanged { name, added, removed });
+                }
+                // Whoever left knows our mailbox and its seal key: a fresh pair, told only to
+                // those who stay (we are still a member: our own removal is `Removed`).
+                if someone_left {
+                    self.rotate_mailbox(t, now, rng)?;
                 }
                 Ok(())
             }
@@ -1792,8 +1891,12 @@ impl Engine {
                 th.roster.clear();
                 let name = th.name.clone();
                 let (mailbox, credential) = (th.mailbox, th.credential);
+                let old = th.old.take();
                 self.save_thread(t);
                 self.retire(mailbox, credential);
+                if let Some(o) = old {
+                    self.retire(o.mailbox, o.credential);
+                }
                 // Out of the conversation: its keys go (P7); the history stays.
                 self.convs.remove(&t);
                 self.dirty_convs.push(t);
@@ -1818,7 +1921,7 @@ impl Engine {
                 self.on_text(t, sender, seq, epoch, prev_epoch, sent_at_ms, text, now);
                 Ok(())
             }
-            Content::Route(r) if kind == Some(Kind::Group) => {
+            Content::Route(r) if kind.is_some() => {
                 // A member's own announcement sets its route; anyone else's (the adder telling
                 // the group where a newcomer receives) only fills a route not known yet. So no
                 // member can move another's route, or give others a seal key it chose, once the

@@ -350,6 +350,7 @@ fn a_group_grows_and_shrinks_while_members_talk() {
     let mailboxes =
         |c: &mut Client| c.e().mailboxes().into_iter().map(|(m, _)| m.mailbox).collect::<Vec<_>>();
     let before = mailboxes(&mut w.clients[2]);
+    let known_to_c: Vec<RouteRec> = w.clients[2].thread("team").roster.values().copied().collect();
     let now = w.now;
     w.clients[0].e().group_remove("team", "c", now, &mut w.rng).unwrap();
     w.run_until(Duration::from_secs(120), |w| {
@@ -370,6 +371,23 @@ fn a_group_grows_and_shrinks_while_members_talk() {
     });
     w.run_for(Duration::from_secs(5));
     assert!(!w.clients[2].texts().iter().any(|t| t.2 == "after"));
+    // Those who stayed moved to fresh mailboxes and keys that C never saw, and everyone's
+    // routes point there (C's knowledge opens nothing they receive now).
+    for c in [0, 1, 3] {
+        let th = w.clients[c].thread("team");
+        assert!(
+            known_to_c.iter().all(|r| r.mailbox != th.mailbox && r.seal != th.seal),
+            "client {c} rotated"
+        );
+        for o in [0, 1, 3].into_iter().filter(|o| *o != c) {
+            let seen = w.clients[o]
+                .thread("team")
+                .roster
+                .values()
+                .any(|r| r.mailbox == th.mailbox && r.seal == th.seal);
+            assert!(seen, "client {o} knows client {c}'s new route");
+        }
+    }
     // D leaves by itself.
     let now = w.now;
     w.clients[3].e().group_leave("team", now, &mut w.rng).unwrap();
@@ -380,6 +398,10 @@ fn a_group_grows_and_shrinks_while_members_talk() {
 }
 
 impl Client {
+    fn thread(&self, name: &str) -> Thread {
+        self.engine.as_ref().unwrap().threads.values().find(|t| t.name == name).unwrap().clone()
+    }
+
     fn clients_members(&self, name: &str) -> usize {
         self.engine.as_ref().unwrap().members(name).unwrap().len()
     }
@@ -553,4 +575,68 @@ fn a_member_cannot_move_another_members_route() {
     let now = w.now;
     w.clients[0].e().send("team", "still for c", now, &mut w.rng).unwrap();
     w.run_until(Duration::from_secs(120), |w| w.clients[2].texts().iter().any(|t| t.2 == "still for c"));
+}
+
+#[test]
+fn a_leaked_invitation_opens_nothing_once_the_contact_is_made() {
+    // Whoever saw the link (and runs the gateway) knows the invitation's mailbox and the key
+    // derived from it, and can open the answer, which names the accepter's first mailbox and
+    // key. Both sides move to fresh ones, told inside MLS, and retire the old after the grace.
+    let mut w = World::new(7, 0.0, &[1, 2]);
+    let now = w.now;
+    let inv = w.clients[0].e().invite("bob", now, &mut w.rng).unwrap();
+    let (inv_mailbox, inv_key) = (inv.mailbox().0, inv.seal_key());
+    w.clients[1].e().accept(&inv.to_link(), "alice", now, &mut w.rng).unwrap();
+    let answer_route = w.clients[1].thread("alice").mailbox;
+    w.run_until(Duration::from_secs(60), |w| {
+        w.clients[0].events.contains(&EngineEvent::ContactReady { name: "bob".into() })
+            && w.clients[1].events.contains(&EngineEvent::ContactReady { name: "alice".into() })
+    });
+    // Each learns the other's new route.
+    w.run_until(Duration::from_secs(60), |w| {
+        let (a, b) = (w.clients[0].thread("bob"), w.clients[1].thread("alice"));
+        a.mailbox != inv_mailbox
+            && b.mailbox != answer_route
+            && b.roster.values().any(|r| r.mailbox == a.mailbox)
+            && a.roster.values().any(|r| r.mailbox == b.mailbox)
+    });
+    let (a, b) = (w.clients[0].thread("bob"), w.clients[1].thread("alice"));
+    assert_eq!(a.old.map(|o| o.mailbox), Some(inv_mailbox));
+    assert_ne!(a.seal, inv_key.0);
+    // Texts both ways, held at the gateway so we can look at what it stores.
+    w.clients[0].hold.push(a.mailbox);
+    w.clients[1].hold.push(b.mailbox);
+    for i in 0..3 {
+        let now = w.now;
+        w.clients[1].e().send("alice", &format!("to a {i}"), now, &mut w.rng).unwrap();
+        w.clients[0].e().send("bob", &format!("to b {i}"), now, &mut w.rng).unwrap();
+        w.run_for(Duration::from_millis(200));
+    }
+    w.run_until(Duration::from_secs(60), |w| {
+        w.net.mailboxes.get(&a.mailbox).is_some_and(|v| v.len() >= 3)
+            && w.net.mailboxes.get(&b.mailbox).is_some_and(|v| v.len() >= 3)
+    });
+    let stored: Vec<&Fetched> =
+        [a.mailbox, b.mailbox].iter().flat_map(|m| w.net.mailboxes[m].iter()).collect();
+    for f in &stored {
+        assert!(seal::open(&inv_key, &f.item.id.0, &f.item.body).is_err(), "the link's key opens an item");
+    }
+    assert!(w.net.mailboxes.get(&inv_mailbox).is_none_or(|v| v.is_empty()), "nothing new in the old mailbox");
+    w.clients[0].hold.clear();
+    w.clients[1].hold.clear();
+    w.run_until(Duration::from_secs(120), |w| {
+        w.clients[0].texts().len() == 3 && w.clients[1].texts().len() == 3
+    });
+
+    // After the grace, the old mailboxes are given up at the gateway.
+    assert!(w.net.registered.contains_key(&inv_mailbox));
+    w.now += Duration::from_millis(ROTATION_GRACE_MS) + Duration::from_secs(1);
+    w.run_for(Duration::from_secs(2));
+    assert!(!w.net.registered.contains_key(&inv_mailbox), "the invitation's mailbox is retired");
+    assert!(!w.net.registered.contains_key(&answer_route), "the answer's mailbox is retired");
+    assert!(w.clients[0].thread("bob").old.is_none());
+    // And the two still talk.
+    let now = w.now;
+    w.clients[1].e().send("alice", "still here", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(120), |w| w.clients[0].texts().len() == 4);
 }

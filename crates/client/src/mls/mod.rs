@@ -725,6 +725,11 @@ impl Conversation {
         out.events.push(Event::Removed);
     }
 
+    /// Whether this member may still send (in the group, and not leaving it).
+    pub fn can_send(&self) -> bool {
+        self.ensure_member().is_ok()
+    }
+
     fn ensure_member(&self) -> Result<(), MlsError> {
         if self.group.is_active() && !self.state.leaving { Ok(()) } else { Err(MlsError::NotMember) }
     }

@@ -80,7 +80,17 @@ pub struct GatewayRuntimeConfig {
     /// The verified directory documents served to clients in their pulls (filled by the
     /// directory loop).
     pub documents: DocumentCache,
+    /// How long after a client's request arrives its answer leaves ([`PULL_ANSWER_DELAY`] on a
+    /// real network): the answer's timing then shows nothing of the store's work (how many
+    /// mailboxes the session holds, what waited, what a registration cost).
+    pub pull_answer_delay: Duration,
 }
+
+/// The delay of every answer to a client's request: well above the store work of a pull
+/// (at most [`MAX_PULL_READS`](qanat_mixnet::pull::MAX_PULL_READS) reads and [`PULL_OPS`] operations; a few milliseconds on SQLite
+/// or a Redis Cluster on the same network). An answer that is later still leaves at once and is
+/// counted ([`GatewayRuntimeMetrics::client_answers_late`]).
+pub const PULL_ANSWER_DELAY: Duration = Duration::from_millis(100);
 
 /// How many epochs' documents a [`DocumentCache`] keeps.
 pub const CACHED_DOCUMENTS: usize = 4;
@@ -143,6 +153,9 @@ pub struct GatewayRuntimeMetrics {
     pub rejected_quota: AtomicU64,
     /// Writes the store rejected: too large.
     pub rejected_too_large: AtomicU64,
+    /// Answers to clients that were ready only after their fixed delay (they leave at once; a
+    /// timing signal, so operators should see none).
+    pub client_answers_late: AtomicU64,
 }
 
 /// Every counter of a running gateway.
@@ -253,22 +266,42 @@ async fn spawn<S: MailboxStore>(
     let tx = events_tx.clone();
     let (client_store, client_metrics) = (store.clone(), metrics.clone());
     let docs = config.documents.clone();
+    let answer_delay = config.pull_answer_delay;
     // Chunk length: what fits a control frame after a `DocChunk`'s 19 header bytes.
     let chunk_len = config.link.frame_size.max_control_len().saturating_sub(19).clamp(1, MAX_CHUNK_LEN);
     let accept_clients = accept_loop(clients, shutdown_rx.clone(), move |conn| {
         let (tx, store, m, docs) = (tx.clone(), client_store.clone(), client_metrics.clone(), docs.clone());
         let (_, reply, mut rx) = conn.split();
+        // Answers leave at a fixed delay after their request, in order, from their own task,
+        // so that neither the store's work nor the session's other frames move them.
+        let (answers, mut due_answers) = mpsc::channel::<(Instant, Vec<Frame>)>(8);
+        tokio::spawn(async move {
+            while let Some((due, frames)) = due_answers.recv().await {
+                tokio::time::sleep_until(due).await;
+                for f in frames {
+                    if reply.send(f).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
         tokio::spawn(async move {
             let mut session = PullServer::new(MAX_SESSION_MAILBOXES);
             let ctx = ServeContext { docs: &docs, chunk_len, metrics: &m };
             while let Some(frame) = rx.recv().await {
                 if let Frame::Control(bytes) = &frame {
+                    let due = Instant::now() + answer_delay;
                     m.client_requests.fetch_add(1, Ordering::Relaxed);
-                    for resp in serve(&*store, &mut session, bytes, &ctx).await {
-                        let Ok(b) = resp.encode() else { continue };
-                        if reply.send(Frame::Control(b)).await.is_err() {
-                            return;
-                        }
+                    let frames: Vec<Frame> = serve(&*store, &mut session, bytes, &ctx)
+                        .await
+                        .into_iter()
+                        .filter_map(|r| r.encode().ok().map(Frame::Control))
+                        .collect();
+                    if Instant::now() > due {
+                        m.client_answers_late.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if answers.send((due, frames)).await.is_err() {
+                        return;
                     }
                 } else if let Frame::Packet { packet, .. } = frame
                     && tx.send(Event::FromClient(packet)).await.is_err()

@@ -15,7 +15,7 @@ pub use authority::{
     AuthorityHandle, AuthorityLink, AuthorityProbe, AuthorityRuntimeConfig, spawn_authority,
 };
 pub use gateway::{
-    DocumentCache, GatewayHandle, GatewayProbe, GatewayRuntimeConfig, spawn_gateway,
+    DocumentCache, GatewayHandle, GatewayProbe, GatewayRuntimeConfig, PULL_ANSWER_DELAY, spawn_gateway,
     spawn_gateway_with_replay_log,
 };
 pub use handle::{RuntimeHandle, Stopped};

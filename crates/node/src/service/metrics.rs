@@ -317,6 +317,11 @@ pub fn gateway(e: &mut Exposition, p: &GatewayProbe) {
         g(&r.version_mismatches),
     );
     e.counter(
+        "qanat_gateway_client_answers_late_total",
+        "Answers to clients ready only after their fixed delay (a timing signal; should stay 0).",
+        g(&r.client_answers_late),
+    );
+    e.counter(
         "qanat_gateway_fault_dropped_total",
         "Packets dropped by fault injection (gateway.fault_drop_rate; tests only).",
         g(&r.fault_dropped),

@@ -49,7 +49,7 @@ use crate::keys::{KeyStoreError, KeyWindow, NodeKeys};
 use crate::replay_log::{ReplayLog, ReplayLogError};
 use crate::runtime::{
     AuthorityHandle, AuthorityLink, AuthorityRuntimeConfig, DocumentCache, GatewayHandle,
-    GatewayRuntimeConfig, MixHandle, MixRuntimeConfig, Updater, spawn_authority,
+    GatewayRuntimeConfig, MixHandle, MixRuntimeConfig, PULL_ANSWER_DELAY, Updater, spawn_authority,
     spawn_gateway_with_replay_log, spawn_mix_with_replay_log,
 };
 use directory::{DirectoryClient, RequestError};
@@ -322,6 +322,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                 clock: epochs::core_time(wall_now()),
                 fault_drop_rate: config.danger.as_ref().map_or(0.0, |d| d.fault_drop_rate),
                 documents: documents.clone(),
+                pull_answer_delay: PULL_ANSWER_DELAY,
             };
             let h = match &g.store {
                 StoreConfig::Sqlite { path } => {
