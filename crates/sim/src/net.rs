@@ -8,9 +8,10 @@
 //! gateway-to-client fetch traffic is not recorded), and MLS (a message is one DATA packet of a
 //! few bytes). One epoch key per node covers the whole run.
 //!
-//! Each client owns a home mailbox at its gateway (its loops and the acknowledgements of what it
-//! sends come back to it) and one thread mailbox per contact who writes to it (made the first
-//! time that contact writes, as an invitation would). Clients `0..active` queue messages as a
+//! Each client owns a home mailbox at its gateway (the acknowledgements of what it sends come back
+//! to it) and one thread mailbox per contact who writes to it (made the first time that contact
+//! writes, as an invitation would); as in the engine, half its loops go home and half to one of
+//! its thread mailboxes. Clients `0..active` queue messages as a
 //! Poisson process of rate `message_rate` to a uniformly random other client, into the thread
 //! mailbox the recipient keeps for the sender; the recipient answers each DATA packet with the
 //! acknowledgement through its SURB in its next payload slot, as the real engine does. Each
@@ -219,6 +220,8 @@ pub(crate) struct Client {
     pub(crate) view: NetworkView,
     pub(crate) gateway: usize,
     pub(crate) mailbox: RecipientId,
+    /// The thread mailboxes this client keeps (one per contact who wrote to it).
+    pub(crate) threads: Vec<RecipientId>,
     pub(crate) schedule: Schedule,
     pub(crate) outbox: Outbox,
     /// Acknowledgements owed, each with the time from which it may be sent.
@@ -250,9 +253,15 @@ pub(crate) fn slot_packet(
                 None
             }
         }
-        Slot::Loop if cover => Some(
-            cover_packet(sphinx, &c.view, Some((c.mailbox, seal_key(c.mailbox))), rng).map_err(err)?.packet,
-        ),
+        Slot::Loop if cover => {
+            // As the engine does: half the loops home, half to one of the thread mailboxes.
+            let to = if c.threads.is_empty() || rng.next_u64() & 1 == 0 {
+                c.mailbox
+            } else {
+                c.threads[(rng.next_u64() % c.threads.len() as u64) as usize]
+            };
+            Some(cover_packet(sphinx, &c.view, Some((to, seal_key(to))), rng).map_err(err)?.packet)
+        }
         Slot::Drop if cover => Some(cover_packet(sphinx, &c.view, None, rng).map_err(err)?.packet),
         Slot::Loop | Slot::Drop => None,
     })
@@ -377,6 +386,7 @@ impl Setup {
                 mailbox,
                 schedule: Schedule::new(rates),
                 outbox: Outbox::new(resend_policy(config)),
+                threads: Vec::new(),
                 acks: VecDeque::new(),
                 next_message: None,
                 wake: None,
@@ -396,6 +406,9 @@ impl Setup {
         let m = RecipientId(m);
         let serial = self.threads.len() as u64;
         self.threads.insert((recipient, sender), m);
+        if let Some(c) = self.clients.get_mut(recipient as usize) {
+            c.threads.push(m);
+        }
         self.mailboxes.insert(m, (recipient, MailboxSeen::Thread { owner: recipient, mailbox: serial }));
         m
     }

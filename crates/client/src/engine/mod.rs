@@ -28,6 +28,16 @@
 //! adder also tells the group where the newcomer receives (ROUTE). A message for a member whose
 //! route is not yet known waits until it is.
 //!
+//! # Mailbox rotation
+//! A mailbox and its seal key can become known to someone who should not read it: the
+//! invitation's (the link carries the mailbox and the token the key is derived from, and links
+//! travel over channels the adversary may watch), the accepter's first one (it travels in the
+//! answer, sealed under the invitation's key), and every member's group mailbox to a member who
+//! is removed. So each side of a new contact, once the conversation is set up, and every member
+//! who stays after a removal, moves to a fresh mailbox and seal key and tells the others in a
+//! ROUTE inside the conversation (which whoever left cannot read). The replaced mailbox is still
+//! read for [`ROTATION_GRACE_MS`], for what was sent before the news arrived, then retired.
+//!
 //! # Order
 //! Texts are delivered exactly once (the inbox de-duplicates by message id, MLS refuses a reused
 //! generation) and in order per sender: see [`wire`] for the rule.
@@ -81,8 +91,8 @@ fn format_one() -> u32 {
 /// 2: routes, threads and the home mailbox carry seal keys.
 pub const ENGINE_FORMAT: u32 = 2;
 
-/// How long a thread's mailbox is still read after it was replaced (see "Mailbox rotation" in
-/// the module documentation): what the others sent before they learned the new one still
+/// How long a thread's mailbox is still read after it was replaced (see the module's "Mailbox
+/// rotation"): what the others sent before they learned the new one still
 /// arrives there. The same grace as an expired invitation's.
 pub const ROTATION_GRACE_MS: u64 = invite::GRACE_MS;
 

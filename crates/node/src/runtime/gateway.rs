@@ -86,11 +86,14 @@ pub struct GatewayRuntimeConfig {
     pub pull_answer_delay: Duration,
 }
 
-/// The delay of every answer to a client's request: well above the store work of a pull
-/// (at most [`MAX_PULL_READS`](qanat_mixnet::pull::MAX_PULL_READS) reads and [`PULL_OPS`] operations; a few milliseconds on SQLite
+/// The delay of every answer to a client's request: above the store work of a pull (at most [`MAX_PULL_READS`](qanat_mixnet::pull::MAX_PULL_READS) reads and [`PULL_OPS`] operations; a few milliseconds on SQLite
 /// or a Redis Cluster on the same network). An answer that is later still leaves at once and is
 /// counted ([`GatewayRuntimeMetrics::client_answers_late`]).
-pub const PULL_ANSWER_DELAY: Duration = Duration::from_millis(100);
+///
+/// Short, because the client keeps one pull in flight: a delay plus round trip longer than the
+/// pull interval would skip pulls and halve what the client can receive (seen on a lossy devnet
+/// with 100 ms pulls, where the acknowledgement backlog then grew without end).
+pub const PULL_ANSWER_DELAY: Duration = Duration::from_millis(25);
 
 /// How many epochs' documents a [`DocumentCache`] keeps.
 pub const CACHED_DOCUMENTS: usize = 4;
