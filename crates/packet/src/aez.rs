@@ -29,9 +29,6 @@ const LANES: usize = 8;
 /// Bytes of AEZ-core input handled per pipelined group (`LANES` block pairs).
 const GROUP: usize = 32 * LANES;
 
-/// Number of precomputed group tweaks `2^q I` (enough for 4 KiB messages).
-const IPOWS: usize = 16;
-
 #[inline(always)]
 fn xor(a: &B, b: &B) -> B {
     core::array::from_fn(|k| a[k] ^ b[k])
@@ -96,15 +93,12 @@ pub(crate) struct Aez {
     i1: B,
     /// `2I`.
     i2: B,
-    /// `2^(q+1) I` for `q < IPOWS`: the `I` part of the AEZ-core tweaks of
-    /// group `q` (block pairs `8q + 1 ..= 8q + 8`).
-    ipows: [B; IPOWS],
     /// `J`.
     j1: B,
     /// `0L, 1L, ..., 7L`.
     l: [B; 8],
-    /// `E^{3,1}([0]_128)`: the part of AEZ-hash that encodes `tau = 0`.
-    delta_tau0: B,
+    /// Tweak of `E^{3,1}` (the `tau` block): `3J ^ 2I ^ L`.
+    tw_tau: B,
     /// Tweak of `E^{4,1}` (the nonce block): `4J ^ 2I ^ L`.
     tw_nonce: B,
     /// AEZ-core pass tweaks of `E^{1,i}` without the `I` term, lane `k`
@@ -126,10 +120,9 @@ impl Drop for Aez {
     fn drop(&mut self) {
         // Through slices: `zeroize` wipes a `[u8]` with one fill and an optimization barrier, but
         // an array byte by byte with volatile stores (this drop runs once per hop).
-        for b in [&mut self.i1, &mut self.i2, &mut self.j1, &mut self.delta_tau0, &mut self.tw_nonce] {
+        for b in [&mut self.i1, &mut self.i2, &mut self.j1, &mut self.tw_tau, &mut self.tw_nonce] {
             b.as_mut_slice().zeroize();
         }
-        self.ipows.as_flattened_mut().zeroize();
         self.l.as_flattened_mut().zeroize();
         for b8 in [&mut self.tw1, &mut self.tw2, &mut self.rk_i, &mut self.rk_j, &mut self.rk_l] {
             for b in b8.iter_mut() {
@@ -173,18 +166,12 @@ impl Aez {
             rk_l[k].0 = l1;
         }
 
-        let mut ipows = [i2; IPOWS];
-        for q in 1..IPOWS {
-            ipows[q] = dbl(&ipows[q - 1]);
-        }
-
-        let mut aez = Aez {
+        Aez {
             i1,
             i2,
-            ipows,
             j1,
             l,
-            delta_tau0: [0u8; 16],
+            tw_tau: xor3(&j3, &i2, &l1),
             tw_nonce: xor3(&j4, &i2, &l1),
             tw1,
             tw2,
@@ -192,10 +179,7 @@ impl Aez {
             rk_j,
             rk_l,
             rk_0: Block8::default(),
-        };
-        // E^{3,1}([tau]_128) with tau = 0.
-        aez.delta_tau0 = aez.aes4(&xor3(&j3, &i2, &l1));
-        aez
+        }
     }
 
     /// Enciphers `data` in place with nonce `nonce`, no associated data,
@@ -211,10 +195,11 @@ impl Aez {
         self.encipher(Delta::Nonce(nonce), data, true);
     }
 
-    /// AEZ-hash of `([0]_128, nonce)` for a 16-byte nonce.
+    /// AEZ-hash of `([0]_128, nonce)` for a 16-byte nonce:
+    /// `E^{3,1}([0]_128) ^ E^{4,1}(N)`.
     fn hash_nonce(&self, nonce: &[u8; 16]) -> B {
-        let e = self.aes4(&xor(nonce, &self.tw_nonce)); // E^{4,1}(N)
-        xor(&self.delta_tau0, &e)
+        let [t, n] = self.aes4_lanes([self.tw_tau, xor(nonce, &self.tw_nonce)]);
+        xor(&t, &n)
     }
 
     /// Encipher (`inverse == false`) or decipher `data` in place under the
@@ -386,7 +371,8 @@ impl Aez {
         let my = block_at(tail, 16);
 
         // E^{0,4}(M_u), E^{0,5}(M_v 10*), E^{0,t1}(M_y) and, if needed for
-        // the AEZ-hash, E^{4,1}(N); all independent of pass 1.
+        // the AEZ-hash, E^{4,1}(N) and E^{3,1}([0]_128); all independent of
+        // pass 1.
         let nonce_in = match delta {
             Delta::Value(_) => [0u8; 16],
             Delta::Nonce(n) => xor(n, &self.tw_nonce),
@@ -396,10 +382,11 @@ impl Aez {
             xor(&padded_v(fragment), &tw(5)),
             xor(&my, &tw(t1)),
             nonce_in,
+            self.tw_tau,
         ]);
         let delta = &match delta {
             Delta::Value(d) => *d,
-            Delta::Nonce(_) => xor(&self.delta_tau0, &ea[3]),
+            Delta::Nonce(_) => xor(&ea[4], &ea[3]),
         };
         // Pass 1: (W_i, X_i) replace (M_i, M'_i); X = xor of all X_i.
         let mut x = self.run_groups(blocks, None);
@@ -464,12 +451,13 @@ impl Aez {
     #[inline(always)]
     fn run_groups(&self, blocks: &mut [u8], s: Option<&B>) -> B {
         let mut acc = [0u8; 16];
-        // 2^ceil(i/8) I, constant within a group of eight pairs; `q` is the
-        // index of the next group.
-        let mut q = 0;
+        // 2^ceil(i/8) I, constant within a group of eight pairs: 2I for the
+        // first group, doubled for each next one.
+        let mut ipow = self.i2;
         let mut next_ipow = || {
-            q += 1;
-            self.ipow(q - 1)
+            let this = ipow;
+            ipow = dbl(&ipow);
+            this
         };
         let (groups, rem) = blocks.as_chunks_mut::<GROUP>();
         let (pairs, single) = groups.as_chunks_mut::<2>();
@@ -479,6 +467,12 @@ impl Aez {
         }
         // Zero-padded copy of the partial group, 32 bytes per pair.
         let n_rem = rem.len() / 32;
+        if n_rem == 0 {
+            if let Some(g0) = single.first_mut() {
+                xor_into(&mut acc, &self.pass([g0], [LANES], [next_ipow()], s));
+            }
+            return acc;
+        }
         let mut pad = [0u8; GROUP];
         for (d, c) in pad.as_chunks_mut::<32>().0.iter_mut().zip(rem.as_chunks::<32>().0) {
             *d = *c;
@@ -500,23 +494,6 @@ impl Aez {
             *d = *c;
         }
         acc
-    }
-
-    /// `2^(q+1) I`, the `I` part of the tweaks of AEZ-core group `q`.
-    #[inline(always)]
-    fn ipow(&self, q: usize) -> B {
-        if q < IPOWS { self.ipows[q] } else { self.ipow_slow(q) }
-    }
-
-    /// [`Aez::ipow`] beyond the precomputed table.
-    #[cold]
-    #[inline(never)]
-    fn ipow_slow(&self, q: usize) -> B {
-        let mut x = self.ipows[IPOWS - 1];
-        for _ in IPOWS - 1..q {
-            x = dbl(&x);
-        }
-        x
     }
 
     /// Pass 1 (`s == None`) or pass 2 over `G` groups, of which the first
@@ -925,7 +902,7 @@ mod tests {
         }
     }
 
-    /// Long messages (more AEZ-core groups than the precomputed tweak table):
+    /// Long messages (many AEZ-core groups):
     /// BLAKE2b-256 of the ciphertext, recorded from the straightforward
     /// one-group-at-a-time implementation that matched the published vectors.
     /// Key, nonce and message are derived from the length as in [`KAT`].
