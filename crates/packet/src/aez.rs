@@ -46,6 +46,13 @@ fn xor_into(acc: &mut B, b: &B) {
     }
 }
 
+/// [`xor`] through `u128`, for the key setup: there the compiler kept the byte-wise form as
+/// sixteen byte xors (about 90 ns per key), while in AEZ-core it makes it one vector xor.
+#[inline(always)]
+fn xor_wide(a: &B, b: &B) -> B {
+    (u128::from_ne_bytes(*a) ^ u128::from_ne_bytes(*b)).to_ne_bytes()
+}
+
 /// Doubling in GF(2^128) with the AEZ (big-endian, x^128 + x^7 + x^2 + x + 1)
 /// convention, in constant time.
 #[inline(always)]
@@ -142,15 +149,15 @@ impl Aez {
         let mut l = [[0u8; 16]; 8];
         l[1] = l1;
         l[2] = dbl(&l[1]);
-        l[3] = xor(&l[2], &l[1]);
+        l[3] = xor_wide(&l[2], &l[1]);
         l[4] = dbl(&l[2]);
-        l[5] = xor(&l[4], &l[1]);
+        l[5] = xor_wide(&l[4], &l[1]);
         l[6] = dbl(&l[3]);
-        l[7] = xor(&l[6], &l[1]);
+        l[7] = xor_wide(&l[6], &l[1]);
 
         let i2 = dbl(&i1);
         let j2 = dbl(&j1);
-        let j3 = xor(&j2, &j1);
+        let j3 = xor_wide(&j2, &j1);
         let j4 = dbl(&j2);
 
         let mut tw1 = Block8::default();
@@ -159,8 +166,8 @@ impl Aez {
         let mut rk_j = Block8::default();
         let mut rk_l = Block8::default();
         for k in 0..LANES {
-            tw1[k].0 = xor(&j1, &l[(k + 1) % 8]);
-            tw2[k].0 = xor(&j2, &l[(k + 1) % 8]);
+            tw1[k].0 = xor_wide(&j1, &l[(k + 1) % 8]);
+            tw2[k].0 = xor_wide(&j2, &l[(k + 1) % 8]);
             rk_i[k].0 = i1;
             rk_j[k].0 = j1;
             rk_l[k].0 = l1;
@@ -171,8 +178,8 @@ impl Aez {
             i2,
             j1,
             l,
-            tw_tau: xor3(&j3, &i2, &l1),
-            tw_nonce: xor3(&j4, &i2, &l1),
+            tw_tau: xor_wide(&xor_wide(&j3, &i2), &l1),
+            tw_nonce: xor_wide(&xor_wide(&j4, &i2), &l1),
             tw1,
             tw2,
             rk_i,
