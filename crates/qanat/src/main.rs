@@ -277,7 +277,7 @@ enum NodeCommand {
         /// The node's TOML config (see 'qanat node example-config').
         #[arg(long)]
         config: PathBuf,
-        /// Runs a config with a [danger] table (settings for tests that break the network's
+        /// Runs a config with a `[danger]` table (settings for tests that break the network's
         /// promises, such as fault injection); never on a real network.
         #[arg(long)]
         allow_danger: bool,
