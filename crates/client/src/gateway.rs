@@ -199,18 +199,7 @@ impl GatewaySession {
 
     /// The next control frame from the gateway, decoded, by `deadline`.
     async fn next_response(&mut self, deadline: tokio::time::Instant) -> Result<Response, GatewayError> {
-        loop {
-            let frame = tokio::time::timeout_at(deadline, self.conn.recv())
-                .await
-                .map_err(|_| GatewayError::Timeout)?
-                .ok_or(GatewayError::Link)?;
-            let Frame::Control(b) = frame else { continue };
-            return match Response::decode(&b) {
-                Ok(r) => Ok(r),
-                Err(ProtoError::Version(_)) => Err(GatewayError::Version),
-                Err(_) => Err(GatewayError::Link),
-            };
-        }
+        tokio::time::timeout_at(deadline, self.recv_response()).await.map_err(|_| GatewayError::Timeout)?
     }
 
     async fn ask(&mut self, make: impl FnOnce(u32) -> Request) -> Result<Vec<Response>, GatewayError> {

@@ -17,7 +17,6 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use qanat_client::control::{Request, Response};
@@ -28,40 +27,8 @@ use qanat_client::store::{Passphrase, Profile, danger};
 use qanat_node::config::ClientNetwork;
 use tokio::sync::broadcast;
 
-const BIN: &str = env!("CARGO_BIN_EXE_qanat");
-
-struct Devnet {
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = Command::new(BIN).args(["devnet", "down", "--dir"]).arg(self.dir.path()).output();
-    }
-}
-
-fn devnet_up(fault_drop_rate: &str) -> Devnet {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "devnet",
-            "up",
-            "--epoch-secs",
-            "10",
-            "--lambda-p",
-            "40",
-            "--fault-drop-rate",
-            fault_drop_rate,
-            "--wait",
-            "--dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let devnet = Devnet { dir };
-    assert!(out.status.success(), "devnet up failed: {}", String::from_utf8_lossy(&out.stderr));
-    devnet
-}
+mod common;
+use common::{Devnet, devnet_up};
 
 fn engine_config() -> EngineConfig {
     // Twice the delivery delay between members, and then some.
@@ -219,7 +186,7 @@ async fn send(u: &User, to: &str, text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_through_a_lossy_devnet() {
-    let devnet = devnet_up("0.1");
+    let devnet = devnet_up(&["--epoch-secs", "10", "--lambda-p", "40", "--fault-drop-rate", "0.1"]);
     let network = ClientNetwork::load(&devnet.dir.path().join("network.toml")).unwrap();
     let root = tempfile::tempdir().unwrap();
     let mut alice = User::new(root.path(), "alice", &network, 0);
@@ -377,7 +344,7 @@ fn stored_items(devnet: &Devnet, gw: &str) -> Vec<([u8; 32], Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_stores_only_sealed_items() {
-    let devnet = devnet_up("0");
+    let devnet = devnet_up(&["--epoch-secs", "10", "--lambda-p", "40", "--fault-drop-rate", "0"]);
     let network = ClientNetwork::load(&devnet.dir.path().join("network.toml")).unwrap();
     let root = tempfile::tempdir().unwrap();
     // Alice on gw1; Bob and Carol on gw2.

@@ -10,7 +10,6 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -25,39 +24,10 @@ use qanat_node::service::wall_now;
 use qanat_pki::Epoch;
 use qanat_pki::descriptor::LinkAddress;
 
-const BIN: &str = env!("CARGO_BIN_EXE_qanat");
+mod common;
+use common::devnet_up;
+
 const EPOCH_SECS: u64 = 10;
-
-struct Devnet {
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = Command::new(BIN).args(["devnet", "down", "--dir"]).arg(self.dir.path()).output();
-    }
-}
-
-fn devnet_up() -> Devnet {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "devnet",
-            "up",
-            "--epoch-secs",
-            &EPOCH_SECS.to_string(),
-            "--lambda-p",
-            "20",
-            "--wait",
-            "--dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let devnet = Devnet { dir };
-    assert!(out.status.success(), "devnet up failed: {}", String::from_utf8_lossy(&out.stderr));
-    devnet
-}
 
 /// Listeners standing in for the authorities' addresses: they count every connection.
 fn decoys(n: usize, count: &Arc<AtomicU64>) -> Vec<LinkAddress> {
@@ -143,7 +113,7 @@ async fn wait_current(u: &User, within: Duration) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_get_every_document_through_their_gateway_only() {
-    let devnet = devnet_up();
+    let devnet = devnet_up(&["--epoch-secs", &EPOCH_SECS.to_string(), "--lambda-p", "20"]);
     let mut network = ClientNetwork::load(&devnet.dir.path().join("network.toml")).unwrap();
     let connections = Arc::new(AtomicU64::new(0));
     let addresses = decoys(network.network.authorities.len(), &connections);

@@ -23,7 +23,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,31 +38,11 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
-const BIN: &str = env!("CARGO_BIN_EXE_qanat");
+mod common;
+use common::devnet_up;
+
 const FETCH: Duration = Duration::from_millis(250);
 const WATCH: Duration = Duration::from_secs(100);
-
-struct Devnet {
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = Command::new(BIN).args(["devnet", "down", "--dir"]).arg(self.dir.path()).output();
-    }
-}
-
-fn devnet_up() -> Devnet {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["devnet", "up", "--lambda-p", "20", "--wait", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let devnet = Devnet { dir };
-    assert!(out.status.success(), "devnet up failed: {}", String::from_utf8_lossy(&out.stderr));
-    devnet
-}
 
 /// What the relay saw of one client's link.
 #[derive(Default)]
@@ -279,7 +258,7 @@ fn first_answers(frames: &[(f64, bool)], n: usize) -> Vec<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_are_one_size_and_their_times_do_not_depend_on_the_user() {
-    let devnet = devnet_up();
+    let devnet = devnet_up(&["--lambda-p", "20"]);
     let network = ClientNetwork::load(&devnet.dir.path().join("network.toml")).unwrap();
     let t0 = Instant::now();
     let wire_len = qanat_network::link_config(&network.network.geometry).unwrap().frame_size.wire_len();
