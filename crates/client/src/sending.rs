@@ -14,8 +14,15 @@
 //! and the reply a recipient sends back through the SURB of a DATA packet is
 //!
 //! ```text
-//! ACK   = 0x03 ‖ message id (16) ‖ index u16 ‖ zeros
+//! ACKS  = 0x04 ‖ n u8 ‖ n × (message id (16) ‖ bits u16 ‖ bitmap (⌈bits/8⌉)) ‖ zeros
 //! ```
+//!
+//! One reply acknowledges every fragment the recipient has waiting for that sender: a bitmap of
+//! fragment indices per message (bit `i` of byte `i/8`, `bits` = the highest index + 1), as many
+//! messages as fit. The sender takes an entry only for a message it sent to the same mailbox as
+//! the message the SURB came with, so whoever holds a SURB can acknowledge only what was sent to
+//! the mailbox it reads. (`0x03 ‖ message id ‖ index u16 ‖ zeros`, one fragment, is the format
+//! before; it is still read.)
 //!
 //! Every packet to a mailbox is sealed end to end to the mailbox's owner (see [`crate::seal`]):
 //! a DATA or loop payload is sealed under the mailbox's [`SealKey`] and sent with
@@ -51,6 +58,7 @@ use crate::seal::{self, SealKey};
 const KIND_DATA: u8 = 1;
 const KIND_COVER: u8 = 2;
 const KIND_ACK: u8 = 3;
+const KIND_ACKS: u8 = 4;
 const DATA_HEADER: usize = 1 + 16 + 2 + 2 + 2;
 
 /// Longest message, in fragments.
@@ -105,13 +113,30 @@ pub enum Payload {
     },
     /// Cover traffic (a loop or a drop).
     Cover,
-    /// An acknowledgement (decrypted from a SURB reply).
-    Ack {
-        /// The message.
-        message_id: MessageId,
-        /// Which fragment.
-        index: u16,
-    },
+    /// Acknowledgements (decrypted from a SURB reply): at least one entry.
+    Ack(Vec<AckEntry>),
+}
+
+/// The fragments of one message an acknowledgement covers.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct AckEntry {
+    /// The message.
+    pub message_id: MessageId,
+    /// Its fragments: sorted, unique, each below [`MAX_FRAGMENTS`], at least one.
+    pub indices: Vec<u16>,
+}
+
+impl AckEntry {
+    /// The bytes of the entry in an ACKS payload.
+    pub fn encoded_len(&self) -> usize {
+        let bits = self.indices.last().map_or(0, |i| usize::from(*i) + 1);
+        16 + 2 + bits.div_ceil(8)
+    }
+}
+
+/// The bytes an ACKS payload has for its entries in `g`.
+pub fn ack_capacity(g: &Geometry) -> usize {
+    g.forward_payload_len().saturating_sub(2)
 }
 
 impl std::fmt::Debug for Payload {
@@ -121,7 +146,7 @@ impl std::fmt::Debug for Payload {
                 write!(f, "Data {{ index: {index}, count: {count}, {} bytes }}", data.len())
             }
             Self::Cover => f.write_str("Cover"),
-            Self::Ack { index, .. } => write!(f, "Ack {{ index: {index} }}"),
+            Self::Ack(entries) => write!(f, "Ack {{ {} entries }}", entries.len()),
         }
     }
 }
@@ -160,11 +185,29 @@ impl Payload {
                     *b = KIND_COVER;
                 }
             }
-            Self::Ack { message_id, index } => {
+            Self::Ack(entries) => {
+                let n = u8::try_from(entries.len()).map_err(|_| PayloadError::Malformed)?;
+                let total: usize = entries.iter().map(AckEntry::encoded_len).sum();
+                if n == 0 || total > ack_capacity(g) {
+                    return Err(PayloadError::Malformed);
+                }
                 let mut w = Writer(&mut out, 0);
-                w.put(&[KIND_ACK]);
-                w.put(&message_id.0);
-                w.put(&index.to_be_bytes());
+                w.put(&[KIND_ACKS, n]);
+                for e in entries {
+                    let ordered = e.indices.windows(2).all(|p| p[0] < p[1]);
+                    let Some(&last) = e.indices.last() else { return Err(PayloadError::Malformed) };
+                    if !ordered || usize::from(last) >= MAX_FRAGMENTS {
+                        return Err(PayloadError::Malformed);
+                    }
+                    let bits = last + 1;
+                    let mut bitmap = vec![0u8; usize::from(bits).div_ceil(8)];
+                    for i in &e.indices {
+                        bitmap[usize::from(*i / 8)] |= 1 << (i % 8);
+                    }
+                    w.put(&e.message_id.0);
+                    w.put(&bits.to_be_bytes());
+                    w.put(&bitmap);
+                }
             }
         }
         Ok(out)
@@ -204,10 +247,38 @@ impl Payload {
             KIND_ACK => {
                 let message_id = id(rest)?;
                 let index = u16_at(rest, 16)?;
-                if !zeros(rest.get(18..).unwrap_or_default()) {
+                if !zeros(rest.get(18..).unwrap_or_default()) || usize::from(index) >= MAX_FRAGMENTS {
                     return Err(PayloadError::Malformed);
                 }
-                Ok(Self::Ack { message_id, index })
+                Ok(Self::Ack(vec![AckEntry { message_id, indices: vec![index] }]))
+            }
+            KIND_ACKS => {
+                let (&n, mut rest) = rest.split_first().ok_or(PayloadError::Malformed)?;
+                if n == 0 {
+                    return Err(PayloadError::Malformed);
+                }
+                let mut entries = Vec::with_capacity(usize::from(n));
+                for _ in 0..n {
+                    let message_id = id(rest)?;
+                    let bits = usize::from(u16_at(rest, 16)?);
+                    if bits == 0 || bits > MAX_FRAGMENTS {
+                        return Err(PayloadError::Malformed);
+                    }
+                    let bitmap = rest.get(18..18 + bits.div_ceil(8)).ok_or(PayloadError::Malformed)?;
+                    let set = |i: usize| bitmap[i / 8] & (1 << (i % 8)) != 0;
+                    // Canonical: the highest bit is set and none beyond it.
+                    if !set(bits - 1) || (bits..bitmap.len() * 8).any(set) {
+                        return Err(PayloadError::Malformed);
+                    }
+                    // Bounded by MAX_FRAGMENTS above.
+                    let indices = (0..bits).filter(|i| set(*i)).map(|i| i as u16).collect();
+                    entries.push(AckEntry { message_id, indices });
+                    rest = &rest[18 + bitmap.len()..];
+                }
+                if !zeros(rest) {
+                    return Err(PayloadError::Malformed);
+                }
+                Ok(Self::Ack(entries))
             }
             _ => Err(PayloadError::Kind),
         }
@@ -351,10 +422,17 @@ struct OutMessage {
 
 /// A SURB the outbox is waiting to see come back.
 struct PendingSurb {
-    message_id: MessageId,
-    index: u16,
+    /// Where the message it went with was sent: the acknowledgements it may carry are for
+    /// messages sent there.
+    route: Route,
     keys: SurbKeys,
 }
+
+/// How long the outbox keeps a SURB's keys: longer than any SURB can work (its hops' packet keys
+/// are those of the epoch it was made in, accepted for a grace period after it), so a reply
+/// that carries acknowledgements for other messages is still read after its own message was
+/// delivered.
+pub const SURB_LIFETIME: Duration = Duration::from_secs(3 * 3600);
 
 /// What the outbox reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -369,6 +447,8 @@ pub struct Outbox {
     messages: BTreeMap<MessageId, OutMessage>,
     queue: VecDeque<(MessageId, u16)>,
     surbs: HashMap<SurbId, PendingSurb>,
+    /// The SURBs in the order they were made, to forget them after [`SURB_LIFETIME`].
+    surb_order: VecDeque<(Time, SurbId)>,
     events: VecDeque<OutboxEvent>,
 }
 
@@ -402,6 +482,7 @@ impl Outbox {
             messages: BTreeMap::new(),
             queue: VecDeque::new(),
             surbs: HashMap::new(),
+            surb_order: VecDeque::new(),
             events: VecDeque::new(),
         }
     }
@@ -529,7 +610,13 @@ impl Outbox {
             _ => 0,
         };
         *state = FragmentState::InFlight { until: now + self.policy.wait(attempt, rng), attempt };
-        self.surbs.insert(SurbId(surb_id), PendingSurb { message_id: id, index, keys });
+        while self.surb_order.front().is_some_and(|(t, _)| *t + SURB_LIFETIME <= now) {
+            if let Some((_, old)) = self.surb_order.pop_front() {
+                self.surbs.remove(&old);
+            }
+        }
+        self.surbs.insert(SurbId(surb_id), PendingSurb { route: m.route, keys });
+        self.surb_order.push_back((now, SurbId(surb_id)));
         if !m.sent_once && m.fragments.iter().all(|(_, s)| !matches!(s, FragmentState::Queued)) {
             m.sent_once = true;
             self.events.push_back(OutboxEvent::State(id, Delivery::Sent));
@@ -538,18 +625,24 @@ impl Outbox {
     }
 
     /// A SURB reply arrived in our mailbox: decrypts it with the SURB's keys and records the
-    /// acknowledgement. Unknown SURBs and bad payloads are ignored (returns `false`).
+    /// acknowledgements it carries for messages sent to the mailbox the SURB went to (others are
+    /// ignored). Unknown SURBs and bad payloads are ignored (returns `false`); a SURB is read
+    /// once.
     pub fn handle_reply(&mut self, sphinx: &Sphinx, surb_id: SurbId, payload: &[u8]) -> bool {
         let Some(p) = self.surbs.get(&surb_id) else { return false };
         let Ok(plain) = sphinx.decrypt_surb_payload(payload, &p.keys) else { return false };
-        let Ok(Payload::Ack { message_id, index }) = Payload::decode(sphinx.geometry(), &plain) else {
+        let Ok(Payload::Ack(entries)) = Payload::decode(sphinx.geometry(), &plain) else {
             return false;
         };
-        if message_id != p.message_id || index != p.index {
-            return false;
-        }
+        let route = p.route;
         self.surbs.remove(&surb_id);
-        self.ack(message_id, index);
+        for e in entries {
+            if self.messages.get(&e.message_id).is_some_and(|m| m.route == route) {
+                for i in e.indices {
+                    self.ack(e.message_id, i);
+                }
+            }
+        }
         true
     }
 
@@ -560,9 +653,9 @@ impl Outbox {
         }
         if m.fragments.iter().all(|(_, s)| matches!(s, FragmentState::Acked)) {
             self.events.push_back(OutboxEvent::State(id, Delivery::Delivered));
-            // Its other SURBs (from resends) will find nothing to acknowledge.
+            // Its other SURBs (from resends) are kept: they may bring acknowledgements of other
+            // messages to the same mailbox.
             self.messages.remove(&id);
-            self.surbs.retain(|_, p| p.message_id != id);
         }
     }
 
@@ -666,7 +759,18 @@ pub fn ack_packet<R: CryptoRng + ?Sized>(
     index: u16,
     rng: &mut R,
 ) -> Result<OutPacket, RouteError> {
-    let payload = Payload::Ack { message_id, index }.encode(sphinx.geometry(), rng)?;
+    acks_packet(sphinx, surb, vec![AckEntry { message_id, indices: vec![index] }], rng)
+}
+
+/// Acknowledgements of several fragments (see [`AckEntry`]; they must fit [`ack_capacity`]),
+/// sent back through one SURB.
+pub fn acks_packet<R: CryptoRng + ?Sized>(
+    sphinx: &Sphinx,
+    surb: &[u8],
+    entries: Vec<AckEntry>,
+    rng: &mut R,
+) -> Result<OutPacket, RouteError> {
+    let payload = Payload::Ack(entries).encode(sphinx.geometry(), rng)?;
     let (packet, _first_hop) = sphinx.new_packet_from_surb(surb, &payload)?;
     Ok(OutPacket { packet })
 }
@@ -674,57 +778,146 @@ pub fn ack_packet<R: CryptoRng + ?Sized>(
 /// What the inbox did with a fragment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
-    /// A message is complete (delivered once).
+    /// A message is complete. The caller takes it and then calls [`Inbox::commit`] (it is
+    /// delivered: acknowledge the fragment) or [`Inbox::refuse`] (it cannot be taken now: do not
+    /// acknowledge the fragment, its sender will send it again).
     Message(MessageId, Vec<u8>),
     /// A fragment was stored; the message is not complete yet.
     Partial,
     /// A fragment of a message already delivered (acknowledge it again, deliver nothing).
     Duplicate,
+    /// Not stored: the partial messages are at their bound, or the fragment contradicts the
+    /// ones before (do not acknowledge it).
+    Refused,
 }
 
-/// The fragments of a message received so far.
-type Fragments = Vec<Option<Vec<u8>>>;
+struct PartialMessage {
+    since: Time,
+    count: u16,
+    fragments: BTreeMap<u16, Vec<u8>>,
+}
 
-/// The receiver's side: reassembly and de-duplication by message id.
-#[derive(Debug, Default)]
+/// At most this many messages are partly received at once.
+pub const MAX_PARTIAL_MESSAGES: usize = 10_000;
+
+/// At most this many bytes of partly received messages are held.
+pub const MAX_PARTIAL_BYTES: usize = 64 << 20;
+
+/// The receiver's side: reassembly and de-duplication by message id. What others can make it
+/// hold is bounded ([`MAX_PARTIAL_MESSAGES`], [`MAX_PARTIAL_BYTES`]; a fragment beyond them is
+/// refused, not acknowledged, and so sent again later) and expires ([`REMEMBER_DELIVERED`]).
+/// A message's claimed fragment count costs nothing until its fragments arrive.
+#[derive(Default)]
 pub struct Inbox {
-    partial: HashMap<MessageId, (Time, Fragments)>,
+    partial: HashMap<MessageId, PartialMessage>,
+    partial_bytes: usize,
     delivered: BTreeMap<MessageId, Time>,
 }
 
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox")
+            .field("partial", &self.partial.len())
+            .field("partial_bytes", &self.partial_bytes)
+            .field("delivered", &self.delivered.len())
+            .finish()
+    }
+}
+
 /// How long a delivered message's id is remembered (its fragments may be resent until then):
-/// the mailbox retention.
+/// the mailbox retention. A partly received message is kept as long.
 pub const REMEMBER_DELIVERED: Duration = Duration::from_secs(30 * 86_400);
 
 impl Inbox {
-    /// Takes fragment `index` of `count` of message `id`.
+    /// Takes fragment `index` of `count` of message `id` at `now` (for a fragment read back from
+    /// storage, `now` is when the message's first fragment arrived).
     pub fn handle(&mut self, now: Time, id: MessageId, index: u16, count: u16, data: Vec<u8>) -> Received {
         if self.delivered.contains_key(&id) {
             return Received::Duplicate;
         }
-        let (_, parts) = self.partial.entry(id).or_insert_with(|| (now, vec![None; usize::from(count)]));
-        if parts.len() != usize::from(count) {
-            // A sender that changes its fragment count is broken or hostile: ignore.
-            return Received::Partial;
+        if index >= count || usize::from(count) > MAX_FRAGMENTS {
+            return Received::Refused;
         }
-        if let Some(slot) = parts.get_mut(usize::from(index)) {
-            slot.get_or_insert(data);
+        match self.partial.get(&id) {
+            // A sender that changes its fragment count is broken or hostile.
+            Some(m) if m.count != count => return Received::Refused,
+            Some(m) if m.fragments.contains_key(&index) => {
+                return if m.fragments.len() == usize::from(count) {
+                    Received::Message(id, Self::join(m))
+                } else {
+                    Received::Partial
+                };
+            }
+            Some(_) => {}
+            None if self.partial.len() >= MAX_PARTIAL_MESSAGES => return Received::Refused,
+            None => {}
         }
-        if parts.iter().all(Option::is_some) {
-            let bytes = parts.iter().flatten().flatten().copied().collect();
-            self.partial.remove(&id);
-            self.delivered.insert(id, now);
-            return Received::Message(id, bytes);
+        if self.partial_bytes + data.len() > MAX_PARTIAL_BYTES {
+            return Received::Refused;
+        }
+        self.partial_bytes += data.len();
+        let m = self.partial.entry(id).or_insert_with(|| PartialMessage {
+            since: now,
+            count,
+            fragments: BTreeMap::new(),
+        });
+        m.fragments.insert(index, data);
+        if m.fragments.len() == usize::from(count) {
+            return Received::Message(id, Self::join(m));
         }
         Received::Partial
     }
 
-    /// Forgets delivered ids older than [`REMEMBER_DELIVERED`] and partial messages older than
-    /// that.
-    pub fn expire(&mut self, now: Time) {
+    fn join(m: &PartialMessage) -> Vec<u8> {
+        m.fragments.values().flatten().copied().collect()
+    }
+
+    /// Message `id` (complete) was taken: it is delivered, its fragments are dropped, and its
+    /// id is remembered so that copies are only acknowledged.
+    pub fn commit(&mut self, id: MessageId, now: Time) {
+        if let Some(m) = self.partial.remove(&id) {
+            self.partial_bytes -= m.fragments.values().map(Vec::len).sum::<usize>();
+        }
+        self.delivered.insert(id, now);
+    }
+
+    /// Message `id` (complete) could not be taken: its fragment `index` is dropped again, so
+    /// the message completes when that fragment is sent again.
+    pub fn refuse(&mut self, id: MessageId, index: u16) {
+        if let Some(m) = self.partial.get_mut(&id)
+            && let Some(d) = m.fragments.remove(&index)
+        {
+            self.partial_bytes -= d.len();
+            if m.fragments.is_empty() {
+                self.partial.remove(&id);
+            }
+        }
+    }
+
+    /// Forgets delivered ids older than [`REMEMBER_DELIVERED`] and partial messages started
+    /// before that; returns those partial messages (id and fragment count), whose stored
+    /// fragments the caller deletes.
+    pub fn expire(&mut self, now: Time) -> Vec<(MessageId, u16)> {
         let cutoff = now - REMEMBER_DELIVERED;
         self.delivered.retain(|_, t| *t > cutoff);
-        self.partial.retain(|_, (t, _)| *t > cutoff);
+        let old: Vec<(MessageId, u16)> =
+            self.partial.iter().filter(|(_, m)| m.since <= cutoff).map(|(id, m)| (*id, m.count)).collect();
+        for (id, _) in &old {
+            if let Some(m) = self.partial.remove(id) {
+                self.partial_bytes -= m.fragments.values().map(Vec::len).sum::<usize>();
+            }
+        }
+        old
+    }
+
+    /// When the first fragment of partly received message `id` arrived.
+    pub fn partial_since(&self, id: &MessageId) -> Option<Time> {
+        self.partial.get(id).map(|m| m.since)
+    }
+
+    /// How many messages are partly received, and their bytes.
+    pub fn partial(&self) -> (usize, usize) {
+        (self.partial.len(), self.partial_bytes)
     }
 }
 

@@ -54,6 +54,7 @@ use qanat_pki::{Document, UnixTime};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 
+use crate::acks::{AckGroup, AckQueue};
 use crate::gateway::{Fetched, MailboxAccess};
 use crate::invite::{self, Invitation, InviteError, PendingInvitation};
 use crate::mls::{
@@ -74,6 +75,9 @@ const NS_JOIN: &str = "engine.join";
 const NS_OUT: &str = "engine.out";
 const NS_FRAG: &str = "engine.frag";
 const NS_SEEN: &str = "engine.seen";
+/// Partly received messages: message id → when the first fragment arrived (ms, u64 BE). Added
+/// after version 1 of the profile: a fragment without it counts from when it is read back.
+const NS_PARTIAL: &str = "engine.partial";
 const NS_CURSOR: &str = "engine.cursor";
 const NS_HISTORY: &str = "engine.history";
 /// Mailboxes given up (a group left, an invitation expired) and not yet unregistered at the
@@ -96,8 +100,12 @@ pub const ENGINE_FORMAT: u32 = 2;
 /// arrives there. The same grace as an expired invitation's.
 pub const ROTATION_GRACE_MS: u64 = invite::GRACE_MS;
 
-/// Most MLS messages kept for a conversation we are still joining.
-pub const MAX_EARLY: usize = 10_000;
+/// Most MLS messages kept for a conversation we are still joining (more wait, unacknowledged,
+/// at their senders).
+pub const MAX_EARLY: usize = 1_000;
+
+/// Most bytes of them.
+pub const MAX_EARLY_BYTES: usize = 16 << 20;
 
 /// Longest local name of a contact or group.
 pub const MAX_LOCAL_NAME: usize = 64;
@@ -455,6 +463,14 @@ struct Network {
     own_gateway: invite::Gateway,
 }
 
+/// An acknowledgement owed for a fragment, queued once the fragment is saved.
+struct OwedAck {
+    group: AckGroup,
+    surb: Vec<u8>,
+    message_id: MessageId,
+    index: u16,
+}
+
 /// One change to write in the next transaction.
 enum Write {
     Put(&'static str, Vec<u8>, Vec<u8>),
@@ -479,6 +495,12 @@ pub struct EngineStats {
     pub sent_real: u64,
     /// Acknowledgement packets sent.
     pub sent_acks: u64,
+    /// Fragments whose acknowledgement was dropped unsent (the queue was full, or it waited too
+    /// long): their senders send them again.
+    pub acks_dropped: u64,
+    /// Fragments or messages refused for now, unacknowledged, because what waits is at its
+    /// bound (partial messages, messages for a later epoch): their senders send them again.
+    pub deferred: u64,
     /// Cover packets sent (drops and loops).
     pub sent_cover: u64,
 }
@@ -495,7 +517,10 @@ pub struct Engine {
     outbox: Outbox,
     out_recs: HashMap<MessageId, OutRec>,
     inbox: Inbox,
-    acks: VecDeque<Vec<u8>>,
+    acks: AckQueue,
+    /// Whose turn the next payload slot is when acknowledgements and our own messages both
+    /// wait: they alternate.
+    acks_turn: bool,
     schedule: Option<Schedule>,
     network: Option<Network>,
     events: VecDeque<EngineEvent>,
@@ -646,6 +671,15 @@ impl Engine {
         // Queued again (with their ids) once the first document gives the geometry.
         out_recs.extend(pending_out);
         let mut inbox = Inbox::default();
+        let mut since = HashMap::new();
+        for (k, v) in profile.scan(NS_PARTIAL)? {
+            let (Ok(id), Ok(at)) = (<[u8; 16]>::try_from(k.as_slice()), <[u8; 8]>::try_from(v.as_slice()))
+            else {
+                return Err(EngineError::Corrupt("partial message"));
+            };
+            since.insert(id, core_time(UNIX_EPOCH + Duration::from_millis(u64::from_be_bytes(at))));
+        }
+        let loaded = core_time(SystemTime::now());
         for (k, v) in profile.scan(NS_FRAG)? {
             // key: message id (16) ‖ index u16 ‖ count u16
             if k.len() != 20 {
@@ -655,7 +689,8 @@ impl Engine {
             id.copy_from_slice(&k[..16]);
             let index = u16::from_be_bytes([k[16], k[17]]);
             let count = u16::from_be_bytes([k[18], k[19]]);
-            let _ = inbox.handle(Time::ZERO, MessageId(id), index, count, v.to_vec());
+            let at = since.get(&id).copied().unwrap_or(loaded);
+            let _ = inbox.handle(at, MessageId(id), index, count, v.to_vec());
         }
         let mut retired = BTreeMap::new();
         for (k, v) in profile.scan(NS_RETIRED)? {
@@ -686,7 +721,8 @@ impl Engine {
             outbox,
             out_recs,
             inbox,
-            acks: VecDeque::new(),
+            acks: AckQueue::default(),
+            acks_turn: false,
             schedule: None,
             network: None,
             events: VecDeque::new(),
@@ -707,7 +743,7 @@ impl Engine {
 
     /// Counters of dropped input and sent packets.
     pub fn stats(&self) -> EngineStats {
-        self.stats
+        EngineStats { acks_dropped: self.acks.stats().dropped, ..self.stats }
     }
 
     /// The traffic profile.
@@ -1312,15 +1348,30 @@ impl Engine {
         for slot in schedule.poll(t, rng) {
             let p = match slot {
                 sending::Slot::Payload => {
-                    if let Some(a) = self.acks.pop_front() {
-                        self.stats.sent_acks += 1;
-                        a
-                    } else if let Some(p) = self.outbox.next_packet(t, &net.sphinx, &net.view, rng)? {
-                        self.stats.sent_real += 1;
-                        p.packet
-                    } else {
-                        self.stats.sent_cover += 1;
-                        sending::cover_packet(&net.sphinx, &net.view, None, rng)?.packet
+                    // Acknowledgements and our own messages take turns, so that nothing others
+                    // send can keep the user from speaking.
+                    let acks_first = self.acks_turn || !self.outbox.has_queued();
+                    let mut packet = None;
+                    for acks in [acks_first, !acks_first] {
+                        packet = if acks {
+                            self.acks.next_packet(t, &net.sphinx, rng)?.inspect(|_| self.stats.sent_acks += 1)
+                        } else {
+                            self.outbox
+                                .next_packet(t, &net.sphinx, &net.view, rng)?
+                                .map(|p| p.packet)
+                                .inspect(|_| self.stats.sent_real += 1)
+                        };
+                        if packet.is_some() {
+                            self.acks_turn = !acks;
+                            break;
+                        }
+                    }
+                    match packet {
+                        Some(p) => p,
+                        None => {
+                            self.stats.sent_cover += 1;
+                            sending::cover_packet(&net.sphinx, &net.view, None, rng)?.packet
+                        }
                     }
                 }
                 sending::Slot::Loop => {
@@ -1455,8 +1506,32 @@ impl Engine {
         if self.last_forget.is_none_or(|at| now.duration_since(at).unwrap_or_default() >= FORGET_EVERY) {
             self.last_forget = Some(now);
             self.profile.transaction(|tx| invite::forget_expired(tx, UnixTime::from_millis(now_ms)))?;
+            self.forget_received(now)?;
         }
         Ok(())
+    }
+
+    /// Drops what is remembered of received messages past [`sending::REMEMBER_DELIVERED`]: the
+    /// ids of delivered messages (kept so that resent copies are only acknowledged; their
+    /// senders have long stopped) and partly received messages that never completed.
+    fn forget_received(&mut self, now: SystemTime) -> Result<(), EngineError> {
+        for (id, count) in self.inbox.expire(core_time(now)) {
+            for i in 0..count {
+                let mut k = id.0.to_vec();
+                k.extend_from_slice(&i.to_be_bytes());
+                k.extend_from_slice(&count.to_be_bytes());
+                self.writes.push(Write::Del(NS_FRAG, k));
+            }
+            self.writes.push(Write::Del(NS_PARTIAL, id.0.to_vec()));
+        }
+        let cutoff = ms(now).saturating_sub(sending::REMEMBER_DELIVERED.as_millis() as u64);
+        for (k, v) in self.profile.scan(NS_SEEN)? {
+            let at = <[u8; 8]>::try_from(v.as_slice()).map(u64::from_be_bytes).unwrap_or(0);
+            if at < cutoff {
+                self.writes.push(Write::Del(NS_SEEN, k));
+            }
+        }
+        self.flush()
     }
 
     /// Gives up `mailbox`: it is no longer fetched, and is unregistered at the gateway (see
@@ -1528,7 +1603,10 @@ impl Engine {
         self.writes.push(Write::Put(NS_CURSOR, mailbox.to_vec(), cursor.to_be_bytes().to_vec()));
         self.flush()?;
         // Only now that the fragments are saved may their acknowledgements leave.
-        self.acks.extend(acks);
+        let t = core_time(now);
+        for a in acks {
+            self.acks.add(t, a.group, a.surb, a.message_id, a.index);
+        }
         self.outbox_events()?;
         Ok(cursor)
     }
@@ -1540,7 +1618,7 @@ impl Engine {
         item: MailboxItem,
         now: SystemTime,
         rng: &mut R,
-        acks: &mut Vec<Vec<u8>>,
+        acks: &mut Vec<OwedAck>,
     ) -> Result<(), EngineError> {
         let Some(net) = &self.network else { return Ok(()) };
         let g = net.sphinx.geometry().clone();
@@ -1587,30 +1665,54 @@ impl Engine {
             self.stats.malformed += 1;
             return Ok(());
         };
-        if let Ok(p) = sending::ack_packet(&net.sphinx, &surb, message_id, index, rng) {
-            acks.push(p.packet);
-        }
+        let group = match self.threads.get(&t).map(|th| th.kind) {
+            Some(Kind::Contact) => AckGroup::Mailbox(mailbox),
+            _ => AckGroup::Message(message_id),
+        };
+        let owed = OwedAck { group, surb, message_id, index };
         if self.profile.get(NS_SEEN, &message_id.0)?.is_some() {
             self.stats.duplicates += 1;
+            acks.push(owed);
             return Ok(());
         }
         let mut fkey = message_id.0.to_vec();
         fkey.extend_from_slice(&index.to_be_bytes());
         fkey.extend_from_slice(&count.to_be_bytes());
+        let first = self.inbox.partial_since(&message_id).is_none();
         match self.inbox.handle(core_time(now), message_id, index, count, data.clone()) {
             Received::Partial => {
+                if first {
+                    self.writes.push(Write::Put(
+                        NS_PARTIAL,
+                        message_id.0.to_vec(),
+                        ms(now).to_be_bytes().to_vec(),
+                    ));
+                }
                 self.writes.push(Write::Put(NS_FRAG, fkey, data));
+                acks.push(owed);
             }
-            Received::Duplicate => self.stats.duplicates += 1,
+            Received::Duplicate => {
+                self.stats.duplicates += 1;
+                acks.push(owed);
+            }
+            Received::Refused => self.stats.deferred += 1,
             Received::Message(id, bytes) => {
+                if !self.handle_outer(t, &bytes, now, rng)? {
+                    // Not taken now: neither kept nor acknowledged; its sender sends the last
+                    // fragment again.
+                    self.inbox.refuse(id, index);
+                    return Ok(());
+                }
+                self.inbox.commit(id, core_time(now));
                 for i in 0..count {
                     let mut k = id.0.to_vec();
                     k.extend_from_slice(&i.to_be_bytes());
                     k.extend_from_slice(&count.to_be_bytes());
                     self.writes.push(Write::Del(NS_FRAG, k));
                 }
+                self.writes.push(Write::Del(NS_PARTIAL, id.0.to_vec()));
                 self.writes.push(Write::Put(NS_SEEN, id.0.to_vec(), ms(now).to_be_bytes().to_vec()));
-                self.handle_outer(t, &bytes, now, rng)?;
+                acks.push(owed);
             }
         }
         Ok(())
@@ -1622,44 +1724,52 @@ impl Engine {
         bytes: &[u8],
         now: SystemTime,
         rng: &mut R,
-    ) -> Result<(), EngineError> {
+    ) -> Result<bool, EngineError> {
         let Ok(outer) = Outer::decode(bytes) else {
             self.stats.malformed += 1;
-            return Ok(());
+            return Ok(true);
         };
-        let Some(th) = self.threads.get(&t) else { return Ok(()) };
+        let Some(th) = self.threads.get(&t) else { return Ok(true) };
         match (outer, th.state) {
-            (Outer::Answer(answer), ThreadState::Inviting) => self.on_answer(t, answer, now, rng),
+            (Outer::Answer(answer), ThreadState::Inviting) => {
+                self.on_answer(t, answer, now, rng).map(|()| true)
+            }
             (Outer::Welcome(welcome), ThreadState::Joining) if th.kind == Kind::Contact => {
-                self.on_contact_welcome(t, &welcome, now, rng)
+                self.on_contact_welcome(t, &welcome, now, rng).map(|()| true)
             }
             (Outer::Mls(m), ThreadState::Joining) => {
-                let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
-                if th.early.len() < MAX_EARLY {
-                    th.early.push(m);
-                    self.save_thread(t);
-                } else {
-                    self.stats.rejected += 1;
+                let Some(th) = self.threads.get_mut(&t) else { return Ok(true) };
+                let held: usize = th.early.iter().map(Vec::len).sum();
+                if th.early.len() >= MAX_EARLY || held + m.len() > MAX_EARLY_BYTES {
+                    // Not now: unacknowledged, it is sent again.
+                    self.stats.deferred += 1;
+                    return Ok(false);
                 }
-                Ok(())
+                th.early.push(m);
+                self.save_thread(t);
+                Ok(true)
             }
             (Outer::Mls(m), ThreadState::Active) => {
-                let Some(conv) = self.convs.get_mut(&t) else { return Ok(()) };
+                let Some(conv) = self.convs.get_mut(&t) else { return Ok(true) };
                 match conv.receive(&m, now) {
                     Ok(out) => {
                         self.dirty_convs.push(t);
-                        self.dispatch(t, out, now, rng)
+                        self.dispatch(t, out, now, rng).map(|()| true)
                     }
                     Err(MlsError::Internal(e)) => Err(EngineError::Mls(MlsError::Internal(e))),
+                    Err(MlsError::BufferFull) => {
+                        self.stats.deferred += 1;
+                        Ok(false)
+                    }
                     Err(_) => {
                         self.stats.rejected += 1;
-                        Ok(())
+                        Ok(true)
                     }
                 }
             }
             _ => {
                 self.stats.rejected += 1;
-                Ok(())
+                Ok(true)
             }
         }
     }

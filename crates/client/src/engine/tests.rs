@@ -219,6 +219,7 @@ impl World {
         }
     }
 
+    #[track_caller]
     fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&World) -> bool) {
         let end = self.now + limit;
         while !done(self) {
@@ -639,4 +640,80 @@ fn a_leaked_invitation_opens_nothing_once_the_contact_is_made() {
     let now = w.now;
     w.clients[1].e().send("alice", "still here", now, &mut w.rng).unwrap();
     w.run_until(Duration::from_secs(120), |w| w.clients[0].texts().len() == 4);
+}
+
+#[test]
+fn members_writing_steadily_cannot_keep_the_user_from_speaking() {
+    // Regression: every fragment's acknowledgement took a payload slot before the user's own
+    // messages, so two members of a group writing steadily (together above her rate) left her
+    // no slot at all. Acknowledgements now take turns with her messages (in a group each
+    // message's acknowledgement is its own reply: members share the mailbox).
+    let mut w = World::new(7, 0.0, &[1, 2, 2]);
+    w.connect(0, "ann", 1, "bob");
+    w.connect(0, "ann", 2, "cat");
+    w.clients[0].e().create_group("g", &mut w.rng).unwrap();
+    let joined = EngineEvent::GroupJoined { name: "g".into() };
+    for (i, m) in [(1, "bob"), (2, "cat")] {
+        w.clients[0].e().group_add("g", m, w.now, &mut w.rng).unwrap();
+        let j = joined.clone();
+        w.run_until(Duration::from_secs(120), |w| w.clients[i].events.contains(&j));
+    }
+    // Cat's addition is merged by Bob too.
+    w.run_until(Duration::from_secs(120), |w| w.clients[1].clients_members("g") == 2);
+    let before = w.clients[0].texts().len();
+    for i in 0..300 {
+        let now = w.now;
+        w.clients[1].e().send("g", &format!("b{i}"), now, &mut w.rng).unwrap();
+        w.clients[2].e().send("g", &format!("c{i}"), now, &mut w.rng).unwrap();
+    }
+    // Both write for a while before she speaks.
+    w.run_until(Duration::from_secs(120), |w| w.clients[0].texts().len() >= before + 100);
+    let start = w.now;
+    let mine = w.clients[0].e().send("bob", "can I speak?", start, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(120), |w| w.clients[1].texts().iter().any(|t| t.2 == "can I speak?"));
+    let took = w.now.duration_since(start).unwrap();
+    let received = w.clients[0].texts().len() - before;
+    assert!(received < 600, "the members were still writing ({received} of 600 received)");
+    // At 20 payload slots a second and hops of 10 ms, a few seconds at most.
+    assert!(took < Duration::from_secs(10), "her message took {took:?}");
+    w.run_until(Duration::from_secs(600), |w| w.clients[0].texts().len() == before + 600);
+    w.run_until(Duration::from_secs(600), |w| {
+        w.clients[0].engine.as_ref().unwrap().delivery(&mine).unwrap() == Some(Delivery::Delivered)
+            && w.clients.iter().all(|c| c.engine.as_ref().unwrap().undelivered() == 0)
+    });
+}
+
+#[test]
+fn contacts_writing_steadily_cannot_keep_the_user_from_speaking() {
+    // Regression: every fragment's acknowledgement took a payload slot before the user's own
+    // messages, so two contacts writing steadily (together above the user's rate) left her no
+    // slot at all. Now acknowledgements share replies and take turns with her messages.
+    let mut w = World::new(7, 0.0, &[1, 2, 2]);
+    w.connect(0, "ann", 1, "bob");
+    w.connect(0, "ann", 2, "cat");
+    for i in 0..400 {
+        let now = w.now;
+        w.clients[1].e().send("ann", &format!("b{i}"), now, &mut w.rng).unwrap();
+        w.clients[2].e().send("ann", &format!("c{i}"), now, &mut w.rng).unwrap();
+    }
+    // Both write for a while before she speaks.
+    w.run_until(Duration::from_secs(120), |w| w.clients[0].texts().len() >= 100);
+    let start = w.now;
+    let mine = w.clients[0].e().send("bob", "can I speak?", start, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(60), |w| w.clients[1].texts().iter().any(|t| t.2 == "can I speak?"));
+    let took = w.now.duration_since(start).unwrap();
+    let received = w.clients[0].texts().len();
+    assert!(received < 800, "the contacts were still writing ({received} of 800 received)");
+    // At 20 payload slots a second and a few hops of 10 ms, a few seconds at most.
+    assert!(took < Duration::from_secs(10), "her message took {took:?}");
+    w.run_until(Duration::from_secs(300), |w| w.clients[0].texts().len() == 800);
+    w.run_until(Duration::from_secs(300), |w| {
+        w.clients[0].engine.as_ref().unwrap().delivery(&mine).unwrap() == Some(Delivery::Delivered)
+            && w.clients.iter().all(|c| c.engine.as_ref().unwrap().undelivered() == 0)
+    });
+    let s = w.clients[0].e().stats();
+    // One reply acknowledges what waits of a contact's messages (here about two: her slots come
+    // as fast as one contact writes).
+    assert!(s.sent_acks * 2 < 800, "{} acknowledgement packets for 800 messages", s.sent_acks);
+    assert_eq!(s.acks_dropped, 0);
 }

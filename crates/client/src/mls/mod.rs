@@ -103,6 +103,14 @@ pub struct Config {
     pub max_forward_distance: u32,
     /// At most this many messages for later epochs wait in the buffer.
     pub max_buffered: usize,
+    /// At most this many bytes of them.
+    pub max_buffered_bytes: usize,
+    /// A message for an epoch more than this far ahead is not buffered (not yet: see
+    /// [`MlsError::BufferFull`]).
+    pub max_epochs_ahead: u64,
+    /// A buffered message whose epoch has not come after this long is dropped (its commit was
+    /// never coming: it was garbage).
+    pub buffered_ttl: Duration,
 }
 
 impl Default for Config {
@@ -114,7 +122,10 @@ impl Default for Config {
             max_past_epochs: 5,
             out_of_order_tolerance: 256,
             max_forward_distance: 10_000,
-            max_buffered: 10_000,
+            max_buffered: 1_000,
+            max_buffered_bytes: 16 << 20,
+            max_epochs_ahead: 16,
+            buffered_ttl: Duration::from_secs(7 * 86_400),
         }
     }
 }
@@ -148,7 +159,9 @@ pub enum MlsError {
     /// The member named is not in the conversation.
     #[error("no such member")]
     UnknownMember,
-    /// Too many messages are waiting for a later epoch.
+    /// A message for a later epoch that cannot wait now: the buffer is full, or the epoch is too
+    /// far ahead. Nothing was kept: the caller must not acknowledge the message, so that its
+    /// sender sends it again (by then the epoch may have come).
     #[error("too many messages waiting for a later epoch")]
     BufferFull,
     /// Saved state that cannot be read back.
@@ -799,7 +812,13 @@ impl Conversation {
         let epoch = message.epoch().as_u64();
         let current = self.epoch();
         if epoch > current {
-            if self.state.buffered.len() >= self.config.max_buffered {
+            let ttl = duration_ms(self.config.buffered_ttl);
+            self.state.buffered.retain(|b| received_ms.saturating_sub(b.received_ms) < ttl);
+            let held: usize = self.state.buffered.iter().map(|b| b.bytes.len()).sum();
+            if self.state.buffered.len() >= self.config.max_buffered
+                || held + bytes.len() > self.config.max_buffered_bytes
+                || epoch > current.saturating_add(self.config.max_epochs_ahead)
+            {
                 return Err(MlsError::BufferFull);
             }
             self.state.buffered.push(Buffered { epoch, received_ms, bytes: bytes.to_vec() });

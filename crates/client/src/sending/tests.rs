@@ -6,6 +6,7 @@ use qanat_packet::{Scheme, SecretKey};
 use rand_core::{Rng as _, SeedableRng as _};
 
 use super::*;
+use crate::acks::{self, AckGroup, AckQueue, AckStats};
 
 const SCHEME: Scheme = Scheme::X25519Kem;
 
@@ -87,7 +88,10 @@ fn payloads_round_trip_and_padding_is_checked() {
     };
     let b = data.encode(&g, &mut rng).unwrap();
     assert_eq!(Payload::decode(&g, &b).unwrap(), data);
-    let ack = Payload::Ack { message_id: MessageId([4; 16]), index: 7 };
+    let ack = Payload::Ack(vec![
+        AckEntry { message_id: MessageId([4; 16]), indices: vec![7] },
+        AckEntry { message_id: MessageId([5; 16]), indices: vec![0, 3, 8, 4095] },
+    ]);
     assert_eq!(Payload::decode(&g, &ack.encode(&g, &mut rng).unwrap()).unwrap(), ack);
     assert_eq!(Payload::decode(&g, &Payload::Cover.encode(&g, &mut rng).unwrap()).unwrap(), Payload::Cover);
 
@@ -104,13 +108,40 @@ fn payloads_round_trip_and_padding_is_checked() {
 
 proptest! {
     #[test]
-    fn decoding_any_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 1536), kind in 0u8..5) {
+    fn decoding_any_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 1536), kind in 0u8..6) {
         let mut b = bytes;
         b[0] = kind;
         let g = geometry();
-        if let Ok(p) = Payload::decode(&g, &b) && p != Payload::Cover {
+        // Covers are random; the one-fragment ACK of before is written as ACKS.
+        if let Ok(p) = Payload::decode(&g, &b) && p != Payload::Cover && kind != KIND_ACK {
             let mut rng = ChaCha20Rng::seed_from_u64(0);
             prop_assert_eq!(p.encode(&g, &mut rng).unwrap(), b);
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn acknowledgements_round_trip(
+        entries in proptest::collection::vec(
+            (any::<[u8; 16]>(), proptest::collection::btree_set(0u16..4096, 1..40)),
+            1..20,
+        )
+    ) {
+        let g = geometry();
+        let entries: Vec<AckEntry> = entries
+            .into_iter()
+            .map(|(id, set)| AckEntry { message_id: MessageId(id), indices: set.into_iter().collect() })
+            .collect();
+        let total: usize = entries.iter().map(AckEntry::encoded_len).sum();
+        let p = Payload::Ack(entries);
+        let mut rng = ChaCha20Rng::seed_from_u64(0);
+        match p.encode(&g, &mut rng) {
+            Ok(b) => prop_assert_eq!(Payload::decode(&g, &b).unwrap(), p),
+            Err(e) => {
+                prop_assert!(total > ack_capacity(&g));
+                prop_assert_eq!(e, PayloadError::Malformed);
+            }
         }
     }
 }
@@ -170,8 +201,12 @@ fn exchange(
             panic!("not data")
         };
         match inbox.handle(now, message_id, index, count, data) {
-            Received::Message(_, bytes) => delivered.push(bytes),
+            Received::Message(id, bytes) => {
+                inbox.commit(id, now);
+                delivered.push(bytes);
+            }
             Received::Partial | Received::Duplicate => {}
+            Received::Refused => panic!("refused"),
         }
         // Bob acknowledges through the SURB, via his own gateway.
         let ack = ack_packet(&net.sphinx, &surb, message_id, index, &mut rng).unwrap();
@@ -216,40 +251,112 @@ fn with_thirty_percent_loss_everything_still_arrives_exactly_once() {
     }
 }
 
+/// Sends the next packet of `outbox` through `net` and returns the SURB it carried.
+fn send_one(net: &Net, outbox: &mut Outbox, now: Time, key: &SealKey, rng: &mut ChaCha20Rng) -> Vec<u8> {
+    let g = geometry();
+    let p = outbox.next_packet(now, &net.sphinx, &net.view(0), rng).unwrap().unwrap();
+    let a = net.deliver(net.gw[0], p.packet);
+    let plain = seal::open(key, &a.surb_id.unwrap().0, &a.payload).unwrap();
+    let Payload::Data { surb, .. } = Payload::decode(&g, &plain).unwrap() else { panic!() };
+    surb
+}
+
+/// Replies through `surb` with `entries` and hands the reply to `outbox`.
+fn reply(net: &Net, outbox: &mut Outbox, surb: &[u8], entries: Vec<AckEntry>, rng: &mut ChaCha20Rng) -> bool {
+    let r = acks_packet(&net.sphinx, surb, entries, rng).unwrap();
+    let r = net.deliver(net.gw[1], r.packet);
+    outbox.handle_reply(&net.sphinx, r.surb_id.unwrap(), &r.payload)
+}
+
 #[test]
 fn a_forged_or_replayed_ack_changes_nothing() {
     let mut rng = ChaCha20Rng::seed_from_u64(9);
     let net = Net::new(&mut rng);
     let g = geometry();
     let mut outbox = Outbox::new(ResendPolicy { first: Duration::from_secs(1), max: Duration::from_secs(8) });
-    let id = outbox
-        .queue(
-            &g,
-            Route { gateway: net.gw[1], mailbox: RecipientId([1; 32]), seal: SealKey([1; 32]) },
-            RecipientId([2; 32]),
-            b"hi",
-            &mut rng,
-        )
-        .unwrap();
-    let p = outbox.next_packet(Time::ZERO, &net.sphinx, &net.view(0), &mut rng).unwrap().unwrap();
-    let a = net.deliver(net.gw[0], p.packet);
-    let plain = seal::open(&SealKey([1; 32]), &a.surb_id.unwrap().0, &a.payload).unwrap();
-    let Payload::Data { surb, message_id, index, .. } = Payload::decode(&g, &plain).unwrap() else {
-        panic!()
-    };
-    // An ack for another fragment through this SURB is refused; so is garbage.
-    let wrong = ack_packet(&net.sphinx, &surb, message_id, index + 1, &mut rng).unwrap();
-    let w = net.deliver(net.gw[1], wrong.packet);
-    assert!(!outbox.handle_reply(&net.sphinx, w.surb_id.unwrap(), &w.payload));
-    assert!(!outbox.handle_reply(&net.sphinx, w.surb_id.unwrap(), &[0u8; 10]));
-    assert!(!outbox.handle_reply(&net.sphinx, SurbId([0; 16]), &w.payload));
-    assert_eq!(outbox.state(&id), Some(Delivery::Sent));
-    let right = ack_packet(&net.sphinx, &surb, message_id, index, &mut rng).unwrap();
-    let r = net.deliver(net.gw[1], right.packet);
+    let (ka, kb) = (SealKey([1; 32]), SealKey([3; 32]));
+    let to_a = Route { gateway: net.gw[1], mailbox: RecipientId([1; 32]), seal: ka };
+    let to_b = Route { gateway: net.gw[1], mailbox: RecipientId([3; 32]), seal: kb };
+    let a = outbox.queue(&g, to_a, RecipientId([2; 32]), b"hi a", &mut rng).unwrap();
+    let b = outbox.queue(&g, to_b, RecipientId([2; 32]), b"hi b", &mut rng).unwrap();
+    let surb_a = send_one(&net, &mut outbox, Time::ZERO, &ka, &mut rng);
+    let surb_b = send_one(&net, &mut outbox, Time::ZERO, &kb, &mut rng);
+    let entry = |id: MessageId, i: u16| AckEntry { message_id: id, indices: vec![i] };
+
+    // Through A's SURB: B's message (sent to another mailbox) and a fragment A's message does
+    // not have are ignored.
+    assert!(reply(&net, &mut outbox, &surb_a, vec![entry(b, 0), entry(a, 5)], &mut rng));
+    assert_eq!((outbox.state(&a), outbox.state(&b)), (Some(Delivery::Sent), Some(Delivery::Sent)));
+    // Garbage and unknown SURBs are refused; a SURB is read once.
+    let r = acks_packet(&net.sphinx, &surb_b, vec![entry(b, 0), entry(a, 0)], &mut rng).unwrap();
+    let r = net.deliver(net.gw[1], r.packet);
+    assert!(!outbox.handle_reply(&net.sphinx, r.surb_id.unwrap(), &[0u8; 10]));
+    assert!(!outbox.handle_reply(&net.sphinx, SurbId([0; 16]), &r.payload));
     assert!(outbox.handle_reply(&net.sphinx, r.surb_id.unwrap(), &r.payload));
-    assert_eq!(outbox.state(&id), None);
-    // The same ack again finds nothing.
+    assert_eq!((outbox.state(&a), outbox.state(&b)), (Some(Delivery::Sent), None));
     assert!(!outbox.handle_reply(&net.sphinx, r.surb_id.unwrap(), &r.payload));
+    // A's message, resent, is acknowledged through its own new SURB.
+    outbox.handle_timeout(Time::ZERO + Duration::from_secs(60));
+    let again = send_one(&net, &mut outbox, Time::ZERO + Duration::from_secs(60), &ka, &mut rng);
+    assert!(reply(&net, &mut outbox, &again, vec![entry(a, 0)], &mut rng));
+    assert_eq!(outbox.state(&a), None);
+}
+
+#[test]
+fn one_reply_acknowledges_many_messages_to_one_mailbox() {
+    let mut rng = ChaCha20Rng::seed_from_u64(10);
+    let net = Net::new(&mut rng);
+    let g = geometry();
+    let key = SealKey([1; 32]);
+    let route = Route { gateway: net.gw[1], mailbox: RecipientId([1; 32]), seal: key };
+    let mut outbox =
+        Outbox::new(ResendPolicy { first: Duration::from_secs(10), max: Duration::from_secs(80) });
+    let big = vec![7u8; 20 * fragment_capacity(&g).unwrap()];
+    let mut ids: Vec<MessageId> =
+        (0..60u8).map(|i| outbox.queue(&g, route, RecipientId([2; 32]), &[i], &mut rng).unwrap()).collect();
+    ids.push(outbox.queue(&g, route, RecipientId([2; 32]), &big, &mut rng).unwrap());
+    let mut queue = AckQueue::default();
+    let now = Time::ZERO;
+    for _ in 0..80 {
+        let p = outbox.next_packet(now, &net.sphinx, &net.view(0), &mut rng).unwrap().unwrap();
+        let a = net.deliver(net.gw[0], p.packet);
+        let plain = seal::open(&key, &a.surb_id.unwrap().0, &a.payload).unwrap();
+        let Payload::Data { surb, message_id, index, .. } = Payload::decode(&g, &plain).unwrap() else {
+            panic!()
+        };
+        queue.add(now, AckGroup::Mailbox([1; 32]), surb, message_id, index);
+    }
+    assert_eq!(queue.len(), 80);
+    let mut replies = 0;
+    while let Some(r) = queue.next_packet(now, &net.sphinx, &mut rng).unwrap() {
+        replies += 1;
+        let a = net.deliver(net.gw[1], r);
+        assert!(outbox.handle_reply(&net.sphinx, a.surb_id.unwrap(), &a.payload));
+    }
+    assert_eq!(replies, 1, "80 fragments of 61 messages fit one reply");
+    assert!(ids.iter().all(|id| outbox.state(id).is_none()), "all delivered");
+    assert_eq!(queue.stats(), AckStats { replies: 1, fragments: 80, dropped: 0 });
+}
+
+#[test]
+fn the_ack_queue_is_bounded_and_expires() {
+    let mut rng = ChaCha20Rng::seed_from_u64(12);
+    let net = Net::new(&mut rng);
+    let mut queue = AckQueue::default();
+    let now = Time::ZERO;
+    // A flood of single-fragment messages, each its own group: the oldest fall out.
+    for i in 0..(acks::MAX_PENDING as u32 + 100) {
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        queue.add(now, AckGroup::Message(MessageId(id)), vec![0; 8], MessageId(id), 0);
+    }
+    assert_eq!(queue.len(), acks::MAX_PENDING);
+    assert_eq!(queue.stats().dropped, 100);
+    // Past their time they go too, unsent.
+    let later = now + acks::ACK_TTL;
+    assert!(queue.next_packet(later, &net.sphinx, &mut rng).unwrap().is_none());
+    assert!(queue.is_empty());
+    assert_eq!(queue.stats().dropped, acks::MAX_PENDING as u64 + 100);
 }
 
 #[test]
@@ -304,11 +411,47 @@ fn the_inbox_delivers_once_and_ignores_inconsistent_counts() {
     let id = MessageId([1; 16]);
     let t = Time::ZERO;
     assert_eq!(inbox.handle(t, id, 1, 2, b"world".to_vec()), Received::Partial);
-    assert_eq!(inbox.handle(t, id, 1, 3, b"x".to_vec()), Received::Partial);
+    assert_eq!(inbox.handle(t, id, 1, 3, b"x".to_vec()), Received::Refused);
+    assert_eq!(inbox.handle(t, id, 2, 2, b"x".to_vec()), Received::Refused);
+    // Complete, but not taken: the last fragment is dropped again and comes back.
     assert_eq!(inbox.handle(t, id, 0, 2, b"hello ".to_vec()), Received::Message(id, b"hello world".to_vec()));
+    inbox.refuse(id, 0);
+    assert_eq!(inbox.partial(), (1, 5));
+    assert_eq!(inbox.handle(t, id, 0, 2, b"hello ".to_vec()), Received::Message(id, b"hello world".to_vec()));
+    inbox.commit(id, t);
+    assert_eq!(inbox.partial(), (0, 0));
     assert_eq!(inbox.handle(t, id, 0, 2, b"hello ".to_vec()), Received::Duplicate);
-    inbox.expire(t + REMEMBER_DELIVERED + Duration::from_secs(1));
+    assert!(inbox.expire(t + REMEMBER_DELIVERED + Duration::from_secs(1)).is_empty());
     assert!(inbox.delivered.is_empty());
+}
+
+#[test]
+fn what_others_can_make_the_inbox_hold_is_bounded_and_expires() {
+    let mut inbox = Inbox::default();
+    let t = Time::ZERO;
+    // A claimed count costs nothing; fragments that never complete fill the bound, then are
+    // refused (not acknowledged), then expire.
+    let id = |i: usize| {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        MessageId(b)
+    };
+    for i in 0..MAX_PARTIAL_MESSAGES {
+        assert_eq!(inbox.handle(t, id(i), 0, 4096, vec![1]), Received::Partial);
+    }
+    assert_eq!(inbox.handle(t, id(usize::MAX), 0, 2, vec![1]), Received::Refused);
+    // Fragments of a message already started still fit.
+    assert_eq!(inbox.handle(t, id(0), 1, 4096, vec![1]), Received::Partial);
+    assert_eq!(inbox.partial(), (MAX_PARTIAL_MESSAGES, MAX_PARTIAL_MESSAGES + 1));
+    let gone = inbox.expire(t + REMEMBER_DELIVERED);
+    assert_eq!(gone.len(), MAX_PARTIAL_MESSAGES);
+    assert_eq!(inbox.partial(), (0, 0));
+    // Bytes are bounded too.
+    let big = vec![0u8; 1 << 20];
+    for i in 0..(MAX_PARTIAL_BYTES >> 20) {
+        assert_eq!(inbox.handle(t, id(i), 0, 2, big.clone()), Received::Partial);
+    }
+    assert_eq!(inbox.handle(t, id(0), 1, 2, big.clone()), Received::Refused);
 }
 
 #[test]
