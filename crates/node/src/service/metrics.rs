@@ -59,6 +59,26 @@ impl Exposition {
         self.gauge("qanat_link_connections_open", "Open link connections.", s.connections_open as f64);
     }
 
+    /// One listener's own counters (a gateway's client listener), prefixed `prefix`.
+    pub fn listener(&mut self, prefix: &str, m: &LinkMetrics) {
+        let s = m.snapshot();
+        self.counter(&format!("{prefix}_handshakes_total"), "Handshakes completed.", s.handshakes);
+        self.counter(
+            &format!("{prefix}_handshake_failures_total"),
+            "Handshakes that failed (garbage, wrong key, timeout).",
+            s.handshake_failures,
+        );
+        self.counter(&format!("{prefix}_frames_in_total"), "Frames received.", s.frames_in);
+        self.counter(&format!("{prefix}_frames_out_total"), "Frames sent.", s.frames_out);
+        self.counter(
+            &format!("{prefix}_timeouts_total"),
+            "Connections closed for silence or a stuck write.",
+            s.timeouts,
+        );
+        self.links_budgets(prefix, &s);
+        self.gauge(&format!("{prefix}_connections_open"), "Open connections.", s.connections_open as f64);
+    }
+
     /// A listener's budget counters (see `qanat_link::Listener`), prefixed `prefix`.
     fn links_budgets(&mut self, prefix: &str, s: &MetricsSnapshot) {
         self.counter(
@@ -326,6 +346,17 @@ pub fn gateway(e: &mut Exposition, p: &GatewayProbe) {
         "Client registrations refused at a session's bound of mailboxes.",
         g(&r.registrations_refused),
     );
+    e.counter(
+        "qanat_gateway_registrations_rate_limited_total",
+        "Client registrations refused beyond a session's registration rate (the client retries them).",
+        g(&r.registrations_rate_limited),
+    );
+    e.counter(
+        "qanat_gateway_client_packets_over_budget_total",
+        "Client packets dropped beyond a session's packet budget (a multiple of the directory's client rate).",
+        g(&r.client_packets_over_budget),
+    );
+    e.listener("qanat_gateway_client_link", &r.client_links);
     e.counter(
         "qanat_gateway_rejected_unknown_mailbox_total",
         "Writes the store rejected for an unknown mailbox (acknowledged, not stored).",
