@@ -52,6 +52,7 @@ async fn gateway(rng: &mut ChaCha20Rng) -> Gw {
             fault_drop_rate: 0.0,
             documents: documents.clone(),
             pull_answer_delay: qanat_node::runtime::PULL_ANSWER_DELAY,
+            clients: Default::default(),
         },
     )
     .await

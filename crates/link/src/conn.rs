@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
+use crate::budget::Slot;
 use crate::config::LinkConfig;
 use crate::error::{HandshakeError, SendError, TrySendError};
 use crate::frame::{Frame, FrameSize};
@@ -117,7 +118,8 @@ pub struct Connection<P> {
 impl<P> Connection<P> {
     /// Starts the session's task over an authenticated stream. Received frames go to `shared`
     /// if given (the connection's own receiver then yields nothing), else to the connection's
-    /// own queue of [`LinkConfig::recv_queue`] frames.
+    /// own queue of [`LinkConfig::recv_queue`] frames. `slot` (a listener's) is held until the
+    /// session ends.
     pub(crate) fn start(
         peer: P,
         stream: TcpStream,
@@ -125,6 +127,7 @@ impl<P> Connection<P> {
         config: Arc<LinkConfig>,
         metrics: Arc<LinkMetrics>,
         shared: Option<mpsc::Sender<Frame>>,
+        slot: Option<Slot>,
     ) -> Self {
         let (out_tx, mut out_rx) = mpsc::channel(config.send_queue.max(1));
         let (in_tx, in_rx) = match shared {
@@ -135,6 +138,8 @@ impl<P> Connection<P> {
         let size = config.frame_size;
         inc(&metrics.connections_open);
         let task = tokio::spawn(async move {
+            // The connection's place in its listener's budget, freed when the session ends.
+            let _slot = slot;
             let mut pending = None;
             session::run(
                 stream,
@@ -208,7 +213,7 @@ pub async fn connect(
 ) -> Result<Connection<LinkPublicKey>, HandshakeError> {
     let config = Arc::new(config);
     let (stream, ciphers) = dial(addr, local, remote, &config, &metrics).await?;
-    Ok(Connection::start(remote.clone(), stream, ciphers, config, metrics, None))
+    Ok(Connection::start(remote.clone(), stream, ciphers, config, metrics, None, None))
 }
 
 /// TCP connect and handshake within the handshake timeout. Handshake failures (not refused

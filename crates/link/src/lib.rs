@@ -59,6 +59,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod authorizer;
+mod budget;
 mod cipher;
 mod config;
 mod conn;
@@ -74,7 +75,7 @@ mod mlkem;
 mod session;
 
 pub use authorizer::{AcceptAnyKey, Authorizer};
-pub use config::LinkConfig;
+pub use config::{DEFAULT_HANDSHAKE_TIMEOUT, LinkConfig};
 pub use conn::{Connection, FrameReceiver, FrameSender, connect};
 pub use dialer::PeerLink;
 pub use error::{ConfigError, FrameError, HandshakeError, KeyError, SendError, TrySendError};

@@ -1,30 +1,46 @@
 //! The listening side: accepts TCP connections, runs handshakes concurrently, asks the
 //! authorizer, and yields authenticated [`Connection`]s.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::{self, AbortHandle, JoinHandle, JoinSet};
 use tokio::time::timeout;
 
 use crate::authorizer::Authorizer;
+use crate::budget::{ConnectionLimits, Established, Pending, Refusal, SharedEstablished, source_of};
 use crate::config::LinkConfig;
 use crate::conn::{Connection, FrameReceiver};
 use crate::error::HandshakeError;
 use crate::frame::Frame;
-use crate::handshake::respond;
+use crate::handshake::{Ciphers, respond};
 use crate::keys::LinkSecretKey;
 use crate::metrics::{LinkMetrics, inc};
 use crate::session::shutdown_requested;
 
-/// Accepts links. Handshakes run concurrently (at most
-/// [`LinkConfig::max_pending_handshakes`]; further connections are dropped at once and
-/// counted), each bounded by [`LinkConfig::handshake_timeout`]; a failure affects only its own
-/// connection.
+/// Accepts links. Handshakes run concurrently, each bounded by
+/// [`LinkConfig::handshake_timeout`]; a failure affects only its own connection.
+///
+/// Budgets, each kept per source address (an IPv4 address, or an IPv6 /64) as well as in all,
+/// so that a flood from a few addresses cannot lock out everyone else (node links included):
+///
+/// - at most [`LinkConfig::max_pending_handshakes_per_ip`] handshakes in flight from one source
+///   and [`LinkConfig::max_connections_per_ip`] connections (in handshake or established); a
+///   connection beyond is closed at once;
+/// - at most [`LinkConfig::max_connections`] established connections; a connection beyond is
+///   closed, before its handshake or, if others finished first, after it;
+/// - at most [`LinkConfig::max_pending_handshakes`] handshakes in flight: a new connection that
+///   finds the table full takes the place of the oldest handshake of the source with the most
+///   in flight, which is abandoned.
+///
+/// Each refusal and each abandoned handshake is counted in [`LinkMetrics`]; the number in flight
+/// is the gauge [`LinkMetrics::handshakes_in_flight`].
 ///
 /// Received frames wait in each connection's own queue ([`Listener::bind`]), or all go into
 /// one queue shared by every connection ([`Listener::bind_shared`]).
@@ -115,6 +131,9 @@ impl<P: Send + 'static> Listener<P> {
     }
 }
 
+/// What a finished handshake task hands back to the accept loop.
+type Outcome<P> = Result<(P, TcpStream, Ciphers), HandshakeError>;
+
 #[allow(clippy::too_many_arguments)]
 async fn accept_loop<A: Authorizer>(
     listener: TcpListener,
@@ -126,16 +145,73 @@ async fn accept_loop<A: Authorizer>(
     shared: Option<mpsc::Sender<Frame>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(config.max_pending_handshakes.max(1)));
-    let mut handshakes = JoinSet::new();
+    let mut pending =
+        Pending::<task::Id>::new(config.max_pending_handshakes, config.max_pending_handshakes_per_ip);
+    let limits =
+        ConnectionLimits { max: config.max_connections, max_per_source: config.max_connections_per_ip };
+    let established = SharedEstablished::default();
+    let mut handshakes: JoinSet<Outcome<A::Peer>> = JoinSet::new();
+    let mut aborts: HashMap<task::Id, AbortHandle> = HashMap::new();
+    let set_gauge = |n: usize| metrics.handshakes_in_flight.store(n as u64, Ordering::Relaxed);
     loop {
         tokio::select! {
             () = shutdown_requested(&mut shutdown) => break,
             // The `Listener` was dropped without `shutdown`: stop too.
             () = tx.closed() => break,
-            Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
+            Some(joined) = handshakes.join_next_with_id(), if !handshakes.is_empty() => {
+                let (id, outcome) = match joined {
+                    Ok((id, outcome)) => (id, Some(outcome)),
+                    // Abandoned (already out of the table) or panicked.
+                    Err(e) => (e.id(), None),
+                };
+                aborts.remove(&id);
+                let source = pending.remove(id);
+                set_gauge(pending.len());
+                let (Some(outcome), Some(source)) = (outcome, source) else { continue };
+                match outcome {
+                    Ok((peer, stream, ciphers)) => {
+                        let slot = match Established::reserve(&established, source, limits.max, limits.max_per_source) {
+                            Ok(slot) => slot,
+                            Err(refusal) => {
+                                count_refusal(&metrics, refusal);
+                                continue;
+                            }
+                        };
+                        inc(&metrics.handshakes);
+                        let conn = Connection::start(
+                            peer,
+                            stream,
+                            ciphers,
+                            config.clone(),
+                            metrics.clone(),
+                            shared.clone(),
+                            Some(slot),
+                        );
+                        // If the listener is gone, the connection is dropped and closes. A full
+                        // queue (its reader is slow) waits in a task of its own: there are at
+                        // most `max_connections` of them.
+                        if let Err(mpsc::error::TrySendError::Full(conn)) = tx.try_send(conn) {
+                            let tx = tx.clone();
+                            tokio::spawn(async move {
+                                let _ = tx.send(conn).await;
+                            });
+                        }
+                    }
+                    Err(HandshakeError::Unauthorized) => {
+                        inc(&metrics.auth_rejections);
+                        tracing::debug!("link peer not authorized");
+                    }
+                    Err(e) => {
+                        if matches!(e, HandshakeError::Timeout) {
+                            inc(&metrics.handshake_timeouts);
+                        }
+                        inc(&metrics.handshake_failures);
+                        tracing::debug!(error = %e, "link handshake failed");
+                    }
+                }
+            }
             accepted = listener.accept() => {
-                let (mut stream, _addr) = match accepted {
+                let (mut stream, addr) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         // Out of file descriptors and the like: do not spin.
@@ -144,19 +220,23 @@ async fn accept_loop<A: Authorizer>(
                         continue;
                     }
                 };
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    inc(&metrics.overload_drops);
-                    continue;
-                };
-                let (local, config, authorizer, metrics, tx, shared) = (
-                    local.clone(),
-                    config.clone(),
-                    authorizer.clone(),
-                    metrics.clone(),
-                    tx.clone(),
-                    shared.clone(),
-                );
-                handshakes.spawn(async move {
+                let source = source_of(addr);
+                match pending.admit(source, Established::counts(&established, source), limits) {
+                    Err(refusal) => {
+                        // Dropping the stream closes it.
+                        count_refusal(&metrics, refusal);
+                        continue;
+                    }
+                    Ok(Some(evicted)) => {
+                        if let Some(h) = aborts.remove(&evicted) {
+                            h.abort();
+                        }
+                        inc(&metrics.handshake_evictions);
+                    }
+                    Ok(None) => {}
+                }
+                let (local, config, authorizer) = (local.clone(), config.clone(), authorizer.clone());
+                let abort = handshakes.spawn(async move {
                     let _ = stream.set_nodelay(true);
                     let r = timeout(
                         config.handshake_timeout,
@@ -164,25 +244,21 @@ async fn accept_loop<A: Authorizer>(
                     )
                     .await
                     .unwrap_or(Err(HandshakeError::Timeout));
-                    drop(permit);
-                    match r {
-                        Ok((peer, ciphers)) => {
-                            inc(&metrics.handshakes);
-                            let conn = Connection::start(peer, stream, ciphers, config, metrics, shared);
-                            // If the listener is gone, the connection is dropped and closes.
-                            let _ = tx.send(conn).await;
-                        }
-                        Err(HandshakeError::Unauthorized) => {
-                            inc(&metrics.auth_rejections);
-                            tracing::debug!("link peer not authorized");
-                        }
-                        Err(e) => {
-                            inc(&metrics.handshake_failures);
-                            tracing::debug!(error = %e, "link handshake failed");
-                        }
-                    }
+                    r.map(|(peer, ciphers)| (peer, stream, ciphers))
                 });
+                pending.insert(source, abort.id());
+                aborts.insert(abort.id(), abort);
+                set_gauge(pending.len());
             }
         }
     }
+    set_gauge(0);
+}
+
+fn count_refusal(metrics: &LinkMetrics, refusal: Refusal) {
+    inc(match refusal {
+        Refusal::HandshakesPerIp => &metrics.refused_handshakes_per_ip,
+        Refusal::ConnectionsPerIp => &metrics.refused_connections_per_ip,
+        Refusal::Connections => &metrics.refused_connections,
+    });
 }

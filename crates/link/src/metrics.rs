@@ -2,7 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Link counters. Every field only grows, except `connections_open`.
+/// Link counters. Every field only grows, except the gauges `connections_open` and
+/// `handshakes_in_flight`.
 #[derive(Debug, Default)]
 pub struct LinkMetrics {
     /// Frames received and decoded (keepalives included).
@@ -22,10 +23,28 @@ pub struct LinkMetrics {
     pub timeouts: AtomicU64,
     /// Dial attempts after the first, by [`crate::PeerLink`]s.
     pub reconnects: AtomicU64,
-    /// Incoming connections dropped before the handshake because too many were pending.
-    pub overload_drops: AtomicU64,
+    /// Listener handshakes that did not finish within the handshake timeout (also counted in
+    /// `handshake_failures`): silent or slow (slowloris) dialers, or very slow links.
+    pub handshake_timeouts: AtomicU64,
+    /// Listener handshakes abandoned to make room for a new connection when
+    /// [`LinkConfig::max_pending_handshakes`](crate::LinkConfig::max_pending_handshakes) were in
+    /// flight (the oldest of the source with the most in flight).
+    pub handshake_evictions: AtomicU64,
+    /// Incoming connections refused because their source address already had
+    /// [`LinkConfig::max_pending_handshakes_per_ip`](crate::LinkConfig::max_pending_handshakes_per_ip)
+    /// handshakes in flight.
+    pub refused_handshakes_per_ip: AtomicU64,
+    /// Incoming connections refused because their source address already held
+    /// [`LinkConfig::max_connections_per_ip`](crate::LinkConfig::max_connections_per_ip)
+    /// connections.
+    pub refused_connections_per_ip: AtomicU64,
+    /// Incoming connections refused because
+    /// [`LinkConfig::max_connections`](crate::LinkConfig::max_connections) were established.
+    pub refused_connections: AtomicU64,
     /// Authenticated connections currently open.
     pub connections_open: AtomicU64,
+    /// Listener handshakes currently in flight.
+    pub handshakes_in_flight: AtomicU64,
 }
 
 /// A copy of [`LinkMetrics`] at one moment.
@@ -40,8 +59,13 @@ pub struct MetricsSnapshot {
     pub bad_frames: u64,
     pub timeouts: u64,
     pub reconnects: u64,
-    pub overload_drops: u64,
+    pub handshake_timeouts: u64,
+    pub handshake_evictions: u64,
+    pub refused_handshakes_per_ip: u64,
+    pub refused_connections_per_ip: u64,
+    pub refused_connections: u64,
     pub connections_open: u64,
+    pub handshakes_in_flight: u64,
 }
 
 impl LinkMetrics {
@@ -57,8 +81,13 @@ impl LinkMetrics {
             bad_frames: r(&self.bad_frames),
             timeouts: r(&self.timeouts),
             reconnects: r(&self.reconnects),
-            overload_drops: r(&self.overload_drops),
+            handshake_timeouts: r(&self.handshake_timeouts),
+            handshake_evictions: r(&self.handshake_evictions),
+            refused_handshakes_per_ip: r(&self.refused_handshakes_per_ip),
+            refused_connections_per_ip: r(&self.refused_connections_per_ip),
+            refused_connections: r(&self.refused_connections),
             connections_open: r(&self.connections_open),
+            handshakes_in_flight: r(&self.handshakes_in_flight),
         }
     }
 }

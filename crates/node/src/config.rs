@@ -24,8 +24,24 @@
 //! link_key = "…2432 hex…"
 //! address = "127.0.0.1:7001"
 //!
+//! [listener]                    # optional: the budgets of every link listener (docs/LINK.md)
+//! max_connections = 4096
+//! max_connections_per_ip = 256
+//! max_handshakes = 256
+//! max_handshakes_per_ip = 16
+//! handshake_timeout_secs = 10
+//!
 //! [gateway]
 //! client_listen = "127.0.0.1:7201"
+//! # every budget below is optional (see docs/LINK.md, "Budgets")
+//! client_max_connections = 4096
+//! client_max_connections_per_ip = 64
+//! client_queue_frames = 128
+//! client_packet_slack = 4.0       # × the directory's λ_P + λ_L + λ_D per session
+//! client_packet_burst = 32
+//! registrations_per_second = 2.0  # per session
+//! registration_burst = 256
+//! max_mailboxes_per_session = 4096
 //! store = "sqlite"              # the default; or "redis" with a [gateway.redis] table
 //! sqlite_path = "mailboxes.sqlite"
 //! retention_days = 30
@@ -59,6 +75,8 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use qanat_mailbox::Limits;
+
+use crate::runtime::ClientBudgets;
 use qanat_network::config::{
     RawNetwork, invalid, parse_address, parse_identity, parse_network, syntax_error, toml_str,
 };
@@ -87,6 +105,8 @@ pub struct NodeConfig {
     pub listen: LinkAddress,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// The budgets of the node's link listeners (the `[listener]` table).
+    pub listener: ListenerConfig,
     /// The network the node belongs to.
     pub network: NetworkConfig,
     /// The `[danger]` table, if the file has one: settings for tests only.
@@ -125,6 +145,49 @@ impl NodeConfig {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+/// The `[listener]` table: the budgets of every link listener of the node (a gateway's client
+/// listener takes its connection budgets from `[gateway]` instead). See `qanat_link::Listener`
+/// and docs/LINK.md, "Budgets".
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListenerConfig {
+    /// Established connections at once (`max_connections`, default 4,096).
+    pub max_connections: usize,
+    /// Connections at once from one address (`max_connections_per_ip`, default 256).
+    pub max_connections_per_ip: usize,
+    /// Handshakes in flight (`max_handshakes`, default 256); when full, the oldest of the
+    /// busiest address is abandoned.
+    pub max_handshakes: usize,
+    /// Handshakes in flight from one address (`max_handshakes_per_ip`, default 16).
+    pub max_handshakes_per_ip: usize,
+    /// How long a handshake may take, outgoing links included (`handshake_timeout_secs`,
+    /// default 10: about three times a handshake on a 2G link).
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            max_handshakes: 256,
+            max_handshakes_per_ip: 16,
+            handshake_timeout: qanat_link::DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+impl ListenerConfig {
+    /// Writes these budgets into `link`.
+    pub fn apply(&self, link: &mut qanat_link::LinkConfig) {
+        link.max_connections = self.max_connections;
+        link.max_connections_per_ip = self.max_connections_per_ip;
+        link.max_pending_handshakes = self.max_handshakes;
+        link.max_pending_handshakes_per_ip = self.max_handshakes_per_ip;
+        link.handshake_timeout = self.handshake_timeout;
     }
 }
 
@@ -171,6 +234,8 @@ pub struct GatewayConfig {
     pub store: StoreConfig,
     /// Retention and quotas of the mailbox store.
     pub limits: Limits,
+    /// The budgets of the client listener and of each client session.
+    pub clients: ClientBudgets,
 }
 
 /// The gateway's mailbox store backend.
@@ -208,9 +273,20 @@ struct RawConfig {
     listen: String,
     metrics: Option<String>,
     network: RawNetwork,
+    listener: Option<RawListener>,
     gateway: Option<RawGateway>,
     authority: Option<RawAuthority>,
     danger: Option<RawDanger>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    max_connections: Option<u64>,
+    max_connections_per_ip: Option<u64>,
+    max_handshakes: Option<u64>,
+    max_handshakes_per_ip: Option<u64>,
+    handshake_timeout_secs: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -229,6 +305,14 @@ struct RawGateway {
     max_messages_per_mailbox: Option<u64>,
     max_bytes_per_mailbox: Option<u64>,
     max_payload_len: Option<u64>,
+    client_max_connections: Option<u64>,
+    client_max_connections_per_ip: Option<u64>,
+    client_queue_frames: Option<u64>,
+    client_packet_slack: Option<f64>,
+    client_packet_burst: Option<u64>,
+    registrations_per_second: Option<f64>,
+    registration_burst: Option<u64>,
+    max_mailboxes_per_session: Option<u64>,
     /// Moved to `[danger]`: read only to say so.
     fault_drop_rate: Option<f64>,
     redis: Option<RawRedis>,
@@ -299,6 +383,7 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<NodeConfig, ConfigError> 
         })
         .transpose()?;
     let network = parse_network(raw.network)?;
+    let listener = parse_listener(raw.listener.unwrap_or_default())?;
     let danger = raw.danger.map(|d| parse_danger(d, &raw.role)).transpose()?;
 
     let role = match raw.role.as_str() {
@@ -337,7 +422,200 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<NodeConfig, ConfigError> 
             ));
         }
     };
-    Ok(NodeConfig { role, data_dir, listen, metrics, network, danger, danger_allowed: false })
+    Ok(NodeConfig { role, data_dir, listen, metrics, listener, network, danger, danger_allowed: false })
+}
+
+/// A count in `range`, or `default` when absent.
+fn count(
+    field: &str,
+    v: Option<u64>,
+    default: usize,
+    range: std::ops::RangeInclusive<u64>,
+    what: &str,
+) -> Result<usize, ConfigError> {
+    let Some(v) = v else { return Ok(default) };
+    if !range.contains(&v) {
+        return Err(invalid(
+            field,
+            format!("{v} is outside {}..={}", range.start(), range.end()),
+            format!("give {what} (default {default}), or remove the line for the default"),
+        ));
+    }
+    usize::try_from(v).map_err(|_| invalid(field, "is too large for this machine", "use a smaller value"))
+}
+
+/// A rate or factor in `range` (finite), or `default` when absent.
+fn real(
+    field: &str,
+    v: Option<f64>,
+    default: f64,
+    range: std::ops::RangeInclusive<f64>,
+    what: &str,
+) -> Result<f64, ConfigError> {
+    let Some(v) = v else { return Ok(default) };
+    if !v.is_finite() || !range.contains(&v) {
+        return Err(invalid(
+            field,
+            format!("{v} is outside {}..={}", range.start(), range.end()),
+            format!("give {what} (default {default}), or remove the line for the default"),
+        ));
+    }
+    Ok(v)
+}
+
+/// `per` must not exceed `all` (both already parsed).
+fn at_most(field: &str, per: usize, all_field: &str, all: usize) -> Result<(), ConfigError> {
+    if per > all {
+        return Err(invalid(
+            field,
+            format!("{per} is more than {all_field} ({all})"),
+            format!("give at most {all}, or raise {all_field}"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_listener(raw: RawListener) -> Result<ListenerConfig, ConfigError> {
+    const L: &str = "listener";
+    let d = ListenerConfig::default();
+    let max_connections = count(
+        &format!("{L}.max_connections"),
+        raw.max_connections,
+        d.max_connections,
+        1..=1_000_000,
+        "how many connections the node holds at once",
+    )?;
+    let max_connections_per_ip = count(
+        &format!("{L}.max_connections_per_ip"),
+        raw.max_connections_per_ip,
+        d.max_connections_per_ip,
+        1..=1_000_000,
+        "how many connections one address may hold",
+    )?;
+    let max_handshakes = count(
+        &format!("{L}.max_handshakes"),
+        raw.max_handshakes,
+        d.max_handshakes,
+        1..=65_536,
+        "how many handshakes may run at once",
+    )?;
+    let max_handshakes_per_ip = count(
+        &format!("{L}.max_handshakes_per_ip"),
+        raw.max_handshakes_per_ip,
+        d.max_handshakes_per_ip,
+        1..=65_536,
+        "how many handshakes one address may run at once",
+    )?;
+    at_most(
+        &format!("{L}.max_connections_per_ip"),
+        max_connections_per_ip,
+        "listener.max_connections",
+        max_connections,
+    )?;
+    at_most(
+        &format!("{L}.max_handshakes_per_ip"),
+        max_handshakes_per_ip,
+        "listener.max_handshakes",
+        max_handshakes,
+    )?;
+    let secs = raw.handshake_timeout_secs.unwrap_or(d.handshake_timeout.as_secs());
+    if !(5..=300).contains(&secs) {
+        return Err(invalid(
+            format!("{L}.handshake_timeout_secs"),
+            format!("{secs} is outside 5..=300"),
+            "give seconds (default 10: a handshake takes about 3.2 s on a 2G link, and below 5 s \
+             one lost packet makes it fail; see docs/LINK.md)",
+        ));
+    }
+    Ok(ListenerConfig {
+        max_connections,
+        max_connections_per_ip,
+        max_handshakes,
+        max_handshakes_per_ip,
+        handshake_timeout: Duration::from_secs(secs),
+    })
+}
+
+fn parse_client_budgets(raw: &RawGateway) -> Result<ClientBudgets, ConfigError> {
+    const G: &str = "gateway";
+    let d = ClientBudgets::default();
+    let max_connections = count(
+        &format!("{G}.client_max_connections"),
+        raw.client_max_connections,
+        d.max_connections,
+        1..=1_000_000,
+        "how many client connections the gateway holds at once",
+    )?;
+    let max_connections_per_ip = count(
+        &format!("{G}.client_max_connections_per_ip"),
+        raw.client_max_connections_per_ip,
+        d.max_connections_per_ip,
+        1..=1_000_000,
+        "how many client connections one address may hold (clients behind one NAT share it)",
+    )?;
+    at_most(
+        &format!("{G}.client_max_connections_per_ip"),
+        max_connections_per_ip,
+        "gateway.client_max_connections",
+        max_connections,
+    )?;
+    let queue_frames = count(
+        &format!("{G}.client_queue_frames"),
+        raw.client_queue_frames,
+        d.queue_frames,
+        8..=65_536,
+        "how many frames wait per client connection each way",
+    )?;
+    let packet_slack = real(
+        &format!("{G}.client_packet_slack"),
+        raw.client_packet_slack,
+        d.packet_slack,
+        1.0..=1000.0,
+        "how many times the directory's client rate a session may send (below 1 honest clients lose packets)",
+    )?;
+    let packet_burst = count(
+        &format!("{G}.client_packet_burst"),
+        raw.client_packet_burst,
+        d.packet_burst as usize,
+        1..=1_000_000,
+        "how many packets a session may send at once above its rate",
+    )?
+    .try_into()
+    .unwrap_or(u32::MAX);
+    let registrations_per_second = real(
+        &format!("{G}.registrations_per_second"),
+        raw.registrations_per_second,
+        d.registrations_per_second,
+        0.001..=10_000.0,
+        "registrations per second per client session",
+    )?;
+    let registration_burst = count(
+        &format!("{G}.registration_burst"),
+        raw.registration_burst,
+        d.registration_burst as usize,
+        1..=1_000_000,
+        "how many registrations a session may make at once above its rate",
+    )?
+    .try_into()
+    .unwrap_or(u32::MAX);
+    let max_mailboxes = count(
+        &format!("{G}.max_mailboxes_per_session"),
+        raw.max_mailboxes_per_session,
+        d.max_mailboxes,
+        1..=1_000_000,
+        "how many mailboxes one client session may hold",
+    )?;
+    Ok(ClientBudgets {
+        max_connections,
+        max_connections_per_ip,
+        queue_frames,
+        packet_slack,
+        packet_burst,
+        packet_rate: None,
+        registrations_per_second,
+        registration_burst,
+        max_mailboxes,
+    })
 }
 
 fn refuse_section(section: &str, present: bool, role: &str) -> Result<(), ConfigError> {
@@ -378,6 +656,7 @@ fn inside_data_dir<'a>(field: &str, rel: &'a str, example: &str) -> Result<&'a P
 
 fn parse_gateway(raw: RawGateway, data_dir: &Path) -> Result<GatewayConfig, ConfigError> {
     let client_listen = parse_address("gateway.client_listen", &raw.client_listen)?;
+    let clients = parse_client_budgets(&raw)?;
     let store_name = raw.store.as_deref().unwrap_or("sqlite");
     let mut seed_nodes = Vec::new();
     if let Some(redis) = &raw.redis {
@@ -501,7 +780,7 @@ fn parse_gateway(raw: RawGateway, data_dir: &Path) -> Result<GatewayConfig, Conf
              and start the node with --allow-danger",
         ));
     }
-    Ok(GatewayConfig { client_listen, store, limits })
+    Ok(GatewayConfig { client_listen, store, limits, clients })
 }
 
 fn parse_danger(raw: RawDanger, role: &str) -> Result<DangerConfig, ConfigError> {
@@ -629,6 +908,10 @@ pub struct Example {
     pub parameters: ParametersConfig,
     /// `[[network.authorities]]`.
     pub authorities: Vec<AuthorityPeer>,
+    /// `[listener]`.
+    pub listener: ListenerConfig,
+    /// The client budgets in `[gateway]` (gateways only).
+    pub clients: ClientBudgets,
 }
 
 /// The role of an [`Example`], with what only that role has.
@@ -667,6 +950,8 @@ impl Example {
             scheme: DEFAULT_SCHEME,
             parameters: ParametersConfig::default_for(DEFAULT_SCHEME),
             authorities,
+            listener: ListenerConfig::default(),
+            clients: ClientBudgets::default(),
         }
     }
 }
@@ -716,6 +1001,19 @@ pub fn render_example(ex: &Example) -> String {
         let _ = writeln!(s, "link_key = \"{}\"", hex::encode(a.link_key.to_bytes()));
         let _ = writeln!(s, "address = \"{}\"", a.address);
     }
+    let l = &ex.listener;
+    let _ = writeln!(s, "\n# Budgets of every link listener of this node (docs/LINK.md, \"Budgets\"); every");
+    let _ = writeln!(s, "# line is optional. Addresses are IPv4 addresses or IPv6 /64 prefixes.");
+    let _ = writeln!(s, "[listener]");
+    let _ = writeln!(s, "# Established connections at once, and from one address.");
+    let _ = writeln!(s, "max_connections = {}", l.max_connections);
+    let _ = writeln!(s, "max_connections_per_ip = {}", l.max_connections_per_ip);
+    let _ = writeln!(s, "# Handshakes in flight, and from one address; when full, the oldest handshake of");
+    let _ = writeln!(s, "# the address with the most in flight is abandoned for a newcomer.");
+    let _ = writeln!(s, "max_handshakes = {}", l.max_handshakes);
+    let _ = writeln!(s, "max_handshakes_per_ip = {}", l.max_handshakes_per_ip);
+    let _ = writeln!(s, "# Seconds a handshake may take (about 3.2 s on a 2G link; outgoing links too).");
+    let _ = writeln!(s, "handshake_timeout_secs = {}", l.handshake_timeout.as_secs());
     match &ex.role {
         ExampleRole::Authority { allowed_nodes } => {
             let _ = writeln!(s, "\n[authority]");
@@ -762,6 +1060,26 @@ pub fn render_example(ex: &Example) -> String {
             let _ = writeln!(s, "max_messages_per_mailbox = {}", d.max_messages_per_mailbox);
             let _ = writeln!(s, "max_bytes_per_mailbox = {}", d.max_bytes_per_mailbox);
             let _ = writeln!(s, "max_payload_len = {}", d.max_payload_len);
+            let c = &ex.clients;
+            let _ = writeln!(s, "# Client budgets (docs/LINK.md, \"Budgets\"); every line is optional.");
+            let _ = writeln!(s, "# Client connections at once, and from one address (clients behind one NAT");
+            let _ = writeln!(s, "# share it); frames queued per client connection, each way.");
+            let _ = writeln!(s, "client_max_connections = {}", c.max_connections);
+            let _ = writeln!(s, "client_max_connections_per_ip = {}", c.max_connections_per_ip);
+            let _ = writeln!(s, "client_queue_frames = {}", c.queue_frames);
+            let _ =
+                writeln!(s, "# Packets per session: this many times the directory's lambda_p + lambda_l +");
+            let _ = writeln!(s, "# lambda_d, with a burst; excess packets are dropped and counted.");
+            let _ = writeln!(s, "client_packet_slack = {:?}", c.packet_slack);
+            let _ = writeln!(s, "client_packet_burst = {}", c.packet_burst);
+            let _ = writeln!(
+                s,
+                "# Registrations per session: a rate with a burst, and a bound on mailboxes held;"
+            );
+            let _ = writeln!(s, "# a registration beyond fails alone (the client retries it later).");
+            let _ = writeln!(s, "registrations_per_second = {:?}", c.registrations_per_second);
+            let _ = writeln!(s, "registration_burst = {}", c.registration_burst);
+            let _ = writeln!(s, "max_mailboxes_per_session = {}", c.max_mailboxes);
             let _ = writeln!(s, "# Redis Cluster store (with store = \"redis\"; see docs/OPERATING.md):");
             let _ = writeln!(s, "# [gateway.redis]");
             let _ = writeln!(s, "# seed_nodes = [\"10.0.0.11:7000\", \"10.0.0.12:7000\"]");

@@ -191,6 +191,9 @@ pub fn generate(dir: &Path, o: &Options) -> Result<Vec<LocalNode>, LocalNetError
         ex.epoch_period_secs = o.epoch_secs;
         ex.scheme = o.scheme;
         ex.parameters = params;
+        // A test network: its tools (and `qanat devnet`'s tests) send bursts of packets far
+        // above a client's rate through one connection.
+        ex.clients.packet_burst = LOCALNET_CLIENT_PACKET_BURST;
         let mut text = render_example(&ex);
         if n.role == "gateway" && o.fault_drop_rate > 0.0 {
             text.push_str(&format!(
@@ -225,6 +228,9 @@ pub fn generate(dir: &Path, o: &Options) -> Result<Vec<LocalNode>, LocalNetError
     }
     Ok(nodes)
 }
+
+/// The client packet burst of a generated network's gateways (a real one's is 32).
+pub const LOCALNET_CLIENT_PACKET_BURST: u32 = 10_000;
 
 /// Where [`generate`] writes the clients' network file: `DIR/network.toml`.
 pub fn network_file(dir: &Path) -> PathBuf {

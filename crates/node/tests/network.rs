@@ -125,6 +125,7 @@ async fn scenario(full_disk: bool) {
             fault_drop_rate: 0.0,
             documents: Default::default(),
             pull_answer_delay: qanat_node::runtime::PULL_ANSWER_DELAY,
+            clients: Default::default(),
         },
     )
     .await
@@ -184,6 +185,7 @@ async fn scenario(full_disk: bool) {
             fault_drop_rate: 0.0,
             documents: Default::default(),
             pull_answer_delay: qanat_node::runtime::PULL_ANSWER_DELAY,
+            clients: Default::default(),
         },
     )
     .await

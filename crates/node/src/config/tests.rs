@@ -287,3 +287,77 @@ fn fault_injection_lives_in_a_danger_table_that_needs_an_explicit_flag() {
     assert!(plain.danger.is_none());
     assert!(plain.check_danger().is_ok());
 }
+
+#[test]
+fn budgets_default_are_rendered_and_are_checked() {
+    let gw = gateway_text();
+    let cfg = parse(&gw).unwrap();
+    assert_eq!(cfg.listener, ListenerConfig::default());
+    let RoleConfig::Gateway(g) = &cfg.role else { panic!("{cfg:?}") };
+    assert_eq!(g.clients, ClientBudgets::default());
+    // The listener's defaults are the link layer's.
+    let mut link = qanat_link::LinkConfig::new(qanat_link::FrameSize::for_packet_len(2_204).unwrap());
+    let before = format!("{link:?}");
+    cfg.listener.apply(&mut link);
+    assert_eq!(format!("{link:?}"), before);
+    // Every role has the [listener] table.
+    assert!(example(ExampleRole::Mix).contains("[listener]"));
+
+    // Changed values are read.
+    let changed = gw
+        .replace("max_handshakes_per_ip = 16", "max_handshakes_per_ip = 4")
+        .replace("handshake_timeout_secs = 10", "handshake_timeout_secs = 20")
+        .replace("client_packet_slack = 4.0", "client_packet_slack = 2.5")
+        .replace("registration_burst = 256", "registration_burst = 8");
+    let cfg = parse(&changed).unwrap();
+    assert_eq!(cfg.listener.max_handshakes_per_ip, 4);
+    assert_eq!(cfg.listener.handshake_timeout, Duration::from_secs(20));
+    let RoleConfig::Gateway(g) = &cfg.role else { panic!("{cfg:?}") };
+    assert_eq!((g.clients.packet_slack, g.clients.registration_burst), (2.5, 8));
+
+    // Out of range, or a per-address bound above the whole.
+    refused(
+        &gw.replace("max_connections = 4096", "max_connections = 0"),
+        "listener.max_connections",
+        "outside",
+    );
+    refused(
+        &gw.replace("max_handshakes_per_ip = 16", "max_handshakes_per_ip = 300"),
+        "listener.max_handshakes_per_ip",
+        "more than listener.max_handshakes",
+    );
+    refused(
+        &gw.replace("handshake_timeout_secs = 10", "handshake_timeout_secs = 1"),
+        "listener.handshake_timeout_secs",
+        "2G",
+    );
+    refused(
+        &gw.replace("client_packet_slack = 4.0", "client_packet_slack = 0.5"),
+        "gateway.client_packet_slack",
+        "honest clients",
+    );
+    refused(
+        &gw.replace("client_packet_slack = 4.0", "client_packet_slack = nan"),
+        "gateway.client_packet_slack",
+        "outside",
+    );
+    refused(
+        &gw.replace("registrations_per_second = 2.0", "registrations_per_second = 0.0"),
+        "gateway.registrations_per_second",
+        "outside",
+    );
+    refused(
+        &gw.replace("client_max_connections_per_ip = 64", "client_max_connections_per_ip = 5000"),
+        "gateway.client_max_connections_per_ip",
+        "more than",
+    );
+    refused(
+        &gw.replace("max_mailboxes_per_session = 4096", "max_mailboxes_per_session = 0"),
+        "gateway.max_mailboxes_per_session",
+        "outside",
+    );
+    // A mix has [listener] but no client budgets.
+    let mix = example(ExampleRole::Mix);
+    assert!(!mix.contains("client_packet_slack"));
+    refused(&format!("{mix}\nbogus = 1\n"), "listener.bogus", "");
+}

@@ -49,6 +49,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::budget::{ClientRate, TokenBucket};
 use super::handle::RuntimeHandle;
 use super::links::{Links, accept_loop};
 use super::mix::durable;
@@ -84,6 +85,57 @@ pub struct GatewayRuntimeConfig {
     /// real network): the answer's timing then shows nothing of the store's work (how many
     /// mailboxes the session holds, what waited, what a registration cost).
     pub pull_answer_delay: Duration,
+    /// The budgets of the client listener and of each client session.
+    pub clients: ClientBudgets,
+}
+
+/// The budgets of a gateway's client listener and of each client session (see
+/// `runtime::budget` for how they are applied and why their defaults).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ClientBudgets {
+    /// Client connections at once (the client listener's
+    /// [`LinkConfig::max_connections`]; its handshake budgets are the node listener's).
+    pub max_connections: usize,
+    /// Client connections at once from one address (an IPv4 address, or an IPv6 /64). Clients
+    /// behind one carrier-grade NAT share this.
+    pub max_connections_per_ip: usize,
+    /// Frames queued per client connection, each way (instead of [`LinkConfig::send_queue`] and
+    /// [`LinkConfig::recv_queue`], which are sized for node links).
+    pub queue_frames: usize,
+    /// A session's packet budget is this many times the directory's client rate
+    /// (λ_P + λ_L + λ_D, per second).
+    pub packet_slack: f64,
+    /// Packets a session may send at once above its rate (the bucket's size).
+    pub packet_burst: u32,
+    /// The packet rate per session before the directory sets one (tests give it; `None`: no
+    /// limit until the first document, the gateway forwards nothing before it anyway).
+    pub packet_rate: Option<f64>,
+    /// Registrations per second per session.
+    pub registrations_per_second: f64,
+    /// Registrations a session may make at once above that rate.
+    pub registration_burst: u32,
+    /// Most mailboxes one session may hold (each costs a store read every few pulls).
+    pub max_mailboxes: usize,
+}
+
+impl Default for ClientBudgets {
+    /// 4,096 connections, 64 per address, queues of 128 frames, a packet budget of 4 × the
+    /// directory's rate with a burst of 32, 2 registrations a second with a burst of 256, 4,096
+    /// mailboxes per session.
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            max_connections_per_ip: 64,
+            queue_frames: 128,
+            packet_slack: 4.0,
+            packet_burst: 32,
+            packet_rate: None,
+            registrations_per_second: 2.0,
+            registration_burst: 256,
+            max_mailboxes: MAX_SESSION_MAILBOXES,
+        }
+    }
 }
 
 /// The delay of every answer to a client's request: above the store work of a pull (at most [`MAX_PULL_READS`](qanat_mixnet::pull::MAX_PULL_READS) reads and [`PULL_OPS`] operations; a few milliseconds on SQLite
@@ -148,6 +200,13 @@ pub struct GatewayRuntimeMetrics {
     pub document_chunks: AtomicU64,
     /// Client registrations refused (a session's bound of mailboxes reached).
     pub registrations_refused: AtomicU64,
+    /// Client registrations refused: beyond the session's registration rate.
+    pub registrations_rate_limited: AtomicU64,
+    /// Client packets dropped: beyond the session's packet budget (never acknowledged).
+    pub client_packets_over_budget: AtomicU64,
+    /// The client listener's link counters (handshakes, refusals, frames of client
+    /// connections); the node listener's and outgoing links' are the handle's `link_metrics`.
+    pub client_links: Arc<LinkMetrics>,
     /// Client requests of another protocol version.
     pub version_mismatches: AtomicU64,
     /// Writes the store rejected (acknowledged, not stored): no such mailbox.
@@ -235,14 +294,24 @@ async fn spawn<S: MailboxStore>(
         link_metrics.clone(),
     )
     .await?;
+    let budgets = config.clients.clone();
+    let mut client_link = config.link.clone();
+    client_link.max_connections = budgets.max_connections;
+    client_link.max_connections_per_ip = budgets.max_connections_per_ip;
+    client_link.send_queue = budgets.queue_frames;
+    client_link.recv_queue = budgets.queue_frames;
     let clients = Listener::bind(
         config.client_listen,
         config.link_key.clone(),
-        config.link.clone(),
+        client_link,
         AcceptAnyKey,
-        link_metrics.clone(),
+        metrics.client_links.clone(),
     )
     .await?;
+    let client_rate = ClientRate::default();
+    if let Some(r) = budgets.packet_rate {
+        client_rate.set(r);
+    }
     let (local_addr, client_addr) = (nodes.local_addr(), clients.local_addr());
     let (events_tx, events_rx) = mpsc::channel::<Event>(4096);
     let (updates, updates_rx) = mpsc::channel::<EpochUpdate>(16);
@@ -272,12 +341,16 @@ async fn spawn<S: MailboxStore>(
     let answer_delay = config.pull_answer_delay;
     // Chunk length: what fits a control frame after a `DocChunk`'s 19 header bytes.
     let chunk_len = config.link.frame_size.max_control_len().saturating_sub(19).clamp(1, MAX_CHUNK_LEN);
+    let rate = client_rate.clone();
     let accept_clients = accept_loop(clients, shutdown_rx.clone(), move |conn| {
         let (tx, store, m, docs) = (tx.clone(), client_store.clone(), client_metrics.clone(), docs.clone());
+        let (budgets, rate) = (budgets.clone(), rate.clone());
         let (_, reply, mut rx) = conn.split();
         // Answers leave at a fixed delay after their request, in order, from their own task,
-        // so that neither the store's work nor the session's other frames move them.
-        let (answers, mut due_answers) = mpsc::channel::<(Instant, Vec<Frame>)>(8);
+        // so that neither the store's work nor the session's other frames move them. At most
+        // two wait (each at most `1 + MAX_PULL_LIMIT` frames): a client that does not read its
+        // answers holds up its own session, whose frames then wait in its link's bounded queue.
+        let (answers, mut due_answers) = mpsc::channel::<(Instant, Vec<Frame>)>(2);
         tokio::spawn(async move {
             while let Some((due, frames)) = due_answers.recv().await {
                 tokio::time::sleep_until(due).await;
@@ -289,7 +362,7 @@ async fn spawn<S: MailboxStore>(
             }
         });
         tokio::spawn(async move {
-            let mut session = PullServer::new(MAX_SESSION_MAILBOXES);
+            let mut session = Session::new(&budgets);
             let ctx = ServeContext { docs: &docs, chunk_len, metrics: &m };
             while let Some(frame) = rx.recv().await {
                 if let Frame::Control(bytes) = &frame {
@@ -306,10 +379,14 @@ async fn spawn<S: MailboxStore>(
                     if answers.send((due, frames)).await.is_err() {
                         return;
                     }
-                } else if let Frame::Packet { packet, .. } = frame
-                    && tx.send(Event::FromClient(packet)).await.is_err()
-                {
-                    break;
+                } else if let Frame::Packet { packet, .. } = frame {
+                    if !session.take_packet(rate.get()) {
+                        m.client_packets_over_budget.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    if tx.send(Event::FromClient(packet)).await.is_err() {
+                        break;
+                    }
                 }
             }
         });
@@ -329,6 +406,7 @@ async fn spawn<S: MailboxStore>(
         metrics.clone(),
         [accept_nodes, accept_clients],
         log,
+        client_rate,
     ));
     Ok(GatewayHandle {
         local_addr,
@@ -342,8 +420,58 @@ async fn spawn<S: MailboxStore>(
     })
 }
 
-/// Most mailboxes one client connection may register (each costs a store read per pull).
-const MAX_SESSION_MAILBOXES: usize = 4096;
+/// Most mailboxes one client connection may register by default (each costs a store read every
+/// `len / MAX_PULL_READS` pulls).
+pub const MAX_SESSION_MAILBOXES: usize = 4096;
+
+/// One client connection's state: its mailboxes and its budgets.
+struct Session {
+    pull: PullServer,
+    origin: Instant,
+    packets: TokenBucket,
+    packet_slack: f64,
+    registrations: TokenBucket,
+    registration_rate: f64,
+}
+
+impl Session {
+    fn new(b: &ClientBudgets) -> Self {
+        Self {
+            pull: PullServer::new(b.max_mailboxes),
+            origin: Instant::now(),
+            packets: TokenBucket::new(b.packet_burst, Duration::ZERO),
+            packet_slack: b.packet_slack,
+            registrations: TokenBucket::new(b.registration_burst, Duration::ZERO),
+            registration_rate: b.registrations_per_second,
+        }
+    }
+
+    /// Whether a packet is within the session's budget at the directory's client `rate` (none
+    /// known: every packet is).
+    fn take_packet(&mut self, rate: Option<f64>) -> bool {
+        match rate {
+            Some(r) => self.packets.try_take(self.origin.elapsed(), r * self.packet_slack),
+            None => true,
+        }
+    }
+
+    /// Whether the store should carry `op` out (the session's bound of mailboxes, then its
+    /// registration rate); `Err` is the operation's result, counted.
+    fn admit(&mut self, op: &Op, metrics: &GatewayRuntimeMetrics) -> Result<(), ErrorCode> {
+        if let Err(code) = self.pull.admit(op) {
+            metrics.registrations_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(code);
+        }
+        if matches!(op, Op::Register { .. })
+            && !self.registrations.try_take(self.origin.elapsed(), self.registration_rate)
+        {
+            metrics.registrations_rate_limited.fetch_add(1, Ordering::Relaxed);
+            // Like a store that cannot serve now: the client retries in a later pull.
+            return Err(ErrorCode::Unavailable);
+        }
+        Ok(())
+    }
+}
 
 /// What a client session's requests need besides the store.
 struct ServeContext<'a> {
@@ -365,18 +493,15 @@ fn store_code(e: StoreError) -> ErrorCode {
 /// Answers a pull: its operations in order, then exactly `1 + limit` frames.
 async fn pull<S: MailboxStore>(
     store: &S,
-    session: &mut PullServer,
+    session: &mut Session,
     (id, limit, want, ops): (u32, u16, Want, Vec<Op>),
     ctx: &ServeContext<'_>,
 ) -> Vec<Response> {
     let now = unix_now();
     let mut results = [OpResult::Done; PULL_OPS];
     for (op, result) in ops.iter().zip(results.iter_mut()) {
-        *result = match session.admit(op) {
-            Err(code) => {
-                ctx.metrics.registrations_refused.fetch_add(1, Ordering::Relaxed);
-                OpResult::Failed(code)
-            }
+        *result = match session.admit(op, ctx.metrics) {
+            Err(code) => OpResult::Failed(code),
             Ok(()) => {
                 let r = match *op {
                     Op::Register { mailbox, credential } => {
@@ -393,8 +518,9 @@ async fn pull<S: MailboxStore>(
                 r.map_or_else(|e| OpResult::Failed(store_code(e)), |()| OpResult::Done)
             }
         };
-        session.handle_op_result(op, *result);
+        session.pull.handle_op_result(op, *result);
     }
+    let session = &mut session.pull;
     let doc = if want.epoch == 0 { None } else { ctx.docs.get(want.epoch) };
     let room = PullServer::item_room(limit, want, doc.as_deref(), ctx.chunk_len);
     let mut items = Vec::new();
@@ -427,7 +553,7 @@ async fn pull<S: MailboxStore>(
 /// Answers one client control request.
 async fn serve<S: MailboxStore>(
     store: &S,
-    session: &mut PullServer,
+    session: &mut Session,
     bytes: &[u8],
     ctx: &ServeContext<'_>,
 ) -> Vec<Response> {
@@ -444,13 +570,12 @@ async fn serve<S: MailboxStore>(
     match req {
         Request::Register { id, mailbox, credential } => {
             let op = Op::Register { mailbox, credential };
-            if let Err(code) = session.admit(&op) {
-                ctx.metrics.registrations_refused.fetch_add(1, Ordering::Relaxed);
+            if let Err(code) = session.admit(&op, ctx.metrics) {
                 return vec![Response::Error { id, code }];
             }
             match store.register(MailboxId(mailbox), &Credential::from_bytes(credential), now).await {
                 Ok(()) => {
-                    session.handle_op_result(&op, OpResult::Done);
+                    session.pull.handle_op_result(&op, OpResult::Done);
                     vec![Response::Ok { id }]
                 }
                 Err(e) => vec![err(id, e)],
@@ -459,7 +584,7 @@ async fn serve<S: MailboxStore>(
         Request::Unregister { id, mailbox, credential } => {
             match store.unregister(MailboxId(mailbox), &Credential::from_bytes(credential)).await {
                 Ok(()) => {
-                    session.handle_op_result(&Op::Unregister { mailbox, credential }, OpResult::Done);
+                    session.pull.handle_op_result(&Op::Unregister { mailbox, credential }, OpResult::Done);
                     vec![Response::Ok { id }]
                 }
                 Err(e) => vec![err(id, e)],
@@ -511,7 +636,11 @@ async fn run<S: MailboxStore>(
     metrics: Arc<GatewayRuntimeMetrics>,
     accepts: [JoinHandle<()>; 2],
     mut log: Option<ReplayLog>,
+    client_rate: ClientRate,
 ) {
+    // The client rate of each epoch the directory described (the last few): sessions get the
+    // largest, so that a client still on an epoch with higher rates is not cut off.
+    let mut client_rates: BTreeMap<u64, f64> = BTreeMap::new();
     let origin = Instant::now();
     let clock = config.clock;
     let now = || clock + origin.elapsed();
@@ -574,6 +703,13 @@ async fn run<S: MailboxStore>(
                     }
                 }
                 core.add_topology(u.topology);
+                if u.client_rate > 0.0 {
+                    client_rates.insert(u.epoch, u.client_rate);
+                    while client_rates.len() > CACHED_DOCUMENTS {
+                        client_rates.pop_first();
+                    }
+                    client_rate.set(client_rates.values().copied().fold(0.0, f64::max));
+                }
                 let changed = match peers.write() {
                     Ok(mut t) => t.set_epoch(u.epoch, u.peers),
                     Err(_) => Vec::new(),

@@ -3,6 +3,7 @@
 //! core emits.
 
 pub mod authority;
+mod budget;
 /// The authorities' control protocol (shared with clients).
 pub use qanat_network::authority_proto;
 pub mod gateway;
@@ -15,8 +16,8 @@ pub use authority::{
     AuthorityHandle, AuthorityLink, AuthorityProbe, AuthorityRuntimeConfig, spawn_authority,
 };
 pub use gateway::{
-    DocumentCache, GatewayHandle, GatewayProbe, GatewayRuntimeConfig, PULL_ANSWER_DELAY, spawn_gateway,
-    spawn_gateway_with_replay_log,
+    ClientBudgets, DocumentCache, GatewayHandle, GatewayProbe, GatewayRuntimeConfig, MAX_SESSION_MAILBOXES,
+    PULL_ANSWER_DELAY, spawn_gateway, spawn_gateway_with_replay_log,
 };
 pub use handle::{RuntimeHandle, Stopped};
 pub use mix::{MixHandle, MixProbe, MixRuntimeConfig, spawn_mix, spawn_mix_with_replay_log};

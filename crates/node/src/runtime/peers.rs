@@ -46,6 +46,9 @@ pub struct EpochUpdate {
     pub mean_delay: Duration,
     /// The mix loop rate λ_M, per second.
     pub loop_rate: f64,
+    /// What a client may send: λ_P + λ_L + λ_D, packets per second (gateways budget each client
+    /// session from it; 0: unknown).
+    pub client_rate: f64,
 }
 
 /// Every counter of a running mix or gateway, readable while it runs: its core's (`C`, as of

@@ -120,6 +120,9 @@ pub fn update_from(
         peers,
         mean_delay: Duration::from_millis(u64::from(params.mean_delay_ms())),
         loop_rate: params.lambda_m().per_second(),
+        client_rate: params.lambda_p().per_second()
+            + params.lambda_l().per_second()
+            + params.lambda_d().per_second(),
     };
     Ok((update, unreachable))
 }

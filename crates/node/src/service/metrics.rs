@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use qanat_link::LinkMetrics;
+use qanat_link::{LinkMetrics, MetricsSnapshot};
 
 use crate::replay_log::ReplayLogMetrics;
 use crate::runtime::authority::AuthorityMetrics;
@@ -55,12 +55,62 @@ impl Exposition {
         );
         self.counter("qanat_link_timeouts_total", "Links closed for silence.", s.timeouts);
         self.counter("qanat_link_reconnects_total", "Outgoing link reconnections.", s.reconnects);
-        self.counter(
-            "qanat_link_overload_drops_total",
-            "Frames dropped because a receive queue was full.",
-            s.overload_drops,
-        );
+        self.links_budgets("qanat_link", &s);
         self.gauge("qanat_link_connections_open", "Open link connections.", s.connections_open as f64);
+    }
+
+    /// One listener's own counters (a gateway's client listener), prefixed `prefix`.
+    pub fn listener(&mut self, prefix: &str, m: &LinkMetrics) {
+        let s = m.snapshot();
+        self.counter(&format!("{prefix}_handshakes_total"), "Handshakes completed.", s.handshakes);
+        self.counter(
+            &format!("{prefix}_handshake_failures_total"),
+            "Handshakes that failed (garbage, wrong key, timeout).",
+            s.handshake_failures,
+        );
+        self.counter(&format!("{prefix}_frames_in_total"), "Frames received.", s.frames_in);
+        self.counter(&format!("{prefix}_frames_out_total"), "Frames sent.", s.frames_out);
+        self.counter(
+            &format!("{prefix}_timeouts_total"),
+            "Connections closed for silence or a stuck write.",
+            s.timeouts,
+        );
+        self.links_budgets(prefix, &s);
+        self.gauge(&format!("{prefix}_connections_open"), "Open connections.", s.connections_open as f64);
+    }
+
+    /// A listener's budget counters (see `qanat_link::Listener`), prefixed `prefix`.
+    fn links_budgets(&mut self, prefix: &str, s: &MetricsSnapshot) {
+        self.counter(
+            &format!("{prefix}_handshake_timeouts_total"),
+            "Incoming handshakes that did not finish within the handshake timeout (silent or slow dialers).",
+            s.handshake_timeouts,
+        );
+        self.counter(
+            &format!("{prefix}_handshake_evictions_total"),
+            "Incoming handshakes abandoned for a newcomer while the table was full (the oldest of the busiest address).",
+            s.handshake_evictions,
+        );
+        self.counter(
+            &format!("{prefix}_refused_handshakes_per_ip_total"),
+            "Incoming connections refused: their address had too many handshakes in flight.",
+            s.refused_handshakes_per_ip,
+        );
+        self.counter(
+            &format!("{prefix}_refused_connections_per_ip_total"),
+            "Incoming connections refused: their address held too many connections.",
+            s.refused_connections_per_ip,
+        );
+        self.counter(
+            &format!("{prefix}_refused_connections_total"),
+            "Incoming connections refused: the listener held its most connections.",
+            s.refused_connections,
+        );
+        self.gauge(
+            &format!("{prefix}_handshakes_in_flight"),
+            "Incoming handshakes in progress.",
+            s.handshakes_in_flight as f64,
+        );
     }
 
     /// The page.
@@ -296,6 +346,17 @@ pub fn gateway(e: &mut Exposition, p: &GatewayProbe) {
         "Client registrations refused at a session's bound of mailboxes.",
         g(&r.registrations_refused),
     );
+    e.counter(
+        "qanat_gateway_registrations_rate_limited_total",
+        "Client registrations refused beyond a session's registration rate (the client retries them).",
+        g(&r.registrations_rate_limited),
+    );
+    e.counter(
+        "qanat_gateway_client_packets_over_budget_total",
+        "Client packets dropped beyond a session's packet budget (a multiple of the directory's client rate).",
+        g(&r.client_packets_over_budget),
+    );
+    e.listener("qanat_gateway_client_link", &r.client_links);
     e.counter(
         "qanat_gateway_rejected_unknown_mailbox_total",
         "Writes the store rejected for an unknown mailbox (acknowledged, not stored).",

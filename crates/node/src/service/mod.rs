@@ -211,7 +211,8 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
     let period = net.epoch_period;
     let keys = NodeKeys::open(&config.data_dir, KEY_WINDOW, wall_now(), period, geometry.scheme(), &mut rng)?;
     let link_key = Arc::new(keys.link().clone());
-    let link = link_config(&geometry)?;
+    let mut link = link_config(&geometry)?;
+    config.listener.apply(&mut link);
     let listen = resolve("listen", &config.listen).await?;
     let status = Arc::new(DirectoryStatus::default());
     let started = Instant::now();
@@ -323,6 +324,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                 fault_drop_rate: config.danger.as_ref().map_or(0.0, |d| d.fault_drop_rate),
                 documents: documents.clone(),
                 pull_answer_delay: PULL_ANSWER_DELAY,
+                clients: g.clients.clone(),
             };
             let h = match &g.store {
                 StoreConfig::Sqlite { path } => {

@@ -1,0 +1,115 @@
+//! A gateway's budgets for each client session, without IO: token buckets driven by the time the
+//! caller passes in, and the client rate the directory sets.
+//!
+//! - **Packets**: a session may send packets at `slack × (λ_P + λ_L + λ_D)` per second (the
+//!   directory's client rates: what a client of the busiest profile sends, see
+//!   `qanat_client::sending::TrafficProfile::rates`) with a burst of `packet_burst`. An honest
+//!   client sends a Poisson stream at (at most) that sum, so it almost never comes near: with the
+//!   defaults (slack 4, burst 32) it would need 32 packets more than four times its mean in some
+//!   stretch of time; for a window of `t` seconds at 0.3 packets per second the chance of that is
+//!   below 10⁻²⁰ for every `t`. A packet beyond the budget is dropped before the core sees it
+//!   and counted; client packets are never acknowledged, so none is acknowledged and then
+//!   dropped. Until the gateway has a directory document, it knows no rate and applies none
+//!   (it cannot forward anything without a topology either).
+//! - **Registrations**: `registrations_per_second` with a burst of `registration_burst` per
+//!   session, besides the session's bound of mailboxes. A registration beyond either fails alone
+//!   (its operation slot says `Unavailable`, which the client retries in a later pull); the
+//!   session and its other operations go on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// A token bucket: `burst` tokens at most, refilled at a rate given at each call.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenBucket {
+    tokens: f64,
+    burst: f64,
+    last: Duration,
+}
+
+impl TokenBucket {
+    /// A full bucket of `burst` tokens (at least 1) at time `now`.
+    pub(crate) fn new(burst: u32, now: Duration) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self { tokens: burst, burst, last: now }
+    }
+
+    /// Takes one token, refilled at `rate` per second since the last call; `false` if none is
+    /// left. Time going backwards refills nothing.
+    pub(crate) fn try_take(&mut self, now: Duration, rate: f64) -> bool {
+        let elapsed = now.saturating_sub(self.last).as_secs_f64();
+        self.last = self.last.max(now);
+        if rate.is_finite() && rate > 0.0 {
+            self.tokens = (self.tokens + elapsed * rate).min(self.burst);
+        }
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The packet rate per client session the directory allows, shared between the gateway's main
+/// loop (which learns it from each epoch's document) and its client sessions. Unknown (no
+/// document yet) until set.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClientRate(Arc<AtomicU64>);
+
+impl ClientRate {
+    /// Packets per second per session, if known.
+    pub(crate) fn get(&self) -> Option<f64> {
+        let r = f64::from_bits(self.0.load(Ordering::Relaxed));
+        (r.is_finite() && r > 0.0).then_some(r)
+    }
+
+    /// Sets it (`rate` ≤ 0 or not finite: unknown).
+    pub(crate) fn set(&self, rate: f64) {
+        let r = if rate.is_finite() && rate > 0.0 { rate } else { 0.0 };
+        self.0.store(r.to_bits(), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(x: f64) -> Duration {
+        Duration::from_secs_f64(x)
+    }
+
+    #[test]
+    fn a_bucket_gives_its_burst_then_its_rate() {
+        let mut b = TokenBucket::new(3, s(0.0));
+        assert!((0..3).all(|_| b.try_take(s(0.0), 2.0)));
+        assert!(!b.try_take(s(0.0), 2.0));
+        // Half a second at 2 per second: one more.
+        assert!(b.try_take(s(0.5), 2.0));
+        assert!(!b.try_take(s(0.5), 2.0));
+        // A long pause refills only up to the burst.
+        assert_eq!((0..10).filter(|_| b.try_take(s(100.0), 2.0)).count(), 3);
+        // Time going backwards gives nothing; no rate gives nothing.
+        assert!(!b.try_take(s(50.0), 2.0));
+        assert!(!b.try_take(s(200.0), 0.0));
+    }
+
+    #[test]
+    fn over_a_long_run_a_bucket_admits_burst_plus_rate_times_time() {
+        let mut b = TokenBucket::new(32, s(0.0));
+        // A flooder trying 100 packets a second for 60 s at a budget of 1.2 per second.
+        let admitted = (0..6_000).filter(|i| b.try_take(s(f64::from(*i) / 100.0), 1.2)).count();
+        assert!((32 + 71..=32 + 72).contains(&admitted), "{admitted}");
+    }
+
+    #[test]
+    fn the_client_rate_is_unknown_until_set() {
+        let r = ClientRate::default();
+        assert_eq!(r.get(), None);
+        r.set(1.5);
+        assert_eq!(r.get(), Some(1.5));
+        r.set(f64::NAN);
+        assert_eq!(r.get(), None);
+    }
+}
