@@ -489,6 +489,8 @@ fn parse_gateway(raw: RawGateway, data_dir: &Path) -> Result<GatewayConfig, Conf
             d.max_bytes_per_mailbox,
         )?,
         retention: Duration::from_secs(days * 86_400),
+        // Not a setting: `service::start` derives it from the epoch period (`epochs::dedup_window`).
+        remember_deleted_ids: d.remember_deleted_ids,
         max_payload_len: usize::try_from(max_payload).map_err(|_| {
             invalid("gateway.max_payload_len", "is too large for this machine", "use a smaller limit")
         })?,

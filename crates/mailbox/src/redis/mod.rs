@@ -396,6 +396,12 @@ impl RedisStore {
         self.keys.mailbox(mailbox).into_iter().take(4).collect()
     }
 
+    /// How much earlier than a live message's a deleted message's expiry entry is (seconds), so
+    /// that `EXPIRE` forgets its id `remember_deleted_ids` after it was stored.
+    fn forget_shift(&self) -> u64 {
+        self.limits.retention.as_secs().saturating_sub(self.limits.deleted_id_lifetime())
+    }
+
     /// The seed nodes this store was connected through.
     pub fn target(&self) -> &str {
         &self.target
@@ -690,8 +696,8 @@ impl MailboxStore for RedisStore {
         up_to: Seq,
     ) -> Result<u64, StoreError> {
         let hash = CredentialHash::derive(&mailbox, credential);
-        let v =
-            self.run_one(&self.scripts.delete_up_to, &mailbox, vec![hash.0.to_vec(), num(up_to.0)]).await?;
+        let args = vec![hash.0.to_vec(), num(up_to.0), num(self.forget_shift()), mailbox.0.to_vec()];
+        let v = self.run_one(&self.scripts.delete_up_to, &mailbox, args).await?;
         reply::count("delete", &v)?.ok_or(StoreError::Unauthorized)
     }
 
@@ -702,7 +708,7 @@ impl MailboxStore for RedisStore {
         seqs: &[Seq],
     ) -> Result<u64, StoreError> {
         let hash = CredentialHash::derive(&mailbox, credential);
-        let mut args = vec![hash.0.to_vec()];
+        let mut args = vec![hash.0.to_vec(), num(self.forget_shift()), mailbox.0.to_vec()];
         args.extend(seqs.iter().map(|s| num(s.0)));
         let v = self.run_one(&self.scripts.delete, &mailbox, args).await?;
         reply::count("delete", &v)?.ok_or(StoreError::Unauthorized)
@@ -710,9 +716,10 @@ impl MailboxStore for RedisStore {
 
     async fn expire(&self, now: UnixTime) -> Result<u64, StoreError> {
         check_time(now)?;
-        let Some(cutoff) = now.0.checked_sub(self.limits.retention.as_secs()) else {
-            return Ok(0);
-        };
+        // Negative before the epoch's first retention period: deleted messages' entries are moved
+        // earlier than their stored_at (see `forget_shift`), so some may be due even then.
+        let retention = i64::try_from(self.limits.retention.as_secs()).unwrap_or(i64::MAX);
+        let cutoff = i64::try_from(now.0).unwrap_or(i64::MAX).saturating_sub(retention);
         // Which mailboxes of which bucket hold something stored at or before the cutoff.
         let due = Bucket::all().map(|bucket| async move {
             let mut conn = self.conn();
@@ -741,7 +748,7 @@ impl MailboxStore for RedisStore {
                     .map(|m| Call {
                         lua: &self.scripts.expire,
                         keys: self.keys.mailbox(m),
-                        args: vec![num(cutoff), m.0.to_vec()],
+                        args: vec![cutoff.to_string().into_bytes(), m.0.to_vec()],
                     })
                     .collect();
                 (bucket, calls)

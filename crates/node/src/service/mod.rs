@@ -33,7 +33,7 @@ use qanat_link::http::{self, MetricsServer, RenderMetrics};
 use qanat_link::{LinkConfig, LinkMetrics, LinkSecretKey};
 use qanat_mailbox::redis::{RedisConfig, RedisStore};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
-use qanat_mailbox::{MailboxStore, StoreError};
+use qanat_mailbox::{Limits, MailboxStore, StoreError};
 use qanat_mixnet::{Gateway, GatewayConfig as CoreGatewayConfig, Mix, MixConfig, ResendConfig};
 use qanat_packet::{Geometry, RecipientId, SecretKey};
 use qanat_pki::descriptor::LinkAddress;
@@ -324,11 +324,12 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                 documents: documents.clone(),
                 pull_answer_delay: PULL_ANSWER_DELAY,
             };
+            let limits = Limits { remember_deleted_ids: epochs::dedup_window(period), ..g.limits.clone() };
             let h = match &g.store {
                 StoreConfig::Sqlite { path } => {
-                    let (path, limits) = (path.clone(), g.limits.clone());
+                    let (path, limits) = (path.clone(), limits.clone());
                     let store = tokio::task::spawn_blocking(move || {
-                        SqliteStore::open(path, SqliteConfig { limits, max_database_bytes: None })
+                        SqliteStore::open(path, SqliteConfig { limits, ..SqliteConfig::default() })
                     })
                     .await
                     .map_err(|_| ServiceError::Internal("the store's opening task failed"))??;
@@ -345,7 +346,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                         None => None,
                     };
                     let config = RedisConfig {
-                        limits: g.limits.clone(),
+                        limits,
                         key_prefix: key_prefix.clone(),
                         username: username.clone(),
                         password,
@@ -440,8 +441,10 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
     })
 }
 
-/// How often a gateway deletes messages older than its retention.
-pub const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
+/// How often a gateway deletes messages older than its retention and forgets the ids of deleted
+/// messages past their de-duplication window (`epochs::dedup_window`): an id stays at most this
+/// much longer than the window.
+pub const EXPIRE_EVERY: Duration = Duration::from_secs(300);
 
 /// Starts a gateway runtime over `store`, and its retention task (in `background`).
 async fn start_gateway<S: MailboxStore>(
