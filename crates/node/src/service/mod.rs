@@ -335,7 +335,14 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                     .map_err(|_| ServiceError::Internal("the store's opening task failed"))??;
                     start_gateway(core, Arc::new(store), rc, log, &mut background).await?
                 }
-                StoreConfig::Redis { seed_nodes, key_prefix, wait_timeout, username, password_file } => {
+                StoreConfig::Redis {
+                    seed_nodes,
+                    key_prefix,
+                    wait_timeout,
+                    username,
+                    password_file,
+                    trust_persistence_unverified,
+                } => {
                     let password = match password_file {
                         Some(f) => Some(
                             std::fs::read_to_string(f)
@@ -350,6 +357,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                         key_prefix: key_prefix.clone(),
                         username: username.clone(),
                         password,
+                        trust_persistence_unverified: *trust_persistence_unverified,
                         ..RedisConfig::new(seed_nodes.iter().map(|a| a.as_str().to_owned()).collect())
                     }
                     .with_wait_timeout(*wait_timeout);
