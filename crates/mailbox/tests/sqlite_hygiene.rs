@@ -74,6 +74,8 @@ async fn gone_within(db: &Path, needles: &[&[u8]], deadline: Duration) {
             .filter(|(_, files)| !files.is_empty())
             .collect();
         if left.is_empty() {
+            let took = deadline.saturating_sub(until.saturating_duration_since(Instant::now()));
+            eprintln!("clean after {} ms", took.as_millis());
             return;
         }
         assert!(Instant::now() < until, "still on disk after {deadline:?}: {left:?}");
