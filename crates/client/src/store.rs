@@ -51,8 +51,12 @@
 //!
 //! - An adversary who can *write* the files (and hand the device back): it can roll the whole
 //!   database back to an older copy, or delete rows; each row is authentic, the set is not.
-//! - Deleted rows: `secure_delete` overwrites freed pages and the WAL is truncated at close, but
-//!   flash storage may keep old blocks; and the header of a previous passphrase may survive on
+//! - Deleted rows: `secure_delete` zeroes the bytes of a deleted or replaced row in its page, and
+//!   a transaction that deleted or replaced a row is followed by `wal_checkpoint(TRUNCATE)`, so
+//!   that the older versions of the page leave the write-ahead log (and the database file) before
+//!   [`Profile::transaction`] returns (a checkpoint that fails is retried after the next
+//!   transaction and at close; `tests/store.rs` scans the files for a deleted row's ciphertext).
+//!   But the file system and flash storage may keep old blocks; and the header of a previous passphrase may survive on
 //!   disk after [`Profile::change_passphrase`] (whoever knew the old passphrase and imaged the disk
 //!   before can still unwrap the master key: to revoke a passphrase, create a new profile).
 //! - Sizes: a row's length is its value's length plus a constant.
@@ -498,6 +502,8 @@ pub struct Profile {
     dir: PathBuf,
     db_path: PathBuf,
     _lock: File,
+    /// A transaction deleted or replaced a row and the checkpoint after it has not succeeded yet.
+    scrub_owed: bool,
 }
 
 impl fmt::Debug for Profile {
@@ -550,7 +556,15 @@ impl Profile {
         .map_err(|e| db_error(&db_path, e))?;
         // The header last: a directory without one holds no profile yet.
         write_atomically(&dir, &header_path, &header.encode())?;
-        Ok(Self { conn, keys: Keys::new(master), index: Index::new(), dir, db_path, _lock: lock })
+        Ok(Self {
+            conn,
+            keys: Keys::new(master),
+            index: Index::new(),
+            dir,
+            db_path,
+            _lock: lock,
+            scrub_owed: false,
+        })
     }
 
     /// Opens the profile in `dir`.
@@ -592,7 +606,7 @@ impl Profile {
         configure(&conn).map_err(|e| db_error(&db_path, e))?;
         let keys = Keys::new(master);
         let index = load_index(&conn, &keys, &db_path)?;
-        Ok(Self { conn, keys, index, dir, db_path, _lock: lock })
+        Ok(Self { conn, keys, index, dir, db_path, _lock: lock, scrub_owed: false })
     }
 
     /// The profile directory.
@@ -634,7 +648,9 @@ impl Profile {
     }
 
     /// Runs `f` in one database transaction: if `f` returns `Ok`, all its writes are committed
-    /// durably together; if it returns `Err` (or panics), none is.
+    /// durably together; if it returns `Err` (or panics), none is. When it deleted or replaced a
+    /// row, the write-ahead log is checkpointed and truncated before this returns, so that the old
+    /// row leaves the files (see the module documentation).
     pub fn transaction<T, E>(&mut self, f: impl FnOnce(&mut Transaction<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
@@ -644,15 +660,26 @@ impl Profile {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| E::from(db_error(db_path, e)))?;
-        let (out, changes) = {
-            let mut tx =
-                Transaction { sql, keys: &self.keys, index: &self.index, db_path, changes: BTreeMap::new() };
+        let (out, changes, scrub) = {
+            let mut tx = Transaction {
+                sql,
+                keys: &self.keys,
+                index: &self.index,
+                db_path,
+                changes: BTreeMap::new(),
+                scrub: false,
+            };
             // On `Err` (or a panic) `tx` drops here, and rusqlite rolls the transaction back.
             let out = f(&mut tx)?;
-            let Transaction { sql, changes, .. } = tx;
+            let Transaction { sql, changes, scrub, .. } = tx;
             sql.commit().map_err(|e| E::from(db_error(db_path, e)))?;
-            (out, changes)
+            (out, changes, scrub)
         };
+        // The commit stands whatever the checkpoint does; one that fails is owed until it succeeds.
+        self.scrub_owed |= scrub;
+        if self.scrub_owed && self.checkpoint().is_ok() {
+            self.scrub_owed = false;
+        }
         for ((ns, key), name) in changes {
             match name {
                 Some(name) => {
@@ -683,11 +710,23 @@ impl Profile {
     }
 
     /// Copies the WAL into the database and truncates it, so that deleted rows leave the WAL
-    /// (done also when the profile is dropped).
+    /// (done after every transaction that deleted or replaced a row, and when the profile is
+    /// dropped).
     pub fn checkpoint(&self) -> Result<(), StoreError> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .map_err(|e| db_error(&self.db_path, e))
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .map_err(|e| db_error(&self.db_path, e))?;
+        if busy != 0 {
+            return Err(StoreError::Database {
+                path: self.db_path.clone(),
+                source: rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    Some("the checkpoint could not finish: another connection reads the database".into()),
+                ),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -705,6 +744,8 @@ pub struct Transaction<'p> {
     db_path: &'p Path,
     /// `(ns, key) -> Some(row name)` for a put, `None` for a delete.
     changes: BTreeMap<(String, Vec<u8>), Option<[u8; 32]>>,
+    /// A committed row was deleted or replaced: checkpoint after the commit.
+    scrub: bool,
 }
 
 impl fmt::Debug for Transaction<'_> {
@@ -725,6 +766,7 @@ impl Transaction<'_> {
         check_name(ns, key)?;
         let name = self.keys.row_name(ns, key);
         let sealed = self.keys.seal(&name, ns, key, value)?;
+        self.scrub |= self.index.get(ns).is_some_and(|m| m.contains_key(key));
         self.sql
             .prepare_cached(
                 "INSERT INTO kv (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = ?2",
@@ -745,6 +787,7 @@ impl Transaction<'_> {
             .and_then(|mut s| s.execute(params![&name[..]]))
             .map_err(|e| db_error(self.db_path, e))?;
         self.changes.insert((ns.to_owned(), key.to_vec()), None);
+        self.scrub |= n > 0;
         Ok(n > 0)
     }
 

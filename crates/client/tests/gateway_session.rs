@@ -9,7 +9,7 @@ use qanat_client::gateway::{GatewayAddress, GatewayError, GatewaySession, Mailbo
 use qanat_client::pull::PullClient;
 use qanat_link::{FrameSize, LinkConfig, LinkMetrics, LinkSecretKey};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
-use qanat_mailbox::{Append, Limits, MailboxId, MailboxStore as _, MessageId, UnixTime};
+use qanat_mailbox::{Append, MailboxId, MailboxStore as _, MessageId, UnixTime};
 use qanat_mixnet::client_proto::ErrorCode;
 use qanat_mixnet::{Gateway, GatewayConfig, MailboxItem, Time};
 use qanat_node::runtime::{DocumentCache, GatewayRuntimeConfig, spawn_gateway};
@@ -29,13 +29,7 @@ async fn gateway(rng: &mut ChaCha20Rng) -> Gw {
     let link = LinkConfig::new(FrameSize::for_packet_len(geometry.packet_len()).unwrap());
     let gw_key = Arc::new(LinkSecretKey::generate(rng));
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteStore::open(
-            dir.path().join("m.sqlite"),
-            SqliteConfig { limits: Limits::default(), max_database_bytes: None },
-        )
-        .unwrap(),
-    );
+    let store = Arc::new(SqliteStore::open(dir.path().join("m.sqlite"), SqliteConfig::default()).unwrap());
     let any = "127.0.0.1:0".parse().unwrap();
     let documents = DocumentCache::default();
     let handle = spawn_gateway(

@@ -301,3 +301,77 @@ fn files_are_private_to_the_user() {
         assert_eq!(fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o077, 0, "{f}");
     }
 }
+
+/// The profile's database and its two companions, each file's bytes (empty when missing).
+fn database_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let name = format!("{DATABASE_FILE}{suffix}");
+            let bytes = match fs::read(dir.join(&name)) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => panic!("{name}: {e}"),
+            };
+            (name, bytes)
+        })
+        .collect()
+}
+
+/// The files of the profile's database that hold `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
+    database_files(dir)
+        .into_iter()
+        .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// Every row's stored value (`nonce ‖ ciphertext`), read with a second connection.
+fn sealed_rows(dir: &Path) -> Vec<Vec<u8>> {
+    let conn = rusqlite::Connection::open_with_flags(
+        dir.join(DATABASE_FILE),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut stmt = conn.prepare("SELECT value FROM kv").unwrap();
+    stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+/// Deleting a row, or replacing its value, leaves none of its old ciphertext in the database, the
+/// write-ahead log or the shared-memory file once the call returns; before, it is there (so the
+/// scan can fail).
+#[test]
+fn deleted_and_replaced_rows_leave_the_files() {
+    let (_tmp, dir, mut p) = new_profile();
+    p.put("keep", b"k", &[1; 3000]).unwrap();
+    let keep = sealed_rows(&dir);
+    p.put("gone", b"d", &[2; 3000]).unwrap();
+    p.put("gone", b"r", &[3; 3000]).unwrap();
+    let rows = sealed_rows(&dir);
+    let new: Vec<&Vec<u8>> = rows.iter().filter(|r| !keep.contains(r)).collect();
+    assert_eq!(new.len(), 2);
+    // 64 bytes of each row's ciphertext (past the nonce) are its fingerprint.
+    let print = |row: &[u8]| row[100..164].to_vec();
+    let old: Vec<Vec<u8>> = new.iter().map(|r| print(r)).collect();
+    for o in &old {
+        assert!(!files_holding(&dir, o).is_empty(), "a stored row is not on disk: the scan is broken");
+    }
+
+    assert!(p.delete("gone", b"d").unwrap());
+    p.put("gone", b"r", &[4; 3000]).unwrap();
+    for o in &old {
+        assert_eq!(files_holding(&dir, o), Vec::<String>::new(), "a deleted or replaced row is on disk");
+    }
+    let wal = fs::metadata(dir.join(format!("{DATABASE_FILE}-wal"))).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "the write-ahead log is truncated");
+    assert!(!files_holding(&dir, &print(&keep[0])).is_empty());
+    assert_eq!(p.get("gone", b"r").unwrap().unwrap().as_slice(), &[4; 3000][..]);
+    assert_eq!(p.get("keep", b"k").unwrap().unwrap().as_slice(), &[1; 3000][..]);
+    drop(p);
+    let p = Profile::open(&dir, &pass()).unwrap();
+    assert!(p.get("gone", b"d").unwrap().is_none());
+    for o in &old {
+        assert_eq!(files_holding(&dir, o), Vec::<String>::new());
+    }
+}

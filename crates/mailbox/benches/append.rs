@@ -1,5 +1,7 @@
 //! Durable appends per second on the SQLite backend (2 KiB payloads, each append call one
-//! transaction and one fsync; concurrent callers share commits), and fetch + delete per second.
+//! transaction and one fsync; concurrent callers share commits), and fetch + delete per second
+//! with the write-ahead log truncated after deletes at most once a second (the default), after
+//! every delete, or never (an interval of an hour).
 //! Run with `cargo bench -p qanat-mailbox --bench append`; the store lives in a temporary
 //! directory, so the figures are those of the disk under it.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -41,13 +43,20 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with(SqliteConfig::default().checkpoint_interval)
+}
+
+fn setup_with(checkpoint_interval: Duration) -> Setup {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let limits =
         Limits { max_messages_per_mailbox: u64::MAX, max_bytes_per_mailbox: u64::MAX, ..Limits::default() };
     let store = Arc::new(
-        SqliteStore::open(dir.path().join("bench.db"), SqliteConfig { limits, ..Default::default() })
-            .unwrap(),
+        SqliteStore::open(
+            dir.path().join("bench.db"),
+            SqliteConfig { limits, checkpoint_interval, ..Default::default() },
+        )
+        .unwrap(),
     );
     rt.block_on(async {
         for m in 0..MAILBOXES {
@@ -97,22 +106,46 @@ fn append(c: &mut Criterion) {
     eprintln!("append: {} append calls in {} commits", stats.appends, stats.commits);
 }
 
-/// Fetch 16 messages of a mailbox and delete them (the client's loop), timed per message.
+/// Fetch 16 messages of a mailbox and delete them (the client's loop), timed per message; then
+/// the same with the append of the 16 timed too, under three checkpoint intervals.
 fn fetch_delete(c: &mut Criterion) {
-    let s = setup();
-    let mut next = 0u64;
     let mut g = c.benchmark_group("fetch_delete");
     g.sample_size(10).measurement_time(Duration::from_secs(5));
     g.throughput(Throughput::Elements(16));
-    g.bench_function("16", |b| {
+    fetch_delete_with(&mut g, "16", SqliteConfig::default().checkpoint_interval, false);
+    g.finish();
+    // The whole round timed (append 16, fetch them, delete them), so that the checkpoints show.
+    let mut g = c.benchmark_group("append_fetch_delete");
+    g.sample_size(10).measurement_time(Duration::from_secs(5));
+    g.throughput(Throughput::Elements(16));
+    for (name, interval) in [
+        ("16_checkpoint_1s", SqliteConfig::default().checkpoint_interval),
+        ("16_checkpoint_every_delete", Duration::ZERO),
+        ("16_no_checkpoint", Duration::from_secs(3600)),
+    ] {
+        fetch_delete_with(&mut g, name, interval, true);
+    }
+    g.finish();
+}
+
+fn fetch_delete_with(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    interval: Duration,
+    time_the_append: bool,
+) {
+    let s = setup_with(interval);
+    let mut next = 0u64;
+    g.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let mut spent = Duration::ZERO;
             for _ in 0..iters {
-                // Sixteen messages for mailbox 0 (untimed).
+                // Sixteen messages for mailbox 0 (timed only with `time_the_append`).
                 let items: Vec<Append> = (0..16).map(|i| message((next + i) * MAILBOXES)).collect();
                 next += 16;
+                let before = Instant::now();
                 s.rt.block_on(s.store.append(items, NOW)).unwrap();
-                let t = Instant::now();
+                let t = if time_the_append { before } else { Instant::now() };
                 s.rt.block_on(async {
                     let got = s.store.fetch(mailbox(0), &credential(0), None, 16).await.unwrap();
                     assert_eq!(got.len(), 16);
@@ -124,7 +157,8 @@ fn fetch_delete(c: &mut Criterion) {
             spent
         });
     });
-    g.finish();
+    let stats = s.store.commit_stats();
+    eprintln!("{name}: {} checkpoints, {} commits", stats.checkpoints, stats.commits);
 }
 
 criterion_group!(benches, append, fetch_delete);

@@ -58,6 +58,16 @@ pub enum StoreError {
         /// Why, and what to do about it.
         detail: String,
     },
+    /// A node of a remote store (the Redis Cluster backend) runs with persistence settings that
+    /// would make an acknowledgement a lie (not `appendonly yes` with `appendfsync always`), or
+    /// would not tell its settings: the store refuses to take writes. `node` is `host:port`.
+    #[error("refusing the mailbox store: Redis node {node}: {detail}")]
+    UnsafePersistence {
+        /// The node, as `host:port`.
+        node: String,
+        /// What is wrong, and the fix.
+        detail: String,
+    },
     /// A bug in the store (an invariant did not hold): please report it.
     #[error("internal error in the mailbox store (a bug): {detail}")]
     Internal {

@@ -122,9 +122,19 @@ pub struct Limits {
     pub max_messages_per_mailbox: u64,
     /// Most payload bytes a mailbox holds at once.
     pub max_bytes_per_mailbox: u64,
-    /// How long a message is kept, and how long its id is remembered for de-duplication.
+    /// How long a message is kept (and its id remembered while it is).
     /// Whole seconds count; a message stored at `t` expires at `t + retention`.
     pub retention: Duration,
+    /// How long the id of a message its owner deleted is remembered, counted from when the
+    /// message was stored (whole seconds; capped by `retention`): [`expire`] forgets it at
+    /// `t + remember_deleted_ids`. It only has to cover the time in which the same packet can
+    /// still arrive again, resent by the last mix: the life of the packet key that unwrapped it
+    /// (a gateway sets it to the epoch period plus twice the key grace, see the node's
+    /// `service::epochs::dedup_window`). Past that a copy of the packet can no longer be
+    /// unwrapped, so nothing but the id would be kept.
+    ///
+    /// [`expire`]: crate::MailboxStore::expire
+    pub remember_deleted_ids: Duration,
     /// Largest payload accepted.
     pub max_payload_len: usize,
 }
@@ -132,16 +142,26 @@ pub struct Limits {
 impl Limits {
     /// Thirty days, the design's default retention.
     pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+    /// One hour: twice what the default epoch period needs (20 minutes plus two key graces of 5).
+    pub const DEFAULT_REMEMBER_DELETED_IDS: Duration = Duration::from_secs(60 * 60);
+
+    /// How long after `stored_at` a deleted message's id is forgotten: the shorter of
+    /// [`Limits::remember_deleted_ids`] and [`Limits::retention`], in whole seconds.
+    pub fn deleted_id_lifetime(&self) -> u64 {
+        self.remember_deleted_ids.min(self.retention).as_secs()
+    }
 }
 
 impl Default for Limits {
-    /// 10,000 messages and 32 MiB per mailbox, 30 days, 64 KiB payloads (a packet payload is
-    /// about 2 KiB, so a mailbox holds days of traffic from a busy contact).
+    /// 10,000 messages and 32 MiB per mailbox, 30 days, deleted ids remembered for an hour,
+    /// 64 KiB payloads (a packet payload is about 2 KiB, so a mailbox holds days of traffic from
+    /// a busy contact).
     fn default() -> Self {
         Limits {
             max_messages_per_mailbox: 10_000,
             max_bytes_per_mailbox: 32 << 20,
             retention: Self::DEFAULT_RETENTION,
+            remember_deleted_ids: Self::DEFAULT_REMEMBER_DELETED_IDS,
             max_payload_len: 64 << 10,
         }
     }
@@ -172,8 +192,9 @@ impl fmt::Debug for Append {
 pub enum AppendOutcome {
     /// Stored durably at this sequence number.
     Stored(Seq),
-    /// A message with this id is already in the mailbox (or was, and its owner deleted it within
-    /// the retention period): nothing was stored; the copy at this sequence number stands.
+    /// A message with this id is already in the mailbox (or was, and its owner deleted it less
+    /// than [`Limits::remember_deleted_ids`] after it was stored): nothing was stored; the copy at
+    /// this sequence number stands.
     Duplicate(Seq),
     /// No such mailbox is registered.
     UnknownMailbox,

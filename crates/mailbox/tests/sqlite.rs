@@ -191,7 +191,8 @@ fn schema_known_answer() {
 }
 
 /// A database written by schema version 1 (`tests/data/v1_fixture.sql`, made by hand from the v1
-/// migration with credential hashes computed independently) opens and reads as it did.
+/// migration with credential hashes computed independently) opens and reads as it did, and is
+/// migrated to the current version.
 #[tokio::test]
 async fn v1_database_still_reads() {
     let factory = Sqlite::new();
@@ -219,6 +220,17 @@ async fn v1_database_still_reads() {
         vec![AppendOutcome::Duplicate(Seq(1)), AppendOutcome::Stored(Seq(4)), AppendOutcome::Stored(Seq(1))]
     );
     store.register(mailbox(2), &credential(2), T0).await.unwrap();
+    // Migrated to the current version: its tombstone is forgotten after the de-duplication window.
+    drop(store);
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let store = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
+    assert_eq!(store.expire(T0.plus(Limits::DEFAULT_REMEMBER_DELETED_IDS)).await, Ok(0));
+    let out = store.append(vec![item(1, 0, 1), item(1, 0, 2)], T0).await.unwrap();
+    assert_eq!(out, vec![AppendOutcome::Stored(Seq(5)), AppendOutcome::Duplicate(Seq(2))]);
 }
 
 fn open_error(path: &std::path::Path) -> String {

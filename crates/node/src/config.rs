@@ -51,6 +51,7 @@
 //! # wait_timeout_ms = 1000      # optional: how long a write waits for a replica
 //! # username = "qanat-gateway"  # optional ACL user
 //! # password_file = "redis-password"  # optional, relative to data_dir
+//! # trust_persistence_unverified = false  # optional: serve when CONFIG GET is not allowed (see OPERATING.md)
 //! ```
 //!
 //! A `[danger]` table holds settings for tests that break the network's promises (for now
@@ -259,6 +260,9 @@ pub enum StoreConfig {
         username: Option<String>,
         /// File holding the ACL password (inside the data directory), if the cluster requires one.
         password_file: Option<PathBuf>,
+        /// Serve even when the nodes' persistence settings cannot be read (`CONFIG GET` renamed or
+        /// not permitted): `qanat_mailbox::redis::RedisConfig::trust_persistence_unverified`.
+        trust_persistence_unverified: bool,
     },
 }
 
@@ -326,6 +330,7 @@ struct RawRedis {
     wait_timeout_ms: Option<u64>,
     username: Option<String>,
     password_file: Option<String>,
+    trust_persistence_unverified: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -727,6 +732,7 @@ fn parse_gateway(raw: RawGateway, data_dir: &Path) -> Result<GatewayConfig, Conf
                 wait_timeout: Duration::from_millis(wait_ms),
                 username: redis.username,
                 password_file,
+                trust_persistence_unverified: redis.trust_persistence_unverified.unwrap_or(false),
             }
         }
         other => {
@@ -768,6 +774,8 @@ fn parse_gateway(raw: RawGateway, data_dir: &Path) -> Result<GatewayConfig, Conf
             d.max_bytes_per_mailbox,
         )?,
         retention: Duration::from_secs(days * 86_400),
+        // Not a setting: `service::start` derives it from the epoch period (`epochs::dedup_window`).
+        remember_deleted_ids: d.remember_deleted_ids,
         max_payload_len: usize::try_from(max_payload).map_err(|_| {
             invalid("gateway.max_payload_len", "is too large for this machine", "use a smaller limit")
         })?,
@@ -1087,6 +1095,7 @@ pub fn render_example(ex: &Example) -> String {
             let _ = writeln!(s, "# wait_timeout_ms = 1000");
             let _ = writeln!(s, "# username = \"qanat-gateway\"");
             let _ = writeln!(s, "# password_file = \"redis-password\"");
+            let _ = writeln!(s, "# trust_persistence_unverified = false");
         }
     }
     s

@@ -12,7 +12,6 @@ use chacha20::rand_core::{Rng, SeedableRng};
 use qanat_link::{
     Connection, Frame, FrameSize, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, PacketId,
 };
-use qanat_mailbox::Limits;
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
 use qanat_mixnet::client_proto::{Request, Response};
 use qanat_mixnet::{
@@ -104,7 +103,7 @@ async fn scenario(full_disk: bool) {
     let store = Arc::new(
         SqliteStore::open(
             dir.path().join("mailboxes.sqlite"),
-            SqliteConfig { limits: Limits::default(), max_database_bytes: cap },
+            SqliteConfig { max_database_bytes: cap, ..SqliteConfig::default() },
         )
         .unwrap(),
     );
@@ -161,13 +160,8 @@ async fn scenario(full_disk: bool) {
 
     // Ingress gateway (its own store is unused here).
     let dir_in = tempfile::tempdir().unwrap();
-    let store_in = Arc::new(
-        SqliteStore::open(
-            dir_in.path().join("m.sqlite"),
-            SqliteConfig { limits: Limits::default(), max_database_bytes: None },
-        )
-        .unwrap(),
-    );
+    let store_in =
+        Arc::new(SqliteStore::open(dir_in.path().join("m.sqlite"), SqliteConfig::default()).unwrap());
     let mut core = Gateway::new(GatewayConfig::new(gin.id), geometry.clone());
     core.add_epoch_key(0, copy(&gin.packet), window());
     core.add_topology(topology.clone());

@@ -94,6 +94,7 @@ pub fn small_limits() -> Limits {
         max_messages_per_mailbox: 5,
         max_bytes_per_mailbox: 100,
         retention: Duration::from_secs(100),
+        remember_deleted_ids: Duration::from_secs(100),
         max_payload_len: 40,
     }
 }
@@ -356,6 +357,64 @@ pub async fn expire_by_retention<F: Factory>(f: &F) {
     );
 }
 
+/// A deleted message's id is remembered (a resend is `Duplicate`) until
+/// `stored_at + remember_deleted_ids`, then forgotten by `expire`; a live message's id stays
+/// until retention, and a window longer than retention is retention.
+pub async fn deleted_ids_forgotten_after_window<F: Factory>(f: &F) {
+    let limits = Limits {
+        retention: Duration::from_secs(100),
+        remember_deleted_ids: Duration::from_secs(30),
+        ..Limits::default()
+    };
+    let store = registered(f, limits, &[1]).await;
+    let secs = |s: u64| T0.plus(Duration::from_secs(s));
+    append_ok(&store, vec![item(1, 0, 0), item(1, 0, 1)], secs(0)).await;
+    append_ok(&store, vec![item(1, 0, 2)], secs(10)).await;
+    assert_eq!(store.delete(mailbox(1), &credential(1), &[Seq(1), Seq(3)]).await, Ok(2));
+    assert_eq!(store.expire(secs(29)).await, Ok(0));
+    let out = append_ok(&store, vec![item(1, 0, 0), item(1, 0, 2)], secs(29)).await;
+    assert_eq!(out, vec![AppendOutcome::Duplicate(Seq(1)), AppendOutcome::Duplicate(Seq(3))]);
+    // At stored_at + 30 s the first deleted id is forgotten (the count is of live messages: 0).
+    assert_eq!(store.expire(secs(30)).await, Ok(0));
+    let out = append_ok(&store, vec![item(1, 0, 0), item(1, 0, 2), item(1, 0, 1)], secs(31)).await;
+    assert_eq!(
+        out,
+        vec![
+            AppendOutcome::Stored(Seq(4)),
+            AppendOutcome::Duplicate(Seq(3)),
+            AppendOutcome::Duplicate(Seq(2))
+        ]
+    );
+    assert_eq!(store.expire(secs(40)).await, Ok(0));
+    assert_eq!(append_ok(&store, vec![item(1, 0, 2)], secs(40)).await, vec![AppendOutcome::Stored(Seq(5))]);
+    // The live message (seq 2) stays, its id with it, until retention.
+    assert_eq!(seqs(&fetch_all(&store, 1).await), vec![2, 4, 5]);
+    assert_eq!(store.expire(secs(99)).await, Ok(0));
+    assert_eq!(
+        append_ok(&store, vec![item(1, 0, 1)], secs(99)).await,
+        vec![AppendOutcome::Duplicate(Seq(2))]
+    );
+    assert_eq!(store.expire(secs(100)).await, Ok(1));
+    assert_eq!(seqs(&fetch_all(&store, 1).await), vec![4, 5]);
+
+    // A window longer than retention is retention.
+    let limits = Limits {
+        retention: Duration::from_secs(50),
+        remember_deleted_ids: Duration::from_secs(500),
+        ..Limits::default()
+    };
+    let store = registered(f, limits, &[1]).await;
+    append_ok(&store, vec![item(1, 0, 0)], secs(0)).await;
+    assert_eq!(store.delete_up_to(mailbox(1), &credential(1), Seq(1)).await, Ok(1));
+    assert_eq!(store.expire(secs(49)).await, Ok(0));
+    assert_eq!(
+        append_ok(&store, vec![item(1, 0, 0)], secs(49)).await,
+        vec![AppendOutcome::Duplicate(Seq(1))]
+    );
+    assert_eq!(store.expire(secs(50)).await, Ok(0));
+    assert_eq!(append_ok(&store, vec![item(1, 0, 0)], secs(50)).await, vec![AppendOutcome::Stored(Seq(2))]);
+}
+
 /// Unregistering deletes the mailbox and all it held; the id can then be registered afresh, with
 /// any credential, and starts empty.
 pub async fn unregister_removes_everything<F: Factory>(f: &F) {
@@ -464,6 +523,7 @@ pub async fn run_all<F: Factory>(f: &F) {
     fetch_pagination(f).await;
     delete_and_idempotent_delete(f).await;
     expire_by_retention(f).await;
+    deleted_ids_forgotten_after_window(f).await;
     unregister_removes_everything(f).await;
     concurrent_appends(f).await;
     isolation(f).await;
@@ -484,6 +544,7 @@ macro_rules! conformance_tests {
             fetch_pagination,
             delete_and_idempotent_delete,
             expire_by_retention,
+            deleted_ids_forgotten_after_window,
             unregister_removes_everything,
             concurrent_appends,
             isolation
@@ -564,6 +625,7 @@ pub fn model_limits() -> Limits {
         max_messages_per_mailbox: 4,
         max_bytes_per_mailbox: 60,
         retention: Duration::from_secs(60),
+        remember_deleted_ids: Duration::from_secs(20),
         max_payload_len: 24,
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::{
     Append, AppendOutcome, Credential, CredentialHash, Limits, MailboxId, MailboxStore, MessageId, Seq,
@@ -188,9 +189,11 @@ impl MailboxStore for ModelStore {
     async fn expire(&self, now: UnixTime) -> Result<u64, StoreError> {
         let mut state = self.state();
         let mut n = 0;
+        let forget_deleted = Duration::from_secs(self.limits.deleted_id_lifetime());
         for m in state.values_mut() {
             m.messages.retain(|_, msg| {
-                let expired = msg.stored_at.plus(self.limits.retention) <= now;
+                let expired = msg.stored_at.plus(self.limits.retention) <= now
+                    || (msg.payload.is_none() && msg.stored_at.plus(forget_deleted) <= now);
                 if expired && msg.payload.is_some() {
                     n += 1;
                 }

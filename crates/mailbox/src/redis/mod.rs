@@ -34,6 +34,13 @@
 //! [`expire`](crate::MailboxStore::expire) reads each bucket's index and runs the expiry script on
 //! the mailboxes that have something to expire.
 //!
+//! # Persistence that makes an acknowledgement true
+//!
+//! The store refuses a cluster whose nodes do not all run `appendonly yes` with
+//! `appendfsync always` ([`StoreError::UnsafePersistence`], naming the node and the fix): at
+//! connect, when it sees a master it has not checked, and at every `expire`. See
+//! `redis/persistence.rs`.
+//!
 //! # What is stored
 //!
 //! The same as in SQLite: mailbox ids, the [`CredentialHash`], message ids, sequence numbers,
@@ -41,12 +48,13 @@
 //! 2^53 seconds (Lua numbers are doubles).
 
 mod keys;
+mod persistence;
 mod reply;
 mod scripts;
 
-use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use redis::cluster::ClusterClientBuilder;
@@ -92,6 +100,11 @@ pub struct RedisConfig {
     pub username: Option<String>,
     /// ACL password, if the cluster requires one.
     pub password: Option<String>,
+    /// Serve even when a node's persistence settings cannot be read (`CONFIG GET` renamed,
+    /// disabled or not permitted). Only for an operator who has checked every node's
+    /// `appendonly yes` and `appendfsync always` by other means: the store then cannot notice a
+    /// node that would acknowledge writes it can lose. Nodes that do answer are still checked.
+    pub trust_persistence_unverified: bool,
 }
 
 impl RedisConfig {
@@ -108,6 +121,7 @@ impl RedisConfig {
             connections: 4,
             username: None,
             password: None,
+            trust_persistence_unverified: false,
         }
     }
 }
@@ -134,6 +148,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("connections", &self.connections)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| ".."))
+            .field("trust_persistence_unverified", &self.trust_persistence_unverified)
             .finish()
     }
 }
@@ -150,6 +165,17 @@ pub struct RedisStore {
     slots: RwLock<SlotMap>,
     wait_ms: u64,
     target: String,
+    /// For the persistence checks' own connections to each node.
+    seeds: Vec<String>,
+    username: Option<String>,
+    password: Option<String>,
+    connect_timeout: Duration,
+    trust_unverified: bool,
+    /// Masters (`host:port`) whose persistence was checked.
+    checked_masters: Mutex<BTreeSet<String>>,
+    /// Set when a re-check found a node that would make acknowledgements lie: appends fail with
+    /// it until a re-check passes.
+    refused: Mutex<Option<StoreError>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -187,6 +213,8 @@ impl Failure {
 struct SlotMap {
     /// Per slot: an index into the masters, or `u16::MAX` when no master serves it.
     master: Vec<u16>,
+    /// The masters, as `host:port`.
+    masters: Vec<String>,
 }
 
 impl SlotMap {
@@ -222,7 +250,8 @@ impl SlotMap {
                 *slot = index;
             }
         }
-        Ok(SlotMap { master: map })
+        let masters = masters.iter().map(|m| String::from_utf8_lossy(m).into_owned()).collect();
+        Ok(SlotMap { master: map, masters })
     }
 }
 
@@ -348,6 +377,7 @@ impl RedisStore {
             .await
             .map_err(|e| fail(format!("CLUSTER INFO failed: {e}")))?;
         check_cluster_state(&info).map_err(&fail)?;
+        let connect_timeout = config.connect_timeout;
         let wait_ms = u64::try_from(config.wait_timeout.as_millis()).unwrap_or(u64::MAX).max(1);
         let store = RedisStore {
             limits: config.limits,
@@ -359,7 +389,15 @@ impl RedisStore {
             slots: RwLock::new(SlotMap::default()),
             wait_ms,
             target,
+            seeds: config.seed_nodes,
+            username: config.username,
+            password: config.password,
+            connect_timeout,
+            trust_unverified: config.trust_persistence_unverified,
+            checked_masters: Mutex::new(BTreeSet::new()),
+            refused: Mutex::new(None),
         };
+        store.check_persistence(true).await?;
         store.refresh_slots().await;
         if let Err(detail) = store.check_format().await {
             return Err(StoreError::Connect { target: store.target.clone(), detail });
@@ -394,6 +432,12 @@ impl RedisStore {
     /// as `MEMORY USAGE`. All are in the slot [`mailbox_slot`] names.
     pub fn mailbox_keys(&self, mailbox: &MailboxId) -> Vec<Vec<u8>> {
         self.keys.mailbox(mailbox).into_iter().take(4).collect()
+    }
+
+    /// How much earlier than a live message's a deleted message's expiry entry is (seconds), so
+    /// that `EXPIRE` forgets its id `remember_deleted_ids` after it was stored.
+    fn forget_shift(&self) -> u64 {
+        self.limits.retention.as_secs().saturating_sub(self.limits.deleted_id_lifetime())
     }
 
     /// The seed nodes this store was connected through.
@@ -512,7 +556,69 @@ impl RedisStore {
         Ok(out)
     }
 
+    /// Asks every node that serves (as `CLUSTER NODES` lists them) for its persistence settings
+    /// (see `persistence.rs`). `strict` (at connect): a node that cannot be reached is an error;
+    /// otherwise it is skipped. Records the outcome: a refusal makes appends fail until a later
+    /// check passes.
+    async fn check_persistence(&self, strict: bool) -> Result<(), StoreError> {
+        let outcome = self.persistence_verdict(strict).await;
+        if let Ok(mut refused) = self.refused.lock() {
+            *refused =
+                outcome.as_ref().err().filter(|e| matches!(e, StoreError::UnsafePersistence { .. })).cloned();
+        }
+        outcome
+    }
+
+    async fn persistence_verdict(&self, strict: bool) -> Result<(), StoreError> {
+        let fail = |detail: String| StoreError::Connect { target: self.target.clone(), detail };
+        let login = persistence::Login {
+            username: self.username.as_deref(),
+            password: self.password.as_deref(),
+            timeout: self.connect_timeout,
+        };
+        // The node list from the first seed that answers.
+        let mut nodes = Err(String::new());
+        for seed in &self.seeds {
+            nodes = persistence::list_nodes(seed, &login).await;
+            if nodes.is_ok() {
+                break;
+            }
+        }
+        let nodes = nodes.map_err(fail)?;
+        let answers = futures_util::future::join_all(nodes.iter().map(|n| persistence::ask(n, &login))).await;
+        let mut checked = BTreeSet::new();
+        for (node, answer) in nodes.iter().zip(answers) {
+            match answer {
+                Ok(verdict) => {
+                    if let Some(e) = persistence::refusal(&node.name(), verdict, self.trust_unverified) {
+                        return Err(e);
+                    }
+                    if node.master {
+                        checked.insert(node.name());
+                    }
+                }
+                Err(persistence::Unreached::Connect(e)) if strict => {
+                    return Err(fail(format!(
+                        "cannot reach {} to check its persistence settings: {e}",
+                        node.name()
+                    )));
+                }
+                Err(persistence::Unreached::Connect(_)) => {}
+            }
+        }
+        if let Ok(mut masters) = self.checked_masters.lock() {
+            *masters = checked;
+        }
+        Ok(())
+    }
+
+    /// The error a re-check left, if any.
+    fn refused(&self) -> Option<StoreError> {
+        self.refused.lock().ok().and_then(|r| r.clone())
+    }
+
     /// Reads the cluster's slot map again (`CLUSTER SLOTS`); keeps the old one if that fails.
+    /// A master it has not checked (a failover, a new node) has its persistence checked.
     async fn refresh_slots(&self) {
         let mut conn = self.conn();
         let reply = conn
@@ -521,11 +627,17 @@ impl RedisStore {
                 RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
             )
             .await;
-        if let Ok(v) = reply
-            && let Ok(map) = SlotMap::parse(&v)
-            && let Ok(mut slots) = self.slots.write()
-        {
+        let Ok(map) = reply.map_err(|_| ()).and_then(|v| SlotMap::parse(&v).map_err(|_| ())) else { return };
+        let unchecked = match self.checked_masters.lock() {
+            Ok(checked) => map.masters.iter().any(|m| !checked.contains(m)),
+            Err(_) => true,
+        };
+        if let Ok(mut slots) = self.slots.write() {
             *slots = map;
+        }
+        if unchecked {
+            // The outcome is recorded for `append`; a failed listing leaves the last one.
+            let _ = self.check_persistence(false).await;
         }
     }
 
@@ -611,6 +723,9 @@ impl MailboxStore for RedisStore {
             return Ok(Vec::new());
         }
         check_time(now)?;
+        if let Some(e) = self.refused() {
+            return Err(e);
+        }
         let mut out: Vec<Option<AppendOutcome>> = vec![None; batch.len()];
         // Bucket → mailbox → the batch positions of its items, in order.
         let mut buckets: BTreeMap<Bucket, BTreeMap<MailboxId, Vec<usize>>> = BTreeMap::new();
@@ -690,8 +805,8 @@ impl MailboxStore for RedisStore {
         up_to: Seq,
     ) -> Result<u64, StoreError> {
         let hash = CredentialHash::derive(&mailbox, credential);
-        let v =
-            self.run_one(&self.scripts.delete_up_to, &mailbox, vec![hash.0.to_vec(), num(up_to.0)]).await?;
+        let args = vec![hash.0.to_vec(), num(up_to.0), num(self.forget_shift()), mailbox.0.to_vec()];
+        let v = self.run_one(&self.scripts.delete_up_to, &mailbox, args).await?;
         reply::count("delete", &v)?.ok_or(StoreError::Unauthorized)
     }
 
@@ -702,7 +817,7 @@ impl MailboxStore for RedisStore {
         seqs: &[Seq],
     ) -> Result<u64, StoreError> {
         let hash = CredentialHash::derive(&mailbox, credential);
-        let mut args = vec![hash.0.to_vec()];
+        let mut args = vec![hash.0.to_vec(), num(self.forget_shift()), mailbox.0.to_vec()];
         args.extend(seqs.iter().map(|s| num(s.0)));
         let v = self.run_one(&self.scripts.delete, &mailbox, args).await?;
         reply::count("delete", &v)?.ok_or(StoreError::Unauthorized)
@@ -710,9 +825,10 @@ impl MailboxStore for RedisStore {
 
     async fn expire(&self, now: UnixTime) -> Result<u64, StoreError> {
         check_time(now)?;
-        let Some(cutoff) = now.0.checked_sub(self.limits.retention.as_secs()) else {
-            return Ok(0);
-        };
+        // Negative before the epoch's first retention period: deleted messages' entries are moved
+        // earlier than their stored_at (see `forget_shift`), so some may be due even then.
+        let retention = i64::try_from(self.limits.retention.as_secs()).unwrap_or(i64::MAX);
+        let cutoff = i64::try_from(now.0).unwrap_or(i64::MAX).saturating_sub(retention);
         // Which mailboxes of which bucket hold something stored at or before the cutoff.
         let due = Bucket::all().map(|bucket| async move {
             let mut conn = self.conn();
@@ -741,7 +857,7 @@ impl MailboxStore for RedisStore {
                     .map(|m| Call {
                         lua: &self.scripts.expire,
                         keys: self.keys.mailbox(m),
-                        args: vec![num(cutoff), m.0.to_vec()],
+                        args: vec![cutoff.to_string().into_bytes(), m.0.to_vec()],
                     })
                     .collect();
                 (bucket, calls)
@@ -752,6 +868,8 @@ impl MailboxStore for RedisStore {
             let live = reply::int("expire", v)?;
             total += u64::try_from(live).map_err(|_| StoreError::internal("a negative expiry count"))?;
         }
+        // The periodic re-check of every node's persistence (see `persistence.rs`).
+        self.check_persistence(false).await?;
         Ok(total)
     }
 

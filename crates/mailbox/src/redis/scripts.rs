@@ -8,7 +8,7 @@
 //! | `KEYS[1]` | `…:m` | hash | `c` credential hash, `n` next sequence number, `k` live messages, `b` live payload bytes |
 //! | `KEYS[2]` | `…:d` | sorted set | live messages: member = record (message id ‖ stored_at u64 BE ‖ payload), score = seq |
 //! | `KEYS[3]` | `…:i` | hash | message id → seq, for every message not yet expired (also those deleted): de-duplication |
-//! | `KEYS[4]` | `…:t` | sorted set | member = message id ‖ seq (decimal), score = stored_at: what to expire when |
+//! | `KEYS[4]` | `…:t` | sorted set | member = message id ‖ seq (decimal), score = when to forget it − retention: `stored_at` for a live message, `stored_at − (retention − remember_deleted_ids)` once deleted |
 //! | `KEYS[5]` | bucket `…:stats` | hash | `m` mailboxes, `k` messages, `b` payload bytes of the bucket |
 //! | `KEYS[6]` | bucket `…:due` | sorted set | member = mailbox id (32 bytes), score = its oldest `stored_at` |
 //!
@@ -40,6 +40,13 @@ local function owner(hash)
 end
 local function touch()
   redis.call('HINCRBY', KEYS[1], 'n', 0)
+end
+local function forget_early(rec, seq, shift)
+  if shift > 0 then
+    local mem = string.sub(rec, 1, 32) .. tonumber(seq)
+    local t = redis.call('ZSCORE', KEYS[4], mem)
+    if t then redis.call('ZADD', KEYS[4], 'XX', tonumber(t) - shift, mem) end
+  end
 end
 "#;
 
@@ -117,39 +124,50 @@ touch()
 return {1, redis.call('ZRANGE', KEYS[2], '(' .. ARGV[2], '+inf', 'BYSCORE', 'LIMIT', 0, ARGV[3], 'WITHSCORES')}
 "#;
 
-/// ARGV: credential hash, up_to (inclusive). Returns `{0}` when unauthorized, else `{1, n}`.
+/// ARGV: credential hash, up_to (inclusive), shift (retention − remember_deleted_ids, seconds),
+/// mailbox id. Returns `{0}` when unauthorized, else `{1, n}`. A deleted message's expiry entry is
+/// moved `shift` earlier, so that `EXPIRE` forgets its id at `stored_at + remember_deleted_ids`.
 const DELETE_UP_TO: &str = r#"
 if not owner(ARGV[1]) then return {0} end
-local r = redis.call('ZRANGE', KEYS[2], '-inf', ARGV[2], 'BYSCORE')
-local bytes = 0
-for _, rec in ipairs(r) do bytes = bytes + #rec - 40 end
-if #r > 0 then
+local r = redis.call('ZRANGE', KEYS[2], '-inf', ARGV[2], 'BYSCORE', 'WITHSCORES')
+local shift = tonumber(ARGV[3])
+local cnt, bytes = 0, 0
+for j = 1, #r, 2 do
+  cnt = cnt + 1
+  bytes = bytes + #r[j] - 40
+  forget_early(r[j], r[j + 1], shift)
+end
+if cnt > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
-  counts(-#r, -bytes)
+  counts(-cnt, -bytes)
+  due(ARGV[4])
 else
   touch()
 end
-return {1, #r}
+return {1, cnt}
 "#;
 
-/// ARGV: credential hash, then sequence numbers. Returns `{0}` when unauthorized, else `{1, n}`.
+/// ARGV: credential hash, shift (as for `DELETE_UP_TO`), mailbox id, then sequence numbers.
+/// Returns `{0}` when unauthorized, else `{1, n}`.
 const DELETE: &str = r#"
 if not owner(ARGV[1]) then return {0} end
+local shift = tonumber(ARGV[2])
 local cnt, bytes = 0, 0
-for j = 2, #ARGV do
+for j = 4, #ARGV do
   local r = redis.call('ZRANGE', KEYS[2], ARGV[j], ARGV[j], 'BYSCORE')
   if r[1] then
     redis.call('ZREM', KEYS[2], r[1])
     cnt = cnt + 1
     bytes = bytes + #r[1] - 40
+    forget_early(r[1], ARGV[j], shift)
   end
 end
-if cnt > 0 then counts(-cnt, -bytes) else touch() end
+if cnt > 0 then counts(-cnt, -bytes); due(ARGV[3]) else touch() end
 return {1, cnt}
 "#;
 
-/// ARGV: cutoff (inclusive), mailbox id. Forgets every message stored at or before the cutoff;
-/// returns how many of them were live.
+/// ARGV: cutoff (inclusive; `now − retention`, may be negative), mailbox id. Forgets every message
+/// whose expiry entry is at or before the cutoff; returns how many of them were live.
 const EXPIRE: &str = r#"
 local old = redis.call('ZRANGE', KEYS[4], '-inf', ARGV[1], 'BYSCORE')
 local live, bytes = 0, 0

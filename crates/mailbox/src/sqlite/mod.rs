@@ -23,11 +23,28 @@
 //! Reads (fetch, stats) run on separate read-only connections in Tokio's blocking pool and see
 //! only committed data.
 //!
-//! # On disk
+//! # On disk, and what a delete leaves
 //!
-//! See [`schema`] (the numbered migrations). Deleted payloads are overwritten
-//! (`secure_delete=ON`) rather than left in free pages; a deleted message's id and sequence
-//! number stay until retention ends so that a late retransmission is reported as a duplicate.
+//! See [`schema`] (the numbered migrations). A delete (by the owner, by unregistering, by
+//! expiry) leaves no payload byte in the database file or its write-ahead log:
+//!
+//! - `secure_delete=ON`: SQLite overwrites deleted content with zeros in the page, so the page
+//!   version written by the delete holds no payload;
+//! - the older page versions still in the write-ahead log are removed by a
+//!   `wal_checkpoint(TRUNCATE)`, which the writer runs after a commit that deleted something, at
+//!   most once per [`SqliteConfig::checkpoint_interval`] (default 1 s) and never later than one
+//!   interval after that commit (a checkpoint a reader holds up is retried an interval later);
+//!   the copy into the database file overwrites the old page versions there, and the log is cut
+//!   to zero bytes. The store runs a last one when it closes;
+//! - `temp_store=MEMORY`: the statement journals of the per-job savepoints, which hold old page
+//!   images, stay in memory instead of unnamed temporary files.
+//!
+//! A message its owner deleted keeps its row without the payload (mailbox, sequence number,
+//! message id, storage time) only until [`expire`](crate::MailboxStore::expire) at
+//! `stored_at + Limits::remember_deleted_ids`, so that a late retransmission of the packet is
+//! reported as a duplicate while one can still arrive. `tests/sqlite_hygiene.rs` scans the files
+//! byte for byte for deleted payloads. What stays beyond the files (file-system journals, flash
+//! blocks) is in `docs/STORAGE.md`.
 //!
 //! # Disk budget
 //!
@@ -41,7 +58,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
@@ -67,14 +84,31 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const NO_PAGE_LIMIT: u64 = 0xffff_fffe;
 
 /// How to open a [`SqliteStore`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SqliteConfig {
     /// Quotas and retention.
     pub limits: Limits,
     /// Cap on the database's size in bytes (rounded down to whole pages; never below the current
     /// size); `None` for no cap but the disk's.
     pub max_database_bytes: Option<u64>,
+    /// Longest a deleted payload stays in the write-ahead log: after a commit that deleted
+    /// something the writer checkpoints and truncates the log within this time (and not more
+    /// often). Zero checkpoints after every such commit.
+    pub checkpoint_interval: Duration,
 }
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        SqliteConfig {
+            limits: Limits::default(),
+            max_database_bytes: None,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+        }
+    }
+}
+
+/// The default [`SqliteConfig::checkpoint_interval`].
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Commits and writes since the store was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -85,6 +119,8 @@ pub struct CommitStats {
     pub jobs: u64,
     /// Append calls among them.
     pub appends: u64,
+    /// Checkpoints that truncated the write-ahead log after deletes.
+    pub checkpoints: u64,
 }
 
 #[derive(Default)]
@@ -92,6 +128,7 @@ struct Counters {
     commits: AtomicU64,
     jobs: AtomicU64,
     appends: AtomicU64,
+    checkpoints: AtomicU64,
 }
 
 /// The SQLite mailbox store. Needs a Tokio runtime for its methods (reads run in the blocking
@@ -137,8 +174,11 @@ impl SqliteStore {
                 ),
             });
         }
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;")
-            .map_err(open_err)?;
+        conn.execute_batch(
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;
+             PRAGMA temp_store = MEMORY;",
+        )
+        .map_err(open_err)?;
         schema::migrate(&mut conn).map_err(|e| match e {
             schema::MigrateError::Db(e) => open_err(e),
             schema::MigrateError::TooNew { found } => StoreError::Open {
@@ -157,9 +197,10 @@ impl SqliteStore {
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel(QUEUE);
         let writer_counters = counters.clone();
+        let interval = config.checkpoint_interval;
         let writer = std::thread::Builder::new()
             .name("mailbox-writer".into())
-            .spawn(move || writer_loop(conn, rx, &writer_counters))
+            .spawn(move || writer_loop(conn, rx, &writer_counters, interval))
             .map_err(|e| StoreError::Open {
                 path: path.clone(),
                 detail: format!("cannot start writer thread: {e}"),
@@ -186,6 +227,7 @@ impl SqliteStore {
             commits: self.counters.commits.load(Ordering::Relaxed),
             jobs: self.counters.jobs.load(Ordering::Relaxed),
             appends: self.counters.appends.load(Ordering::Relaxed),
+            checkpoints: self.counters.checkpoints.load(Ordering::Relaxed),
         }
     }
 
@@ -193,17 +235,17 @@ impl SqliteStore {
     /// example after an operator freed disk space.
     pub async fn set_max_database_bytes(&self, max: Option<u64>) -> Result<(), StoreError> {
         let page_size = self.page_size;
-        self.write(false, move |conn| Ok(set_max_pages(conn, page_size, max)?)).await
+        self.write(Kind::Other, move |conn| Ok(set_max_pages(conn, page_size, max)?)).await
     }
 
     /// Sends one job to the writer and waits for its answer (which comes after its commit).
-    async fn write<T, F>(&self, is_append: bool, op: F) -> Result<T, StoreError>
+    async fn write<T, F>(&self, kind: Kind, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, OpError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job = Box::new(Job { op: Some(op), result: None, reply, is_append });
+        let job = Box::new(Job { op: Some(op), result: None, reply, kind });
         let jobs = self.jobs.as_ref().ok_or_else(closed)?;
         jobs.send(job).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
@@ -362,14 +404,23 @@ trait WriteJob: Send {
     fn finish(self: Box<Self>);
     /// Answers the caller with `e` instead.
     fn fail(self: Box<Self>, e: StoreError);
-    fn is_append(&self) -> bool;
+    fn kind(&self) -> Kind;
+}
+
+/// What a write job does, for the counters and for checkpoints after deletes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Append,
+    /// Deletes payloads or rows (delete, unregister, expire): the log must be truncated after it.
+    Delete,
+    Other,
 }
 
 struct Job<T, F> {
     op: Option<F>,
     result: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
-    is_append: bool,
+    kind: Kind,
 }
 
 impl<T, F> WriteJob for Job<T, F>
@@ -405,13 +456,35 @@ where
         let _ = self.reply.send(Err(e));
     }
 
-    fn is_append(&self) -> bool {
-        self.is_append
+    fn kind(&self) -> Kind {
+        self.kind
     }
 }
 
-fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Box<dyn WriteJob>>, counters: &Counters) {
-    while let Some(first) = jobs.blocking_recv() {
+fn writer_loop(
+    conn: Connection,
+    mut jobs: mpsc::Receiver<Box<dyn WriteJob>>,
+    counters: &Counters,
+    interval: Duration,
+) {
+    // A runtime of this thread alone, for waiting on the queue with a deadline.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().ok();
+    let mut scrub = Scrub { due: None, last: Instant::now(), interval };
+    loop {
+        let first = match (scrub.due, &rt) {
+            (Some(due), Some(rt)) => {
+                let deadline = tokio::time::Instant::from_std(due);
+                match rt.block_on(async { tokio::time::timeout_at(deadline, jobs.recv()).await }) {
+                    Ok(job) => job,
+                    Err(_elapsed) => {
+                        scrub.checkpoint(&conn, counters);
+                        continue;
+                    }
+                }
+            }
+            _ => jobs.blocking_recv(),
+        };
+        let Some(first) = first else { break };
         let mut group = Vec::with_capacity(16);
         group.push(first);
         while group.len() < MAX_GROUP {
@@ -420,16 +493,60 @@ fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Box<dyn WriteJob>>, co
                 Err(_) => break,
             }
         }
-        run_group(&conn, group, counters);
+        if run_group(&conn, group, counters) {
+            scrub.deleted();
+        }
+        if rt.is_none() || scrub.due.is_some_and(|due| due <= Instant::now()) {
+            scrub.checkpoint(&conn, counters);
+        }
+    }
+    if scrub.due.is_some() {
+        scrub.checkpoint(&conn, counters);
     }
 }
 
-/// Runs a group of jobs in one transaction and answers each after the commit.
-fn run_group(conn: &Connection, group: Vec<Box<dyn WriteJob>>, counters: &Counters) {
+/// When the writer next truncates the write-ahead log to scrub deleted payloads out of it.
+struct Scrub {
+    /// When, if a commit deleted something since the last checkpoint.
+    due: Option<Instant>,
+    /// The last checkpoint (or the store's opening).
+    last: Instant,
+    interval: Duration,
+}
+
+impl Scrub {
+    /// A commit deleted something: checkpoint an interval after the last checkpoint (now if that
+    /// is past).
+    fn deleted(&mut self) {
+        if self.due.is_none() {
+            let now = Instant::now();
+            self.due = Some((self.last + self.interval).max(now));
+        }
+    }
+
+    /// Copies the log into the database and truncates it. If a reader holds it up, tries again
+    /// an interval later.
+    fn checkpoint(&mut self, conn: &Connection, counters: &Counters) {
+        let now = Instant::now();
+        self.last = now;
+        match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
+            Ok(0) => {
+                self.due = None;
+                counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+            }
+            // Busy (a reader's snapshot still needs the log), or an error: again later.
+            _ => self.due = Some(now + self.interval.max(Duration::from_millis(10))),
+        }
+    }
+}
+
+/// Runs a group of jobs in one transaction and answers each after the commit; whether a job
+/// that deletes committed.
+fn run_group(conn: &Connection, group: Vec<Box<dyn WriteJob>>, counters: &Counters) -> bool {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let e = db_error(e);
         group.into_iter().for_each(|j| j.fail(e.clone()));
-        return;
+        return false;
     }
     let mut done: Vec<Box<dyn WriteJob>> = Vec::with_capacity(group.len());
     let mut pending = group.into_iter();
@@ -447,7 +564,7 @@ fn run_group(conn: &Connection, group: Vec<Box<dyn WriteJob>>, counters: &Counte
                 // error): nothing of this group is stored, so every job in it fails.
                 let e = db_error(e);
                 done.into_iter().chain(std::iter::once(job)).chain(pending).for_each(|j| j.fail(e.clone()));
-                return;
+                return false;
             }
             Some(e) => {
                 // Only this job failed: undo its writes and carry on with the others.
@@ -458,7 +575,7 @@ fn run_group(conn: &Connection, group: Vec<Box<dyn WriteJob>>, counters: &Counte
                         .chain(std::iter::once(job))
                         .chain(pending)
                         .for_each(|j| j.fail(e.clone()));
-                    return;
+                    return false;
                 }
                 job.fail(db_error(e));
             }
@@ -468,9 +585,11 @@ fn run_group(conn: &Connection, group: Vec<Box<dyn WriteJob>>, counters: &Counte
         Ok(()) => {
             counters.commits.fetch_add(1, Ordering::Relaxed);
             counters.jobs.fetch_add(done.len() as u64, Ordering::Relaxed);
-            let appends = done.iter().filter(|j| j.is_append()).count() as u64;
+            let appends = done.iter().filter(|j| j.kind() == Kind::Append).count() as u64;
             counters.appends.fetch_add(appends, Ordering::Relaxed);
+            let deleted = done.iter().any(|j| j.kind() == Kind::Delete);
             done.into_iter().for_each(|j| j.finish());
+            deleted
         }
         Err(e) => {
             if !conn.is_autocommit() {
@@ -478,6 +597,7 @@ fn run_group(conn: &Connection, group: Vec<Box<dyn WriteJob>>, counters: &Counte
             }
             let e = db_error(e);
             done.into_iter().for_each(|j| j.fail(e.clone()));
+            false
         }
     }
 }
@@ -622,12 +742,12 @@ impl MailboxStore for SqliteStore {
         now: UnixTime,
     ) -> Result<(), StoreError> {
         let hash = CredentialHash::derive(&mailbox, credential);
-        self.write(false, move |conn| register_op(conn, &mailbox, &hash, now)).await
+        self.write(Kind::Other, move |conn| register_op(conn, &mailbox, &hash, now)).await
     }
 
     async fn unregister(&self, mailbox: MailboxId, credential: &Credential) -> Result<(), StoreError> {
         let hash = CredentialHash::derive(&mailbox, credential);
-        self.write(false, move |conn| {
+        self.write(Kind::Delete, move |conn| {
             let id = authorize(conn, &mailbox, &hash)?;
             conn.prepare_cached("DELETE FROM mailboxes WHERE id = ?1")?.execute([id])?;
             Ok(())
@@ -640,7 +760,7 @@ impl MailboxStore for SqliteStore {
             return Ok(Vec::new());
         }
         let limits = self.limits.clone();
-        self.write(true, move |conn| append_op(conn, &batch, now, &limits)).await
+        self.write(Kind::Append, move |conn| append_op(conn, &batch, now, &limits)).await
     }
 
     async fn fetch(
@@ -661,7 +781,7 @@ impl MailboxStore for SqliteStore {
         up_to: Seq,
     ) -> Result<u64, StoreError> {
         let hash = CredentialHash::derive(&mailbox, credential);
-        self.write(false, move |conn| {
+        self.write(Kind::Delete, move |conn| {
             let id = authorize(conn, &mailbox, &hash)?;
             let n = conn
                 .prepare_cached(
@@ -681,7 +801,7 @@ impl MailboxStore for SqliteStore {
     ) -> Result<u64, StoreError> {
         let hash = CredentialHash::derive(&mailbox, credential);
         let seqs = seqs.to_vec();
-        self.write(false, move |conn| {
+        self.write(Kind::Delete, move |conn| {
             let id = authorize(conn, &mailbox, &hash)?;
             let mut stmt = conn.prepare_cached(
                 "UPDATE messages SET payload = NULL WHERE mailbox = ?1 AND seq = ?2 AND payload IS NOT NULL",
@@ -699,10 +819,15 @@ impl MailboxStore for SqliteStore {
     }
 
     async fn expire(&self, now: UnixTime) -> Result<u64, StoreError> {
-        let Some(cutoff) = now.0.checked_sub(self.limits.retention.as_secs()) else {
+        let retention = now.0.checked_sub(self.limits.retention.as_secs());
+        let Some(deleted) = now.0.checked_sub(self.limits.deleted_id_lifetime()) else {
             return Ok(0);
         };
-        self.write(false, move |conn| {
+        self.write(Kind::Delete, move |conn| {
+            // Ids of deleted messages, past the de-duplication window.
+            conn.prepare_cached("DELETE FROM messages WHERE payload IS NULL AND stored_at <= ?1")?
+                .execute([bound_i64(deleted)])?;
+            let Some(cutoff) = retention else { return Ok(0) };
             let cutoff = bound_i64(cutoff);
             let live: i64 = conn
                 .prepare_cached(

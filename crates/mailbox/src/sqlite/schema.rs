@@ -7,7 +7,9 @@
 //!
 //! What is on disk, and nothing else: mailbox ids, a per-mailbox [`CredentialHash`], registration
 //! and storage times (whole seconds), message ids, sequence numbers and opaque payloads. Nothing
-//! links one mailbox to another or to a person.
+//! links one mailbox to another or to a person. A message its owner deleted keeps only its row's
+//! id, mailbox, sequence number, message id and storage time (the payload is NULL, its bytes
+//! overwritten) until `expire` removes the row at `stored_at + Limits::remember_deleted_ids`.
 //!
 //! [`CredentialHash`]: crate::CredentialHash
 
@@ -66,6 +68,11 @@ BEGIN
         payload_bytes = payload_bytes - length(OLD.payload)
     WHERE id = OLD.mailbox;
 END;
+"#,
+    // 2: deleted messages (payload NULL, kept only for de-duplication) by age, so that `expire`
+    // forgets their ids after `Limits::remember_deleted_ids` without walking live messages.
+    r#"
+CREATE INDEX messages_deleted_by_age ON messages (stored_at) WHERE payload IS NULL;
 "#,
 ];
 

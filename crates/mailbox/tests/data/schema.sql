@@ -1,4 +1,4 @@
--- user_version = 1
+-- user_version = 2
 
 -- index messages_by_age
 CREATE INDEX messages_by_age ON messages (stored_at);
@@ -8,6 +8,9 @@ CREATE UNIQUE INDEX messages_by_message_id ON messages (mailbox, message_id);
 
 -- index messages_by_seq
 CREATE UNIQUE INDEX messages_by_seq ON messages (mailbox, seq);
+
+-- index messages_deleted_by_age
+CREATE INDEX messages_deleted_by_age ON messages (stored_at) WHERE payload IS NULL;
 
 -- index messages_live
 CREATE INDEX messages_live ON messages (mailbox, seq) WHERE payload IS NOT NULL;

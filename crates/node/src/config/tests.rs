@@ -176,13 +176,15 @@ fn redis_store_is_parsed_and_validated() {
             wait_timeout: Duration::from_secs(1),
             username: None,
             password_file: None,
+            trust_persistence_unverified: false,
         }
     );
     let full = redis_store
         .replace("# key_prefix = \"qanat\"", "key_prefix = \"gw-1\"")
         .replace("# wait_timeout_ms = 1000", "wait_timeout_ms = 250")
         .replace("# username", "username")
-        .replace("# password_file", "password_file");
+        .replace("# password_file", "password_file")
+        .replace("# trust_persistence_unverified = false", "trust_persistence_unverified = true");
     assert_eq!(
         store(&full),
         StoreConfig::Redis {
@@ -191,6 +193,7 @@ fn redis_store_is_parsed_and_validated() {
             wait_timeout: Duration::from_millis(250),
             username: Some("qanat-gateway".into()),
             password_file: Some(PathBuf::from("/etc/qanat/data/redis-password")),
+            trust_persistence_unverified: true,
         }
     );
     refused(

@@ -21,6 +21,18 @@ pub fn grace(period: EpochPeriod) -> Duration {
     Duration::from_millis(period.as_millis() / 4).min(Duration::from_secs(300))
 }
 
+/// How long a gateway's mailbox store remembers the id of a message its owner deleted
+/// (`qanat_mailbox::Limits::remember_deleted_ids`), counted from when it was stored: the epoch
+/// period plus twice the key grace. The id is the packet's replay tag at the gateway, which only
+/// the packet key of one epoch produces, and that key unwraps packets from `start − grace` to
+/// `end + grace` of its epoch (`window`), so a copy of the packet (a last mix resending it, see
+/// `qanat_mixnet::resend`, which gives up after `resend_give_up`, at most the grace; or a
+/// replayed copy) can reach the store at most `period + 2 × grace` after the first was stored.
+/// 30 minutes for the default 20-minute epoch.
+pub fn dedup_window(period: EpochPeriod) -> Duration {
+    Duration::from_millis(period.as_millis()).saturating_add(grace(period).saturating_mul(2))
+}
+
 /// The core's clock reading at a wall-clock time (microseconds since the Unix epoch).
 pub fn core_time(t: UnixTime) -> Time {
     Time(t.as_millis().saturating_mul(1000))
@@ -172,6 +184,8 @@ mod tests {
         assert_eq!(w.end.saturating_since(w.start), Duration::from_millis(P));
         assert_eq!(w.grace, Duration::from_millis(P / 4));
         assert_eq!(grace(EpochPeriod::DEFAULT), Duration::from_secs(300));
+        assert_eq!(dedup_window(EpochPeriod::DEFAULT), Duration::from_secs(30 * 60));
+        assert!(dedup_window(EpochPeriod::DEFAULT) <= qanat_mailbox::Limits::DEFAULT_REMEMBER_DELETED_IDS);
         assert_eq!(core_time(Epoch(3).start(p)), Time(Epoch(3).start(p).as_millis() * 1000));
     }
 }

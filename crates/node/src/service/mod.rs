@@ -33,7 +33,7 @@ use qanat_link::http::{self, MetricsServer, RenderMetrics};
 use qanat_link::{LinkConfig, LinkMetrics, LinkSecretKey};
 use qanat_mailbox::redis::{RedisConfig, RedisStore};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
-use qanat_mailbox::{MailboxStore, StoreError};
+use qanat_mailbox::{Limits, MailboxStore, StoreError};
 use qanat_mixnet::{Gateway, GatewayConfig as CoreGatewayConfig, Mix, MixConfig, ResendConfig};
 use qanat_packet::{Geometry, RecipientId, SecretKey};
 use qanat_pki::descriptor::LinkAddress;
@@ -326,17 +326,25 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                 pull_answer_delay: PULL_ANSWER_DELAY,
                 clients: g.clients.clone(),
             };
+            let limits = Limits { remember_deleted_ids: epochs::dedup_window(period), ..g.limits.clone() };
             let h = match &g.store {
                 StoreConfig::Sqlite { path } => {
-                    let (path, limits) = (path.clone(), g.limits.clone());
+                    let (path, limits) = (path.clone(), limits.clone());
                     let store = tokio::task::spawn_blocking(move || {
-                        SqliteStore::open(path, SqliteConfig { limits, max_database_bytes: None })
+                        SqliteStore::open(path, SqliteConfig { limits, ..SqliteConfig::default() })
                     })
                     .await
                     .map_err(|_| ServiceError::Internal("the store's opening task failed"))??;
                     start_gateway(core, Arc::new(store), rc, log, &mut background).await?
                 }
-                StoreConfig::Redis { seed_nodes, key_prefix, wait_timeout, username, password_file } => {
+                StoreConfig::Redis {
+                    seed_nodes,
+                    key_prefix,
+                    wait_timeout,
+                    username,
+                    password_file,
+                    trust_persistence_unverified,
+                } => {
                     let password = match password_file {
                         Some(f) => Some(
                             std::fs::read_to_string(f)
@@ -347,10 +355,11 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                         None => None,
                     };
                     let config = RedisConfig {
-                        limits: g.limits.clone(),
+                        limits,
                         key_prefix: key_prefix.clone(),
                         username: username.clone(),
                         password,
+                        trust_persistence_unverified: *trust_persistence_unverified,
                         ..RedisConfig::new(seed_nodes.iter().map(|a| a.as_str().to_owned()).collect())
                     }
                     .with_wait_timeout(*wait_timeout);
@@ -442,8 +451,10 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
     })
 }
 
-/// How often a gateway deletes messages older than its retention.
-pub const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
+/// How often a gateway deletes messages older than its retention and forgets the ids of deleted
+/// messages past their de-duplication window (`epochs::dedup_window`): an id stays at most this
+/// much longer than the window.
+pub const EXPIRE_EVERY: Duration = Duration::from_secs(300);
 
 /// Starts a gateway runtime over `store`, and its retention task (in `background`).
 async fn start_gateway<S: MailboxStore>(
