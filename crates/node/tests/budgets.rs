@@ -56,7 +56,7 @@ async fn gateway(budgets: ClientBudgets, link: LinkConfig, peers: HashMap<NodeId
     let store = Arc::new(
         SqliteStore::open(
             dir.path().join("mailboxes.sqlite"),
-            SqliteConfig { limits: Limits::default(), max_database_bytes: None },
+            SqliteConfig { limits: Limits::default(), ..SqliteConfig::default() },
         )
         .unwrap(),
     );
