@@ -84,6 +84,21 @@ pub enum Request {
         /// The group or contact.
         name: String,
     },
+    /// Group invitations waiting for an answer.
+    GroupInvitations,
+    /// Accept a group invitation: join the group.
+    GroupAccept {
+        /// The invitation's id (or a unique prefix of it).
+        invitation: String,
+        /// The group's local name (default: the one suggested, numbered if taken).
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// Decline a group invitation (the contact is told nothing).
+    GroupDecline {
+        /// The invitation's id (or a unique prefix of it).
+        invitation: String,
+    },
     /// Stream events (the connection stays open; one `Event` response per event).
     Watch,
 }
@@ -118,6 +133,19 @@ pub struct MessageOut {
     pub at_ms: u64,
     /// Ours: `queued`, `sent` or `delivered`.
     pub state: Option<String>,
+}
+
+/// A group invitation, as commands print it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInvitationOut {
+    /// Its id.
+    pub id: String,
+    /// The contact who invites.
+    pub from: String,
+    /// The group's suggested name.
+    pub group: String,
+    /// When it arrived (Unix ms).
+    pub at_ms: u64,
 }
 
 /// A contact or group, as commands print it.
@@ -192,6 +220,16 @@ pub enum Response {
         /// Labels.
         list: Vec<String>,
     },
+    /// Group invitations waiting for an answer.
+    GroupInvitations {
+        /// The list, oldest first.
+        list: Vec<GroupInvitationOut>,
+    },
+    /// A group was joined under this local name.
+    Joining {
+        /// The group's local name.
+        name: String,
+    },
     /// A delivery state.
     Delivery {
         /// `queued`, `sent`, `delivered`, or `unknown`.
@@ -235,6 +273,14 @@ pub fn describe(e: &EngineEvent) -> (String, Option<u64>) {
             (format!("group {name}: added {added:?}, removed {removed:?}"), None)
         }
         EngineEvent::Left { name } => (format!("left group {name}"), None),
+        EngineEvent::GroupInvitation { id, from, group } => (
+            format!(
+                "{from} invites you to the group {group:?} (`qanat group accept {}` or `qanat group decline {}`)",
+                &id[..8.min(id.len())],
+                &id[..8.min(id.len())]
+            ),
+            None,
+        ),
         EngineEvent::InvitationExpired { name } => {
             (format!("the invitation for {name} expired unanswered; {name} is forgotten"), None)
         }
@@ -362,6 +408,25 @@ fn run<R: CryptoRng>(
             Response::Ok
         }
         Request::Members { name } => Response::Members { list: engine.members(&name)? },
+        Request::GroupInvitations => Response::GroupInvitations {
+            list: engine
+                .group_invitations()
+                .into_iter()
+                .map(|i| GroupInvitationOut {
+                    id: i.id,
+                    from: i.from,
+                    group: i.group,
+                    at_ms: ms(i.received_at),
+                })
+                .collect(),
+        },
+        Request::GroupAccept { invitation, name } => Response::Joining {
+            name: engine.accept_group_invitation(&invitation, name.as_deref(), now, rng)?,
+        },
+        Request::GroupDecline { invitation } => {
+            engine.decline_group_invitation(&invitation)?;
+            Response::Ok
+        }
         Request::Watch => {
             let _ = ms(now);
             Response::Error { message: "watch needs the running client (start `qanat run`)".into() }

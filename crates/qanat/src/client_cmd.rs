@@ -471,6 +471,7 @@ pub(crate) fn request(home: &Path, req: Request, out: Output) -> Result<()> {
         Request::GroupAdd { group, contact } => format!("adding {contact} to {group}"),
         Request::GroupRemove { group, member } => format!("removing {member} from {group}"),
         Request::GroupLeave { group } => format!("leaving {group}"),
+        Request::GroupDecline { .. } => "declined".into(),
         _ => "done".into(),
     };
     let resp = s.call(req)?;
@@ -618,6 +619,17 @@ fn print_response(resp: &Response, out: Output) {
             for m in list {
                 println!("{m}");
             }
+        }
+        Response::GroupInvitations { list } => {
+            if list.is_empty() {
+                println!("no group invitations");
+            }
+            for i in list {
+                println!("{}  from {}: {:?}", i.id, i.from, i.group);
+            }
+        }
+        Response::Joining { name } => {
+            println!("joining group {name}; you are a member once the inviter's client answers")
         }
         Response::Delivery { state } => println!("{state}"),
         Response::Event { text, latency_ms } => match latency_ms {

@@ -267,6 +267,28 @@ enum GroupCommand {
         /// The group.
         group: String,
     },
+    /// Lists the group invitations waiting for your answer (joining needs your yes).
+    Invitations {
+        #[command(flatten)]
+        home: Home,
+    },
+    /// Accepts a group invitation: joins the group.
+    Accept {
+        #[command(flatten)]
+        home: Home,
+        /// The invitation's id (or its first characters; see 'qanat group invitations').
+        invitation: String,
+        /// The group's name here (default: the name the contact suggested).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Declines a group invitation (the contact is not told).
+    Decline {
+        #[command(flatten)]
+        home: Home,
+        /// The invitation's id (or its first characters).
+        invitation: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -497,6 +519,11 @@ fn main() -> Result<()> {
             }
             GroupCommand::Leave { home: h, group } => request(h, Request::GroupLeave { group }),
             GroupCommand::Members { home: h, group } => request(h, Request::Members { name: group }),
+            GroupCommand::Invitations { home: h } => request(h, Request::GroupInvitations),
+            GroupCommand::Accept { home: h, invitation, name } => {
+                request(h, Request::GroupAccept { invitation, name })
+            }
+            GroupCommand::Decline { home: h, invitation } => request(h, Request::GroupDecline { invitation }),
         },
     }
 }

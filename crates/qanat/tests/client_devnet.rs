@@ -177,6 +177,21 @@ async fn wait_members(u: &User, group: &str, n: usize) {
     panic!("{} never saw {n} other members in {group}", u.name);
 }
 
+/// `u` says yes to the invitation into `group` once it has arrived (joining waits for it).
+async fn accept_group(u: &User, group: &str) {
+    for _ in 0..1800 {
+        if let Response::GroupInvitations { list } = u.call(Request::GroupInvitations).await
+            && let Some(i) = list.iter().find(|i| i.group == group)
+        {
+            let r = u.call(Request::GroupAccept { invitation: i.id.clone(), name: None }).await;
+            assert_eq!(r, Response::Joining { name: group.into() }, "{} accepts {group}", u.name);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{} was never invited to {group}", u.name);
+}
+
 async fn send(u: &User, to: &str, text: &str) {
     match u.call(Request::Send { to: to.into(), text: text.into() }).await {
         Response::Sent { .. } => {}
@@ -250,6 +265,8 @@ async fn clients_through_a_lossy_devnet() {
             Response::Ok
         );
     }
+    accept_group(&bob, "team").await;
+    accept_group(&carol, "team").await;
     until(&mut [&mut bob, &mut carol], Duration::from_secs(180), "bob and carol in the group", |u| {
         u.iter().all(|u| u.has(&joined))
     })
@@ -261,6 +278,8 @@ async fn clients_through_a_lossy_devnet() {
             Response::Ok
         );
     }
+    accept_group(&dave, "team").await;
+    accept_group(&erin, "team").await;
     for i in 0..10 {
         send(&bob, "team", &format!("bob {i}")).await;
         send(&carol, "team", &format!("carol {i}")).await;
@@ -366,6 +385,8 @@ async fn a_gateway_stores_only_sealed_items() {
             Response::Ok
         );
     }
+    accept_group(&bob, "team").await;
+    accept_group(&carol, "team").await;
     let joined = EngineEvent::GroupJoined { name: "team".into() };
     until(&mut [&mut bob, &mut carol], Duration::from_secs(180), "bob and carol in the group", |u| {
         u.iter().all(|u| u.has(&joined))

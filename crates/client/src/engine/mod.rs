@@ -24,7 +24,12 @@
 //! # Groups
 //! A group member adds one of its contacts in three messages over their contact conversation:
 //! GROUP_INVITE (a token), GROUP_JOIN (the contact's KeyPackage and a fresh mailbox for the group),
-//! and, once the add commit has won, GROUP_WELCOME (the Welcome and every member's route). The
+//! and, once the add commit has won, GROUP_WELCOME (the Welcome and every member's route).
+//! Between the first two the user decides: a GROUP_INVITE only records an invitation
+//! ([`Engine::group_invitations`], at most [`MAX_GROUP_INVITATIONS_PER_CONTACT`] per contact and
+//! [`MAX_GROUP_INVITATIONS`] in all, dropped after [`GROUP_INVITATION_TTL`]); nothing is made on
+//! this side (no mailbox, no KeyPackage) until [`Engine::accept_group_invitation`]. A decline
+//! sends nothing. The
 //! adder also tells the group where the newcomer receives (ROUTE). A message for a member whose
 //! route is not yet known waits until it is.
 //!
@@ -83,6 +88,8 @@ const NS_HISTORY: &str = "engine.history";
 /// Mailboxes given up (a group left, an invitation expired) and not yet unregistered at the
 /// gateway: mailbox → credential.
 const NS_RETIRED: &str = "engine.retired";
+/// Group invitations waiting for the user's answer: token → [`GroupInvitationRec`] (JSON).
+const NS_GROUP_INVITES: &str = "engine.group_invites";
 /// How often expired invitation records are dropped.
 const FORGET_EVERY: Duration = Duration::from_secs(3600);
 const SETTINGS_KEY: &[u8] = b"settings";
@@ -106,6 +113,16 @@ pub const MAX_EARLY: usize = 1_000;
 
 /// Most bytes of them.
 pub const MAX_EARLY_BYTES: usize = 16 << 20;
+
+/// At most this many group invitations from one contact wait for the user's answer (more are
+/// dropped, and counted in [`EngineStats::rejected`]).
+pub const MAX_GROUP_INVITATIONS_PER_CONTACT: usize = 8;
+
+/// At most this many group invitations wait in all.
+pub const MAX_GROUP_INVITATIONS: usize = 64;
+
+/// A group invitation not answered in this long is dropped.
+pub const GROUP_INVITATION_TTL: Duration = Duration::from_secs(14 * 86_400);
 
 /// Longest local name of a contact or group.
 pub const MAX_LOCAL_NAME: usize = 64;
@@ -144,6 +161,9 @@ pub enum EngineError {
     /// The operation needs a group, and the name is a contact (or the reverse).
     #[error("{0:?} is {1}")]
     WrongKind(String, &'static str),
+    /// No group invitation has this id.
+    #[error("no group invitation {0:?} (see `qanat group invitations`)")]
+    UnknownInvitation(String),
     /// No member of the group matches.
     #[error("no member of {0:?} matches {1:?} (see `qanat group members`)")]
     UnknownMember(String, String),
@@ -216,11 +236,44 @@ pub enum EngineEvent {
         /// The group.
         name: String,
     },
+    /// A contact invites this profile into a group: nothing happens until the user accepts
+    /// ([`Engine::accept_group_invitation`]).
+    GroupInvitation {
+        /// The invitation (see [`Engine::group_invitations`]).
+        id: String,
+        /// The contact who invites.
+        from: String,
+        /// The group's name as the contact suggests it.
+        group: String,
+    },
     /// An invitation of ours expired unanswered: its contact entry and mailbox are gone.
     InvitationExpired {
         /// The name the contact would have had.
         name: String,
     },
+}
+
+/// A group invitation waiting for the user's answer, as saved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct GroupInvitationRec {
+    /// The contact's thread it came over.
+    contact: [u8; 16],
+    /// The suggested name (printable, at most [`MAX_LOCAL_NAME`] characters).
+    name: String,
+    received_ms: u64,
+}
+
+/// A group invitation waiting for the user's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInvitationInfo {
+    /// Its id (for accept and decline).
+    pub id: String,
+    /// The contact who invites.
+    pub from: String,
+    /// The group's name as the contact suggests it.
+    pub group: String,
+    /// When it arrived.
+    pub received_at: SystemTime,
 }
 
 /// A message of ours, for delivery state: `thread id ‖ counter`, local to this profile.
@@ -533,6 +586,8 @@ pub struct Engine {
     retired: BTreeMap<[u8; 32], [u8; 32]>,
     /// When expired invitation records were last dropped.
     last_forget: Option<SystemTime>,
+    /// Group invitations waiting for the user's answer, by token.
+    group_invites: BTreeMap<[u8; 16], GroupInvitationRec>,
 }
 
 impl fmt::Debug for Engine {
@@ -692,6 +747,12 @@ impl Engine {
             let at = since.get(&id).copied().unwrap_or(loaded);
             let _ = inbox.handle(at, MessageId(id), index, count, v.to_vec());
         }
+        let mut group_invites = BTreeMap::new();
+        for (k, v) in profile.scan(NS_GROUP_INVITES)? {
+            let token: [u8; 16] =
+                k.as_slice().try_into().map_err(|_| EngineError::Corrupt("group invitation"))?;
+            group_invites.insert(token, from_json::<GroupInvitationRec>(&v)?);
+        }
         let mut retired = BTreeMap::new();
         for (k, v) in profile.scan(NS_RETIRED)? {
             let (Ok(m), Ok(c)) = (<[u8; 32]>::try_from(k.as_slice()), <[u8; 32]>::try_from(v.as_slice()))
@@ -733,6 +794,7 @@ impl Engine {
             idle_cost: None,
             retired,
             last_forget: None,
+            group_invites,
         })
     }
 
@@ -1490,6 +1552,18 @@ impl Engine {
             self.retire(t.mailbox, t.credential);
             self.events.push_back(EngineEvent::InvitationExpired { name: t.name });
         }
+        // Group invitations left unanswered.
+        let ttl = GROUP_INVITATION_TTL.as_millis() as u64;
+        let stale: Vec<[u8; 16]> = self
+            .group_invites
+            .iter()
+            .filter(|(_, r)| now_ms.saturating_sub(r.received_ms) >= ttl)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in stale {
+            self.group_invites.remove(&t);
+            self.writes.push(Write::Del(NS_GROUP_INVITES, t.to_vec()));
+        }
         // Replaced mailboxes whose grace is over.
         let done: Vec<[u8; 16]> = self
             .threads
@@ -2067,7 +2141,8 @@ impl Engine {
                 Ok(())
             }
             Content::GroupInvite { token, name } if kind == Some(Kind::Contact) => {
-                self.on_group_invite(t, token, &name, now, rng)
+                self.on_group_invite(t, token, &name, now);
+                Ok(())
             }
             Content::GroupJoin { token, gateway, mailbox, seal, key_package }
                 if kind == Some(Kind::Contact) =>
@@ -2169,28 +2244,93 @@ impl Engine {
         }
     }
 
-    fn on_group_invite<R: CryptoRng>(
+    /// A contact invites us into a group: kept for the user's answer, within bounds.
+    fn on_group_invite(&mut self, contact: [u8; 16], token: [u8; 16], name: &str, now: SystemTime) {
+        if self.group_invites.contains_key(&token)
+            || self.threads.values().any(|g| g.join_token == Some(token))
+        {
+            return;
+        }
+        let from_contact = self.group_invites.values().filter(|i| i.contact == contact).count();
+        if from_contact >= MAX_GROUP_INVITATIONS_PER_CONTACT
+            || self.group_invites.len() >= MAX_GROUP_INVITATIONS
+        {
+            self.stats.rejected += 1;
+            return;
+        }
+        let name: String = name.chars().filter(|c| !c.is_control()).take(MAX_LOCAL_NAME).collect();
+        let name = if name.trim().is_empty() { "group".to_owned() } else { name.trim().to_owned() };
+        let rec = GroupInvitationRec { contact, name: name.clone(), received_ms: ms(now) };
+        self.writes.push(Write::Put(NS_GROUP_INVITES, token.to_vec(), json(&rec)));
+        self.group_invites.insert(token, rec);
+        let from = self.threads.get(&contact).map(|c| c.name.clone()).unwrap_or_default();
+        self.events.push_back(EngineEvent::GroupInvitation { id: hex(&token), from, group: name });
+    }
+
+    /// The group invitations waiting for the user's answer, oldest first.
+    pub fn group_invitations(&self) -> Vec<GroupInvitationInfo> {
+        let mut v: Vec<GroupInvitationInfo> = self
+            .group_invites
+            .iter()
+            .map(|(token, r)| GroupInvitationInfo {
+                id: hex(token),
+                from: self.threads.get(&r.contact).map(|c| c.name.clone()).unwrap_or_default(),
+                group: r.name.clone(),
+                received_at: UNIX_EPOCH + Duration::from_millis(r.received_ms),
+            })
+            .collect();
+        v.sort_by_key(|i| i.received_at);
+        v
+    }
+
+    fn group_invitation(&self, id: &str) -> Result<[u8; 16], EngineError> {
+        let id = id.trim().to_ascii_lowercase();
+        let mut found = self.group_invites.keys().filter(|t| !id.is_empty() && hex(&t[..]).starts_with(&id));
+        match (found.next(), found.next()) {
+            (Some(t), None) => Ok(*t),
+            _ => Err(EngineError::UnknownInvitation(id)),
+        }
+    }
+
+    /// Accepts group invitation `id` (or a unique prefix of it): joins the group under `name`
+    /// (the suggested name if `None`, with a number if it is taken). Returns the local name.
+    pub fn accept_group_invitation<R: CryptoRng>(
         &mut self,
-        contact: [u8; 16],
-        token: [u8; 16],
-        name: &str,
+        id: &str,
+        name: Option<&str>,
         now: SystemTime,
         rng: &mut R,
-    ) -> Result<(), EngineError> {
-        if self.threads.values().any(|g| g.join_token == Some(token)) {
-            return Ok(());
+    ) -> Result<String, EngineError> {
+        let token = self.group_invitation(id)?;
+        let Some(rec) = self.group_invites.get(&token).cloned() else {
+            return Err(EngineError::UnknownInvitation(id.into()));
+        };
+        let contact_name = self.threads.get(&rec.contact).map(|c| c.name.clone()).unwrap_or_default();
+        if self.threads.get(&rec.contact).is_none_or(|c| c.state != ThreadState::Active) {
+            return Err(EngineError::NotReady(contact_name, "the contact who invited you is not active"));
         }
-        // A local name: the suggested one if free, else with a number.
-        let base: String = name.chars().filter(|c| !c.is_control()).take(MAX_LOCAL_NAME - 4).collect();
-        let base = if base.trim().is_empty() { "group".to_owned() } else { base.trim().to_owned() };
-        let mut local = base.clone();
-        let mut i = 2;
-        while self.name_used(&local) {
-            local = format!("{base}-{i}");
-            i += 1;
-        }
+        let local = match name {
+            Some(n) => {
+                check_name(n)?;
+                if self.name_used(n) {
+                    return Err(EngineError::NameTaken(n.into()));
+                }
+                n.to_owned()
+            }
+            None => {
+                // The suggested name if free, else with a number.
+                let base: String = rec.name.chars().take(MAX_LOCAL_NAME - 4).collect();
+                let mut local = base.clone();
+                let mut i = 2;
+                while self.name_used(&local) {
+                    local = format!("{base}-{i}");
+                    i += 1;
+                }
+                local
+            }
+        };
         let (join, key_package) = PendingJoin::new()?;
-        let mut g = self.new_thread(local, Kind::Group, ThreadState::Joining, rng);
+        let mut g = self.new_thread(local.clone(), Kind::Group, ThreadState::Joining, rng);
         g.join_token = Some(token);
         let content = Content::GroupJoin {
             token,
@@ -2202,9 +2342,21 @@ impl Engine {
         self.registrations.push(MailboxAccess { mailbox: g.mailbox, credential: g.credential });
         self.writes.push(Write::Put(NS_JOIN, g.id.to_vec(), join.export()?.to_vec()));
         self.writes.push(Write::Put(NS_THREAD, g.id.to_vec(), json(&g)));
+        self.writes.push(Write::Del(NS_GROUP_INVITES, token.to_vec()));
+        self.group_invites.remove(&token);
         self.threads.insert(g.id, g);
-        self.send_content(contact, &content, None, now, rng)?;
-        Ok(())
+        self.send_content(rec.contact, &content, None, now, rng)?;
+        self.flush()?;
+        Ok(local)
+    }
+
+    /// Declines group invitation `id` (or a unique prefix): it is forgotten, and the contact is
+    /// told nothing (to them it looks as if it was not answered yet).
+    pub fn decline_group_invitation(&mut self, id: &str) -> Result<(), EngineError> {
+        let token = self.group_invitation(id)?;
+        self.group_invites.remove(&token);
+        self.writes.push(Write::Del(NS_GROUP_INVITES, token.to_vec()));
+        self.flush()
     }
 
     #[allow(clippy::too_many_arguments)]

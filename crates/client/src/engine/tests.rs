@@ -103,6 +103,8 @@ struct Client {
     online: bool,
     /// Mailboxes not fetched for now.
     hold: Vec<[u8; 32]>,
+    /// Whether group invitations are accepted as they come (as a user who says yes).
+    auto_join: bool,
 }
 
 fn weak() -> KdfParams {
@@ -123,7 +125,15 @@ impl Client {
         Engine::init(&mut profile, NodeId([gw; 32]), TrafficProfile::Standard, rng).unwrap();
         let mut engine = Engine::open(profile, config()).unwrap();
         engine.set_network(net.topology.clone(), &net.params, net.gateway(gw)).unwrap();
-        Self { engine: Some(engine), dir, gw, events: Vec::new(), online: true, hold: Vec::new() }
+        Self {
+            engine: Some(engine),
+            dir,
+            gw,
+            events: Vec::new(),
+            online: true,
+            hold: Vec::new(),
+            auto_join: true,
+        }
     }
 
     fn e(&mut self) -> &mut Engine {
@@ -154,6 +164,11 @@ impl Client {
                 net.mailboxes.remove(&m.mailbox);
             }
             e.unregistered(m.mailbox).unwrap();
+        }
+        if self.auto_join {
+            for i in e.group_invitations() {
+                e.accept_group_invitation(&i.id, None, now, rng).unwrap();
+            }
         }
         e.handle_timeout(now, rng).unwrap();
         for p in e.poll_transmit(now, rng).unwrap() {
@@ -716,4 +731,64 @@ fn contacts_writing_steadily_cannot_keep_the_user_from_speaking() {
     // as fast as one contact writes).
     assert!(s.sent_acks * 2 < 800, "{} acknowledgement packets for 800 messages", s.sent_acks);
     assert_eq!(s.acks_dropped, 0);
+}
+
+#[test]
+fn joining_a_group_waits_for_the_users_yes() {
+    // Regression: a contact who created a group and added the user made her an active member
+    // (a mailbox registered, a KeyPackage sent) without asking.
+    let mut w = World::new(8, 0.0, &[1, 2]);
+    w.connect(0, "ann", 1, "bob");
+    w.clients[1].auto_join = false;
+    let is_invited = |c: &Client, name: &str| {
+        c.events.iter().any(|e| matches!(e, EngineEvent::GroupInvitation { from, group, .. } if from == "ann" && group == name))
+    };
+    for g in ["one", "two"] {
+        w.clients[0].e().create_group(g, &mut w.rng).unwrap();
+        w.clients[0].e().group_add(g, "bob", w.now, &mut w.rng).unwrap();
+    }
+    w.run_until(Duration::from_secs(60), |w| {
+        is_invited(&w.clients[1], "one") && is_invited(&w.clients[1], "two")
+    });
+    let registered = w.net.registered.len();
+    w.run_for(Duration::from_secs(10));
+    // Nothing happened on her side: no thread, no mailbox, no join.
+    let bob = &mut w.clients[1];
+    assert_eq!(bob.e().threads().unwrap().len(), 1);
+    assert_eq!(w.net.registered.len(), registered);
+    let list = w.clients[1].e().group_invitations();
+    assert_eq!(list.iter().map(|i| i.group.as_str()).collect::<Vec<_>>(), ["one", "two"]);
+    assert!(list.iter().all(|i| i.from == "ann"));
+    // She declines one (Ann is told nothing) and accepts the other under her own name for it.
+    let (one, two) = (list[0].id.clone(), list[1].id.clone());
+    w.clients[1].e().decline_group_invitation(&one[..6]).unwrap();
+    assert!(matches!(
+        w.clients[1].e().decline_group_invitation(&one),
+        Err(EngineError::UnknownInvitation(_))
+    ));
+    let now = w.now;
+    let name = w.clients[1].e().accept_group_invitation(&two, Some("ann's two"), now, &mut w.rng).unwrap();
+    assert_eq!(name, "ann's two");
+    let joined = EngineEvent::GroupJoined { name: "ann's two".into() };
+    w.run_until(Duration::from_secs(120), |w| w.clients[1].events.contains(&joined));
+    assert!(w.clients[1].e().group_invitations().is_empty());
+    w.run_for(Duration::from_secs(10));
+    assert!(!w.clients[1].e().threads().unwrap().iter().any(|t| t.name == "one"));
+
+    // A contact who sends invitation after invitation fills only her bound; restarts keep them.
+    for i in 0..(MAX_GROUP_INVITATIONS_PER_CONTACT + 4) {
+        let g = format!("spam{i}");
+        w.clients[0].e().create_group(&g, &mut w.rng).unwrap();
+        w.clients[0].e().group_add(&g, "bob", w.now, &mut w.rng).unwrap();
+    }
+    w.run_until(Duration::from_secs(120), |w| w.clients[1].engine.as_ref().unwrap().stats().rejected >= 4);
+    let net = std::mem::replace(&mut w.net, Net::new(98, 0.0));
+    w.clients[1].restart(&net);
+    w.net = net;
+    assert_eq!(w.clients[1].e().group_invitations().len(), MAX_GROUP_INVITATIONS_PER_CONTACT);
+    assert_eq!(w.clients[1].e().threads().unwrap().len(), 2);
+    // Unanswered, they expire.
+    w.now += GROUP_INVITATION_TTL;
+    w.run_for(Duration::from_millis(100));
+    assert!(w.clients[1].e().group_invitations().is_empty());
 }
