@@ -281,6 +281,12 @@ pub fn describe(e: &EngineEvent) -> (String, Option<u64>) {
             ),
             None,
         ),
+        EngineEvent::InvitationRefused { name } => (
+            format!(
+                "the invitation for {name} is dead: someone else took its mailbox at the gateway, so the link was seen by someone else; make a new invitation and share it more carefully"
+            ),
+            None,
+        ),
         EngineEvent::InvitationExpired { name } => {
             (format!("the invitation for {name} expired unanswered; {name} is forgotten"), None)
         }

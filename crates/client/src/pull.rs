@@ -52,6 +52,9 @@ pub struct PullOutcome {
     pub more: bool,
     /// Mailboxes the gateway no longer holds (unregistered, or unknown to it).
     pub unregistered: Vec<[u8; 32]>,
+    /// Mailboxes the gateway refused to register for good (another credential holds it, or the
+    /// request was refused as bad): only that mailbox fails.
+    pub refused: Vec<[u8; 32]>,
     /// A whole document (epoch, bytes), not yet verified.
     pub document: Option<(u64, Vec<u8>)>,
 }
@@ -225,7 +228,14 @@ impl PullClient {
                 (_, OpResult::Done) => {}
                 // Deletions need no retry: the items come again, and are deleted after.
                 (Op::Delete { .. }, _) => {}
-                (_, OpResult::Failed(ErrorCode::Unauthorized | ErrorCode::BadRequest)) => {
+                (
+                    Op::Register { mailbox, .. },
+                    OpResult::Failed(ErrorCode::Unauthorized | ErrorCode::BadRequest),
+                ) => {
+                    self.metrics.ops_refused += 1;
+                    out.refused.push(mailbox);
+                }
+                (_, OpResult::Failed(ErrorCode::BadRequest)) => {
                     self.metrics.ops_refused += 1;
                 }
                 (op, OpResult::Failed(_)) => {

@@ -289,6 +289,9 @@ fn handle_pull_answer(
     for m in out.unregistered {
         engine.unregistered(m)?;
     }
+    for m in out.refused {
+        engine.registration_refused(m, SystemTime::now(), rng)?;
+    }
     if let Some((e, bytes)) = out.document {
         match Document::verify(&bytes, &network.network.authority_set, Epoch(e)) {
             Ok(doc) if Epoch(e) >= cur => {

@@ -446,3 +446,242 @@ async fn a_gateway_stores_only_sealed_items() {
         u.stop().await;
     }
 }
+
+#[derive(serde::Deserialize)]
+struct DevnetNode {
+    name: String,
+    role: String,
+    pid: Option<u32>,
+}
+
+#[derive(serde::Deserialize)]
+struct DevnetManifest {
+    nodes: Vec<DevnetNode>,
+}
+
+fn devnet_nodes(devnet: &Devnet) -> Vec<DevnetNode> {
+    let m: DevnetManifest =
+        serde_json::from_str(&std::fs::read_to_string(devnet.dir.path().join("devnet.json")).unwrap())
+            .unwrap();
+    m.nodes
+}
+
+fn qanat(args: &[&str]) {
+    let out = std::process::Command::new(common::BIN).args(args).output().unwrap();
+    assert!(out.status.success(), "qanat {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The soak: honest users chat (two contacts and a group of three) for `QANAT_SOAK_SECS`
+/// seconds (90 by default; the long run in docs/RELIABILITY.md is 1,800) while nodes are killed
+/// with SIGKILL and restarted, users go offline and come back, and a hostile contact floods one
+/// of them with messages and group invitations. Then everything calms down and every honest
+/// message must arrive exactly once: nothing acknowledged is lost.
+///
+/// `QANAT_SOAK_SECS=1800 cargo test --release -p qanat --test client_devnet soak -- --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_with_churn_and_attacks() {
+    let secs: u64 = std::env::var("QANAT_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(90);
+    let devnet = devnet_up(&["--epoch-secs", "20", "--lambda-p", "20"]);
+    let d = devnet.dir.path().to_str().unwrap().to_owned();
+    let network = ClientNetwork::load(&devnet.dir.path().join("network.toml")).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut alice = User::new(root.path(), "alice", &network, 0);
+    let mut bob = User::new(root.path(), "bob", &network, 1);
+    let mut carol = User::new(root.path(), "carol", &network, 1);
+    let mut mallory = User::new(root.path(), "mallory", &network, 0);
+    for u in [&mut alice, &mut bob, &mut carol, &mut mallory] {
+        u.start(&network);
+    }
+    for u in [&alice, &bob, &carol, &mallory] {
+        wait_network(u).await;
+    }
+    connect(&mut alice, "bob", &mut bob, "alice").await;
+    connect(&mut alice, "carol", &mut carol, "alice").await;
+    connect(&mut alice, "mallory", &mut mallory, "alice").await;
+    assert_eq!(alice.call(Request::GroupCreate { name: "team".into() }).await, Response::Ok);
+    for c in ["bob", "carol"] {
+        assert_eq!(
+            alice.call(Request::GroupAdd { group: "team".into(), contact: c.into() }).await,
+            Response::Ok
+        );
+    }
+    accept_group(&bob, "team").await;
+    accept_group(&carol, "team").await;
+    let joined = EngineEvent::GroupJoined { name: "team".into() };
+    until(&mut [&mut bob, &mut carol], Duration::from_secs(180), "bob and carol in the group", |u| {
+        u.iter().all(|u| u.has(&joined))
+    })
+    .await;
+    wait_members(&alice, "team", 2).await;
+    wait_members(&bob, "team", 2).await;
+    wait_members(&carol, "team", 2).await;
+
+    // (receiver, thread as the receiver calls it, text) of every honest message sent.
+    let mut expected: Vec<(&str, String, String)> = Vec::new();
+    let start = tokio::time::Instant::now();
+    let end = start + Duration::from_secs(secs);
+    let mut tick = 0u64;
+    let mut churn = Vec::new();
+    let mut offline: Option<(usize, tokio::time::Instant)> = None;
+    let mut restart_at: Option<(String, tokio::time::Instant)> = None;
+    let mut invitations_sent = 0;
+    while tokio::time::Instant::now() < end {
+        tick += 1;
+        let now = tokio::time::Instant::now();
+        // Every honest user online says something, to a contact and now and then to the group.
+        let online = |i: usize| offline.is_none_or(|(o, _)| o != i);
+        // (user, name, to, the receiver and what it calls the sender)
+        let plan = [
+            (0, "alice", "bob", ("bob", "alice")),
+            (1, "bob", "alice", ("alice", "bob")),
+            (2, "carol", "alice", ("alice", "carol")),
+        ];
+        for (i, from, to, (r, thread)) in plan {
+            if !online(i) {
+                continue;
+            }
+            let u = [&alice, &bob, &carol][i];
+            let text = format!("{from} {tick}");
+            send(u, to, &text).await;
+            expected.push((r, thread.to_owned(), text.clone()));
+            if tick.is_multiple_of(3) {
+                let text = format!("{from} team {tick}");
+                send(u, "team", &text).await;
+                for r in ["alice", "bob", "carol"].into_iter().filter(|r| *r != from) {
+                    expected.push((r, "team".into(), text.clone()));
+                }
+            }
+        }
+        // The hostile contact: a burst of messages and a group invitation now and then.
+        if tick.is_multiple_of(10) {
+            for j in 0..30 {
+                let _ = mallory
+                    .call(Request::Send { to: "alice".into(), text: format!("spam {tick} {j}") })
+                    .await;
+            }
+            let g = format!("spam{tick}");
+            let _ = mallory.call(Request::GroupCreate { name: g.clone() }).await;
+            let _ = mallory.call(Request::GroupAdd { group: g, contact: "alice".into() }).await;
+            invitations_sent += 1;
+        }
+        // Churn: every 15 ticks a node is killed (restarted 5 s later), every 20 a user goes
+        // offline for 20 s.
+        if tick.is_multiple_of(15) && restart_at.is_none() {
+            let nodes = devnet_nodes(&devnet);
+            let candidates: Vec<&DevnetNode> =
+                nodes.iter().filter(|n| n.role != "authority" && n.pid.is_some()).collect();
+            let victim = candidates[(tick / 15) as usize % candidates.len()];
+            let pid = rustix::process::Pid::from_raw(victim.pid.unwrap() as i32).unwrap();
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            churn.push(format!("{:>5.0}s killed {}", now.duration_since(start).as_secs_f64(), victim.name));
+            restart_at = Some((victim.name.clone(), now + Duration::from_secs(5)));
+        }
+        if let Some((name, at)) = &restart_at
+            && now >= *at
+        {
+            qanat(&["devnet", "restart", "--dir", &d, name]);
+            churn.push(format!("{:>5.0}s restarted {name}", now.duration_since(start).as_secs_f64()));
+            restart_at = None;
+        }
+        if tick.is_multiple_of(20) && offline.is_none() {
+            let i = 1 + (tick / 20) as usize % 2;
+            [&mut bob, &mut carol][i - 1].stop().await;
+            churn.push(format!(
+                "{:>5.0}s {} offline",
+                now.duration_since(start).as_secs_f64(),
+                ["bob", "carol"][i - 1]
+            ));
+            offline = Some((i, now + Duration::from_secs(20)));
+        }
+        if let Some((i, at)) = offline
+            && now >= at
+        {
+            [&mut bob, &mut carol][i - 1].start(&network);
+            churn.push(format!(
+                "{:>5.0}s {} back",
+                now.duration_since(start).as_secs_f64(),
+                ["bob", "carol"][i - 1]
+            ));
+            offline = None;
+        }
+        until(
+            &mut [&mut alice, &mut bob, &mut carol, &mut mallory],
+            Duration::from_secs(5),
+            "a pump",
+            |_| true,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    if let Some((name, _)) = restart_at.take() {
+        qanat(&["devnet", "restart", "--dir", &d, &name]);
+    }
+    if let Some((i, _)) = offline.take() {
+        [&mut bob, &mut carol][i - 1].start(&network);
+    }
+    // Calm: everything sent must arrive, exactly once.
+    let count = |u: &User, thread: &str, text: &str| {
+        u.seen
+            .iter()
+            .filter(
+                |e| matches!(e, EngineEvent::Message { thread: t, text: x, .. } if t == thread && x == text),
+            )
+            .count()
+    };
+    let drained = tokio::time::Instant::now();
+    until(
+        &mut [&mut alice, &mut bob, &mut carol, &mut mallory],
+        Duration::from_secs(600),
+        "every honest message",
+        |u| {
+            expected.iter().all(|(r, thread, text)| {
+                let i = ["alice", "bob", "carol"].iter().position(|n| n == r).unwrap();
+                count(u[i], thread, text) >= 1
+            })
+        },
+    )
+    .await;
+    let drain_secs = drained.elapsed().as_secs();
+    // A while longer: no copies arrive.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for u in [&mut alice, &mut bob, &mut carol] {
+        u.pump();
+    }
+    for (r, thread, text) in &expected {
+        let u = [&alice, &bob, &carol][["alice", "bob", "carol"].iter().position(|n| n == r).unwrap()];
+        assert_eq!(count(u, thread, text), 1, "{r} got {text:?} in {thread} once");
+    }
+    let mut latencies: Vec<u64> = [&alice, &bob, &carol]
+        .iter()
+        .flat_map(|u| u.seen.iter())
+        .filter_map(|e| match e {
+            EngineEvent::Message { text, sent_at, received_at, .. } if !text.starts_with("spam") => {
+                received_at.duration_since(*sent_at).ok().map(|d| d.as_millis() as u64)
+            }
+            _ => None,
+        })
+        .collect();
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    let invitations = match alice.call(Request::GroupInvitations).await {
+        Response::GroupInvitations { list } => list.len(),
+        r => panic!("{r:?}"),
+    };
+    assert!(invitations <= qanat_client::engine::MAX_GROUP_INVITATIONS_PER_CONTACT);
+    println!("soak: {secs} s, {} honest messages delivered exactly once", expected.len());
+    println!(
+        "soak: honest latency p50 {} ms, p99 {} ms; drained {drain_secs} s after the churn stopped",
+        pct(0.5),
+        pct(0.99)
+    );
+    println!(
+        "soak: {invitations_sent} group invitations from the hostile contact, {invitations} waiting (cap {})",
+        qanat_client::engine::MAX_GROUP_INVITATIONS_PER_CONTACT
+    );
+    for c in &churn {
+        println!("soak: {c}");
+    }
+    for u in [&mut alice, &mut bob, &mut carol, &mut mallory] {
+        u.stop().await;
+    }
+}

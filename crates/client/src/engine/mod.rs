@@ -246,6 +246,12 @@ pub enum EngineEvent {
         /// The group's name as the contact suggests it.
         group: String,
     },
+    /// The gateway refused an invitation's mailbox (someone else registered it first: the link
+    /// was seen by someone else): the invitation is dead, its contact entry is gone.
+    InvitationRefused {
+        /// The name the contact would have had.
+        name: String,
+    },
     /// An invitation of ours expired unanswered: its contact entry and mailbox are gone.
     InvitationExpired {
         /// The name the contact would have had.
@@ -551,6 +557,8 @@ pub struct EngineStats {
     /// Fragments whose acknowledgement was dropped unsent (the queue was full, or it waited too
     /// long): their senders send them again.
     pub acks_dropped: u64,
+    /// Mailbox registrations the gateway refused for good.
+    pub registrations_refused: u64,
     /// Fragments or messages refused for now, unacknowledged, because what waits is at its
     /// bound (partial messages, messages for a later epoch): their senders send them again.
     pub deferred: u64,
@@ -1583,6 +1591,34 @@ impl Engine {
             self.forget_received(now)?;
         }
         Ok(())
+    }
+
+    /// The gateway refused to register `mailbox` for good (another credential holds it). Only
+    /// that mailbox fails: an invitation's makes the invitation dead (reported); a conversation's
+    /// is replaced by a fresh one, announced to the others; the home mailbox's is counted.
+    pub fn registration_refused<R: CryptoRng>(
+        &mut self,
+        mailbox: [u8; 32],
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        self.stats.registrations_refused += 1;
+        let Some(t) = self.threads.values().find(|t| t.mailbox == mailbox).map(|t| (t.id, t.state)) else {
+            return Ok(());
+        };
+        match t.1 {
+            ThreadState::Inviting => {
+                let Some(th) = self.threads.remove(&t.0) else { return Ok(()) };
+                self.writes.push(Write::Del(NS_THREAD, t.0.to_vec()));
+                self.writes.push(Write::Del(invite::NS_PENDING, mailbox.to_vec()));
+                self.cursors.remove(&mailbox);
+                self.writes.push(Write::Del(NS_CURSOR, mailbox.to_vec()));
+                self.events.push_back(EngineEvent::InvitationRefused { name: th.name });
+            }
+            ThreadState::Active => self.rotate_mailbox(t.0, now, rng)?,
+            _ => {}
+        }
+        self.flush()
     }
 
     /// Drops what is remembered of received messages past [`sending::REMEMBER_DELIVERED`]: the

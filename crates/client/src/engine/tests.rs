@@ -156,7 +156,13 @@ impl Client {
         let gw = NodeId([self.gw; 32]);
         let e = self.engine.as_mut().unwrap();
         for m in e.take_registrations() {
-            net.registered.insert(m.mailbox, m.credential);
+            // A mailbox someone else registered first is refused (as a gateway does).
+            match net.registered.get(&m.mailbox) {
+                Some(c) if *c != m.credential => e.registration_refused(m.mailbox, now, rng).unwrap(),
+                _ => {
+                    net.registered.insert(m.mailbox, m.credential);
+                }
+            }
         }
         for m in e.retired() {
             if net.registered.get(&m.mailbox) == Some(&m.credential) {
@@ -791,4 +797,33 @@ fn joining_a_group_waits_for_the_users_yes() {
     w.now += GROUP_INVITATION_TTL;
     w.run_for(Duration::from_millis(100));
     assert!(w.clients[1].e().group_invitations().is_empty());
+}
+
+#[test]
+fn a_squatted_mailbox_fails_only_itself() {
+    // Whoever sees an invitation link can register its mailbox first: that invitation is
+    // reported dead, and nothing else of the user's stops.
+    let mut w = World::new(9, 0.0, &[1, 2]);
+    w.connect(0, "ann", 1, "bob");
+    let now = w.now;
+    let inv = w.clients[0].e().invite("carol", now, &mut w.rng).unwrap();
+    w.net.registered.insert(inv.mailbox().0, [0x5a; 32]);
+    w.run_for(Duration::from_millis(100));
+    assert!(w.clients[0].events.contains(&EngineEvent::InvitationRefused { name: "carol".into() }));
+    assert!(!w.clients[0].e().threads().unwrap().iter().any(|t| t.name == "carol"));
+    assert_eq!(w.clients[0].e().stats().registrations_refused, 1);
+    // A conversation's mailbox taken by someone else is replaced, and the talk goes on.
+    let old = w.clients[1].thread("ann").mailbox;
+    let now = w.now;
+    w.clients[1].e().registration_refused(old, now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(60), |w| {
+        w.clients[0].thread("bob").roster.values().all(|r| r.mailbox != old)
+    });
+    let now = w.now;
+    w.clients[0].e().send("bob", "still here?", now, &mut w.rng).unwrap();
+    w.clients[1].e().send("ann", "yes", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(60), |w| {
+        w.clients[1].texts().iter().any(|t| t.2 == "still here?")
+            && w.clients[0].texts().iter().any(|t| t.2 == "yes")
+    });
 }
