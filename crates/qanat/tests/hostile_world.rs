@@ -713,15 +713,20 @@ async fn honest_users_talk_through_every_attack() {
         }
         w.run_for(Duration::from_millis(500)).await;
     };
-    // The mailbox stays the squatter's: bob's registration was refused.
-    // TODO(InvitationRefused): once main has `EngineEvent::InvitationRefused`, wait here for
-    // bob's `InvitationRefused { name: "friend{attempts}" }`.
-    w.run_for(Duration::from_secs(3)).await;
+    // Bob's registration is refused for good: his client reports the invitation dead (and
+    // forgets it), and his conversations go on.
+    let refused = EngineEvent::InvitationRefused { name: format!("friend{attempts}") };
+    w.until(Duration::from_secs(30), "bob to learn his invitation was squatted", async |w| {
+        w.user(BOB).has(&refused)
+    })
+    .await;
     assert!(squatter.fetch(squatted, 0, 1).await.is_ok(), "the squatter still holds the mailbox");
+    eprintln!("the squatter registered bob's invitation mailbox first (attempt {attempts})");
     rows.push(Row {
         attack: "3. registration squatter",
-        counter: "invitations squatted (attempts)".into(),
-        value: attempts as f64,
+        counter: "EngineEvent::InvitationRefused (bob)".into(),
+        value: w.user(BOB).seen.iter().filter(|e| matches!(e, EngineEvent::InvitationRefused { .. })).count()
+            as f64,
     });
 
     // 4. A group-invitation spammer: mallory creates 20 groups and adds alice to each.
