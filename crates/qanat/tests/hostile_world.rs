@@ -10,7 +10,7 @@
 //!    each node's link port (authorities, mixes, gateways) and each gateway's client port; then
 //!    a flood from 20 addresses, more than the handshake table holds, at gw1's client port;
 //! 3. a registration squatter: bob makes an invitation, the attacker registers its mailbox
-//!    first at bob's gateway;
+//!    first at bob's gateway (bob's client reports the invitation refused);
 //! 4. a group-invitation spammer: mallory, alice's contact, creates 20 groups and adds alice;
 //! 5. a contact writing steadily: mallory queues 200 messages to alice at once.
 //!
@@ -24,7 +24,7 @@
 //! route alice gave mallory, which the client keeps to itself; the inbox's bounds on partial
 //! messages are tested in the client crate).
 //!
-//! `cargo test --release -p qanat --test hostile_world -- --nocapture` (about 4 minutes).
+//! `cargo test --release -p qanat --test hostile_world -- --nocapture` (about 100 s on 2 cores).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -693,7 +693,7 @@ async fn honest_users_talk_through_every_attack() {
     // 3. A registration squatter: whoever sees bob's invitation link registers its mailbox at
     // bob's gateway before bob's client does (its next pull, within 0.1 s): the attacker's
     // session is open before the link exists. It may lose the race; then bob tries again.
-    let bob_gw = 1;
+    let bob_gw = 1; // bob's gateway, as started above
     let mut squatter = session(&network, gw_node(bob_gw).client.unwrap(), bob_gw).await;
     let mut attempts = 0;
     let squatted = loop {
