@@ -395,7 +395,7 @@ enum TestbedCommand {
     },
     /// Stops the processes and removes the namespaces a run in DIR left behind (after a crash).
     Down {
-        /// The run's directory (one per profile: DIR/<profile>).
+        /// The run's directory (or one profile's subdirectory of it).
         #[arg(long)]
         dir: PathBuf,
     },

@@ -399,7 +399,13 @@ impl Driver {
                 }
             }
         }
-        println!("testbed: contacts ready after {} s; the chat starts", t0.elapsed().as_secs());
+        // What the set-up queued (answers, MLS welcomes, routes, acknowledgements) leaves at
+        // λ_P: the chat measures a steady state, not that backlog.
+        settle(&mut ctl, Duration::from_secs(10), setup).await?;
+        println!(
+            "testbed: contacts ready and queues drained after {} s; the chat starts",
+            t0.elapsed().as_secs()
+        );
 
         // 4. The chat, with the profile's trouble on its schedule.
         let mut messages = chat_script(self.o.messages, self.o.group, &self.topo.prefix);
@@ -503,6 +509,32 @@ impl Driver {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+}
+
+/// Waits until no client has sent a real packet or an acknowledgement for `quiet` (their
+/// queues are empty: at λ_P = 0.5/s, 10 s without one while a backlog waits has odds e^-5).
+async fn settle(ctl: &mut [Control], quiet: Duration, limit: Duration) -> Result<()> {
+    let end = Instant::now() + limit;
+    let mut last: Vec<Option<[u64; 2]>> = vec![None; ctl.len()];
+    let mut since = Instant::now();
+    loop {
+        for (c, l) in ctl.iter_mut().zip(last.iter_mut()) {
+            if let Response::Status { sent, .. } = c.call(&Request::Status).await? {
+                let now = Some([sent[0], sent[1]]);
+                if *l != now {
+                    *l = now;
+                    since = Instant::now();
+                }
+            }
+        }
+        if since.elapsed() >= quiet {
+            return Ok(());
+        }
+        if Instant::now() >= end {
+            bail!("the clients' queues did not drain within {} s", limit.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
