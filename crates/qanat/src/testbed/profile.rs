@@ -180,7 +180,7 @@ pub(crate) fn plan(p: &LinkProfile, clients: usize, length: Duration, seed: u64)
 }
 
 /// Episodes (start, length in seconds) starting before `end`: exponential gaps between the end
-/// of one and the start of the next; the first comes after one gap.
+/// of one and the start of the next; the first comes after one gap; at least one.
 fn episodes(rng: &mut StdRng, e: Episodes, end: f64) -> impl Iterator<Item = (f64, f64)> {
     let mut list = Vec::new();
     let mut t = 0.0;
@@ -192,6 +192,11 @@ fn episodes(rng: &mut StdRng, e: Episodes, end: f64) -> impl Iterator<Item = (f6
         let len = e.min_s + (e.max_s - e.min_s) * rng.random::<f64>();
         list.push((t, len));
         t += len;
+    }
+    // A profile's trouble happens in every run, however short: one episode a third of the
+    // way in when the draws put none before the end.
+    if list.is_empty() {
+        list.push((end / 3.0, e.min_s + (e.max_s - e.min_s) * rng.random::<f64>()));
     }
     list.into_iter()
 }
@@ -244,6 +249,8 @@ mod tests {
                 || p.resets_every_s.is_some()
                 || p.partitions.is_some();
             assert_eq!(!a.is_empty(), troubled, "{}", p.name);
+            // Even a short run meets its profile's trouble.
+            assert_eq!(!plan(&p, 2, Duration::from_secs(5), 1).is_empty(), troubled, "{}", p.name);
         }
     }
 }
