@@ -134,8 +134,38 @@ pub fn parameters(o: &Options) -> ParametersConfig {
     }
 }
 
-/// Generates keys and configs for 3 authorities, 3 layers of 2 mixes and 2 gateways in `dir`.
+/// Where one node listens (what [`generate_placed`] asks of its placement).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeAddresses {
+    /// The link address (mixes, gateways and authorities).
+    pub link: SocketAddr,
+    /// The metrics address, if the node serves metrics.
+    pub metrics: Option<SocketAddr>,
+    /// A gateway's client address (ignored for other roles).
+    pub client: Option<SocketAddr>,
+}
+
+/// Generates keys and configs for 3 authorities, 3 layers of 2 mixes and 2 gateways in `dir`,
+/// each on free ports of 127.0.0.1 (metrics if `o.metrics`).
 pub fn generate(dir: &Path, o: &Options) -> Result<Vec<LocalNode>, LocalNetError> {
+    generate_placed(dir, o, |_, role| {
+        let port = || free_local_port().map(local).map_err(LocalNetError::Port);
+        Ok(NodeAddresses {
+            link: port()?,
+            metrics: if o.metrics { Some(port()?) } else { None },
+            client: if role == "gateway" { Some(port()?) } else { None },
+        })
+    })
+}
+
+/// As [`generate`], with each node's addresses chosen by `place(name, role)` (`o.metrics` is
+/// then the placement's choice): `qanat testbed` puts every node at its own address in its own
+/// network namespace.
+pub fn generate_placed(
+    dir: &Path,
+    o: &Options,
+    mut place: impl FnMut(&str, &'static str) -> Result<NodeAddresses, LocalNetError>,
+) -> Result<Vec<LocalNode>, LocalNetError> {
     let period = EpochPeriod::from_secs(o.epoch_secs)
         .map_err(|_| LocalNetError::Parameters("the epoch must be 1 to 86400 seconds".into()))?;
     let params = parameters(o);
@@ -158,13 +188,16 @@ pub fn generate(dir: &Path, o: &Options) -> Result<Vec<LocalNode>, LocalNetError
         std::fs::create_dir_all(&node_dir).map_err(io(&node_dir))?;
         let keys =
             NodeKeys::open(&node_dir.join("data"), KEY_WINDOW, wall_now(), period, o.scheme, &mut rng)?;
-        let port = || free_local_port().map(local).map_err(LocalNetError::Port);
+        let at = place(&name, role)?;
+        if role == "gateway" && at.client.is_none() {
+            return Err(LocalNetError::Parameters(format!("the placement gave {name} no client address")));
+        }
         nodes.push(LocalNode {
             role,
             config: node_dir.join("node.toml"),
-            link: port()?,
-            metrics: if o.metrics { Some(port()?) } else { None },
-            client: if role == "gateway" { Some(port()?) } else { None },
+            link: at.link,
+            metrics: at.metrics,
+            client: if role == "gateway" { at.client } else { None },
             identity: keys.identity().public(),
             link_key: keys.link().public_key().clone(),
             name,

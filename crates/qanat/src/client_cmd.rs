@@ -244,7 +244,12 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 // run
 
 /// `qanat run`: the long-running client, until SIGINT or SIGTERM.
-pub(crate) fn run(home: &Path, fetch_interval: Duration, out: Output) -> Result<()> {
+pub(crate) fn run(
+    home: &Path,
+    fetch_interval: Duration,
+    decision_window: Option<Duration>,
+    out: Output,
+) -> Result<()> {
     require_profile(home)?;
     let network_path = home.join(NETWORK_FILE);
     let (_, network) = load_network(&network_path)?;
@@ -257,9 +262,14 @@ pub(crate) fn run(home: &Path, fetch_interval: Duration, out: Output) -> Result<
                 network_path.display()
             )
         })?;
+    let mut mls = EngineConfig::default().mls;
+    if let Some(w) = decision_window {
+        mls.decision_window = w;
+    }
     let engine = Engine::open(
         profile,
         EngineConfig {
+            mls,
             fetch_interval: if fetch_interval.is_zero() {
                 EngineConfig::default().fetch_interval
             } else {

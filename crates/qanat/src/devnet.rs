@@ -75,7 +75,7 @@ fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
 }
 
 /// Whether `pid` is alive and still runs the node of `config`.
-fn runs(pid: u32, config: &Path) -> bool {
+pub(crate) fn runs(pid: u32, config: &Path) -> bool {
     let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) else { return false };
     if test_kill_process(p).is_err() {
         return false;
@@ -90,7 +90,7 @@ fn runs(pid: u32, config: &Path) -> bool {
     cmdline.split(|b| *b == 0).any(|arg| arg == want)
 }
 
-fn signal(pid: u32, sig: Signal) {
+pub(crate) fn signal(pid: u32, sig: Signal) {
     if let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
         let _ = kill_process(p, sig);
     }

@@ -7,6 +7,7 @@ mod devnet;
 mod eval;
 mod node_cmd;
 mod packet_demo;
+mod testbed;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -130,6 +131,13 @@ enum Command {
         #[command(subcommand)]
         command: DevnetCommand,
     },
+    /// A devnet in Linux network namespaces it creates (needs root), with the links users meet
+    /// (2G, lossy 3G, satellite, flapping links, partitions between layers): runs the same
+    /// chat over each and prints p50/p99 latency (see docs/TESTBED.md).
+    Testbed {
+        #[command(subcommand)]
+        command: TestbedCommand,
+    },
     /// Creates a client profile (encrypted under a passphrase) for the network a network file
     /// describes ('qanat devnet up' writes DIR/network.toml), with the gateway it will use.
     /// Refuses, changing nothing, if the directory already holds a profile.
@@ -158,6 +166,11 @@ enum Command {
         /// a packet, so fetching more often than packets leave would dominate the traffic).
         #[arg(long, value_parser = clap::value_parser!(u64).range(50..=600_000))]
         fetch_interval_ms: Option<u64>,
+        /// How long group members wait after a commit for concurrent ones before choosing, in
+        /// seconds (default 120: twice a slow network's delivery delay, and more). Test
+        /// networks with one member committing at a time use less.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        decision_window_secs: Option<u64>,
     },
     /// Makes a one-time invitation for a new contact, to be called NAME here, and prints its
     /// link and QR code (needs the running client).
@@ -373,6 +386,45 @@ enum DevnetCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum TestbedCommand {
+    /// Brings up the network in namespaces, runs the chat over one profile (or each), checks
+    /// that every message arrived exactly once, prints latencies, and tears everything down.
+    Run {
+        /// lan, 2g, 3g-lossy, satellite, flapping, partition, or all (repeatable).
+        #[arg(long, required = true)]
+        profile: Vec<String>,
+        /// Messages in the chat.
+        #[arg(long, default_value_t = 30)]
+        messages: usize,
+        /// The chat's length in seconds (messages are sent evenly over it; the profile's
+        /// trouble is scheduled over it).
+        #[arg(long, default_value_t = 90)]
+        duration: u64,
+        /// Seconds after the last send within which every message must arrive.
+        #[arg(long, default_value_t = 300)]
+        drain: u64,
+        /// Where configs, profiles and logs go (kept); default: a temporary directory, removed
+        /// after a successful run.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The seed of the trouble's schedule.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Only alice and bob (no group of three with carol).
+        #[arg(long)]
+        no_group: bool,
+    },
+    /// Stops the processes and removes the namespaces a run in DIR left behind (after a crash).
+    Down {
+        /// The run's directory (or one profile's subdirectory of it).
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Exits 0 if network namespaces can be created here, 2 if the kernel refuses (not root).
+    Check,
+}
+
 fn init_logs() {
     let level = match std::env::var("QANAT_LOG").as_deref() {
         Ok("error") => tracing::Level::ERROR,
@@ -487,14 +539,38 @@ fn main() -> Result<()> {
             DevnetCommand::Down { dir } => devnet::down(&dir),
             DevnetCommand::Restart { dir, name } => devnet::restart(&dir, &name),
         },
+        Command::Testbed { command } => match command {
+            TestbedCommand::Run { profile, messages, duration, drain, dir, seed, no_group } => {
+                testbed::run(&testbed::RunOptions {
+                    profiles: profile,
+                    messages,
+                    duration: Duration::from_secs(duration),
+                    drain: Duration::from_secs(drain),
+                    dir,
+                    seed,
+                    group: !no_group,
+                })
+            }
+            TestbedCommand::Down { dir } => testbed::down(&dir),
+            TestbedCommand::Check => {
+                if testbed::namespaces_available()? {
+                    println!("testbed: network namespaces are available");
+                    Ok(())
+                } else {
+                    eprintln!("testbed: network namespaces are unavailable (not root?)");
+                    std::process::exit(2)
+                }
+            }
+        },
         Command::Init { home: h, network, gateway, traffic } => {
             client_cmd::init(&home(h)?, &network, gateway.as_deref(), &traffic, out)
         }
-        Command::Run { home: h, fetch_interval_ms } => {
+        Command::Run { home: h, fetch_interval_ms, decision_window_secs } => {
             init_logs();
             client_cmd::run(
                 &home(h)?,
                 fetch_interval_ms.map(Duration::from_millis).unwrap_or(Duration::ZERO),
+                decision_window_secs.map(Duration::from_secs),
                 out,
             )
         }
