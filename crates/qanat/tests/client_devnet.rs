@@ -629,18 +629,34 @@ async fn soak_with_churn_and_attacks() {
             .count()
     };
     let drained = tokio::time::Instant::now();
-    until(
-        &mut [&mut alice, &mut bob, &mut carol, &mut mallory],
-        Duration::from_secs(600),
-        "every honest message",
-        |u| {
-            expected.iter().all(|(r, thread, text)| {
-                let i = ["alice", "bob", "carol"].iter().position(|n| n == r).unwrap();
-                count(u[i], thread, text) >= 1
+    let drain: u64 = std::env::var("QANAT_SOAK_DRAIN_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
+    let deadline = drained + Duration::from_secs(drain);
+    loop {
+        for u in [&mut alice, &mut bob, &mut carol, &mut mallory] {
+            u.pump();
+        }
+        let missing: Vec<&(&str, String, String)> = expected
+            .iter()
+            .filter(|(r, thread, text)| {
+                let u =
+                    [&alice, &bob, &carol][["alice", "bob", "carol"].iter().position(|n| n == r).unwrap()];
+                count(u, thread, text) == 0
             })
-        },
-    )
-    .await;
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            for u in [&alice, &bob, &carol] {
+                eprintln!("{}: {:?}", u.name, u.call(Request::Status).await);
+            }
+            for c in &churn {
+                eprintln!("soak: {c}");
+            }
+            panic!("{} of {} honest messages never arrived: {missing:?}", missing.len(), expected.len());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let drain_secs = drained.elapsed().as_secs();
     // A while longer: no copies arrive.
     tokio::time::sleep(Duration::from_secs(10)).await;
