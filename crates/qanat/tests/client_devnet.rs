@@ -80,6 +80,9 @@ impl User {
     }
 
     async fn stop(&mut self) {
+        // Whatever was emitted before the stop is kept: dropping the subscription unread would
+        // lose it.
+        self.pump();
         self.events = None;
         if let Err(e) = self.handle.take().unwrap().shutdown().await {
             panic!("{}: the client stopped with an error: {e}", self.name);
@@ -652,6 +655,16 @@ async fn soak_with_churn_and_attacks() {
             }
             for c in &churn {
                 eprintln!("soak: {c}");
+            }
+            // Delivered but never seen as an event, or never delivered at all?
+            for (r, thread, text) in &missing {
+                let u =
+                    [&alice, &bob, &carol][["alice", "bob", "carol"].iter().position(|n| n == r).unwrap()];
+                let in_history = match u.call(Request::History { name: thread.clone() }).await {
+                    Response::Messages { list } => list.iter().any(|m| &m.text == text),
+                    _ => false,
+                };
+                eprintln!("soak: {r} {thread} {text:?}: in history {in_history}");
             }
             panic!("{} of {} honest messages never arrived: {missing:?}", missing.len(), expected.len());
         }
