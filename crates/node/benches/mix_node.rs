@@ -168,6 +168,7 @@ fn main() {
                 peers,
                 resend: qanat_mixnet::ResendConfig::new(Duration::from_secs(10), Duration::from_secs(300)),
                 clock: qanat_mixnet::Time::ZERO,
+                hostile: Default::default(),
             };
             let rng = ChaCha20Rng::seed_from_u64(1);
             let h = match std::env::var_os("QANAT_BENCH_REPLAY_LOG") {

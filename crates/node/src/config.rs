@@ -54,8 +54,9 @@
 //! # trust_persistence_unverified = false  # optional: serve when CONFIG GET is not allowed (see OPERATING.md)
 //! ```
 //!
-//! A `[danger]` table holds settings for tests that break the network's promises (for now
-//! `fault_drop_rate`, a gateway's fault injection). A config may parse with one, but
+//! A `[danger]` table holds settings for tests that break the network's promises
+//! (`fault_drop_rate`, a gateway's fault injection; `withhold_rate`, `replay_copies` and
+//! `forge_copies`, a hostile mix: [`HostileMix`]). A config may parse with one, but
 //! [`crate::service::start`] refuses to run it unless the operator said so on the command line
 //! (`qanat node run --allow-danger`, [`NodeConfig::allow_danger`]): a copied test config cannot
 //! make a production node acknowledge packets and then drop them.
@@ -125,6 +126,35 @@ pub struct DangerConfig {
     /// the packets arriving from clients and from mixes is dropped (those from mixes after
     /// acknowledging them), as if lost on the link.
     pub fault_drop_rate: f64,
+    /// A hostile mix (mixes only): what it does to the packets it should forward.
+    pub hostile_mix: HostileMix,
+}
+
+/// A mix that attacks the network it serves, for tests of what honest users then meet (the
+/// `[danger]` table's `withhold_rate`, `replay_copies` and `forge_copies`; all off by default).
+///
+/// A mix acknowledges nothing (only gateways acknowledge, to the last layer), and the
+/// end-to-end acknowledgements it carries (SURB replies) look like every other packet: a mix that
+/// withholds acknowledgements is one that drops a share of what it should forward, and one that
+/// forges them sends packets it made up, which no gateway or client can take for real ones.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
+pub struct HostileMix {
+    /// This fraction (0 to 1) of the packets it should forward is dropped.
+    pub withhold_rate: f64,
+    /// Each packet it forwards is sent this many more times (0 to 8): a replay at the next hop,
+    /// under fresh link ids when the next hop is a gateway.
+    pub replay_copies: u32,
+    /// With each packet it forwards, this many packets of random bytes (0 to 8) go to the same
+    /// next hop: forged packets, and forged acknowledgements if they were taken for SURB replies.
+    pub forge_copies: u32,
+}
+
+impl HostileMix {
+    /// Whether it does anything.
+    pub fn is_active(&self) -> bool {
+        self.withhold_rate > 0.0 || self.replay_copies > 0 || self.forge_copies > 0
+    }
 }
 
 impl NodeConfig {
@@ -139,8 +169,9 @@ impl NodeConfig {
         match &self.danger {
             Some(_) if !self.danger_allowed => Err(invalid(
                 "danger",
-                "holds settings for tests that break the network's promises (fault_drop_rate \
-                 acknowledges packets and then drops them); the node refuses to start with it",
+                "holds settings for tests that break the network's promises (fault injection \
+                 that acknowledges packets and then drops them, a hostile mix); the node refuses \
+                 to start with it",
                 "remove the [danger] table, or, on a test network only, start the node with \
                  'qanat node run --allow-danger'",
             )),
@@ -297,6 +328,9 @@ struct RawListener {
 #[serde(deny_unknown_fields)]
 struct RawDanger {
     fault_drop_rate: Option<f64>,
+    withhold_rate: Option<f64>,
+    replay_copies: Option<u32>,
+    forge_copies: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -807,7 +841,44 @@ fn parse_danger(raw: RawDanger, role: &str) -> Result<DangerConfig, ConfigError>
             "remove the line",
         ));
     }
-    Ok(DangerConfig { fault_drop_rate })
+    let withhold_rate = raw.withhold_rate.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&withhold_rate) {
+        return Err(invalid(
+            "danger.withhold_rate",
+            format!("{withhold_rate} is outside 0..=1"),
+            "remove the line (it makes a hostile mix for tests), or use a fraction such as 0.3",
+        ));
+    }
+    let copies = |field: &str, v: Option<u32>| -> Result<u32, ConfigError> {
+        match v.unwrap_or(0) {
+            n @ 0..=8 => Ok(n),
+            n => Err(invalid(
+                format!("danger.{field}"),
+                format!("{n} is outside 0..=8"),
+                "remove the line (it makes a hostile mix for tests), or use a small count such as 2",
+            )),
+        }
+    };
+    let hostile_mix = HostileMix {
+        withhold_rate,
+        replay_copies: copies("replay_copies", raw.replay_copies)?,
+        forge_copies: copies("forge_copies", raw.forge_copies)?,
+    };
+    if hostile_mix.is_active() && role != "mix" {
+        let field = if withhold_rate > 0.0 {
+            "withhold_rate"
+        } else if hostile_mix.replay_copies > 0 {
+            "replay_copies"
+        } else {
+            "forge_copies"
+        };
+        return Err(invalid(
+            format!("danger.{field}"),
+            format!("is only used by mixes, and this node has role = \"{role}\""),
+            "remove the line",
+        ));
+    }
+    Ok(DangerConfig { fault_drop_rate, hostile_mix })
 }
 
 fn parse_authority(raw: RawAuthority, network: &NetworkConfig) -> Result<AuthorityConfig, ConfigError> {

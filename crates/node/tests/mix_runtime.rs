@@ -119,6 +119,7 @@ async fn packets_cross_three_mix_runtimes_over_real_links_and_survive_a_gateway_
             peers,
             resend: qanat_mixnet::ResendConfig::new(Duration::from_millis(300), Duration::from_secs(300)),
             clock: qanat_mixnet::Time::ZERO,
+            hostile: Default::default(),
         };
         let h = spawn_mix(core, rt, ChaCha20Rng::seed_from_u64(100 + i as u64)).await.unwrap();
         next = (m.id, h.local_addr(), m.link.public_key().clone(), false);
@@ -256,6 +257,7 @@ async fn a_gateway_cannot_acknowledge_what_was_sent_to_another() {
         peers,
         resend: qanat_mixnet::ResendConfig::new(Duration::from_millis(300), Duration::from_secs(300)),
         clock: Time::ZERO,
+        hostile: Default::default(),
     };
     let h = spawn_mix(core, rt, ChaCha20Rng::seed_from_u64(99)).await.unwrap();
     let conn = qanat_link::connect(

@@ -149,6 +149,7 @@ async fn scenario(full_disk: bool) {
                 peers: HashMap::from([next.clone(), (prev.id, peer(unused, prev, false))]),
                 resend: qanat_mixnet::ResendConfig::new(Duration::from_millis(500), Duration::from_secs(300)),
                 clock: qanat_mixnet::Time::ZERO,
+                hostile: Default::default(),
             },
             ChaCha20Rng::seed_from_u64(40 + i as u64),
         )

@@ -95,6 +95,7 @@ fn child_mix() {
             peers,
             resend: qanat_mixnet::ResendConfig::new(Duration::from_secs(2), Duration::from_secs(300)),
             clock: Time::ZERO,
+            hostile: Default::default(),
         };
         let h = spawn_mix_with_replay_log(core, rc, ChaCha20Rng::seed_from_u64(1), log).await.unwrap();
         let probe = h.probe();

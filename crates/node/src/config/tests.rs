@@ -292,6 +292,25 @@ fn fault_injection_lives_in_a_danger_table_that_needs_an_explicit_flag() {
 }
 
 #[test]
+fn a_hostile_mix_is_a_danger_setting_of_mixes_only() {
+    let mix = example(ExampleRole::Mix);
+    let text = format!("{mix}\n[danger]\nwithhold_rate = 0.3\nreplay_copies = 2\nforge_copies = 1\n");
+    let config = parse(&text).unwrap();
+    let h = config.danger.as_ref().unwrap().hostile_mix;
+    assert_eq!((h.withhold_rate, h.replay_copies, h.forge_copies), (0.3, 2, 1));
+    assert!(h.is_active());
+    assert!(config.check_danger().is_err(), "needs --allow-danger");
+    refused(&format!("{mix}\n[danger]\nwithhold_rate = 1.5\n"), "danger.withhold_rate", "outside");
+    refused(&format!("{mix}\n[danger]\nreplay_copies = 9\n"), "danger.replay_copies", "outside");
+    refused(&format!("{mix}\n[danger]\nforge_copies = 100\n"), "danger.forge_copies", "outside");
+    let gw = gateway_text();
+    refused(&format!("{gw}\n[danger]\nreplay_copies = 1\n"), "danger.replay_copies", "only used by mixes");
+    // Without those lines a mix is honest.
+    let plain = parse(&format!("{mix}\n[danger]\n")).unwrap();
+    assert!(!plain.danger.unwrap().hostile_mix.is_active());
+}
+
+#[test]
 fn budgets_default_are_rendered_and_are_checked() {
     let gw = gateway_text();
     let cfg = parse(&gw).unwrap();

@@ -34,7 +34,7 @@ use qanat_link::{
 };
 use qanat_mixnet::{Mix, MixMetrics, ResendConfig, ResendMetrics, Resends, Time};
 use qanat_packet::NodeId;
-use rand_core::CryptoRng;
+use rand_core::{CryptoRng, Rng};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -42,6 +42,7 @@ use tokio::time::Instant;
 use super::handle::RuntimeHandle;
 use super::links::{Links, accept_loop};
 use super::peers::{EpochUpdate, Peer, PeerTable, Probe, SharedPeers};
+use crate::config::HostileMix;
 use crate::replay_log::{ReplayLog, ReplayLogMetrics};
 
 /// How to run a mix.
@@ -62,6 +63,8 @@ pub struct MixRuntimeConfig {
     /// What the core's clock reads when the runtime starts: `Time::ZERO` for a private clock,
     /// or the Unix time in microseconds so that epoch windows are wall-clock times.
     pub clock: Time,
+    /// A hostile mix, for tests only (the `[danger]` table): off by default.
+    pub hostile: HostileMix,
 }
 
 /// Counters of the runtime itself (the core's are in [`MixMetrics`]).
@@ -85,6 +88,12 @@ pub struct RuntimeMetrics {
     pub stray_acks: AtomicU64,
     /// Packets to gateways kept now (a gauge).
     pub unacked: AtomicU64,
+    /// A hostile mix (tests only, [`HostileMix`]): packets it dropped instead of forwarding.
+    pub hostile_withheld: AtomicU64,
+    /// A hostile mix: extra copies of forwarded packets it sent.
+    pub hostile_replayed: AtomicU64,
+    /// A hostile mix: packets of random bytes it sent.
+    pub hostile_forged: AtomicU64,
     /// The replay log's counters (zero without one).
     pub replay_log: Arc<ReplayLogMetrics>,
 }
@@ -212,6 +221,7 @@ async fn run<R: CryptoRng + Send + 'static>(
 ) {
     let origin = Instant::now();
     let clock = config.clock;
+    let hostile = config.hostile;
     let now = || clock + origin.elapsed();
     let (acks_tx, mut acks) = mpsc::channel::<(NodeId, Vec<PacketId>)>(1024);
     let mut links = Links::new(
@@ -311,10 +321,26 @@ async fn run<R: CryptoRng + Send + 'static>(
         }
         let t = now();
         while let Some(tx) = core.poll_transmit(t) {
+            if hostile.withhold_rate > 0.0 && unit(&mut rng) < hostile.withhold_rate {
+                metrics.hostile_withheld.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             let Some((link, gateway)) = links.route(tx.to, &peers) else {
                 metrics.unknown_next_hop.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
+            for _ in 0..hostile.forge_copies {
+                let mut forged = vec![0u8; tx.packet.len()];
+                rng.fill_bytes(&mut forged);
+                let id = PacketId(resends.send(t, tx.to, gateway, &forged));
+                let _ = link.try_send(Frame::Packet { id, packet: forged });
+                metrics.hostile_forged.fetch_add(1, Ordering::Relaxed);
+            }
+            for _ in 0..hostile.replay_copies {
+                let id = PacketId(resends.send(t, tx.to, gateway, &tx.packet));
+                let _ = link.try_send(Frame::Packet { id, packet: tx.packet.clone() });
+                metrics.hostile_replayed.fetch_add(1, Ordering::Relaxed);
+            }
             let id = PacketId(resends.send(t, tx.to, gateway, &tx.packet));
             let sent = link.try_send(Frame::Packet { id, packet: tx.packet });
             if sent.is_err() && !gateway {
@@ -328,6 +354,11 @@ async fn run<R: CryptoRng + Send + 'static>(
     }
     accept.abort();
     links.shutdown().await;
+}
+
+/// A uniform draw in [0, 1).
+fn unit<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The next batch the replay log reports durable; never, without a log.

@@ -250,6 +250,28 @@ pub fn mix(e: &mut Exposition, p: &MixProbe, uptime_secs: f64) {
         "Packets to gateways kept until acknowledged.",
         g(&r.unacked) as f64,
     );
+    // A hostile mix's own counts ([danger] table, tests only); zero on every honest mix.
+    if r.hostile_withheld.load(Ordering::Relaxed)
+        + r.hostile_replayed.load(Ordering::Relaxed)
+        + r.hostile_forged.load(Ordering::Relaxed)
+        > 0
+    {
+        e.counter(
+            "qanat_mix_danger_withheld_total",
+            "[danger] hostile mix: packets dropped instead of forwarded.",
+            g(&r.hostile_withheld),
+        );
+        e.counter(
+            "qanat_mix_danger_replayed_total",
+            "[danger] hostile mix: extra copies of forwarded packets sent.",
+            g(&r.hostile_replayed),
+        );
+        e.counter(
+            "qanat_mix_danger_forged_total",
+            "[danger] hostile mix: packets of random bytes sent.",
+            g(&r.hostile_forged),
+        );
+    }
     replay_log(e, c.replay_tags_restored, c.replay_log_full, &r.replay_log);
 }
 

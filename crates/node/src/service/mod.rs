@@ -287,6 +287,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                 peers: HashMap::new(),
                 resend: ResendConfig::new(RESEND_AFTER, resend_give_up(period)),
                 clock: epochs::core_time(wall_now()),
+                hostile: config.danger.as_ref().map(|d| d.hostile_mix).unwrap_or_default(),
             };
             let log = ReplayLog::open(&config.data_dir, |e| keys.packet_key(Epoch(e)).is_some())?;
             let h = spawn_mix_with_replay_log(core, rc, os_rng()?, log)
