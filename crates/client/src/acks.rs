@@ -21,7 +21,7 @@ use qanat_mixnet::Time;
 use qanat_packet::Sphinx;
 use rand_core::CryptoRng;
 
-use crate::sending::{self, AckEntry, MessageId, RouteError};
+use crate::sending::{self, AckEntry, MessageId};
 
 /// At most this many fragments wait for an acknowledgement (beyond it, the oldest group's are
 /// dropped: their senders resend).
@@ -135,18 +135,18 @@ impl AckQueue {
         now: Time,
         sphinx: &Sphinx,
         rng: &mut R,
-    ) -> Result<Option<Vec<u8>>, RouteError> {
+    ) -> Option<Vec<u8>> {
         let expired: Vec<AckGroup> =
             self.groups.iter().filter(|(_, p)| p.since + ACK_TTL <= now).map(|(g, _)| *g).collect();
         for g in expired {
             self.forget(g);
         }
         self.order.retain(|g| self.groups.contains_key(g));
-        let Some(group) = self.order.pop_front() else { return Ok(None) };
-        let Some(p) = self.groups.get_mut(&group) else { return Ok(None) };
+        let group = self.order.pop_front()?;
+        let p = self.groups.get_mut(&group)?;
         let Some(surb) = p.surbs.pop() else {
             self.forget(group);
-            return Ok(None);
+            return None;
         };
         let room = sending::ack_capacity(sphinx.geometry());
         let mut used = 0;
@@ -185,7 +185,16 @@ impl AckQueue {
         } else {
             self.order.push_back(group);
         }
-        let packet = sending::acks_packet(sphinx, &surb, entries, rng)?;
-        Ok(Some(packet.packet))
+        match sending::acks_packet(sphinx, &surb, entries, rng) {
+            Ok(packet) => Some(packet.packet),
+            Err(_) => {
+                // A SURB that cannot carry a reply (it came from the contact): what it was to
+                // acknowledge is dropped, and its sender sends it again.
+                self.stats.replies -= 1;
+                self.stats.fragments -= n as u64;
+                self.stats.dropped += n as u64;
+                None
+            }
+        }
     }
 }

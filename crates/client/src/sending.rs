@@ -450,6 +450,7 @@ pub struct Outbox {
     /// The SURBs in the order they were made, to forget them after [`SURB_LIFETIME`].
     surb_order: VecDeque<(Time, SurbId)>,
     events: VecDeque<OutboxEvent>,
+    unroutable: u64,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -483,6 +484,7 @@ impl Outbox {
             queue: VecDeque::new(),
             surbs: HashMap::new(),
             surb_order: VecDeque::new(),
+            unroutable: 0,
             events: VecDeque::new(),
         }
     }
@@ -566,62 +568,67 @@ impl Outbox {
     }
 
     /// Builds the next queued fragment's packet for a payload slot at `now` (or `None` when
-    /// nothing is queued: the slot then carries a drop).
+    /// nothing is queued: the slot then carries a drop). A fragment whose packet cannot be built
+    /// now (its recipient's gateway is missing from this epoch's directory) never fails the
+    /// slot: it waits as if lost and is tried again ([`Outbox::unroutable`] counts it).
     pub fn next_packet<R: CryptoRng + ?Sized>(
         &mut self,
         now: Time,
         sphinx: &Sphinx,
         view: &NetworkView,
         rng: &mut R,
-    ) -> Result<Option<OutPacket>, RouteError> {
-        // Skip entries made stale by an acknowledgement since they were queued.
-        let (id, index) = loop {
-            let Some((id, index)) = self.queue.pop_front() else { return Ok(None) };
-            let sendable = self
-                .messages
-                .get(&id)
-                .and_then(|m| m.fragments.get(usize::from(index)))
-                .is_some_and(|(_, s)| !matches!(s, FragmentState::Acked));
-            if sendable {
-                break (id, index);
+    ) -> Option<OutPacket> {
+        loop {
+            // Skip entries made stale by an acknowledgement since they were queued.
+            let (id, index) = self.queue.pop_front()?;
+            let Some(m) = self.messages.get_mut(&id) else { continue };
+            let Some((_, state)) = m.fragments.get(usize::from(index)) else { continue };
+            if matches!(state, FragmentState::Acked) {
+                continue;
             }
-        };
-        let Some(m) = self.messages.get_mut(&id) else { return Ok(None) };
-        let count = u16::try_from(m.fragments.len()).map_err(|_| PayloadError::TooLong)?;
-        let Some((data, state)) = m.fragments.get_mut(usize::from(index)) else { return Ok(None) };
-        let g = sphinx.geometry();
-        // The SURB: back from the contact's gateway through the layers to ours.
-        let mut surb_id = [0u8; 16];
-        rng.fill_bytes(&mut surb_id);
-        let back = route_hops(&view.topology, &m.route.gateway, &view.gateway, rng)?;
-        let back = sphinx_path(
-            &view.topology,
-            &back,
-            view.mean_delay,
-            Destination::SurbReply(m.reply_to, SurbId(surb_id)),
-            rng,
-        );
-        let (surb, keys) = sphinx.new_surb(rng, &back)?;
-        let payload =
-            Payload::Data { surb, message_id: id, index, count, data: data.clone() }.encode(g, rng)?;
-        let packet = sealed_packet(sphinx, view, &m.route, &payload, rng)?;
-        let attempt = match state {
-            FragmentState::InFlight { attempt, .. } => *attempt + 1,
-            _ => 0,
-        };
-        *state = FragmentState::InFlight { until: now + self.policy.wait(attempt, rng), attempt };
-        while self.surb_order.front().is_some_and(|(t, _)| *t + SURB_LIFETIME <= now) {
-            if let Some((_, old)) = self.surb_order.pop_front() {
-                self.surbs.remove(&old);
+            let attempt = match state {
+                FragmentState::InFlight { attempt, .. } => *attempt + 1,
+                _ => 0,
+            };
+            match build_fragment(m, id, index, sphinx, view, rng) {
+                Ok((packet, surb_id, keys)) => {
+                    let Some(m) = self.messages.get_mut(&id) else { continue };
+                    if let Some((_, state)) = m.fragments.get_mut(usize::from(index)) {
+                        *state =
+                            FragmentState::InFlight { until: now + self.policy.wait(attempt, rng), attempt };
+                    }
+                    while self.surb_order.front().is_some_and(|(t, _)| *t + SURB_LIFETIME <= now) {
+                        if let Some((_, old)) = self.surb_order.pop_front() {
+                            self.surbs.remove(&old);
+                        }
+                    }
+                    self.surbs.insert(surb_id, PendingSurb { route: m.route, keys });
+                    self.surb_order.push_back((now, surb_id));
+                    if !m.sent_once && m.fragments.iter().all(|(_, s)| !matches!(s, FragmentState::Queued)) {
+                        m.sent_once = true;
+                        self.events.push_back(OutboxEvent::State(id, Delivery::Sent));
+                    }
+                    return Some(OutPacket { packet });
+                }
+                Err(_) => {
+                    // No packet can be built for this message now (its recipient's gateway is
+                    // not in this epoch's directory, say): it waits as if sent and lost, and is
+                    // tried again after the same backoff; the slot goes to what comes next.
+                    self.unroutable += 1;
+                    let Some(m) = self.messages.get_mut(&id) else { continue };
+                    if let Some((_, state)) = m.fragments.get_mut(usize::from(index)) {
+                        *state =
+                            FragmentState::InFlight { until: now + self.policy.wait(attempt, rng), attempt };
+                    }
+                }
             }
         }
-        self.surbs.insert(SurbId(surb_id), PendingSurb { route: m.route, keys });
-        self.surb_order.push_back((now, SurbId(surb_id)));
-        if !m.sent_once && m.fragments.iter().all(|(_, s)| !matches!(s, FragmentState::Queued)) {
-            m.sent_once = true;
-            self.events.push_back(OutboxEvent::State(id, Delivery::Sent));
-        }
-        Ok(Some(OutPacket { packet }))
+    }
+
+    /// Fragments that could not be sent in their slot because no packet could be built for them
+    /// (their recipient's gateway missing from the directory): each waits and is tried again.
+    pub fn unroutable(&self) -> u64 {
+        self.unroutable
     }
 
     /// A SURB reply arrived in our mailbox: decrypts it with the SURB's keys and records the
@@ -773,6 +780,35 @@ pub fn acks_packet<R: CryptoRng + ?Sized>(
     let payload = Payload::Ack(entries).encode(sphinx.geometry(), rng)?;
     let (packet, _first_hop) = sphinx.new_packet_from_surb(surb, &payload)?;
     Ok(OutPacket { packet })
+}
+
+/// The packet for fragment `index` of message `id`, with its SURB's id and keys.
+fn build_fragment<R: CryptoRng + ?Sized>(
+    m: &OutMessage,
+    id: MessageId,
+    index: u16,
+    sphinx: &Sphinx,
+    view: &NetworkView,
+    rng: &mut R,
+) -> Result<(Vec<u8>, SurbId, SurbKeys), RouteError> {
+    let count = u16::try_from(m.fragments.len()).map_err(|_| PayloadError::TooLong)?;
+    let (data, _) = m.fragments.get(usize::from(index)).ok_or(PayloadError::TooLong)?;
+    let g = sphinx.geometry();
+    // The SURB: back from the contact's gateway through the layers to ours.
+    let mut surb_id = [0u8; 16];
+    rng.fill_bytes(&mut surb_id);
+    let back = route_hops(&view.topology, &m.route.gateway, &view.gateway, rng)?;
+    let back = sphinx_path(
+        &view.topology,
+        &back,
+        view.mean_delay,
+        Destination::SurbReply(m.reply_to, SurbId(surb_id)),
+        rng,
+    );
+    let (surb, keys) = sphinx.new_surb(rng, &back)?;
+    let payload = Payload::Data { surb, message_id: id, index, count, data: data.clone() }.encode(g, rng)?;
+    let packet = sealed_packet(sphinx, view, &m.route, &payload, rng)?;
+    Ok((packet, SurbId(surb_id), keys))
 }
 
 /// What the inbox did with a fragment.

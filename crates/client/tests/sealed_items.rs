@@ -109,7 +109,7 @@ fn every_item_on_the_egress_path_is_random_bytes_of_one_length() {
         outbox.queue(&g, *r, alice_home.0, b"hello, in the clear inside the seal", &mut rng).unwrap();
     }
     let mut stored: Vec<StoreRequest> = Vec::new();
-    while let Some(p) = outbox.next_packet(Time::ZERO, &net.sphinx, &view, &mut rng).unwrap() {
+    while let Some(p) = outbox.next_packet(Time::ZERO, &net.sphinx, &view, &mut rng) {
         stored.push(net.deliver(p.packet).expect("stored"));
     }
     assert_eq!(stored.len(), 5);

@@ -483,6 +483,8 @@ fn qanat(args: &[&str]) {
 /// `QANAT_SOAK_SECS=1800 cargo test --release -p qanat --test client_devnet soak -- --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_with_churn_and_attacks() {
+    // Warnings and errors of the clients (why one stopped, if one does) go to the test's output.
+    let _ = tracing_subscriber::fmt().with_max_level(tracing::Level::WARN).with_test_writer().try_init();
     let secs: u64 = std::env::var("QANAT_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(90);
     let devnet = devnet_up(&["--epoch-secs", "20", "--lambda-p", "20"]);
     let d = devnet.dir.path().to_str().unwrap().to_owned();

@@ -245,7 +245,7 @@ pub(crate) fn slot_packet(
         Slot::Payload => {
             if let Some(a) = c.acks.iter().position(|(at, _)| *at <= now).and_then(|i| c.acks.remove(i)) {
                 Some(a.1)
-            } else if let Some(p) = c.outbox.next_packet(now, sphinx, &c.view, rng).map_err(err)? {
+            } else if let Some(p) = c.outbox.next_packet(now, sphinx, &c.view, rng) {
                 Some(p.packet)
             } else if cover {
                 Some(cover_packet(sphinx, &c.view, None, rng).map_err(err)?.packet)

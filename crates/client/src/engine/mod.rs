@@ -564,6 +564,11 @@ pub struct EngineStats {
     pub deferred: u64,
     /// Cover packets sent (drops and loops).
     pub sent_cover: u64,
+    /// Fragments that could not leave in their slot because no packet could be built for them
+    /// (their recipient's gateway missing from the directory); each is tried again later.
+    pub unroutable: u64,
+    /// Slots that carried nothing: not even a cover packet could be built (an empty layer).
+    pub unsendable: u64,
 }
 
 /// The client engine of one profile.
@@ -813,7 +818,11 @@ impl Engine {
 
     /// Counters of dropped input and sent packets.
     pub fn stats(&self) -> EngineStats {
-        EngineStats { acks_dropped: self.acks.stats().dropped, ..self.stats }
+        EngineStats {
+            acks_dropped: self.acks.stats().dropped,
+            unroutable: self.outbox.unroutable(),
+            ..self.stats
+        }
     }
 
     /// The traffic profile.
@@ -1424,10 +1433,10 @@ impl Engine {
                     let mut packet = None;
                     for acks in [acks_first, !acks_first] {
                         packet = if acks {
-                            self.acks.next_packet(t, &net.sphinx, rng)?.inspect(|_| self.stats.sent_acks += 1)
+                            self.acks.next_packet(t, &net.sphinx, rng).inspect(|_| self.stats.sent_acks += 1)
                         } else {
                             self.outbox
-                                .next_packet(t, &net.sphinx, &net.view, rng)?
+                                .next_packet(t, &net.sphinx, &net.view, rng)
                                 .map(|p| p.packet)
                                 .inspect(|_| self.stats.sent_real += 1)
                         };
@@ -1437,10 +1446,10 @@ impl Engine {
                         }
                     }
                     match packet {
-                        Some(p) => p,
+                        Some(p) => Some(p),
                         None => {
                             self.stats.sent_cover += 1;
-                            sending::cover_packet(&net.sphinx, &net.view, None, rng)?.packet
+                            sending::cover_packet(&net.sphinx, &net.view, None, rng).ok().map(|p| p.packet)
                         }
                     }
                 }
@@ -1461,15 +1470,21 @@ impl Engine {
                     } else {
                         live[(rng.next_u64() % live.len() as u64) as usize]
                     };
-                    sending::cover_packet(&net.sphinx, &net.view, Some((RecipientId(m), SealKey(k))), rng)?
-                        .packet
+                    sending::cover_packet(&net.sphinx, &net.view, Some((RecipientId(m), SealKey(k))), rng)
+                        .ok()
+                        .map(|p| p.packet)
                 }
                 sending::Slot::Drop => {
                     self.stats.sent_cover += 1;
-                    sending::cover_packet(&net.sphinx, &net.view, None, rng)?.packet
+                    sending::cover_packet(&net.sphinx, &net.view, None, rng).ok().map(|p| p.packet)
                 }
             };
-            out.push(p);
+            // A cover packet fails only when the directory has an empty layer: the network
+            // cannot carry anything then, and the slot stays empty (counted).
+            match p {
+                Some(p) => out.push(p),
+                None => self.stats.unsendable += 1,
+            }
         }
         self.outbox_events()?;
         Ok(out)

@@ -183,7 +183,7 @@ fn exchange(
     for _ in 0..10_000 {
         now = now + Duration::from_millis(100);
         outbox.handle_timeout(now);
-        let Some(p) = outbox.next_packet(now, &net.sphinx, &alice_view, &mut rng).unwrap() else {
+        let Some(p) = outbox.next_packet(now, &net.sphinx, &alice_view, &mut rng) else {
             if ids.iter().all(|id| outbox.state(id).is_none()) {
                 break;
             }
@@ -254,7 +254,7 @@ fn with_thirty_percent_loss_everything_still_arrives_exactly_once() {
 /// Sends the next packet of `outbox` through `net` and returns the SURB it carried.
 fn send_one(net: &Net, outbox: &mut Outbox, now: Time, key: &SealKey, rng: &mut ChaCha20Rng) -> Vec<u8> {
     let g = geometry();
-    let p = outbox.next_packet(now, &net.sphinx, &net.view(0), rng).unwrap().unwrap();
+    let p = outbox.next_packet(now, &net.sphinx, &net.view(0), rng).unwrap();
     let a = net.deliver(net.gw[0], p.packet);
     let plain = seal::open(key, &a.surb_id.unwrap().0, &a.payload).unwrap();
     let Payload::Data { surb, .. } = Payload::decode(&g, &plain).unwrap() else { panic!() };
@@ -318,7 +318,7 @@ fn one_reply_acknowledges_many_messages_to_one_mailbox() {
     let mut queue = AckQueue::default();
     let now = Time::ZERO;
     for _ in 0..80 {
-        let p = outbox.next_packet(now, &net.sphinx, &net.view(0), &mut rng).unwrap().unwrap();
+        let p = outbox.next_packet(now, &net.sphinx, &net.view(0), &mut rng).unwrap();
         let a = net.deliver(net.gw[0], p.packet);
         let plain = seal::open(&key, &a.surb_id.unwrap().0, &a.payload).unwrap();
         let Payload::Data { surb, message_id, index, .. } = Payload::decode(&g, &plain).unwrap() else {
@@ -328,7 +328,7 @@ fn one_reply_acknowledges_many_messages_to_one_mailbox() {
     }
     assert_eq!(queue.len(), 80);
     let mut replies = 0;
-    while let Some(r) = queue.next_packet(now, &net.sphinx, &mut rng).unwrap() {
+    while let Some(r) = queue.next_packet(now, &net.sphinx, &mut rng) {
         replies += 1;
         let a = net.deliver(net.gw[1], r);
         assert!(outbox.handle_reply(&net.sphinx, a.surb_id.unwrap(), &a.payload));
@@ -354,7 +354,7 @@ fn the_ack_queue_is_bounded_and_expires() {
     assert_eq!(queue.stats().dropped, 100);
     // Past their time they go too, unsent.
     let later = now + acks::ACK_TTL;
-    assert!(queue.next_packet(later, &net.sphinx, &mut rng).unwrap().is_none());
+    assert!(queue.next_packet(later, &net.sphinx, &mut rng).is_none());
     assert!(queue.is_empty());
     assert_eq!(queue.stats().dropped, acks::MAX_PENDING as u64 + 100);
 }
@@ -467,4 +467,37 @@ fn profiles_and_their_bytes_per_day() {
     assert!((mup * 10.0 - up).abs() < 1.0);
     assert_eq!(TrafficProfile::from_name("metered"), Some(TrafficProfile::Metered));
     assert_eq!(TrafficProfile::from_name("fast"), None);
+}
+
+// Regression (soak, 30 minutes of churn): a contact's gateway missing from one epoch's directory
+// (killed while the authorities voted) made building its packet fail, and the error stopped the
+// whole client. Now that message waits and is tried again; the others leave in their slots.
+#[test]
+fn a_message_to_a_gateway_missing_from_the_directory_waits_and_does_not_fail_the_slot() {
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    let net = Net::new(&mut rng);
+    let g = geometry();
+    let mut outbox =
+        Outbox::new(ResendPolicy { first: Duration::from_secs(10), max: Duration::from_secs(60) });
+    let gone = NodeId([99; 32]);
+    let to_gone = Route { gateway: gone, mailbox: RecipientId([5; 32]), seal: SealKey([6; 32]) };
+    let to_b = Route { gateway: net.gw[1], mailbox: RecipientId([3; 32]), seal: SealKey([4; 32]) };
+    let stuck = outbox.queue(&g, to_gone, RecipientId([7; 32]), b"to a missing gateway", &mut rng).unwrap();
+    let fine = outbox.queue(&g, to_b, RecipientId([7; 32]), b"to a gateway we know", &mut rng).unwrap();
+    let now = Time::ZERO;
+    // The first slot goes to the message that can be sent.
+    let p = outbox.next_packet(now, &net.sphinx, &net.view(0), &mut rng).expect("the routable one leaves");
+    assert_eq!(net.deliver(net.gw[0], p.packet).gateway, net.gw[1]);
+    assert_eq!(outbox.unroutable(), 1);
+    assert_eq!(outbox.state(&fine), Some(Delivery::Sent));
+    assert_eq!(outbox.state(&stuck), Some(Delivery::Queued));
+    // Nothing else is due now.
+    assert!(outbox.next_packet(now, &net.sphinx, &net.view(0), &mut rng).is_none());
+    // After the wait it is tried again: with the gateway back in the directory, it leaves.
+    let later = outbox.poll_timeout().unwrap();
+    outbox.handle_timeout(later);
+    let mut view = net.view(0);
+    view.topology.gateways.push(Hop { id: gone, key: SecretKey::generate(SCHEME, &mut rng).public_key() });
+    assert!(outbox.next_packet(later, &net.sphinx, &view, &mut rng).is_some());
+    assert_eq!(outbox.state(&stuck), Some(Delivery::Sent));
 }
