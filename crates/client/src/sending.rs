@@ -590,18 +590,7 @@ impl Outbox {
         let count = u16::try_from(m.fragments.len()).map_err(|_| PayloadError::TooLong)?;
         let Some((data, state)) = m.fragments.get_mut(usize::from(index)) else { return Ok(None) };
         let g = sphinx.geometry();
-        // The SURB: back from the contact's gateway through the layers to ours.
-        let mut surb_id = [0u8; 16];
-        rng.fill_bytes(&mut surb_id);
-        let back = route_hops(&view.topology, &m.route.gateway, &view.gateway, rng)?;
-        let back = sphinx_path(
-            &view.topology,
-            &back,
-            view.mean_delay,
-            Destination::SurbReply(m.reply_to, SurbId(surb_id)),
-            rng,
-        );
-        let (surb, keys) = sphinx.new_surb(rng, &back)?;
+        let (surb, surb_id, keys) = reply_surb(sphinx, view, &m.route.gateway, m.reply_to, rng)?;
         let payload =
             Payload::Data { surb, message_id: id, index, count, data: data.clone() }.encode(g, rng)?;
         let packet = sealed_packet(sphinx, view, &m.route, &payload, rng)?;
@@ -615,8 +604,8 @@ impl Outbox {
                 self.surbs.remove(&old);
             }
         }
-        self.surbs.insert(SurbId(surb_id), PendingSurb { route: m.route, keys });
-        self.surb_order.push_back((now, SurbId(surb_id)));
+        self.surbs.insert(surb_id, PendingSurb { route: m.route, keys });
+        self.surb_order.push_back((now, surb_id));
         if !m.sent_once && m.fragments.iter().all(|(_, s)| !matches!(s, FragmentState::Queued)) {
             m.sent_once = true;
             self.events.push_back(OutboxEvent::State(id, Delivery::Sent));
@@ -689,6 +678,30 @@ impl Outbox {
     pub fn poll_event(&mut self) -> Option<OutboxEvent> {
         self.events.pop_front()
     }
+}
+
+/// A SURB for a packet to a mailbox at gateway `from`: back from there through one mix per layer
+/// to our gateway and our mailbox `reply_to`. Returns its bytes, its id (the SURB-reply id the
+/// reply will carry) and the keys that decrypt the reply.
+pub(crate) fn reply_surb<R: CryptoRng + ?Sized>(
+    sphinx: &Sphinx,
+    view: &NetworkView,
+    from: &NodeId,
+    reply_to: RecipientId,
+    rng: &mut R,
+) -> Result<(Vec<u8>, SurbId, SurbKeys), RouteError> {
+    let mut id = [0u8; 16];
+    rng.fill_bytes(&mut id);
+    let back = route_hops(&view.topology, from, &view.gateway, rng)?;
+    let back = sphinx_path(
+        &view.topology,
+        &back,
+        view.mean_delay,
+        Destination::SurbReply(reply_to, SurbId(id)),
+        rng,
+    );
+    let (surb, keys) = sphinx.new_surb(rng, &back)?;
+    Ok((surb, SurbId(id), keys))
 }
 
 /// A packet from our gateway to `route`'s mailbox carrying `payload` (one forward payload of the

@@ -564,6 +564,12 @@ pub struct EngineStats {
     pub deferred: u64,
     /// Cover packets sent (drops and loops).
     pub sent_cover: u64,
+    /// Messages partly received and held now, a gauge (at most
+    /// [`sending::MAX_PARTIAL_MESSAGES`]; each expires [`sending::REMEMBER_DELIVERED`] after its
+    /// first fragment).
+    pub partial_messages: u64,
+    /// The bytes of their fragments, a gauge (at most [`sending::MAX_PARTIAL_BYTES`]).
+    pub partial_bytes: u64,
 }
 
 /// The client engine of one profile.
@@ -811,9 +817,15 @@ impl Engine {
         self.profile
     }
 
-    /// Counters of dropped input and sent packets.
+    /// Counters of dropped input and sent packets, and what is held of partly received messages.
     pub fn stats(&self) -> EngineStats {
-        EngineStats { acks_dropped: self.acks.stats().dropped, ..self.stats }
+        let (partial_messages, partial_bytes) = self.inbox.partial();
+        EngineStats {
+            acks_dropped: self.acks.stats().dropped,
+            partial_messages: partial_messages as u64,
+            partial_bytes: partial_bytes as u64,
+            ..self.stats
+        }
     }
 
     /// The traffic profile.
