@@ -47,6 +47,8 @@
 //! Texts are delivered exactly once (the inbox de-duplicates by message id, MLS refuses a reused
 //! generation) and in order per sender: see [`wire`] for the rule.
 
+#[cfg(any(test, feature = "attacks"))]
+pub mod attacks;
 pub mod wire;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
