@@ -118,6 +118,28 @@ pub struct LinkCounts {
     pub directory_epoch: u64,
 }
 
+/// What the client dropped, refused or holds of what others sent it: the counters of
+/// [`EngineStats`](crate::engine::EngineStats) that show an attack (docs/RELIABILITY.md,
+/// "Bounds").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputCounts {
+    /// Items that did not decode.
+    pub malformed: u64,
+    /// MLS messages, Welcomes or group invitations refused.
+    pub rejected: u64,
+    /// Duplicate fragments (acknowledged again).
+    pub duplicates: u64,
+    /// Fragments or messages refused for now, unacknowledged (a bound was reached, or a fragment
+    /// contradicted the ones before): their senders send them again.
+    pub deferred: u64,
+    /// Fragments whose acknowledgement was dropped unsent.
+    pub acks_dropped: u64,
+    /// Messages partly received and held now.
+    pub partial_messages: u64,
+    /// The bytes of their fragments.
+    pub partial_bytes: u64,
+}
+
 /// One message, as commands print it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageOut {
@@ -204,6 +226,9 @@ pub enum Response {
         /// the client has the directory's parameters).
         #[serde(default)]
         idle_bytes_per_day: Option<[u64; 2]>,
+        /// What it dropped, refused or holds of what others sent it.
+        #[serde(default)]
+        input: InputCounts,
     },
     /// Contacts and groups.
     Threads {
@@ -338,6 +363,15 @@ fn run<R: CryptoRng>(
                 idle_bytes_per_day: engine
                     .idle_bytes_per_day()
                     .map(|(up, down)| [up.round() as u64, down.round() as u64]),
+                input: InputCounts {
+                    malformed: s.malformed,
+                    rejected: s.rejected,
+                    duplicates: s.duplicates,
+                    deferred: s.deferred,
+                    acks_dropped: s.acks_dropped,
+                    partial_messages: s.partial_messages,
+                    partial_bytes: s.partial_bytes,
+                },
             }
         }
         Request::Invite { name } => {

@@ -698,6 +698,30 @@ impl Outbox {
     }
 }
 
+/// A SURB for a packet to a mailbox at gateway `from`: back from there through one mix per layer
+/// to our gateway and our mailbox `reply_to`. Returns its bytes, its id (the SURB-reply id the
+/// reply will carry) and the keys that decrypt the reply.
+pub(crate) fn reply_surb<R: CryptoRng + ?Sized>(
+    sphinx: &Sphinx,
+    view: &NetworkView,
+    from: &NodeId,
+    reply_to: RecipientId,
+    rng: &mut R,
+) -> Result<(Vec<u8>, SurbId, SurbKeys), RouteError> {
+    let mut id = [0u8; 16];
+    rng.fill_bytes(&mut id);
+    let back = route_hops(&view.topology, from, &view.gateway, rng)?;
+    let back = sphinx_path(
+        &view.topology,
+        &back,
+        view.mean_delay,
+        Destination::SurbReply(reply_to, SurbId(id)),
+        rng,
+    );
+    let (surb, keys) = sphinx.new_surb(rng, &back)?;
+    Ok((surb, SurbId(id), keys))
+}
+
 /// A packet from our gateway to `route`'s mailbox carrying `payload` (one forward payload of the
 /// geometry) sealed under the route's key, with a fresh SURB-reply identifier.
 pub fn sealed_packet<R: CryptoRng + ?Sized>(
@@ -794,21 +818,10 @@ fn build_fragment<R: CryptoRng + ?Sized>(
     let count = u16::try_from(m.fragments.len()).map_err(|_| PayloadError::TooLong)?;
     let (data, _) = m.fragments.get(usize::from(index)).ok_or(PayloadError::TooLong)?;
     let g = sphinx.geometry();
-    // The SURB: back from the contact's gateway through the layers to ours.
-    let mut surb_id = [0u8; 16];
-    rng.fill_bytes(&mut surb_id);
-    let back = route_hops(&view.topology, &m.route.gateway, &view.gateway, rng)?;
-    let back = sphinx_path(
-        &view.topology,
-        &back,
-        view.mean_delay,
-        Destination::SurbReply(m.reply_to, SurbId(surb_id)),
-        rng,
-    );
-    let (surb, keys) = sphinx.new_surb(rng, &back)?;
+    let (surb, surb_id, keys) = reply_surb(sphinx, view, &m.route.gateway, m.reply_to, rng)?;
     let payload = Payload::Data { surb, message_id: id, index, count, data: data.clone() }.encode(g, rng)?;
     let packet = sealed_packet(sphinx, view, &m.route, &payload, rng)?;
-    Ok((packet, SurbId(surb_id), keys))
+    Ok((packet, surb_id, keys))
 }
 
 /// What the inbox did with a fragment.

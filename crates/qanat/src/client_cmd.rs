@@ -597,7 +597,16 @@ fn print_response(resp: &Response, out: Output) {
             );
         }
         Response::Sent { id } => println!("queued message {id}"),
-        Response::Status { traffic, running, network, undelivered, sent, idle_bytes_per_day, link } => {
+        Response::Status {
+            traffic,
+            running,
+            network,
+            undelivered,
+            sent,
+            idle_bytes_per_day,
+            link,
+            input,
+        } => {
             println!(
                 "client:       {}",
                 if *running { "running" } else { "not running (start `qanat run`)" }
@@ -613,6 +622,15 @@ fn print_response(resp: &Response, out: Output) {
             }
             println!("undelivered:  {undelivered}");
             println!("packets sent: {} real, {} acknowledgements, {} cover", sent[0], sent[1], sent[2]);
+            println!(
+                "received:     {} malformed, {} rejected, {} duplicates, {} deferred; {} acknowledgements dropped",
+                input.malformed, input.rejected, input.duplicates, input.deferred, input.acks_dropped
+            );
+            println!(
+                "partial:      {} messages held ({})",
+                input.partial_messages,
+                bytes(input.partial_bytes)
+            );
             if let Some(l) = link {
                 println!(
                     "link:         {} frames out, {} in ({} bytes each)",

@@ -47,6 +47,8 @@
 //! Texts are delivered exactly once (the inbox de-duplicates by message id, MLS refuses a reused
 //! generation) and in order per sender: see [`wire`] for the rule.
 
+#[cfg(any(test, feature = "attacks"))]
+pub mod attacks;
 pub mod wire;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -569,6 +571,12 @@ pub struct EngineStats {
     pub unroutable: u64,
     /// Slots that carried nothing: not even a cover packet could be built (an empty layer).
     pub unsendable: u64,
+    /// Messages partly received and held now, a gauge (at most
+    /// [`sending::MAX_PARTIAL_MESSAGES`]; each expires [`sending::REMEMBER_DELIVERED`] after its
+    /// first fragment).
+    pub partial_messages: u64,
+    /// The bytes of their fragments, a gauge (at most [`sending::MAX_PARTIAL_BYTES`]).
+    pub partial_bytes: u64,
 }
 
 /// The client engine of one profile.
@@ -816,11 +824,14 @@ impl Engine {
         self.profile
     }
 
-    /// Counters of dropped input and sent packets.
+    /// Counters of dropped input and sent packets, and what is held of partly received messages.
     pub fn stats(&self) -> EngineStats {
+        let (partial_messages, partial_bytes) = self.inbox.partial();
         EngineStats {
             acks_dropped: self.acks.stats().dropped,
             unroutable: self.outbox.unroutable(),
+            partial_messages: partial_messages as u64,
+            partial_bytes: partial_bytes as u64,
             ..self.stats
         }
     }

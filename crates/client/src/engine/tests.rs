@@ -827,3 +827,75 @@ fn a_squatted_mailbox_fails_only_itself() {
             && w.clients[0].texts().iter().any(|t| t.2 == "yes")
     });
 }
+
+#[test]
+fn fragments_that_never_complete_are_held_within_bounds_counted_and_expire() {
+    use super::attacks::{Incomplete, IncompleteMessages};
+    // Mallory, a contact, writes fragments of messages that never complete into the mailbox
+    // Ann gave her (huge claimed counts, truncated messages, contradicting and over-claimed
+    // fragments), while the two also talk honestly.
+    let mut w = World::new(10, 0.0, &[1, 2]);
+    w.connect(0, "ann", 1, "mallory");
+    // The mailboxes have moved (rotation after the contact is made): her route is the new one.
+    w.run_until(Duration::from_secs(60), |w| {
+        w.clients.iter().all(|c| c.engine.as_ref().unwrap().undelivered() == 0)
+    });
+    let cap = sending::fragment_capacity(w.net.sphinx.geometry()).unwrap();
+    let mut plan = IncompleteMessages::new(cap);
+    let mallory_gw = NodeId([w.clients[1].gw; 32]);
+    let first = w.now;
+    for i in 0..120 {
+        let (_, f) = plan.next_fragment(&mut w.rng);
+        let p = w.clients[1].e().forged_fragment("ann", &f, &mut w.rng).unwrap();
+        w.net.deliver(mallory_gw, p);
+        if i % 20 == 0 {
+            let now = w.now;
+            w.clients[0].e().send("mallory", &format!("a:{i}"), now, &mut w.rng).unwrap();
+            w.clients[1].e().send("ann", &format!("m:{i}"), now, &mut w.rng).unwrap();
+        }
+        w.run_for(Duration::from_millis(20));
+    }
+    let (claimed, truncated) = (plan.made(Incomplete::ClaimedMax), plan.made(Incomplete::Truncated));
+    let (contradicting, over) = (plan.made(Incomplete::Contradicting), plan.made(Incomplete::OverClaimed));
+    assert!(claimed > 0 && truncated > 0 && contradicting > 0 && over > 0);
+    // Here fragments arrive in the order they were sent, so each contradicting one is refused
+    // (after the fragments it contradicts) and every other fragment is held.
+    let expect = (plan.messages(), (claimed + truncated) * cap as u64);
+    w.run_until(Duration::from_secs(60), |w| {
+        let s = w.clients[0].engine.as_ref().unwrap().stats();
+        (s.partial_messages, s.partial_bytes) == expect
+            && w.clients.iter().all(|c| c.engine.as_ref().unwrap().undelivered() == 0)
+    });
+    let s = w.clients[0].e().stats();
+    assert_eq!((s.deferred, s.malformed), (contradicting, over), "{s:?}");
+    // A claimed count costs nothing: 4,096 claimed fragments would have been 4 MiB a message.
+    assert!(s.partial_bytes < claimed * cap as u64 * 4, "{s:?}");
+    // The honest texts, each once, in order.
+    let texts = |c: &Client| c.texts().into_iter().map(|t| t.2).collect::<Vec<_>>();
+    let sent = |p: &str| (0..120).step_by(20).map(|i| format!("{p}:{i}")).collect::<Vec<_>>();
+    assert_eq!((texts(&w.clients[0]), texts(&w.clients[1])), (sent("m"), sent("a")));
+
+    // A restart keeps what is held; once the first fragment of each is past the bound, the next
+    // clean-up (within the hour) forgets them, their fragments and their rows.
+    let net = std::mem::replace(&mut w.net, Net::new(99, 0.0));
+    w.clients[0].restart(&net);
+    w.net = net;
+    assert_eq!((w.clients[0].e().stats().partial_messages, w.clients[0].e().stats().partial_bytes), expect);
+    w.now = first + sending::REMEMBER_DELIVERED - Duration::from_secs(1);
+    w.run_for(Duration::from_millis(100));
+    assert_eq!(w.clients[0].e().stats().partial_messages, plan.messages(), "expired too early");
+    w.now += Duration::from_secs(2 * 3600);
+    w.run_for(Duration::from_millis(100));
+    let s = w.clients[0].e().stats();
+    assert_eq!((s.partial_messages, s.partial_bytes), (0, 0));
+    let profile = &w.clients[0].engine.as_ref().unwrap().profile;
+    assert!(profile.scan(NS_FRAG).unwrap().is_empty() && profile.scan(NS_PARTIAL).unwrap().is_empty());
+    let net = std::mem::replace(&mut w.net, Net::new(99, 0.0));
+    w.clients[0].restart(&net);
+    w.net = net;
+    assert_eq!(w.clients[0].e().stats().partial_messages, 0);
+    // The contact still talks.
+    let now = w.now;
+    w.clients[1].e().send("ann", "after", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(60), |w| w.clients[0].texts().iter().any(|t| t.2 == "after"));
+}

@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+pub(crate) mod world;
+
 /// The `qanat` binary under test.
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_qanat");
 
