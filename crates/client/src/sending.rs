@@ -842,9 +842,16 @@ pub enum Received {
 
 struct PartialMessage {
     since: Time,
+    /// Where it came from: the conversation whose mailbox it arrived in.
+    source: Source,
     count: u16,
     fragments: BTreeMap<u16, Vec<u8>>,
 }
+
+/// Where a fragment came from, for the inbox's bounds per source: the conversation (contact or
+/// group) whose mailbox it arrived in. Only those who know that mailbox and its seal key can put
+/// anything there.
+pub type Source = [u8; 16];
 
 /// At most this many messages are partly received at once.
 pub const MAX_PARTIAL_MESSAGES: usize = 10_000;
@@ -852,14 +859,26 @@ pub const MAX_PARTIAL_MESSAGES: usize = 10_000;
 /// At most this many bytes of partly received messages are held.
 pub const MAX_PARTIAL_BYTES: usize = 64 << 20;
 
+/// At most this many messages from one source are partly received at once.
+pub const MAX_PARTIAL_MESSAGES_PER_SOURCE: usize = 1_000;
+
+/// At most this many bytes of partly received messages from one source are held (room for the
+/// largest message, [`MAX_FRAGMENTS`] fragments).
+pub const MAX_PARTIAL_BYTES_PER_SOURCE: usize = 8 << 20;
+
 /// The receiver's side: reassembly and de-duplication by message id. What others can make it
-/// hold is bounded ([`MAX_PARTIAL_MESSAGES`], [`MAX_PARTIAL_BYTES`]; a fragment beyond them is
-/// refused, not acknowledged, and so sent again later) and expires ([`REMEMBER_DELIVERED`]).
-/// A message's claimed fragment count costs nothing until its fragments arrive.
+/// hold is bounded, per source ([`MAX_PARTIAL_MESSAGES_PER_SOURCE`],
+/// [`MAX_PARTIAL_BYTES_PER_SOURCE`]: one contact filling its share does not stop the others) and
+/// in all ([`MAX_PARTIAL_MESSAGES`], [`MAX_PARTIAL_BYTES`]); a fragment beyond them is refused,
+/// not acknowledged, and so sent again later; a fragment that completes its message is never
+/// held, so it is always taken. Partial messages expire ([`REMEMBER_DELIVERED`]). A message's
+/// claimed fragment count costs nothing until its fragments arrive.
 #[derive(Default)]
 pub struct Inbox {
     partial: HashMap<MessageId, PartialMessage>,
     partial_bytes: usize,
+    /// Messages and bytes held per source.
+    per_source: HashMap<Source, (usize, usize)>,
     delivered: BTreeMap<MessageId, Time>,
 }
 
@@ -878,18 +897,55 @@ impl std::fmt::Debug for Inbox {
 pub const REMEMBER_DELIVERED: Duration = Duration::from_secs(30 * 86_400);
 
 impl Inbox {
-    /// Takes fragment `index` of `count` of message `id` at `now` (for a fragment read back from
-    /// storage, `now` is when the message's first fragment arrived).
-    pub fn handle(&mut self, now: Time, id: MessageId, index: u16, count: u16, data: Vec<u8>) -> Received {
+    /// Takes fragment `index` of `count` of message `id` from `source` at `now` (for a fragment
+    /// read back from storage, `now` is when the message's first fragment arrived).
+    pub fn handle(
+        &mut self,
+        now: Time,
+        source: Source,
+        id: MessageId,
+        index: u16,
+        count: u16,
+        data: Vec<u8>,
+    ) -> Received {
+        self.take(now, source, id, index, count, data, true)
+    }
+
+    /// Puts back a fragment read from storage, as [`Inbox::handle`] but whatever the bounds: it
+    /// was taken (and acknowledged) within them, perhaps smaller ones.
+    pub fn restore(
+        &mut self,
+        since: Time,
+        source: Source,
+        id: MessageId,
+        index: u16,
+        count: u16,
+        data: Vec<u8>,
+    ) {
+        let _ = self.take(since, source, id, index, count, data, false);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn take(
+        &mut self,
+        now: Time,
+        source: Source,
+        id: MessageId,
+        index: u16,
+        count: u16,
+        data: Vec<u8>,
+        bounded: bool,
+    ) -> Received {
         if self.delivered.contains_key(&id) {
             return Received::Duplicate;
         }
         if index >= count || usize::from(count) > MAX_FRAGMENTS {
             return Received::Refused;
         }
-        match self.partial.get(&id) {
-            // A sender that changes its fragment count is broken or hostile.
-            Some(m) if m.count != count => return Received::Refused,
+        let held = match self.partial.get(&id) {
+            // A sender that changes its fragment count, or whose message moves to another
+            // conversation, is broken or hostile.
+            Some(m) if m.count != count || m.source != source => return Received::Refused,
             Some(m) if m.fragments.contains_key(&index) => {
                 return if m.fragments.len() == usize::from(count) {
                     Received::Message(id, Self::join(m))
@@ -897,16 +953,32 @@ impl Inbox {
                     Received::Partial
                 };
             }
-            Some(_) => {}
-            None if self.partial.len() >= MAX_PARTIAL_MESSAGES => return Received::Refused,
-            None => {}
-        }
-        if self.partial_bytes + data.len() > MAX_PARTIAL_BYTES {
-            return Received::Refused;
+            Some(m) => m.fragments.len(),
+            None => 0,
+        };
+        // What completes its message is not held: it is taken whatever the bounds.
+        let completes = held + 1 == usize::from(count);
+        if bounded && !completes {
+            let (n, bytes) = self.per_source.get(&source).copied().unwrap_or_default();
+            let new = held == 0;
+            if new && (self.partial.len() >= MAX_PARTIAL_MESSAGES || n >= MAX_PARTIAL_MESSAGES_PER_SOURCE) {
+                return Received::Refused;
+            }
+            if self.partial_bytes + data.len() > MAX_PARTIAL_BYTES
+                || bytes + data.len() > MAX_PARTIAL_BYTES_PER_SOURCE
+            {
+                return Received::Refused;
+            }
         }
         self.partial_bytes += data.len();
+        let share = self.per_source.entry(source).or_default();
+        share.1 += data.len();
+        if held == 0 {
+            share.0 += 1;
+        }
         let m = self.partial.entry(id).or_insert_with(|| PartialMessage {
             since: now,
+            source,
             count,
             fragments: BTreeMap::new(),
         });
@@ -917,6 +989,20 @@ impl Inbox {
         Received::Partial
     }
 
+    /// Takes `bytes` (and the message itself, if `whole`) off `source`'s share.
+    fn release(&mut self, source: Source, bytes: usize, whole: bool) {
+        self.partial_bytes -= bytes;
+        if let Some(share) = self.per_source.get_mut(&source) {
+            share.1 -= bytes;
+            if whole {
+                share.0 -= 1;
+            }
+            if share.0 == 0 {
+                self.per_source.remove(&source);
+            }
+        }
+    }
+
     fn join(m: &PartialMessage) -> Vec<u8> {
         m.fragments.values().flatten().copied().collect()
     }
@@ -925,7 +1011,7 @@ impl Inbox {
     /// id is remembered so that copies are only acknowledged.
     pub fn commit(&mut self, id: MessageId, now: Time) {
         if let Some(m) = self.partial.remove(&id) {
-            self.partial_bytes -= m.fragments.values().map(Vec::len).sum::<usize>();
+            self.release(m.source, m.fragments.values().map(Vec::len).sum::<usize>(), true);
         }
         self.delivered.insert(id, now);
     }
@@ -936,10 +1022,11 @@ impl Inbox {
         if let Some(m) = self.partial.get_mut(&id)
             && let Some(d) = m.fragments.remove(&index)
         {
-            self.partial_bytes -= d.len();
-            if m.fragments.is_empty() {
+            let (source, whole) = (m.source, m.fragments.is_empty());
+            if whole {
                 self.partial.remove(&id);
             }
+            self.release(source, d.len(), whole);
         }
     }
 
@@ -953,7 +1040,7 @@ impl Inbox {
             self.partial.iter().filter(|(_, m)| m.since <= cutoff).map(|(id, m)| (*id, m.count)).collect();
         for (id, _) in &old {
             if let Some(m) = self.partial.remove(id) {
-                self.partial_bytes -= m.fragments.values().map(Vec::len).sum::<usize>();
+                self.release(m.source, m.fragments.values().map(Vec::len).sum::<usize>(), true);
             }
         }
         old

@@ -749,11 +749,17 @@ impl Engine {
         let mut inbox = Inbox::default();
         let mut since = HashMap::new();
         for (k, v) in profile.scan(NS_PARTIAL)? {
-            let (Ok(id), Ok(at)) = (<[u8; 16]>::try_from(k.as_slice()), <[u8; 8]>::try_from(v.as_slice()))
-            else {
-                return Err(EngineError::Corrupt("partial message"));
+            // value: first arrival, ms u64 ‖ source thread (16; absent in rows written before
+            // the inbox's bounds per source, which count as one source of their own)
+            let id =
+                <[u8; 16]>::try_from(k.as_slice()).map_err(|_| EngineError::Corrupt("partial message"))?;
+            let (at, source) = match v.len() {
+                8 => (&v[..8], [0u8; 16]),
+                24 => (&v[..8], <[u8; 16]>::try_from(&v[8..]).unwrap_or_default()),
+                _ => return Err(EngineError::Corrupt("partial message")),
             };
-            since.insert(id, core_time(UNIX_EPOCH + Duration::from_millis(u64::from_be_bytes(at))));
+            let at = u64::from_be_bytes(at.try_into().unwrap_or_default());
+            since.insert(id, (core_time(UNIX_EPOCH + Duration::from_millis(at)), source));
         }
         let loaded = core_time(SystemTime::now());
         for (k, v) in profile.scan(NS_FRAG)? {
@@ -765,8 +771,8 @@ impl Engine {
             id.copy_from_slice(&k[..16]);
             let index = u16::from_be_bytes([k[16], k[17]]);
             let count = u16::from_be_bytes([k[18], k[19]]);
-            let at = since.get(&id).copied().unwrap_or(loaded);
-            let _ = inbox.handle(at, MessageId(id), index, count, v.to_vec());
+            let (at, source) = since.get(&id).copied().unwrap_or((loaded, [0u8; 16]));
+            inbox.restore(at, source, MessageId(id), index, count, v.to_vec());
         }
         let mut group_invites = BTreeMap::new();
         for (k, v) in profile.scan(NS_GROUP_INVITES)? {
@@ -1815,14 +1821,12 @@ impl Engine {
         fkey.extend_from_slice(&index.to_be_bytes());
         fkey.extend_from_slice(&count.to_be_bytes());
         let first = self.inbox.partial_since(&message_id).is_none();
-        match self.inbox.handle(core_time(now), message_id, index, count, data.clone()) {
+        match self.inbox.handle(core_time(now), t, message_id, index, count, data.clone()) {
             Received::Partial => {
                 if first {
-                    self.writes.push(Write::Put(
-                        NS_PARTIAL,
-                        message_id.0.to_vec(),
-                        ms(now).to_be_bytes().to_vec(),
-                    ));
+                    let mut v = ms(now).to_be_bytes().to_vec();
+                    v.extend_from_slice(&t);
+                    self.writes.push(Write::Put(NS_PARTIAL, message_id.0.to_vec(), v));
                 }
                 self.writes.push(Write::Put(NS_FRAG, fkey, data));
                 acks.push(owed);

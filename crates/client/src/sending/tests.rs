@@ -10,6 +10,9 @@ use crate::acks::{self, AckGroup, AckQueue, AckStats};
 
 const SCHEME: Scheme = Scheme::X25519Kem;
 
+/// The one source of the inbox tests that have one.
+const SRC: Source = [9; 16];
+
 fn geometry() -> Geometry {
     Geometry::default_for(SCHEME)
 }
@@ -200,7 +203,7 @@ fn exchange(
         else {
             panic!("not data")
         };
-        match inbox.handle(now, message_id, index, count, data) {
+        match inbox.handle(now, SRC, message_id, index, count, data) {
             Received::Message(id, bytes) => {
                 inbox.commit(id, now);
                 delivered.push(bytes);
@@ -410,17 +413,23 @@ fn the_inbox_delivers_once_and_ignores_inconsistent_counts() {
     let mut inbox = Inbox::default();
     let id = MessageId([1; 16]);
     let t = Time::ZERO;
-    assert_eq!(inbox.handle(t, id, 1, 2, b"world".to_vec()), Received::Partial);
-    assert_eq!(inbox.handle(t, id, 1, 3, b"x".to_vec()), Received::Refused);
-    assert_eq!(inbox.handle(t, id, 2, 2, b"x".to_vec()), Received::Refused);
+    assert_eq!(inbox.handle(t, SRC, id, 1, 2, b"world".to_vec()), Received::Partial);
+    assert_eq!(inbox.handle(t, SRC, id, 1, 3, b"x".to_vec()), Received::Refused);
+    assert_eq!(inbox.handle(t, SRC, id, 2, 2, b"x".to_vec()), Received::Refused);
     // Complete, but not taken: the last fragment is dropped again and comes back.
-    assert_eq!(inbox.handle(t, id, 0, 2, b"hello ".to_vec()), Received::Message(id, b"hello world".to_vec()));
+    assert_eq!(
+        inbox.handle(t, SRC, id, 0, 2, b"hello ".to_vec()),
+        Received::Message(id, b"hello world".to_vec())
+    );
     inbox.refuse(id, 0);
     assert_eq!(inbox.partial(), (1, 5));
-    assert_eq!(inbox.handle(t, id, 0, 2, b"hello ".to_vec()), Received::Message(id, b"hello world".to_vec()));
+    assert_eq!(
+        inbox.handle(t, SRC, id, 0, 2, b"hello ".to_vec()),
+        Received::Message(id, b"hello world".to_vec())
+    );
     inbox.commit(id, t);
     assert_eq!(inbox.partial(), (0, 0));
-    assert_eq!(inbox.handle(t, id, 0, 2, b"hello ".to_vec()), Received::Duplicate);
+    assert_eq!(inbox.handle(t, SRC, id, 0, 2, b"hello ".to_vec()), Received::Duplicate);
     assert!(inbox.expire(t + REMEMBER_DELIVERED + Duration::from_secs(1)).is_empty());
     assert!(inbox.delivered.is_empty());
 }
@@ -429,29 +438,84 @@ fn the_inbox_delivers_once_and_ignores_inconsistent_counts() {
 fn what_others_can_make_the_inbox_hold_is_bounded_and_expires() {
     let mut inbox = Inbox::default();
     let t = Time::ZERO;
-    // A claimed count costs nothing; fragments that never complete fill the bound, then are
+    // A claimed count costs nothing; fragments that never complete fill the bounds, then are
     // refused (not acknowledged), then expire.
     let id = |i: usize| {
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&(i as u64).to_be_bytes());
         MessageId(b)
     };
+    let src = |i: usize| -> Source {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        b
+    };
+    let per = MAX_PARTIAL_MESSAGES_PER_SOURCE;
     for i in 0..MAX_PARTIAL_MESSAGES {
-        assert_eq!(inbox.handle(t, id(i), 0, 4096, vec![1]), Received::Partial);
+        assert_eq!(inbox.handle(t, src(i / per), id(i), 0, 4096, vec![1]), Received::Partial);
     }
-    assert_eq!(inbox.handle(t, id(usize::MAX), 0, 2, vec![1]), Received::Refused);
+    // Full in all: a new message from a fresh source is refused, unless its fragment completes it
+    // (it is never held).
+    let fresh = src(MAX_PARTIAL_MESSAGES);
+    assert_eq!(inbox.handle(t, fresh, id(usize::MAX), 0, 2, vec![1]), Received::Refused);
+    assert_eq!(
+        inbox.handle(t, fresh, id(usize::MAX), 0, 1, vec![7]),
+        Received::Message(id(usize::MAX), vec![7])
+    );
+    inbox.commit(id(usize::MAX), t);
     // Fragments of a message already started still fit.
-    assert_eq!(inbox.handle(t, id(0), 1, 4096, vec![1]), Received::Partial);
+    assert_eq!(inbox.handle(t, src(0), id(0), 1, 4096, vec![1]), Received::Partial);
     assert_eq!(inbox.partial(), (MAX_PARTIAL_MESSAGES, MAX_PARTIAL_MESSAGES + 1));
+    // A fragment of that message arriving through another conversation is refused.
+    assert_eq!(inbox.handle(t, src(1), id(0), 2, 4096, vec![1]), Received::Refused);
     let gone = inbox.expire(t + REMEMBER_DELIVERED);
     assert_eq!(gone.len(), MAX_PARTIAL_MESSAGES);
     assert_eq!(inbox.partial(), (0, 0));
-    // Bytes are bounded too.
+    assert!(inbox.per_source.is_empty());
+    // Bytes are bounded too, per source and in all.
     let big = vec![0u8; 1 << 20];
+    let per_bytes = MAX_PARTIAL_BYTES_PER_SOURCE >> 20;
     for i in 0..(MAX_PARTIAL_BYTES >> 20) {
-        assert_eq!(inbox.handle(t, id(i), 0, 2, big.clone()), Received::Partial);
+        assert_eq!(inbox.handle(t, src(i / per_bytes), id(i), 0, 3, big.clone()), Received::Partial);
     }
-    assert_eq!(inbox.handle(t, id(0), 1, 2, big.clone()), Received::Refused);
+    assert_eq!(inbox.handle(t, src(0), id(0), 1, 3, big.clone()), Received::Refused);
+    assert_eq!(inbox.handle(t, src(1000), id(1000), 0, 3, big.clone()), Received::Refused);
+}
+
+// Found by the incomplete-fragments attack on a devnet: the inbox's bounds were for everything
+// the user receives, so one contact sending one fragment each of 10,000 messages (about ten
+// minutes of what a user pulls) silenced every other contact for the 30 days those fragments are
+// kept. Now each conversation has its share, and a message that completes is always taken.
+#[test]
+fn one_source_filling_its_share_does_not_stop_the_others() {
+    let mut inbox = Inbox::default();
+    let t = Time::ZERO;
+    let id = |i: u64| {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&i.to_be_bytes());
+        MessageId(b)
+    };
+    let (mallory, bob) = ([1u8; 16], [2u8; 16]);
+    for i in 0..MAX_PARTIAL_MESSAGES_PER_SOURCE as u64 {
+        assert_eq!(inbox.handle(t, mallory, id(i), 0, 4096, vec![1]), Received::Partial);
+    }
+    assert_eq!(inbox.handle(t, mallory, id(u64::MAX), 0, 4096, vec![1]), Received::Refused);
+    // Bob's two-fragment message is held and completed; his one-fragment message is taken.
+    assert_eq!(inbox.handle(t, bob, id(1 << 40), 0, 2, b"hel".to_vec()), Received::Partial);
+    assert_eq!(
+        inbox.handle(t, bob, id(1 << 40), 1, 2, b"lo".to_vec()),
+        Received::Message(id(1 << 40), b"hello".to_vec())
+    );
+    assert_eq!(
+        inbox.handle(t, bob, id(1 << 41), 0, 1, b"hi".to_vec()),
+        Received::Message(id(1 << 41), b"hi".to_vec())
+    );
+    // Restoring after a restart ignores the bounds (what was taken stays taken).
+    let mut again = Inbox::default();
+    for i in 0..(MAX_PARTIAL_MESSAGES_PER_SOURCE as u64 + 5) {
+        again.restore(t, mallory, id(i), 0, 4096, vec![1]);
+    }
+    assert_eq!(again.partial().0, MAX_PARTIAL_MESSAGES_PER_SOURCE + 5);
 }
 
 #[test]
