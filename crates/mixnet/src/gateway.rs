@@ -48,7 +48,9 @@ use std::time::Duration;
 
 use qanat_packet::{Geometry, NodeId, RecipientId, ReplayTag, SecretKey, Sphinx, SurbId};
 
-use crate::keyring::{DelayQueue, EpochWindow, KeyRing, ReplayBatch, RingError, Transmit, requested_delay};
+use crate::keyring::{
+    DelayQueue, EpochWindow, KeyRing, ReplayBatch, RingError, Transmit, earliest, requested_delay,
+};
 use crate::mix::Dropped;
 use crate::time::Time;
 use crate::topology::{Position, Topology};
@@ -549,9 +551,10 @@ impl Gateway {
         Some(t)
     }
 
-    /// When [`Gateway::poll_transmit`] or [`Gateway::handle_timeout`] next has work.
+    /// When [`Gateway::poll_transmit`] or [`Gateway::handle_timeout`] next has work: a queued
+    /// packet due, or a key to erase.
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.queue.next_due()
+        earliest(self.queue.next_due(), self.keys.next_expiry())
     }
 
     /// Erases expired keys and the topologies of their epochs.

@@ -188,6 +188,12 @@ impl KeyRing {
         self.keys.retain(|k| now < k.window.end + k.window.grace);
     }
 
+    /// When [`KeyRing::expire`] next erases a key: the node must be woken then even if nothing
+    /// else is due, or an idle node keeps every key (and its filter) it ever installed.
+    pub(crate) fn next_expiry(&self) -> Option<Time> {
+        self.keys.iter().map(|k| k.window.end + k.window.grace).min()
+    }
+
     /// The epoch whose window (without grace) contains `now`.
     pub(crate) fn current_epoch(&self, now: Time) -> Option<u64> {
         self.keys.iter().find(|k| k.window.current(now)).map(|k| k.epoch)
@@ -353,6 +359,14 @@ impl DelayQueue {
     /// batch (the report that it is durable is the next event, not a time).
     pub(crate) fn next_due(&self) -> Option<Time> {
         self.heap.peek().filter(|Reverse(q)| q.hold <= self.released).map(|Reverse(q)| q.at)
+    }
+}
+
+/// The earlier of two optional deadlines.
+pub(crate) fn earliest(a: Option<Time>, b: Option<Time>) -> Option<Time> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

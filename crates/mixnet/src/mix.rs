@@ -21,7 +21,9 @@ use std::time::Duration;
 use qanat_packet::{Geometry, NodeId, RecipientId, ReplayTag, SecretKey, Sphinx, UnwrapError, Unwrapped};
 use rand_core::CryptoRng;
 
-use crate::keyring::{DelayQueue, EpochWindow, KeyRing, ReplayBatch, RingError, Transmit, requested_delay};
+use crate::keyring::{
+    DelayQueue, EpochWindow, KeyRing, ReplayBatch, RingError, Transmit, earliest, requested_delay,
+};
 use crate::time::{Time, exponential};
 use crate::topology::{Destination, Hop, Position, Topology, path_hops};
 
@@ -350,13 +352,10 @@ impl Mix {
 
     /// When [`Mix::handle_timeout`] or [`Mix::poll_transmit`] next has work.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let q = self.queue.next_due();
+        let q = earliest(self.queue.next_due(), self.keys.next_expiry());
         // With loops enabled but not yet scheduled, ask to be called at once to schedule them.
         let l = if self.config.loop_rate > 0.0 { Some(self.next_loop.unwrap_or(Time::ZERO)) } else { None };
-        match (q, l) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earliest(q, l)
     }
 
     /// Advances timers: erases expired keys (and their replay filters) and emits due loop packets.

@@ -243,3 +243,21 @@ fn a_replayed_loop_is_not_forwarded_even_after_a_restart() {
     assert!(again.poll_transmit(Time(u64::MAX / 8)).is_none());
     assert_eq!(acks(&mut again), vec![ack(MIX, 3)]);
 }
+
+// Finding (devnet with 20-second epochs): a gateway's key ring never lost a key. Its runtime
+// calls `handle_timeout` only when `poll_timeout` asks, which was only for queued packets, and a
+// gateway forwards at once: so expired keys (a replay filter of 19.5 MB each at the defaults)
+// and their topologies piled up, one per epoch, and their replay logs stayed on disk.
+#[test]
+fn an_idle_gateway_wakes_up_to_erase_an_expired_key() {
+    let s = Setup::new();
+    let mut gw = Gateway::new(GatewayConfig::new(GW), Geometry::default_for(SCHEME));
+    let w = EpochWindow { start: Time(10_000_000), end: Time(30_000_000), grace: Duration::from_secs(5) };
+    gw.add_epoch_key(7, copy(&s.gw_key), w);
+    assert_eq!(gw.poll_timeout(), Some(Time(35_000_000)), "the key's expiry is a timer");
+    gw.handle_timeout(Time(34_999_999));
+    assert_eq!(gw.key_epochs(), vec![7]);
+    gw.handle_timeout(Time(35_000_000));
+    assert!(gw.key_epochs().is_empty());
+    assert_eq!(gw.poll_timeout(), None);
+}

@@ -567,3 +567,19 @@ fn every_stored_item_has_one_length_and_a_readable_last_hop_is_refused() {
     let dropped: u64 = net.gateway_nodes.values().map(|g| g.metrics().dropped_unsealed).sum();
     assert_eq!(dropped, 1);
 }
+
+// Finding: as the gateway's, a mix's expired keys were erased only because its loops woke it;
+// without loop cover (λ_M = 0) they stayed forever.
+#[test]
+fn a_mix_without_loops_wakes_up_to_erase_an_expired_key() {
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let mut config = MixConfig::new(NodeId([9; 32]), RecipientId([8; 32]));
+    config.loop_rate = 0.0;
+    let mut m = Mix::new(config, Geometry::default_for(Scheme::X25519Nike));
+    let w = EpochWindow { start: Time(10_000_000), end: Time(30_000_000), grace: Duration::from_secs(5) };
+    m.add_epoch_key(3, SecretKey::generate(Scheme::X25519Nike, &mut rng), w);
+    assert_eq!(m.poll_timeout(), Some(Time(35_000_000)), "the key's expiry is a timer");
+    m.handle_timeout(Time(35_000_000), &mut rng);
+    assert!(m.key_epochs().is_empty());
+    assert_eq!(m.poll_timeout(), None);
+}

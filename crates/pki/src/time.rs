@@ -20,8 +20,15 @@
 //!
 //! Authorities accept descriptors for `E + 1` until the vote point: the deadline before it leaves
 //! room for a retry.
+//!
+//! The packet keys of `E` are accepted by mixes and gateways from `start(E) − g` until
+//! `end(E) + g`, `g` = [`EpochPeriod::key_grace`]: a rule of the network that nodes and clients
+//! share, so it lives here. A client therefore has from the publish point until
+//! `end(E) + g`, `3P/8` at the most, to fetch the document of `E + 1` before the keys it holds
+//! are refused.
 
 use core::fmt;
+use core::time::Duration;
 
 /// Milliseconds since 1970-01-01T00:00:00Z (leap seconds ignored, as Unix time does).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -96,6 +103,16 @@ impl EpochPeriod {
     /// The period in milliseconds.
     pub const fn as_millis(self) -> u64 {
         self.0
+    }
+
+    /// How long before its epoch begins and after it ends an epoch's packet keys still unwrap
+    /// packets: a quarter of the period, at most five minutes. Mixes and gateways accept a key
+    /// of epoch `E` from `start(E) − grace` until `end(E) + grace`, for packets built near a
+    /// boundary that are still in flight and for clocks a little apart; a client must not build
+    /// a packet with keys whose window will have closed before the packet's last hop.
+    pub const fn key_grace(self) -> Duration {
+        let quarter = self.0 / 4;
+        Duration::from_millis(if quarter < 300_000 { quarter } else { 300_000 })
     }
 }
 
@@ -267,6 +284,14 @@ mod tests {
         assert_eq!(Epoch::at(UnixTime::from_millis(e.end(p).as_millis() - 1), p), e);
         assert_eq!(e.end(p), e.next().start(p));
         assert_eq!(Epoch(u64::MAX).start(p), UnixTime::from_millis(u64::MAX));
+    }
+
+    #[test]
+    fn key_grace_is_a_quarter_period_at_most_five_minutes() {
+        assert_eq!(EpochPeriod::from_secs(20).unwrap().key_grace(), Duration::from_secs(5));
+        assert_eq!(EpochPeriod::DEFAULT.key_grace(), Duration::from_secs(300));
+        assert_eq!(EpochPeriod::MAX.key_grace(), Duration::from_secs(300));
+        assert_eq!(EpochPeriod::MIN.key_grace(), Duration::from_millis(250));
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub(crate) struct UpOptions {
     pub(crate) mean_delay_ms: u32,
     pub(crate) lambda_m: f64,
     pub(crate) lambda_p: f64,
+    pub(crate) lambda_l: f64,
     pub(crate) fault_drop_rate: f64,
     pub(crate) wait: bool,
 }
@@ -141,6 +142,7 @@ pub(crate) fn up(dir: &Path, o: &UpOptions) -> Result<()> {
         mean_delay_ms: o.mean_delay_ms,
         lambda_m: o.lambda_m,
         lambda_p: o.lambda_p,
+        lambda_l: o.lambda_l,
         fault_drop_rate: o.fault_drop_rate,
         metrics: true,
         ..localnet::Options::default()

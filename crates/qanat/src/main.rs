@@ -357,6 +357,10 @@ enum DevnetCommand {
         /// Client payload packets per second (lambda_P), as the directory publishes it.
         #[arg(long, default_value_t = 2.0)]
         lambda_p: f64,
+        /// Client loop packets per second (lambda_L), and as many drop packets (lambda_D). Loops
+        /// come back to the client's mailboxes, so they share its pulls with what it receives.
+        #[arg(long, default_value_t = 0.5)]
+        lambda_l: f64,
         /// Fault injection for tests: the gateways drop this fraction of the packets they get.
         #[arg(long, default_value_t = 0.0)]
         fault_drop_rate: f64,
@@ -518,6 +522,7 @@ fn main() -> Result<()> {
                 mean_delay_ms,
                 lambda_m,
                 lambda_p,
+                lambda_l,
                 fault_drop_rate,
                 wait,
             } => {
@@ -530,6 +535,7 @@ fn main() -> Result<()> {
                     mean_delay_ms,
                     lambda_m,
                     lambda_p,
+                    lambda_l,
                     fault_drop_rate,
                     wait,
                 };

@@ -57,7 +57,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use qanat_mixnet::{Hop, MailboxItem, Time, Topology};
 use qanat_packet::{NodeId, RecipientId, Sphinx};
-use qanat_pki::{Document, UnixTime};
+use qanat_pki::{Document, EpochPeriod, UnixTime};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 
@@ -522,6 +522,21 @@ struct Network {
     sphinx: Sphinx,
     view: NetworkView,
     own_gateway: invite::Gateway,
+    /// Until when our own packets are built with `view`'s keys ([`keys_usable_until`]).
+    keys_until: Time,
+}
+
+/// Until when the engine builds its own packets with the keys of `epoch`'s document: the end of
+/// the epoch plus half the key grace ([`EpochPeriod::key_grace`]). Mixes and gateways accept
+/// those keys until the end plus the whole grace; the other half is for the packet's way through
+/// them (the link, the mixes' delays, a replay log's write at each hop) and for clocks a little
+/// apart. After it, a packet built with them is dropped at the first hop, so a message put in it
+/// would be lost and wait for the outbox's resend (tens of seconds): it waits for the next
+/// epoch's document instead, which the runtime applies as soon as it comes.
+fn keys_usable_until(epoch: u64, period: EpochPeriod) -> Time {
+    let end = qanat_pki::Epoch(epoch).end(period).as_millis().saturating_mul(1000);
+    let half_grace = u64::try_from(period.key_grace().as_micros() / 2).unwrap_or(u64::MAX);
+    Time(end.saturating_add(half_grace))
 }
 
 /// An acknowledgement owed for a fragment, queued once the fragment is saved.
@@ -577,6 +592,10 @@ pub struct EngineStats {
     pub partial_messages: u64,
     /// The bytes of their fragments, a gauge (at most [`sending::MAX_PARTIAL_BYTES`]).
     pub partial_bytes: u64,
+    /// Payload slots that left a queued message waiting (and carried an acknowledgement or a
+    /// drop) because the directory document in use is of an epoch whose keys the network no
+    /// longer accepts: the next epoch's document had not come yet.
+    pub held_for_directory: u64,
 }
 
 /// The client engine of one profile.
@@ -913,7 +932,8 @@ impl Engine {
         if self.schedule.as_ref().is_none_or(|s| s.rates() != rates) {
             self.schedule = Some(Schedule::new(rates));
         }
-        self.network = Some(Network { sphinx: Sphinx::new(geometry.clone()), view, own_gateway });
+        let keys_until = keys_usable_until(view.topology.epoch, params.epoch_period());
+        self.network = Some(Network { sphinx: Sphinx::new(geometry.clone()), view, own_gateway, keys_until });
         if first_time {
             // Messages saved before a restart go back in the queue, with their ids.
             let mut recs: Vec<(MessageId, OutRec)> =
@@ -1444,13 +1464,22 @@ impl Engine {
         for slot in schedule.poll(t, rng) {
             let p = match slot {
                 sending::Slot::Payload => {
+                    // Our own messages are built with the directory's keys: once the network no
+                    // longer accepts them (the next epoch's document is late) they wait for it.
+                    // Acknowledgements travel in the SURBs their senders made, and still go.
+                    let current = t < net.keys_until;
+                    if !current && self.outbox.has_queued() {
+                        self.stats.held_for_directory += 1;
+                    }
                     // Acknowledgements and our own messages take turns, so that nothing others
                     // send can keep the user from speaking.
-                    let acks_first = self.acks_turn || !self.outbox.has_queued();
+                    let acks_first = self.acks_turn || !self.outbox.has_queued() || !current;
                     let mut packet = None;
                     for acks in [acks_first, !acks_first] {
                         packet = if acks {
                             self.acks.next_packet(t, &net.sphinx, rng).inspect(|_| self.stats.sent_acks += 1)
+                        } else if !current {
+                            None
                         } else {
                             self.outbox
                                 .next_packet(t, &net.sphinx, &net.view, rng)

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use chacha20::ChaCha20Rng;
 use qanat_packet::{Scheme, SecretKey};
-use qanat_pki::{LinkAddress, Parameters, ParametersConfig, Rate};
+use qanat_pki::{EpochPeriod, LinkAddress, Parameters, ParametersConfig, Rate, UnixTime};
 use rand_core::{Rng as _, SeedableRng as _};
 
 use super::*;
@@ -15,9 +15,14 @@ const SCHEME: Scheme = Scheme::X25519Kem;
 
 struct Net {
     sphinx: Sphinx,
-    keys: HashMap<NodeId, SecretKey>,
+    /// The nodes' packet keys by epoch: each unwraps only within its epoch widened by the key
+    /// grace, as mixes and gateways do.
+    keys: Vec<(u64, HashMap<NodeId, SecretKey>)>,
+    /// The topology of the newest epoch.
     topology: Topology,
     params: Parameters,
+    /// Packets no live key unwrapped at their first hop (built with retired keys).
+    refused: u64,
     /// Mailboxes: (mailbox) → items with sequence numbers.
     mailboxes: HashMap<[u8; 32], Vec<Fetched>>,
     registered: HashMap<[u8; 32], [u8; 32]>,
@@ -27,39 +32,79 @@ struct Net {
     rng: ChaCha20Rng,
 }
 
+/// When the worlds' clocks start.
+fn genesis() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
 impl Net {
+    /// A network whose epochs last a day (longer than any test): the one current at
+    /// [`genesis`] serves the whole test.
     fn new(seed: u64, loss: f64) -> Self {
-        let mut rng = ChaCha20Rng::seed_from_u64(seed);
-        let mut keys = HashMap::new();
-        let mut hop = |n: u8, rng: &mut ChaCha20Rng| {
-            let k = SecretKey::generate(SCHEME, rng);
-            let h = Hop { id: NodeId([n; 32]), key: k.public_key() };
-            keys.insert(h.id, k);
-            h
-        };
-        let gateways = vec![hop(1, &mut rng), hop(2, &mut rng)];
-        let layers = (0..3).map(|l| vec![hop(10 + 2 * l, &mut rng), hop(11 + 2 * l, &mut rng)]).collect();
-        let topology = Topology { epoch: 1, layers, gateways };
+        Self::with_period(seed, loss, EpochPeriod::MAX, genesis())
+    }
+
+    /// A network of epochs of `period`, in the epoch current at `now`.
+    fn with_period(seed: u64, loss: f64, period: EpochPeriod, now: SystemTime) -> Self {
+        let rng = ChaCha20Rng::seed_from_u64(seed);
         let params = Parameters::new(ParametersConfig {
             mean_delay_ms: 10,
             lambda_p: Rate::from_micro_per_sec(20_000_000),
             lambda_l: Rate::from_micro_per_sec(1_000_000),
             lambda_d: Rate::from_micro_per_sec(1_000_000),
             lambda_m: Rate::from_micro_per_sec(100_000_000),
+            epoch_period: period,
             ..ParametersConfig::default_for(SCHEME)
         })
         .unwrap();
-        Self {
+        let mut net = Self {
             sphinx: Sphinx::new(params.geometry().clone()),
-            keys,
-            topology,
+            keys: Vec::new(),
+            topology: Topology { epoch: 0, layers: Vec::new(), gateways: Vec::new() },
             params,
+            refused: 0,
             mailboxes: HashMap::new(),
             registered: HashMap::new(),
             next_seq: 0,
             loss,
             rng,
-        }
+        };
+        net.new_epoch(qanat_pki::Epoch::at(UnixTime::from_millis(ms(now)), period).0);
+        net
+    }
+
+    /// The authorities publish `epoch`: every node gets a fresh packet key for it.
+    fn new_epoch(&mut self, epoch: u64) {
+        let mut keys = HashMap::new();
+        let rng = &mut self.rng;
+        let mut hop = |n: u8| {
+            let k = SecretKey::generate(SCHEME, rng);
+            let h = Hop { id: NodeId([n; 32]), key: k.public_key() };
+            keys.insert(h.id, k);
+            h
+        };
+        let gateways = vec![hop(1), hop(2)];
+        let layers = (0..3).map(|l| vec![hop(10 + 2 * l), hop(11 + 2 * l)]).collect();
+        self.topology = Topology { epoch, layers, gateways };
+        self.keys.push((epoch, keys));
+    }
+
+    /// The keys a node accepts at `now`: those of epochs whose window, widened by the key
+    /// grace, holds `now`.
+    fn live_keys(&self, node: NodeId, now: SystemTime) -> Vec<&SecretKey> {
+        let period = self.params.epoch_period();
+        let grace = period.key_grace();
+        let now = UnixTime::from_millis(ms(now));
+        self.keys
+            .iter()
+            .filter(|(e, _)| {
+                let e = qanat_pki::Epoch(*e);
+                let from = e.start(period).as_millis().saturating_sub(grace.as_millis() as u64);
+                let until = e.end(period).plus_millis(grace.as_millis() as u64);
+                UnixTime::from_millis(from) <= now && now < until
+            })
+            .filter_map(|(_, k)| k.get(&node))
+            .collect()
     }
 
     fn gateway(&self, n: u8) -> invite::Gateway {
@@ -67,14 +112,25 @@ impl Net {
             .unwrap()
     }
 
-    /// Follows `packet` from gateway `first` to its mailbox (if registered).
-    fn deliver(&mut self, first: NodeId, mut packet: Vec<u8>) {
+    /// Follows `packet`, sent at `now`, from gateway `first` to its mailbox (if registered).
+    /// Each hop unwraps it with one of its keys live at `now` (the hops take no time here).
+    fn deliver(&mut self, first: NodeId, mut packet: Vec<u8>, now: SystemTime) {
         if (self.rng.next_u64() as f64 / u64::MAX as f64) < self.loss {
             return;
         }
         let mut at = first;
         loop {
-            let Ok(out) = self.sphinx.unwrap(&self.keys[&at], &mut packet) else { return };
+            let unwrapped = self.live_keys(at, now).into_iter().find_map(|k| {
+                let mut p = packet.clone();
+                self.sphinx.unwrap(k, &mut p).ok().map(|out| (out, p))
+            });
+            let Some((out, p)) = unwrapped else {
+                if at == first {
+                    self.refused += 1;
+                }
+                return;
+            };
+            packet = p;
             match out.commands.next_hop {
                 Some(next) => at = next.id,
                 None => {
@@ -105,6 +161,9 @@ struct Client {
     hold: Vec<[u8; 32]>,
     /// Whether group invitations are accepted as they come (as a user who says yes).
     auto_join: bool,
+    /// Whether the documents of new epochs reach this client only when the test says so
+    /// ([`World::document_to`]).
+    late_documents: bool,
 }
 
 fn weak() -> KdfParams {
@@ -133,6 +192,7 @@ impl Client {
             online: true,
             hold: Vec::new(),
             auto_join: true,
+            late_documents: false,
         }
     }
 
@@ -178,7 +238,7 @@ impl Client {
         }
         e.handle_timeout(now, rng).unwrap();
         for p in e.poll_transmit(now, rng).unwrap() {
-            net.deliver(gw, p);
+            net.deliver(gw, p, now);
         }
         for (m, after) in e.mailboxes() {
             if self.hold.contains(&m.mailbox) {
@@ -224,18 +284,58 @@ struct World {
 
 impl World {
     fn new(seed: u64, loss: f64, gws: &[u8]) -> Self {
-        let net = Net::new(seed, loss);
+        Self::with_net(Net::new(seed, loss), seed, gws, genesis())
+    }
+
+    /// A world of epochs of `period`, starting 100 ms into one.
+    fn with_period(seed: u64, loss: f64, gws: &[u8], period: EpochPeriod) -> Self {
+        let e = qanat_pki::Epoch::at(UnixTime::from_millis(ms(genesis())), period);
+        let now = UNIX_EPOCH + Duration::from_millis(e.start(period).as_millis() + 100);
+        Self::with_net(Net::with_period(seed, loss, period, now), seed, gws, now)
+    }
+
+    fn with_net(net: Net, seed: u64, gws: &[u8], now: SystemTime) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(seed + 1000);
         let clients = gws.iter().map(|g| Client::new(&net, *g, &mut rng)).collect();
-        Self { net, clients, now: UNIX_EPOCH + Duration::from_secs(1_800_000_000), rng }
+        Self { net, clients, now, rng }
+    }
+
+    /// The next epoch's document reaches client `i` (its engine takes the newest topology).
+    fn document_to(&mut self, i: usize) {
+        let c = &mut self.clients[i];
+        let gw = self.net.gateway(c.gw);
+        c.engine.as_mut().unwrap().set_network(self.net.topology.clone(), &self.net.params, gw).unwrap();
+    }
+
+    /// When the epoch of the newest topology ends.
+    fn epoch_end(&self) -> SystemTime {
+        let period = self.net.params.epoch_period();
+        UNIX_EPOCH + Duration::from_millis(qanat_pki::Epoch(self.net.topology.epoch).end(period).as_millis())
     }
 
     fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
         while self.now < end {
             self.now += Duration::from_millis(10);
+            self.follow_epochs();
             for c in &mut self.clients {
                 c.step(&mut self.net, self.now, &mut self.rng);
+            }
+        }
+    }
+
+    /// When the clock enters a new epoch the network moves to it, and its document reaches
+    /// every client that gets documents in time (as the runtime applies the next epoch's
+    /// document when the epoch begins).
+    fn follow_epochs(&mut self) {
+        let period = self.net.params.epoch_period();
+        let e = qanat_pki::Epoch::at(UnixTime::from_millis(ms(self.now)), period).0;
+        if e > self.net.topology.epoch {
+            self.net.new_epoch(e);
+            for i in 0..self.clients.len() {
+                if !self.clients[i].late_documents {
+                    self.document_to(i);
+                }
             }
         }
     }
@@ -847,7 +947,8 @@ fn fragments_that_never_complete_are_held_within_bounds_counted_and_expire() {
     for i in 0..120 {
         let (_, f) = plan.next_fragment(&mut w.rng);
         let p = w.clients[1].e().forged_fragment("ann", &f, &mut w.rng).unwrap();
-        w.net.deliver(mallory_gw, p);
+        let now = w.now;
+        w.net.deliver(mallory_gw, p, now);
         if i % 20 == 0 {
             let now = w.now;
             w.clients[0].e().send("mallory", &format!("a:{i}"), now, &mut w.rng).unwrap();
@@ -898,4 +999,61 @@ fn fragments_that_never_complete_are_held_within_bounds_counted_and_expire() {
     let now = w.now;
     w.clients[1].e().send("ann", "after", now, &mut w.rng).unwrap();
     w.run_until(Duration::from_secs(60), |w| w.clients[0].texts().iter().any(|t| t.2 == "after"));
+}
+
+// Regression (testbed and devnet with 20-second epochs: every message late by 30 s or more, in
+// bursts): the next epoch's document reached clients only 6 to 10 s into the epoch, through
+// their pulls, while mixes and gateways refuse the old epoch's keys from 5 s (the key grace)
+// on. Meanwhile the engine kept putting messages into packets built with those keys: the
+// gateway dropped them (17% of every client's packets), and each lost fragment waited for the
+// outbox's resend, holding every later message of its sender in order. A message now waits for
+// the document instead, and leaves once, as soon as it comes.
+#[test]
+fn a_message_is_not_spent_on_keys_the_network_no_longer_accepts() {
+    let period = EpochPeriod::from_secs(20).unwrap();
+    let mut w = World::with_period(11, 0.0, &[1, 2], period);
+    w.connect(0, "alice", 1, "bob");
+    w.clients[0].late_documents = true;
+    // Past the end of the epoch and its grace, without the next epoch's document.
+    let stale = w.epoch_end() + period.key_grace() + Duration::from_secs(1);
+    let wait = stale.duration_since(w.now).unwrap();
+    w.run_for(wait);
+    let sent = w.clients[0].e().stats().sent_real;
+    let refused = w.net.refused;
+    let now = w.now;
+    let id = w.clients[0].e().send("bob", "late", now, &mut w.rng).unwrap();
+    w.run_for(Duration::from_secs(3));
+    assert_eq!(w.clients[0].e().stats().sent_real, sent, "a message went out on retired keys");
+    assert_eq!(w.clients[0].e().delivery(&id).unwrap(), Some(Delivery::Queued));
+    assert!(w.net.refused > refused, "the payload slots still go (as drops)");
+    assert!(w.clients[0].e().stats().held_for_directory > 0);
+    // The document comes: the message leaves once and arrives.
+    w.document_to(0);
+    w.run_until(Duration::from_secs(10), |w| w.clients[1].texts().len() == 1);
+    w.run_until(Duration::from_secs(10), |w| {
+        w.clients[0]
+            .events
+            .iter()
+            .any(|e| matches!(e, EngineEvent::Delivery { state: Delivery::Delivered, .. }))
+    });
+    assert_eq!(w.clients[0].e().stats().sent_real, sent + 1, "resent: the first copy was lost");
+}
+
+// What a client without the current document still sends: acknowledgements travel in the
+// SURBs their senders made (with keys the sender chose), so they do not wait for the directory.
+#[test]
+fn acknowledgements_do_not_wait_for_the_directory() {
+    let period = EpochPeriod::from_secs(20).unwrap();
+    let mut w = World::with_period(12, 0.0, &[1, 2], period);
+    w.connect(0, "alice", 1, "bob");
+    w.clients[1].late_documents = true;
+    let stale = w.epoch_end() + period.key_grace() + Duration::from_secs(1);
+    let wait = stale.duration_since(w.now).unwrap();
+    w.run_for(wait);
+    let now = w.now;
+    let id = w.clients[0].e().send("bob", "hello", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(5), |w| w.clients[1].texts().len() == 1);
+    w.run_until(Duration::from_secs(5), |w| {
+        w.clients[0].engine.as_ref().unwrap().delivery(&id).unwrap() == Some(Delivery::Delivered)
+    });
 }

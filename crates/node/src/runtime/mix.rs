@@ -244,7 +244,8 @@ async fn run<R: CryptoRng + Send + 'static>(
     const BURST: usize = 64;
     let mut burst: Vec<Frame> = Vec::with_capacity(BURST);
     loop {
-        let wake = core.poll_timeout().map(|t| origin + t.saturating_since(clock));
+        // A key's expiry may lie past what an `Instant` can hold (tests install endless windows).
+        let wake = core.poll_timeout().and_then(|t| origin.checked_add(t.saturating_since(clock)));
         match wake {
             Some(w) if w != sleep.deadline() => sleep.as_mut().reset(w),
             None if sleep.is_elapsed() => sleep.as_mut().reset(far()),

@@ -15,10 +15,11 @@ use qanat_pki::{Document, Epoch, EpochPeriod, Position, UnixTime};
 use crate::runtime::{EpochUpdate, Peer};
 
 /// How long after its end (and before its start) an epoch's packet key still unwraps packets:
-/// a quarter of the period, at most five minutes. It covers packets built near the end of an
-/// epoch that are still in flight, and clocks a little apart.
+/// the network's rule, [`EpochPeriod::key_grace`] (a quarter of the period, at most five
+/// minutes), which clients follow too. It covers packets built near the end of an epoch that
+/// are still in flight, and clocks a little apart.
 pub fn grace(period: EpochPeriod) -> Duration {
-    Duration::from_millis(period.as_millis() / 4).min(Duration::from_secs(300))
+    period.key_grace()
 }
 
 /// How long a gateway's mailbox store remembers the id of a message its owner deleted
