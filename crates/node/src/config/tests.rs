@@ -1,7 +1,15 @@
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
 use super::*;
+use crate::runtime::ClientBudgets;
 use chacha20::ChaCha20Rng;
 use qanat_link::LinkSecretKey;
+use qanat_mailbox::Limits;
+use qanat_packet::Scheme;
 use qanat_pki::IdentitySecret;
+use qanat_pki::descriptor::LinkAddress;
+use qanat_pki::{EpochPeriod, Parameters, Rate};
 use rand_core::SeedableRng as _;
 
 fn addr(s: &str) -> LinkAddress {
