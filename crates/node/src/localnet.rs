@@ -6,18 +6,20 @@
 //! Layout: `DIR/<name>/node.toml`, `DIR/<name>/data/` (keys, and a gateway's mailboxes), and the
 //! clients' network file `DIR/network.toml`.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use qanat_link::LinkPublicKey;
 use qanat_link::http::free_local_port;
-use qanat_packet::Scheme;
+use qanat_packet::{Geometry, Scheme};
 use qanat_pki::descriptor::LinkAddress;
 use qanat_pki::{EpochPeriod, IdentityKey, Parameters, ParametersConfig, Rate};
 
 use crate::NodeConfig;
 use crate::config::{
-    AuthorityPeer, ClientGateway, ClientNetwork, ConfigError, Example, ExampleRole, render_example,
+    AuthorityConfig, AuthorityPeer, ClientGateway, ClientNetwork, ConfigError, DangerConfig, GatewayConfig,
+    NetworkConfig, RoleConfig,
 };
 use crate::keys::{KeyStoreError, NodeKeys};
 use crate::service::{self, KEY_WINDOW, RunningNode, ServiceError, wall_now};
@@ -86,6 +88,9 @@ pub enum LocalNetError {
     /// A generated config was refused (a bug).
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A generated file reads back as another config than the one rendered (a bug).
+    #[error("{}: reads back as another config than the one written", .0.display())]
+    RoundTrip(PathBuf),
 }
 
 /// One generated node.
@@ -168,8 +173,7 @@ pub fn generate_placed(
 ) -> Result<Vec<LocalNode>, LocalNetError> {
     let period = EpochPeriod::from_secs(o.epoch_secs)
         .map_err(|_| LocalNetError::Parameters("the epoch must be 1 to 86400 seconds".into()))?;
-    let params = parameters(o);
-    Parameters::new(ParametersConfig { epoch_period: period, ..params })
+    let parameters = Parameters::new(ParametersConfig { epoch_period: period, ..parameters(o) })
         .map_err(|e| LocalNetError::Parameters(e.to_string()))?;
 
     let mut names: Vec<(String, &'static str)> = Vec::new();
@@ -211,53 +215,52 @@ pub fn generate_placed(
             address: link_address(n.link)?,
         });
     }
-    let allowed: Vec<IdentityKey> =
+    let network = NetworkConfig::new("devnet", period, authorities, Geometry::default_for(o.scheme))?;
+    let allowed: BTreeSet<IdentityKey> =
         nodes.iter().filter(|n| n.role != "authority").map(|n| n.identity).collect();
     for n in &nodes {
+        let node_dir = n.config.parent().unwrap_or(dir);
+        let data_dir = node_dir.join("data");
         let role = match (n.role, n.client) {
-            ("authority", _) => ExampleRole::Authority { allowed_nodes: allowed.clone() },
-            ("gateway", Some(c)) => ExampleRole::Gateway { client_listen: link_address(c)? },
-            _ => ExampleRole::Mix,
+            ("authority", _) => {
+                RoleConfig::Authority(AuthorityConfig::new(allowed.clone(), parameters.clone()))
+            }
+            ("gateway", Some(c)) => {
+                let mut g = GatewayConfig::new(link_address(c)?, &data_dir);
+                // A test network: its tools (and `qanat devnet`'s tests) send bursts of packets
+                // far above a client's rate through one connection.
+                g.clients.packet_burst = LOCALNET_CLIENT_PACKET_BURST;
+                RoleConfig::Gateway(g)
+            }
+            _ => RoleConfig::Mix,
         };
-        let mut ex = Example::new(role, link_address(n.link)?, "devnet", authorities.clone());
-        ex.metrics = n.metrics;
-        ex.epoch_period_secs = o.epoch_secs;
-        ex.scheme = o.scheme;
-        ex.parameters = params;
-        // A test network: its tools (and `qanat devnet`'s tests) send bursts of packets far
-        // above a client's rate through one connection.
-        ex.clients.packet_burst = LOCALNET_CLIENT_PACKET_BURST;
-        let mut text = render_example(&ex);
+        let mut config = NodeConfig::new(role, data_dir, link_address(n.link)?, network.clone());
+        config.metrics = n.metrics;
         if n.role == "gateway" && o.fault_drop_rate > 0.0 {
-            text.push_str(&format!(
-                "\n# Settings for tests only: the node refuses to start with this table unless\n\
-                 # started with --allow-danger.\n[danger]\n\
-                 # Fault injection: drop this fraction of packets.\nfault_drop_rate = {}\n",
-                o.fault_drop_rate
-            ));
+            config.danger = Some(DangerConfig { fault_drop_rate: o.fault_drop_rate, ..Default::default() });
         }
-        std::fs::write(&n.config, text).map_err(io(&n.config))?;
-        // The config must be one the node accepts.
-        NodeConfig::load(&n.config)?;
+        std::fs::write(&n.config, config.render(node_dir)).map_err(io(&n.config))?;
+        // The node must read back exactly the config that was rendered.
+        if NodeConfig::load(&n.config)? != config {
+            return Err(LocalNetError::RoundTrip(n.config.clone()));
+        }
     }
     // The clients' network file.
-    let first =
-        nodes.iter().find(|n| n.role == "authority").map(|n| NodeConfig::load(&n.config)).transpose()?;
-    if let Some(first) = first {
-        let mut gateways = Vec::new();
-        for n in nodes.iter().filter(|n| n.role == "gateway") {
-            let Some(c) = n.client else { continue };
-            gateways.push(ClientGateway {
-                name: n.name.clone(),
-                identity: n.identity,
-                link_key: n.link_key.clone(),
-                client_address: link_address(c)?,
-            });
-        }
-        let file = ClientNetwork { network: first.network, gateways };
-        let path = network_file(dir);
-        std::fs::write(&path, file.render()).map_err(io(&path))?;
-        ClientNetwork::load(&path)?;
+    let mut gateways = Vec::new();
+    for n in nodes.iter().filter(|n| n.role == "gateway") {
+        let Some(c) = n.client else { continue };
+        gateways.push(ClientGateway {
+            name: n.name.clone(),
+            identity: n.identity,
+            link_key: n.link_key.clone(),
+            client_address: link_address(c)?,
+        });
+    }
+    let file = ClientNetwork { network, gateways };
+    let path = network_file(dir);
+    std::fs::write(&path, file.render()).map_err(io(&path))?;
+    if ClientNetwork::load(&path)? != file {
+        return Err(LocalNetError::RoundTrip(path));
     }
     Ok(nodes)
 }

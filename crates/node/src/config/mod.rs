@@ -70,8 +70,8 @@
 //! keys it publishes and to size its link frames), and a node refuses a document whose geometry
 //! differs from its own.
 
-mod example;
 mod raw;
+mod render;
 mod types;
 mod validate;
 
@@ -81,7 +81,6 @@ use std::path::PathBuf;
 use qanat_network::config::invalid;
 use qanat_pki::descriptor::LinkAddress;
 
-pub use example::{Example, ExampleRole, render_example};
 /// The network file and the `[network]` table live in `qanat-network`, which clients share.
 pub use qanat_network::config::{
     AuthorityPeer, ClientGateway, ClientNetwork, ConfigError, DEFAULT_SCHEME, NetworkConfig,
@@ -91,8 +90,9 @@ pub use types::{
 };
 pub use validate::MAX_RETENTION_DAYS;
 
-/// A node's validated configuration.
-#[derive(Debug, Clone)]
+/// A node's validated configuration: what [`NodeConfig::load`] reads, and what
+/// [`NodeConfig::render`] writes.
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct NodeConfig {
     /// What the node is, with the settings of that role.
@@ -114,6 +114,22 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// A config of `role` whose optional settings are at their defaults: no metrics, the
+    /// default listener budgets, no `[danger]` table (what a file with only `role`, `data_dir`,
+    /// `listen`, `[network]` and the role's table gives).
+    pub fn new(role: RoleConfig, data_dir: PathBuf, listen: LinkAddress, network: NetworkConfig) -> Self {
+        Self {
+            role,
+            data_dir,
+            listen,
+            metrics: None,
+            listener: ListenerConfig::default(),
+            network,
+            danger: None,
+            danger_allowed: false,
+        }
+    }
+
     /// Lets [`crate::service::start`] run this config although it has a `[danger]` table (the
     /// command line's `--allow-danger`; never on a real network).
     pub fn allow_danger(&mut self) {

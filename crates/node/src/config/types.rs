@@ -1,7 +1,7 @@
 //! The typed tables of a node's config: what validation produces and the runtime reads.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use qanat_mailbox::Limits;
@@ -12,7 +12,7 @@ use crate::runtime::ClientBudgets;
 
 /// The `[danger]` table: settings that break the network's promises, for test networks only.
 /// Its name is what an auditor greps for.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 #[non_exhaustive]
 pub struct DangerConfig {
     /// Fault injection (gateways only; `fault_drop_rate`, 0 to 0.5, default 0): this fraction of
@@ -94,7 +94,7 @@ impl ListenerConfig {
 }
 
 /// The role of a node and its role-specific settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum RoleConfig {
     /// A directory authority.
@@ -117,7 +117,7 @@ impl RoleConfig {
 }
 
 /// The `[authority]` table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AuthorityConfig {
     /// The nodes (mixes and gateways) allowed into the network.
@@ -126,8 +126,16 @@ pub struct AuthorityConfig {
     pub parameters: Parameters,
 }
 
+impl AuthorityConfig {
+    /// An `[authority]` table allowing `allowed_nodes` and voting for `parameters` (whose
+    /// geometry and epoch period must be the network's, as validation makes them).
+    pub fn new(allowed_nodes: BTreeSet<IdentityKey>, parameters: Parameters) -> Self {
+        Self { allowed_nodes, parameters }
+    }
+}
+
 /// The `[gateway]` table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct GatewayConfig {
     /// Where clients connect (`host:port`).
@@ -138,6 +146,22 @@ pub struct GatewayConfig {
     pub limits: Limits,
     /// The budgets of the client listener and of each client session.
     pub clients: ClientBudgets,
+}
+
+/// The SQLite file of a gateway whose config names none, inside its data directory.
+pub(super) const DEFAULT_SQLITE_PATH: &str = "mailboxes.sqlite";
+
+impl GatewayConfig {
+    /// A `[gateway]` table with only `client_listen` set: the SQLite store in `data_dir`, the
+    /// default limits and client budgets.
+    pub fn new(client_listen: LinkAddress, data_dir: &Path) -> Self {
+        Self {
+            client_listen,
+            store: StoreConfig::Sqlite { path: data_dir.join(DEFAULT_SQLITE_PATH) },
+            limits: Limits::default(),
+            clients: ClientBudgets::default(),
+        }
+    }
 }
 
 /// The gateway's mailbox store backend.

@@ -11,6 +11,7 @@ use qanat_network::config::{invalid, parse_address, parse_identity, parse_networ
 use qanat_pki::{Parameters, ParametersConfig, Rate};
 
 use super::raw::{RawAuthority, RawConfig, RawDanger, RawGateway, RawListener, RawParameters};
+use super::types::DEFAULT_SQLITE_PATH;
 use super::{
     AuthorityConfig, ConfigError, DangerConfig, GatewayConfig, HostileMix, ListenerConfig, NetworkConfig,
     NodeConfig, RoleConfig, StoreConfig,
@@ -351,7 +352,7 @@ fn parse_gateway(raw: RawGateway, data_dir: &Path) -> Result<GatewayConfig, Conf
                     "set store = \"redis\" to use the Redis Cluster, or remove the [gateway.redis] table",
                 ));
             }
-            let rel = raw.sqlite_path.as_deref().unwrap_or("mailboxes.sqlite");
+            let rel = raw.sqlite_path.as_deref().unwrap_or(DEFAULT_SQLITE_PATH);
             StoreConfig::Sqlite {
                 path: data_dir.join(inside_data_dir("gateway.sqlite_path", rel, "mailboxes.sqlite")?),
             }
