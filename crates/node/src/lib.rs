@@ -21,7 +21,6 @@
 
 pub mod config;
 pub mod keys;
-pub mod localnet;
 pub mod replay_log;
 pub mod runtime;
 pub mod service;
