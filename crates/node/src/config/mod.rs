@@ -3,9 +3,17 @@
 //! Reading a config is two steps. Serde parses the text into a raw mirror of the file (every
 //! table `deny_unknown_fields`, so a misspelt key is an error rather than a silently ignored
 //! setting); then [`validate`](NodeConfig::from_toml_str) turns it into a [`NodeConfig`] whose
-//! fields are parsed types ([`LinkAddress`], [`IdentityKey`], [`LinkPublicKey`](qanat_link::LinkPublicKey), [`Duration`],
-//! [`Parameters`]), never strings. Every [`ConfigError`] names the file, the field (a dotted path
-//! such as `network.authorities[1].link_key`) and what to do about it.
+//! fields are parsed types ([`LinkAddress`], [`IdentityKey`](qanat_pki::IdentityKey),
+//! [`LinkPublicKey`](qanat_link::LinkPublicKey), [`Duration`](std::time::Duration),
+//! [`Parameters`](qanat_pki::Parameters)), never strings. Every [`ConfigError`] names the file,
+//! the field (a dotted path such as `network.authorities[1].link_key`) and what to do about it.
+//! Writing is the reverse, by one renderer: [`NodeConfig::render`] writes any typed config as a
+//! commented file that reads back equal (`qanat node example-config` and the devnet use it).
+//!
+//! The module, by concern: `raw.rs` (the serde mirror), `validate.rs` (raw to typed, the
+//! errors), `types.rs` (the typed tables), `render.rs` (typed to text), `tests.rs`. The
+//! `[network]` table, the network file and [`ConfigError`] live in `qanat-network`, which
+//! clients share.
 //!
 //! ```toml
 //! role = "gateway"              # "authority" | "mix" | "gateway"
@@ -63,7 +71,9 @@
 //!
 //! An authority has an `[authority]` table instead, with `allowed_nodes` (identity keys) and
 //! `[authority.parameters]` (the mixing parameters it votes for: layers, mean delay and rates,
-//! each defaulting to [`ParametersConfig::default_for`] of the scheme). A mix has neither table.
+//! each defaulting to
+//! [`ParametersConfig::default_for`](qanat_pki::ParametersConfig::default_for) of the
+//! scheme). A mix has neither table.
 //!
 //! The packet geometry (scheme, hops, payload length) is in `[network]`, not in the authorities'
 //! parameters: every node needs it before any directory document exists (to generate the packet

@@ -81,7 +81,7 @@ impl Default for Options {
 /// The client packet burst of a generated network's gateways (a real one's is 32): its tools
 /// (and `qanat devnet`'s tests) send bursts of packets far above a client's rate through one
 /// connection.
-pub(crate) const CLIENT_PACKET_BURST: u32 = 10_000;
+const CLIENT_PACKET_BURST: u32 = 10_000;
 
 /// One generated node.
 #[derive(Debug, Clone)]
@@ -119,7 +119,7 @@ pub(crate) struct NodeAddresses {
 
 /// The network's parameters for `o` (its epoch period is `o.epoch_secs`); an error names the
 /// rule broken.
-pub(crate) fn parameters(o: &Options) -> Result<Parameters> {
+fn parameters(o: &Options) -> Result<Parameters> {
     let period = EpochPeriod::from_secs(o.epoch_secs)
         .map_err(|_| anyhow!("invalid network parameters: the epoch must be 1 to 86400 seconds"))?;
     let rate = |r: f64| Rate::from_micro_per_sec((r * 1e6).round() as u64);
