@@ -84,7 +84,7 @@ pub fn invalid(field: impl Into<String>, problem: impl Into<String>, fix: impl I
 }
 
 /// The `[network]` table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NetworkConfig {
     /// The network's name (bound into every link handshake).
@@ -220,6 +220,70 @@ fn table_at(text: &str, offset: usize) -> (String, &str) {
     (table, line)
 }
 
+fn check_name(name: &str) -> Result<(), ConfigError> {
+    let name_ok = !name.is_empty()
+        && name.len() <= MAX_NETWORK_NAME
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !name_ok {
+        return Err(invalid(
+            "network.name",
+            format!("{name:?} is not a network name"),
+            "use 1 to 64 lower-case letters, digits and '-', the same on every node of the network",
+        ));
+    }
+    Ok(())
+}
+
+fn authority_set(authorities: &[AuthorityPeer]) -> Result<AuthoritySet, ConfigError> {
+    AuthoritySet::new(authorities.iter().map(|a| a.identity))
+        .map_err(|e| invalid("network.authorities", e.to_string(), "list each directory authority once"))
+}
+
+impl NetworkConfig {
+    /// A `[network]` table built in code (a generated test network, an example): checked as a
+    /// file's table is, for the name and the authorities (1 to [`MAX_AUTHORITIES`], each once).
+    pub fn new(
+        name: impl Into<String>,
+        epoch_period: EpochPeriod,
+        authorities: Vec<AuthorityPeer>,
+        geometry: Geometry,
+    ) -> Result<Self, ConfigError> {
+        let name = name.into();
+        check_name(&name)?;
+        let authority_set = authority_set(&authorities)?;
+        Ok(Self { name, epoch_period, authorities, authority_set, geometry })
+    }
+
+    /// Writes the `[network]` table and one `[[network.authorities]]` table per authority,
+    /// commented, as every node's config and the clients' network file hold them;
+    /// [`parse_network`] reads them back equal.
+    pub fn write_toml(&self, s: &mut String) {
+        let g = &self.geometry;
+        // Writing to a String cannot fail.
+        let _ = writeln!(s, "[network]");
+        let _ = writeln!(s, "# The same on every node of the network.");
+        let _ = writeln!(s, "name = {}", toml_str(&self.name));
+        let _ = writeln!(s, "epoch_period_secs = {}", self.epoch_period.as_millis() / 1000);
+        let _ = writeln!(
+            s,
+            "# Packet scheme: \"xwing\" (hybrid post-quantum), \"x25519-kem\" or \"x25519-nike\"."
+        );
+        let _ = writeln!(s, "scheme = \"{}\"", g.scheme().name());
+        let _ =
+            writeln!(s, "# Sphinx hops (gateway, mix layers, gateway) and payload bytes; with the scheme");
+        let _ = writeln!(s, "# they fix every packet's size ({} bytes here).", g.packet_len());
+        let _ = writeln!(s, "nr_hops = {}", g.nr_hops());
+        let _ = writeln!(s, "forward_payload_len = {}", g.forward_payload_len());
+        for a in &self.authorities {
+            let _ = writeln!(s, "\n# One table per directory authority (from its 'qanat node show-keys').");
+            let _ = writeln!(s, "[[network.authorities]]");
+            let _ = writeln!(s, "identity_key = \"{}\"", hex::encode(a.identity.as_bytes()));
+            let _ = writeln!(s, "link_key = \"{}\"", hex::encode(a.link_key.to_bytes()));
+            let _ = writeln!(s, "address = {}", toml_str(a.address.as_str()));
+        }
+    }
+}
+
 /// Parses a `host:port` link address.
 pub fn parse_address(field: &str, s: &str) -> Result<LinkAddress, ConfigError> {
     LinkAddress::parse(s).map_err(|e| {
@@ -254,16 +318,7 @@ pub fn parse_identity(field: &str, s: &str) -> Result<IdentityKey, ConfigError> 
 
 /// Validates the `[network]` table.
 pub fn parse_network(raw: RawNetwork) -> Result<NetworkConfig, ConfigError> {
-    let name_ok = !raw.name.is_empty()
-        && raw.name.len() <= MAX_NETWORK_NAME
-        && raw.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !name_ok {
-        return Err(invalid(
-            "network.name",
-            format!("{:?} is not a network name", raw.name),
-            "use 1 to 64 lower-case letters, digits and '-', the same on every node of the network",
-        ));
-    }
+    check_name(&raw.name)?;
     let secs = raw.epoch_period_secs.unwrap_or(EpochPeriod::DEFAULT.as_millis() / 1000);
     let epoch_period = EpochPeriod::from_secs(secs).map_err(|_| {
         invalid(
@@ -303,8 +358,7 @@ pub fn parse_network(raw: RawNetwork) -> Result<NetworkConfig, ConfigError> {
         }
         authorities.push(AuthorityPeer { identity, link_key, address });
     }
-    let authority_set = AuthoritySet::new(authorities.iter().map(|a| a.identity))
-        .map_err(|e| invalid("network.authorities", e.to_string(), "list each directory authority once"))?;
+    let authority_set = authority_set(&authorities)?;
     let scheme = match raw.scheme.as_deref() {
         None => DEFAULT_SCHEME,
         Some(name) => Scheme::from_name(name).ok_or_else(|| {
@@ -375,7 +429,7 @@ pub struct ClientGateway {
 /// What a client needs to join a network: the nodes' `[network]` table (name, epoch period,
 /// packet geometry, directory authorities) and the gateways it may use (`[[gateways]]`). Nothing
 /// in it is secret; `qanat devnet up` writes one as `DIR/network.toml`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientNetwork {
     /// The network.
     pub network: NetworkConfig,
@@ -446,24 +500,11 @@ impl ClientNetwork {
 
     /// The file's text, which [`ClientNetwork::from_toml_str`] reads back.
     pub fn render(&self) -> String {
-        let n = &self.network;
-        let g = &n.geometry;
         let mut s = String::new();
         let _ =
             writeln!(s, "# Qanat network file: what a client needs to join ('qanat init --network FILE').");
         let _ = writeln!(s, "# Nothing here is secret.\n");
-        let _ = writeln!(s, "[network]");
-        let _ = writeln!(s, "name = {}", toml_str(&n.name));
-        let _ = writeln!(s, "epoch_period_secs = {}", n.epoch_period.as_millis() / 1000);
-        let _ = writeln!(s, "scheme = \"{}\"", g.scheme().name());
-        let _ = writeln!(s, "nr_hops = {}", g.nr_hops());
-        let _ = writeln!(s, "forward_payload_len = {}", g.forward_payload_len());
-        for a in &n.authorities {
-            let _ = writeln!(s, "\n[[network.authorities]]");
-            let _ = writeln!(s, "identity_key = \"{}\"", hex::encode(a.identity.as_bytes()));
-            let _ = writeln!(s, "link_key = \"{}\"", hex::encode(a.link_key.to_bytes()));
-            let _ = writeln!(s, "address = {}", toml_str(a.address.as_str()));
-        }
+        self.network.write_toml(&mut s);
         for gw in &self.gateways {
             let _ = writeln!(s, "\n[[gateways]]");
             let _ = writeln!(s, "name = {}", toml_str(&gw.name));
@@ -486,5 +527,52 @@ mod tests {
         assert_eq!(field_at(text, text.find("b =").unwrap()), "x.b");
         assert_eq!(field_at(text, text.find("c =").unwrap()), "y.z[0].c");
         assert_eq!(field_at(text, text.find("d =").unwrap()), "y.z[1].d");
+    }
+
+    #[test]
+    fn a_rendered_network_file_reads_back_equal() {
+        use chacha20::ChaCha20Rng;
+        use qanat_link::LinkSecretKey;
+        use qanat_pki::IdentitySecret;
+        use rand_core::SeedableRng as _;
+
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let addr = |s: &str| LinkAddress::parse(s).unwrap();
+        let authorities = (0..3)
+            .map(|i| AuthorityPeer {
+                identity: IdentitySecret::generate(&mut rng).public(),
+                link_key: LinkSecretKey::generate(&mut rng).public_key().clone(),
+                address: addr(&format!("127.0.0.1:{}", 7001 + i)),
+            })
+            .collect();
+        let network = NetworkConfig::new(
+            "test-net",
+            EpochPeriod::from_secs(60).unwrap(),
+            authorities,
+            Geometry::default_for(Scheme::XWing),
+        )
+        .unwrap();
+        let gateways = (0..2)
+            .map(|i| ClientGateway {
+                name: format!("gw{i}"),
+                identity: IdentitySecret::generate(&mut rng).public(),
+                link_key: LinkSecretKey::generate(&mut rng).public_key().clone(),
+                client_address: addr(&format!("gw{i}.example:7201")),
+            })
+            .collect();
+        let file = ClientNetwork { network, gateways };
+        assert_eq!(ClientNetwork::from_toml_str(&file.render()).unwrap(), file);
+
+        // What `new` refuses, a file's table is refused for too.
+        let net = &file.network;
+        let err =
+            NetworkConfig::new("Bad Name", net.epoch_period, net.authorities.clone(), net.geometry.clone())
+                .unwrap_err();
+        assert_eq!(err.field(), Some("network.name"));
+        let twice = vec![net.authorities[0].clone(), net.authorities[0].clone()];
+        let err = NetworkConfig::new("n", net.epoch_period, twice, net.geometry.clone()).unwrap_err();
+        assert_eq!(err.field(), Some("network.authorities"));
+        let err = NetworkConfig::new("n", net.epoch_period, Vec::new(), net.geometry.clone()).unwrap_err();
+        assert_eq!(err.field(), Some("network.authorities"));
     }
 }

@@ -6,8 +6,9 @@
 //!
 //! - [`config`]: the node's TOML configuration. [`NodeConfig::load`] reads and validates one file
 //!   into parsed types (addresses, keys, durations, [`qanat_pki::Parameters`]); every
-//!   [`ConfigError`] names the field and says how to fix it. [`config::render_example`] writes a
-//!   commented example per role (used by `qanat devnet` to generate configs).
+//!   [`ConfigError`] names the field and says how to fix it. [`NodeConfig::render`] writes a
+//!   typed config back as a commented file that reads back equal (`qanat node example-config`
+//!   and `qanat devnet` write their configs with it).
 //! - [`keys`]: the node's key store in its data directory ([`NodeKeys`]): the Ed25519 identity,
 //!   the link key, and one packet key per epoch for the current epoch and the next few, so a
 //!   restarted node keeps every key it already published. Files are written atomically with mode
@@ -20,7 +21,6 @@
 
 pub mod config;
 pub mod keys;
-pub mod localnet;
 pub mod replay_log;
 pub mod runtime;
 pub mod service;

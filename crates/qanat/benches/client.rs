@@ -23,9 +23,8 @@ use qanat_client::runtime::{self, ClientHandle, RuntimeConfig};
 use qanat_client::sending::Delivery;
 use qanat_client::sending::TrafficProfile;
 use qanat_client::store::{Passphrase, Profile, danger};
-use qanat_node::config::ClientNetwork;
-use qanat_node::localnet;
-use qanat_pki::{Parameters, ParametersConfig};
+use qanat_node::NodeConfig;
+use qanat_node::config::{ClientNetwork, RoleConfig};
 use rand::RngExt as _;
 use tokio::sync::broadcast;
 
@@ -145,18 +144,16 @@ async fn main() {
     let alternate = env("QANAT_BENCH_ALTERNATE", 0) == 1;
     let idle_secs = env("QANAT_BENCH_IDLE_SECS", 120);
     let fetch_ms = env("QANAT_BENCH_FETCH_MS", 100);
-    let o = localnet::Options::default();
-    let params = Parameters::new(ParametersConfig {
-        epoch_period: qanat_pki::EpochPeriod::from_secs(o.epoch_secs).unwrap(),
-        ..localnet::parameters(&o)
-    })
-    .unwrap();
-
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN).args(["devnet", "up", "--wait", "--dir"]).arg(dir.path()).output().unwrap();
     let devnet = Devnet(dir);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let net = ClientNetwork::load(&devnet.0.path().join("network.toml")).unwrap();
+    // The parameters the devnet's authorities vote for, from the first one's config.
+    let params = match NodeConfig::load(&devnet.0.path().join("auth1/node.toml")).unwrap().role {
+        RoleConfig::Authority(a) => a.parameters,
+        other => panic!("auth1 is not an authority: {other:?}"),
+    };
     let root = tempfile::tempdir().unwrap();
 
     // 1. Latency: `pairs` pairs of users (one on each gateway) at once, so that enough messages

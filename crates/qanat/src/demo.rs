@@ -14,9 +14,10 @@ use qanat_client::runtime::{self, ClientHandle, RuntimeConfig};
 use qanat_client::sending::TrafficProfile;
 use qanat_client::store::{Passphrase, Profile};
 use qanat_node::config::ClientNetwork;
-use qanat_node::localnet;
 use qanat_packet::Scheme;
 use tokio::sync::broadcast;
+
+use crate::devnet::generate;
 
 /// Settings of the demo.
 #[derive(Debug, Clone)]
@@ -87,22 +88,22 @@ async fn wait_for(
 
 async fn run(o: &DemoOptions, dir: &std::path::Path) -> Result<(usize, usize)> {
     let started = Instant::now();
-    let options = localnet::Options {
+    let options = generate::Options {
         epoch_secs: o.epoch_secs,
         scheme: Scheme::X25519Kem,
         mean_delay_ms: o.mean_delay_ms,
         lambda_p: o.lambda_p,
         metrics: false,
-        ..localnet::Options::default()
+        ..generate::Options::default()
     };
-    let nodes = localnet::generate(&dir.join("net"), &options)?;
-    let running = localnet::start_all(&nodes).await?;
+    let nodes = generate::generate(&dir.join("net"), &options)?;
+    let running = generate::start_all(&nodes).await?;
     println!(
         "demo: started 3 directory authorities, 6 mixes in 3 layers and 2 gateways on 127.0.0.1 \
          (epoch {} s, mean delay {} ms per mix, client rate {} packets/s)",
         o.epoch_secs, o.mean_delay_ms, o.lambda_p
     );
-    let network = ClientNetwork::load(&localnet::network_file(&dir.join("net")))?;
+    let network = ClientNetwork::load(&generate::network_file(&dir.join("net")))?;
     let fetch = Duration::from_millis(o.fetch_interval_ms);
     let alice = start_user("alice", dir, &network, 0, fetch).await?;
     let bob = start_user("bob", dir, &network, 1, fetch).await?;

@@ -1,16 +1,20 @@
 //! `qanat node run | show-keys | example-config`.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use qanat_link::LinkSecretKey;
 use qanat_node::NodeConfig;
-use qanat_node::config::{AuthorityPeer, Example, ExampleRole, render_example};
+use qanat_node::config::{
+    AuthorityConfig, AuthorityPeer, DEFAULT_SCHEME, GatewayConfig, NetworkConfig, RoleConfig,
+};
 use qanat_node::keys::NodeKeys;
 use qanat_node::service::{self, KEY_WINDOW, wall_now};
-use qanat_pki::IdentitySecret;
+use qanat_packet::Geometry;
 use qanat_pki::descriptor::LinkAddress;
+use qanat_pki::{EpochPeriod, IdentitySecret, Parameters};
 
 /// Loads and validates a config, with the error naming the field and the fix.
 pub(crate) fn load(path: &Path) -> Result<NodeConfig> {
@@ -76,15 +80,21 @@ pub(crate) fn show_keys(config: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `qanat node example-config --role ROLE`: a commented config to start from.
+/// `qanat node example-config --role ROLE`: a commented config to start from: the config of
+/// `role` with every optional setting at its default, rendered by the node's one renderer.
 pub(crate) fn example_config(role: &str, listen: &str) -> Result<()> {
     let listen = LinkAddress::parse(listen).map_err(|e| anyhow::anyhow!("--listen {listen:?}: {e}"))?;
+    let data_dir = PathBuf::from("data");
     let role = match role {
-        "authority" => ExampleRole::Authority { allowed_nodes: Vec::new() },
-        "mix" => ExampleRole::Mix,
-        "gateway" => ExampleRole::Gateway {
-            client_listen: LinkAddress::parse("127.0.0.1:7201").map_err(|e| anyhow::anyhow!("{e}"))?,
-        },
+        "authority" => RoleConfig::Authority(AuthorityConfig::new(
+            BTreeSet::new(),
+            Parameters::default_for(DEFAULT_SCHEME),
+        )),
+        "mix" => RoleConfig::Mix,
+        "gateway" => RoleConfig::Gateway(GatewayConfig::new(
+            LinkAddress::parse("127.0.0.1:7201").map_err(|e| anyhow::anyhow!("{e}"))?,
+            &data_dir,
+        )),
         other => bail!("--role {other:?}: use authority, mix or gateway"),
     };
     // A placeholder authority with fresh keys, so that the example parses as it is.
@@ -94,8 +104,16 @@ pub(crate) fn example_config(role: &str, listen: &str) -> Result<()> {
         link_key: LinkSecretKey::generate(&mut rng).public_key().clone(),
         address: LinkAddress::parse("127.0.0.1:7001").map_err(|e| anyhow::anyhow!("{e}"))?,
     };
+    let network = NetworkConfig::new(
+        "mynet",
+        EpochPeriod::DEFAULT,
+        vec![placeholder],
+        Geometry::default_for(DEFAULT_SCHEME),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = NodeConfig::new(role, data_dir, listen, network);
     println!("# Replace the [[network.authorities]] table below (a placeholder with fresh keys)");
     println!("# with one table per authority of your network, from 'qanat node show-keys'.");
-    print!("{}", render_example(&Example::new(role, listen, "mynet", vec![placeholder])));
+    print!("{}", config.render(Path::new("")));
     Ok(())
 }

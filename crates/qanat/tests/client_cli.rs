@@ -1,7 +1,7 @@
 //! The client commands as a user runs them: the built `qanat` binary on a profile directory,
-//! with the passphrase in `QANAT_PASSPHRASE`, against a network file that
-//! `qanat_node::localnet::generate` wrote (no node needs to run for these). Bad input must print
-//! a clear error, exit non-zero and change nothing.
+//! with the passphrase in `QANAT_PASSPHRASE`, against a network file of fresh keys written from
+//! `qanat-network`'s typed `ClientNetwork` (no node needs to run for these, so none is
+//! generated). Bad input must print a clear error, exit non-zero and change nothing.
 //!
 //! `client_commands_over_a_devnet` starts `qanat devnet up` (11 node processes), runs two
 //! `qanat run` clients and has them invite, accept and talk with the commands (about 30 s in a
@@ -12,6 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use qanat_link::LinkSecretKey;
+use qanat_network::config::{AuthorityPeer, ClientGateway, ClientNetwork, NetworkConfig};
+use qanat_packet::{Geometry, Scheme};
+use qanat_pki::descriptor::LinkAddress;
+use qanat_pki::{EpochPeriod, IdentitySecret};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_qanat");
@@ -76,7 +81,8 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-/// A network file of a generated (not running) local network, and a place for profiles.
+/// A network file of a network that does not run (3 authorities and gateways `gw1`, `gw2` on
+/// 127.0.0.1, fresh keys), and a place for profiles.
 struct Setup {
     dir: tempfile::TempDir,
 }
@@ -84,13 +90,42 @@ struct Setup {
 impl Setup {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let options = qanat_node::localnet::Options { metrics: false, ..Default::default() };
-        qanat_node::localnet::generate(&dir.path().join("net"), &options).unwrap();
+        let mut rng = rand::rng();
+        // Free ports, where nothing answers.
+        let address = || {
+            let port = qanat_link::http::free_local_port().unwrap();
+            LinkAddress::parse(&format!("127.0.0.1:{port}")).unwrap()
+        };
+        let authorities = (0..3)
+            .map(|_| AuthorityPeer {
+                identity: IdentitySecret::generate(&mut rng).public(),
+                link_key: LinkSecretKey::generate(&mut rng).public_key().clone(),
+                address: address(),
+            })
+            .collect();
+        let scheme = Scheme::X25519Kem;
+        let network = NetworkConfig::new(
+            "devnet",
+            EpochPeriod::from_secs(20).unwrap(),
+            authorities,
+            Geometry::default_for(scheme),
+        )
+        .unwrap();
+        let gateways = (1..=2)
+            .map(|i| ClientGateway {
+                name: format!("gw{i}"),
+                identity: IdentitySecret::generate(&mut rng).public(),
+                link_key: LinkSecretKey::generate(&mut rng).public_key().clone(),
+                client_address: address(),
+            })
+            .collect();
+        let file = ClientNetwork { network, gateways };
+        std::fs::write(dir.path().join("network.toml"), file.render()).unwrap();
         Self { dir }
     }
 
     fn network(&self) -> String {
-        qanat_node::localnet::network_file(&self.dir.path().join("net")).display().to_string()
+        self.dir.path().join("network.toml").display().to_string()
     }
 
     fn home(&self, name: &str) -> String {
@@ -278,7 +313,7 @@ fn client_commands_over_a_devnet() {
     let dir_s = dir.display().to_string();
     // Not `--wait`: the clients below wait until they have a directory that lists their gateway.
     ok(&["devnet", "up", "--dir", &dir_s]);
-    let net = qanat_node::localnet::network_file(&dir).display().to_string();
+    let net = dir.join("network.toml").display().to_string();
     let homes = tempfile::tempdir().unwrap();
     let (a, b) = (homes.path().join("a").display().to_string(), homes.path().join("b").display().to_string());
     ok(&["init", "--home", &a, "--network", &net, "--gateway", "gw1"]);

@@ -1,7 +1,15 @@
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
 use super::*;
+use crate::runtime::ClientBudgets;
 use chacha20::ChaCha20Rng;
 use qanat_link::LinkSecretKey;
+use qanat_mailbox::Limits;
+use qanat_packet::{Geometry, Scheme};
 use qanat_pki::IdentitySecret;
+use qanat_pki::descriptor::LinkAddress;
+use qanat_pki::{EpochPeriod, IdentityKey, Parameters, Rate};
 use rand_core::SeedableRng as _;
 
 fn addr(s: &str) -> LinkAddress {
@@ -19,12 +27,34 @@ fn authorities(n: usize) -> Vec<AuthorityPeer> {
         .collect()
 }
 
-fn example(role: ExampleRole) -> String {
-    render_example(&Example::new(role, addr("127.0.0.1:7101"), "devnet", authorities(3)))
+/// The config an example of `role` is: every optional setting at its default.
+fn example_config(role: RoleConfig) -> NodeConfig {
+    let network = NetworkConfig::new(
+        "devnet",
+        EpochPeriod::DEFAULT,
+        authorities(3),
+        Geometry::default_for(DEFAULT_SCHEME),
+    )
+    .unwrap();
+    NodeConfig::new(role, PathBuf::from("data"), addr("127.0.0.1:7101"), network)
+}
+
+/// The example file of `role`, as `qanat node example-config` renders it.
+fn example(role: RoleConfig) -> String {
+    example_config(role).render(Path::new(""))
+}
+
+fn authority_role(allowed_nodes: Vec<IdentityKey>) -> RoleConfig {
+    let parameters = Parameters::default_for(DEFAULT_SCHEME);
+    RoleConfig::Authority(AuthorityConfig::new(allowed_nodes.into_iter().collect(), parameters))
+}
+
+fn gateway_role() -> RoleConfig {
+    RoleConfig::Gateway(GatewayConfig::new(addr("127.0.0.1:7201"), Path::new("data")))
 }
 
 fn gateway_text() -> String {
-    example(ExampleRole::Gateway { client_listen: addr("127.0.0.1:7201") })
+    example(gateway_role())
 }
 
 fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
@@ -44,7 +74,7 @@ fn refused(text: &str, field: &str, words: &str) -> ConfigError {
 #[test]
 fn rendered_examples_parse_and_validate_for_every_role() {
     let allowed = authorities(2).into_iter().map(|a| a.identity).collect::<Vec<_>>();
-    let auth = parse(&example(ExampleRole::Authority { allowed_nodes: allowed.clone() })).unwrap();
+    let auth = parse(&example(authority_role(allowed.clone()))).unwrap();
     let RoleConfig::Authority(a) = &auth.role else { panic!("{auth:?}") };
     assert_eq!(a.allowed_nodes, allowed.into_iter().collect());
     assert_eq!(a.parameters, Parameters::default_for(DEFAULT_SCHEME));
@@ -52,7 +82,7 @@ fn rendered_examples_parse_and_validate_for_every_role() {
     assert_eq!(auth.network.authority_set.len(), 3);
     assert_eq!(auth.data_dir, Path::new("/etc/qanat/data"));
 
-    let mix = parse(&example(ExampleRole::Mix)).unwrap();
+    let mix = parse(&example(RoleConfig::Mix)).unwrap();
     assert!(matches!(mix.role, RoleConfig::Mix));
     assert_eq!(mix.listen, addr("127.0.0.1:7101"));
     assert_eq!(mix.metrics, None);
@@ -148,7 +178,7 @@ fn invalid_values_name_their_field() {
 fn role_sections_must_match_the_role() {
     let gw = gateway_text();
     refused(&gw.replace("role = \"gateway\"", "role = \"mix\""), "gateway", "not used");
-    let mix = example(ExampleRole::Mix);
+    let mix = example(RoleConfig::Mix);
     refused(&mix.replace("role = \"mix\"", "role = \"gateway\""), "gateway", "needs a [gateway] table");
     refused(
         &mix.replace("role = \"mix\"", "role = \"authority\""),
@@ -222,7 +252,7 @@ fn redis_store_is_parsed_and_validated() {
 
 #[test]
 fn authority_parameters_default_and_are_checked() {
-    let auth = example(ExampleRole::Authority { allowed_nodes: vec![] });
+    let auth = example(authority_role(vec![]));
     // Without the table, the defaults.
     let cut = auth.find("\n# The network parameters").unwrap();
     let bare = &auth[..cut];
@@ -279,7 +309,7 @@ fn fault_injection_lives_in_a_danger_table_that_needs_an_explicit_flag() {
     assert!(config.check_danger().is_ok());
     // Out of range, or on a node that is not a gateway.
     refused(&format!("{gw}\n[danger]\nfault_drop_rate = 0.9\n"), "danger.fault_drop_rate", "outside");
-    let mix = example(ExampleRole::Mix);
+    let mix = example(RoleConfig::Mix);
     refused(
         &format!("{mix}\n[danger]\nfault_drop_rate = 0.1\n"),
         "danger.fault_drop_rate",
@@ -293,7 +323,7 @@ fn fault_injection_lives_in_a_danger_table_that_needs_an_explicit_flag() {
 
 #[test]
 fn a_hostile_mix_is_a_danger_setting_of_mixes_only() {
-    let mix = example(ExampleRole::Mix);
+    let mix = example(RoleConfig::Mix);
     let text = format!("{mix}\n[danger]\nwithhold_rate = 0.3\nreplay_copies = 2\nforge_copies = 1\n");
     let config = parse(&text).unwrap();
     let h = config.danger.as_ref().unwrap().hostile_mix;
@@ -323,7 +353,7 @@ fn budgets_default_are_rendered_and_are_checked() {
     cfg.listener.apply(&mut link);
     assert_eq!(format!("{link:?}"), before);
     // Every role has the [listener] table.
-    assert!(example(ExampleRole::Mix).contains("[listener]"));
+    assert!(example(RoleConfig::Mix).contains("[listener]"));
 
     // Changed values are read.
     let changed = gw
@@ -379,7 +409,205 @@ fn budgets_default_are_rendered_and_are_checked() {
         "outside",
     );
     // A mix has [listener] but no client budgets.
-    let mix = example(ExampleRole::Mix);
+    let mix = example(RoleConfig::Mix);
     assert!(!mix.contains("client_packet_slack"));
     refused(&format!("{mix}\nbogus = 1\n"), "listener.bogus", "");
+}
+
+// The one renderer (`render.rs`) and validation are inverses: what the devnet and
+// `qanat node example-config` write is exactly what a node then runs.
+
+/// Renders `c` for a file in `base`, reads it back, and also loads it from a file in a fresh
+/// directory; both must give `c`.
+fn assert_round_trip(c: &NodeConfig) {
+    let base = c.data_dir.parent().unwrap();
+    let text = c.render(base);
+    assert_eq!(&NodeConfig::from_toml_str(&text, base).unwrap(), c, "{text}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut moved = c.clone();
+    moved.data_dir = tmp.path().join(c.data_dir.strip_prefix(base).unwrap());
+    if let RoleConfig::Gateway(g) = &mut moved.role {
+        match &mut g.store {
+            StoreConfig::Sqlite { path } => {
+                *path = moved.data_dir.join(path.strip_prefix(&c.data_dir).unwrap())
+            }
+            StoreConfig::Redis { password_file: Some(p), .. } => {
+                *p = moved.data_dir.join(p.strip_prefix(&c.data_dir).unwrap())
+            }
+            StoreConfig::Redis { .. } => {}
+        }
+    }
+    let path = tmp.path().join("node.toml");
+    std::fs::write(&path, moved.render(tmp.path())).unwrap();
+    assert_eq!(NodeConfig::load(&path).unwrap(), moved);
+}
+
+#[test]
+fn every_example_reads_back_equal() {
+    let allowed = authorities(2).into_iter().map(|a| a.identity).collect::<Vec<_>>();
+    for role in [authority_role(allowed), RoleConfig::Mix, gateway_role()] {
+        // As parsed from /etc/qanat: data_dir and the store's file are absolute.
+        let c = parse(&example(role)).unwrap();
+        assert_round_trip(&c);
+    }
+}
+
+#[test]
+fn a_config_with_every_setting_changed_reads_back_equal() {
+    let mut gw = parse(&gateway_text()).unwrap();
+    gw.metrics = Some("127.0.0.1:9101".parse().unwrap());
+    gw.listener = ListenerConfig {
+        max_connections: 100,
+        max_connections_per_ip: 7,
+        max_handshakes: 50,
+        max_handshakes_per_ip: 3,
+        handshake_timeout: Duration::from_secs(30),
+    };
+    gw.danger = Some(DangerConfig { fault_drop_rate: 0.1, ..Default::default() });
+    let RoleConfig::Gateway(g) = &mut gw.role else { panic!() };
+    g.client_listen = addr("gw.example.org:443");
+    g.store = StoreConfig::Sqlite { path: gw.data_dir.join("db/mail.sqlite") };
+    g.limits.retention = Duration::from_secs(7 * 86_400);
+    g.limits.max_messages_per_mailbox = 12;
+    g.limits.max_bytes_per_mailbox = 34_567;
+    g.limits.max_payload_len = 890;
+    g.clients.max_connections = 99;
+    g.clients.max_connections_per_ip = 9;
+    g.clients.queue_frames = 8;
+    g.clients.packet_slack = 2.3;
+    g.clients.packet_burst = 10_000;
+    g.clients.registrations_per_second = 0.001;
+    g.clients.registration_burst = 1;
+    g.clients.max_mailboxes = 5;
+    assert_round_trip(&gw);
+
+    // Redis, with and without its optional settings.
+    let RoleConfig::Gateway(g) = &mut gw.role else { panic!() };
+    g.store = StoreConfig::Redis {
+        seed_nodes: vec![addr("10.0.0.11:7000"), addr("[::1]:7001")],
+        key_prefix: "gw-1".into(),
+        wait_timeout: Duration::from_millis(250),
+        username: Some("qanat \"gw\"".into()),
+        password_file: Some(gw.data_dir.join("secrets/redis")),
+        trust_persistence_unverified: true,
+    };
+    assert_round_trip(&gw);
+    let RoleConfig::Gateway(g) = &mut gw.role else { panic!() };
+    g.store = StoreConfig::Redis {
+        seed_nodes: vec![addr("redis.example:7000")],
+        key_prefix: "qanat".into(),
+        wait_timeout: Duration::from_secs(1),
+        username: None,
+        password_file: None,
+        trust_persistence_unverified: false,
+    };
+    assert_round_trip(&gw);
+
+    // A hostile mix, on another network.
+    let mut mix = parse(&example(RoleConfig::Mix)).unwrap();
+    mix.network = NetworkConfig::new(
+        "other-net",
+        EpochPeriod::from_secs(60).unwrap(),
+        authorities(1),
+        Geometry::new(Scheme::XWing, 3000, 7).unwrap(),
+    )
+    .unwrap();
+    let hostile_mix = HostileMix { withhold_rate: 0.3, replay_copies: 2, forge_copies: 8 };
+    mix.danger = Some(DangerConfig { hostile_mix, ..Default::default() });
+    assert_round_trip(&mix);
+    // An honest mix with an empty [danger] table.
+    mix.danger = Some(DangerConfig::default());
+    assert_round_trip(&mix);
+
+    // An authority voting for its own parameters, on that network.
+    let mut auth = parse(&example(authority_role(vec![]))).unwrap();
+    auth.network = mix.network.clone();
+    let g = &auth.network.geometry;
+    let parameters = Parameters::new(qanat_pki::ParametersConfig {
+        scheme: g.scheme(),
+        nr_hops: g.nr_hops(),
+        forward_payload_len: g.forward_payload_len(),
+        mix_layers: 4,
+        mean_delay_ms: 20,
+        lambda_p: Rate::from_micro_per_sec(333_333),
+        lambda_l: Rate::from_micro_per_sec(1),
+        lambda_d: Rate::from_milli_per_sec(125),
+        lambda_m: Rate::from_micro_per_sec(123_456_789),
+        epoch_period: auth.network.epoch_period,
+    })
+    .unwrap();
+    let allowed = authorities(3).into_iter().map(|a| a.identity).collect();
+    auth.role = RoleConfig::Authority(AuthorityConfig::new(allowed, parameters));
+    assert_round_trip(&auth);
+}
+
+#[test]
+fn what_a_file_cannot_say_does_not_read_back_equal() {
+    // The check is not vacuous: settings that are not in the file are caught.
+    let mut gw = parse(&gateway_text()).unwrap();
+    let RoleConfig::Gateway(g) = &mut gw.role else { panic!() };
+    g.clients.packet_rate = Some(5.0);
+    let base = Path::new("/etc/qanat");
+    assert_ne!(NodeConfig::from_toml_str(&gw.render(base), base).unwrap(), gw);
+    let mut gw = parse(&gateway_text()).unwrap();
+    let RoleConfig::Gateway(g) = &mut gw.role else { panic!() };
+    g.limits.retention = Duration::from_secs(86_400 + 1);
+    assert_ne!(NodeConfig::from_toml_str(&gw.render(base), base).unwrap(), gw);
+    // A store outside the data directory is refused when read back.
+    let RoleConfig::Gateway(g) = &mut gw.role else { panic!() };
+    g.store = StoreConfig::Sqlite { path: PathBuf::from("/var/elsewhere.sqlite") };
+    let err = NodeConfig::from_toml_str(&gw.render(base), base).unwrap_err();
+    assert_eq!(err.field(), Some("gateway.sqlite_path"));
+    // A danger setting of another role is written, and refused when read back.
+    let mut mix = parse(&example(RoleConfig::Mix)).unwrap();
+    mix.danger = Some(DangerConfig { fault_drop_rate: 0.2, ..Default::default() });
+    let err = NodeConfig::from_toml_str(&mix.render(base), base).unwrap_err();
+    assert_eq!(err.field(), Some("danger.fault_drop_rate"));
+}
+
+proptest::proptest! {
+    /// Any valid numeric setting, floats included, reads back as the same value.
+    #[test]
+    fn numeric_settings_read_back_equal(
+        conns in 1usize..=1_000_000,
+        per_ip_share in 0.0f64..=1.0,
+        handshakes in 1usize..=65_536,
+        timeout in 5u64..=300,
+        slack in 1.0f64..=1000.0,
+        registrations in 0.001f64..=10_000.0,
+        burst in 1u32..=1_000_000,
+        fault in 0.0f64..=0.5,
+        withhold in 0.0f64..=1.0,
+        lambda_p in 1u64..=10_000_000_000,
+        lambda_m in 1_000_000u64..=10_000_000_000,
+    ) {
+        let per_ip = ((conns as f64 * per_ip_share) as usize).max(1);
+        let mut gw = parse(&gateway_text()).unwrap();
+        gw.listener.max_connections = conns;
+        gw.listener.max_connections_per_ip = per_ip;
+        gw.listener.max_handshakes = handshakes;
+        gw.listener.max_handshakes_per_ip = handshakes.min(per_ip);
+        gw.listener.handshake_timeout = Duration::from_secs(timeout);
+        gw.danger = Some(DangerConfig { fault_drop_rate: fault, ..Default::default() });
+        let RoleConfig::Gateway(g) = &mut gw.role else { panic!() };
+        g.clients.packet_slack = slack;
+        g.clients.registrations_per_second = registrations;
+        g.clients.packet_burst = burst;
+        let base = Path::new("/etc/qanat");
+        proptest::prop_assert_eq!(&NodeConfig::from_toml_str(&gw.render(base), base).unwrap(), &gw);
+
+        let mut mix = parse(&example(RoleConfig::Mix)).unwrap();
+        let hostile_mix = HostileMix { withhold_rate: withhold, ..Default::default() };
+        mix.danger = Some(DangerConfig { hostile_mix, ..Default::default() });
+        proptest::prop_assert_eq!(&NodeConfig::from_toml_str(&mix.render(base), base).unwrap(), &mix);
+
+        let mut auth = parse(&example(authority_role(vec![]))).unwrap();
+        let RoleConfig::Authority(a) = &mut auth.role else { panic!() };
+        let mut p = a.parameters.config();
+        p.lambda_p = Rate::from_micro_per_sec(lambda_p);
+        p.lambda_m = Rate::from_micro_per_sec(lambda_m);
+        a.parameters = Parameters::new(p).unwrap();
+        proptest::prop_assert_eq!(&NodeConfig::from_toml_str(&auth.render(base), base).unwrap(), &auth);
+    }
 }

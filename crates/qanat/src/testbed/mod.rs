@@ -30,7 +30,6 @@ use anyhow::{Context, Result, anyhow, bail};
 use qanat_client::control::{Request, Response};
 use qanat_link::http;
 use qanat_node::config::ClientNetwork;
-use qanat_node::localnet::{self, NodeAddresses};
 use qanat_pki::descriptor::LinkAddress;
 use rand::RngExt as _;
 use tokio::net::TcpListener;
@@ -40,6 +39,8 @@ use chat::{Control, Events, Message, Tally, quantile};
 use net::{CLIENT_BASE, Topology, Tracker, at, router_ip};
 use profile::{Action, LinkProfile, PROFILES};
 use relay::{Delay, Relay};
+
+use crate::devnet::generate::{self, NodeAddresses};
 
 pub(crate) use net::{down, namespaces_available};
 
@@ -177,13 +178,13 @@ struct Node {
 /// The network's parameters: clients on the directory's rates must fit 2G's 50 kbit/s. Up:
 /// λ_P + λ_L + λ_D packets and λ_P pulls a second (1.25 frames of about 2.2 KB: 22 kbit/s);
 /// down: 3 frames per pull (1.5 a second: 27 kbit/s).
-fn network_options() -> localnet::Options {
-    localnet::Options {
+fn network_options() -> generate::Options {
+    generate::Options {
         epoch_secs: 20,
         lambda_p: 0.5,
         lambda_l: 0.125,
         metrics: true,
-        ..localnet::Options::default()
+        ..generate::Options::default()
     }
 }
 
@@ -204,7 +205,7 @@ fn run_one(p: &LinkProfile, o: &RunOptions, dir: &Path) -> Result<Outcome> {
     // The network: one namespace per node.
     let mut next = 1u8;
     let mut index = BTreeMap::new();
-    let generated = localnet::generate_placed(&dir.join("net"), &network_options(), |name, role| {
+    let generated = generate::generate_placed(&dir.join("net"), &network_options(), |name, role| {
         let i = next;
         next += 1;
         index.insert(name.to_owned(), i);
@@ -306,7 +307,7 @@ impl Driver {
         println!("testbed: every node is in the directory after {} s", t0.elapsed().as_secs());
 
         // 2. Profiles, then relays, then the clients.
-        let net = ClientNetwork::load(&localnet::network_file(&self.dir.join("net")))?;
+        let net = ClientNetwork::load(&generate::network_file(&self.dir.join("net")))?;
         let root = self.dir.join("clients");
         std::fs::create_dir_all(&root)?;
         let mut relays = Vec::new();

@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use qanat_link::http;
-use qanat_node::localnet;
 use qanat_packet::Scheme;
 use rustix::process::{Pid, Signal, kill_process, test_kill_process};
 use serde::{Deserialize, Serialize};
+
+pub(crate) mod generate;
 
 const MANIFEST: &str = "devnet.json";
 
@@ -136,7 +137,7 @@ pub(crate) fn up(dir: &Path, o: &UpOptions) -> Result<()> {
             dir.display()
         );
     }
-    let opts = localnet::Options {
+    let opts = generate::Options {
         epoch_secs: o.epoch_secs,
         scheme: o.scheme,
         mean_delay_ms: o.mean_delay_ms,
@@ -145,9 +146,9 @@ pub(crate) fn up(dir: &Path, o: &UpOptions) -> Result<()> {
         lambda_l: o.lambda_l,
         fault_drop_rate: o.fault_drop_rate,
         metrics: true,
-        ..localnet::Options::default()
+        ..generate::Options::default()
     };
-    let nodes: Vec<NodeEntry> = localnet::generate(&dir, &opts)?
+    let nodes: Vec<NodeEntry> = generate::generate(&dir, &opts)?
         .into_iter()
         .map(|n| NodeEntry {
             name: n.name,
