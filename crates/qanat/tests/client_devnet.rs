@@ -80,13 +80,13 @@ impl User {
     }
 
     async fn stop(&mut self) {
-        // Whatever was emitted before the stop is kept: dropping the subscription unread would
-        // lose it.
-        self.pump();
-        self.events = None;
+        // Whatever was emitted up to the stop is kept: the subscription is read once the client
+        // has stopped, then dropped.
         if let Err(e) = self.handle.take().unwrap().shutdown().await {
             panic!("{}: the client stopped with an error: {e}", self.name);
         }
+        self.pump();
+        self.events = None;
     }
 
     async fn call(&self, r: Request) -> Response {

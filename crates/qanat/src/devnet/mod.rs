@@ -146,7 +146,6 @@ pub(crate) fn up(dir: &Path, o: &UpOptions) -> Result<()> {
         lambda_l: o.lambda_l,
         fault_drop_rate: o.fault_drop_rate,
         metrics: true,
-        ..generate::Options::default()
     };
     let nodes: Vec<NodeEntry> = generate::generate(&dir, &opts)?
         .into_iter()
