@@ -498,3 +498,54 @@ fn key_package_with_an_identifier_is_refused() {
     assert!(matches!(c.add(&bytes, now), Err(MlsError::IdentifyingCredential)));
     assert!(matches!(key_package_member(&bytes), Err(MlsError::IdentifyingCredential)));
 }
+
+/// A KeyPackage as a hostile client may make it: it verifies and its credential is its bare
+/// key, but its leaf does not list the conversations' ciphersuite among its capabilities, so no
+/// commit can add it.
+fn untakeable_key_package() -> Vec<u8> {
+    use openmls::prelude::tls_codec::Serialize as _;
+    use openmls::prelude::*;
+    use openmls_basic_credential::SignatureKeyPair;
+    let provider = openmls_rust_crypto::OpenMlsRustCrypto::default();
+    let signer = SignatureKeyPair::new(SignatureScheme::ED25519).unwrap();
+    let credential = CredentialWithKey {
+        credential: BasicCredential::new(signer.to_public_vec()).into(),
+        signature_key: signer.to_public_vec().into(),
+    };
+    let other = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+    let caps = Capabilities::new(None, Some(&[other]), None, None, None);
+    let kp = KeyPackage::builder()
+        .leaf_node_capabilities(caps)
+        .build(qanat_client::mls::CIPHERSUITE, &provider, &signer, credential)
+        .unwrap();
+    kp.key_package().tls_serialize_detached().unwrap()
+}
+
+#[test]
+fn a_key_package_no_commit_can_take_is_refused_as_the_peers_fault() {
+    // Regression: such a KeyPackage passed `add`'s checks, then building the commit failed and
+    // was reported as an internal error (the engine stops the client on those): at once for a
+    // member alone, at the end of a running decision window otherwise.
+    let bad = untakeable_key_package();
+    assert!(key_package_member(&bad).is_ok(), "its own checks pass");
+    let now = SystemTime::now();
+    let mut alone = Conversation::create(&Config::default()).unwrap();
+    assert!(matches!(alone.add(&bad, now), Err(MlsError::Rejected(_))), "alone");
+    assert_eq!(alone.members().len(), 1);
+
+    let (mut net, ids) = Net::group(8, 2);
+    let (alice, bob) = (ids[0], ids[1]);
+    // A commit of Alice's is in its window when the KeyPackage comes.
+    let carol = net.invite(alice);
+    assert!(net.members[&alice].next_deadline().is_some());
+    let now = net.now();
+    let c = net.members.get_mut(&alice).unwrap();
+    assert!(matches!(c.add(&bad, now), Err(MlsError::Rejected(_))), "during a window");
+    net.settle();
+    let mut members = net.members[&bob].members();
+    members.sort();
+    let mut want = vec![alice, bob, carol];
+    want.sort();
+    assert_eq!(members, want);
+    net.assert_converged();
+}

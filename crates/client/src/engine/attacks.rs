@@ -36,14 +36,51 @@
 //!   limit), as an attacker would.
 //! - The SURB's keys are not kept: the attacker does not wait for acknowledgements (the replies
 //!   land in its home mailbox, unread), and resends nothing.
+//!
+//! # What a contact or member chooses inside the conversation
+//!
+//! The rest of what a contact writes is its own choice too, and only checked where it arrives:
+//! the KeyPackage it hands over when it answers an invitation or joins a group
+//! ([`untakeable_key_package`], [`Engine::accept_with_key_package`],
+//! [`Engine::join_group_with_key_package`]), and the fields of its TEXTs
+//! ([`Engine::send_text_as`]).
 
 use std::collections::{BTreeMap, VecDeque};
 
 use qanat_packet::RecipientId;
 use rand_core::CryptoRng;
 
-use super::{Engine, EngineError, Kind};
+use std::time::SystemTime;
+
+use openmls::prelude::tls_codec::Serialize as _;
+use openmls::prelude::{BasicCredential, Capabilities, Ciphersuite, CredentialWithKey, KeyPackage};
+use openmls_basic_credential::SignatureKeyPair;
+
+use super::{Content, Engine, EngineError, Kind, ThreadState, ms};
+use crate::mls::{CIPHERSUITE, MlsError, PendingJoin};
 use crate::sending::{self, MAX_FRAGMENTS, MessageId, Payload, PayloadError};
+
+/// A KeyPackage that verifies and names nobody (its credential is its bare per-conversation
+/// key, as every Qanat client's), of the conversations' ciphersuite, that no conversation can
+/// take: its leaf does not list that ciphersuite among its capabilities. The KeyPackage's own
+/// checks pass; adding it fails only when a commit is built with it.
+pub fn untakeable_key_package() -> Result<Vec<u8>, EngineError> {
+    let bad = |e: String| EngineError::Mls(MlsError::Internal(e));
+    let provider = openmls_rust_crypto::OpenMlsRustCrypto::default();
+    let signer =
+        SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).map_err(|e| bad(format!("{e:?}")))?;
+    let credential = CredentialWithKey {
+        credential: BasicCredential::new(signer.to_public_vec()).into(),
+        signature_key: signer.to_public_vec().into(),
+    };
+    let other = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+    let caps = Capabilities::new(None, Some(&[other]), None, None, None);
+    let bundle = KeyPackage::builder()
+        .leaf_node_capabilities(caps)
+        .build(CIPHERSUITE, &provider, &signer, credential)
+        .map_err(|e| bad(format!("{e:?}")))?;
+    bundle.key_package().tls_serialize_detached().map_err(|e| bad(format!("{e:?}")))
+}
 
 /// One fragment as the attacker writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +96,60 @@ pub struct Forged {
 }
 
 impl Engine {
+    /// [`Engine::accept`], answering with `key_package` (say [`untakeable_key_package`]) instead
+    /// of one of our own.
+    pub fn accept_with_key_package<R: CryptoRng>(
+        &mut self,
+        link: &str,
+        name: &str,
+        now: SystemTime,
+        rng: &mut R,
+        key_package: &[u8],
+    ) -> Result<(), EngineError> {
+        let (join, _) = PendingJoin::new()?;
+        self.accept_as(link, name, now, rng, &join, key_package)
+    }
+
+    /// [`Engine::accept_group_invitation`] of invitation `id` (whole), joining with
+    /// `key_package` instead of one of our own; the group is called `name` here.
+    pub fn join_group_with_key_package<R: CryptoRng>(
+        &mut self,
+        id: &str,
+        name: &str,
+        now: SystemTime,
+        rng: &mut R,
+        key_package: Vec<u8>,
+    ) -> Result<String, EngineError> {
+        let token = self.group_invitation(id)?;
+        let contact = self
+            .group_invites
+            .get(&token)
+            .map(|r| r.contact)
+            .ok_or(EngineError::UnknownInvitation(id.into()))?;
+        let (join, _) = PendingJoin::new()?;
+        self.join_group_as(token, contact, name.into(), now, rng, &join, key_package)
+    }
+
+    /// Sends `text` to the contact or group `name` as a TEXT numbered `seq` (the sender's own
+    /// count of its TEXTs, which an honest client keeps), as the first the receivers can read.
+    pub fn send_text_as<R: CryptoRng>(
+        &mut self,
+        name: &str,
+        seq: u64,
+        text: &str,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        let t = self.thread_by_name(name)?;
+        if self.threads.get(&t).is_none_or(|th| th.state != ThreadState::Active) {
+            return Err(EngineError::NotReady(name.into(), "not set up"));
+        }
+        let epoch = self.convs.get(&t).map(|c| c.epoch()).unwrap_or_default();
+        let content = Content::Text { seq, epoch, prev_epoch: None, sent_at_ms: ms(now), text: text.into() };
+        self.send_content(t, &content, None, now, rng)?;
+        self.flush()
+    }
+
     /// The packet of fragment `f` for the contact this profile calls `contact`: random data,
     /// sealed to the mailbox the contact gave us, with a SURB back to our home mailbox whose keys
     /// are dropped. Hand it to the gateway like any packet, at any rate.

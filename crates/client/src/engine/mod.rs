@@ -1075,17 +1075,32 @@ impl Engine {
         // Check the link before anything else (a bad link is reported even without a network)
         // and before making keys for it.
         Invitation::parse(link)?.check_expiry(UnixTime::from_millis(ms(now)))?;
+        self.network()?;
+        let (join, key_package) = PendingJoin::new()?;
+        self.accept_as(link, name, now, rng, &join, &key_package)
+    }
+
+    /// [`Engine::accept`] with the conversation's identity `join` and its KeyPackage made by the
+    /// caller (`attacks` hands in one of its own).
+    fn accept_as<R: CryptoRng>(
+        &mut self,
+        link: &str,
+        name: &str,
+        now: SystemTime,
+        rng: &mut R,
+        join: &PendingJoin,
+        key_package: &[u8],
+    ) -> Result<(), EngineError> {
         let net = self.network()?;
         let gw = net.own_gateway.clone();
         let geometry = net.sphinx.geometry().clone();
-        let (join, key_package) = PendingJoin::new()?;
         let join_saved = join.export()?;
         let mut thread = self.new_thread(name.into(), Kind::Contact, ThreadState::Joining, rng);
         let mut out_id = [0u8; 16];
         rng.fill_bytes(&mut out_id);
         let (accepted_mailbox, rec) = self.profile.transaction(|tx| {
             let seal = SealKey(thread.seal);
-            let a = invite::accept(tx, rng, link, UnixTime::from_millis(ms(now)), gw, seal, &key_package)?;
+            let a = invite::accept(tx, rng, link, UnixTime::from_millis(ms(now)), gw, seal, key_package)?;
             thread.mailbox = a.mailbox.0;
             thread.credential = *a.mailbox_credential;
             let inv = &a.invitation;
@@ -1966,7 +1981,13 @@ impl Engine {
         };
         let mut conv = Conversation::create(&self.config.mls)?;
         let out = match conv.add(&a.key_package, now) {
-            Ok(o) => o,
+            // Alone in the conversation, the add is decided at once: the accepter is in it, or
+            // its KeyPackage was refused.
+            Ok(o) if conv.members().contains(&member) => o,
+            Ok(_) => {
+                self.stats.rejected += 1;
+                return Ok(());
+            }
             Err(MlsError::Internal(e)) => return Err(EngineError::Mls(MlsError::Internal(e))),
             Err(_) => {
                 self.stats.rejected += 1;
@@ -2171,6 +2192,19 @@ impl Engine {
                 if someone_left {
                     self.rotate_mailbox(t, now, rng)?;
                 }
+                Ok(())
+            }
+            MlsEvent::AddRefused { member } => {
+                // A contact's KeyPackage the group could not take after all: that add is over,
+                // and what was kept for the newcomer goes.
+                self.stats.rejected += 1;
+                let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
+                let h = hex(member.as_bytes());
+                th.welcome_to.remove(&h);
+                th.roster.remove(&h);
+                th.labels.remove(&h);
+                th.awaiting.remove(&h);
+                self.save_thread(t);
                 Ok(())
             }
             MlsEvent::Removed => {
@@ -2425,6 +2459,22 @@ impl Engine {
             }
         };
         let (join, key_package) = PendingJoin::new()?;
+        self.join_group_as(token, rec.contact, local, now, rng, &join, key_package)
+    }
+
+    /// Joins the group of invitation `token` from `contact` as `local`, with the conversation's
+    /// identity `join` and its KeyPackage made by the caller (`attacks` hands in one of its own).
+    #[allow(clippy::too_many_arguments)]
+    fn join_group_as<R: CryptoRng>(
+        &mut self,
+        token: [u8; 16],
+        contact: [u8; 16],
+        local: String,
+        now: SystemTime,
+        rng: &mut R,
+        join: &PendingJoin,
+        key_package: Vec<u8>,
+    ) -> Result<String, EngineError> {
         let mut g = self.new_thread(local.clone(), Kind::Group, ThreadState::Joining, rng);
         g.join_token = Some(token);
         let content = Content::GroupJoin {
@@ -2440,7 +2490,7 @@ impl Engine {
         self.writes.push(Write::Del(NS_GROUP_INVITES, token.to_vec()));
         self.group_invites.remove(&token);
         self.threads.insert(g.id, g);
-        self.send_content(rec.contact, &content, None, now, rng)?;
+        self.send_content(contact, &content, None, now, rng)?;
         self.flush()?;
         Ok(local)
     }

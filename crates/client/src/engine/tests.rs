@@ -1057,3 +1057,68 @@ fn acknowledgements_do_not_wait_for_the_directory() {
         w.clients[0].engine.as_ref().unwrap().delivery(&id).unwrap() == Some(Delivery::Delivered)
     });
 }
+
+#[test]
+fn an_answer_whose_key_package_no_group_takes_fails_only_itself() {
+    // Regression: whoever saw an invitation link could answer it with a KeyPackage that
+    // verifies but that no commit can add (its leaf does not list the conversation's
+    // ciphersuite): building the inviter's commit failed, the engine called it an internal MLS
+    // error, and the inviter's client stopped, again at every restart (the answer was never
+    // taken), until the invitation expired.
+    let mut w = World::new(11, 0.0, &[1, 2, 1]);
+    let now = w.now;
+    let inv = w.clients[0].e().invite("bob", now, &mut w.rng).unwrap();
+    let kp = attacks::untakeable_key_package().unwrap();
+    w.clients[2].e().accept_with_key_package(&inv.to_link(), "ann", now, &mut w.rng, &kp).unwrap();
+    w.run_until(Duration::from_secs(60), |w| w.clients[0].engine.as_ref().unwrap().stats().rejected >= 1);
+    assert_eq!(w.clients[0].thread("bob").state, ThreadState::Inviting);
+    // The invitation is still open: Bob's answer makes the contact.
+    let now = w.now;
+    w.clients[1].e().accept(&inv.to_link(), "ann", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(60), |w| {
+        w.clients[0].events.contains(&EngineEvent::ContactReady { name: "bob".into() })
+            && w.clients[1].events.contains(&EngineEvent::ContactReady { name: "ann".into() })
+    });
+    assert!(!w.clients[2].events.iter().any(|e| matches!(e, EngineEvent::ContactReady { .. })));
+    let now = w.now;
+    w.clients[1].e().send("ann", "hello", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(60), |w| w.clients[0].texts().len() == 1);
+}
+
+#[test]
+fn a_group_join_whose_key_package_no_group_takes_fails_only_itself() {
+    // Regression: a contact invited into a group could answer with a KeyPackage that verifies
+    // but that no commit can add: the adder's client stopped on an internal MLS error, at every
+    // restart.
+    let mut w = World::new(12, 0.0, &[1, 2, 1]);
+    w.connect(0, "ann", 1, "bob");
+    w.connect(0, "ann", 2, "mallory");
+    w.clients[2].auto_join = false;
+    w.clients[0].e().create_group("g", &mut w.rng).unwrap();
+    w.clients[0].e().group_add("g", "bob", w.now, &mut w.rng).unwrap();
+    let joined = EngineEvent::GroupJoined { name: "g".into() };
+    let j = joined.clone();
+    w.run_until(Duration::from_secs(120), |w| w.clients[1].events.contains(&j));
+    w.clients[0].e().group_add("g", "mallory", w.now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(60), |w| {
+        !w.clients[2].engine.as_ref().unwrap().group_invitations().is_empty()
+    });
+    let id = w.clients[2].e().group_invitations()[0].id.clone();
+    let kp = attacks::untakeable_key_package().unwrap();
+    let now = w.now;
+    w.clients[2].e().join_group_with_key_package(&id, "g", now, &mut w.rng, kp).unwrap();
+    let rejected = w.clients[0].e().stats().rejected;
+    w.run_until(Duration::from_secs(60), |w| {
+        w.clients[0].engine.as_ref().unwrap().stats().rejected > rejected
+    });
+    w.run_for(Duration::from_secs(5));
+    // Ann and Bob go on in a group Mallory is not in, after a restart too.
+    let net = std::mem::replace(&mut w.net, Net::new(97, 0.0));
+    w.clients[0].restart(&net);
+    w.net = net;
+    assert_eq!(w.clients[0].e().members("g").unwrap(), ["bob"]);
+    let now = w.now;
+    w.clients[0].e().send("g", "still here", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(60), |w| w.clients[1].texts().iter().any(|t| t.2 == "still here"));
+    assert!(!w.clients[2].events.contains(&joined));
+}

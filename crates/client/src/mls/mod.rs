@@ -176,6 +176,12 @@ fn internal(e: impl fmt::Debug) -> MlsError {
     MlsError::Internal(format!("{e:?}"))
 }
 
+/// Whether a commit failed because of what it was asked to add (a KeyPackage the group cannot
+/// take), not because of a bug.
+fn refused_by_group(e: &CreateCommitError) -> bool {
+    matches!(e, CreateCommitError::ProposalValidationError(p) if !matches!(p, ProposalValidationError::LibraryError(_)))
+}
+
 fn rejected(e: impl fmt::Debug) -> MlsError {
     MlsError::Rejected(format!("{e:?}"))
 }
@@ -340,6 +346,13 @@ pub enum Event {
     StaleCommit {
         /// The epoch the commit was for.
         epoch: u64,
+    },
+    /// An add waiting for a commit was given up: no commit can take its KeyPackage (its
+    /// capabilities or keys do not fit the conversation, or clash with another newcomer's), so
+    /// whoever made it runs a broken or hostile client. See [`Conversation::add`].
+    AddRefused {
+        /// Who would have joined.
+        member: MemberId,
     },
 }
 
@@ -681,11 +694,64 @@ impl Conversation {
 
     /// Adds the owner of `key_package` (from [`PendingJoin::new`]). The Welcome for it is sent
     /// once this member's commit wins.
+    ///
+    /// A KeyPackage comes from someone else (an invitation's answer, a contact joining a group):
+    /// one that verifies may still be one no commit can take (a leaf whose capabilities leave out
+    /// the ciphersuite, keys that another member's already use). It is refused here
+    /// ([`MlsError::Rejected`]) by building, and throwing away, a commit that adds it; one that
+    /// only a later commit finds it cannot take (next to another newcomer's) is left out of that
+    /// commit and reported ([`Event::AddRefused`]). Either way it is the KeyPackage's fault, never
+    /// an [`MlsError::Internal`].
     pub fn add(&mut self, key_package: &[u8], now: SystemTime) -> Result<Output, MlsError> {
         self.ensure_member()?;
-        parse_key_package(self.provider.crypto(), key_package)?;
+        let kp = parse_key_package(self.provider.crypto(), key_package)?;
+        match self.try_commit(vec![kp], &[]) {
+            Ok(()) => {}
+            Err(e) if refused_by_group(&e) => return Err(rejected(e)),
+            Err(e) => return Err(internal(e)),
+        }
         self.state.queued.push(Intent::Add(key_package.to_vec()));
         self.poll(now)
+    }
+
+    /// Builds, and throws away, a commit adding `key_packages` and removing `removals`: whether
+    /// this member could commit them now. Building changes nothing (openmls keeps a commit only
+    /// once it is staged).
+    fn try_commit(
+        &mut self,
+        key_packages: Vec<KeyPackage>,
+        removals: &[LeafNodeIndex],
+    ) -> Result<(), CreateCommitError> {
+        self.group
+            .commit_builder()
+            .consume_proposal_store(false)
+            .propose_adds(key_packages)
+            .propose_removals(removals.iter().copied())
+            .force_self_update(true)
+            .load_psks(self.provider.storage())?
+            .build(self.provider.rand(), self.provider.crypto(), &self.signer, |_| true)
+            .map(|_| ())
+    }
+
+    /// Of the newcomers `adds`, in order, those one commit (with `removals`) can take together,
+    /// and those it cannot.
+    fn takeable(
+        &mut self,
+        adds: Vec<(MemberId, KeyPackage)>,
+        removals: &[LeafNodeIndex],
+    ) -> (Vec<(MemberId, KeyPackage)>, Vec<MemberId>) {
+        let mut kept: Vec<(MemberId, KeyPackage)> = Vec::new();
+        let mut refused = Vec::new();
+        for (id, kp) in adds {
+            let mut trial: Vec<KeyPackage> = kept.iter().map(|(_, k)| k.clone()).collect();
+            trial.push(kp.clone());
+            if self.try_commit(trial, removals).is_ok() {
+                kept.push((id, kp));
+            } else {
+                refused.push(id);
+            }
+        }
+        (kept, refused)
     }
 
     /// Removes a member.
@@ -934,19 +1000,17 @@ impl Conversation {
         let members = self.members();
         let queued = std::mem::take(&mut self.state.queued);
         let mut intents = Vec::new();
-        let mut key_packages = Vec::new();
-        let mut joiners = Vec::new();
+        let mut adds: Vec<(MemberId, KeyPackage)> = Vec::new();
         let mut removals = Vec::new();
         for intent in queued {
             match &intent {
                 Intent::Add(bytes) => {
                     let Ok(kp) = parse_key_package(self.provider.crypto(), bytes) else { continue };
                     let Ok(id) = MemberId::of_leaf(kp.leaf_node()) else { continue };
-                    if members.contains(&id) || joiners.contains(&id) {
+                    if members.contains(&id) || adds.iter().any(|(j, _)| *j == id) {
                         continue;
                     }
-                    joiners.push(id);
-                    key_packages.push(kp);
+                    adds.push((id, kp));
                 }
                 Intent::Remove(id) => {
                     let Some(leaf) = self.leaf_of(id) else { continue };
@@ -977,19 +1041,39 @@ impl Conversation {
         if intents.is_empty() && removals.is_empty() {
             return Ok(());
         }
-        let bundle = self
-            .group
-            .commit_builder()
-            .consume_proposal_store(false)
-            .propose_adds(key_packages)
-            .propose_removals(removals.iter().copied())
-            .force_self_update(true)
-            .load_psks(self.provider.storage())
-            .map_err(internal)?
-            .build(self.provider.rand(), self.provider.crypto(), &self.signer, |_| true)
-            .map_err(internal)?
-            .stage_commit(&self.provider)
-            .map_err(internal)?;
+        let mut refused_checked = false;
+        let bundle = loop {
+            let key_packages: Vec<KeyPackage> = adds.iter().map(|(_, kp)| kp.clone()).collect();
+            let built = self
+                .group
+                .commit_builder()
+                .consume_proposal_store(false)
+                .propose_adds(key_packages)
+                .propose_removals(removals.iter().copied())
+                .force_self_update(true)
+                .load_psks(self.provider.storage())
+                .and_then(|b| b.build(self.provider.rand(), self.provider.crypto(), &self.signer, |_| true));
+            match built {
+                Ok(b) => break b.stage_commit(&self.provider).map_err(internal)?,
+                // A newcomer's KeyPackage the commit cannot take (each was checked alone when it
+                // was added, but two may clash, the group may have changed since, or an earlier
+                // version queued it unchecked): it is left out and reported, the rest goes on.
+                Err(e) if !refused_checked && !adds.is_empty() && refused_by_group(&e) => {}
+                Err(e) => return Err(internal(e)),
+            }
+            refused_checked = true;
+            let (kept, refused) = self.takeable(std::mem::take(&mut adds), &removals);
+            adds = kept;
+            intents.retain(|i| match i {
+                Intent::Add(bytes) => key_package_member(bytes).is_ok_and(|id| !refused.contains(&id)),
+                _ => true,
+            });
+            out.events.extend(refused.into_iter().map(|member| Event::AddRefused { member }));
+            if intents.is_empty() && removals.is_empty() {
+                return Ok(());
+            }
+        };
+        let joiners: Vec<MemberId> = adds.iter().map(|(id, _)| *id).collect();
         let (commit, welcome, _) = bundle.into_messages();
         let bytes = wire(&commit)?;
         let welcome = welcome.map(|w| wire(&w)).transpose()?;
@@ -1104,4 +1188,32 @@ fn added_by(staged: &StagedCommit) -> Vec<MemberId> {
         .add_proposals()
         .filter_map(|a| MemberId::of_leaf(a.add_proposal().key_package().leaf_node()).ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queued_add_no_commit_can_take_is_left_out_and_reported() {
+        // Regression: an add queued unchecked (as earlier versions did: they checked a
+        // KeyPackage by its own signatures only) whose KeyPackage no commit can take failed
+        // every later commit of this member as an internal error, at each deadline and again
+        // after each restart, which stopped the client for good.
+        let config = Config::default();
+        let mut c = Conversation::create(&config).unwrap();
+        let bad = crate::engine::attacks::untakeable_key_package().unwrap();
+        let refused = key_package_member(&bad).unwrap();
+        c.state.queued.push(Intent::Add(bad));
+        let mut c = Conversation::import(&c.export().unwrap(), &config).unwrap();
+        let (join, kp) = PendingJoin::new().unwrap();
+        let out = c.add(&kp, SystemTime::now()).unwrap();
+        assert!(out.events.contains(&Event::AddRefused { member: refused }), "{:?}", out.events);
+        let welcome = out.outgoing.iter().find(|o| o.kind == OutgoingKind::Welcome).unwrap();
+        assert_eq!(welcome.to, [join.member_id()]);
+        assert_eq!(c.members().len(), 2);
+        assert!(c.state.queued.is_empty());
+        let (joined, _) = join.join(&welcome.bytes, &config).unwrap();
+        assert_eq!(joined.epoch_authenticator(), c.epoch_authenticator());
+    }
 }
