@@ -2516,6 +2516,12 @@ impl Engine {
         text: String,
         now: SystemTime,
     ) {
+        if seq == u64::MAX {
+            // No sender counts that far; the number after it would not exist. (So every `seq`
+            // taken, held or expected next below is at most `u64::MAX - 1`, and `+ 1` fits.)
+            self.stats.malformed += 1;
+            return;
+        }
         let h = hex(sender.as_bytes());
         let label = self.label(t, &sender);
         let mut deliver = Vec::new();

@@ -1122,3 +1122,19 @@ fn a_group_join_whose_key_package_no_group_takes_fails_only_itself() {
     w.run_until(Duration::from_secs(60), |w| w.clients[1].texts().iter().any(|t| t.2 == "still here"));
     assert!(!w.clients[2].events.contains(&joined));
 }
+
+#[test]
+fn a_text_numbered_last_is_refused() {
+    // Regression: a TEXT numbered u64::MAX, the first its receiver could read from its sender,
+    // made the receiver's next expected number overflow (a panic where overflow is checked).
+    let mut w = World::new(13, 0.0, &[1, 2]);
+    w.connect(0, "ann", 1, "mallory");
+    let now = w.now;
+    w.clients[1].e().send_text_as("ann", u64::MAX, "last", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(60), |w| w.clients[0].engine.as_ref().unwrap().stats().malformed >= 1);
+    let now = w.now;
+    w.clients[1].e().send("ann", "first", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(60), |w| w.clients[0].texts().len() == 1);
+    w.run_for(Duration::from_secs(2));
+    assert_eq!(w.clients[0].texts().into_iter().map(|t| t.2).collect::<Vec<_>>(), ["first"]);
+}
