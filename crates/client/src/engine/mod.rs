@@ -2142,16 +2142,22 @@ impl Engine {
             seal: th.seal,
         });
         let content = Content::GroupWelcome { token, name, welcome: welcome.to_vec(), roster };
-        if self.threads.get(&contact).is_some_and(|c| c.state == ThreadState::Active) {
+        if self.threads.get(&contact).is_some_and(|c| c.state == ThreadState::Active)
+            && self.convs.get(&contact).is_some_and(Conversation::can_send)
+        {
             self.send_content(contact, &content, None, now, rng)?;
         }
         if let Some(th) = self.threads.get_mut(&t) {
             th.welcome_to.remove(&h);
         }
         self.save_thread(t);
-        // Tell the group where the newcomer receives.
-        let announce = Content::Route(route.entry(*m.as_bytes()));
-        self.send_content(t, &announce, None, now, rng)?;
+        // Tell the group where the newcomer receives, unless we are leaving it (our commit that
+        // adds the newcomer won after we asked to leave): then the newcomer's own ROUTE, sent as
+        // it joins, tells them.
+        if self.convs.get(&t).is_some_and(Conversation::can_send) {
+            let announce = Content::Route(route.entry(*m.as_bytes()));
+            self.send_content(t, &announce, None, now, rng)?;
+        }
         Ok(())
     }
 

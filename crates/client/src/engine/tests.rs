@@ -1138,3 +1138,41 @@ fn a_text_numbered_last_is_refused() {
     w.run_for(Duration::from_secs(2));
     assert_eq!(w.clients[0].texts().into_iter().map(|t| t.2).collect::<Vec<_>>(), ["first"]);
 }
+
+#[test]
+fn leaving_a_group_while_an_add_is_decided_does_not_stop_the_client() {
+    // Regression: the user left a group while her commit adding a contact waited for its
+    // decision window. When it won, her client told the group where the newcomer receives, a
+    // message she may no longer send as she leaves: the error stopped her client.
+    let mut w = World::new(14, 0.0, &[1, 2, 1]);
+    w.connect(0, "ann", 1, "bob");
+    w.connect(0, "ann", 2, "cat");
+    w.clients[0].e().create_group("g", &mut w.rng).unwrap();
+    w.clients[0].e().group_add("g", "bob", w.now, &mut w.rng).unwrap();
+    let joined = EngineEvent::GroupJoined { name: "g".into() };
+    let j = joined.clone();
+    w.run_until(Duration::from_secs(120), |w| w.clients[1].events.contains(&j));
+    w.clients[0].e().group_add("g", "cat", w.now, &mut w.rng).unwrap();
+    // Cat's KeyPackage arrived: Ann's commit adding her waits for its window.
+    w.run_until(Duration::from_secs(60), |w| !w.clients[0].thread("g").welcome_to.is_empty());
+    let g = w.clients[0].thread("g").id;
+    assert!(w.clients[0].e().convs[&g].next_deadline().is_some());
+    let now = w.now;
+    w.clients[0].e().group_leave("g", now, &mut w.rng).unwrap();
+    // Cat joins, Bob commits Ann's leave, Ann is out; the client goes on.
+    let j = joined.clone();
+    w.run_until(Duration::from_secs(300), |w| {
+        w.clients[2].events.contains(&j)
+            && w.clients[0].events.contains(&EngineEvent::Left { name: "g".into() })
+    });
+    w.run_until(Duration::from_secs(120), |w| {
+        w.clients[1].clients_members("g") == 1 && w.clients[2].clients_members("g") == 1
+    });
+    let now = w.now;
+    w.clients[2].e().send("g", "hi bob", now, &mut w.rng).unwrap();
+    w.clients[0].e().send("bob", "bye", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(60), |w| {
+        w.clients[1].texts().iter().any(|t| t.2 == "hi bob")
+            && w.clients[1].texts().iter().any(|t| t.2 == "bye")
+    });
+}
