@@ -596,6 +596,10 @@ pub struct EngineStats {
     /// drop) because the directory document in use is of an epoch whose keys the network no
     /// longer accepts: the next epoch's document had not come yet.
     pub held_for_directory: u64,
+    /// Messages of ours dropped unsent because the network cannot carry them (more than
+    /// [`sending::MAX_FRAGMENTS`] fragments: the Welcome of a group of some 1,600 members,
+    /// which carries its whole ratchet tree, say): their recipients never get them.
+    pub too_long: u64,
 }
 
 /// The client engine of one profile.
@@ -1330,7 +1334,7 @@ impl Engine {
         self.dirty_convs.push(t);
         let n = out.to.len() as u32;
         for m in &out.to {
-            self.queue_mls(t, m, Outer::Mls(out.bytes.clone()).encode(), history.clone(), rng)?;
+            self.queue_mls(t, m, Outer::Mls(out.bytes.clone()).encode(), history.clone(), rng);
         }
         let _ = now;
         Ok(n)
@@ -1345,15 +1349,14 @@ impl Engine {
         bytes: Vec<u8>,
         history: Option<Vec<u8>>,
         rng: &mut R,
-    ) -> Result<(), EngineError> {
+    ) {
         let h = hex(m.as_bytes());
-        let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
+        let Some(th) = self.threads.get_mut(&t) else { return };
         match th.roster.get(&h).copied() {
             Some(route) => self.queue_out(route, bytes, history, rng),
             None => {
                 th.awaiting.entry(h).or_default().push(bytes);
                 self.save_thread(t);
-                Ok(())
             }
         }
     }
@@ -1361,29 +1364,33 @@ impl Engine {
     /// Queues `bytes` for `route`. Acknowledgements come back to the home mailbox, where those of
     /// messages to every contact and a share of the loops land together (docs/EVALUATION.md says
     /// why not the thread's own mailbox).
+    ///
+    /// Never fails: a message the network cannot carry (more than [`sending::MAX_FRAGMENTS`]
+    /// fragments; our texts are bounded far below, but a Welcome carries the group's whole
+    /// ratchet tree, and a member can swell a group) is dropped, counted in
+    /// [`EngineStats::too_long`]. Only its recipient misses it; stopping would stop every
+    /// conversation, again at each restart.
     fn queue_out<R: CryptoRng>(
         &mut self,
         route: RouteRec,
         bytes: Vec<u8>,
         history: Option<Vec<u8>>,
         rng: &mut R,
-    ) -> Result<(), EngineError> {
+    ) {
         let mut id = [0u8; 16];
         rng.fill_bytes(&mut id);
         let rec = OutRec { route, bytes, history };
         if let Some(net) = &self.network {
             let g = net.sphinx.geometry().clone();
-            self.outbox.queue_as(
-                MessageId(id),
-                &g,
-                route.route(),
-                RecipientId(self.settings.home_mailbox),
-                &rec.bytes,
-            )?;
+            let reply = RecipientId(self.settings.home_mailbox);
+            if let Err(e) = self.outbox.queue_as(MessageId(id), &g, route.route(), reply, &rec.bytes) {
+                tracing::warn!(bytes = rec.bytes.len(), "a message of ours cannot be sent: {e}");
+                self.stats.too_long += 1;
+                return;
+            }
         }
         self.writes.push(Write::Put(NS_OUT, id.to_vec(), json(&rec)));
         self.out_recs.insert(MessageId(id), rec);
-        Ok(())
     }
 
     /// Gives thread `t` a fresh mailbox and seal key and tells the other members (a ROUTE inside
@@ -2103,7 +2110,7 @@ impl Engine {
                 continue;
             }
             for m in &o.to {
-                self.queue_mls(t, m, Outer::Mls(o.bytes.clone()).encode(), None, rng)?;
+                self.queue_mls(t, m, Outer::Mls(o.bytes.clone()).encode(), None, rng);
             }
         }
         for e in out.events {
@@ -2124,7 +2131,7 @@ impl Engine {
         let h = hex(m.as_bytes());
         if th.kind == Kind::Contact {
             if let Some(route) = th.roster.get(&h).copied() {
-                self.queue_out(route, Outer::Welcome(welcome.to_vec()).encode(), None, rng)?;
+                self.queue_out(route, Outer::Welcome(welcome.to_vec()).encode(), None, rng);
             }
             return Ok(());
         }
@@ -2271,7 +2278,7 @@ impl Engine {
                 self.save_thread(t);
                 let route = RouteRec::of_entry(&r);
                 for b in waiting {
-                    self.queue_out(route, b, None, rng)?;
+                    self.queue_out(route, b, None, rng);
                 }
                 Ok(())
             }

@@ -1176,3 +1176,37 @@ fn leaving_a_group_while_an_add_is_decided_does_not_stop_the_client() {
             && w.clients[1].texts().iter().any(|t| t.2 == "bye")
     });
 }
+
+#[test]
+fn a_message_too_long_for_the_network_is_dropped_and_counted() {
+    // Regression: a message of ours longer than the network carries (more than MAX_FRAGMENTS
+    // fragments: the Welcome of a group a member swelled with hundreds of members carries its
+    // whole ratchet tree) failed when it was queued, and the client stopped: at a commit's
+    // decision, again at every restart. Here the message is one that waited for its
+    // recipient's route, queued when the route comes.
+    let mut w = World::new(15, 0.0, &[1, 2]);
+    w.connect(0, "ann", 1, "bob");
+    let cap = sending::fragment_capacity(w.net.sphinx.geometry()).unwrap();
+    let huge = Outer::Mls(vec![7u8; cap * sending::MAX_FRAGMENTS + 1]).encode();
+    {
+        let e = w.clients[0].e();
+        let t = e.thread_by_name("bob").unwrap();
+        let th = e.threads.get_mut(&t).unwrap();
+        let bob = th.roster.keys().next().unwrap().clone();
+        th.awaiting.insert(bob, vec![huge]);
+    }
+    // Bob moves to a fresh mailbox and tells Ann: what waited for him is queued.
+    let old = w.clients[1].thread("ann").mailbox;
+    let now = w.now;
+    w.clients[1].e().registration_refused(old, now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(60), |w| w.clients[0].engine.as_ref().unwrap().stats().too_long == 1);
+    let now = w.now;
+    w.clients[0].e().send("bob", "still here?", now, &mut w.rng).unwrap();
+    w.clients[1].e().send("ann", "yes", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(60), |w| {
+        w.clients[0].texts().len() == 1 && w.clients[1].texts().len() == 1
+    });
+    w.run_until(Duration::from_secs(60), |w| {
+        w.clients.iter().all(|c| c.engine.as_ref().unwrap().undelivered() == 0)
+    });
+}
