@@ -294,9 +294,18 @@ fn handle_pull_answer(
     }
     if let Some((e, bytes)) = out.document {
         match Document::verify(&bytes, &network.network.authority_set, Epoch(e)) {
-            Ok(doc) if Epoch(e) >= cur => {
-                directory.pending.insert(Epoch(e), doc);
-            }
+            Ok(doc) if Epoch(e) >= cur => match of_this_network(&doc, &network.network) {
+                Ok(()) => {
+                    directory.pending.insert(Epoch(e), doc);
+                }
+                Err(why) => {
+                    tracing::warn!(
+                        epoch = e,
+                        "a directory document that verifies is not of this network: {why}"
+                    );
+                    core.document_refused();
+                }
+            },
             Ok(_) => {}
             Err(err) => {
                 tracing::warn!(epoch = e, "the gateway relayed a document that does not verify: {err}");
@@ -323,6 +332,20 @@ fn handle_pull_answer(
         {
             core.delete(*a, upto);
         }
+    }
+    Ok(())
+}
+
+/// Whether a verified document is one of the network file's: its geometry and epoch period, as
+/// nodes check theirs against their config. Packets are cut, built and framed for the network
+/// file's geometry (the link's frame size comes from it), and epochs counted with its period.
+fn of_this_network(doc: &Document, network: &qanat_network::NetworkConfig) -> Result<(), &'static str> {
+    let params = doc.parameters();
+    if *params.geometry() != network.geometry {
+        return Err("another packet geometry than the network file's");
+    }
+    if params.epoch_period() != network.epoch_period {
+        return Err("another epoch period than the network file's");
     }
     Ok(())
 }

@@ -177,6 +177,9 @@ pub enum EngineError {
     /// The user's gateway is not in the directory.
     #[error("this profile's gateway is not in the current directory")]
     GatewayMissing,
+    /// The directory's packet geometry cannot be used.
+    #[error("the directory's packet geometry is not usable: {0}")]
+    Geometry(&'static str),
     /// Saved engine state cannot be read (damaged profile, or a newer version).
     #[error("saved client state is unreadable: {0}")]
     Corrupt(&'static str),
@@ -914,6 +917,17 @@ impl Engine {
             return Err(EngineError::GatewayMissing);
         }
         let geometry = params.geometry().clone();
+        // A network keeps its geometry (its nodes refuse a document of another): the fragments
+        // in the outbox are cut for it. And one whose payload has no room for a fragment beside
+        // its SURB cannot carry a message. Either document is refused whole: nothing changes.
+        if let Some(net) = &self.network
+            && *net.sphinx.geometry() != geometry
+        {
+            return Err(EngineError::Geometry("it differs from the one in use"));
+        }
+        if sending::fragment_capacity(&geometry).is_err() {
+            return Err(EngineError::Geometry("its payload has no room for a fragment beside a SURB"));
+        }
         let first_time = self.network.is_none();
         let view = NetworkView {
             topology,
@@ -945,7 +959,14 @@ impl Engine {
             recs.sort_by_key(|(id, _)| id.0);
             for (id, rec) in recs {
                 let reply = RecipientId(self.settings.home_mailbox);
-                self.outbox.queue_as(id, &geometry, rec.route.route(), reply, &rec.bytes)?;
+                if let Err(e) = self.outbox.queue_as(id, &geometry, rec.route.route(), reply, &rec.bytes) {
+                    // Queued before the first document (no size to check then): too long for
+                    // this network, as in `queue_out`.
+                    tracing::warn!(bytes = rec.bytes.len(), "a saved message of ours cannot be sent: {e}");
+                    self.stats.too_long += 1;
+                    self.out_recs.remove(&id);
+                    self.writes.push(Write::Del(NS_OUT, id.0.to_vec()));
+                }
             }
         }
         Ok(())

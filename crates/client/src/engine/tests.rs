@@ -1210,3 +1210,50 @@ fn a_message_too_long_for_the_network_is_dropped_and_counted() {
         w.clients.iter().all(|c| c.engine.as_ref().unwrap().undelivered() == 0)
     });
 }
+
+#[test]
+fn a_directory_of_another_geometry_changes_nothing() {
+    // Regression: a directory document of another geometry replaced the engine's network. One
+    // whose payload leaves no room for a fragment beside its SURB made every message to queue
+    // fail, and the client stopped at the next one it had to send on its own (a ROUTE, a
+    // commit); with any other, the fragments already cut for the old geometry could never be
+    // built again.
+    let mut w = World::new(16, 0.0, &[1, 2]);
+    w.connect(0, "ann", 1, "bob");
+    // The mailboxes have moved (rotation after the contact is made): the routes are the new ones.
+    w.run_until(Duration::from_secs(60), |w| {
+        w.clients.iter().all(|c| c.engine.as_ref().unwrap().undelivered() == 0)
+    });
+    let params = |forward_payload_len| {
+        Parameters::new(ParametersConfig {
+            mean_delay_ms: 10,
+            lambda_p: Rate::from_micro_per_sec(20_000_000),
+            lambda_l: Rate::from_micro_per_sec(1_000_000),
+            lambda_d: Rate::from_micro_per_sec(1_000_000),
+            lambda_m: Rate::from_micro_per_sec(100_000_000),
+            forward_payload_len,
+            ..ParametersConfig::default_for(SCHEME)
+        })
+        .unwrap()
+    };
+    let now = w.now;
+    w.clients[0].e().send("bob", "before", now, &mut w.rng).unwrap();
+    for len in [200, 4000] {
+        let (topology, gw) = (w.net.topology.clone(), w.net.gateway(1));
+        assert!(w.clients[0].e().set_network(topology, &params(len), gw).is_err(), "{len}");
+    }
+    assert_eq!(w.clients[0].e().network().unwrap().sphinx.geometry(), w.net.sphinx.geometry());
+    // Nor does a first document of such a geometry give a network.
+    let dir = tempfile::tempdir().unwrap();
+    let mut profile = Profile::create_with(dir.path().join("p"), &Passphrase::new("pw"), weak()).unwrap();
+    Engine::init(&mut profile, NodeId([1; 32]), TrafficProfile::Standard, &mut w.rng).unwrap();
+    let mut fresh = Engine::open(profile, config()).unwrap();
+    assert!(fresh.set_network(w.net.topology.clone(), &params(200), w.net.gateway(1)).is_err());
+    assert!(!fresh.has_network());
+    let now = w.now;
+    w.clients[0].e().send("bob", "after", now, &mut w.rng).unwrap();
+    w.clients[1].e().send("ann", "yes", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(60), |w| {
+        w.clients[0].texts().len() == 1 && w.clients[1].texts().len() == 2
+    });
+}
