@@ -138,6 +138,10 @@ pub struct InputCounts {
     pub partial_messages: u64,
     /// The bytes of their fragments.
     pub partial_bytes: u64,
+    /// Operations on one item or peer that failed with an error that is not fatal: that item
+    /// was refused and the client went on ([`EngineStats::failed`](crate::engine::EngineStats)).
+    #[serde(default)]
+    pub failed: u64,
 }
 
 /// One message, as commands print it.
@@ -337,10 +341,23 @@ pub fn execute<R: CryptoRng>(
     now: SystemTime,
     rng: &mut R,
 ) -> Response {
-    match run(engine, req, running, now, rng) {
+    match try_execute(engine, req, running, now, rng) {
         Ok(r) => r,
         Err(e) => Response::Error { message: e.to_string() },
     }
+}
+
+/// [`execute`], with the engine's error as it came: the running client answers it as
+/// [`Response::Error`], and stops if it is fatal ([`EngineError::is_fatal`]: the profile
+/// failed, so what the command changed in memory is not saved).
+pub fn try_execute<R: CryptoRng>(
+    engine: &mut Engine,
+    req: Request,
+    running: bool,
+    now: SystemTime,
+    rng: &mut R,
+) -> Result<Response, EngineError> {
+    run(engine, req, running, now, rng)
 }
 
 fn run<R: CryptoRng>(
@@ -371,6 +388,7 @@ fn run<R: CryptoRng>(
                     acks_dropped: s.acks_dropped,
                     partial_messages: s.partial_messages,
                     partial_bytes: s.partial_bytes,
+                    failed: s.failed,
                 },
             }
         }

@@ -8,7 +8,11 @@
 //! commands ([`ClientHandle::call`], or the control socket) between slots.
 //!
 //! Everything it does to the profile goes through the engine, which saves before anything
-//! leaves; a store error stops the client (a restart resumes from the profile).
+//! leaves. Only a fatal engine error ([`EngineError::is_fatal`]: the profile failed, saved state
+//! is unreadable, an internal invariant broke) stops the client (a restart resumes from the
+//! profile); any other concerns one item or one peer, which fails alone, counted, while the
+//! client goes on (nothing from the network, a contact, a member, the gateway or a directory
+//! document, stops it).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,7 +43,7 @@ use crate::sending::{PULL_BATCH, PULL_FIRST};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuntimeError {
-    /// The engine failed (a profile write, most likely).
+    /// The engine failed fatally ([`EngineError::is_fatal`]: a profile write, most likely).
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// No randomness from the operating system.
@@ -287,10 +291,12 @@ fn handle_pull_answer(
     let cur = Epoch::at(wall_now(), network.network.epoch_period);
     let out = core.handle_answer(frames).map_err(|_| StepError::Gateway)?;
     for m in out.unregistered {
-        engine.unregistered(m)?;
+        let r = engine.unregistered(m);
+        engine.go_on("a mailbox's unregistration", r)?;
     }
     for m in out.refused {
-        engine.registration_refused(m, SystemTime::now(), rng)?;
+        let r = engine.registration_refused(m, SystemTime::now(), rng);
+        engine.go_on("a refused registration", r)?;
     }
     if let Some((e, bytes)) = out.document {
         match Document::verify(&bytes, &network.network.authority_set, Epoch(e)) {
@@ -326,7 +332,9 @@ fn handle_pull_answer(
     let access: BTreeMap<[u8; 32], MailboxAccess> =
         engine.mailboxes().into_iter().map(|(a, _)| (a.mailbox, a)).collect();
     for (m, items) in by_mailbox {
-        let upto = engine.handle_fetched(m, items, SystemTime::now(), rng)?;
+        // A mailbox whose items failed (not fatally) is not deleted from: they come again.
+        let r = engine.handle_fetched(m, items, SystemTime::now(), rng);
+        let upto = engine.go_on("fetched items", r)?.unwrap_or(0);
         if upto > 0
             && let Some(a) = access.get(&m)
         {
@@ -430,7 +438,15 @@ async fn run(
             } => answer = Some(r),
             call = calls.recv() => {
                 let Some((req, reply)) = call else { break Ok(()) };
-                let mut resp = control::execute(&mut engine, req, true, SystemTime::now(), &mut rng);
+                let mut resp = match control::try_execute(&mut engine, req, true, SystemTime::now(), &mut rng) {
+                    Ok(resp) => resp,
+                    Err(e) if e.is_fatal() => {
+                        let _ = reply.send(Response::Error { message: e.to_string() });
+                        tracing::error!("the client stops: {e}");
+                        break Err(RuntimeError::Engine(e));
+                    }
+                    Err(e) => Response::Error { message: e.to_string() },
+                };
                 if let Response::Status { link, .. } = &mut resp {
                     let m = link_metrics.snapshot();
                     *link = Some(control::LinkCounts {
@@ -458,8 +474,10 @@ async fn run(
             if pending.as_ref().is_some_and(|p| Instant::now() >= p.deadline()) {
                 return Err(StepError::Gateway);
             }
-            engine.handle_timeout(now, &mut rng)?;
-            let packets = engine.poll_transmit(now, &mut rng)?;
+            let r = engine.handle_timeout(now, &mut rng);
+            engine.go_on("the timers", r)?;
+            let r = engine.poll_transmit(now, &mut rng);
+            let packets = engine.go_on("the sending slots", r)?.unwrap_or_default();
             // Registrations and unregistrations wait for the next pull's slots.
             for m in engine.take_registrations() {
                 core.register(m);
@@ -500,6 +518,7 @@ async fn run(
                 pending = None;
                 next_connect = Instant::now() + backoff;
             }
+            // Only fatal errors come this far (`Engine::go_on` keeps the others).
             Err(StepError::Engine(e)) => {
                 tracing::error!("the client stops: {e}");
                 break Err(RuntimeError::Engine(e));

@@ -631,6 +631,9 @@ fn print_response(resp: &Response, out: Output) {
                 input.partial_messages,
                 bytes(input.partial_bytes)
             );
+            if input.failed > 0 {
+                println!("failed:       {} items refused on an error (the log names each)", input.failed);
+            }
             if let Some(l) = link {
                 println!(
                     "link:         {} frames out, {} in ({} bytes each)",

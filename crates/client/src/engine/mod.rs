@@ -193,6 +193,46 @@ pub enum EngineError {
     Format(u32),
 }
 
+impl EngineError {
+    /// Whether the client must stop on this error rather than go on without what failed.
+    ///
+    /// The rule: nothing that arrives from the network (a contact, a group member, a gateway, a
+    /// directory document) may stop the client; an error caused by one item or one peer fails
+    /// that item only, is counted ([`EngineStats::failed`]), and the client goes on. Fatal are
+    /// only the errors after which going on could acknowledge what is not durably kept, or
+    /// build on state that cannot be trusted:
+    /// - the profile failed ([`EngineError::Store`], an invitation's [`InviteError::Store`]):
+    ///   a write that failed is lost, so memory and profile no longer agree, and an
+    ///   acknowledgement could leave for what is not kept;
+    /// - saved state is unreadable or of another format ([`EngineError::Corrupt`],
+    ///   [`EngineError::Format`], [`EngineError::NotInitialized`],
+    ///   [`MlsError::CorruptState`]);
+    /// - an internal invariant failed ([`MlsError::Internal`]: a bug here or in openmls; the
+    ///   conversation may be half-changed in memory). What a peer controls never reaches it:
+    ///   `Conversation` refuses, as the peer's fault, what openmls cannot take.
+    ///
+    /// A restart resumes from the profile after a fatal error.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            Self::Store(_) | Self::Corrupt(_) | Self::Format(_) | Self::NotInitialized => true,
+            Self::Invite(e) => matches!(e, InviteError::Store(_)),
+            Self::Mls(e) => matches!(e, MlsError::Internal(_) | MlsError::CorruptState(_)),
+            Self::Payload(_)
+            | Self::Route(_)
+            | Self::UnknownName(_)
+            | Self::NameTaken(_)
+            | Self::InvalidName(_)
+            | Self::NotReady(..)
+            | Self::WrongKind(..)
+            | Self::UnknownInvitation(_)
+            | Self::UnknownMember(..)
+            | Self::NoNetwork
+            | Self::GatewayMissing
+            | Self::Geometry(_) => false,
+        }
+    }
+}
+
 /// What the engine reports to the user interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -599,6 +639,11 @@ pub struct EngineStats {
     /// drop) because the directory document in use is of an epoch whose keys the network no
     /// longer accepts: the next epoch's document had not come yet.
     pub held_for_directory: u64,
+    /// Operations on one item or peer that failed part-way with an error that is not fatal
+    /// ([`EngineError::is_fatal`]): the item was refused (a message is taken as MLS's refusals
+    /// are, what it changed is saved), and the client went on. None is known to happen: this
+    /// is the rule's backstop.
+    pub failed: u64,
     /// Messages of ours dropped unsent because the network cannot carry them (more than
     /// [`sending::MAX_FRAGMENTS`] fragments: the Welcome of a group of some 1,600 members,
     /// which carries its whole ratchet tree, say): their recipients never get them.
@@ -1462,7 +1507,9 @@ impl Engine {
         }
     }
 
-    /// Writes every pending change in one transaction.
+    /// Writes every pending change in one transaction. Every error it returns is fatal
+    /// ([`EngineError::is_fatal`]): the pending changes are gone, so the profile no longer
+    /// holds what memory does.
     fn flush(&mut self) -> Result<(), EngineError> {
         let mut writes = std::mem::take(&mut self.writes);
         let mut dirty = std::mem::take(&mut self.dirty_convs);
@@ -1486,7 +1533,13 @@ impl Engine {
                         tx.delete(ns, k)?;
                     }
                     Write::TakeAnswer(mailbox, bytes) => {
-                        invite::take_answer(tx, &RecipientId(*mailbox), bytes)?;
+                        // Read and opened just before, in this process: an error other than the
+                        // profile's means the saved invitation changed under us. Either way the
+                        // transaction's writes are lost: fatal (`EngineError::is_fatal`).
+                        invite::take_answer(tx, &RecipientId(*mailbox), bytes).map_err(|e| match e {
+                            InviteError::Store(e) => EngineError::Store(e),
+                            _ => EngineError::Corrupt("a pending invitation changed under its answer"),
+                        })?;
                     }
                 }
             }
@@ -1624,7 +1677,8 @@ impl Engine {
     /// Lets time pass: resends overdue fragments and decides MLS epochs whose window is over.
     pub fn handle_timeout<R: CryptoRng>(&mut self, now: SystemTime, rng: &mut R) -> Result<(), EngineError> {
         self.outbox.handle_timeout(core_time(now));
-        self.expire_invitations(now)?;
+        let r = self.expire_invitations(now);
+        self.go_on("expiring invitations", r)?;
         let due: Vec<[u8; 16]> = self
             .convs
             .iter()
@@ -1643,9 +1697,29 @@ impl Engine {
                 }
             };
             self.dirty_convs.push(t);
-            self.dispatch(t, out, now, rng)?;
+            let r = self.dispatch(t, out, now, rng);
+            self.go_on("a conversation's deadline", r)?;
         }
         self.flush()
+    }
+
+    /// The rule of [`EngineError::is_fatal`] for one part of an operation: a fatal error is
+    /// returned (the caller stops); any other concerns that part alone: it is logged and
+    /// counted, and the operation goes on (`None`: the part failed).
+    pub(crate) fn go_on<T>(
+        &mut self,
+        what: &str,
+        r: Result<T, EngineError>,
+    ) -> Result<Option<T>, EngineError> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_fatal() => Err(e),
+            Err(e) => {
+                tracing::warn!("{what} failed, the client goes on without it: {e}");
+                self.stats.failed += 1;
+                Ok(None)
+            }
+        }
     }
 
     /// Drops our invitations that can no longer be answered (their thread, mailbox and cursor),
@@ -1909,7 +1983,11 @@ impl Engine {
             }
             Received::Refused => self.stats.deferred += 1,
             Received::Message(id, bytes) => {
-                if !self.handle_outer(t, &bytes, now, rng)? {
+                let r = self.handle_outer(t, &bytes, now, rng);
+                // One whose handling failed part-way (not fatally) is taken as one MLS refuses:
+                // counted, acknowledged, and what it changed saved with the rest.
+                let taken = self.go_on("a received message", r)?.unwrap_or(true);
+                if !taken {
                     // Not taken now: neither kept nor acknowledged; its sender sends the last
                     // fragment again.
                     self.inbox.refuse(id, index);
