@@ -2467,8 +2467,11 @@ impl Engine {
                 self.events.push_back(EngineEvent::GroupJoined { name });
                 self.replay_early(g, now, rng)?;
                 // We speak for ourselves: our own ROUTE is the one the members keep, whatever the
-                // adder told them.
+                // adder told them. (Unless what waited for the Welcome already took us out.)
                 let Some(th) = self.threads.get(&g) else { return Ok(()) };
+                if !self.convs.get(&g).is_some_and(Conversation::can_send) {
+                    return Ok(());
+                }
                 let announce = Content::Route(RouteEntry {
                     member: own,
                     gateway: self.settings.gateway,
