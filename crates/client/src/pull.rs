@@ -295,7 +295,7 @@ mod tests {
             };
             s.handle_op_result(op, *r);
         }
-        s.answer(id, limit, false, results, items, want, doc, 1000)
+        s.answer(id, limit, false, results, items, want, doc, 1000, 0)
     }
 
     #[test]

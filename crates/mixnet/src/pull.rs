@@ -9,8 +9,18 @@
 //! one head and `limit` slots, whatever the store held, whatever the client asked.
 //!
 //! Slots: items first, but when the client lacks a document at most half the slots carry items,
-//! so a client with a backlog still gets the directory it needs to send anything; then chunks of
-//! the wanted document from the chunk the client asked for; then padding.
+//! so a client with a backlog still gets the directory it needs to send anything; and when the
+//! document it lacks is that of the epoch in progress (or an older one), none do until it has it:
+//! it holds only keys the network is about to refuse, or already refuses, so nothing of its own
+//! can leave (its messages wait for the document) while its items are safe in the store. Then
+//! chunks of the wanted document from the chunk the client asked for; then padding.
+//!
+//! Why the document of the epoch in progress goes first: the authorities publish the next
+//! epoch's document only `P/8` before it begins, and the client uses its keys until `P/8` after
+//! (half the key grace). A document of five chunks at one chunk per pull (a backlog taking the
+//! other slot) then took five pulls: on 20-second epochs, with a pull every 2 s, it came 6 to
+//! 10 s into its epoch, and for 3 to 7 s of every 20 the client could send nothing of its own
+//! (its payload slots fell to about 70%, below what a steady conversation needs).
 
 use std::collections::BTreeMap;
 
@@ -129,12 +139,14 @@ impl PullServer {
             .collect()
     }
 
-    /// How many slots of a `limit`-slot answer may carry items, when the client wants `want`
-    /// and the gateway holds `doc` for it.
-    pub fn item_room(limit: u16, want: Want, doc: Option<&[u8]>, chunk_len: usize) -> usize {
+    /// How many slots of a `limit`-slot answer may carry items, when the client wants `want`,
+    /// the gateway holds `doc` for it and `epoch` is the epoch in progress (0: not known): see
+    /// the module documentation.
+    pub fn item_room(limit: u16, want: Want, doc: Option<&[u8]>, chunk_len: usize, epoch: u64) -> usize {
         let limit = usize::from(limit.clamp(1, MAX_PULL_LIMIT));
         let chunks = Self::chunks_left(want, doc, chunk_len);
-        limit - chunks.min(limit.div_ceil(2))
+        let urgent = want.epoch != 0 && want.epoch <= epoch;
+        limit - chunks.min(if urgent { limit } else { limit.div_ceil(2) })
     }
 
     fn chunks_left(want: Want, doc: Option<&[u8]>, chunk_len: usize) -> usize {
@@ -150,7 +162,7 @@ impl PullServer {
     /// slots (clamped to 1..=[`MAX_PULL_LIMIT`]): `items` (beyond [`PullServer::item_room`]
     /// they are left for the next pull, and `more` set), chunks of `doc` (the document of
     /// `want.epoch`, if the gateway holds it) from `want.from` on, then padding. `chunk_len` is
-    /// at most [`MAX_CHUNK_LEN`].
+    /// at most [`MAX_CHUNK_LEN`]; `epoch` is the epoch in progress (0: not known).
     #[allow(clippy::too_many_arguments)]
     pub fn answer(
         &mut self,
@@ -162,11 +174,12 @@ impl PullServer {
         want: Want,
         doc: Option<&[u8]>,
         chunk_len: usize,
+        epoch: u64,
     ) -> Vec<Response> {
         self.metrics.pulls += 1;
         let chunk_len = chunk_len.clamp(1, MAX_CHUNK_LEN);
         let slots = usize::from(limit.clamp(1, MAX_PULL_LIMIT));
-        let room = Self::item_room(limit, want, doc, chunk_len);
+        let room = Self::item_room(limit, want, doc, chunk_len, epoch);
         if items.len() > room {
             items.truncate(room);
             more = true;
@@ -309,7 +322,7 @@ mod tests {
             ((0..10).map(|i| item(1, i)).collect(), Want { epoch: 3, from: 0 }),
             (vec![], Want { epoch: 3, from: 1 }),
         ] {
-            let a = s.answer(1, 4, false, [OpResult::Done; PULL_OPS], items, want, Some(&doc), 1000);
+            let a = s.answer(1, 4, false, [OpResult::Done; PULL_OPS], items, want, Some(&doc), 1000, 0);
             assert_eq!(a.len(), 5);
             assert!(matches!(a[0], Response::PullHead { .. }));
         }
@@ -321,12 +334,48 @@ mod tests {
         let items: Vec<PulledItem> =
             (0..10).map(|i| PulledItem { mailbox: [1; 32], seq: i, item: vec![1] }).collect();
         let want = Want { epoch: 3, from: 0 };
-        assert_eq!(PullServer::item_room(4, want, Some(&doc), 1000), 2);
-        let a =
-            PullServer::new(4).answer(1, 4, false, [OpResult::Done; PULL_OPS], items, want, Some(&doc), 1000);
+        assert_eq!(PullServer::item_room(4, want, Some(&doc), 1000, 2), 2);
+        let a = PullServer::new(4).answer(
+            1,
+            4,
+            false,
+            [OpResult::Done; PULL_OPS],
+            items,
+            want,
+            Some(&doc),
+            1000,
+            2,
+        );
         let chunks: Vec<_> = a.iter().filter(|r| matches!(r, Response::DocChunk { .. })).collect();
         assert_eq!(chunks.len(), 2);
         assert!(matches!(a[1], Response::Pulled { more: true, .. }));
+    }
+
+    // Regression (20-second epochs): with a backlog, the document of the epoch in progress came
+    // one chunk per pull, so a client went without usable keys for several pulls.
+    #[test]
+    fn the_document_of_the_epoch_in_progress_goes_before_a_backlog() {
+        let doc = vec![7u8; 4500];
+        let items =
+            || (0..10).map(|i| PulledItem { mailbox: [1; 32], seq: i, item: vec![1] }).collect::<Vec<_>>();
+        let chunks = |a: &[Response]| a.iter().filter(|r| matches!(r, Response::DocChunk { .. })).count();
+        let ok = [OpResult::Done; PULL_OPS];
+        let mut s = PullServer::new(4);
+        // The next epoch's document (the gateway is in epoch 2): the backlog keeps half the slots.
+        let next = Want { epoch: 3, from: 0 };
+        assert_eq!(chunks(&s.answer(1, 2, false, ok, items(), next, Some(&doc), 1000, 2)), 1);
+        // Epoch 3 has begun: the client's keys are on their way out; every slot carries chunks.
+        let current = Want { epoch: 3, from: 1 };
+        assert_eq!(PullServer::item_room(2, current, Some(&doc), 1000, 3), 0);
+        let a = s.answer(2, 2, false, ok, items(), current, Some(&doc), 1000, 3);
+        assert_eq!(chunks(&a), 2);
+        assert!(matches!(a[0], Response::PullHead { more: true, .. }), "the backlog is announced");
+        // The last chunk leaves the other slot to an item.
+        let last = Want { epoch: 3, from: 4 };
+        assert_eq!(PullServer::item_room(2, last, Some(&doc), 1000, 3), 1);
+        // An epoch not known (0) keeps the old rule; a gateway without the document gives items.
+        assert_eq!(PullServer::item_room(2, current, Some(&doc), 1000, 0), 1);
+        assert_eq!(PullServer::item_room(2, current, None, 1000, 3), 2);
     }
 
     #[test]
@@ -336,7 +385,9 @@ mod tests {
         let mut asm = DocAssembler::new(3, 10_000);
         let mut got = None;
         for _ in 0..5 {
-            for r in s.answer(1, 2, false, [OpResult::Done; PULL_OPS], vec![], asm.want(), Some(&doc), 1000) {
+            for r in
+                s.answer(1, 2, false, [OpResult::Done; PULL_OPS], vec![], asm.want(), Some(&doc), 1000, 0)
+            {
                 if let Response::DocChunk { epoch, index, count, bytes, .. } = r
                     && let Some(d) = asm.push(epoch, index, count, &bytes).unwrap()
                 {

@@ -418,6 +418,11 @@ enum TestbedCommand {
         /// Only alice and bob (no group of three with carol).
         #[arg(long)]
         no_group: bool,
+        /// The network's epoch length in seconds (keys change at each epoch). Much shorter than
+        /// 60 s leaves clients at λ_P = 0.5/s too little time for documents and
+        /// acknowledgements (see docs/TESTBED.md).
+        #[arg(long, default_value_t = testbed::EPOCH_SECS, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        epoch_secs: u64,
     },
     /// Stops the processes and removes the namespaces a run in DIR left behind (after a crash).
     Down {
@@ -546,7 +551,7 @@ fn main() -> Result<()> {
             DevnetCommand::Restart { dir, name } => devnet::restart(&dir, &name),
         },
         Command::Testbed { command } => match command {
-            TestbedCommand::Run { profile, messages, duration, drain, dir, seed, no_group } => {
+            TestbedCommand::Run { profile, messages, duration, drain, dir, seed, no_group, epoch_secs } => {
                 testbed::run(&testbed::RunOptions {
                     profiles: profile,
                     messages,
@@ -555,6 +560,7 @@ fn main() -> Result<()> {
                     dir,
                     seed,
                     group: !no_group,
+                    epoch_secs,
                 })
             }
             TestbedCommand::Down { dir } => testbed::down(&dir),

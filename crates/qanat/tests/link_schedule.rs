@@ -66,7 +66,7 @@ impl Gateway {
             self.server.handle_op_result(op, *r);
         }
         let doc = (want.epoch == 7).then_some(self.doc.as_slice());
-        let room = PullServer::item_room(limit, want, doc, chunk_len);
+        let room = PullServer::item_room(limit, want, doc, chunk_len, 7);
         let mut items = Vec::new();
         let mut more = false;
         for (m, _) in self.server.fetch_order() {
@@ -78,7 +78,7 @@ impl Gateway {
                 items.push(PulledItem { mailbox: m, seq: *seq, item: item.clone() });
             }
         }
-        self.server.answer(id, limit, more, results, items, want, doc, chunk_len)
+        self.server.answer(id, limit, more, results, items, want, doc, chunk_len, 7)
     }
 
     fn deliver(&mut self, mailbox: [u8; 32]) {

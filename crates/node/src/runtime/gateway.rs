@@ -152,15 +152,29 @@ pub const CACHED_DOCUMENTS: usize = 4;
 
 /// The directory documents a gateway serves its clients: the authorities' signed bytes of the
 /// last [`CACHED_DOCUMENTS`] epochs, each verified by the gateway's directory loop before it is
-/// inserted (clients verify them again against their own network file). Shared between the
-/// directory loop and the client sessions.
+/// inserted (clients verify them again against their own network file), and the epoch in
+/// progress (a client lacking its document gets it before its items: see
+/// [`PullServer::item_room`]). Shared between the directory loop and the client sessions.
 #[derive(Debug, Clone, Default)]
-pub struct DocumentCache(Arc<RwLock<BTreeMap<u64, Arc<[u8]>>>>);
+pub struct DocumentCache {
+    docs: Arc<RwLock<BTreeMap<u64, Arc<[u8]>>>>,
+    epoch: Arc<AtomicU64>,
+}
 
 impl DocumentCache {
+    /// Records the epoch in progress (the directory loop's clock).
+    pub fn set_epoch(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// The epoch in progress (0 before the directory loop said).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
     /// Keeps the document of `epoch` (dropping the oldest beyond [`CACHED_DOCUMENTS`]).
     pub fn insert(&self, epoch: u64, bytes: Vec<u8>) {
-        if let Ok(mut m) = self.0.write() {
+        if let Ok(mut m) = self.docs.write() {
             m.insert(epoch, bytes.into());
             while m.len() > CACHED_DOCUMENTS {
                 m.pop_first();
@@ -170,12 +184,12 @@ impl DocumentCache {
 
     /// The document of `epoch`, if held.
     pub fn get(&self, epoch: u64) -> Option<Arc<[u8]>> {
-        self.0.read().ok().and_then(|m| m.get(&epoch).cloned())
+        self.docs.read().ok().and_then(|m| m.get(&epoch).cloned())
     }
 
     /// The epochs held, oldest first.
     pub fn epochs(&self) -> Vec<u64> {
-        self.0.read().map(|m| m.keys().copied().collect()).unwrap_or_default()
+        self.docs.read().map(|m| m.keys().copied().collect()).unwrap_or_default()
     }
 }
 
@@ -522,7 +536,8 @@ async fn pull<S: MailboxStore>(
     }
     let session = &mut session.pull;
     let doc = if want.epoch == 0 { None } else { ctx.docs.get(want.epoch) };
-    let room = PullServer::item_room(limit, want, doc.as_deref(), ctx.chunk_len);
+    let epoch = ctx.docs.epoch();
+    let room = PullServer::item_room(limit, want, doc.as_deref(), ctx.chunk_len, epoch);
     let mut items = Vec::new();
     let mut more = false;
     for (mailbox, c) in session.fetch_order() {
@@ -543,7 +558,7 @@ async fn pull<S: MailboxStore>(
             Err(_) => more = true,
         }
     }
-    let out = session.answer(id, limit, more, results, items, want, doc.as_deref(), ctx.chunk_len);
+    let out = session.answer(id, limit, more, results, items, want, doc.as_deref(), ctx.chunk_len, epoch);
     ctx.metrics.client_pulls.fetch_add(1, Ordering::Relaxed);
     let chunks = out.iter().filter(|r| matches!(r, Response::DocChunk { .. })).count();
     ctx.metrics.document_chunks.fetch_add(chunks as u64, Ordering::Relaxed);

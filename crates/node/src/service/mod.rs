@@ -532,6 +532,9 @@ impl Agent {
         let now = wall_now();
         let cur = Epoch::at(now, self.period);
         self.status.epoch.store(cur.0, Ordering::Relaxed);
+        if let Some(cache) = &self.documents {
+            cache.set_epoch(cur.0);
+        }
         if self.rotated != Some(cur) {
             match self.keys.rotate(now, self.period, self.geometry.scheme(), rng) {
                 Ok(r) => {
