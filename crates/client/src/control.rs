@@ -357,16 +357,6 @@ pub fn try_execute<R: CryptoRng>(
     now: SystemTime,
     rng: &mut R,
 ) -> Result<Response, EngineError> {
-    run(engine, req, running, now, rng)
-}
-
-fn run<R: CryptoRng>(
-    engine: &mut Engine,
-    req: Request,
-    running: bool,
-    now: SystemTime,
-    rng: &mut R,
-) -> Result<Response, EngineError> {
     Ok(match req {
         Request::Status => {
             let s = engine.stats();
