@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::SeedableRng;
-use qanat_client::seal::{self, SealKey};
-use qanat_client::sending::{NetworkView, Route, sealed_packet};
+use qanat_mixnet::sending::seal::{self, SealKey};
+use qanat_mixnet::sending::{NetworkView, Route, sealed_packet};
 use qanat_mixnet::{Destination, Hop, Topology, path_hops};
 use qanat_packet::{Geometry, NodeId, RecipientId, Scheme, SecretKey, Sphinx};
 

@@ -57,6 +57,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hkdf::Hkdf;
+use qanat_mixnet::sending::seal::SealKey;
 use qanat_packet::{NodeId, RecipientId};
 use qanat_pki::descriptor::MAX_ADDRESS_LEN;
 use qanat_pki::{LinkAddress, MAX_LINK_KEY_LEN, UnixTime};
@@ -65,7 +66,6 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::seal::SealKey;
 use crate::store::{StoreError, Transaction};
 
 /// The start of an invitation link.

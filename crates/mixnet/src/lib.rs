@@ -15,6 +15,7 @@ pub mod mix;
 pub mod pull;
 pub mod replay;
 pub mod resend;
+pub mod sending;
 pub mod time;
 pub mod topology;
 

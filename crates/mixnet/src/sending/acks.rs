@@ -6,7 +6,7 @@
 //! the user could no longer speak. Instead the acknowledgements wait here, grouped by who will
 //! read them ([`AckGroup`]: the mailbox a contact writes to, or one message in a group, where
 //! members share the mailbox), and one reply carries every pending fragment of its group that
-//! fits ([`crate::sending::AckEntry`]: a bitmap per message). The engine gives them at most every
+//! fits ([`AckEntry`]: a bitmap per message). The engine gives them at most every
 //! other payload slot when its own messages wait.
 //!
 //! What others can make this queue hold is bounded ([`MAX_PENDING`] fragments, [`MAX_SURBS`]
@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
-use qanat_mixnet::Time;
+use crate::Time;
 use qanat_packet::Sphinx;
 use rand_core::CryptoRng;
 

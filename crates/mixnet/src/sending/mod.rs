@@ -24,7 +24,7 @@
 //! the mailbox it reads. (`0x03 ‖ message id ‖ index u16 ‖ zeros`, one fragment, is the format
 //! before; it is still read.)
 //!
-//! Every packet to a mailbox is sealed end to end to the mailbox's owner (see [`crate::seal`]):
+//! Every packet to a mailbox is sealed end to end to the mailbox's owner (see [`seal`]):
 //! a DATA or loop payload is sealed under the mailbox's [`SealKey`] and sent with
 //! [`Sphinx::new_opaque_packet`]; an ACK travels in a SURB reply, which only the SURB's creator
 //! can decrypt; a drop is random bytes to a random mailbox. So the last gateway stores random
@@ -47,13 +47,16 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
-use qanat_mixnet::{Destination, Hop, Time, Topology, exponential, path_hops};
+use crate::{Destination, Hop, Time, Topology, exponential, path_hops};
 use qanat_packet::{
     CreateError, Geometry, NodeId, PathHop, RecipientId, Sphinx, SurbError, SurbId, SurbKeys,
 };
 use rand_core::CryptoRng;
 
-use crate::seal::{self, SealKey};
+pub mod acks;
+pub mod seal;
+
+use seal::SealKey;
 
 const KIND_DATA: u8 = 1;
 const KIND_COVER: u8 = 2;
@@ -701,7 +704,7 @@ impl Outbox {
 /// A SURB for a packet to a mailbox at gateway `from`: back from there through one mix per layer
 /// to our gateway and our mailbox `reply_to`. Returns its bytes, its id (the SURB-reply id the
 /// reply will carry) and the keys that decrypt the reply.
-pub(crate) fn reply_surb<R: CryptoRng + ?Sized>(
+pub fn reply_surb<R: CryptoRng + ?Sized>(
     sphinx: &Sphinx,
     view: &NetworkView,
     from: &NodeId,

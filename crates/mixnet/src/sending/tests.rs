@@ -5,8 +5,8 @@ use proptest::prelude::*;
 use qanat_packet::{Scheme, SecretKey};
 use rand_core::{Rng as _, SeedableRng as _};
 
+use super::acks::{self, AckGroup, AckQueue, AckStats};
 use super::*;
-use crate::acks::{self, AckGroup, AckQueue, AckStats};
 
 const SCHEME: Scheme = Scheme::X25519Kem;
 
