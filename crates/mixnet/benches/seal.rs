@@ -1,4 +1,4 @@
-//! The cost of sealed mailbox items: `cargo bench -p qanat-client --bench seal` prints a Markdown
+//! The cost of sealed mailbox items: `cargo bench -p qanat-mixnet --bench seal` prints a Markdown
 //! table.
 //!
 //! - seal / open: `seal::seal` and `seal::open` of one forward payload (1,536 bytes at the
