@@ -20,7 +20,7 @@
 //! an invitation that decodes re-encodes to the same bytes, and the same link.
 //!
 //! What is written into the invitation's mailbox (the answer, then the conversation's messages,
-//! since the inviter keeps that mailbox for the contact) is sealed ([`crate::seal`]) under
+//! since the inviter keeps that mailbox for the contact) is sealed ([`qanat_mixnet::sending::seal`]) under
 //! `HKDF-SHA256(salt = mailbox id, ikm = token, info = "qanat-seal v1 invitation")`
 //! ([`Invitation::seal_key`]): only whoever holds the link can make or open those items, and the
 //! gateway, which never sees the link, stores random bytes. (Version 1 had no seal.)
