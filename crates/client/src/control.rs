@@ -10,8 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 
+use qanat_mixnet::sending::Delivery;
+
 use crate::engine::{Engine, EngineError, EngineEvent, LocalMessageId};
-use crate::sending::Delivery;
 
 /// File name of the control socket in the profile directory.
 pub const SOCKET_FILE: &str = "control.sock";

@@ -20,7 +20,7 @@
 //! an invitation that decodes re-encodes to the same bytes, and the same link.
 //!
 //! What is written into the invitation's mailbox (the answer, then the conversation's messages,
-//! since the inviter keeps that mailbox for the contact) is sealed ([`crate::seal`]) under
+//! since the inviter keeps that mailbox for the contact) is sealed ([`qanat_mixnet::sending::seal`]) under
 //! `HKDF-SHA256(salt = mailbox id, ikm = token, info = "qanat-seal v1 invitation")`
 //! ([`Invitation::seal_key`]): only whoever holds the link can make or open those items, and the
 //! gateway, which never sees the link, stores random bytes. (Version 1 had no seal.)
@@ -57,6 +57,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hkdf::Hkdf;
+use qanat_mixnet::sending::seal::SealKey;
 use qanat_packet::{NodeId, RecipientId};
 use qanat_pki::descriptor::MAX_ADDRESS_LEN;
 use qanat_pki::{LinkAddress, MAX_LINK_KEY_LEN, UnixTime};
@@ -65,7 +66,6 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::seal::SealKey;
 use crate::store::{StoreError, Transaction};
 
 /// The start of an invitation link.

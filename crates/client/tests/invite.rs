@@ -7,8 +7,8 @@ use proptest::prelude::*;
 use qanat_client::invite::{
     self, Answer, Gateway, INVITATION_VERSION, Invitation, InviteError, LINK_PREFIX, PendingInvitation,
 };
-use qanat_client::seal::SealKey;
 use qanat_client::store::{Passphrase, Profile, danger};
+use qanat_mixnet::sending::seal::SealKey;
 use qanat_packet::{NodeId, RecipientId};
 use qanat_pki::{LinkAddress, UnixTime};
 

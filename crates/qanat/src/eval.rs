@@ -127,7 +127,7 @@ pub(crate) fn one_setting(o: &SettingOptions) -> Result<()> {
         c.mix_loop_rate = m;
     }
     if o.metered {
-        c.rates = qanat_client::sending::TrafficProfile::Metered.rates(&params);
+        c.rates = qanat_mixnet::sending::TrafficProfile::Metered.rates(&params);
     }
     let [p, l, d] = o.lambda;
     c.rates.payload = p.unwrap_or(c.rates.payload);
@@ -169,7 +169,7 @@ fn one_mix(c: Config) -> Config {
 
 /// A client's bytes a day (up, down) at `rates` on the default network (X25519 KEM packets),
 /// as the client computes it (`TrafficProfile::idle_bytes_per_day`).
-fn bytes_per_day(rates: qanat_client::sending::Rates) -> (f64, f64) {
+fn bytes_per_day(rates: qanat_mixnet::sending::Rates) -> (f64, f64) {
     let scheme = qanat_node::config::DEFAULT_SCHEME;
     let mut c = qanat_pki::ParametersConfig::default_for(scheme);
     let micro = |r: f64| qanat_pki::Rate::from_micro_per_sec((r * 1e6).round().max(1.0) as u64);
@@ -179,7 +179,7 @@ fn bytes_per_day(rates: qanat_client::sending::Rates) -> (f64, f64) {
     let Ok(params) = Parameters::new(c) else { return (f64::NAN, f64::NAN) };
     let wire =
         qanat_link::FrameSize::for_packet_len(params.geometry().packet_len()).map_or(0, |f| f.wire_len());
-    qanat_client::sending::TrafficProfile::Standard.idle_bytes_per_day(&params, wire)
+    qanat_mixnet::sending::TrafficProfile::Standard.idle_bytes_per_day(&params, wire)
 }
 
 /// The mix loop rate that keeps at least 2 mix loops held at each mix at mean delay `delay`
@@ -238,7 +238,7 @@ pub(crate) fn eval(o: &EvalOptions) -> Result<()> {
         "every client on the metered profile (a tenth of λ_P, λ_L, λ_D), one message per 200 s".into(),
         "--metered --message-rate 0.005".into(),
         Config {
-            rates: qanat_client::sending::TrafficProfile::Metered.rates(&params),
+            rates: qanat_mixnet::sending::TrafficProfile::Metered.rates(&params),
             message_rate: 0.005,
             seed: o.seed + 2,
             ..base.clone()
@@ -341,7 +341,7 @@ pub(crate) fn eval(o: &EvalOptions) -> Result<()> {
     }
     let mut by_cover = Vec::new();
     for (i, r) in scale.cover_rates.iter().enumerate() {
-        let rates = qanat_client::sending::Rates { loops: *r, drops: *r, ..base.rates };
+        let rates = qanat_mixnet::sending::Rates { loops: *r, drops: *r, ..base.rates };
         let c = Config { rates, seed: o.seed + 200 + i as u64, ..sweep_base.clone() };
         by_cover.push((*r, run("sweep-cover", format!("{r}/s"), String::new(), c)?));
     }
@@ -722,7 +722,7 @@ fn report(
         w,
         "`crates/sim` (`qanat-sim`) runs a network of the real node cores — `qanat_mixnet::Mix` (Sphinx unwrap, replay \
          filter, the sender-chosen exponential delay, loop cover at λ_M) and `qanat_mixnet::Gateway` — and simulated \
-         clients made of the real sending layer (`qanat_client::sending`: the Poisson `Schedule` of payload, loop and \
+         clients made of the real sending layer (`qanat_mixnet::sending`: the Poisson `Schedule` of payload, loop and \
          drop slots, the `Outbox` with SURB acknowledgements and resends, `cover_packet`), on a discrete-event network \
          in simulated time with one seeded ChaCha20 RNG. Topology: {} layers of {} mixes, {} gateways, {} ms links. \
          Clients write to uniformly random other clients; each message is one DATA packet into the thread mailbox the \

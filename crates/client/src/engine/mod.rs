@@ -55,22 +55,22 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use qanat_mixnet::sending::acks::{AckGroup, AckQueue};
+use qanat_mixnet::sending::seal::{self, SealKey};
+use qanat_mixnet::sending::{
+    self, Delivery, Inbox, MessageId, NetworkView, Outbox, OutboxEvent, Payload, PayloadError, Received,
+    ResendPolicy, Route, RouteError, Schedule, TrafficProfile,
+};
 use qanat_mixnet::{Hop, MailboxItem, Time, Topology};
 use qanat_packet::{NodeId, RecipientId, Sphinx};
 use qanat_pki::{Document, EpochPeriod, UnixTime};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 
-use crate::acks::{AckGroup, AckQueue};
 use crate::gateway::{Fetched, MailboxAccess};
 use crate::invite::{self, Invitation, InviteError, PendingInvitation};
 use crate::mls::{
     self, Conversation, Event as MlsEvent, MemberId, MlsError, OutgoingKind, Output, PendingJoin,
-};
-use crate::seal::{self, SealKey};
-use crate::sending::{
-    self, Delivery, Inbox, MessageId, NetworkView, Outbox, OutboxEvent, Payload, PayloadError, Received,
-    ResendPolicy, Route, RouteError, Schedule, TrafficProfile,
 };
 use crate::store::{Profile, StoreError, Transaction};
 use wire::{Content, Outer, RouteEntry};

@@ -3,7 +3,7 @@
 //!
 //! - **Packets**: a session may send packets at `slack × (λ_P + λ_L + λ_D)` per second (the
 //!   directory's client rates: what a client of the busiest profile sends, see
-//!   `qanat_client::sending::TrafficProfile::rates`) with a burst of `packet_burst`. An honest
+//!   `qanat_mixnet::sending::TrafficProfile::rates`) with a burst of `packet_burst`. An honest
 //!   client sends a Poisson stream at (at most) that sum, so it almost never comes near: with the
 //!   defaults (slack 4, burst 32) it would need 32 packets more than four times its mean in some
 //!   stretch of time; for a window of `t` seconds at 0.3 packets per second the chance of that is
