@@ -8,8 +8,21 @@ use qanat_packet::{Scheme, SecretKey};
 use qanat_pki::{EpochPeriod, LinkAddress, Parameters, ParametersConfig, Rate, UnixTime};
 use rand_core::{Rng as _, SeedableRng as _};
 
-use super::*;
+use std::time::Duration;
+
+use qanat_mixnet::{Hop, MailboxItem, Topology};
+use qanat_packet::{NodeId, Sphinx};
+
+use crate::gateway::Fetched;
+use crate::invite::{self, InviteError};
+use crate::mls::MlsError;
+use crate::seal;
+use crate::sending::{self, Delivery, PayloadError, RouteError};
 use crate::store::{KdfParams, Passphrase, danger};
+
+use super::rows::{NS_FRAG, NS_PARTIAL, RouteRec, ThreadState};
+use super::wire::{Content, Outer, RouteEntry};
+use super::*;
 
 const SCHEME: Scheme = Scheme::X25519Kem;
 

@@ -1,0 +1,240 @@
+//! Opening a profile and saving to it: what is read back at start, and the one transaction in
+//! which every change is written before anything that depends on it leaves.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use qanat_packet::{NodeId, RecipientId};
+use rand_core::CryptoRng;
+
+use crate::acks::AckQueue;
+use crate::gateway::MailboxAccess;
+use crate::invite::{self, InviteError};
+use crate::mls::Conversation;
+use crate::seal::SealKey;
+use crate::sending::{Inbox, MessageId, Outbox, ResendPolicy, TrafficProfile};
+use crate::store::{Profile, Transaction};
+
+use super::rows::{
+    GroupInvitationRec, NS_CONV, NS_CURSOR, NS_FRAG, NS_GROUP_INVITES, NS_OUT, NS_PARTIAL, NS_RETIRED,
+    NS_SETTINGS, NS_THREAD, OutRec, SETTINGS_KEY, Settings, Thread, ThreadState, from_json, json,
+};
+use super::{ENGINE_FORMAT, Engine, EngineConfig, EngineError, EngineStats, core_time};
+
+/// One change to write in the next transaction.
+pub(super) enum Write {
+    Put(&'static str, Vec<u8>, Vec<u8>),
+    Del(&'static str, Vec<u8>),
+    TakeAnswer([u8; 32], Vec<u8>),
+}
+
+impl Engine {
+    /// Sets up the client on a new `profile` whose gateway is `gateway`: a home mailbox (loops and
+    /// acknowledgements come back there) and the traffic profile.
+    pub fn init<R: CryptoRng>(
+        profile: &mut Profile,
+        gateway: NodeId,
+        traffic: TrafficProfile,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        let mut home_mailbox = [0u8; 32];
+        let mut home_credential = [0u8; 32];
+        rng.fill_bytes(&mut home_mailbox);
+        rng.fill_bytes(&mut home_credential);
+        let s = Settings {
+            format: ENGINE_FORMAT,
+            gateway: gateway.0,
+            home_mailbox,
+            home_credential,
+            home_seal: SealKey::random(rng).0,
+            traffic: traffic.name().into(),
+        };
+        profile.put(NS_SETTINGS, SETTINGS_KEY, &json(&s))?;
+        Ok(())
+    }
+
+    /// Whether `profile` was set up with [`Engine::init`].
+    pub fn is_initialized(profile: &Profile) -> Result<bool, EngineError> {
+        Ok(profile.get(NS_SETTINGS, SETTINGS_KEY)?.is_some())
+    }
+
+    /// The gateway `profile` uses.
+    pub fn gateway_of(profile: &Profile) -> Result<NodeId, EngineError> {
+        let s: Settings =
+            from_json(&profile.get(NS_SETTINGS, SETTINGS_KEY)?.ok_or(EngineError::NotInitialized)?)?;
+        if s.format != ENGINE_FORMAT {
+            return Err(EngineError::Format(s.format));
+        }
+        Ok(NodeId(s.gateway))
+    }
+
+    /// Opens the engine on an initialised profile, resuming every conversation and every message
+    /// not yet delivered.
+    pub fn open(profile: Profile, config: EngineConfig) -> Result<Self, EngineError> {
+        let settings: Settings =
+            from_json(&profile.get(NS_SETTINGS, SETTINGS_KEY)?.ok_or(EngineError::NotInitialized)?)?;
+        if settings.format != ENGINE_FORMAT {
+            return Err(EngineError::Format(settings.format));
+        }
+        let traffic =
+            TrafficProfile::from_name(&settings.traffic).ok_or(EngineError::Corrupt("traffic profile"))?;
+        let mut threads = BTreeMap::new();
+        for (_, v) in profile.scan(NS_THREAD)? {
+            let t: Thread = from_json(&v)?;
+            threads.insert(t.id, t);
+        }
+        let mut convs = HashMap::new();
+        for (k, v) in profile.scan(NS_CONV)? {
+            let id: [u8; 16] =
+                k.as_slice().try_into().map_err(|_| EngineError::Corrupt("conversation key"))?;
+            convs.insert(id, Conversation::import(&v, &config.mls)?);
+        }
+        let mut cursors = HashMap::new();
+        for (k, v) in profile.scan(NS_CURSOR)? {
+            let (Ok(m), Ok(c)) = (<[u8; 32]>::try_from(k.as_slice()), <[u8; 8]>::try_from(v.as_slice()))
+            else {
+                return Err(EngineError::Corrupt("cursor"));
+            };
+            cursors.insert(m, u64::from_be_bytes(c));
+        }
+        let outbox =
+            Outbox::new(ResendPolicy { first: Duration::from_secs(10), max: Duration::from_secs(600) });
+        let mut out_recs = HashMap::new();
+        let mut pending_out = Vec::new();
+        for (k, v) in profile.scan(NS_OUT)? {
+            let id: [u8; 16] = k.as_slice().try_into().map_err(|_| EngineError::Corrupt("outbox key"))?;
+            let rec: OutRec = from_json(&v)?;
+            pending_out.push((MessageId(id), rec));
+        }
+        // Queued again (with their ids) once the first document gives the geometry.
+        out_recs.extend(pending_out);
+        let mut inbox = Inbox::default();
+        let mut since = HashMap::new();
+        for (k, v) in profile.scan(NS_PARTIAL)? {
+            // value: first arrival, ms u64 ‖ source thread (16; absent in rows written before
+            // the inbox's bounds per source, which count as one source of their own)
+            let id =
+                <[u8; 16]>::try_from(k.as_slice()).map_err(|_| EngineError::Corrupt("partial message"))?;
+            let (at, source) = match v.len() {
+                8 => (&v[..8], [0u8; 16]),
+                24 => (&v[..8], <[u8; 16]>::try_from(&v[8..]).unwrap_or_default()),
+                _ => return Err(EngineError::Corrupt("partial message")),
+            };
+            let at = u64::from_be_bytes(at.try_into().unwrap_or_default());
+            since.insert(id, (core_time(UNIX_EPOCH + Duration::from_millis(at)), source));
+        }
+        let loaded = core_time(SystemTime::now());
+        for (k, v) in profile.scan(NS_FRAG)? {
+            // key: message id (16) ‖ index u16 ‖ count u16
+            if k.len() != 20 {
+                return Err(EngineError::Corrupt("fragment key"));
+            }
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&k[..16]);
+            let index = u16::from_be_bytes([k[16], k[17]]);
+            let count = u16::from_be_bytes([k[18], k[19]]);
+            let (at, source) = since.get(&id).copied().unwrap_or((loaded, [0u8; 16]));
+            inbox.restore(at, source, MessageId(id), index, count, v.to_vec());
+        }
+        let mut group_invites = BTreeMap::new();
+        for (k, v) in profile.scan(NS_GROUP_INVITES)? {
+            let token: [u8; 16] =
+                k.as_slice().try_into().map_err(|_| EngineError::Corrupt("group invitation"))?;
+            group_invites.insert(token, from_json::<GroupInvitationRec>(&v)?);
+        }
+        let mut retired = BTreeMap::new();
+        for (k, v) in profile.scan(NS_RETIRED)? {
+            let (Ok(m), Ok(c)) = (<[u8; 32]>::try_from(k.as_slice()), <[u8; 32]>::try_from(v.as_slice()))
+            else {
+                return Err(EngineError::Corrupt("retired mailbox"));
+            };
+            retired.insert(m, c);
+        }
+        let mut registrations =
+            vec![MailboxAccess { mailbox: settings.home_mailbox, credential: settings.home_credential }];
+        for t in threads.values() {
+            if t.state != ThreadState::Left {
+                registrations.push(MailboxAccess { mailbox: t.mailbox, credential: t.credential });
+                if let Some(o) = t.old {
+                    registrations.push(MailboxAccess { mailbox: o.mailbox, credential: o.credential });
+                }
+            }
+        }
+        Ok(Self {
+            profile,
+            config,
+            settings,
+            traffic,
+            threads,
+            convs,
+            cursors,
+            outbox,
+            out_recs,
+            inbox,
+            acks: AckQueue::default(),
+            acks_turn: false,
+            schedule: None,
+            network: None,
+            events: VecDeque::new(),
+            registrations,
+            writes: Vec::new(),
+            dirty_convs: Vec::new(),
+            stats: EngineStats::default(),
+            idle_cost: None,
+            retired,
+            last_forget: None,
+            group_invites,
+        })
+    }
+
+    /// Closes the engine, giving the profile back.
+    pub fn into_profile(self) -> Profile {
+        self.profile
+    }
+
+    pub(super) fn save_thread(&mut self, t: [u8; 16]) {
+        if let Some(th) = self.threads.get(&t) {
+            self.writes.push(Write::Put(NS_THREAD, t.to_vec(), json(th)));
+        }
+    }
+
+    /// Writes every pending change in one transaction. Every error it returns is fatal
+    /// ([`EngineError::is_fatal`]): the pending changes are gone, so the profile no longer
+    /// holds what memory does.
+    pub(super) fn flush(&mut self) -> Result<(), EngineError> {
+        let mut writes = std::mem::take(&mut self.writes);
+        let mut dirty = std::mem::take(&mut self.dirty_convs);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for t in dirty {
+            if let Some(c) = self.convs.get(&t) {
+                writes.push(Write::Put(NS_CONV, t.to_vec(), c.export()?.to_vec()));
+            } else {
+                writes.push(Write::Del(NS_CONV, t.to_vec()));
+            }
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.profile.transaction(|tx: &mut Transaction<'_>| {
+            for w in &writes {
+                match w {
+                    Write::Put(ns, k, v) => tx.put(ns, k, v)?,
+                    Write::Del(ns, k) => {
+                        tx.delete(ns, k)?;
+                    }
+                    Write::TakeAnswer(mailbox, bytes) => {
+                        // Read and opened just before, in this process: an error other than the
+                        // profile's means the saved invitation changed under us. Either way the
+                        // transaction's writes are lost: fatal (`EngineError::is_fatal`).
+                        invite::take_answer(tx, &RecipientId(*mailbox), bytes).map_err(|e| match e {
+                            InviteError::Store(e) => EngineError::Store(e),
+                            _ => EngineError::Corrupt("a pending invitation changed under its answer"),
+                        })?;
+                    }
+                }
+            }
+            Ok::<_, EngineError>(())
+        })
+    }
+}
