@@ -77,7 +77,7 @@ impl EngineError {
     ///
     /// The rule: nothing that arrives from the network (a contact, a group member, a gateway, a
     /// directory document) may stop the client; an error caused by one item or one peer fails
-    /// that item only, is counted ([`EngineStats::failed`](super::EngineStats::failed)), and the client goes on. Fatal are
+    /// that item only, is counted ([`EngineStats::failed`]), and the client goes on. Fatal are
     /// only the errors after which going on could acknowledge what is not durably kept, or
     /// build on state that cannot be trusted:
     /// - the profile failed ([`EngineError::Store`], an invitation's [`InviteError::Store`]):
@@ -91,6 +91,8 @@ impl EngineError {
     ///   `Conversation` refuses, as the peer's fault, what openmls cannot take.
     ///
     /// A restart resumes from the profile after a fatal error.
+    ///
+    /// [`EngineStats::failed`]: super::EngineStats::failed
     pub fn is_fatal(&self) -> bool {
         match self {
             Self::Store(_) | Self::Corrupt(_) | Self::Format(_) | Self::NotInitialized => true,

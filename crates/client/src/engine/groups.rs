@@ -19,7 +19,9 @@ use super::{
 };
 
 /// At most this many group invitations from one contact wait for the user's answer (more are
-/// dropped, and counted in [`EngineStats::rejected`](super::EngineStats::rejected)).
+/// dropped, and counted in [`EngineStats::rejected`]).
+///
+/// [`EngineStats::rejected`]: super::EngineStats::rejected
 pub const MAX_GROUP_INVITATIONS_PER_CONTACT: usize = 8;
 
 /// At most this many group invitations wait in all.

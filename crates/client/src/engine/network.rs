@@ -57,8 +57,10 @@ impl Engine {
     }
 
     /// What this profile's traffic costs while idle, in bytes per day to and from the gateway
-    /// ([`TrafficProfile::idle_bytes_per_day`](crate::sending::TrafficProfile::idle_bytes_per_day)), under the last document's parameters; `None`
+    /// ([`TrafficProfile::idle_bytes_per_day`]), under the last document's parameters; `None`
     /// before the first document.
+    ///
+    /// [`TrafficProfile::idle_bytes_per_day`]: crate::sending::TrafficProfile::idle_bytes_per_day
     pub fn idle_bytes_per_day(&self) -> Option<(f64, f64)> {
         self.idle_cost
     }

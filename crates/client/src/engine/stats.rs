@@ -36,23 +36,32 @@ pub struct EngineStats {
     /// Slots that carried nothing: not even a cover packet could be built (an empty layer).
     pub unsendable: u64,
     /// Messages partly received and held now, a gauge (at most
-    /// [`sending::MAX_PARTIAL_MESSAGES`](crate::sending::MAX_PARTIAL_MESSAGES); each expires [`sending::REMEMBER_DELIVERED`](crate::sending::REMEMBER_DELIVERED) after its
+    /// [`sending::MAX_PARTIAL_MESSAGES`]; each expires [`sending::REMEMBER_DELIVERED`] after its
     /// first fragment).
+    ///
+    /// [`sending::MAX_PARTIAL_MESSAGES`]: crate::sending::MAX_PARTIAL_MESSAGES
+    /// [`sending::REMEMBER_DELIVERED`]: crate::sending::REMEMBER_DELIVERED
     pub partial_messages: u64,
-    /// The bytes of their fragments, a gauge (at most [`sending::MAX_PARTIAL_BYTES`](crate::sending::MAX_PARTIAL_BYTES)).
+    /// The bytes of their fragments, a gauge (at most [`sending::MAX_PARTIAL_BYTES`]).
+    ///
+    /// [`sending::MAX_PARTIAL_BYTES`]: crate::sending::MAX_PARTIAL_BYTES
     pub partial_bytes: u64,
     /// Payload slots that left a queued message waiting (and carried an acknowledgement or a
     /// drop) because the directory document in use is of an epoch whose keys the network no
     /// longer accepts: the next epoch's document had not come yet.
     pub held_for_directory: u64,
     /// Operations on one item or peer that failed part-way with an error that is not fatal
-    /// ([`EngineError::is_fatal`](super::EngineError::is_fatal)): the item was refused (a message is taken as MLS's refusals
+    /// ([`EngineError::is_fatal`]): the item was refused (a message is taken as MLS's refusals
     /// are, what it changed is saved), and the client went on. None is known to happen: this
     /// is the rule's backstop.
+    ///
+    /// [`EngineError::is_fatal`]: super::EngineError::is_fatal
     pub failed: u64,
     /// Messages of ours dropped unsent because the network cannot carry them (more than
-    /// [`sending::MAX_FRAGMENTS`](crate::sending::MAX_FRAGMENTS) fragments: the Welcome of a group of some 1,600 members,
+    /// [`sending::MAX_FRAGMENTS`] fragments: the Welcome of a group of some 1,600 members,
     /// which carries its whole ratchet tree, say): their recipients never get them.
+    ///
+    /// [`sending::MAX_FRAGMENTS`]: crate::sending::MAX_FRAGMENTS
     pub too_long: u64,
 }
 

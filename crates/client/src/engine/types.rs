@@ -31,7 +31,9 @@ pub enum EngineEvent {
     },
     /// The delivery state of one of our messages changed.
     Delivery {
-        /// The message (as [`Engine::send`](super::Engine::send) returned it).
+        /// The message (as [`Engine::send`] returned it).
+        ///
+        /// [`Engine::send`]: super::Engine::send
         message: LocalMessageId,
         /// Its state.
         state: Delivery,
@@ -61,9 +63,13 @@ pub enum EngineEvent {
         name: String,
     },
     /// A contact invites this profile into a group: nothing happens until the user accepts
-    /// ([`Engine::accept_group_invitation`](super::Engine::accept_group_invitation)).
+    /// ([`Engine::accept_group_invitation`]).
+    ///
+    /// [`Engine::accept_group_invitation`]: super::Engine::accept_group_invitation
     GroupInvitation {
-        /// The invitation (see [`Engine::group_invitations`](super::Engine::group_invitations)).
+        /// The invitation (see [`Engine::group_invitations`]).
+        ///
+        /// [`Engine::group_invitations`]: super::Engine::group_invitations
         id: String,
         /// The contact who invites.
         from: String,

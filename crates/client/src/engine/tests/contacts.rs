@@ -1,4 +1,5 @@
-//! Making a contact: invitations misused, leaked, squatted, expired or answered with what no conversation takes.
+//! Making a contact: invitations misused, leaked, squatted, expired or answered with what no
+//! conversation takes.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! Texts and messages on their way: exactly once and in order through loss and restarts, the user's turn beside others' acknowledgements, fragments that never complete, what is refused.
+//! Texts and messages on their way: exactly once and in order through loss and restarts, the user's
+//! turn beside others' acknowledgements, fragments that never complete, what is refused.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! Groups: growing and shrinking while members talk, Welcomes that come late, routes no member may move, the user's yes, joins no group takes, leaving during an add.
+//! Groups: growing and shrinking while members talk, Welcomes that come late, routes no member may
+//! move, the user's yes, joins no group takes, leaving during an add.
 
 use super::*;
 
