@@ -14,7 +14,7 @@ use crate::seal::SealKey;
 use crate::sending::MessageId;
 
 use super::persist::Write;
-use super::rows::{Kind, NS_JOIN, NS_OUT, NS_THREAD, OutRec, RouteRec, ThreadState, json};
+use super::rows::{self, Kind, NS_JOIN, OutRec, RouteRec, ThreadState};
 use super::wire::Outer;
 use super::{Engine, EngineError, EngineEvent, check_name, hex, ms};
 
@@ -40,7 +40,7 @@ impl Engine {
             thread.mailbox = p.invitation().mailbox().0;
             thread.credential = *p.mailbox_credential();
             thread.seal = p.invitation().seal_key().0;
-            tx.put(NS_THREAD, &thread.id, &json(&thread))?;
+            rows::put(tx, &thread.id, &thread)?;
             Ok::<_, EngineError>(p)
         })?;
         self.registrations.push(MailboxAccess { mailbox: thread.mailbox, credential: thread.credential });
@@ -100,9 +100,9 @@ impl Engine {
             };
             thread.peer_route = Some(route);
             let rec = OutRec { route, bytes: Outer::Answer(a.answer.clone()).encode(), history: None };
-            tx.put(NS_THREAD, &thread.id, &json(&thread))?;
+            rows::put(tx, &thread.id, &thread)?;
             tx.put(NS_JOIN, &thread.id, &join_saved)?;
-            tx.put(NS_OUT, &out_id, &json(&rec))?;
+            rows::put(tx, &out_id, &rec)?;
             Ok::<_, EngineError>((a.mailbox, rec))
         })?;
         let _ = accepted_mailbox;

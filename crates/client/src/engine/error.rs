@@ -59,17 +59,30 @@ pub enum EngineError {
     /// The directory's packet geometry cannot be used.
     #[error("the directory's packet geometry is not usable: {0}")]
     Geometry(&'static str),
-    /// Saved engine state cannot be read (damaged profile, or a newer version).
+    /// Saved engine state cannot be read (a damaged profile).
     #[error("saved client state is unreadable: {0}")]
     Corrupt(&'static str),
     /// The profile was never set up with `Engine::init`.
     #[error("this profile has no client settings (run `qanat init`)")]
     NotInitialized,
-    /// The profile's client state has another format.
+    /// The profile's client state has an earlier format that cannot be carried over.
     #[error(
-        "this profile's client state has format {0}, and this Qanat reads format {ENGINE_FORMAT} only: format 1 profiles come from before mailbox items were sealed end to end, and their contacts cannot be carried over (their mailboxes have no seal keys). Make a new profile in another directory (`qanat init --home DIR`) and invite your contacts again"
+        "this profile's client state has format {0}, and this Qanat reads format {ENGINE_FORMAT} (and upgrades format 2 to it): format 1 profiles come from before mailbox items were sealed end to end, and their contacts cannot be carried over (their mailboxes have no seal keys). Make a new profile in another directory (`qanat init --home DIR`) and invite your contacts again"
     )]
     Format(u32),
+    /// The profile was written by a newer Qanat: its client state, or one of its saved records,
+    /// has a format version this code does not know. Nothing was changed.
+    #[error(
+        "this profile was written by a newer Qanat: its {what} has format version {found}, and this Qanat reads up to version {known}. Open it with the newer Qanat (or a later one)"
+    )]
+    NewerFormat {
+        /// What has the newer format (the client state, or a kind of record).
+        what: &'static str,
+        /// Its version.
+        found: u32,
+        /// The newest version this code reads.
+        known: u32,
+    },
 }
 
 impl EngineError {
@@ -84,7 +97,7 @@ impl EngineError {
     ///   a write that failed is lost, so memory and profile no longer agree, and an
     ///   acknowledgement could leave for what is not kept;
     /// - saved state is unreadable or of another format ([`EngineError::Corrupt`],
-    ///   [`EngineError::Format`], [`EngineError::NotInitialized`],
+    ///   [`EngineError::Format`], [`EngineError::NewerFormat`], [`EngineError::NotInitialized`],
     ///   [`MlsError::CorruptState`]);
     /// - an internal invariant failed ([`MlsError::Internal`]: a bug here or in openmls; the
     ///   conversation may be half-changed in memory). What a peer controls never reaches it:
@@ -95,7 +108,11 @@ impl EngineError {
     /// [`EngineStats::failed`]: super::EngineStats::failed
     pub fn is_fatal(&self) -> bool {
         match self {
-            Self::Store(_) | Self::Corrupt(_) | Self::Format(_) | Self::NotInitialized => true,
+            Self::Store(_)
+            | Self::Corrupt(_)
+            | Self::Format(_)
+            | Self::NewerFormat { .. }
+            | Self::NotInitialized => true,
             Self::Invite(e) => matches!(e, InviteError::Store(_)),
             Self::Mls(e) => matches!(e, MlsError::Internal(_) | MlsError::CorruptState(_)),
             Self::Payload(_)

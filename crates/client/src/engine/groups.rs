@@ -10,9 +10,7 @@ use crate::gateway::MailboxAccess;
 use crate::mls::{self, Conversation, Event as MlsEvent, MemberId, MlsError, PendingJoin};
 
 use super::persist::Write;
-use super::rows::{
-    GroupInvitationRec, Kind, NS_GROUP_INVITES, NS_JOIN, NS_THREAD, RouteRec, ThreadState, json,
-};
+use super::rows::{GroupInvitationRec, Kind, NS_GROUP_INVITES, NS_JOIN, RouteRec, ThreadState};
 use super::wire::{Content, Outer, RouteEntry};
 use super::{
     Engine, EngineError, EngineEvent, GroupInvitationInfo, MAX_LOCAL_NAME, check_name, hex, ms, unhex32,
@@ -41,7 +39,7 @@ impl Engine {
         let thread = self.new_thread(name.into(), Kind::Group, ThreadState::Active, rng);
         let id = thread.id;
         self.registrations.push(MailboxAccess { mailbox: thread.mailbox, credential: thread.credential });
-        self.writes.push(Write::Put(NS_THREAD, id.to_vec(), json(&thread)));
+        self.writes.push(Write::put(id, &thread));
         self.threads.insert(id, thread);
         self.convs.insert(id, conv);
         self.dirty_convs.push(id);
@@ -328,7 +326,7 @@ impl Engine {
         let name: String = name.chars().filter(|c| !c.is_control()).take(MAX_LOCAL_NAME).collect();
         let name = if name.trim().is_empty() { "group".to_owned() } else { name.trim().to_owned() };
         let rec = GroupInvitationRec { contact, name: name.clone(), received_ms: ms(now) };
-        self.writes.push(Write::Put(NS_GROUP_INVITES, token.to_vec(), json(&rec)));
+        self.writes.push(Write::put(token, &rec));
         self.group_invites.insert(token, rec);
         let from = self.threads.get(&contact).map(|c| c.name.clone()).unwrap_or_default();
         self.events.push_back(EngineEvent::GroupInvitation { id: hex(&token), from, group: name });
@@ -424,7 +422,7 @@ impl Engine {
         };
         self.registrations.push(MailboxAccess { mailbox: g.mailbox, credential: g.credential });
         self.writes.push(Write::Put(NS_JOIN, g.id.to_vec(), join.export()?.to_vec()));
-        self.writes.push(Write::Put(NS_THREAD, g.id.to_vec(), json(&g)));
+        self.writes.push(Write::put(g.id, &g));
         self.writes.push(Write::Del(NS_GROUP_INVITES, token.to_vec()));
         self.group_invites.remove(&token);
         self.threads.insert(g.id, g);

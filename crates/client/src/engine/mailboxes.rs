@@ -11,7 +11,7 @@ use crate::invite;
 use crate::seal::SealKey;
 
 use super::persist::Write;
-use super::rows::{NS_CURSOR, NS_RETIRED, NS_THREAD, OldMailbox, ThreadState};
+use super::rows::{NS_CURSOR, NS_RETIRED, NS_THREAD, OldMailbox, RetiredCredential, ThreadState};
 use super::wire::{Content, RouteEntry};
 use super::{Engine, EngineError, EngineEvent, ms};
 
@@ -119,7 +119,7 @@ impl Engine {
     pub(super) fn retire(&mut self, mailbox: [u8; 32], credential: [u8; 32]) {
         self.retired.insert(mailbox, credential);
         self.cursors.remove(&mailbox);
-        self.writes.push(Write::Put(NS_RETIRED, mailbox.to_vec(), credential.to_vec()));
+        self.writes.push(Write::put(mailbox, &RetiredCredential(credential)));
         self.writes.push(Write::Del(NS_CURSOR, mailbox.to_vec()));
     }
 

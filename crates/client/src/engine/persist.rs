@@ -16,8 +16,10 @@ use crate::sending::{Inbox, MessageId, Outbox, ResendPolicy, TrafficProfile};
 use crate::store::{Profile, Transaction};
 
 use super::rows::{
-    GroupInvitationRec, NS_CONV, NS_CURSOR, NS_FRAG, NS_GROUP_INVITES, NS_OUT, NS_PARTIAL, NS_RETIRED,
-    NS_SETTINGS, NS_THREAD, OutRec, SETTINGS_KEY, Settings, Thread, ThreadState, from_json, json,
+    self, Cursor, FIRST_VERSION, FragmentData, GroupInvitationRec, NS_CONV, NS_CURSOR, NS_FRAG,
+    NS_GROUP_INVITES, NS_OUT, NS_PARTIAL, NS_RETIRED, NS_SETTINGS, NS_THREAD, OutRec, PartialSince,
+    RetiredCredential, Row, SETTINGS_KEY, Settings, Thread, ThreadState, UNVERSIONED_FORMAT, VERSIONED,
+    decode, encode,
 };
 use super::{ENGINE_FORMAT, Engine, EngineConfig, EngineError, EngineStats, core_time};
 
@@ -26,6 +28,13 @@ pub(super) enum Write {
     Put(&'static str, Vec<u8>, Vec<u8>),
     Del(&'static str, Vec<u8>),
     TakeAnswer([u8; 32], Vec<u8>),
+}
+
+impl Write {
+    /// Writes `r` under `key`, in its kind's namespace, with its version.
+    pub(super) fn put<R: Row>(key: impl Into<Vec<u8>>, r: &R) -> Self {
+        Self::Put(R::NS, key.into(), encode(r))
+    }
 }
 
 impl Engine {
@@ -49,7 +58,7 @@ impl Engine {
             home_seal: SealKey::random(rng).0,
             traffic: traffic.name().into(),
         };
-        profile.put(NS_SETTINGS, SETTINGS_KEY, &json(&s))?;
+        profile.transaction(|tx| rows::put(tx, SETTINGS_KEY, &s))?;
         Ok(())
     }
 
@@ -60,27 +69,23 @@ impl Engine {
 
     /// The gateway `profile` uses.
     pub fn gateway_of(profile: &Profile) -> Result<NodeId, EngineError> {
-        let s: Settings =
-            from_json(&profile.get(NS_SETTINGS, SETTINGS_KEY)?.ok_or(EngineError::NotInitialized)?)?;
-        if s.format != ENGINE_FORMAT {
-            return Err(EngineError::Format(s.format));
-        }
+        let (s, _) = settings_of(profile)?;
         Ok(NodeId(s.gateway))
     }
 
     /// Opens the engine on an initialised profile, resuming every conversation and every message
-    /// not yet delivered.
-    pub fn open(profile: Profile, config: EngineConfig) -> Result<Self, EngineError> {
-        let settings: Settings =
-            from_json(&profile.get(NS_SETTINGS, SETTINGS_KEY)?.ok_or(EngineError::NotInitialized)?)?;
-        if settings.format != ENGINE_FORMAT {
-            return Err(EngineError::Format(settings.format));
+    /// not yet delivered. A profile of format 2 is first upgraded to [`ENGINE_FORMAT`], in one
+    /// transaction (see the module `rows`' "Versions").
+    pub fn open(mut profile: Profile, config: EngineConfig) -> Result<Self, EngineError> {
+        let (mut settings, unversioned) = settings_of(&profile)?;
+        if unversioned {
+            upgrade_from_format_2(&mut profile, &mut settings)?;
         }
         let traffic =
             TrafficProfile::from_name(&settings.traffic).ok_or(EngineError::Corrupt("traffic profile"))?;
         let mut threads = BTreeMap::new();
         for (_, v) in profile.scan(NS_THREAD)? {
-            let t: Thread = from_json(&v)?;
+            let t: Thread = decode(&v)?;
             threads.insert(t.id, t);
         }
         let mut convs = HashMap::new();
@@ -91,11 +96,9 @@ impl Engine {
         }
         let mut cursors = HashMap::new();
         for (k, v) in profile.scan(NS_CURSOR)? {
-            let (Ok(m), Ok(c)) = (<[u8; 32]>::try_from(k.as_slice()), <[u8; 8]>::try_from(v.as_slice()))
-            else {
-                return Err(EngineError::Corrupt("cursor"));
-            };
-            cursors.insert(m, u64::from_be_bytes(c));
+            let m = <[u8; 32]>::try_from(k.as_slice()).map_err(|_| EngineError::Corrupt("cursor"))?;
+            let Cursor(c) = decode(&v)?;
+            cursors.insert(m, c);
         }
         let outbox =
             Outbox::new(ResendPolicy { first: Duration::from_secs(10), max: Duration::from_secs(600) });
@@ -103,7 +106,7 @@ impl Engine {
         let mut pending_out = Vec::new();
         for (k, v) in profile.scan(NS_OUT)? {
             let id: [u8; 16] = k.as_slice().try_into().map_err(|_| EngineError::Corrupt("outbox key"))?;
-            let rec: OutRec = from_json(&v)?;
+            let rec: OutRec = decode(&v)?;
             pending_out.push((MessageId(id), rec));
         }
         // Queued again (with their ids) once the first document gives the geometry.
@@ -111,17 +114,10 @@ impl Engine {
         let mut inbox = Inbox::default();
         let mut since = HashMap::new();
         for (k, v) in profile.scan(NS_PARTIAL)? {
-            // value: first arrival, ms u64 ‖ source thread (16; absent in rows written before
-            // the inbox's bounds per source, which count as one source of their own)
             let id =
                 <[u8; 16]>::try_from(k.as_slice()).map_err(|_| EngineError::Corrupt("partial message"))?;
-            let (at, source) = match v.len() {
-                8 => (&v[..8], [0u8; 16]),
-                24 => (&v[..8], <[u8; 16]>::try_from(&v[8..]).unwrap_or_default()),
-                _ => return Err(EngineError::Corrupt("partial message")),
-            };
-            let at = u64::from_be_bytes(at.try_into().unwrap_or_default());
-            since.insert(id, (core_time(UNIX_EPOCH + Duration::from_millis(at)), source));
+            let PartialSince { first_ms, source } = decode(&v)?;
+            since.insert(id, (core_time(UNIX_EPOCH + Duration::from_millis(first_ms)), source));
         }
         let loaded = core_time(SystemTime::now());
         for (k, v) in profile.scan(NS_FRAG)? {
@@ -134,20 +130,20 @@ impl Engine {
             let index = u16::from_be_bytes([k[16], k[17]]);
             let count = u16::from_be_bytes([k[18], k[19]]);
             let (at, source) = since.get(&id).copied().unwrap_or((loaded, [0u8; 16]));
-            inbox.restore(at, source, MessageId(id), index, count, v.to_vec());
+            let FragmentData(data) = decode(&v)?;
+            inbox.restore(at, source, MessageId(id), index, count, data);
         }
         let mut group_invites = BTreeMap::new();
         for (k, v) in profile.scan(NS_GROUP_INVITES)? {
             let token: [u8; 16] =
                 k.as_slice().try_into().map_err(|_| EngineError::Corrupt("group invitation"))?;
-            group_invites.insert(token, from_json::<GroupInvitationRec>(&v)?);
+            group_invites.insert(token, decode::<GroupInvitationRec>(&v)?);
         }
         let mut retired = BTreeMap::new();
         for (k, v) in profile.scan(NS_RETIRED)? {
-            let (Ok(m), Ok(c)) = (<[u8; 32]>::try_from(k.as_slice()), <[u8; 32]>::try_from(v.as_slice()))
-            else {
-                return Err(EngineError::Corrupt("retired mailbox"));
-            };
+            let m =
+                <[u8; 32]>::try_from(k.as_slice()).map_err(|_| EngineError::Corrupt("retired mailbox"))?;
+            let RetiredCredential(c) = decode(&v)?;
             retired.insert(m, c);
         }
         let mut registrations =
@@ -194,7 +190,7 @@ impl Engine {
 
     pub(super) fn save_thread(&mut self, t: [u8; 16]) {
         if let Some(th) = self.threads.get(&t) {
-            self.writes.push(Write::Put(NS_THREAD, t.to_vec(), json(th)));
+            self.writes.push(Write::put(t, th));
         }
     }
 
@@ -237,4 +233,49 @@ impl Engine {
             Ok::<_, EngineError>(())
         })
     }
+}
+
+/// The settings of `profile`, and whether it is of format 2 (its rows without versions, to be
+/// upgraded); any other format but [`ENGINE_FORMAT`] is an error that says which.
+fn settings_of(profile: &Profile) -> Result<(Settings, bool), EngineError> {
+    let raw = profile.get(NS_SETTINGS, SETTINGS_KEY)?.ok_or(EngineError::NotInitialized)?;
+    if raw.first() == Some(&b'{') {
+        // Before row versions: the record's JSON alone.
+        let s: Settings =
+            serde_json::from_slice(&raw).map_err(|_| EngineError::Corrupt("client settings"))?;
+        return match s.format {
+            UNVERSIONED_FORMAT => Ok((s, true)),
+            f if f < UNVERSIONED_FORMAT => Err(EngineError::Format(f)),
+            _ => Err(EngineError::Corrupt("client settings of a later format without a version")),
+        };
+    }
+    let s: Settings = decode(&raw)?;
+    if s.format > ENGINE_FORMAT {
+        return Err(EngineError::NewerFormat { what: "client state", found: s.format, known: ENGINE_FORMAT });
+    }
+    if s.format < ENGINE_FORMAT {
+        return Err(EngineError::Corrupt("client settings of an earlier format with a version"));
+    }
+    Ok((s, false))
+}
+
+/// Brings a profile of format 2 to [`ENGINE_FORMAT`] in one transaction: every row of the
+/// engine's own kinds gets [`FIRST_VERSION`] in front (whose body is the format 2 value, byte for
+/// byte), and the settings say the new format. Either all of it is saved or nothing.
+fn upgrade_from_format_2(profile: &mut Profile, settings: &mut Settings) -> Result<(), EngineError> {
+    let mut upgraded = settings.clone();
+    upgraded.format = ENGINE_FORMAT;
+    profile.transaction(|tx| {
+        for ns in VERSIONED.into_iter().filter(|ns| *ns != NS_SETTINGS) {
+            for (k, v) in tx.scan(ns)? {
+                let mut row = Vec::with_capacity(1 + v.len());
+                row.push(FIRST_VERSION);
+                row.extend_from_slice(&v);
+                tx.put(ns, &k, &row)?;
+            }
+        }
+        rows::put(tx, SETTINGS_KEY, &upgraded)
+    })?;
+    *settings = upgraded;
+    Ok(())
 }

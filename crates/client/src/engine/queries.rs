@@ -8,7 +8,7 @@ use qanat_packet::NodeId;
 use crate::sending::{Delivery, TrafficProfile};
 
 use super::persist::Write;
-use super::rows::{Kind, NS_HISTORY, from_json, json};
+use super::rows::{Kind, NS_HISTORY, decode};
 use super::{Engine, EngineError, EngineEvent, HistoryEntry, LocalMessageId, ThreadInfo};
 
 impl Engine {
@@ -33,7 +33,7 @@ impl Engine {
         let mut unread: HashMap<[u8; 16], usize> = HashMap::new();
         for (k, v) in &history {
             let Ok(t) = <[u8; 16]>::try_from(&k[..16.min(k.len())]) else { continue };
-            let e: HistoryEntry = from_json(v)?;
+            let e: HistoryEntry = decode(v)?;
             if !e.outgoing && !e.read {
                 *unread.entry(t).or_default() += 1;
             }
@@ -57,7 +57,7 @@ impl Engine {
         let mut out = Vec::new();
         for (k, v) in self.profile.scan(NS_HISTORY)? {
             if k.starts_with(&t) {
-                out.push((LocalMessageId(k.clone()), from_json(&v)?));
+                out.push((LocalMessageId(k.clone()), decode(&v)?));
             }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -71,14 +71,14 @@ impl Engine {
         let mut rows = self.profile.scan(NS_HISTORY)?;
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         for (k, v) in rows {
-            let mut e: HistoryEntry = from_json(&v)?;
+            let mut e: HistoryEntry = decode(&v)?;
             if e.outgoing || e.read {
                 continue;
             }
             let Ok(t) = <[u8; 16]>::try_from(&k[..16.min(k.len())]) else { continue };
             let name = self.threads.get(&t).map(|t| t.name.clone()).unwrap_or_default();
             e.read = true;
-            self.writes.push(Write::Put(NS_HISTORY, k.clone(), json(&e)));
+            self.writes.push(Write::put(k.clone(), &e));
             out.push((name, e));
         }
         self.flush()?;
@@ -88,7 +88,7 @@ impl Engine {
     /// The delivery state of one of our messages.
     pub fn delivery(&self, id: &LocalMessageId) -> Result<Option<Delivery>, EngineError> {
         Ok(match self.profile.get(NS_HISTORY, &id.0)? {
-            Some(v) => Some(from_json::<HistoryEntry>(&v)?.delivery()),
+            Some(v) => Some(decode::<HistoryEntry>(&v)?.delivery()),
             None => None,
         })
     }

@@ -13,7 +13,9 @@ use crate::seal::{self, SealKey};
 use crate::sending::{MessageId, Payload, Received};
 
 use super::persist::Write;
-use super::rows::{Kind, NS_CURSOR, NS_FRAG, NS_HISTORY, NS_PARTIAL, NS_SEEN, RouteRec, ThreadState, json};
+use super::rows::{
+    Cursor, FragmentData, Kind, NS_FRAG, NS_PARTIAL, NS_SEEN, PartialSince, RouteRec, SeenAt, ThreadState,
+};
 use super::wire::{Content, Outer};
 use super::{Engine, EngineError, EngineEvent, HistoryEntry, core_time, hex, ms};
 
@@ -70,7 +72,7 @@ impl Engine {
             self.handle_item(target, mailbox, f.item, now, rng, &mut acks)?;
         }
         self.cursors.insert(mailbox, cursor);
-        self.writes.push(Write::Put(NS_CURSOR, mailbox.to_vec(), cursor.to_be_bytes().to_vec()));
+        self.writes.push(Write::put(mailbox, &Cursor(cursor)));
         self.flush()?;
         // Only now that the fragments are saved may their acknowledgements leave.
         let t = core_time(now);
@@ -152,11 +154,10 @@ impl Engine {
         match self.inbox.handle(core_time(now), t, message_id, index, count, data.clone()) {
             Received::Partial => {
                 if first {
-                    let mut v = ms(now).to_be_bytes().to_vec();
-                    v.extend_from_slice(&t);
-                    self.writes.push(Write::Put(NS_PARTIAL, message_id.0.to_vec(), v));
+                    let since = PartialSince { first_ms: ms(now), source: t };
+                    self.writes.push(Write::put(message_id.0, &since));
                 }
-                self.writes.push(Write::Put(NS_FRAG, fkey, data));
+                self.writes.push(Write::put(fkey, &FragmentData(data)));
                 acks.push(owed);
             }
             Received::Duplicate => {
@@ -183,7 +184,7 @@ impl Engine {
                     self.writes.push(Write::Del(NS_FRAG, k));
                 }
                 self.writes.push(Write::Del(NS_PARTIAL, id.0.to_vec()));
-                self.writes.push(Write::Put(NS_SEEN, id.0.to_vec(), ms(now).to_be_bytes().to_vec()));
+                self.writes.push(Write::put(id.0, &SeenAt(ms(now))));
                 acks.push(owed);
             }
         }
@@ -494,7 +495,7 @@ impl Engine {
                 sent: false,
                 read: false,
             };
-            self.writes.push(Write::Put(NS_HISTORY, hkey, json(&entry)));
+            self.writes.push(Write::put(hkey, &entry));
             self.events.push_back(EngineEvent::Message {
                 thread: thread_name.clone(),
                 sender: label.clone(),

@@ -11,7 +11,7 @@ use crate::seal::SealKey;
 use crate::sending::{self, Delivery, MessageId, OutboxEvent, PayloadError};
 
 use super::persist::Write;
-use super::rows::{NS_HISTORY, NS_OUT, OutRec, RouteRec, ThreadState, from_json, json};
+use super::rows::{NS_HISTORY, NS_OUT, OutRec, RouteRec, ThreadState, decode};
 use super::wire::{self, Content, Outer};
 use super::{Engine, EngineError, EngineEvent, HistoryEntry, LocalMessageId, core_time, hex, ms};
 
@@ -63,7 +63,7 @@ impl Engine {
             sent: false,
             read: true,
         };
-        self.writes.push(Write::Put(NS_HISTORY, hkey.clone(), json(&entry)));
+        self.writes.push(Write::put(hkey.clone(), &entry));
         self.flush()?;
         let id = LocalMessageId(hkey);
         if recipients == 0 {
@@ -152,7 +152,7 @@ impl Engine {
                 return;
             }
         }
-        self.writes.push(Write::Put(NS_OUT, id.to_vec(), json(&rec)));
+        self.writes.push(Write::put(id, &rec));
         self.out_recs.insert(MessageId(id), rec);
     }
 
@@ -256,7 +256,7 @@ impl Engine {
                 continue;
             }
             let Some(raw) = self.profile.get(NS_HISTORY, &hkey)? else { continue };
-            let mut e: HistoryEntry = from_json(&raw)?;
+            let mut e: HistoryEntry = decode(&raw)?;
             let before = e.delivery();
             match state {
                 Delivery::Sent => e.sent = true,
@@ -267,7 +267,7 @@ impl Engine {
                 Delivery::Queued => {}
             }
             // Apply pending updates of the same entry in this batch too.
-            self.writes.push(Write::Put(NS_HISTORY, hkey.clone(), json(&e)));
+            self.writes.push(Write::put(hkey.clone(), &e));
             any = true;
             let after = e.delivery();
             if after != before {

@@ -11,6 +11,7 @@ fn only_the_profiles_errors_and_broken_invariants_are_fatal() {
         EngineError::Invite(InviteError::Store(store())),
         EngineError::Corrupt("test"),
         EngineError::Format(1),
+        EngineError::NewerFormat { what: "test", found: 2, known: 1 },
         EngineError::NotInitialized,
         EngineError::Mls(MlsError::Internal("test".into())),
         EngineError::Mls(MlsError::CorruptState("test")),

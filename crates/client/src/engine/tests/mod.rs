@@ -170,7 +170,9 @@ impl Net {
 
 struct Client {
     engine: Option<Engine>,
+    /// The profile is in `dir/p`.
     dir: tempfile::TempDir,
+    passphrase: &'static str,
     gw: u8,
     events: Vec<EngineEvent>,
     online: bool,
@@ -204,9 +206,22 @@ impl Client {
         Engine::init(&mut profile, NodeId([gw; 32]), TrafficProfile::Standard, rng).unwrap();
         let mut engine = Engine::open(profile, config()).unwrap();
         engine.set_network(net.topology.clone(), &net.params, net.gateway(gw)).unwrap();
+        Self::with_engine(engine, dir, "pw", gw)
+    }
+
+    /// A client on the profile in `dir/p`, made elsewhere (of any format the engine opens).
+    fn open(net: &Net, gw: u8, dir: tempfile::TempDir, passphrase: &'static str) -> Self {
+        let profile = Profile::open(dir.path().join("p"), &Passphrase::new(passphrase)).unwrap();
+        let mut engine = Engine::open(profile, config()).unwrap();
+        engine.set_network(net.topology.clone(), &net.params, net.gateway(gw)).unwrap();
+        Self::with_engine(engine, dir, passphrase, gw)
+    }
+
+    fn with_engine(engine: Engine, dir: tempfile::TempDir, passphrase: &'static str, gw: u8) -> Self {
         Self {
             engine: Some(engine),
             dir,
+            passphrase,
             gw,
             events: Vec::new(),
             online: true,
@@ -224,7 +239,7 @@ impl Client {
     fn restart(&mut self, net: &Net) {
         let profile = self.engine.take().unwrap().into_profile();
         drop(profile);
-        let profile = Profile::open(self.dir.path().join("p"), &Passphrase::new("pw")).unwrap();
+        let profile = Profile::open(self.dir.path().join("p"), &Passphrase::new(self.passphrase)).unwrap();
         let mut engine = Engine::open(profile, config()).unwrap();
         engine.set_network(net.topology.clone(), &net.params, net.gateway(self.gw)).unwrap();
         self.engine = Some(engine);

@@ -1,6 +1,14 @@
-//! Profiles of earlier formats: the fixture writer.
+//! What the profile keeps across versions: the fixture writer, the upgrade of a profile of format
+//! 2 (before row versions), and rows of a later version refused by name.
+
+use std::path::Path;
 
 use super::*;
+use crate::engine::rows::{
+    FIRST_VERSION, NS_CONV, NS_HISTORY, NS_JOIN, NS_SETTINGS, NS_THREAD, SETTINGS_KEY, Settings, VERSIONED,
+    decode, encode,
+};
+use crate::store::{DATABASE_FILE, HEADER_FILE};
 
 /// The passphrase of the profiles [`write_profile_fixture`] writes.
 const FIXTURE_PASSPHRASE: &str = "fixture passphrase";
@@ -96,4 +104,150 @@ fn write_profile_fixture() {
             std::fs::copy(w.clients[i].dir.path().join("p").join(f), dir.join(f)).unwrap();
         }
     }
+}
+
+/// A copy of the profile `name` of `tests/data/profile-format2` (written by
+/// [`write_profile_fixture`] on the commit before row versions) as `dir/p`.
+fn format_2_fixture(name: &str) -> tempfile::TempDir {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/profile-format2").join(name);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("p")).unwrap();
+    for f in [HEADER_FILE, DATABASE_FILE] {
+        std::fs::copy(src.join(f), dir.path().join("p").join(f)).unwrap();
+    }
+    dir
+}
+
+/// Every `(key, value)` of namespace `ns`, in key order.
+fn rows_of(profile: &Profile, ns: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    profile.scan(ns).unwrap().into_iter().map(|(k, v)| (k, v.to_vec())).collect()
+}
+
+#[test]
+fn a_profile_of_format_2_is_upgraded_row_by_row() {
+    let dir = format_2_fixture("ann");
+    let profile = Profile::open(dir.path().join("p"), &Passphrase::new(FIXTURE_PASSPHRASE)).unwrap();
+    let namespaces: Vec<&str> = VERSIONED.into_iter().chain([NS_CONV, NS_JOIN]).collect();
+    let all = |p: &Profile| namespaces.iter().map(|ns| rows_of(p, ns)).collect::<Vec<_>>();
+    let before = all(&profile);
+    // The fixture holds rows of every kind.
+    for (ns, rows) in namespaces.iter().zip(&before) {
+        assert!(!rows.is_empty(), "no row in {ns}");
+    }
+    for ns in [invite::NS_PENDING, invite::NS_ANSWERED, invite::NS_ACCEPTED] {
+        assert!(!profile.keys(ns).is_empty(), "no row in {ns}");
+    }
+    let engine = Engine::open(profile, config()).unwrap();
+    assert_eq!(engine.settings.format, ENGINE_FORMAT);
+    let profile = engine.into_profile();
+    for ((ns, old), new) in namespaces.iter().zip(&before).zip(all(&profile)) {
+        assert_eq!(
+            old.iter().map(|r| &r.0).collect::<Vec<_>>(),
+            new.iter().map(|r| &r.0).collect::<Vec<_>>()
+        );
+        for ((_, old), (_, new)) in old.iter().zip(&new) {
+            match *ns {
+                NS_CONV | NS_JOIN => assert_eq!(old, new, "{ns} carries its own version"),
+                NS_SETTINGS => {
+                    let (old, new): (Settings, Settings) =
+                        (serde_json::from_slice(old).unwrap(), decode(new).unwrap());
+                    assert_eq!((old.format, new.format), (2, ENGINE_FORMAT));
+                    let same = |s: &Settings| {
+                        (s.gateway, s.home_mailbox, s.home_credential, s.home_seal, s.traffic.clone())
+                    };
+                    assert_eq!(same(&old), same(&new));
+                }
+                _ => assert_eq!([&[FIRST_VERSION][..], old].concat(), *new, "{ns}"),
+            }
+        }
+    }
+    // The invitations' rows are read as they are.
+    for ns in [invite::NS_PENDING, invite::NS_ANSWERED, invite::NS_ACCEPTED] {
+        assert!(!profile.keys(ns).is_empty(), "{ns}");
+    }
+}
+
+#[test]
+fn a_profile_of_format_2_goes_on_where_it_stopped() {
+    let mut net = Net::new(22, 0.0);
+    // A gateway's sequence numbers never go back: go on past those the profiles saw.
+    net.next_seq = 1 << 20;
+    let clients = [("ann", 1), ("bob", 2)]
+        .into_iter()
+        .map(|(name, gw)| Client::open(&net, gw, format_2_fixture(name), FIXTURE_PASSPHRASE))
+        .collect();
+    // The fixture's clocks started at `genesis`: a minute later.
+    let now = genesis() + Duration::from_secs(60);
+    let mut w = World { net, clients, now, rng: ChaCha20Rng::seed_from_u64(22) };
+    w.clients[0].auto_join = false;
+    // What was held is still held.
+    assert_eq!(w.clients[0].e().stats().partial_messages, 1);
+    let invitations = w.clients[0].e().group_invitations();
+    assert_eq!(
+        invitations.iter().map(|i| (i.from.as_str(), i.group.as_str())).collect::<Vec<_>>(),
+        [("bob", "bobs")]
+    );
+    // Ann's message Bob never got leaves again; both go on talking, alone and in their group.
+    w.run_until(Duration::from_secs(60), |w| w.clients[1].texts().iter().any(|t| t.2 == "are you there?"));
+    let now = w.now;
+    w.clients[1].e().send("ann", "here", now, &mut w.rng).unwrap();
+    w.clients[1].e().send("team", "still a team", now, &mut w.rng).unwrap();
+    w.clients[0].e().send("team", "welcome back", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(60), |w| {
+        let (ann, bob) = (w.clients[0].texts(), w.clients[1].texts());
+        ann.iter().any(|t| t.2 == "here")
+            && ann.iter().any(|t| t.2 == "still a team")
+            && bob.iter().any(|t| t.2 == "welcome back")
+    });
+    // She joins Bob's group at last.
+    let now = w.now;
+    w.clients[0].e().accept_group_invitation(&invitations[0].id, None, now, &mut w.rng).unwrap();
+    let joined = EngineEvent::GroupJoined { name: "bobs".into() };
+    w.run_until(Duration::from_secs(120), |w| w.clients[0].events.contains(&joined));
+    let texts = |e: &mut Engine, name: &str| -> Vec<String> {
+        e.history(name).unwrap().into_iter().map(|(_, h)| h.text).collect()
+    };
+    assert_eq!(texts(w.clients[0].e(), "bob"), ["hello bob", "hi ann", "are you there?", "here"]);
+    assert_eq!(texts(w.clients[0].e(), "team"), ["hi team", "hello team", "welcome back", "still a team"]);
+}
+
+#[test]
+fn rows_of_a_later_version_are_refused_by_name_and_change_nothing() {
+    let mut w = World::new(23, 0.0, &[1]);
+    w.clients[0].e().create_group("g", &mut w.rng).unwrap();
+    let path = w.clients[0].dir.path().join("p");
+    drop(w.clients[0].engine.take().unwrap().into_profile());
+    let open = || Profile::open(&path, &Passphrase::new("pw")).unwrap();
+    // Changes one row, opens the engine, and puts the row back.
+    let refused = |ns: &str, key: &[u8], change: &dyn Fn(&[u8]) -> Vec<u8>| {
+        let mut p = open();
+        let row = p.get(ns, key).unwrap().unwrap().to_vec();
+        p.put(ns, key, &change(&row)).unwrap();
+        drop(p);
+        let files = std::fs::read(path.join(DATABASE_FILE)).unwrap();
+        let err = Engine::open(open(), config()).unwrap_err();
+        assert_eq!(std::fs::read(path.join(DATABASE_FILE)).unwrap(), files, "nothing changed");
+        assert!(err.is_fatal() && err.to_string().contains("newer Qanat"), "{err}");
+        open().put(ns, key, &row).unwrap();
+        err
+    };
+    let thread = open().keys(NS_THREAD)[0].clone();
+    let err = refused(NS_THREAD, &thread, &|row| [&[2][..], &row[1..]].concat());
+    assert!(matches!(err, EngineError::NewerFormat { what: "contact or group", found: 2, known: 1 }));
+    let err = refused(NS_SETTINGS, SETTINGS_KEY, &|row| [&[2][..], &row[1..]].concat());
+    assert!(matches!(err, EngineError::NewerFormat { what: "client settings", found: 2, known: 1 }));
+    let later = |row: &[u8]| {
+        let mut s: Settings = decode(row).unwrap();
+        s.format = ENGINE_FORMAT + 1;
+        encode(&s)
+    };
+    let err = refused(NS_SETTINGS, SETTINGS_KEY, &later);
+    assert!(
+        matches!(err, EngineError::NewerFormat { what: "client state", found, .. } if found == ENGINE_FORMAT + 1)
+    );
+    // Each put back, the profile opens; a record read later is refused the same way.
+    let mut e = Engine::open(open(), config()).unwrap();
+    e.profile.put(NS_HISTORY, &[&thread[..], &[0; 8]].concat(), &[9, b'{', b'}']).unwrap();
+    let err = e.history("g").unwrap_err();
+    assert!(matches!(err, EngineError::NewerFormat { what: "history entry", found: 9, known: 1 }), "{err}");
 }
