@@ -98,7 +98,7 @@ impl EngineError {
     ///   acknowledgement could leave for what is not kept;
     /// - saved state is unreadable or of another format ([`EngineError::Corrupt`],
     ///   [`EngineError::Format`], [`EngineError::NewerFormat`], [`EngineError::NotInitialized`],
-    ///   [`MlsError::CorruptState`]);
+    ///   [`MlsError::CorruptState`], an invitation's [`InviteError::NewerRecord`]);
     /// - an internal invariant failed ([`MlsError::Internal`]: a bug here or in openmls; the
     ///   conversation may be half-changed in memory). What a peer controls never reaches it:
     ///   `Conversation` refuses, as the peer's fault, what openmls cannot take.
@@ -113,7 +113,7 @@ impl EngineError {
             | Self::Format(_)
             | Self::NewerFormat { .. }
             | Self::NotInitialized => true,
-            Self::Invite(e) => matches!(e, InviteError::Store(_)),
+            Self::Invite(e) => matches!(e, InviteError::Store(_) | InviteError::NewerRecord { .. }),
             Self::Mls(e) => matches!(e, MlsError::Internal(_) | MlsError::CorruptState(_)),
             Self::Payload(_)
             | Self::Route(_)

@@ -12,6 +12,7 @@ fn only_the_profiles_errors_and_broken_invariants_are_fatal() {
         EngineError::Corrupt("test"),
         EngineError::Format(1),
         EngineError::NewerFormat { what: "test", found: 2, known: 1 },
+        EngineError::Invite(InviteError::NewerRecord { what: "test", found: 2 }),
         EngineError::NotInitialized,
         EngineError::Mls(MlsError::Internal("test".into())),
         EngineError::Mls(MlsError::CorruptState("test")),
