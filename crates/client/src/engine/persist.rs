@@ -1,5 +1,7 @@
-//! Opening a profile and saving to it: what is read back at start, and the one transaction in
-//! which every change is written before anything that depends on it leaves.
+//! Opening a profile and saving to it: the settings and their format (a profile of format 2 is
+//! upgraded first), what is read back at start, and the one transaction in which every change is
+//! written before anything that depends on it leaves. What each row holds, and its version, is in
+//! the module `rows`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -164,6 +164,9 @@ pub struct ThreadInfo {
 }
 
 /// One message of a thread's history.
+///
+/// Saved as JSON in the profile's `engine.history` rows (version 1, see the module `rows`): a
+/// change to its fields takes the next version of those rows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     /// Whether we sent it.
