@@ -43,8 +43,11 @@
 //! | namespace | key | value |
 //! |---|---|---|
 //! | [`NS_PENDING`] | the invitation's mailbox id | [`PendingInvitation::encode`] |
-//! | [`NS_ANSWERED`] | the invitation's mailbox id | `u64` Unix ms after which the record may go |
+//! | [`NS_ANSWERED`] | the invitation's mailbox id | `version u8 = 1 ‖ u64` Unix ms after which the record may go (before row versions, the `u64` alone: still read) |
 //! | [`NS_ACCEPTED`] | the inviter's mailbox id | [`Accepted::encode`] |
+//!
+//! Each record starts with its version; one of a version newer than this code's is refused with
+//! [`InviteError::NewerRecord`] (the profile was written by a newer Qanat), never misread.
 //!
 //! [`create`], [`take_answer`] and [`accept`] each work inside a store [`Transaction`], so a
 //! caller can, in the same transaction, create the conversation or queue the answer: either all
@@ -97,6 +100,7 @@ const ANSWER_INFO: &[u8] = b"qanat invite answer v1";
 const SEAL_INFO: &[u8] = b"qanat-seal v1 invitation";
 const PENDING_VERSION: u8 = 1;
 const ACCEPTED_VERSION: u8 = 1;
+const ANSWERED_VERSION: u8 = 1;
 
 /// Why an invitation or an answer was refused. Each refusal changes nothing.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +150,17 @@ pub enum InviteError {
     /// The profile failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A record saved in the profile has a format version this code does not know: the profile
+    /// was written by a newer Qanat.
+    #[error(
+        "this profile was written by a newer Qanat: its {what} record has format version {found}, which this Qanat does not read"
+    )]
+    NewerRecord {
+        /// The kind of record.
+        what: &'static str,
+        /// Its version.
+        found: u8,
+    },
 }
 
 /// A gateway as an invitation carries it: enough for someone new to the network to connect.
@@ -491,8 +506,12 @@ impl PendingInvitation {
     /// Decodes [`PendingInvitation::encode`]'s bytes, strictly.
     pub fn decode(bytes: &[u8]) -> Result<Self, InviteError> {
         let mut r = Reader(bytes);
-        if r.u8()? != PENDING_VERSION {
-            return Err(InviteError::Malformed("unknown pending-invitation version"));
+        match r.u8()? {
+            PENDING_VERSION => {}
+            v if v > PENDING_VERSION => {
+                return Err(InviteError::NewerRecord { what: "pending invitation", found: v });
+            }
+            _ => return Err(InviteError::Malformed("unknown pending-invitation version")),
         }
         let len = r.u16()?;
         let invitation = Invitation::decode(r.take(len.into())?)?;
@@ -544,8 +563,12 @@ impl Accepted {
     /// Decodes [`Accepted::encode`]'s bytes, strictly.
     pub fn decode(bytes: &[u8]) -> Result<Self, InviteError> {
         let mut r = Reader(bytes);
-        if r.u8()? != ACCEPTED_VERSION {
-            return Err(InviteError::Malformed("unknown accepted-invitation version"));
+        match r.u8()? {
+            ACCEPTED_VERSION => {}
+            v if v > ACCEPTED_VERSION => {
+                return Err(InviteError::NewerRecord { what: "accepted invitation", found: v });
+            }
+            _ => return Err(InviteError::Malformed("unknown accepted-invitation version")),
         }
         let len = r.u16()?;
         let invitation = Invitation::decode(r.take(len.into())?)?;
@@ -604,8 +627,31 @@ pub fn take_answer(
     let answer = pending.open_answer(bytes)?;
     let forget_after = pending.invitation.expires_at.plus_millis(GRACE_MS);
     tx.delete(NS_PENDING, &mailbox.0)?;
-    tx.put(NS_ANSWERED, &mailbox.0, &forget_after.as_millis().to_be_bytes())?;
+    tx.put(NS_ANSWERED, &mailbox.0, &encode_answered(forget_after))?;
     Ok(answer)
+}
+
+/// A spent invitation's record ([`NS_ANSWERED`]): `version u8 ‖ u64` Unix ms after which it may go.
+fn encode_answered(forget_after: UnixTime) -> [u8; 9] {
+    let mut out = [ANSWERED_VERSION; 9];
+    out[1..].copy_from_slice(&forget_after.as_millis().to_be_bytes());
+    out
+}
+
+/// When a spent invitation's record may go: of the current version, or the `u64` alone of
+/// profiles from before row versions.
+fn decode_answered(value: &[u8]) -> Result<UnixTime, InviteError> {
+    let at = match (value.len(), value.first()) {
+        // Before row versions: the time alone (whose first byte is 0 until the year 2,000,000).
+        (8, Some(0)) => value,
+        (9, Some(&ANSWERED_VERSION)) => &value[1..],
+        (_, Some(&v)) if v > ANSWERED_VERSION => {
+            return Err(InviteError::NewerRecord { what: "answered invitation", found: v });
+        }
+        _ => return Err(InviteError::Malformed("answered record")),
+    };
+    let at: [u8; 8] = at.try_into().map_err(|_| InviteError::Malformed("answered record"))?;
+    Ok(UnixTime::from_millis(u64::from_be_bytes(at)))
 }
 
 /// Accepter: accepts the invitation in `link` at `now`, in `tx`: checks it, makes a fresh
@@ -662,9 +708,7 @@ pub fn forget_expired(tx: &mut Transaction<'_>, now: UnixTime) -> Result<usize, 
         }
     }
     for (key, value) in tx.scan(NS_ANSWERED)? {
-        let at: [u8; 8] =
-            value.as_slice().try_into().map_err(|_| InviteError::Malformed("answered record"))?;
-        if now >= UnixTime::from_millis(u64::from_be_bytes(at)) {
+        if now >= decode_answered(&value)? {
             gone.push((NS_ANSWERED, key));
         }
     }

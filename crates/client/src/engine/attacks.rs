@@ -56,7 +56,9 @@ use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::{BasicCredential, Capabilities, Ciphersuite, CredentialWithKey, KeyPackage};
 use openmls_basic_credential::SignatureKeyPair;
 
-use super::{Content, Engine, EngineError, Kind, ThreadState, ms};
+use super::rows::{Kind, ThreadState};
+use super::wire::Content;
+use super::{Engine, EngineError, ms};
 use crate::mls::{CIPHERSUITE, MlsError, PendingJoin};
 use qanat_mixnet::sending::{self, MAX_FRAGMENTS, MessageId, Payload, PayloadError};
 

@@ -7,7 +7,9 @@
 //! ```
 //! The entries are openmls' own storage (its key/value map, whose format openmls versions);
 //! `meta` is this module's state around it (candidate commits, queued operations). Decoding never
-//! panics: a truncated or altered blob is an error.
+//! panics: a truncated or altered blob is an error, and one of a later version is refused as
+//! written by a newer Qanat. The version covers `meta` too (JSON of this module's private
+//! records): a change to them takes the next version, whose decoder still reads the earlier ones.
 
 use super::MlsError;
 
@@ -49,6 +51,9 @@ pub(crate) fn decode(kind: Kind, blob: &[u8]) -> Result<(Entries, &[u8]), MlsErr
         return Err(MlsError::CorruptState("not a saved MLS conversation"));
     }
     let header = r.take(2).ok_or_else(corrupt)?;
+    if header[0] > VERSION {
+        return Err(MlsError::CorruptState("of a later version: the profile was written by a newer Qanat"));
+    }
     if header[0] != VERSION {
         return Err(MlsError::CorruptState("unknown version"));
     }
@@ -111,5 +116,12 @@ mod tests {
         for n in 0..blob.len() {
             assert!(decode(Kind::Conversation, &blob[..n]).is_err());
         }
+    }
+    #[test]
+    fn a_later_version_is_refused_as_a_newer_qanats() {
+        let mut blob = encode(Kind::Conversation, Vec::new(), b"{}").unwrap();
+        blob[4] = VERSION + 1;
+        let err = decode(Kind::Conversation, &blob).unwrap_err();
+        assert!(matches!(err, MlsError::CorruptState(_)) && err.to_string().contains("newer Qanat"), "{err}");
     }
 }
