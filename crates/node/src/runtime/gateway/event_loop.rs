@@ -4,7 +4,7 @@
 //! acknowledgement on the connection its packet came on, replay tags to the log, packets into
 //! layer 1.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use super::{CACHED_DOCUMENTS, Event, GatewayRuntimeConfig, GatewayRuntimeMetrics, unix_now};
 use crate::replay_log::ReplayLog;
-use crate::runtime::budget::ClientRate;
+use crate::runtime::budget::{ClientRate, RecentClientRates};
 use crate::runtime::links::Links;
 use crate::runtime::mix::durable;
 use crate::runtime::peers::{EpochUpdate, SharedPeers};
@@ -43,9 +43,8 @@ pub(super) async fn run<S: MailboxStore>(
     mut log: Option<ReplayLog>,
     client_rate: ClientRate,
 ) {
-    // The client rate of each epoch the directory described (the last few): sessions get the
-    // largest, so that a client still on an epoch with higher rates is not cut off.
-    let mut client_rates: BTreeMap<u64, f64> = BTreeMap::new();
+    // The client rate of each epoch the directory described (as many as documents are cached).
+    let mut client_rates = RecentClientRates::new(CACHED_DOCUMENTS);
     let origin = Instant::now();
     let clock = config.clock;
     let now = || clock + origin.elapsed();
@@ -109,12 +108,8 @@ pub(super) async fn run<S: MailboxStore>(
                     }
                 }
                 core.add_topology(u.topology);
-                if u.client_rate > 0.0 {
-                    client_rates.insert(u.epoch, u.client_rate);
-                    while client_rates.len() > CACHED_DOCUMENTS {
-                        client_rates.pop_first();
-                    }
-                    client_rate.set(client_rates.values().copied().fold(0.0, f64::max));
+                if let Some(rate) = client_rates.insert(u.epoch, u.client_rate) {
+                    client_rate.set(rate);
                 }
                 let changed = match peers.write() {
                     Ok(mut t) => t.set_epoch(u.epoch, u.peers),
