@@ -239,6 +239,11 @@ fn a_field_too_long_for_its_prefix_fails_the_whole_encoding() {
     assert_eq!(w.finish(), Err(EncodeError::TooLong { len: 65_536, width: 2, max: 65_535 }));
 
     let mut w = Writer::new();
+    w.u8(9);
+    w.bytes8(&[0; 300]);
+    assert_eq!(w.into_parts(), (vec![9], Some(EncodeError::TooLong { len: 300, width: 1, max: 255 })));
+
+    let mut w = Writer::new();
     w.count16(65_535);
     w.bytes8(&[7; 255]);
     assert_eq!(w.finish().unwrap().len(), 2 + 1 + 255);

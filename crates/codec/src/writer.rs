@@ -47,6 +47,13 @@ impl Writer {
         }
     }
 
+    /// The bytes written and the first field that did not fit its prefix, if any: for a caller
+    /// whose bytes are secret, which must wipe them whether or not the encoding succeeded
+    /// ([`Writer::finish`] drops them as they are on an error).
+    pub fn into_parts(self) -> (Vec<u8>, Option<EncodeError>) {
+        (self.buf, self.error)
+    }
+
     /// Bytes as they are (a fixed-length field).
     pub fn raw(&mut self, b: &[u8]) {
         self.buf.extend_from_slice(b);

@@ -43,6 +43,7 @@ use std::io::{self, Read as _, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
+use qanat_codec::{Reader, Writer};
 use qanat_link::LinkSecretKey;
 use qanat_packet::{Scheme, SecretKey};
 use qanat_pki::{Epoch, EpochPeriod, IdentitySecret, UnixTime};
@@ -327,16 +328,19 @@ fn sync_dir(dir: &Path) -> Result<(), KeyStoreError> {
 
 /// Encodes a key file.
 fn encode(kind: u8, scheme: u8, epoch: u64, body: &[u8]) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(HEADER_LEN + body.len() + CHECKSUM_LEN));
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[VERSION, kind, scheme, 0]);
-    out.extend_from_slice(&epoch.to_be_bytes());
-    // Bodies are at most 96 bytes (fixed key sizes).
-    out.extend_from_slice(&u16::try_from(body.len()).unwrap_or(u16::MAX).to_be_bytes());
-    out.extend_from_slice(body);
-    let sum = Sha256::digest(out.as_slice());
-    out.extend_from_slice(&sum);
-    out
+    // The exact length, so that the buffer holding the secret never moves.
+    let mut w = Writer::with_capacity(HEADER_LEN + body.len() + CHECKSUM_LEN);
+    w.raw(MAGIC);
+    w.raw(&[VERSION, kind, scheme, 0]);
+    w.u64(epoch);
+    w.bytes16(body);
+    let sum = Sha256::digest(w.as_slice());
+    w.raw(&sum);
+    let (bytes, error) = w.into_parts();
+    let bytes = Zeroizing::new(bytes);
+    // Bodies are at most 96 bytes (fixed key sizes), so the prefix always fits; were it not to,
+    // the empty file would be refused as truncated at the next start, never read as a key.
+    if error.is_some() { Zeroizing::new(Vec::new()) } else { bytes }
 }
 
 /// A decoded key file.
@@ -354,19 +358,20 @@ fn decode(path: &Path, bytes: &[u8], kind: u8) -> Result<Decoded, KeyStoreError>
             format!("truncated: {} bytes, a key file has at least {min}", bytes.len()),
         ));
     }
-    if bytes.get(..8) != Some(MAGIC.as_slice()) {
+    let malformed = |e: qanat_codec::DecodeError| corrupt(path, e.to_string());
+    let mut r = Reader::new(bytes);
+    if r.array::<8>().map_err(malformed)? != *MAGIC {
         return Err(corrupt(path, "not a Qanat key file (bad magic)"));
     }
-    let b = |i: usize| bytes.get(i).copied().unwrap_or(0);
-    if b(8) != VERSION {
-        return Err(corrupt(path, format!("unsupported format version {}", b(8))));
+    let [version, file_kind, scheme, _reserved] = r.array().map_err(malformed)?;
+    if version != VERSION {
+        return Err(corrupt(path, format!("unsupported format version {version}")));
     }
-    if b(9) != kind {
-        return Err(corrupt(path, format!("holds a key of kind {}, expected {kind}", b(9))));
+    if file_kind != kind {
+        return Err(corrupt(path, format!("holds a key of kind {file_kind}, expected {kind}")));
     }
-    let mut epoch = [0u8; 8];
-    epoch.copy_from_slice(bytes.get(12..20).unwrap_or(&[0; 8]));
-    let body_len = usize::from(u16::from_be_bytes([b(20), b(21)]));
+    let epoch = r.u64().map_err(malformed)?;
+    let body_len = usize::from(r.u16().map_err(malformed)?);
     let total = HEADER_LEN + body_len + CHECKSUM_LEN;
     if bytes.len() != total {
         return Err(corrupt(
@@ -374,12 +379,13 @@ fn decode(path: &Path, bytes: &[u8], kind: u8) -> Result<Decoded, KeyStoreError>
             format!("{} bytes, its header says {total} (truncated or extended)", bytes.len()),
         ));
     }
-    let (content, sum) = bytes.split_at(HEADER_LEN + body_len);
-    if Sha256::digest(content).as_slice() != sum {
+    let body = r.raw(body_len).map_err(malformed)?;
+    let sum = r.array::<CHECKSUM_LEN>().map_err(malformed)?;
+    r.finish().map_err(malformed)?;
+    if Sha256::digest(bytes.get(..HEADER_LEN + body_len).unwrap_or_default()).as_slice() != sum {
         return Err(corrupt(path, "checksum mismatch (the file was altered or damaged)"));
     }
-    let body = Zeroizing::new(content.get(HEADER_LEN..).unwrap_or(&[]).to_vec());
-    Ok(Decoded { scheme: b(10), epoch: u64::from_be_bytes(epoch), body })
+    Ok(Decoded { scheme, epoch, body: Zeroizing::new(body.to_vec()) })
 }
 
 fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyStoreError> {
