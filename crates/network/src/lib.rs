@@ -1,7 +1,7 @@
 //! What Qanat's clients and nodes share about a network: the network file and `[network]` table
 //! ([`config`]), the link settings of a geometry ([`link_config`]), the authorities' chunked
-//! control protocol ([`authority_proto`]) and fetching and verifying their documents
-//! ([`directory`]).
+//! control protocol ([`authority_proto`]), fetching and verifying their documents
+//! ([`directory`]), and durable atomic file writes ([`file`]).
 //!
 //! This crate exists so that the client core (`qanat-client`) needs no node code: no mailbox
 //! store, no Redis, no node runtime. A phone build takes `qanat-client` and, through it, only
@@ -13,6 +13,7 @@
 pub mod authority_proto;
 pub mod config;
 pub mod directory;
+pub mod file;
 
 use std::time::SystemTime;
 

@@ -38,13 +38,14 @@
 //! [`SecretKey`]) and every buffer holding secret bytes is [`Zeroizing`].
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read as _, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::fs::{self, File};
+use std::io::{self, Read as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use qanat_codec::{Reader, Writer};
 use qanat_link::LinkSecretKey;
+use qanat_network::file::{Access, write_atomically};
 use qanat_packet::{Scheme, SecretKey};
 use qanat_pki::{Epoch, EpochPeriod, IdentitySecret, UnixTime};
 use rand_core::CryptoRng;
@@ -60,7 +61,6 @@ const HEADER_LEN: usize = 8 + 1 + 1 + 1 + 1 + 8 + 2;
 const CHECKSUM_LEN: usize = 32;
 /// Largest key file accepted (bigger than any key, smaller than anything worth reading).
 const MAX_FILE_LEN: u64 = 4096;
-const FILE_MODE: u32 = 0o600;
 const DIR_MODE: u32 = 0o700;
 
 /// Which packet keys a node keeps.
@@ -323,7 +323,7 @@ fn remove_temp_files(dir: &Path) -> Result<(), KeyStoreError> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), KeyStoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir, "sync the directory"))
+    qanat_network::file::sync_dir(dir).map_err(io_err(dir, "sync the directory"))
 }
 
 /// Encodes a key file.
@@ -453,31 +453,11 @@ fn load_packet_keys(dir: &Path) -> Result<BTreeMap<Epoch, SecretKey>, KeyStoreEr
 /// Writes a key file atomically with mode 0600.
 fn write_key(path: &Path, kind: u8, scheme: u8, epoch: u64, body: &[u8]) -> Result<(), KeyStoreError> {
     let bytes = encode(kind, scheme, epoch, body);
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&tmp)
-            .map_err(io_err(&tmp, "create the temporary key file"))?;
-        // The umask cannot widen 0600, but make the mode explicit in case the file system
-        // ignored it.
-        f.set_permissions(fs::Permissions::from_mode(FILE_MODE))
-            .map_err(io_err(&tmp, "set the key file's permissions"))?;
-        f.write_all(&bytes).map_err(io_err(&tmp, "write the key file"))?;
-        f.sync_all().map_err(io_err(&tmp, "sync the key file"))?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(io_err(path, "rename the key file into place"))?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    write_atomically(path, &bytes, Access::OwnerOnly).map_err(|e| KeyStoreError::Io {
+        path: e.path,
+        op: e.step,
+        source: e.source,
+    })
 }
 
 #[cfg(test)]
