@@ -542,9 +542,7 @@ impl WriterState {
                 .and_then(|()| f.write_all(&header(epoch)))
                 .and_then(|()| f.sync_all())
                 .map_err(io_err(path, "write the replay log's header"))?;
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err(&self.dir, "sync the directory"))?;
+            qanat_network::file::sync_dir(&self.dir).map_err(io_err(&self.dir, "sync the directory"))?;
             self.metrics.bytes.fetch_add(HEADER_LEN as u64, Ordering::Relaxed);
             self.lens.insert(epoch, HEADER_LEN as u64);
             f

@@ -253,8 +253,10 @@ enum Event {
     Stored(Vec<(StoreToken, StoreResult)>),
 }
 
-fn unix_now() -> UnixTime {
-    UnixTime(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+/// The current time on the mailbox store's clock (whole seconds of the one wall clock,
+/// [`qanat_network::wall_now`]).
+pub(crate) fn store_now() -> UnixTime {
+    UnixTime(qanat_network::wall_now().as_secs())
 }
 
 /// Starts a gateway around `core` with `store`, with replay filters in memory only (see
@@ -511,7 +513,7 @@ async fn pull<S: MailboxStore>(
     (id, limit, want, ops): (u32, u16, Want, Vec<Op>),
     ctx: &ServeContext<'_>,
 ) -> Vec<Response> {
-    let now = unix_now();
+    let now = store_now();
     let mut results = [OpResult::Done; PULL_OPS];
     for (op, result) in ops.iter().zip(results.iter_mut()) {
         *result = match session.admit(op, ctx.metrics) {
@@ -580,7 +582,7 @@ async fn serve<S: MailboxStore>(
         }
         Err(_) => return vec![Response::Error { id: 0, code: ErrorCode::BadRequest }],
     };
-    let now = unix_now();
+    let now = store_now();
     let err = |id: u32, e: StoreError| Response::Error { id, code: store_code(e) };
     match req {
         Request::Register { id, mailbox, credential } => {
@@ -757,7 +759,7 @@ async fn run<S: MailboxStore>(
                     })
                     .collect();
                 m.append_calls.fetch_add(1, Ordering::Relaxed);
-                let results: Vec<(StoreToken, StoreResult)> = match store.append(appends, unix_now()).await {
+                let results: Vec<(StoreToken, StoreResult)> = match store.append(appends, store_now()).await {
                     Ok(outcomes) => tokens
                         .into_iter()
                         .zip(outcomes)
