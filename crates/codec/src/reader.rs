@@ -28,29 +28,15 @@ impl<'a> Reader<'a> {
 
     /// The next `n` bytes.
     pub fn raw(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let Some((head, tail)) = self.rest.split_at_checked(n) else {
-            return Err(DecodeError::Truncated {
-                offset: self.offset,
-                needed: n,
-                remaining: self.rest.len(),
-            });
-        };
-        self.rest = tail;
-        self.offset += n;
+        let (head, tail) = self.rest.split_at_checked(n).ok_or_else(|| self.truncated(n))?;
+        self.advance(tail, n);
         Ok(head)
     }
 
     /// The next `N` bytes, as an array.
     pub fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let Some((head, tail)) = self.rest.split_first_chunk::<N>() else {
-            return Err(DecodeError::Truncated {
-                offset: self.offset,
-                needed: N,
-                remaining: self.rest.len(),
-            });
-        };
-        self.rest = tail;
-        self.offset += N;
+        let (head, tail) = self.rest.split_first_chunk::<N>().ok_or_else(|| self.truncated(N))?;
+        self.advance(tail, N);
         Ok(*head)
     }
 
@@ -148,6 +134,15 @@ impl<'a> Reader<'a> {
             None => Ok(()),
             Some(i) => Err(DecodeError::Invalid { what: "padding (zeros)", offset: self.offset + i }),
         }
+    }
+
+    fn truncated(&self, needed: usize) -> DecodeError {
+        DecodeError::Truncated { offset: self.offset, needed, remaining: self.rest.len() }
+    }
+
+    fn advance(&mut self, rest: &'a [u8], read: usize) {
+        self.rest = rest;
+        self.offset += read;
     }
 
     fn bounded(&mut self, len: u64, max: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
