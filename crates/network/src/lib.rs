@@ -2,7 +2,7 @@
 //! ([`config`]), the link settings of a geometry ([`link_config`]), the authorities' chunked
 //! control protocol ([`authority_proto`]), fetching and verifying their documents
 //! ([`directory`]), the routes of a document ([`topology_of`]), the wall clock ([`wall_now`]) and
-//! durable atomic file writes ([`file`]).
+//! durable atomic file writes ([`file`](mod@file)).
 //!
 //! This crate exists so that the client core (`qanat-client`) needs no node code: no mailbox
 //! store, no Redis, no node runtime. A phone build takes `qanat-client` and, through it, only
