@@ -423,6 +423,8 @@ fn create_config(config: &Config) -> MlsGroupCreateConfig {
         .build()
 }
 
+/// The same settings as [`create_config`], on openmls's other builder (the two share no trait,
+/// and a create config cannot be built from a join config).
 fn join_config(config: &Config) -> MlsGroupJoinConfig {
     MlsGroupJoinConfig::builder()
         .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
