@@ -13,8 +13,8 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use qanat_client::engine::{ENGINE_FORMAT, Engine, EngineConfig, EngineError, ThreadInfo};
-use qanat_client::sending::Delivery;
 use qanat_client::store::{DATABASE_FILE, HEADER_FILE, Passphrase, Profile};
+use qanat_mixnet::sending::Delivery;
 use qanat_packet::NodeId;
 
 const PASSPHRASE: &str = "fixture passphrase";
