@@ -1,8 +1,8 @@
 //! What Qanat's clients and nodes share about a network: the network file and `[network]` table
 //! ([`config`]), the link settings of a geometry ([`link_config`]), the authorities' chunked
 //! control protocol ([`authority_proto`]), fetching and verifying their documents
-//! ([`directory`]), the routes of a document ([`topology_of`]), the wall clock ([`wall_now`]) and
-//! durable atomic file writes ([`file`](mod@file)).
+//! ([`directory`]), the wall clock ([`wall_now`]) and durable atomic file writes
+//! ([`file`](mod@file)).
 //!
 //! This crate exists so that the client core (`qanat-client`) needs no node code: no mailbox
 //! store, no Redis, no node runtime. A phone build takes `qanat-client` and, through it, only
@@ -19,9 +19,8 @@ pub mod file;
 use std::time::SystemTime;
 
 use qanat_link::{FrameSize, LinkConfig};
-use qanat_mixnet::{Hop, Topology};
-use qanat_packet::{Geometry, NodeId};
-use qanat_pki::{Document, UnixTime};
+use qanat_packet::Geometry;
+use qanat_pki::UnixTime;
 
 pub use config::{AuthorityPeer, ClientGateway, ClientNetwork, ConfigError, NetworkConfig};
 
@@ -29,17 +28,6 @@ pub use config::{AuthorityPeer, ClientGateway, ClientNetwork, ConfigError, Netwo
 /// [`UnixTime`]. A clock before 1970 reads as 0.
 pub fn wall_now() -> UnixTime {
     UnixTime::from_system_time(SystemTime::now())
-}
-
-/// The routes a verified directory document gives for its epoch: its layers and gateways, each
-/// node with its packet key for the epoch (nodes without one are left out). The one conversion
-/// from the directory to the cores' [`Topology`], for nodes and clients alike.
-pub fn topology_of(doc: &Document) -> Topology {
-    let epoch = doc.epoch();
-    let hop = |id: NodeId| doc.packet_key(&id, epoch).map(|k| Hop { id, key: k.clone() });
-    let layers = (0..doc.layer_count()).map(|l| doc.layer(l).filter_map(|n| hop(n.id())).collect()).collect();
-    let gateways = doc.gateways().filter_map(|n| hop(n.id())).collect();
-    Topology { epoch: epoch.0, layers, gateways }
 }
 
 /// No link frame size carries the network's packets.

@@ -192,7 +192,7 @@ async fn three_authorities_agree_on_a_document_of_uploaded_nodes() {
     assert_eq!(doc.gateways().count(), 1);
     // Its routes, as nodes and clients take them: a mix per layer and the gateway, each with its
     // packet key for the epoch.
-    let topology = qanat_network::topology_of(&doc);
+    let topology = qanat_mixnet::Topology::from_document(&doc);
     assert_eq!(topology.epoch, target.0);
     assert_eq!(topology.layers.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
     assert_eq!(topology.gateways.len(), 1);

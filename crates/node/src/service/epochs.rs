@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use qanat_link::LinkPublicKey;
-use qanat_mixnet::{EpochWindow, Time};
+use qanat_mixnet::{EpochWindow, Time, Topology};
 use qanat_packet::{Geometry, NodeId, SecretKey};
 use qanat_pki::{Document, Epoch, EpochPeriod, Position, UnixTime};
 
@@ -104,7 +104,7 @@ pub fn update_from(
         return Err(Unusable::Period);
     }
     let epoch = doc.epoch();
-    let topology = qanat_network::topology_of(doc);
+    let topology = Topology::from_document(doc);
     let mut peers = HashMap::new();
     let mut unreachable = 0;
     for n in doc.nodes() {
