@@ -60,6 +60,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hkdf::Hkdf;
+use qanat_codec::{DecodeError, Reader, Writer};
 use qanat_mixnet::sending::seal::SealKey;
 use qanat_packet::{NodeId, RecipientId};
 use qanat_pki::descriptor::MAX_ADDRESS_LEN;
@@ -101,6 +102,13 @@ const SEAL_INFO: &[u8] = b"qanat-seal v1 invitation";
 const PENDING_VERSION: u8 = 1;
 const ACCEPTED_VERSION: u8 = 1;
 const ANSWERED_VERSION: u8 = 1;
+/// The longest encoded gateway.
+const MAX_GATEWAY_LEN: usize = 32 + 1 + MAX_ADDRESS_LEN + 2 + MAX_LINK_KEY_LEN;
+/// The longest encoded invitation.
+const MAX_INVITATION_LEN: usize = 1 + 8 + MAX_GATEWAY_LEN + 32 + KEY_LEN + TOKEN_LEN;
+/// The longest answer: version, ephemeral key, the plaintext and its tag.
+const MAX_ANSWER_LEN: usize =
+    1 + KEY_LEN + TOKEN_LEN + MAX_GATEWAY_LEN + 32 + 32 + 4 + MAX_KEY_PACKAGE_LEN + 16;
 
 /// Why an invitation or an answer was refused. Each refusal changes nothing.
 #[derive(Debug, thiserror::Error)]
@@ -203,29 +211,26 @@ impl Gateway {
         &self.link_key
     }
 
-    fn encode_into(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.node_id.0);
-        let addr = self.address.as_str().as_bytes();
+    /// The length of [`Gateway::encode_into`]'s bytes.
+    fn encoded_len(&self) -> usize {
+        32 + 1 + self.address.as_str().len() + 2 + self.link_key.len()
+    }
+
+    fn encode_into(&self, w: &mut Writer) {
+        w.raw(&self.node_id.0);
         // `LinkAddress` holds at most 255 bytes and `Gateway::new` at most 2,048 key bytes.
-        out.push(addr.len() as u8);
-        out.extend_from_slice(addr);
-        out.extend_from_slice(&(self.link_key.len() as u16).to_be_bytes());
-        out.extend_from_slice(&self.link_key);
+        w.bytes8(self.address.as_str().as_bytes());
+        w.bytes16(&self.link_key);
     }
 
     fn decode_from(r: &mut Reader<'_>) -> Result<Self, InviteError> {
         let node_id = NodeId(r.array()?);
-        let len = r.u8()?;
-        let addr = r.take(len.into())?;
-        if addr.len() > MAX_ADDRESS_LEN {
-            return Err(InviteError::Malformed("gateway address too long"));
-        }
+        let addr = r.bytes8(MAX_ADDRESS_LEN, "gateway address too long")?;
         let addr =
             std::str::from_utf8(addr).map_err(|_| InviteError::Malformed("gateway address not UTF-8"))?;
         let address =
             LinkAddress::parse(addr).map_err(|_| InviteError::Malformed("invalid gateway address"))?;
-        let key_len = r.u16()?;
-        let link_key = r.take(key_len.into())?.to_vec();
+        let link_key = r.bytes16(MAX_LINK_KEY_LEN, "invalid gateway link key")?.to_vec();
         Self::new(node_id, address, link_key).map_err(|_| InviteError::Malformed("invalid gateway link key"))
     }
 }
@@ -282,19 +287,21 @@ impl Invitation {
 
     /// The binary encoding (see the module documentation).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + 8 + 32 + 1 + 64 + 2 + self.gateway.link_key.len() + 96);
-        out.push(INVITATION_VERSION);
-        out.extend_from_slice(&self.expires_at.as_millis().to_be_bytes());
-        self.gateway.encode_into(&mut out);
-        out.extend_from_slice(&self.mailbox.0);
-        out.extend_from_slice(&self.answer_key);
-        out.extend_from_slice(&self.token);
-        out
+        let mut w = Writer::with_capacity(1 + 8 + self.gateway.encoded_len() + 32 + KEY_LEN + TOKEN_LEN);
+        w.u8(INVITATION_VERSION);
+        w.u64(self.expires_at.as_millis());
+        self.gateway.encode_into(&mut w);
+        w.raw(&self.mailbox.0);
+        w.raw(&self.answer_key);
+        w.raw(&self.token);
+        // Every field is bounded by its constructor (see `Gateway::encode_into`); were one not
+        // to fit, the empty invitation would fail to decode.
+        w.finish().unwrap_or_default()
     }
 
     /// Decodes [`Invitation::encode`]'s bytes, strictly. Never panics.
     pub fn decode(bytes: &[u8]) -> Result<Self, InviteError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         let version = r.u8()?;
         if version != INVITATION_VERSION {
             return Err(InviteError::UnknownVersion(version));
@@ -352,13 +359,19 @@ impl Invitation {
         let aead = answer_cipher(&self.token, &dh, &epk, &self.answer_key)
             .ok_or(InviteError::Malformed("the one-time key is a low-order point"))?;
 
-        let mut pt = Zeroizing::new(Vec::with_capacity(TOKEN_LEN + 400 + answer.key_package.len()));
-        pt.extend_from_slice(&self.token);
-        answer.gateway.encode_into(&mut pt);
-        pt.extend_from_slice(&answer.mailbox.0);
-        pt.extend_from_slice(&answer.seal.0);
-        pt.extend_from_slice(&(answer.key_package.len() as u32).to_be_bytes());
-        pt.extend_from_slice(&answer.key_package);
+        // The exact length, so that the buffer holding the plaintext never moves.
+        let len = TOKEN_LEN + answer.gateway.encoded_len() + 32 + 32 + 4 + answer.key_package.len();
+        let mut w = Writer::with_capacity(len);
+        w.raw(&self.token);
+        answer.gateway.encode_into(&mut w);
+        w.raw(&answer.mailbox.0);
+        w.raw(&answer.seal.0);
+        w.bytes32(&answer.key_package);
+        let (pt, error) = w.into_parts();
+        let pt = Zeroizing::new(pt);
+        if error.is_some() {
+            return Err(InviteError::KeyPackageTooLong(answer.key_package.len()));
+        }
 
         let mut out = Vec::with_capacity(1 + KEY_LEN + pt.len() + 16);
         out.push(ANSWER_VERSION);
@@ -459,7 +472,7 @@ impl PendingInvitation {
     /// Opens an answer: decrypts it and checks its token. This does not spend the invitation:
     /// [`take_answer`] does both in the profile.
     pub fn open_answer(&self, bytes: &[u8]) -> Result<Answer, InviteError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         let version = r.u8().map_err(|_| InviteError::BadAnswer)?;
         if version != ANSWER_VERSION {
             return Err(InviteError::BadAnswer);
@@ -470,9 +483,9 @@ impl PendingInvitation {
             .ok_or(InviteError::BadAnswer)?;
         let aad = bytes.get(..1 + KEY_LEN).ok_or(InviteError::BadAnswer)?;
         let pt = Zeroizing::new(
-            aead.decrypt(&nonce, Payload { msg: r.0, aad }).map_err(|_| InviteError::BadAnswer)?,
+            aead.decrypt(&nonce, Payload { msg: r.rest(), aad }).map_err(|_| InviteError::BadAnswer)?,
         );
-        let mut r = Reader(&pt);
+        let mut r = Reader::new(&pt);
         let token: [u8; TOKEN_LEN] = r.array().map_err(|_| InviteError::BadAnswer)?;
         if !bool::from(token.ct_eq(&self.invitation.token)) {
             return Err(InviteError::BadAnswer);
@@ -480,11 +493,8 @@ impl PendingInvitation {
         let gateway = Gateway::decode_from(&mut r).map_err(|_| InviteError::BadAnswer)?;
         let mailbox = RecipientId(r.array().map_err(|_| InviteError::BadAnswer)?);
         let seal = SealKey(r.array().map_err(|_| InviteError::BadAnswer)?);
-        let len = r.u32().map_err(|_| InviteError::BadAnswer)? as usize;
-        if len > MAX_KEY_PACKAGE_LEN {
-            return Err(InviteError::BadAnswer);
-        }
-        let key_package = r.take(len).map_err(|_| InviteError::BadAnswer)?.to_vec();
+        let key_package =
+            r.bytes32(MAX_KEY_PACKAGE_LEN, "key package").map_err(|_| InviteError::BadAnswer)?.to_vec();
         r.finish().map_err(|_| InviteError::BadAnswer)?;
         Ok(Answer { gateway, mailbox, seal, key_package })
     }
@@ -493,19 +503,22 @@ impl PendingInvitation {
     /// secret key (32) ‖ mailbox credential (32)`.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
         let inv = self.invitation.encode();
-        let mut out = Zeroizing::new(Vec::with_capacity(3 + inv.len() + 64));
-        out.push(PENDING_VERSION);
-        // An invitation is at most 1 + 8 + 32 + 1 + 255 + 2 + 2,048 + 96 bytes.
-        out.extend_from_slice(&(inv.len() as u16).to_be_bytes());
-        out.extend_from_slice(&inv);
-        out.extend_from_slice(self.secret.as_ref());
-        out.extend_from_slice(self.credential.as_ref());
-        out
+        // The exact length, so that the buffer holding the secrets never moves.
+        let mut w = Writer::with_capacity(3 + inv.len() + 64);
+        w.u8(PENDING_VERSION);
+        // An invitation is at most `MAX_INVITATION_LEN` (2,443) bytes.
+        w.bytes16(&inv);
+        w.raw(self.secret.as_ref());
+        w.raw(self.credential.as_ref());
+        let (bytes, error) = w.into_parts();
+        let bytes = Zeroizing::new(bytes);
+        // Unreachable (see above); an empty record would fail to decode, never read wrong.
+        if error.is_some() { Zeroizing::new(Vec::new()) } else { bytes }
     }
 
     /// Decodes [`PendingInvitation::encode`]'s bytes, strictly.
     pub fn decode(bytes: &[u8]) -> Result<Self, InviteError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         match r.u8()? {
             PENDING_VERSION => {}
             v if v > PENDING_VERSION => {
@@ -513,8 +526,7 @@ impl PendingInvitation {
             }
             _ => return Err(InviteError::Malformed("unknown pending-invitation version")),
         }
-        let len = r.u16()?;
-        let invitation = Invitation::decode(r.take(len.into())?)?;
+        let invitation = Invitation::decode(r.bytes16(MAX_INVITATION_LEN, "invitation too long")?)?;
         let secret = Zeroizing::new(r.array()?);
         let credential = Zeroizing::new(r.array()?);
         r.finish()?;
@@ -549,20 +561,23 @@ impl Accepted {
     /// `version u8 = 1 ‖ u16 len ‖ invitation ‖ mailbox (32) ‖ credential (32) ‖ u32 len ‖ answer`.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
         let inv = self.invitation.encode();
-        let mut out = Zeroizing::new(Vec::with_capacity(3 + inv.len() + 68 + self.answer.len()));
-        out.push(ACCEPTED_VERSION);
-        out.extend_from_slice(&(inv.len() as u16).to_be_bytes());
-        out.extend_from_slice(&inv);
-        out.extend_from_slice(&self.mailbox.0);
-        out.extend_from_slice(self.mailbox_credential.as_ref());
-        out.extend_from_slice(&(self.answer.len() as u32).to_be_bytes());
-        out.extend_from_slice(&self.answer);
-        out
+        // The exact length, so that the buffer holding the credential never moves.
+        let mut w = Writer::with_capacity(3 + inv.len() + 68 + self.answer.len());
+        w.u8(ACCEPTED_VERSION);
+        // An invitation is at most `MAX_INVITATION_LEN` bytes, an answer `MAX_ANSWER_LEN`.
+        w.bytes16(&inv);
+        w.raw(&self.mailbox.0);
+        w.raw(self.mailbox_credential.as_ref());
+        w.bytes32(&self.answer);
+        let (bytes, error) = w.into_parts();
+        let bytes = Zeroizing::new(bytes);
+        // Unreachable (see above); an empty record would fail to decode, never read wrong.
+        if error.is_some() { Zeroizing::new(Vec::new()) } else { bytes }
     }
 
     /// Decodes [`Accepted::encode`]'s bytes, strictly.
     pub fn decode(bytes: &[u8]) -> Result<Self, InviteError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         match r.u8()? {
             ACCEPTED_VERSION => {}
             v if v > ACCEPTED_VERSION => {
@@ -570,12 +585,10 @@ impl Accepted {
             }
             _ => return Err(InviteError::Malformed("unknown accepted-invitation version")),
         }
-        let len = r.u16()?;
-        let invitation = Invitation::decode(r.take(len.into())?)?;
+        let invitation = Invitation::decode(r.bytes16(MAX_INVITATION_LEN, "invitation too long")?)?;
         let mailbox = RecipientId(r.array()?);
         let mailbox_credential = Zeroizing::new(r.array()?);
-        let len = r.u32()? as usize;
-        let answer = r.take(len)?.to_vec();
+        let answer = r.bytes32(MAX_ANSWER_LEN, "answer too long")?.to_vec();
         r.finish()?;
         Ok(Self { invitation, answer, mailbox, mailbox_credential })
     }
@@ -632,26 +645,33 @@ pub fn take_answer(
 }
 
 /// A spent invitation's record ([`NS_ANSWERED`]): `version u8 ‖ u64` Unix ms after which it may go.
-fn encode_answered(forget_after: UnixTime) -> [u8; 9] {
-    let mut out = [ANSWERED_VERSION; 9];
-    out[1..].copy_from_slice(&forget_after.as_millis().to_be_bytes());
-    out
+fn encode_answered(forget_after: UnixTime) -> Vec<u8> {
+    let mut w = Writer::with_capacity(9);
+    w.u8(ANSWERED_VERSION);
+    w.u64(forget_after.as_millis());
+    // Fixed fields only: the writer cannot fail.
+    w.finish().unwrap_or_default()
 }
 
 /// When a spent invitation's record may go: of the current version, or the `u64` alone of
 /// profiles from before row versions.
 fn decode_answered(value: &[u8]) -> Result<UnixTime, InviteError> {
-    let at = match (value.len(), value.first()) {
-        // Before row versions: the time alone (whose first byte is 0 until the year 2,000,000).
-        (8, Some(0)) => value,
-        (9, Some(&ANSWERED_VERSION)) => &value[1..],
-        (_, Some(&v)) if v > ANSWERED_VERSION => {
-            return Err(InviteError::NewerRecord { what: "answered invitation", found: v });
+    let malformed = |_| InviteError::Malformed("answered record");
+    let mut r = Reader::new(value);
+    // Before row versions: the time alone (whose first byte is 0 until the year 2,000,000).
+    let unversioned = value.len() == 8 && value.first() == Some(&0);
+    if !unversioned {
+        match r.u8().map_err(malformed)? {
+            ANSWERED_VERSION => {}
+            v if v > ANSWERED_VERSION => {
+                return Err(InviteError::NewerRecord { what: "answered invitation", found: v });
+            }
+            _ => return Err(InviteError::Malformed("answered record")),
         }
-        _ => return Err(InviteError::Malformed("answered record")),
-    };
-    let at: [u8; 8] = at.try_into().map_err(|_| InviteError::Malformed("answered record"))?;
-    Ok(UnixTime::from_millis(u64::from_be_bytes(at)))
+    }
+    let at = r.u64().map_err(malformed)?;
+    r.finish().map_err(malformed)?;
+    Ok(UnixTime::from_millis(at))
 }
 
 /// Accepter: accepts the invitation in `link` at `now`, in `tx`: checks it, makes a fresh
@@ -724,37 +744,8 @@ pub fn forget_expired(tx: &mut Transaction<'_>, now: UnixTime) -> Result<usize, 
     Ok(gone.len())
 }
 
-/// A cursor over bytes whose reads fail (never panic) past the end.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], InviteError> {
-        let (head, tail) = self.0.split_at_checked(n).ok_or(InviteError::Malformed("truncated"))?;
-        self.0 = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], InviteError> {
-        self.take(N)?.try_into().map_err(|_| InviteError::Malformed("truncated"))
-    }
-
-    fn u8(&mut self) -> Result<u8, InviteError> {
-        Ok(u8::from_be_bytes(self.array()?))
-    }
-
-    fn u16(&mut self) -> Result<u16, InviteError> {
-        Ok(u16::from_be_bytes(self.array()?))
-    }
-
-    fn u32(&mut self) -> Result<u32, InviteError> {
-        Ok(u32::from_be_bytes(self.array()?))
-    }
-
-    fn u64(&mut self) -> Result<u64, InviteError> {
-        Ok(u64::from_be_bytes(self.array()?))
-    }
-
-    fn finish(&self) -> Result<(), InviteError> {
-        if self.0.is_empty() { Ok(()) } else { Err(InviteError::Malformed("trailing bytes")) }
+impl From<DecodeError> for InviteError {
+    fn from(e: DecodeError) -> Self {
+        Self::Malformed(e.reason())
     }
 }

@@ -1,7 +1,7 @@
 //! The workspace's dependency rules, checked on what Cargo resolves (`ARCHITECTURE.md`,
-//! "Invariants"): the IO-free crates (`qanat-packet`, `qanat-pki`, `qanat-mixnet`, `qanat-sim`)
-//! have no async runtime, no socket or event-loop crate, no database and no MLS stack among their
-//! normal dependencies, direct or not, and no workspace crate but IO-free ones.
+//! "Invariants"): the IO-free crates (`qanat-codec`, `qanat-packet`, `qanat-pki`, `qanat-mixnet`,
+//! `qanat-sim`) have no async runtime, no socket or event-loop crate, no database and no MLS stack
+//! among their normal dependencies, direct or not, and no workspace crate but IO-free ones.
 //!
 //! Each check is one `cargo tree --locked --offline` on the committed `Cargo.lock` (no build, no
 //! network): a second or so.
@@ -10,7 +10,7 @@
 use std::process::Command;
 
 /// The crates that do no IO: bytes, `now` and an RNG in, actions out.
-const IO_FREE: &[&str] = &["qanat-packet", "qanat-pki", "qanat-mixnet", "qanat-sim"];
+const IO_FREE: &[&str] = &["qanat-codec", "qanat-packet", "qanat-pki", "qanat-mixnet", "qanat-sim"];
 
 /// Crates an IO-free crate must never depend on: the async runtime and its socket and event-loop
 /// layers, HTTP stacks, SQLite, Redis, and the MLS stack (names ending in `*` are prefixes).

@@ -3,7 +3,7 @@
 //! closing notes (`notes.md`, included at build time).
 
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use qanat_pki::Parameters;
 use qanat_sim::Config;
@@ -134,9 +134,8 @@ pub(super) fn gateway_table(out: &mut String, rows: &[Row]) {
 }
 
 fn utc_date(t: SystemTime) -> String {
-    let ms = t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     // "YYYY-MM-DD HH:MM:SS" without the seconds.
-    let full = crate::client_cmd::utc(ms);
+    let full = crate::client_cmd::utc(qanat_pki::UnixTime::from_system_time(t).as_millis());
     format!("{} UTC", full.get(..16).unwrap_or(&full))
 }
 

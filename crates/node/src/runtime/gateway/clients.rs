@@ -11,7 +11,7 @@ use qanat_mixnet::client_proto::{ErrorCode, Op, OpResult, PULL_OPS, ProtoError, 
 use qanat_mixnet::pull::{PullServer, PulledItem};
 use tokio::time::Instant;
 
-use super::{ClientBudgets, DocumentCache, GatewayRuntimeMetrics, unix_now};
+use super::{ClientBudgets, DocumentCache, GatewayRuntimeMetrics, store_now};
 use crate::runtime::budget::TokenBucket;
 
 /// One client connection's state: its mailboxes and its budgets.
@@ -87,7 +87,7 @@ async fn pull<S: MailboxStore>(
     (id, limit, want, ops): (u32, u16, Want, Vec<Op>),
     ctx: &ServeContext<'_>,
 ) -> Vec<Response> {
-    let now = unix_now();
+    let now = store_now();
     let mut results = [OpResult::Done; PULL_OPS];
     for (op, result) in ops.iter().zip(results.iter_mut()) {
         *result = match session.admit(op, ctx.metrics) {
@@ -156,7 +156,7 @@ pub(super) async fn serve<S: MailboxStore>(
         }
         Err(_) => return vec![Response::Error { id: 0, code: ErrorCode::BadRequest }],
     };
-    let now = unix_now();
+    let now = store_now();
     let err = |id: u32, e: StoreError| Response::Error { id, code: store_code(e) };
     match req {
         Request::Register { id, mailbox, credential } => {

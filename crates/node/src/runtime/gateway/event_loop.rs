@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{CACHED_DOCUMENTS, Event, GatewayRuntimeConfig, GatewayRuntimeMetrics, unix_now};
+use super::{CACHED_DOCUMENTS, Event, GatewayRuntimeConfig, GatewayRuntimeMetrics, store_now};
 use crate::replay_log::ReplayLog;
 use crate::runtime::budget::{ClientRate, RecentClientRates};
 use crate::runtime::links::Links;
@@ -142,7 +142,7 @@ pub(super) async fn run<S: MailboxStore>(
                     })
                     .collect();
                 m.append_calls.fetch_add(1, Ordering::Relaxed);
-                let results: Vec<(StoreToken, StoreResult)> = match store.append(appends, unix_now()).await {
+                let results: Vec<(StoreToken, StoreResult)> = match store.append(appends, store_now()).await {
                     Ok(outcomes) => tokens
                         .into_iter()
                         .zip(outcomes)

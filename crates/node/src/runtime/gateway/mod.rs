@@ -117,8 +117,10 @@ enum Event {
     Stored(Vec<(StoreToken, StoreResult)>),
 }
 
-fn unix_now() -> UnixTime {
-    UnixTime(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+/// The current time on the mailbox store's clock (whole seconds of the one wall clock,
+/// [`qanat_network::wall_now`]).
+pub(crate) fn store_now() -> UnixTime {
+    UnixTime(qanat_network::wall_now().as_secs())
 }
 
 /// Starts a gateway around `core` with `store`, with replay filters in memory only (see
