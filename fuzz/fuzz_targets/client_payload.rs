@@ -5,7 +5,7 @@
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::SeedableRng;
 use libfuzzer_sys::fuzz_target;
-use qanat_client::sending::Payload;
+use qanat_mixnet::sending::Payload;
 use qanat_packet::{Geometry, Scheme};
 
 fuzz_target!(|data: &[u8]| {

@@ -1,11 +1,11 @@
-//! Opening a sealed mailbox item (`qanat_client::seal::open`) on any bytes: never panics, and
-//! what `seal` makes of the input opens back to it.
+//! Opening a sealed mailbox item (`qanat_mixnet::sending::seal::open`) on any bytes: never
+//! panics, and what `seal` makes of the input opens back to it.
 #![no_main]
 
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::SeedableRng;
 use libfuzzer_sys::fuzz_target;
-use qanat_client::seal::{SealKey, open, seal};
+use qanat_mixnet::sending::seal::{SealKey, open, seal};
 
 fuzz_target!(|data: &[u8]| {
     let key = SealKey([7; 32]);

@@ -5,13 +5,15 @@
 //! On the control socket (`HOME/control.sock`, a Unix socket only the profile's owner can open)
 //! each request is one line of JSON and each response one line of JSON.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
+use qanat_pki::UnixTime;
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 
+use qanat_mixnet::sending::Delivery;
+
 use crate::engine::{Engine, EngineError, EngineEvent, LocalMessageId};
-use crate::sending::Delivery;
 
 /// File name of the control socket in the profile directory.
 pub const SOCKET_FILE: &str = "control.sock";
@@ -282,7 +284,7 @@ fn state_name(d: Delivery) -> &'static str {
 }
 
 fn ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    UnixTime::from_system_time(t).as_millis()
 }
 
 /// An event as a line for people (and its latency, for messages).

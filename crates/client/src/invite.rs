@@ -20,7 +20,7 @@
 //! an invitation that decodes re-encodes to the same bytes, and the same link.
 //!
 //! What is written into the invitation's mailbox (the answer, then the conversation's messages,
-//! since the inviter keeps that mailbox for the contact) is sealed ([`crate::seal`]) under
+//! since the inviter keeps that mailbox for the contact) is sealed ([`qanat_mixnet::sending::seal`]) under
 //! `HKDF-SHA256(salt = mailbox id, ikm = token, info = "qanat-seal v1 invitation")`
 //! ([`Invitation::seal_key`]): only whoever holds the link can make or open those items, and the
 //! gateway, which never sees the link, stores random bytes. (Version 1 had no seal.)
@@ -43,8 +43,11 @@
 //! | namespace | key | value |
 //! |---|---|---|
 //! | [`NS_PENDING`] | the invitation's mailbox id | [`PendingInvitation::encode`] |
-//! | [`NS_ANSWERED`] | the invitation's mailbox id | `u64` Unix ms after which the record may go |
+//! | [`NS_ANSWERED`] | the invitation's mailbox id | `version u8 = 1 ‖ u64` Unix ms after which the record may go (before row versions, the `u64` alone: still read) |
 //! | [`NS_ACCEPTED`] | the inviter's mailbox id | [`Accepted::encode`] |
+//!
+//! Each record starts with its version; one of a version newer than this code's is refused with
+//! [`InviteError::NewerRecord`] (the profile was written by a newer Qanat), never misread.
 //!
 //! [`create`], [`take_answer`] and [`accept`] each work inside a store [`Transaction`], so a
 //! caller can, in the same transaction, create the conversation or queue the answer: either all
@@ -57,6 +60,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hkdf::Hkdf;
+use qanat_codec::{DecodeError, Reader, Writer};
+use qanat_mixnet::sending::seal::SealKey;
 use qanat_packet::{NodeId, RecipientId};
 use qanat_pki::descriptor::MAX_ADDRESS_LEN;
 use qanat_pki::{LinkAddress, MAX_LINK_KEY_LEN, UnixTime};
@@ -65,7 +70,6 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::seal::SealKey;
 use crate::store::{StoreError, Transaction};
 
 /// The start of an invitation link.
@@ -97,6 +101,14 @@ const ANSWER_INFO: &[u8] = b"qanat invite answer v1";
 const SEAL_INFO: &[u8] = b"qanat-seal v1 invitation";
 const PENDING_VERSION: u8 = 1;
 const ACCEPTED_VERSION: u8 = 1;
+const ANSWERED_VERSION: u8 = 1;
+/// The longest encoded gateway.
+const MAX_GATEWAY_LEN: usize = 32 + 1 + MAX_ADDRESS_LEN + 2 + MAX_LINK_KEY_LEN;
+/// The longest encoded invitation.
+const MAX_INVITATION_LEN: usize = 1 + 8 + MAX_GATEWAY_LEN + 32 + KEY_LEN + TOKEN_LEN;
+/// The longest answer: version, ephemeral key, the plaintext and its tag.
+const MAX_ANSWER_LEN: usize =
+    1 + KEY_LEN + TOKEN_LEN + MAX_GATEWAY_LEN + 32 + 32 + 4 + MAX_KEY_PACKAGE_LEN + 16;
 
 /// Why an invitation or an answer was refused. Each refusal changes nothing.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +158,17 @@ pub enum InviteError {
     /// The profile failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A record saved in the profile has a format version this code does not know: the profile
+    /// was written by a newer Qanat.
+    #[error(
+        "this profile was written by a newer Qanat: its {what} record has format version {found}, which this Qanat does not read"
+    )]
+    NewerRecord {
+        /// The kind of record.
+        what: &'static str,
+        /// Its version.
+        found: u8,
+    },
 }
 
 /// A gateway as an invitation carries it: enough for someone new to the network to connect.
@@ -188,29 +211,26 @@ impl Gateway {
         &self.link_key
     }
 
-    fn encode_into(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.node_id.0);
-        let addr = self.address.as_str().as_bytes();
+    /// The length of [`Gateway::encode_into`]'s bytes.
+    fn encoded_len(&self) -> usize {
+        32 + 1 + self.address.as_str().len() + 2 + self.link_key.len()
+    }
+
+    fn encode_into(&self, w: &mut Writer) {
+        w.raw(&self.node_id.0);
         // `LinkAddress` holds at most 255 bytes and `Gateway::new` at most 2,048 key bytes.
-        out.push(addr.len() as u8);
-        out.extend_from_slice(addr);
-        out.extend_from_slice(&(self.link_key.len() as u16).to_be_bytes());
-        out.extend_from_slice(&self.link_key);
+        w.bytes8(self.address.as_str().as_bytes());
+        w.bytes16(&self.link_key);
     }
 
     fn decode_from(r: &mut Reader<'_>) -> Result<Self, InviteError> {
         let node_id = NodeId(r.array()?);
-        let len = r.u8()?;
-        let addr = r.take(len.into())?;
-        if addr.len() > MAX_ADDRESS_LEN {
-            return Err(InviteError::Malformed("gateway address too long"));
-        }
+        let addr = r.bytes8(MAX_ADDRESS_LEN, "gateway address too long")?;
         let addr =
             std::str::from_utf8(addr).map_err(|_| InviteError::Malformed("gateway address not UTF-8"))?;
         let address =
             LinkAddress::parse(addr).map_err(|_| InviteError::Malformed("invalid gateway address"))?;
-        let key_len = r.u16()?;
-        let link_key = r.take(key_len.into())?.to_vec();
+        let link_key = r.bytes16(MAX_LINK_KEY_LEN, "invalid gateway link key")?.to_vec();
         Self::new(node_id, address, link_key).map_err(|_| InviteError::Malformed("invalid gateway link key"))
     }
 }
@@ -267,19 +287,21 @@ impl Invitation {
 
     /// The binary encoding (see the module documentation).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + 8 + 32 + 1 + 64 + 2 + self.gateway.link_key.len() + 96);
-        out.push(INVITATION_VERSION);
-        out.extend_from_slice(&self.expires_at.as_millis().to_be_bytes());
-        self.gateway.encode_into(&mut out);
-        out.extend_from_slice(&self.mailbox.0);
-        out.extend_from_slice(&self.answer_key);
-        out.extend_from_slice(&self.token);
-        out
+        let mut w = Writer::with_capacity(1 + 8 + self.gateway.encoded_len() + 32 + KEY_LEN + TOKEN_LEN);
+        w.u8(INVITATION_VERSION);
+        w.u64(self.expires_at.as_millis());
+        self.gateway.encode_into(&mut w);
+        w.raw(&self.mailbox.0);
+        w.raw(&self.answer_key);
+        w.raw(&self.token);
+        // Every field is bounded by its constructor (see `Gateway::encode_into`); were one not
+        // to fit, the empty invitation would fail to decode.
+        w.finish().unwrap_or_default()
     }
 
     /// Decodes [`Invitation::encode`]'s bytes, strictly. Never panics.
     pub fn decode(bytes: &[u8]) -> Result<Self, InviteError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         let version = r.u8()?;
         if version != INVITATION_VERSION {
             return Err(InviteError::UnknownVersion(version));
@@ -337,13 +359,19 @@ impl Invitation {
         let aead = answer_cipher(&self.token, &dh, &epk, &self.answer_key)
             .ok_or(InviteError::Malformed("the one-time key is a low-order point"))?;
 
-        let mut pt = Zeroizing::new(Vec::with_capacity(TOKEN_LEN + 400 + answer.key_package.len()));
-        pt.extend_from_slice(&self.token);
-        answer.gateway.encode_into(&mut pt);
-        pt.extend_from_slice(&answer.mailbox.0);
-        pt.extend_from_slice(&answer.seal.0);
-        pt.extend_from_slice(&(answer.key_package.len() as u32).to_be_bytes());
-        pt.extend_from_slice(&answer.key_package);
+        // The exact length, so that the buffer holding the plaintext never moves.
+        let len = TOKEN_LEN + answer.gateway.encoded_len() + 32 + 32 + 4 + answer.key_package.len();
+        let mut w = Writer::with_capacity(len);
+        w.raw(&self.token);
+        answer.gateway.encode_into(&mut w);
+        w.raw(&answer.mailbox.0);
+        w.raw(&answer.seal.0);
+        w.bytes32(&answer.key_package);
+        let (pt, error) = w.into_parts();
+        let pt = Zeroizing::new(pt);
+        if error.is_some() {
+            return Err(InviteError::KeyPackageTooLong(answer.key_package.len()));
+        }
 
         let mut out = Vec::with_capacity(1 + KEY_LEN + pt.len() + 16);
         out.push(ANSWER_VERSION);
@@ -444,7 +472,7 @@ impl PendingInvitation {
     /// Opens an answer: decrypts it and checks its token. This does not spend the invitation:
     /// [`take_answer`] does both in the profile.
     pub fn open_answer(&self, bytes: &[u8]) -> Result<Answer, InviteError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         let version = r.u8().map_err(|_| InviteError::BadAnswer)?;
         if version != ANSWER_VERSION {
             return Err(InviteError::BadAnswer);
@@ -455,9 +483,9 @@ impl PendingInvitation {
             .ok_or(InviteError::BadAnswer)?;
         let aad = bytes.get(..1 + KEY_LEN).ok_or(InviteError::BadAnswer)?;
         let pt = Zeroizing::new(
-            aead.decrypt(&nonce, Payload { msg: r.0, aad }).map_err(|_| InviteError::BadAnswer)?,
+            aead.decrypt(&nonce, Payload { msg: r.rest(), aad }).map_err(|_| InviteError::BadAnswer)?,
         );
-        let mut r = Reader(&pt);
+        let mut r = Reader::new(&pt);
         let token: [u8; TOKEN_LEN] = r.array().map_err(|_| InviteError::BadAnswer)?;
         if !bool::from(token.ct_eq(&self.invitation.token)) {
             return Err(InviteError::BadAnswer);
@@ -465,11 +493,8 @@ impl PendingInvitation {
         let gateway = Gateway::decode_from(&mut r).map_err(|_| InviteError::BadAnswer)?;
         let mailbox = RecipientId(r.array().map_err(|_| InviteError::BadAnswer)?);
         let seal = SealKey(r.array().map_err(|_| InviteError::BadAnswer)?);
-        let len = r.u32().map_err(|_| InviteError::BadAnswer)? as usize;
-        if len > MAX_KEY_PACKAGE_LEN {
-            return Err(InviteError::BadAnswer);
-        }
-        let key_package = r.take(len).map_err(|_| InviteError::BadAnswer)?.to_vec();
+        let key_package =
+            r.bytes32(MAX_KEY_PACKAGE_LEN, "key package").map_err(|_| InviteError::BadAnswer)?.to_vec();
         r.finish().map_err(|_| InviteError::BadAnswer)?;
         Ok(Answer { gateway, mailbox, seal, key_package })
     }
@@ -478,24 +503,30 @@ impl PendingInvitation {
     /// secret key (32) ‖ mailbox credential (32)`.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
         let inv = self.invitation.encode();
-        let mut out = Zeroizing::new(Vec::with_capacity(3 + inv.len() + 64));
-        out.push(PENDING_VERSION);
-        // An invitation is at most 1 + 8 + 32 + 1 + 255 + 2 + 2,048 + 96 bytes.
-        out.extend_from_slice(&(inv.len() as u16).to_be_bytes());
-        out.extend_from_slice(&inv);
-        out.extend_from_slice(self.secret.as_ref());
-        out.extend_from_slice(self.credential.as_ref());
-        out
+        // The exact length, so that the buffer holding the secrets never moves.
+        let mut w = Writer::with_capacity(3 + inv.len() + 64);
+        w.u8(PENDING_VERSION);
+        // An invitation is at most `MAX_INVITATION_LEN` (2,443) bytes.
+        w.bytes16(&inv);
+        w.raw(self.secret.as_ref());
+        w.raw(self.credential.as_ref());
+        let (bytes, error) = w.into_parts();
+        let bytes = Zeroizing::new(bytes);
+        // Unreachable (see above); an empty record would fail to decode, never read wrong.
+        if error.is_some() { Zeroizing::new(Vec::new()) } else { bytes }
     }
 
     /// Decodes [`PendingInvitation::encode`]'s bytes, strictly.
     pub fn decode(bytes: &[u8]) -> Result<Self, InviteError> {
-        let mut r = Reader(bytes);
-        if r.u8()? != PENDING_VERSION {
-            return Err(InviteError::Malformed("unknown pending-invitation version"));
+        let mut r = Reader::new(bytes);
+        match r.u8()? {
+            PENDING_VERSION => {}
+            v if v > PENDING_VERSION => {
+                return Err(InviteError::NewerRecord { what: "pending invitation", found: v });
+            }
+            _ => return Err(InviteError::Malformed("unknown pending-invitation version")),
         }
-        let len = r.u16()?;
-        let invitation = Invitation::decode(r.take(len.into())?)?;
+        let invitation = Invitation::decode(r.bytes16(MAX_INVITATION_LEN, "invitation too long")?)?;
         let secret = Zeroizing::new(r.array()?);
         let credential = Zeroizing::new(r.array()?);
         r.finish()?;
@@ -530,29 +561,34 @@ impl Accepted {
     /// `version u8 = 1 ‖ u16 len ‖ invitation ‖ mailbox (32) ‖ credential (32) ‖ u32 len ‖ answer`.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
         let inv = self.invitation.encode();
-        let mut out = Zeroizing::new(Vec::with_capacity(3 + inv.len() + 68 + self.answer.len()));
-        out.push(ACCEPTED_VERSION);
-        out.extend_from_slice(&(inv.len() as u16).to_be_bytes());
-        out.extend_from_slice(&inv);
-        out.extend_from_slice(&self.mailbox.0);
-        out.extend_from_slice(self.mailbox_credential.as_ref());
-        out.extend_from_slice(&(self.answer.len() as u32).to_be_bytes());
-        out.extend_from_slice(&self.answer);
-        out
+        // The exact length, so that the buffer holding the credential never moves.
+        let mut w = Writer::with_capacity(3 + inv.len() + 68 + self.answer.len());
+        w.u8(ACCEPTED_VERSION);
+        // An invitation is at most `MAX_INVITATION_LEN` bytes, an answer `MAX_ANSWER_LEN`.
+        w.bytes16(&inv);
+        w.raw(&self.mailbox.0);
+        w.raw(self.mailbox_credential.as_ref());
+        w.bytes32(&self.answer);
+        let (bytes, error) = w.into_parts();
+        let bytes = Zeroizing::new(bytes);
+        // Unreachable (see above); an empty record would fail to decode, never read wrong.
+        if error.is_some() { Zeroizing::new(Vec::new()) } else { bytes }
     }
 
     /// Decodes [`Accepted::encode`]'s bytes, strictly.
     pub fn decode(bytes: &[u8]) -> Result<Self, InviteError> {
-        let mut r = Reader(bytes);
-        if r.u8()? != ACCEPTED_VERSION {
-            return Err(InviteError::Malformed("unknown accepted-invitation version"));
+        let mut r = Reader::new(bytes);
+        match r.u8()? {
+            ACCEPTED_VERSION => {}
+            v if v > ACCEPTED_VERSION => {
+                return Err(InviteError::NewerRecord { what: "accepted invitation", found: v });
+            }
+            _ => return Err(InviteError::Malformed("unknown accepted-invitation version")),
         }
-        let len = r.u16()?;
-        let invitation = Invitation::decode(r.take(len.into())?)?;
+        let invitation = Invitation::decode(r.bytes16(MAX_INVITATION_LEN, "invitation too long")?)?;
         let mailbox = RecipientId(r.array()?);
         let mailbox_credential = Zeroizing::new(r.array()?);
-        let len = r.u32()? as usize;
-        let answer = r.take(len)?.to_vec();
+        let answer = r.bytes32(MAX_ANSWER_LEN, "answer too long")?.to_vec();
         r.finish()?;
         Ok(Self { invitation, answer, mailbox, mailbox_credential })
     }
@@ -604,8 +640,38 @@ pub fn take_answer(
     let answer = pending.open_answer(bytes)?;
     let forget_after = pending.invitation.expires_at.plus_millis(GRACE_MS);
     tx.delete(NS_PENDING, &mailbox.0)?;
-    tx.put(NS_ANSWERED, &mailbox.0, &forget_after.as_millis().to_be_bytes())?;
+    tx.put(NS_ANSWERED, &mailbox.0, &encode_answered(forget_after))?;
     Ok(answer)
+}
+
+/// A spent invitation's record ([`NS_ANSWERED`]): `version u8 ‖ u64` Unix ms after which it may go.
+fn encode_answered(forget_after: UnixTime) -> Vec<u8> {
+    let mut w = Writer::with_capacity(9);
+    w.u8(ANSWERED_VERSION);
+    w.u64(forget_after.as_millis());
+    // Fixed fields only: the writer cannot fail.
+    w.finish().unwrap_or_default()
+}
+
+/// When a spent invitation's record may go: of the current version, or the `u64` alone of
+/// profiles from before row versions.
+fn decode_answered(value: &[u8]) -> Result<UnixTime, InviteError> {
+    let malformed = |_| InviteError::Malformed("answered record");
+    let mut r = Reader::new(value);
+    // Before row versions: the time alone (whose first byte is 0 until the year 2,000,000).
+    let unversioned = value.len() == 8 && value.first() == Some(&0);
+    if !unversioned {
+        match r.u8().map_err(malformed)? {
+            ANSWERED_VERSION => {}
+            v if v > ANSWERED_VERSION => {
+                return Err(InviteError::NewerRecord { what: "answered invitation", found: v });
+            }
+            _ => return Err(InviteError::Malformed("answered record")),
+        }
+    }
+    let at = r.u64().map_err(malformed)?;
+    r.finish().map_err(malformed)?;
+    Ok(UnixTime::from_millis(at))
 }
 
 /// Accepter: accepts the invitation in `link` at `now`, in `tx`: checks it, makes a fresh
@@ -662,9 +728,7 @@ pub fn forget_expired(tx: &mut Transaction<'_>, now: UnixTime) -> Result<usize, 
         }
     }
     for (key, value) in tx.scan(NS_ANSWERED)? {
-        let at: [u8; 8] =
-            value.as_slice().try_into().map_err(|_| InviteError::Malformed("answered record"))?;
-        if now >= UnixTime::from_millis(u64::from_be_bytes(at)) {
+        if now >= decode_answered(&value)? {
             gone.push((NS_ANSWERED, key));
         }
     }
@@ -680,37 +744,8 @@ pub fn forget_expired(tx: &mut Transaction<'_>, now: UnixTime) -> Result<usize, 
     Ok(gone.len())
 }
 
-/// A cursor over bytes whose reads fail (never panic) past the end.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], InviteError> {
-        let (head, tail) = self.0.split_at_checked(n).ok_or(InviteError::Malformed("truncated"))?;
-        self.0 = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], InviteError> {
-        self.take(N)?.try_into().map_err(|_| InviteError::Malformed("truncated"))
-    }
-
-    fn u8(&mut self) -> Result<u8, InviteError> {
-        Ok(u8::from_be_bytes(self.array()?))
-    }
-
-    fn u16(&mut self) -> Result<u16, InviteError> {
-        Ok(u16::from_be_bytes(self.array()?))
-    }
-
-    fn u32(&mut self) -> Result<u32, InviteError> {
-        Ok(u32::from_be_bytes(self.array()?))
-    }
-
-    fn u64(&mut self) -> Result<u64, InviteError> {
-        Ok(u64::from_be_bytes(self.array()?))
-    }
-
-    fn finish(&self) -> Result<(), InviteError> {
-        if self.0.is_empty() { Ok(()) } else { Err(InviteError::Malformed("trailing bytes")) }
+impl From<DecodeError> for InviteError {
+    fn from(e: DecodeError) -> Self {
+        Self::Malformed(e.reason())
     }
 }

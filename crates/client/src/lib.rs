@@ -8,18 +8,17 @@
 //!   concurrent commits converging without a server.
 //! - [`gateway`]: the session with the user's own gateway (send packets; register, fetch and
 //!   delete mailboxes), the client's only network connection.
-//! - [`engine`]: contacts and groups: ties the profile, invitations, MLS and the sender
+//! - [`engine`]: contacts and groups: ties the profile, invitations, MLS and the sending layer
 //!   together, IO-free but for the profile.
-//! - [`sending`]: the IO-free Loopix sender: messages split into packets, one packet every
-//!   Exp(λ_P) (real if queued, cover otherwise), loops, SURB acknowledgements, resends with
-//!   randomized backoff, de-duplication, delivery state.
-//! - [`seal`]: sealed mailbox items: every packet's payload sealed end to end to the
-//!   mailbox's owner, so a gateway stores random bytes of one length.
+//!
+//! The sending layer the engine drives is IO-free and lives with the node cores, in
+//! [`qanat_mixnet::sending`]: messages split into packets sealed end to end to the mailbox's
+//! owner, one packet every Exp(λ_P) (real if queued, cover otherwise), loops, SURB
+//! acknowledgements, resends with randomized backoff, reassembly and de-duplication.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-pub mod acks;
 pub mod control;
 pub mod engine;
 pub mod gateway;
@@ -27,6 +26,4 @@ pub mod invite;
 pub mod mls;
 pub mod pull;
 pub mod runtime;
-pub mod seal;
-pub mod sending;
 pub mod store;

@@ -36,8 +36,7 @@ use crate::gateway::{Fetched, GatewayAddress, GatewayError, GatewaySession, Mail
 use crate::pull::PullClient;
 use crate::store::Profile;
 use qanat_mixnet::MailboxItem;
-
-use crate::sending::{PULL_BATCH, PULL_FIRST};
+use qanat_mixnet::sending::{PULL_BATCH, PULL_FIRST};
 
 /// Why the client stopped.
 #[derive(Debug, thiserror::Error)]

@@ -7,8 +7,8 @@ use proptest::prelude::*;
 use qanat_client::invite::{
     self, Answer, Gateway, INVITATION_VERSION, Invitation, InviteError, LINK_PREFIX, PendingInvitation,
 };
-use qanat_client::seal::SealKey;
 use qanat_client::store::{Passphrase, Profile, danger};
+use qanat_mixnet::sending::seal::SealKey;
 use qanat_packet::{NodeId, RecipientId};
 use qanat_pki::{LinkAddress, UnixTime};
 
@@ -261,6 +261,35 @@ fn forgetting_expired_records() {
     let much_later = NOW.plus_millis(10 * DAY + invite::GRACE_MS);
     assert_eq!(alice.transaction(|tx| invite::forget_expired(tx, much_later)).unwrap(), 1);
     assert!(alice.keys(invite::NS_PENDING).is_empty());
+}
+
+/// The records in the profile are versioned: a spent invitation's record of the form before row
+/// versions (the time alone) is still read, and a record of a later version is refused by name.
+#[test]
+fn invitation_records_of_every_version_are_read_and_later_ones_refused() {
+    let (_t, mut alice) = profile();
+    let later = NOW.plus_millis(DAY);
+    let record = |v: &[u8]| {
+        let (_t, mut p) = profile();
+        p.put(invite::NS_ANSWERED, &[7; 32], v).unwrap();
+        let r = p.transaction(|tx| invite::forget_expired(tx, later));
+        (r, p.keys(invite::NS_ANSWERED).len())
+    };
+    let at = NOW.as_millis().to_be_bytes();
+    // Before row versions: the time alone; then version 1 and the time. Both past: forgotten.
+    assert_eq!(record(&at).0.unwrap(), 1);
+    assert_eq!(record(&[&[1][..], &at].concat()).0.unwrap(), 1);
+    let (r, kept) = record(&[&[2][..], &at].concat());
+    assert!(matches!(r, Err(InviteError::NewerRecord { found: 2, .. })), "{r:?}");
+    assert!(r.unwrap_err().to_string().contains("newer Qanat"));
+    assert_eq!(kept, 1, "nothing changed");
+    // A pending invitation of a later version, likewise.
+    let mut newer = pending().encode().to_vec();
+    newer[0] = 2;
+    assert!(matches!(PendingInvitation::decode(&newer), Err(InviteError::NewerRecord { found: 2, .. })));
+    alice.put(invite::NS_PENDING, &[8; 32], &newer).unwrap();
+    let r = alice.transaction(|tx| invite::forget_expired(tx, later));
+    assert!(matches!(r, Err(InviteError::NewerRecord { what: "pending invitation", .. })), "{r:?}");
 }
 
 /// base64url without padding, written out here so the test does not trust the code under test.

@@ -21,6 +21,7 @@
 //! Encoding: one tag byte, then fixed-width big-endian fields; the only variable field (an item,
 //! or a pull's list of deletions) is last, after its length. Decoding is strict.
 
+use qanat_codec::{DecodeError, EncodeError, Reader, Writer};
 use thiserror::Error;
 
 /// Longest item a response can carry.
@@ -156,24 +157,24 @@ impl Op {
         }
     }
 
-    fn put(op: Option<&Self>, v: &mut Vec<u8>) {
+    fn put(op: Option<&Self>, w: &mut Writer) {
         let (kind, m, c, n) = match op {
             None => (0u8, [0; 32], [0; 32], 0u64),
             Some(Self::Register { mailbox, credential }) => (1, *mailbox, *credential, 0),
             Some(Self::Unregister { mailbox, credential }) => (2, *mailbox, *credential, 0),
             Some(Self::Delete { mailbox, credential, up_to }) => (3, *mailbox, *credential, *up_to),
         };
-        v.push(kind);
-        v.extend_from_slice(&m);
-        v.extend_from_slice(&c);
-        v.extend_from_slice(&n.to_be_bytes());
+        w.u8(kind);
+        w.raw(&m);
+        w.raw(&c);
+        w.u64(n);
     }
 
     /// One slot: `None` for a dummy (all zeros), strictly.
     fn take(r: &mut Reader<'_>) -> Result<Option<Self>, ProtoError> {
         let kind = r.u8()?;
-        let mailbox = r.take::<32>()?;
-        let credential = r.take::<32>()?;
+        let mailbox = r.array::<32>()?;
+        let credential = r.array::<32>()?;
         let up_to = r.u64()?;
         Ok(match (kind, up_to) {
             (0, 0) if mailbox == [0; 32] && credential == [0; 32] => None,
@@ -338,51 +339,15 @@ pub enum ProtoError {
     Version(u8),
 }
 
-struct Reader<'a>(&'a [u8]);
+impl From<DecodeError> for ProtoError {
+    fn from(_: DecodeError) -> Self {
+        Self::Malformed
+    }
+}
 
-impl<'a> Reader<'a> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], ProtoError> {
-        let (h, rest) = self.0.split_first_chunk::<N>().ok_or(ProtoError::Malformed)?;
-        self.0 = rest;
-        Ok(*h)
-    }
-    fn u8(&mut self) -> Result<u8, ProtoError> {
-        Ok(self.take::<1>()?[0])
-    }
-    fn u16(&mut self) -> Result<u16, ProtoError> {
-        Ok(u16::from_be_bytes(self.take()?))
-    }
-    fn u32(&mut self) -> Result<u32, ProtoError> {
-        Ok(u32::from_be_bytes(self.take()?))
-    }
-    fn u64(&mut self) -> Result<u64, ProtoError> {
-        Ok(u64::from_be_bytes(self.take()?))
-    }
-    fn flag(&mut self) -> Result<bool, ProtoError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(ProtoError::Malformed),
-        }
-    }
-    fn item(&mut self) -> Result<Vec<u8>, ProtoError> {
-        let len = usize::from(self.u16()?);
-        if len > MAX_ITEM_LEN {
-            return Err(ProtoError::Malformed);
-        }
-        Ok(self.bytes(len)?.to_vec())
-    }
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], ProtoError> {
-        if self.0.len() < n {
-            return Err(ProtoError::Malformed);
-        }
-        let (h, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(h)
-    }
-    /// The rest must be zero padding (messages travel in fixed-size frames).
-    fn end(self) -> Result<(), ProtoError> {
-        if self.0.iter().all(|&b| b == 0) { Ok(()) } else { Err(ProtoError::Malformed) }
+impl From<EncodeError> for ProtoError {
+    fn from(_: EncodeError) -> Self {
+        Self::Malformed
     }
 }
 
@@ -400,64 +365,66 @@ const PULL_PAD: u8 = 0x86;
 const PULL_HEAD: u8 = 0x87;
 const DOC_CHUNK: u8 = 0x88;
 
-fn put_item(v: &mut Vec<u8>, item: &[u8]) -> Result<(), ProtoError> {
+fn put_item(w: &mut Writer, item: &[u8]) -> Result<(), ProtoError> {
     if item.len() > MAX_ITEM_LEN {
         return Err(ProtoError::Malformed);
     }
-    let len = u16::try_from(item.len()).map_err(|_| ProtoError::Malformed)?;
-    v.extend_from_slice(&len.to_be_bytes());
-    v.extend_from_slice(item);
+    w.bytes16(item);
     Ok(())
+}
+
+fn item(r: &mut Reader<'_>) -> Result<Vec<u8>, ProtoError> {
+    Ok(r.bytes16(MAX_ITEM_LEN, "item")?.to_vec())
 }
 
 impl Request {
     /// The encoding. A [`Request::Pull`] with more than [`PULL_OPS`] operations cannot be
     /// encoded.
     pub fn encode(&self) -> Result<Vec<u8>, ProtoError> {
-        let mut v = Vec::with_capacity(1 + 4 + 64 + 10);
+        let mut w = Writer::with_capacity(1 + 4 + 64 + 10);
         match self {
             Self::Register { id, mailbox, credential } | Self::Unregister { id, mailbox, credential } => {
-                v.push(if matches!(self, Self::Register { .. }) { REGISTER } else { UNREGISTER });
-                v.extend_from_slice(&id.to_be_bytes());
-                v.extend_from_slice(mailbox);
-                v.extend_from_slice(credential);
+                w.u8(if matches!(self, Self::Register { .. }) { REGISTER } else { UNREGISTER });
+                w.u32(*id);
+                w.raw(mailbox);
+                w.raw(credential);
             }
             Self::Fetch { id, mailbox, credential, after, limit } => {
-                v.push(FETCH);
-                v.extend_from_slice(&id.to_be_bytes());
-                v.extend_from_slice(mailbox);
-                v.extend_from_slice(credential);
-                v.extend_from_slice(&after.to_be_bytes());
-                v.extend_from_slice(&limit.to_be_bytes());
+                w.u8(FETCH);
+                w.u32(*id);
+                w.raw(mailbox);
+                w.raw(credential);
+                w.u64(*after);
+                w.u16(*limit);
             }
             Self::Delete { id, mailbox, credential, up_to } => {
-                v.push(DELETE);
-                v.extend_from_slice(&id.to_be_bytes());
-                v.extend_from_slice(mailbox);
-                v.extend_from_slice(credential);
-                v.extend_from_slice(&up_to.to_be_bytes());
+                w.u8(DELETE);
+                w.u32(*id);
+                w.raw(mailbox);
+                w.raw(credential);
+                w.u64(*up_to);
             }
             Self::Pull { id, limit, want, ops } => {
                 if ops.len() > PULL_OPS {
                     return Err(ProtoError::Malformed);
                 }
-                v.push(PULL);
-                v.push(PULL_VERSION);
-                v.extend_from_slice(&id.to_be_bytes());
-                v.extend_from_slice(&limit.to_be_bytes());
-                v.extend_from_slice(&want.epoch.to_be_bytes());
-                v.extend_from_slice(&want.from.to_be_bytes());
+                w.u8(PULL);
+                w.u8(PULL_VERSION);
+                w.u32(*id);
+                w.u16(*limit);
+                w.u64(want.epoch);
+                w.u16(want.from);
                 for i in 0..PULL_OPS {
-                    Op::put(ops.get(i), &mut v);
+                    Op::put(ops.get(i), &mut w);
                 }
             }
         }
-        Ok(v)
+        Ok(w.finish()?)
     }
 
     /// Parses [`Request::encode`], allowing trailing zero padding.
     pub fn decode(b: &[u8]) -> Result<Self, ProtoError> {
-        let mut r = Reader(b);
+        let mut r = Reader::new(b);
         let tag = r.u8()?;
         if tag == PULL {
             // Version 1 had the id here: its first byte reads as a version other than ours.
@@ -478,12 +445,12 @@ impl Request {
                     None => dummy_seen = true,
                 }
             }
-            r.end()?;
+            r.finish_zero_padded()?;
             return Ok(Self::Pull { id, limit, want, ops });
         }
         let id = r.u32()?;
-        let mailbox = r.take::<32>()?;
-        let credential = r.take::<32>()?;
+        let mailbox = r.array::<32>()?;
+        let credential = r.array::<32>()?;
         let req = match tag {
             REGISTER => Self::Register { id, mailbox, credential },
             UNREGISTER => Self::Unregister { id, mailbox, credential },
@@ -495,7 +462,7 @@ impl Request {
             DELETE => Self::Delete { id, mailbox, credential, up_to: r.u64()? },
             _ => return Err(ProtoError::Malformed),
         };
-        r.end()?;
+        r.finish_zero_padded()?;
         Ok(req)
     }
 }
@@ -503,38 +470,38 @@ impl Request {
 impl Response {
     /// The encoding; an item longer than [`MAX_ITEM_LEN`] cannot be encoded.
     pub fn encode(&self) -> Result<Vec<u8>, ProtoError> {
-        let mut v = Vec::new();
+        let mut w = Writer::new();
         match self {
             Self::Ok { id } => {
-                v.push(OK);
-                v.extend_from_slice(&id.to_be_bytes());
+                w.u8(OK);
+                w.u32(*id);
             }
             Self::Error { id, code } => {
-                v.push(ERROR);
-                v.extend_from_slice(&id.to_be_bytes());
-                v.push(code.to_byte());
+                w.u8(ERROR);
+                w.u32(*id);
+                w.u8(code.to_byte());
             }
             Self::Message { id, seq, item } => {
-                v.push(MESSAGE);
-                v.extend_from_slice(&id.to_be_bytes());
-                v.extend_from_slice(&seq.to_be_bytes());
-                put_item(&mut v, item)?;
+                w.u8(MESSAGE);
+                w.u32(*id);
+                w.u64(*seq);
+                put_item(&mut w, item)?;
             }
             Self::Pulled { id, more, mailbox, seq, item } => {
-                v.push(PULLED);
-                v.extend_from_slice(&id.to_be_bytes());
-                v.push(u8::from(*more));
-                v.extend_from_slice(mailbox);
-                v.extend_from_slice(&seq.to_be_bytes());
-                put_item(&mut v, item)?;
+                w.u8(PULLED);
+                w.u32(*id);
+                w.flag(*more);
+                w.raw(mailbox);
+                w.u64(*seq);
+                put_item(&mut w, item)?;
             }
             Self::PullHead { id, more, results } => {
-                v.push(PULL_HEAD);
-                v.push(PULL_VERSION);
-                v.extend_from_slice(&id.to_be_bytes());
-                v.push(u8::from(*more));
+                w.u8(PULL_HEAD);
+                w.u8(PULL_VERSION);
+                w.u32(*id);
+                w.flag(*more);
                 for r in results {
-                    v.push(match r {
+                    w.u8(match r {
                         OpResult::Done => 0,
                         OpResult::Failed(c) => c.to_byte(),
                     });
@@ -544,30 +511,30 @@ impl Response {
                 if bytes.len() > MAX_CHUNK_LEN || index >= count {
                     return Err(ProtoError::Malformed);
                 }
-                v.push(DOC_CHUNK);
-                v.extend_from_slice(&id.to_be_bytes());
-                v.extend_from_slice(&epoch.to_be_bytes());
-                v.extend_from_slice(&index.to_be_bytes());
-                v.extend_from_slice(&count.to_be_bytes());
-                put_item(&mut v, bytes)?;
+                w.u8(DOC_CHUNK);
+                w.u32(*id);
+                w.u64(*epoch);
+                w.u16(*index);
+                w.u16(*count);
+                put_item(&mut w, bytes)?;
             }
             Self::PullPad { id, more } => {
-                v.push(PULL_PAD);
-                v.extend_from_slice(&id.to_be_bytes());
-                v.push(u8::from(*more));
+                w.u8(PULL_PAD);
+                w.u32(*id);
+                w.flag(*more);
             }
             Self::FetchDone { id, more } => {
-                v.push(FETCH_DONE);
-                v.extend_from_slice(&id.to_be_bytes());
-                v.push(u8::from(*more));
+                w.u8(FETCH_DONE);
+                w.u32(*id);
+                w.flag(*more);
             }
         }
-        Ok(v)
+        Ok(w.finish()?)
     }
 
     /// Parses [`Response::encode`], allowing trailing zero padding.
     pub fn decode(b: &[u8]) -> Result<Self, ProtoError> {
-        let mut r = Reader(b);
+        let mut r = Reader::new(b);
         let tag = r.u8()?;
         if tag == PULL_HEAD {
             let version = r.u8()?;
@@ -583,7 +550,7 @@ impl Response {
                     c => OpResult::Failed(ErrorCode::from_byte(c)?),
                 };
             }
-            r.end()?;
+            r.finish_zero_padded()?;
             return Ok(Self::PullHead { id, more, results });
         }
         let id = r.u32()?;
@@ -592,21 +559,21 @@ impl Response {
             ERROR => Self::Error { id, code: ErrorCode::from_byte(r.u8()?)? },
             MESSAGE => {
                 let seq = r.u64()?;
-                Self::Message { id, seq, item: r.item()? }
+                Self::Message { id, seq, item: item(&mut r)? }
             }
             FETCH_DONE => Self::FetchDone { id, more: r.flag()? },
             PULLED => {
                 let more = r.flag()?;
-                let mailbox = r.take::<32>()?;
+                let mailbox = r.array::<32>()?;
                 let seq = r.u64()?;
-                Self::Pulled { id, more, mailbox, seq, item: r.item()? }
+                Self::Pulled { id, more, mailbox, seq, item: item(&mut r)? }
             }
             PULL_PAD => Self::PullPad { id, more: r.flag()? },
             DOC_CHUNK => {
                 let epoch = r.u64()?;
                 let index = r.u16()?;
                 let count = r.u16()?;
-                let bytes = r.item()?;
+                let bytes = item(&mut r)?;
                 if bytes.len() > MAX_CHUNK_LEN || index >= count {
                     return Err(ProtoError::Malformed);
                 }
@@ -614,14 +581,43 @@ impl Response {
             }
             _ => return Err(ProtoError::Malformed),
         };
-        r.end()?;
+        r.finish_zero_padded()?;
         Ok(resp)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// `b` is `encoding` followed by zero padding only.
+    fn padded(encoding: &[u8], b: &[u8]) -> bool {
+        b.starts_with(encoding) && b[encoding.len()..].iter().all(|&x| x == 0)
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_decode_without_panic_and_re_encode(
+            tag in prop_oneof![1..=5u8, 0x81..=0x88u8, any::<u8>()],
+            version in prop_oneof![Just(PULL_VERSION), any::<u8>()],
+            head in proptest::collection::vec(prop_oneof![Just(0u8), Just(1u8), any::<u8>()], 0..700),
+            pad in 0..600usize,
+        ) {
+            let mut b = vec![tag, version];
+            b.extend_from_slice(&head);
+            b.resize(b.len() + pad, 0);
+            for b in [&b[..], &b[..1], &b[1..]] {
+                if let Ok(req) = Request::decode(b) {
+                    prop_assert!(padded(&req.encode().unwrap(), b));
+                }
+                if let Ok(resp) = Response::decode(b) {
+                    prop_assert!(padded(&resp.encode().unwrap(), b));
+                }
+            }
+        }
+    }
 
     #[test]
     fn round_trips_with_padding() {
@@ -676,6 +672,55 @@ mod tests {
             b.resize(2000, 0);
             assert_eq!(Response::decode(&b), Ok(r));
         }
+    }
+
+    #[test]
+    fn encodings_are_pinned() {
+        let fetch =
+            Request::Fetch { id: 0x0102_0304, mailbox: [5; 32], credential: [6; 32], after: 7, limit: 8 };
+        let mut want = vec![FETCH, 1, 2, 3, 4];
+        want.extend_from_slice(&[5; 32]);
+        want.extend_from_slice(&[6; 32]);
+        want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 7, 0, 8]);
+        assert_eq!(fetch.encode().unwrap(), want);
+
+        let del = Op::Delete { mailbox: [1; 32], credential: [2; 32], up_to: 3 };
+        let pull = Request::Pull { id: 9, limit: 4, want: Want { epoch: 5, from: 6 }, ops: vec![del] };
+        let b = pull.encode().unwrap();
+        assert_eq!(b[..18], [PULL, PULL_VERSION, 0, 0, 0, 9, 0, 4, 0, 0, 0, 0, 0, 0, 0, 5, 0, 6]);
+        assert_eq!(b[18], 3);
+        assert_eq!(b[19..51], [1; 32]);
+        assert_eq!(b[51..83], [2; 32]);
+        assert_eq!(b[83..91], [0, 0, 0, 0, 0, 0, 0, 3]);
+        assert!(b[91..].iter().all(|&x| x == 0));
+        assert_eq!(b.len(), 18 + PULL_OPS * OP_LEN);
+
+        let pulled = Response::Pulled { id: 1, more: true, mailbox: [4; 32], seq: 2, item: vec![9, 9, 9] };
+        let mut want = vec![PULLED, 0, 0, 0, 1, 1];
+        want.extend_from_slice(&[4; 32]);
+        want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 2, 0, 3, 9, 9, 9]);
+        assert_eq!(pulled.encode().unwrap(), want);
+
+        let head = Response::PullHead {
+            id: 1,
+            more: false,
+            results: [
+                OpResult::Done,
+                OpResult::Failed(ErrorCode::Version),
+                OpResult::Done,
+                OpResult::Done,
+                OpResult::Done,
+                OpResult::Done,
+                OpResult::Done,
+                OpResult::Failed(ErrorCode::Internal),
+            ],
+        };
+        assert_eq!(head.encode().unwrap(), [PULL_HEAD, PULL_VERSION, 0, 0, 0, 1, 0, 0, 5, 0, 0, 0, 0, 0, 4]);
+        let chunk = Response::DocChunk { id: 2, epoch: 3, index: 0, count: 1, bytes: vec![7] };
+        assert_eq!(
+            chunk.encode().unwrap(),
+            [DOC_CHUNK, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 1, 0, 1, 7]
+        );
     }
 
     #[test]

@@ -1,9 +1,21 @@
-//! IO-free node logic for Qanat's mix network: the mix node and the gateway.
+//! IO-free logic of Qanat's mix network, in the order a message travels: the client's sending
+//! layer, the gateway, the mix node, and the gateway again up to the mailbox pulls.
+//!
+//! - [`sending`]: the client's end: the Poisson schedule, payloads, the seal, packets and SURBs,
+//!   the outbox that resends until acknowledged; and, for the recipient, the inbox and the
+//!   acknowledgements it owes.
+//! - [`gateway`]: a client's packets into the first mix layer (ingress); last hops into the
+//!   mailbox store, acknowledged once durable (egress).
+//! - [`mix`]: unwrap, replay filters ([`replay`]), the sender's delays, loop cover; [`resend`]:
+//!   the last mix's packets kept until their gateway acknowledges them.
+//! - [`client_proto`] and [`pull`]: the client–gateway control messages and the gateway's side of
+//!   the fixed-length pulls from the mailboxes.
+//! - [`time`] and [`topology`]: what they all share: simulated time, exponential sampling, the
+//!   epoch's layers and gateways, and paths through them.
 //!
 //! Every function takes bytes, the current [`Time`] and an RNG, and returns what to send; the
-//! node process (the networking layer) owns sockets, clocks and storage. This makes every
-//! behaviour testable on a deterministic simulated network with simulated time (see
-//! `tests/sim.rs`).
+//! node and client processes own sockets, clocks and storage. This makes every behaviour testable
+//! on a deterministic simulated network with simulated time (see `tests/sim.rs`).
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -15,6 +27,7 @@ pub mod mix;
 pub mod pull;
 pub mod replay;
 pub mod resend;
+pub mod sending;
 pub mod time;
 pub mod topology;
 

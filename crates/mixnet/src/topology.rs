@@ -1,10 +1,11 @@
 //! The part of the directory a node or client needs to build routes: for one epoch, the mixes of
-//! each layer and the gateways, with their packet keys. Built from the verified directory
-//! document by the caller.
+//! each layer and the gateways, with their packet keys. Built from a verified directory document
+//! by [`Topology::from_document`], for nodes and clients alike.
 
 use core::time::Duration;
 
 use qanat_packet::{NodeDelay, NodeId, PathHop, PublicKey, RecipientId, RoutingCommand, SurbId};
+use qanat_pki::Document;
 use rand_core::Rng;
 
 use crate::time::exponential;
@@ -39,6 +40,18 @@ pub enum Position {
 }
 
 impl Topology {
+    /// The routes a verified document gives for its epoch: its layers and gateways, each node
+    /// with its packet key for the epoch (a node without one is left out). The one conversion
+    /// from the directory to the cores' topology.
+    pub fn from_document(doc: &Document) -> Self {
+        let epoch = doc.epoch();
+        let hop = |id: NodeId| doc.packet_key(&id, epoch).map(|k| Hop { id, key: k.clone() });
+        let layers =
+            (0..doc.layer_count()).map(|l| doc.layer(l).filter_map(|n| hop(n.id())).collect()).collect();
+        let gateways = doc.gateways().filter_map(|n| hop(n.id())).collect();
+        Self { epoch: epoch.0, layers, gateways }
+    }
+
     /// Where `id` sits, if it is in the topology.
     pub fn position(&self, id: &NodeId) -> Option<Position> {
         if self.gateways.iter().any(|h| h.id == *id) {

@@ -30,6 +30,7 @@
 //! [`Reassembler`] refuses, from the first chunk's header, any message longer than its bound
 //! (which depends on who is at the other end), so a peer cannot make it buffer more.
 
+use qanat_codec::{DecodeError, Reader, Writer};
 use qanat_link::FrameSize;
 use qanat_pki::Epoch;
 use qanat_pki::authority::MAX_PEER_MESSAGE_LEN;
@@ -185,20 +186,21 @@ impl Message {
         let (tag, body): (u8, &[u8]) = match self {
             Self::PeerMessage(b) => (TAG_PEER, b),
             Self::UploadDescriptor(b) => (TAG_UPLOAD, b),
-            Self::GetDocument(e) => {
-                let mut out = vec![TAG_GET];
-                out.extend_from_slice(&e.0.to_be_bytes());
-                return out;
-            }
+            Self::GetDocument(_) => (TAG_GET, &[]),
             Self::Ok => (TAG_OK, &[]),
-            Self::Error(c) => return vec![TAG_ERROR, *c as u8],
+            Self::Error(_) => (TAG_ERROR, &[]),
             Self::Document(b) => (TAG_DOCUMENT, b),
             Self::NotYet => (TAG_NOT_YET, &[]),
         };
-        let mut out = Vec::with_capacity(1 + body.len());
-        out.push(tag);
-        out.extend_from_slice(body);
-        out
+        let mut w = Writer::with_capacity(1 + 8 + body.len());
+        w.u8(tag);
+        match self {
+            Self::GetDocument(e) => w.u64(e.0),
+            Self::Error(c) => w.u8(*c as u8),
+            _ => w.raw(body),
+        }
+        // Nothing here has a length prefix: the writer cannot fail.
+        w.finish().unwrap_or_default()
     }
 
     /// Strictly decodes one message of at most `max_len` bytes.
@@ -206,36 +208,38 @@ impl Message {
         if bytes.len() > max_len {
             return Err(ProtoError::TooLarge);
         }
-        let (&tag, body) = bytes.split_first().ok_or(ProtoError::Truncated)?;
-        let nonempty = |b: &[u8]| if b.is_empty() { Err(ProtoError::Empty) } else { Ok(b.to_vec()) };
-        let empty = |b: &[u8]| if b.is_empty() { Ok(()) } else { Err(ProtoError::Trailing) };
-        Ok(match tag {
-            TAG_PEER => Self::PeerMessage(nonempty(body)?),
-            TAG_UPLOAD => Self::UploadDescriptor(nonempty(body)?),
-            TAG_GET => {
-                let arr: [u8; 8] = match body.len() {
-                    n if n < 8 => return Err(ProtoError::Truncated),
-                    8 => body.try_into().map_err(|_| ProtoError::Truncated)?,
-                    _ => return Err(ProtoError::Trailing),
-                };
-                Self::GetDocument(Epoch(u64::from_be_bytes(arr)))
+        let mut r = Reader::new(bytes);
+        let tag = r.u8()?;
+        let m = match tag {
+            TAG_PEER => Self::PeerMessage(nonempty(r.rest())?),
+            TAG_UPLOAD => Self::UploadDescriptor(nonempty(r.rest())?),
+            TAG_GET => Self::GetDocument(Epoch(r.u64()?)),
+            TAG_OK => Self::Ok,
+            TAG_ERROR => {
+                let code = r.u8()?;
+                // A fixed body of the wrong length is that, whatever its byte.
+                r.clone().finish()?;
+                Self::Error(ErrorCode::from_u8(code).ok_or(ProtoError::UnknownCode)?)
             }
-            TAG_OK => {
-                empty(body)?;
-                Self::Ok
-            }
-            TAG_ERROR => match body {
-                [] => return Err(ProtoError::Truncated),
-                [c] => Self::Error(ErrorCode::from_u8(*c).ok_or(ProtoError::UnknownCode)?),
-                _ => return Err(ProtoError::Trailing),
-            },
-            TAG_DOCUMENT => Self::Document(nonempty(body)?),
-            TAG_NOT_YET => {
-                empty(body)?;
-                Self::NotYet
-            }
+            TAG_DOCUMENT => Self::Document(nonempty(r.rest())?),
+            TAG_NOT_YET => Self::NotYet,
             _ => return Err(ProtoError::UnknownTag),
-        })
+        };
+        r.finish()?;
+        Ok(m)
+    }
+}
+
+fn nonempty(body: &[u8]) -> Result<Vec<u8>, ProtoError> {
+    if body.is_empty() { Err(ProtoError::Empty) } else { Ok(body.to_vec()) }
+}
+
+impl From<DecodeError> for ProtoError {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::TrailingBytes { .. } => Self::Trailing,
+            _ => Self::Truncated,
+        }
     }
 }
 
@@ -257,12 +261,13 @@ pub fn to_chunks(message: &Message, size: FrameSize) -> Result<Vec<Vec<u8>>, Pro
     let count = u32::try_from(bytes.len().div_ceil(cap)).map_err(|_| ProtoError::TooLarge)?;
     let mut out = Vec::with_capacity(bytes.len().div_ceil(cap));
     for (i, data) in (0u32..).zip(bytes.chunks(cap)) {
-        let mut c = Vec::with_capacity(CHUNK_HEADER_LEN + data.len());
-        c.push(VERSION);
-        c.extend_from_slice(&i.to_be_bytes());
-        c.extend_from_slice(&count.to_be_bytes());
-        c.extend_from_slice(data);
-        out.push(c);
+        let mut w = Writer::with_capacity(CHUNK_HEADER_LEN + data.len());
+        w.u8(VERSION);
+        w.u32(i);
+        w.u32(count);
+        w.raw(data);
+        // No length prefix: the writer cannot fail.
+        out.push(w.finish().unwrap_or_default());
     }
     Ok(out)
 }
@@ -295,15 +300,12 @@ impl Reassembler {
     }
 
     fn push_inner(&mut self, chunk: &[u8]) -> Result<Option<Message>, ProtoError> {
-        if chunk.len() < CHUNK_HEADER_LEN {
-            return Err(ProtoError::Truncated);
-        }
-        let (head, data) = chunk.split_at(CHUNK_HEADER_LEN);
-        if head[0] != VERSION {
+        let mut r = Reader::new(chunk);
+        let (version, index, count) = (r.u8()?, r.u32()?, r.u32()?);
+        let data = r.rest();
+        if version != VERSION {
             return Err(ProtoError::Version);
         }
-        let index = u32::from_be_bytes([head[1], head[2], head[3], head[4]]);
-        let count = u32::from_be_bytes([head[5], head[6], head[7], head[8]]);
         if count == 0 || index >= count || data.is_empty() || data.len() > self.cap {
             return Err(ProtoError::BadChunk);
         }

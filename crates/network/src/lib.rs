@@ -1,7 +1,8 @@
 //! What Qanat's clients and nodes share about a network: the network file and `[network]` table
 //! ([`config`]), the link settings of a geometry ([`link_config`]), the authorities' chunked
-//! control protocol ([`authority_proto`]) and fetching and verifying their documents
-//! ([`directory`]).
+//! control protocol ([`authority_proto`]), fetching and verifying their documents
+//! ([`directory`]), the wall clock ([`wall_now`]) and durable atomic file writes
+//! ([`file`](mod@file)).
 //!
 //! This crate exists so that the client core (`qanat-client`) needs no node code: no mailbox
 //! store, no Redis, no node runtime. A phone build takes `qanat-client` and, through it, only
@@ -13,6 +14,7 @@
 pub mod authority_proto;
 pub mod config;
 pub mod directory;
+pub mod file;
 
 use std::time::SystemTime;
 
@@ -22,10 +24,10 @@ use qanat_pki::UnixTime;
 
 pub use config::{AuthorityPeer, ClientGateway, ClientNetwork, ConfigError, NetworkConfig};
 
-/// The current wall-clock time. A clock before 1970 reads as 0.
+/// The current wall-clock time: the one place nodes and clients read the clock as a
+/// [`UnixTime`]. A clock before 1970 reads as 0.
 pub fn wall_now() -> UnixTime {
-    let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    UnixTime::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    UnixTime::from_system_time(SystemTime::now())
 }
 
 /// No link frame size carries the network's packets.

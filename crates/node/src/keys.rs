@@ -38,12 +38,14 @@
 //! [`SecretKey`]) and every buffer holding secret bytes is [`Zeroizing`].
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read as _, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::fs::{self, File};
+use std::io::{self, Read as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
+use qanat_codec::{Reader, Writer};
 use qanat_link::LinkSecretKey;
+use qanat_network::file::{Access, write_atomically};
 use qanat_packet::{Scheme, SecretKey};
 use qanat_pki::{Epoch, EpochPeriod, IdentitySecret, UnixTime};
 use rand_core::CryptoRng;
@@ -59,7 +61,6 @@ const HEADER_LEN: usize = 8 + 1 + 1 + 1 + 1 + 8 + 2;
 const CHECKSUM_LEN: usize = 32;
 /// Largest key file accepted (bigger than any key, smaller than anything worth reading).
 const MAX_FILE_LEN: u64 = 4096;
-const FILE_MODE: u32 = 0o600;
 const DIR_MODE: u32 = 0o700;
 
 /// Which packet keys a node keeps.
@@ -322,21 +323,24 @@ fn remove_temp_files(dir: &Path) -> Result<(), KeyStoreError> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), KeyStoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir, "sync the directory"))
+    qanat_network::file::sync_dir(dir).map_err(io_err(dir, "sync the directory"))
 }
 
 /// Encodes a key file.
 fn encode(kind: u8, scheme: u8, epoch: u64, body: &[u8]) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(HEADER_LEN + body.len() + CHECKSUM_LEN));
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[VERSION, kind, scheme, 0]);
-    out.extend_from_slice(&epoch.to_be_bytes());
-    // Bodies are at most 96 bytes (fixed key sizes).
-    out.extend_from_slice(&u16::try_from(body.len()).unwrap_or(u16::MAX).to_be_bytes());
-    out.extend_from_slice(body);
-    let sum = Sha256::digest(out.as_slice());
-    out.extend_from_slice(&sum);
-    out
+    // The exact length, so that the buffer holding the secret never moves.
+    let mut w = Writer::with_capacity(HEADER_LEN + body.len() + CHECKSUM_LEN);
+    w.raw(MAGIC);
+    w.raw(&[VERSION, kind, scheme, 0]);
+    w.u64(epoch);
+    w.bytes16(body);
+    let sum = Sha256::digest(w.as_slice());
+    w.raw(&sum);
+    let (bytes, error) = w.into_parts();
+    let bytes = Zeroizing::new(bytes);
+    // Bodies are at most 96 bytes (fixed key sizes), so the prefix always fits; were it not to,
+    // the empty file would be refused as truncated at the next start, never read as a key.
+    if error.is_some() { Zeroizing::new(Vec::new()) } else { bytes }
 }
 
 /// A decoded key file.
@@ -354,19 +358,20 @@ fn decode(path: &Path, bytes: &[u8], kind: u8) -> Result<Decoded, KeyStoreError>
             format!("truncated: {} bytes, a key file has at least {min}", bytes.len()),
         ));
     }
-    if bytes.get(..8) != Some(MAGIC.as_slice()) {
+    let malformed = |e: qanat_codec::DecodeError| corrupt(path, e.to_string());
+    let mut r = Reader::new(bytes);
+    if r.array::<8>().map_err(malformed)? != *MAGIC {
         return Err(corrupt(path, "not a Qanat key file (bad magic)"));
     }
-    let b = |i: usize| bytes.get(i).copied().unwrap_or(0);
-    if b(8) != VERSION {
-        return Err(corrupt(path, format!("unsupported format version {}", b(8))));
+    let [version, file_kind, scheme, _reserved] = r.array().map_err(malformed)?;
+    if version != VERSION {
+        return Err(corrupt(path, format!("unsupported format version {version}")));
     }
-    if b(9) != kind {
-        return Err(corrupt(path, format!("holds a key of kind {}, expected {kind}", b(9))));
+    if file_kind != kind {
+        return Err(corrupt(path, format!("holds a key of kind {file_kind}, expected {kind}")));
     }
-    let mut epoch = [0u8; 8];
-    epoch.copy_from_slice(bytes.get(12..20).unwrap_or(&[0; 8]));
-    let body_len = usize::from(u16::from_be_bytes([b(20), b(21)]));
+    let epoch = r.u64().map_err(malformed)?;
+    let body_len = usize::from(r.u16().map_err(malformed)?);
     let total = HEADER_LEN + body_len + CHECKSUM_LEN;
     if bytes.len() != total {
         return Err(corrupt(
@@ -374,12 +379,13 @@ fn decode(path: &Path, bytes: &[u8], kind: u8) -> Result<Decoded, KeyStoreError>
             format!("{} bytes, its header says {total} (truncated or extended)", bytes.len()),
         ));
     }
-    let (content, sum) = bytes.split_at(HEADER_LEN + body_len);
-    if Sha256::digest(content).as_slice() != sum {
+    let body = r.raw(body_len).map_err(malformed)?;
+    let sum = r.array::<CHECKSUM_LEN>().map_err(malformed)?;
+    r.finish().map_err(malformed)?;
+    if Sha256::digest(bytes.get(..HEADER_LEN + body_len).unwrap_or_default()).as_slice() != sum {
         return Err(corrupt(path, "checksum mismatch (the file was altered or damaged)"));
     }
-    let body = Zeroizing::new(content.get(HEADER_LEN..).unwrap_or(&[]).to_vec());
-    Ok(Decoded { scheme: b(10), epoch: u64::from_be_bytes(epoch), body })
+    Ok(Decoded { scheme, epoch, body: Zeroizing::new(body.to_vec()) })
 }
 
 fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyStoreError> {
@@ -447,31 +453,11 @@ fn load_packet_keys(dir: &Path) -> Result<BTreeMap<Epoch, SecretKey>, KeyStoreEr
 /// Writes a key file atomically with mode 0600.
 fn write_key(path: &Path, kind: u8, scheme: u8, epoch: u64, body: &[u8]) -> Result<(), KeyStoreError> {
     let bytes = encode(kind, scheme, epoch, body);
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&tmp)
-            .map_err(io_err(&tmp, "create the temporary key file"))?;
-        // The umask cannot widen 0600, but make the mode explicit in case the file system
-        // ignored it.
-        f.set_permissions(fs::Permissions::from_mode(FILE_MODE))
-            .map_err(io_err(&tmp, "set the key file's permissions"))?;
-        f.write_all(&bytes).map_err(io_err(&tmp, "write the key file"))?;
-        f.sync_all().map_err(io_err(&tmp, "sync the key file"))?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(io_err(path, "rename the key file into place"))?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    write_atomically(path, &bytes, Access::OwnerOnly).map_err(|e| KeyStoreError::Io {
+        path: e.path,
+        op: e.step,
+        source: e.source,
+    })
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use qanat_codec::Reader;
 use qanat_mixnet::ReplayBatch;
 use qanat_packet::ReplayTag;
 use sha2::{Digest as _, Sha256};
@@ -157,25 +158,32 @@ fn checksum(epoch: u64, tags: &[u8]) -> [u8; SUM_LEN] {
     out
 }
 
-fn header(epoch: u64) -> [u8; HEADER_LEN] {
-    let mut h = [0u8; HEADER_LEN];
-    h[..8].copy_from_slice(MAGIC);
-    h[8] = VERSION;
-    h[16..].copy_from_slice(&epoch.to_be_bytes());
-    h
+fn header(epoch: u64) -> Vec<u8> {
+    let mut w = qanat_codec::Writer::with_capacity(HEADER_LEN);
+    w.raw(MAGIC);
+    w.u8(VERSION);
+    w.raw(&[0; 7]);
+    w.u64(epoch);
+    // Fixed fields only: the writer cannot fail.
+    w.finish().unwrap_or_default()
 }
 
 /// Appends the batch records of `tags` (split at [`MAX_BATCH_TAGS`]) to `out`.
 fn encode_batches(epoch: u64, tags: &[ReplayTag], out: &mut Vec<u8>) {
+    let mut w = qanat_codec::Writer::with_capacity(
+        tags.len() * TAG_LEN + tags.len().div_ceil(MAX_BATCH_TAGS) * (4 + SUM_LEN),
+    );
     for chunk in tags.chunks(MAX_BATCH_TAGS) {
-        out.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
-        let start = out.len();
+        w.count32(chunk.len());
+        let start = w.len();
         for t in chunk {
-            out.extend_from_slice(&t.0);
+            w.raw(&t.0);
         }
-        let sum = checksum(epoch, out.get(start..).unwrap_or(&[]));
-        out.extend_from_slice(&sum);
+        let sum = checksum(epoch, w.as_slice().get(start..).unwrap_or(&[]));
+        w.raw(&sum);
     }
+    // A batch has at most `MAX_BATCH_TAGS` tags: its count always fits.
+    out.extend_from_slice(&w.finish().unwrap_or_default());
 }
 
 /// A log read back: its tags and the length of its good prefix (a torn last batch cut off).
@@ -196,8 +204,8 @@ enum Batch<'a> {
 /// The batch record at `off` of a log of `epoch`, or why it is damage.
 fn batch_at(b: &[u8], off: usize, epoch: u64) -> Result<Batch<'_>, String> {
     let tail = b.get(off..).unwrap_or(&[]);
-    let Some(count) = tail.first_chunk::<4>() else { return Ok(Batch::End) };
-    let count = u32::from_be_bytes(*count) as usize;
+    let mut r = Reader::new(tail);
+    let Ok(count) = r.u32() else { return Ok(Batch::End) };
     if count == 0 {
         // An extension of the file that was never written (a crash before its sync).
         if tail.iter().all(|x| *x == 0) {
@@ -205,15 +213,13 @@ fn batch_at(b: &[u8], off: usize, epoch: u64) -> Result<Batch<'_>, String> {
         }
         return Err(format!("a batch of no tags at byte {off}"));
     }
-    let need = count.checked_mul(TAG_LEN).and_then(|n| n.checked_add(4 + SUM_LEN)).unwrap_or(usize::MAX);
-    if need > tail.len() {
+    let len = usize::try_from(count).ok().and_then(|n| n.checked_mul(TAG_LEN)).unwrap_or(usize::MAX);
+    let (Ok(body), Ok(sum)) = (r.raw(len), r.array::<SUM_LEN>()) else {
         return Ok(Batch::End); // cut off by a crash
-    }
-    let body = tail.get(4..4 + count * TAG_LEN).unwrap_or(&[]);
-    let sum = tail.get(4 + count * TAG_LEN..need).unwrap_or(&[]);
+    };
     if checksum(epoch, body) == sum {
-        Ok(Batch::Good(body, off + need))
-    } else if need == tail.len() {
+        Ok(Batch::Good(body, off + r.offset()))
+    } else if r.remaining() == 0 {
         Ok(Batch::End) // the last write, not synced before the crash
     } else {
         Err(format!("checksum mismatch in the batch at byte {off}"))
@@ -231,20 +237,23 @@ fn parse(path: &Path, epoch: u64, b: &[u8]) -> Result<Option<Parsed>, ReplayLogE
         }
         return Err(damaged(format!("{} bytes, shorter than its {HEADER_LEN}-byte header", b.len())));
     }
-    if b.get(..8) != Some(MAGIC.as_slice()) {
+    let mut r = Reader::new(b);
+    let (Ok(magic), Ok(version), Ok(reserved), Ok(file_epoch)) =
+        (r.array::<8>(), r.u8(), r.array::<7>(), r.u64())
+    else {
+        return Err(damaged("truncated header".into()));
+    };
+    if magic != *MAGIC {
         return Err(damaged("not a Qanat replay log (bad magic)".into()));
     }
-    let version = b.get(8).copied().unwrap_or(0);
     if version != VERSION {
         return Err(ReplayLogError::Version { path: path.to_owned(), epoch, version });
     }
-    if b.get(9..16).is_some_and(|r| r.iter().any(|x| *x != 0)) {
+    if reserved != [0; 7] {
         return Err(damaged("reserved header bytes are not zero".into()));
     }
-    let mut e = [0u8; 8];
-    e.copy_from_slice(b.get(16..24).unwrap_or(&[0; 8]));
-    if u64::from_be_bytes(e) != epoch {
-        return Err(damaged(format!("holds the tags of epoch {}, not {epoch}", u64::from_be_bytes(e))));
+    if file_epoch != epoch {
+        return Err(damaged(format!("holds the tags of epoch {file_epoch}, not {epoch}")));
     }
     let mut tags = Vec::new();
     let mut off = HEADER_LEN;
@@ -533,9 +542,7 @@ impl WriterState {
                 .and_then(|()| f.write_all(&header(epoch)))
                 .and_then(|()| f.sync_all())
                 .map_err(io_err(path, "write the replay log's header"))?;
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err(&self.dir, "sync the directory"))?;
+            qanat_network::file::sync_dir(&self.dir).map_err(io_err(&self.dir, "sync the directory"))?;
             self.metrics.bytes.fetch_add(HEADER_LEN as u64, Ordering::Relaxed);
             self.lens.insert(epoch, HEADER_LEN as u64);
             f

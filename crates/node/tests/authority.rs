@@ -11,12 +11,13 @@ use chacha20::rand_core::SeedableRng;
 use qanat_link::{
     Connection, Frame, FrameSize, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, connect,
 };
+use qanat_network::wall_now;
 use qanat_node::runtime::authority_proto::{MAX_RESPONSE_LEN, Message, Reassembler, to_chunks};
 use qanat_node::runtime::{AuthorityLink, AuthorityRuntimeConfig, spawn_authority};
 use qanat_packet::{Geometry, Scheme, SecretKey};
 use qanat_pki::{
     Authority, AuthorityConfig, AuthoritySet, Document, Epoch, EpochPeriod, IdentitySecret, LinkAddress,
-    NodeDescriptor, Parameters, ParametersConfig, Role, UnixTime,
+    NodeDescriptor, Parameters, ParametersConfig, Role,
 };
 
 const SCHEME: Scheme = Scheme::X25519Kem;
@@ -30,11 +31,6 @@ fn link_config() -> LinkConfig {
     let mut c = LinkConfig::new(size());
     c.reconnect_max = Duration::from_millis(500);
     c
-}
-
-fn wall_now() -> UnixTime {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-    UnixTime::from_millis(d.as_millis() as u64)
 }
 
 /// One request/answer exchange on a node's connection.
@@ -194,6 +190,15 @@ async fn three_authorities_agree_on_a_document_of_uploaded_nodes() {
     let want: BTreeSet<_> = node_ids.iter().map(|s| s.public().node_id()).collect();
     assert_eq!(ids, want);
     assert_eq!(doc.gateways().count(), 1);
+    // Its routes, as nodes and clients take them: a mix per layer and the gateway, each with its
+    // packet key for the epoch.
+    let topology = qanat_mixnet::Topology::from_document(&doc);
+    assert_eq!(topology.epoch, target.0);
+    assert_eq!(topology.layers.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
+    assert_eq!(topology.gateways.len(), 1);
+    for hop in topology.layers.iter().flatten().chain(&topology.gateways) {
+        assert_eq!(Some(&hop.key), doc.packet_key(&hop.id, target));
+    }
     // Documents are larger than one frame: they came in chunks.
     assert!(docs[0].len() > size().max_control_len());
     for h in &handles {

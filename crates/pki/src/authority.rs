@@ -52,7 +52,7 @@ use crate::identity::{Domain, IDENTITY_KEY_LEN, IdentityKey, IdentitySecret, SIG
 use crate::params::Parameters;
 use crate::time::{Epoch, UnixTime};
 use crate::vote::{MAX_VOTE_LEN, REVEAL_LEN, SignedReveal, SignedVote, commit, tabulate};
-use crate::wire::{Reader, Writer};
+use crate::wire::{Reader, Writer, encoded};
 
 const TAG_VOTE: u8 = 1;
 const TAG_REVEAL: u8 = 2;
@@ -578,15 +578,15 @@ impl Authority {
         let mut w = Writer::new();
         w.u8(TAG_CERT);
         // At most one vote and one reveal per configured authority (MAX_AUTHORITIES).
-        w.u8(u8::try_from(round.votes.len()).unwrap_or(u8::MAX));
+        w.count8(round.votes.len());
         for v in round.votes.values() {
             w.bytes32(v.as_bytes());
         }
-        w.u8(u8::try_from(round.reveals.len()).unwrap_or(u8::MAX));
+        w.count8(round.reveals.len());
         for r in round.reveals.values() {
             w.raw(r.as_bytes());
         }
-        let message = w.into_bytes();
+        let message = encoded(w);
         self.broadcast(&[&message]);
     }
 
@@ -609,7 +609,7 @@ impl Authority {
                 w.u64(target.0);
                 w.raw(me.as_bytes());
                 w.raw(&sig);
-                let message = w.into_bytes();
+                let message = encoded(w);
                 self.broadcast(&[&message]);
             }
         }

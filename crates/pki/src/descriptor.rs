@@ -26,7 +26,7 @@ use crate::error::{AddressError, BuildError, DecodeError};
 use crate::identity::{Domain, IDENTITY_KEY_LEN, IdentityKey, IdentitySecret, SIGNATURE_LEN};
 use crate::params::decode_scheme;
 use crate::time::Epoch;
-use crate::wire::{Reader, Writer, split_signature};
+use crate::wire::{Reader, Writer, encoded, split_signature};
 
 /// Longest link address.
 pub const MAX_ADDRESS_LEN: usize = 255;
@@ -185,11 +185,11 @@ impl NodeDescriptor {
         w.bytes16(&self.link_key);
         w.bytes8(self.scheme().name().as_bytes());
         // Bounded by MAX_PACKET_KEYS.
-        w.u8(u8::try_from(self.packet_keys.len()).unwrap_or(u8::MAX));
+        w.count8(self.packet_keys.len());
         for k in &self.packet_keys {
             w.raw(&k.to_bytes());
         }
-        w.into_bytes()
+        encoded(w)
     }
 
     fn decode_body(body: &[u8]) -> Result<Self, DecodeError> {

@@ -23,7 +23,7 @@ use crate::error::{ConfigError, DecodeError, VerifyError};
 use crate::identity::{Domain, IDENTITY_KEY_LEN, IdentityKey, SIGNATURE_LEN};
 use crate::params::Parameters;
 use crate::time::Epoch;
-use crate::wire::{Reader, Writer};
+use crate::wire::{Reader, Writer, encoded};
 
 /// Most authorities in a set: nine, which tolerates four faulty or offline (deployed mix
 /// networks run three to five). The bound matters because a cert relays every authority's vote
@@ -158,7 +158,7 @@ impl Body {
         self.params.encode(&mut w);
         w.raw(&self.shared_random);
         // Tabulation includes at most MAX_NODES (votes hold no more).
-        w.u16(u16::try_from(self.nodes.len()).unwrap_or(u16::MAX));
+        w.count16(self.nodes.len());
         for n in &self.nodes {
             w.u8(match n.position {
                 Position::Gateway => 0,
@@ -166,7 +166,7 @@ impl Body {
             });
             w.bytes16(n.signed.as_bytes());
         }
-        w.into_bytes()
+        encoded(w)
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
@@ -213,12 +213,12 @@ pub(crate) fn encode_document(body: &[u8], sigs: &Signatures) -> Vec<u8> {
     let mut w = Writer::new();
     w.bytes32(body);
     // The signers are configured authorities, at most MAX_AUTHORITIES.
-    w.u8(u8::try_from(sigs.len()).unwrap_or(u8::MAX));
+    w.count8(sigs.len());
     for (k, s) in sigs {
         w.raw(k.as_bytes());
         w.raw(s);
     }
-    w.into_bytes()
+    encoded(w)
 }
 
 /// Splits an encoded document into its body (not decoded) and its signature list (keys parsed,

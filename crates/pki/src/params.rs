@@ -47,7 +47,7 @@ use qanat_packet::{Geometry, Scheme};
 
 use crate::error::{BuildError, DecodeError};
 use crate::time::EpochPeriod;
-use crate::wire::{Reader, Writer};
+use crate::wire::{Reader, Writer, encoded};
 
 /// A rate of events, in millionths of an event per second.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -304,7 +304,7 @@ impl Parameters {
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::new();
         self.encode(&mut w);
-        w.into_bytes()
+        encoded(w)
     }
 }
 

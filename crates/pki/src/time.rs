@@ -45,6 +45,22 @@ impl UnixTime {
         Self(millis)
     }
 
+    /// The Unix time of the wall-clock reading `t` (which the caller takes: nothing here reads a
+    /// clock). A time before 1970 is 0; one beyond `u64::MAX` milliseconds saturates.
+    pub fn from_system_time(t: std::time::SystemTime) -> Self {
+        let ms = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        Self(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+
+    /// This time as a `SystemTime`; one the platform cannot represent (past the year 9999 on
+    /// some) reads as the end of 9999.
+    pub fn to_system_time(self) -> std::time::SystemTime {
+        let end_of_9999 = Duration::from_secs(253_402_300_799);
+        std::time::UNIX_EPOCH
+            .checked_add(Duration::from_millis(self.0))
+            .unwrap_or(std::time::UNIX_EPOCH + end_of_9999)
+    }
+
     /// Milliseconds since the Unix epoch.
     pub const fn as_millis(self) -> u64 {
         self.0
@@ -266,6 +282,21 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_times_convert_both_ways() {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        let t = UNIX_EPOCH + Duration::from_millis(1_767_225_600_123);
+        assert_eq!(UnixTime::from_system_time(t), UnixTime::from_millis(1_767_225_600_123));
+        assert_eq!(UnixTime::from_millis(1_767_225_600_123).to_system_time(), t);
+        // Sub-millisecond parts are dropped; times before 1970 read as 0.
+        assert_eq!(
+            UnixTime::from_system_time(t + Duration::from_micros(999)),
+            UnixTime::from_millis(1_767_225_600_123)
+        );
+        assert_eq!(UnixTime::from_system_time(UNIX_EPOCH - Duration::from_secs(1)), UnixTime::from_millis(0));
+        let _: SystemTime = UnixTime::from_millis(u64::MAX).to_system_time();
+    }
 
     #[test]
     fn genesis_is_2026() {

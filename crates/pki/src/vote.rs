@@ -41,7 +41,7 @@ use crate::error::{ConsensusFailure, DecodeError};
 use crate::identity::{Domain, IDENTITY_KEY_LEN, IdentityKey, IdentitySecret, SIGNATURE_LEN};
 use crate::params::Parameters;
 use crate::time::Epoch;
-use crate::wire::{Reader, Writer, split_signature};
+use crate::wire::{Reader, Writer, encoded, split_signature};
 
 const VERSION: u8 = 1;
 /// Longest signed vote.
@@ -92,11 +92,11 @@ impl SignedVote {
         w.raw(secret.public().as_bytes());
         params.encode(&mut w);
         w.raw(&commit);
-        w.u16(u16::try_from(descriptors.len()).unwrap_or(u16::MAX));
+        w.count16(descriptors.len());
         for d in &descriptors {
             w.bytes16(d.as_bytes());
         }
-        let mut bytes = w.into_bytes();
+        let mut bytes = encoded(w);
         let sig = secret.sign(Domain::Vote, &bytes);
         bytes.extend_from_slice(&sig);
         Self { bytes, epoch, authority: secret.public(), params: params.clone(), commit, descriptors }

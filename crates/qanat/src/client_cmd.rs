@@ -20,8 +20,9 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use qanat_client::control::{self, MessageOut, Request, Response, SOCKET_FILE, ThreadOut};
 use qanat_client::engine::{Engine, EngineConfig};
 use qanat_client::runtime::{self, RuntimeConfig};
-use qanat_client::sending::TrafficProfile;
 use qanat_client::store::{DATABASE_FILE, HEADER_FILE, PASSPHRASE_ENV, Passphrase, Profile, StoreError};
+use qanat_mixnet::sending::TrafficProfile;
+use qanat_network::file::{Access, write_atomically};
 use qanat_node::config::ClientNetwork;
 use rand::SeedableRng as _;
 use rand::rngs::{StdRng, SysRng};
@@ -193,7 +194,10 @@ pub(crate) fn init(
     let mut rng = os_rng()?;
     let setup = Engine::init(&mut profile, chosen.identity.node_id(), traffic, &mut rng)
         .map_err(|e| anyhow!("{e}"))
-        .and_then(|()| write_atomically(home, NETWORK_FILE, &text));
+        .and_then(|()| {
+            // Which network and gateway the user chose is theirs alone, as the profile is.
+            write_atomically(&home.join(NETWORK_FILE), &text, Access::OwnerOnly).map_err(Into::into)
+        });
     if let Err(e) = setup {
         // Undo: the directory held no profile before.
         drop(profile);
@@ -229,14 +233,6 @@ pub(crate) fn init(
         );
         println!("Next: `qanat run --home {}` keeps the client connected.", home.display());
     }
-    Ok(())
-}
-
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let path = dir.join(name);
-    std::fs::write(&tmp, bytes).with_context(|| format!("{}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("{}", path.display()))?;
     Ok(())
 }
 

@@ -22,8 +22,8 @@ use std::time::Duration;
 use qanat_client::control::{Request, Response};
 use qanat_client::engine::{Engine, EngineConfig, EngineEvent};
 use qanat_client::runtime::{self, ClientHandle, RuntimeConfig};
-use qanat_client::sending::TrafficProfile;
 use qanat_client::store::{Passphrase, Profile, danger};
+use qanat_mixnet::sending::TrafficProfile;
 use qanat_node::config::ClientNetwork;
 use tokio::sync::broadcast;
 

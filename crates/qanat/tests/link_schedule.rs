@@ -16,11 +16,11 @@ use chacha20::ChaCha20Rng;
 use chacha20::rand_core::{Rng as _, SeedableRng as _};
 use qanat_client::gateway::MailboxAccess;
 use qanat_client::pull::PullClient;
-use qanat_client::sending::{PULL_BATCH, PULL_FIRST, Rates, Schedule};
 use qanat_link::FrameSize;
 use qanat_mixnet::Time;
 use qanat_mixnet::client_proto::{Op, OpResult, PULL_OPS, Request, Response};
 use qanat_mixnet::pull::{PullServer, PulledItem};
+use qanat_mixnet::sending::{PULL_BATCH, PULL_FIRST, Rates, Schedule};
 use qanat_packet::{Geometry, Scheme};
 use qanat_sim::stats::ks_two_sample;
 

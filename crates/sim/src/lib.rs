@@ -4,7 +4,7 @@
 //!   seeded RNG that drives the **real** cores: [`qanat_mixnet::Mix`] (Sphinx unwrap, replay
 //!   filters, the sender's exponential delays, loop cover at λ_M) and [`qanat_mixnet::Gateway`]
 //!   (ingress into layer 1, egress into mailboxes), and simulated clients built from the
-//!   **real** sending layer of [`qanat_client::sending`] (`Schedule` of Poisson payload, loop
+//!   **real** sending layer of [`qanat_mixnet::sending`] (`Schedule` of Poisson payload, loop
 //!   and drop slots; `Outbox` with SURB acknowledgements and resends; `cover_packet`). A run
 //!   returns what a global passive adversary sees ([`Observation`]: time and endpoints of every
 //!   packet on every link, nothing else) apart from the ground truth used only for scoring.

@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::{Rng, SeedableRng};
-use qanat_client::sending::{
+use qanat_mixnet::sending::seal::{self, SealKey};
+use qanat_mixnet::sending::{
     MessageId, NetworkView, Outbox, Payload, Rates, ResendPolicy, Route, Schedule, Slot, ack_packet,
     cover_packet,
 };
@@ -240,7 +241,7 @@ pub(crate) fn slot_packet(
     sphinx: &Sphinx,
     rng: &mut ChaCha20Rng,
 ) -> Result<Option<Vec<u8>>, SimError> {
-    let err = |e: qanat_client::sending::RouteError| SimError::Packet(e.to_string());
+    let err = |e: qanat_mixnet::sending::RouteError| SimError::Packet(e.to_string());
     Ok(match slot {
         Slot::Payload => {
             if let Some(a) = c.acks.iter().position(|(at, _)| *at <= now).and_then(|i| c.acks.remove(i)) {
@@ -607,7 +608,7 @@ impl Sim<'_> {
             if client.outbox.handle_reply(sphinx, item.id, &item.body) {
                 continue;
             }
-            let Ok(plain) = qanat_client::seal::open(&seal_key(req.mailbox), &item.id.0, &item.body) else {
+            let Ok(plain) = seal::open(&seal_key(req.mailbox), &item.id.0, &item.body) else {
                 continue;
             };
             if let Ok(Payload::Data { surb, message_id, index, .. }) =
@@ -634,6 +635,6 @@ impl Sim<'_> {
 
 /// A mailbox's seal key in the simulation: derived from the mailbox id (the seal's secrecy plays
 /// no part in what the simulation measures; its cost and the items' form do).
-pub(crate) fn seal_key(mailbox: RecipientId) -> qanat_client::seal::SealKey {
-    qanat_client::seal::SealKey(mailbox.0)
+pub(crate) fn seal_key(mailbox: RecipientId) -> SealKey {
+    SealKey(mailbox.0)
 }

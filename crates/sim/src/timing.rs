@@ -13,8 +13,8 @@
 use std::time::Duration;
 
 #[cfg(doc)]
-use qanat_client::sending::Outbox;
-use qanat_client::sending::{Route, Schedule, Slot};
+use qanat_mixnet::sending::Outbox;
+use qanat_mixnet::sending::{Rates, Route, Schedule, Slot};
 use qanat_mixnet::{Time, exponential};
 
 use crate::net::{Config, Setup, SimError, slot_packet};
@@ -46,11 +46,7 @@ pub fn inter_departures(
     let client = &mut clients[0];
     let r = config.rates;
     if sender == Sender::Naive {
-        client.schedule = Schedule::new(qanat_client::sending::Rates {
-            payload: 0.0,
-            loops: r.loops,
-            drops: r.payload + r.drops,
-        });
+        client.schedule = Schedule::new(Rates { payload: 0.0, loops: r.loops, drops: r.payload + r.drops });
     }
     let mut next_message = Time::ZERO + exponential(rng, Duration::from_secs_f64(1.0 / r.payload.max(1e-6)));
     let mut departures: Vec<Time> = Vec::with_capacity(packets + 1);

@@ -13,15 +13,15 @@
 //! fragments of messages that never complete: the one fragment of a message that claims
 //! [`MAX_FRAGMENTS`] fragments, all but the last of a short one; and fragments that contradict
 //! earlier ones, or claim more fragments than the codec takes. The user's
-//! [`Inbox`](crate::sending::Inbox) bounds what they make it hold; this module is the attack its
-//! tests run, in this crate's simulated network and through a devnet
+//! [`Inbox`](qanat_mixnet::sending::Inbox) bounds what they make it hold; this module is the
+//! attack its tests run, in this crate's simulated network and through a devnet
 //! (`crates/qanat/tests/hostile_fragments.rs`).
 //!
 //! [`Engine::forged_fragment`] builds one such packet on the profile's real route: the payload
 //! written by the codec ([`Payload::encode`]), with a SURB back to the sender's home mailbox made
-//! as the [`Outbox`](crate::sending::Outbox) makes its SURBs, sealed to the mailbox and wrapped by
-//! [`sealed_packet`](crate::sending::sealed_packet). Until reassembly it is an honest DATA
-//! packet in every byte the user (or the gateway) sees. [`IncompleteMessages`] plans a stream of
+//! as the [`Outbox`](qanat_mixnet::sending::Outbox) makes its SURBs, sealed to the mailbox and
+//! wrapped by [`sealed_packet`](qanat_mixnet::sending::sealed_packet). Until reassembly it is an
+//! honest DATA packet in every byte the user (or the gateway) sees. [`IncompleteMessages`] plans a stream of
 //! them and counts what it made, so that a test knows what the user must hold, refuse and drop.
 //!
 //! ## Why packets, and not a message queued in the outbox
@@ -56,9 +56,11 @@ use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::{BasicCredential, Capabilities, Ciphersuite, CredentialWithKey, KeyPackage};
 use openmls_basic_credential::SignatureKeyPair;
 
-use super::{Content, Engine, EngineError, Kind, ThreadState, ms};
+use super::rows::{Kind, ThreadState};
+use super::wire::Content;
+use super::{Engine, EngineError, ms};
 use crate::mls::{CIPHERSUITE, MlsError, PendingJoin};
-use crate::sending::{self, MAX_FRAGMENTS, MessageId, Payload, PayloadError};
+use qanat_mixnet::sending::{self, MAX_FRAGMENTS, MessageId, Payload, PayloadError};
 
 /// A KeyPackage that verifies and names nobody (its credential is its bare per-conversation
 /// key, as every Qanat client's), of the conversations' ciphersuite, that no conversation can

@@ -10,8 +10,9 @@
 //!   kind 3 MLS      an MLS PrivateMessage of the conversation that owns the mailbox
 //! ```
 //!
-//! Every packet's payload is sealed to the mailbox's owner (`crate::seal`), and everything here
-//! is end-to-end encrypted besides; nothing in clear names a conversation or a person.
+//! Every packet's payload is sealed to the mailbox's owner (`qanat_mixnet::sending::seal`), and
+//! everything here is end-to-end encrypted besides; nothing in clear names a conversation or a
+//! person.
 //!
 //! # Content: the plaintext of an MLS application message
 //!

@@ -66,13 +66,14 @@ pub(crate) mod rank;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_memory_storage::MemoryStorage;
 use openmls_rust_crypto::RustCrypto;
+use qanat_pki::UnixTime;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -422,6 +423,8 @@ fn create_config(config: &Config) -> MlsGroupCreateConfig {
         .build()
 }
 
+/// The same settings as [`create_config`], on openmls's other builder (the two share no trait,
+/// and a create config cannot be built from a join config).
 fn join_config(config: &Config) -> MlsGroupJoinConfig {
     MlsGroupJoinConfig::builder()
         .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
@@ -464,7 +467,7 @@ fn wire(message: &MlsMessageOut) -> Result<Vec<u8>, MlsError> {
 }
 
 fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    UnixTime::from_system_time(t).as_millis()
 }
 
 fn duration_ms(d: Duration) -> u64 {
@@ -843,7 +846,7 @@ impl Conversation {
             .then(|| self.state.leave_requests.values().min().map(|s| s.saturating_add(fallback)))
             .flatten();
         let at = decide.into_iter().chain(leave).min()?;
-        Some(UNIX_EPOCH + Duration::from_millis(at))
+        Some(UnixTime::from_millis(at).to_system_time())
     }
 
     fn poll(&mut self, now: SystemTime) -> Result<Output, MlsError> {

@@ -23,6 +23,7 @@
 //! passes; a node that cannot be reached during a re-check is skipped (it serves nothing while
 //! unreachable and is checked once it is back).
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use redis::{AsyncConnectionConfig, IntoConnectionInfo, RedisConnectionInfo, Value};
@@ -242,6 +243,69 @@ fn config_value(v: &Value, name: &str) -> Option<String> {
             .find(|(k, _)| text(k).is_some_and(|n| n.eq_ignore_ascii_case(name)))
             .and_then(|(_, v)| text(v)),
         _ => None,
+    }
+}
+
+impl super::RedisStore {
+    /// Asks every node that serves (as `CLUSTER NODES` lists them) for its persistence settings
+    /// (see the module's doc). `strict` (at connect): a node that cannot be reached is an error;
+    /// otherwise it is skipped. Records the outcome: a refusal makes appends fail until a later
+    /// check passes.
+    pub(super) async fn check_persistence(&self, strict: bool) -> Result<(), StoreError> {
+        let outcome = self.persistence_verdict(strict).await;
+        if let Ok(mut refused) = self.refused.lock() {
+            *refused =
+                outcome.as_ref().err().filter(|e| matches!(e, StoreError::UnsafePersistence { .. })).cloned();
+        }
+        outcome
+    }
+
+    async fn persistence_verdict(&self, strict: bool) -> Result<(), StoreError> {
+        let fail = |detail: String| StoreError::Connect { target: self.target.clone(), detail };
+        let login = Login {
+            username: self.username.as_deref(),
+            password: self.password.as_deref(),
+            timeout: self.connect_timeout,
+        };
+        // The node list from the first seed that answers.
+        let mut nodes = Err(String::new());
+        for seed in &self.seeds {
+            nodes = list_nodes(seed, &login).await;
+            if nodes.is_ok() {
+                break;
+            }
+        }
+        let nodes = nodes.map_err(fail)?;
+        let answers = futures_util::future::join_all(nodes.iter().map(|n| ask(n, &login))).await;
+        let mut checked = BTreeSet::new();
+        for (node, answer) in nodes.iter().zip(answers) {
+            match answer {
+                Ok(verdict) => {
+                    if let Some(e) = refusal(&node.name(), verdict, self.trust_unverified) {
+                        return Err(e);
+                    }
+                    if node.master {
+                        checked.insert(node.name());
+                    }
+                }
+                Err(Unreached::Connect(e)) if strict => {
+                    return Err(fail(format!(
+                        "cannot reach {} to check its persistence settings: {e}",
+                        node.name()
+                    )));
+                }
+                Err(Unreached::Connect(_)) => {}
+            }
+        }
+        if let Ok(mut masters) = self.checked_masters.lock() {
+            *masters = checked;
+        }
+        Ok(())
+    }
+
+    /// The error a re-check left, if any.
+    pub(super) fn refused(&self) -> Option<StoreError> {
+        self.refused.lock().ok().and_then(|r| r.clone())
     }
 }
 

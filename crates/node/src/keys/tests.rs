@@ -1,3 +1,5 @@
+use std::os::unix::fs::PermissionsExt as _;
+
 use super::*;
 use chacha20::ChaCha20Rng;
 use rand_core::SeedableRng as _;

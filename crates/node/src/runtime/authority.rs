@@ -6,7 +6,7 @@
 //!   and their keys are not known in advance (a node's link key is in its descriptor). Only
 //!   connections tagged as an authority may carry `PeerMessage`s.
 //! - Messages use the chunked control protocol of [`super::authority_proto`].
-//! - The core runs on wall-clock time ([`UnixTime`]): the main loop feeds it uploads and peer
+//! - The core runs on wall-clock time ([`UnixTime`](qanat_pki::UnixTime)): the main loop feeds it uploads and peer
 //!   messages, sleeps until [`Authority::next_timeout`], and carries out what
 //!   [`Authority::poll`] returns: `Send` goes to the peer's [`PeerLink`] (a full queue drops the
 //!   message, counted: the cert relay makes the protocol tolerate loss), `Publish` replaces the
@@ -16,12 +16,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use qanat_link::{
     Frame, FrameSender, FrameSize, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, Listener, PeerLink,
 };
-use qanat_pki::{Action, Authority, Epoch, IdentityKey, UnixTime};
+use qanat_network::wall_now;
+use qanat_pki::{Action, Authority, Epoch, IdentityKey};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -154,12 +155,6 @@ enum Remote {
 enum Event {
     Peer(Vec<u8>),
     Descriptor(Vec<u8>, oneshot::Sender<Message>),
-}
-
-/// The current wall-clock time (the pki core's clock). A clock before 1970 reads as 0.
-fn wall_now() -> UnixTime {
-    let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    UnixTime::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 /// Starts an authority around `core`.

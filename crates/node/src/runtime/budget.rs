@@ -3,11 +3,12 @@
 //!
 //! - **Packets**: a session may send packets at `slack × (λ_P + λ_L + λ_D)` per second (the
 //!   directory's client rates: what a client of the busiest profile sends, see
-//!   `qanat_client::sending::TrafficProfile::rates`) with a burst of `packet_burst`. An honest
-//!   client sends a Poisson stream at (at most) that sum, so it almost never comes near: with the
-//!   defaults (slack 4, burst 32) it would need 32 packets more than four times its mean in some
-//!   stretch of time; for a window of `t` seconds at 0.3 packets per second the chance of that is
-//!   below 10⁻²⁰ for every `t`. A packet beyond the budget is dropped before the core sees it
+//!   `qanat_mixnet::sending::TrafficProfile::rates`; the largest of the last epochs' rates, so
+//!   that a client still on an earlier epoch is not cut off) with a burst of `packet_burst`. An
+//!   honest client sends a Poisson stream at (at most) that sum, so it almost never comes near:
+//!   with the defaults (slack 4, burst 32) it would need 32 packets more than four times its mean
+//!   in some stretch of time; for a window of `t` seconds at 0.3 packets per second the chance of
+//!   that is below 10⁻²⁰ for every `t`. A packet beyond the budget is dropped before the core sees it
 //!   and counted; client packets are never acknowledged, so none is acknowledged and then
 //!   dropped. Until the gateway has a directory document, it knows no rate and applies none
 //!   (it cannot forward anything without a topology either).
@@ -16,6 +17,7 @@
 //!   (its operation slot says `Unavailable`, which the client retries in a later pull); the
 //!   session and its other operations go on.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -72,6 +74,37 @@ impl ClientRate {
     }
 }
 
+/// The client rates of the last epochs the directory described, kept by the gateway's main loop:
+/// sessions get the largest, so that a client still on an epoch with higher rates is not cut
+/// off.
+#[derive(Debug, Clone)]
+pub(crate) struct RecentClientRates {
+    rates: BTreeMap<u64, f64>,
+    keep: usize,
+}
+
+impl RecentClientRates {
+    /// Keeps the rates of the last `keep` epochs (at least one).
+    pub(crate) fn new(keep: usize) -> Self {
+        Self { rates: BTreeMap::new(), keep: keep.max(1) }
+    }
+
+    /// Records the client rate of `epoch` and returns the rate sessions get now (the largest of
+    /// the epochs kept); `None`, recording nothing, when `rate` is not positive (the directory
+    /// said nothing).
+    pub(crate) fn insert(&mut self, epoch: u64, rate: f64) -> Option<f64> {
+        if rate > 0.0 {
+            self.rates.insert(epoch, rate);
+            while self.rates.len() > self.keep {
+                self.rates.pop_first();
+            }
+            Some(self.rates.values().copied().fold(0.0, f64::max))
+        } else {
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +144,21 @@ mod tests {
         assert_eq!(r.get(), Some(1.5));
         r.set(f64::NAN);
         assert_eq!(r.get(), None);
+    }
+
+    #[test]
+    fn sessions_get_the_largest_client_rate_of_the_last_epochs() {
+        let mut r = RecentClientRates::new(4);
+        assert_eq!(r.insert(1, 5.0), Some(5.0));
+        // A lower rate does not cut off clients still on the earlier epoch.
+        for e in 2..=4 {
+            assert_eq!(r.insert(e, 1.0), Some(5.0));
+        }
+        // Epoch 1 leaves once four later epochs are kept.
+        assert_eq!(r.insert(5, 1.5), Some(1.5));
+        // An epoch without a rate changes nothing.
+        assert_eq!(r.insert(6, 0.0), None);
+        assert_eq!(r.insert(6, f64::NAN), None);
+        assert_eq!(r.insert(7, 1.0), Some(1.5));
     }
 }

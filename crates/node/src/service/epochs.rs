@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use qanat_link::LinkPublicKey;
-use qanat_mixnet::{EpochWindow, Hop, Time, Topology};
+use qanat_mixnet::{EpochWindow, Time, Topology};
 use qanat_packet::{Geometry, NodeId, SecretKey};
 use qanat_pki::{Document, Epoch, EpochPeriod, Position, UnixTime};
 
@@ -104,10 +104,7 @@ pub fn update_from(
         return Err(Unusable::Period);
     }
     let epoch = doc.epoch();
-    let hop = |id: NodeId| doc.packet_key(&id, epoch).map(|k| Hop { id, key: k.clone() });
-    let layers = (0..doc.layer_count()).map(|l| doc.layer(l).filter_map(|n| hop(n.id())).collect()).collect();
-    let gateways = doc.gateways().filter_map(|n| hop(n.id())).collect();
-    let topology = Topology { epoch: epoch.0, layers, gateways };
+    let topology = Topology::from_document(doc);
     let mut peers = HashMap::new();
     let mut unreachable = 0;
     for n in doc.nodes() {

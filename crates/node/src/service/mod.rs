@@ -472,7 +472,7 @@ async fn start_gateway<S: MailboxStore>(
         let mut every = tokio::time::interval(EXPIRE_EVERY);
         loop {
             every.tick().await;
-            let now = qanat_mailbox::UnixTime(wall_now().as_secs());
+            let now = crate::runtime::gateway::store_now();
             match store.expire(now).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(expired = n, "messages past retention deleted"),

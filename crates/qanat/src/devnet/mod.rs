@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use qanat_link::http;
+use qanat_network::file::{Access, write_atomically};
 use qanat_packet::Scheme;
 use rustix::process::{Pid, Signal, kill_process, test_kill_process};
 use serde::{Deserialize, Serialize};
@@ -69,11 +70,7 @@ fn read_manifest(dir: &Path) -> Result<Manifest> {
 }
 
 fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
-    let path = dir.join(MANIFEST);
-    let tmp = dir.join(format!("{MANIFEST}.tmp"));
-    fs::write(&tmp, serde_json::to_vec_pretty(m)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+    Ok(write_atomically(&dir.join(MANIFEST), &serde_json::to_vec_pretty(m)?, Access::Default)?)
 }
 
 /// Whether `pid` is alive and still runs the node of `config`.

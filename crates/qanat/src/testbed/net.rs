@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use qanat_network::file::{Access, write_atomically};
 use rustix::process::Signal;
 use serde::{Deserialize, Serialize};
 
@@ -115,10 +116,9 @@ impl Tracker {
     }
 
     fn save(&self) -> Result<()> {
-        let tmp = self.dir.join(format!("{MANIFEST}.tmp"));
-        fs::write(&tmp, serde_json::to_vec_pretty(&self.m)?)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        fs::rename(&tmp, self.dir.join(MANIFEST)).context("cannot write the testbed manifest")
+        let bytes = serde_json::to_vec_pretty(&self.m)?;
+        write_atomically(&self.dir.join(MANIFEST), &bytes, Access::Default)
+            .context("cannot write the testbed manifest")
     }
 
     /// Creates namespace `name` (recorded before it exists: a crash in between leaves a name

@@ -6,22 +6,30 @@
 //! the user could no longer speak. Instead the acknowledgements wait here, grouped by who will
 //! read them ([`AckGroup`]: the mailbox a contact writes to, or one message in a group, where
 //! members share the mailbox), and one reply carries every pending fragment of its group that
-//! fits ([`crate::sending::AckEntry`]: a bitmap per message). The engine gives them at most every
+//! fits ([`AckEntry`]: a bitmap per message). The engine gives them at most every
 //! other payload slot when its own messages wait.
 //!
 //! What others can make this queue hold is bounded ([`MAX_PENDING`] fragments, [`MAX_SURBS`]
 //! SURBs a group) and expires ([`ACK_TTL`]): what falls out is counted, and is never lost, because
 //! its sender resends every fragment it has no acknowledgement for and a duplicate is acknowledged
 //! again.
+//!
+//! # What others learn
+//!
+//! A reply leaves in a payload slot like any packet, through the SURB its sender made, and lands
+//! in the sender's own mailbox as an item like any other (see [`super::packets`]): no observer or
+//! gateway tells it from a message or a loop. The sender learns which fragments arrived, and
+//! only for what it sent to the mailbox the SURB's message went to.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
-use qanat_mixnet::Time;
 use qanat_packet::Sphinx;
 use rand_core::CryptoRng;
 
-use crate::sending::{self, AckEntry, MessageId};
+use super::packets::acks_packet;
+use super::payload::{AckEntry, MessageId, ack_capacity};
+use crate::Time;
 
 /// At most this many fragments wait for an acknowledgement (beyond it, the oldest group's are
 /// dropped: their senders resend).
@@ -148,7 +156,7 @@ impl AckQueue {
             self.forget(group);
             return None;
         };
-        let room = sending::ack_capacity(sphinx.geometry());
+        let room = ack_capacity(sphinx.geometry());
         let mut used = 0;
         let mut entries = Vec::new();
         for (&id, indices) in &p.entries {
@@ -185,7 +193,7 @@ impl AckQueue {
         } else {
             self.order.push_back(group);
         }
-        match sending::acks_packet(sphinx, &surb, entries, rng) {
+        match acks_packet(sphinx, &surb, entries, rng) {
             Ok(packet) => Some(packet.packet),
             Err(_) => {
                 // A SURB that cannot carry a reply (it came from the contact): what it was to

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::SeedableRng;
-use qanat_client::seal::{self, SealKey};
-use qanat_client::sending::{NetworkView, Outbox, Payload, ResendPolicy, Route, ack_packet, cover_packet};
+use qanat_mixnet::sending::seal::{self, SealKey};
+use qanat_mixnet::sending::{NetworkView, Outbox, Payload, ResendPolicy, Route, ack_packet, cover_packet};
 use qanat_mixnet::{
     AckToken, EpochWindow, Gateway, GatewayConfig, Hop, MailboxItem, StoreRequest, Time, Topology,
 };

@@ -1,4 +1,4 @@
-//! The cost of sealed mailbox items: `cargo bench -p qanat-client --bench seal` prints a Markdown
+//! The cost of sealed mailbox items: `cargo bench -p qanat-mixnet --bench seal` prints a Markdown
 //! table.
 //!
 //! - seal / open: `seal::seal` and `seal::open` of one forward payload (1,536 bytes at the
@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::SeedableRng;
-use qanat_client::seal::{self, SealKey};
-use qanat_client::sending::{NetworkView, Route, sealed_packet};
+use qanat_mixnet::sending::seal::{self, SealKey};
+use qanat_mixnet::sending::{NetworkView, Route, sealed_packet};
 use qanat_mixnet::{Destination, Hop, Topology, path_hops};
 use qanat_packet::{Geometry, NodeId, RecipientId, Scheme, SecretKey, Sphinx};
 

@@ -1,0 +1,135 @@
+//! What time does: resends, MLS decisions whose window is over, invitations and replaced
+//! mailboxes that expire, and what is forgotten of received messages.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use qanat_mixnet::Time;
+use qanat_pki::UnixTime;
+use rand_core::CryptoRng;
+
+use crate::invite;
+use crate::mls::{Conversation, MlsError};
+use qanat_mixnet::sending::{self, Schedule};
+
+use super::persist::Write;
+use super::rows::{NS_FRAG, NS_GROUP_INVITES, NS_PARTIAL, NS_SEEN, NS_THREAD, ThreadState};
+use super::{Engine, EngineError, EngineEvent, GROUP_INVITATION_TTL, core_time, ms};
+
+/// How often expired invitation records are dropped.
+pub(super) const FORGET_EVERY: Duration = Duration::from_secs(3600);
+
+impl Engine {
+    /// Lets time pass: resends overdue fragments and decides MLS epochs whose window is over.
+    pub fn handle_timeout<R: CryptoRng>(&mut self, now: SystemTime, rng: &mut R) -> Result<(), EngineError> {
+        self.outbox.handle_timeout(core_time(now));
+        let r = self.expire_invitations(now);
+        self.go_on("expiring invitations", r)?;
+        let due: Vec<[u8; 16]> = self
+            .convs
+            .iter()
+            .filter(|(_, c)| c.next_deadline().is_some_and(|d| d <= now))
+            .map(|(t, _)| *t)
+            .collect();
+        for t in due {
+            let Some(c) = self.convs.get_mut(&t) else { continue };
+            let out = match c.tick(now) {
+                Ok(out) => out,
+                Err(MlsError::Internal(e)) => return Err(EngineError::Mls(MlsError::Internal(e))),
+                // Not fatal: a conversation we are out of, or a commit that failed to apply.
+                Err(_) => {
+                    self.stats.rejected += 1;
+                    continue;
+                }
+            };
+            self.dirty_convs.push(t);
+            let r = self.dispatch(t, out, now, rng);
+            self.go_on("a conversation's deadline", r)?;
+        }
+        self.flush()
+    }
+
+    /// When [`Engine::handle_timeout`] or [`Engine::poll_transmit`] next has work.
+    pub fn poll_timeout(&self) -> Option<SystemTime> {
+        let from_core = |t: Time| UNIX_EPOCH + Duration::from_micros(t.0);
+        [
+            self.schedule.as_ref().and_then(Schedule::poll_timeout).map(from_core),
+            self.outbox.poll_timeout().map(from_core),
+            self.convs.values().filter_map(Conversation::next_deadline).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Drops our invitations that can no longer be answered (their thread, mailbox and cursor),
+    /// and once an hour the expired invitation records.
+    pub(super) fn expire_invitations(&mut self, now: SystemTime) -> Result<(), EngineError> {
+        let now_ms = ms(now);
+        let gone: Vec<[u8; 16]> = self
+            .threads
+            .values()
+            .filter(|t| t.state == ThreadState::Inviting && t.give_up_at_ms.is_some_and(|at| now_ms >= at))
+            .map(|t| t.id)
+            .collect();
+        for id in gone {
+            let Some(t) = self.threads.remove(&id) else { continue };
+            self.writes.push(Write::Del(NS_THREAD, id.to_vec()));
+            self.retire(t.mailbox, t.credential);
+            self.events.push_back(EngineEvent::InvitationExpired { name: t.name });
+        }
+        // Group invitations left unanswered.
+        let ttl = GROUP_INVITATION_TTL.as_millis() as u64;
+        let stale: Vec<[u8; 16]> = self
+            .group_invites
+            .iter()
+            .filter(|(_, r)| now_ms.saturating_sub(r.received_ms) >= ttl)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in stale {
+            self.group_invites.remove(&t);
+            self.writes.push(Write::Del(NS_GROUP_INVITES, t.to_vec()));
+        }
+        // Replaced mailboxes whose grace is over.
+        let done: Vec<[u8; 16]> = self
+            .threads
+            .values()
+            .filter(|t| t.old.is_some_and(|o| now_ms >= o.retire_at_ms))
+            .map(|t| t.id)
+            .collect();
+        for id in done {
+            let Some(o) = self.threads.get_mut(&id).and_then(|t| t.old.take()) else { continue };
+            self.save_thread(id);
+            self.retire(o.mailbox, o.credential);
+        }
+        self.flush()?;
+        if self.last_forget.is_none_or(|at| now.duration_since(at).unwrap_or_default() >= FORGET_EVERY) {
+            self.last_forget = Some(now);
+            self.profile.transaction(|tx| invite::forget_expired(tx, UnixTime::from_millis(now_ms)))?;
+            self.forget_received(now)?;
+        }
+        Ok(())
+    }
+
+    /// Drops what is remembered of received messages past [`sending::REMEMBER_DELIVERED`]: the
+    /// ids of delivered messages (kept so that resent copies are only acknowledged; their
+    /// senders have long stopped) and partly received messages that never completed.
+    pub(super) fn forget_received(&mut self, now: SystemTime) -> Result<(), EngineError> {
+        for (id, count) in self.inbox.expire(core_time(now)) {
+            for i in 0..count {
+                let mut k = id.0.to_vec();
+                k.extend_from_slice(&i.to_be_bytes());
+                k.extend_from_slice(&count.to_be_bytes());
+                self.writes.push(Write::Del(NS_FRAG, k));
+            }
+            self.writes.push(Write::Del(NS_PARTIAL, id.0.to_vec()));
+        }
+        let cutoff = ms(now).saturating_sub(sending::REMEMBER_DELIVERED.as_millis() as u64);
+        for (k, v) in self.profile.scan(NS_SEEN)? {
+            let at = <[u8; 8]>::try_from(v.as_slice()).map(u64::from_be_bytes).unwrap_or(0);
+            if at < cutoff {
+                self.writes.push(Write::Del(NS_SEEN, k));
+            }
+        }
+        self.flush()
+    }
+}

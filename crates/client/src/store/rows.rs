@@ -1,0 +1,118 @@
+//! How a row is named and sealed: the keys derived from the master key, and the row format.
+//!
+//! # Keys
+//!
+//! ```text
+//! aead   = HKDF-SHA256(ikm = master, salt = "", info = "qanat-client store v1 aead")
+//! mac    = HKDF-SHA256(ikm = master, salt = "", info = "qanat-client store v1 row name")
+//! ```
+//!
+//! # Rows
+//!
+//! One table `kv(name BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID`, schema version in
+//! SQLite's `user_version` (1). Each logical entry `(namespace, key) -> value` is one row:
+//!
+//! ```text
+//! name  = HMAC-SHA256(mac, "qanat-client store v1 row\0" ‖ u8 len(ns) ‖ ns ‖ key)
+//! value = nonce (24) ‖ XChaCha20-Poly1305(aead, nonce, plaintext, aad = "qanat-client store v1 row\0" ‖ name)
+//! plaintext = u8 len(ns) ‖ ns ‖ u16 len(key) ‖ key ‖ value
+//! ```
+//!
+//! So the file shows neither namespaces, keys nor values: only the number of rows and their
+//! sizes. A row cannot be moved to another name (the name is authenticated). The logical
+//! namespace and key are inside the ciphertext so that [`Profile::scan`] can work: at open, every
+//! row is decrypted once to build an in-memory index of `(namespace, key)`; a profile is held by
+//! one process at a time, so that index stays true.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::StoreError;
+use super::files::{Reader, random};
+use super::header::{KEY_LEN, XNONCE_LEN};
+
+pub(super) const ROW_DOMAIN: &[u8] = b"qanat-client store v1 row\0";
+pub(super) const INFO_AEAD: &[u8] = b"qanat-client store v1 aead";
+pub(super) const INFO_MAC: &[u8] = b"qanat-client store v1 row name";
+
+/// The keys of an open profile. Zeroized on drop (the AEAD zeroizes its own key).
+pub(super) struct Keys {
+    pub(super) master: Zeroizing<[u8; KEY_LEN]>,
+    pub(super) aead: XChaCha20Poly1305,
+    pub(super) mac: Zeroizing<[u8; KEY_LEN]>,
+}
+
+impl Keys {
+    pub(super) fn new(master: Zeroizing<[u8; KEY_LEN]>) -> Self {
+        let hk = Hkdf::<Sha256>::new(None, master.as_ref());
+        let mut aead_key = Zeroizing::new([0u8; KEY_LEN]);
+        let mut mac = Zeroizing::new([0u8; KEY_LEN]);
+        // Expanding 32 bytes from HKDF-SHA256 cannot fail (the limit is 255 · 32).
+        let _ = hk.expand(INFO_AEAD, aead_key.as_mut());
+        let _ = hk.expand(INFO_MAC, mac.as_mut());
+        let aead = XChaCha20Poly1305::new(&Key::from(*aead_key));
+        Self { master, aead, mac }
+    }
+
+    pub(super) fn row_name(&self, ns: &str, key: &[u8]) -> [u8; 32] {
+        // HMAC takes keys of any length.
+        let Ok(mut m) = <Hmac<Sha256> as KeyInit>::new_from_slice(self.mac.as_ref()) else {
+            return [0; 32];
+        };
+        m.update(ROW_DOMAIN);
+        m.update(&[ns.len() as u8]);
+        m.update(ns.as_bytes());
+        m.update(key);
+        m.finalize().into_bytes().into()
+    }
+
+    pub(super) fn seal(
+        &self,
+        name: &[u8; 32],
+        ns: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        let mut pt = Zeroizing::new(Vec::with_capacity(1 + ns.len() + 2 + key.len() + value.len()));
+        pt.push(ns.len() as u8);
+        pt.extend_from_slice(ns.as_bytes());
+        pt.extend_from_slice(&(key.len() as u16).to_be_bytes());
+        pt.extend_from_slice(key);
+        pt.extend_from_slice(value);
+        let nonce: [u8; XNONCE_LEN] = random()?;
+        let aad = [ROW_DOMAIN, name].concat();
+        let ct = self
+            .aead
+            .encrypt(&XNonce::from(nonce), Payload { msg: &pt, aad: &aad })
+            .map_err(|_| StoreError::InvalidName("value too long"))?;
+        let mut out = Vec::with_capacity(XNONCE_LEN + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// `(namespace, key, value)` of a row, if it is authentic and its name matches its content.
+    pub(super) fn open(&self, name: &[u8], sealed: &[u8]) -> Option<(String, Vec<u8>, Zeroizing<Vec<u8>>)> {
+        let (nonce, ct) = sealed.split_at_checked(XNONCE_LEN)?;
+        let nonce: [u8; XNONCE_LEN] = nonce.try_into().ok()?;
+        let aad = [ROW_DOMAIN, name].concat();
+        let pt =
+            Zeroizing::new(self.aead.decrypt(&XNonce::from(nonce), Payload { msg: ct, aad: &aad }).ok()?);
+        let mut r = Reader(&pt);
+        let ns_len = r.u8()?;
+        let ns = std::str::from_utf8(r.take(ns_len.into())?).ok()?.to_owned();
+        let key_len = r.u16()?;
+        let key = r.take(key_len.into())?.to_vec();
+        let value = Zeroizing::new(r.0.to_vec());
+        let expected = self.row_name(&ns, &key);
+        if !bool::from(expected.ct_eq(name)) {
+            return None;
+        }
+        Some((ns, key, value))
+    }
+}
