@@ -510,22 +510,13 @@ impl PendingInvitation {
         w.bytes16(&inv);
         w.raw(self.secret.as_ref());
         w.raw(self.credential.as_ref());
-        let (bytes, error) = w.into_parts();
-        let bytes = Zeroizing::new(bytes);
-        // Unreachable (see above); an empty record would fail to decode, never read wrong.
-        if error.is_some() { Zeroizing::new(Vec::new()) } else { bytes }
+        secret_record(w)
     }
 
     /// Decodes [`PendingInvitation::encode`]'s bytes, strictly.
     pub fn decode(bytes: &[u8]) -> Result<Self, InviteError> {
         let mut r = Reader::new(bytes);
-        match r.u8()? {
-            PENDING_VERSION => {}
-            v if v > PENDING_VERSION => {
-                return Err(InviteError::NewerRecord { what: "pending invitation", found: v });
-            }
-            _ => return Err(InviteError::Malformed("unknown pending-invitation version")),
-        }
+        check_version(r.u8()?, PENDING_VERSION, "pending invitation", "unknown pending-invitation version")?;
         let invitation = Invitation::decode(r.bytes16(MAX_INVITATION_LEN, "invitation too long")?)?;
         let secret = Zeroizing::new(r.array()?);
         let credential = Zeroizing::new(r.array()?);
@@ -569,22 +560,18 @@ impl Accepted {
         w.raw(&self.mailbox.0);
         w.raw(self.mailbox_credential.as_ref());
         w.bytes32(&self.answer);
-        let (bytes, error) = w.into_parts();
-        let bytes = Zeroizing::new(bytes);
-        // Unreachable (see above); an empty record would fail to decode, never read wrong.
-        if error.is_some() { Zeroizing::new(Vec::new()) } else { bytes }
+        secret_record(w)
     }
 
     /// Decodes [`Accepted::encode`]'s bytes, strictly.
     pub fn decode(bytes: &[u8]) -> Result<Self, InviteError> {
         let mut r = Reader::new(bytes);
-        match r.u8()? {
-            ACCEPTED_VERSION => {}
-            v if v > ACCEPTED_VERSION => {
-                return Err(InviteError::NewerRecord { what: "accepted invitation", found: v });
-            }
-            _ => return Err(InviteError::Malformed("unknown accepted-invitation version")),
-        }
+        check_version(
+            r.u8()?,
+            ACCEPTED_VERSION,
+            "accepted invitation",
+            "unknown accepted-invitation version",
+        )?;
         let invitation = Invitation::decode(r.bytes16(MAX_INVITATION_LEN, "invitation too long")?)?;
         let mailbox = RecipientId(r.array()?);
         let mailbox_credential = Zeroizing::new(r.array()?);
@@ -661,13 +648,8 @@ fn decode_answered(value: &[u8]) -> Result<UnixTime, InviteError> {
     // Before row versions: the time alone (whose first byte is 0 until the year 2,000,000).
     let unversioned = value.len() == 8 && value.first() == Some(&0);
     if !unversioned {
-        match r.u8().map_err(malformed)? {
-            ANSWERED_VERSION => {}
-            v if v > ANSWERED_VERSION => {
-                return Err(InviteError::NewerRecord { what: "answered invitation", found: v });
-            }
-            _ => return Err(InviteError::Malformed("answered record")),
-        }
+        let version = r.u8().map_err(malformed)?;
+        check_version(version, ANSWERED_VERSION, "answered invitation", "answered record")?;
     }
     let at = r.u64().map_err(malformed)?;
     r.finish().map_err(malformed)?;
@@ -742,6 +724,31 @@ pub fn forget_expired(tx: &mut Transaction<'_>, now: UnixTime) -> Result<usize, 
         tx.delete(ns, key)?;
     }
     Ok(gone.len())
+}
+
+/// Checks a profile record's version byte: `current`; a later one is
+/// [`InviteError::NewerRecord`] (the profile was written by a newer Qanat), an earlier one
+/// `Malformed(unknown)`.
+fn check_version(
+    found: u8,
+    current: u8,
+    what: &'static str,
+    unknown: &'static str,
+) -> Result<(), InviteError> {
+    match found {
+        v if v == current => Ok(()),
+        v if v > current => Err(InviteError::NewerRecord { what, found: v }),
+        _ => Err(InviteError::Malformed(unknown)),
+    }
+}
+
+/// The bytes of a record holding secrets, in a buffer wiped on drop whatever happened. Every
+/// field is bounded (an invitation by `MAX_INVITATION_LEN`, an answer by `MAX_ANSWER_LEN`), so
+/// the encoding cannot fail; were it to, the empty record would fail to decode, never read wrong.
+fn secret_record(w: Writer) -> Zeroizing<Vec<u8>> {
+    let (bytes, error) = w.into_parts();
+    let bytes = Zeroizing::new(bytes);
+    if error.is_some() { Zeroizing::new(Vec::new()) } else { bytes }
 }
 
 impl From<DecodeError> for InviteError {
