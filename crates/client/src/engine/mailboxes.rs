@@ -20,6 +20,13 @@ use super::{Engine, EngineError, EngineEvent, ms};
 /// arrives there. The same grace as an expired invitation's.
 pub const ROTATION_GRACE_MS: u64 = invite::GRACE_MS;
 
+/// How many replaced mailboxes a thread still reads. A group rotates at each departure, so a
+/// busy group could pile up a month's; past this bound the oldest is given up early (counted in
+/// [`EngineStats::replaced_given_up`](super::EngineStats::replaced_given_up)). A member still
+/// writing there moves its messages to our newest mailbox when our ROUTE reaches it
+/// (`Outbox::reroute`), so nothing is lost, only delayed.
+pub(super) const MAX_REPLACED: usize = 8;
+
 impl Engine {
     /// Every mailbox to register (all of them after [`Engine::open`], then each new one once).
     pub fn take_registrations(&mut self) -> Vec<MailboxAccess> {
@@ -33,7 +40,7 @@ impl Engine {
             self.cursors.get(&self.settings.home_mailbox).copied().unwrap_or(0),
         )];
         for t in self.threads.values().filter(|t| t.state != ThreadState::Left) {
-            let old = t.old.map(|o| (o.mailbox, o.credential));
+            let old = t.replaced.iter().map(|o| (o.mailbox, o.credential));
             for (mailbox, credential) in std::iter::once((t.mailbox, t.credential)).chain(old) {
                 out.push((
                     MailboxAccess { mailbox, credential },
@@ -73,8 +80,8 @@ impl Engine {
     }
 
     /// Gives thread `t` a fresh mailbox and seal key and tells the other members (a ROUTE inside
-    /// the conversation); the mailbox it replaces is still read for [`ROTATION_GRACE_MS`] (one
-    /// replaced before is given up now).
+    /// the conversation); the mailbox it replaces is still read for [`ROTATION_GRACE_MS`], as
+    /// are those replaced before (at most [`MAX_REPLACED`]: past it the oldest is given up).
     pub(super) fn rotate_mailbox<R: CryptoRng>(
         &mut self,
         t: [u8; 16],
@@ -89,21 +96,23 @@ impl Engine {
         rng.fill_bytes(&mut mailbox);
         rng.fill_bytes(&mut credential);
         let seal = SealKey::random(rng).0;
-        let older = {
+        let oldest = {
             let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
             if th.state != ThreadState::Active {
                 return Ok(());
             }
-            let older = th.old.replace(OldMailbox {
+            th.replaced.push(OldMailbox {
                 mailbox: th.mailbox,
                 credential: th.credential,
                 seal: th.seal,
                 retire_at_ms: ms(now).saturating_add(ROTATION_GRACE_MS),
             });
             (th.mailbox, th.credential, th.seal) = (mailbox, credential, seal);
-            older
+            let over = th.replaced.len().saturating_sub(MAX_REPLACED);
+            th.replaced.drain(..over).collect::<Vec<_>>()
         };
-        if let Some(o) = older {
+        for o in oldest {
+            self.stats.replaced_given_up += 1;
             self.retire(o.mailbox, o.credential);
         }
         self.registrations.push(MailboxAccess { mailbox, credential });

@@ -40,8 +40,14 @@
 //! answer, sealed under the invitation's key), and every member's group mailbox to a member who
 //! is removed. So each side of a new contact, once the conversation is set up, and every member
 //! who stays after a removal, moves to a fresh mailbox and seal key and tells the others in a
-//! ROUTE inside the conversation (which whoever left cannot read). The replaced mailbox is still
-//! read for [`ROTATION_GRACE_MS`], for what was sent before the news arrived, then retired.
+//! ROUTE inside the conversation (which whoever left cannot read). Each replaced mailbox is still
+//! read for [`ROTATION_GRACE_MS`], for what was sent before the news arrived, then retired (a
+//! thread reads at most [`MAX_REPLACED`](mailboxes::MAX_REPLACED) of them; past it the oldest goes
+//! early, counted). A member's own ROUTE moves what waits for its old mailbox in our outbox to the
+//! new one, sent again at once (`Outbox::reroute`), so a sender away longer than the grace loses
+//! nothing; a route whose mailbox is already known (another member's, or ours) is refused, so
+//! that moving one member's route never moves what waits for another. What waits for a member
+//! who left is dropped, and no longer counts against its message's ticks.
 //!
 //! # Order
 //! Texts are delivered exactly once (the inbox de-duplicates by message id, MLS refuses a reused

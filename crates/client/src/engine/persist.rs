@@ -153,7 +153,7 @@ impl Engine {
         for t in threads.values() {
             if t.state != ThreadState::Left {
                 registrations.push(MailboxAccess { mailbox: t.mailbox, credential: t.credential });
-                if let Some(o) = t.old {
+                for o in &t.replaced {
                     registrations.push(MailboxAccess { mailbox: o.mailbox, credential: o.credential });
                 }
             }

@@ -56,7 +56,7 @@ impl Engine {
         } else if let Some(t) = self
             .threads
             .values()
-            .find(|t| t.mailbox == mailbox || t.old.is_some_and(|o| o.mailbox == mailbox))
+            .find(|t| t.mailbox == mailbox || t.replaced.iter().any(|o| o.mailbox == mailbox))
         {
             Target::Thread(t.id)
         } else {
@@ -109,9 +109,9 @@ impl Engine {
             Target::Home => SealKey(self.settings.home_seal),
             Target::Thread(t) => match self.threads.get(&t) {
                 Some(th) if th.mailbox == mailbox => SealKey(th.seal),
-                Some(th) => match th.old {
-                    Some(o) if o.mailbox == mailbox => SealKey(o.seal),
-                    _ => return Ok(()),
+                Some(th) => match th.replaced.iter().find(|o| o.mailbox == mailbox) {
+                    Some(o) => SealKey(o.seal),
+                    None => return Ok(()),
                 },
                 None => return Ok(()),
             },
@@ -318,13 +318,18 @@ impl Engine {
             },
             MlsEvent::EpochChanged { added, removed, .. } => {
                 let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
+                let mut gone = Vec::new();
                 for m in &removed {
                     let h = hex(m.as_bytes());
-                    th.roster.remove(&h);
+                    gone.extend(th.roster.remove(&h));
                     th.awaiting.remove(&h);
                 }
                 let (kind, name) = (th.kind, th.name.clone());
                 self.save_thread(t);
+                // What waits for those who left would wait for ever: their mailboxes go.
+                for route in gone {
+                    self.cancel_to(route)?;
+                }
                 // (Our own removal comes as `Removed`; a commit that removes us may list us here.)
                 let own = self.convs.get(&t).map(Conversation::own_id);
                 let someone_left = !removed.is_empty() && !removed.iter().any(|m| Some(*m) == own);
@@ -360,10 +365,10 @@ impl Engine {
                 th.roster.clear();
                 let name = th.name.clone();
                 let (mailbox, credential) = (th.mailbox, th.credential);
-                let old = th.old.take();
+                let replaced = std::mem::take(&mut th.replaced);
                 self.save_thread(t);
                 self.retire(mailbox, credential);
-                if let Some(o) = old {
+                for o in replaced {
                     self.retire(o.mailbox, o.credential);
                 }
                 // Out of the conversation: its keys go (P7); the history stays.
@@ -394,22 +399,36 @@ impl Engine {
                 // A member's own announcement sets its route; anyone else's (the adder telling
                 // the group where a newcomer receives) only fills a route not known yet. So no
                 // member can move another's route, or give others a seal key it chose, once the
-                // member has spoken for itself.
+                // member has spoken for itself. A mailbox is 32 random bytes: one already known
+                // (another member's, in any thread, or ours) is a member pointing at someone
+                // else's, and is refused, so that moving a route (below) moves only what was
+                // sent to this member.
                 let own = sender.as_bytes() == &r.member;
                 let h = hex(&r.member);
+                let is_self = self.convs.get(&t).is_some_and(|c| c.own_id().as_bytes() == &r.member);
+                let Some(th) = self.threads.get(&t) else { return Ok(()) };
+                let previous = th.roster.get(&h).copied();
+                let moved = previous.is_some_and(|p| p.mailbox != r.mailbox);
+                if r.seal == [0u8; 32]
+                    || is_self
+                    || (previous.is_some() && !own)
+                    || ((previous.is_none() || moved) && self.mailbox_known(&r.mailbox))
+                {
+                    self.stats.rejected += 1;
+                    return Ok(());
+                }
+                let route = RouteRec::of_entry(&r);
                 let waiting = {
                     let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
-                    let known = th.roster.contains_key(&h);
-                    let is_self = self.convs.get(&t).is_some_and(|c| c.own_id().as_bytes() == &r.member);
-                    if r.seal == [0u8; 32] || is_self || (known && !own) {
-                        self.stats.rejected += 1;
-                        return Ok(());
-                    }
-                    th.roster.insert(h.clone(), RouteRec::of_entry(&r));
+                    th.roster.insert(h.clone(), route);
                     th.awaiting.remove(&h).unwrap_or_default()
                 };
                 self.save_thread(t);
-                let route = RouteRec::of_entry(&r);
+                if let Some(from) = previous.filter(|_| moved) {
+                    // What waits for its old mailbox goes to the new one: the old one may be
+                    // given up before our resends reach it.
+                    self.reroute(from, route);
+                }
                 for b in waiting {
                     self.queue_out(route, b, None, rng);
                 }

@@ -9,7 +9,7 @@
 //! | namespace | key | body | version |
 //! |---|---|---|---|
 //! | `engine.settings` | `"settings"` | [`Settings`], JSON | 1 |
-//! | `engine.thread` | thread id (16) | [`Thread`], JSON | 1 |
+//! | `engine.thread` | thread id (16) | [`Thread`], JSON | 2 (1: one replaced mailbox at most) |
 //! | `engine.conv` | thread id | the conversation (`Conversation::export`), no version byte | its own |
 //! | `engine.join` | thread id | a join waiting for its Welcome (`PendingJoin::export`), likewise | its own |
 //! | `engine.out` | message id (16) | [`OutRec`], JSON: a message of ours not yet delivered | 1 |
@@ -250,9 +250,11 @@ pub(super) struct Thread {
     pub(super) credential: [u8; 32],
     /// The key that seals what others write into `mailbox`.
     pub(super) seal: [u8; 32],
-    /// The mailbox this one replaced, while the others may still write there.
-    #[serde(default)]
-    pub(super) old: Option<OldMailbox>,
+    /// The mailboxes this one replaced, oldest first, each while the others may still write
+    /// there (at most [`MAX_REPLACED`](super::mailboxes::MAX_REPLACED)). Version 1 had one at
+    /// most, as `old` (null or one record).
+    #[serde(default, alias = "old", deserialize_with = "one_or_many")]
+    pub(super) replaced: Vec<OldMailbox>,
     /// A contact's route before its member id is known (accepter, waiting for the Welcome).
     pub(super) peer_route: Option<RouteRec>,
     /// Other members' routes, by member id (hex).
@@ -316,10 +318,26 @@ impl Row for Settings {
     }
 }
 
+/// `replaced` of a thread row: a list (version 2), or `old` of version 1: null or one record.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<OldMailbox>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<OldMailbox>),
+        One(Option<OldMailbox>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::Many(v) => v,
+        OneOrMany::One(o) => o.into_iter().collect(),
+    })
+}
+
+/// Version 1: a thread kept at most one replaced mailbox (`old`). Version 2: a list of them
+/// (`replaced`); version 1 bodies read as a list of none or one.
 impl Row for Thread {
     const NS: &'static str = NS_THREAD;
     const WHAT: &'static str = "contact or group";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
     fn body(&self) -> Vec<u8> {
         to_json(self)
     }

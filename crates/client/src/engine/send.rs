@@ -156,6 +156,53 @@ impl Engine {
         self.out_recs.insert(MessageId(id), rec);
     }
 
+    /// Every message of ours waiting for the mailbox of `from` goes to `to` from now on (its
+    /// member moved: a ROUTE), in the outbox and in its saved record.
+    pub(super) fn reroute(&mut self, from: RouteRec, to: RouteRec) {
+        self.outbox.reroute(&from.route(), to.route());
+        for (id, rec) in self.out_recs.iter_mut().filter(|(_, rec)| rec.route == from) {
+            rec.route = to;
+            self.writes.push(Write::put(id.0, &*rec));
+        }
+    }
+
+    /// Drops every message of ours waiting for the mailbox of `route` (its member left the
+    /// group): a message it was one of the recipients of counts it no longer, so its ticks can
+    /// still reach "delivered" with the others'.
+    pub(super) fn cancel_to(&mut self, route: RouteRec) -> Result<(), EngineError> {
+        self.outbox.cancel(&route.route());
+        let ids: Vec<MessageId> =
+            self.out_recs.iter().filter(|(_, rec)| rec.route == route).map(|(id, _)| *id).collect();
+        for id in ids {
+            let Some(rec) = self.out_recs.remove(&id) else { continue };
+            self.writes.push(Write::Del(NS_OUT, id.0.to_vec()));
+            let Some(hkey) = rec.history else { continue };
+            self.flush()?;
+            let Some(raw) = self.profile.get(NS_HISTORY, &hkey)? else { continue };
+            let mut e: HistoryEntry = decode(&raw)?;
+            let before = e.delivery();
+            e.recipients = e.recipients.saturating_sub(1);
+            self.writes.push(Write::put(hkey.clone(), &e));
+            let after = e.delivery();
+            if after != before {
+                self.events.push_back(EngineEvent::Delivery { message: LocalMessageId(hkey), state: after });
+            }
+        }
+        self.flush()
+    }
+
+    /// Whether `mailbox` is already known as anyone's: a member's route in any thread (or the
+    /// route a contact answered with), or one of our own mailboxes.
+    pub(super) fn mailbox_known(&self, mailbox: &[u8; 32]) -> bool {
+        *mailbox == self.settings.home_mailbox
+            || self.threads.values().any(|t| {
+                t.mailbox == *mailbox
+                    || t.replaced.iter().any(|o| o.mailbox == *mailbox)
+                    || t.peer_route.is_some_and(|p| p.mailbox == *mailbox)
+                    || t.roster.values().any(|r| r.mailbox == *mailbox)
+            })
+    }
+
     /// The packets due at `now`: one per sending slot (an acknowledgement or a queued fragment
     /// in a payload slot, else a drop; a loop in a loop slot; a drop in a drop slot).
     pub fn poll_transmit<R: CryptoRng>(

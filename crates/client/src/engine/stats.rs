@@ -63,6 +63,10 @@ pub struct EngineStats {
     ///
     /// [`sending::MAX_FRAGMENTS`]: qanat_mixnet::sending::MAX_FRAGMENTS
     pub too_long: u64,
+    /// Replaced mailboxes given up before their grace ended, because a thread already read
+    /// [`MAX_REPLACED`](super::mailboxes::MAX_REPLACED) of them. What was still written there
+    /// comes again to the newest mailbox once its sender reads our ROUTE.
+    pub replaced_given_up: u64,
 }
 
 impl Engine {

@@ -43,7 +43,7 @@ impl Engine {
             mailbox,
             credential,
             seal: SealKey::random(rng).0,
-            old: None,
+            replaced: Vec::new(),
             peer_route: None,
             roster: BTreeMap::new(),
             labels: BTreeMap::new(),

@@ -93,13 +93,18 @@ impl Engine {
         let done: Vec<[u8; 16]> = self
             .threads
             .values()
-            .filter(|t| t.old.is_some_and(|o| now_ms >= o.retire_at_ms))
+            .filter(|t| t.replaced.iter().any(|o| now_ms >= o.retire_at_ms))
             .map(|t| t.id)
             .collect();
         for id in done {
-            let Some(o) = self.threads.get_mut(&id).and_then(|t| t.old.take()) else { continue };
+            let Some(th) = self.threads.get_mut(&id) else { continue };
+            let (over, kept) =
+                std::mem::take(&mut th.replaced).into_iter().partition(|o| now_ms >= o.retire_at_ms);
+            th.replaced = kept;
             self.save_thread(id);
-            self.retire(o.mailbox, o.credential);
+            for o in over {
+                self.retire(o.mailbox, o.credential);
+            }
         }
         self.flush()?;
         if self.last_forget.is_none_or(|at| now.duration_since(at).unwrap_or_default() >= FORGET_EVERY) {

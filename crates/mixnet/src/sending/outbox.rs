@@ -68,6 +68,9 @@ enum FragmentState {
 
 struct OutMessage {
     route: Route,
+    /// Routes it was sent to before [`Outbox::reroute`] moved it, newest last (at most
+    /// [`MAX_EARLIER_ROUTES`]): acknowledgements of the copies that went there still count.
+    earlier: Vec<Route>,
     reply_to: RecipientId,
     fragments: Vec<(Vec<u8>, FragmentState)>,
     sent_once: bool,
@@ -86,6 +89,11 @@ struct PendingSurb {
 /// that carries acknowledgements for other messages is still read after its own message was
 /// delivered.
 pub const SURB_LIFETIME: Duration = Duration::from_secs(3 * 3600);
+
+/// How many earlier routes of a message [`Outbox::reroute`] remembers: its recipient moving
+/// mailbox more often than that while one message waits is not expected; the copies sent to the
+/// oldest then count only once their resends through a newer route are acknowledged.
+pub const MAX_EARLIER_ROUTES: usize = 4;
 
 /// What the outbox reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,9 +178,53 @@ impl Outbox {
             // Bounded by MAX_FRAGMENTS above.
             self.queue.push_back((id, i as u16));
         }
-        self.messages.insert(id, OutMessage { route, reply_to, fragments, sent_once: false });
+        self.messages
+            .insert(id, OutMessage { route, earlier: Vec::new(), reply_to, fragments, sent_once: false });
         self.events.push_back(OutboxEvent::State(id, Delivery::Queued));
         Ok(())
+    }
+
+    /// The recipient at `from` now receives at `to` (it told us so): every message waiting for
+    /// `from` goes to `to` from now on, and each of its fragments already sent but not yet
+    /// acknowledged is queued again at once, with a fresh backoff, since `from` may no longer be
+    /// read. Acknowledgements of what was sent to `from` still count. Returns the messages moved.
+    pub fn reroute(&mut self, from: &Route, to: Route) -> Vec<MessageId> {
+        if *from == to {
+            return Vec::new();
+        }
+        let mut moved = Vec::new();
+        for (id, m) in self.messages.iter_mut().filter(|(_, m)| m.route == *from) {
+            m.earlier.retain(|r| *r != to);
+            m.earlier.push(m.route);
+            if m.earlier.len() > MAX_EARLIER_ROUTES {
+                m.earlier.remove(0);
+            }
+            m.route = to;
+            for (i, (_, s)) in m.fragments.iter_mut().enumerate() {
+                if matches!(s, FragmentState::InFlight { .. }) {
+                    // The next send counts as the first to `to`.
+                    *s = FragmentState::Queued;
+                    let entry = (*id, i as u16);
+                    if !self.queue.contains(&entry) {
+                        self.queue.push_back(entry);
+                    }
+                }
+            }
+            moved.push(*id);
+        }
+        moved
+    }
+
+    /// Forgets every message waiting for `route` (its recipient is gone): never sent again,
+    /// never reported. Returns them.
+    pub fn cancel(&mut self, route: &Route) -> Vec<MessageId> {
+        let ids: Vec<MessageId> =
+            self.messages.iter().filter(|(_, m)| m.route == *route).map(|(id, _)| *id).collect();
+        for id in &ids {
+            self.messages.remove(id);
+        }
+        // Their entries in the queue are skipped when they come up.
+        ids
     }
 
     /// Changes the resend policy (for waits started from now on).
@@ -228,7 +280,7 @@ impl Outbox {
             }
             let attempt = match state {
                 FragmentState::InFlight { attempt, .. } => *attempt + 1,
-                _ => 0,
+                FragmentState::Queued | FragmentState::Acked => 0,
             };
             match build_fragment(m, id, index, sphinx, view, rng) {
                 Ok((packet, surb_id, keys)) => {
@@ -284,7 +336,11 @@ impl Outbox {
         let route = p.route;
         self.surbs.remove(&surb_id);
         for e in entries {
-            if self.messages.get(&e.message_id).is_some_and(|m| m.route == route) {
+            if self
+                .messages
+                .get(&e.message_id)
+                .is_some_and(|m| m.route == route || m.earlier.contains(&route))
+            {
                 for i in e.indices {
                     self.ack(e.message_id, i);
                 }
@@ -327,7 +383,7 @@ impl Outbox {
             .flat_map(|m| m.fragments.iter())
             .filter_map(|(_, s)| match s {
                 FragmentState::InFlight { until, .. } => Some(*until),
-                _ => None,
+                FragmentState::Queued | FragmentState::Acked => None,
             })
             .min()
     }

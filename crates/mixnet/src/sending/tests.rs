@@ -346,3 +346,57 @@ fn a_message_to_a_gateway_missing_from_the_directory_waits_and_does_not_fail_the
     assert!(outbox.next_packet(later, &net.sphinx, &view, &mut rng).is_some());
     assert_eq!(outbox.state(&stuck), Some(Delivery::Sent));
 }
+
+#[test]
+fn a_rerouted_message_goes_to_the_new_mailbox_at_once_and_old_acknowledgements_still_count() {
+    let mut rng = ChaCha20Rng::seed_from_u64(13);
+    let net = Net::new(&mut rng);
+    let g = geometry();
+    // A long first wait: without the reroute nothing would be resent before a minute.
+    let mut outbox =
+        Outbox::new(ResendPolicy { first: Duration::from_secs(60), max: Duration::from_secs(600) });
+    let (k0, k1, k2) = (SealKey([1; 32]), SealKey([4; 32]), SealKey([6; 32]));
+    let r0 = Route { gateway: net.gw[1], mailbox: RecipientId([1; 32]), seal: k0 };
+    let r1 = Route { gateway: net.gw[1], mailbox: RecipientId([4; 32]), seal: k1 };
+    let r2 = Route { gateway: net.gw[1], mailbox: RecipientId([6; 32]), seal: k2 };
+    let other = Route { gateway: net.gw[1], mailbox: RecipientId([9; 32]), seal: SealKey([9; 32]) };
+    let a = outbox.queue(&g, r0, RecipientId([2; 32]), b"to the first mailbox", &mut rng).unwrap();
+    let b = outbox.queue(&g, other, RecipientId([2; 32]), b"to someone else", &mut rng).unwrap();
+    let surb_r0 = send_one(&net, &mut outbox, Time::ZERO, &k0, &mut rng);
+    let _ = send_one(&net, &mut outbox, Time::ZERO, &SealKey([9; 32]), &mut rng);
+    assert!(!outbox.has_queued());
+
+    // The recipient moves twice before we hear of it: only its messages move, and the copy in
+    // flight is sent again at once, sealed to the newest mailbox.
+    assert_eq!(outbox.reroute(&r0, r1), vec![a]);
+    assert_eq!(outbox.reroute(&r1, r2), vec![a]);
+    assert!(outbox.reroute(&r0, r2).is_empty(), "nothing is left at the first route");
+    let surb_r2 = send_one(&net, &mut outbox, Time::ZERO + Duration::from_secs(1), &k2, &mut rng);
+    assert!(!outbox.has_queued(), "the other recipient's message stays where it was");
+    assert_eq!(outbox.state(&b), Some(Delivery::Sent));
+
+    // The copy that went to the first mailbox is acknowledged through its own SURB: it counts.
+    let entry = |id: MessageId| AckEntry { message_id: id, indices: vec![0] };
+    assert!(reply(&net, &mut outbox, &surb_r0, vec![entry(a)], &mut rng));
+    assert_eq!(outbox.state(&a), None, "delivered");
+    // The later SURB's reply finds nothing left to acknowledge.
+    assert!(reply(&net, &mut outbox, &surb_r2, vec![entry(a)], &mut rng));
+}
+
+#[test]
+fn a_route_forgotten_by_reroute_no_longer_acknowledges() {
+    let mut rng = ChaCha20Rng::seed_from_u64(14);
+    let net = Net::new(&mut rng);
+    let g = geometry();
+    let mut outbox =
+        Outbox::new(ResendPolicy { first: Duration::from_secs(60), max: Duration::from_secs(600) });
+    let route = |n: u8| Route { gateway: net.gw[1], mailbox: RecipientId([n; 32]), seal: SealKey([n; 32]) };
+    let a = outbox.queue(&g, route(1), RecipientId([2; 32]), b"hi", &mut rng).unwrap();
+    let first = send_one(&net, &mut outbox, Time::ZERO, &SealKey([1; 32]), &mut rng);
+    for n in 1..=(MAX_EARLIER_ROUTES as u8 + 1) {
+        assert_eq!(outbox.reroute(&route(n), route(n + 1)), vec![a]);
+    }
+    let entry = AckEntry { message_id: a, indices: vec![0] };
+    assert!(reply(&net, &mut outbox, &first, vec![entry], &mut rng));
+    assert_eq!(outbox.state(&a), Some(Delivery::Sent), "the oldest route is no longer trusted for it");
+}

@@ -107,7 +107,7 @@ fn a_leaked_invitation_opens_nothing_once_the_contact_is_made() {
             && a.roster.values().any(|r| r.mailbox == b.mailbox)
     });
     let (a, b) = (w.clients[0].thread("bob"), w.clients[1].thread("alice"));
-    assert_eq!(a.old.map(|o| o.mailbox), Some(inv_mailbox));
+    assert_eq!(a.replaced.iter().map(|o| o.mailbox).collect::<Vec<_>>(), vec![inv_mailbox]);
     assert_ne!(a.seal, inv_key.0);
     // Texts both ways, held at the gateway so we can look at what it stores.
     w.clients[0].hold.push(a.mailbox);
@@ -140,7 +140,7 @@ fn a_leaked_invitation_opens_nothing_once_the_contact_is_made() {
     w.run_for(Duration::from_secs(2));
     assert!(!w.net.registered.contains_key(&inv_mailbox), "the invitation's mailbox is retired");
     assert!(!w.net.registered.contains_key(&answer_route), "the answer's mailbox is retired");
-    assert!(w.clients[0].thread("bob").old.is_none());
+    assert!(w.clients[0].thread("bob").replaced.is_empty());
     // And the two still talk.
     let now = w.now;
     w.clients[1].e().send("alice", "still here", now, &mut w.rng).unwrap();

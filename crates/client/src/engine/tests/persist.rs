@@ -232,8 +232,8 @@ fn rows_of_a_later_version_are_refused_by_name_and_change_nothing() {
         err
     };
     let thread = open().keys(NS_THREAD)[0].clone();
-    let err = refused(NS_THREAD, &thread, &|row| [&[2][..], &row[1..]].concat());
-    assert!(matches!(err, EngineError::NewerFormat { what: "contact or group", found: 2, known: 1 }));
+    let err = refused(NS_THREAD, &thread, &|row| [&[3][..], &row[1..]].concat());
+    assert!(matches!(err, EngineError::NewerFormat { what: "contact or group", found: 3, known: 2 }));
     let err = refused(NS_SETTINGS, SETTINGS_KEY, &|row| [&[2][..], &row[1..]].concat());
     assert!(matches!(err, EngineError::NewerFormat { what: "client settings", found: 2, known: 1 }));
     let later = |row: &[u8]| {
