@@ -176,6 +176,12 @@ async fn batches_across_all_masters() {
     }
     let stats = store.stats().await.unwrap();
     assert_eq!((stats.mailboxes, stats.messages), (256, 512));
-    assert_eq!(store.expire(T0.plus(Limits::DEFAULT_RETENTION)).await, Ok(512));
-    assert_eq!(store.stats().await.unwrap().messages, 0);
+    // Everything is due, and goes. The count is what the scripts report: a pipeline the cluster
+    // client sends again (its retries, after a reply lost or late under load) finds its
+    // messages gone and counts them 0, so it can be short (seen once in CI: 376); what is left
+    // is what counts.
+    let expired = store.expire(T0.plus(Limits::DEFAULT_RETENTION)).await.unwrap();
+    assert!((1..=512).contains(&expired), "{expired}");
+    let left = store.stats().await.unwrap();
+    assert_eq!((left.mailboxes, left.messages), (256, 0));
 }

@@ -99,7 +99,8 @@ impl Engine {
                 seal: inv.seal_key().0,
             };
             thread.peer_route = Some(route);
-            let rec = OutRec { route, bytes: Outer::Answer(a.answer.clone()).encode(), history: None };
+            let rec =
+                OutRec { route, bytes: Outer::Answer(a.answer.clone()).encode(), history: None, to: None };
             rows::put(tx, &thread.id, &thread)?;
             tx.put(NS_JOIN, &thread.id, &join_saved)?;
             rows::put(tx, &out_id, &rec)?;
@@ -169,7 +170,7 @@ impl Engine {
         self.events.push_back(EngineEvent::ContactReady { name });
         // The invitation's mailbox and its key (derived from the link) are known to whoever saw
         // the link: the conversation goes on in a fresh mailbox, told inside MLS.
-        self.rotate_mailbox(t, now, rng)
+        self.rotate_mailbox(t, true, now, rng)
     }
 
     pub(super) fn on_contact_welcome<R: CryptoRng>(
@@ -211,6 +212,6 @@ impl Engine {
         self.replay_early(t, now, rng)?;
         // Our mailbox and its key travelled in the answer, which whoever saw the invitation link
         // can open: the conversation goes on in a fresh mailbox, told inside MLS.
-        self.rotate_mailbox(t, now, rng)
+        self.rotate_mailbox(t, true, now, rng)
     }
 }

@@ -10,7 +10,7 @@ use crate::gateway::MailboxAccess;
 use crate::mls::{self, Conversation, Event as MlsEvent, MemberId, MlsError, PendingJoin};
 
 use super::persist::Write;
-use super::rows::{GroupInvitationRec, Kind, NS_GROUP_INVITES, NS_JOIN, RouteRec, ThreadState};
+use super::rows::{GroupInvitationRec, Kind, NS_GROUP_INVITES, NS_JOIN, Recipient, RouteRec, ThreadState};
 use super::wire::{Content, Outer, RouteEntry};
 use super::{
     Engine, EngineError, EngineEvent, GroupInvitationInfo, MAX_LOCAL_NAME, check_name, hex, ms, unhex32,
@@ -151,7 +151,8 @@ impl Engine {
         let h = hex(m.as_bytes());
         if th.kind == Kind::Contact {
             if let Some(route) = th.roster.get(&h).copied() {
-                self.queue_out(route, Outer::Welcome(welcome.to_vec()).encode(), None, rng);
+                let to = Recipient { thread: t, member: *m.as_bytes() };
+                self.queue_out(route, Some(to), Outer::Welcome(welcome.to_vec()).encode(), None, rng);
             }
             return Ok(());
         }

@@ -73,7 +73,8 @@ impl Engine {
                 self.writes.push(Write::Del(NS_CURSOR, mailbox.to_vec()));
                 self.events.push_back(EngineEvent::InvitationRefused { name: th.name });
             }
-            ThreadState::Active => self.rotate_mailbox(t.0, now, rng)?,
+            // The refused mailbox was never ours: nothing to read there.
+            ThreadState::Active => self.rotate_mailbox(t.0, false, now, rng)?,
             _ => {}
         }
         self.flush()
@@ -82,9 +83,12 @@ impl Engine {
     /// Gives thread `t` a fresh mailbox and seal key and tells the other members (a ROUTE inside
     /// the conversation); the mailbox it replaces is still read for [`ROTATION_GRACE_MS`], as
     /// are those replaced before (at most [`MAX_REPLACED`]: past it the oldest is given up).
+    /// `keep_old`: whether the replaced mailbox may hold anything (not when the gateway refused
+    /// to register it).
     pub(super) fn rotate_mailbox<R: CryptoRng>(
         &mut self,
         t: [u8; 16],
+        keep_old: bool,
         now: SystemTime,
         rng: &mut R,
     ) -> Result<(), EngineError> {
@@ -101,12 +105,17 @@ impl Engine {
             if th.state != ThreadState::Active {
                 return Ok(());
             }
-            th.replaced.push(OldMailbox {
-                mailbox: th.mailbox,
-                credential: th.credential,
-                seal: th.seal,
-                retire_at_ms: ms(now).saturating_add(ROTATION_GRACE_MS),
-            });
+            if keep_old {
+                th.replaced.push(OldMailbox {
+                    mailbox: th.mailbox,
+                    credential: th.credential,
+                    seal: th.seal,
+                    retire_at_ms: ms(now).saturating_add(ROTATION_GRACE_MS),
+                });
+            } else {
+                self.cursors.remove(&th.mailbox);
+                self.writes.push(Write::Del(NS_CURSOR, th.mailbox.to_vec()));
+            }
             (th.mailbox, th.credential, th.seal) = (mailbox, credential, seal);
             let over = th.replaced.len().saturating_sub(MAX_REPLACED);
             th.replaced.drain(..over).collect::<Vec<_>>()

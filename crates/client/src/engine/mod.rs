@@ -43,11 +43,13 @@
 //! ROUTE inside the conversation (which whoever left cannot read). Each replaced mailbox is still
 //! read for [`ROTATION_GRACE_MS`], for what was sent before the news arrived, then retired (a
 //! thread reads at most [`MAX_REPLACED`](mailboxes::MAX_REPLACED) of them; past it the oldest goes
-//! early, counted). A member's own ROUTE moves what waits for its old mailbox in our outbox to the
-//! new one, sent again at once (`Outbox::reroute`), so a sender away longer than the grace loses
-//! nothing; a route whose mailbox is already known (another member's, or ours) is refused, so
-//! that moving one member's route never moves what waits for another. What waits for a member
-//! who left is dropped, and no longer counts against its message's ticks.
+//! early, counted). A member's own ROUTE moves what we have queued for that member (each queued
+//! message names the thread and member it is for) to the new mailbox, due again at once
+//! (`Outbox::reroute`), so a sender away longer than the grace loses nothing, and no member's
+//! announcement can move what waits for another. A ROUTE is refused for a non-member, for one of
+//! our own mailboxes, or for a mailbox its member moved away from (an old ROUTE arriving late).
+//! What waits for a member who left is dropped, and no longer counts against its message's
+//! ticks.
 //!
 //! # Order
 //! Texts are delivered exactly once (the inbox de-duplicates by message id, MLS refuses a reused

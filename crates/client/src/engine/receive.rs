@@ -12,9 +12,11 @@ use qanat_mixnet::sending::acks::AckGroup;
 use qanat_mixnet::sending::seal::{self, SealKey};
 use qanat_mixnet::sending::{MessageId, Payload, Received};
 
+use super::mailboxes::MAX_REPLACED;
 use super::persist::Write;
 use super::rows::{
-    Cursor, FragmentData, Kind, NS_FRAG, NS_PARTIAL, NS_SEEN, PartialSince, RouteRec, SeenAt, ThreadState,
+    Cursor, FragmentData, Kind, NS_FRAG, NS_PARTIAL, NS_SEEN, PartialSince, Recipient, RouteRec, SeenAt,
+    ThreadState,
 };
 use super::wire::{Content, Outer};
 use super::{Engine, EngineError, EngineEvent, HistoryEntry, core_time, hex, ms};
@@ -321,14 +323,16 @@ impl Engine {
                 let mut gone = Vec::new();
                 for m in &removed {
                     let h = hex(m.as_bytes());
-                    gone.extend(th.roster.remove(&h));
-                    th.awaiting.remove(&h);
+                    th.roster.remove(&h);
+                    th.moved_from.remove(&h);
+                    let awaiting = th.awaiting.remove(&h).unwrap_or_default();
+                    gone.push((Recipient { thread: t, member: *m.as_bytes() }, awaiting));
                 }
                 let (kind, name) = (th.kind, th.name.clone());
                 self.save_thread(t);
                 // What waits for those who left would wait for ever: their mailboxes go.
-                for route in gone {
-                    self.cancel_to(route)?;
+                for (to, awaiting) in gone {
+                    self.cancel_to(to, awaiting)?;
                 }
                 // (Our own removal comes as `Removed`; a commit that removes us may list us here.)
                 let own = self.convs.get(&t).map(Conversation::own_id);
@@ -341,7 +345,7 @@ impl Engine {
                 // Whoever left knows our mailbox and its seal key: a fresh pair, told only to
                 // those who stay (we are still a member: our own removal is `Removed`).
                 if someone_left {
-                    self.rotate_mailbox(t, now, rng)?;
+                    self.rotate_mailbox(t, true, now, rng)?;
                 }
                 Ok(())
             }
@@ -354,9 +358,10 @@ impl Engine {
                 th.welcome_to.remove(&h);
                 th.roster.remove(&h);
                 th.labels.remove(&h);
-                th.awaiting.remove(&h);
+                th.moved_from.remove(&h);
+                let awaiting = th.awaiting.remove(&h).unwrap_or_default();
                 self.save_thread(t);
-                Ok(())
+                self.cancel_to(Recipient { thread: t, member: *member.as_bytes() }, awaiting)
             }
             MlsEvent::Removed => {
                 let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
@@ -399,38 +404,49 @@ impl Engine {
                 // A member's own announcement sets its route; anyone else's (the adder telling
                 // the group where a newcomer receives) only fills a route not known yet. So no
                 // member can move another's route, or give others a seal key it chose, once the
-                // member has spoken for itself. A mailbox is 32 random bytes: one already known
-                // (another member's, in any thread, or ours) is a member pointing at someone
-                // else's, and is refused, so that moving a route (below) moves only what was
-                // sent to this member.
+                // member has spoken for itself. Routes are for current members only, never name
+                // one of our own mailboxes, and never go back to a mailbox the member moved away
+                // from (an old ROUTE arriving late: MLS takes messages of past epochs).
                 let own = sender.as_bytes() == &r.member;
                 let h = hex(&r.member);
-                let is_self = self.convs.get(&t).is_some_and(|c| c.own_id().as_bytes() == &r.member);
+                let Some(conv) = self.convs.get(&t) else { return Ok(()) };
+                let is_self = conv.own_id().as_bytes() == &r.member;
+                let is_member = conv.members().iter().any(|m| m.as_bytes() == &r.member);
                 let Some(th) = self.threads.get(&t) else { return Ok(()) };
                 let previous = th.roster.get(&h).copied();
-                let moved = previous.is_some_and(|p| p.mailbox != r.mailbox);
+                let stale = th.moved_from.get(&h).is_some_and(|v| v.contains(&r.mailbox));
                 if r.seal == [0u8; 32]
                     || is_self
+                    || !is_member
                     || (previous.is_some() && !own)
-                    || ((previous.is_none() || moved) && self.mailbox_known(&r.mailbox))
+                    || stale
+                    || self.is_own_mailbox(&r.mailbox)
                 {
                     self.stats.rejected += 1;
                     return Ok(());
                 }
                 let route = RouteRec::of_entry(&r);
+                let moved = previous.filter(|p| p.mailbox != r.mailbox);
                 let waiting = {
                     let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
                     th.roster.insert(h.clone(), route);
+                    if let Some(p) = moved {
+                        let from = th.moved_from.entry(h.clone()).or_default();
+                        from.push(p.mailbox);
+                        let over = from.len().saturating_sub(MAX_REPLACED + 1);
+                        from.drain(..over);
+                    }
                     th.awaiting.remove(&h).unwrap_or_default()
                 };
                 self.save_thread(t);
-                if let Some(from) = previous.filter(|_| moved) {
+                let to = Recipient { thread: t, member: r.member };
+                if moved.is_some() {
                     // What waits for its old mailbox goes to the new one: the old one may be
                     // given up before our resends reach it.
-                    self.reroute(from, route);
+                    self.reroute(to, route, now);
                 }
-                for b in waiting {
-                    self.queue_out(route, b, None, rng);
+                for a in waiting {
+                    self.queue_out(route, Some(to), a.bytes, a.history, rng);
                 }
                 Ok(())
             }

@@ -265,8 +265,14 @@ pub(super) struct Thread {
     pub(super) next_seq: u64,
     pub(super) last_epoch: Option<u64>,
     pub(super) recv: BTreeMap<String, RecvState>,
-    /// MLS messages for members whose route is not known yet.
-    pub(super) awaiting: BTreeMap<String, Vec<Vec<u8>>>,
+    /// MLS messages for members whose route is not known yet (version 1: the bytes alone).
+    #[serde(deserialize_with = "awaiting_any")]
+    pub(super) awaiting: BTreeMap<String, Vec<Awaiting>>,
+    /// Mailboxes each member moved away from, by member id (hex), newest last (at most
+    /// [`MAX_REPLACED`](super::mailboxes::MAX_REPLACED) + 1 each): a ROUTE naming one again is
+    /// an old one arriving late (MLS takes messages of past epochs), never taken back.
+    #[serde(default)]
+    pub(super) moved_from: BTreeMap<String, Vec<[u8; 32]>>,
     /// MLS messages that arrived before our Welcome (a member may merge our addition and write
     /// before the Welcome reaches us): handled right after we join.
     #[serde(default)]
@@ -304,6 +310,50 @@ pub(super) struct OutRec {
     pub(super) route: RouteRec,
     pub(super) bytes: Vec<u8>,
     pub(super) history: Option<Vec<u8>>,
+    /// The member of a thread it is for, when known (not for an invitation's answer): a ROUTE
+    /// of that member moves it, that member's departure drops it. Absent in records saved
+    /// before 2026-12-06 (read as unknown: they stay where they are).
+    #[serde(default)]
+    pub(super) to: Option<Recipient>,
+}
+
+/// A member of a thread: whom a queued message is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Recipient {
+    pub(super) thread: [u8; 16],
+    pub(super) member: [u8; 32],
+}
+
+/// An MLS message for a member whose route is not known yet, with the history entry whose ticks
+/// it counts in.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct Awaiting {
+    pub(super) bytes: Vec<u8>,
+    pub(super) history: Option<Vec<u8>>,
+}
+
+/// `awaiting` of a thread row: version 1 kept the bytes alone (no history entry).
+fn awaiting_any<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<Awaiting>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Any {
+        Full(Awaiting),
+        Bare(Vec<u8>),
+    }
+    let map = BTreeMap::<String, Vec<Any>>::deserialize(d)?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| {
+            let v = v
+                .into_iter()
+                .map(|a| match a {
+                    Any::Full(a) => a,
+                    Any::Bare(bytes) => Awaiting { bytes, history: None },
+                })
+                .collect();
+            (k, v)
+        })
+        .collect())
 }
 
 impl Row for Settings {
@@ -332,8 +382,10 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<OldMailbox>
     })
 }
 
-/// Version 1: a thread kept at most one replaced mailbox (`old`). Version 2: a list of them
-/// (`replaced`); version 1 bodies read as a list of none or one.
+/// Version 1: a thread kept at most one replaced mailbox (`old`), and messages awaiting a
+/// route as their bytes alone. Version 2: a list of replaced mailboxes (`replaced`), awaiting
+/// messages with their history entry, the mailboxes members moved away from; version 1 bodies
+/// read as a list of none or one, without history entries, none moved from.
 impl Row for Thread {
     const NS: &'static str = NS_THREAD;
     const WHAT: &'static str = "contact or group";

@@ -11,7 +11,7 @@ use qanat_mixnet::sending::seal::SealKey;
 use qanat_mixnet::sending::{self, Delivery, MessageId, OutboxEvent, PayloadError};
 
 use super::persist::Write;
-use super::rows::{NS_HISTORY, NS_OUT, OutRec, RouteRec, ThreadState, decode};
+use super::rows::{Awaiting, NS_HISTORY, NS_OUT, OutRec, Recipient, RouteRec, ThreadState, decode};
 use super::wire::{self, Content, Outer};
 use super::{Engine, EngineError, EngineEvent, HistoryEntry, LocalMessageId, core_time, hex, ms};
 
@@ -116,9 +116,12 @@ impl Engine {
         let h = hex(m.as_bytes());
         let Some(th) = self.threads.get_mut(&t) else { return };
         match th.roster.get(&h).copied() {
-            Some(route) => self.queue_out(route, bytes, history, rng),
+            Some(route) => {
+                let to = Recipient { thread: t, member: *m.as_bytes() };
+                self.queue_out(route, Some(to), bytes, history, rng);
+            }
             None => {
-                th.awaiting.entry(h).or_default().push(bytes);
+                th.awaiting.entry(h).or_default().push(Awaiting { bytes, history });
                 self.save_thread(t);
             }
         }
@@ -136,13 +139,14 @@ impl Engine {
     pub(super) fn queue_out<R: CryptoRng>(
         &mut self,
         route: RouteRec,
+        to: Option<Recipient>,
         bytes: Vec<u8>,
         history: Option<Vec<u8>>,
         rng: &mut R,
     ) {
         let mut id = [0u8; 16];
         rng.fill_bytes(&mut id);
-        let rec = OutRec { route, bytes, history };
+        let rec = OutRec { route, bytes, history, to };
         if let Some(net) = &self.network {
             let g = net.sphinx.geometry().clone();
             let reply = RecipientId(self.settings.home_mailbox);
@@ -156,29 +160,45 @@ impl Engine {
         self.out_recs.insert(MessageId(id), rec);
     }
 
-    /// Every message of ours waiting for the mailbox of `from` goes to `to` from now on (its
-    /// member moved: a ROUTE), in the outbox and in its saved record.
-    pub(super) fn reroute(&mut self, from: RouteRec, to: RouteRec) {
-        self.outbox.reroute(&from.route(), to.route());
-        for (id, rec) in self.out_recs.iter_mut().filter(|(_, rec)| rec.route == from) {
-            rec.route = to;
+    /// Every message of ours for member `to` waiting goes to `route` from now on (the member
+    /// moved: its own ROUTE), in the outbox and in its saved record. Only that member's
+    /// messages in that thread move, whatever routes others announced.
+    pub(super) fn reroute(&mut self, to: Recipient, route: RouteRec, now: SystemTime) {
+        let at = core_time(now);
+        for (id, rec) in self.out_recs.iter_mut().filter(|(_, rec)| rec.to == Some(to)) {
+            self.outbox.reroute(id, route.route(), at);
+            rec.route = route;
             self.writes.push(Write::put(id.0, &*rec));
         }
     }
 
-    /// Drops every message of ours waiting for the mailbox of `route` (its member left the
-    /// group): a message it was one of the recipients of counts it no longer, so its ticks can
-    /// still reach "delivered" with the others'.
-    pub(super) fn cancel_to(&mut self, route: RouteRec) -> Result<(), EngineError> {
-        self.outbox.cancel(&route.route());
+    /// Drops every message of ours for member `to` (it left the thread) and `awaiting`, those
+    /// that waited for its route: none would ever arrive. A message it was one of the
+    /// recipients of counts it no longer, so its ticks can still reach "delivered" with the
+    /// others'. Saved with the change that removed the member, in the same transaction.
+    pub(super) fn cancel_to(&mut self, to: Recipient, awaiting: Vec<Awaiting>) -> Result<(), EngineError> {
         let ids: Vec<MessageId> =
-            self.out_recs.iter().filter(|(_, rec)| rec.route == route).map(|(id, _)| *id).collect();
+            self.out_recs.iter().filter(|(_, rec)| rec.to == Some(to)).map(|(id, _)| *id).collect();
+        let mut histories: Vec<Vec<u8>> = awaiting.into_iter().filter_map(|a| a.history).collect();
         for id in ids {
+            self.outbox.cancel(&id);
             let Some(rec) = self.out_recs.remove(&id) else { continue };
             self.writes.push(Write::Del(NS_OUT, id.0.to_vec()));
-            let Some(hkey) = rec.history else { continue };
-            self.flush()?;
-            let Some(raw) = self.profile.get(NS_HISTORY, &hkey)? else { continue };
+            histories.extend(rec.history);
+        }
+        for hkey in histories {
+            // The entry as this transaction will leave it: a decrement earlier in it counts.
+            let pending = self.writes.iter().rev().find_map(|w| match w {
+                Write::Put(ns, k, v) if *ns == NS_HISTORY && *k == hkey => Some(v.clone()),
+                _ => None,
+            });
+            let raw = match pending {
+                Some(v) => v,
+                None => match self.profile.get(NS_HISTORY, &hkey)? {
+                    Some(v) => v.to_vec(),
+                    None => continue,
+                },
+            };
             let mut e: HistoryEntry = decode(&raw)?;
             let before = e.delivery();
             e.recipients = e.recipients.saturating_sub(1);
@@ -188,19 +208,17 @@ impl Engine {
                 self.events.push_back(EngineEvent::Delivery { message: LocalMessageId(hkey), state: after });
             }
         }
-        self.flush()
+        Ok(())
     }
 
-    /// Whether `mailbox` is already known as anyone's: a member's route in any thread (or the
-    /// route a contact answered with), or one of our own mailboxes.
-    pub(super) fn mailbox_known(&self, mailbox: &[u8; 32]) -> bool {
+    /// Whether `mailbox` is one of ours (the home mailbox, a thread's, or one it replaced): no
+    /// member's route may name it.
+    pub(super) fn is_own_mailbox(&self, mailbox: &[u8; 32]) -> bool {
         *mailbox == self.settings.home_mailbox
-            || self.threads.values().any(|t| {
-                t.mailbox == *mailbox
-                    || t.replaced.iter().any(|o| o.mailbox == *mailbox)
-                    || t.peer_route.is_some_and(|p| p.mailbox == *mailbox)
-                    || t.roster.values().any(|r| r.mailbox == *mailbox)
-            })
+            || self
+                .threads
+                .values()
+                .any(|t| t.mailbox == *mailbox || t.replaced.iter().any(|o| o.mailbox == *mailbox))
     }
 
     /// The packets due at `now`: one per sending slot (an acknowledgement or a queued fragment

@@ -52,6 +52,7 @@ impl Engine {
             last_epoch: None,
             recv: BTreeMap::new(),
             awaiting: BTreeMap::new(),
+            moved_from: BTreeMap::new(),
             early: Vec::new(),
             join_token: None,
             give_up_at_ms: None,

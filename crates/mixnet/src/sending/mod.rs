@@ -48,7 +48,7 @@ pub use inbox::{
     Inbox, MAX_PARTIAL_BYTES, MAX_PARTIAL_BYTES_PER_SOURCE, MAX_PARTIAL_MESSAGES,
     MAX_PARTIAL_MESSAGES_PER_SOURCE, REMEMBER_DELIVERED, Received, Source,
 };
-pub use outbox::{Delivery, MAX_EARLIER_ROUTES, Outbox, OutboxEvent, ResendPolicy, SURB_LIFETIME};
+pub use outbox::{Delivery, Outbox, OutboxEvent, ResendPolicy, SURB_LIFETIME};
 pub use packets::{
     NetworkView, OutPacket, Route, RouteError, ack_packet, acks_packet, cover_packet, reply_surb, route_hops,
     sealed_packet,

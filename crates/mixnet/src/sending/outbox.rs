@@ -68,9 +68,6 @@ enum FragmentState {
 
 struct OutMessage {
     route: Route,
-    /// Routes it was sent to before [`Outbox::reroute`] moved it, newest last (at most
-    /// [`MAX_EARLIER_ROUTES`]): acknowledgements of the copies that went there still count.
-    earlier: Vec<Route>,
     reply_to: RecipientId,
     fragments: Vec<(Vec<u8>, FragmentState)>,
     sent_once: bool,
@@ -89,11 +86,6 @@ struct PendingSurb {
 /// that carries acknowledgements for other messages is still read after its own message was
 /// delivered.
 pub const SURB_LIFETIME: Duration = Duration::from_secs(3 * 3600);
-
-/// How many earlier routes of a message [`Outbox::reroute`] remembers: its recipient moving
-/// mailbox more often than that while one message waits is not expected; the copies sent to the
-/// oldest then count only once their resends through a newer route are acknowledged.
-pub const MAX_EARLIER_ROUTES: usize = 4;
 
 /// What the outbox reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,53 +170,36 @@ impl Outbox {
             // Bounded by MAX_FRAGMENTS above.
             self.queue.push_back((id, i as u16));
         }
-        self.messages
-            .insert(id, OutMessage { route, earlier: Vec::new(), reply_to, fragments, sent_once: false });
+        self.messages.insert(id, OutMessage { route, reply_to, fragments, sent_once: false });
         self.events.push_back(OutboxEvent::State(id, Delivery::Queued));
         Ok(())
     }
 
-    /// The recipient at `from` now receives at `to` (it told us so): every message waiting for
-    /// `from` goes to `to` from now on, and each of its fragments already sent but not yet
-    /// acknowledged is queued again at once, with a fresh backoff, since `from` may no longer be
-    /// read. Acknowledgements of what was sent to `from` still count. Returns the messages moved.
-    pub fn reroute(&mut self, from: &Route, to: Route) -> Vec<MessageId> {
-        if *from == to {
-            return Vec::new();
+    /// Message `id`'s recipient now receives at `to` (it told us so): the message goes there
+    /// from now on, and each of its fragments already sent but not yet acknowledged is due again
+    /// at `now`, since the old route may no longer be read. The backoff goes on growing where it
+    /// was, so a recipient that keeps moving does not make us send faster than its resends
+    /// would. Acknowledgements through SURBs sent with the old route no longer count (the copy
+    /// sent again brings its own). Returns whether the outbox had the message.
+    pub fn reroute(&mut self, id: &MessageId, to: Route, now: Time) -> bool {
+        let Some(m) = self.messages.get_mut(id) else { return false };
+        if m.route == to {
+            return true;
         }
-        let mut moved = Vec::new();
-        for (id, m) in self.messages.iter_mut().filter(|(_, m)| m.route == *from) {
-            m.earlier.retain(|r| *r != to);
-            m.earlier.push(m.route);
-            if m.earlier.len() > MAX_EARLIER_ROUTES {
-                m.earlier.remove(0);
+        m.route = to;
+        for (_, s) in m.fragments.iter_mut() {
+            if let FragmentState::InFlight { until, .. } = s {
+                *until = (*until).min(now);
             }
-            m.route = to;
-            for (i, (_, s)) in m.fragments.iter_mut().enumerate() {
-                if matches!(s, FragmentState::InFlight { .. }) {
-                    // The next send counts as the first to `to`.
-                    *s = FragmentState::Queued;
-                    let entry = (*id, i as u16);
-                    if !self.queue.contains(&entry) {
-                        self.queue.push_back(entry);
-                    }
-                }
-            }
-            moved.push(*id);
         }
-        moved
+        true
     }
 
-    /// Forgets every message waiting for `route` (its recipient is gone): never sent again,
-    /// never reported. Returns them.
-    pub fn cancel(&mut self, route: &Route) -> Vec<MessageId> {
-        let ids: Vec<MessageId> =
-            self.messages.iter().filter(|(_, m)| m.route == *route).map(|(id, _)| *id).collect();
-        for id in &ids {
-            self.messages.remove(id);
-        }
-        // Their entries in the queue are skipped when they come up.
-        ids
+    /// Forgets message `id` (its recipient is gone): never sent again, never reported. Returns
+    /// whether the outbox had it.
+    pub fn cancel(&mut self, id: &MessageId) -> bool {
+        // Its entries in the queue are skipped when they come up.
+        self.messages.remove(id).is_some()
     }
 
     /// Changes the resend policy (for waits started from now on).
@@ -336,11 +311,7 @@ impl Outbox {
         let route = p.route;
         self.surbs.remove(&surb_id);
         for e in entries {
-            if self
-                .messages
-                .get(&e.message_id)
-                .is_some_and(|m| m.route == route || m.earlier.contains(&route))
-            {
+            if self.messages.get(&e.message_id).is_some_and(|m| m.route == route) {
                 for i in e.indices {
                     self.ack(e.message_id, i);
                 }

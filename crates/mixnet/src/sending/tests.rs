@@ -348,16 +348,15 @@ fn a_message_to_a_gateway_missing_from_the_directory_waits_and_does_not_fail_the
 }
 
 #[test]
-fn a_rerouted_message_goes_to_the_new_mailbox_at_once_and_old_acknowledgements_still_count() {
+fn a_rerouted_message_is_due_at_once_at_its_new_mailbox_and_keeps_its_backoff() {
     let mut rng = ChaCha20Rng::seed_from_u64(13);
     let net = Net::new(&mut rng);
     let g = geometry();
     // A long first wait: without the reroute nothing would be resent before a minute.
-    let mut outbox =
-        Outbox::new(ResendPolicy { first: Duration::from_secs(60), max: Duration::from_secs(600) });
-    let (k0, k1, k2) = (SealKey([1; 32]), SealKey([4; 32]), SealKey([6; 32]));
+    let first = Duration::from_secs(60);
+    let mut outbox = Outbox::new(ResendPolicy { first, max: Duration::from_secs(6000) });
+    let (k0, k2) = (SealKey([1; 32]), SealKey([6; 32]));
     let r0 = Route { gateway: net.gw[1], mailbox: RecipientId([1; 32]), seal: k0 };
-    let r1 = Route { gateway: net.gw[1], mailbox: RecipientId([4; 32]), seal: k1 };
     let r2 = Route { gateway: net.gw[1], mailbox: RecipientId([6; 32]), seal: k2 };
     let other = Route { gateway: net.gw[1], mailbox: RecipientId([9; 32]), seal: SealKey([9; 32]) };
     let a = outbox.queue(&g, r0, RecipientId([2; 32]), b"to the first mailbox", &mut rng).unwrap();
@@ -366,37 +365,50 @@ fn a_rerouted_message_goes_to_the_new_mailbox_at_once_and_old_acknowledgements_s
     let _ = send_one(&net, &mut outbox, Time::ZERO, &SealKey([9; 32]), &mut rng);
     assert!(!outbox.has_queued());
 
-    // The recipient moves twice before we hear of it: only its messages move, and the copy in
-    // flight is sent again at once, sealed to the newest mailbox.
-    assert_eq!(outbox.reroute(&r0, r1), vec![a]);
-    assert_eq!(outbox.reroute(&r1, r2), vec![a]);
-    assert!(outbox.reroute(&r0, r2).is_empty(), "nothing is left at the first route");
-    let surb_r2 = send_one(&net, &mut outbox, Time::ZERO + Duration::from_secs(1), &k2, &mut rng);
-    assert!(!outbox.has_queued(), "the other recipient's message stays where it was");
+    // The recipient moved: its message is due at once, sealed to the new mailbox (`send_one`
+    // opens it with the new key); the other recipient's waits as it was.
+    let now = Time::ZERO + Duration::from_secs(1);
+    assert!(outbox.reroute(&a, r2, now));
+    assert!(!outbox.reroute(&MessageId([0xee; 16]), r2, now), "an unknown message");
+    outbox.handle_timeout(now);
+    let surb_r2 = send_one(&net, &mut outbox, now, &k2, &mut rng);
+    assert!(!outbox.has_queued(), "only the moved message was due");
     assert_eq!(outbox.state(&b), Some(Delivery::Sent));
+    // Its backoff went on growing: the next wait is that of a second attempt.
+    assert!(outbox.cancel(&b));
+    assert!(outbox.poll_timeout().unwrap() >= now + first * 2);
 
-    // The copy that went to the first mailbox is acknowledged through its own SURB: it counts.
+    // A reply through the SURB that went to the old mailbox no longer counts; the new one does.
     let entry = |id: MessageId| AckEntry { message_id: id, indices: vec![0] };
     assert!(reply(&net, &mut outbox, &surb_r0, vec![entry(a)], &mut rng));
-    assert_eq!(outbox.state(&a), None, "delivered");
-    // The later SURB's reply finds nothing left to acknowledge.
+    assert_eq!(outbox.state(&a), Some(Delivery::Sent));
     assert!(reply(&net, &mut outbox, &surb_r2, vec![entry(a)], &mut rng));
+    assert_eq!(outbox.state(&a), None, "delivered");
 }
 
 #[test]
-fn a_route_forgotten_by_reroute_no_longer_acknowledges() {
+fn a_cancelled_message_is_never_sent_again() {
     let mut rng = ChaCha20Rng::seed_from_u64(14);
     let net = Net::new(&mut rng);
     let g = geometry();
-    let mut outbox =
-        Outbox::new(ResendPolicy { first: Duration::from_secs(60), max: Duration::from_secs(600) });
+    let mut outbox = Outbox::new(ResendPolicy { first: Duration::from_secs(1), max: Duration::from_secs(8) });
     let route = |n: u8| Route { gateway: net.gw[1], mailbox: RecipientId([n; 32]), seal: SealKey([n; 32]) };
-    let a = outbox.queue(&g, route(1), RecipientId([2; 32]), b"hi", &mut rng).unwrap();
-    let first = send_one(&net, &mut outbox, Time::ZERO, &SealKey([1; 32]), &mut rng);
-    for n in 1..=(MAX_EARLIER_ROUTES as u8 + 1) {
-        assert_eq!(outbox.reroute(&route(n), route(n + 1)), vec![a]);
-    }
-    let entry = AckEntry { message_id: a, indices: vec![0] };
-    assert!(reply(&net, &mut outbox, &first, vec![entry], &mut rng));
-    assert_eq!(outbox.state(&a), Some(Delivery::Sent), "the oldest route is no longer trusted for it");
+    let sent = outbox.queue(&g, route(1), RecipientId([2; 32]), b"sent once", &mut rng).unwrap();
+    let _ = send_one(&net, &mut outbox, Time::ZERO, &SealKey([1; 32]), &mut rng);
+    let unsent = outbox.queue(&g, route(3), RecipientId([2; 32]), b"never sent", &mut rng).unwrap();
+    assert!(outbox.cancel(&sent) && outbox.cancel(&unsent));
+    assert!(!outbox.cancel(&sent), "once");
+    let later = Time::ZERO + Duration::from_secs(600);
+    outbox.handle_timeout(later);
+    assert!(outbox.next_packet(later, &net.sphinx, &net.view(0), &mut rng).is_none());
+    assert!(outbox.is_empty() && outbox.poll_timeout().is_none());
+    assert_eq!(
+        std::iter::from_fn(|| outbox.poll_event()).collect::<Vec<_>>(),
+        [
+            OutboxEvent::State(sent, Delivery::Queued),
+            OutboxEvent::State(sent, Delivery::Sent),
+            OutboxEvent::State(unsent, Delivery::Queued)
+        ],
+        "nothing is reported of them"
+    );
 }

@@ -250,7 +250,7 @@ fn a_message_too_long_for_the_network_is_dropped_and_counted() {
         let t = e.thread_by_name("bob").unwrap();
         let th = e.threads.get_mut(&t).unwrap();
         let bob = th.roster.keys().next().unwrap().clone();
-        th.awaiting.insert(bob, vec![huge]);
+        th.awaiting.insert(bob, vec![crate::engine::rows::Awaiting { bytes: huge, history: None }]);
     }
     // Bob moves to a fresh mailbox and tells Ann: what waited for him is queued.
     let old = w.clients[1].thread("ann").mailbox;

@@ -169,11 +169,11 @@ fn a_member_cannot_move_another_members_route() {
 }
 
 #[test]
-fn a_member_cannot_take_another_members_mailbox_for_its_own() {
-    // A hostile member (B) announces, for itself, C's mailbox (B knows C's route, as every member
-    // does). Had A taken it, B's next move would have taken what A sends C along with it
-    // (moving a route moves what waits for it). A refuses the route: a mailbox already known is
-    // nobody's new one.
+fn a_member_moving_its_route_moves_only_what_waits_for_it() {
+    // A hostile member (B) first announces, for itself, C's route (every member knows it), then
+    // moves to a mailbox of its own. What A has queued for C (C is away) must stay on C's route:
+    // a move moves only the mover's messages. And B's first route, announced again later (as an
+    // old ROUTE arriving late would be), is not taken back.
     let mut w = World::new(8, 0.0, &[1, 2, 1]);
     w.connect(0, "ann", 1, "b");
     w.connect(0, "ann", 2, "c");
@@ -190,26 +190,54 @@ fn a_member_cannot_take_another_members_mailbox_for_its_own() {
     let (ta, tb, tc) = (group(w.clients[0].e()), group(w.clients[1].e()), group(w.clients[2].e()));
     let b_member = *w.clients[1].e().convs[&tb].own_id().as_bytes();
     let c_member = *w.clients[2].e().convs[&tc].own_id().as_bytes();
-    let b_route = w.clients[0].e().threads[&ta].roster[&hex(&b_member)];
     let c_route = w.clients[1].e().threads[&tb].roster[&hex(&c_member)];
-    let taken = Content::Route(RouteEntry {
-        member: b_member,
-        gateway: c_route.gateway,
-        mailbox: c_route.mailbox,
-        seal: [7; 32],
-    });
-    let now = w.now;
-    let rejected = w.clients[0].e().stats().rejected;
-    w.clients[1].e().send_content(tb, &taken, None, now, &mut w.rng).unwrap();
-    w.run_until(Duration::from_secs(120), |w| {
-        w.clients[0].engine.as_ref().unwrap().stats().rejected > rejected
-    });
-    assert_eq!(w.clients[0].e().threads[&ta].roster[&hex(&b_member)], b_route, "B's route unchanged");
+    let route_of_b = |rec: RouteRec| {
+        Content::Route(RouteEntry {
+            member: b_member,
+            gateway: rec.gateway,
+            mailbox: rec.mailbox,
+            seal: rec.seal,
+        })
+    };
+    let announce = |w: &mut World, c: Content| {
+        let now = w.now;
+        let before = w.clients[0].e().stats().rejected;
+        w.clients[1].e().send_content(tb, &c, None, now, &mut w.rng).unwrap();
+        w.run_for(Duration::from_secs(5));
+        w.clients[0].e().stats().rejected > before
+    };
+    // B takes C's route for its own: that harms only B, and A takes it.
+    assert!(!announce(&mut w, route_of_b(c_route)));
+    assert_eq!(w.clients[0].e().threads[&ta].roster[&hex(&b_member)], c_route);
+    // C is away; A writes to both, so two copies wait on the same route.
+    let c_mailbox = w.clients[2].e().threads[&tc].mailbox;
+    w.clients[2].hold.push(c_mailbox);
     let now = w.now;
     w.clients[0].e().send("team", "for b and c", now, &mut w.rng).unwrap();
+    w.run_for(Duration::from_secs(2));
+    let waiting_for = |e: &mut Engine, m: [u8; 32]| -> Vec<RouteRec> {
+        e.out_recs.values().filter(|r| r.to.is_some_and(|to| to.member == m)).map(|r| r.route).collect()
+    };
+    assert_eq!(waiting_for(w.clients[0].e(), c_member), [c_route]);
+    // B moves to a fresh mailbox of its own: B's copy follows, C's stays.
+    let now = w.now;
+    w.clients[1].e().rotate_mailbox(tb, true, now, &mut w.rng).unwrap();
+    let b_new = w.clients[1].e().threads[&tb].clone();
+    let b_real =
+        RouteRec { gateway: w.clients[1].e().settings.gateway, mailbox: b_new.mailbox, seal: b_new.seal };
     w.run_until(Duration::from_secs(120), |w| {
-        [1, 2].iter().all(|&c| w.clients[c].texts().iter().any(|t| t.2 == "for b and c"))
+        w.clients[0].engine.as_ref().unwrap().threads[&ta].roster[&hex(&b_member)] == b_real
     });
+    assert_eq!(waiting_for(w.clients[0].e(), c_member), [c_route], "C's copy did not move");
+    w.run_until(Duration::from_secs(120), |w| w.clients[1].texts().iter().any(|t| t.2 == "for b and c"));
+    // B's old route again: refused, B's route stays.
+    assert!(announce(&mut w, route_of_b(c_route)));
+    assert_eq!(w.clients[0].e().threads[&ta].roster[&hex(&b_member)], b_real);
+    // C comes back and gets its copy, once.
+    w.clients[2].hold.clear();
+    w.run_until(Duration::from_secs(120), |w| w.clients[2].texts().iter().any(|t| t.2 == "for b and c"));
+    w.run_until(Duration::from_secs(120), |w| w.clients[0].engine.as_ref().unwrap().undelivered() == 0);
+    assert_eq!(w.clients[2].texts().iter().filter(|t| t.2 == "for b and c").count(), 1);
 }
 
 #[test]
@@ -255,12 +283,15 @@ fn joining_a_group_waits_for_the_users_yes() {
     assert!(!w.clients[1].e().threads().unwrap().iter().any(|t| t.name == "one"));
 
     // A contact who sends invitation after invitation fills only her bound; restarts keep them.
+    let rejected = w.clients[1].e().stats().rejected;
     for i in 0..(MAX_GROUP_INVITATIONS_PER_CONTACT + 4) {
         let g = format!("spam{i}");
         w.clients[0].e().create_group(&g, &mut w.rng).unwrap();
         w.clients[0].e().group_add(&g, "bob", w.now, &mut w.rng).unwrap();
     }
-    w.run_until(Duration::from_secs(120), |w| w.clients[1].engine.as_ref().unwrap().stats().rejected >= 4);
+    w.run_until(Duration::from_secs(120), |w| {
+        w.clients[1].engine.as_ref().unwrap().stats().rejected >= rejected + 4
+    });
     let net = std::mem::replace(&mut w.net, Net::new(98, 0.0));
     w.clients[1].restart(&net);
     w.net = net;

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use super::*;
 use crate::engine::rows::{
-    FIRST_VERSION, NS_CONV, NS_HISTORY, NS_JOIN, NS_SETTINGS, NS_THREAD, SETTINGS_KEY, Settings, VERSIONED,
-    decode, encode,
+    FIRST_VERSION, NS_CONV, NS_HISTORY, NS_JOIN, NS_SETTINGS, NS_THREAD, Row, SETTINGS_KEY, Settings,
+    VERSIONED, decode, encode,
 };
 use crate::store::{DATABASE_FILE, HEADER_FILE};
 
@@ -250,4 +250,39 @@ fn rows_of_a_later_version_are_refused_by_name_and_change_nothing() {
     e.profile.put(NS_HISTORY, &[&thread[..], &[0; 8]].concat(), &[9, b'{', b'}']).unwrap();
     let err = e.history("g").unwrap_err();
     assert!(matches!(err, EngineError::NewerFormat { what: "history entry", found: 9, known: 1 }), "{err}");
+}
+
+#[test]
+fn a_thread_row_of_version_1_reads_into_version_2() {
+    // Version 1 kept one replaced mailbox as `old` (null or a record) and awaiting messages as
+    // their bytes alone; version 2 has lists, history entries and `moved_from`.
+    let mut w = World::new(24, 0.0, &[1]);
+    w.clients[0].e().create_group("g", &mut w.rng).unwrap();
+    let th = w.clients[0].thread("g");
+    let mut v: serde_json::Value = serde_json::from_slice(&th.body()).unwrap();
+    let o = v.as_object_mut().unwrap();
+    o.remove("replaced");
+    o.remove("moved_from");
+    let (m5, m6, m7) = ([5u8; 32].to_vec(), [6u8; 32].to_vec(), [7u8; 32].to_vec());
+    let old = serde_json::json!({ "mailbox": m5, "credential": m6, "seal": m7, "retire_at_ms": 9 });
+    o.insert("awaiting".into(), serde_json::json!({ "ab": [[1, 2, 3], [4]] }));
+    for (value, replaced) in [(serde_json::Value::Null, 0), (old, 1)] {
+        o.insert("old".into(), value);
+        let body = serde_json::to_vec(&o).unwrap();
+        let t = Thread::from_body(1, &body).unwrap();
+        assert_eq!(t.replaced.len(), replaced);
+        if replaced == 1 {
+            assert_eq!(
+                (t.replaced[0].mailbox, t.replaced[0].seal, t.replaced[0].retire_at_ms),
+                ([5; 32], [7; 32], 9)
+            );
+        }
+        let awaiting: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            t.awaiting["ab"].iter().map(|a| (a.bytes.clone(), a.history.clone())).collect();
+        assert_eq!(awaiting, [(vec![1, 2, 3], None), (vec![4], None)]);
+        assert!(t.moved_from.is_empty());
+        // Written again, it is of version 2 and reads back the same.
+        let again = Thread::from_body(2, &t.body()).unwrap();
+        assert_eq!((again.replaced, again.awaiting.len()), (t.replaced, 1));
+    }
 }
