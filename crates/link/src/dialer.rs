@@ -61,6 +61,10 @@ impl PeerLink {
         }
     }
 
+    // `sender`, `send`, `try_send` and `recv` delegate as `Connection`'s do, on purpose: both
+    // types are a sender and a receiver, and each keeps its own documented methods (a shared
+    // trait would make every caller import it for four one-line calls).
+
     /// A handle for sending on this link.
     pub fn sender(&self) -> FrameSender {
         self.sender.clone()

@@ -95,15 +95,16 @@ impl LinkSecretKey {
     pub fn generate<R: rand_core::CryptoRng + ?Sized>(rng: &mut R) -> Self {
         let mut bytes = Zeroizing::new([0u8; Self::LEN]);
         rng.fill_bytes(bytes.as_mut());
-        let (dh, kem) = bytes.split_at(DH_LEN);
-        let mut dh_secret = [0u8; DH_LEN];
-        dh_secret.copy_from_slice(dh);
-        let mut kem_seed = [0u8; KEM_SK_LEN];
-        kem_seed.copy_from_slice(kem);
-        Self::from_parts(dh_secret, kem_seed)
+        Self::from_array(&bytes)
     }
 
-    fn from_parts(dh: [u8; DH_LEN], kem: [u8; KEM_SK_LEN]) -> Self {
+    /// The key whose encoding is `bytes` (every string of this length is one).
+    fn from_array(bytes: &[u8; Self::LEN]) -> Self {
+        let (dh_part, kem_part) = bytes.split_at(DH_LEN);
+        let mut dh = [0u8; DH_LEN];
+        dh.copy_from_slice(dh_part);
+        let mut kem = [0u8; KEM_SK_LEN];
+        kem.copy_from_slice(kem_part);
         let dh_public = X25519::pubkey(&SensitiveByteArray::from_slice(&dh));
         let public = LinkPublicKey { dh: dh_public, kem: mlkem::public_key(&kem).into() };
         Self { dh, kem, public }
@@ -124,15 +125,9 @@ impl LinkSecretKey {
 
     /// Parses [`LinkSecretKey::to_bytes`]'s encoding. Every 96-byte string is a key.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
-        if bytes.len() != Self::LEN {
-            return Err(KeyError::Length { expected: Self::LEN, got: bytes.len() });
-        }
-        let (dh, kem) = bytes.split_at(DH_LEN);
-        let mut dh_secret = [0u8; DH_LEN];
-        dh_secret.copy_from_slice(dh);
-        let mut kem_seed = [0u8; KEM_SK_LEN];
-        kem_seed.copy_from_slice(kem);
-        Ok(Self::from_parts(dh_secret, kem_seed))
+        let array: &[u8; Self::LEN] =
+            bytes.try_into().map_err(|_| KeyError::Length { expected: Self::LEN, got: bytes.len() })?;
+        Ok(Self::from_array(array))
     }
 
     pub(crate) fn dh_secret(&self) -> &[u8; DH_LEN] {

@@ -277,6 +277,10 @@ pub struct Gateway {
     metrics: GatewayMetrics,
 }
 
+// A gateway is built as a mix is (`Mix::new`) and shares its keys, replay filters, replay log
+// and delay queue through `KeyRing` and `DelayQueue` (keyring.rs), where that logic lives once.
+// What stays written twice on purpose is thin: the constructor and the one-line methods that
+// hand each core's own documented API to those types.
 impl core::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Gateway")
@@ -315,6 +319,8 @@ impl Gateway {
     pub fn add_epoch_key(&mut self, epoch: u64, key: SecretKey, window: EpochWindow) {
         self.keys.add(epoch, key, window);
     }
+
+    // These replay-log methods delegate as `Mix`'s do (see the note on `Gateway`'s `Debug`).
 
     /// Enables the replay log, as [`crate::Mix::enable_replay_log`]: a packet forwarded into the
     /// network leaves only once its tag's batch is durable.

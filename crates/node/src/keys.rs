@@ -40,7 +40,6 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read as _};
-use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use qanat_codec::{Reader, Writer};
@@ -52,6 +51,8 @@ use rand_core::CryptoRng;
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
+use crate::data_files::{FileError, create_dir, entries, epoch_file, epoch_of, io_err, sync_dir};
+
 const MAGIC: &[u8; 8] = b"QNATKEY\0";
 const VERSION: u8 = 1;
 const KIND_IDENTITY: u8 = 1;
@@ -61,7 +62,6 @@ const HEADER_LEN: usize = 8 + 1 + 1 + 1 + 1 + 8 + 2;
 const CHECKSUM_LEN: usize = 32;
 /// Largest key file accepted (bigger than any key, smaller than anything worth reading).
 const MAX_FILE_LEN: u64 = 4096;
-const DIR_MODE: u32 = 0o700;
 
 /// Which packet keys a node keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,16 +86,8 @@ impl Default for KeyWindow {
 #[non_exhaustive]
 pub enum KeyStoreError {
     /// A file or directory could not be read, written, renamed or removed.
-    #[error("{}: cannot {op}: {source}; check the data directory's permissions and free space", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// What was being done.
-        op: &'static str,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// A key file is truncated, altered or not a key file of the expected kind.
     #[error(
         "{}: corrupt key file: {problem}; restore it from a backup (a corrupt packet key may instead be deleted, losing packets sent to it)",
@@ -121,11 +113,6 @@ pub enum KeyStoreError {
     /// The key file format has no code for this packet scheme yet.
     #[error("packet scheme {0} cannot be stored by this version of the key store; use another scheme")]
     UnsupportedScheme(&'static str),
-}
-
-fn io_err(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> KeyStoreError {
-    let path = path.to_owned();
-    move |source| KeyStoreError::Io { path, op, source }
 }
 
 fn corrupt(path: &Path, problem: impl Into<String>) -> KeyStoreError {
@@ -235,7 +222,7 @@ impl NodeKeys {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                Err(err) => return Err(io_err(&path, "delete the expired packet key")(err)),
+                Err(err) => return Err(io_err(&path, "delete the expired packet key")(err).into()),
             }
             if let Some(data_dir) = self.dir.parent() {
                 crate::replay_log::delete_log(data_dir, e.0).map_err(io_err(
@@ -279,7 +266,7 @@ impl NodeKeys {
 }
 
 fn packet_path(dir: &Path, e: Epoch) -> PathBuf {
-    dir.join(format!("epoch-{}.key", e.0))
+    epoch_file(dir, e.0, ".key")
 }
 
 fn scheme_code(s: Scheme) -> Option<u8> {
@@ -300,30 +287,19 @@ fn scheme_from_code(c: u8) -> Option<Scheme> {
     }
 }
 
-fn exists(path: &Path) -> Result<bool, KeyStoreError> {
+fn exists(path: &Path) -> Result<bool, FileError> {
     path.try_exists().map_err(io_err(path, "look up"))
 }
 
-fn create_dir(path: &Path) -> Result<(), KeyStoreError> {
-    match fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(path) {
-        Ok(()) => Ok(()),
-        Err(e) => Err(io_err(path, "create the directory")(e)),
-    }
-}
-
 fn remove_temp_files(dir: &Path) -> Result<(), KeyStoreError> {
-    for entry in fs::read_dir(dir).map_err(io_err(dir, "list the directory"))? {
-        let entry = entry.map_err(io_err(dir, "list the directory"))?;
+    for entry in entries(dir)? {
+        let entry = entry?;
         if entry.file_name().to_string_lossy().ends_with(".tmp") {
             let p = entry.path();
             fs::remove_file(&p).map_err(io_err(&p, "remove the leftover temporary file"))?;
         }
     }
     Ok(())
-}
-
-fn sync_dir(dir: &Path) -> Result<(), KeyStoreError> {
-    qanat_network::file::sync_dir(dir).map_err(io_err(dir, "sync the directory"))
 }
 
 /// Encodes a key file.
@@ -399,8 +375,8 @@ fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyStoreError> {
 }
 
 fn has_packet_keys(dir: &Path) -> Result<bool, KeyStoreError> {
-    for entry in fs::read_dir(dir).map_err(io_err(dir, "list the directory"))? {
-        let entry = entry.map_err(io_err(dir, "list the directory"))?;
+    for entry in entries(dir)? {
+        let entry = entry?;
         if entry.file_name().to_string_lossy().starts_with("epoch-") {
             return Ok(true);
         }
@@ -425,15 +401,9 @@ fn load_link(path: &Path) -> Result<LinkSecretKey, KeyStoreError> {
 
 fn load_packet_keys(dir: &Path) -> Result<BTreeMap<Epoch, SecretKey>, KeyStoreError> {
     let mut keys = BTreeMap::new();
-    for entry in fs::read_dir(dir).map_err(io_err(dir, "list the directory"))? {
-        let entry = entry.map_err(io_err(dir, "list the directory"))?;
-        let name = entry.file_name();
-        let Some(epoch) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("epoch-"))
-            .and_then(|n| n.strip_suffix(".key"))
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
+    for entry in entries(dir)? {
+        let entry = entry?;
+        let Some(epoch) = epoch_of(&entry.file_name(), ".key") else {
             continue; // Not ours; leave it alone.
         };
         let path = entry.path();
@@ -453,11 +423,7 @@ fn load_packet_keys(dir: &Path) -> Result<BTreeMap<Epoch, SecretKey>, KeyStoreEr
 /// Writes a key file atomically with mode 0600.
 fn write_key(path: &Path, kind: u8, scheme: u8, epoch: u64, body: &[u8]) -> Result<(), KeyStoreError> {
     let bytes = encode(kind, scheme, epoch, body);
-    write_atomically(path, &bytes, Access::OwnerOnly).map_err(|e| KeyStoreError::Io {
-        path: e.path,
-        op: e.step,
-        source: e.source,
-    })
+    write_atomically(path, &bytes, Access::OwnerOnly).map_err(|e| KeyStoreError::Io(e.into()))
 }
 
 #[cfg(test)]

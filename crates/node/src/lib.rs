@@ -20,11 +20,13 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod config;
+mod data_files;
 pub mod keys;
 pub mod replay_log;
 pub mod runtime;
 pub mod service;
 
 pub use config::{ConfigError, NodeConfig};
+pub use data_files::FileError;
 pub use keys::{KeyStoreError, KeyWindow, NodeKeys};
 pub use replay_log::{ReplayLog, ReplayLogError};

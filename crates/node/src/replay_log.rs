@@ -35,7 +35,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +47,8 @@ use qanat_packet::ReplayTag;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
+use crate::data_files::{FileError, create_dir, entries, epoch_file, epoch_of, io_err, sync_dir};
+
 const MAGIC: &[u8; 8] = b"QNATRPL\0";
 /// The format version this code writes and reads.
 pub const VERSION: u8 = 1;
@@ -54,7 +56,6 @@ const HEADER_LEN: usize = 24;
 const TAG_LEN: usize = 32;
 const SUM_LEN: usize = 8;
 const FILE_MODE: u32 = 0o600;
-const DIR_MODE: u32 = 0o700;
 /// Most tags in one batch record (a larger group is split).
 const MAX_BATCH_TAGS: usize = 1 << 16;
 /// How long the writer waits before retrying a failed write.
@@ -65,16 +66,8 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 #[non_exhaustive]
 pub enum ReplayLogError {
     /// A file or directory could not be read, written or removed.
-    #[error("{}: cannot {op}: {source}; check the data directory's permissions and free space", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// What was being done.
-        op: &'static str,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// A log is damaged: the node cannot tell which packets it forwarded under that key.
     #[error(
         "{}: damaged replay log: {problem}; the node cannot tell which packets it forwarded under the packet key of epoch {epoch}. Delete this file together with keys/packet/epoch-{epoch}.key (packets still in flight to that key are lost), or this file alone (packets the node forwarded under that key could then be replayed through it)",
@@ -103,11 +96,6 @@ pub enum ReplayLogError {
     },
 }
 
-fn io_err(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> ReplayLogError {
-    let path = path.to_owned();
-    move |source| ReplayLogError::Io { path, op, source }
-}
-
 /// Counters of the replay log, shared with the runtime's metrics.
 #[derive(Debug, Default)]
 pub struct ReplayLogMetrics {
@@ -130,7 +118,7 @@ pub struct ReplayLogMetrics {
 }
 
 fn log_path(dir: &Path, epoch: u64) -> PathBuf {
-    dir.join(format!("epoch-{epoch}.tags"))
+    epoch_file(dir, epoch, ".tags")
 }
 
 /// The replay directory of a data directory.
@@ -303,23 +291,13 @@ impl ReplayLog {
     /// damaged log or one of another format version, naming the file.
     pub fn open(data_dir: &Path, has_key: impl Fn(u64) -> bool) -> Result<Self, ReplayLogError> {
         let dir = replay_dir(data_dir);
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(DIR_MODE)
-            .create(&dir)
-            .map_err(io_err(&dir, "create the directory"))?;
+        create_dir(&dir)?;
         let metrics = Arc::new(ReplayLogMetrics::default());
         let mut recovered = BTreeMap::new();
         let mut lens = HashMap::new();
-        for entry in fs::read_dir(&dir).map_err(io_err(&dir, "list the directory"))? {
-            let entry = entry.map_err(io_err(&dir, "list the directory"))?;
-            let name = entry.file_name();
-            let Some(epoch) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix("epoch-"))
-                .and_then(|n| n.strip_suffix(".tags"))
-                .and_then(|n| n.parse::<u64>().ok())
-            else {
+        for entry in entries(&dir)? {
+            let entry = entry?;
+            let Some(epoch) = epoch_of(&entry.file_name(), ".tags") else {
                 continue; // Not ours; leave it alone.
             };
             let path = entry.path();
@@ -499,7 +477,7 @@ impl WriterState {
             let good = self.lens.get(&epoch).copied().unwrap_or(HEADER_LEN as u64);
             let Some(file) = self.files.get_mut(&epoch) else {
                 pending.insert(epoch, tags);
-                return Err(io_err(&path, "open the replay log")(io::Error::other("not open")));
+                return Err(io_err(&path, "open the replay log")(io::Error::other("not open")).into());
             };
             let started = std::time::Instant::now();
             let written = file.write_all(&buf).and_then(|()| file.sync_data());
@@ -510,7 +488,7 @@ impl WriterState {
                 // prefix (a torn batch in the middle would read back as damage).
                 let _ = file.set_len(good);
                 pending.insert(epoch, tags);
-                return Err(io_err(&path, "append to the replay log")(e));
+                return Err(io_err(&path, "append to the replay log")(e).into());
             }
             self.lens.insert(epoch, good + buf.len() as u64);
             let m = &self.metrics;
@@ -542,7 +520,7 @@ impl WriterState {
                 .and_then(|()| f.write_all(&header(epoch)))
                 .and_then(|()| f.sync_all())
                 .map_err(io_err(path, "write the replay log's header"))?;
-            qanat_network::file::sync_dir(&self.dir).map_err(io_err(&self.dir, "sync the directory"))?;
+            sync_dir(&self.dir)?;
             self.metrics.bytes.fetch_add(HEADER_LEN as u64, Ordering::Relaxed);
             self.lens.insert(epoch, HEADER_LEN as u64);
             f

@@ -4,41 +4,22 @@
 //! recorded in `docs/BENCHMARKS.md`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
 use chacha20::ChaCha20Rng;
-use chacha20::rand_core::{Rng, SeedableRng};
+use chacha20::rand_core::SeedableRng;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use qanat_packet::primitives::{AwsLc, Dalek, X25519Backend, x25519_base};
-use qanat_packet::{
-    Geometry, NodeDelay, NodeId, PathHop, RecipientId, RoutingCommand, Scheme, SecretKey, Sphinx,
-};
-
-const HOPS: usize = 5;
+use qanat_packet::{Geometry, Scheme, Sphinx};
 
 fn qanat_unwrap(c: &mut Criterion) {
     let mut g = c.benchmark_group("unwrap");
     for scheme in Scheme::ALL {
         let mut rng = ChaCha20Rng::seed_from_u64(1);
-        let sphinx = Sphinx::new(Geometry::default_for(scheme));
-        let keys: Vec<SecretKey> = (0..HOPS).map(|_| SecretKey::generate(scheme, &mut rng)).collect();
-        let path: Vec<PathHop> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| PathHop {
-                id: NodeId([i as u8; 32]),
-                public_key: k.public_key(),
-                commands: if i + 1 == HOPS {
-                    vec![RoutingCommand::Recipient(RecipientId([1; 32]))]
-                } else {
-                    vec![RoutingCommand::NodeDelay(NodeDelay { delay_ms: 100 })]
-                },
-            })
-            .collect();
-        let mut payload = vec![0u8; sphinx.geometry().forward_payload_len()];
-        rng.fill_bytes(&mut payload);
-        let pkt = sphinx.new_packet(&mut rng, &path, &payload).unwrap();
+        let (sphinx, keys, path, payload, pkt) = common::qanat_packet(scheme, &mut rng);
         let name = format!("qanat {} ({} B)", scheme.name(), pkt.len());
         g.bench_function(&name, |b| {
             b.iter_batched_ref(
@@ -58,32 +39,8 @@ fn qanat_unwrap(c: &mut Criterion) {
 
 fn nym_unwrap(c: &mut Criterion) {
     use sphinx_packet::SphinxPacket;
-    use sphinx_packet::constants::{DESTINATION_ADDRESS_LENGTH, IDENTIFIER_LENGTH, NODE_ADDRESS_LENGTH};
-    use sphinx_packet::header::delays;
-    use sphinx_packet::packet::builder::SphinxPacketBuilder;
-    use sphinx_packet::route::{Destination, DestinationAddressBytes, Node, NodeAddressBytes};
-    use x25519_dalek::{PublicKey, StaticSecret};
 
-    let secrets: Vec<StaticSecret> = (0..HOPS as u8).map(|i| StaticSecret::from([i + 1; 32])).collect();
-    let route: Vec<Node> = secrets
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            Node::new(NodeAddressBytes::from_bytes([i as u8; NODE_ADDRESS_LENGTH]), PublicKey::from(s))
-        })
-        .collect();
-    let delays = delays::generate_from_average_duration(HOPS, Duration::from_millis(100));
-    let dest = Destination::new(
-        DestinationAddressBytes::from_bytes([3u8; DESTINATION_ADDRESS_LENGTH]),
-        [4u8; IDENTIFIER_LENGTH],
-    );
-    // A payload as large as Qanat's default forward payload.
-    let message = vec![7u8; 1400];
-    let packet = SphinxPacketBuilder::new()
-        .with_payload_size(qanat_packet::geometry::DEFAULT_FORWARD_PAYLOAD_LEN + 32)
-        .build_packet(&message, &route, &dest, &delays)
-        .unwrap();
-    let bytes = packet.to_bytes();
+    let (secrets, bytes) = common::nym_packet();
     let mut g = c.benchmark_group("unwrap");
     g.bench_function(format!("nym sphinx-packet 0.8 ({} B)", bytes.len()), |b| {
         b.iter_batched(

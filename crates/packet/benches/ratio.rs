@@ -7,17 +7,16 @@
 //! `cargo bench -p qanat-packet --bench ratio`; `docs/BENCHMARKS.md` records its output.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod common;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chacha20::ChaCha20Rng;
-use chacha20::rand_core::{Rng, SeedableRng};
+use chacha20::rand_core::SeedableRng;
+use qanat_packet::Scheme;
 use qanat_packet::primitives::{AwsLc, X25519Backend, x25519_base};
-use qanat_packet::{
-    Geometry, NodeDelay, NodeId, PathHop, RecipientId, RoutingCommand, Scheme, SecretKey, Sphinx,
-};
 
-const HOPS: usize = 5;
 const ITERS: usize = 50;
 const ROUNDS: usize = 400;
 
@@ -30,56 +29,17 @@ fn time_round<T>(inputs: &mut [T], mut f: impl FnMut(&mut T)) -> f64 {
 }
 
 fn main() {
-    // Qanat X25519 KEM at the default geometry, as in `benches/packet.rs`.
+    // Qanat X25519 KEM at the default geometry, the packet `benches/packet.rs` unwraps.
     let mut rng = ChaCha20Rng::seed_from_u64(1);
-    let sphinx = Sphinx::new(Geometry::default_for(Scheme::X25519Kem));
-    let keys: Vec<SecretKey> = (0..HOPS).map(|_| SecretKey::generate(Scheme::X25519Kem, &mut rng)).collect();
-    let path: Vec<PathHop> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| PathHop {
-            id: NodeId([i as u8; 32]),
-            public_key: k.public_key(),
-            commands: if i + 1 == HOPS {
-                vec![RoutingCommand::Recipient(RecipientId([1; 32]))]
-            } else {
-                vec![RoutingCommand::NodeDelay(NodeDelay { delay_ms: 100 })]
-            },
-        })
-        .collect();
-    let mut payload = vec![0u8; sphinx.geometry().forward_payload_len()];
-    rng.fill_bytes(&mut payload);
-    let pkt = sphinx.new_packet(&mut rng, &path, &payload).unwrap();
+    let (sphinx, keys, _, _, pkt) = common::qanat_packet(Scheme::X25519Kem, &mut rng);
 
     // The bare operation: X25519 with a prepared key (aws-lc-rs), as the unwrap does it.
     let prepared = AwsLc::prepare(&[0x42; 32]);
     let point = x25519_base(&[0x17; 32]);
 
-    // Nym's sphinx-packet 0.8: parse + process one hop, as in `benches/packet.rs`.
+    // Nym's sphinx-packet 0.8: parse + process one hop of the packet `benches/packet.rs` unwraps.
     use sphinx_packet::SphinxPacket;
-    use sphinx_packet::constants::{DESTINATION_ADDRESS_LENGTH, IDENTIFIER_LENGTH, NODE_ADDRESS_LENGTH};
-    use sphinx_packet::header::delays;
-    use sphinx_packet::packet::builder::SphinxPacketBuilder;
-    use sphinx_packet::route::{Destination, DestinationAddressBytes, Node, NodeAddressBytes};
-    use x25519_dalek::{PublicKey, StaticSecret};
-    let secrets: Vec<StaticSecret> = (0..HOPS as u8).map(|i| StaticSecret::from([i + 1; 32])).collect();
-    let route: Vec<Node> = secrets
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            Node::new(NodeAddressBytes::from_bytes([i as u8; NODE_ADDRESS_LENGTH]), PublicKey::from(s))
-        })
-        .collect();
-    let delays = delays::generate_from_average_duration(HOPS, Duration::from_millis(100));
-    let dest = Destination::new(
-        DestinationAddressBytes::from_bytes([3u8; DESTINATION_ADDRESS_LENGTH]),
-        [4u8; IDENTIFIER_LENGTH],
-    );
-    let nym = SphinxPacketBuilder::new()
-        .with_payload_size(qanat_packet::geometry::DEFAULT_FORWARD_PAYLOAD_LEN + 32)
-        .build_packet(vec![7u8; 1400], &route, &dest, &delays)
-        .unwrap()
-        .to_bytes();
+    let (secrets, nym) = common::nym_packet();
 
     let mut times: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     for round in 0..ROUNDS + 20 {

@@ -135,6 +135,8 @@ pub struct NodeDescriptor {
 
 impl NodeDescriptor {
     /// A descriptor for `epoch`; `packet_keys[i]` is the node's packet key for epoch `epoch + i`.
+    // One argument per field, as the struct lists them: the fields are private so that every
+    // descriptor passes these checks, and this is the one way in.
     pub fn new(
         epoch: Epoch,
         identity: IdentityKey,
@@ -327,6 +329,7 @@ mod tests {
         for ok in ["127.0.0.1:1", "[::1]:65535", "mix-1.example.org:443", "a:9", "[2001:db8::1]:80"] {
             assert_eq!(LinkAddress::parse(ok).map(|a| a.to_string()), Ok(ok.to_owned()), "{ok}");
         }
+        // A table of cases, one per row: rows alike in shape on purpose.
         for (bad, e) in [
             ("127.0.0.1", AddressError::MissingPort),
             ("127.0.0.1:0", AddressError::Port),

@@ -38,6 +38,9 @@ impl RedisStore {
     }
 }
 
+// Each operation opens as `SqliteStore`'s does (the trait's signature, the credential's hash):
+// two backends behind one trait, kept independent on purpose so that each can change, or be
+// dropped, alone; the conformance suite holds them to one contract.
 impl MailboxStore for RedisStore {
     fn limits(&self) -> &Limits {
         &self.limits

@@ -158,6 +158,8 @@ fn stats_op(conn: &Connection) -> Result<StoreStats, OpError> {
     })
 }
 
+// Alike in its openings to `RedisStore`'s and `ModelStore`'s on purpose (see the note above
+// `impl MailboxStore for RedisStore`).
 impl MailboxStore for SqliteStore {
     fn limits(&self) -> &Limits {
         &self.limits

@@ -124,6 +124,8 @@ impl Inbox {
         let _ = self.take(since, source, id, index, count, data, false);
     }
 
+    // `handle` and `restore` are two doors to this one function, which holds the logic; that
+    // their parameter lists repeat it is on purpose (each door documents its own).
     #[allow(clippy::too_many_arguments)]
     fn take(
         &mut self,
@@ -263,6 +265,23 @@ mod tests {
     /// The one source of the tests that have one.
     const SRC: Source = [9; 16];
 
+    /// Sixteen bytes numbered `i`: its big-endian value, then zeros.
+    fn numbered(i: u64) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&i.to_be_bytes());
+        b
+    }
+
+    /// Message `i`.
+    fn id(i: u64) -> MessageId {
+        MessageId(numbered(i))
+    }
+
+    /// Source `i`.
+    fn src(i: u64) -> Source {
+        numbered(i)
+    }
+
     #[test]
     fn the_inbox_delivers_once_and_ignores_inconsistent_counts() {
         let mut inbox = Inbox::default();
@@ -295,29 +314,19 @@ mod tests {
         let t = Time::ZERO;
         // A claimed count costs nothing; fragments that never complete fill the bounds, then are
         // refused (not acknowledged), then expire.
-        let id = |i: usize| {
-            let mut b = [0u8; 16];
-            b[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            MessageId(b)
-        };
-        let src = |i: usize| -> Source {
-            let mut b = [0u8; 16];
-            b[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            b
-        };
-        let per = MAX_PARTIAL_MESSAGES_PER_SOURCE;
-        for i in 0..MAX_PARTIAL_MESSAGES {
+        let per = MAX_PARTIAL_MESSAGES_PER_SOURCE as u64;
+        for i in 0..MAX_PARTIAL_MESSAGES as u64 {
             assert_eq!(inbox.handle(t, src(i / per), id(i), 0, 4096, vec![1]), Received::Partial);
         }
         // Full in all: a new message from a fresh source is refused, unless its fragment completes it
         // (it is never held).
-        let fresh = src(MAX_PARTIAL_MESSAGES);
-        assert_eq!(inbox.handle(t, fresh, id(usize::MAX), 0, 2, vec![1]), Received::Refused);
+        let fresh = src(MAX_PARTIAL_MESSAGES as u64);
+        assert_eq!(inbox.handle(t, fresh, id(u64::MAX), 0, 2, vec![1]), Received::Refused);
         assert_eq!(
-            inbox.handle(t, fresh, id(usize::MAX), 0, 1, vec![7]),
-            Received::Message(id(usize::MAX), vec![7])
+            inbox.handle(t, fresh, id(u64::MAX), 0, 1, vec![7]),
+            Received::Message(id(u64::MAX), vec![7])
         );
-        inbox.commit(id(usize::MAX), t);
+        inbox.commit(id(u64::MAX), t);
         // Fragments of a message already started still fit.
         assert_eq!(inbox.handle(t, src(0), id(0), 1, 4096, vec![1]), Received::Partial);
         assert_eq!(inbox.partial(), (MAX_PARTIAL_MESSAGES, MAX_PARTIAL_MESSAGES + 1));
@@ -329,8 +338,8 @@ mod tests {
         assert!(inbox.per_source.is_empty());
         // Bytes are bounded too, per source and in all.
         let big = vec![0u8; 1 << 20];
-        let per_bytes = MAX_PARTIAL_BYTES_PER_SOURCE >> 20;
-        for i in 0..(MAX_PARTIAL_BYTES >> 20) {
+        let per_bytes = (MAX_PARTIAL_BYTES_PER_SOURCE >> 20) as u64;
+        for i in 0..(MAX_PARTIAL_BYTES >> 20) as u64 {
             assert_eq!(inbox.handle(t, src(i / per_bytes), id(i), 0, 3, big.clone()), Received::Partial);
         }
         assert_eq!(inbox.handle(t, src(0), id(0), 1, 3, big.clone()), Received::Refused);
@@ -345,11 +354,6 @@ mod tests {
     fn one_source_filling_its_share_does_not_stop_the_others() {
         let mut inbox = Inbox::default();
         let t = Time::ZERO;
-        let id = |i: u64| {
-            let mut b = [0u8; 16];
-            b[..8].copy_from_slice(&i.to_be_bytes());
-            MessageId(b)
-        };
         let (mallory, bob) = ([1u8; 16], [2u8; 16]);
         for i in 0..MAX_PARTIAL_MESSAGES_PER_SOURCE as u64 {
             assert_eq!(inbox.handle(t, mallory, id(i), 0, 4096, vec![1]), Received::Partial);

@@ -155,6 +155,8 @@ fn write_gateway(s: &mut String, g: &GatewayConfig, data_dir: &Path) {
             let _ = writeln!(s, "# password_file = \"redis-password\"");
             let _ = writeln!(s, "# trust_persistence_unverified = false");
         }
+        // Every field named, as where the service opens the store (`service/mod.rs`), on purpose:
+        // a field added to `StoreConfig::Redis` then fails to compile in both until both use it.
         StoreConfig::Redis {
             seed_nodes,
             key_prefix,

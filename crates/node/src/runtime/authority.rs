@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use super::authority_proto::{
     ErrorCode, MAX_PEER_LEN, MAX_REQUEST_LEN, Message, ProtoError, Reassembler, to_chunks,
 };
-use super::links::accept_loop;
+use super::links::{accept_loop, bind_nodes};
 
 /// Another authority, as this one reaches it.
 #[derive(Debug, Clone)]
@@ -162,19 +162,12 @@ pub async fn spawn_authority(
     core: Authority,
     config: AuthorityRuntimeConfig,
 ) -> std::io::Result<AuthorityHandle> {
-    let link_metrics = Arc::new(LinkMetrics::default());
     let peer_keys: Vec<LinkPublicKey> = config.peers.iter().map(|p| p.link_key.clone()).collect();
     let authorizer = move |k: &LinkPublicKey| {
         Some(if peer_keys.iter().any(|a| a == k) { Remote::Authority } else { Remote::Node })
     };
-    let listener = Listener::bind(
-        config.listen,
-        config.link_key.clone(),
-        config.link.clone(),
-        authorizer,
-        link_metrics.clone(),
-    )
-    .await?;
+    let (listener, link_metrics) =
+        bind_nodes(config.listen, &config.link_key, &config.link, authorizer, Listener::bind).await?;
     let local_addr = listener.local_addr();
     let (events_tx, events_rx) = mpsc::channel::<Event>(1024);
     let (shutdown, shutdown_rx) = watch::channel(false);

@@ -5,6 +5,8 @@
 //! stops or closes the link.
 
 use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use qanat_link::{
@@ -109,6 +111,25 @@ impl Links {
             let _ = t.await;
         }
     }
+}
+
+/// Binds a runtime's listener for nodes at `addr` with the node's link key and link settings, by
+/// `bind` ([`Listener::bind`], or [`Listener::bind_shared`] for one queue of every connection's
+/// frames). Returns what `bind` returns and the new link counters, which the runtime's outgoing
+/// links share.
+pub(crate) async fn bind_nodes<A, T, F>(
+    addr: SocketAddr,
+    key: &Arc<LinkSecretKey>,
+    link: &LinkConfig,
+    authorizer: A,
+    bind: impl FnOnce(SocketAddr, Arc<LinkSecretKey>, LinkConfig, A, Arc<LinkMetrics>) -> F,
+) -> io::Result<(T, Arc<LinkMetrics>)>
+where
+    F: Future<Output = io::Result<T>>,
+{
+    let metrics = Arc::new(LinkMetrics::default());
+    let bound = bind(addr, key.clone(), link.clone(), authorizer, metrics.clone()).await?;
+    Ok((bound, metrics))
 }
 
 /// Runs `listener`'s accept loop until `shutdown` changes: each connection goes to `serve`

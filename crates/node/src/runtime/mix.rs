@@ -40,7 +40,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::handle::RuntimeHandle;
-use super::links::{Links, accept_loop};
+use super::links::{Links, accept_loop, bind_nodes};
+use super::node_core::{apply_update, attach_log, durable, log_tags, retain_logs};
 use super::peers::{EpochUpdate, Peer, PeerTable, Probe, SharedPeers};
 use crate::config::HostileMix;
 use crate::replay_log::{ReplayLog, ReplayLogMetrics};
@@ -145,29 +146,13 @@ async fn spawn<R: CryptoRng + Send + 'static>(
     rng: R,
     mut log: Option<ReplayLog>,
 ) -> std::io::Result<MixHandle> {
-    let replay_metrics = match &mut log {
-        Some(log) => {
-            core.enable_replay_log();
-            for e in core.key_epochs() {
-                core.restore_replay_tags(e, &log.installed(e));
-            }
-            log.metrics()
-        }
-        None => Arc::default(),
-    };
-    let link_metrics = Arc::new(LinkMetrics::default());
+    let replay_metrics = attach_log(&mut core, &mut log);
     let peers: SharedPeers = Arc::new(std::sync::RwLock::new(PeerTable::new(config.peers.clone())));
     let table = peers.clone();
     let authorizer = move |k: &LinkPublicKey| table.read().ok().and_then(|t| t.by_link_key(k)).map(|_| ());
     // Every connection's frames go straight into one bounded queue that the main loop reads.
-    let (listener, inbound) = Listener::bind_shared(
-        config.listen,
-        config.link_key.clone(),
-        config.link.clone(),
-        authorizer,
-        link_metrics.clone(),
-    )
-    .await?;
+    let ((listener, inbound), link_metrics) =
+        bind_nodes(config.listen, &config.link_key, &config.link, authorizer, Listener::bind_shared).await?;
     let local_addr = listener.local_addr();
     let (updates, updates_rx) = mpsc::channel::<EpochUpdate>(16);
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -279,28 +264,12 @@ async fn run<R: CryptoRng + Send + 'static>(
             () = &mut sleep => {
                 core.handle_timeout(now(), &mut rng);
                 sleep.as_mut().reset(far());
-                if let Some(log) = &mut log {
-                    log.retain(&core.key_epochs());
-                }
+                retain_logs(&core, &mut log);
             }
             update = updates.recv() => {
                 let Some(u) = update else { continue };
-                if let Some(key) = u.key {
-                    let new = !core.key_epochs().contains(&u.epoch);
-                    core.add_epoch_key(u.epoch, key, u.window);
-                    if let Some(log) = log.as_mut().filter(|_| new) {
-                        core.restore_replay_tags(u.epoch, &log.installed(u.epoch));
-                    }
-                }
-                core.add_topology(u.topology);
                 core.set_cover(u.mean_delay, u.loop_rate);
-                let changed = match peers.write() {
-                    Ok(mut t) => t.set_epoch(u.epoch, u.peers),
-                    Err(_) => Vec::new(),
-                };
-                for id in changed {
-                    links.close(&id);
-                }
+                apply_update(&mut core, &mut log, &peers, &mut links, u);
             }
             () = &mut resend_sleep => {
                 resend_sleep.as_mut().reset(far());
@@ -315,11 +284,7 @@ async fn run<R: CryptoRng + Send + 'static>(
             _ = shutdown.changed() => break,
         }
         // The tags of what was accepted go to the log; the packets wait for the durable report.
-        if let Some(log) = &mut log {
-            while let Some(batch) = core.poll_replay_log() {
-                log.append(batch);
-            }
-        }
+        log_tags(&mut core, &mut log);
         let t = now();
         while let Some(tx) = core.poll_transmit(t) {
             if hostile.withhold_rate > 0.0 && unit(&mut rng) < hostile.withhold_rate {
@@ -360,12 +325,4 @@ async fn run<R: CryptoRng + Send + 'static>(
 /// A uniform draw in [0, 1).
 fn unit<R: Rng + ?Sized>(rng: &mut R) -> f64 {
     (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// The next batch the replay log reports durable; never, without a log.
-pub(super) async fn durable(log: &mut Option<ReplayLog>) -> Option<u64> {
-    match log {
-        Some(log) => log.durable().await,
-        None => std::future::pending().await,
-    }
 }

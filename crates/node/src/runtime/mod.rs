@@ -10,6 +10,7 @@ pub mod gateway;
 mod handle;
 mod links;
 pub mod mix;
+mod node_core;
 pub mod peers;
 
 pub use authority::{

@@ -1,6 +1,11 @@
 //! The node's Prometheus metrics: counters and gauges of the runtime, its core, its links and
 //! its place in the directory, rendered in the text exposition format. No metric has a label
 //! that names a node, mailbox, address or key.
+//!
+//! Each metric is one call with its name, its help and the counter it reads, so the functions
+//! below are alike in shape on purpose: they are a table of distinct metrics, written out so that
+//! each name stands beside its source and a reviewer can check what the page exposes. A table
+//! type or a macro would save lines, not logic.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -23,7 +23,7 @@ use super::{CACHED_DOCUMENTS, Event, GatewayRuntimeConfig, GatewayRuntimeMetrics
 use crate::replay_log::ReplayLog;
 use crate::runtime::budget::{ClientRate, RecentClientRates};
 use crate::runtime::links::Links;
-use crate::runtime::mix::durable;
+use crate::runtime::node_core::{apply_update, durable, log_tags, retain_logs};
 use crate::runtime::peers::{EpochUpdate, SharedPeers};
 
 #[allow(clippy::too_many_arguments)]
@@ -94,30 +94,14 @@ pub(super) async fn run<S: MailboxStore>(
             Some(id) = durable(&mut log) => core.handle_replay_logged(id),
             _ = sleep => {
                 core.handle_timeout(now());
-                if let Some(log) = &mut log {
-                    log.retain(&core.key_epochs());
-                }
+                retain_logs(&core, &mut log);
             }
             update = updates.recv() => {
                 let Some(u) = update else { continue };
-                if let Some(key) = u.key {
-                    let new = !core.key_epochs().contains(&u.epoch);
-                    core.add_epoch_key(u.epoch, key, u.window);
-                    if let Some(log) = log.as_mut().filter(|_| new) {
-                        core.restore_replay_tags(u.epoch, &log.installed(u.epoch));
-                    }
-                }
-                core.add_topology(u.topology);
                 if let Some(rate) = client_rates.insert(u.epoch, u.client_rate) {
                     client_rate.set(rate);
                 }
-                let changed = match peers.write() {
-                    Ok(mut t) => t.set_epoch(u.epoch, u.peers),
-                    Err(_) => Vec::new(),
-                };
-                for id in changed {
-                    links.close(&id);
-                }
+                apply_update(&mut core, &mut log, &peers, &mut links, u);
             }
             _ = shutdown.changed() => break,
         }
@@ -180,11 +164,7 @@ pub(super) async fn run<S: MailboxStore>(
                 let _ = reply.try_send(Frame::Ack(vec![PacketId(ack.token.0)]));
             }
         }
-        if let Some(log) = &mut log {
-            while let Some(batch) = core.poll_replay_log() {
-                log.append(batch);
-            }
-        }
+        log_tags(&mut core, &mut log);
         let t = now();
         while let Some(tx) = core.poll_transmit(t) {
             let Some((link, _)) = links.route(tx.to, &peers) else { continue };

@@ -53,7 +53,8 @@ pub use self::documents::{CACHED_DOCUMENTS, DocumentCache};
 use self::event_loop::run;
 use super::budget::ClientRate;
 use super::handle::RuntimeHandle;
-use super::links::accept_loop;
+use super::links::{accept_loop, bind_nodes};
+use super::node_core::attach_log;
 use super::peers::{EpochUpdate, PeerTable, Probe, SharedPeers};
 use crate::replay_log::{ReplayLog, ReplayLogMetrics};
 
@@ -150,30 +151,14 @@ async fn spawn<S: MailboxStore>(
     config: GatewayRuntimeConfig,
     mut log: Option<ReplayLog>,
 ) -> std::io::Result<GatewayHandle> {
-    let replay_metrics = match &mut log {
-        Some(log) => {
-            core.enable_replay_log();
-            for e in core.key_epochs() {
-                core.restore_replay_tags(e, &log.installed(e));
-            }
-            log.metrics()
-        }
-        None => Arc::default(),
-    };
-    let link_metrics = Arc::new(LinkMetrics::default());
+    let replay_metrics = attach_log(&mut core, &mut log);
     let metrics =
         Arc::new(GatewayRuntimeMetrics { replay_log: replay_metrics, ..GatewayRuntimeMetrics::default() });
     let peers: SharedPeers = Arc::new(std::sync::RwLock::new(PeerTable::new(config.peers.clone())));
     let table = peers.clone();
     let authorizer = move |k: &LinkPublicKey| table.read().ok().and_then(|t| t.by_link_key(k));
-    let nodes = Listener::bind(
-        config.listen,
-        config.link_key.clone(),
-        config.link.clone(),
-        authorizer,
-        link_metrics.clone(),
-    )
-    .await?;
+    let (nodes, link_metrics) =
+        bind_nodes(config.listen, &config.link_key, &config.link, authorizer, Listener::bind).await?;
     let budgets = config.clients.clone();
     let mut client_link = config.link.clone();
     client_link.max_connections = budgets.max_connections;
@@ -288,6 +273,8 @@ async fn spawn<S: MailboxStore>(
         log,
         client_rate,
     ));
+    // The same fields as the mix's handle, listed in each runtime on purpose: a constructor would
+    // take them all as arguments and save nothing.
     Ok(GatewayHandle {
         local_addr,
         client_addr: Some(client_addr),
