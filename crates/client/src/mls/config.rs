@@ -76,14 +76,8 @@ pub(super) fn create_config(config: &Config) -> MlsGroupCreateConfig {
         .build()
 }
 
-/// The same settings as [`create_config`], on openmls's other builder (the two share no trait,
-/// and a create config cannot be built from a join config).
+/// The settings of [`create_config`] that a joining member uses: a create config holds a join
+/// config, so both come from the one builder above and cannot drift apart.
 pub(super) fn join_config(config: &Config) -> MlsGroupJoinConfig {
-    MlsGroupJoinConfig::builder()
-        .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
-        .padding_size(config.padding)
-        .use_ratchet_tree_extension(true)
-        .max_past_epochs(config.max_past_epochs)
-        .sender_ratchet_configuration(ratchet(config))
-        .build()
+    create_config(config).join_config().clone()
 }
