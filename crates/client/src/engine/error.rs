@@ -6,6 +6,7 @@ use crate::mls::MlsError;
 use crate::store::StoreError;
 use qanat_mixnet::sending::{PayloadError, RouteError};
 
+use super::wire::TooLong;
 use super::{ENGINE_FORMAT, Engine, MAX_LOCAL_NAME};
 
 /// Why an engine operation failed.
@@ -27,6 +28,10 @@ pub enum EngineError {
     /// A packet could not be built.
     #[error(transparent)]
     Route(#[from] RouteError),
+    /// A message has a field over its format's limit (a group too large for its Welcome to list
+    /// every member's route): it was not sent.
+    #[error(transparent)]
+    TooLong(#[from] TooLong),
     /// No contact or group has this name.
     #[error("no contact or group named {0:?} (see `qanat contacts`)")]
     UnknownName(String),
@@ -117,6 +122,7 @@ impl EngineError {
             Self::Mls(e) => matches!(e, MlsError::Internal(_) | MlsError::CorruptState(_)),
             Self::Payload(_)
             | Self::Route(_)
+            | Self::TooLong(_)
             | Self::UnknownName(_)
             | Self::NameTaken(_)
             | Self::InvalidName(_)

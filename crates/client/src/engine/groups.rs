@@ -172,7 +172,18 @@ impl Engine {
         if self.threads.get(&contact).is_some_and(|c| c.state == ThreadState::Active)
             && self.convs.get(&contact).is_some_and(Conversation::can_send)
         {
-            self.send_content(contact, &content, None, now, rng)?;
+            match self.send_content(contact, &content, None, now, rng) {
+                // A group with more members than a GROUP_WELCOME lists (its Welcome is far too
+                // long for the network by then anyway): as for any message the network cannot
+                // carry (`queue_out`), only its recipient misses it, counted, and the rest goes on.
+                Err(EngineError::TooLong(e)) => {
+                    tracing::warn!("a group's welcome cannot be sent: {e}");
+                    self.stats.too_long += 1;
+                }
+                r => {
+                    r?;
+                }
+            }
         }
         if let Some(th) = self.threads.get_mut(&t) {
             th.welcome_to.remove(&h);
