@@ -138,6 +138,23 @@ impl EngineError {
 }
 
 impl Engine {
+    /// The rule of [`EngineError::is_fatal`] for what MLS refuses of a peer's input (a message,
+    /// a KeyPackage, a Welcome) or of what such input led to (a commit that fails to apply): an
+    /// [`MlsError::Internal`] is our bug and is returned; anything else is the peer's, counted in
+    /// [`EngineStats::rejected`], and `None`.
+    ///
+    /// [`EngineStats::rejected`]: super::EngineStats::rejected
+    pub(super) fn or_rejected<T>(&mut self, r: Result<T, MlsError>) -> Result<Option<T>, EngineError> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(MlsError::Internal(e)) => Err(EngineError::Mls(MlsError::Internal(e))),
+            Err(_) => {
+                self.stats.rejected += 1;
+                Ok(None)
+            }
+        }
+    }
+
     /// The rule of [`EngineError::is_fatal`] for one part of an operation: a fatal error is
     /// returned (the caller stops); any other concerns that part alone: it is logged and
     /// counted, and the operation goes on (`None`: the part failed).

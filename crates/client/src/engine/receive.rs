@@ -264,13 +264,10 @@ impl Engine {
         self.save_thread(t);
         for m in early {
             let Some(conv) = self.convs.get_mut(&t) else { return Ok(()) };
-            match conv.receive(&m, now) {
-                Ok(out) => {
-                    self.dirty_convs.push(t);
-                    self.dispatch(t, out, now, rng)?;
-                }
-                Err(MlsError::Internal(e)) => return Err(EngineError::Mls(MlsError::Internal(e))),
-                Err(_) => self.stats.rejected += 1,
+            let received = conv.receive(&m, now);
+            if let Some(out) = self.or_rejected(received)? {
+                self.dirty_convs.push(t);
+                self.dispatch(t, out, now, rng)?;
             }
         }
         Ok(())

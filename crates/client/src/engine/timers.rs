@@ -8,7 +8,7 @@ use qanat_pki::UnixTime;
 use rand_core::CryptoRng;
 
 use crate::invite;
-use crate::mls::{Conversation, MlsError};
+use crate::mls::Conversation;
 use qanat_mixnet::sending::{self, Schedule};
 
 use super::persist::Write;
@@ -32,15 +32,9 @@ impl Engine {
             .collect();
         for t in due {
             let Some(c) = self.convs.get_mut(&t) else { continue };
-            let out = match c.tick(now) {
-                Ok(out) => out,
-                Err(MlsError::Internal(e)) => return Err(EngineError::Mls(MlsError::Internal(e))),
-                // Not fatal: a conversation we are out of, or a commit that failed to apply.
-                Err(_) => {
-                    self.stats.rejected += 1;
-                    continue;
-                }
-            };
+            let ticked = c.tick(now);
+            // Not fatal: a conversation we are out of, or a commit that failed to apply.
+            let Some(out) = self.or_rejected(ticked)? else { continue };
             self.dirty_convs.push(t);
             let r = self.dispatch(t, out, now, rng);
             self.go_on("a conversation's deadline", r)?;
