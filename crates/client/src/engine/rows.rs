@@ -268,7 +268,7 @@ pub(super) struct Thread {
     /// The key that seals what others write into `mailbox`.
     pub(super) seal: [u8; 32],
     /// The mailboxes this one replaced, oldest first, each while the others may still write
-    /// there (at most [`MAX_REPLACED`](super::mailboxes::MAX_REPLACED)). Version 1 had one at
+    /// there (at most [`MAX_REPLACED`](super::MAX_REPLACED)). Version 1 had one at
     /// most, as `old` (null or one record).
     #[serde(default, alias = "old", deserialize_with = "one_or_many")]
     pub(super) replaced: Vec<OldMailbox>,

@@ -67,7 +67,7 @@ pub struct EngineStats {
     /// [`MAX_ROSTER`]: super::wire::MAX_ROSTER
     pub too_long: u64,
     /// Replaced mailboxes given up before their grace ended, because a thread already read
-    /// [`MAX_REPLACED`](super::mailboxes::MAX_REPLACED) of them. What was still written there
+    /// [`MAX_REPLACED`](super::MAX_REPLACED) of them. What was still written there
     /// comes again to the newest mailbox once its sender reads our ROUTE.
     pub replaced_given_up: u64,
 }
