@@ -50,6 +50,8 @@ pub const MAX_WELCOME_LEN: usize = 1 << 22;
 /// Most members listed in a GROUP_WELCOME.
 pub const MAX_ROSTER: usize = 4096;
 
+// The kind bytes of this module's two formats (the first byte of each, as in `qanat-link`'s
+// frames: the tables look alike, the formats share nothing).
 const OUTER_ANSWER: u8 = 1;
 const OUTER_WELCOME: u8 = 2;
 const OUTER_MLS: u8 = 3;
