@@ -7,7 +7,7 @@ use qanat_client::engine::wire::{Content, Outer};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(c) = Content::decode(data) {
-        assert_eq!(c.encode(), data);
+        assert_eq!(c.encode().as_deref(), Ok(data));
     }
     if let Ok(o) = Outer::decode(data) {
         assert_eq!(o.encode(), data);

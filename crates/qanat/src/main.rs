@@ -42,32 +42,7 @@ enum Command {
     /// gateways with SQLite mailboxes, in a temporary directory on 127.0.0.1) and two users who
     /// invite each other and exchange messages through it; prints each message with its latency
     /// and exits 0 only if all arrived.
-    Demo {
-        /// Messages to exchange (alternately from each user).
-        #[arg(long, default_value_t = 10)]
-        messages: usize,
-        /// Epoch length in seconds (a real network uses 1200).
-        #[arg(long, default_value_t = 10)]
-        epoch_secs: u64,
-        /// Mean delay per mix, in milliseconds.
-        #[arg(long, default_value_t = 50)]
-        mean_delay_ms: u32,
-        /// Client payload packets per second (lambda_P).
-        #[arg(long, default_value_t = 10.0)]
-        lambda_p: f64,
-        /// How often the clients fetch their mailboxes, in milliseconds.
-        #[arg(long, default_value_t = 50)]
-        fetch_interval_ms: u64,
-        /// Pause between two messages, in milliseconds.
-        #[arg(long, default_value_t = 500)]
-        gap_ms: u64,
-        /// Instead: only the packet layer, in memory (Sphinx through five hops, SURB replies).
-        #[arg(long)]
-        packets_only: bool,
-        /// With --packets-only: x25519-nike, x25519-kem or xwing.
-        #[arg(long, default_value = "x25519-kem")]
-        scheme: String,
-    },
+    Demo(DemoArgs),
     /// Measures what Qanat hides: runs a simulated network of the real mix, gateway and client
     /// cores, lets a global passive adversary (every packet on every link) guess each message's
     /// sender, tests unobservability, and writes OUT/EVALUATION.md with plots in OUT/eval/.
@@ -335,39 +310,108 @@ enum NodeCommand {
     },
 }
 
+// The arguments of `demo`. (No doc comment: clap would show it in place of the subcommand's
+// own.)
+#[derive(Args)]
+struct DemoArgs {
+    /// Messages to exchange (alternately from each user).
+    #[arg(long, default_value_t = 10)]
+    messages: usize,
+    /// Epoch length in seconds (a real network uses 1200).
+    #[arg(long, default_value_t = 10)]
+    epoch_secs: u64,
+    /// Mean delay per mix, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    mean_delay_ms: u32,
+    /// Client payload packets per second (lambda_P).
+    #[arg(long, default_value_t = 10.0)]
+    lambda_p: f64,
+    /// How often the clients fetch their mailboxes, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    fetch_interval_ms: u64,
+    /// Pause between two messages, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    gap_ms: u64,
+    /// Instead: only the packet layer, in memory (Sphinx through five hops, SURB replies).
+    #[arg(long)]
+    packets_only: bool,
+    /// With --packets-only: x25519-nike, x25519-kem or xwing.
+    #[arg(long, default_value = "x25519-kem")]
+    scheme: String,
+}
+
+impl DemoArgs {
+    /// The settings `demo::demo` takes.
+    fn options(&self) -> demo::DemoOptions {
+        demo::DemoOptions {
+            messages: self.messages,
+            epoch_secs: self.epoch_secs,
+            mean_delay_ms: self.mean_delay_ms,
+            lambda_p: self.lambda_p,
+            fetch_interval_ms: self.fetch_interval_ms,
+            gap_ms: self.gap_ms,
+        }
+    }
+}
+
+// The arguments of `devnet up`. (No doc comment: clap would show it in place of the
+// subcommand's own.)
+#[derive(Args)]
+struct UpArgs {
+    /// Where the devnet lives (configs, keys, data, logs, devnet.json).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Epoch length in seconds (a real network uses 1200).
+    #[arg(long, default_value_t = 20)]
+    epoch_secs: u64,
+    /// Packet scheme: xwing, x25519-kem or x25519-nike.
+    #[arg(long, default_value = "x25519-kem")]
+    scheme: String,
+    /// Mean delay per mix, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    mean_delay_ms: u32,
+    /// Loop cover packets per second per mix ((3 - 1) x lambda_m x mean delay must be >= 2).
+    #[arg(long, default_value_t = 20.0)]
+    lambda_m: f64,
+    /// Client payload packets per second (lambda_P), as the directory publishes it.
+    #[arg(long, default_value_t = 2.0)]
+    lambda_p: f64,
+    /// Client loop packets per second (lambda_L), and as many drop packets (lambda_D). Loops
+    /// come back to the client's mailboxes, so they share its pulls with what it receives.
+    #[arg(long, default_value_t = 0.5)]
+    lambda_l: f64,
+    /// Fault injection for tests: the gateways drop this fraction of the packets they get.
+    #[arg(long, default_value_t = 0.0)]
+    fault_drop_rate: f64,
+    /// Returns only once every mix and gateway is in the directory.
+    #[arg(long)]
+    wait: bool,
+}
+
+impl UpArgs {
+    /// The typed settings `devnet::up` takes.
+    fn options(&self) -> Result<devnet::UpOptions> {
+        let scheme = Scheme::from_name(&self.scheme).with_context(|| {
+            format!("unknown scheme {:?}: use xwing, x25519-kem or x25519-nike", self.scheme)
+        })?;
+        let network = devnet::generate::Options {
+            epoch_secs: self.epoch_secs,
+            scheme,
+            mean_delay_ms: self.mean_delay_ms,
+            lambda_m: self.lambda_m,
+            lambda_p: self.lambda_p,
+            lambda_l: self.lambda_l,
+            metrics: true,
+            fault_drop_rate: self.fault_drop_rate,
+        };
+        Ok(devnet::UpOptions { network, wait: self.wait })
+    }
+}
+
 #[derive(Subcommand)]
 enum DevnetCommand {
     /// Generates keys and configs under DIR and starts every node as its own process.
-    Up {
-        /// Where the devnet lives (configs, keys, data, logs, devnet.json).
-        #[arg(long)]
-        dir: PathBuf,
-        /// Epoch length in seconds (a real network uses 1200).
-        #[arg(long, default_value_t = 20)]
-        epoch_secs: u64,
-        /// Packet scheme: xwing, x25519-kem or x25519-nike.
-        #[arg(long, default_value = "x25519-kem")]
-        scheme: String,
-        /// Mean delay per mix, in milliseconds.
-        #[arg(long, default_value_t = 50)]
-        mean_delay_ms: u32,
-        /// Loop cover packets per second per mix ((3 - 1) x lambda_m x mean delay must be >= 2).
-        #[arg(long, default_value_t = 20.0)]
-        lambda_m: f64,
-        /// Client payload packets per second (lambda_P), as the directory publishes it.
-        #[arg(long, default_value_t = 2.0)]
-        lambda_p: f64,
-        /// Client loop packets per second (lambda_L), and as many drop packets (lambda_D). Loops
-        /// come back to the client's mailboxes, so they share its pulls with what it receives.
-        #[arg(long, default_value_t = 0.5)]
-        lambda_l: f64,
-        /// Fault injection for tests: the gateways drop this fraction of the packets they get.
-        #[arg(long, default_value_t = 0.0)]
-        fault_drop_rate: f64,
-        /// Returns only once every mix and gateway is in the directory.
-        #[arg(long)]
-        wait: bool,
-    },
+    Up(UpArgs),
     /// Reports each node's health: process, metrics endpoint, epoch, directory, traffic.
     Status {
         /// The devnet's directory.
@@ -455,28 +499,8 @@ fn main() -> Result<()> {
     let home = |h: Home| client_cmd::home_dir(h.home);
     let request = |h: Home, req: Request| client_cmd::request(&home(h)?, req, out);
     match cli.command {
-        Command::Demo {
-            messages,
-            epoch_secs,
-            mean_delay_ms,
-            lambda_p,
-            fetch_interval_ms,
-            gap_ms,
-            packets_only,
-            scheme,
-        } => {
-            if packets_only {
-                return packet_demo::demo(&scheme, messages);
-            }
-            demo::demo(&demo::DemoOptions {
-                messages,
-                epoch_secs,
-                mean_delay_ms,
-                lambda_p,
-                fetch_interval_ms,
-                gap_ms,
-            })
-        }
+        Command::Demo(args) if args.packets_only => packet_demo::demo(&args.scheme, args.messages),
+        Command::Demo(args) => demo::demo(&args.options()),
         Command::Eval {
             out,
             quick,
@@ -520,32 +544,7 @@ fn main() -> Result<()> {
             }
         }
         Command::Devnet { command } => match command {
-            DevnetCommand::Up {
-                dir,
-                epoch_secs,
-                scheme,
-                mean_delay_ms,
-                lambda_m,
-                lambda_p,
-                lambda_l,
-                fault_drop_rate,
-                wait,
-            } => {
-                let scheme = Scheme::from_name(&scheme).with_context(|| {
-                    format!("unknown scheme {scheme:?}: use xwing, x25519-kem or x25519-nike")
-                })?;
-                let o = devnet::UpOptions {
-                    epoch_secs,
-                    scheme,
-                    mean_delay_ms,
-                    lambda_m,
-                    lambda_p,
-                    lambda_l,
-                    fault_drop_rate,
-                    wait,
-                };
-                devnet::up(&dir, &o)
-            }
+            DevnetCommand::Up(args) => devnet::up(&args.dir, &args.options()?),
             DevnetCommand::Status { dir } => devnet::status(&dir),
             DevnetCommand::Down { dir } => devnet::down(&dir),
             DevnetCommand::Restart { dir, name } => devnet::restart(&dir, &name),

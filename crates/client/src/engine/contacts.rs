@@ -9,7 +9,7 @@ use rand_core::CryptoRng;
 
 use crate::gateway::MailboxAccess;
 use crate::invite::{self, Invitation, PendingInvitation};
-use crate::mls::{self, Conversation, MemberId, MlsError, PendingJoin};
+use crate::mls::{self, Conversation, MemberId, Output, PendingJoin};
 use qanat_mixnet::sending::MessageId;
 use qanat_mixnet::sending::seal::SealKey;
 
@@ -137,20 +137,14 @@ impl Engine {
             return Ok(());
         };
         let mut conv = Conversation::create(&self.config.mls)?;
-        let out = match conv.add(&a.key_package, now) {
-            // Alone in the conversation, the add is decided at once: the accepter is in it, or
-            // its KeyPackage was refused.
-            Ok(o) if conv.members().contains(&member) => o,
-            Ok(_) => {
-                self.stats.rejected += 1;
-                return Ok(());
-            }
-            Err(MlsError::Internal(e)) => return Err(EngineError::Mls(MlsError::Internal(e))),
-            Err(_) => {
-                self.stats.rejected += 1;
-                return Ok(());
-            }
-        };
+        let added = conv.add(&a.key_package, now);
+        let Some(out) = self.or_rejected(added)? else { return Ok(()) };
+        // Alone in the conversation, the add is decided at once: the accepter is in it, or its
+        // KeyPackage was refused.
+        if !conv.members().contains(&member) {
+            self.stats.rejected += 1;
+            return Ok(());
+        }
         let mailbox = self.threads.get(&t).map(|th| th.mailbox).unwrap_or_default();
         self.writes.push(Write::TakeAnswer(mailbox, answer));
         let name = {
@@ -180,16 +174,7 @@ impl Engine {
         now: SystemTime,
         rng: &mut R,
     ) -> Result<(), EngineError> {
-        let Some(saved) = self.profile.get(NS_JOIN, &t)? else { return Ok(()) };
-        let join = PendingJoin::import(&saved)?;
-        let (conv, out) = match join.join(welcome, &self.config.mls) {
-            Ok(x) => x,
-            Err(MlsError::Internal(e)) => return Err(EngineError::Mls(MlsError::Internal(e))),
-            Err(_) => {
-                self.stats.rejected += 1;
-                return Ok(());
-            }
-        };
+        let Some((conv, out)) = self.join_from_welcome(t, welcome)? else { return Ok(()) };
         let own = conv.own_id();
         let others: Vec<MemberId> = conv.members().into_iter().filter(|m| *m != own).collect();
         let epoch = conv.epoch();
@@ -202,10 +187,7 @@ impl Engine {
             th.join_epoch = epoch;
             th.name.clone()
         };
-        self.convs.insert(t, conv);
-        self.dirty_convs.push(t);
-        self.writes.push(Write::Del(NS_JOIN, t.to_vec()));
-        self.save_thread(t);
+        self.keep_joined(t, conv);
         // The join's own output only reports the epoch.
         let _ = out;
         self.events.push_back(EngineEvent::ContactReady { name });
@@ -213,5 +195,27 @@ impl Engine {
         // Our mailbox and its key travelled in the answer, which whoever saw the invitation link
         // can open: the conversation goes on in a fresh mailbox, told inside MLS.
         self.rotate_mailbox(t, true, now, rng)
+    }
+
+    /// Joins thread `t`'s conversation from `welcome`, with the join saved for it (a contact's
+    /// or a group's). `None`: no join is waiting, or the Welcome was refused (counted).
+    pub(super) fn join_from_welcome(
+        &mut self,
+        t: [u8; 16],
+        welcome: &[u8],
+    ) -> Result<Option<(Conversation, Output)>, EngineError> {
+        let Some(saved) = self.profile.get(NS_JOIN, &t)? else { return Ok(None) };
+        let join = PendingJoin::import(&saved)?;
+        let joined = join.join(welcome, &self.config.mls);
+        self.or_rejected(joined)
+    }
+
+    /// Keeps `conv`, joined by [`Engine::join_from_welcome`], as thread `t`'s conversation (the
+    /// thread itself already changed), and drops the join that waited for it.
+    pub(super) fn keep_joined(&mut self, t: [u8; 16], conv: Conversation) {
+        self.convs.insert(t, conv);
+        self.dirty_convs.push(t);
+        self.writes.push(Write::Del(NS_JOIN, t.to_vec()));
+        self.save_thread(t);
     }
 }

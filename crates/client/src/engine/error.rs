@@ -6,6 +6,7 @@ use crate::mls::MlsError;
 use crate::store::StoreError;
 use qanat_mixnet::sending::{PayloadError, RouteError};
 
+use super::wire::TooLong;
 use super::{ENGINE_FORMAT, Engine, MAX_LOCAL_NAME};
 
 /// Why an engine operation failed.
@@ -27,6 +28,10 @@ pub enum EngineError {
     /// A packet could not be built.
     #[error(transparent)]
     Route(#[from] RouteError),
+    /// A message has a field over its format's limit (a group too large for its Welcome to list
+    /// every member's route): it was not sent.
+    #[error(transparent)]
+    TooLong(#[from] TooLong),
     /// No contact or group has this name.
     #[error("no contact or group named {0:?} (see `qanat contacts`)")]
     UnknownName(String),
@@ -117,6 +122,7 @@ impl EngineError {
             Self::Mls(e) => matches!(e, MlsError::Internal(_) | MlsError::CorruptState(_)),
             Self::Payload(_)
             | Self::Route(_)
+            | Self::TooLong(_)
             | Self::UnknownName(_)
             | Self::NameTaken(_)
             | Self::InvalidName(_)
@@ -132,6 +138,23 @@ impl EngineError {
 }
 
 impl Engine {
+    /// The rule of [`EngineError::is_fatal`] for what MLS refuses of a peer's input (a message,
+    /// a KeyPackage, a Welcome) or of what such input led to (a commit that fails to apply): an
+    /// [`MlsError::Internal`] is our bug and is returned; anything else is the peer's, counted in
+    /// [`EngineStats::rejected`], and `None`.
+    ///
+    /// [`EngineStats::rejected`]: super::EngineStats::rejected
+    pub(super) fn or_rejected<T>(&mut self, r: Result<T, MlsError>) -> Result<Option<T>, EngineError> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(MlsError::Internal(e)) => Err(EngineError::Mls(MlsError::Internal(e))),
+            Err(_) => {
+                self.stats.rejected += 1;
+                Ok(None)
+            }
+        }
+    }
+
     /// The rule of [`EngineError::is_fatal`] for one part of an operation: a fatal error is
     /// returned (the caller stops); any other concerns that part alone: it is logged and
     /// counted, and the operation goes on (`None`: the part failed).

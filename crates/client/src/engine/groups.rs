@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rand_core::CryptoRng;
 
 use crate::gateway::MailboxAccess;
-use crate::mls::{self, Conversation, Event as MlsEvent, MemberId, MlsError, PendingJoin};
+use crate::mls::{self, Conversation, Event as MlsEvent, MemberId, PendingJoin};
 
 use super::persist::Write;
 use super::rows::{GroupInvitationRec, Kind, NS_GROUP_INVITES, NS_JOIN, Recipient, RouteRec, ThreadState};
@@ -173,7 +173,18 @@ impl Engine {
         if self.threads.get(&contact).is_some_and(|c| c.state == ThreadState::Active)
             && self.convs.get(&contact).is_some_and(Conversation::can_send)
         {
-            self.send_content(contact, &content, None, now, rng)?;
+            match self.send_content(contact, &content, None, now, rng) {
+                // A group with more members than a GROUP_WELCOME lists (its Welcome is far too
+                // long for the network by then anyway): as for any message the network cannot
+                // carry (`queue_out`), only its recipient misses it, counted, and the rest goes on.
+                Err(EngineError::TooLong(e)) => {
+                    tracing::warn!("a group's welcome cannot be sent: {e}");
+                    self.stats.too_long += 1;
+                }
+                r => {
+                    r?;
+                }
+            }
         }
         if let Some(th) = self.threads.get_mut(&t) {
             th.welcome_to.remove(&h);
@@ -212,14 +223,8 @@ impl Engine {
         };
         let contact_name = self.threads.get(&t).map(|c| c.name.clone()).unwrap_or_default();
         let Some(conv) = self.convs.get_mut(&g) else { return Ok(()) };
-        let out = match conv.add(key_package, now) {
-            Ok(o) => o,
-            Err(MlsError::Internal(e)) => return Err(EngineError::Mls(MlsError::Internal(e))),
-            Err(_) => {
-                self.stats.rejected += 1;
-                return Ok(());
-            }
-        };
+        let added = conv.add(key_package, now);
+        let Some(out) = self.or_rejected(added)? else { return Ok(()) };
         self.dirty_convs.push(g);
         if let Some(th) = self.threads.get_mut(&g) {
             let h = hex(member.as_bytes());
@@ -252,16 +257,7 @@ impl Engine {
             self.stats.rejected += 1;
             return Ok(());
         };
-        let Some(saved) = self.profile.get(NS_JOIN, &g)? else { return Ok(()) };
-        let join = PendingJoin::import(&saved)?;
-        let (conv, out) = match join.join(welcome, &self.config.mls) {
-            Ok(x) => x,
-            Err(MlsError::Internal(e)) => return Err(EngineError::Mls(MlsError::Internal(e))),
-            Err(_) => {
-                self.stats.rejected += 1;
-                return Ok(());
-            }
-        };
+        let Some((conv, out)) = self.join_from_welcome(g, welcome)? else { return Ok(()) };
         let own = *conv.own_id().as_bytes();
         let epoch = conv.epoch();
         let committer = out.events.iter().find_map(|e| match e {
@@ -282,10 +278,7 @@ impl Engine {
             th.join_token = None;
             th.name.clone()
         };
-        self.convs.insert(g, conv);
-        self.dirty_convs.push(g);
-        self.writes.push(Write::Del(NS_JOIN, g.to_vec()));
-        self.save_thread(g);
+        self.keep_joined(g, conv);
         self.events.push_back(EngineEvent::GroupJoined { name });
         self.replay_early(g, now, rng)?;
         // We speak for ourselves: our own ROUTE is the one the members keep, whatever the

@@ -25,7 +25,7 @@ pub const ROTATION_GRACE_MS: u64 = invite::GRACE_MS;
 /// [`EngineStats::replaced_given_up`](super::EngineStats::replaced_given_up)). A member still
 /// writing there moves its messages to our newest mailbox when our ROUTE reaches it
 /// (`Outbox::reroute`), so nothing is lost, only delayed.
-pub(super) const MAX_REPLACED: usize = 8;
+pub const MAX_REPLACED: usize = 8;
 
 impl Engine {
     /// Every mailbox to register (all of them after [`Engine::open`], then each new one once).

@@ -42,7 +42,7 @@
 //! who stays after a removal, moves to a fresh mailbox and seal key and tells the others in a
 //! ROUTE inside the conversation (which whoever left cannot read). Each replaced mailbox is still
 //! read for [`ROTATION_GRACE_MS`], for what was sent before the news arrived, then retired (a
-//! thread reads at most [`MAX_REPLACED`](mailboxes::MAX_REPLACED) of them; past it the oldest goes
+//! thread reads at most [`MAX_REPLACED`] of them; past it the oldest goes
 //! early, counted). A member's own ROUTE moves what we have queued for that member (each queued
 //! message names the thread and member it is for) to the new mailbox, due again at once
 //! (`Outbox::reroute`), so a sender away longer than the grace loses nothing, and no member's
@@ -102,7 +102,7 @@ use qanat_mixnet::sending::{Inbox, MessageId, Outbox, Schedule, TrafficProfile};
 
 pub use error::EngineError;
 pub use groups::{GROUP_INVITATION_TTL, MAX_GROUP_INVITATIONS, MAX_GROUP_INVITATIONS_PER_CONTACT};
-pub use mailboxes::ROTATION_GRACE_MS;
+pub use mailboxes::{MAX_REPLACED, ROTATION_GRACE_MS};
 pub use network::topology_of;
 pub use receive::{MAX_EARLY, MAX_EARLY_BYTES};
 pub use rows::ENGINE_FORMAT;

@@ -123,17 +123,10 @@ impl Engine {
         }
         let loaded = core_time(SystemTime::now());
         for (k, v) in profile.scan(NS_FRAG)? {
-            // key: message id (16) ‖ index u16 ‖ count u16
-            if k.len() != 20 {
-                return Err(EngineError::Corrupt("fragment key"));
-            }
-            let mut id = [0u8; 16];
-            id.copy_from_slice(&k[..16]);
-            let index = u16::from_be_bytes([k[16], k[17]]);
-            let count = u16::from_be_bytes([k[18], k[19]]);
-            let (at, source) = since.get(&id).copied().unwrap_or((loaded, [0u8; 16]));
+            let (id, index, count) = rows::fragment_of_key(&k).ok_or(EngineError::Corrupt("fragment key"))?;
+            let (at, source) = since.get(&id.0).copied().unwrap_or((loaded, [0u8; 16]));
             let FragmentData(data) = decode(&v)?;
-            inbox.restore(at, source, MessageId(id), index, count, data);
+            inbox.restore(at, source, id, index, count, data);
         }
         let mut group_invites = BTreeMap::new();
         for (k, v) in profile.scan(NS_GROUP_INVITES)? {

@@ -16,7 +16,7 @@ use super::mailboxes::MAX_REPLACED;
 use super::persist::Write;
 use super::rows::{
     Cursor, FragmentData, Kind, NS_FRAG, NS_PARTIAL, NS_SEEN, PartialSince, Recipient, RouteRec, SeenAt,
-    ThreadState,
+    ThreadState, fragment_key,
 };
 use super::wire::{Content, Outer};
 use super::{Engine, EngineError, EngineEvent, HistoryEntry, core_time, hex, ms};
@@ -149,9 +149,7 @@ impl Engine {
             acks.push(owed);
             return Ok(());
         }
-        let mut fkey = message_id.0.to_vec();
-        fkey.extend_from_slice(&index.to_be_bytes());
-        fkey.extend_from_slice(&count.to_be_bytes());
+        let fkey = fragment_key(message_id, index, count);
         let first = self.inbox.partial_since(&message_id).is_none();
         match self.inbox.handle(core_time(now), t, message_id, index, count, data.clone()) {
             Received::Partial => {
@@ -179,18 +177,21 @@ impl Engine {
                     return Ok(());
                 }
                 self.inbox.commit(id, core_time(now));
-                for i in 0..count {
-                    let mut k = id.0.to_vec();
-                    k.extend_from_slice(&i.to_be_bytes());
-                    k.extend_from_slice(&count.to_be_bytes());
-                    self.writes.push(Write::Del(NS_FRAG, k));
-                }
-                self.writes.push(Write::Del(NS_PARTIAL, id.0.to_vec()));
+                self.forget_fragments(id, count);
                 self.writes.push(Write::put(id.0, &SeenAt(ms(now))));
                 acks.push(owed);
             }
         }
         Ok(())
+    }
+
+    /// Deletes the saved fragments (all `count`) of message `id` and its partial row: it was
+    /// delivered, or is given up.
+    pub(super) fn forget_fragments(&mut self, id: MessageId, count: u16) {
+        for i in 0..count {
+            self.writes.push(Write::Del(NS_FRAG, fragment_key(id, i, count)));
+        }
+        self.writes.push(Write::Del(NS_PARTIAL, id.0.to_vec()));
     }
 
     pub(super) fn handle_outer<R: CryptoRng>(
@@ -266,13 +267,10 @@ impl Engine {
         self.save_thread(t);
         for m in early {
             let Some(conv) = self.convs.get_mut(&t) else { return Ok(()) };
-            match conv.receive(&m, now) {
-                Ok(out) => {
-                    self.dirty_convs.push(t);
-                    self.dispatch(t, out, now, rng)?;
-                }
-                Err(MlsError::Internal(e)) => return Err(EngineError::Mls(MlsError::Internal(e))),
-                Err(_) => self.stats.rejected += 1,
+            let received = conv.receive(&m, now);
+            if let Some(out) = self.or_rejected(received)? {
+                self.dirty_convs.push(t);
+                self.dispatch(t, out, now, rng)?;
             }
         }
         Ok(())

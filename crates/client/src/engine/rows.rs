@@ -53,8 +53,8 @@ use qanat_packet::{NodeId, RecipientId};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{StoreError, Transaction};
-use qanat_mixnet::sending::Route;
 use qanat_mixnet::sending::seal::SealKey;
+use qanat_mixnet::sending::{MessageId, Route};
 
 use super::wire::RouteEntry;
 use super::{EngineError, HistoryEntry};
@@ -77,6 +77,23 @@ pub(super) const NS_RETIRED: &str = "engine.retired";
 /// Group invitations waiting for the user's answer.
 pub(super) const NS_GROUP_INVITES: &str = "engine.group_invites";
 pub(super) const SETTINGS_KEY: &[u8] = b"settings";
+
+/// The key of a received fragment's row in `engine.frag`: message id ‖ index u16 ‖ count u16.
+pub(super) fn fragment_key(id: MessageId, index: u16, count: u16) -> Vec<u8> {
+    let mut k = Vec::with_capacity(FRAGMENT_KEY_LEN);
+    k.extend_from_slice(&id.0);
+    k.extend_from_slice(&index.to_be_bytes());
+    k.extend_from_slice(&count.to_be_bytes());
+    k
+}
+
+/// What [`fragment_key`] made the key `k` of: `None` if it has another length.
+pub(super) fn fragment_of_key(k: &[u8]) -> Option<(MessageId, u16, u16)> {
+    let [id @ .., i0, i1, c0, c1]: [u8; FRAGMENT_KEY_LEN] = k.try_into().ok()?;
+    Some((MessageId(id), u16::from_be_bytes([i0, i1]), u16::from_be_bytes([c0, c1])))
+}
+
+const FRAGMENT_KEY_LEN: usize = 16 + 2 + 2;
 
 /// The namespaces whose values start with a version byte: every one of the engine's but the MLS
 /// states' (`engine.conv`, `engine.join`), which carry their own.
@@ -251,7 +268,7 @@ pub(super) struct Thread {
     /// The key that seals what others write into `mailbox`.
     pub(super) seal: [u8; 32],
     /// The mailboxes this one replaced, oldest first, each while the others may still write
-    /// there (at most [`MAX_REPLACED`](super::mailboxes::MAX_REPLACED)). Version 1 had one at
+    /// there (at most [`MAX_REPLACED`](super::MAX_REPLACED)). Version 1 had one at
     /// most, as `old` (null or one record).
     #[serde(default, alias = "old", deserialize_with = "one_or_many")]
     pub(super) replaced: Vec<OldMailbox>,
@@ -269,7 +286,7 @@ pub(super) struct Thread {
     #[serde(deserialize_with = "awaiting_any")]
     pub(super) awaiting: BTreeMap<String, Vec<Awaiting>>,
     /// Mailboxes each member moved away from, by member id (hex), newest last (at most
-    /// [`MAX_REPLACED`](super::mailboxes::MAX_REPLACED) + 1 each): a ROUTE naming one again is
+    /// [`MAX_REPLACED`](super::MAX_REPLACED) + 1 each): a ROUTE naming one again is
     /// an old one arriving late (MLS takes messages of past epochs), never taken back.
     #[serde(default)]
     pub(super) moved_from: BTreeMap<String, Vec<[u8; 32]>>,

@@ -83,7 +83,8 @@ impl Engine {
     }
 
     /// Encrypts `content` in thread `t`'s conversation and queues it for every other member;
-    /// returns how many.
+    /// returns how many. A content over a limit of its format ([`EngineError::TooLong`]) changes
+    /// nothing.
     pub(super) fn send_content<R: CryptoRng>(
         &mut self,
         t: [u8; 16],
@@ -92,8 +93,9 @@ impl Engine {
         now: SystemTime,
         rng: &mut R,
     ) -> Result<u32, EngineError> {
+        let plaintext = content.encode()?;
         let conv = self.convs.get_mut(&t).ok_or(EngineError::Corrupt("conversation"))?;
-        let out = conv.send(&content.encode())?;
+        let out = conv.send(&plaintext)?;
         self.dirty_convs.push(t);
         let n = out.to.len() as u32;
         for m in &out.to {

@@ -59,12 +59,15 @@ pub struct EngineStats {
     pub failed: u64,
     /// Messages of ours dropped unsent because the network cannot carry them (more than
     /// [`sending::MAX_FRAGMENTS`] fragments: the Welcome of a group of some 1,600 members,
-    /// which carries its whole ratchet tree, say): their recipients never get them.
+    /// which carries its whole ratchet tree, say), or because a field is over its format's limit
+    /// (a GROUP_WELCOME listing more than [`MAX_ROSTER`] members): their recipients never get
+    /// them.
     ///
     /// [`sending::MAX_FRAGMENTS`]: qanat_mixnet::sending::MAX_FRAGMENTS
+    /// [`MAX_ROSTER`]: super::wire::MAX_ROSTER
     pub too_long: u64,
     /// Replaced mailboxes given up before their grace ended, because a thread already read
-    /// [`MAX_REPLACED`](super::mailboxes::MAX_REPLACED) of them. What was still written there
+    /// [`MAX_REPLACED`](super::MAX_REPLACED) of them. What was still written there
     /// comes again to the newest mailbox once its sender reads our ROUTE.
     pub replaced_given_up: u64,
 }

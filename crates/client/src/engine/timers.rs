@@ -8,11 +8,11 @@ use qanat_pki::UnixTime;
 use rand_core::CryptoRng;
 
 use crate::invite;
-use crate::mls::{Conversation, MlsError};
+use crate::mls::Conversation;
 use qanat_mixnet::sending::{self, Schedule};
 
 use super::persist::Write;
-use super::rows::{NS_FRAG, NS_GROUP_INVITES, NS_PARTIAL, NS_SEEN, NS_THREAD, ThreadState};
+use super::rows::{NS_GROUP_INVITES, NS_SEEN, NS_THREAD, ThreadState};
 use super::{Engine, EngineError, EngineEvent, GROUP_INVITATION_TTL, core_time, ms};
 
 /// How often expired invitation records are dropped.
@@ -32,15 +32,9 @@ impl Engine {
             .collect();
         for t in due {
             let Some(c) = self.convs.get_mut(&t) else { continue };
-            let out = match c.tick(now) {
-                Ok(out) => out,
-                Err(MlsError::Internal(e)) => return Err(EngineError::Mls(MlsError::Internal(e))),
-                // Not fatal: a conversation we are out of, or a commit that failed to apply.
-                Err(_) => {
-                    self.stats.rejected += 1;
-                    continue;
-                }
-            };
+            let ticked = c.tick(now);
+            // Not fatal: a conversation we are out of, or a commit that failed to apply.
+            let Some(out) = self.or_rejected(ticked)? else { continue };
             self.dirty_convs.push(t);
             let r = self.dispatch(t, out, now, rng);
             self.go_on("a conversation's deadline", r)?;
@@ -120,13 +114,7 @@ impl Engine {
     /// senders have long stopped) and partly received messages that never completed.
     pub(super) fn forget_received(&mut self, now: SystemTime) -> Result<(), EngineError> {
         for (id, count) in self.inbox.expire(core_time(now)) {
-            for i in 0..count {
-                let mut k = id.0.to_vec();
-                k.extend_from_slice(&i.to_be_bytes());
-                k.extend_from_slice(&count.to_be_bytes());
-                self.writes.push(Write::Del(NS_FRAG, k));
-            }
-            self.writes.push(Write::Del(NS_PARTIAL, id.0.to_vec()));
+            self.forget_fragments(id, count);
         }
         let cutoff = ms(now).saturating_sub(sending::REMEMBER_DELIVERED.as_millis() as u64);
         for (k, v) in self.profile.scan(NS_SEEN)? {

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use qanat_link::http;
 use qanat_network::file::{Access, write_atomically};
-use qanat_packet::Scheme;
 use rustix::process::{Pid, Signal, kill_process, test_kill_process};
 use serde::{Deserialize, Serialize};
 
@@ -28,13 +27,10 @@ const MANIFEST: &str = "devnet.json";
 /// Settings of `devnet up`.
 #[derive(Debug, Clone)]
 pub(crate) struct UpOptions {
-    pub(crate) epoch_secs: u64,
-    pub(crate) scheme: Scheme,
-    pub(crate) mean_delay_ms: u32,
-    pub(crate) lambda_m: f64,
-    pub(crate) lambda_p: f64,
-    pub(crate) lambda_l: f64,
-    pub(crate) fault_drop_rate: f64,
+    /// The network to generate. Its nodes serve metrics whatever `network.metrics` says:
+    /// `devnet status` reads them.
+    pub(crate) network: generate::Options,
+    /// Return only once every mix and gateway is in the directory.
     pub(crate) wait: bool,
 }
 
@@ -134,16 +130,7 @@ pub(crate) fn up(dir: &Path, o: &UpOptions) -> Result<()> {
             dir.display()
         );
     }
-    let opts = generate::Options {
-        epoch_secs: o.epoch_secs,
-        scheme: o.scheme,
-        mean_delay_ms: o.mean_delay_ms,
-        lambda_m: o.lambda_m,
-        lambda_p: o.lambda_p,
-        lambda_l: o.lambda_l,
-        fault_drop_rate: o.fault_drop_rate,
-        metrics: true,
-    };
+    let opts = generate::Options { metrics: true, ..o.network };
     let nodes: Vec<NodeEntry> = generate::generate(&dir, &opts)?
         .into_iter()
         .map(|n| NodeEntry {
@@ -161,8 +148,8 @@ pub(crate) fn up(dir: &Path, o: &UpOptions) -> Result<()> {
 
     let mut manifest = Manifest {
         network: "devnet".into(),
-        epoch_secs: o.epoch_secs,
-        scheme: o.scheme.name().into(),
+        epoch_secs: opts.epoch_secs,
+        scheme: opts.scheme.name().into(),
         nodes,
     };
     for i in 0..manifest.nodes.len() {
@@ -194,7 +181,7 @@ pub(crate) fn up(dir: &Path, o: &UpOptions) -> Result<()> {
     }
     if o.wait {
         // Up to two epochs for the first document, plus slack.
-        let limit = Duration::from_secs(2 * o.epoch_secs + 15);
+        let limit = Duration::from_secs(2 * opts.epoch_secs + 15);
         println!(
             "devnet: waiting (up to {} s) until every mix and gateway is in the directory",
             limit.as_secs()

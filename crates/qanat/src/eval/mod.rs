@@ -19,7 +19,7 @@ use qanat_sim::stats::ks_two_sample;
 use qanat_sim::timing::{Sender, inter_departures};
 use qanat_sim::{Config, Scores, evaluate};
 
-use self::plots::{load_font, plot_entropy, plot_latency, plot_linking};
+use self::plots::{entropy, latency, linking, load_font, plot};
 use self::report::{gateway_table, report, scores_table, setting_line};
 
 /// What `qanat eval` was asked for.
@@ -368,43 +368,36 @@ pub(crate) fn eval(o: &EvalOptions) -> Result<()> {
     let plots = o.out.join("eval");
     std::fs::create_dir_all(&plots).with_context(|| format!("creating {}", plots.display()))?;
     let max_h = base.clients as f64;
-    plot_entropy(
-        &plots.join("entropy_vs_delay.png"),
-        "Sender entropy against mean delay per hop",
-        "mean delay per hop (ms)",
-        &by_delay,
-        max_h.log2(),
-        true,
-    )?;
-    plot_linking(
-        &plots.join("linking_vs_delay.png"),
-        "Sender and recipient linked, against mean delay per hop",
-        "mean delay per hop (ms)",
-        &by_delay,
-        true,
-    )?;
-    plot_latency(
-        &plots.join("latency_vs_delay.png"),
-        "Latency against mean delay per hop",
-        "mean delay per hop (ms)",
-        &by_delay,
-        true,
-    )?;
-    plot_entropy(
-        &plots.join("entropy_vs_cover.png"),
-        "Sender entropy against client cover rate",
-        "client loop rate = drop rate (packets/s)",
-        &by_cover,
-        max_h.log2(),
-        false,
-    )?;
-    plot_latency(
-        &plots.join("latency_vs_cover.png"),
-        "Latency against client cover rate",
-        "client loop rate = drop rate (packets/s)",
-        &by_cover,
-        false,
-    )?;
+    let delay = "mean delay per hop (ms)";
+    let cover = "client loop rate = drop rate (packets/s)";
+    let charts = [
+        (
+            "entropy_vs_delay",
+            "Sender entropy against mean delay per hop",
+            delay,
+            entropy(&by_delay, max_h.log2()),
+            true,
+        ),
+        (
+            "linking_vs_delay",
+            "Sender and recipient linked, against mean delay per hop",
+            delay,
+            linking(&by_delay),
+            true,
+        ),
+        ("latency_vs_delay", "Latency against mean delay per hop", delay, latency(&by_delay), true),
+        (
+            "entropy_vs_cover",
+            "Sender entropy against client cover rate",
+            cover,
+            entropy(&by_cover, max_h.log2()),
+            false,
+        ),
+        ("latency_vs_cover", "Latency against client cover rate", cover, latency(&by_cover), false),
+    ];
+    for (file, title, x_label, chart, log_x) in &charts {
+        plot(&plots.join(format!("{file}.png")), title, x_label, chart, *log_x)?;
+    }
     let report =
         report(o, &cmd, &base, &settings, &sanity, &by_delay, &by_cover, &timing, &scale, started.elapsed());
     let path = o.out.join("EVALUATION.md");

@@ -26,17 +26,20 @@ pub(super) fn load_font() -> Result<&'static [u8]> {
     Ok(Box::leak(bytes.into_boxed_slice()))
 }
 
-type Series<'a> = (&'a str, Vec<(f64, f64)>, plotters::style::RGBColor);
+/// One line: its name in the legend, its points, its colour.
+type Series = (&'static str, Vec<(f64, f64)>, plotters::style::RGBColor);
 
-fn plot(
-    path: &Path,
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-    series: &[Series<'_>],
-    log_x: bool,
-) -> Result<()> {
+/// What one plot shows against the swept setting: its y axis and its lines.
+pub(super) struct Chart {
+    y_label: &'static str,
+    series: Vec<Series>,
+}
+
+/// Draws `chart` against the swept setting (`x_label`, on a log scale if `log_x`) into the PNG
+/// at `path`.
+pub(super) fn plot(path: &Path, title: &str, x_label: &str, chart: &Chart, log_x: bool) -> Result<()> {
     use plotters::prelude::*;
+    let (y_label, series) = (chart.y_label, &chart.series);
     let pts = || series.iter().flat_map(|s| s.1.iter().copied());
     let (x0, x1) = pts().fold((f64::MAX, f64::MIN), |(a, b), (x, _)| (a.min(x), b.max(x)));
     let y1 = pts().map(|p| p.1).filter(|y| y.is_finite()).fold(0.0f64, f64::max) * 1.1 + 1e-9;
@@ -90,71 +93,49 @@ pub(super) fn fmt_tick(x: &f64) -> String {
     if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
-pub(super) fn plot_entropy(
-    path: &Path,
-    title: &str,
-    x: &str,
-    rows: &[(f64, Row)],
-    max: f64,
-    log_x: bool,
-) -> Result<()> {
-    use plotters::style::{BLACK, BLUE, GREEN, RED};
-    let line = |f: fn(&Scores) -> f64| rows.iter().map(|(x, r)| (*x, f(&r.scores))).collect::<Vec<_>>();
-    plot(
-        path,
-        title,
-        x,
-        "entropy of the sender (bits)",
-        &[
-            ("mean", line(|s| s.entropy.mean), BLUE),
-            ("5th percentile", line(|s| s.entropy.p5), RED),
-            ("mean, adversary running every gateway", line(|s| s.all_gateways.entropy.mean), GREEN),
-            ("log2(clients)", rows.iter().map(|(x, _)| (*x, max)).collect(), BLACK),
-        ],
-        log_x,
-    )
+/// One line of a plot: `y` of each row's scores, against the row's swept setting.
+fn line(rows: &[(f64, Row)], y: impl Fn(&Scores) -> f64) -> Vec<(f64, f64)> {
+    rows.iter().map(|(x, r)| (*x, y(&r.scores))).collect()
 }
 
-pub(super) fn plot_linking(
-    path: &Path,
-    title: &str,
-    x: &str,
-    rows: &[(f64, Row)],
-    log_x: bool,
-) -> Result<()> {
+/// Sender entropy: mean, 5th percentile, against an adversary running every gateway, and the
+/// most there is (`max`: log2 of the clients).
+pub(super) fn entropy(rows: &[(f64, Row)], max: f64) -> Chart {
     use plotters::style::{BLACK, BLUE, GREEN, RED};
-    let line =
-        |f: fn(&Scores) -> f64| rows.iter().map(|(x, r)| (*x, 100.0 * f(&r.scores))).collect::<Vec<_>>();
-    plot(
-        path,
-        title,
-        x,
-        "messages whose sender and recipient are named (%)",
-        &[
-            ("every gateway", line(|s| s.all_gateways.top_correct), GREEN),
-            ("gateway 0 (its own recipients)", line(|s| s.one_gateway.top_correct), RED),
-            ("global observer", line(|s| s.pair_linked), BLUE),
-            ("chance, recipient known: 1/(N − 1)", line(|s| s.all_gateways.chance), BLACK),
+    Chart {
+        y_label: "entropy of the sender (bits)",
+        series: vec![
+            ("mean", line(rows, |s| s.entropy.mean), BLUE),
+            ("5th percentile", line(rows, |s| s.entropy.p5), RED),
+            ("mean, adversary running every gateway", line(rows, |s| s.all_gateways.entropy.mean), GREEN),
+            ("log2(clients)", line(rows, |_| max), BLACK),
         ],
-        log_x,
-    )
+    }
 }
 
-pub(super) fn plot_latency(
-    path: &Path,
-    title: &str,
-    x: &str,
-    rows: &[(f64, Row)],
-    log_x: bool,
-) -> Result<()> {
+/// Messages whose sender and recipient are linked, by each adversary, and by chance.
+pub(super) fn linking(rows: &[(f64, Row)]) -> Chart {
+    use plotters::style::{BLACK, BLUE, GREEN, RED};
+    let percent = |f: fn(&Scores) -> f64| line(rows, move |s| 100.0 * f(s));
+    Chart {
+        y_label: "messages whose sender and recipient are named (%)",
+        series: vec![
+            ("every gateway", percent(|s| s.all_gateways.top_correct), GREEN),
+            ("gateway 0 (its own recipients)", percent(|s| s.one_gateway.top_correct), RED),
+            ("global observer", percent(|s| s.pair_linked), BLUE),
+            ("chance, recipient known: 1/(N − 1)", percent(|s| s.all_gateways.chance), BLACK),
+        ],
+    }
+}
+
+/// Latency, median and 99th percentile.
+pub(super) fn latency(rows: &[(f64, Row)]) -> Chart {
     use plotters::style::{BLUE, RED};
-    let line = |f: fn(&Scores) -> f64| rows.iter().map(|(x, r)| (*x, f(&r.scores))).collect::<Vec<_>>();
-    plot(
-        path,
-        title,
-        x,
-        "queued → in the mailbox (s)",
-        &[("p50", line(|s| s.latency.p50), BLUE), ("p99", line(|s| s.latency.p99), RED)],
-        log_x,
-    )
+    Chart {
+        y_label: "queued → in the mailbox (s)",
+        series: vec![
+            ("p50", line(rows, |s| s.latency.p50), BLUE),
+            ("p99", line(rows, |s| s.latency.p99), RED),
+        ],
+    }
 }
