@@ -148,6 +148,8 @@ pub(crate) fn run(o: &RunOptions) -> Result<()> {
 }
 
 fn print_table(outcomes: &[Outcome]) {
+    // (Its argument list looks like eval's report header to `duplicates`: other data, nothing
+    // shared.)
     println!(
         "\n| profile | delivered | duplicates | p50 (ms) | p99 (ms) | max (ms) | trouble during the chat |"
     );
