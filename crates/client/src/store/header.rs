@@ -229,13 +229,24 @@ impl Header {
         Ok(Self { params, salt, nonce, wrapped })
     }
 
-    /// A header wrapping `master` under `passphrase`.
+    /// A header wrapping `master` under `passphrase`, with a fresh salt and nonce.
     pub(super) fn wrap(
         passphrase: &Passphrase,
         params: KdfParams,
         master: &[u8; KEY_LEN],
     ) -> Result<Self, StoreError> {
-        let mut h = Self { params, salt: random()?, nonce: random()?, wrapped: [0; KEY_LEN + TAG_LEN] };
+        Self::wrap_with(passphrase, params, master, random()?, random()?)
+    }
+
+    /// [`Header::wrap`] with the given salt and nonce (a known-answer test pins its bytes).
+    fn wrap_with(
+        passphrase: &Passphrase,
+        params: KdfParams,
+        master: &[u8; KEY_LEN],
+        salt: [u8; SALT_LEN],
+        nonce: [u8; XNONCE_LEN],
+    ) -> Result<Self, StoreError> {
+        let mut h = Self { params, salt, nonce, wrapped: [0; KEY_LEN + TAG_LEN] };
         let kek = params.derive(passphrase, &h.salt)?;
         let aead = XChaCha20Poly1305::new(&Key::from(*kek));
         let ct = aead
@@ -281,6 +292,35 @@ mod tests {
         let back = Header::decode(&bytes, Path::new("h")).unwrap();
         assert_eq!(*back.unwrap_key(&pass).unwrap().unwrap(), [7; 32]);
         assert!(back.unwrap_key(&Passphrase::new("q")).is_none());
+    }
+
+    /// The header's bytes for fixed inputs, as version 1 has always written them: any change to
+    /// the layout, the key derivation or the wrap fails here before it reaches a user's disk.
+    #[test]
+    fn header_bytes_are_pinned() {
+        let pass = Passphrase::new("correct horse");
+        let params = danger::weak_kdf_params(8, 1, 1).unwrap();
+        let salt: [u8; SALT_LEN] = std::array::from_fn(|i| 1 + i as u8);
+        let nonce: [u8; XNONCE_LEN] = std::array::from_fn(|i| 0x20 + i as u8);
+        let master: [u8; KEY_LEN] = std::array::from_fn(|i| 0x40 + i as u8);
+        let bytes = Header::wrap_with(&pass, params, &master, salt, nonce).unwrap().encode();
+        let expected = concat!(
+            "51414e4154505246", // "QANATPRF"
+            "0001",             // version 1
+            "01",               // Argon2id v1.3
+            "00000008",         // m = 8 KiB
+            "00000001",         // t = 1
+            "00000001",         // p = 1
+            "0102030405060708090a0b0c0d0e0f10",                 // salt
+            "202122232425262728292a2b2c2d2e2f3031323334353637", // nonce
+            "525d1ac0adb552555ec168db3e46299f87a252a8f623b50d7b6c005db10ab709", // wrapped key
+            "93d00d8ddcbc9e50c5ddafc3ed865db9",                                 // its tag
+        );
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, expected);
+        let back = Header::decode(&bytes, Path::new("h")).unwrap();
+        assert_eq!(*back.unwrap_key(&pass).unwrap().unwrap(), master);
+        assert_eq!(back.encode(), bytes);
     }
 
     #[test]
