@@ -324,6 +324,79 @@ mod tests {
         assert_eq!(fragment_capacity(&Geometry::default_for(Scheme::XWing)), Err(PayloadError::NoRoom));
     }
 
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// A DATA and an ACKS payload for fixed inputs, byte for byte (as the code before the port to
+    /// `qanat-codec` wrote them), and the one-fragment ACK of before, still read.
+    #[test]
+    fn encodings_are_pinned() {
+        let g = geometry();
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let surb: Vec<u8> = (0..g.surb_len()).map(|i| i as u8).collect();
+        let data = Payload::Data {
+            surb: surb.clone(),
+            message_id: MessageId(*b"0123456789abcdef"),
+            index: 1,
+            count: 3,
+            data: b"hello".to_vec(),
+        };
+        let b = data.encode(&g, &mut rng).unwrap();
+        assert_eq!(b.len(), 1536);
+        let (kind, rest) = b.split_at(1);
+        let (surb_field, rest) = rest.split_at(g.surb_len());
+        let (fields, padding) = rest.split_at(16 + 2 + 2 + 2 + 5);
+        assert_eq!(kind, [KIND_DATA]);
+        assert_eq!(surb_field, surb);
+        assert_eq!(
+            hex(fields),
+            concat!(
+                "30313233343536373839616263646566", // message id
+                "0001",                             // index
+                "0003",                             // count
+                "0005",                             // length
+                "68656c6c6f",                       // "hello"
+            )
+        );
+        assert!(padding.iter().all(|x| *x == 0));
+        assert_eq!(Payload::decode(&g, &b).unwrap(), data);
+
+        let ack = Payload::Ack(vec![
+            AckEntry { message_id: MessageId([0x11; 16]), indices: vec![7] },
+            AckEntry { message_id: MessageId([0x22; 16]), indices: vec![0, 3, 9] },
+        ]);
+        let b = ack.encode(&g, &mut rng).unwrap();
+        assert_eq!(b.len(), 1536);
+        let (fields, padding) = b.split_at(2 + (16 + 2 + 1) + (16 + 2 + 2));
+        assert_eq!(
+            hex(fields),
+            concat!(
+                "04",                               // ACKS
+                "02",                               // two entries
+                "11111111111111111111111111111111", // message id
+                "0008",                             // bits
+                "80",                               // {7}
+                "22222222222222222222222222222222", // message id
+                "000a",                             // bits
+                "0902",                             // {0, 3, 9}
+            )
+        );
+        assert!(padding.iter().all(|x| *x == 0));
+        assert_eq!(Payload::decode(&g, &b).unwrap(), ack);
+
+        let mut old_ack = vec![0u8; g.forward_payload_len()];
+        old_ack[0] = KIND_ACK;
+        old_ack[1..17].copy_from_slice(&[0x33; 16]);
+        old_ack[17..19].copy_from_slice(&7u16.to_be_bytes());
+        assert_eq!(
+            Payload::decode(&g, &old_ack).unwrap(),
+            Payload::Ack(vec![AckEntry { message_id: MessageId([0x33; 16]), indices: vec![7] }])
+        );
+        old_ack[19] = 1;
+        assert_eq!(Payload::decode(&g, &old_ack), Err(PayloadError::Malformed));
+    }
+
     proptest! {
         #[test]
         fn decoding_any_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 1536), kind in 0u8..6) {
