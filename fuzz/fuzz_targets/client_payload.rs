@@ -1,5 +1,6 @@
-//! A client packet's payload (DATA with its SURB, COVER, ACK): never panics; what decodes (other
-//! than cover) re-encodes to the same bytes.
+//! A client packet's payload (DATA with its SURB, COVER, ACKS): never panics; what decodes (other
+//! than cover, and the one-fragment ACK of before, which is written as ACKS) re-encodes to the
+//! same bytes.
 #![no_main]
 
 use chacha20::ChaCha20Rng;
@@ -15,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
     b[..n].copy_from_slice(&data[..n]);
     if let Ok(p) = Payload::decode(&g, &b)
         && p != Payload::Cover
+        && b[0] != 3
     {
         let mut rng = ChaCha20Rng::seed_from_u64(0);
         assert_eq!(p.encode(&g, &mut rng).expect("a decoded payload re-encodes"), b);

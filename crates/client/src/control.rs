@@ -283,10 +283,6 @@ fn state_name(d: Delivery) -> &'static str {
     }
 }
 
-fn ms(t: SystemTime) -> u64 {
-    UnixTime::from_system_time(t).as_millis()
-}
-
 /// An event as a line for people (and its latency, for messages).
 pub fn describe(e: &EngineEvent) -> (String, Option<u64>) {
     match e {
@@ -466,7 +462,7 @@ pub fn try_execute<R: CryptoRng>(
                     id: i.id,
                     from: i.from,
                     group: i.group,
-                    at_ms: ms(i.received_at),
+                    at_ms: UnixTime::from_system_time(i.received_at).as_millis(),
                 })
                 .collect(),
         },
@@ -478,7 +474,6 @@ pub fn try_execute<R: CryptoRng>(
             Response::Ok
         }
         Request::Watch => {
-            let _ = ms(now);
             Response::Error { message: "watch needs the running client (start `qanat run`)".into() }
         }
     })

@@ -48,6 +48,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use qanat_packet::RecipientId;
+use qanat_pki::UnixTime;
 use rand_core::CryptoRng;
 
 use std::time::SystemTime;
@@ -58,7 +59,7 @@ use openmls_basic_credential::SignatureKeyPair;
 
 use super::rows::{Kind, ThreadState};
 use super::wire::Content;
-use super::{Engine, EngineError, ms};
+use super::{Engine, EngineError};
 use crate::mls::{CIPHERSUITE, MlsError, PendingJoin};
 use qanat_mixnet::sending::{self, MAX_FRAGMENTS, MessageId, Payload, PayloadError};
 
@@ -147,7 +148,13 @@ impl Engine {
             return Err(EngineError::NotReady(name.into(), "not set up"));
         }
         let epoch = self.convs.get(&t).map(|c| c.epoch()).unwrap_or_default();
-        let content = Content::Text { seq, epoch, prev_epoch: None, sent_at_ms: ms(now), text: text.into() };
+        let content = Content::Text {
+            seq,
+            epoch,
+            prev_epoch: None,
+            sent_at_ms: UnixTime::from_system_time(now).as_millis(),
+            text: text.into(),
+        };
         self.send_content(t, &content, None, now, rng)?;
         self.flush()
     }

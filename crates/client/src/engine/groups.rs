@@ -2,8 +2,9 @@
 //! contact's conversation), removing a member, leaving, and the invitations that wait for the
 //! user's answer (see the module `engine`'s "Groups").
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use qanat_pki::UnixTime;
 use rand_core::CryptoRng;
 
 use crate::gateway::MailboxAccess;
@@ -13,7 +14,7 @@ use super::persist::Write;
 use super::rows::{GroupInvitationRec, Kind, NS_GROUP_INVITES, NS_JOIN, Recipient, RouteRec, ThreadState};
 use super::wire::{Content, Outer, RouteEntry};
 use super::{
-    Engine, EngineError, EngineEvent, GroupInvitationInfo, MAX_LOCAL_NAME, check_name, hex, ms, unhex32,
+    Engine, EngineError, EngineEvent, GroupInvitationInfo, MAX_LOCAL_NAME, check_name, hex, unhex32,
 };
 
 /// At most this many group invitations from one contact wait for the user's answer (more are
@@ -319,7 +320,11 @@ impl Engine {
         }
         let name: String = name.chars().filter(|c| !c.is_control()).take(MAX_LOCAL_NAME).collect();
         let name = if name.trim().is_empty() { "group".to_owned() } else { name.trim().to_owned() };
-        let rec = GroupInvitationRec { contact, name: name.clone(), received_ms: ms(now) };
+        let rec = GroupInvitationRec {
+            contact,
+            name: name.clone(),
+            received_ms: UnixTime::from_system_time(now).as_millis(),
+        };
         self.writes.push(Write::put(token, &rec));
         self.group_invites.insert(token, rec);
         let from = self.threads.get(&contact).map(|c| c.name.clone()).unwrap_or_default();
@@ -335,7 +340,7 @@ impl Engine {
                 id: hex(token),
                 from: self.threads.get(&r.contact).map(|c| c.name.clone()).unwrap_or_default(),
                 group: r.name.clone(),
-                received_at: UNIX_EPOCH + Duration::from_millis(r.received_ms),
+                received_at: UnixTime::from_millis(r.received_ms).to_system_time(),
             })
             .collect();
         v.sort_by_key(|i| i.received_at);

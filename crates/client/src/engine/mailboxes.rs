@@ -4,6 +4,7 @@
 
 use std::time::SystemTime;
 
+use qanat_pki::UnixTime;
 use rand_core::CryptoRng;
 
 use crate::gateway::MailboxAccess;
@@ -13,7 +14,7 @@ use qanat_mixnet::sending::seal::SealKey;
 use super::persist::Write;
 use super::rows::{NS_CURSOR, NS_RETIRED, NS_THREAD, OldMailbox, RetiredCredential, ThreadState};
 use super::wire::{Content, RouteEntry};
-use super::{Engine, EngineError, EngineEvent, ms};
+use super::{Engine, EngineError, EngineEvent};
 
 /// How long a thread's mailbox is still read after it was replaced (see the module's "Mailbox
 /// rotation"): what the others sent before they learned the new one still
@@ -110,7 +111,9 @@ impl Engine {
                     mailbox: th.mailbox,
                     credential: th.credential,
                     seal: th.seal,
-                    retire_at_ms: ms(now).saturating_add(ROTATION_GRACE_MS),
+                    retire_at_ms: UnixTime::from_system_time(now)
+                        .as_millis()
+                        .saturating_add(ROTATION_GRACE_MS),
                 });
             } else {
                 self.cursors.remove(&th.mailbox);

@@ -90,9 +90,7 @@ pub mod wire;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use qanat_mixnet::Time;
+use std::time::SystemTime;
 
 use crate::gateway::MailboxAccess;
 use crate::mls::Conversation;
@@ -103,7 +101,6 @@ use qanat_mixnet::sending::{Inbox, MessageId, Outbox, Schedule, TrafficProfile};
 pub use error::EngineError;
 pub use groups::{GROUP_INVITATION_TTL, MAX_GROUP_INVITATIONS, MAX_GROUP_INVITATIONS_PER_CONTACT};
 pub use mailboxes::{MAX_REPLACED, ROTATION_GRACE_MS};
-pub use network::topology_of;
 pub use receive::{MAX_EARLY, MAX_EARLY_BYTES};
 pub use rows::ENGINE_FORMAT;
 pub use stats::EngineStats;
@@ -167,14 +164,6 @@ fn unhex32(s: &str) -> Option<[u8; 32]> {
         *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
-}
-
-fn ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-fn core_time(t: SystemTime) -> Time {
-    Time(t.duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0))
 }
 
 fn check_name(name: &str) -> Result<(), EngineError> {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use qanat_mixnet::{Hop, Time, Topology};
+use qanat_mixnet::{Time, Topology};
 use qanat_packet::{NodeId, RecipientId, Sphinx};
 use qanat_pki::{Document, EpochPeriod};
 
@@ -31,18 +31,7 @@ pub(super) struct Network {
 /// would be lost and wait for the outbox's resend (tens of seconds): it waits for the next
 /// epoch's document instead, which the runtime applies as soon as it comes.
 pub(super) fn keys_usable_until(epoch: u64, period: EpochPeriod) -> Time {
-    let end = qanat_pki::Epoch(epoch).end(period).as_millis().saturating_mul(1000);
-    let half_grace = u64::try_from(period.key_grace().as_micros() / 2).unwrap_or(u64::MAX);
-    Time(end.saturating_add(half_grace))
-}
-
-/// The topology of a verified document (nodes without a key for its epoch are left out).
-pub fn topology_of(doc: &Document) -> Topology {
-    let epoch = doc.epoch();
-    let hop = |id: NodeId| doc.packet_key(&id, epoch).map(|k| Hop { id, key: k.clone() });
-    let layers = (0..doc.layer_count()).map(|l| doc.layer(l).filter_map(|n| hop(n.id())).collect()).collect();
-    let gateways = doc.gateways().filter_map(|n| hop(n.id())).collect();
-    Topology { epoch: epoch.0, layers, gateways }
+    Time::from_unix_time(qanat_pki::Epoch(epoch).end(period)) + period.key_grace() / 2
 }
 
 impl Engine {
@@ -72,7 +61,7 @@ impl Engine {
         let node = doc.node(&gw_id).ok_or(EngineError::GatewayMissing)?;
         let d = node.descriptor();
         let own_gateway = invite::Gateway::new(gw_id, d.address().clone(), d.link_key().to_vec())?;
-        self.set_network(topology_of(doc), doc.parameters(), own_gateway)
+        self.set_network(Topology::from_document(doc), doc.parameters(), own_gateway)
     }
 
     /// [`Engine::set_document`] from its parts: the epoch's topology, the network's parameters

@@ -4,9 +4,11 @@
 //! the module `rows`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use qanat_mixnet::Time;
 use qanat_packet::{NodeId, RecipientId};
+use qanat_pki::UnixTime;
 use rand_core::CryptoRng;
 
 use crate::gateway::MailboxAccess;
@@ -23,7 +25,7 @@ use super::rows::{
     RetiredCredential, Row, SETTINGS_KEY, Settings, Thread, ThreadState, UNVERSIONED_FORMAT, VERSIONED,
     decode, encode,
 };
-use super::{ENGINE_FORMAT, Engine, EngineConfig, EngineError, EngineStats, core_time};
+use super::{ENGINE_FORMAT, Engine, EngineConfig, EngineError, EngineStats};
 
 /// One change to write in the next transaction.
 pub(super) enum Write {
@@ -119,9 +121,9 @@ impl Engine {
             let id =
                 <[u8; 16]>::try_from(k.as_slice()).map_err(|_| EngineError::Corrupt("partial message"))?;
             let PartialSince { first_ms, source } = decode(&v)?;
-            since.insert(id, (core_time(UNIX_EPOCH + Duration::from_millis(first_ms)), source));
+            since.insert(id, (Time::from_unix_time(UnixTime::from_millis(first_ms)), source));
         }
-        let loaded = core_time(SystemTime::now());
+        let loaded = Time::from_system_time(SystemTime::now());
         for (k, v) in profile.scan(NS_FRAG)? {
             let (id, index, count) = rows::fragment_of_key(&k).ok_or(EngineError::Corrupt("fragment key"))?;
             let (at, source) = since.get(&id.0).copied().unwrap_or((loaded, [0u8; 16]));

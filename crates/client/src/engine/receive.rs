@@ -1,9 +1,10 @@
 //! Receiving: items fetched from a mailbox, their reassembly into messages, and what each message
 //! does in its conversation (MLS's output, routes, texts in order).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use qanat_mixnet::MailboxItem;
+use qanat_mixnet::{MailboxItem, Time};
+use qanat_pki::UnixTime;
 use rand_core::CryptoRng;
 
 use crate::gateway::Fetched;
@@ -19,7 +20,7 @@ use super::rows::{
     ThreadState, fragment_key,
 };
 use super::wire::{Content, Outer};
-use super::{Engine, EngineError, EngineEvent, HistoryEntry, core_time, hex, ms};
+use super::{Engine, EngineError, EngineEvent, HistoryEntry, hex};
 
 /// Most MLS messages kept for a conversation we are still joining (more wait, unacknowledged,
 /// at their senders).
@@ -77,7 +78,7 @@ impl Engine {
         self.writes.push(Write::put(mailbox, &Cursor(cursor)));
         self.flush()?;
         // Only now that the fragments are saved may their acknowledgements leave.
-        let t = core_time(now);
+        let t = Time::from_system_time(now);
         for a in acks {
             self.acks.add(t, a.group, a.surb, a.message_id, a.index);
         }
@@ -151,10 +152,11 @@ impl Engine {
         }
         let fkey = fragment_key(message_id, index, count);
         let first = self.inbox.partial_since(&message_id).is_none();
-        match self.inbox.handle(core_time(now), t, message_id, index, count, data.clone()) {
+        match self.inbox.handle(Time::from_system_time(now), t, message_id, index, count, data.clone()) {
             Received::Partial => {
                 if first {
-                    let since = PartialSince { first_ms: ms(now), source: t };
+                    let since =
+                        PartialSince { first_ms: UnixTime::from_system_time(now).as_millis(), source: t };
                     self.writes.push(Write::put(message_id.0, &since));
                 }
                 self.writes.push(Write::put(fkey, &FragmentData(data)));
@@ -176,9 +178,9 @@ impl Engine {
                     self.inbox.refuse(id, index);
                     return Ok(());
                 }
-                self.inbox.commit(id, core_time(now));
+                self.inbox.commit(id, Time::from_system_time(now));
                 self.forget_fragments(id, count);
-                self.writes.push(Write::put(id.0, &SeenAt(ms(now))));
+                self.writes.push(Write::put(id.0, &SeenAt(UnixTime::from_system_time(now).as_millis())));
                 acks.push(owed);
             }
         }
@@ -522,7 +524,7 @@ impl Engine {
                 sender: label.clone(),
                 text: text.clone(),
                 sent_at_ms: at,
-                at_ms: ms(now),
+                at_ms: UnixTime::from_system_time(now).as_millis(),
                 recipients: 0,
                 delivered: 0,
                 sent: false,
@@ -533,7 +535,7 @@ impl Engine {
                 thread: thread_name.clone(),
                 sender: label.clone(),
                 text,
-                sent_at: UNIX_EPOCH + Duration::from_millis(at),
+                sent_at: UnixTime::from_millis(at).to_system_time(),
                 received_at: now,
             });
         }

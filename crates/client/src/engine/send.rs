@@ -3,7 +3,9 @@
 
 use std::time::SystemTime;
 
+use qanat_mixnet::Time;
 use qanat_packet::RecipientId;
+use qanat_pki::UnixTime;
 use rand_core::CryptoRng;
 
 use crate::mls::MemberId;
@@ -13,7 +15,7 @@ use qanat_mixnet::sending::{self, Delivery, MessageId, OutboxEvent, PayloadError
 use super::persist::Write;
 use super::rows::{Awaiting, NS_HISTORY, NS_OUT, OutRec, Recipient, RouteRec, ThreadState, decode};
 use super::wire::{self, Content, Outer};
-use super::{Engine, EngineError, EngineEvent, HistoryEntry, LocalMessageId, core_time, hex, ms};
+use super::{Engine, EngineError, EngineEvent, HistoryEntry, LocalMessageId, hex};
 
 impl Engine {
     /// Sends `text` to the contact or group `name`. Returns the message's local id (its delivery
@@ -38,11 +40,12 @@ impl Engine {
         }
         let conv = self.convs.get(&t).ok_or(EngineError::NotReady(name.into(), "no conversation"))?;
         let epoch = conv.epoch();
+        let now_ms = UnixTime::from_system_time(now).as_millis();
         let content = Content::Text {
             seq: th.next_seq,
             epoch,
             prev_epoch: th.last_epoch,
-            sent_at_ms: ms(now),
+            sent_at_ms: now_ms,
             text: text.into(),
         };
         let hkey = self.history_key(t);
@@ -56,8 +59,8 @@ impl Engine {
             outgoing: true,
             sender: "me".into(),
             text: text.into(),
-            sent_at_ms: ms(now),
-            at_ms: ms(now),
+            sent_at_ms: now_ms,
+            at_ms: now_ms,
             recipients,
             delivered: 0,
             sent: false,
@@ -166,7 +169,7 @@ impl Engine {
     /// moved: its own ROUTE), in the outbox and in its saved record. Only that member's
     /// messages in that thread move, whatever routes others announced.
     pub(super) fn reroute(&mut self, to: Recipient, route: RouteRec, now: SystemTime) {
-        let at = core_time(now);
+        let at = Time::from_system_time(now);
         for (id, rec) in self.out_recs.iter_mut().filter(|(_, rec)| rec.to == Some(to)) {
             self.outbox.reroute(id, route.route(), at);
             rec.route = route;
@@ -230,7 +233,7 @@ impl Engine {
         now: SystemTime,
         rng: &mut R,
     ) -> Result<Vec<Vec<u8>>, EngineError> {
-        let t = core_time(now);
+        let t = Time::from_system_time(now);
         let (Some(net), Some(schedule)) = (&self.network, &mut self.schedule) else { return Ok(Vec::new()) };
         let mut out = Vec::new();
         for slot in schedule.poll(t, rng) {

@@ -1,7 +1,7 @@
 //! What time does: resends, MLS decisions whose window is over, invitations and replaced
 //! mailboxes that expire, and what is forgotten of received messages.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use qanat_mixnet::Time;
 use qanat_pki::UnixTime;
@@ -13,7 +13,7 @@ use qanat_mixnet::sending::{self, Schedule};
 
 use super::persist::Write;
 use super::rows::{NS_GROUP_INVITES, NS_SEEN, NS_THREAD, ThreadState};
-use super::{Engine, EngineError, EngineEvent, GROUP_INVITATION_TTL, core_time, ms};
+use super::{Engine, EngineError, EngineEvent, GROUP_INVITATION_TTL};
 
 /// How often expired invitation records are dropped.
 pub(super) const FORGET_EVERY: Duration = Duration::from_secs(3600);
@@ -21,7 +21,7 @@ pub(super) const FORGET_EVERY: Duration = Duration::from_secs(3600);
 impl Engine {
     /// Lets time pass: resends overdue fragments and decides MLS epochs whose window is over.
     pub fn handle_timeout<R: CryptoRng>(&mut self, now: SystemTime, rng: &mut R) -> Result<(), EngineError> {
-        self.outbox.handle_timeout(core_time(now));
+        self.outbox.handle_timeout(Time::from_system_time(now));
         let r = self.expire_invitations(now);
         self.go_on("expiring invitations", r)?;
         let due: Vec<[u8; 16]> = self
@@ -44,10 +44,9 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] or [`Engine::poll_transmit`] next has work.
     pub fn poll_timeout(&self) -> Option<SystemTime> {
-        let from_core = |t: Time| UNIX_EPOCH + Duration::from_micros(t.0);
         [
-            self.schedule.as_ref().and_then(Schedule::poll_timeout).map(from_core),
-            self.outbox.poll_timeout().map(from_core),
+            self.schedule.as_ref().and_then(Schedule::poll_timeout).map(Time::to_system_time),
+            self.outbox.poll_timeout().map(Time::to_system_time),
             self.convs.values().filter_map(Conversation::next_deadline).min(),
         ]
         .into_iter()
@@ -58,7 +57,7 @@ impl Engine {
     /// Drops our invitations that can no longer be answered (their thread, mailbox and cursor),
     /// and once an hour the expired invitation records.
     pub(super) fn expire_invitations(&mut self, now: SystemTime) -> Result<(), EngineError> {
-        let now_ms = ms(now);
+        let now_ms = UnixTime::from_system_time(now).as_millis();
         let gone: Vec<[u8; 16]> = self
             .threads
             .values()
@@ -113,10 +112,12 @@ impl Engine {
     /// ids of delivered messages (kept so that resent copies are only acknowledged; their
     /// senders have long stopped) and partly received messages that never completed.
     pub(super) fn forget_received(&mut self, now: SystemTime) -> Result<(), EngineError> {
-        for (id, count) in self.inbox.expire(core_time(now)) {
+        for (id, count) in self.inbox.expire(Time::from_system_time(now)) {
             self.forget_fragments(id, count);
         }
-        let cutoff = ms(now).saturating_sub(sending::REMEMBER_DELIVERED.as_millis() as u64);
+        let cutoff = UnixTime::from_system_time(now)
+            .as_millis()
+            .saturating_sub(sending::REMEMBER_DELIVERED.as_millis() as u64);
         for (k, v) in self.profile.scan(NS_SEEN)? {
             let at = <[u8; 8]>::try_from(v.as_slice()).map(u64::from_be_bytes).unwrap_or(0);
             if at < cutoff {

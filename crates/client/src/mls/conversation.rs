@@ -14,7 +14,7 @@ use super::provider::{Provider, new_identity, parse_key_package, read_signer, wi
 use super::state::{Intent, MetaIn, MetaOut, State};
 use super::{
     Config, Conversation, ConversationId, Event, MemberId, MlsError, Outgoing, OutgoingKind, Output, blob,
-    duration_ms, millis,
+    duration_ms,
 };
 
 impl Conversation {
@@ -169,8 +169,8 @@ impl Conversation {
     /// Handles one incoming message of this conversation.
     pub fn receive(&mut self, message: &[u8], now: SystemTime) -> Result<Output, MlsError> {
         let mut out = Output::default();
-        self.receive_one(message, millis(now), &mut out)?;
-        self.poll_into(millis(now), &mut out)?;
+        self.receive_one(message, UnixTime::from_system_time(now).as_millis(), &mut out)?;
+        self.poll_into(UnixTime::from_system_time(now).as_millis(), &mut out)?;
         Ok(out)
     }
 
@@ -194,7 +194,7 @@ impl Conversation {
 
     fn poll(&mut self, now: SystemTime) -> Result<Output, MlsError> {
         let mut out = Output::default();
-        self.poll_into(millis(now), &mut out)?;
+        self.poll_into(UnixTime::from_system_time(now).as_millis(), &mut out)?;
         Ok(out)
     }
 

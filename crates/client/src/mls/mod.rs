@@ -88,11 +88,10 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use openmls::prelude::{Ciphersuite, MlsGroup};
 use openmls_basic_credential::SignatureKeyPair;
-use qanat_pki::UnixTime;
 
 pub use config::Config;
 pub use error::MlsError;
@@ -115,11 +114,6 @@ pub struct Conversation {
     group: MlsGroup,
     config: Config,
     state: State,
-}
-
-/// `t` in milliseconds since 1970.
-fn millis(t: SystemTime) -> u64 {
-    UnixTime::from_system_time(t).as_millis()
 }
 
 /// `d` in milliseconds, saturating.

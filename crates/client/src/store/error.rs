@@ -78,6 +78,10 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// Replacing the profile's header failed, at the step the error names: the old header is
+    /// kept, unless only the last step (the directory's sync) failed.
+    #[error("{0}")]
+    Write(#[from] qanat_network::file::WriteError),
     /// A database error other than corruption (disk full, I/O error, …).
     #[error("database {path}: {source}")]
     Database {

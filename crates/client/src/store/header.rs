@@ -27,9 +27,10 @@ use std::path::Path;
 use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use qanat_codec::{DecodeError, Reader, Writer};
 use zeroize::Zeroizing;
 
-use super::files::{Reader, random};
+use super::files::random;
 use super::{PASSPHRASE_ENV, StoreError};
 
 /// The header format this code writes and reads.
@@ -180,32 +181,43 @@ pub(super) struct Header {
 }
 
 impl Header {
+    /// The fields before the wrapped key: the wrap's associated data.
     pub(super) fn prefix(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(HEADER_LEN);
-        v.extend_from_slice(MAGIC);
-        v.extend_from_slice(&HEADER_VERSION.to_be_bytes());
-        v.push(KDF_ARGON2ID_13);
-        v.extend_from_slice(&self.params.memory_kib.to_be_bytes());
-        v.extend_from_slice(&self.params.iterations.to_be_bytes());
-        v.extend_from_slice(&self.params.parallelism.to_be_bytes());
-        v.extend_from_slice(&self.salt);
-        v.extend_from_slice(&self.nonce);
-        v
+        let mut w = Writer::with_capacity(HEADER_PREFIX_LEN);
+        self.write_prefix(&mut w);
+        // Fixed-width fields only: nothing can fail to fit.
+        w.into_parts().0
     }
 
     pub(super) fn encode(&self) -> Vec<u8> {
-        let mut v = self.prefix();
-        v.extend_from_slice(&self.wrapped);
-        v
+        let mut w = Writer::with_capacity(HEADER_LEN);
+        self.write_prefix(&mut w);
+        w.raw(&self.wrapped);
+        w.into_parts().0
+    }
+
+    fn write_prefix(&self, w: &mut Writer) {
+        w.raw(MAGIC);
+        w.u16(HEADER_VERSION);
+        w.u8(KDF_ARGON2ID_13);
+        w.u32(self.params.memory_kib);
+        w.u32(self.params.iterations);
+        w.u32(self.params.parallelism);
+        w.raw(&self.salt);
+        w.raw(&self.nonce);
     }
 
     pub(super) fn decode(bytes: &[u8], path: &Path) -> Result<Self, StoreError> {
         let corrupt = |reason: &str| StoreError::Corrupt { path: path.to_owned(), reason: reason.to_owned() };
-        if bytes.len() < MAGIC.len() + 2 || bytes.get(..MAGIC.len()) != Some(MAGIC) {
+        let malformed = |e: DecodeError| corrupt(e.reason());
+        let mut r = Reader::new(bytes);
+        // The magic and the version first: a header of another version may have another length.
+        let (Ok(magic), Ok(version)) = (r.array::<8>(), r.u16()) else {
+            return Err(corrupt("not a Qanat profile header"));
+        };
+        if magic != *MAGIC {
             return Err(corrupt("not a Qanat profile header"));
         }
-        let mut r = Reader(bytes.get(MAGIC.len()..).unwrap_or_default());
-        let version = r.u16().ok_or_else(|| corrupt("truncated"))?;
         if version != HEADER_VERSION {
             return Err(StoreError::UnknownVersion {
                 path: path.to_owned(),
@@ -216,26 +228,38 @@ impl Header {
         if bytes.len() != HEADER_LEN {
             return Err(corrupt(&format!("{} bytes, expected {HEADER_LEN}", bytes.len())));
         }
-        let kdf = r.u8().ok_or_else(|| corrupt("truncated"))?;
-        if kdf != KDF_ARGON2ID_13 {
+        if r.u8().map_err(malformed)? != KDF_ARGON2ID_13 {
             return Err(corrupt("unknown key-derivation function"));
         }
-        let (m, t, p) = (r.u32(), r.u32(), r.u32());
-        let (Some(m), Some(t), Some(p)) = (m, t, p) else { return Err(corrupt("truncated")) };
+        let m = r.u32().map_err(malformed)?;
+        let t = r.u32().map_err(malformed)?;
+        let p = r.u32().map_err(malformed)?;
         let params = KdfParams::checked(m, t, p).map_err(|e| corrupt(&e.to_string()))?;
-        let salt = r.array().ok_or_else(|| corrupt("truncated"))?;
-        let nonce = r.array().ok_or_else(|| corrupt("truncated"))?;
-        let wrapped = r.array().ok_or_else(|| corrupt("truncated"))?;
+        let salt = r.array().map_err(malformed)?;
+        let nonce = r.array().map_err(malformed)?;
+        let wrapped = r.array().map_err(malformed)?;
+        r.finish().map_err(malformed)?;
         Ok(Self { params, salt, nonce, wrapped })
     }
 
-    /// A header wrapping `master` under `passphrase`.
+    /// A header wrapping `master` under `passphrase`, with a fresh salt and nonce.
     pub(super) fn wrap(
         passphrase: &Passphrase,
         params: KdfParams,
         master: &[u8; KEY_LEN],
     ) -> Result<Self, StoreError> {
-        let mut h = Self { params, salt: random()?, nonce: random()?, wrapped: [0; KEY_LEN + TAG_LEN] };
+        Self::wrap_with(passphrase, params, master, random()?, random()?)
+    }
+
+    /// [`Header::wrap`] with the given salt and nonce (a known-answer test pins its bytes).
+    fn wrap_with(
+        passphrase: &Passphrase,
+        params: KdfParams,
+        master: &[u8; KEY_LEN],
+        salt: [u8; SALT_LEN],
+        nonce: [u8; XNONCE_LEN],
+    ) -> Result<Self, StoreError> {
+        let mut h = Self { params, salt, nonce, wrapped: [0; KEY_LEN + TAG_LEN] };
         let kek = params.derive(passphrase, &h.salt)?;
         let aead = XChaCha20Poly1305::new(&Key::from(*kek));
         let ct = aead
@@ -281,6 +305,35 @@ mod tests {
         let back = Header::decode(&bytes, Path::new("h")).unwrap();
         assert_eq!(*back.unwrap_key(&pass).unwrap().unwrap(), [7; 32]);
         assert!(back.unwrap_key(&Passphrase::new("q")).is_none());
+    }
+
+    /// The header's bytes for fixed inputs, as version 1 has always written them: any change to
+    /// the layout, the key derivation or the wrap fails here before it reaches a user's disk.
+    #[test]
+    fn header_bytes_are_pinned() {
+        let pass = Passphrase::new("correct horse");
+        let params = danger::weak_kdf_params(8, 1, 1).unwrap();
+        let salt: [u8; SALT_LEN] = std::array::from_fn(|i| 1 + i as u8);
+        let nonce: [u8; XNONCE_LEN] = std::array::from_fn(|i| 0x20 + i as u8);
+        let master: [u8; KEY_LEN] = std::array::from_fn(|i| 0x40 + i as u8);
+        let bytes = Header::wrap_with(&pass, params, &master, salt, nonce).unwrap().encode();
+        let expected = concat!(
+            "51414e4154505246",                                                 // "QANATPRF"
+            "0001",                                                             // version 1
+            "01",                                                               // Argon2id v1.3
+            "00000008",                                                         // m = 8 KiB
+            "00000001",                                                         // t = 1
+            "00000001",                                                         // p = 1
+            "0102030405060708090a0b0c0d0e0f10",                                 // salt
+            "202122232425262728292a2b2c2d2e2f3031323334353637",                 // nonce
+            "525d1ac0adb552555ec168db3e46299f87a252a8f623b50d7b6c005db10ab709", // wrapped key
+            "93d00d8ddcbc9e50c5ddafc3ed865db9",                                 // its tag
+        );
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, expected);
+        let back = Header::decode(&bytes, Path::new("h")).unwrap();
+        assert_eq!(*back.unwrap_key(&pass).unwrap().unwrap(), master);
+        assert_eq!(back.encode(), bytes);
     }
 
     #[test]

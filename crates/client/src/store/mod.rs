@@ -45,13 +45,14 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use qanat_network::file::{Access, write_atomically};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use zeroize::Zeroizing;
 
 pub use error::StoreError;
 pub use header::{HEADER_LEN, HEADER_VERSION, KdfParams, Passphrase};
 
-use files::{create_dir, exists, lock, random, restrict_permissions, write_atomically};
+use files::{create_dir, exists, lock, random, restrict_permissions};
 use header::{Header, KEY_LEN};
 use rows::Keys;
 
@@ -156,7 +157,7 @@ impl Profile {
         ))
         .map_err(|e| db_error(&db_path, e))?;
         // The header last: a directory without one holds no profile yet.
-        write_atomically(&dir, &header_path, &header.encode())?;
+        write_atomically(&header_path, &header.encode(), Access::OwnerOnly)?;
         Ok(Self {
             conn,
             keys: Keys::new(master),
@@ -307,7 +308,7 @@ impl Profile {
             return Err(StoreError::EmptyPassphrase);
         }
         let header = Header::wrap(new, params, &self.keys.master)?;
-        write_atomically(&self.dir, &self.dir.join(HEADER_FILE), &header.encode())
+        Ok(write_atomically(&self.dir.join(HEADER_FILE), &header.encode(), Access::OwnerOnly)?)
     }
 
     /// Copies the WAL into the database and truncates it, so that deleted rows leave the WAL

@@ -31,6 +31,7 @@
 //! decrypt. No gateway or mix sees these bytes: the message id, the fragment index and count are
 //! for the recipient alone.
 
+use qanat_codec::{DecodeError, Reader, Writer};
 use qanat_packet::Geometry;
 use rand_core::CryptoRng;
 
@@ -141,37 +142,36 @@ pub fn fragment_capacity(g: &Geometry) -> Result<usize, PayloadError> {
 impl Payload {
     /// The payload's bytes in `g` (cover payloads take random bytes from `rng`).
     pub fn encode<R: CryptoRng + ?Sized>(&self, g: &Geometry, rng: &mut R) -> Result<Vec<u8>, PayloadError> {
-        let mut out = vec![0u8; g.forward_payload_len()];
+        let len = g.forward_payload_len();
+        let mut w = Writer::with_capacity(len);
         match self {
             Self::Data { surb, message_id, index, count, data } => {
                 let cap = fragment_capacity(g)?;
                 if surb.len() != g.surb_len() || data.len() > cap || index >= count {
                     return Err(PayloadError::Malformed);
                 }
-                let len = u16::try_from(data.len()).map_err(|_| PayloadError::Malformed)?;
-                let mut w = Writer(&mut out, 0);
-                w.put(&[KIND_DATA]);
-                w.put(surb);
-                w.put(&message_id.0);
-                w.put(&index.to_be_bytes());
-                w.put(&count.to_be_bytes());
-                w.put(&len.to_be_bytes());
-                w.put(data);
+                w.u8(KIND_DATA);
+                w.raw(surb);
+                w.raw(&message_id.0);
+                w.u16(*index);
+                w.u16(*count);
+                w.bytes16(data);
             }
             Self::Cover => {
+                let mut out = vec![0u8; len];
                 rng.fill_bytes(&mut out);
                 if let Some(b) = out.first_mut() {
                     *b = KIND_COVER;
                 }
+                return Ok(out);
             }
             Self::Ack(entries) => {
-                let n = u8::try_from(entries.len()).map_err(|_| PayloadError::Malformed)?;
                 let total: usize = entries.iter().map(AckEntry::encoded_len).sum();
-                if n == 0 || total > ack_capacity(g) {
+                if entries.is_empty() || total > ack_capacity(g) {
                     return Err(PayloadError::Malformed);
                 }
-                let mut w = Writer(&mut out, 0);
-                w.put(&[KIND_ACKS, n]);
+                w.u8(KIND_ACKS);
+                w.count8(entries.len());
                 for e in entries {
                     let ordered = e.indices.windows(2).all(|p| p[0] < p[1]);
                     let Some(&last) = e.indices.last() else { return Err(PayloadError::Malformed) };
@@ -183,12 +183,19 @@ impl Payload {
                     for i in &e.indices {
                         bitmap[usize::from(*i / 8)] |= 1 << (i % 8);
                     }
-                    w.put(&e.message_id.0);
-                    w.put(&bits.to_be_bytes());
-                    w.put(&bitmap);
+                    w.raw(&e.message_id.0);
+                    w.u16(bits);
+                    w.raw(&bitmap);
                 }
             }
         }
+        // A count or length too large for its prefix (more than 255 entries), or more than the
+        // payload holds (the checks above rule it out), is not a payload.
+        let mut out = w.finish().map_err(|_| PayloadError::Malformed)?;
+        if out.len() > len {
+            return Err(PayloadError::Malformed);
+        }
+        out.resize(len, 0);
         Ok(out)
     }
 
@@ -197,54 +204,45 @@ impl Payload {
         if b.len() != g.forward_payload_len() {
             return Err(PayloadError::Length);
         }
-        let (&kind, rest) = b.split_first().ok_or(PayloadError::Length)?;
-        let zeros = |tail: &[u8]| tail.iter().all(|x| *x == 0);
-        let id = |b: &[u8]| -> Result<MessageId, PayloadError> {
-            b.get(..16).and_then(|s| s.try_into().ok()).map(MessageId).ok_or(PayloadError::Malformed)
-        };
-        let u16_at = |b: &[u8], i: usize| -> Result<u16, PayloadError> {
-            b.get(i..i + 2).map(|s| u16::from_be_bytes([s[0], s[1]])).ok_or(PayloadError::Malformed)
-        };
+        let mut r = Reader::new(b);
+        let kind = r.u8().map_err(|_| PayloadError::Length)?;
         match kind {
             KIND_DATA => {
                 let cap = fragment_capacity(g)?;
-                let (surb, rest) = rest.split_at_checked(g.surb_len()).ok_or(PayloadError::Malformed)?;
-                let message_id = id(rest)?;
-                let (index, count, len) =
-                    (u16_at(rest, 16)?, u16_at(rest, 18)?, usize::from(u16_at(rest, 20)?));
-                let data = rest.get(22..22 + len).ok_or(PayloadError::Malformed)?;
-                if index >= count
-                    || usize::from(count) > MAX_FRAGMENTS
-                    || len > cap
-                    || !zeros(&rest[22 + len..])
-                {
+                let surb = r.raw(g.surb_len())?;
+                let message_id = MessageId(r.array()?);
+                let (index, count) = (r.u16()?, r.u16()?);
+                let data = r.bytes16(cap, "fragment")?;
+                if index >= count || usize::from(count) > MAX_FRAGMENTS {
                     return Err(PayloadError::Malformed);
                 }
+                r.finish_zero_padded()?;
                 Ok(Self::Data { surb: surb.to_vec(), message_id, index, count, data: data.to_vec() })
             }
             KIND_COVER => Ok(Self::Cover),
             KIND_ACK => {
-                let message_id = id(rest)?;
-                let index = u16_at(rest, 16)?;
-                if !zeros(rest.get(18..).unwrap_or_default()) || usize::from(index) >= MAX_FRAGMENTS {
+                let message_id = MessageId(r.array()?);
+                let index = r.u16()?;
+                if usize::from(index) >= MAX_FRAGMENTS {
                     return Err(PayloadError::Malformed);
                 }
+                r.finish_zero_padded()?;
                 Ok(Self::Ack(vec![AckEntry { message_id, indices: vec![index] }]))
             }
             KIND_ACKS => {
-                let (&n, mut rest) = rest.split_first().ok_or(PayloadError::Malformed)?;
+                let n = r.u8()?;
                 if n == 0 {
                     return Err(PayloadError::Malformed);
                 }
                 let mut entries = Vec::with_capacity(usize::from(n));
                 for _ in 0..n {
-                    let message_id = id(rest)?;
-                    let bits = usize::from(u16_at(rest, 16)?);
+                    let message_id = MessageId(r.array()?);
+                    let bits = usize::from(r.u16()?);
                     if bits == 0 || bits > MAX_FRAGMENTS {
                         return Err(PayloadError::Malformed);
                     }
-                    let bitmap = rest.get(18..18 + bits.div_ceil(8)).ok_or(PayloadError::Malformed)?;
-                    let set = |i: usize| bitmap[i / 8] & (1 << (i % 8)) != 0;
+                    let bitmap = r.raw(bits.div_ceil(8))?;
+                    let set = |i: usize| bitmap.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0);
                     // Canonical: the highest bit is set and none beyond it.
                     if !set(bits - 1) || (bits..bitmap.len() * 8).any(set) {
                         return Err(PayloadError::Malformed);
@@ -252,11 +250,8 @@ impl Payload {
                     // Bounded by MAX_FRAGMENTS above.
                     let indices = (0..bits).filter(|i| set(*i)).map(|i| i as u16).collect();
                     entries.push(AckEntry { message_id, indices });
-                    rest = &rest[18 + bitmap.len()..];
                 }
-                if !zeros(rest) {
-                    return Err(PayloadError::Malformed);
-                }
+                r.finish_zero_padded()?;
                 Ok(Self::Ack(entries))
             }
             _ => Err(PayloadError::Kind),
@@ -264,14 +259,11 @@ impl Payload {
     }
 }
 
-struct Writer<'a>(&'a mut [u8], usize);
-
-impl Writer<'_> {
-    fn put(&mut self, b: &[u8]) {
-        if let Some(dst) = self.0.get_mut(self.1..self.1 + b.len()) {
-            dst.copy_from_slice(b);
-        }
-        self.1 += b.len();
+/// Whatever the codec refuses (a field past the end, a fragment longer than the payload holds,
+/// padding that is not zeros) is a malformed payload.
+impl From<DecodeError> for PayloadError {
+    fn from(_: DecodeError) -> Self {
+        Self::Malformed
     }
 }
 
@@ -322,6 +314,79 @@ mod tests {
         assert_eq!(Payload::decode(&g, &unknown), Err(PayloadError::Kind));
         // X-Wing's SURBs do not fit in the default payload.
         assert_eq!(fragment_capacity(&Geometry::default_for(Scheme::XWing)), Err(PayloadError::NoRoom));
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// A DATA and an ACKS payload for fixed inputs, byte for byte (as the code before the port to
+    /// `qanat-codec` wrote them), and the one-fragment ACK of before, still read.
+    #[test]
+    fn encodings_are_pinned() {
+        let g = geometry();
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let surb: Vec<u8> = (0..g.surb_len()).map(|i| i as u8).collect();
+        let data = Payload::Data {
+            surb: surb.clone(),
+            message_id: MessageId(*b"0123456789abcdef"),
+            index: 1,
+            count: 3,
+            data: b"hello".to_vec(),
+        };
+        let b = data.encode(&g, &mut rng).unwrap();
+        assert_eq!(b.len(), 1536);
+        let (kind, rest) = b.split_at(1);
+        let (surb_field, rest) = rest.split_at(g.surb_len());
+        let (fields, padding) = rest.split_at(16 + 2 + 2 + 2 + 5);
+        assert_eq!(kind, [KIND_DATA]);
+        assert_eq!(surb_field, surb);
+        assert_eq!(
+            hex(fields),
+            concat!(
+                "30313233343536373839616263646566", // message id
+                "0001",                             // index
+                "0003",                             // count
+                "0005",                             // length
+                "68656c6c6f",                       // "hello"
+            )
+        );
+        assert!(padding.iter().all(|x| *x == 0));
+        assert_eq!(Payload::decode(&g, &b).unwrap(), data);
+
+        let ack = Payload::Ack(vec![
+            AckEntry { message_id: MessageId([0x11; 16]), indices: vec![7] },
+            AckEntry { message_id: MessageId([0x22; 16]), indices: vec![0, 3, 9] },
+        ]);
+        let b = ack.encode(&g, &mut rng).unwrap();
+        assert_eq!(b.len(), 1536);
+        let (fields, padding) = b.split_at(2 + (16 + 2 + 1) + (16 + 2 + 2));
+        assert_eq!(
+            hex(fields),
+            concat!(
+                "04",                               // ACKS
+                "02",                               // two entries
+                "11111111111111111111111111111111", // message id
+                "0008",                             // bits
+                "80",                               // {7}
+                "22222222222222222222222222222222", // message id
+                "000a",                             // bits
+                "0902",                             // {0, 3, 9}
+            )
+        );
+        assert!(padding.iter().all(|x| *x == 0));
+        assert_eq!(Payload::decode(&g, &b).unwrap(), ack);
+
+        let mut old_ack = vec![0u8; g.forward_payload_len()];
+        old_ack[0] = KIND_ACK;
+        old_ack[1..17].copy_from_slice(&[0x33; 16]);
+        old_ack[17..19].copy_from_slice(&7u16.to_be_bytes());
+        assert_eq!(
+            Payload::decode(&g, &old_ack).unwrap(),
+            Payload::Ack(vec![AckEntry { message_id: MessageId([0x33; 16]), indices: vec![7] }])
+        );
+        old_ack[19] = 1;
+        assert_eq!(Payload::decode(&g, &old_ack), Err(PayloadError::Malformed));
     }
 
     proptest! {

@@ -34,16 +34,11 @@ pub fn dedup_window(period: EpochPeriod) -> Duration {
     Duration::from_millis(period.as_millis()).saturating_add(grace(period).saturating_mul(2))
 }
 
-/// The core's clock reading at a wall-clock time (microseconds since the Unix epoch).
-pub fn core_time(t: UnixTime) -> Time {
-    Time(t.as_millis().saturating_mul(1000))
-}
-
 /// The window of `epoch`'s packet key on the core's clock.
 pub fn window(epoch: Epoch, period: EpochPeriod) -> EpochWindow {
     EpochWindow {
-        start: core_time(epoch.start(period)),
-        end: core_time(epoch.end(period)),
+        start: Time::from_unix_time(epoch.start(period)),
+        end: Time::from_unix_time(epoch.end(period)),
         grace: grace(period),
     }
 }
@@ -184,6 +179,6 @@ mod tests {
         assert_eq!(grace(EpochPeriod::DEFAULT), Duration::from_secs(300));
         assert_eq!(dedup_window(EpochPeriod::DEFAULT), Duration::from_secs(30 * 60));
         assert!(dedup_window(EpochPeriod::DEFAULT) <= qanat_mailbox::Limits::DEFAULT_REMEMBER_DELETED_IDS);
-        assert_eq!(core_time(Epoch(3).start(p)), Time(Epoch(3).start(p).as_millis() * 1000));
+        assert_eq!(w.start, Time(Epoch(3).start(p).as_millis() * 1000));
     }
 }

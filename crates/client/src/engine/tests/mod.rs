@@ -51,7 +51,7 @@ struct Net {
 
 /// When the worlds' clocks start.
 fn genesis() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    UnixTime::from_secs(1_800_000_000).to_system_time()
 }
 
 impl Net {
@@ -86,7 +86,7 @@ impl Net {
             loss,
             rng,
         };
-        net.new_epoch(qanat_pki::Epoch::at(UnixTime::from_millis(ms(now)), period).0);
+        net.new_epoch(qanat_pki::Epoch::at(UnixTime::from_system_time(now), period).0);
         net
     }
 
@@ -111,7 +111,7 @@ impl Net {
     fn live_keys(&self, node: NodeId, now: SystemTime) -> Vec<&SecretKey> {
         let period = self.params.epoch_period();
         let grace = period.key_grace();
-        let now = UnixTime::from_millis(ms(now));
+        let now = UnixTime::from_system_time(now);
         self.keys
             .iter()
             .filter(|(e, _)| {
@@ -333,8 +333,8 @@ impl World {
 
     /// A world of epochs of `period`, starting 100 ms into one.
     fn with_period(seed: u64, loss: f64, gws: &[u8], period: EpochPeriod) -> Self {
-        let e = qanat_pki::Epoch::at(UnixTime::from_millis(ms(genesis())), period);
-        let now = UNIX_EPOCH + Duration::from_millis(e.start(period).as_millis() + 100);
+        let e = qanat_pki::Epoch::at(UnixTime::from_system_time(genesis()), period);
+        let now = e.start(period).plus_millis(100).to_system_time();
         Self::with_net(Net::with_period(seed, loss, period, now), seed, gws, now)
     }
 
@@ -354,7 +354,7 @@ impl World {
     /// When the epoch of the newest topology ends.
     fn epoch_end(&self) -> SystemTime {
         let period = self.net.params.epoch_period();
-        UNIX_EPOCH + Duration::from_millis(qanat_pki::Epoch(self.net.topology.epoch).end(period).as_millis())
+        qanat_pki::Epoch(self.net.topology.epoch).end(period).to_system_time()
     }
 
     fn run_for(&mut self, d: Duration) {
@@ -373,7 +373,7 @@ impl World {
     /// document when the epoch begins).
     fn follow_epochs(&mut self) {
         let period = self.net.params.epoch_period();
-        let e = qanat_pki::Epoch::at(UnixTime::from_millis(ms(self.now)), period).0;
+        let e = qanat_pki::Epoch::at(UnixTime::from_system_time(self.now), period).0;
         if e > self.net.topology.epoch {
             self.net.new_epoch(e);
             for i in 0..self.clients.len() {
