@@ -6,7 +6,7 @@
 
 use std::sync::atomic::Ordering;
 
-use qanat_mailbox::{Credential, MailboxId, MailboxStore, Seq, StoreError, StoredMessage};
+use qanat_mailbox::{Credential, MailboxId, MailboxStore, Seq, StoreError, StoreErrorKind, StoredMessage};
 use qanat_mixnet::client_proto::{ErrorCode, Op, OpResult, PULL_OPS, ProtoError, Request, Response, Want};
 use qanat_mixnet::pull::{PullServer, ReadFailed, fetch_answer, fetch_reads};
 use tokio::time::Instant;
@@ -41,13 +41,13 @@ fn stored_items(msgs: Vec<StoredMessage>) -> Vec<(u64, Vec<u8>)> {
     msgs.into_iter().map(|m| (m.seq.0, m.payload)).collect()
 }
 
+/// What a client hears of a store error: the store sorts every error into a kind, so a new
+/// error is sorted there rather than falling into a default here.
 fn store_code(e: StoreError) -> ErrorCode {
-    match e {
-        StoreError::Unauthorized => ErrorCode::Unauthorized,
-        StoreError::Full { .. } | StoreError::Unavailable { .. } | StoreError::Io { .. } => {
-            ErrorCode::Unavailable
-        }
-        _ => ErrorCode::Internal,
+    match e.kind() {
+        StoreErrorKind::Unauthorized => ErrorCode::Unauthorized,
+        StoreErrorKind::Transient => ErrorCode::Unavailable,
+        StoreErrorKind::NeedsOperator => ErrorCode::Internal,
     }
 }
 
@@ -159,6 +159,29 @@ pub(super) async fn serve<S: MailboxStore>(
                 Ok(_) => vec![Response::Ok { id }],
                 Err(e) => vec![err(id, e)],
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_reach_clients_as_unauthorized_retry_later_or_internal() {
+        let d = || String::from("d");
+        let cases = [
+            (StoreError::Unauthorized, ErrorCode::Unauthorized),
+            (StoreError::Full { detail: d() }, ErrorCode::Unavailable),
+            (StoreError::Io { detail: d() }, ErrorCode::Unavailable),
+            (StoreError::Unavailable { detail: d() }, ErrorCode::Unavailable),
+            (StoreError::Corrupt { detail: d() }, ErrorCode::Internal),
+            (StoreError::Connect { target: d(), detail: d() }, ErrorCode::Internal),
+            (StoreError::UnsafePersistence { node: d(), detail: d() }, ErrorCode::Internal),
+            (StoreError::Internal { detail: d() }, ErrorCode::Internal),
+        ];
+        for (e, code) in cases {
+            assert_eq!(store_code(e), code);
         }
     }
 }
