@@ -10,7 +10,7 @@
 //!   (whose documentation says what they hold) at commit d68c747.
 
 use std::path::Path;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use qanat_client::engine::{ENGINE_FORMAT, Engine, EngineConfig, EngineError, ThreadInfo};
 use qanat_client::store::{DATABASE_FILE, HEADER_FILE, Passphrase, Profile};
@@ -18,6 +18,11 @@ use qanat_mixnet::sending::Delivery;
 use qanat_packet::NodeId;
 
 const PASSPHRASE: &str = "fixture passphrase";
+
+/// When the fixtures are opened: after everything in them.
+fn opened() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_800_001_000)
+}
 
 fn copy_fixture(name: &str) -> tempfile::TempDir {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
@@ -34,7 +39,7 @@ fn a_profile_of_format_1_is_refused_by_name() {
     let before = std::fs::read(dir.path().join(DATABASE_FILE)).unwrap();
     let profile = Profile::open(dir.path(), &Passphrase::new(PASSPHRASE)).unwrap();
     assert!(Engine::is_initialized(&profile).unwrap());
-    let err = Engine::open(profile, EngineConfig::default()).unwrap_err();
+    let err = Engine::open(profile, EngineConfig::default(), opened()).unwrap_err();
     assert!(matches!(err, EngineError::Format(1)), "{err}");
     let text = err.to_string();
     assert!(text.contains("format 1") && text.contains(&format!("format {ENGINE_FORMAT}")), "{text}");
@@ -114,12 +119,12 @@ fn a_profile_of_format_2_opens_with_everything_in_it() {
     // Read before the upgrade too.
     assert_eq!(Engine::gateway_of(&profile).unwrap(), NodeId([1; 32]));
     let before = std::fs::read(dir.path().join(DATABASE_FILE)).unwrap();
-    let engine = Engine::open(profile, EngineConfig::default()).unwrap();
+    let engine = Engine::open(profile, EngineConfig::default(), opened()).unwrap();
     check_ann(&engine);
     // Upgraded once, in the profile: opened again, it holds the same.
     drop(engine.into_profile());
     assert_ne!(std::fs::read(dir.path().join(DATABASE_FILE)).unwrap(), before, "upgraded in place");
     let profile = Profile::open(dir.path(), &Passphrase::new(PASSPHRASE)).unwrap();
     assert_eq!(Engine::gateway_of(&profile).unwrap(), NodeId([1; 32]));
-    check_ann(&Engine::open(profile, EngineConfig::default()).unwrap());
+    check_ann(&Engine::open(profile, EngineConfig::default(), opened()).unwrap());
 }

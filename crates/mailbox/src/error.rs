@@ -76,12 +76,68 @@ pub enum StoreError {
     },
 }
 
+/// What a caller can do about a [`StoreError`]: [`StoreError::kind`] sorts every variant, so a
+/// new variant has to be sorted there, and callers that decide by kind (a gateway answering its
+/// clients, say) need not match the `#[non_exhaustive]` error with a silent default. Not
+/// `#[non_exhaustive]`: a new kind is meant to fail the build of every caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// No such mailbox, or the wrong credential ([`StoreError::Unauthorized`]).
+    Unauthorized,
+    /// The store cannot serve now but may later: full, an I/O failure, busy or unreachable
+    /// ([`StoreError::Full`], [`StoreError::Io`], [`StoreError::Unavailable`]).
+    Transient,
+    /// Waiting will not help: damaged data, a store that could not be opened or connected to, or
+    /// refuses writes, or a bug ([`StoreError::Corrupt`], [`StoreError::Open`],
+    /// [`StoreError::Connect`], [`StoreError::UnsafePersistence`], [`StoreError::Internal`]).
+    NeedsOperator,
+}
+
 impl StoreError {
+    /// What a caller can do about it.
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            StoreError::Unauthorized => StoreErrorKind::Unauthorized,
+            StoreError::Full { .. } | StoreError::Io { .. } | StoreError::Unavailable { .. } => {
+                StoreErrorKind::Transient
+            }
+            StoreError::Corrupt { .. }
+            | StoreError::Open { .. }
+            | StoreError::Connect { .. }
+            | StoreError::UnsafePersistence { .. }
+            | StoreError::Internal { .. } => StoreErrorKind::NeedsOperator,
+        }
+    }
+
     pub(crate) fn internal(detail: impl Into<String>) -> Self {
         StoreError::Internal { detail: detail.into() }
     }
 
     pub(crate) fn corrupt(detail: impl Into<String>) -> Self {
         StoreError::Corrupt { detail: detail.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_a_kind() {
+        let d = || String::from("d");
+        let cases = [
+            (StoreError::Unauthorized, StoreErrorKind::Unauthorized),
+            (StoreError::Full { detail: d() }, StoreErrorKind::Transient),
+            (StoreError::Io { detail: d() }, StoreErrorKind::Transient),
+            (StoreError::Unavailable { detail: d() }, StoreErrorKind::Transient),
+            (StoreError::Corrupt { detail: d() }, StoreErrorKind::NeedsOperator),
+            (StoreError::Open { path: "p".into(), detail: d() }, StoreErrorKind::NeedsOperator),
+            (StoreError::Connect { target: d(), detail: d() }, StoreErrorKind::NeedsOperator),
+            (StoreError::UnsafePersistence { node: d(), detail: d() }, StoreErrorKind::NeedsOperator),
+            (StoreError::Internal { detail: d() }, StoreErrorKind::NeedsOperator),
+        ];
+        for (e, kind) in cases {
+            assert_eq!(e.kind(), kind, "{e}");
+        }
     }
 }

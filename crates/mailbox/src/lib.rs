@@ -49,7 +49,7 @@ pub mod sqlite;
 mod store;
 mod types;
 
-pub use error::StoreError;
+pub use error::{StoreError, StoreErrorKind};
 pub use store::MailboxStore;
 pub use types::{
     Append, AppendOutcome, Credential, CredentialHash, Limits, MailboxId, MessageId, Seq, StoreStats,

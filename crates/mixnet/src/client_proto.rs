@@ -38,6 +38,15 @@ pub const MAX_CHUNK_LEN: usize = 4096;
 /// Largest `limit` of a [`Request::Pull`] a gateway honours.
 pub const MAX_PULL_LIMIT: u16 = 256;
 
+/// Bytes of a [`Response::DocChunk`] around its chunk: tag, id, epoch, index, count, length.
+const DOC_CHUNK_OVERHEAD: usize = 1 + 4 + 8 + 2 + 2 + 2;
+
+/// The longest document chunk whose [`Response::DocChunk`] fits a message of `max_message_len`
+/// bytes (a link's largest control frame): at least 1, at most [`MAX_CHUNK_LEN`].
+pub fn doc_chunk_len(max_message_len: usize) -> usize {
+    max_message_len.saturating_sub(DOC_CHUNK_OVERHEAD).clamp(1, MAX_CHUNK_LEN)
+}
+
 /// A client's request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -721,6 +730,18 @@ mod tests {
             chunk.encode().unwrap(),
             [DOC_CHUNK, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 1, 0, 1, 7]
         );
+    }
+
+    #[test]
+    fn a_chunk_of_the_longest_length_fills_its_message_exactly() {
+        for max in [20, 100, 1000, MAX_CHUNK_LEN + DOC_CHUNK_OVERHEAD] {
+            let bytes = vec![7; doc_chunk_len(max)];
+            let chunk = Response::DocChunk { id: u32::MAX, epoch: u64::MAX, index: 0, count: 1, bytes };
+            assert_eq!(chunk.encode().unwrap().len(), max);
+        }
+        // Bounded both ways.
+        assert_eq!(doc_chunk_len(0), 1);
+        assert_eq!(doc_chunk_len(usize::MAX), MAX_CHUNK_LEN);
     }
 
     #[test]

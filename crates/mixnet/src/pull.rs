@@ -3,10 +3,12 @@
 //! that ride in the answers ([`DocAssembler`]).
 //!
 //! The gateway's runtime owns the store; per pull it asks the core which operations to carry
-//! out ([`PullServer::admit`]), reports each outcome ([`PullServer::handle_op_result`]), fetches
-//! items in the order the core gives ([`PullServer::fetch_order`]) up to
-//! [`PullServer::item_room`], and lets the core build the answer ([`PullServer::answer`]): always
-//! one head and `limit` slots, whatever the store held, whatever the client asked.
+//! out ([`PullServer::admit`]), reports each outcome ([`PullServer::handle_op_result`]), carries
+//! out the store reads the core plans ([`PullServer::reads`]: which mailboxes, how many items
+//! from each, when to stop) and lets the core build the answer ([`PullServer::answer`]): always
+//! one head and `limit` slots, whatever the store held, whatever the client asked. A single
+//! [`Request::Fetch`](crate::client_proto::Request::Fetch) is planned and answered here too
+//! ([`fetch_reads`], [`fetch_answer`]).
 //!
 //! Slots: items first, but when the client lacks a document at most half the slots carry items,
 //! so a client with a backlog still gets the directory it needs to send anything; and when the
@@ -28,6 +30,98 @@ use crate::client_proto::{ErrorCode, MAX_CHUNK_LEN, MAX_PULL_LIMIT, Op, OpResult
 
 /// Most mailboxes one pull reads from the store (see [`PullServer::fetch_order`]).
 pub const MAX_PULL_READS: usize = 64;
+
+/// Most items a [`Request::Fetch`](crate::client_proto::Request::Fetch) is answered with.
+pub const MAX_FETCH_LIMIT: u16 = 256;
+
+/// How many items a fetch asking for `limit` reads from the store: `limit` clamped to
+/// 1..=[`MAX_FETCH_LIMIT`], and one more to learn whether more wait.
+pub fn fetch_reads(limit: u16) -> usize {
+    usize::from(limit.clamp(1, MAX_FETCH_LIMIT)) + 1
+}
+
+/// The answer to fetch `id` of `limit` items, from the `(seq, item)`s the store gave (read with
+/// [`fetch_reads`]): a [`Response::Message`] for each up to the clamped `limit`, then
+/// [`Response::FetchDone`], saying whether more wait.
+pub fn fetch_answer(id: u32, limit: u16, stored: Vec<(u64, Vec<u8>)>) -> Vec<Response> {
+    let limit = usize::from(limit.clamp(1, MAX_FETCH_LIMIT));
+    let more = stored.len() > limit;
+    let mut out: Vec<Response> =
+        stored.into_iter().take(limit).map(|(seq, item)| Response::Message { id, seq, item }).collect();
+    out.push(Response::FetchDone { id, more });
+    out
+}
+
+/// One store read of a pull (see [`PullReads`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullRead {
+    /// The mailbox to read.
+    pub mailbox: [u8; 32],
+    /// Its credential, as registered on the session.
+    pub credential: [u8; 32],
+    /// Most items to read from the start of the mailbox: one more than the answer has room for,
+    /// so that a full answer still learns whether items wait.
+    pub max: usize,
+}
+
+/// A store read of a pull failed (the mailbox counts as holding items still).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadFailed;
+
+/// One pull's store reads, planned without IO: the runtime carries out each
+/// [`PullReads::next_read`] and reports what came back ([`PullReads::handle_read`]); then
+/// [`PullReads::finish`] gives the items for [`PullServer::answer`] and whether more wait.
+///
+/// The mailboxes are those of [`PullServer::fetch_order`] (at most [`MAX_PULL_READS`], a busy
+/// one unable to starve the others), read in that order until the answer's room for items is
+/// full and it is known that more wait (with no room left, one more read of one item says
+/// whether any wait). A failed read counts as items waiting, so the client pulls again.
+#[derive(Debug)]
+pub struct PullReads {
+    order: std::vec::IntoIter<([u8; 32], [u8; 32])>,
+    room: usize,
+    items: Vec<PulledItem>,
+    more: bool,
+}
+
+impl PullReads {
+    fn left(&self) -> usize {
+        self.room.saturating_sub(self.items.len())
+    }
+
+    /// The next read to carry out; `None`: the pull's reads are done.
+    pub fn next_read(&mut self) -> Option<PullRead> {
+        let left = self.left();
+        if left == 0 && self.more {
+            return None;
+        }
+        let (mailbox, credential) = self.order.next()?;
+        Some(PullRead { mailbox, credential, max: left + 1 })
+    }
+
+    /// What the store gave for `read`: its `(seq, item)`s in order, or [`ReadFailed`]. Items
+    /// beyond the answer's room are left in the store, and `more` set.
+    pub fn handle_read(&mut self, read: &PullRead, stored: Result<Vec<(u64, Vec<u8>)>, ReadFailed>) {
+        let left = self.left();
+        match stored {
+            Ok(stored) => {
+                self.more |= stored.len() > left;
+                let mailbox = read.mailbox;
+                self.items.extend(stored.into_iter().take(left).map(|(seq, item)| PulledItem {
+                    mailbox,
+                    seq,
+                    item,
+                }));
+            }
+            Err(ReadFailed) => self.more = true,
+        }
+    }
+
+    /// The items read (at most the room given to [`PullServer::reads`]) and whether more wait.
+    pub fn finish(self) -> (Vec<PulledItem>, bool) {
+        (self.items, self.more)
+    }
+}
 
 /// One stored item for an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +231,12 @@ impl PullServer {
             .take(take)
             .map(|(m, c)| (*m, *c))
             .collect()
+    }
+
+    /// The store reads of this pull, for an answer with `room` slots for items (see
+    /// [`PullServer::item_room`]); moves the session's turn on, as [`PullServer::fetch_order`].
+    pub fn reads(&mut self, room: usize) -> PullReads {
+        PullReads { order: self.fetch_order().into_iter(), room, items: Vec::new(), more: false }
     }
 
     /// How many slots of a `limit`-slot answer may carry items, when the client wants `want`,
@@ -429,6 +529,132 @@ mod tests {
         assert_eq!(s.metrics().registrations_refused, 1);
         s.handle_op_result(&Op::Unregister { mailbox: [1; 32], credential: [1; 32] }, OpResult::Done);
         assert_eq!(s.fetch_order().len(), 1);
+    }
+
+    type Store = BTreeMap<[u8; 32], Vec<(u64, Vec<u8>)>>;
+
+    /// Carries out a pull's reads on `store` (a mailbox in `failing` fails to read), checking
+    /// what each read asks for; the reads made, the items and whether more wait.
+    fn drive(
+        s: &mut PullServer,
+        room: usize,
+        store: &Store,
+        failing: &[[u8; 32]],
+    ) -> (Vec<PullRead>, Vec<PulledItem>, bool) {
+        let mut reads = s.reads(room);
+        let mut made = Vec::new();
+        let mut got = 0;
+        while let Some(read) = reads.next_read() {
+            assert_eq!(read.max, room.saturating_sub(got) + 1, "one more than the room left");
+            assert_eq!(read.credential, read.mailbox, "the registered credential");
+            let stored = if failing.contains(&read.mailbox) {
+                Err(ReadFailed)
+            } else {
+                Ok(store.get(&read.mailbox).into_iter().flatten().take(read.max).cloned().collect())
+            };
+            reads.handle_read(&read, stored);
+            made.push(read);
+            got = reads.items.len();
+        }
+        let (items, more) = reads.finish();
+        assert!(items.len() <= room);
+        (made, items, more)
+    }
+
+    fn session_of(store: &Store) -> PullServer {
+        let mut s = PullServer::new(store.len() + 1);
+        for m in store.keys() {
+            s.handle_op_result(&Op::Register { mailbox: *m, credential: *m }, OpResult::Done);
+        }
+        s
+    }
+
+    fn mailbox_of(items: &[u64]) -> Vec<(u64, Vec<u8>)> {
+        items.iter().map(|s| (*s, vec![*s as u8; 3])).collect()
+    }
+
+    #[test]
+    fn a_pulls_reads_stop_once_the_room_is_full_and_more_is_known() {
+        let store: Store = (1..=5).map(|m| ([m; 32], mailbox_of(&[1, 2]))).collect();
+        let mut s = session_of(&store);
+        // Room for 3: the first mailbox gives 2, the second 1 and shows more waiting; no third read.
+        let (made, items, more) = drive(&mut s, 3, &store, &[]);
+        assert_eq!(made.iter().map(|r| r.max).collect::<Vec<_>>(), [4, 2]);
+        assert_eq!((items.len(), more), (3, true));
+        assert_eq!(items[2].mailbox, made[1].mailbox, "items keep their mailbox");
+
+        // Room enough for all: every mailbox read once, nothing more waits.
+        let (made, items, more) = drive(&mut s, 100, &store, &[]);
+        assert_eq!((made.len(), items.len(), more), (5, 10, false));
+
+        // No room (the document takes every slot): reads of one item until one is found.
+        let mut sparse: Store = (1..=4).map(|m| ([m; 32], vec![])).collect();
+        sparse.insert([3; 32], mailbox_of(&[9]));
+        let mut s = session_of(&sparse);
+        let (made, items, more) = drive(&mut s, 0, &sparse, &[]);
+        assert!(made.iter().all(|r| r.max == 1));
+        assert!(items.is_empty() && more);
+        assert_eq!(made.last().map(|r| r.mailbox), Some([3; 32]), "stops at the first that holds one");
+
+        // Nothing registered: no read, nothing waits.
+        let (made, items, more) = drive(&mut PullServer::new(4), 4, &Store::new(), &[]);
+        assert!(made.is_empty() && items.is_empty() && !more);
+    }
+
+    #[test]
+    fn a_failed_read_counts_as_items_waiting_and_the_others_are_still_read() {
+        let store: Store = (1..=3).map(|m| ([m; 32], mailbox_of(&[1]))).collect();
+        let mut s = session_of(&store);
+        let (made, items, more) = drive(&mut s, 8, &store, &[[2; 32]]);
+        assert_eq!((made.len(), items.len(), more), (3, 2, true));
+        assert!(items.iter().all(|i| i.mailbox != [2; 32]));
+    }
+
+    #[test]
+    fn a_read_giving_more_than_asked_is_cut_to_the_room() {
+        let mut s = session_of(&[([1; 32], vec![])].into_iter().collect());
+        let mut reads = s.reads(2);
+        let read = reads.next_read().unwrap();
+        reads.handle_read(&read, Ok(mailbox_of(&[1, 2, 3, 4, 5])));
+        assert_eq!(reads.next_read(), None);
+        let (items, more) = reads.finish();
+        assert_eq!((items.len(), more), (2, true));
+    }
+
+    #[test]
+    fn a_pull_costs_at_most_max_pull_reads_store_reads() {
+        let store: Store =
+            (0..MAX_PULL_READS as u64 + 10).map(|m| (mailbox_id(m), mailbox_of(&[1]))).collect();
+        let mut s = session_of(&store);
+        let (made, items, more) = drive(&mut s, usize::from(MAX_PULL_LIMIT), &store, &[]);
+        assert_eq!((made.len(), items.len(), more), (MAX_PULL_READS, MAX_PULL_READS, false));
+        // The next pull reads the next ones (the turn moved on).
+        let (next, _, _) = drive(&mut s, usize::from(MAX_PULL_LIMIT), &store, &[]);
+        assert_eq!(next[0].mailbox, mailbox_id(MAX_PULL_READS as u64));
+    }
+
+    #[test]
+    fn a_fetch_reads_one_more_than_it_answers_within_bounds() {
+        assert_eq!(fetch_reads(0), 2);
+        assert_eq!(fetch_reads(10), 11);
+        assert_eq!(fetch_reads(u16::MAX), usize::from(MAX_FETCH_LIMIT) + 1);
+        let a = fetch_answer(7, 2, mailbox_of(&[1, 2, 3]));
+        assert_eq!(a.len(), 3);
+        assert!(matches!(a[0], Response::Message { id: 7, seq: 1, .. }));
+        assert_eq!(a[2], Response::FetchDone { id: 7, more: true });
+        assert_eq!(
+            fetch_answer(7, 2, mailbox_of(&[1, 2])).last(),
+            Some(&Response::FetchDone { id: 7, more: false })
+        );
+        assert_eq!(fetch_answer(7, 0, vec![]), [Response::FetchDone { id: 7, more: false }]);
+        let big: Vec<u64> = (0..1000).collect();
+        assert_eq!(fetch_answer(1, u16::MAX, mailbox_of(&big)).len(), usize::from(MAX_FETCH_LIMIT) + 1);
+    }
+
+    fn mailbox_id(m: u64) -> [u8; 32] {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&m.to_be_bytes());
+        id
     }
 
     #[test]

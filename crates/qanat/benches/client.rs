@@ -65,7 +65,9 @@ fn user(
         Profile::create_with(&home, &Passphrase::new("pw"), danger::weak_kdf_params(8, 1, 1).unwrap())
             .unwrap();
     Engine::init(&mut p, net.gateways[gw].identity.node_id(), traffic, &mut rand::rng()).unwrap();
-    let engine = Engine::open(p, EngineConfig { fetch_interval: fetch, ..EngineConfig::default() }).unwrap();
+    let engine =
+        Engine::open(p, EngineConfig { fetch_interval: fetch, ..EngineConfig::default() }, SystemTime::now())
+            .unwrap();
     runtime::start(
         engine,
         RuntimeConfig { network: net.clone(), gateway: net.gateways[gw].clone(), fetch_interval: fetch },

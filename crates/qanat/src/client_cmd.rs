@@ -273,6 +273,7 @@ pub(crate) fn run(
             },
             ..EngineConfig::default()
         },
+        SystemTime::now(),
     )
     .map_err(|e| anyhow!("{e}"))?;
     let traffic = engine.traffic();
@@ -449,7 +450,8 @@ impl Session {
             return Ok(Self::Remote(c));
         }
         let profile = open_profile(home)?;
-        let engine = Engine::open(profile, EngineConfig::default()).map_err(|e| anyhow!("{e}"))?;
+        let engine =
+            Engine::open(profile, EngineConfig::default(), SystemTime::now()).map_err(|e| anyhow!("{e}"))?;
         Ok(Self::Local(Box::new(Offline { engine, rng: os_rng()? })))
     }
 

@@ -5,7 +5,7 @@
 //! exchange messages; each is printed as it arrives with its latency. Exits 0 only if every
 //! message arrived.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use qanat_client::control::{Request, Response};
@@ -63,7 +63,7 @@ async fn start_user(
         Profile::create(dir.join(name), &Passphrase::new(format!("demo passphrase of {name}")))?;
     Engine::init(&mut profile, gw.identity.node_id(), TrafficProfile::Standard, &mut rand::rng())?;
     let config = EngineConfig { fetch_interval: fetch, ..EngineConfig::default() };
-    let engine = Engine::open(profile, config)?;
+    let engine = Engine::open(profile, config, SystemTime::now())?;
     Ok(runtime::start(
         engine,
         RuntimeConfig { network: network.clone(), gateway: gw, fetch_interval: fetch },

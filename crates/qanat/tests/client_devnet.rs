@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use qanat_client::control::{Request, Response};
 use qanat_client::engine::{Engine, EngineConfig, EngineEvent};
@@ -65,7 +65,7 @@ impl User {
 
     fn start(&mut self, network: &ClientNetwork) {
         let p = Profile::open(&self.home, &Passphrase::new("pw")).unwrap();
-        let engine = Engine::open(p, engine_config()).unwrap();
+        let engine = Engine::open(p, engine_config(), SystemTime::now()).unwrap();
         let h = runtime::start(
             engine,
             RuntimeConfig {

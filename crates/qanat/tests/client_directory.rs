@@ -12,7 +12,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use qanat_client::control::{Request, Response};
 use qanat_client::engine::{Engine, EngineConfig, EngineEvent};
@@ -68,7 +68,7 @@ impl User {
     fn start(&mut self, network: &ClientNetwork) {
         let p = Profile::open(&self.home, &Passphrase::new("pw")).unwrap();
         let config = EngineConfig { fetch_interval: Duration::from_millis(200), ..EngineConfig::default() };
-        let engine = Engine::open(p, config).unwrap();
+        let engine = Engine::open(p, config, SystemTime::now()).unwrap();
         let rc = RuntimeConfig {
             network: network.clone(),
             gateway: network.gateways[self.gateway].clone(),

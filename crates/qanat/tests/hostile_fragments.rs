@@ -203,7 +203,7 @@ async fn honest_users_talk_while_a_contact_sends_fragments_that_never_complete()
 
     // The attack program takes mallory's profile over.
     let profile = mallory.handle.shutdown().await.unwrap();
-    let mallory = Engine::open(profile, engine_config()).unwrap();
+    let mallory = Engine::open(profile, engine_config(), SystemTime::now()).unwrap();
 
     let mut w = World::new(vec![alice, bob, carol], nodes.clone());
     let t_begin = SystemTime::now();
@@ -351,7 +351,7 @@ async fn honest_users_talk_while_a_contact_sends_fragments_that_never_complete()
     // before the attack began), everything after it (the clean-up runs at most an hour apart).
     let alice = w.users.remove(ALICE);
     let profile = alice.handle.shutdown().await.unwrap();
-    let mut e = Engine::open(profile, engine_config()).unwrap();
+    let mut e = Engine::open(profile, engine_config(), SystemTime::now()).unwrap();
     let held = |s: EngineStats| (s.partial_messages, s.partial_bytes);
     assert_eq!(held(e.stats()), (after.partial_messages, after.partial_bytes), "lost in the restart");
     let mut rng = StdRng::try_from_rng(&mut SysRng).unwrap();
@@ -360,7 +360,7 @@ async fn honest_users_talk_while_a_contact_sends_fragments_that_never_complete()
     e.handle_timeout(SystemTime::now() + REMEMBER_DELIVERED + Duration::from_secs(2 * 3600), &mut rng)
         .unwrap();
     assert_eq!(held(e.stats()), (0, 0), "not expired");
-    let e = Engine::open(e.into_profile(), engine_config()).unwrap();
+    let e = Engine::open(e.into_profile(), engine_config(), SystemTime::now()).unwrap();
     assert_eq!(held(e.stats()), (0, 0), "back after a restart");
     eprintln!("alice's partial messages: kept by a restart, none gone before 30 days, all after");
     eprintln!("whole test: {:.0?}", begin.elapsed());

@@ -18,8 +18,8 @@ use qanat_client::gateway::MailboxAccess;
 use qanat_client::pull::PullClient;
 use qanat_link::FrameSize;
 use qanat_mixnet::Time;
-use qanat_mixnet::client_proto::{Op, OpResult, PULL_OPS, Request, Response};
-use qanat_mixnet::pull::{PullServer, PulledItem};
+use qanat_mixnet::client_proto::{Op, OpResult, PULL_OPS, Request, Response, doc_chunk_len};
+use qanat_mixnet::pull::PullServer;
 use qanat_mixnet::sending::{PULL_BATCH, PULL_FIRST, Rates, Schedule};
 use qanat_packet::{Geometry, Scheme};
 use qanat_sim::stats::ks_two_sample;
@@ -67,17 +67,13 @@ impl Gateway {
         }
         let doc = (want.epoch == 7).then_some(self.doc.as_slice());
         let room = PullServer::item_room(limit, want, doc, chunk_len, 7);
-        let mut items = Vec::new();
-        let mut more = false;
-        for (m, _) in self.server.fetch_order() {
-            for (seq, item) in self.store.get(&m).into_iter().flatten() {
-                if items.len() == room {
-                    more = true;
-                    break;
-                }
-                items.push(PulledItem { mailbox: m, seq: *seq, item: item.clone() });
-            }
+        let mut reads = self.server.reads(room);
+        while let Some(read) = reads.next_read() {
+            let stored =
+                self.store.get(&read.mailbox).into_iter().flatten().take(read.max).cloned().collect();
+            reads.handle_read(&read, Ok(stored));
         }
+        let (items, more) = reads.finish();
         self.server.answer(id, limit, more, results, items, want, doc, chunk_len, 7)
     }
 
@@ -101,7 +97,7 @@ fn access(rng: &mut ChaCha20Rng) -> MailboxAccess {
 /// draws do not depend on what the user does.
 fn simulate(mailboxes: usize, busy: bool, seed: u64, run: Duration) -> Vec<Seen> {
     let size = FrameSize::for_packet_len(Geometry::default_for(Scheme::X25519Kem).packet_len()).unwrap();
-    let chunk_len = size.max_control_len() - 19;
+    let chunk_len = doc_chunk_len(size.max_control_len());
     let mut link_rng = ChaCha20Rng::seed_from_u64(seed);
     let mut user_rng = ChaCha20Rng::seed_from_u64(seed ^ 0xdead_beef);
     let mut owned: Vec<MailboxAccess> = (0..mailboxes).map(|_| access(&mut user_rng)).collect();

@@ -24,7 +24,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use qanat_client::control::{Request, Response};
 use qanat_client::engine::{Engine, EngineConfig, EngineEvent};
@@ -152,7 +152,7 @@ impl User {
     fn start(&mut self, network: &ClientNetwork, gateway: usize) {
         let p = Profile::open(&self.home, &Passphrase::new("pw")).unwrap();
         let config = EngineConfig { fetch_interval: FETCH, ..EngineConfig::default() };
-        let engine = Engine::open(p, config).unwrap();
+        let engine = Engine::open(p, config, SystemTime::now()).unwrap();
         let rc = RuntimeConfig {
             network: network.clone(),
             gateway: network.gateways[gateway].clone(),

@@ -77,10 +77,11 @@ impl Engine {
         Ok(NodeId(s.gateway))
     }
 
-    /// Opens the engine on an initialised profile, resuming every conversation and every message
-    /// not yet delivered. A profile of format 2 is first upgraded to [`ENGINE_FORMAT`], in one
+    /// Opens the engine on an initialised profile at `now`, resuming every conversation and every
+    /// message not yet delivered (a partial message saved without the time of its first fragment
+    /// counts from `now`). A profile of format 2 is first upgraded to [`ENGINE_FORMAT`], in one
     /// transaction (see the module `rows`' "Versions").
-    pub fn open(mut profile: Profile, config: EngineConfig) -> Result<Self, EngineError> {
+    pub fn open(mut profile: Profile, config: EngineConfig, now: SystemTime) -> Result<Self, EngineError> {
         let (mut settings, unversioned) = settings_of(&profile)?;
         if unversioned {
             upgrade_from_format_2(&mut profile, &mut settings)?;
@@ -123,7 +124,7 @@ impl Engine {
             let PartialSince { first_ms, source } = decode(&v)?;
             since.insert(id, (Time::from_unix_time(UnixTime::from_millis(first_ms)), source));
         }
-        let loaded = Time::from_system_time(SystemTime::now());
+        let loaded = Time::from_system_time(now);
         for (k, v) in profile.scan(NS_FRAG)? {
             let (id, index, count) = rows::fragment_of_key(&k).ok_or(EngineError::Corrupt("fragment key"))?;
             let (at, source) = since.get(&id.0).copied().unwrap_or((loaded, [0u8; 16]));

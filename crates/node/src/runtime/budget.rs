@@ -16,11 +16,16 @@
 //!   session, besides the session's bound of mailboxes. A registration beyond either fails alone
 //!   (its operation slot says `Unavailable`, which the client retries in a later pull); the
 //!   session and its other operations go on.
+//!
+//! [`SessionBudget`] holds one session's two buckets; the session's clock is the caller's (the
+//! time since the session began), so every decision here is testable without waiting.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use super::gateway::ClientBudgets;
 
 /// A token bucket: `burst` tokens at most, refilled at a rate given at each call.
 #[derive(Debug, Clone)]
@@ -51,6 +56,43 @@ impl TokenBucket {
         } else {
             false
         }
+    }
+}
+
+/// One client session's budgets: packets at `packet_slack ×` the directory's client rate with a
+/// burst of `packet_burst`, and registrations at `registrations_per_second` with a burst of
+/// `registration_burst` (see the module documentation), on the time the caller passes in.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionBudget {
+    packets: TokenBucket,
+    packet_slack: f64,
+    registrations: TokenBucket,
+    registration_rate: f64,
+}
+
+impl SessionBudget {
+    /// Full buckets at `now`.
+    pub(crate) fn new(b: &ClientBudgets, now: Duration) -> Self {
+        Self {
+            packets: TokenBucket::new(b.packet_burst, now),
+            packet_slack: b.packet_slack,
+            registrations: TokenBucket::new(b.registration_burst, now),
+            registration_rate: b.registrations_per_second,
+        }
+    }
+
+    /// Whether a packet at `now` is within the budget at the directory's client `rate` (none
+    /// known: every packet is, and none is taken from the bucket).
+    pub(crate) fn take_packet(&mut self, now: Duration, rate: Option<f64>) -> bool {
+        match rate {
+            Some(r) => self.packets.try_take(now, r * self.packet_slack),
+            None => true,
+        }
+    }
+
+    /// Whether a registration at `now` is within the registration rate.
+    pub(crate) fn take_registration(&mut self, now: Duration) -> bool {
+        self.registrations.try_take(now, self.registration_rate)
     }
 }
 
@@ -134,6 +176,43 @@ mod tests {
         // A flooder trying 100 packets a second for 60 s at a budget of 1.2 per second.
         let admitted = (0..6_000).filter(|i| b.try_take(s(f64::from(*i) / 100.0), 1.2)).count();
         assert!((32 + 71..=32 + 72).contains(&admitted), "{admitted}");
+    }
+
+    fn budgets(packet_burst: u32, registration_burst: u32) -> ClientBudgets {
+        ClientBudgets {
+            packet_slack: 4.0,
+            packet_burst,
+            registrations_per_second: 2.0,
+            registration_burst,
+            ..ClientBudgets::default()
+        }
+    }
+
+    #[test]
+    fn a_sessions_packets_are_held_to_slack_times_the_rate_once_a_rate_is_known() {
+        let mut b = SessionBudget::new(&budgets(2, 1), s(10.0));
+        // No rate known: every packet passes and none is taken from the bucket.
+        assert!((0..100).all(|_| b.take_packet(s(10.0), None)));
+        // The burst, then 4 × 0.5 = 2 per second.
+        assert!(b.take_packet(s(10.0), Some(0.5)));
+        assert!(b.take_packet(s(10.0), Some(0.5)));
+        assert!(!b.take_packet(s(10.0), Some(0.5)));
+        assert!(b.take_packet(s(10.5), Some(0.5)));
+        assert!(!b.take_packet(s(10.5), Some(0.5)));
+        // Registrations have their own bucket: packets did not spend it.
+        assert!(b.take_registration(s(10.5)));
+    }
+
+    #[test]
+    fn a_sessions_registrations_are_held_to_their_rate_after_the_burst() {
+        let mut b = SessionBudget::new(&budgets(1, 3), s(0.0));
+        assert_eq!((0..10).filter(|_| b.take_registration(s(0.0))).count(), 3);
+        // 2 per second: one more after half a second, and the burst again after a long pause.
+        assert!(b.take_registration(s(0.5)));
+        assert!(!b.take_registration(s(0.5)));
+        assert_eq!((0..10).filter(|_| b.take_registration(s(60.0))).count(), 3);
+        // Packets were untouched.
+        assert!(b.take_packet(s(60.0), Some(1.0)));
     }
 
     #[test]

@@ -108,7 +108,7 @@ impl User {
             &mut rand::rng(),
         )
         .unwrap();
-        let engine = Engine::open(p, engine_config()).unwrap();
+        let engine = Engine::open(p, engine_config(), SystemTime::now()).unwrap();
         let handle = runtime::start(
             engine,
             RuntimeConfig {

@@ -33,7 +33,7 @@ fn bad_input_changes_nothing() {
     });
 
     // A third party replays the same link: its answer is refused by the inviter, nothing changes.
-    let mut third = Client::new(&w.net, 2, &mut w.rng);
+    let mut third = Client::new(&w.net, 2, w.now, &mut w.rng);
     third.e().accept(&inv.to_link(), "alice", w.now, &mut w.rng).unwrap();
     w.clients.push(third);
     w.run_for(Duration::from_secs(10));
@@ -66,7 +66,7 @@ fn an_unanswered_invitation_expires_and_its_mailbox_goes() {
     let ev = w.clients[0].e().poll_event();
     assert_eq!(ev, Some(EngineEvent::InvitationExpired { name: "bob".into() }));
     assert!(!named_bob(&mut w.clients[0]));
-    w.clients[0].restart(&w.net);
+    w.clients[0].restart(&w.net, w.now);
     assert!(!named_bob(&mut w.clients[0]));
     let retired = w.clients[0].e().retired();
     assert_eq!(retired.len(), 1);
@@ -75,7 +75,7 @@ fn an_unanswered_invitation_expires_and_its_mailbox_goes() {
     w.run_for(Duration::from_secs(1));
     assert!(!w.net.registered.contains_key(&mailbox));
     assert!(w.clients[0].e().retired().is_empty());
-    w.clients[0].restart(&w.net);
+    w.clients[0].restart(&w.net, w.now);
     assert!(w.clients[0].e().retired().is_empty());
 
     // The name is free again.

@@ -54,8 +54,8 @@ fn a_restart_and_a_long_absence_lose_nothing() {
     }
     // Alice restarts with messages still unacknowledged; Bob restarts too.
     let net = std::mem::replace(&mut w.net, Net::new(99, 0.0));
-    w.clients[0].restart(&net);
-    w.clients[1].restart(&net);
+    w.clients[0].restart(&net, w.now);
+    w.clients[1].restart(&net, w.now);
     w.net = net;
     w.run_for(Duration::from_secs(60));
     assert!(w.clients[1].texts().is_empty());
@@ -196,7 +196,7 @@ fn fragments_that_never_complete_are_held_within_bounds_counted_and_expire() {
     // A restart keeps what is held; once the first fragment of each is past the bound, the next
     // clean-up (within the hour) forgets them, their fragments and their rows.
     let net = std::mem::replace(&mut w.net, Net::new(99, 0.0));
-    w.clients[0].restart(&net);
+    w.clients[0].restart(&net, w.now);
     w.net = net;
     assert_eq!((w.clients[0].e().stats().partial_messages, w.clients[0].e().stats().partial_bytes), expect);
     w.now = first + sending::REMEMBER_DELIVERED - Duration::from_secs(1);
@@ -209,7 +209,7 @@ fn fragments_that_never_complete_are_held_within_bounds_counted_and_expire() {
     let profile = &w.clients[0].engine.as_ref().unwrap().profile;
     assert!(profile.scan(NS_FRAG).unwrap().is_empty() && profile.scan(NS_PARTIAL).unwrap().is_empty());
     let net = std::mem::replace(&mut w.net, Net::new(99, 0.0));
-    w.clients[0].restart(&net);
+    w.clients[0].restart(&net, w.now);
     w.net = net;
     assert_eq!(w.clients[0].e().stats().partial_messages, 0);
     // The contact still talks.

@@ -293,7 +293,7 @@ fn joining_a_group_waits_for_the_users_yes() {
         w.clients[1].engine.as_ref().unwrap().stats().rejected >= rejected + 4
     });
     let net = std::mem::replace(&mut w.net, Net::new(98, 0.0));
-    w.clients[1].restart(&net);
+    w.clients[1].restart(&net, w.now);
     w.net = net;
     assert_eq!(w.clients[1].e().group_invitations().len(), MAX_GROUP_INVITATIONS_PER_CONTACT);
     assert_eq!(w.clients[1].e().threads().unwrap().len(), 2);
@@ -332,7 +332,7 @@ fn a_group_join_whose_key_package_no_group_takes_fails_only_itself() {
     w.run_for(Duration::from_secs(5));
     // Ann and Bob go on in a group Mallory is not in, after a restart too.
     let net = std::mem::replace(&mut w.net, Net::new(97, 0.0));
-    w.clients[0].restart(&net);
+    w.clients[0].restart(&net, w.now);
     w.net = net;
     assert_eq!(w.clients[0].e().members("g").unwrap(), ["bob"]);
     let now = w.now;

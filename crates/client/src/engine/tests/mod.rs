@@ -200,19 +200,20 @@ fn config() -> EngineConfig {
 }
 
 impl Client {
-    fn new(net: &Net, gw: u8, rng: &mut ChaCha20Rng) -> Self {
+    fn new(net: &Net, gw: u8, now: SystemTime, rng: &mut ChaCha20Rng) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut profile = Profile::create_with(dir.path().join("p"), &Passphrase::new("pw"), weak()).unwrap();
         Engine::init(&mut profile, NodeId([gw; 32]), TrafficProfile::Standard, rng).unwrap();
-        let mut engine = Engine::open(profile, config()).unwrap();
+        let mut engine = Engine::open(profile, config(), now).unwrap();
         engine.set_network(net.topology.clone(), &net.params, net.gateway(gw)).unwrap();
         Self::with_engine(engine, dir, "pw", gw)
     }
 
-    /// A client on the profile in `dir/p`, made elsewhere (of any format the engine opens).
-    fn open(net: &Net, gw: u8, dir: tempfile::TempDir, passphrase: &'static str) -> Self {
+    /// A client on the profile in `dir/p`, made elsewhere (of any format the engine opens),
+    /// opened at `now`.
+    fn open(net: &Net, gw: u8, dir: tempfile::TempDir, passphrase: &'static str, now: SystemTime) -> Self {
         let profile = Profile::open(dir.path().join("p"), &Passphrase::new(passphrase)).unwrap();
-        let mut engine = Engine::open(profile, config()).unwrap();
+        let mut engine = Engine::open(profile, config(), now).unwrap();
         engine.set_network(net.topology.clone(), &net.params, net.gateway(gw)).unwrap();
         Self::with_engine(engine, dir, passphrase, gw)
     }
@@ -236,11 +237,11 @@ impl Client {
         self.engine.as_mut().unwrap()
     }
 
-    fn restart(&mut self, net: &Net) {
+    fn restart(&mut self, net: &Net, now: SystemTime) {
         let profile = self.engine.take().unwrap().into_profile();
         drop(profile);
         let profile = Profile::open(self.dir.path().join("p"), &Passphrase::new(self.passphrase)).unwrap();
-        let mut engine = Engine::open(profile, config()).unwrap();
+        let mut engine = Engine::open(profile, config(), now).unwrap();
         engine.set_network(net.topology.clone(), &net.params, net.gateway(self.gw)).unwrap();
         self.engine = Some(engine);
     }
@@ -340,7 +341,7 @@ impl World {
 
     fn with_net(net: Net, seed: u64, gws: &[u8], now: SystemTime) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(seed + 1000);
-        let clients = gws.iter().map(|g| Client::new(&net, *g, &mut rng)).collect();
+        let clients = gws.iter().map(|g| Client::new(&net, *g, now, &mut rng)).collect();
         Self { net, clients, now, rng }
     }
 

@@ -9,7 +9,7 @@ fn the_idle_cost_is_known_once_the_network_is() {
     let dir = tempfile::tempdir().unwrap();
     let mut profile = Profile::create_with(dir.path().join("p"), &Passphrase::new("pw"), weak()).unwrap();
     Engine::init(&mut profile, NodeId([1; 32]), TrafficProfile::Metered, &mut rng).unwrap();
-    let mut engine = Engine::open(profile, config()).unwrap();
+    let mut engine = Engine::open(profile, config(), genesis()).unwrap();
     assert_eq!(engine.idle_bytes_per_day(), None);
     engine.set_network(net.topology.clone(), &net.params, net.gateway(1)).unwrap();
     let wire = qanat_link::FrameSize::for_packet_len(net.params.geometry().packet_len()).unwrap().wire_len();
@@ -111,7 +111,7 @@ fn a_directory_of_another_geometry_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut profile = Profile::create_with(dir.path().join("p"), &Passphrase::new("pw"), weak()).unwrap();
     Engine::init(&mut profile, NodeId([1; 32]), TrafficProfile::Standard, &mut w.rng).unwrap();
-    let mut fresh = Engine::open(profile, config()).unwrap();
+    let mut fresh = Engine::open(profile, config(), w.now).unwrap();
     assert!(fresh.set_network(w.net.topology.clone(), &params(200), w.net.gateway(1)).is_err());
     assert!(!fresh.has_network());
     let now = w.now;

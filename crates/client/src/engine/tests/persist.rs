@@ -137,7 +137,7 @@ fn a_profile_of_format_2_is_upgraded_row_by_row() {
     for ns in [invite::NS_PENDING, invite::NS_ANSWERED, invite::NS_ACCEPTED] {
         assert!(!profile.keys(ns).is_empty(), "no row in {ns}");
     }
-    let engine = Engine::open(profile, config()).unwrap();
+    let engine = Engine::open(profile, config(), genesis()).unwrap();
     assert_eq!(engine.settings.format, ENGINE_FORMAT);
     let profile = engine.into_profile();
     for ((ns, old), new) in namespaces.iter().zip(&before).zip(all(&profile)) {
@@ -172,12 +172,12 @@ fn a_profile_of_format_2_goes_on_where_it_stopped() {
     let mut net = Net::new(22, 0.0);
     // A gateway's sequence numbers never go back: go on past those the profiles saw.
     net.next_seq = 1 << 20;
-    let clients = [("ann", 1), ("bob", 2)]
-        .into_iter()
-        .map(|(name, gw)| Client::open(&net, gw, format_2_fixture(name), FIXTURE_PASSPHRASE))
-        .collect();
     // The fixture's clocks started at `genesis`: a minute later.
     let now = genesis() + Duration::from_secs(60);
+    let clients = [("ann", 1), ("bob", 2)]
+        .into_iter()
+        .map(|(name, gw)| Client::open(&net, gw, format_2_fixture(name), FIXTURE_PASSPHRASE, now))
+        .collect();
     let mut w = World { net, clients, now, rng: ChaCha20Rng::seed_from_u64(22) };
     w.clients[0].auto_join = false;
     // What was held is still held.
@@ -218,6 +218,7 @@ fn rows_of_a_later_version_are_refused_by_name_and_change_nothing() {
     let path = w.clients[0].dir.path().join("p");
     drop(w.clients[0].engine.take().unwrap().into_profile());
     let open = || Profile::open(&path, &Passphrase::new("pw")).unwrap();
+    let now = w.now;
     // Changes one row, opens the engine, and puts the row back.
     let refused = |ns: &str, key: &[u8], change: &dyn Fn(&[u8]) -> Vec<u8>| {
         let mut p = open();
@@ -225,7 +226,7 @@ fn rows_of_a_later_version_are_refused_by_name_and_change_nothing() {
         p.put(ns, key, &change(&row)).unwrap();
         drop(p);
         let files = std::fs::read(path.join(DATABASE_FILE)).unwrap();
-        let err = Engine::open(open(), config()).unwrap_err();
+        let err = Engine::open(open(), config(), now).unwrap_err();
         assert_eq!(std::fs::read(path.join(DATABASE_FILE)).unwrap(), files, "nothing changed");
         assert!(err.is_fatal() && err.to_string().contains("newer Qanat"), "{err}");
         open().put(ns, key, &row).unwrap();
@@ -246,7 +247,7 @@ fn rows_of_a_later_version_are_refused_by_name_and_change_nothing() {
         matches!(err, EngineError::NewerFormat { what: "client state", found, .. } if found == ENGINE_FORMAT + 1)
     );
     // Each put back, the profile opens; a record read later is refused the same way.
-    let mut e = Engine::open(open(), config()).unwrap();
+    let mut e = Engine::open(open(), config(), now).unwrap();
     e.profile.put(NS_HISTORY, &[&thread[..], &[0; 8]].concat(), &[9, b'{', b'}']).unwrap();
     let err = e.history("g").unwrap_err();
     assert!(matches!(err, EngineError::NewerFormat { what: "history entry", found: 9, known: 1 }), "{err}");

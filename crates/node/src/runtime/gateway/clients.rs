@@ -1,82 +1,53 @@
-//! A client session: its state (the mailboxes it registered, in a [`PullServer`], and its budgets:
-//! see `runtime::budget`) and its control requests served on the mailbox store: register,
-//! unregister, fetch, delete, and the fixed-length pull (its operation slots carried out, then
-//! exactly `1 + limit` frames).
+//! A client session's control requests served on the mailbox store: register, unregister, fetch,
+//! delete, and the fixed-length pull (its operation slots carried out, then exactly `1 + limit`
+//! frames). What the store carries out, what a pull reads and what is answered are decided
+//! without IO, by the session (`session.rs`: its mailboxes and budgets) and
+//! [`qanat_mixnet::pull`]; here are the store calls and the counters.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use qanat_mailbox::{Credential, MailboxId, MailboxStore, Seq, StoreError};
+use qanat_mailbox::{Credential, MailboxId, MailboxStore, Seq, StoreError, StoreErrorKind, StoredMessage};
 use qanat_mixnet::client_proto::{ErrorCode, Op, OpResult, PULL_OPS, ProtoError, Request, Response, Want};
-use qanat_mixnet::pull::{PullServer, PulledItem};
+use qanat_mixnet::pull::{PullServer, ReadFailed, fetch_answer, fetch_reads};
 use tokio::time::Instant;
 
-use super::{ClientBudgets, DocumentCache, GatewayRuntimeMetrics, store_now};
-use crate::runtime::budget::TokenBucket;
-
-/// One client connection's state: its mailboxes and its budgets.
-pub(super) struct Session {
-    pull: PullServer,
-    origin: Instant,
-    packets: TokenBucket,
-    packet_slack: f64,
-    registrations: TokenBucket,
-    registration_rate: f64,
-}
-
-impl Session {
-    pub(super) fn new(b: &ClientBudgets) -> Self {
-        Self {
-            pull: PullServer::new(b.max_mailboxes),
-            origin: Instant::now(),
-            packets: TokenBucket::new(b.packet_burst, Duration::ZERO),
-            packet_slack: b.packet_slack,
-            registrations: TokenBucket::new(b.registration_burst, Duration::ZERO),
-            registration_rate: b.registrations_per_second,
-        }
-    }
-
-    /// Whether a packet is within the session's budget at the directory's client `rate` (none
-    /// known: every packet is).
-    pub(super) fn take_packet(&mut self, rate: Option<f64>) -> bool {
-        match rate {
-            Some(r) => self.packets.try_take(self.origin.elapsed(), r * self.packet_slack),
-            None => true,
-        }
-    }
-
-    /// Whether the store should carry `op` out (the session's bound of mailboxes, then its
-    /// registration rate); `Err` is the operation's result, counted.
-    fn admit(&mut self, op: &Op, metrics: &GatewayRuntimeMetrics) -> Result<(), ErrorCode> {
-        if let Err(code) = self.pull.admit(op) {
-            metrics.registrations_refused.fetch_add(1, Ordering::Relaxed);
-            return Err(code);
-        }
-        if matches!(op, Op::Register { .. })
-            && !self.registrations.try_take(self.origin.elapsed(), self.registration_rate)
-        {
-            metrics.registrations_rate_limited.fetch_add(1, Ordering::Relaxed);
-            // Like a store that cannot serve now: the client retries in a later pull.
-            return Err(ErrorCode::Unavailable);
-        }
-        Ok(())
-    }
-}
+use super::session::{Refused, Session};
+use super::{DocumentCache, GatewayRuntimeMetrics, store_now};
 
 /// What a client session's requests need besides the store.
 pub(super) struct ServeContext<'a> {
     pub(super) docs: &'a DocumentCache,
     pub(super) chunk_len: usize,
     pub(super) metrics: &'a GatewayRuntimeMetrics,
+    /// When the session began: its budgets' clock reads the time since.
+    pub(super) origin: Instant,
 }
 
+/// Whether the session admits `op` now; a refusal is counted, and its code is the operation's
+/// result.
+fn admit(session: &mut Session, op: &Op, ctx: &ServeContext<'_>) -> Result<(), ErrorCode> {
+    session.admit(op, ctx.origin.elapsed()).map_err(|refused| {
+        let counter = match refused {
+            Refused::Mailboxes => &ctx.metrics.registrations_refused,
+            Refused::RegistrationRate => &ctx.metrics.registrations_rate_limited,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        refused.code()
+    })
+}
+
+/// A fetch's messages as `(seq, item)`s.
+fn stored_items(msgs: Vec<StoredMessage>) -> Vec<(u64, Vec<u8>)> {
+    msgs.into_iter().map(|m| (m.seq.0, m.payload)).collect()
+}
+
+/// What a client hears of a store error: the store sorts every error into a kind, so a new
+/// error is sorted there rather than falling into a default here.
 fn store_code(e: StoreError) -> ErrorCode {
-    match e {
-        StoreError::Unauthorized => ErrorCode::Unauthorized,
-        StoreError::Full { .. } | StoreError::Unavailable { .. } | StoreError::Io { .. } => {
-            ErrorCode::Unavailable
-        }
-        _ => ErrorCode::Internal,
+    match e.kind() {
+        StoreErrorKind::Unauthorized => ErrorCode::Unauthorized,
+        StoreErrorKind::Transient => ErrorCode::Unavailable,
+        StoreErrorKind::NeedsOperator => ErrorCode::Internal,
     }
 }
 
@@ -90,7 +61,7 @@ async fn pull<S: MailboxStore>(
     let now = store_now();
     let mut results = [OpResult::Done; PULL_OPS];
     for (op, result) in ops.iter().zip(results.iter_mut()) {
-        *result = match session.admit(op, ctx.metrics) {
+        *result = match admit(session, op, ctx) {
             Err(code) => OpResult::Failed(code),
             Ok(()) => {
                 let r = match *op {
@@ -114,26 +85,16 @@ async fn pull<S: MailboxStore>(
     let doc = if want.epoch == 0 { None } else { ctx.docs.get(want.epoch) };
     let epoch = ctx.docs.epoch();
     let room = PullServer::item_room(limit, want, doc.as_deref(), ctx.chunk_len, epoch);
-    let mut items = Vec::new();
-    let mut more = false;
-    for (mailbox, c) in session.fetch_order() {
-        let left = room - items.len();
-        if left == 0 && more {
-            break;
-        }
-        // With no room left, one item is asked for only to learn whether any wait.
-        match store.fetch(MailboxId(mailbox), &Credential::from_bytes(c), None, left + 1).await {
-            Ok(msgs) => {
-                more |= msgs.len() > left;
-                items.extend(msgs.into_iter().take(left).map(|m| PulledItem {
-                    mailbox,
-                    seq: m.seq.0,
-                    item: m.payload,
-                }));
-            }
-            Err(_) => more = true,
-        }
+    let mut reads = session.reads(room);
+    while let Some(read) = reads.next_read() {
+        let stored = store
+            .fetch(MailboxId(read.mailbox), &Credential::from_bytes(read.credential), None, read.max)
+            .await
+            .map(stored_items)
+            .map_err(|_| ReadFailed);
+        reads.handle_read(&read, stored);
     }
+    let (items, more) = reads.finish();
     let out = session.answer(id, limit, more, results, items, want, doc.as_deref(), ctx.chunk_len, epoch);
     ctx.metrics.client_pulls.fetch_add(1, Ordering::Relaxed);
     let chunks = out.iter().filter(|r| matches!(r, Response::DocChunk { .. })).count();
@@ -161,7 +122,7 @@ pub(super) async fn serve<S: MailboxStore>(
     match req {
         Request::Register { id, mailbox, credential } => {
             let op = Op::Register { mailbox, credential };
-            if let Err(code) = session.admit(&op, ctx.metrics) {
+            if let Err(code) = admit(session, &op, ctx) {
                 return vec![Response::Error { id, code }];
             }
             match store.register(MailboxId(mailbox), &Credential::from_bytes(credential), now).await {
@@ -183,20 +144,10 @@ pub(super) async fn serve<S: MailboxStore>(
         }
         Request::Pull { id, limit, want, ops } => pull(store, session, (id, limit, want, ops), ctx).await,
         Request::Fetch { id, mailbox, credential, after, limit } => {
-            let limit = usize::from(limit.clamp(1, 256));
             let after = (after > 0).then_some(Seq(after));
-            match store.fetch(MailboxId(mailbox), &Credential::from_bytes(credential), after, limit + 1).await
-            {
-                Ok(msgs) => {
-                    let more = msgs.len() > limit;
-                    let mut out: Vec<Response> = msgs
-                        .into_iter()
-                        .take(limit)
-                        .map(|m| Response::Message { id, seq: m.seq.0, item: m.payload })
-                        .collect();
-                    out.push(Response::FetchDone { id, more });
-                    out
-                }
+            let credential = Credential::from_bytes(credential);
+            match store.fetch(MailboxId(mailbox), &credential, after, fetch_reads(limit)).await {
+                Ok(msgs) => fetch_answer(id, limit, stored_items(msgs)),
                 Err(e) => vec![err(id, e)],
             }
         }
@@ -208,6 +159,29 @@ pub(super) async fn serve<S: MailboxStore>(
                 Ok(_) => vec![Response::Ok { id }],
                 Err(e) => vec![err(id, e)],
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_reach_clients_as_unauthorized_retry_later_or_internal() {
+        let d = || String::from("d");
+        let cases = [
+            (StoreError::Unauthorized, ErrorCode::Unauthorized),
+            (StoreError::Full { detail: d() }, ErrorCode::Unavailable),
+            (StoreError::Io { detail: d() }, ErrorCode::Unavailable),
+            (StoreError::Unavailable { detail: d() }, ErrorCode::Unavailable),
+            (StoreError::Corrupt { detail: d() }, ErrorCode::Internal),
+            (StoreError::Connect { target: d(), detail: d() }, ErrorCode::Internal),
+            (StoreError::UnsafePersistence { node: d(), detail: d() }, ErrorCode::Internal),
+            (StoreError::Internal { detail: d() }, ErrorCode::Internal),
+        ];
+        for (e, code) in cases {
+            assert_eq!(store_code(e), code);
         }
     }
 }

@@ -5,7 +5,7 @@
 //! layer 1.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +25,22 @@ use crate::runtime::budget::{ClientRate, RecentClientRates};
 use crate::runtime::links::Links;
 use crate::runtime::node_core::{apply_update, durable, log_tags, retain_logs};
 use crate::runtime::peers::{EpochUpdate, SharedPeers};
+
+/// What the core hears of one append's outcome: durable (stored now or before), or rejected
+/// (acknowledged, never stored) and counted by why. Every outcome is named, so that a new one is
+/// decided here rather than taken for another.
+fn store_result(outcome: AppendOutcome, m: &GatewayRuntimeMetrics) -> StoreResult {
+    let rejected = |counter: &AtomicU64| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        StoreResult::Rejected
+    };
+    match outcome {
+        AppendOutcome::Stored(_) | AppendOutcome::Duplicate(_) => StoreResult::Durable,
+        AppendOutcome::UnknownMailbox => rejected(&m.rejected_unknown_mailbox),
+        AppendOutcome::QuotaExceeded => rejected(&m.rejected_quota),
+        AppendOutcome::TooLarge => rejected(&m.rejected_too_large),
+    }
+}
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run<S: MailboxStore>(
@@ -127,30 +143,9 @@ pub(super) async fn run<S: MailboxStore>(
                     .collect();
                 m.append_calls.fetch_add(1, Ordering::Relaxed);
                 let results: Vec<(StoreToken, StoreResult)> = match store.append(appends, store_now()).await {
-                    Ok(outcomes) => tokens
-                        .into_iter()
-                        .zip(outcomes)
-                        .map(|(t, o)| {
-                            let r = match o {
-                                AppendOutcome::Stored(_) | AppendOutcome::Duplicate(_) => {
-                                    StoreResult::Durable
-                                }
-                                AppendOutcome::UnknownMailbox => {
-                                    m.rejected_unknown_mailbox.fetch_add(1, Ordering::Relaxed);
-                                    StoreResult::Rejected
-                                }
-                                AppendOutcome::QuotaExceeded => {
-                                    m.rejected_quota.fetch_add(1, Ordering::Relaxed);
-                                    StoreResult::Rejected
-                                }
-                                _ => {
-                                    m.rejected_too_large.fetch_add(1, Ordering::Relaxed);
-                                    StoreResult::Rejected
-                                }
-                            };
-                            (t, r)
-                        })
-                        .collect(),
+                    Ok(outcomes) => {
+                        tokens.into_iter().zip(outcomes).map(|(t, o)| (t, store_result(o, &m))).collect()
+                    }
                     Err(_) => {
                         m.append_failures.fetch_add(1, Ordering::Relaxed);
                         tokens.into_iter().map(|t| (t, StoreResult::Failed)).collect()
@@ -181,4 +176,27 @@ pub(super) async fn run<S: MailboxStore>(
         a.abort();
     }
     links.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use qanat_mailbox::Seq;
+
+    use super::*;
+
+    #[test]
+    fn each_append_outcome_is_durable_or_a_counted_rejection() {
+        let m = GatewayRuntimeMetrics::default();
+        let count = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        assert_eq!(store_result(AppendOutcome::Stored(Seq(1)), &m), StoreResult::Durable);
+        assert_eq!(store_result(AppendOutcome::Duplicate(Seq(1)), &m), StoreResult::Durable);
+        assert_eq!(store_result(AppendOutcome::UnknownMailbox, &m), StoreResult::Rejected);
+        assert_eq!(store_result(AppendOutcome::QuotaExceeded, &m), StoreResult::Rejected);
+        assert_eq!(store_result(AppendOutcome::QuotaExceeded, &m), StoreResult::Rejected);
+        assert_eq!(store_result(AppendOutcome::TooLarge, &m), StoreResult::Rejected);
+        assert_eq!(
+            (count(&m.rejected_unknown_mailbox), count(&m.rejected_quota), count(&m.rejected_too_large)),
+            (1, 2, 1)
+        );
+    }
 }

@@ -11,11 +11,11 @@
 //! - A packet from a client goes to `Gateway::handle_client_packet` and on into layer 1.
 //! - A control frame from a client is a [`qanat_mixnet::client_proto::Request`]: register,
 //!   unregister, fetch (answered with one `Message` frame per item and a `FetchDone`), delete,
-//!   or pull (its operation slots carried out, then exactly `1 + limit` frames built by the
-//!   IO-free [`qanat_mixnet::pull::PullServer`]: a head with each slot's outcome, then items from
-//!   the mailboxes this connection registered, chunks of the directory document the client
-//!   lacks from [`DocumentCache`], and padding). A pull of another version is answered with one
-//!   `Error { code: Version }` frame.
+//!   or pull (its operation slots carried out, then the store reads planned by the IO-free
+//!   [`qanat_mixnet::pull::PullServer`], then exactly `1 + limit` frames built by it: a head with
+//!   each slot's outcome, then items from the mailboxes this connection registered, chunks of
+//!   the directory document the client lacks from [`DocumentCache`], and padding). A pull of
+//!   another version is answered with one `Error { code: Version }` frame.
 //! - `now` for the mailbox store is wall-clock seconds (retention is in days); `now` for the core
 //!   is the monotonic time since the runtime started, plus [`GatewayRuntimeConfig::clock`].
 //! - [`GatewayHandle::update`] hands the runtime what the directory says about an epoch: the
@@ -27,30 +27,34 @@
 //! The code: how to run a gateway in `config.rs` ([`GatewayRuntimeConfig`], [`ClientBudgets`]),
 //! the documents it serves in `documents.rs` ([`DocumentCache`]); here the spawning (the two
 //! listeners and each connection's tasks); `event_loop.rs` the loop around the core (what arrives
-//! goes in; store writes, acknowledgements, replay tags and packets come out); `clients.rs` a client
-//! session (its budgets, its requests served on the store).
+//! goes in; store writes, acknowledgements, replay tags and packets come out); `session.rs` a client
+//! session's state without IO (its mailboxes, which plan its pulls' reads, and its budgets);
+//! `clients.rs` its requests served on the store.
 
 mod clients;
 mod config;
 mod documents;
 mod event_loop;
+mod session;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use qanat_link::{AcceptAnyKey, Frame, FrameSender, LinkMetrics, LinkPublicKey, Listener, PacketId};
 use qanat_mailbox::{MailboxStore, UnixTime};
-use qanat_mixnet::client_proto::MAX_CHUNK_LEN;
+use qanat_mixnet::client_proto::doc_chunk_len;
 use qanat_mixnet::{Gateway, GatewayMetrics, StoreResult, StoreToken};
 use qanat_packet::NodeId;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use self::clients::{ServeContext, Session, serve};
+use self::clients::{ServeContext, serve};
 pub use self::config::{ClientBudgets, GatewayRuntimeConfig, MAX_SESSION_MAILBOXES, PULL_ANSWER_DELAY};
 pub use self::documents::{CACHED_DOCUMENTS, DocumentCache};
 use self::event_loop::run;
+use self::session::Session;
 use super::budget::ClientRate;
 use super::handle::RuntimeHandle;
 use super::links::{accept_loop, bind_nodes};
@@ -204,8 +208,7 @@ async fn spawn<S: MailboxStore>(
     let (client_store, client_metrics) = (store.clone(), metrics.clone());
     let docs = config.documents.clone();
     let answer_delay = config.pull_answer_delay;
-    // Chunk length: what fits a control frame after a `DocChunk`'s 19 header bytes.
-    let chunk_len = config.link.frame_size.max_control_len().saturating_sub(19).clamp(1, MAX_CHUNK_LEN);
+    let chunk_len = doc_chunk_len(config.link.frame_size.max_control_len());
     let rate = client_rate.clone();
     let accept_clients = accept_loop(clients, shutdown_rx.clone(), move |conn| {
         let (tx, store, m, docs) = (tx.clone(), client_store.clone(), client_metrics.clone(), docs.clone());
@@ -227,8 +230,10 @@ async fn spawn<S: MailboxStore>(
             }
         });
         tokio::spawn(async move {
-            let mut session = Session::new(&budgets);
-            let ctx = ServeContext { docs: &docs, chunk_len, metrics: &m };
+            // The session's clock: the time since it began.
+            let origin = Instant::now();
+            let mut session = Session::new(&budgets, Duration::ZERO);
+            let ctx = ServeContext { docs: &docs, chunk_len, metrics: &m, origin };
             while let Some(frame) = rx.recv().await {
                 if let Frame::Control(bytes) = &frame {
                     let due = Instant::now() + answer_delay;
@@ -245,7 +250,7 @@ async fn spawn<S: MailboxStore>(
                         return;
                     }
                 } else if let Frame::Packet { packet, .. } = frame {
-                    if !session.take_packet(rate.get()) {
+                    if !session.take_packet(origin.elapsed(), rate.get()) {
                         m.client_packets_over_budget.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
