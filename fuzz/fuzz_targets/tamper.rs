@@ -8,6 +8,9 @@ use libfuzzer_sys::fuzz_target;
 use qanat_packet::{Geometry, NodeDelay, NodeId, PathHop, RecipientId, RoutingCommand, Scheme, SecretKey, Sphinx};
 use std::sync::OnceLock;
 
+// The packets are built as `crates/packet/benches/common` builds its own, on purpose: the fuzz
+// crate is outside the workspace and cannot import a bench module, and the two choose their
+// geometry (here a small one, so that the fuzzer reaches every byte) and commands apart.
 struct Fixture {
     cases: Vec<(Sphinx, Vec<SecretKey>, Vec<u8>, Vec<u8>)>,
 }

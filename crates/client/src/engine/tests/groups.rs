@@ -129,11 +129,10 @@ fn a_commit_that_arrives_before_the_welcome_is_kept() {
     w.run_until(Duration::from_secs(120), |w| w.clients[2].clients_members("g") == 3);
 }
 
-#[test]
-fn a_member_cannot_move_another_members_route() {
-    // A hostile member (B) announces a ROUTE for C pointing at B's own mailbox under a seal key B
-    // chose: A keeps C's route (C spoke for itself when it joined), and C still gets A's messages.
-    let mut w = World::new(7, 0.0, &[1, 2, 1]);
+/// A (client 0) makes the group "team" and adds B and C, its contacts, who join; returns the
+/// world and each one's thread id for the group.
+fn team_of_three(seed: u64) -> (World, [[u8; 16]; 3]) {
+    let mut w = World::new(seed, 0.0, &[1, 2, 1]);
     w.connect(0, "ann", 1, "b");
     w.connect(0, "ann", 2, "c");
     w.clients[0].e().create_group("team", &mut w.rng).unwrap();
@@ -145,8 +144,15 @@ fn a_member_cannot_move_another_members_route() {
         });
     }
     w.run_for(Duration::from_secs(10));
-    let group = |e: &mut Engine| e.threads.values().find(|t| t.name == "team").map(|t| t.id).unwrap();
-    let (ta, tb, tc) = (group(w.clients[0].e()), group(w.clients[1].e()), group(w.clients[2].e()));
+    let ids = [0, 1, 2].map(|c| w.clients[c].thread("team").id);
+    (w, ids)
+}
+
+#[test]
+fn a_member_cannot_move_another_members_route() {
+    // A hostile member (B) announces a ROUTE for C pointing at B's own mailbox under a seal key B
+    // chose: A keeps C's route (C spoke for itself when it joined), and C still gets A's messages.
+    let (mut w, [ta, tb, tc]) = team_of_three(7);
     let c_member = *w.clients[2].e().convs[&tc].own_id().as_bytes();
     let c_route = w.clients[0].e().threads[&ta].roster[&hex(&c_member)];
     let b = w.clients[1].e();
@@ -174,20 +180,7 @@ fn a_member_moving_its_route_moves_only_what_waits_for_it() {
     // moves to a mailbox of its own. What A has queued for C (C is away) must stay on C's route:
     // a move moves only the mover's messages. And B's first route, announced again later (as an
     // old ROUTE arriving late would be), is not taken back.
-    let mut w = World::new(8, 0.0, &[1, 2, 1]);
-    w.connect(0, "ann", 1, "b");
-    w.connect(0, "ann", 2, "c");
-    w.clients[0].e().create_group("team", &mut w.rng).unwrap();
-    for (c, name) in [(1, "b"), (2, "c")] {
-        let now = w.now;
-        w.clients[0].e().group_add("team", name, now, &mut w.rng).unwrap();
-        w.run_until(Duration::from_secs(120), |w| {
-            w.clients[c].events.contains(&EngineEvent::GroupJoined { name: "team".into() })
-        });
-    }
-    w.run_for(Duration::from_secs(10));
-    let group = |e: &mut Engine| e.threads.values().find(|t| t.name == "team").map(|t| t.id).unwrap();
-    let (ta, tb, tc) = (group(w.clients[0].e()), group(w.clients[1].e()), group(w.clients[2].e()));
+    let (mut w, [ta, tb, tc]) = team_of_three(8);
     let b_member = *w.clients[1].e().convs[&tb].own_id().as_bytes();
     let c_member = *w.clients[2].e().convs[&tc].own_id().as_bytes();
     let c_route = w.clients[1].e().threads[&tb].roster[&hex(&c_member)];
