@@ -94,7 +94,7 @@ async fn pump(
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut pending: Vec<u8> = Vec::new();
-    let mut handshake_left = 2;
+    let mut handshake_left: u32 = 2;
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -102,33 +102,42 @@ async fn pump(
         };
         let at = t0.elapsed().as_secs_f64();
         pending.extend_from_slice(&buf[..n]);
+        // Noted before it is passed on, so that an answer to it (noted by the other direction's
+        // pump) is never noted first: the handshake's order is the order on the wire.
+        {
+            let mut tr = trace.lock().unwrap();
+            note(&mut tr, &mut pending, &mut handshake_left, up, wire_len, at);
+        }
         if to.write_all(&buf[..n]).await.is_err() {
             break;
-        }
-        let mut tr = trace.lock().unwrap();
-        loop {
-            if handshake_left > 0 {
-                if pending.len() < 2 {
-                    break;
-                }
-                let len = usize::from(u16::from_be_bytes([pending[0], pending[1]]));
-                if pending.len() < 2 + len {
-                    break;
-                }
-                pending.drain(..2 + len);
-                tr.handshake.push((up, len));
-                handshake_left -= 1;
-            } else if pending.len() >= wire_len {
-                pending.drain(..wire_len);
-                tr.frames.push((at, up));
-            } else {
-                break;
-            }
         }
     }
     let _ = to.shutdown().await;
     if pending.len() >= wire_len || handshake_left > 0 && !pending.is_empty() {
         trace.lock().unwrap().stray += pending.len();
+    }
+}
+
+/// Takes from `pending` the handshake messages and whole frames it holds, noting each in `tr`.
+fn note(tr: &mut Trace, pending: &mut Vec<u8>, handshake_left: &mut u32, up: bool, wire_len: usize, at: f64) {
+    loop {
+        if *handshake_left > 0 {
+            if pending.len() < 2 {
+                break;
+            }
+            let len = usize::from(u16::from_be_bytes([pending[0], pending[1]]));
+            if pending.len() < 2 + len {
+                break;
+            }
+            pending.drain(..2 + len);
+            tr.handshake.push((up, len));
+            *handshake_left -= 1;
+        } else if pending.len() >= wire_len {
+            pending.drain(..wire_len);
+            tr.frames.push((at, up));
+        } else {
+            break;
+        }
     }
 }
 
