@@ -378,11 +378,12 @@ mod tests {
         for (file, role) in [("auth1.toml", "authority"), ("mix1a.toml", "mix"), ("gw1.toml", "gateway")] {
             let path = dir.join(file);
             let config = NodeConfig::load(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
-            let is_role = match (&config.role, role) {
-                (RoleConfig::Authority(_), "authority") | (RoleConfig::Gateway(_), "gateway") => true,
-                (RoleConfig::Mix, "mix") => true,
-                _ => false,
-            };
+            let is_role = matches!(
+                (&config.role, role),
+                (RoleConfig::Authority(_), "authority")
+                    | (RoleConfig::Gateway(_), "gateway")
+                    | (RoleConfig::Mix, "mix")
+            );
             assert!(is_role, "{file} is a {role}'s config");
             assert_eq!(config.render(&dir), std::fs::read_to_string(&path).unwrap(), "{file}");
         }
