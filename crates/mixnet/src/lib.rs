@@ -15,7 +15,8 @@
 //!
 //! Every function takes bytes, the current [`Time`] and an RNG, and returns what to send; the
 //! node and client processes own sockets, clocks and storage. This makes every behaviour testable
-//! on a deterministic simulated network with simulated time (see `tests/sim.rs`).
+//! on a deterministic simulated network with simulated time: `qanat-sim`'s, whose
+//! `tests/nodes.rs` drives the mixes and gateways on lossy links and a failing store.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]

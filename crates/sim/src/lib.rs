@@ -1,13 +1,46 @@
 //! A deterministic simulated Qanat network, and the global passive adversary that watches it.
 //!
-//! - [`net`]: a discrete-event simulation with simulated [`Time`](qanat_mixnet::Time) and one
-//!   seeded RNG that drives the **real** cores: [`qanat_mixnet::Mix`] (Sphinx unwrap, replay
-//!   filters, the sender's exponential delays, loop cover at λ_M) and [`qanat_mixnet::Gateway`]
-//!   (ingress into layer 1, egress into mailboxes), and simulated clients built from the
-//!   **real** sending layer of [`qanat_mixnet::sending`] (`Schedule` of Poisson payload, loop
-//!   and drop slots; `Outbox` with SURB acknowledgements and resends; `cover_packet`). A run
-//!   returns what a global passive adversary sees ([`Observation`]: time and endpoints of every
-//!   packet on every link, nothing else) apart from the ground truth used only for scoring.
+//! One network ([`Network`], run whole by [`run`]) carries a message the whole way round: from
+//! its sender's payload slot through the sender's gateway and the mix layers into the
+//! recipient's mailbox, out of it by the recipient's pull, and its acknowledgement back the same
+//! way. It is a discrete-event simulation in simulated [`Time`](qanat_mixnet::Time) with one
+//! seeded RNG that drives the **real** IO-free cores:
+//!
+//! - [`qanat_mixnet::Mix`] (Sphinx unwrap, replay filters, the sender's exponential delays, loop
+//!   cover at λ_M) and [`qanat_mixnet::Gateway`] (ingress into layer 1; egress into its
+//!   [`Store`], acknowledged on the link only once the write is durable);
+//! - the last mix's [`qanat_mixnet::Resends`] table (link-level acknowledgement and
+//!   retransmission of packets to gateways), when [`Links::resend`] is set;
+//! - the gateway's pull core ([`qanat_mixnet::pull::PullServer`]) and the client–gateway
+//!   messages ([`qanat_mixnet::client_proto`]), when [`Config::pulls`] is set;
+//! - clients built from the real sending layer of [`qanat_mixnet::sending`] (`Schedule` of
+//!   Poisson payload, loop and drop slots; `Outbox` with SURB acknowledgements and resends;
+//!   `Inbox`; `cover_packet`).
+//!
+//! What is simulated rather than real: links (a fixed latency, loss drawn per frame, no
+//! congestion), the store (in memory, [`Store`]: durable at once, or failing at will), the
+//! client's pull core (a copy of `qanat-client`'s, which is not IO-free: `pull.rs`), directory
+//! documents (none travel: one topology per epoch is installed in every node and client), the
+//! gateway's per-session budgets, and MLS (a message is one DATA packet of a few bytes).
+//!
+//! A run returns what a global passive adversary sees ([`Observation`]: time and endpoints of
+//! every packet on every link, and apart, of every pull frame) apart from the ground truth used
+//! only for scoring ([`Run`]).
+//!
+//! Loss, link acknowledgements and pulls are off by default ([`Config::from_parameters`]): a
+//! seed then gives, packet for packet, the run it gave before they existed, so the figures of
+//! `docs/EVALUATION.md` stand (`tests/pinned.rs`). With pulls on, a message is delivered when the
+//! recipient's pull brings it, so latencies grow by up to a pull interval, and the RNG is drawn
+//! in another order: the same seed gives another (equally valid) run.
+//!
+//! The modules:
+//!
+//! - `config`: [`Config`] and its optional parts ([`Links`], [`Pulls`], [`Epochs`]).
+//! - `setup`: the nodes, their keys and topology, the clients; `client`: one client.
+//! - `network/`: [`Network`]: the event loop (`mod.rs`), the links and nodes (`links.rs`), the
+//!   clients' slots and items (`clients.rs`), the pulls (`pulls.rs`).
+//! - `store`, `pull`: a gateway's [`Store`], and both sides of the pull exchange on it.
+//! - `run`: a whole run ([`run()`]) and what it returns ([`Run`]).
 //! - [`adversary`]: the adversary. Its entry point [`adversary::analyse`] takes only the
 //!   observations and [`Knowledge`] (public facts: the topology, the delay distribution, λ_M,
 //!   the link latency), so it cannot peek at the ground truth.
@@ -27,16 +60,25 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod adversary;
+mod client;
+mod config;
 pub mod gateways;
-pub mod net;
+mod network;
+mod pull;
+mod run;
 pub mod score;
+mod setup;
 pub mod stats;
+mod store;
 pub mod timing;
 
 pub use adversary::{Analysis, Knowledge, Posterior, analyse};
+pub use config::{Config, Epochs, Links, Pulls, SimError};
 pub use gateways::{GatewayAnalysis, analyse_gateways};
-pub use net::{Config, Delivered, MessageRecord, Run, SimError, run};
+pub use network::Network;
+pub use run::{Delivered, LinkStats, MessageRecord, PullStats, Run, run};
 pub use score::{EvalError, LinkScores, Scores, evaluate};
+pub use store::{Store, StoreFailure};
 
 /// One end of a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use crate::adversary::{AdversaryError, Posterior, analyse};
 use crate::gateways::analyse_gateways;
-use crate::net::{Config, MessageRecord, SimError, run};
 use crate::stats::Summary;
+use crate::{Config, MessageRecord, SimError, run};
 
 /// Why an experiment failed.
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,9 @@ use qanat_mixnet::sending::Outbox;
 use qanat_mixnet::sending::{Rates, Route, Schedule, Slot};
 use qanat_mixnet::{Time, exponential};
 
-use crate::net::{Config, Setup, SimError, slot_packet};
+use crate::client::{seal_key, slot_packet};
+use crate::config::{Config, SimError};
+use crate::setup::Setup;
 
 /// How the client sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,11 +38,14 @@ pub fn inter_departures(
     busy: bool,
     packets: usize,
 ) -> Result<Vec<f64>, SimError> {
+    if config.clients == 0 {
+        return Err(SimError::Config("clients, layers, mixes per layer and gateways must be positive"));
+    }
     let mut s = Setup::new(config)?;
     let route = Route {
         gateway: s.clients[s.clients.len() - 1].view.gateway,
         mailbox: s.clients[s.clients.len() - 1].mailbox,
-        seal: crate::net::seal_key(s.clients[s.clients.len() - 1].mailbox),
+        seal: seal_key(s.clients[s.clients.len() - 1].mailbox),
     };
     let Setup { rng, sphinx, clients, .. } = &mut s;
     let client = &mut clients[0];

@@ -194,9 +194,11 @@ pub(super) fn report(
          recipient keeps for the sender, acknowledged through its SURB in the recipient's next payload slot into the \
          sender's home mailbox, where the sender's loops also arrive; drops go to a random mailbox at a random gateway. \
          Runs: {} s of cover-only warm-up, {} s of messages ({} s in the sweeps), \
-         {} s to drain. Simplified: links never lose packets (no link-level acknowledgements or retransmissions), the \
-         store is always durable, mailbox fetches are instant and not observed, MLS is not run, one epoch key covers \
-         the run. Packets use X25519 Sphinx (timing does not depend on the scheme).\n",
+         {} s to drain. Simplified for these runs (the network can do otherwise, `qanat_sim::Links` and \
+         `qanat_sim::Pulls`, off here so that a seed gives the run it always gave): links never lose packets and send \
+         no link-level acknowledgements, the store is always durable, and a recipient takes each item the instant its \
+         gateway stores it (with pulls on it takes it when its next fixed-size pull brings it, latencies grow by up to \
+         a pull interval, and the RNG is drawn in another order); MLS is not run, one epoch key covers the run. Packets use X25519 Sphinx (timing does not depend on the scheme).\n",
         base.layers,
         base.mixes_per_layer,
         base.gateways,
