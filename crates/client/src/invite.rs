@@ -64,7 +64,7 @@ use qanat_codec::{DecodeError, Reader, Writer};
 use qanat_mixnet::sending::seal::SealKey;
 use qanat_packet::{NodeId, RecipientId};
 use qanat_pki::descriptor::MAX_ADDRESS_LEN;
-use qanat_pki::{LinkAddress, MAX_LINK_KEY_LEN, UnixTime};
+use qanat_pki::{LinkAddress, MAX_LINK_KEY_LEN, UnixMillis};
 use rand_core::CryptoRng;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -129,7 +129,7 @@ pub enum InviteError {
     #[error("this invitation expired {} s after 1970 (Unix time); ask for a new one", .expired_at.as_secs())]
     Expired {
         /// When it expired.
-        expired_at: UnixTime,
+        expired_at: UnixMillis,
     },
     /// This profile already accepted this invitation.
     #[error("this invitation was already accepted on this profile")]
@@ -238,7 +238,7 @@ impl Gateway {
 /// An invitation as the link carries it. `Debug` prints no key, token or mailbox.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Invitation {
-    expires_at: UnixTime,
+    expires_at: UnixMillis,
     gateway: Gateway,
     mailbox: RecipientId,
     answer_key: [u8; KEY_LEN],
@@ -273,12 +273,12 @@ impl Invitation {
     }
 
     /// When the invitation stops being acceptable.
-    pub fn expires_at(&self) -> UnixTime {
+    pub fn expires_at(&self) -> UnixMillis {
         self.expires_at
     }
 
     /// [`InviteError::Expired`] if `now` is at or after the expiry.
-    pub fn check_expiry(&self, now: UnixTime) -> Result<(), InviteError> {
+    pub fn check_expiry(&self, now: UnixMillis) -> Result<(), InviteError> {
         if now >= self.expires_at {
             return Err(InviteError::Expired { expired_at: self.expires_at });
         }
@@ -306,7 +306,7 @@ impl Invitation {
         if version != INVITATION_VERSION {
             return Err(InviteError::UnknownVersion(version));
         }
-        let expires_at = UnixTime::from_millis(r.u64()?);
+        let expires_at = UnixMillis::from_millis(r.u64()?);
         let gateway = Gateway::decode_from(&mut r)?;
         let mailbox = RecipientId(r.array()?);
         let answer_key = r.array()?;
@@ -439,7 +439,7 @@ impl fmt::Debug for PendingInvitation {
 impl PendingInvitation {
     /// A new invitation through `gateway`, acceptable until `now + validity_ms`: a fresh mailbox
     /// id, its credential, a one-time key pair and a token, all from `rng`.
-    pub fn new(rng: &mut impl CryptoRng, gateway: Gateway, now: UnixTime, validity_ms: u64) -> Self {
+    pub fn new(rng: &mut impl CryptoRng, gateway: Gateway, now: UnixMillis, validity_ms: u64) -> Self {
         let mut mailbox = [0u8; 32];
         let mut token = [0u8; TOKEN_LEN];
         let mut secret = Zeroizing::new([0u8; KEY_LEN]);
@@ -587,7 +587,7 @@ pub fn create(
     tx: &mut Transaction<'_>,
     rng: &mut impl CryptoRng,
     gateway: Gateway,
-    now: UnixTime,
+    now: UnixMillis,
     validity_ms: u64,
 ) -> Result<PendingInvitation, InviteError> {
     let pending = PendingInvitation::new(rng, gateway, now, validity_ms);
@@ -632,7 +632,7 @@ pub fn take_answer(
 }
 
 /// A spent invitation's record ([`NS_ANSWERED`]): `version u8 ‖ u64` Unix ms after which it may go.
-fn encode_answered(forget_after: UnixTime) -> Vec<u8> {
+fn encode_answered(forget_after: UnixMillis) -> Vec<u8> {
     let mut w = Writer::with_capacity(9);
     w.u8(ANSWERED_VERSION);
     w.u64(forget_after.as_millis());
@@ -642,7 +642,7 @@ fn encode_answered(forget_after: UnixTime) -> Vec<u8> {
 
 /// When a spent invitation's record may go: of the current version, or the `u64` alone of
 /// profiles from before row versions.
-fn decode_answered(value: &[u8]) -> Result<UnixTime, InviteError> {
+fn decode_answered(value: &[u8]) -> Result<UnixMillis, InviteError> {
     let malformed = |_| InviteError::Malformed("answered record");
     let mut r = Reader::new(value);
     // Before row versions: the time alone (whose first byte is 0 until the year 2,000,000).
@@ -653,7 +653,7 @@ fn decode_answered(value: &[u8]) -> Result<UnixTime, InviteError> {
     }
     let at = r.u64().map_err(malformed)?;
     r.finish().map_err(malformed)?;
-    Ok(UnixTime::from_millis(at))
+    Ok(UnixMillis::from_millis(at))
 }
 
 /// Accepter: accepts the invitation in `link` at `now`, in `tx`: checks it, makes a fresh
@@ -666,7 +666,7 @@ pub fn accept(
     tx: &mut Transaction<'_>,
     rng: &mut impl CryptoRng,
     link: &str,
-    now: UnixTime,
+    now: UnixMillis,
     own_gateway: Gateway,
     seal: SealKey,
     key_package: &[u8],
@@ -701,7 +701,7 @@ pub fn accepted(tx: &Transaction<'_>) -> Result<Vec<Accepted>, InviteError> {
 
 /// Both sides: drops open invitations, spent-invitation records and acceptance records whose
 /// invitation expired more than [`GRACE_MS`] before `now`. Returns how many went.
-pub fn forget_expired(tx: &mut Transaction<'_>, now: UnixTime) -> Result<usize, InviteError> {
+pub fn forget_expired(tx: &mut Transaction<'_>, now: UnixMillis) -> Result<usize, InviteError> {
     let mut gone = Vec::new();
     for (key, value) in tx.scan(NS_PENDING)? {
         let p = PendingInvitation::decode(&value)?;

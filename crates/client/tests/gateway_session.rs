@@ -9,9 +9,9 @@ use qanat_client::gateway::{GatewayAddress, GatewayError, GatewaySession, Mailbo
 use qanat_client::pull::PullClient;
 use qanat_link::{FrameSize, LinkConfig, LinkMetrics, LinkSecretKey};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
-use qanat_mailbox::{Append, MailboxId, MailboxStore as _, MessageId, UnixTime};
+use qanat_mailbox::{Append, MailboxId, MailboxStore as _, MessageId, UnixSeconds};
 use qanat_mixnet::client_proto::ErrorCode;
-use qanat_mixnet::{Gateway, GatewayConfig, MailboxItem, Time};
+use qanat_mixnet::{Gateway, GatewayConfig, MailboxItem, UnixMicros};
 use qanat_node::runtime::{DocumentCache, GatewayRuntimeConfig, spawn_gateway};
 use qanat_packet::{Geometry, NodeId, Scheme};
 
@@ -42,7 +42,7 @@ async fn gateway(rng: &mut ChaCha20Rng) -> Gw {
             link: link.clone(),
             peers: HashMap::new(),
             max_batch: 16,
-            clock: Time::ZERO,
+            clock: UnixMicros::ZERO,
             fault_drop_rate: 0.0,
             documents: documents.clone(),
             pull_answer_delay: qanat_node::runtime::PULL_ANSWER_DELAY,
@@ -88,7 +88,7 @@ async fn pull_answers_are_always_the_same_length() {
         message_id: MessageId([9; 32]),
         payload: item(9),
     });
-    gw.store.append(appends, UnixTime(1_800_000_000)).await.unwrap();
+    gw.store.append(appends, UnixSeconds(1_800_000_000)).await.unwrap();
 
     let mut seen = Vec::new();
     let mut frames = Vec::new();
@@ -132,7 +132,7 @@ async fn pull_answers_are_always_the_same_length() {
                 message_id: MessageId([7; 32]),
                 payload: item(7),
             }],
-            UnixTime(1_800_000_001),
+            UnixSeconds(1_800_000_001),
         )
         .await
         .unwrap();

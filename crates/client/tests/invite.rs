@@ -10,9 +10,9 @@ use qanat_client::invite::{
 use qanat_client::store::{Passphrase, Profile, danger};
 use qanat_mixnet::sending::seal::SealKey;
 use qanat_packet::{NodeId, RecipientId};
-use qanat_pki::{LinkAddress, UnixTime};
+use qanat_pki::{LinkAddress, UnixMillis};
 
-const NOW: UnixTime = UnixTime::from_secs(1_780_000_000);
+const NOW: UnixMillis = UnixMillis::from_secs(1_780_000_000);
 const DAY: u64 = 24 * 3600 * 1000;
 
 fn rng(seed: u64) -> ChaCha20Rng {

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
-use qanat_mailbox::{Append, Credential, Limits, MailboxId, MailboxStore, MessageId, Seq, UnixTime};
+use qanat_mailbox::{Append, Credential, Limits, MailboxId, MailboxStore, MessageId, Seq, UnixSeconds};
 
 const PAYLOAD: usize = 2048;
 const MAILBOXES: u64 = 64;
-const NOW: UnixTime = UnixTime(1_700_000_000);
+const NOW: UnixSeconds = UnixSeconds(1_700_000_000);
 
 fn mailbox(i: u64) -> MailboxId {
     let mut b = [7; 32];

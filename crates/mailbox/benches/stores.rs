@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use qanat_mailbox::redis::{RedisConfig, RedisStore};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
-use qanat_mailbox::{Append, Credential, Limits, MailboxId, MailboxStore, MessageId, UnixTime};
+use qanat_mailbox::{Append, Credential, Limits, MailboxId, MailboxStore, MessageId, UnixSeconds};
 
 const MAILBOXES: u64 = 10_000;
 const PAYLOAD: usize = 2048;
-const NOW: UnixTime = UnixTime(1_700_000_000);
+const NOW: UnixSeconds = UnixSeconds(1_700_000_000);
 const PHASE: Duration = Duration::from_secs(6);
 
 fn mailbox(i: u64) -> MailboxId {

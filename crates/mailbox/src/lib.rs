@@ -53,5 +53,5 @@ pub use error::{StoreError, StoreErrorKind};
 pub use store::MailboxStore;
 pub use types::{
     Append, AppendOutcome, Credential, CredentialHash, Limits, MailboxId, MessageId, Seq, StoreStats,
-    StoredMessage, UnixTime,
+    StoredMessage, UnixSeconds,
 };

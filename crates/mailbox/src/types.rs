@@ -94,24 +94,25 @@ impl fmt::Debug for CredentialHash {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Seq(pub u64);
 
-/// Seconds since the Unix epoch. Stores never read a clock: callers pass `now`.
+/// Whole seconds since the Unix epoch, 1970-01-01T00:00:00Z: when an item was stored and when it
+/// expires. Stores never read a clock: callers pass `now`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UnixTime(pub u64);
+pub struct UnixSeconds(pub u64);
 
-impl UnixTime {
+impl UnixSeconds {
     /// The given system time, in whole seconds (times before the epoch become 0).
     pub fn from_system_time(t: SystemTime) -> Self {
-        UnixTime(t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
+        UnixSeconds(t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
     }
 
     /// This time plus `d` (saturating).
     pub fn plus(self, d: Duration) -> Self {
-        UnixTime(self.0.saturating_add(d.as_secs()))
+        UnixSeconds(self.0.saturating_add(d.as_secs()))
     }
 
     /// This time minus `d` (saturating at the epoch).
     pub fn minus(self, d: Duration) -> Self {
-        UnixTime(self.0.saturating_sub(d.as_secs()))
+        UnixSeconds(self.0.saturating_sub(d.as_secs()))
     }
 }
 
@@ -222,7 +223,7 @@ pub struct StoredMessage {
     /// The opaque bytes, as appended.
     pub payload: Vec<u8>,
     /// The `now` of the append that stored it.
-    pub stored_at: UnixTime,
+    pub stored_at: UnixSeconds,
 }
 
 impl fmt::Debug for StoredMessage {

@@ -28,12 +28,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use qanat_mailbox::redis::{RedisConfig, RedisStore, mailbox_slot};
-use qanat_mailbox::{Append, Credential, Limits, MailboxId, MailboxStore, MessageId, UnixTime};
+use qanat_mailbox::{Append, Credential, Limits, MailboxId, MailboxStore, MessageId, UnixSeconds};
 use redis::Value;
 
 const WRITERS: u64 = 32;
 const MAILBOXES: u64 = 64;
-const NOW: UnixTime = UnixTime(1_700_000_000);
+const NOW: UnixSeconds = UnixSeconds(1_700_000_000);
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/redis-cluster")

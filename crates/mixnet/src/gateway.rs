@@ -52,7 +52,7 @@ use crate::keyring::{
     DelayQueue, EpochWindow, KeyRing, ReplayBatch, RingError, Transmit, earliest, requested_delay,
 };
 use crate::mix::Dropped;
-use crate::time::Time;
+use crate::time::UnixMicros;
 use crate::topology::{Position, Topology};
 
 /// A gateway's configuration.
@@ -381,7 +381,7 @@ impl Gateway {
     }
 
     /// A packet from a client: unwrapped once and queued for the first mix layer.
-    pub fn handle_client_packet(&mut self, now: Time, packet: Vec<u8>) -> Result<Time, Dropped> {
+    pub fn handle_client_packet(&mut self, now: UnixMicros, packet: Vec<u8>) -> Result<UnixMicros, Dropped> {
         self.metrics.ingress += 1;
         if self.queue.len() >= self.config.max_queue {
             self.metrics.dropped_queue_full += 1;
@@ -408,7 +408,7 @@ impl Gateway {
     /// answer: the mix sends the packet again.
     pub fn handle_mix_packet(
         &mut self,
-        now: Time,
+        now: UnixMicros,
         from: NodeId,
         token: AckToken,
         packet: Vec<u8>,
@@ -551,7 +551,7 @@ impl Gateway {
     }
 
     /// The next packet due to leave.
-    pub fn poll_transmit(&mut self, now: Time) -> Option<Transmit> {
+    pub fn poll_transmit(&mut self, now: UnixMicros) -> Option<Transmit> {
         let t = self.queue.pop_due(now)?;
         self.metrics.forwarded += 1;
         Some(t)
@@ -559,12 +559,12 @@ impl Gateway {
 
     /// When [`Gateway::poll_transmit`] or [`Gateway::handle_timeout`] next has work: a queued
     /// packet due, or a key to erase.
-    pub fn poll_timeout(&self) -> Option<Time> {
+    pub fn poll_timeout(&self) -> Option<UnixMicros> {
         earliest(self.queue.next_due(), self.keys.next_expiry())
     }
 
     /// Erases expired keys and the topologies of their epochs.
-    pub fn handle_timeout(&mut self, now: Time) {
+    pub fn handle_timeout(&mut self, now: UnixMicros) {
         self.queue.account(now);
         self.keys.expire(now);
         let epochs = self.keys.epochs();

@@ -12,7 +12,7 @@ use chacha20::ChaCha20Rng;
 use chacha20::rand_core::{Rng, SeedableRng};
 use qanat_mixnet::{
     AckToken, Destination, Dropped, EpochWindow, Gateway, GatewayConfig, Hop, MailboxItem, Mix, MixConfig,
-    Received, StoreResult, Time, Topology, path_hops,
+    Received, StoreResult, Topology, UnixMicros, path_hops,
 };
 use qanat_packet::{Geometry, NodeId, RecipientId, Scheme, SecretKey, Sphinx};
 
@@ -21,7 +21,7 @@ const EPOCH: Duration = Duration::from_secs(20);
 const LINK: Duration = Duration::from_millis(2);
 
 /// A packet in flight: (arrival time, sequence, destination, bytes).
-type InFlight = Reverse<(Time, u64, NodeId, Vec<u8>)>;
+type InFlight = Reverse<(UnixMicros, u64, NodeId, Vec<u8>)>;
 
 struct Net {
     rng: ChaCha20Rng,
@@ -30,7 +30,7 @@ struct Net {
     gateways: BTreeMap<NodeId, Vec<(u64, SecretKey)>>,
     gateway_nodes: BTreeMap<NodeId, Gateway>,
     /// Packets a mix sent to a gateway and not yet acknowledged: token -> (from, to, packet, resend at).
-    unacked: BTreeMap<u64, (NodeId, NodeId, Vec<u8>, Time)>,
+    unacked: BTreeMap<u64, (NodeId, NodeId, Vec<u8>, UnixMicros)>,
     /// The mailbox store: (mailbox, message id) -> item, in arrival order.
     store: Vec<(RecipientId, [u8; 32], Vec<u8>)>,
     store_fails: bool,
@@ -41,7 +41,7 @@ struct Net {
     events: BinaryHeap<InFlight>,
     seq: u64,
     loss: f64,
-    now: Time,
+    now: UnixMicros,
 }
 
 fn id(n: u8) -> NodeId {
@@ -81,7 +81,7 @@ impl Net {
             events: BinaryHeap::new(),
             seq: 0,
             loss: 0.0,
-            now: Time::ZERO,
+            now: UnixMicros::ZERO,
         };
         for e in 0..3 {
             net.install_epoch(e);
@@ -89,8 +89,8 @@ impl Net {
         net
     }
 
-    fn epoch_start(e: u64) -> Time {
-        Time::ZERO + EPOCH * e as u32
+    fn epoch_start(e: u64) -> UnixMicros {
+        UnixMicros::ZERO + EPOCH * e as u32
     }
 
     /// Every node makes and installs its key for epoch `e` (accepted with 2 s of grace each side).
@@ -133,7 +133,7 @@ impl Net {
         }
     }
 
-    fn send(&mut self, at: Time, from: NodeId, to: NodeId, packet: Vec<u8>) {
+    fn send(&mut self, at: UnixMicros, from: NodeId, to: NodeId, packet: Vec<u8>) {
         self.seq += 1;
         if self.gateway_ids.contains(&to) && self.mixes.contains_key(&from) {
             // The link keeps this packet until the gateway acknowledges it.
@@ -184,7 +184,7 @@ impl Net {
     }
 
     /// A client hands a packet to its gateway.
-    fn client_send(&mut self, gin: NodeId, packet: Vec<u8>) -> Result<Time, Dropped> {
+    fn client_send(&mut self, gin: NodeId, packet: Vec<u8>) -> Result<UnixMicros, Dropped> {
         let now = self.now;
         self.gateway_nodes.get_mut(&gin).unwrap().handle_client_packet(now, packet)
     }
@@ -216,7 +216,7 @@ impl Net {
     }
 
     /// Runs the network until `end`.
-    fn run_until(&mut self, end: Time) {
+    fn run_until(&mut self, end: UnixMicros) {
         loop {
             let next_event = self.events.peek().map(|Reverse((t, ..))| *t);
             let next_timer = self
@@ -298,11 +298,11 @@ fn packets_cross_three_layers_and_land_in_the_mailbox_exactly_once() {
     let mut net = Net::new(1, 0.0);
     let r = RecipientId([0xee; 32]);
     for i in 0..300u32 {
-        net.run_until(Time::ZERO + Duration::from_millis(u64::from(i) * 10));
+        net.run_until(UnixMicros::ZERO + Duration::from_millis(u64::from(i) * 10));
         let (gin, pkt) = net.client_packet(0, r, &i.to_be_bytes());
         net.client_send(gin, pkt).unwrap();
     }
-    net.run_until(Time::ZERO + Duration::from_secs(15));
+    net.run_until(UnixMicros::ZERO + Duration::from_secs(15));
     let arrival = numbers(&net.mailbox(r));
     let mut got = arrival.clone();
     got.sort_unstable();
@@ -326,7 +326,7 @@ fn replays_and_garbage_are_dropped_and_counted() {
     let out = net.sphinx.unwrap(key, &mut p).unwrap();
     let l1 = out.commands.next_hop.unwrap().id;
     let m = net.mixes.get_mut(&l1).unwrap();
-    let now = Time::ZERO + Duration::from_secs(1);
+    let now = UnixMicros::ZERO + Duration::from_secs(1);
     assert!(matches!(m.handle_packet(now, p.clone()), Ok(Received::Queued { .. })));
     assert_eq!(m.handle_packet(now, p.clone()), Err(Dropped::Replay));
     assert!(matches!(m.handle_packet(now, vec![0u8; 17]), Err(Dropped::Malformed(_))));
@@ -360,7 +360,7 @@ fn layer1_packet(net: &mut Net, n: u8) -> (NodeId, Vec<u8>) {
 /// What `handle_packets` must match: the same packets through `handle_packet` one by one.
 #[test]
 fn a_batch_is_handled_like_its_packets_one_by_one() {
-    let now = Time::ZERO + Duration::from_secs(1);
+    let now = UnixMicros::ZERO + Duration::from_secs(1);
     let run = |batched: bool| {
         let mut net = Net::new(5, 0.0);
         let (target, first) = layer1_packet(&mut net, 0);
@@ -408,17 +408,17 @@ fn traffic_survives_epoch_boundaries_and_old_keys_expire() {
     // with the old epoch's keys, which arrive after it (within the grace period).
     for i in 0..120u64 {
         let epoch = (i * 500) / 20_000;
-        net.run_until(Time::ZERO + Duration::from_millis(i * 500));
+        net.run_until(UnixMicros::ZERO + Duration::from_millis(i * 500));
         let (gin, pkt) = net.client_packet(epoch, r, &(i as u32).to_be_bytes());
         net.client_send(gin, pkt).unwrap();
         if i % 40 == 39 {
             net.install_epoch(epoch + 3);
         }
     }
-    net.run_until(Time::ZERO + Duration::from_secs(70));
+    net.run_until(UnixMicros::ZERO + Duration::from_secs(70));
     assert_eq!(net.mailbox(r).len(), 120, "lost packets across epoch boundaries");
     // Keys of epochs 0 and 1 are gone (after their grace), with their replay filters.
-    let later = Time::ZERO + Duration::from_secs(70);
+    let later = UnixMicros::ZERO + Duration::from_secs(70);
     for m in net.mixes.values_mut() {
         m.handle_timeout(later, &mut ChaCha20Rng::seed_from_u64(0));
         assert!(!m.key_epochs().contains(&0) && !m.key_epochs().contains(&1));
@@ -431,7 +431,7 @@ fn traffic_survives_epoch_boundaries_and_old_keys_expire() {
 #[test]
 fn loop_cover_traffic_keeps_every_mix_busy() {
     let mut net = Net::new(4, 40.0);
-    net.run_until(Time::ZERO + Duration::from_secs(20));
+    net.run_until(UnixMicros::ZERO + Duration::from_secs(20));
     for (i, m) in net.mixes.values().enumerate() {
         let x = m.metrics();
         assert!(x.loops_sent > 600, "mix {i} sent {} loops", x.loops_sent);
@@ -451,11 +451,11 @@ fn lossy_links_lose_packets_but_never_corrupt_or_duplicate() {
     net.loss = 0.1;
     let r = RecipientId([9; 32]);
     for i in 0..200u32 {
-        net.run_until(Time::ZERO + Duration::from_millis(u64::from(i) * 10));
+        net.run_until(UnixMicros::ZERO + Duration::from_millis(u64::from(i) * 10));
         let (gin, pkt) = net.client_packet(0, r, &i.to_be_bytes());
         net.client_send(gin, pkt).unwrap();
     }
-    net.run_until(Time::ZERO + Duration::from_secs(15));
+    net.run_until(UnixMicros::ZERO + Duration::from_secs(15));
     let mut got = numbers(&net.mailbox(r));
     let n = got.len();
     got.sort_unstable();
@@ -471,18 +471,18 @@ fn a_gateway_that_cannot_store_acknowledges_nothing_and_loses_nothing() {
     let r = RecipientId([3; 32]);
     net.store_fails = true;
     for i in 0..100u32 {
-        net.run_until(Time::ZERO + Duration::from_millis(u64::from(i) * 10));
+        net.run_until(UnixMicros::ZERO + Duration::from_millis(u64::from(i) * 10));
         let (gin, pkt) = net.client_packet(0, r, &i.to_be_bytes());
         net.client_send(gin, pkt).unwrap();
     }
-    net.run_until(Time::ZERO + Duration::from_secs(5));
+    net.run_until(UnixMicros::ZERO + Duration::from_secs(5));
     assert!(net.mailbox(r).is_empty());
     assert_eq!(net.unacked.len(), 100, "nothing acknowledged while the store fails");
     let failed: u64 = net.gateway_nodes.values().map(|g| g.metrics().store_failed).sum();
     assert!(failed >= 100);
     // The disk is freed: the retransmissions are stored, each exactly once.
     net.store_fails = false;
-    net.run_until(Time::ZERO + Duration::from_secs(8));
+    net.run_until(UnixMicros::ZERO + Duration::from_secs(8));
     let mut got = numbers(&net.mailbox(r));
     got.sort_unstable();
     assert_eq!(got, (0..100).collect::<Vec<_>>());
@@ -537,7 +537,7 @@ fn surb_replies_are_stored_with_their_surb_id_for_the_owner() {
     reply[..5].copy_from_slice(b"ack 7");
     let (pkt, first) = net.sphinx.new_packet_from_surb(&surb, &reply).unwrap();
     net.client_send(first, pkt).unwrap();
-    net.run_until(Time::ZERO + Duration::from_secs(5));
+    net.run_until(UnixMicros::ZERO + Duration::from_secs(5));
     let items = net.mailbox(owner);
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].id, surb_id);
@@ -555,7 +555,7 @@ fn every_stored_item_has_one_length_and_a_readable_last_hop_is_refused() {
     // A forward packet whose last hop would read the payload is dropped, and counted.
     let (gin, p) = net.client_packet_to(0, Destination::Recipient(r), b"readable");
     net.client_send(gin, p).unwrap();
-    net.run_until(Time::ZERO + Duration::from_secs(5));
+    net.run_until(UnixMicros::ZERO + Duration::from_secs(5));
     let items = net.mailbox(r);
     assert_eq!(items.len(), 1);
     assert_eq!(&items[0].body[..6], b"opaque");
@@ -576,10 +576,14 @@ fn a_mix_without_loops_wakes_up_to_erase_an_expired_key() {
     let mut config = MixConfig::new(NodeId([9; 32]), RecipientId([8; 32]));
     config.loop_rate = 0.0;
     let mut m = Mix::new(config, Geometry::default_for(Scheme::X25519Nike));
-    let w = EpochWindow { start: Time(10_000_000), end: Time(30_000_000), grace: Duration::from_secs(5) };
+    let w = EpochWindow {
+        start: UnixMicros(10_000_000),
+        end: UnixMicros(30_000_000),
+        grace: Duration::from_secs(5),
+    };
     m.add_epoch_key(3, SecretKey::generate(Scheme::X25519Nike, &mut rng), w);
-    assert_eq!(m.poll_timeout(), Some(Time(35_000_000)), "the key's expiry is a timer");
-    m.handle_timeout(Time(35_000_000), &mut rng);
+    assert_eq!(m.poll_timeout(), Some(UnixMicros(35_000_000)), "the key's expiry is a timer");
+    m.handle_timeout(UnixMicros(35_000_000), &mut rng);
     assert!(m.key_epochs().is_empty());
     assert_eq!(m.poll_timeout(), None);
 }

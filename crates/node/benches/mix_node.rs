@@ -22,7 +22,7 @@ use chacha20::rand_core::SeedableRng;
 use qanat_link::{
     Frame, FrameSize, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, Listener, PacketId,
 };
-use qanat_mixnet::{EpochWindow, Mix, MixConfig, Time};
+use qanat_mixnet::{EpochWindow, Mix, MixConfig, UnixMicros};
 use qanat_node::ReplayLog;
 use qanat_node::runtime::{MixRuntimeConfig, Peer, spawn_mix, spawn_mix_with_replay_log};
 use qanat_packet::{
@@ -152,7 +152,11 @@ fn main() {
             core.add_epoch_key(
                 0,
                 mix_key,
-                EpochWindow { start: Time::ZERO, end: Time(u64::MAX / 4), grace: Duration::from_secs(1) },
+                EpochWindow {
+                    start: UnixMicros::ZERO,
+                    end: UnixMicros(u64::MAX / 4),
+                    grace: Duration::from_secs(1),
+                },
             );
             let peers = HashMap::from([
                 (sink_id, Peer { addr: sink_addr, link_key: sink_pub, gateway: false }),
@@ -167,7 +171,7 @@ fn main() {
                 link: link_config(),
                 peers,
                 resend: qanat_mixnet::ResendConfig::new(Duration::from_secs(10), Duration::from_secs(300)),
-                clock: qanat_mixnet::Time::ZERO,
+                clock: qanat_mixnet::UnixMicros::ZERO,
                 hostile: Default::default(),
             };
             let rng = ChaCha20Rng::seed_from_u64(1);

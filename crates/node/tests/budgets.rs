@@ -19,7 +19,7 @@ use qanat_link::{
 use qanat_mailbox::Limits;
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
 use qanat_mixnet::client_proto::{ErrorCode, Op, OpResult, PULL_OPS, Request, Response, Want};
-use qanat_mixnet::{EpochWindow, Gateway, GatewayConfig, Time, Topology};
+use qanat_mixnet::{EpochWindow, Gateway, GatewayConfig, Topology, UnixMicros};
 use qanat_node::runtime::{
     ClientBudgets, EpochUpdate, GatewayHandle, GatewayRuntimeConfig, Peer, spawn_gateway,
 };
@@ -73,7 +73,7 @@ async fn gateway(budgets: ClientBudgets, link: LinkConfig, peers: HashMap<NodeId
             link,
             peers,
             max_batch: 16,
-            clock: Time::ZERO,
+            clock: UnixMicros::ZERO,
             fault_drop_rate: 0.0,
             documents: Default::default(),
             pull_answer_delay: Duration::from_millis(1),
@@ -106,7 +106,11 @@ fn update(client_rate: f64) -> EpochUpdate {
     EpochUpdate {
         epoch: 1,
         key: None,
-        window: EpochWindow { start: Time::ZERO, end: Time(u64::MAX / 4), grace: Duration::from_secs(1) },
+        window: EpochWindow {
+            start: UnixMicros::ZERO,
+            end: UnixMicros(u64::MAX / 4),
+            grace: Duration::from_secs(1),
+        },
         topology: Topology { epoch: 1, layers: Vec::new(), gateways: Vec::new() },
         peers: HashMap::new(),
         mean_delay: Duration::from_millis(100),

@@ -15,7 +15,7 @@ use qanat_link::{
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
 use qanat_mixnet::client_proto::{Request, Response};
 use qanat_mixnet::{
-    Destination, EpochWindow, Gateway, GatewayConfig, Hop, MailboxItem, Mix, MixConfig, Time, Topology,
+    Destination, EpochWindow, Gateway, GatewayConfig, Hop, MailboxItem, Mix, MixConfig, Topology, UnixMicros,
     path_hops,
 };
 use qanat_node::runtime::{GatewayRuntimeConfig, MixRuntimeConfig, Peer, spawn_gateway, spawn_mix};
@@ -46,7 +46,7 @@ fn link_config() -> LinkConfig {
 }
 
 fn window() -> EpochWindow {
-    EpochWindow { start: Time::ZERO, end: Time(u64::MAX / 4), grace: Duration::from_secs(1) }
+    EpochWindow { start: UnixMicros::ZERO, end: UnixMicros(u64::MAX / 4), grace: Duration::from_secs(1) }
 }
 
 fn peer(addr: std::net::SocketAddr, k: &Keys, gateway: bool) -> Peer {
@@ -120,7 +120,7 @@ async fn scenario(full_disk: bool) {
             link: link_config(),
             peers: HashMap::from([(mixes[2].id, peer(unused, &mixes[2], false))]),
             max_batch: 128,
-            clock: qanat_mixnet::Time::ZERO,
+            clock: qanat_mixnet::UnixMicros::ZERO,
             fault_drop_rate: 0.0,
             documents: Default::default(),
             pull_answer_delay: qanat_node::runtime::PULL_ANSWER_DELAY,
@@ -148,7 +148,7 @@ async fn scenario(full_disk: bool) {
                 link: link_config(),
                 peers: HashMap::from([next.clone(), (prev.id, peer(unused, prev, false))]),
                 resend: qanat_mixnet::ResendConfig::new(Duration::from_millis(500), Duration::from_secs(300)),
-                clock: qanat_mixnet::Time::ZERO,
+                clock: qanat_mixnet::UnixMicros::ZERO,
                 hostile: Default::default(),
             },
             ChaCha20Rng::seed_from_u64(40 + i as u64),
@@ -176,7 +176,7 @@ async fn scenario(full_disk: bool) {
             link: link_config(),
             peers: HashMap::from([next.clone()]),
             max_batch: 128,
-            clock: qanat_mixnet::Time::ZERO,
+            clock: qanat_mixnet::UnixMicros::ZERO,
             fault_drop_rate: 0.0,
             documents: Default::default(),
             pull_answer_delay: qanat_node::runtime::PULL_ANSWER_DELAY,

@@ -19,7 +19,7 @@ use qanat_link::http::{self, MetricsServer, RenderMetrics};
 use qanat_link::{
     Frame, FrameSize, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, Listener, PacketId,
 };
-use qanat_mixnet::{EpochWindow, Mix, MixConfig, Time};
+use qanat_mixnet::{EpochWindow, Mix, MixConfig, UnixMicros};
 use qanat_node::ReplayLog;
 use qanat_node::runtime::{MixRuntimeConfig, Peer, spawn_mix_with_replay_log};
 use qanat_node::service::metrics::{self, Exposition};
@@ -73,8 +73,11 @@ fn child_mix() {
         cfg.replay_capacity = 100_000;
         let mut core = Mix::new(cfg, Geometry::default_for(SCHEME));
         // One epoch key, live for the whole test: the restart is in the middle of its epoch.
-        let window =
-            EpochWindow { start: Time::ZERO, end: Time(u64::MAX / 4), grace: Duration::from_secs(1) };
+        let window = EpochWindow {
+            start: UnixMicros::ZERO,
+            end: UnixMicros(u64::MAX / 4),
+            grace: Duration::from_secs(1),
+        };
         core.add_epoch_key(5, k.mix_packet, window);
         let log = ReplayLog::open(Path::new(&data_dir), |e| e == 5).unwrap();
         let peers = HashMap::from([
@@ -94,7 +97,7 @@ fn child_mix() {
             link: link_config(),
             peers,
             resend: qanat_mixnet::ResendConfig::new(Duration::from_secs(2), Duration::from_secs(300)),
-            clock: Time::ZERO,
+            clock: UnixMicros::ZERO,
             hostile: Default::default(),
         };
         let h = spawn_mix_with_replay_log(core, rc, ChaCha20Rng::seed_from_u64(1), log).await.unwrap();

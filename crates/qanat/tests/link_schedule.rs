@@ -17,7 +17,7 @@ use chacha20::rand_core::{Rng as _, SeedableRng as _};
 use qanat_client::gateway::MailboxAccess;
 use qanat_client::pull::PullClient;
 use qanat_link::FrameSize;
-use qanat_mixnet::Time;
+use qanat_mixnet::UnixMicros;
 use qanat_mixnet::client_proto::{Op, OpResult, PULL_OPS, Request, Response, doc_chunk_len};
 use qanat_mixnet::pull::PullServer;
 use qanat_mixnet::sending::{PULL_BATCH, PULL_FIRST, Rates, Schedule};
@@ -108,10 +108,10 @@ fn simulate(mailboxes: usize, busy: bool, seed: u64, run: Duration) -> Vec<Seen>
     client.start_session(owned.clone());
     let mut seen = Vec::new();
     let mut have_doc = false;
-    let mut next_pull = Time::ZERO;
+    let mut next_pull = UnixMicros::ZERO;
     let mut first = true;
-    let mut now = Time::ZERO;
-    let end = Time::ZERO + run;
+    let mut now = UnixMicros::ZERO;
+    let end = UnixMicros::ZERO + run;
     let _ = schedule.poll(now, &mut link_rng);
     while now < end {
         let t = schedule.poll_timeout().unwrap().min(next_pull);

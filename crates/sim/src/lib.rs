@@ -1,6 +1,6 @@
 //! A deterministic simulated Qanat network, and the global passive adversary that watches it.
 //!
-//! - [`net`]: a discrete-event simulation with simulated [`Time`](qanat_mixnet::Time) and one
+//! - [`net`]: a discrete-event simulation with simulated [`UnixMicros`](qanat_mixnet::UnixMicros) and one
 //!   seeded RNG that drives the **real** cores: [`qanat_mixnet::Mix`] (Sphinx unwrap, replay
 //!   filters, the sender's exponential delays, loop cover at λ_M) and [`qanat_mixnet::Gateway`]
 //!   (ingress into layer 1, egress into mailboxes), and simulated clients built from the
@@ -55,7 +55,7 @@ pub enum Endpoint {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Observation {
     /// When the packet left `from`.
-    pub time: qanat_mixnet::Time,
+    pub time: qanat_mixnet::UnixMicros,
     /// Sender of the frame.
     pub from: Endpoint,
     /// Receiver of the frame.

@@ -30,7 +30,7 @@ use qanat_mixnet::sending::{
 };
 use qanat_mixnet::{
     AckToken, EpochWindow, Gateway, GatewayConfig, Hop, MailboxItem, Mix, MixConfig, MixMetrics, StoreResult,
-    Time, Topology, exponential,
+    Topology, UnixMicros, exponential,
 };
 use qanat_packet::{Geometry, NodeId, RecipientId, Scheme, SecretKey, Sphinx};
 
@@ -140,7 +140,7 @@ pub enum SimError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivered {
     /// When the gateway stored it.
-    pub time: Time,
+    pub time: UnixMicros,
     /// The index of the observation of its packet on the last link (last mix → gateway).
     pub observation: usize,
 }
@@ -153,7 +153,7 @@ pub struct MessageRecord {
     /// The receiving client.
     pub recipient: u32,
     /// When the sender queued it.
-    pub queued: Time,
+    pub queued: UnixMicros,
     /// Its first arrival in the recipient's mailbox.
     pub delivered: Option<Delivered>,
 }
@@ -168,7 +168,7 @@ pub struct Run {
     /// Each mix's own counters (its pool integral gives λ/μ as the mix measured it).
     pub mix_metrics: Vec<MixMetrics>,
     /// Simulated time at the end.
-    pub end: Time,
+    pub end: UnixMicros,
     /// Packets each client sent.
     pub client_packets: Vec<u64>,
     /// What every gateway learned of each packet it took from the last mix layer (an adversary
@@ -197,7 +197,7 @@ enum Event {
     MixWake(usize),
 }
 
-struct Queued(Time, u64, Event);
+struct Queued(UnixMicros, u64, Event);
 
 impl PartialEq for Queued {
     fn eq(&self, o: &Self) -> bool {
@@ -226,9 +226,9 @@ pub(crate) struct Client {
     pub(crate) schedule: Schedule,
     pub(crate) outbox: Outbox,
     /// Acknowledgements owed, each with the time from which it may be sent.
-    pub(crate) acks: VecDeque<(Time, Vec<u8>)>,
-    pub(crate) next_message: Option<Time>,
-    wake: Option<Time>,
+    pub(crate) acks: VecDeque<(UnixMicros, Vec<u8>)>,
+    pub(crate) next_message: Option<UnixMicros>,
+    wake: Option<UnixMicros>,
     pub(crate) sent: u64,
 }
 
@@ -237,7 +237,7 @@ pub(crate) fn slot_packet(
     c: &mut Client,
     slot: Slot,
     cover: bool,
-    now: Time,
+    now: UnixMicros,
     sphinx: &Sphinx,
     rng: &mut ChaCha20Rng,
 ) -> Result<Option<Vec<u8>>, SimError> {
@@ -314,8 +314,9 @@ impl Setup {
         let mut rng = ChaCha20Rng::seed_from_u64(config.seed);
         let geometry = Geometry::default_for(config.scheme);
         let sphinx = Sphinx::new(geometry.clone());
-        let end = Time::ZERO + config.warmup + config.duration + config.tail + Duration::from_secs(3600);
-        let window = EpochWindow { start: Time::ZERO, end, grace: Duration::ZERO };
+        let end =
+            UnixMicros::ZERO + config.warmup + config.duration + config.tail + Duration::from_secs(3600);
+        let window = EpochWindow { start: UnixMicros::ZERO, end, grace: Duration::ZERO };
         let n_mix = config.layers * config.mixes_per_layer;
         // Replay filters sized for every packet a node could see in the run, twice over.
         let secs = (end.0 / 1_000_000) as f64;
@@ -420,7 +421,7 @@ struct Sim<'a> {
     s: Setup,
     events: BinaryHeap<Reverse<Queued>>,
     seq: u64,
-    mix_wake: Vec<Option<Time>>,
+    mix_wake: Vec<Option<UnixMicros>>,
     observations: Vec<Observation>,
     messages: Vec<MessageRecord>,
     by_id: HashMap<MessageId, usize>,
@@ -442,7 +443,7 @@ pub fn run(config: &Config) -> Result<Run, SimError> {
         by_id: HashMap::new(),
         stores: Vec::new(),
     };
-    let start_msgs = Time::ZERO + config.warmup;
+    let start_msgs = UnixMicros::ZERO + config.warmup;
     let stop_msgs = start_msgs + config.duration;
     let end = stop_msgs + config.tail;
     for c in 0..config.clients {
@@ -450,10 +451,10 @@ pub fn run(config: &Config) -> Result<Run, SimError> {
             let gap = exponential(&mut sim.s.rng, Duration::from_secs_f64(1.0 / config.message_rate));
             sim.s.clients[c as usize].next_message = Some(start_msgs + gap);
         }
-        sim.client_wake(c, Time::ZERO, stop_msgs)?;
+        sim.client_wake(c, UnixMicros::ZERO, stop_msgs)?;
     }
     for m in 0..n_mix {
-        sim.reschedule_mix(m, Time::ZERO);
+        sim.reschedule_mix(m, UnixMicros::ZERO);
     }
     while let Some(Reverse(Queued(t, _, event))) = sim.events.pop() {
         if t > end {
@@ -505,19 +506,19 @@ pub fn run(config: &Config) -> Result<Run, SimError> {
 }
 
 impl Sim<'_> {
-    fn push(&mut self, t: Time, e: Event) {
+    fn push(&mut self, t: UnixMicros, e: Event) {
         self.seq += 1;
         self.events.push(Reverse(Queued(t, self.seq, e)));
     }
 
     /// Puts a packet on the link `from → to` at `t`: recorded, and delivered a latency later.
-    fn transmit(&mut self, t: Time, from: Endpoint, to: Node, packet: Vec<u8>) {
+    fn transmit(&mut self, t: UnixMicros, from: Endpoint, to: Node, packet: Vec<u8>) {
         let observation = self.observations.len();
         self.observations.push(Observation { time: t, from, to: to.endpoint() });
         self.push(t + self.config.link_latency, Event::Arrive { from, to, observation, packet });
     }
 
-    fn client_wake(&mut self, c: u32, t: Time, stop_msgs: Time) -> Result<(), SimError> {
+    fn client_wake(&mut self, c: u32, t: UnixMicros, stop_msgs: UnixMicros) -> Result<(), SimError> {
         let ci = c as usize;
         let config = self.config;
         // Messages that fell due.
@@ -566,7 +567,7 @@ impl Sim<'_> {
         Ok(())
     }
 
-    fn drain_mix(&mut self, m: usize, t: Time) {
+    fn drain_mix(&mut self, m: usize, t: UnixMicros) {
         while let Some(tx) = self.s.mixes[m].poll_transmit(t) {
             if let Some(to) = self.s.ids.get(&tx.to).copied() {
                 self.transmit(t, Endpoint::Mix(m as u16), to, tx.packet);
@@ -575,7 +576,7 @@ impl Sim<'_> {
         self.reschedule_mix(m, t);
     }
 
-    fn reschedule_mix(&mut self, m: usize, t: Time) {
+    fn reschedule_mix(&mut self, m: usize, t: UnixMicros) {
         if let Some(next) = self.s.mixes[m].poll_timeout() {
             let next = next.max(t);
             if self.mix_wake[m].is_none_or(|w| next < w || w < t) {
@@ -585,7 +586,7 @@ impl Sim<'_> {
         }
     }
 
-    fn drain_gateway(&mut self, g: usize, t: Time) {
+    fn drain_gateway(&mut self, g: usize, t: UnixMicros) {
         while self.s.gateways[g].poll_ack().is_some() {}
         while let Some(tx) = self.s.gateways[g].poll_transmit(t) {
             if let Some(to) = self.s.ids.get(&tx.to).copied() {
@@ -596,7 +597,7 @@ impl Sim<'_> {
 
     /// The gateway's store writes: always durable. A DATA packet is a delivered message (its
     /// recipient owes an acknowledgement); a SURB reply is an acknowledgement for its owner.
-    fn store(&mut self, g: usize, t: Time, observation: usize) -> Result<(), SimError> {
+    fn store(&mut self, g: usize, t: UnixMicros, observation: usize) -> Result<(), SimError> {
         while let Some(req) = self.s.gateways[g].poll_store() {
             self.s.gateways[g].handle_store_result(req.token, StoreResult::Durable);
             let seen = self.s.mailboxes.get(&req.mailbox).map_or(MailboxSeen::Unregistered, |m| m.1);

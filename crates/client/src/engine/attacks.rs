@@ -48,7 +48,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use qanat_packet::RecipientId;
-use qanat_pki::UnixTime;
+use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
 use std::time::SystemTime;
@@ -152,7 +152,7 @@ impl Engine {
             seq,
             epoch,
             prev_epoch: None,
-            sent_at_ms: UnixTime::from_system_time(now).as_millis(),
+            sent_at_ms: UnixMillis::from_system_time(now).as_millis(),
             text: text.into(),
         };
         self.send_content(t, &content, None, now, rng)?;

@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use qanat_packet::RecipientId;
-use qanat_pki::UnixTime;
+use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
 use crate::gateway::MailboxAccess;
@@ -34,7 +34,7 @@ impl Engine {
         let validity = self.config.invitation_validity.as_millis() as u64;
         let mut thread = self.new_thread(name.into(), Kind::Contact, ThreadState::Inviting, rng);
         let pending: PendingInvitation = self.profile.transaction(|tx| {
-            let p = invite::create(tx, rng, gw, UnixTime::from_system_time(now), validity)?;
+            let p = invite::create(tx, rng, gw, UnixMillis::from_system_time(now), validity)?;
             thread.give_up_at_ms =
                 Some(p.invitation().expires_at().as_millis().saturating_add(invite::GRACE_MS));
             thread.mailbox = p.invitation().mailbox().0;
@@ -63,7 +63,7 @@ impl Engine {
         }
         // Check the link before anything else (a bad link is reported even without a network)
         // and before making keys for it.
-        Invitation::parse(link)?.check_expiry(UnixTime::from_system_time(now))?;
+        Invitation::parse(link)?.check_expiry(UnixMillis::from_system_time(now))?;
         self.network()?;
         let (join, key_package) = PendingJoin::new()?;
         self.accept_as(link, name, now, rng, &join, &key_package)
@@ -89,7 +89,7 @@ impl Engine {
         rng.fill_bytes(&mut out_id);
         let (accepted_mailbox, rec) = self.profile.transaction(|tx| {
             let seal = SealKey(thread.seal);
-            let a = invite::accept(tx, rng, link, UnixTime::from_system_time(now), gw, seal, key_package)?;
+            let a = invite::accept(tx, rng, link, UnixMillis::from_system_time(now), gw, seal, key_package)?;
             thread.mailbox = a.mailbox.0;
             thread.credential = *a.mailbox_credential;
             let inv = &a.invitation;

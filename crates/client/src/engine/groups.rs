@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use qanat_pki::UnixTime;
+use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
 use crate::gateway::MailboxAccess;
@@ -323,7 +323,7 @@ impl Engine {
         let rec = GroupInvitationRec {
             contact,
             name: name.clone(),
-            received_ms: UnixTime::from_system_time(now).as_millis(),
+            received_ms: UnixMillis::from_system_time(now).as_millis(),
         };
         self.writes.push(Write::put(token, &rec));
         self.group_invites.insert(token, rec);
@@ -340,7 +340,7 @@ impl Engine {
                 id: hex(token),
                 from: self.threads.get(&r.contact).map(|c| c.name.clone()).unwrap_or_default(),
                 group: r.name.clone(),
-                received_at: UnixTime::from_millis(r.received_ms).to_system_time(),
+                received_at: UnixMillis::from_millis(r.received_ms).to_system_time(),
             })
             .collect();
         v.sort_by_key(|i| i.received_at);

@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use qanat_pki::UnixTime;
+use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
 use crate::gateway::MailboxAccess;
@@ -111,7 +111,7 @@ impl Engine {
                     mailbox: th.mailbox,
                     credential: th.credential,
                     seal: th.seal,
-                    retire_at_ms: UnixTime::from_system_time(now)
+                    retire_at_ms: UnixMillis::from_system_time(now)
                         .as_millis()
                         .saturating_add(ROTATION_GRACE_MS),
                 });

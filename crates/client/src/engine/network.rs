@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use qanat_mixnet::{Time, Topology};
+use qanat_mixnet::{Topology, UnixMicros};
 use qanat_packet::{NodeId, RecipientId, Sphinx};
 use qanat_pki::{Document, EpochPeriod};
 
@@ -20,7 +20,7 @@ pub(super) struct Network {
     pub(super) view: NetworkView,
     pub(super) own_gateway: invite::Gateway,
     /// Until when our own packets are built with `view`'s keys ([`keys_usable_until`]).
-    pub(super) keys_until: Time,
+    pub(super) keys_until: UnixMicros,
 }
 
 /// Until when the engine builds its own packets with the keys of `epoch`'s document: the end of
@@ -30,8 +30,8 @@ pub(super) struct Network {
 /// apart. After it, a packet built with them is dropped at the first hop, so a message put in it
 /// would be lost and wait for the outbox's resend (tens of seconds): it waits for the next
 /// epoch's document instead, which the runtime applies as soon as it comes.
-pub(super) fn keys_usable_until(epoch: u64, period: EpochPeriod) -> Time {
-    Time::from_unix_time(qanat_pki::Epoch(epoch).end(period)) + period.key_grace() / 2
+pub(super) fn keys_usable_until(epoch: u64, period: EpochPeriod) -> UnixMicros {
+    UnixMicros::from_unix_millis(qanat_pki::Epoch(epoch).end(period)) + period.key_grace() / 2
 }
 
 impl Engine {

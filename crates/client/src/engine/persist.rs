@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
-use qanat_mixnet::Time;
+use qanat_mixnet::UnixMicros;
 use qanat_packet::{NodeId, RecipientId};
-use qanat_pki::UnixTime;
+use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
 use crate::gateway::MailboxAccess;
@@ -122,9 +122,9 @@ impl Engine {
             let id =
                 <[u8; 16]>::try_from(k.as_slice()).map_err(|_| EngineError::Corrupt("partial message"))?;
             let PartialSince { first_ms, source } = decode(&v)?;
-            since.insert(id, (Time::from_unix_time(UnixTime::from_millis(first_ms)), source));
+            since.insert(id, (UnixMicros::from_unix_millis(UnixMillis::from_millis(first_ms)), source));
         }
-        let loaded = Time::from_system_time(now);
+        let loaded = UnixMicros::from_system_time(now);
         for (k, v) in profile.scan(NS_FRAG)? {
             let (id, index, count) = rows::fragment_of_key(&k).ok_or(EngineError::Corrupt("fragment key"))?;
             let (at, source) = since.get(&id.0).copied().unwrap_or((loaded, [0u8; 16]));

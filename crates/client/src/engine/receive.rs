@@ -3,8 +3,8 @@
 
 use std::time::SystemTime;
 
-use qanat_mixnet::{MailboxItem, Time};
-use qanat_pki::UnixTime;
+use qanat_mixnet::{MailboxItem, UnixMicros};
+use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
 use crate::gateway::Fetched;
@@ -78,7 +78,7 @@ impl Engine {
         self.writes.push(Write::put(mailbox, &Cursor(cursor)));
         self.flush()?;
         // Only now that the fragments are saved may their acknowledgements leave.
-        let t = Time::from_system_time(now);
+        let t = UnixMicros::from_system_time(now);
         for a in acks {
             self.acks.add(t, a.group, a.surb, a.message_id, a.index);
         }
@@ -152,11 +152,12 @@ impl Engine {
         }
         let fkey = fragment_key(message_id, index, count);
         let first = self.inbox.partial_since(&message_id).is_none();
-        match self.inbox.handle(Time::from_system_time(now), t, message_id, index, count, data.clone()) {
+        match self.inbox.handle(UnixMicros::from_system_time(now), t, message_id, index, count, data.clone())
+        {
             Received::Partial => {
                 if first {
                     let since =
-                        PartialSince { first_ms: UnixTime::from_system_time(now).as_millis(), source: t };
+                        PartialSince { first_ms: UnixMillis::from_system_time(now).as_millis(), source: t };
                     self.writes.push(Write::put(message_id.0, &since));
                 }
                 self.writes.push(Write::put(fkey, &FragmentData(data)));
@@ -178,9 +179,9 @@ impl Engine {
                     self.inbox.refuse(id, index);
                     return Ok(());
                 }
-                self.inbox.commit(id, Time::from_system_time(now));
+                self.inbox.commit(id, UnixMicros::from_system_time(now));
                 self.forget_fragments(id, count);
-                self.writes.push(Write::put(id.0, &SeenAt(UnixTime::from_system_time(now).as_millis())));
+                self.writes.push(Write::put(id.0, &SeenAt(UnixMillis::from_system_time(now).as_millis())));
                 acks.push(owed);
             }
         }
@@ -524,7 +525,7 @@ impl Engine {
                 sender: label.clone(),
                 text: text.clone(),
                 sent_at_ms: at,
-                at_ms: UnixTime::from_system_time(now).as_millis(),
+                at_ms: UnixMillis::from_system_time(now).as_millis(),
                 recipients: 0,
                 delivered: 0,
                 sent: false,
@@ -535,7 +536,7 @@ impl Engine {
                 thread: thread_name.clone(),
                 sender: label.clone(),
                 text,
-                sent_at: UnixTime::from_millis(at).to_system_time(),
+                sent_at: UnixMillis::from_millis(at).to_system_time(),
                 received_at: now,
             });
         }

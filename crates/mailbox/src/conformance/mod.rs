@@ -28,7 +28,7 @@ pub use model::ModelStore;
 
 use crate::{
     Append, AppendOutcome, Credential, Limits, MailboxId, MailboxStore, MessageId, Seq, StoreError,
-    StoreStats, UnixTime,
+    StoreStats, UnixSeconds,
 };
 
 /// Makes fresh, empty stores for the suite.
@@ -54,7 +54,7 @@ where
 // ---- helpers that drive every case ---------------------------------------------------------
 
 /// The time the cases start at.
-pub const T0: UnixTime = UnixTime(1_700_000_000);
+pub const T0: UnixSeconds = UnixSeconds(1_700_000_000);
 
 /// Mailbox number `i`.
 pub fn mailbox(i: u8) -> MailboxId {
@@ -107,7 +107,7 @@ async fn registered<F: Factory>(f: &F, limits: Limits, mailboxes: &[u8]) -> F::S
     store
 }
 
-async fn append_ok<S: MailboxStore>(store: &S, batch: Vec<Append>, now: UnixTime) -> Vec<AppendOutcome> {
+async fn append_ok<S: MailboxStore>(store: &S, batch: Vec<Append>, now: UnixSeconds) -> Vec<AppendOutcome> {
     let n = batch.len();
     let out = store.append(batch, now).await.expect("append");
     assert_eq!(out.len(), n, "one outcome per item");
@@ -350,7 +350,7 @@ pub async fn expire_by_retention<F: Factory>(f: &F) {
     assert_eq!(store.expire(secs(150)).await, Ok(1));
     assert_eq!(seqs(&fetch_all(&store, 1).await), vec![4]);
     // Retention longer than the clock's value: nothing expires.
-    assert_eq!(store.expire(UnixTime(5)).await, Ok(0));
+    assert_eq!(store.expire(UnixSeconds(5)).await, Ok(0));
     assert_eq!(
         store.stats().await.expect("stats"),
         StoreStats { mailboxes: 2, messages: 1, payload_bytes: 16 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::{
     Append, AppendOutcome, Credential, CredentialHash, Limits, MailboxId, MailboxStore, MessageId, Seq,
-    StoreError, StoreStats, StoredMessage, UnixTime,
+    StoreError, StoreStats, StoredMessage, UnixSeconds,
 };
 
 /// An in-memory [`MailboxStore`] written for clarity, used as the reference for every backend.
@@ -28,7 +28,7 @@ struct Mailbox {
 #[derive(Debug)]
 struct Message {
     message_id: MessageId,
-    stored_at: UnixTime,
+    stored_at: UnixSeconds,
     payload: Option<Vec<u8>>,
 }
 
@@ -76,7 +76,7 @@ impl MailboxStore for ModelStore {
         &self,
         mailbox: MailboxId,
         credential: &Credential,
-        _now: UnixTime,
+        _now: UnixSeconds,
     ) -> Result<(), StoreError> {
         let hash = CredentialHash::derive(&mailbox, credential);
         let mut state = self.state();
@@ -97,7 +97,7 @@ impl MailboxStore for ModelStore {
         Ok(())
     }
 
-    async fn append(&self, batch: Vec<Append>, now: UnixTime) -> Result<Vec<AppendOutcome>, StoreError> {
+    async fn append(&self, batch: Vec<Append>, now: UnixSeconds) -> Result<Vec<AppendOutcome>, StoreError> {
         let mut state = self.state();
         let mut out = Vec::with_capacity(batch.len());
         for item in batch {
@@ -189,7 +189,7 @@ impl MailboxStore for ModelStore {
         Ok(n)
     }
 
-    async fn expire(&self, now: UnixTime) -> Result<u64, StoreError> {
+    async fn expire(&self, now: UnixSeconds) -> Result<u64, StoreError> {
         let mut state = self.state();
         let mut n = 0;
         let forget_deleted = Duration::from_secs(self.limits.deleted_id_lifetime());

@@ -11,7 +11,7 @@ use rand_core::{Rng as _, SeedableRng as _};
 use super::acks::{self, AckGroup, AckQueue, AckStats};
 use super::seal::{self, SealKey};
 use super::*;
-use crate::{Hop, Time, Topology};
+use crate::{Hop, Topology, UnixMicros};
 
 const SCHEME: Scheme = Scheme::X25519Kem;
 
@@ -113,7 +113,7 @@ fn exchange(
         })
         .collect();
     let mut delivered = Vec::new();
-    let mut now = Time::ZERO;
+    let mut now = UnixMicros::ZERO;
     let mut sends = 0;
     for _ in 0..10_000 {
         now = now + Duration::from_millis(100);
@@ -187,7 +187,13 @@ fn with_thirty_percent_loss_everything_still_arrives_exactly_once() {
 }
 
 /// Sends the next packet of `outbox` through `net` and returns the SURB it carried.
-fn send_one(net: &Net, outbox: &mut Outbox, now: Time, key: &SealKey, rng: &mut ChaCha20Rng) -> Vec<u8> {
+fn send_one(
+    net: &Net,
+    outbox: &mut Outbox,
+    now: UnixMicros,
+    key: &SealKey,
+    rng: &mut ChaCha20Rng,
+) -> Vec<u8> {
     let g = geometry();
     let p = outbox.next_packet(now, &net.sphinx, &net.view(0), rng).unwrap();
     let a = net.deliver(net.gw[0], p.packet);
@@ -214,8 +220,8 @@ fn a_forged_or_replayed_ack_changes_nothing() {
     let to_b = Route { gateway: net.gw[1], mailbox: RecipientId([3; 32]), seal: kb };
     let a = outbox.queue(&g, to_a, RecipientId([2; 32]), b"hi a", &mut rng).unwrap();
     let b = outbox.queue(&g, to_b, RecipientId([2; 32]), b"hi b", &mut rng).unwrap();
-    let surb_a = send_one(&net, &mut outbox, Time::ZERO, &ka, &mut rng);
-    let surb_b = send_one(&net, &mut outbox, Time::ZERO, &kb, &mut rng);
+    let surb_a = send_one(&net, &mut outbox, UnixMicros::ZERO, &ka, &mut rng);
+    let surb_b = send_one(&net, &mut outbox, UnixMicros::ZERO, &kb, &mut rng);
     let entry = |id: MessageId, i: u16| AckEntry { message_id: id, indices: vec![i] };
 
     // Through A's SURB: B's message (sent to another mailbox) and a fragment A's message does
@@ -231,8 +237,8 @@ fn a_forged_or_replayed_ack_changes_nothing() {
     assert_eq!((outbox.state(&a), outbox.state(&b)), (Some(Delivery::Sent), None));
     assert!(!outbox.handle_reply(&net.sphinx, r.surb_id.unwrap(), &r.payload));
     // A's message, resent, is acknowledged through its own new SURB.
-    outbox.handle_timeout(Time::ZERO + Duration::from_secs(60));
-    let again = send_one(&net, &mut outbox, Time::ZERO + Duration::from_secs(60), &ka, &mut rng);
+    outbox.handle_timeout(UnixMicros::ZERO + Duration::from_secs(60));
+    let again = send_one(&net, &mut outbox, UnixMicros::ZERO + Duration::from_secs(60), &ka, &mut rng);
     assert!(reply(&net, &mut outbox, &again, vec![entry(a, 0)], &mut rng));
     assert_eq!(outbox.state(&a), None);
 }
@@ -251,7 +257,7 @@ fn one_reply_acknowledges_many_messages_to_one_mailbox() {
         (0..60u8).map(|i| outbox.queue(&g, route, RecipientId([2; 32]), &[i], &mut rng).unwrap()).collect();
     ids.push(outbox.queue(&g, route, RecipientId([2; 32]), &big, &mut rng).unwrap());
     let mut queue = AckQueue::default();
-    let now = Time::ZERO;
+    let now = UnixMicros::ZERO;
     for _ in 0..80 {
         let p = outbox.next_packet(now, &net.sphinx, &net.view(0), &mut rng).unwrap();
         let a = net.deliver(net.gw[0], p.packet);
@@ -278,7 +284,7 @@ fn the_ack_queue_is_bounded_and_expires() {
     let mut rng = ChaCha20Rng::seed_from_u64(12);
     let net = Net::new(&mut rng);
     let mut queue = AckQueue::default();
-    let now = Time::ZERO;
+    let now = UnixMicros::ZERO;
     // A flood of single-fragment messages, each its own group: the oldest fall out.
     for i in 0..(acks::MAX_PENDING as u32 + 100) {
         let mut id = [0u8; 16];
@@ -329,7 +335,7 @@ fn a_message_to_a_gateway_missing_from_the_directory_waits_and_does_not_fail_the
     let to_b = Route { gateway: net.gw[1], mailbox: RecipientId([3; 32]), seal: SealKey([4; 32]) };
     let stuck = outbox.queue(&g, to_gone, RecipientId([7; 32]), b"to a missing gateway", &mut rng).unwrap();
     let fine = outbox.queue(&g, to_b, RecipientId([7; 32]), b"to a gateway we know", &mut rng).unwrap();
-    let now = Time::ZERO;
+    let now = UnixMicros::ZERO;
     // The first slot goes to the message that can be sent.
     let p = outbox.next_packet(now, &net.sphinx, &net.view(0), &mut rng).expect("the routable one leaves");
     assert_eq!(net.deliver(net.gw[0], p.packet).gateway, net.gw[1]);
@@ -361,13 +367,13 @@ fn a_rerouted_message_is_due_at_once_at_its_new_mailbox_and_keeps_its_backoff() 
     let other = Route { gateway: net.gw[1], mailbox: RecipientId([9; 32]), seal: SealKey([9; 32]) };
     let a = outbox.queue(&g, r0, RecipientId([2; 32]), b"to the first mailbox", &mut rng).unwrap();
     let b = outbox.queue(&g, other, RecipientId([2; 32]), b"to someone else", &mut rng).unwrap();
-    let surb_r0 = send_one(&net, &mut outbox, Time::ZERO, &k0, &mut rng);
-    let _ = send_one(&net, &mut outbox, Time::ZERO, &SealKey([9; 32]), &mut rng);
+    let surb_r0 = send_one(&net, &mut outbox, UnixMicros::ZERO, &k0, &mut rng);
+    let _ = send_one(&net, &mut outbox, UnixMicros::ZERO, &SealKey([9; 32]), &mut rng);
     assert!(!outbox.has_queued());
 
     // The recipient moved: its message is due at once, sealed to the new mailbox (`send_one`
     // opens it with the new key); the other recipient's waits as it was.
-    let now = Time::ZERO + Duration::from_secs(1);
+    let now = UnixMicros::ZERO + Duration::from_secs(1);
     assert!(outbox.reroute(&a, r2, now));
     assert!(!outbox.reroute(&MessageId([0xee; 16]), r2, now), "an unknown message");
     outbox.handle_timeout(now);
@@ -394,11 +400,11 @@ fn a_cancelled_message_is_never_sent_again() {
     let mut outbox = Outbox::new(ResendPolicy { first: Duration::from_secs(1), max: Duration::from_secs(8) });
     let route = |n: u8| Route { gateway: net.gw[1], mailbox: RecipientId([n; 32]), seal: SealKey([n; 32]) };
     let sent = outbox.queue(&g, route(1), RecipientId([2; 32]), b"sent once", &mut rng).unwrap();
-    let _ = send_one(&net, &mut outbox, Time::ZERO, &SealKey([1; 32]), &mut rng);
+    let _ = send_one(&net, &mut outbox, UnixMicros::ZERO, &SealKey([1; 32]), &mut rng);
     let unsent = outbox.queue(&g, route(3), RecipientId([2; 32]), b"never sent", &mut rng).unwrap();
     assert!(outbox.cancel(&sent) && outbox.cancel(&unsent));
     assert!(!outbox.cancel(&sent), "once");
-    let later = Time::ZERO + Duration::from_secs(600);
+    let later = UnixMicros::ZERO + Duration::from_secs(600);
     outbox.handle_timeout(later);
     assert!(outbox.next_packet(later, &net.sphinx, &net.view(0), &mut rng).is_none());
     assert!(outbox.is_empty() && outbox.poll_timeout().is_none());

@@ -34,7 +34,7 @@ use qanat_link::{LinkConfig, LinkMetrics, LinkSecretKey};
 use qanat_mailbox::redis::{RedisConfig, RedisStore};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
 use qanat_mailbox::{Limits, MailboxStore, StoreError};
-use qanat_mixnet::{Gateway, GatewayConfig as CoreGatewayConfig, Mix, MixConfig, ResendConfig, Time};
+use qanat_mixnet::{Gateway, GatewayConfig as CoreGatewayConfig, Mix, MixConfig, ResendConfig, UnixMicros};
 use qanat_packet::{Geometry, RecipientId, SecretKey};
 use qanat_pki::descriptor::LinkAddress;
 use qanat_pki::{Authority, AuthorityConfig as CoreAuthorityConfig, Epoch, NodeDescriptor, Role};
@@ -286,7 +286,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                 link: link.clone(),
                 peers: HashMap::new(),
                 resend: ResendConfig::new(RESEND_AFTER, resend_give_up(period)),
-                clock: Time::from_unix_time(wall_now()),
+                clock: UnixMicros::from_unix_millis(wall_now()),
                 hostile: config.danger.as_ref().map(|d| d.hostile_mix).unwrap_or_default(),
             };
             let log = ReplayLog::open(&config.data_dir, |e| keys.packet_key(Epoch(e)).is_some())?;
@@ -321,7 +321,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                 link: link.clone(),
                 peers: HashMap::new(),
                 max_batch: 256,
-                clock: Time::from_unix_time(wall_now()),
+                clock: UnixMicros::from_unix_millis(wall_now()),
                 fault_drop_rate: config.danger.as_ref().map_or(0.0, |d| d.fault_drop_rate),
                 documents: documents.clone(),
                 pull_answer_delay: PULL_ANSWER_DELAY,
