@@ -62,7 +62,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hkdf::Hkdf;
 use qanat_codec::{DecodeError, Reader, Writer};
 use qanat_mixnet::sending::seal::SealKey;
-use qanat_packet::{NodeId, RecipientId};
+use qanat_packet::{MailboxId, NodeId};
 use qanat_pki::descriptor::MAX_ADDRESS_LEN;
 use qanat_pki::{LinkAddress, MAX_LINK_KEY_LEN, UnixMillis};
 use rand_core::CryptoRng;
@@ -240,7 +240,7 @@ impl Gateway {
 pub struct Invitation {
     expires_at: UnixMillis,
     gateway: Gateway,
-    mailbox: RecipientId,
+    mailbox: MailboxId,
     answer_key: [u8; KEY_LEN],
     token: [u8; TOKEN_LEN],
 }
@@ -258,7 +258,7 @@ impl Invitation {
     }
 
     /// The mailbox (at [`Invitation::gateway`]) the answer goes to.
-    pub fn mailbox(&self) -> &RecipientId {
+    pub fn mailbox(&self) -> &MailboxId {
         &self.mailbox
     }
 
@@ -308,7 +308,7 @@ impl Invitation {
         }
         let expires_at = UnixMillis::from_millis(r.u64()?);
         let gateway = Gateway::decode_from(&mut r)?;
-        let mailbox = RecipientId(r.array()?);
+        let mailbox = MailboxId(r.array()?);
         let answer_key = r.array()?;
         let token = r.array()?;
         r.finish()?;
@@ -410,7 +410,7 @@ pub struct Answer {
     /// The accepter's gateway.
     pub gateway: Gateway,
     /// The mailbox the accepter made for this contact.
-    pub mailbox: RecipientId,
+    pub mailbox: MailboxId,
     /// The key that seals what the inviter writes into `mailbox`.
     pub seal: SealKey,
     /// The accepter's MLS KeyPackage, serialized.
@@ -452,7 +452,7 @@ impl PendingInvitation {
         let invitation = Invitation {
             expires_at: now.plus_millis(validity_ms),
             gateway,
-            mailbox: RecipientId(mailbox),
+            mailbox: MailboxId(mailbox),
             answer_key,
             token,
         };
@@ -491,7 +491,7 @@ impl PendingInvitation {
             return Err(InviteError::BadAnswer);
         }
         let gateway = Gateway::decode_from(&mut r).map_err(|_| InviteError::BadAnswer)?;
-        let mailbox = RecipientId(r.array().map_err(|_| InviteError::BadAnswer)?);
+        let mailbox = MailboxId(r.array().map_err(|_| InviteError::BadAnswer)?);
         let seal = SealKey(r.array().map_err(|_| InviteError::BadAnswer)?);
         let key_package =
             r.bytes32(MAX_KEY_PACKAGE_LEN, "key package").map_err(|_| InviteError::BadAnswer)?.to_vec();
@@ -537,7 +537,7 @@ pub struct Accepted {
     /// The answer's bytes.
     pub answer: Vec<u8>,
     /// The mailbox made for this contact, at the accepter's gateway.
-    pub mailbox: RecipientId,
+    pub mailbox: MailboxId,
     /// The credential to register `mailbox` with.
     pub mailbox_credential: Zeroizing<[u8; 32]>,
 }
@@ -573,7 +573,7 @@ impl Accepted {
             "unknown accepted-invitation version",
         )?;
         let invitation = Invitation::decode(r.bytes16(MAX_INVITATION_LEN, "invitation too long")?)?;
-        let mailbox = RecipientId(r.array()?);
+        let mailbox = MailboxId(r.array()?);
         let mailbox_credential = Zeroizing::new(r.array()?);
         let answer = r.bytes32(MAX_ANSWER_LEN, "answer too long")?.to_vec();
         r.finish()?;
@@ -614,7 +614,7 @@ pub fn pending(tx: &Transaction<'_>) -> Result<Vec<PendingInvitation>, InviteErr
 /// invitation.
 pub fn take_answer(
     tx: &mut Transaction<'_>,
-    mailbox: &RecipientId,
+    mailbox: &MailboxId,
     bytes: &[u8],
 ) -> Result<Answer, InviteError> {
     let Some(stored) = tx.get(NS_PENDING, &mailbox.0)? else {
@@ -685,7 +685,7 @@ pub fn accept(
     rng.fill_bytes(&mut mailbox);
     let mut mailbox_credential = Zeroizing::new([0u8; 32]);
     rng.fill_bytes(mailbox_credential.as_mut());
-    let mailbox = RecipientId(mailbox);
+    let mailbox = MailboxId(mailbox);
     let answer = invitation
         .answer(rng, &Answer { gateway: own_gateway, mailbox, seal, key_package: key_package.to_vec() })?;
     let accepted = Accepted { invitation, answer, mailbox, mailbox_credential };

@@ -9,7 +9,7 @@ use qanat_client::invite::{
 };
 use qanat_client::store::{Passphrase, Profile, danger};
 use qanat_mixnet::sending::seal::SealKey;
-use qanat_packet::{NodeId, RecipientId};
+use qanat_packet::{MailboxId, NodeId};
 use qanat_pki::{LinkAddress, UnixMillis};
 
 const NOW: UnixMillis = UnixMillis::from_secs(1_780_000_000);
@@ -32,7 +32,7 @@ fn gateway(n: u8) -> Gateway {
 fn answer(n: u8) -> Answer {
     Answer {
         gateway: gateway(n),
-        mailbox: RecipientId([n; 32]),
+        mailbox: MailboxId([n; 32]),
         seal: SealKey([n; 32]),
         key_package: vec![0xab; 3000],
     }
@@ -222,7 +222,7 @@ fn inviter_and_accepter_through_their_profiles() {
         Err(InviteError::AlreadyUsed)
     ));
     assert!(matches!(
-        alice.transaction(|tx| invite::take_answer(tx, &RecipientId([0; 32]), &other)),
+        alice.transaction(|tx| invite::take_answer(tx, &MailboxId([0; 32]), &other)),
         Err(InviteError::Unknown)
     ));
 }

@@ -10,15 +10,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-/// A mailbox: a random 256-bit id chosen by its owner.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MailboxId(pub [u8; 32]);
-
-impl fmt::Debug for MailboxId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MailboxId(..)")
-    }
-}
+/// A mailbox: a random 256-bit id chosen by its owner, the one a Sphinx packet's last hop names.
+pub use qanat_packet::MailboxId;
 
 /// A message's id, chosen by its sender: a retransmitted packet carries the same id, which is
 /// how a store recognises it.

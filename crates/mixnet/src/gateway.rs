@@ -46,7 +46,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use qanat_packet::{Geometry, NodeId, RecipientId, ReplayTag, SecretKey, Sphinx, SurbId};
+use qanat_packet::{Geometry, MailboxId, NodeId, ReplayTag, SecretKey, Sphinx, SurbId};
 
 use crate::keyring::{
     DelayQueue, EpochWindow, KeyRing, ReplayBatch, RingError, Transmit, earliest, requested_delay,
@@ -104,7 +104,7 @@ pub struct StoreRequest {
     /// Reported back with the outcome.
     pub token: StoreToken,
     /// The mailbox.
-    pub mailbox: RecipientId,
+    pub mailbox: MailboxId,
     /// De-duplication id: the packet's replay tag at this gateway.
     pub message_id: [u8; 32],
     /// The encoded [`MailboxItem`].

@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use qanat_packet::{Geometry, NodeId, RecipientId, ReplayTag, SecretKey, Sphinx, UnwrapError, Unwrapped};
+use qanat_packet::{Geometry, MailboxId, NodeId, ReplayTag, SecretKey, Sphinx, UnwrapError, Unwrapped};
 use rand_core::CryptoRng;
 
 use crate::keyring::{
@@ -32,8 +32,9 @@ use crate::topology::{Destination, Hop, Position, Topology, path_hops};
 pub struct MixConfig {
     /// This node.
     pub id: NodeId,
-    /// The secret recipient id of this node's own loop packets.
-    pub loop_recipient: RecipientId,
+    /// The secret mailbox id this node's own loop packets carry to their last hop, this node: how
+    /// it tells them from others.
+    pub loop_recipient: MailboxId,
     /// Mean per-hop delay 1/μ used in the node's own loop packets.
     pub mean_delay: Duration,
     /// Rate λ_M of loop cover packets per second (0 disables them).
@@ -52,7 +53,7 @@ pub struct MixConfig {
 impl MixConfig {
     /// Defaults for `id`: mean delay 50 ms, λ_M = 40/s (so λ_M/μ = 2 from loops alone), delays cut
     /// at 20× the mean, 100,000 queued packets, replay filters of 4 million tags at 10⁻⁶.
-    pub fn new(id: NodeId, loop_recipient: RecipientId) -> Self {
+    pub fn new(id: NodeId, loop_recipient: MailboxId) -> Self {
         Self {
             id,
             loop_recipient,

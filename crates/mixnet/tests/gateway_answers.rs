@@ -10,7 +10,7 @@ use qanat_mixnet::{
     Ack, AckToken, Destination, Dropped, Egress, EpochWindow, Gateway, GatewayConfig, Hop, Refusal,
     StoreResult, Topology, UnixMicros, path_hops,
 };
-use qanat_packet::{Geometry, NodeId, RecipientId, Scheme, SecretKey, Sphinx, SurbId};
+use qanat_packet::{Geometry, MailboxId, NodeId, Scheme, SecretKey, Sphinx, SurbId};
 
 const SCHEME: Scheme = Scheme::X25519Nike;
 const GW: NodeId = NodeId([1; 32]);
@@ -51,7 +51,7 @@ impl Setup {
     /// A last hop at the gateway for a mailbox, sealed (opaque) as clients make them.
     fn mailbox_packet(&mut self) -> Vec<u8> {
         let hop = Hop { id: GW, key: self.gw_key.public_key() };
-        let dest = Destination::SurbReply(RecipientId([9; 32]), SurbId([5; 16]));
+        let dest = Destination::SurbReply(MailboxId([9; 32]), SurbId([5; 16]));
         let path = path_hops(&[&hop], |_| true, Duration::ZERO, dest, &mut self.rng);
         let g = self.sphinx.geometry();
         let body = vec![0u8; g.payload_tag_len() + g.forward_payload_len()];
@@ -66,7 +66,7 @@ impl Setup {
             &refs,
             |id| *id == GW,
             Duration::from_millis(1),
-            Destination::Recipient(RecipientId([3; 32])),
+            Destination::Recipient(MailboxId([3; 32])),
             &mut self.rng,
         );
         let payload = vec![0u8; self.sphinx.geometry().forward_payload_len()];
@@ -77,7 +77,7 @@ impl Setup {
     fn packet_to_a_random_key(&mut self) -> Vec<u8> {
         let stranger = SecretKey::generate(SCHEME, &mut self.rng);
         let hop = Hop { id: GW, key: stranger.public_key() };
-        let dest = Destination::SurbReply(RecipientId([9; 32]), SurbId([5; 16]));
+        let dest = Destination::SurbReply(MailboxId([9; 32]), SurbId([5; 16]));
         let path = path_hops(&[&hop], |_| true, Duration::ZERO, dest, &mut self.rng);
         let g = self.sphinx.geometry();
         let body = vec![0u8; g.payload_tag_len() + g.forward_payload_len()];

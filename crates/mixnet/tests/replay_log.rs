@@ -11,7 +11,7 @@ use qanat_mixnet::{
     AckToken, Destination, Dropped, Egress, EpochWindow, Gateway, GatewayConfig, Hop, Mix, MixConfig,
     ReplayBatch, Topology, UnixMicros, path_hops,
 };
-use qanat_packet::{Geometry, NodeId, RecipientId, ReplayTag, Scheme, SecretKey, Sphinx};
+use qanat_packet::{Geometry, MailboxId, NodeId, ReplayTag, Scheme, SecretKey, Sphinx};
 
 const SCHEME: Scheme = Scheme::X25519Nike;
 
@@ -39,7 +39,7 @@ impl Setup {
 
     /// A mix with the key of epoch 7 installed, its log enabled, with `capacity` tags per key.
     fn mix(&self, capacity: u64) -> Mix {
-        let mut cfg = MixConfig::new(MIX, RecipientId([9; 32]));
+        let mut cfg = MixConfig::new(MIX, MailboxId([9; 32]));
         cfg.loop_rate = 0.0;
         cfg.replay_capacity = capacity;
         let mut m = Mix::new(cfg, Geometry::default_for(SCHEME));
@@ -59,7 +59,7 @@ impl Setup {
             &refs,
             |_| false,
             Duration::from_millis(1),
-            Destination::Recipient(RecipientId([3; 32])),
+            Destination::Recipient(MailboxId([3; 32])),
             &mut self.rng,
         );
         let payload = vec![0u8; self.sphinx.geometry().forward_payload_len()];
@@ -168,7 +168,7 @@ fn a_full_log_stops_logging_but_never_stops_forwarding() {
 #[test]
 fn without_the_log_nothing_is_held() {
     let mut s = Setup::new();
-    let mut cfg = MixConfig::new(MIX, RecipientId([9; 32]));
+    let mut cfg = MixConfig::new(MIX, MailboxId([9; 32]));
     cfg.loop_rate = 0.0;
     cfg.replay_capacity = 1000;
     let mut mix = Mix::new(cfg, Geometry::default_for(SCHEME));

@@ -16,7 +16,7 @@ use qanat_mixnet::sending::{NetworkView, Outbox, Payload, ResendPolicy, Route, a
 use qanat_mixnet::{
     AckToken, EpochWindow, Gateway, GatewayConfig, Hop, MailboxItem, StoreRequest, Topology, UnixMicros,
 };
-use qanat_packet::{Geometry, NodeId, RecipientId, Scheme, SecretKey, Sphinx};
+use qanat_packet::{Geometry, MailboxId, NodeId, Scheme, SecretKey, Sphinx};
 
 const SCHEME: Scheme = Scheme::X25519Kem;
 
@@ -91,12 +91,12 @@ fn every_item_on_the_egress_path_is_random_bytes_of_one_length() {
     let view = net.view();
     let mut outbox =
         Outbox::new(ResendPolicy { first: Duration::from_secs(5), max: Duration::from_secs(60) });
-    let alice_home = (RecipientId([0xa0; 32]), SealKey::random(&mut rng));
+    let alice_home = (MailboxId([0xa0; 32]), SealKey::random(&mut rng));
     // Three members of a group (one mailbox each) and two contacts.
     let routes: Vec<Route> = (0..5u8)
         .map(|i| Route {
             gateway: net.gw,
-            mailbox: RecipientId([0x10 + i; 32]),
+            mailbox: MailboxId([0x10 + i; 32]),
             seal: SealKey::random(&mut rng),
         })
         .collect();

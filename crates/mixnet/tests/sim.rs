@@ -14,7 +14,7 @@ use qanat_mixnet::{
     AckToken, Destination, Dropped, EpochWindow, Gateway, GatewayConfig, Hop, MailboxItem, Mix, MixConfig,
     Received, StoreResult, Topology, UnixMicros, path_hops,
 };
-use qanat_packet::{Geometry, NodeId, RecipientId, Scheme, SecretKey, Sphinx};
+use qanat_packet::{Geometry, MailboxId, NodeId, Scheme, SecretKey, Sphinx};
 
 const SCHEME: Scheme = Scheme::X25519Kem;
 const EPOCH: Duration = Duration::from_secs(20);
@@ -32,7 +32,7 @@ struct Net {
     /// Packets a mix sent to a gateway and not yet acknowledged: token -> (from, to, packet, resend at).
     unacked: BTreeMap<u64, (NodeId, NodeId, Vec<u8>, UnixMicros)>,
     /// The mailbox store: (mailbox, message id) -> item, in arrival order.
-    store: Vec<(RecipientId, [u8; 32], Vec<u8>)>,
+    store: Vec<(MailboxId, [u8; 32], Vec<u8>)>,
     store_fails: bool,
     mix_keys: BTreeMap<NodeId, Vec<(u64, SecretKey)>>,
     layers: Vec<Vec<NodeId>>,
@@ -58,7 +58,7 @@ impl Net {
         for m in layers.iter().flatten() {
             let mut loop_id = [0u8; 32];
             rng.fill_bytes(&mut loop_id);
-            let mut cfg = MixConfig::new(*m, RecipientId(loop_id));
+            let mut cfg = MixConfig::new(*m, MailboxId(loop_id));
             cfg.loop_rate = loop_rate;
             cfg.replay_capacity = 100_000;
             mixes.insert(*m, Mix::new(cfg, geometry.clone()));
@@ -148,7 +148,7 @@ impl Net {
     /// A client packet through ingress gateway, the three layers and the egress gateway: opaque,
     /// as clients make them (a SURB-reply command on the last hop, `payload` at the start of the
     /// body).
-    fn client_packet(&mut self, epoch: u64, recipient: RecipientId, payload: &[u8]) -> (NodeId, Vec<u8>) {
+    fn client_packet(&mut self, epoch: u64, recipient: MailboxId, payload: &[u8]) -> (NodeId, Vec<u8>) {
         self.client_packet_to(
             epoch,
             Destination::SurbReply(recipient, qanat_packet::SurbId([7; 16])),
@@ -211,7 +211,7 @@ impl Net {
     }
 
     /// Payloads stored for `r`, decoded.
-    fn mailbox(&self, r: RecipientId) -> Vec<MailboxItem> {
+    fn mailbox(&self, r: MailboxId) -> Vec<MailboxItem> {
         self.store.iter().filter(|(m, ..)| *m == r).map(|(_, _, i)| MailboxItem::decode(i).unwrap()).collect()
     }
 
@@ -296,7 +296,7 @@ fn numbers(items: &[MailboxItem]) -> Vec<u32> {
 #[test]
 fn packets_cross_three_layers_and_land_in_the_mailbox_exactly_once() {
     let mut net = Net::new(1, 0.0);
-    let r = RecipientId([0xee; 32]);
+    let r = MailboxId([0xee; 32]);
     for i in 0..300u32 {
         net.run_until(UnixMicros::ZERO + Duration::from_millis(u64::from(i) * 10));
         let (gin, pkt) = net.client_packet(0, r, &i.to_be_bytes());
@@ -318,7 +318,7 @@ fn packets_cross_three_layers_and_land_in_the_mailbox_exactly_once() {
 #[test]
 fn replays_and_garbage_are_dropped_and_counted() {
     let mut net = Net::new(2, 0.0);
-    let (_, pkt) = net.client_packet(0, RecipientId([1; 32]), b"x");
+    let (_, pkt) = net.client_packet(0, MailboxId([1; 32]), b"x");
     // Unwrap at the ingress gateway by hand to get what layer 1 receives.
     let g = net.gateway_ids[0];
     let key = &net.gateways[&g][0].1;
@@ -350,7 +350,7 @@ fn replays_and_garbage_are_dropped_and_counted() {
 
 /// A layer-1 packet and its mix, as the ingress gateway would send it.
 fn layer1_packet(net: &mut Net, n: u8) -> (NodeId, Vec<u8>) {
-    let (_, pkt) = net.client_packet(0, RecipientId([n; 32]), b"x");
+    let (_, pkt) = net.client_packet(0, MailboxId([n; 32]), b"x");
     let key = &net.gateways[&net.gateway_ids[0]][0].1;
     let mut p = pkt;
     let out = net.sphinx.unwrap(key, &mut p).unwrap();
@@ -403,7 +403,7 @@ fn a_batch_is_handled_like_its_packets_one_by_one() {
 #[test]
 fn traffic_survives_epoch_boundaries_and_old_keys_expire() {
     let mut net = Net::new(3, 0.0);
-    let r = RecipientId([7; 32]);
+    let r = MailboxId([7; 32]);
     // Send through epochs 0, 1, 2 (20 s each), including packets made just before a boundary
     // with the old epoch's keys, which arrive after it (within the grace period).
     for i in 0..120u64 {
@@ -449,7 +449,7 @@ fn loop_cover_traffic_keeps_every_mix_busy() {
 fn lossy_links_lose_packets_but_never_corrupt_or_duplicate() {
     let mut net = Net::new(5, 0.0);
     net.loss = 0.1;
-    let r = RecipientId([9; 32]);
+    let r = MailboxId([9; 32]);
     for i in 0..200u32 {
         net.run_until(UnixMicros::ZERO + Duration::from_millis(u64::from(i) * 10));
         let (gin, pkt) = net.client_packet(0, r, &i.to_be_bytes());
@@ -468,7 +468,7 @@ fn lossy_links_lose_packets_but_never_corrupt_or_duplicate() {
 #[test]
 fn a_gateway_that_cannot_store_acknowledges_nothing_and_loses_nothing() {
     let mut net = Net::new(6, 0.0);
-    let r = RecipientId([3; 32]);
+    let r = MailboxId([3; 32]);
     net.store_fails = true;
     for i in 0..100u32 {
         net.run_until(UnixMicros::ZERO + Duration::from_millis(u64::from(i) * 10));
@@ -501,7 +501,7 @@ fn clients_cannot_skip_the_first_layer() {
         &[&gin, &l2, &gout],
         |n| gws.contains(n),
         Duration::from_millis(10),
-        Destination::Recipient(RecipientId([1; 32])),
+        Destination::Recipient(MailboxId([1; 32])),
         &mut net.rng,
     );
     let payload = vec![0u8; net.sphinx.geometry().forward_payload_len()];
@@ -514,7 +514,7 @@ fn clients_cannot_skip_the_first_layer() {
 fn surb_replies_are_stored_with_their_surb_id_for_the_owner() {
     let mut net = Net::new(8, 0.0);
     let topo = net.topology(0);
-    let owner = RecipientId([0x0a; 32]);
+    let owner = MailboxId([0x0a; 32]);
     let hops: Vec<Hop> = vec![
         topo.gateways[1].clone(),
         topo.layers[0][0].clone(),
@@ -548,7 +548,7 @@ fn surb_replies_are_stored_with_their_surb_id_for_the_owner() {
 #[test]
 fn every_stored_item_has_one_length_and_a_readable_last_hop_is_refused() {
     let mut net = Net::new(9, 0.0);
-    let r = RecipientId([0x1c; 32]);
+    let r = MailboxId([0x1c; 32]);
     // An opaque packet and a SURB reply are stored in one form, of one length.
     let (gin, p) = net.client_packet(0, r, b"opaque");
     net.client_send(gin, p).unwrap();
@@ -573,7 +573,7 @@ fn every_stored_item_has_one_length_and_a_readable_last_hop_is_refused() {
 #[test]
 fn a_mix_without_loops_wakes_up_to_erase_an_expired_key() {
     let mut rng = ChaCha20Rng::seed_from_u64(5);
-    let mut config = MixConfig::new(NodeId([9; 32]), RecipientId([8; 32]));
+    let mut config = MixConfig::new(NodeId([9; 32]), MailboxId([8; 32]));
     config.loop_rate = 0.0;
     let mut m = Mix::new(config, Geometry::default_for(Scheme::X25519Nike));
     let w = EpochWindow {

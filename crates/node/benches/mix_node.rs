@@ -26,7 +26,7 @@ use qanat_mixnet::{EpochWindow, Mix, MixConfig, UnixMicros};
 use qanat_node::ReplayLog;
 use qanat_node::runtime::{MixRuntimeConfig, Peer, spawn_mix, spawn_mix_with_replay_log};
 use qanat_packet::{
-    Geometry, NodeDelay, NodeId, PathHop, RecipientId, RoutingCommand, Scheme, SecretKey, Sphinx,
+    Geometry, MailboxId, NodeDelay, NodeId, PathHop, RoutingCommand, Scheme, SecretKey, Sphinx,
 };
 
 const SCHEME: Scheme = Scheme::X25519Kem;
@@ -82,7 +82,7 @@ fn main() {
         PathHop {
             id: sink_id,
             public_key: sink_key.public_key(),
-            commands: vec![RoutingCommand::Recipient(RecipientId([3; 32]))],
+            commands: vec![RoutingCommand::Recipient(MailboxId([3; 32]))],
         },
     ];
     let payload = vec![0x42u8; geometry.forward_payload_len()];
@@ -145,7 +145,7 @@ fn main() {
     let mix_thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
-            let mut cfg = MixConfig::new(mix_id, RecipientId([9; 32]));
+            let mut cfg = MixConfig::new(mix_id, MailboxId([9; 32]));
             cfg.loop_rate = 0.0;
             cfg.max_queue = 1_000_000;
             let mut core = Mix::new(cfg, geometry.clone());

@@ -23,7 +23,7 @@ use qanat_mixnet::{EpochWindow, Gateway, GatewayConfig, Topology, UnixMicros};
 use qanat_node::runtime::{
     ClientBudgets, EpochUpdate, GatewayHandle, GatewayRuntimeConfig, Peer, spawn_gateway,
 };
-use qanat_packet::{Geometry, NodeId, Scheme};
+use qanat_packet::{Geometry, MailboxId, NodeId, Scheme};
 use tokio::net::TcpSocket;
 use tokio::time::{Instant, sleep, timeout};
 
@@ -152,11 +152,11 @@ async fn pull(conn: &mut Connection<LinkPublicKey>, id: u32, ops: Vec<Op>) -> [O
 }
 
 fn register(i: u8) -> Op {
-    Op::Register { mailbox: [i; 32], credential: [i ^ 0xff; 32] }
+    Op::Register { mailbox: MailboxId([i; 32]), credential: [i ^ 0xff; 32] }
 }
 
 fn unregister(i: u8) -> Op {
-    Op::Unregister { mailbox: [i; 32], credential: [i ^ 0xff; 32] }
+    Op::Unregister { mailbox: MailboxId([i; 32]), credential: [i ^ 0xff; 32] }
 }
 
 const DONE: OpResult = OpResult::Done;
@@ -259,12 +259,12 @@ async fn a_registration_flood_fails_only_the_refused_registrations() {
     assert_eq!(r[..2], [DONE, DONE]);
     // Now the rate is spent: the registration fails alone; the unregistration and a deletion in
     // the same pull are carried out, and the session goes on.
-    let delete = Op::Delete { mailbox: [3; 32], credential: [3 ^ 0xff; 32], up_to: 1 };
+    let delete = Op::Delete { mailbox: MailboxId([3; 32]), credential: [3 ^ 0xff; 32], up_to: 1 };
     let r = pull(&mut flooder, 4, vec![unregister(4), register(12), delete]).await;
     assert_eq!(r[..3], [DONE, LATER, DONE]);
     assert_eq!(m.registrations_rate_limited.load(Ordering::Relaxed), 1);
     // The one-frame registration is held to the same budgets.
-    let req = Request::Register { id: 9, mailbox: [13; 32], credential: [0; 32] };
+    let req = Request::Register { id: 9, mailbox: MailboxId([13; 32]), credential: [0; 32] };
     flooder.send(Frame::Control(req.encode().unwrap())).await.unwrap();
     let f = timeout(BOUND, flooder.recv()).await.unwrap().unwrap();
     let Frame::Control(b) = f else { panic!("not a control frame") };

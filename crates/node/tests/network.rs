@@ -19,7 +19,7 @@ use qanat_mixnet::{
     path_hops,
 };
 use qanat_node::runtime::{GatewayRuntimeConfig, MixRuntimeConfig, Peer, spawn_gateway, spawn_mix};
-use qanat_packet::{Geometry, NodeId, RecipientId, Scheme, SecretKey, Sphinx};
+use qanat_packet::{Geometry, MailboxId, NodeId, Scheme, SecretKey, Sphinx};
 
 const SCHEME: Scheme = Scheme::X25519Kem;
 
@@ -135,7 +135,7 @@ async fn scenario(full_disk: bool) {
     let mut mix_handles = Vec::new();
     for i in (0..3).rev() {
         let prev = if i == 0 { &gin } else { &mixes[i - 1] };
-        let mut cfg = MixConfig::new(mixes[i].id, RecipientId([0x60 + i as u8; 32]));
+        let mut cfg = MixConfig::new(mixes[i].id, MailboxId([0x60 + i as u8; 32]));
         cfg.loop_rate = 0.0;
         cfg.replay_capacity = 100_000;
         let mut core = Mix::new(cfg, geometry.clone());
@@ -197,7 +197,7 @@ async fn scenario(full_disk: bool) {
     )
     .await
     .unwrap();
-    let (mailbox, credential) = ([0x4d; 32], [0x5c; 32]);
+    let (mailbox, credential) = (MailboxId([0x4d; 32]), [0x5c; 32]);
     let r = control(&mut at_egress, Request::Register { id: 1, mailbox, credential }).await;
     assert_eq!(r, vec![Response::Ok { id: 1 }]);
 
@@ -221,7 +221,7 @@ async fn scenario(full_disk: bool) {
             &hops,
             |n| *n == gin.id || *n == gout.id,
             Duration::from_millis(5),
-            Destination::SurbReply(RecipientId(mailbox), qanat_packet::SurbId([3; 16])),
+            Destination::SurbReply(mailbox, qanat_packet::SurbId([3; 16])),
             &mut rng,
         );
         let mut payload = vec![0u8; geometry.payload_tag_len() + geometry.forward_payload_len()];

@@ -24,7 +24,7 @@ use qanat_node::ReplayLog;
 use qanat_node::runtime::{MixRuntimeConfig, Peer, spawn_mix_with_replay_log};
 use qanat_node::service::metrics::{self, Exposition};
 use qanat_packet::{
-    Geometry, NodeDelay, NodeId, PathHop, RecipientId, RoutingCommand, Scheme, SecretKey, Sphinx,
+    Geometry, MailboxId, NodeDelay, NodeId, PathHop, RoutingCommand, Scheme, SecretKey, Sphinx,
 };
 
 const SCHEME: Scheme = Scheme::X25519Nike;
@@ -68,7 +68,7 @@ fn child_mix() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     rt.block_on(async move {
         let k = keys();
-        let mut cfg = MixConfig::new(MIX, RecipientId([9; 32]));
+        let mut cfg = MixConfig::new(MIX, MailboxId([9; 32]));
         cfg.loop_rate = 0.0;
         cfg.replay_capacity = 100_000;
         let mut core = Mix::new(cfg, Geometry::default_for(SCHEME));
@@ -257,7 +257,7 @@ async fn a_mix_killed_mid_epoch_drops_replays_of_what_it_forwarded_before() {
         PathHop {
             id: SINK,
             public_key: k.sink_packet.public_key(),
-            commands: vec![RoutingCommand::Recipient(RecipientId([4; 32]))],
+            commands: vec![RoutingCommand::Recipient(MailboxId([4; 32]))],
         },
     ];
     let payload = vec![0u8; sphinx.geometry().forward_payload_len()];

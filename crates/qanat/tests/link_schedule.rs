@@ -21,7 +21,7 @@ use qanat_mixnet::UnixMicros;
 use qanat_mixnet::client_proto::{Op, OpResult, PULL_OPS, Request, Response, doc_chunk_len};
 use qanat_mixnet::pull::PullServer;
 use qanat_mixnet::sending::{PULL_BATCH, PULL_FIRST, Rates, Schedule};
-use qanat_packet::{Geometry, Scheme};
+use qanat_packet::{Geometry, MailboxId, Scheme};
 use qanat_sim::stats::ks_two_sample;
 
 const RATES: Rates = Rates { payload: 2.0, loops: 0.5, drops: 0.5 };
@@ -38,7 +38,7 @@ struct Seen {
 
 struct Gateway {
     server: PullServer,
-    store: BTreeMap<[u8; 32], Vec<(u64, Vec<u8>)>>,
+    store: BTreeMap<MailboxId, Vec<(u64, Vec<u8>)>>,
     next_seq: u64,
     doc: Vec<u8>,
 }
@@ -77,7 +77,7 @@ impl Gateway {
         self.server.answer(id, limit, more, results, items, want, doc, chunk_len, 7)
     }
 
-    fn deliver(&mut self, mailbox: [u8; 32]) {
+    fn deliver(&mut self, mailbox: MailboxId) {
         if let Some(q) = self.store.get_mut(&mailbox) {
             self.next_seq += 1;
             q.push((self.next_seq, vec![0x5a; 1600]));
@@ -86,8 +86,8 @@ impl Gateway {
 }
 
 fn access(rng: &mut ChaCha20Rng) -> MailboxAccess {
-    let mut m = MailboxAccess { mailbox: [0; 32], credential: [0; 32] };
-    rng.fill_bytes(&mut m.mailbox);
+    let mut m = MailboxAccess { mailbox: MailboxId([0; 32]), credential: [0; 32] };
+    rng.fill_bytes(&mut m.mailbox.0);
     rng.fill_bytes(&mut m.credential);
     m
 }

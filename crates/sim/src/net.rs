@@ -32,7 +32,7 @@ use qanat_mixnet::{
     AckToken, EpochWindow, Gateway, GatewayConfig, Hop, MailboxItem, Mix, MixConfig, MixMetrics, StoreResult,
     Topology, UnixMicros, exponential,
 };
-use qanat_packet::{Geometry, NodeId, RecipientId, Scheme, SecretKey, Sphinx};
+use qanat_packet::{Geometry, MailboxId, NodeId, Scheme, SecretKey, Sphinx};
 
 use crate::{Endpoint, Knowledge, MailboxSeen, Observation, Stored};
 
@@ -220,9 +220,9 @@ impl Ord for Queued {
 pub(crate) struct Client {
     pub(crate) view: NetworkView,
     pub(crate) gateway: usize,
-    pub(crate) mailbox: RecipientId,
+    pub(crate) mailbox: MailboxId,
     /// The thread mailboxes this client keeps (one per contact who wrote to it).
-    pub(crate) threads: Vec<RecipientId>,
+    pub(crate) threads: Vec<MailboxId>,
     pub(crate) schedule: Schedule,
     pub(crate) outbox: Outbox,
     /// Acknowledgements owed, each with the time from which it may be sent.
@@ -277,9 +277,9 @@ pub(crate) struct Setup {
     pub(crate) clients: Vec<Client>,
     pub(crate) ids: HashMap<NodeId, Node>,
     /// Every registered mailbox: its owner and how its gateway sees it.
-    pub(crate) mailboxes: HashMap<RecipientId, (u32, MailboxSeen)>,
+    pub(crate) mailboxes: HashMap<MailboxId, (u32, MailboxSeen)>,
     /// The thread mailbox `(recipient, sender)`: the one the recipient keeps for the sender.
-    pub(crate) threads: HashMap<(u32, u32), RecipientId>,
+    pub(crate) threads: HashMap<(u32, u32), MailboxId>,
 }
 
 fn node_id(kind: u8, i: usize) -> NodeId {
@@ -331,7 +331,7 @@ impl Setup {
             let id = node_id(1, i);
             let mut loop_id = [0u8; 32];
             rng.fill_bytes(&mut loop_id);
-            let mut cfg = MixConfig::new(id, RecipientId(loop_id));
+            let mut cfg = MixConfig::new(id, MailboxId(loop_id));
             cfg.replay_capacity = capacity;
             let mut mix = Mix::new(cfg, geometry.clone());
             mix.set_cover(config.mean_delay, config.mix_loop_rate);
@@ -371,7 +371,7 @@ impl Setup {
             let gateway = c as usize % config.gateways;
             let mut m = [0u8; 32];
             rng.fill_bytes(&mut m);
-            let mailbox = RecipientId(m);
+            let mailbox = MailboxId(m);
             mailboxes.insert(mailbox, (c, MailboxSeen::Home { owner: c }));
             let rates = if config.client_cover {
                 config.rates
@@ -399,13 +399,13 @@ impl Setup {
     }
 
     /// The thread mailbox `recipient` keeps for `sender`, made on first use.
-    pub(crate) fn thread(&mut self, recipient: u32, sender: u32) -> RecipientId {
+    pub(crate) fn thread(&mut self, recipient: u32, sender: u32) -> MailboxId {
         if let Some(m) = self.threads.get(&(recipient, sender)) {
             return *m;
         }
         let mut m = [0u8; 32];
         self.rng.fill_bytes(&mut m);
-        let m = RecipientId(m);
+        let m = MailboxId(m);
         let serial = self.threads.len() as u64;
         self.threads.insert((recipient, sender), m);
         if let Some(c) = self.clients.get_mut(recipient as usize) {
@@ -636,6 +636,6 @@ impl Sim<'_> {
 
 /// A mailbox's seal key in the simulation: derived from the mailbox id (the seal's secrecy plays
 /// no part in what the simulation measures; its cost and the items' form do).
-pub(crate) fn seal_key(mailbox: RecipientId) -> SealKey {
+pub(crate) fn seal_key(mailbox: MailboxId) -> SealKey {
     SealKey(mailbox.0)
 }

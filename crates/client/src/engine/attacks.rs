@@ -47,7 +47,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use qanat_packet::RecipientId;
+use qanat_packet::MailboxId;
 use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
@@ -186,7 +186,7 @@ impl Engine {
         }
         let mut data = vec![0u8; f.len];
         rng.fill_bytes(&mut data);
-        let home = RecipientId(self.settings.home_mailbox);
+        let home = MailboxId(self.settings.home_mailbox);
         let (surb, _id, _keys) = sending::reply_surb(&net.sphinx, &net.view, &route.gateway, home, rng)?;
         let payload = Payload::Data { surb, message_id: f.message_id, index: f.index, count: f.count, data }
             .encode(g, rng)?;

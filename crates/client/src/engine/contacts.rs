@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use qanat_packet::RecipientId;
+use qanat_packet::MailboxId;
 use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
@@ -43,7 +43,8 @@ impl Engine {
             rows::put(tx, &thread.id, &thread)?;
             Ok::<_, EngineError>(p)
         })?;
-        self.registrations.push(MailboxAccess { mailbox: thread.mailbox, credential: thread.credential });
+        self.registrations
+            .push(MailboxAccess { mailbox: MailboxId(thread.mailbox), credential: thread.credential });
         self.threads.insert(thread.id, thread);
         Ok(pending.invitation().clone())
     }
@@ -107,10 +108,11 @@ impl Engine {
             Ok::<_, EngineError>((a.mailbox, rec))
         })?;
         let _ = accepted_mailbox;
-        let reply = RecipientId(self.settings.home_mailbox);
+        let reply = MailboxId(self.settings.home_mailbox);
         self.outbox.queue_as(MessageId(out_id), &geometry, rec.route.route(), reply, &rec.bytes)?;
         self.out_recs.insert(MessageId(out_id), rec);
-        self.registrations.push(MailboxAccess { mailbox: thread.mailbox, credential: thread.credential });
+        self.registrations
+            .push(MailboxAccess { mailbox: MailboxId(thread.mailbox), credential: thread.credential });
         self.threads.insert(thread.id, thread);
         Ok(())
     }

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use qanat_packet::MailboxId;
 use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
@@ -39,7 +40,8 @@ impl Engine {
         let conv = Conversation::create(&self.config.mls)?;
         let thread = self.new_thread(name.into(), Kind::Group, ThreadState::Active, rng);
         let id = thread.id;
-        self.registrations.push(MailboxAccess { mailbox: thread.mailbox, credential: thread.credential });
+        self.registrations
+            .push(MailboxAccess { mailbox: MailboxId(thread.mailbox), credential: thread.credential });
         self.writes.push(Write::put(id, &thread));
         self.threads.insert(id, thread);
         self.convs.insert(id, conv);
@@ -419,7 +421,7 @@ impl Engine {
             seal: g.seal,
             key_package,
         };
-        self.registrations.push(MailboxAccess { mailbox: g.mailbox, credential: g.credential });
+        self.registrations.push(MailboxAccess { mailbox: MailboxId(g.mailbox), credential: g.credential });
         self.writes.push(Write::Put(NS_JOIN, g.id.to_vec(), join.export()?.to_vec()));
         self.writes.push(Write::put(g.id, &g));
         self.writes.push(Write::Del(NS_GROUP_INVITES, token.to_vec()));

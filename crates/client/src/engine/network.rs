@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use qanat_mixnet::{Topology, UnixMicros};
-use qanat_packet::{NodeId, RecipientId, Sphinx};
+use qanat_packet::{MailboxId, NodeId, Sphinx};
 use qanat_pki::{Document, EpochPeriod};
 
 use crate::invite;
@@ -117,7 +117,7 @@ impl Engine {
                 self.out_recs.iter().map(|(k, v)| (*k, v.clone())).collect();
             recs.sort_by_key(|(id, _)| id.0);
             for (id, rec) in recs {
-                let reply = RecipientId(self.settings.home_mailbox);
+                let reply = MailboxId(self.settings.home_mailbox);
                 if let Err(e) = self.outbox.queue_as(id, &geometry, rec.route.route(), reply, &rec.bytes) {
                     // Queued before the first document (no size to check then): too long for
                     // this network, as in `queue_out`.

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use qanat_mixnet::UnixMicros;
-use qanat_packet::{NodeId, RecipientId};
+use qanat_packet::{MailboxId, NodeId};
 use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
@@ -144,13 +144,16 @@ impl Engine {
             let RetiredCredential(c) = decode(&v)?;
             retired.insert(m, c);
         }
-        let mut registrations =
-            vec![MailboxAccess { mailbox: settings.home_mailbox, credential: settings.home_credential }];
+        let mut registrations = vec![MailboxAccess {
+            mailbox: MailboxId(settings.home_mailbox),
+            credential: settings.home_credential,
+        }];
         for t in threads.values() {
             if t.state != ThreadState::Left {
-                registrations.push(MailboxAccess { mailbox: t.mailbox, credential: t.credential });
+                registrations.push(MailboxAccess { mailbox: MailboxId(t.mailbox), credential: t.credential });
                 for o in &t.replaced {
-                    registrations.push(MailboxAccess { mailbox: o.mailbox, credential: o.credential });
+                    registrations
+                        .push(MailboxAccess { mailbox: MailboxId(o.mailbox), credential: o.credential });
                 }
             }
         }
@@ -221,7 +224,7 @@ impl Engine {
                         // Read and opened just before, in this process: an error other than the
                         // profile's means the saved invitation changed under us. Either way the
                         // transaction's writes are lost: fatal (`EngineError::is_fatal`).
-                        invite::take_answer(tx, &RecipientId(*mailbox), bytes).map_err(|e| match e {
+                        invite::take_answer(tx, &MailboxId(*mailbox), bytes).map_err(|e| match e {
                             InviteError::Store(e) => EngineError::Store(e),
                             _ => EngineError::Corrupt("a pending invitation changed under its answer"),
                         })?;

@@ -4,6 +4,7 @@
 use std::time::SystemTime;
 
 use qanat_mixnet::{MailboxItem, UnixMicros};
+use qanat_packet::MailboxId;
 use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
@@ -49,11 +50,12 @@ impl Engine {
     /// to which the gateway may delete (everything processed is saved).
     pub fn handle_fetched<R: CryptoRng>(
         &mut self,
-        mailbox: [u8; 32],
+        mailbox: MailboxId,
         items: Vec<Fetched>,
         now: SystemTime,
         rng: &mut R,
     ) -> Result<u64, EngineError> {
+        let mailbox = mailbox.0;
         let target = if mailbox == self.settings.home_mailbox {
             Target::Home
         } else if let Some(t) = self
@@ -141,7 +143,7 @@ impl Engine {
             return Ok(());
         };
         let group = match self.threads.get(&t).map(|th| th.kind) {
-            Some(Kind::Contact) => AckGroup::Mailbox(mailbox),
+            Some(Kind::Contact) => AckGroup::Mailbox(MailboxId(mailbox)),
             _ => AckGroup::Message(message_id),
         };
         let owed = OwedAck { group, surb, message_id, index };

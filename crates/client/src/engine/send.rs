@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use qanat_mixnet::UnixMicros;
-use qanat_packet::RecipientId;
+use qanat_packet::MailboxId;
 use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
@@ -154,7 +154,7 @@ impl Engine {
         let rec = OutRec { route, bytes, history, to };
         if let Some(net) = &self.network {
             let g = net.sphinx.geometry().clone();
-            let reply = RecipientId(self.settings.home_mailbox);
+            let reply = MailboxId(self.settings.home_mailbox);
             if let Err(e) = self.outbox.queue_as(MessageId(id), &g, route.route(), reply, &rec.bytes) {
                 tracing::warn!(bytes = rec.bytes.len(), "a message of ours cannot be sent: {e}");
                 self.stats.too_long += 1;
@@ -291,7 +291,7 @@ impl Engine {
                     } else {
                         live[(rng.next_u64() % live.len() as u64) as usize]
                     };
-                    sending::cover_packet(&net.sphinx, &net.view, Some((RecipientId(m), SealKey(k))), rng)
+                    sending::cover_packet(&net.sphinx, &net.view, Some((MailboxId(m), SealKey(k))), rng)
                         .ok()
                         .map(|p| p.packet)
                 }

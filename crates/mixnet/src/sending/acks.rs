@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
-use qanat_packet::Sphinx;
+use qanat_packet::{MailboxId, Sphinx};
 use rand_core::CryptoRng;
 
 use super::packets::acks_packet;
@@ -46,7 +46,7 @@ pub const ACK_TTL: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AckGroup {
     /// Fragments that arrived in a mailbox only one contact writes to (a contact's thread).
-    Mailbox([u8; 32]),
+    Mailbox(MailboxId),
     /// The fragments of one message (a group's mailbox, where every member writes).
     Message(MessageId),
 }

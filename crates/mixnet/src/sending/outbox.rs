@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
-use qanat_packet::{Geometry, RecipientId, Sphinx, SurbId, SurbKeys};
+use qanat_packet::{Geometry, MailboxId, Sphinx, SurbId, SurbKeys};
 use rand_core::CryptoRng;
 
 use super::packets::{NetworkView, OutPacket, Route, RouteError, reply_surb, sealed_packet};
@@ -68,7 +68,7 @@ enum FragmentState {
 
 struct OutMessage {
     route: Route,
-    reply_to: RecipientId,
+    reply_to: MailboxId,
     fragments: Vec<(Vec<u8>, FragmentState)>,
     sent_once: bool,
 }
@@ -135,7 +135,7 @@ impl Outbox {
         &mut self,
         g: &Geometry,
         route: Route,
-        reply_to: RecipientId,
+        reply_to: MailboxId,
         bytes: &[u8],
         rng: &mut R,
     ) -> Result<MessageId, PayloadError> {
@@ -154,7 +154,7 @@ impl Outbox {
         id: MessageId,
         g: &Geometry,
         route: Route,
-        reply_to: RecipientId,
+        reply_to: MailboxId,
         bytes: &[u8],
     ) -> Result<(), PayloadError> {
         if self.messages.contains_key(&id) {

@@ -35,7 +35,7 @@ use qanat_mailbox::redis::{RedisConfig, RedisStore};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
 use qanat_mailbox::{Limits, MailboxStore, StoreError};
 use qanat_mixnet::{Gateway, GatewayConfig as CoreGatewayConfig, Mix, MixConfig, ResendConfig, UnixMicros};
-use qanat_packet::{Geometry, RecipientId, SecretKey};
+use qanat_packet::{Geometry, MailboxId, SecretKey};
 use qanat_pki::descriptor::LinkAddress;
 use qanat_pki::{Authority, AuthorityConfig as CoreAuthorityConfig, Epoch, NodeDescriptor, Role};
 use rand::SeedableRng as _;
@@ -277,7 +277,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
             let id = keys.identity().public().node_id();
             let mut loop_recipient = [0u8; 32];
             rng.fill_bytes(&mut loop_recipient);
-            let mut core = Mix::new(MixConfig::new(id, RecipientId(loop_recipient)), geometry.clone());
+            let mut core = Mix::new(MixConfig::new(id, MailboxId(loop_recipient)), geometry.clone());
             let d = qanat_pki::ParametersConfig::default_for(geometry.scheme());
             core.set_cover(Duration::from_millis(u64::from(d.mean_delay_ms)), d.lambda_m.per_second());
             let rc = MixRuntimeConfig {

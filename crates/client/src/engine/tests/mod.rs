@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chacha20::ChaCha20Rng;
 use qanat_mixnet::{Hop, MailboxItem, Topology};
-use qanat_packet::{NodeId, Scheme, SecretKey, Sphinx};
+use qanat_packet::{MailboxId, NodeId, Scheme, SecretKey, Sphinx};
 use qanat_pki::{EpochPeriod, LinkAddress, Parameters, ParametersConfig, Rate, UnixMillis};
 use rand_core::{Rng as _, SeedableRng as _};
 
@@ -41,8 +41,8 @@ struct Net {
     /// Packets no live key unwrapped at their first hop (built with retired keys).
     refused: u64,
     /// Mailboxes: (mailbox) → items with sequence numbers.
-    mailboxes: HashMap<[u8; 32], Vec<Fetched>>,
-    registered: HashMap<[u8; 32], [u8; 32]>,
+    mailboxes: HashMap<MailboxId, Vec<Fetched>>,
+    registered: HashMap<MailboxId, [u8; 32]>,
     next_seq: u64,
     /// Fraction of packets lost (each packet, each direction).
     loss: f64,
@@ -152,7 +152,7 @@ impl Net {
                 Some(next) => at = next.id,
                 None => {
                     let Some(r) = out.commands.recipient else { return };
-                    if !self.registered.contains_key(&r.0) {
+                    if !self.registered.contains_key(&r) {
                         return;
                     }
                     // A gateway stores only opaque packets (a SURB-reply command on the last hop).
@@ -160,7 +160,7 @@ impl Net {
                     let body = out.payload(&packet).unwrap().to_vec();
                     self.next_seq += 1;
                     let item = MailboxItem { id, body };
-                    self.mailboxes.entry(r.0).or_default().push(Fetched { seq: self.next_seq, item });
+                    self.mailboxes.entry(r).or_default().push(Fetched { seq: self.next_seq, item });
                     return;
                 }
             }
@@ -278,7 +278,7 @@ impl Client {
             net.deliver(gw, p, now);
         }
         for (m, after) in e.mailboxes() {
-            if self.hold.contains(&m.mailbox) {
+            if self.hold.contains(&m.mailbox.0) {
                 continue;
             }
             let items: Vec<Fetched> = net

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use qanat_link::{Frame, FrameSender, LinkMetrics, PacketId};
-use qanat_mailbox::{Append, AppendOutcome, MailboxId, MailboxStore, MessageId};
+use qanat_mailbox::{Append, AppendOutcome, MailboxStore, MessageId};
 use qanat_mixnet::{AckToken, Gateway, GatewayMetrics, StoreResult, StoreToken};
 use qanat_packet::NodeId;
 use rand::rngs::{StdRng, SysRng};
@@ -136,7 +136,7 @@ pub(super) async fn run<S: MailboxStore>(
                 let appends: Vec<Append> = batch
                     .into_iter()
                     .map(|r| Append {
-                        mailbox: MailboxId(r.mailbox.0),
+                        mailbox: r.mailbox,
                         message_id: MessageId(r.message_id),
                         payload: r.item,
                     })
