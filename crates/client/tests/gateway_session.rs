@@ -9,7 +9,7 @@ use qanat_client::gateway::{GatewayAddress, GatewayError, GatewaySession, Mailbo
 use qanat_client::pull::PullClient;
 use qanat_link::{FrameSize, LinkConfig, LinkMetrics, LinkSecretKey};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
-use qanat_mailbox::{Append, MailboxId, MailboxStore as _, MessageId, UnixSeconds};
+use qanat_mailbox::{Append, ItemId, MailboxId, MailboxStore as _, UnixSeconds};
 use qanat_mixnet::client_proto::ErrorCode;
 use qanat_mixnet::{Gateway, GatewayConfig, MailboxItem, UnixMicros};
 use qanat_node::runtime::{DocumentCache, GatewayRuntimeConfig, spawn_gateway};
@@ -77,9 +77,9 @@ async fn pull_answers_are_always_the_same_length() {
     assert!(core.handle_answer(a).unwrap().items.is_empty());
     let item = |n: u8| MailboxItem { id: qanat_packet::SurbId([n; 16]), body: vec![n; 1500] }.encode();
     let mut appends: Vec<Append> = (0..5u8)
-        .map(|n| Append { mailbox: busy.mailbox, message_id: MessageId([n; 32]), payload: item(n) })
+        .map(|n| Append { mailbox: busy.mailbox, item_id: ItemId([n; 32]), payload: item(n) })
         .collect();
-    appends.push(Append { mailbox: quiet.mailbox, message_id: MessageId([9; 32]), payload: item(9) });
+    appends.push(Append { mailbox: quiet.mailbox, item_id: ItemId([9; 32]), payload: item(9) });
     gw.store.append(appends, UnixSeconds(1_800_000_000)).await.unwrap();
 
     let mut seen = Vec::new();
@@ -119,7 +119,7 @@ async fn pull_answers_are_always_the_same_length() {
     let mut t = GatewaySession::connect(&gw.address, &other, gw.link.clone()).await.unwrap();
     gw.store
         .append(
-            vec![Append { mailbox: busy.mailbox, message_id: MessageId([7; 32]), payload: item(7) }],
+            vec![Append { mailbox: busy.mailbox, item_id: ItemId([7; 32]), payload: item(7) }],
             UnixSeconds(1_800_000_001),
         )
         .await

@@ -35,7 +35,7 @@ pub trait MailboxStore: Send + Sync + 'static {
         now: UnixSeconds,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Deletes `mailbox` and every message in it (and forgets its message ids).
+    /// Deletes `mailbox` and every message in it (and forgets its item ids).
     fn unregister(
         &self,
         mailbox: MailboxId,

@@ -13,14 +13,15 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 /// A mailbox: a random 256-bit id chosen by its owner, the one a Sphinx packet's last hop names.
 pub use qanat_packet::MailboxId;
 
-/// A message's id, chosen by its sender: a retransmitted packet carries the same id, which is
-/// how a store recognises it.
+/// A stored item's id, chosen by whoever appends it: a gateway uses the packet's replay tag, so a
+/// retransmitted packet carries the same id, which is how a store recognises it. (Not the
+/// end-to-end message id of `qanat_mixnet::sending`, of which an item holds one fragment.)
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MessageId(pub [u8; 32]);
+pub struct ItemId(pub [u8; 32]);
 
-impl fmt::Debug for MessageId {
+impl fmt::Debug for ItemId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MessageId(..)")
+        f.write_str("ItemId(..)")
     }
 }
 
@@ -166,8 +167,8 @@ impl Default for Limits {
 pub struct Append {
     /// The recipient mailbox.
     pub mailbox: MailboxId,
-    /// The sender-chosen id that identifies retransmissions.
-    pub message_id: MessageId,
+    /// The id that identifies retransmissions.
+    pub item_id: ItemId,
     /// Opaque bytes (an encrypted packet payload).
     pub payload: Vec<u8>,
 }
@@ -211,8 +212,8 @@ impl AppendOutcome {
 pub struct StoredMessage {
     /// Its sequence number in the mailbox.
     pub seq: Seq,
-    /// The sender-chosen id.
-    pub message_id: MessageId,
+    /// The id it was appended with.
+    pub item_id: ItemId,
     /// The opaque bytes, as appended.
     pub payload: Vec<u8>,
     /// The `now` of the append that stored it.
@@ -249,7 +250,7 @@ mod tests {
         let s = format!(
             "{:?} {:?} {:?} {:?}",
             MailboxId([0xab; 32]),
-            MessageId([0xab; 32]),
+            ItemId([0xab; 32]),
             Credential::from_bytes([0xab; 32]),
             CredentialHash([0xab; 32])
         );

@@ -198,8 +198,8 @@ impl Net {
             let result = if self.store_fails {
                 StoreResult::Failed
             } else {
-                if !self.store.iter().any(|(m, id, _)| *m == req.mailbox && *id == req.message_id) {
-                    self.store.push((req.mailbox, req.message_id, req.item));
+                if !self.store.iter().any(|(m, id, _)| *m == req.mailbox && *id == req.item_id) {
+                    self.store.push((req.mailbox, req.item_id, req.item));
                 }
                 StoreResult::Durable
             };

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::{
-    Append, AppendOutcome, Credential, CredentialHash, Limits, MailboxId, MailboxStore, MessageId, Seq,
+    Append, AppendOutcome, Credential, CredentialHash, ItemId, Limits, MailboxId, MailboxStore, Seq,
     StoreError, StoreStats, StoredMessage, UnixSeconds,
 };
 
@@ -27,7 +27,7 @@ struct Mailbox {
 
 #[derive(Debug)]
 struct Message {
-    message_id: MessageId,
+    item_id: ItemId,
     stored_at: UnixSeconds,
     payload: Option<Vec<u8>>,
 }
@@ -109,7 +109,7 @@ impl MailboxStore for ModelStore {
                 out.push(AppendOutcome::UnknownMailbox);
                 continue;
             };
-            if let Some((seq, _)) = m.messages.iter().find(|(_, msg)| msg.message_id == item.message_id) {
+            if let Some((seq, _)) = m.messages.iter().find(|(_, msg)| msg.item_id == item.item_id) {
                 out.push(AppendOutcome::Duplicate(Seq(*seq)));
                 continue;
             }
@@ -122,10 +122,8 @@ impl MailboxStore for ModelStore {
             }
             let seq = m.next_seq;
             m.next_seq += 1;
-            m.messages.insert(
-                seq,
-                Message { message_id: item.message_id, stored_at: now, payload: Some(item.payload) },
-            );
+            m.messages
+                .insert(seq, Message { item_id: item.item_id, stored_at: now, payload: Some(item.payload) });
             out.push(AppendOutcome::Stored(Seq(seq)));
         }
         Ok(out)
@@ -146,7 +144,7 @@ impl MailboxStore for ModelStore {
             .take(limit)
             .map(|(seq, msg)| StoredMessage {
                 seq: Seq(*seq),
-                message_id: msg.message_id,
+                item_id: msg.item_id,
                 payload: msg.payload.clone().unwrap_or_default(),
                 stored_at: msg.stored_at,
             })

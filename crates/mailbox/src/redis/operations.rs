@@ -112,8 +112,8 @@ impl MailboxStore for RedisStore {
                 let mut args = header(&mailbox);
                 for &i in &items {
                     let a = &batch[i];
-                    args.push(a.message_id.0.to_vec());
-                    args.push(reply::record(&a.message_id, now, &a.payload));
+                    args.push(a.item_id.0.to_vec());
+                    args.push(reply::record(&a.item_id, now, &a.payload));
                 }
                 calls.push(Call { lua: &self.scripts.append, keys: self.keys.mailbox(&mailbox), args });
                 items_of.push(items);

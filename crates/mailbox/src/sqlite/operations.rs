@@ -10,7 +10,7 @@ use super::SqliteStore;
 use super::errors::OpError;
 use super::writer::Kind;
 use crate::{
-    Append, AppendOutcome, Credential, CredentialHash, Limits, MailboxId, MailboxStore, MessageId, Seq,
+    Append, AppendOutcome, Credential, CredentialHash, ItemId, Limits, MailboxId, MailboxStore, Seq,
     StoreError, StoreStats, StoredMessage, UnixSeconds,
 };
 
@@ -96,7 +96,7 @@ fn append_one(conn: &Connection, item: &Append, now: i64, limits: &Limits) -> Re
     };
     let existing: Option<i64> = conn
         .prepare_cached("SELECT seq FROM messages WHERE mailbox = ?1 AND message_id = ?2")?
-        .query_row(params![id, &item.message_id.0[..]], |r| r.get(0))
+        .query_row(params![id, &item.item_id.0[..]], |r| r.get(0))
         .optional()?;
     if let Some(seq) = existing {
         return Ok(AppendOutcome::Duplicate(Seq(to_u64(seq, "sequence number")?)));
@@ -110,7 +110,7 @@ fn append_one(conn: &Connection, item: &Append, now: i64, limits: &Limits) -> Re
     conn.prepare_cached(
         "INSERT INTO messages (mailbox, seq, message_id, stored_at, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![id, next_seq, &item.message_id.0[..], now, &item.payload[..]])?;
+    .execute(params![id, next_seq, &item.item_id.0[..], now, &item.payload[..]])?;
     conn.prepare_cached("UPDATE mailboxes SET next_seq = next_seq + 1 WHERE id = ?1")?.execute([id])?;
     Ok(AppendOutcome::Stored(Seq(to_u64(next_seq, "sequence number")?)))
 }
@@ -134,10 +134,10 @@ fn fetch_op(
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (seq, message_id, payload, stored_at) = row?;
+        let (seq, item_id, payload, stored_at) = row?;
         out.push(StoredMessage {
             seq: Seq(to_u64(seq, "sequence number")?),
-            message_id: MessageId(blob32(message_id, "message id")?),
+            item_id: ItemId(blob32(item_id, "item id")?),
             payload,
             stored_at: UnixSeconds(to_u64(stored_at, "time")?),
         });
