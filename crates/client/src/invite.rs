@@ -171,22 +171,25 @@ pub enum InviteError {
     },
 }
 
-/// A gateway as an invitation carries it: enough for someone new to the network to connect.
-/// `Debug` prints none of it.
+/// A gateway as an invitation (or its answer) names it, from the directory: its node id, which
+/// packets are routed to, its link address (`host:port`, perhaps a name not yet resolved) and its
+/// link public key as the descriptor holds it. What a client dials is a
+/// [`GatewayAddress`](crate::gateway::GatewayAddress): the address resolved and the key parsed
+/// (the runtime makes one for its own gateway, from the network file). `Debug` prints none of it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Gateway {
+pub struct InviteGateway {
     node_id: NodeId,
     address: LinkAddress,
     link_key: Vec<u8>,
 }
 
-impl fmt::Debug for Gateway {
+impl fmt::Debug for InviteGateway {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Gateway(..)")
+        f.write_str("InviteGateway(..)")
     }
 }
 
-impl Gateway {
+impl InviteGateway {
     /// A gateway from its directory entry: node id, address, link public key (opaque here,
     /// 1..=[`MAX_LINK_KEY_LEN`] bytes, as in a descriptor).
     pub fn new(node_id: NodeId, address: LinkAddress, link_key: Vec<u8>) -> Result<Self, InviteError> {
@@ -211,14 +214,14 @@ impl Gateway {
         &self.link_key
     }
 
-    /// The length of [`Gateway::encode_into`]'s bytes.
+    /// The length of [`InviteGateway::encode_into`]'s bytes.
     fn encoded_len(&self) -> usize {
         32 + 1 + self.address.as_str().len() + 2 + self.link_key.len()
     }
 
     fn encode_into(&self, w: &mut Writer) {
         w.raw(&self.node_id.0);
-        // `LinkAddress` holds at most 255 bytes and `Gateway::new` at most 2,048 key bytes.
+        // `LinkAddress` holds at most 255 bytes and `InviteGateway::new` at most 2,048 key bytes.
         w.bytes8(self.address.as_str().as_bytes());
         w.bytes16(&self.link_key);
     }
@@ -239,7 +242,7 @@ impl Gateway {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Invitation {
     expires_at: UnixMillis,
-    gateway: Gateway,
+    gateway: InviteGateway,
     mailbox: MailboxId,
     answer_key: [u8; KEY_LEN],
     token: [u8; TOKEN_LEN],
@@ -253,7 +256,7 @@ impl fmt::Debug for Invitation {
 
 impl Invitation {
     /// The inviter's gateway: where the answer goes.
-    pub fn gateway(&self) -> &Gateway {
+    pub fn gateway(&self) -> &InviteGateway {
         &self.gateway
     }
 
@@ -294,7 +297,7 @@ impl Invitation {
         w.raw(&self.mailbox.0);
         w.raw(&self.answer_key);
         w.raw(&self.token);
-        // Every field is bounded by its constructor (see `Gateway::encode_into`); were one not
+        // Every field is bounded by its constructor (see `InviteGateway::encode_into`); were one not
         // to fit, the empty invitation would fail to decode.
         w.finish().unwrap_or_default()
     }
@@ -307,7 +310,7 @@ impl Invitation {
             return Err(InviteError::UnknownVersion(version));
         }
         let expires_at = UnixMillis::from_millis(r.u64()?);
-        let gateway = Gateway::decode_from(&mut r)?;
+        let gateway = InviteGateway::decode_from(&mut r)?;
         let mailbox = MailboxId(r.array()?);
         let answer_key = r.array()?;
         let token = r.array()?;
@@ -408,7 +411,7 @@ fn answer_cipher(
 #[derive(Clone, PartialEq, Eq)]
 pub struct Answer {
     /// The accepter's gateway.
-    pub gateway: Gateway,
+    pub gateway: InviteGateway,
     /// The mailbox the accepter made for this contact.
     pub mailbox: MailboxId,
     /// The key that seals what the inviter writes into `mailbox`.
@@ -439,7 +442,7 @@ impl fmt::Debug for PendingInvitation {
 impl PendingInvitation {
     /// A new invitation through `gateway`, acceptable until `now + validity_ms`: a fresh mailbox
     /// id, its credential, a one-time key pair and a token, all from `rng`.
-    pub fn new(rng: &mut impl CryptoRng, gateway: Gateway, now: UnixMillis, validity_ms: u64) -> Self {
+    pub fn new(rng: &mut impl CryptoRng, gateway: InviteGateway, now: UnixMillis, validity_ms: u64) -> Self {
         let mut mailbox = [0u8; 32];
         let mut token = [0u8; TOKEN_LEN];
         let mut secret = Zeroizing::new([0u8; KEY_LEN]);
@@ -490,7 +493,7 @@ impl PendingInvitation {
         if !bool::from(token.ct_eq(&self.invitation.token)) {
             return Err(InviteError::BadAnswer);
         }
-        let gateway = Gateway::decode_from(&mut r).map_err(|_| InviteError::BadAnswer)?;
+        let gateway = InviteGateway::decode_from(&mut r).map_err(|_| InviteError::BadAnswer)?;
         let mailbox = MailboxId(r.array().map_err(|_| InviteError::BadAnswer)?);
         let seal = SealKey(r.array().map_err(|_| InviteError::BadAnswer)?);
         let key_package =
@@ -586,7 +589,7 @@ impl Accepted {
 pub fn create(
     tx: &mut Transaction<'_>,
     rng: &mut impl CryptoRng,
-    gateway: Gateway,
+    gateway: InviteGateway,
     now: UnixMillis,
     validity_ms: u64,
 ) -> Result<PendingInvitation, InviteError> {
@@ -667,7 +670,7 @@ pub fn accept(
     rng: &mut impl CryptoRng,
     link: &str,
     now: UnixMillis,
-    own_gateway: Gateway,
+    own_gateway: InviteGateway,
     seal: SealKey,
     key_package: &[u8],
 ) -> Result<Accepted, InviteError> {

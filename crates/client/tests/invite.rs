@@ -5,7 +5,7 @@ use chacha20::ChaCha20Rng;
 use chacha20::rand_core::SeedableRng;
 use proptest::prelude::*;
 use qanat_client::invite::{
-    self, Answer, Gateway, INVITATION_VERSION, Invitation, InviteError, LINK_PREFIX, PendingInvitation,
+    self, Answer, INVITATION_VERSION, Invitation, InviteError, InviteGateway, LINK_PREFIX, PendingInvitation,
 };
 use qanat_client::store::{Passphrase, Profile, danger};
 use qanat_mixnet::sending::seal::SealKey;
@@ -19,9 +19,9 @@ fn rng(seed: u64) -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(seed)
 }
 
-fn gateway(n: u8) -> Gateway {
+fn gateway(n: u8) -> InviteGateway {
     // A real link key has 1,216 bytes (X25519 + ML-KEM-768); the invitation keeps it opaque.
-    Gateway::new(
+    InviteGateway::new(
         NodeId([n; 32]),
         LinkAddress::parse(&format!("gw{n}.example.org:4430")).unwrap(),
         vec![n; 1216],

@@ -18,7 +18,7 @@ use super::{Engine, EngineError};
 pub(super) struct Network {
     pub(super) sphinx: Sphinx,
     pub(super) view: NetworkView,
-    pub(super) own_gateway: invite::Gateway,
+    pub(super) own_gateway: invite::InviteGateway,
     /// Until when our own packets are built with `view`'s keys ([`keys_usable_until`]).
     pub(super) keys_until: UnixMicros,
 }
@@ -60,7 +60,7 @@ impl Engine {
         let gw_id = NodeId(self.settings.gateway);
         let node = doc.node(&gw_id).ok_or(EngineError::GatewayMissing)?;
         let d = node.descriptor();
-        let own_gateway = invite::Gateway::new(gw_id, d.address().clone(), d.link_key().to_vec())?;
+        let own_gateway = invite::InviteGateway::new(gw_id, d.address().clone(), d.link_key().to_vec())?;
         self.set_network(Topology::from_document(doc), doc.parameters(), own_gateway)
     }
 
@@ -70,7 +70,7 @@ impl Engine {
         &mut self,
         topology: Topology,
         params: &qanat_pki::Parameters,
-        own_gateway: invite::Gateway,
+        own_gateway: invite::InviteGateway,
     ) -> Result<(), EngineError> {
         if *own_gateway.node_id() != NodeId(self.settings.gateway) {
             return Err(EngineError::GatewayMissing);

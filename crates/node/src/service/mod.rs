@@ -34,10 +34,10 @@ use qanat_link::{LinkConfig, LinkMetrics, LinkSecretKey};
 use qanat_mailbox::redis::{RedisConfig, RedisStore};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
 use qanat_mailbox::{Limits, MailboxStore, StoreError};
-use qanat_mixnet::{Gateway, GatewayConfig as CoreGatewayConfig, Mix, MixConfig, ResendConfig, UnixMicros};
+use qanat_mixnet::{Gateway, GatewayConfig, Mix, MixConfig, ResendConfig, UnixMicros};
 use qanat_packet::{Geometry, MailboxId, SecretKey};
 use qanat_pki::descriptor::LinkAddress;
-use qanat_pki::{Authority, AuthorityConfig as CoreAuthorityConfig, Epoch, NodeDescriptor, Role};
+use qanat_pki::{Authority, AuthorityConfig, Epoch, NodeDescriptor, Role};
 use rand::SeedableRng as _;
 use rand::rngs::{StdRng, SysRng};
 use rand_core::Rng as _;
@@ -229,7 +229,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                 peers.push(AuthorityLink { identity: p.identity, addr, link_key: p.link_key.clone() });
             }
             let core = Authority::new(
-                CoreAuthorityConfig {
+                AuthorityConfig {
                     identity: keys.identity().clone(),
                     authorities: net.authority_set.clone(),
                     parameters: a.parameters.clone(),
@@ -311,7 +311,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
             documents = Some(DocumentCache::default());
             let documents = documents.clone().unwrap_or_default();
             let id = keys.identity().public().node_id();
-            let core = Gateway::new(CoreGatewayConfig::new(id), geometry.clone());
+            let core = Gateway::new(GatewayConfig::new(id), geometry.clone());
             let log = ReplayLog::open(&config.data_dir, |e| keys.packet_key(Epoch(e)).is_some())?;
             let client_listen = resolve("gateway.client_listen", &g.client_listen).await?;
             let rc = GatewayRuntimeConfig {

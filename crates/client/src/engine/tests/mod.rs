@@ -124,8 +124,8 @@ impl Net {
             .collect()
     }
 
-    fn gateway(&self, n: u8) -> invite::Gateway {
-        invite::Gateway::new(NodeId([n; 32]), LinkAddress::parse("127.0.0.1:9").unwrap(), vec![1; 32])
+    fn gateway(&self, n: u8) -> invite::InviteGateway {
+        invite::InviteGateway::new(NodeId([n; 32]), LinkAddress::parse("127.0.0.1:9").unwrap(), vec![1; 32])
             .unwrap()
     }
 
