@@ -5,7 +5,7 @@
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::SeedableRng;
 use libfuzzer_sys::fuzz_target;
-use qanat_packet::{Geometry, NodeDelay, NodeId, PathHop, RecipientId, RoutingCommand, Scheme, SecretKey, Sphinx};
+use qanat_packet::{Geometry, NodeDelay, NodeId, PathHop, MailboxId, RoutingCommand, Scheme, SecretKey, Sphinx};
 use std::sync::OnceLock;
 
 // The packets are built as `crates/packet/benches/common` builds its own, on purpose: the fuzz
@@ -31,7 +31,7 @@ fn fixture() -> &'static Fixture {
                         id: NodeId([i as u8; 32]),
                         public_key: k.public_key(),
                         commands: if i == 2 {
-                            vec![RoutingCommand::Recipient(RecipientId([9; 32]))]
+                            vec![RoutingCommand::Recipient(MailboxId([9; 32]))]
                         } else {
                             vec![RoutingCommand::NodeDelay(NodeDelay { delay_ms: 5 })]
                         },

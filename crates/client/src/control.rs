@@ -7,7 +7,7 @@
 
 use std::time::SystemTime;
 
-use qanat_pki::UnixTime;
+use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 
@@ -462,7 +462,7 @@ pub fn try_execute<R: CryptoRng>(
                     id: i.id,
                     from: i.from,
                     group: i.group,
-                    at_ms: UnixTime::from_system_time(i.received_at).as_millis(),
+                    at_ms: UnixMillis::from_system_time(i.received_at).as_millis(),
                 })
                 .collect(),
         },

@@ -14,6 +14,7 @@ use qanat_link::{
 };
 use qanat_mixnet::MailboxItem;
 use qanat_mixnet::client_proto::{ErrorCode, MAX_PULL_LIMIT, ProtoError, Request, Response};
+use qanat_packet::MailboxId;
 
 /// How long one control request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -62,8 +63,8 @@ impl std::fmt::Debug for GatewayAddress {
 /// A mailbox and the secret that lets its owner read it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct MailboxAccess {
-    /// The mailbox id.
-    pub mailbox: [u8; 32],
+    /// The mailbox.
+    pub mailbox: MailboxId,
     /// The owner's credential.
     pub credential: [u8; 32],
 }

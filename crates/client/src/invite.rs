@@ -62,9 +62,9 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hkdf::Hkdf;
 use qanat_codec::{DecodeError, Reader, Writer};
 use qanat_mixnet::sending::seal::SealKey;
-use qanat_packet::{NodeId, RecipientId};
+use qanat_packet::{MailboxId, NodeId};
 use qanat_pki::descriptor::MAX_ADDRESS_LEN;
-use qanat_pki::{LinkAddress, MAX_LINK_KEY_LEN, UnixTime};
+use qanat_pki::{LinkAddress, MAX_LINK_KEY_LEN, UnixMillis};
 use rand_core::CryptoRng;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -129,7 +129,7 @@ pub enum InviteError {
     #[error("this invitation expired {} s after 1970 (Unix time); ask for a new one", .expired_at.as_secs())]
     Expired {
         /// When it expired.
-        expired_at: UnixTime,
+        expired_at: UnixMillis,
     },
     /// This profile already accepted this invitation.
     #[error("this invitation was already accepted on this profile")]
@@ -171,22 +171,25 @@ pub enum InviteError {
     },
 }
 
-/// A gateway as an invitation carries it: enough for someone new to the network to connect.
-/// `Debug` prints none of it.
+/// A gateway as an invitation (or its answer) names it, from the directory: its node id, which
+/// packets are routed to, its link address (`host:port`, perhaps a name not yet resolved) and its
+/// link public key as the descriptor holds it. What a client dials is a
+/// [`GatewayAddress`](crate::gateway::GatewayAddress): the address resolved and the key parsed
+/// (the runtime makes one for its own gateway, from the network file). `Debug` prints none of it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Gateway {
+pub struct InviteGateway {
     node_id: NodeId,
     address: LinkAddress,
     link_key: Vec<u8>,
 }
 
-impl fmt::Debug for Gateway {
+impl fmt::Debug for InviteGateway {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Gateway(..)")
+        f.write_str("InviteGateway(..)")
     }
 }
 
-impl Gateway {
+impl InviteGateway {
     /// A gateway from its directory entry: node id, address, link public key (opaque here,
     /// 1..=[`MAX_LINK_KEY_LEN`] bytes, as in a descriptor).
     pub fn new(node_id: NodeId, address: LinkAddress, link_key: Vec<u8>) -> Result<Self, InviteError> {
@@ -211,14 +214,14 @@ impl Gateway {
         &self.link_key
     }
 
-    /// The length of [`Gateway::encode_into`]'s bytes.
+    /// The length of [`InviteGateway::encode_into`]'s bytes.
     fn encoded_len(&self) -> usize {
         32 + 1 + self.address.as_str().len() + 2 + self.link_key.len()
     }
 
     fn encode_into(&self, w: &mut Writer) {
         w.raw(&self.node_id.0);
-        // `LinkAddress` holds at most 255 bytes and `Gateway::new` at most 2,048 key bytes.
+        // `LinkAddress` holds at most 255 bytes and `InviteGateway::new` at most 2,048 key bytes.
         w.bytes8(self.address.as_str().as_bytes());
         w.bytes16(&self.link_key);
     }
@@ -238,9 +241,9 @@ impl Gateway {
 /// An invitation as the link carries it. `Debug` prints no key, token or mailbox.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Invitation {
-    expires_at: UnixTime,
-    gateway: Gateway,
-    mailbox: RecipientId,
+    expires_at: UnixMillis,
+    gateway: InviteGateway,
+    mailbox: MailboxId,
     answer_key: [u8; KEY_LEN],
     token: [u8; TOKEN_LEN],
 }
@@ -253,12 +256,12 @@ impl fmt::Debug for Invitation {
 
 impl Invitation {
     /// The inviter's gateway: where the answer goes.
-    pub fn gateway(&self) -> &Gateway {
+    pub fn gateway(&self) -> &InviteGateway {
         &self.gateway
     }
 
     /// The mailbox (at [`Invitation::gateway`]) the answer goes to.
-    pub fn mailbox(&self) -> &RecipientId {
+    pub fn mailbox(&self) -> &MailboxId {
         &self.mailbox
     }
 
@@ -273,12 +276,12 @@ impl Invitation {
     }
 
     /// When the invitation stops being acceptable.
-    pub fn expires_at(&self) -> UnixTime {
+    pub fn expires_at(&self) -> UnixMillis {
         self.expires_at
     }
 
     /// [`InviteError::Expired`] if `now` is at or after the expiry.
-    pub fn check_expiry(&self, now: UnixTime) -> Result<(), InviteError> {
+    pub fn check_expiry(&self, now: UnixMillis) -> Result<(), InviteError> {
         if now >= self.expires_at {
             return Err(InviteError::Expired { expired_at: self.expires_at });
         }
@@ -294,7 +297,7 @@ impl Invitation {
         w.raw(&self.mailbox.0);
         w.raw(&self.answer_key);
         w.raw(&self.token);
-        // Every field is bounded by its constructor (see `Gateway::encode_into`); were one not
+        // Every field is bounded by its constructor (see `InviteGateway::encode_into`); were one not
         // to fit, the empty invitation would fail to decode.
         w.finish().unwrap_or_default()
     }
@@ -306,9 +309,9 @@ impl Invitation {
         if version != INVITATION_VERSION {
             return Err(InviteError::UnknownVersion(version));
         }
-        let expires_at = UnixTime::from_millis(r.u64()?);
-        let gateway = Gateway::decode_from(&mut r)?;
-        let mailbox = RecipientId(r.array()?);
+        let expires_at = UnixMillis::from_millis(r.u64()?);
+        let gateway = InviteGateway::decode_from(&mut r)?;
+        let mailbox = MailboxId(r.array()?);
         let answer_key = r.array()?;
         let token = r.array()?;
         r.finish()?;
@@ -408,9 +411,9 @@ fn answer_cipher(
 #[derive(Clone, PartialEq, Eq)]
 pub struct Answer {
     /// The accepter's gateway.
-    pub gateway: Gateway,
+    pub gateway: InviteGateway,
     /// The mailbox the accepter made for this contact.
-    pub mailbox: RecipientId,
+    pub mailbox: MailboxId,
     /// The key that seals what the inviter writes into `mailbox`.
     pub seal: SealKey,
     /// The accepter's MLS KeyPackage, serialized.
@@ -439,7 +442,7 @@ impl fmt::Debug for PendingInvitation {
 impl PendingInvitation {
     /// A new invitation through `gateway`, acceptable until `now + validity_ms`: a fresh mailbox
     /// id, its credential, a one-time key pair and a token, all from `rng`.
-    pub fn new(rng: &mut impl CryptoRng, gateway: Gateway, now: UnixTime, validity_ms: u64) -> Self {
+    pub fn new(rng: &mut impl CryptoRng, gateway: InviteGateway, now: UnixMillis, validity_ms: u64) -> Self {
         let mut mailbox = [0u8; 32];
         let mut token = [0u8; TOKEN_LEN];
         let mut secret = Zeroizing::new([0u8; KEY_LEN]);
@@ -452,7 +455,7 @@ impl PendingInvitation {
         let invitation = Invitation {
             expires_at: now.plus_millis(validity_ms),
             gateway,
-            mailbox: RecipientId(mailbox),
+            mailbox: MailboxId(mailbox),
             answer_key,
             token,
         };
@@ -490,8 +493,8 @@ impl PendingInvitation {
         if !bool::from(token.ct_eq(&self.invitation.token)) {
             return Err(InviteError::BadAnswer);
         }
-        let gateway = Gateway::decode_from(&mut r).map_err(|_| InviteError::BadAnswer)?;
-        let mailbox = RecipientId(r.array().map_err(|_| InviteError::BadAnswer)?);
+        let gateway = InviteGateway::decode_from(&mut r).map_err(|_| InviteError::BadAnswer)?;
+        let mailbox = MailboxId(r.array().map_err(|_| InviteError::BadAnswer)?);
         let seal = SealKey(r.array().map_err(|_| InviteError::BadAnswer)?);
         let key_package =
             r.bytes32(MAX_KEY_PACKAGE_LEN, "key package").map_err(|_| InviteError::BadAnswer)?.to_vec();
@@ -537,7 +540,7 @@ pub struct Accepted {
     /// The answer's bytes.
     pub answer: Vec<u8>,
     /// The mailbox made for this contact, at the accepter's gateway.
-    pub mailbox: RecipientId,
+    pub mailbox: MailboxId,
     /// The credential to register `mailbox` with.
     pub mailbox_credential: Zeroizing<[u8; 32]>,
 }
@@ -573,7 +576,7 @@ impl Accepted {
             "unknown accepted-invitation version",
         )?;
         let invitation = Invitation::decode(r.bytes16(MAX_INVITATION_LEN, "invitation too long")?)?;
-        let mailbox = RecipientId(r.array()?);
+        let mailbox = MailboxId(r.array()?);
         let mailbox_credential = Zeroizing::new(r.array()?);
         let answer = r.bytes32(MAX_ANSWER_LEN, "answer too long")?.to_vec();
         r.finish()?;
@@ -586,8 +589,8 @@ impl Accepted {
 pub fn create(
     tx: &mut Transaction<'_>,
     rng: &mut impl CryptoRng,
-    gateway: Gateway,
-    now: UnixTime,
+    gateway: InviteGateway,
+    now: UnixMillis,
     validity_ms: u64,
 ) -> Result<PendingInvitation, InviteError> {
     let pending = PendingInvitation::new(rng, gateway, now, validity_ms);
@@ -614,7 +617,7 @@ pub fn pending(tx: &Transaction<'_>) -> Result<Vec<PendingInvitation>, InviteErr
 /// invitation.
 pub fn take_answer(
     tx: &mut Transaction<'_>,
-    mailbox: &RecipientId,
+    mailbox: &MailboxId,
     bytes: &[u8],
 ) -> Result<Answer, InviteError> {
     let Some(stored) = tx.get(NS_PENDING, &mailbox.0)? else {
@@ -632,7 +635,7 @@ pub fn take_answer(
 }
 
 /// A spent invitation's record ([`NS_ANSWERED`]): `version u8 ‖ u64` Unix ms after which it may go.
-fn encode_answered(forget_after: UnixTime) -> Vec<u8> {
+fn encode_answered(forget_after: UnixMillis) -> Vec<u8> {
     let mut w = Writer::with_capacity(9);
     w.u8(ANSWERED_VERSION);
     w.u64(forget_after.as_millis());
@@ -642,7 +645,7 @@ fn encode_answered(forget_after: UnixTime) -> Vec<u8> {
 
 /// When a spent invitation's record may go: of the current version, or the `u64` alone of
 /// profiles from before row versions.
-fn decode_answered(value: &[u8]) -> Result<UnixTime, InviteError> {
+fn decode_answered(value: &[u8]) -> Result<UnixMillis, InviteError> {
     let malformed = |_| InviteError::Malformed("answered record");
     let mut r = Reader::new(value);
     // Before row versions: the time alone (whose first byte is 0 until the year 2,000,000).
@@ -653,7 +656,7 @@ fn decode_answered(value: &[u8]) -> Result<UnixTime, InviteError> {
     }
     let at = r.u64().map_err(malformed)?;
     r.finish().map_err(malformed)?;
-    Ok(UnixTime::from_millis(at))
+    Ok(UnixMillis::from_millis(at))
 }
 
 /// Accepter: accepts the invitation in `link` at `now`, in `tx`: checks it, makes a fresh
@@ -666,8 +669,8 @@ pub fn accept(
     tx: &mut Transaction<'_>,
     rng: &mut impl CryptoRng,
     link: &str,
-    now: UnixTime,
-    own_gateway: Gateway,
+    now: UnixMillis,
+    own_gateway: InviteGateway,
     seal: SealKey,
     key_package: &[u8],
 ) -> Result<Accepted, InviteError> {
@@ -685,7 +688,7 @@ pub fn accept(
     rng.fill_bytes(&mut mailbox);
     let mut mailbox_credential = Zeroizing::new([0u8; 32]);
     rng.fill_bytes(mailbox_credential.as_mut());
-    let mailbox = RecipientId(mailbox);
+    let mailbox = MailboxId(mailbox);
     let answer = invitation
         .answer(rng, &Answer { gateway: own_gateway, mailbox, seal, key_package: key_package.to_vec() })?;
     let accepted = Accepted { invitation, answer, mailbox, mailbox_credential };
@@ -701,7 +704,7 @@ pub fn accepted(tx: &Transaction<'_>) -> Result<Vec<Accepted>, InviteError> {
 
 /// Both sides: drops open invitations, spent-invitation records and acceptance records whose
 /// invitation expired more than [`GRACE_MS`] before `now`. Returns how many went.
-pub fn forget_expired(tx: &mut Transaction<'_>, now: UnixTime) -> Result<usize, InviteError> {
+pub fn forget_expired(tx: &mut Transaction<'_>, now: UnixMillis) -> Result<usize, InviteError> {
     let mut gone = Vec::new();
     for (key, value) in tx.scan(NS_PENDING)? {
         let p = PendingInvitation::decode(&value)?;

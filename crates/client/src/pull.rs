@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 
 use qanat_mixnet::client_proto::{ErrorCode, Op, OpResult, PULL_OPS, Request, Response, Want};
 use qanat_mixnet::pull::DocAssembler;
+use qanat_packet::MailboxId;
 
 use crate::gateway::MailboxAccess;
 
@@ -47,14 +48,14 @@ pub struct PullClientMetrics {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct PullOutcome {
     /// Items with their mailbox and sequence number, in the order they came.
-    pub items: Vec<([u8; 32], u64, Vec<u8>)>,
+    pub items: Vec<(MailboxId, u64, Vec<u8>)>,
     /// Whether more items wait at the gateway.
     pub more: bool,
     /// Mailboxes the gateway no longer holds (unregistered, or unknown to it).
-    pub unregistered: Vec<[u8; 32]>,
+    pub unregistered: Vec<MailboxId>,
     /// Mailboxes the gateway refused to register for good (another credential holds it, or the
     /// request was refused as bad): only that mailbox fails.
-    pub refused: Vec<[u8; 32]>,
+    pub refused: Vec<MailboxId>,
     /// A whole document (epoch, bytes), not yet verified.
     pub document: Option<(u64, Vec<u8>)>,
 }
@@ -67,9 +68,9 @@ pub struct AnswerError;
 /// The client's state of the pull exchange.
 #[derive(Debug)]
 pub struct PullClient {
-    registers: BTreeMap<[u8; 32], [u8; 32]>,
-    unregisters: BTreeMap<[u8; 32], [u8; 32]>,
-    deletes: BTreeMap<[u8; 32], ([u8; 32], u64)>,
+    registers: BTreeMap<MailboxId, [u8; 32]>,
+    unregisters: BTreeMap<MailboxId, [u8; 32]>,
+    deletes: BTreeMap<MailboxId, ([u8; 32], u64)>,
     in_flight: Option<(u32, Vec<Op>)>,
     next_id: u32,
     assembler: Option<DocAssembler>,
@@ -77,7 +78,7 @@ pub struct PullClient {
     metrics: PullClientMetrics,
 }
 
-fn bounded<V>(q: &mut BTreeMap<[u8; 32], V>, k: [u8; 32], v: V, dropped: &mut u64) {
+fn bounded<V>(q: &mut BTreeMap<MailboxId, V>, k: MailboxId, v: V, dropped: &mut u64) {
     if q.len() >= MAX_QUEUED_OPS && !q.contains_key(&k) {
         *dropped += 1;
     } else {
@@ -281,7 +282,7 @@ mod tests {
     use qanat_mixnet::pull::{PullServer, PulledItem};
 
     fn access(i: u8) -> MailboxAccess {
-        MailboxAccess { mailbox: [i; 32], credential: [i ^ 0xff; 32] }
+        MailboxAccess { mailbox: MailboxId([i; 32]), credential: [i ^ 0xff; 32] }
     }
 
     /// A gateway with no store: every operation succeeds, items are given.
@@ -349,7 +350,7 @@ mod tests {
         results[0] = OpResult::Failed(ErrorCode::Unavailable);
         let head = Response::PullHead { id, more: false, results };
         let out = c.handle_answer(vec![head, Response::PullPad { id, more: false }]).unwrap();
-        assert_eq!(out.unregistered, vec![[2; 32]]);
+        assert_eq!(out.unregistered, vec![MailboxId([2; 32])]);
         assert_eq!(c.metrics().ops_retried, 1);
         assert_eq!(c.queued(), 1);
         // An answer to another pull is out of protocol.
@@ -364,13 +365,13 @@ mod tests {
         for i in 0..=MAX_QUEUED_OPS {
             let mut m = [0u8; 32];
             m[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            c.register(MailboxAccess { mailbox: m, credential: m });
+            c.register(MailboxAccess { mailbox: MailboxId(m), credential: m });
         }
         assert_eq!(c.queued(), MAX_QUEUED_OPS);
         assert_eq!(c.metrics().ops_dropped, 1);
         // One deletion per mailbox: the latest cursor wins.
         c.delete(access(1), 5);
         c.delete(access(1), 3);
-        assert_eq!(c.deletes.get(&[1; 32]).map(|x| x.1), Some(5));
+        assert_eq!(c.deletes.get(&MailboxId([1; 32])).map(|x| x.1), Some(5));
     }
 }

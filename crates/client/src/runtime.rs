@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use qanat_link::{LinkMetrics, LinkSecretKey, http};
 use qanat_network::{ClientGateway, ClientNetwork, link_config, wall_now};
+use qanat_packet::MailboxId;
 use qanat_pki::document::MAX_DOCUMENT_LEN;
 use qanat_pki::{Document, Epoch};
 use rand::rngs::StdRng;
@@ -322,13 +323,13 @@ fn handle_pull_answer(
         return Ok(());
     }
     // Items by mailbox, in the order they came.
-    let mut by_mailbox: BTreeMap<[u8; 32], Vec<Fetched>> = BTreeMap::new();
+    let mut by_mailbox: BTreeMap<MailboxId, Vec<Fetched>> = BTreeMap::new();
     for (m, seq, item) in out.items {
         if let Ok(item) = MailboxItem::decode(&item) {
             by_mailbox.entry(m).or_default().push(Fetched { seq, item });
         }
     }
-    let access: BTreeMap<[u8; 32], MailboxAccess> =
+    let access: BTreeMap<MailboxId, MailboxAccess> =
         engine.mailboxes().into_iter().map(|(a, _)| (a.mailbox, a)).collect();
     for (m, items) in by_mailbox {
         // A mailbox whose items failed (not fatally) is not deleted from: they come again.

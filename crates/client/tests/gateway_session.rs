@@ -9,9 +9,9 @@ use qanat_client::gateway::{GatewayAddress, GatewayError, GatewaySession, Mailbo
 use qanat_client::pull::PullClient;
 use qanat_link::{FrameSize, LinkConfig, LinkMetrics, LinkSecretKey};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
-use qanat_mailbox::{Append, MailboxId, MailboxStore as _, MessageId, UnixTime};
+use qanat_mailbox::{Append, ItemId, MailboxId, MailboxStore as _, UnixSeconds};
 use qanat_mixnet::client_proto::ErrorCode;
-use qanat_mixnet::{Gateway, GatewayConfig, MailboxItem, Time};
+use qanat_mixnet::{Gateway, GatewayConfig, MailboxItem, UnixMicros};
 use qanat_node::runtime::{DocumentCache, GatewayRuntimeConfig, spawn_gateway};
 use qanat_packet::{Geometry, NodeId, Scheme};
 
@@ -42,7 +42,7 @@ async fn gateway(rng: &mut ChaCha20Rng) -> Gw {
             link: link.clone(),
             peers: HashMap::new(),
             max_batch: 16,
-            clock: Time::ZERO,
+            clock: UnixMicros::ZERO,
             fault_drop_rate: 0.0,
             documents: documents.clone(),
             pull_answer_delay: qanat_node::runtime::PULL_ANSWER_DELAY,
@@ -67,8 +67,8 @@ async fn pull_answers_are_always_the_same_length() {
     let mut s =
         GatewaySession::connect_counted(&gw.address, &me, gw.link.clone(), metrics.clone()).await.unwrap();
     let (busy, quiet) = (
-        MailboxAccess { mailbox: [1; 32], credential: [2; 32] },
-        MailboxAccess { mailbox: [3; 32], credential: [4; 32] },
+        MailboxAccess { mailbox: MailboxId([1; 32]), credential: [2; 32] },
+        MailboxAccess { mailbox: MailboxId([3; 32]), credential: [4; 32] },
     );
     // The mailboxes are registered through a pull's operation slots.
     let mut core = PullClient::new(1 << 20);
@@ -77,22 +77,14 @@ async fn pull_answers_are_always_the_same_length() {
     assert!(core.handle_answer(a).unwrap().items.is_empty());
     let item = |n: u8| MailboxItem { id: qanat_packet::SurbId([n; 16]), body: vec![n; 1500] }.encode();
     let mut appends: Vec<Append> = (0..5u8)
-        .map(|n| Append {
-            mailbox: MailboxId(busy.mailbox),
-            message_id: MessageId([n; 32]),
-            payload: item(n),
-        })
+        .map(|n| Append { mailbox: busy.mailbox, item_id: ItemId([n; 32]), payload: item(n) })
         .collect();
-    appends.push(Append {
-        mailbox: MailboxId(quiet.mailbox),
-        message_id: MessageId([9; 32]),
-        payload: item(9),
-    });
-    gw.store.append(appends, UnixTime(1_800_000_000)).await.unwrap();
+    appends.push(Append { mailbox: quiet.mailbox, item_id: ItemId([9; 32]), payload: item(9) });
+    gw.store.append(appends, UnixSeconds(1_800_000_000)).await.unwrap();
 
     let mut seen = Vec::new();
     let mut frames = Vec::new();
-    let access = |m: [u8; 32]| if m == busy.mailbox { busy } else { quiet };
+    let access = |m: MailboxId| if m == busy.mailbox { busy } else { quiet };
     // The gateway holds epoch 5's document: it rides in the slots the items leave free.
     let doc: Vec<u8> = (0..6000u32).map(|i| (i % 251) as u8).collect();
     gw.documents.insert(5, doc.clone());
@@ -127,12 +119,8 @@ async fn pull_answers_are_always_the_same_length() {
     let mut t = GatewaySession::connect(&gw.address, &other, gw.link.clone()).await.unwrap();
     gw.store
         .append(
-            vec![Append {
-                mailbox: MailboxId(busy.mailbox),
-                message_id: MessageId([7; 32]),
-                payload: item(7),
-            }],
-            UnixTime(1_800_000_001),
+            vec![Append { mailbox: busy.mailbox, item_id: ItemId([7; 32]), payload: item(7) }],
+            UnixSeconds(1_800_000_001),
         )
         .await
         .unwrap();
@@ -156,7 +144,7 @@ async fn register_fetch_delete_and_refusals() {
     let (address, link) = (gw.address.clone(), gw.link.clone());
     let me = LinkSecretKey::generate(&mut rng);
     let mut s = GatewaySession::connect(&address, &me, link.clone()).await.unwrap();
-    let m = MailboxAccess { mailbox: [7; 32], credential: [8; 32] };
+    let m = MailboxAccess { mailbox: MailboxId([7; 32]), credential: [8; 32] };
     s.register(m).await.unwrap();
     s.register(m).await.unwrap();
     assert_eq!(s.fetch(m, 0, 10).await.unwrap(), (vec![], false));

@@ -5,23 +5,23 @@ use chacha20::ChaCha20Rng;
 use chacha20::rand_core::SeedableRng;
 use proptest::prelude::*;
 use qanat_client::invite::{
-    self, Answer, Gateway, INVITATION_VERSION, Invitation, InviteError, LINK_PREFIX, PendingInvitation,
+    self, Answer, INVITATION_VERSION, Invitation, InviteError, InviteGateway, LINK_PREFIX, PendingInvitation,
 };
 use qanat_client::store::{Passphrase, Profile, danger};
 use qanat_mixnet::sending::seal::SealKey;
-use qanat_packet::{NodeId, RecipientId};
-use qanat_pki::{LinkAddress, UnixTime};
+use qanat_packet::{MailboxId, NodeId};
+use qanat_pki::{LinkAddress, UnixMillis};
 
-const NOW: UnixTime = UnixTime::from_secs(1_780_000_000);
+const NOW: UnixMillis = UnixMillis::from_secs(1_780_000_000);
 const DAY: u64 = 24 * 3600 * 1000;
 
 fn rng(seed: u64) -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(seed)
 }
 
-fn gateway(n: u8) -> Gateway {
+fn gateway(n: u8) -> InviteGateway {
     // A real link key has 1,216 bytes (X25519 + ML-KEM-768); the invitation keeps it opaque.
-    Gateway::new(
+    InviteGateway::new(
         NodeId([n; 32]),
         LinkAddress::parse(&format!("gw{n}.example.org:4430")).unwrap(),
         vec![n; 1216],
@@ -32,7 +32,7 @@ fn gateway(n: u8) -> Gateway {
 fn answer(n: u8) -> Answer {
     Answer {
         gateway: gateway(n),
-        mailbox: RecipientId([n; 32]),
+        mailbox: MailboxId([n; 32]),
         seal: SealKey([n; 32]),
         key_package: vec![0xab; 3000],
     }
@@ -222,7 +222,7 @@ fn inviter_and_accepter_through_their_profiles() {
         Err(InviteError::AlreadyUsed)
     ));
     assert!(matches!(
-        alice.transaction(|tx| invite::take_answer(tx, &RecipientId([0; 32]), &other)),
+        alice.transaction(|tx| invite::take_answer(tx, &MailboxId([0; 32]), &other)),
         Err(InviteError::Unknown)
     ));
 }

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
-use qanat_mailbox::{Append, Credential, Limits, MailboxId, MailboxStore, MessageId, Seq, UnixTime};
+use qanat_mailbox::{Append, Credential, ItemId, Limits, MailboxId, MailboxStore, Seq, UnixSeconds};
 
 const PAYLOAD: usize = 2048;
 const MAILBOXES: u64 = 64;
-const NOW: UnixTime = UnixTime(1_700_000_000);
+const NOW: UnixSeconds = UnixSeconds(1_700_000_000);
 
 fn mailbox(i: u64) -> MailboxId {
     let mut b = [7; 32];
@@ -33,7 +33,7 @@ fn credential(i: u64) -> Credential {
 fn message(n: u64) -> Append {
     let mut id = [3; 32];
     id[..8].copy_from_slice(&n.to_be_bytes());
-    Append { mailbox: mailbox(n % MAILBOXES), message_id: MessageId(id), payload: vec![n as u8; PAYLOAD] }
+    Append { mailbox: mailbox(n % MAILBOXES), item_id: ItemId(id), payload: vec![n as u8; PAYLOAD] }
 }
 
 struct Setup {

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use qanat_mailbox::redis::{RedisConfig, RedisStore};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
-use qanat_mailbox::{Append, Credential, Limits, MailboxId, MailboxStore, MessageId, UnixTime};
+use qanat_mailbox::{Append, Credential, ItemId, Limits, MailboxId, MailboxStore, UnixSeconds};
 
 const MAILBOXES: u64 = 10_000;
 const PAYLOAD: usize = 2048;
-const NOW: UnixTime = UnixTime(1_700_000_000);
+const NOW: UnixSeconds = UnixSeconds(1_700_000_000);
 const PHASE: Duration = Duration::from_secs(6);
 
 fn mailbox(i: u64) -> MailboxId {
@@ -44,7 +44,7 @@ fn message(n: u64) -> Append {
     let mut id = [0x3c; 32];
     id[..8].copy_from_slice(&n.to_be_bytes());
     let m = n.wrapping_mul(0x2545_f491_4f6c_dd1d) % MAILBOXES;
-    Append { mailbox: mailbox(m), message_id: MessageId(id), payload: vec![n as u8; PAYLOAD] }
+    Append { mailbox: mailbox(m), item_id: ItemId(id), payload: vec![n as u8; PAYLOAD] }
 }
 
 fn limits() -> Limits {
@@ -276,7 +276,7 @@ fn main() {
                 / (SAMPLED as f64 * messages as f64 / MAILBOXES as f64),
         );
         println!(
-            "after every message was fetched and deleted: {:.0} B per mailbox (message ids are remembered \
+            "after every message was fetched and deleted: {:.0} B per mailbox (item ids are remembered \
              for de-duplication until retention ends)",
             drained_keys as f64 / SAMPLED as f64
         );

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 /// Why a store operation failed. When an [`append`](crate::MailboxStore::append) returns an
 /// error, nothing in its batch may be acknowledged.
 ///
-/// Variants carry a human-readable `detail` (no mailbox or message ids) rather than the
+/// Variants carry a human-readable `detail` (no mailbox or item ids) rather than the
 /// backend's error value, so that one failed group commit can report the same error to each of
 /// its callers.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

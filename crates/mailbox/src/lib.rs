@@ -11,7 +11,7 @@
 //! the transaction has committed and its write-ahead log is fsynced), and any error — a full
 //! disk, a quota-free I/O failure, an unavailable backend — comes back as `Err`, so that the
 //! gateway acknowledges nothing and the previous hop retransmits. A retransmission carries the
-//! same [`MessageId`] and is then reported [`AppendOutcome::Duplicate`]: stored once, safe to
+//! same [`ItemId`] and is then reported [`AppendOutcome::Duplicate`]: stored once, safe to
 //! acknowledge again. (The Redis backend's `Ok` means the write is fsynced to the master's
 //! append-only file and a replica confirmed it: see its module.)
 //!
@@ -25,7 +25,7 @@
 //! # What is on disk
 //!
 //! Mailbox ids (random 256-bit values), a hash of each mailbox's credential bound to that mailbox
-//! ([`CredentialHash`]), message ids, per-mailbox sequence numbers, opaque payloads and whole-second
+//! ([`CredentialHash`]), item ids, per-mailbox sequence numbers, opaque payloads and whole-second
 //! timestamps. Nothing links two mailboxes to each other or to a person, and `Debug` of the
 //! identifiers prints no bytes, so logs never name a mailbox.
 //!
@@ -52,6 +52,6 @@ mod types;
 pub use error::{StoreError, StoreErrorKind};
 pub use store::MailboxStore;
 pub use types::{
-    Append, AppendOutcome, Credential, CredentialHash, Limits, MailboxId, MessageId, Seq, StoreStats,
-    StoredMessage, UnixTime,
+    Append, AppendOutcome, Credential, CredentialHash, ItemId, Limits, MailboxId, Seq, StoreStats,
+    StoredMessage, UnixSeconds,
 };

@@ -4,7 +4,7 @@ use std::future::Future;
 
 use crate::{
     Append, AppendOutcome, Credential, Limits, MailboxId, Seq, StoreError, StoreStats, StoredMessage,
-    UnixTime,
+    UnixSeconds,
 };
 
 /// A gateway's mailbox store.
@@ -32,10 +32,10 @@ pub trait MailboxStore: Send + Sync + 'static {
         &self,
         mailbox: MailboxId,
         credential: &Credential,
-        now: UnixTime,
+        now: UnixSeconds,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Deletes `mailbox` and every message in it (and forgets its message ids).
+    /// Deletes `mailbox` and every message in it (and forgets its item ids).
     fn unregister(
         &self,
         mailbox: MailboxId,
@@ -51,7 +51,7 @@ pub trait MailboxStore: Send + Sync + 'static {
     fn append(
         &self,
         batch: Vec<Append>,
-        now: UnixTime,
+        now: UnixSeconds,
     ) -> impl Future<Output = Result<Vec<AppendOutcome>, StoreError>> + Send;
 
     /// Up to `limit` messages of `mailbox` with a sequence number greater than `after` (all when
@@ -84,7 +84,7 @@ pub trait MailboxStore: Send + Sync + 'static {
 
     /// Removes every message stored at or before `now - retention` (and forgets those message
     /// ids); returns how many messages that their owner had not yet deleted were removed.
-    fn expire(&self, now: UnixTime) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    fn expire(&self, now: UnixSeconds) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Totals over the whole store.
     fn stats(&self) -> impl Future<Output = Result<StoreStats, StoreError>> + Send;

@@ -10,24 +10,18 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-/// A mailbox: a random 256-bit id chosen by its owner.
+/// A mailbox: a random 256-bit id chosen by its owner, the one a Sphinx packet's last hop names.
+pub use qanat_packet::MailboxId;
+
+/// A stored item's id, chosen by whoever appends it: a gateway uses the packet's replay tag, so a
+/// retransmitted packet carries the same id, which is how a store recognises it. (Not the
+/// end-to-end message id of `qanat_mixnet::sending`, of which an item holds one fragment.)
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MailboxId(pub [u8; 32]);
+pub struct ItemId(pub [u8; 32]);
 
-impl fmt::Debug for MailboxId {
+impl fmt::Debug for ItemId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MailboxId(..)")
-    }
-}
-
-/// A message's id, chosen by its sender: a retransmitted packet carries the same id, which is
-/// how a store recognises it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MessageId(pub [u8; 32]);
-
-impl fmt::Debug for MessageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MessageId(..)")
+        f.write_str("ItemId(..)")
     }
 }
 
@@ -94,24 +88,25 @@ impl fmt::Debug for CredentialHash {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Seq(pub u64);
 
-/// Seconds since the Unix epoch. Stores never read a clock: callers pass `now`.
+/// Whole seconds since the Unix epoch, 1970-01-01T00:00:00Z: when an item was stored and when it
+/// expires. Stores never read a clock: callers pass `now`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UnixTime(pub u64);
+pub struct UnixSeconds(pub u64);
 
-impl UnixTime {
+impl UnixSeconds {
     /// The given system time, in whole seconds (times before the epoch become 0).
     pub fn from_system_time(t: SystemTime) -> Self {
-        UnixTime(t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
+        UnixSeconds(t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
     }
 
     /// This time plus `d` (saturating).
     pub fn plus(self, d: Duration) -> Self {
-        UnixTime(self.0.saturating_add(d.as_secs()))
+        UnixSeconds(self.0.saturating_add(d.as_secs()))
     }
 
     /// This time minus `d` (saturating at the epoch).
     pub fn minus(self, d: Duration) -> Self {
-        UnixTime(self.0.saturating_sub(d.as_secs()))
+        UnixSeconds(self.0.saturating_sub(d.as_secs()))
     }
 }
 
@@ -172,8 +167,8 @@ impl Default for Limits {
 pub struct Append {
     /// The recipient mailbox.
     pub mailbox: MailboxId,
-    /// The sender-chosen id that identifies retransmissions.
-    pub message_id: MessageId,
+    /// The id that identifies retransmissions.
+    pub item_id: ItemId,
     /// Opaque bytes (an encrypted packet payload).
     pub payload: Vec<u8>,
 }
@@ -217,12 +212,12 @@ impl AppendOutcome {
 pub struct StoredMessage {
     /// Its sequence number in the mailbox.
     pub seq: Seq,
-    /// The sender-chosen id.
-    pub message_id: MessageId,
+    /// The id it was appended with.
+    pub item_id: ItemId,
     /// The opaque bytes, as appended.
     pub payload: Vec<u8>,
     /// The `now` of the append that stored it.
-    pub stored_at: UnixTime,
+    pub stored_at: UnixSeconds,
 }
 
 impl fmt::Debug for StoredMessage {
@@ -255,7 +250,7 @@ mod tests {
         let s = format!(
             "{:?} {:?} {:?} {:?}",
             MailboxId([0xab; 32]),
-            MessageId([0xab; 32]),
+            ItemId([0xab; 32]),
             Credential::from_bytes([0xab; 32]),
             CredentialHash([0xab; 32])
         );

@@ -11,7 +11,7 @@
 //!    that master can no longer be confirmed by a replica, so they must fail, not be acknowledged.
 //!
 //! After each, every acknowledged message is in its mailbox exactly once with its payload, and no
-//! message id appears twice (retries were de-duplicated). Last, a whole shard (master and replica)
+//! item id appears twice (retries were de-duplicated). Last, a whole shard (master and replica)
 //! is stopped: a new store refuses to connect (the cluster is not in `cluster_state:ok`) and an
 //! append to that shard fails rather than being acknowledged; once the shard is back, its retry
 //! is stored once. Every process the test started is
@@ -28,12 +28,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use qanat_mailbox::redis::{RedisConfig, RedisStore, mailbox_slot};
-use qanat_mailbox::{Append, Credential, Limits, MailboxId, MailboxStore, MessageId, UnixTime};
+use qanat_mailbox::{Append, Credential, ItemId, Limits, MailboxId, MailboxStore, UnixSeconds};
 use redis::Value;
 
 const WRITERS: u64 = 32;
 const MAILBOXES: u64 = 64;
-const NOW: UnixTime = UnixTime(1_700_000_000);
+const NOW: UnixSeconds = UnixSeconds(1_700_000_000);
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/redis-cluster")
@@ -197,7 +197,7 @@ fn message(writer: u64, n: u64) -> Append {
     id[8..16].copy_from_slice(&n.to_be_bytes());
     let mut payload = vec![0u8; 64];
     payload[..16].copy_from_slice(&id[..16]);
-    Append { mailbox: mailbox((writer * 7 + n * 13) % MAILBOXES), message_id: MessageId(id), payload }
+    Append { mailbox: mailbox((writer * 7 + n * 13) % MAILBOXES), item_id: ItemId(id), payload }
 }
 
 #[derive(Default)]
@@ -242,9 +242,9 @@ async fn writer(store: Arc<RedisStore>, w: u64, first: u64, stop: Arc<AtomicBool
 
 /// Every acknowledged message is present exactly once, with its payload; no id twice.
 async fn verify(store: &RedisStore, acked: &[Append]) {
-    let mut want: BTreeMap<MailboxId, BTreeMap<MessageId, Vec<u8>>> = BTreeMap::new();
+    let mut want: BTreeMap<MailboxId, BTreeMap<ItemId, Vec<u8>>> = BTreeMap::new();
     for a in acked {
-        want.entry(a.mailbox).or_default().insert(a.message_id, a.payload.clone());
+        want.entry(a.mailbox).or_default().insert(a.item_id, a.payload.clone());
     }
     let mut total = 0;
     for m in 0..MAILBOXES {
@@ -253,9 +253,9 @@ async fn verify(store: &RedisStore, acked: &[Append]) {
         total += got.len();
         let mut seen = BTreeSet::new();
         for msg in &got {
-            assert!(seen.insert(msg.message_id), "mailbox {m}: a message id stored twice");
+            assert!(seen.insert(msg.item_id), "mailbox {m}: an item id stored twice");
         }
-        let got: BTreeMap<MessageId, Vec<u8>> = got.into_iter().map(|m| (m.message_id, m.payload)).collect();
+        let got: BTreeMap<ItemId, Vec<u8>> = got.into_iter().map(|m| (m.item_id, m.payload)).collect();
         for (id, payload) in want.get(&mailbox(m)).into_iter().flatten() {
             assert_eq!(got.get(id), Some(payload), "mailbox {m}: an acknowledged message is missing");
         }

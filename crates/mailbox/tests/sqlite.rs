@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
-use qanat_mailbox::conformance::{self, Factory, T0, credential, item, mailbox, message_id, payload};
+use qanat_mailbox::conformance::{self, Factory, T0, credential, item, item_id, mailbox, payload};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
 use qanat_mailbox::{Append, AppendOutcome, Limits, MailboxStore, Seq, StoreError, StoreStats};
 use tempfile::TempDir;
@@ -61,7 +61,7 @@ proptest! {
 }
 
 fn big(to: u8, i: u16) -> Append {
-    Append { mailbox: mailbox(to), message_id: message_id(1, i), payload: payload(i, 2048) }
+    Append { mailbox: mailbox(to), item_id: item_id(1, i), payload: payload(i, 2048) }
 }
 
 /// The disk (here: the store's size cap) fills up: the append fails with `Full`, everything
@@ -93,7 +93,7 @@ async fn full_disk_fails_the_append_and_loses_nothing() {
     let check = |got: Vec<qanat_mailbox::StoredMessage>, want: &[Append]| {
         assert_eq!(got.len(), want.len());
         for (g, w) in got.iter().zip(want) {
-            assert_eq!((g.message_id, &g.payload), (w.message_id, &w.payload));
+            assert_eq!((g.item_id, &g.payload), (w.item_id, &w.payload));
         }
     };
     check(store.fetch(mailbox(1), &credential(1), None, usize::MAX).await.unwrap(), &acked);
@@ -205,13 +205,10 @@ async fn v1_database_still_reads() {
     let got = store.fetch(mailbox(1), &credential(1), None, 10).await.unwrap();
     assert_eq!(got.len(), 2);
     assert_eq!(
-        (got[0].seq, got[0].message_id, &got[0].payload[..], got[0].stored_at),
-        (Seq(2), message_id(0, 2), &b"second"[..], T0)
+        (got[0].seq, got[0].item_id, &got[0].payload[..], got[0].stored_at),
+        (Seq(2), item_id(0, 2), &b"second"[..], T0)
     );
-    assert_eq!(
-        (got[1].seq, got[1].message_id, &got[1].payload[..]),
-        (Seq(3), message_id(0, 3), &b"third!"[..])
-    );
+    assert_eq!((got[1].seq, got[1].item_id, &got[1].payload[..]), (Seq(3), item_id(0, 3), &b"third!"[..]));
     assert_eq!(store.fetch(mailbox(1), &credential(2), None, 10).await, Err(StoreError::Unauthorized));
     assert_eq!(store.stats().await.unwrap(), StoreStats { mailboxes: 2, messages: 2, payload_bytes: 12 });
     let out = store.append(vec![item(1, 0, 1), item(1, 0, 4), item(2, 0, 1)], T0).await.unwrap();

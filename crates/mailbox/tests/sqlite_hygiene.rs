@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use qanat_mailbox::conformance::{T0, credential, mailbox};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
-use qanat_mailbox::{Append, AppendOutcome, Limits, MailboxId, MailboxStore, MessageId, Seq};
+use qanat_mailbox::{Append, AppendOutcome, ItemId, Limits, MailboxId, MailboxStore, Seq};
 use sha2::{Digest, Sha256};
 
 /// 32 bytes no test writes twice: SHA-256 of the time, the process id and `tag`.
@@ -33,11 +33,7 @@ fn payload_with(marker: &[u8; 32]) -> Vec<u8> {
 }
 
 fn append_of(to: MailboxId, marker: &[u8; 32]) -> Append {
-    Append {
-        mailbox: to,
-        message_id: MessageId(Sha256::digest(marker).into()),
-        payload: payload_with(marker),
-    }
+    Append { mailbox: to, item_id: ItemId(Sha256::digest(marker).into()), payload: payload_with(marker) }
 }
 
 /// The database file and its two companions.
@@ -148,7 +144,7 @@ async fn an_unregistered_mailbox_leaves_the_files() {
     store.register(gone, &c, T0).await.unwrap();
     store.register(mailbox(2), &credential(2), T0).await.unwrap();
     let [a, b, keep] = [marker("a"), marker("b"), marker("keep")];
-    let ids = [append_of(gone, &a).message_id, append_of(gone, &b).message_id];
+    let ids = [append_of(gone, &a).item_id, append_of(gone, &b).item_id];
     let out = store
         .append(vec![append_of(gone, &a), append_of(gone, &b), append_of(mailbox(2), &keep)], T0)
         .await
@@ -161,7 +157,7 @@ async fn an_unregistered_mailbox_leaves_the_files() {
     }
 
     store.unregister(gone, &c).await.unwrap();
-    // Payloads, the mailbox id and the message ids: nothing of the mailbox stays.
+    // Payloads, the mailbox id and the item ids: nothing of the mailbox stays.
     gone_within(&f.db, &[&a, &b, &gone.0, &ids[0].0, &ids[1].0], DEADLINE).await;
     assert!(!holding(&f.db, &keep).is_empty());
 }
@@ -178,7 +174,7 @@ async fn expired_payloads_and_forgotten_ids_leave_the_files() {
     let (m, c) = (mailbox(1), credential(1));
     store.register(m, &c, T0).await.unwrap();
     let [old, deleted, young] = [marker("old"), marker("deleted"), marker("young")];
-    let deleted_id = append_of(m, &deleted).message_id;
+    let deleted_id = append_of(m, &deleted).item_id;
     store.append(vec![append_of(m, &old), append_of(m, &deleted)], T0).await.unwrap();
     store.append(vec![append_of(m, &young)], T0.plus(Duration::from_secs(90))).await.unwrap();
     assert_eq!(store.delete(m, &c, &[Seq(2)]).await, Ok(1));
@@ -192,7 +188,7 @@ async fn expired_payloads_and_forgotten_ids_leave_the_files() {
     gone_within(&f.db, &[&deleted_id.0], DEADLINE).await;
     assert!(!holding(&f.db, &old).is_empty());
     // Past retention, the old message goes too (its payload and its id).
-    let old_id = append_of(m, &old).message_id;
+    let old_id = append_of(m, &old).item_id;
     assert_eq!(store.expire(T0.plus(Duration::from_secs(100))).await, Ok(1));
     gone_within(&f.db, &[&old, &old_id.0], DEADLINE).await;
     assert!(!holding(&f.db, &young).is_empty());

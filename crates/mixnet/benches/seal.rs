@@ -18,7 +18,7 @@ use chacha20::rand_core::SeedableRng;
 use qanat_mixnet::sending::seal::{self, SealKey};
 use qanat_mixnet::sending::{NetworkView, Route, sealed_packet};
 use qanat_mixnet::{Destination, Hop, Topology, path_hops};
-use qanat_packet::{Geometry, NodeId, RecipientId, Scheme, SecretKey, Sphinx};
+use qanat_packet::{Geometry, MailboxId, NodeId, Scheme, SecretKey, Sphinx};
 
 fn per_op(batch: usize, mut f: impl FnMut()) -> Duration {
     let mut v: Vec<Duration> = (0..31)
@@ -60,7 +60,7 @@ fn main() {
     let topology = Topology { epoch: 0, layers: layers.clone(), gateways: vec![gw.clone()] };
     let view = NetworkView { topology, mean_delay: Duration::from_millis(50), gateway: gw.id };
     let sphinx = Sphinx::new(g.clone());
-    let route = Route { gateway: gw.id, mailbox: RecipientId([2; 32]), seal: key };
+    let route = Route { gateway: gw.id, mailbox: MailboxId([2; 32]), seal: key };
     let hops: Vec<&Hop> = std::iter::once(&gw).chain(layers.iter().map(|l| &l[0])).chain([&gw]).collect();
     let t_plain = per_op(100, || {
         let path = path_hops(

@@ -22,6 +22,7 @@
 //! or a pull's list of deletions) is last, after its length. Decoding is strict.
 
 use qanat_codec::{DecodeError, EncodeError, Reader, Writer};
+use qanat_packet::MailboxId;
 use thiserror::Error;
 
 /// Longest item a response can carry.
@@ -55,7 +56,7 @@ pub enum Request {
         /// Echoed in the response.
         id: u32,
         /// The mailbox.
-        mailbox: [u8; 32],
+        mailbox: MailboxId,
         /// The owner's secret for this mailbox.
         credential: [u8; 32],
     },
@@ -64,7 +65,7 @@ pub enum Request {
         /// Echoed in the response.
         id: u32,
         /// The mailbox.
-        mailbox: [u8; 32],
+        mailbox: MailboxId,
         /// The owner's secret.
         credential: [u8; 32],
     },
@@ -73,7 +74,7 @@ pub enum Request {
         /// Echoed in the responses.
         id: u32,
         /// The mailbox.
-        mailbox: [u8; 32],
+        mailbox: MailboxId,
         /// The owner's secret.
         credential: [u8; 32],
         /// Items with a larger sequence number are sent.
@@ -86,7 +87,7 @@ pub enum Request {
         /// Echoed in the response.
         id: u32,
         /// The mailbox.
-        mailbox: [u8; 32],
+        mailbox: MailboxId,
         /// The owner's secret.
         credential: [u8; 32],
         /// Last sequence number deleted.
@@ -124,21 +125,21 @@ pub enum Op {
     /// Register a mailbox on this connection (and in the store, idempotently).
     Register {
         /// The mailbox.
-        mailbox: [u8; 32],
+        mailbox: MailboxId,
         /// The owner's secret for it.
         credential: [u8; 32],
     },
     /// Remove a mailbox and everything in it.
     Unregister {
         /// The mailbox.
-        mailbox: [u8; 32],
+        mailbox: MailboxId,
         /// The owner's secret.
         credential: [u8; 32],
     },
     /// Delete every item up to and including `up_to`.
     Delete {
         /// The mailbox.
-        mailbox: [u8; 32],
+        mailbox: MailboxId,
         /// The owner's secret.
         credential: [u8; 32],
         /// Last sequence number deleted.
@@ -158,7 +159,7 @@ impl std::fmt::Debug for Op {
 
 impl Op {
     /// The mailbox the operation is about.
-    pub fn mailbox(&self) -> [u8; 32] {
+    pub fn mailbox(&self) -> MailboxId {
         match self {
             Self::Register { mailbox, .. }
             | Self::Unregister { mailbox, .. }
@@ -168,13 +169,13 @@ impl Op {
 
     fn put(op: Option<&Self>, w: &mut Writer) {
         let (kind, m, c, n) = match op {
-            None => (0u8, [0; 32], [0; 32], 0u64),
+            None => (0u8, MailboxId([0; 32]), [0; 32], 0u64),
             Some(Self::Register { mailbox, credential }) => (1, *mailbox, *credential, 0),
             Some(Self::Unregister { mailbox, credential }) => (2, *mailbox, *credential, 0),
             Some(Self::Delete { mailbox, credential, up_to }) => (3, *mailbox, *credential, *up_to),
         };
         w.u8(kind);
-        w.raw(&m);
+        w.raw(&m.0);
         w.raw(&c);
         w.u64(n);
     }
@@ -182,11 +183,11 @@ impl Op {
     /// One slot: `None` for a dummy (all zeros), strictly.
     fn take(r: &mut Reader<'_>) -> Result<Option<Self>, ProtoError> {
         let kind = r.u8()?;
-        let mailbox = r.array::<32>()?;
+        let mailbox = MailboxId(r.array()?);
         let credential = r.array::<32>()?;
         let up_to = r.u64()?;
         Ok(match (kind, up_to) {
-            (0, 0) if mailbox == [0; 32] && credential == [0; 32] => None,
+            (0, 0) if mailbox == MailboxId([0; 32]) && credential == [0; 32] => None,
             (1, 0) => Some(Self::Register { mailbox, credential }),
             (2, 0) => Some(Self::Unregister { mailbox, credential }),
             (3, _) => Some(Self::Delete { mailbox, credential, up_to }),
@@ -280,7 +281,7 @@ pub enum Response {
         /// Whether items are still waiting after this answer.
         more: bool,
         /// The item's mailbox.
-        mailbox: [u8; 32],
+        mailbox: MailboxId,
         /// The item's sequence number in its mailbox.
         seq: u64,
         /// The stored item (a `MailboxItem` encoding).
@@ -395,13 +396,13 @@ impl Request {
             Self::Register { id, mailbox, credential } | Self::Unregister { id, mailbox, credential } => {
                 w.u8(if matches!(self, Self::Register { .. }) { REGISTER } else { UNREGISTER });
                 w.u32(*id);
-                w.raw(mailbox);
+                w.raw(&mailbox.0);
                 w.raw(credential);
             }
             Self::Fetch { id, mailbox, credential, after, limit } => {
                 w.u8(FETCH);
                 w.u32(*id);
-                w.raw(mailbox);
+                w.raw(&mailbox.0);
                 w.raw(credential);
                 w.u64(*after);
                 w.u16(*limit);
@@ -409,7 +410,7 @@ impl Request {
             Self::Delete { id, mailbox, credential, up_to } => {
                 w.u8(DELETE);
                 w.u32(*id);
-                w.raw(mailbox);
+                w.raw(&mailbox.0);
                 w.raw(credential);
                 w.u64(*up_to);
             }
@@ -458,7 +459,7 @@ impl Request {
             return Ok(Self::Pull { id, limit, want, ops });
         }
         let id = r.u32()?;
-        let mailbox = r.array::<32>()?;
+        let mailbox = MailboxId(r.array()?);
         let credential = r.array::<32>()?;
         let req = match tag {
             REGISTER => Self::Register { id, mailbox, credential },
@@ -500,7 +501,7 @@ impl Response {
                 w.u8(PULLED);
                 w.u32(*id);
                 w.flag(*more);
-                w.raw(mailbox);
+                w.raw(&mailbox.0);
                 w.u64(*seq);
                 put_item(&mut w, item)?;
             }
@@ -573,7 +574,7 @@ impl Response {
             FETCH_DONE => Self::FetchDone { id, more: r.flag()? },
             PULLED => {
                 let more = r.flag()?;
-                let mailbox = r.array::<32>()?;
+                let mailbox = MailboxId(r.array()?);
                 let seq = r.u64()?;
                 Self::Pulled { id, more, mailbox, seq, item: item(&mut r)? }
             }
@@ -631,19 +632,19 @@ mod tests {
     #[test]
     fn round_trips_with_padding() {
         let reqs = [
-            Request::Register { id: 1, mailbox: [1; 32], credential: [2; 32] },
-            Request::Unregister { id: 2, mailbox: [1; 32], credential: [2; 32] },
-            Request::Fetch { id: 3, mailbox: [1; 32], credential: [2; 32], after: 77, limit: 10 },
-            Request::Delete { id: 4, mailbox: [1; 32], credential: [2; 32], up_to: 78 },
+            Request::Register { id: 1, mailbox: MailboxId([1; 32]), credential: [2; 32] },
+            Request::Unregister { id: 2, mailbox: MailboxId([1; 32]), credential: [2; 32] },
+            Request::Fetch { id: 3, mailbox: MailboxId([1; 32]), credential: [2; 32], after: 77, limit: 10 },
+            Request::Delete { id: 4, mailbox: MailboxId([1; 32]), credential: [2; 32], up_to: 78 },
             Request::Pull { id: 5, limit: 2, want: Want::default(), ops: vec![] },
             Request::Pull {
                 id: 6,
                 limit: 3,
                 want: Want { epoch: 77, from: 3 },
                 ops: vec![
-                    Op::Register { mailbox: [3; 32], credential: [4; 32] },
-                    Op::Unregister { mailbox: [5; 32], credential: [6; 32] },
-                    Op::Delete { mailbox: [7; 32], credential: [8; 32], up_to: 9 },
+                    Op::Register { mailbox: MailboxId([3; 32]), credential: [4; 32] },
+                    Op::Unregister { mailbox: MailboxId([5; 32]), credential: [6; 32] },
+                    Op::Delete { mailbox: MailboxId([7; 32]), credential: [8; 32], up_to: 9 },
                 ],
             },
         ];
@@ -658,7 +659,7 @@ mod tests {
             Response::Error { id: 9, code: ErrorCode::Unauthorized },
             Response::Message { id: 9, seq: 5, item: vec![0, 1, 2, 3] },
             Response::FetchDone { id: 9, more: true },
-            Response::Pulled { id: 9, more: false, mailbox: [4; 32], seq: 7, item: vec![5; 1600] },
+            Response::Pulled { id: 9, more: false, mailbox: MailboxId([4; 32]), seq: 7, item: vec![5; 1600] },
             Response::PullPad { id: 9, more: true },
             Response::PullHead {
                 id: 9,
@@ -685,15 +686,20 @@ mod tests {
 
     #[test]
     fn encodings_are_pinned() {
-        let fetch =
-            Request::Fetch { id: 0x0102_0304, mailbox: [5; 32], credential: [6; 32], after: 7, limit: 8 };
+        let fetch = Request::Fetch {
+            id: 0x0102_0304,
+            mailbox: MailboxId([5; 32]),
+            credential: [6; 32],
+            after: 7,
+            limit: 8,
+        };
         let mut want = vec![FETCH, 1, 2, 3, 4];
         want.extend_from_slice(&[5; 32]);
         want.extend_from_slice(&[6; 32]);
         want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 7, 0, 8]);
         assert_eq!(fetch.encode().unwrap(), want);
 
-        let del = Op::Delete { mailbox: [1; 32], credential: [2; 32], up_to: 3 };
+        let del = Op::Delete { mailbox: MailboxId([1; 32]), credential: [2; 32], up_to: 3 };
         let pull = Request::Pull { id: 9, limit: 4, want: Want { epoch: 5, from: 6 }, ops: vec![del] };
         let b = pull.encode().unwrap();
         assert_eq!(b[..18], [PULL, PULL_VERSION, 0, 0, 0, 9, 0, 4, 0, 0, 0, 0, 0, 0, 0, 5, 0, 6]);
@@ -704,7 +710,8 @@ mod tests {
         assert!(b[91..].iter().all(|&x| x == 0));
         assert_eq!(b.len(), 18 + PULL_OPS * OP_LEN);
 
-        let pulled = Response::Pulled { id: 1, more: true, mailbox: [4; 32], seq: 2, item: vec![9, 9, 9] };
+        let pulled =
+            Response::Pulled { id: 1, more: true, mailbox: MailboxId([4; 32]), seq: 2, item: vec![9, 9, 9] };
         let mut want = vec![PULLED, 0, 0, 0, 1, 1];
         want.extend_from_slice(&[4; 32]);
         want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 2, 0, 3, 9, 9, 9]);
@@ -761,8 +768,8 @@ mod tests {
 
     #[test]
     fn every_pull_has_one_length() {
-        let reg = Op::Register { mailbox: [1; 32], credential: [2; 32] };
-        let del = Op::Delete { mailbox: [1; 32], credential: [2; 32], up_to: u64::MAX };
+        let reg = Op::Register { mailbox: MailboxId([1; 32]), credential: [2; 32] };
+        let del = Op::Delete { mailbox: MailboxId([1; 32]), credential: [2; 32], up_to: u64::MAX };
         let lens: Vec<usize> = [vec![], vec![reg], vec![del; PULL_OPS], vec![reg, del, reg]]
             .into_iter()
             .map(|ops| {
@@ -779,11 +786,12 @@ mod tests {
     fn rejects_garbage() {
         assert!(Request::decode(&[]).is_err());
         assert!(Request::decode(&[9; 100]).is_err());
-        let mut b =
-            Request::Delete { id: 4, mailbox: [1; 32], credential: [2; 32], up_to: 78 }.encode().unwrap();
+        let mut b = Request::Delete { id: 4, mailbox: MailboxId([1; 32]), credential: [2; 32], up_to: 78 }
+            .encode()
+            .unwrap();
         b.push(1);
         assert!(Request::decode(&b).is_err());
-        let reg = Op::Register { mailbox: [1; 32], credential: [2; 32] };
+        let reg = Op::Register { mailbox: MailboxId([1; 32]), credential: [2; 32] };
         let too_many = Request::Pull { id: 1, limit: 1, want: Want::default(), ops: vec![reg; PULL_OPS + 1] };
         assert!(too_many.encode().is_err());
         // A real operation after a dummy slot: not the canonical encoding.

@@ -14,7 +14,7 @@
 //! end to the mailbox's owner), as a reply made from a SURB is, so every item has one length and
 //! is random bytes to the gateway: it learns the mailbox and the arrival time, not the kind of
 //! packet. A last hop without a SURB-reply command (a packet whose payload the gateway would
-//! read) is refused (acknowledged, never stored) and counted. The message id is the packet's
+//! read) is refused (acknowledged, never stored) and counted. The item id is the packet's
 //! replay tag at this hop.
 //!
 //! # Acknowledgements that cannot lie, and answers for what can never be stored
@@ -37,7 +37,7 @@
 //! flight joins that write (it is acknowledged when the write is), and a packet whose write is
 //! durable (or rejected) is acknowledged at once from memory of the last
 //! [`GatewayConfig::remembered_stores`] such writes. Beyond that memory, or after a restart, a
-//! resend is written again and the store de-duplicates it by message id.
+//! resend is written again and the store de-duplicates it by item id.
 //!
 //! Replay protection across restarts works as in [`crate::Mix`] ([`Gateway::enable_replay_log`]):
 //! packets forwarded into layer 1 (clients' packets, mixes' loops passing through) leave only
@@ -46,13 +46,13 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use qanat_packet::{Geometry, NodeId, RecipientId, ReplayTag, SecretKey, Sphinx, SurbId};
+use qanat_packet::{Geometry, MailboxId, NodeId, ReplayTag, SecretKey, Sphinx, SurbId};
 
 use crate::keyring::{
     DelayQueue, EpochWindow, KeyRing, ReplayBatch, RingError, Transmit, earliest, requested_delay,
 };
 use crate::mix::Dropped;
-use crate::time::Time;
+use crate::time::UnixMicros;
 use crate::topology::{Position, Topology};
 
 /// A gateway's configuration.
@@ -70,7 +70,7 @@ pub struct GatewayConfig {
     pub replay_capacity: u64,
     /// The replay filter's false-positive rate.
     pub replay_false_positive_rate: f64,
-    /// How many settled writes (durable or rejected) are remembered by message id, so that a
+    /// How many settled writes (durable or rejected) are remembered by item id, so that a
     /// resend of one is acknowledged without another write.
     pub remembered_stores: usize,
 }
@@ -104,9 +104,9 @@ pub struct StoreRequest {
     /// Reported back with the outcome.
     pub token: StoreToken,
     /// The mailbox.
-    pub mailbox: RecipientId,
+    pub mailbox: MailboxId,
     /// De-duplication id: the packet's replay tag at this gateway.
-    pub message_id: [u8; 32],
+    pub item_id: [u8; 32],
     /// The encoded [`MailboxItem`].
     pub item: Vec<u8>,
 }
@@ -114,7 +114,7 @@ pub struct StoreRequest {
 /// The store's answer to a [`StoreRequest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreResult {
-    /// Durable (new, or already stored under this message id).
+    /// Durable (new, or already stored under this item id).
     Durable,
     /// Will never be stored (unknown mailbox, quota, too large): acknowledged and dropped, so the
     /// previous hop does not retry forever; the sender's own retransmission covers it.
@@ -248,7 +248,7 @@ pub struct GatewayMetrics {
 
 /// A write in flight.
 struct Pending {
-    message_id: [u8; 32],
+    item_id: [u8; 32],
     /// Whom to acknowledge (the first send, and resends that came while the write was in flight).
     waiters: Vec<Ack>,
 }
@@ -265,9 +265,9 @@ pub struct Gateway {
     topologies: Vec<Topology>,
     queue: DelayQueue,
     next_token: u64,
-    /// Writes in flight: the message id and whom to acknowledge once durable.
+    /// Writes in flight: the item id and whom to acknowledge once durable.
     pending: HashMap<StoreToken, Pending>,
-    /// The write in flight of each message id.
+    /// The write in flight of each item id.
     in_flight: HashMap<[u8; 32], StoreToken>,
     /// Message ids of settled writes (durable or rejected), oldest first in `settled_order`.
     settled: HashSet<[u8; 32]>,
@@ -381,7 +381,7 @@ impl Gateway {
     }
 
     /// A packet from a client: unwrapped once and queued for the first mix layer.
-    pub fn handle_client_packet(&mut self, now: Time, packet: Vec<u8>) -> Result<Time, Dropped> {
+    pub fn handle_client_packet(&mut self, now: UnixMicros, packet: Vec<u8>) -> Result<UnixMicros, Dropped> {
         self.metrics.ingress += 1;
         if self.queue.len() >= self.config.max_queue {
             self.metrics.dropped_queue_full += 1;
@@ -408,7 +408,7 @@ impl Gateway {
     /// answer: the mix sends the packet again.
     pub fn handle_mix_packet(
         &mut self,
-        now: Time,
+        now: UnixMicros,
         from: NodeId,
         token: AckToken,
         packet: Vec<u8>,
@@ -458,8 +458,8 @@ impl Gateway {
             self.metrics.dropped_unsealed += 1;
             return Ok(self.refuse(ack, Refusal::Unsealed));
         };
-        let message_id = out.replay_tag.0;
-        if let Some(&st) = self.in_flight.get(&message_id) {
+        let item_id = out.replay_tag.0;
+        if let Some(&st) = self.in_flight.get(&item_id) {
             self.metrics.duplicate_stores += 1;
             if let Some(p) = self.pending.get_mut(&st)
                 && !p.waiters.contains(&ack)
@@ -471,7 +471,7 @@ impl Gateway {
             }
             return Ok(Egress::Storing(st));
         }
-        if self.settled.contains(&message_id) {
+        if self.settled.contains(&item_id) {
             self.metrics.duplicate_stores += 1;
             self.acks.push_back(ack);
             return Ok(Egress::AlreadyStored);
@@ -483,9 +483,9 @@ impl Gateway {
         let item = MailboxItem { id, body: body.to_vec() }.encode();
         self.next_token += 1;
         let st = StoreToken(self.next_token);
-        self.pending.insert(st, Pending { message_id, waiters: vec![ack] });
-        self.in_flight.insert(message_id, st);
-        self.stores.push_back(StoreRequest { token: st, mailbox, message_id, item });
+        self.pending.insert(st, Pending { item_id, waiters: vec![ack] });
+        self.in_flight.insert(item_id, st);
+        self.stores.push_back(StoreRequest { token: st, mailbox, item_id, item });
         Ok(Egress::Storing(st))
     }
 
@@ -500,12 +500,12 @@ impl Gateway {
         Egress::Refused(why)
     }
 
-    /// Remembers that the write of `message_id` is settled (its resends are acknowledged at once).
-    fn settle(&mut self, message_id: [u8; 32]) {
-        if self.config.remembered_stores == 0 || !self.settled.insert(message_id) {
+    /// Remembers that the write of `item_id` is settled (its resends are acknowledged at once).
+    fn settle(&mut self, item_id: [u8; 32]) {
+        if self.config.remembered_stores == 0 || !self.settled.insert(item_id) {
             return;
         }
-        self.settled_order.push_back(message_id);
+        self.settled_order.push_back(item_id);
         while self.settled_order.len() > self.config.remembered_stores {
             if let Some(old) = self.settled_order.pop_front() {
                 self.settled.remove(&old);
@@ -524,17 +524,17 @@ impl Gateway {
     /// caller can forget where they would have gone.
     pub fn handle_store_result(&mut self, token: StoreToken, result: StoreResult) -> Vec<Ack> {
         let Some(p) = self.pending.remove(&token) else { return Vec::new() };
-        self.in_flight.remove(&p.message_id);
+        self.in_flight.remove(&p.item_id);
         match result {
             StoreResult::Durable => {
                 self.metrics.stored += 1;
-                self.settle(p.message_id);
+                self.settle(p.item_id);
                 self.acks.extend(p.waiters);
                 Vec::new()
             }
             StoreResult::Rejected => {
                 self.metrics.store_rejected += 1;
-                self.settle(p.message_id);
+                self.settle(p.item_id);
                 self.acks.extend(p.waiters);
                 Vec::new()
             }
@@ -551,7 +551,7 @@ impl Gateway {
     }
 
     /// The next packet due to leave.
-    pub fn poll_transmit(&mut self, now: Time) -> Option<Transmit> {
+    pub fn poll_transmit(&mut self, now: UnixMicros) -> Option<Transmit> {
         let t = self.queue.pop_due(now)?;
         self.metrics.forwarded += 1;
         Some(t)
@@ -559,12 +559,12 @@ impl Gateway {
 
     /// When [`Gateway::poll_transmit`] or [`Gateway::handle_timeout`] next has work: a queued
     /// packet due, or a key to erase.
-    pub fn poll_timeout(&self) -> Option<Time> {
+    pub fn poll_timeout(&self) -> Option<UnixMicros> {
         earliest(self.queue.next_due(), self.keys.next_expiry())
     }
 
     /// Erases expired keys and the topologies of their epochs.
-    pub fn handle_timeout(&mut self, now: Time) {
+    pub fn handle_timeout(&mut self, now: UnixMicros) {
         self.queue.account(now);
         self.keys.expire(now);
         let epochs = self.keys.epochs();

@@ -25,25 +25,25 @@ use std::time::Duration;
 use qanat_packet::{NodeId, ReplayTag, SecretKey, Sphinx, UnwrapError, Unwrapped};
 
 use crate::replay::ReplayFilter;
-use crate::time::Time;
+use crate::time::UnixMicros;
 
 /// When an epoch's key is used: packets are accepted from `start - grace` until `end + grace`,
 /// and the node's own packets use the epoch from `start` until `end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EpochWindow {
     /// Start of the epoch.
-    pub start: Time,
+    pub start: UnixMicros,
     /// End of the epoch.
-    pub end: Time,
+    pub end: UnixMicros,
     /// Grace period on both sides.
     pub grace: Duration,
 }
 
 impl EpochWindow {
-    fn accepts(&self, now: Time) -> bool {
+    fn accepts(&self, now: UnixMicros) -> bool {
         self.start - self.grace <= now && now < self.end + self.grace
     }
-    fn current(&self, now: Time) -> bool {
+    fn current(&self, now: UnixMicros) -> bool {
         self.start <= now && now < self.end
     }
 }
@@ -184,18 +184,18 @@ impl KeyRing {
     }
 
     /// Erases keys (and their filters) whose window has passed.
-    pub(crate) fn expire(&mut self, now: Time) {
+    pub(crate) fn expire(&mut self, now: UnixMicros) {
         self.keys.retain(|k| now < k.window.end + k.window.grace);
     }
 
     /// When [`KeyRing::expire`] next erases a key: the node must be woken then even if nothing
     /// else is due, or an idle node keeps every key (and its filter) it ever installed.
-    pub(crate) fn next_expiry(&self) -> Option<Time> {
+    pub(crate) fn next_expiry(&self) -> Option<UnixMicros> {
         self.keys.iter().map(|k| k.window.end + k.window.grace).min()
     }
 
     /// The epoch whose window (without grace) contains `now`.
-    pub(crate) fn current_epoch(&self, now: Time) -> Option<u64> {
+    pub(crate) fn current_epoch(&self, now: UnixMicros) -> Option<u64> {
         self.keys.iter().find(|k| k.window.current(now)).map(|k| k.epoch)
     }
 
@@ -205,7 +205,7 @@ impl KeyRing {
     pub(crate) fn unwrap(
         &mut self,
         sphinx: &Sphinx,
-        now: Time,
+        now: UnixMicros,
         packet: Vec<u8>,
         drop_replays: bool,
     ) -> Result<(Unwrapped, Vec<u8>, bool), RingError> {
@@ -221,7 +221,7 @@ impl KeyRing {
     /// batch of packets can be checked before any of them is unwrapped: the checks' memory
     /// accesses (one cache line of a large filter each, almost always a cache miss) then overlap
     /// instead of each waiting for its own.
-    pub(crate) fn seen(&self, now: Time, tag: &ReplayTag) -> Result<bool, RingError> {
+    pub(crate) fn seen(&self, now: UnixMicros, tag: &ReplayTag) -> Result<bool, RingError> {
         let mut live = self.keys.iter().filter(|k| k.window.accepts(now)).peekable();
         if live.peek().is_none() {
             return Err(RingError::NoKey);
@@ -240,7 +240,7 @@ impl KeyRing {
     pub(crate) fn unwrap_tagged(
         &mut self,
         sphinx: &Sphinx,
-        now: Time,
+        now: UnixMicros,
         mut packet: Vec<u8>,
         tag: ReplayTag,
         drop_replays: bool,
@@ -283,7 +283,7 @@ pub struct Transmit {
 }
 
 struct Queued {
-    at: Time,
+    at: UnixMicros,
     seq: u64,
     /// The replay-log batch that must be durable before the packet leaves (0: none).
     hold: u64,
@@ -315,7 +315,7 @@ pub(crate) struct DelayQueue {
     seq: u64,
     /// The highest replay-log batch reported durable.
     released: u64,
-    last_update: Option<Time>,
+    last_update: Option<UnixMicros>,
     pub(crate) packet_seconds: f64,
 }
 
@@ -325,7 +325,7 @@ impl DelayQueue {
     }
 
     /// Adds the pool size since the last update to the integral.
-    pub(crate) fn account(&mut self, now: Time) {
+    pub(crate) fn account(&mut self, now: UnixMicros) {
         if let Some(last) = self.last_update {
             self.packet_seconds += self.heap.len() as f64 * now.saturating_since(last).as_secs_f64();
         }
@@ -333,7 +333,7 @@ impl DelayQueue {
     }
 
     /// Queues `packet` to leave at `at`, once replay-log batch `hold` is durable.
-    pub(crate) fn push(&mut self, now: Time, at: Time, to: NodeId, packet: Vec<u8>, hold: u64) {
+    pub(crate) fn push(&mut self, now: UnixMicros, at: UnixMicros, to: NodeId, packet: Vec<u8>, hold: u64) {
         self.account(now);
         self.seq += 1;
         self.heap.push(Reverse(Queued { at, seq: self.seq, hold, to, packet }));
@@ -346,7 +346,7 @@ impl DelayQueue {
 
     /// Packets whose delay has passed but whose replay-log batch is not durable yet wait (the
     /// earliest holds back the ones due after it, for at most one log write).
-    pub(crate) fn pop_due(&mut self, now: Time) -> Option<Transmit> {
+    pub(crate) fn pop_due(&mut self, now: UnixMicros) -> Option<Transmit> {
         if self.heap.peek().is_some_and(|Reverse(q)| q.at <= now && q.hold <= self.released) {
             self.account(now);
             let Reverse(q) = self.heap.pop()?;
@@ -357,13 +357,13 @@ impl DelayQueue {
 
     /// When the next packet is due; `None` also while the first one waits for its replay-log
     /// batch (the report that it is durable is the next event, not a time).
-    pub(crate) fn next_due(&self) -> Option<Time> {
+    pub(crate) fn next_due(&self) -> Option<UnixMicros> {
         self.heap.peek().filter(|Reverse(q)| q.hold <= self.released).map(|Reverse(q)| q.at)
     }
 }
 
 /// The earlier of two optional deadlines.
-pub(crate) fn earliest(a: Option<Time>, b: Option<Time>) -> Option<Time> {
+pub(crate) fn earliest(a: Option<UnixMicros>, b: Option<UnixMicros>) -> Option<UnixMicros> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

@@ -13,7 +13,7 @@
 //! - [`time`] and [`topology`]: what they all share: simulated time, exponential sampling, the
 //!   epoch's layers and gateways, and paths through them.
 //!
-//! Every function takes bytes, the current [`Time`] and an RNG, and returns what to send; the
+//! Every function takes bytes, the current [`UnixMicros`] and an RNG, and returns what to send; the
 //! node and client processes own sockets, clocks and storage. This makes every behaviour testable
 //! on a deterministic simulated network with simulated time: `qanat-sim`'s, whose
 //! `tests/nodes.rs` drives the mixes and gateways on lossy links and a failing store.
@@ -40,5 +40,5 @@ pub use keyring::{EpochWindow, ReplayBatch, Transmit};
 pub use mix::{Dropped, Mix, MixConfig, MixMetrics, Received};
 pub use replay::ReplayFilter;
 pub use resend::{Resend, ResendConfig, ResendMetrics, Resends};
-pub use time::{Time, exponential};
+pub use time::{UnixMicros, exponential};
 pub use topology::{Destination, Hop, Position, Topology, path_hops};

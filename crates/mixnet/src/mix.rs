@@ -18,13 +18,13 @@
 
 use std::time::Duration;
 
-use qanat_packet::{Geometry, NodeId, RecipientId, ReplayTag, SecretKey, Sphinx, UnwrapError, Unwrapped};
+use qanat_packet::{Geometry, MailboxId, NodeId, ReplayTag, SecretKey, Sphinx, UnwrapError, Unwrapped};
 use rand_core::CryptoRng;
 
 use crate::keyring::{
     DelayQueue, EpochWindow, KeyRing, ReplayBatch, RingError, Transmit, earliest, requested_delay,
 };
-use crate::time::{Time, exponential};
+use crate::time::{UnixMicros, exponential};
 use crate::topology::{Destination, Hop, Position, Topology, path_hops};
 
 /// A mix node's configuration.
@@ -32,8 +32,9 @@ use crate::topology::{Destination, Hop, Position, Topology, path_hops};
 pub struct MixConfig {
     /// This node.
     pub id: NodeId,
-    /// The secret recipient id of this node's own loop packets.
-    pub loop_recipient: RecipientId,
+    /// The secret mailbox id this node's own loop packets carry to their last hop, this node: how
+    /// it tells them from others.
+    pub loop_recipient: MailboxId,
     /// Mean per-hop delay 1/μ used in the node's own loop packets.
     pub mean_delay: Duration,
     /// Rate λ_M of loop cover packets per second (0 disables them).
@@ -52,7 +53,7 @@ pub struct MixConfig {
 impl MixConfig {
     /// Defaults for `id`: mean delay 50 ms, λ_M = 40/s (so λ_M/μ = 2 from loops alone), delays cut
     /// at 20× the mean, 100,000 queued packets, replay filters of 4 million tags at 10⁻⁶.
-    pub fn new(id: NodeId, loop_recipient: RecipientId) -> Self {
+    pub fn new(id: NodeId, loop_recipient: MailboxId) -> Self {
         Self {
             id,
             loop_recipient,
@@ -93,7 +94,7 @@ pub enum Received {
     /// Queued for forwarding at the given time.
     Queued {
         /// When it leaves.
-        until: Time,
+        until: UnixMicros,
     },
     /// One of this node's loop packets came back.
     LoopReturned,
@@ -137,7 +138,7 @@ pub struct Mix {
     keys: KeyRing,
     topologies: Vec<Topology>,
     queue: DelayQueue,
-    next_loop: Option<Time>,
+    next_loop: Option<UnixMicros>,
     metrics: MixMetrics,
     /// Scratch space of [`Mix::handle_packets`], kept to reuse its allocation.
     batch: Vec<Batched>,
@@ -252,7 +253,7 @@ impl Mix {
         self.topologies.push(topology);
     }
 
-    fn current_topology(&self, now: Time) -> Option<&Topology> {
+    fn current_topology(&self, now: UnixMicros) -> Option<&Topology> {
         let epoch = self.keys.current_epoch(now)?;
         self.topologies.iter().find(|t| t.epoch == epoch)
     }
@@ -270,7 +271,7 @@ impl Mix {
     }
 
     /// Handles a packet that arrived at `now`.
-    pub fn handle_packet(&mut self, now: Time, packet: Vec<u8>) -> Result<Received, Dropped> {
+    pub fn handle_packet(&mut self, now: UnixMicros, packet: Vec<u8>) -> Result<Received, Dropped> {
         self.metrics.received += 1;
         if self.queue.len() >= self.config.max_queue {
             return Err(self.drop_packet(Dropped::QueueFull));
@@ -288,7 +289,7 @@ impl Mix {
     /// packet, nearly always a cache miss) overlap instead of each stalling its own packet. A
     /// replay of an earlier packet of the same batch passes that first check; it is caught by a
     /// second one after its (wasted) unwrap and counted as a replay, as it would have been alone.
-    pub fn handle_packets(&mut self, now: Time, packets: impl IntoIterator<Item = Vec<u8>>) {
+    pub fn handle_packets(&mut self, now: UnixMicros, packets: impl IntoIterator<Item = Vec<u8>>) {
         let mut batch = core::mem::take(&mut self.batch);
         batch.clear();
         // First every tag (hashing), then every check (memory accesses independent of one another).
@@ -327,7 +328,7 @@ impl Mix {
     }
 
     /// Queues an unwrapped packet for its next hop, or takes back an own loop.
-    fn accept(&mut self, now: Time, out: &Unwrapped, packet: Vec<u8>) -> Result<Received, Dropped> {
+    fn accept(&mut self, now: UnixMicros, out: &Unwrapped, packet: Vec<u8>) -> Result<Received, Dropped> {
         match out.commands.next_hop {
             Some(next) => {
                 let at = now + requested_delay(out, self.config.max_delay);
@@ -344,22 +345,23 @@ impl Mix {
     }
 
     /// The next packet due at `now`, if any.
-    pub fn poll_transmit(&mut self, now: Time) -> Option<Transmit> {
+    pub fn poll_transmit(&mut self, now: UnixMicros) -> Option<Transmit> {
         let t = self.queue.pop_due(now)?;
         self.metrics.forwarded += 1;
         Some(t)
     }
 
     /// When [`Mix::handle_timeout`] or [`Mix::poll_transmit`] next has work.
-    pub fn poll_timeout(&self) -> Option<Time> {
+    pub fn poll_timeout(&self) -> Option<UnixMicros> {
         let q = earliest(self.queue.next_due(), self.keys.next_expiry());
         // With loops enabled but not yet scheduled, ask to be called at once to schedule them.
-        let l = if self.config.loop_rate > 0.0 { Some(self.next_loop.unwrap_or(Time::ZERO)) } else { None };
+        let l =
+            if self.config.loop_rate > 0.0 { Some(self.next_loop.unwrap_or(UnixMicros::ZERO)) } else { None };
         earliest(q, l)
     }
 
     /// Advances timers: erases expired keys (and their replay filters) and emits due loop packets.
-    pub fn handle_timeout<R: CryptoRng + ?Sized>(&mut self, now: Time, rng: &mut R) {
+    pub fn handle_timeout<R: CryptoRng + ?Sized>(&mut self, now: UnixMicros, rng: &mut R) {
         self.queue.account(now);
         self.keys.expire(now);
         let epochs = self.keys.epochs();
@@ -388,7 +390,7 @@ impl Mix {
 
     /// A loop packet through the following layers, a gateway and the preceding layers, back to
     /// this node.
-    fn make_loop<R: CryptoRng + ?Sized>(&self, now: Time, rng: &mut R) -> Option<(NodeId, Vec<u8>)> {
+    fn make_loop<R: CryptoRng + ?Sized>(&self, now: UnixMicros, rng: &mut R) -> Option<(NodeId, Vec<u8>)> {
         let topo = self.current_topology(now)?;
         let Position::Mix(layer) = topo.position(&self.config.id)? else { return None };
         let me = topo.hop(&self.config.id)?;

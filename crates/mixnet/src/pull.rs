@@ -26,6 +26,8 @@
 
 use std::collections::BTreeMap;
 
+use qanat_packet::MailboxId;
+
 use crate::client_proto::{ErrorCode, MAX_CHUNK_LEN, MAX_PULL_LIMIT, Op, OpResult, PULL_OPS, Response, Want};
 
 /// Most mailboxes one pull reads from the store (see [`PullServer::fetch_order`]).
@@ -56,7 +58,7 @@ pub fn fetch_answer(id: u32, limit: u16, stored: Vec<(u64, Vec<u8>)>) -> Vec<Res
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PullRead {
     /// The mailbox to read.
-    pub mailbox: [u8; 32],
+    pub mailbox: MailboxId,
     /// Its credential, as registered on the session.
     pub credential: [u8; 32],
     /// Most items to read from the start of the mailbox: one more than the answer has room for,
@@ -78,7 +80,7 @@ pub struct ReadFailed;
 /// whether any wait). A failed read counts as items waiting, so the client pulls again.
 #[derive(Debug)]
 pub struct PullReads {
-    order: std::vec::IntoIter<([u8; 32], [u8; 32])>,
+    order: std::vec::IntoIter<(MailboxId, [u8; 32])>,
     room: usize,
     items: Vec<PulledItem>,
     more: bool,
@@ -127,7 +129,7 @@ impl PullReads {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PulledItem {
     /// Its mailbox.
-    pub mailbox: [u8; 32],
+    pub mailbox: MailboxId,
     /// Its sequence number there.
     pub seq: u64,
     /// The stored bytes.
@@ -148,7 +150,7 @@ pub struct PullMetrics {
 /// The gateway's state for one client connection: the mailboxes registered on it.
 #[derive(Debug)]
 pub struct PullServer {
-    mailboxes: BTreeMap<[u8; 32], [u8; 32]>,
+    mailboxes: BTreeMap<MailboxId, [u8; 32]>,
     max_mailboxes: usize,
     /// Which mailbox a pull starts with, so that a busy one cannot starve the others.
     turn: usize,
@@ -219,7 +221,7 @@ impl PullServer {
     /// no more mailboxes than that, all of them, starting one further each pull so that a busy
     /// one cannot starve the others; with more, the next [`MAX_PULL_READS`] in turn, so that
     /// every mailbox is read once every `len / MAX_PULL_READS` pulls (rounded up).
-    pub fn fetch_order(&mut self) -> Vec<([u8; 32], [u8; 32])> {
+    pub fn fetch_order(&mut self) -> Vec<(MailboxId, [u8; 32])> {
         let n = self.mailboxes.len();
         let start = if n == 0 { 0 } else { self.turn % n };
         let take = n.min(MAX_PULL_READS);
@@ -408,14 +410,14 @@ mod tests {
     use super::*;
 
     fn reg(m: u8) -> Op {
-        Op::Register { mailbox: [m; 32], credential: [m; 32] }
+        Op::Register { mailbox: MailboxId([m; 32]), credential: [m; 32] }
     }
 
     #[test]
     fn answers_have_one_shape_whatever_is_waiting() {
         let mut s = PullServer::new(4);
         let doc = vec![7u8; 2500];
-        let item = |m: u8, seq| PulledItem { mailbox: [m; 32], seq, item: vec![m; 10] };
+        let item = |m: u8, seq| PulledItem { mailbox: MailboxId([m; 32]), seq, item: vec![m; 10] };
         for (items, want) in [
             (vec![], Want::default()),
             (vec![item(1, 1)], Want::default()),
@@ -432,7 +434,7 @@ mod tests {
     fn a_backlog_leaves_room_for_the_document() {
         let doc = vec![7u8; 2500];
         let items: Vec<PulledItem> =
-            (0..10).map(|i| PulledItem { mailbox: [1; 32], seq: i, item: vec![1] }).collect();
+            (0..10).map(|i| PulledItem { mailbox: MailboxId([1; 32]), seq: i, item: vec![1] }).collect();
         let want = Want { epoch: 3, from: 0 };
         assert_eq!(PullServer::item_room(4, want, Some(&doc), 1000, 2), 2);
         let a = PullServer::new(4).answer(
@@ -456,8 +458,11 @@ mod tests {
     #[test]
     fn the_document_of_the_epoch_in_progress_goes_before_a_backlog() {
         let doc = vec![7u8; 4500];
-        let items =
-            || (0..10).map(|i| PulledItem { mailbox: [1; 32], seq: i, item: vec![1] }).collect::<Vec<_>>();
+        let items = || {
+            (0..10)
+                .map(|i| PulledItem { mailbox: MailboxId([1; 32]), seq: i, item: vec![1] })
+                .collect::<Vec<_>>()
+        };
         let chunks = |a: &[Response]| a.iter().filter(|r| matches!(r, Response::DocChunk { .. })).count();
         let ok = [OpResult::Done; PULL_OPS];
         let mut s = PullServer::new(4);
@@ -527,11 +532,14 @@ mod tests {
         }
         assert_eq!(s.len(), 2);
         assert_eq!(s.metrics().registrations_refused, 1);
-        s.handle_op_result(&Op::Unregister { mailbox: [1; 32], credential: [1; 32] }, OpResult::Done);
+        s.handle_op_result(
+            &Op::Unregister { mailbox: MailboxId([1; 32]), credential: [1; 32] },
+            OpResult::Done,
+        );
         assert_eq!(s.fetch_order().len(), 1);
     }
 
-    type Store = BTreeMap<[u8; 32], Vec<(u64, Vec<u8>)>>;
+    type Store = BTreeMap<MailboxId, Vec<(u64, Vec<u8>)>>;
 
     /// Carries out a pull's reads on `store` (a mailbox in `failing` fails to read), checking
     /// what each read asks for; the reads made, the items and whether more wait.
@@ -539,14 +547,14 @@ mod tests {
         s: &mut PullServer,
         room: usize,
         store: &Store,
-        failing: &[[u8; 32]],
+        failing: &[MailboxId],
     ) -> (Vec<PullRead>, Vec<PulledItem>, bool) {
         let mut reads = s.reads(room);
         let mut made = Vec::new();
         let mut got = 0;
         while let Some(read) = reads.next_read() {
             assert_eq!(read.max, room.saturating_sub(got) + 1, "one more than the room left");
-            assert_eq!(read.credential, read.mailbox, "the registered credential");
+            assert_eq!(read.credential, read.mailbox.0, "the registered credential");
             let stored = if failing.contains(&read.mailbox) {
                 Err(ReadFailed)
             } else {
@@ -564,7 +572,7 @@ mod tests {
     fn session_of(store: &Store) -> PullServer {
         let mut s = PullServer::new(store.len() + 1);
         for m in store.keys() {
-            s.handle_op_result(&Op::Register { mailbox: *m, credential: *m }, OpResult::Done);
+            s.handle_op_result(&Op::Register { mailbox: *m, credential: m.0 }, OpResult::Done);
         }
         s
     }
@@ -575,7 +583,7 @@ mod tests {
 
     #[test]
     fn a_pulls_reads_stop_once_the_room_is_full_and_more_is_known() {
-        let store: Store = (1..=5).map(|m| ([m; 32], mailbox_of(&[1, 2]))).collect();
+        let store: Store = (1..=5).map(|m| (MailboxId([m; 32]), mailbox_of(&[1, 2]))).collect();
         let mut s = session_of(&store);
         // Room for 3: the first mailbox gives 2, the second 1 and shows more waiting; no third read.
         let (made, items, more) = drive(&mut s, 3, &store, &[]);
@@ -588,13 +596,17 @@ mod tests {
         assert_eq!((made.len(), items.len(), more), (5, 10, false));
 
         // No room (the document takes every slot): reads of one item until one is found.
-        let mut sparse: Store = (1..=4).map(|m| ([m; 32], vec![])).collect();
-        sparse.insert([3; 32], mailbox_of(&[9]));
+        let mut sparse: Store = (1..=4).map(|m| (MailboxId([m; 32]), vec![])).collect();
+        sparse.insert(MailboxId([3; 32]), mailbox_of(&[9]));
         let mut s = session_of(&sparse);
         let (made, items, more) = drive(&mut s, 0, &sparse, &[]);
         assert!(made.iter().all(|r| r.max == 1));
         assert!(items.is_empty() && more);
-        assert_eq!(made.last().map(|r| r.mailbox), Some([3; 32]), "stops at the first that holds one");
+        assert_eq!(
+            made.last().map(|r| r.mailbox),
+            Some(MailboxId([3; 32])),
+            "stops at the first that holds one"
+        );
 
         // Nothing registered: no read, nothing waits.
         let (made, items, more) = drive(&mut PullServer::new(4), 4, &Store::new(), &[]);
@@ -603,16 +615,16 @@ mod tests {
 
     #[test]
     fn a_failed_read_counts_as_items_waiting_and_the_others_are_still_read() {
-        let store: Store = (1..=3).map(|m| ([m; 32], mailbox_of(&[1]))).collect();
+        let store: Store = (1..=3).map(|m| (MailboxId([m; 32]), mailbox_of(&[1]))).collect();
         let mut s = session_of(&store);
-        let (made, items, more) = drive(&mut s, 8, &store, &[[2; 32]]);
+        let (made, items, more) = drive(&mut s, 8, &store, &[MailboxId([2; 32])]);
         assert_eq!((made.len(), items.len(), more), (3, 2, true));
-        assert!(items.iter().all(|i| i.mailbox != [2; 32]));
+        assert!(items.iter().all(|i| i.mailbox != MailboxId([2; 32])));
     }
 
     #[test]
     fn a_read_giving_more_than_asked_is_cut_to_the_room() {
-        let mut s = session_of(&[([1; 32], vec![])].into_iter().collect());
+        let mut s = session_of(&[(MailboxId([1; 32]), vec![])].into_iter().collect());
         let mut reads = s.reads(2);
         let read = reads.next_read().unwrap();
         reads.handle_read(&read, Ok(mailbox_of(&[1, 2, 3, 4, 5])));
@@ -651,10 +663,10 @@ mod tests {
         assert_eq!(fetch_answer(1, u16::MAX, mailbox_of(&big)).len(), usize::from(MAX_FETCH_LIMIT) + 1);
     }
 
-    fn mailbox_id(m: u64) -> [u8; 32] {
+    fn mailbox_id(m: u64) -> MailboxId {
         let mut id = [0u8; 32];
         id[..8].copy_from_slice(&m.to_be_bytes());
-        id
+        MailboxId(id)
     }
 
     #[test]
@@ -664,7 +676,7 @@ mod tests {
         for m in 0..n {
             let mut id = [0u8; 32];
             id[..8].copy_from_slice(&(m as u64).to_be_bytes());
-            s.handle_op_result(&Op::Register { mailbox: id, credential: id }, OpResult::Done);
+            s.handle_op_result(&Op::Register { mailbox: MailboxId(id), credential: id }, OpResult::Done);
         }
         let mut seen = std::collections::BTreeSet::new();
         let pulls = n.div_ceil(MAX_PULL_READS);

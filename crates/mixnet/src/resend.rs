@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use qanat_packet::NodeId;
 
-use crate::time::Time;
+use crate::time::UnixMicros;
 
 /// When packets are sent again and how many are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,9 +94,9 @@ pub struct Resend {
 struct Entry {
     packet: Vec<u8>,
     /// When the packet is given up.
-    deadline: Time,
+    deadline: UnixMicros,
     /// When the timer entry of this packet fires (the next resend, or the deadline).
-    wake: Time,
+    wake: UnixMicros,
 }
 
 /// The table of packets sent to gateways and not yet acknowledged.
@@ -106,7 +106,7 @@ pub struct Resends {
     entries: HashMap<(NodeId, u64), Entry>,
     per_gateway: HashMap<NodeId, usize>,
     /// `(wake, gateway, id)` of every entry, earliest first.
-    timers: BTreeSet<(Time, NodeId, u64)>,
+    timers: BTreeSet<(UnixMicros, NodeId, u64)>,
     metrics: ResendMetrics,
 }
 
@@ -138,7 +138,7 @@ impl Resends {
 
     /// The id for a packet sent to `to` now, which is kept for resending if `to` is a gateway
     /// and the bounds allow (otherwise it is sent once; a gateway's is counted as not kept).
-    pub fn send(&mut self, now: Time, to: NodeId, gateway: bool, packet: &[u8]) -> u64 {
+    pub fn send(&mut self, now: UnixMicros, to: NodeId, gateway: bool, packet: &[u8]) -> u64 {
         self.next_id = self.next_id.wrapping_add(1);
         let id = self.next_id;
         if !gateway {
@@ -190,7 +190,7 @@ impl Resends {
     }
 
     /// The next packet due to be sent again; packets past their deadline are given up on the way.
-    pub fn poll_resend(&mut self, now: Time) -> Option<Resend> {
+    pub fn poll_resend(&mut self, now: UnixMicros) -> Option<Resend> {
         while let Some(&(wake, to, id)) = self.timers.first() {
             if wake > now {
                 return None;
@@ -216,7 +216,7 @@ impl Resends {
     }
 
     /// When [`Resends::poll_resend`] next has work.
-    pub fn poll_timeout(&self) -> Option<Time> {
+    pub fn poll_timeout(&self) -> Option<UnixMicros> {
         self.timers.first().map(|t| t.0)
     }
 
@@ -258,11 +258,11 @@ mod tests {
         ResendConfig { resend_after: 2 * S, give_up_after: 10 * S, max_packets: 100, max_per_gateway: 40 }
     }
 
-    fn at(secs: u64) -> Time {
-        Time::ZERO + Duration::from_secs(secs)
+    fn at(secs: u64) -> UnixMicros {
+        UnixMicros::ZERO + Duration::from_secs(secs)
     }
 
-    fn drain(r: &mut Resends, now: Time) -> Vec<Resend> {
+    fn drain(r: &mut Resends, now: UnixMicros) -> Vec<Resend> {
         std::iter::from_fn(|| r.poll_resend(now)).collect()
     }
 
@@ -392,9 +392,9 @@ mod tests {
             };
             let mut r = Resends::with_id_base(c, base);
             // (gateway, id) -> (first send, last send) of what the model says is kept.
-            let mut model: HashMap<(NodeId, u64), (Time, Time)> = HashMap::new();
+            let mut model: HashMap<(NodeId, u64), (UnixMicros, UnixMicros)> = HashMap::new();
             let mut sent: Vec<(NodeId, u64)> = Vec::new();
-            let mut now = Time::ZERO;
+            let mut now = UnixMicros::ZERO;
             for op in ops {
                 match op {
                     Op::Send(g, gateway) => {

@@ -1,27 +1,28 @@
-//! Time as the cores see it: a monotonic count of microseconds from an origin the caller chooses.
+//! Time as the cores see it: [`UnixMicros`], a count of microseconds that only moves forward.
 //! The cores never read a clock; the networking layer (or a simulation) passes `now` in.
 //!
-//! Nodes and clients, which run on the wall clock, choose the Unix epoch: [`Time::from_system_time`],
-//! [`Time::to_system_time`] and [`Time::from_unix_time`] (the directory's
-//! [`UnixTime`], in milliseconds) are the conversions on that origin, each written here once.
-//! They saturate, never panic: a time before 1970 is [`Time::ZERO`].
+//! Nodes and clients run on the wall clock, counted from the Unix epoch:
+//! [`UnixMicros::from_system_time`], [`UnixMicros::to_system_time`] and
+//! [`UnixMicros::from_unix_millis`] (from the directory's [`UnixMillis`]) are the conversions, each
+//! written here once. They saturate, never panic: a time before 1970 is [`UnixMicros::ZERO`].
 
 use core::ops::{Add, Sub};
 use core::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use qanat_pki::UnixTime;
+use qanat_pki::UnixMillis;
 
-/// A point in time, in microseconds since an origin chosen by the caller.
+/// Microseconds since the Unix epoch, 1970-01-01T00:00:00Z. Simulations and tests, which have no
+/// wall clock, start near [`UnixMicros::ZERO`]: the cores only compare times and add durations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Time(pub u64);
+pub struct UnixMicros(pub u64);
 
-impl Time {
-    /// The origin.
+impl UnixMicros {
+    /// The Unix epoch (a simulation's start).
     pub const ZERO: Self = Self(0);
 
     /// The wall-clock reading `t` (which the caller takes: nothing here reads a clock) in
-    /// microseconds since the Unix epoch. A time before 1970 is [`Time::ZERO`]; one beyond
+    /// microseconds since the Unix epoch. A time before 1970 is [`UnixMicros::ZERO`]; one beyond
     /// `u64::MAX` microseconds (in the year 586,912) saturates.
     pub fn from_system_time(t: SystemTime) -> Self {
         let micros = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
@@ -29,15 +30,15 @@ impl Time {
     }
 
     /// This time, counted from the Unix epoch, as a `SystemTime`; one the platform cannot
-    /// represent reads as [`UnixTime::to_system_time`] reads it (the end of 9999).
+    /// represent reads as [`UnixMillis::to_system_time`] reads it (the end of 9999).
     pub fn to_system_time(self) -> SystemTime {
         UNIX_EPOCH
             .checked_add(Duration::from_micros(self.0))
-            .unwrap_or_else(|| UnixTime::from_millis(self.0 / 1000).to_system_time())
+            .unwrap_or_else(|| UnixMillis::from_millis(self.0 / 1000).to_system_time())
     }
 
-    /// The directory's time `t` on the same origin (saturating).
-    pub const fn from_unix_time(t: UnixTime) -> Self {
+    /// The directory's time `t` in microseconds (saturating).
+    pub const fn from_unix_millis(t: UnixMillis) -> Self {
         Self(t.as_millis().saturating_mul(1000))
     }
 
@@ -47,14 +48,14 @@ impl Time {
     }
 }
 
-impl Add<Duration> for Time {
+impl Add<Duration> for UnixMicros {
     type Output = Self;
     fn add(self, d: Duration) -> Self {
         Self(self.0.saturating_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)))
     }
 }
 
-impl Sub<Duration> for Time {
+impl Sub<Duration> for UnixMicros {
     type Output = Self;
     fn sub(self, d: Duration) -> Self {
         Self(self.0.saturating_sub(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)))
@@ -80,17 +81,17 @@ mod tests {
     #[test]
     fn wall_clock_times_round_trip() {
         for micros in [0, 1, 999_999, 1_767_225_600_123_456, 4_102_444_800_000_001] {
-            let t = Time(micros);
+            let t = UnixMicros(micros);
             assert_eq!(t.to_system_time(), UNIX_EPOCH + Duration::from_micros(micros));
-            assert_eq!(Time::from_system_time(t.to_system_time()), t);
+            assert_eq!(UnixMicros::from_system_time(t.to_system_time()), t);
         }
-        let ms = UnixTime::from_millis(1_767_225_600_123);
-        assert_eq!(Time::from_unix_time(ms), Time(1_767_225_600_123_000));
-        assert_eq!(Time::from_unix_time(ms).to_system_time(), ms.to_system_time());
+        let ms = UnixMillis::from_millis(1_767_225_600_123);
+        assert_eq!(UnixMicros::from_unix_millis(ms), UnixMicros(1_767_225_600_123_000));
+        assert_eq!(UnixMicros::from_unix_millis(ms).to_system_time(), ms.to_system_time());
         // The two clocks agree on any reading, to the millisecond.
         let t = UNIX_EPOCH + Duration::from_nanos(1_767_225_600_123_456_789);
-        assert_eq!(Time::from_system_time(t), Time(1_767_225_600_123_456));
-        assert_eq!(Time::from_system_time(t).0 / 1000, UnixTime::from_system_time(t).as_millis());
+        assert_eq!(UnixMicros::from_system_time(t), UnixMicros(1_767_225_600_123_456));
+        assert_eq!(UnixMicros::from_system_time(t).0 / 1000, UnixMillis::from_system_time(t).as_millis());
     }
 
     #[test]
@@ -99,15 +100,15 @@ mod tests {
             [Duration::from_nanos(1), Duration::from_secs(1), Duration::from_secs(86_400 * 365 * 100)]
         {
             if let Some(t) = UNIX_EPOCH.checked_sub(before) {
-                assert_eq!(Time::from_system_time(t), Time::ZERO);
-                assert_eq!(UnixTime::from_system_time(t), UnixTime::from_millis(0));
+                assert_eq!(UnixMicros::from_system_time(t), UnixMicros::ZERO);
+                assert_eq!(UnixMillis::from_system_time(t), UnixMillis::from_millis(0));
             }
         }
         if let Some(far) = UNIX_EPOCH.checked_add(Duration::from_secs(1 << 62)) {
-            assert_eq!(Time::from_system_time(far), Time(u64::MAX));
+            assert_eq!(UnixMicros::from_system_time(far), UnixMicros(u64::MAX));
         }
-        assert_eq!(Time::from_unix_time(UnixTime::from_millis(u64::MAX)), Time(u64::MAX));
-        let _: SystemTime = Time(u64::MAX).to_system_time();
+        assert_eq!(UnixMicros::from_unix_millis(UnixMillis::from_millis(u64::MAX)), UnixMicros(u64::MAX));
+        let _: SystemTime = UnixMicros(u64::MAX).to_system_time();
     }
 
     #[test]

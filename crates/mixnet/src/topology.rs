@@ -4,7 +4,7 @@
 
 use core::time::Duration;
 
-use qanat_packet::{NodeDelay, NodeId, PathHop, PublicKey, RecipientId, RoutingCommand, SurbId};
+use qanat_packet::{MailboxId, NodeDelay, NodeId, PathHop, PublicKey, RoutingCommand, SurbId};
 use qanat_pki::Document;
 use rand_core::Rng;
 
@@ -88,9 +88,9 @@ fn pick<'a, R: Rng + ?Sized>(v: &'a [Hop], rng: &mut R) -> Option<&'a Hop> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Destination {
     /// Deliver to a mailbox.
-    Recipient(RecipientId),
+    Recipient(MailboxId),
     /// Deliver to a mailbox as a SURB reply with this id.
-    SurbReply(RecipientId, SurbId),
+    SurbReply(MailboxId, SurbId),
 }
 
 /// Turns a list of hops into Sphinx path hops: every mix hop gets a delay drawn from Exp(mean);

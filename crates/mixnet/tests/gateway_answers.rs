@@ -8,9 +8,9 @@ use chacha20::ChaCha20Rng;
 use chacha20::rand_core::SeedableRng;
 use qanat_mixnet::{
     Ack, AckToken, Destination, Dropped, Egress, EpochWindow, Gateway, GatewayConfig, Hop, Refusal,
-    StoreResult, Time, Topology, path_hops,
+    StoreResult, Topology, UnixMicros, path_hops,
 };
-use qanat_packet::{Geometry, NodeId, RecipientId, Scheme, SecretKey, Sphinx, SurbId};
+use qanat_packet::{Geometry, MailboxId, NodeId, Scheme, SecretKey, Sphinx, SurbId};
 
 const SCHEME: Scheme = Scheme::X25519Nike;
 const GW: NodeId = NodeId([1; 32]);
@@ -19,7 +19,7 @@ const MIX: NodeId = NodeId([3; 32]);
 const OTHER_MIX: NodeId = NodeId([4; 32]);
 
 fn window() -> EpochWindow {
-    EpochWindow { start: Time::ZERO, end: Time(u64::MAX / 4), grace: Duration::from_secs(1) }
+    EpochWindow { start: UnixMicros::ZERO, end: UnixMicros(u64::MAX / 4), grace: Duration::from_secs(1) }
 }
 
 struct Setup {
@@ -51,7 +51,7 @@ impl Setup {
     /// A last hop at the gateway for a mailbox, sealed (opaque) as clients make them.
     fn mailbox_packet(&mut self) -> Vec<u8> {
         let hop = Hop { id: GW, key: self.gw_key.public_key() };
-        let dest = Destination::SurbReply(RecipientId([9; 32]), SurbId([5; 16]));
+        let dest = Destination::SurbReply(MailboxId([9; 32]), SurbId([5; 16]));
         let path = path_hops(&[&hop], |_| true, Duration::ZERO, dest, &mut self.rng);
         let g = self.sphinx.geometry();
         let body = vec![0u8; g.payload_tag_len() + g.forward_payload_len()];
@@ -66,7 +66,7 @@ impl Setup {
             &refs,
             |id| *id == GW,
             Duration::from_millis(1),
-            Destination::Recipient(RecipientId([3; 32])),
+            Destination::Recipient(MailboxId([3; 32])),
             &mut self.rng,
         );
         let payload = vec![0u8; self.sphinx.geometry().forward_payload_len()];
@@ -77,7 +77,7 @@ impl Setup {
     fn packet_to_a_random_key(&mut self) -> Vec<u8> {
         let stranger = SecretKey::generate(SCHEME, &mut self.rng);
         let hop = Hop { id: GW, key: stranger.public_key() };
-        let dest = Destination::SurbReply(RecipientId([9; 32]), SurbId([5; 16]));
+        let dest = Destination::SurbReply(MailboxId([9; 32]), SurbId([5; 16]));
         let path = path_hops(&[&hop], |_| true, Duration::ZERO, dest, &mut self.rng);
         let g = self.sphinx.geometry();
         let body = vec![0u8; g.payload_tag_len() + g.forward_payload_len()];
@@ -105,7 +105,7 @@ fn undecryptable_packets_are_acknowledged_and_counted() {
     let mut gw = s.gateway(GatewayConfig::new(GW));
     let p = s.packet_to_a_random_key();
     assert_eq!(
-        gw.handle_mix_packet(Time::ZERO, MIX, AckToken(1), p),
+        gw.handle_mix_packet(UnixMicros::ZERO, MIX, AckToken(1), p),
         Ok(Egress::Refused(Refusal::Malformed))
     );
     assert_eq!(acks(&mut gw), vec![ack(MIX, 1)]);
@@ -122,12 +122,12 @@ fn misrouted_packets_are_acknowledged_and_counted() {
     let stranger = SecretKey::generate(SCHEME, &mut s.rng);
     let p = s.through_to(Hop { id: NodeId([8; 32]), key: stranger.public_key() });
     assert_eq!(
-        gw.handle_mix_packet(Time::ZERO, MIX, AckToken(1), p),
+        gw.handle_mix_packet(UnixMicros::ZERO, MIX, AckToken(1), p),
         Ok(Egress::Refused(Refusal::Misrouted))
     );
     assert_eq!(acks(&mut gw), vec![ack(MIX, 1)]);
     assert_eq!(gw.metrics().refused_misrouted, 1);
-    assert!(gw.poll_transmit(Time(u64::MAX / 8)).is_none());
+    assert!(gw.poll_transmit(UnixMicros(u64::MAX / 8)).is_none());
 }
 
 #[test]
@@ -136,7 +136,7 @@ fn no_live_key_is_not_answered() {
     let mut s = Setup::new();
     let mut gw = Gateway::new(GatewayConfig::new(GW), Geometry::default_for(SCHEME));
     let p = s.mailbox_packet();
-    assert_eq!(gw.handle_mix_packet(Time::ZERO, MIX, AckToken(1), p), Err(Dropped::NoKey));
+    assert_eq!(gw.handle_mix_packet(UnixMicros::ZERO, MIX, AckToken(1), p), Err(Dropped::NoKey));
     assert!(acks(&mut gw).is_empty());
 }
 
@@ -146,19 +146,22 @@ fn one_store_write_per_packet_however_often_it_is_resent() {
     let mut s = Setup::new();
     let mut gw = s.gateway(GatewayConfig::new(GW));
     let p = s.mailbox_packet();
-    let Ok(Egress::Storing(st)) = gw.handle_mix_packet(Time::ZERO, MIX, AckToken(1), p.clone()) else {
+    let Ok(Egress::Storing(st)) = gw.handle_mix_packet(UnixMicros::ZERO, MIX, AckToken(1), p.clone()) else {
         panic!("not stored")
     };
     // Resent while the write is in flight, by the same mix (same id) and another one.
-    assert_eq!(gw.handle_mix_packet(Time(1), MIX, AckToken(1), p.clone()), Ok(Egress::Storing(st)));
-    assert_eq!(gw.handle_mix_packet(Time(2), OTHER_MIX, AckToken(9), p.clone()), Ok(Egress::Storing(st)));
+    assert_eq!(gw.handle_mix_packet(UnixMicros(1), MIX, AckToken(1), p.clone()), Ok(Egress::Storing(st)));
+    assert_eq!(
+        gw.handle_mix_packet(UnixMicros(2), OTHER_MIX, AckToken(9), p.clone()),
+        Ok(Egress::Storing(st))
+    );
     let req = gw.poll_store().unwrap();
     assert!(gw.poll_store().is_none(), "one write");
     assert!(acks(&mut gw).is_empty(), "nothing acknowledged before the write is durable");
     assert!(gw.handle_store_result(req.token, StoreResult::Durable).is_empty());
     assert_eq!(acks(&mut gw), vec![ack(MIX, 1), ack(OTHER_MIX, 9)]);
     // Resent after it is durable (the acknowledgement was lost): acknowledged, not written.
-    assert_eq!(gw.handle_mix_packet(Time(3), MIX, AckToken(1), p), Ok(Egress::AlreadyStored));
+    assert_eq!(gw.handle_mix_packet(UnixMicros(3), MIX, AckToken(1), p), Ok(Egress::AlreadyStored));
     assert!(gw.poll_store().is_none());
     assert_eq!(acks(&mut gw), vec![ack(MIX, 1)]);
     assert_eq!(gw.metrics().duplicate_stores, 3);
@@ -170,13 +173,13 @@ fn a_failed_write_is_written_again_on_the_next_resend() {
     let mut s = Setup::new();
     let mut gw = s.gateway(GatewayConfig::new(GW));
     let p = s.mailbox_packet();
-    gw.handle_mix_packet(Time::ZERO, MIX, AckToken(1), p.clone()).unwrap();
-    gw.handle_mix_packet(Time(1), OTHER_MIX, AckToken(2), p.clone()).unwrap();
+    gw.handle_mix_packet(UnixMicros::ZERO, MIX, AckToken(1), p.clone()).unwrap();
+    gw.handle_mix_packet(UnixMicros(1), OTHER_MIX, AckToken(2), p.clone()).unwrap();
     let req = gw.poll_store().unwrap();
     // Neither sender is acknowledged; the runtime learns whom it will not answer.
     assert_eq!(gw.handle_store_result(req.token, StoreResult::Failed), vec![ack(MIX, 1), ack(OTHER_MIX, 2)]);
     assert!(acks(&mut gw).is_empty());
-    assert!(matches!(gw.handle_mix_packet(Time(2), MIX, AckToken(1), p), Ok(Egress::Storing(_))));
+    assert!(matches!(gw.handle_mix_packet(UnixMicros(2), MIX, AckToken(1), p), Ok(Egress::Storing(_))));
     assert!(gw.poll_store().is_some());
 }
 
@@ -186,11 +189,11 @@ fn a_rejected_write_is_acknowledged_and_not_written_again() {
     let mut s = Setup::new();
     let mut gw = s.gateway(GatewayConfig::new(GW));
     let p = s.mailbox_packet();
-    gw.handle_mix_packet(Time::ZERO, MIX, AckToken(1), p.clone()).unwrap();
+    gw.handle_mix_packet(UnixMicros::ZERO, MIX, AckToken(1), p.clone()).unwrap();
     let req = gw.poll_store().unwrap();
     assert!(gw.handle_store_result(req.token, StoreResult::Rejected).is_empty());
     assert_eq!(acks(&mut gw), vec![ack(MIX, 1)]);
-    assert_eq!(gw.handle_mix_packet(Time(1), MIX, AckToken(1), p), Ok(Egress::AlreadyStored));
+    assert_eq!(gw.handle_mix_packet(UnixMicros(1), MIX, AckToken(1), p), Ok(Egress::AlreadyStored));
     assert!(gw.poll_store().is_none());
     assert_eq!(gw.metrics().store_rejected, 1);
 }
@@ -204,16 +207,16 @@ fn the_memory_of_settled_writes_is_bounded() {
     let mut gw = s.gateway(config);
     let packets: Vec<Vec<u8>> = (0..3).map(|_| s.mailbox_packet()).collect();
     for (i, p) in packets.iter().enumerate() {
-        gw.handle_mix_packet(Time::ZERO, MIX, AckToken(i as u64), p.clone()).unwrap();
+        gw.handle_mix_packet(UnixMicros::ZERO, MIX, AckToken(i as u64), p.clone()).unwrap();
         let req = gw.poll_store().unwrap();
         gw.handle_store_result(req.token, StoreResult::Durable);
     }
     assert!(matches!(
-        gw.handle_mix_packet(Time(1), MIX, AckToken(0), packets[0].clone()),
+        gw.handle_mix_packet(UnixMicros(1), MIX, AckToken(0), packets[0].clone()),
         Ok(Egress::Storing(_))
     ));
     assert_eq!(
-        gw.handle_mix_packet(Time(1), MIX, AckToken(2), packets[2].clone()),
+        gw.handle_mix_packet(UnixMicros(1), MIX, AckToken(2), packets[2].clone()),
         Ok(Egress::AlreadyStored)
     );
 }
@@ -228,19 +231,19 @@ fn a_replayed_loop_is_not_forwarded_even_after_a_restart() {
     let p = s.through_to(next);
     let mut gw = s.gateway(GatewayConfig::new(GW));
     gw.enable_replay_log();
-    assert_eq!(gw.handle_mix_packet(Time::ZERO, MIX, AckToken(1), p.clone()), Ok(Egress::Forwarded));
+    assert_eq!(gw.handle_mix_packet(UnixMicros::ZERO, MIX, AckToken(1), p.clone()), Ok(Egress::Forwarded));
     let batch = gw.poll_replay_log().unwrap();
     gw.handle_replay_logged(batch.id);
-    assert_eq!(gw.poll_transmit(Time(u64::MAX / 8)).map(|t| t.to), Some(LAYER1));
-    assert_eq!(gw.handle_mix_packet(Time(1), OTHER_MIX, AckToken(2), p.clone()), Ok(Egress::Replayed));
-    assert!(gw.poll_transmit(Time(u64::MAX / 8)).is_none());
+    assert_eq!(gw.poll_transmit(UnixMicros(u64::MAX / 8)).map(|t| t.to), Some(LAYER1));
+    assert_eq!(gw.handle_mix_packet(UnixMicros(1), OTHER_MIX, AckToken(2), p.clone()), Ok(Egress::Replayed));
+    assert!(gw.poll_transmit(UnixMicros(u64::MAX / 8)).is_none());
     // A restarted gateway, its filter rebuilt from the logged tags.
     let mut again = s.gateway(GatewayConfig::new(GW));
     again.enable_replay_log();
     let tags: Vec<_> = batch.tags.iter().map(|(_, t)| *t).collect();
     again.restore_replay_tags(7, &tags);
-    assert_eq!(again.handle_mix_packet(Time(2), MIX, AckToken(3), p), Ok(Egress::Replayed));
-    assert!(again.poll_transmit(Time(u64::MAX / 8)).is_none());
+    assert_eq!(again.handle_mix_packet(UnixMicros(2), MIX, AckToken(3), p), Ok(Egress::Replayed));
+    assert!(again.poll_transmit(UnixMicros(u64::MAX / 8)).is_none());
     assert_eq!(acks(&mut again), vec![ack(MIX, 3)]);
 }
 
@@ -252,12 +255,16 @@ fn a_replayed_loop_is_not_forwarded_even_after_a_restart() {
 fn an_idle_gateway_wakes_up_to_erase_an_expired_key() {
     let s = Setup::new();
     let mut gw = Gateway::new(GatewayConfig::new(GW), Geometry::default_for(SCHEME));
-    let w = EpochWindow { start: Time(10_000_000), end: Time(30_000_000), grace: Duration::from_secs(5) };
+    let w = EpochWindow {
+        start: UnixMicros(10_000_000),
+        end: UnixMicros(30_000_000),
+        grace: Duration::from_secs(5),
+    };
     gw.add_epoch_key(7, copy(&s.gw_key), w);
-    assert_eq!(gw.poll_timeout(), Some(Time(35_000_000)), "the key's expiry is a timer");
-    gw.handle_timeout(Time(34_999_999));
+    assert_eq!(gw.poll_timeout(), Some(UnixMicros(35_000_000)), "the key's expiry is a timer");
+    gw.handle_timeout(UnixMicros(34_999_999));
     assert_eq!(gw.key_epochs(), vec![7]);
-    gw.handle_timeout(Time(35_000_000));
+    gw.handle_timeout(UnixMicros(35_000_000));
     assert!(gw.key_epochs().is_empty());
     assert_eq!(gw.poll_timeout(), None);
 }

@@ -9,14 +9,14 @@ use chacha20::ChaCha20Rng;
 use chacha20::rand_core::SeedableRng;
 use qanat_mixnet::{
     AckToken, Destination, Dropped, Egress, EpochWindow, Gateway, GatewayConfig, Hop, Mix, MixConfig,
-    ReplayBatch, Time, Topology, path_hops,
+    ReplayBatch, Topology, UnixMicros, path_hops,
 };
-use qanat_packet::{Geometry, NodeId, RecipientId, ReplayTag, Scheme, SecretKey, Sphinx};
+use qanat_packet::{Geometry, MailboxId, NodeId, ReplayTag, Scheme, SecretKey, Sphinx};
 
 const SCHEME: Scheme = Scheme::X25519Nike;
 
 fn window() -> EpochWindow {
-    EpochWindow { start: Time::ZERO, end: Time(u64::MAX / 4), grace: Duration::from_secs(1) }
+    EpochWindow { start: UnixMicros::ZERO, end: UnixMicros(u64::MAX / 4), grace: Duration::from_secs(1) }
 }
 
 struct Setup {
@@ -39,7 +39,7 @@ impl Setup {
 
     /// A mix with the key of epoch 7 installed, its log enabled, with `capacity` tags per key.
     fn mix(&self, capacity: u64) -> Mix {
-        let mut cfg = MixConfig::new(MIX, RecipientId([9; 32]));
+        let mut cfg = MixConfig::new(MIX, MailboxId([9; 32]));
         cfg.loop_rate = 0.0;
         cfg.replay_capacity = capacity;
         let mut m = Mix::new(cfg, Geometry::default_for(SCHEME));
@@ -59,7 +59,7 @@ impl Setup {
             &refs,
             |_| false,
             Duration::from_millis(1),
-            Destination::Recipient(RecipientId([3; 32])),
+            Destination::Recipient(MailboxId([3; 32])),
             &mut self.rng,
         );
         let payload = vec![0u8; self.sphinx.geometry().forward_payload_len()];
@@ -71,9 +71,9 @@ fn copy(k: &SecretKey) -> SecretKey {
     SecretKey::from_bytes(SCHEME, k.to_bytes().as_ref()).unwrap()
 }
 
-const LATER: Time = Time(60_000_000);
+const LATER: UnixMicros = UnixMicros(60_000_000);
 
-fn drain(m: &mut Mix, now: Time) -> usize {
+fn drain(m: &mut Mix, now: UnixMicros) -> usize {
     std::iter::from_fn(|| m.poll_transmit(now)).count()
 }
 
@@ -82,7 +82,7 @@ fn a_packet_leaves_only_once_its_tag_is_durable() {
     let mut s = Setup::new();
     let mut mix = s.mix(1000);
     let packets: Vec<Vec<u8>> = (0..5).map(|_| s.packet()).collect();
-    mix.handle_packets(Time::ZERO, packets[..3].to_vec());
+    mix.handle_packets(UnixMicros::ZERO, packets[..3].to_vec());
     // Due, but the batch is not durable: nothing leaves, and no timer is asked for them (the
     // report is the next event): the only timer is the key's expiry.
     assert_eq!(drain(&mut mix, LATER), 0);
@@ -93,7 +93,7 @@ fn a_packet_leaves_only_once_its_tag_is_durable() {
     assert_eq!(b1.tags.len(), 3);
     assert!(b1.tags.iter().all(|(e, _)| *e == 7));
     // Packets of the next batch wait for it, not for the first.
-    mix.handle_packet(Time::ZERO, packets[3].clone()).unwrap();
+    mix.handle_packet(UnixMicros::ZERO, packets[3].clone()).unwrap();
     mix.handle_replay_logged(b1.id);
     assert_eq!(drain(&mut mix, LATER), 3);
     assert_eq!(drain(&mut mix, LATER), 0);
@@ -103,7 +103,7 @@ fn a_packet_leaves_only_once_its_tag_is_durable() {
     mix.handle_replay_logged(b2.id);
     assert_eq!(drain(&mut mix, LATER), 1);
     // A replay adds no tag and queues nothing.
-    mix.handle_packet(Time::ZERO, packets[0].clone()).unwrap_err();
+    mix.handle_packet(UnixMicros::ZERO, packets[0].clone()).unwrap_err();
     assert_eq!(mix.poll_replay_log(), None);
     assert_eq!(mix.metrics().dropped_replay, 1);
 }
@@ -113,7 +113,7 @@ fn a_mix_rebuilt_from_its_log_drops_replays_of_what_it_forwarded() {
     let mut s = Setup::new();
     let mut before = s.mix(1000);
     let forwarded: Vec<Vec<u8>> = (0..20).map(|_| s.packet()).collect();
-    before.handle_packets(Time::ZERO, forwarded.clone());
+    before.handle_packets(UnixMicros::ZERO, forwarded.clone());
     let mut log: Vec<ReplayTag> = Vec::new();
     while let Some(ReplayBatch { id, tags }) = before.poll_replay_log() {
         log.extend(tags.into_iter().map(|(_, t)| t));
@@ -126,10 +126,10 @@ fn a_mix_rebuilt_from_its_log_drops_replays_of_what_it_forwarded() {
     assert_eq!(after.restore_replay_tags(7, &log), 20);
     assert_eq!(after.restore_replay_tags(8, &log), 0, "no key of epoch 8");
     for p in &forwarded {
-        assert_eq!(after.handle_packet(Time(1), p.clone()), Err(Dropped::Replay));
+        assert_eq!(after.handle_packet(UnixMicros(1), p.clone()), Err(Dropped::Replay));
     }
     let fresh = s.packet();
-    after.handle_packet(Time(1), fresh).unwrap();
+    after.handle_packet(UnixMicros(1), fresh).unwrap();
     let b = after.poll_replay_log().unwrap();
     assert_eq!(b.tags.len(), 1, "restored tags are not logged again");
     after.handle_replay_logged(b.id);
@@ -143,9 +143,9 @@ fn installing_a_key_again_keeps_its_filter() {
     let mut s = Setup::new();
     let mut mix = s.mix(1000);
     let p = s.packet();
-    mix.handle_packet(Time::ZERO, p.clone()).unwrap();
+    mix.handle_packet(UnixMicros::ZERO, p.clone()).unwrap();
     mix.add_epoch_key(7, copy(&s.mix_key), window());
-    assert_eq!(mix.handle_packet(Time::ZERO, p), Err(Dropped::Replay));
+    assert_eq!(mix.handle_packet(UnixMicros::ZERO, p), Err(Dropped::Replay));
 }
 
 #[test]
@@ -154,26 +154,26 @@ fn a_full_log_stops_logging_but_never_stops_forwarding() {
     let mut mix = s.mix(4);
     mix.restore_replay_tags(7, &[ReplayTag([0xAB; 32])]);
     let packets: Vec<Vec<u8>> = (0..10).map(|_| s.packet()).collect();
-    mix.handle_packets(Time::ZERO, packets.clone());
+    mix.handle_packets(UnixMicros::ZERO, packets.clone());
     let b = mix.poll_replay_log().unwrap();
     assert_eq!(b.tags.len(), 3, "restored tags count towards the bound");
     mix.handle_replay_logged(b.id);
     assert_eq!(drain(&mut mix, LATER), 10);
     assert_eq!(mix.metrics().replay_log_full, 7);
     // Replays are still dropped while the node runs.
-    mix.handle_packets(Time(1), packets);
+    mix.handle_packets(UnixMicros(1), packets);
     assert_eq!(mix.metrics().dropped_replay, 10);
 }
 
 #[test]
 fn without_the_log_nothing_is_held() {
     let mut s = Setup::new();
-    let mut cfg = MixConfig::new(MIX, RecipientId([9; 32]));
+    let mut cfg = MixConfig::new(MIX, MailboxId([9; 32]));
     cfg.loop_rate = 0.0;
     cfg.replay_capacity = 1000;
     let mut mix = Mix::new(cfg, Geometry::default_for(SCHEME));
     mix.add_epoch_key(7, copy(&s.mix_key), window());
-    mix.handle_packet(Time::ZERO, s.packet()).unwrap();
+    mix.handle_packet(UnixMicros::ZERO, s.packet()).unwrap();
     assert_eq!(mix.poll_replay_log(), None);
     assert_eq!(drain(&mut mix, LATER), 1);
 }
@@ -192,8 +192,8 @@ fn a_gateway_drops_and_acknowledges_a_loop_it_already_forwarded() {
     gw.enable_replay_log();
     let p = s.packet();
     let from = NodeId([4; 32]);
-    assert_eq!(gw.handle_mix_packet(Time::ZERO, from, AckToken(1), p.clone()), Ok(Egress::Forwarded));
-    assert_eq!(gw.handle_mix_packet(Time::ZERO, from, AckToken(2), p), Ok(Egress::Replayed));
+    assert_eq!(gw.handle_mix_packet(UnixMicros::ZERO, from, AckToken(1), p.clone()), Ok(Egress::Forwarded));
+    assert_eq!(gw.handle_mix_packet(UnixMicros::ZERO, from, AckToken(2), p), Ok(Egress::Replayed));
     let acks: Vec<u64> = std::iter::from_fn(|| gw.poll_ack()).map(|a| a.token.0).collect();
     assert_eq!(acks, vec![1, 2]);
     assert_eq!(gw.metrics().dropped_replay, 1);

@@ -14,9 +14,9 @@ use chacha20::rand_core::SeedableRng;
 use qanat_mixnet::sending::seal::{self, SealKey};
 use qanat_mixnet::sending::{NetworkView, Outbox, Payload, ResendPolicy, Route, ack_packet, cover_packet};
 use qanat_mixnet::{
-    AckToken, EpochWindow, Gateway, GatewayConfig, Hop, MailboxItem, StoreRequest, Time, Topology,
+    AckToken, EpochWindow, Gateway, GatewayConfig, Hop, MailboxItem, StoreRequest, Topology, UnixMicros,
 };
-use qanat_packet::{Geometry, NodeId, RecipientId, Scheme, SecretKey, Sphinx};
+use qanat_packet::{Geometry, MailboxId, NodeId, Scheme, SecretKey, Sphinx};
 
 const SCHEME: Scheme = Scheme::X25519Kem;
 
@@ -45,8 +45,8 @@ impl Net {
         let mut gateway = Gateway::new(GatewayConfig::new(gw.id), geometry.clone());
         let k = SecretKey::from_bytes(SCHEME, &keys[&gw.id].to_bytes()[..]).unwrap();
         let window = EpochWindow {
-            start: Time::ZERO,
-            end: Time::ZERO + Duration::from_secs(3600),
+            start: UnixMicros::ZERO,
+            end: UnixMicros::ZERO + Duration::from_secs(3600),
             grace: Duration::from_secs(60),
         };
         gateway.add_epoch_key(0, k, window);
@@ -71,7 +71,7 @@ impl Net {
             let last_mix = at;
             at = out.commands.next_hop.expect("a next hop").id;
             if at == self.gw {
-                self.gateway.handle_mix_packet(Time::ZERO, last_mix, AckToken(0), packet).ok()?;
+                self.gateway.handle_mix_packet(UnixMicros::ZERO, last_mix, AckToken(0), packet).ok()?;
                 return self.gateway.poll_store();
             }
         }
@@ -91,12 +91,12 @@ fn every_item_on_the_egress_path_is_random_bytes_of_one_length() {
     let view = net.view();
     let mut outbox =
         Outbox::new(ResendPolicy { first: Duration::from_secs(5), max: Duration::from_secs(60) });
-    let alice_home = (RecipientId([0xa0; 32]), SealKey::random(&mut rng));
+    let alice_home = (MailboxId([0xa0; 32]), SealKey::random(&mut rng));
     // Three members of a group (one mailbox each) and two contacts.
     let routes: Vec<Route> = (0..5u8)
         .map(|i| Route {
             gateway: net.gw,
-            mailbox: RecipientId([0x10 + i; 32]),
+            mailbox: MailboxId([0x10 + i; 32]),
             seal: SealKey::random(&mut rng),
         })
         .collect();
@@ -109,7 +109,7 @@ fn every_item_on_the_egress_path_is_random_bytes_of_one_length() {
         outbox.queue(&g, *r, alice_home.0, b"hello, in the clear inside the seal", &mut rng).unwrap();
     }
     let mut stored: Vec<StoreRequest> = Vec::new();
-    while let Some(p) = outbox.next_packet(Time::ZERO, &net.sphinx, &view, &mut rng) {
+    while let Some(p) = outbox.next_packet(UnixMicros::ZERO, &net.sphinx, &view, &mut rng) {
         stored.push(net.deliver(p.packet).expect("stored"));
     }
     assert_eq!(stored.len(), 5);

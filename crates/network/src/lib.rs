@@ -20,14 +20,14 @@ use std::time::SystemTime;
 
 use qanat_link::{FrameSize, LinkConfig};
 use qanat_packet::Geometry;
-use qanat_pki::UnixTime;
+use qanat_pki::UnixMillis;
 
 pub use config::{AuthorityPeer, ClientGateway, ClientNetwork, ConfigError, NetworkConfig};
 
 /// The current wall-clock time: the one place nodes and clients read the clock as a
-/// [`UnixTime`]. A clock before 1970 reads as 0.
-pub fn wall_now() -> UnixTime {
-    UnixTime::from_system_time(SystemTime::now())
+/// [`UnixMillis`]. A clock before 1970 reads as 0.
+pub fn wall_now() -> UnixMillis {
+    UnixMillis::from_system_time(SystemTime::now())
 }
 
 /// No link frame size carries the network's packets.

@@ -22,11 +22,11 @@ use chacha20::rand_core::SeedableRng;
 use qanat_link::{
     Frame, FrameSize, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, Listener, PacketId,
 };
-use qanat_mixnet::{EpochWindow, Mix, MixConfig, Time};
+use qanat_mixnet::{EpochWindow, Mix, MixConfig, UnixMicros};
 use qanat_node::ReplayLog;
 use qanat_node::runtime::{MixRuntimeConfig, Peer, spawn_mix, spawn_mix_with_replay_log};
 use qanat_packet::{
-    Geometry, NodeDelay, NodeId, PathHop, RecipientId, RoutingCommand, Scheme, SecretKey, Sphinx,
+    Geometry, MailboxId, NodeDelay, NodeId, PathHop, RoutingCommand, Scheme, SecretKey, Sphinx,
 };
 
 const SCHEME: Scheme = Scheme::X25519Kem;
@@ -82,7 +82,7 @@ fn main() {
         PathHop {
             id: sink_id,
             public_key: sink_key.public_key(),
-            commands: vec![RoutingCommand::Recipient(RecipientId([3; 32]))],
+            commands: vec![RoutingCommand::Recipient(MailboxId([3; 32]))],
         },
     ];
     let payload = vec![0x42u8; geometry.forward_payload_len()];
@@ -145,14 +145,18 @@ fn main() {
     let mix_thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
-            let mut cfg = MixConfig::new(mix_id, RecipientId([9; 32]));
+            let mut cfg = MixConfig::new(mix_id, MailboxId([9; 32]));
             cfg.loop_rate = 0.0;
             cfg.max_queue = 1_000_000;
             let mut core = Mix::new(cfg, geometry.clone());
             core.add_epoch_key(
                 0,
                 mix_key,
-                EpochWindow { start: Time::ZERO, end: Time(u64::MAX / 4), grace: Duration::from_secs(1) },
+                EpochWindow {
+                    start: UnixMicros::ZERO,
+                    end: UnixMicros(u64::MAX / 4),
+                    grace: Duration::from_secs(1),
+                },
             );
             let peers = HashMap::from([
                 (sink_id, Peer { addr: sink_addr, link_key: sink_pub, gateway: false }),
@@ -167,7 +171,7 @@ fn main() {
                 link: link_config(),
                 peers,
                 resend: qanat_mixnet::ResendConfig::new(Duration::from_secs(10), Duration::from_secs(300)),
-                clock: qanat_mixnet::Time::ZERO,
+                clock: qanat_mixnet::UnixMicros::ZERO,
                 hostile: Default::default(),
             };
             let rng = ChaCha20Rng::seed_from_u64(1);

@@ -46,7 +46,7 @@ use qanat_codec::{Reader, Writer};
 use qanat_link::LinkSecretKey;
 use qanat_network::file::{Access, write_atomically};
 use qanat_packet::{Scheme, SecretKey};
-use qanat_pki::{Epoch, EpochPeriod, IdentitySecret, UnixTime};
+use qanat_pki::{Epoch, EpochPeriod, IdentitySecret, UnixMillis};
 use rand_core::CryptoRng;
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
@@ -153,7 +153,7 @@ impl NodeKeys {
     pub fn open<R: CryptoRng + ?Sized>(
         data_dir: &Path,
         window: KeyWindow,
-        now: UnixTime,
+        now: UnixMillis,
         period: EpochPeriod,
         scheme: Scheme,
         rng: &mut R,
@@ -196,7 +196,7 @@ impl NodeKeys {
     /// epochs than the window (from a clock that was ahead) are kept.
     pub fn rotate<R: CryptoRng + ?Sized>(
         &mut self,
-        now: UnixTime,
+        now: UnixMillis,
         period: EpochPeriod,
         scheme: Scheme,
         rng: &mut R,

@@ -19,11 +19,11 @@ use qanat_link::{
 use qanat_mailbox::Limits;
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
 use qanat_mixnet::client_proto::{ErrorCode, Op, OpResult, PULL_OPS, Request, Response, Want};
-use qanat_mixnet::{EpochWindow, Gateway, GatewayConfig, Time, Topology};
+use qanat_mixnet::{EpochWindow, Gateway, GatewayConfig, Topology, UnixMicros};
 use qanat_node::runtime::{
     ClientBudgets, EpochUpdate, GatewayHandle, GatewayRuntimeConfig, Peer, spawn_gateway,
 };
-use qanat_packet::{Geometry, NodeId, Scheme};
+use qanat_packet::{Geometry, MailboxId, NodeId, Scheme};
 use tokio::net::TcpSocket;
 use tokio::time::{Instant, sleep, timeout};
 
@@ -73,7 +73,7 @@ async fn gateway(budgets: ClientBudgets, link: LinkConfig, peers: HashMap<NodeId
             link,
             peers,
             max_batch: 16,
-            clock: Time::ZERO,
+            clock: UnixMicros::ZERO,
             fault_drop_rate: 0.0,
             documents: Default::default(),
             pull_answer_delay: Duration::from_millis(1),
@@ -106,7 +106,11 @@ fn update(client_rate: f64) -> EpochUpdate {
     EpochUpdate {
         epoch: 1,
         key: None,
-        window: EpochWindow { start: Time::ZERO, end: Time(u64::MAX / 4), grace: Duration::from_secs(1) },
+        window: EpochWindow {
+            start: UnixMicros::ZERO,
+            end: UnixMicros(u64::MAX / 4),
+            grace: Duration::from_secs(1),
+        },
         topology: Topology { epoch: 1, layers: Vec::new(), gateways: Vec::new() },
         peers: HashMap::new(),
         mean_delay: Duration::from_millis(100),
@@ -148,11 +152,11 @@ async fn pull(conn: &mut Connection<LinkPublicKey>, id: u32, ops: Vec<Op>) -> [O
 }
 
 fn register(i: u8) -> Op {
-    Op::Register { mailbox: [i; 32], credential: [i ^ 0xff; 32] }
+    Op::Register { mailbox: MailboxId([i; 32]), credential: [i ^ 0xff; 32] }
 }
 
 fn unregister(i: u8) -> Op {
-    Op::Unregister { mailbox: [i; 32], credential: [i ^ 0xff; 32] }
+    Op::Unregister { mailbox: MailboxId([i; 32]), credential: [i ^ 0xff; 32] }
 }
 
 const DONE: OpResult = OpResult::Done;
@@ -255,12 +259,12 @@ async fn a_registration_flood_fails_only_the_refused_registrations() {
     assert_eq!(r[..2], [DONE, DONE]);
     // Now the rate is spent: the registration fails alone; the unregistration and a deletion in
     // the same pull are carried out, and the session goes on.
-    let delete = Op::Delete { mailbox: [3; 32], credential: [3 ^ 0xff; 32], up_to: 1 };
+    let delete = Op::Delete { mailbox: MailboxId([3; 32]), credential: [3 ^ 0xff; 32], up_to: 1 };
     let r = pull(&mut flooder, 4, vec![unregister(4), register(12), delete]).await;
     assert_eq!(r[..3], [DONE, LATER, DONE]);
     assert_eq!(m.registrations_rate_limited.load(Ordering::Relaxed), 1);
     // The one-frame registration is held to the same budgets.
-    let req = Request::Register { id: 9, mailbox: [13; 32], credential: [0; 32] };
+    let req = Request::Register { id: 9, mailbox: MailboxId([13; 32]), credential: [0; 32] };
     flooder.send(Frame::Control(req.encode().unwrap())).await.unwrap();
     let f = timeout(BOUND, flooder.recv()).await.unwrap().unwrap();
     let Frame::Control(b) = f else { panic!("not a control frame") };

@@ -13,9 +13,9 @@ use chacha20::rand_core::{Rng, SeedableRng};
 use qanat_link::{
     Frame, FrameSize, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, Listener, PacketId,
 };
-use qanat_mixnet::{Destination, EpochWindow, Hop, Mix, MixConfig, Time, path_hops};
+use qanat_mixnet::{Destination, EpochWindow, Hop, Mix, MixConfig, UnixMicros, path_hops};
 use qanat_node::runtime::{MixRuntimeConfig, Peer, spawn_mix};
-use qanat_packet::{Geometry, NodeId, RecipientId, Scheme, SecretKey, Sphinx};
+use qanat_packet::{Geometry, MailboxId, NodeId, Scheme, SecretKey, Sphinx};
 use tokio::sync::mpsc;
 
 const SCHEME: Scheme = Scheme::X25519Kem;
@@ -102,7 +102,7 @@ async fn packets_cross_three_mix_runtimes_over_real_links_and_survive_a_gateway_
             prev_id,
             Peer { addr: "127.0.0.1:9".parse().unwrap(), link_key: prev_link, gateway: false },
         );
-        let mut cfg = MixConfig::new(m.id, RecipientId([0x70 + i as u8; 32]));
+        let mut cfg = MixConfig::new(m.id, MailboxId([0x70 + i as u8; 32]));
         cfg.loop_rate = 0.0;
         cfg.replay_capacity = 100_000;
         let mut core = Mix::new(cfg, geometry.clone());
@@ -110,7 +110,11 @@ async fn packets_cross_three_mix_runtimes_over_real_links_and_survive_a_gateway_
         core.add_epoch_key(
             0,
             key,
-            EpochWindow { start: Time::ZERO, end: Time(u64::MAX / 4), grace: Duration::from_secs(1) },
+            EpochWindow {
+                start: UnixMicros::ZERO,
+                end: UnixMicros(u64::MAX / 4),
+                grace: Duration::from_secs(1),
+            },
         );
         let rt = MixRuntimeConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -118,7 +122,7 @@ async fn packets_cross_three_mix_runtimes_over_real_links_and_survive_a_gateway_
             link: link_config(),
             peers,
             resend: qanat_mixnet::ResendConfig::new(Duration::from_millis(300), Duration::from_secs(300)),
-            clock: qanat_mixnet::Time::ZERO,
+            clock: qanat_mixnet::UnixMicros::ZERO,
             hostile: Default::default(),
         };
         let h = spawn_mix(core, rt, ChaCha20Rng::seed_from_u64(100 + i as u64)).await.unwrap();
@@ -149,7 +153,7 @@ async fn packets_cross_three_mix_runtimes_over_real_links_and_survive_a_gateway_
             &refs,
             |n| *n == gout.id,
             Duration::from_millis(5),
-            Destination::Recipient(RecipientId([9; 32])),
+            Destination::Recipient(MailboxId([9; 32])),
             &mut rng,
         );
         let mut payload = vec![0u8; geometry.forward_payload_len()];
@@ -240,7 +244,7 @@ async fn a_gateway_cannot_acknowledge_what_was_sent_to_another() {
             },
         ),
     ]);
-    let mut cfg = MixConfig::new(mix.id, RecipientId([0x70; 32]));
+    let mut cfg = MixConfig::new(mix.id, MailboxId([0x70; 32]));
     cfg.loop_rate = 0.0;
     cfg.replay_capacity = 100_000;
     let mut core = Mix::new(cfg, geometry.clone());
@@ -248,7 +252,7 @@ async fn a_gateway_cannot_acknowledge_what_was_sent_to_another() {
     core.add_epoch_key(
         0,
         key,
-        EpochWindow { start: Time::ZERO, end: Time(u64::MAX / 4), grace: Duration::from_secs(1) },
+        EpochWindow { start: UnixMicros::ZERO, end: UnixMicros(u64::MAX / 4), grace: Duration::from_secs(1) },
     );
     let rt = MixRuntimeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -256,7 +260,7 @@ async fn a_gateway_cannot_acknowledge_what_was_sent_to_another() {
         link: link_config(),
         peers,
         resend: qanat_mixnet::ResendConfig::new(Duration::from_millis(300), Duration::from_secs(300)),
-        clock: Time::ZERO,
+        clock: UnixMicros::ZERO,
         hostile: Default::default(),
     };
     let h = spawn_mix(core, rt, ChaCha20Rng::seed_from_u64(99)).await.unwrap();
@@ -282,7 +286,7 @@ async fn a_gateway_cannot_acknowledge_what_was_sent_to_another() {
             &refs,
             |n| *n == to.id,
             Duration::from_millis(5),
-            Destination::Recipient(RecipientId([9; 32])),
+            Destination::Recipient(MailboxId([9; 32])),
             &mut rng,
         );
         let mut payload = vec![0u8; geometry.forward_payload_len()];

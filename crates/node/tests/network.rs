@@ -15,11 +15,11 @@ use qanat_link::{
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
 use qanat_mixnet::client_proto::{Request, Response};
 use qanat_mixnet::{
-    Destination, EpochWindow, Gateway, GatewayConfig, Hop, MailboxItem, Mix, MixConfig, Time, Topology,
+    Destination, EpochWindow, Gateway, GatewayConfig, Hop, MailboxItem, Mix, MixConfig, Topology, UnixMicros,
     path_hops,
 };
 use qanat_node::runtime::{GatewayRuntimeConfig, MixRuntimeConfig, Peer, spawn_gateway, spawn_mix};
-use qanat_packet::{Geometry, NodeId, RecipientId, Scheme, SecretKey, Sphinx};
+use qanat_packet::{Geometry, MailboxId, NodeId, Scheme, SecretKey, Sphinx};
 
 const SCHEME: Scheme = Scheme::X25519Kem;
 
@@ -46,7 +46,7 @@ fn link_config() -> LinkConfig {
 }
 
 fn window() -> EpochWindow {
-    EpochWindow { start: Time::ZERO, end: Time(u64::MAX / 4), grace: Duration::from_secs(1) }
+    EpochWindow { start: UnixMicros::ZERO, end: UnixMicros(u64::MAX / 4), grace: Duration::from_secs(1) }
 }
 
 fn peer(addr: std::net::SocketAddr, k: &Keys, gateway: bool) -> Peer {
@@ -120,7 +120,7 @@ async fn scenario(full_disk: bool) {
             link: link_config(),
             peers: HashMap::from([(mixes[2].id, peer(unused, &mixes[2], false))]),
             max_batch: 128,
-            clock: qanat_mixnet::Time::ZERO,
+            clock: qanat_mixnet::UnixMicros::ZERO,
             fault_drop_rate: 0.0,
             documents: Default::default(),
             pull_answer_delay: qanat_node::runtime::PULL_ANSWER_DELAY,
@@ -135,7 +135,7 @@ async fn scenario(full_disk: bool) {
     let mut mix_handles = Vec::new();
     for i in (0..3).rev() {
         let prev = if i == 0 { &gin } else { &mixes[i - 1] };
-        let mut cfg = MixConfig::new(mixes[i].id, RecipientId([0x60 + i as u8; 32]));
+        let mut cfg = MixConfig::new(mixes[i].id, MailboxId([0x60 + i as u8; 32]));
         cfg.loop_rate = 0.0;
         cfg.replay_capacity = 100_000;
         let mut core = Mix::new(cfg, geometry.clone());
@@ -148,7 +148,7 @@ async fn scenario(full_disk: bool) {
                 link: link_config(),
                 peers: HashMap::from([next.clone(), (prev.id, peer(unused, prev, false))]),
                 resend: qanat_mixnet::ResendConfig::new(Duration::from_millis(500), Duration::from_secs(300)),
-                clock: qanat_mixnet::Time::ZERO,
+                clock: qanat_mixnet::UnixMicros::ZERO,
                 hostile: Default::default(),
             },
             ChaCha20Rng::seed_from_u64(40 + i as u64),
@@ -176,7 +176,7 @@ async fn scenario(full_disk: bool) {
             link: link_config(),
             peers: HashMap::from([next.clone()]),
             max_batch: 128,
-            clock: qanat_mixnet::Time::ZERO,
+            clock: qanat_mixnet::UnixMicros::ZERO,
             fault_drop_rate: 0.0,
             documents: Default::default(),
             pull_answer_delay: qanat_node::runtime::PULL_ANSWER_DELAY,
@@ -197,7 +197,7 @@ async fn scenario(full_disk: bool) {
     )
     .await
     .unwrap();
-    let (mailbox, credential) = ([0x4d; 32], [0x5c; 32]);
+    let (mailbox, credential) = (MailboxId([0x4d; 32]), [0x5c; 32]);
     let r = control(&mut at_egress, Request::Register { id: 1, mailbox, credential }).await;
     assert_eq!(r, vec![Response::Ok { id: 1 }]);
 
@@ -221,7 +221,7 @@ async fn scenario(full_disk: bool) {
             &hops,
             |n| *n == gin.id || *n == gout.id,
             Duration::from_millis(5),
-            Destination::SurbReply(RecipientId(mailbox), qanat_packet::SurbId([3; 16])),
+            Destination::SurbReply(mailbox, qanat_packet::SurbId([3; 16])),
             &mut rng,
         );
         let mut payload = vec![0u8; geometry.payload_tag_len() + geometry.forward_payload_len()];

@@ -19,12 +19,12 @@ use qanat_link::http::{self, MetricsServer, RenderMetrics};
 use qanat_link::{
     Frame, FrameSize, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, Listener, PacketId,
 };
-use qanat_mixnet::{EpochWindow, Mix, MixConfig, Time};
+use qanat_mixnet::{EpochWindow, Mix, MixConfig, UnixMicros};
 use qanat_node::ReplayLog;
 use qanat_node::runtime::{MixRuntimeConfig, Peer, spawn_mix_with_replay_log};
 use qanat_node::service::metrics::{self, Exposition};
 use qanat_packet::{
-    Geometry, NodeDelay, NodeId, PathHop, RecipientId, RoutingCommand, Scheme, SecretKey, Sphinx,
+    Geometry, MailboxId, NodeDelay, NodeId, PathHop, RoutingCommand, Scheme, SecretKey, Sphinx,
 };
 
 const SCHEME: Scheme = Scheme::X25519Nike;
@@ -68,13 +68,16 @@ fn child_mix() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     rt.block_on(async move {
         let k = keys();
-        let mut cfg = MixConfig::new(MIX, RecipientId([9; 32]));
+        let mut cfg = MixConfig::new(MIX, MailboxId([9; 32]));
         cfg.loop_rate = 0.0;
         cfg.replay_capacity = 100_000;
         let mut core = Mix::new(cfg, Geometry::default_for(SCHEME));
         // One epoch key, live for the whole test: the restart is in the middle of its epoch.
-        let window =
-            EpochWindow { start: Time::ZERO, end: Time(u64::MAX / 4), grace: Duration::from_secs(1) };
+        let window = EpochWindow {
+            start: UnixMicros::ZERO,
+            end: UnixMicros(u64::MAX / 4),
+            grace: Duration::from_secs(1),
+        };
         core.add_epoch_key(5, k.mix_packet, window);
         let log = ReplayLog::open(Path::new(&data_dir), |e| e == 5).unwrap();
         let peers = HashMap::from([
@@ -94,7 +97,7 @@ fn child_mix() {
             link: link_config(),
             peers,
             resend: qanat_mixnet::ResendConfig::new(Duration::from_secs(2), Duration::from_secs(300)),
-            clock: Time::ZERO,
+            clock: UnixMicros::ZERO,
             hostile: Default::default(),
         };
         let h = spawn_mix_with_replay_log(core, rc, ChaCha20Rng::seed_from_u64(1), log).await.unwrap();
@@ -254,7 +257,7 @@ async fn a_mix_killed_mid_epoch_drops_replays_of_what_it_forwarded_before() {
         PathHop {
             id: SINK,
             public_key: k.sink_packet.public_key(),
-            commands: vec![RoutingCommand::Recipient(RecipientId([4; 32]))],
+            commands: vec![RoutingCommand::Recipient(MailboxId([4; 32]))],
         },
     ];
     let payload = vec![0u8; sphinx.geometry().forward_payload_len()];

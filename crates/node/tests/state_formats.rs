@@ -15,7 +15,7 @@ use chacha20::rand_core::SeedableRng as _;
 use qanat_mixnet::ReplayBatch;
 use qanat_node::{KeyWindow, NodeKeys, ReplayLog};
 use qanat_packet::{ReplayTag, Scheme};
-use qanat_pki::{Epoch, EpochPeriod, UnixTime};
+use qanat_pki::{Epoch, EpochPeriod, UnixMillis};
 
 const PERIOD_SECS: u64 = 3600;
 const EPOCH: u64 = 490_000;
@@ -39,7 +39,7 @@ fn period() -> EpochPeriod {
 }
 
 /// One second into the fixture's epoch.
-fn now() -> UnixTime {
+fn now() -> UnixMillis {
     Epoch(EPOCH).start(period()).plus_millis(1000)
 }
 

@@ -6,7 +6,7 @@
 
 use subtle::ConstantTimeEq;
 
-use crate::geometry::{MAC_LEN, NODE_ID_LEN, RECIPIENT_ID_LEN, SURB_ID_LEN};
+use crate::geometry::{MAC_LEN, MAILBOX_ID_LEN, NODE_ID_LEN, SURB_ID_LEN};
 
 const NULL: u8 = 0x00;
 const NEXT_NODE_HOP: u8 = 0x01;
@@ -18,9 +18,10 @@ const NODE_DELAY: u8 = 0x80;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub [u8; NODE_ID_LEN]);
 
-/// The recipient of a packet at its last hop: a mailbox identifier.
+/// A mailbox: where a packet's last hop stores it, 32 bytes its owner chose at random. Katzenpost
+/// calls it the recipient id (the [`RoutingCommand::Recipient`] command carries it).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RecipientId(pub [u8; RECIPIENT_ID_LEN]);
+pub struct MailboxId(pub [u8; MAILBOX_ID_LEN]);
 
 /// The identifier a SURB's creator uses to find the keys that decrypt the reply.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,7 +37,7 @@ macro_rules! redacted_debug {
         }
     )*};
 }
-redacted_debug!(NodeId, RecipientId, SurbId);
+redacted_debug!(NodeId, MailboxId, SurbId);
 
 /// The next hop, and the MAC of the header it will receive.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -59,8 +60,8 @@ pub struct NodeDelay {
 pub enum RoutingCommand {
     /// Forward to the next hop (added by the header builder; callers never pass it).
     NextNodeHop(NextNodeHop),
-    /// Deliver to this recipient (the last hop of a path).
-    Recipient(RecipientId),
+    /// Store in this mailbox (the last hop of a path).
+    Recipient(MailboxId),
     /// The packet is a reply made from a SURB with this id (the last hop of a SURB's path).
     SurbReply(SurbId),
     /// Hold the packet this long before forwarding.
@@ -72,7 +73,7 @@ impl RoutingCommand {
     pub fn encoded_len(&self) -> usize {
         1 + match self {
             Self::NextNodeHop(_) => NODE_ID_LEN + MAC_LEN,
-            Self::Recipient(_) => RECIPIENT_ID_LEN,
+            Self::Recipient(_) => MAILBOX_ID_LEN,
             Self::SurbReply(_) => SURB_ID_LEN,
             Self::NodeDelay(_) => 4,
         }
@@ -114,8 +115,8 @@ impl RoutingCommand {
 pub struct Commands {
     /// Where to forward the packet; `None` at the last hop.
     pub next_hop: Option<NextNodeHop>,
-    /// The recipient at the last hop.
-    pub recipient: Option<RecipientId>,
+    /// The mailbox at the last hop.
+    pub recipient: Option<MailboxId>,
     /// Set when the packet is a SURB reply.
     pub surb_reply: Option<SurbId>,
     /// The delay the sender chose for this hop.
@@ -144,8 +145,8 @@ impl Commands {
                     (RoutingCommand::NextNodeHop(NextNodeHop { id: NodeId(id), mac }), rest)
                 }
                 RECIPIENT => {
-                    let (id, rest) = take::<RECIPIENT_ID_LEN>(body)?;
-                    (RoutingCommand::Recipient(RecipientId(id)), rest)
+                    let (id, rest) = take::<MAILBOX_ID_LEN>(body)?;
+                    (RoutingCommand::Recipient(MailboxId(id)), rest)
                 }
                 SURB_REPLY => {
                     let (id, rest) = take::<SURB_ID_LEN>(body)?;
@@ -198,7 +199,7 @@ mod tests {
     fn round_trip_each_command() {
         let cmds = [
             RoutingCommand::NextNodeHop(NextNodeHop { id: NodeId([7; 32]), mac: [9; 32] }),
-            RoutingCommand::Recipient(RecipientId([1; 32])),
+            RoutingCommand::Recipient(MailboxId([1; 32])),
             RoutingCommand::SurbReply(SurbId([2; 16])),
             RoutingCommand::NodeDelay(NodeDelay { delay_ms: 1234 }),
         ];
@@ -209,7 +210,7 @@ mod tests {
         buf.extend_from_slice(&[0; 10]);
         let d = Commands::decode(&buf).unwrap();
         assert_eq!(d.next_hop, Some(NextNodeHop { id: NodeId([7; 32]), mac: [9; 32] }));
-        assert_eq!(d.recipient, Some(RecipientId([1; 32])));
+        assert_eq!(d.recipient, Some(MailboxId([1; 32])));
         assert_eq!(d.surb_reply, Some(SurbId([2; 16])));
         assert_eq!(d.delay, Some(NodeDelay { delay_ms: 1234 }));
     }
@@ -229,7 +230,7 @@ mod tests {
 
     #[test]
     fn debug_does_not_print_identifiers() {
-        let s = format!("{:?}", RecipientId([0xab; 32]));
+        let s = format!("{:?}", MailboxId([0xab; 32]));
         assert!(!s.contains("ab") && !s.contains("171"));
     }
 }

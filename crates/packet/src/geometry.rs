@@ -9,8 +9,8 @@ use crate::scheme::Scheme;
 
 /// Length of a node identifier.
 pub const NODE_ID_LEN: usize = 32;
-/// Length of a recipient identifier (a mailbox id).
-pub const RECIPIENT_ID_LEN: usize = 32;
+/// Length of a mailbox id (Katzenpost's recipient id).
+pub const MAILBOX_ID_LEN: usize = 32;
 /// Length of a SURB identifier.
 pub const SURB_ID_LEN: usize = 16;
 /// Length of the header MAC (HMAC-SHA256, untruncated).

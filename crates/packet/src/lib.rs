@@ -27,7 +27,7 @@ pub mod primitives;
 pub mod scheme;
 mod sphinx;
 
-pub use commands::{Commands, NextNodeHop, NodeDelay, NodeId, RecipientId, RoutingCommand, SurbId};
+pub use commands::{Commands, MailboxId, NextNodeHop, NodeDelay, NodeId, RoutingCommand, SurbId};
 pub use error::{CreateError, GeometryError, KeyError, SurbError, UnwrapError};
 pub use geometry::Geometry;
 pub use scheme::{PublicKey, Scheme, SecretKey};

@@ -14,8 +14,8 @@
 use std::path::PathBuf;
 
 use qanat_packet::{
-    Commands, Geometry, NodeDelay, NodeId, PathHop, PublicKey, RecipientId, RoutingCommand, Scheme,
-    SecretKey, Sphinx, SurbId, SurbKeys,
+    Commands, Geometry, MailboxId, NodeDelay, NodeId, PathHop, PublicKey, RoutingCommand, Scheme, SecretKey,
+    Sphinx, SurbId, SurbKeys,
 };
 use serde::Deserialize;
 
@@ -177,7 +177,7 @@ fn sphinx_command_vectors() {
             v.next_hop_cmd_want,
         ),
         (
-            RoutingCommand::Recipient(RecipientId(unhex(&v.recipient_id).try_into().unwrap())),
+            RoutingCommand::Recipient(MailboxId(unhex(&v.recipient_id).try_into().unwrap())),
             v.recipient_cmd_want,
         ),
         (

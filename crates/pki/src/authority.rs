@@ -50,7 +50,7 @@ use crate::error::{
 };
 use crate::identity::{Domain, IDENTITY_KEY_LEN, IdentityKey, IdentitySecret, SIGNATURE_LEN};
 use crate::params::Parameters;
-use crate::time::{Epoch, UnixTime};
+use crate::time::{Epoch, UnixMillis};
 use crate::vote::{MAX_VOTE_LEN, REVEAL_LEN, SignedReveal, SignedVote, commit, tabulate};
 use crate::wire::{Reader, Writer, encoded};
 
@@ -165,7 +165,7 @@ pub struct Authority {
     rng: ChaCha20Rng,
     descriptors: BTreeMap<Epoch, BTreeMap<NodeId, SignedDescriptor>>,
     /// When each node's last upload was accepted.
-    last_seen: BTreeMap<NodeId, UnixTime>,
+    last_seen: BTreeMap<NodeId, UnixMillis>,
     rounds: BTreeMap<Epoch, Round>,
     published: BTreeMap<Epoch, Published>,
     pending: Vec<Action>,
@@ -213,14 +213,14 @@ impl Authority {
     }
 
     /// When [`Authority::poll`] must next be called (the next schedule point after `now`).
-    pub fn next_timeout(&self, now: UnixTime) -> UnixTime {
+    pub fn next_timeout(&self, now: UnixMillis) -> UnixMillis {
         let period = self.params.epoch_period();
         Epoch::at(now, period).schedule(period).next_point_after(now)
     }
 
     /// A node uploads its descriptor. Accepted descriptors are for the next epoch (until that
     /// epoch's vote) or the one after; the epoch is returned.
-    pub fn handle_descriptor(&mut self, now: UnixTime, bytes: &[u8]) -> Result<Epoch, DescriptorRejected> {
+    pub fn handle_descriptor(&mut self, now: UnixMillis, bytes: &[u8]) -> Result<Epoch, DescriptorRejected> {
         let signed = SignedDescriptor::decode(bytes)?;
         let d = signed.descriptor();
         if !self.allowed.contains(d.identity()) {
@@ -256,7 +256,7 @@ impl Authority {
 
     /// A message from a peer authority. Whatever it causes is returned by the next
     /// [`Authority::poll`].
-    pub fn handle_message(&mut self, now: UnixTime, bytes: &[u8]) -> Result<(), PeerMessageError> {
+    pub fn handle_message(&mut self, now: UnixMillis, bytes: &[u8]) -> Result<(), PeerMessageError> {
         if bytes.len() > MAX_PEER_MESSAGE_LEN {
             return Err(DecodeError::TooLarge { what: "peer message" }.into());
         }
@@ -301,7 +301,7 @@ impl Authority {
     }
 
     /// Whether the current round already holds a vote or reveal with exactly these bytes.
-    fn holds(&self, now: UnixTime, bytes: &[u8]) -> bool {
+    fn holds(&self, now: UnixMillis, bytes: &[u8]) -> bool {
         let target = Epoch::at(now, self.params.epoch_period()).next();
         self.rounds.get(&target).is_some_and(|r| {
             r.votes.values().any(|v| v.as_bytes() == bytes)
@@ -311,7 +311,7 @@ impl Authority {
 
     fn voting_round(
         &mut self,
-        now: UnixTime,
+        now: UnixMillis,
         epoch: Epoch,
         author: &IdentityKey,
     ) -> Result<&mut Round, PeerMessageError> {
@@ -329,7 +329,7 @@ impl Authority {
         Ok(self.rounds.entry(epoch).or_default())
     }
 
-    fn accept_vote(&mut self, now: UnixTime, v: SignedVote) -> Result<(), PeerMessageError> {
+    fn accept_vote(&mut self, now: UnixMillis, v: SignedVote) -> Result<(), PeerMessageError> {
         let author = *v.authority();
         let round = self.voting_round(now, v.epoch(), &author)?;
         if let Some(old) = round.votes.get(&author) {
@@ -342,7 +342,7 @@ impl Authority {
         Ok(())
     }
 
-    fn accept_reveal(&mut self, now: UnixTime, r: SignedReveal) -> Result<(), PeerMessageError> {
+    fn accept_reveal(&mut self, now: UnixMillis, r: SignedReveal) -> Result<(), PeerMessageError> {
         let author = *r.authority();
         let round = self.voting_round(now, r.epoch(), &author)?;
         if round.votes.get(&author).is_some_and(|v| !r.opens(v)) {
@@ -357,7 +357,7 @@ impl Authority {
 
     fn accept_signature(
         &mut self,
-        now: UnixTime,
+        now: UnixMillis,
         epoch: Epoch,
         key: IdentityKey,
         sig: [u8; SIGNATURE_LEN],
@@ -389,7 +389,7 @@ impl Authority {
         Ok(())
     }
 
-    fn accept_consensus(&mut self, now: UnixTime, bytes: &[u8]) -> Result<(), PeerMessageError> {
+    fn accept_consensus(&mut self, now: UnixMillis, bytes: &[u8]) -> Result<(), PeerMessageError> {
         let period = self.params.epoch_period();
         let cur = Epoch::at(now, period);
         // The usual case: a peer's copy of the document we published. Only its signatures
@@ -465,7 +465,7 @@ impl Authority {
     }
 
     /// Advances the schedule to `now` and returns what to do.
-    pub fn poll(&mut self, now: UnixTime) -> Vec<Action> {
+    pub fn poll(&mut self, now: UnixMillis) -> Vec<Action> {
         let period = self.params.epoch_period();
         let cur = Epoch::at(now, period);
         let target = cur.next();
@@ -538,7 +538,7 @@ impl Authority {
         }
     }
 
-    fn vote(&mut self, target: Epoch, now: UnixTime) {
+    fn vote(&mut self, target: Epoch, now: UnixMillis) {
         let mut value = Zeroizing::new([0u8; 32]);
         self.rng.fill_bytes(value.as_mut());
         let me = self.identity.public();

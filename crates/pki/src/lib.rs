@@ -2,7 +2,7 @@
 //! per-epoch network document that every node and client uses.
 //!
 //! This crate does no IO: it never opens a socket, reads a clock or a file, or uses a global
-//! random number generator. Functions take bytes, the time ([`UnixTime`]) and an RNG
+//! random number generator. Functions take bytes, the time ([`UnixMillis`]) and an RNG
 //! (`rand_core::CryptoRng`) and return values, typed errors, or [`Action`]s for the caller.
 //!
 //! - [`time`]: [`Epoch`], [`EpochPeriod`] (default 20 minutes), the genesis instant
@@ -100,5 +100,5 @@ pub use error::{
 };
 pub use identity::{IdentityKey, IdentitySecret, InvalidKey};
 pub use params::{Parameters, ParametersConfig, Rate};
-pub use time::{Epoch, EpochPeriod, GENESIS, Phase, Schedule, UnixTime};
+pub use time::{Epoch, EpochPeriod, GENESIS, Phase, Schedule, UnixMillis};
 pub use vote::{SignedReveal, SignedVote};

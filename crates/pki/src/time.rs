@@ -1,4 +1,4 @@
-//! Time as the directory sees it: [`UnixTime`], [`EpochPeriod`], [`Epoch`] and the per-epoch
+//! Time as the directory sees it: [`UnixMillis`], [`EpochPeriod`], [`Epoch`] and the per-epoch
 //! [`Schedule`].
 //!
 //! Epoch 0 begins at [`GENESIS`], 2026-01-01T00:00:00Z; epoch `e` covers
@@ -32,9 +32,9 @@ use core::time::Duration;
 
 /// Milliseconds since 1970-01-01T00:00:00Z (leap seconds ignored, as Unix time does).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct UnixTime(u64);
+pub struct UnixMillis(u64);
 
-impl UnixTime {
+impl UnixMillis {
     /// The time `secs` seconds after the Unix epoch (saturating).
     pub const fn from_secs(secs: u64) -> Self {
         Self(secs.saturating_mul(1000))
@@ -77,14 +77,14 @@ impl UnixTime {
     }
 }
 
-impl fmt::Debug for UnixTime {
+impl fmt::Debug for UnixMillis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "UnixTime({}.{:03})", self.0 / 1000, self.0 % 1000)
+        write!(f, "UnixMillis({}.{:03})", self.0 / 1000, self.0 % 1000)
     }
 }
 
 /// The start of epoch 0: 2026-01-01T00:00:00Z.
-pub const GENESIS: UnixTime = UnixTime::from_secs(1_767_225_600);
+pub const GENESIS: UnixMillis = UnixMillis::from_secs(1_767_225_600);
 
 /// The length of an epoch. Always between [`EpochPeriod::MIN`] and [`EpochPeriod::MAX`].
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -144,7 +144,7 @@ pub struct Epoch(pub u64);
 
 impl Epoch {
     /// The epoch that `now` falls in (epoch 0 for any time before [`GENESIS`]).
-    pub fn at(now: UnixTime, period: EpochPeriod) -> Self {
+    pub fn at(now: UnixMillis, period: EpochPeriod) -> Self {
         Self(now.0.saturating_sub(GENESIS.0) / period.0)
     }
 
@@ -159,12 +159,12 @@ impl Epoch {
     }
 
     /// When this epoch begins (saturating at the end of time).
-    pub fn start(self, period: EpochPeriod) -> UnixTime {
+    pub fn start(self, period: EpochPeriod) -> UnixMillis {
         offset(GENESIS, u128::from(self.0) * u128::from(period.0))
     }
 
     /// When this epoch ends: the start of the next one.
-    pub fn end(self, period: EpochPeriod) -> UnixTime {
+    pub fn end(self, period: EpochPeriod) -> UnixMillis {
         offset(GENESIS, (u128::from(self.0) + 1) * u128::from(period.0))
     }
 
@@ -174,15 +174,15 @@ impl Epoch {
     }
 }
 
-fn offset(base: UnixTime, millis: u128) -> UnixTime {
-    UnixTime(u64::try_from(u128::from(base.0) + millis).unwrap_or(u64::MAX))
+fn offset(base: UnixMillis, millis: u128) -> UnixMillis {
+    UnixMillis(u64::try_from(u128::from(base.0) + millis).unwrap_or(u64::MAX))
 }
 
 /// The schedule points of one epoch, at which the next epoch's document is prepared (see the
 /// module documentation).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Schedule {
-    start: UnixTime,
+    start: UnixMillis,
     period: EpochPeriod,
 }
 
@@ -207,52 +207,52 @@ pub enum Phase {
 }
 
 impl Schedule {
-    fn at(&self, num: u64, den: u64) -> UnixTime {
+    fn at(&self, num: u64, den: u64) -> UnixMillis {
         offset(self.start, u128::from(self.period.0) * u128::from(num) / u128::from(den))
     }
 
     /// The start of the epoch.
-    pub fn start(&self) -> UnixTime {
+    pub fn start(&self) -> UnixMillis {
         self.start
     }
 
     /// `T + P/8`: nodes should have uploaded their descriptors for the next epoch.
-    pub fn descriptor_deadline(&self) -> UnixTime {
+    pub fn descriptor_deadline(&self) -> UnixMillis {
         self.at(1, 8)
     }
 
     /// `T + P/2`: authorities vote.
-    pub fn vote(&self) -> UnixTime {
+    pub fn vote(&self) -> UnixMillis {
         self.at(1, 2)
     }
 
     /// `T + 5P/8`: authorities reveal their shared-random values.
-    pub fn reveal(&self) -> UnixTime {
+    pub fn reveal(&self) -> UnixMillis {
         self.at(5, 8)
     }
 
     /// `T + 11P/16`: authorities relay the votes and reveals they hold.
-    pub fn cert(&self) -> UnixTime {
+    pub fn cert(&self) -> UnixMillis {
         self.at(11, 16)
     }
 
     /// `T + 3P/4`: authorities tabulate, sign and exchange signatures.
-    pub fn tabulate(&self) -> UnixTime {
+    pub fn tabulate(&self) -> UnixMillis {
         self.at(3, 4)
     }
 
     /// `T + 7P/8`: the next epoch's document is published.
-    pub fn publish(&self) -> UnixTime {
+    pub fn publish(&self) -> UnixMillis {
         self.at(7, 8)
     }
 
     /// The end of the epoch.
-    pub fn end(&self) -> UnixTime {
+    pub fn end(&self) -> UnixMillis {
         self.at(1, 1)
     }
 
     /// The phase that `now` falls in (`now` is assumed to be inside this epoch).
-    pub fn phase(&self, now: UnixTime) -> Phase {
+    pub fn phase(&self, now: UnixMillis) -> Phase {
         if now < self.descriptor_deadline() {
             Phase::Descriptors
         } else if now < self.vote() {
@@ -271,7 +271,7 @@ impl Schedule {
     }
 
     /// The first schedule point strictly after `now` (the end of the epoch at the latest).
-    pub fn next_point_after(&self, now: UnixTime) -> UnixTime {
+    pub fn next_point_after(&self, now: UnixMillis) -> UnixMillis {
         [self.descriptor_deadline(), self.vote(), self.reveal(), self.cert(), self.tabulate(), self.publish()]
             .into_iter()
             .find(|t| *t > now)
@@ -287,15 +287,18 @@ mod tests {
     fn system_times_convert_both_ways() {
         use std::time::{SystemTime, UNIX_EPOCH};
         let t = UNIX_EPOCH + Duration::from_millis(1_767_225_600_123);
-        assert_eq!(UnixTime::from_system_time(t), UnixTime::from_millis(1_767_225_600_123));
-        assert_eq!(UnixTime::from_millis(1_767_225_600_123).to_system_time(), t);
+        assert_eq!(UnixMillis::from_system_time(t), UnixMillis::from_millis(1_767_225_600_123));
+        assert_eq!(UnixMillis::from_millis(1_767_225_600_123).to_system_time(), t);
         // Sub-millisecond parts are dropped; times before 1970 read as 0.
         assert_eq!(
-            UnixTime::from_system_time(t + Duration::from_micros(999)),
-            UnixTime::from_millis(1_767_225_600_123)
+            UnixMillis::from_system_time(t + Duration::from_micros(999)),
+            UnixMillis::from_millis(1_767_225_600_123)
         );
-        assert_eq!(UnixTime::from_system_time(UNIX_EPOCH - Duration::from_secs(1)), UnixTime::from_millis(0));
-        let _: SystemTime = UnixTime::from_millis(u64::MAX).to_system_time();
+        assert_eq!(
+            UnixMillis::from_system_time(UNIX_EPOCH - Duration::from_secs(1)),
+            UnixMillis::from_millis(0)
+        );
+        let _: SystemTime = UnixMillis::from_millis(u64::MAX).to_system_time();
     }
 
     #[test]
@@ -308,13 +311,13 @@ mod tests {
     fn epochs_tile_time() {
         let p = EpochPeriod::DEFAULT;
         assert_eq!(Epoch::at(GENESIS, p), Epoch(0));
-        assert_eq!(Epoch::at(UnixTime::from_secs(0), p), Epoch(0));
+        assert_eq!(Epoch::at(UnixMillis::from_secs(0), p), Epoch(0));
         let e = Epoch(1000);
         assert_eq!(Epoch::at(e.start(p), p), e);
         assert_eq!(Epoch::at(e.end(p).plus_millis(0), p), e.next());
-        assert_eq!(Epoch::at(UnixTime::from_millis(e.end(p).as_millis() - 1), p), e);
+        assert_eq!(Epoch::at(UnixMillis::from_millis(e.end(p).as_millis() - 1), p), e);
         assert_eq!(e.end(p), e.next().start(p));
-        assert_eq!(Epoch(u64::MAX).start(p), UnixTime::from_millis(u64::MAX));
+        assert_eq!(Epoch(u64::MAX).start(p), UnixMillis::from_millis(u64::MAX));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use qanat_link::LinkSecretKey;
 use qanat_node::NodeConfig;
 use qanat_node::config::{
-    AuthorityConfig, AuthorityPeer, DEFAULT_SCHEME, GatewayConfig, NetworkConfig, RoleConfig,
+    AuthorityPeer, AuthorityRoleConfig, DEFAULT_SCHEME, GatewayRoleConfig, NetworkConfig, RoleConfig,
 };
 use qanat_node::keys::NodeKeys;
 use qanat_node::service::{self, KEY_WINDOW, wall_now};
@@ -86,12 +86,12 @@ pub(crate) fn example_config(role: &str, listen: &str) -> Result<()> {
     let listen = LinkAddress::parse(listen).map_err(|e| anyhow::anyhow!("--listen {listen:?}: {e}"))?;
     let data_dir = PathBuf::from("data");
     let role = match role {
-        "authority" => RoleConfig::Authority(AuthorityConfig::new(
+        "authority" => RoleConfig::Authority(AuthorityRoleConfig::new(
             BTreeSet::new(),
             Parameters::default_for(DEFAULT_SCHEME),
         )),
         "mix" => RoleConfig::Mix,
-        "gateway" => RoleConfig::Gateway(GatewayConfig::new(
+        "gateway" => RoleConfig::Gateway(GatewayRoleConfig::new(
             LinkAddress::parse("127.0.0.1:7201").map_err(|e| anyhow::anyhow!("{e}"))?,
             &data_dir,
         )),

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use qanat_packet::{
-    Geometry, NodeDelay, NodeId, PathHop, RecipientId, RoutingCommand, Scheme, SecretKey, Sphinx, SurbId,
+    Geometry, MailboxId, NodeDelay, NodeId, PathHop, RoutingCommand, Scheme, SecretKey, Sphinx, SurbId,
 };
 
 pub(crate) fn demo(scheme: &str, messages: usize) -> Result<()> {
@@ -25,7 +25,7 @@ pub(crate) fn demo(scheme: &str, messages: usize) -> Result<()> {
                 id: *id,
                 public_key: key.public_key(),
                 commands: if i + 1 == nodes.len() {
-                    let mut c = vec![RoutingCommand::Recipient(RecipientId(recipient))];
+                    let mut c = vec![RoutingCommand::Recipient(MailboxId(recipient))];
                     c.extend(surb.map(|s| RoutingCommand::SurbReply(SurbId(s))));
                     c
                 } else {

@@ -28,7 +28,7 @@ use qanat_mixnet::{Destination, Hop, MailboxItem, Topology, path_hops};
 use qanat_node::NodeConfig;
 use qanat_node::service::directory::DirectoryClient;
 use qanat_node::service::{epochs, link_config, wall_now};
-use qanat_packet::{NodeId, RecipientId, Sphinx};
+use qanat_packet::{MailboxId, NodeId, Sphinx};
 use qanat_pki::{Document, Epoch, IdentityKey};
 use rand::Rng as _;
 use serde::Deserialize;
@@ -173,7 +173,7 @@ impl Client {
         let is_gw = |id: &NodeId| *id == gin || *id == gout;
         let mut id = [0u8; 16];
         rng.fill_bytes(&mut id);
-        let destination = Destination::SurbReply(RecipientId(mailbox), qanat_packet::SurbId(id));
+        let destination = Destination::SurbReply(MailboxId(mailbox), qanat_packet::SurbId(id));
         let path = path_hops(&refs, is_gw, mean, destination, &mut rng);
         let g = self.sphinx.geometry();
         // An opaque packet, as clients make them (its text in the clear here: only the test reads it).
@@ -245,8 +245,11 @@ impl Mailbox {
 
     async fn register(&self, client: &Client) {
         let mut c = client.connect_to("gw2").await;
-        let r =
-            control(&mut c, Request::Register { id: 1, mailbox: self.id, credential: self.credential }).await;
+        let r = control(
+            &mut c,
+            Request::Register { id: 1, mailbox: MailboxId(self.id), credential: self.credential },
+        )
+        .await;
         assert_eq!(r, Some(vec![Response::Ok { id: 1 }]));
     }
 
@@ -256,8 +259,13 @@ impl Mailbox {
         let mut out = BTreeMap::new();
         let mut after = 0;
         loop {
-            let req =
-                Request::Fetch { id: 2, mailbox: self.id, credential: self.credential, after, limit: 200 };
+            let req = Request::Fetch {
+                id: 2,
+                mailbox: MailboxId(self.id),
+                credential: self.credential,
+                after,
+                limit: 200,
+            };
             let Some(rs) = control(&mut c, req).await else { return out };
             let mut more = false;
             for r in rs {

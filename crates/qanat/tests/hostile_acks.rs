@@ -26,7 +26,7 @@ use qanat_mixnet::{Destination, Hop, MailboxItem, path_hops};
 use qanat_node::NodeConfig;
 use qanat_node::service::directory::DirectoryClient;
 use qanat_node::service::{epochs, link_config, wall_now};
-use qanat_packet::{NodeId, RecipientId, SecretKey, Sphinx};
+use qanat_packet::{MailboxId, NodeId, SecretKey, Sphinx};
 use qanat_pki::{Epoch, IdentityKey};
 use rand::Rng as _;
 use serde::Deserialize;
@@ -122,7 +122,7 @@ impl Client {
 
     /// A packet gw1 → one mix per layer → gw2 for `mailbox`; with `hostile`, its last hop is
     /// encrypted to a random key instead of gw2's.
-    async fn packet(&mut self, mailbox: [u8; 32], text: &str, hostile: bool) -> Vec<u8> {
+    async fn packet(&mut self, mailbox: MailboxId, text: &str, hostile: bool) -> Vec<u8> {
         let (g, period) = (self.config.network.geometry.clone(), self.config.network.epoch_period);
         let epoch = Epoch::at(wall_now(), period);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -153,7 +153,7 @@ impl Client {
         let is_gw = |id: &NodeId| *id == gin || *id == gout;
         let mut id = [0u8; 16];
         rng.fill_bytes(&mut id);
-        let destination = Destination::SurbReply(RecipientId(mailbox), qanat_packet::SurbId(id));
+        let destination = Destination::SurbReply(mailbox, qanat_packet::SurbId(id));
         let path = path_hops(&refs, is_gw, u.mean_delay, destination, &mut rng);
         let mut payload = vec![0u8; g.payload_tag_len() + g.forward_payload_len()];
         payload[..text.len()].copy_from_slice(text.as_bytes());
@@ -176,7 +176,13 @@ impl Client {
         }
     }
 
-    async fn send(&mut self, conn: &Connection<LinkPublicKey>, mailbox: [u8; 32], text: &str, hostile: bool) {
+    async fn send(
+        &mut self,
+        conn: &Connection<LinkPublicKey>,
+        mailbox: MailboxId,
+        text: &str,
+        hostile: bool,
+    ) {
         let packet = self.packet(mailbox, text, hostile).await;
         self.next_id += 1;
         conn.send(Frame::Packet { id: PacketId(self.next_id), packet }).await.unwrap();
@@ -199,7 +205,7 @@ async fn control(conn: &mut Connection<LinkPublicKey>, req: Request) -> Option<V
 }
 
 /// Every text in a mailbox on gw2, with how many times it is there.
-async fn contents(client: &Client, mailbox: [u8; 32], credential: [u8; 32]) -> BTreeMap<String, usize> {
+async fn contents(client: &Client, mailbox: MailboxId, credential: [u8; 32]) -> BTreeMap<String, usize> {
     let mut c = client.connect_to("gw2").await;
     let mut out = BTreeMap::new();
     let mut after = 0;
@@ -269,6 +275,7 @@ async fn gateways_answer_what_they_cannot_store_and_mixes_give_up_on_dead_gatewa
     let (mut mailbox, mut credential) = ([0u8; 32], [0u8; 32]);
     rng.fill_bytes(&mut mailbox);
     rng.fill_bytes(&mut credential);
+    let mailbox = MailboxId(mailbox);
     let mut c = client.connect_to("gw2").await;
     let r = control(&mut c, Request::Register { id: 1, mailbox, credential }).await;
     assert_eq!(r, Some(vec![Response::Ok { id: 1 }]));

@@ -361,7 +361,7 @@ async fn honest_users_talk_through_every_attack() {
         };
         let inv = Invitation::parse(&link).unwrap();
         assert_eq!(inv.gateway().node_id(), &network.gateways[bob_gw].identity.node_id());
-        let m = MailboxAccess { mailbox: inv.mailbox().0, credential: rand::rng().random() };
+        let m = MailboxAccess { mailbox: *inv.mailbox(), credential: rand::rng().random() };
         match squatter.register(m).await {
             Ok(()) => break m,
             Err(GatewayError::Refused(ErrorCode::Unauthorized)) => {}

@@ -17,11 +17,11 @@ use chacha20::rand_core::{Rng as _, SeedableRng as _};
 use qanat_client::gateway::MailboxAccess;
 use qanat_client::pull::PullClient;
 use qanat_link::FrameSize;
-use qanat_mixnet::Time;
+use qanat_mixnet::UnixMicros;
 use qanat_mixnet::client_proto::{Op, OpResult, PULL_OPS, Request, Response, doc_chunk_len};
 use qanat_mixnet::pull::PullServer;
 use qanat_mixnet::sending::{PULL_BATCH, PULL_FIRST, Rates, Schedule};
-use qanat_packet::{Geometry, Scheme};
+use qanat_packet::{Geometry, MailboxId, Scheme};
 use qanat_sim::stats::ks_two_sample;
 
 const RATES: Rates = Rates { payload: 2.0, loops: 0.5, drops: 0.5 };
@@ -38,7 +38,7 @@ struct Seen {
 
 struct Gateway {
     server: PullServer,
-    store: BTreeMap<[u8; 32], Vec<(u64, Vec<u8>)>>,
+    store: BTreeMap<MailboxId, Vec<(u64, Vec<u8>)>>,
     next_seq: u64,
     doc: Vec<u8>,
 }
@@ -77,7 +77,7 @@ impl Gateway {
         self.server.answer(id, limit, more, results, items, want, doc, chunk_len, 7)
     }
 
-    fn deliver(&mut self, mailbox: [u8; 32]) {
+    fn deliver(&mut self, mailbox: MailboxId) {
         if let Some(q) = self.store.get_mut(&mailbox) {
             self.next_seq += 1;
             q.push((self.next_seq, vec![0x5a; 1600]));
@@ -86,8 +86,8 @@ impl Gateway {
 }
 
 fn access(rng: &mut ChaCha20Rng) -> MailboxAccess {
-    let mut m = MailboxAccess { mailbox: [0; 32], credential: [0; 32] };
-    rng.fill_bytes(&mut m.mailbox);
+    let mut m = MailboxAccess { mailbox: MailboxId([0; 32]), credential: [0; 32] };
+    rng.fill_bytes(&mut m.mailbox.0);
     rng.fill_bytes(&mut m.credential);
     m
 }
@@ -108,10 +108,10 @@ fn simulate(mailboxes: usize, busy: bool, seed: u64, run: Duration) -> Vec<Seen>
     client.start_session(owned.clone());
     let mut seen = Vec::new();
     let mut have_doc = false;
-    let mut next_pull = Time::ZERO;
+    let mut next_pull = UnixMicros::ZERO;
     let mut first = true;
-    let mut now = Time::ZERO;
-    let end = Time::ZERO + run;
+    let mut now = UnixMicros::ZERO;
+    let end = UnixMicros::ZERO + run;
     let _ = schedule.poll(now, &mut link_rng);
     while now < end {
         let t = schedule.poll_timeout().unwrap().min(next_pull);

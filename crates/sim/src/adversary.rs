@@ -33,7 +33,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use qanat_mixnet::Time;
+use qanat_mixnet::UnixMicros;
 
 use crate::stats::entropy_bits;
 use crate::{Endpoint, Observation};
@@ -118,15 +118,15 @@ struct Pool {
     mass: Vec<f64>,
     /// Σ over inputs of `e^{μ(t_in − t₀)}`.
     total: f64,
-    t0: Time,
+    t0: UnixMicros,
 }
 
-fn secs(t: Time) -> f64 {
+fn secs(t: UnixMicros) -> f64 {
     t.0 as f64 / 1e6
 }
 
 /// Packets waiting at a zero-delay node, by arrival time.
-type Waiting = HashMap<Time, Vec<Dist>>;
+type Waiting = HashMap<UnixMicros, Vec<Dist>>;
 
 /// Computes, for each observation index in `targets`, the adversary's posterior over senders;
 /// and λ/μ at each mix. Observations must be in time order (as a run records them).
@@ -161,7 +161,7 @@ pub fn analyse(
     // Events: each observation leaves its sender at `time` and enters its receiver a latency
     // later. Arrivals sort before departures at the same instant (a zero-delay node forwards a
     // packet at the instant it arrives).
-    let mut events: Vec<(Time, bool, usize)> = Vec::with_capacity(2 * observations.len());
+    let mut events: Vec<(UnixMicros, bool, usize)> = Vec::with_capacity(2 * observations.len());
     for (i, o) in observations.iter().enumerate() {
         events.push((o.time, true, i));
         events.push((o.time + knowledge.link_latency, false, i));
@@ -174,7 +174,7 @@ pub fn analyse(
     let mut found: HashMap<usize, Dist> = HashMap::new();
     let mut dists: HashMap<usize, Dist> = HashMap::new();
     let mut pools: Vec<Pool> =
-        (0..n_mix).map(|_| Pool { mass: vec![0.0; n_src], total: 0.0, t0: Time::ZERO }).collect();
+        (0..n_mix).map(|_| Pool { mass: vec![0.0; n_src], total: 0.0, t0: UnixMicros::ZERO }).collect();
     let mut waiting: Vec<Waiting> = vec![HashMap::new(); usize::from(knowledge.gateways) + n_mix];
     let mut arrivals = vec![0u64; n_mix];
     let lm = knowledge.mix_loop_rate.max(0.0);
@@ -266,7 +266,7 @@ pub fn analyse(
 /// The packet leaving a zero-delay node at `t`: one of those that reached it at `t`, which
 /// cannot be told apart (their mixture; one of them is used up). With none, a mix's own fresh
 /// loop (or, at a gateway, which never happens, unknown).
-fn take_waiting(w: &mut Waiting, t: Time, cover: u32) -> Dist {
+fn take_waiting(w: &mut Waiting, t: UnixMicros, cover: u32) -> Dist {
     let Some(list) = w.get_mut(&t).filter(|l| !l.is_empty()) else { return vec![(cover, 1.0)] };
     let k = list.len() as f64;
     let mut acc: HashMap<u32, f64> = HashMap::new();
@@ -302,8 +302,8 @@ fn posterior(d: &[(u32, f64)], clients: u32) -> Posterior {
 mod tests {
     use super::*;
 
-    fn at(ms: u64) -> Time {
-        Time(ms * 1000)
+    fn at(ms: u64) -> UnixMicros {
+        UnixMicros(ms * 1000)
     }
 
     fn obs(ms: u64, from: Endpoint, to: Endpoint) -> Observation {

@@ -7,10 +7,10 @@ use std::collections::VecDeque;
 
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::Rng;
-use qanat_mixnet::Time;
+use qanat_mixnet::UnixMicros;
 use qanat_mixnet::sending::seal::SealKey;
 use qanat_mixnet::sending::{Inbox, NetworkView, Outbox, Schedule, Slot, cover_packet};
-use qanat_packet::{RecipientId, Sphinx};
+use qanat_packet::{MailboxId, Sphinx};
 
 pub(crate) use crate::pull::PullClient;
 
@@ -21,16 +21,16 @@ pub(crate) struct Client {
     pub(crate) view: NetworkView,
     pub(crate) gateway: usize,
     /// Its home mailbox: its loops and the acknowledgements of what it sends land here.
-    pub(crate) mailbox: RecipientId,
+    pub(crate) mailbox: MailboxId,
     /// The thread mailboxes this client keeps (one per contact who wrote to it).
-    pub(crate) threads: Vec<RecipientId>,
+    pub(crate) threads: Vec<MailboxId>,
     pub(crate) schedule: Schedule,
     pub(crate) outbox: Outbox,
     pub(crate) inbox: Inbox,
     /// Acknowledgements owed, each with the time from which it may be sent.
-    pub(crate) acks: VecDeque<(Time, Vec<u8>)>,
-    pub(crate) next_message: Option<Time>,
-    pub(crate) wake: Option<Time>,
+    pub(crate) acks: VecDeque<(UnixMicros, Vec<u8>)>,
+    pub(crate) next_message: Option<UnixMicros>,
+    pub(crate) wake: Option<UnixMicros>,
     pub(crate) sent: u64,
     /// Its side of the pull exchange (unused without pulls).
     pub(crate) pull: PullClient,
@@ -38,8 +38,8 @@ pub(crate) struct Client {
 
 impl Client {
     /// Every mailbox it owns, with its credential.
-    pub(crate) fn mailboxes(&self) -> impl Iterator<Item = ([u8; 32], [u8; 32])> + '_ {
-        std::iter::once(self.mailbox).chain(self.threads.iter().copied()).map(|m| (m.0, credential(m)))
+    pub(crate) fn mailboxes(&self) -> impl Iterator<Item = (MailboxId, [u8; 32])> + '_ {
+        std::iter::once(self.mailbox).chain(self.threads.iter().copied()).map(|m| (m, credential(m)))
     }
 }
 
@@ -48,7 +48,7 @@ pub(crate) fn slot_packet(
     c: &mut Client,
     slot: Slot,
     cover: bool,
-    now: Time,
+    now: UnixMicros,
     sphinx: &Sphinx,
     rng: &mut ChaCha20Rng,
 ) -> Result<Option<Vec<u8>>, SimError> {
@@ -81,19 +81,19 @@ pub(crate) fn slot_packet(
 
 /// A mailbox's seal key in the simulation: derived from the mailbox id (the seal's secrecy plays
 /// no part in what the simulation measures; its cost and the items' form do).
-pub(crate) fn seal_key(mailbox: RecipientId) -> SealKey {
+pub(crate) fn seal_key(mailbox: MailboxId) -> SealKey {
     SealKey(mailbox.0)
 }
 
 /// A mailbox's credential in the simulation: derived from the mailbox id, as the seal key is.
-pub(crate) fn credential(mailbox: RecipientId) -> [u8; 32] {
+pub(crate) fn credential(mailbox: MailboxId) -> [u8; 32] {
     let mut c = mailbox.0;
     c.iter_mut().for_each(|b| *b ^= 0x5c);
     c
 }
 
 /// The inbox's source of a fragment: the mailbox it arrived in.
-pub(crate) fn source(mailbox: RecipientId) -> [u8; 16] {
+pub(crate) fn source(mailbox: MailboxId) -> [u8; 16] {
     let mut s = [0u8; 16];
     s.copy_from_slice(&mailbox.0[..16]);
     s

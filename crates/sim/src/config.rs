@@ -38,11 +38,11 @@ pub struct Config {
     pub ack_delay: Duration,
     /// Gateways (clients are spread over them round-robin).
     pub gateways: usize,
-    /// Time before the first message (cover traffic only), so that mixes are in steady state.
+    /// UnixMicros before the first message (cover traffic only), so that mixes are in steady state.
     pub warmup: Duration,
-    /// Time during which messages are queued.
+    /// UnixMicros during which messages are queued.
     pub duration: Duration,
-    /// Time after the last message is queued, for it to arrive.
+    /// UnixMicros after the last message is queued, for it to arrive.
     pub tail: Duration,
     /// One-way latency of every link.
     pub link_latency: Duration,
@@ -85,7 +85,7 @@ pub struct Links {
 /// ([`qanat_mixnet::client_proto`]) and the gateway's real pull core ([`qanat_mixnet::pull`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pulls {
-    /// Time between two pulls (the client runtime's default is one mean payload slot, 1/λ_P).
+    /// UnixMicros between two pulls (the client runtime's default is one mean payload slot, 1/λ_P).
     pub interval: Duration,
     /// Slots of each answer after its head ([`PULL_BATCH`]).
     pub limit: u16,
@@ -187,8 +187,10 @@ impl Config {
     }
 
     /// When messages start, stop, and the run ends.
-    pub(crate) fn phases(&self) -> (qanat_mixnet::Time, qanat_mixnet::Time, qanat_mixnet::Time) {
-        let start = qanat_mixnet::Time::ZERO + self.warmup;
+    pub(crate) fn phases(
+        &self,
+    ) -> (qanat_mixnet::UnixMicros, qanat_mixnet::UnixMicros, qanat_mixnet::UnixMicros) {
+        let start = qanat_mixnet::UnixMicros::ZERO + self.warmup;
         let stop = start + self.duration;
         (start, stop, stop + self.tail)
     }

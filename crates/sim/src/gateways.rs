@@ -39,7 +39,7 @@
 
 use std::collections::HashMap;
 
-use qanat_mixnet::Time;
+use qanat_mixnet::UnixMicros;
 
 use crate::adversary::{AdversaryError, Knowledge, Posterior, analyse};
 use crate::{Endpoint, MailboxSeen, Observation, Stored};
@@ -74,7 +74,7 @@ pub struct GatewayAnalysis {
     pub drops: usize,
 }
 
-fn secs(t: Time) -> f64 {
+fn secs(t: UnixMicros) -> f64 {
     t.0 as f64 / 1e6
 }
 

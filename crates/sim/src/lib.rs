@@ -3,7 +3,7 @@
 //! One network ([`Network`], run whole by [`run`]) carries a message the whole way round: from
 //! its sender's payload slot through the sender's gateway and the mix layers into the
 //! recipient's mailbox, out of it by the recipient's pull, and its acknowledgement back the same
-//! way. It is a discrete-event simulation in simulated [`Time`](qanat_mixnet::Time) with one
+//! way. It is a discrete-event simulation in simulated [`UnixMicros`](qanat_mixnet::UnixMicros) with one
 //! seeded RNG that drives the **real** IO-free cores:
 //!
 //! - [`qanat_mixnet::Mix`] (Sphinx unwrap, replay filters, the sender's exponential delays, loop
@@ -97,7 +97,7 @@ pub enum Endpoint {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Observation {
     /// When the packet left `from`.
-    pub time: qanat_mixnet::Time,
+    pub time: qanat_mixnet::UnixMicros,
     /// Sender of the frame.
     pub from: Endpoint,
     /// Receiver of the frame.

@@ -18,6 +18,8 @@ use std::collections::BTreeMap;
 use qanat_mixnet::client_proto::{ErrorCode, Op, OpResult, PULL_OPS, ProtoError, Request, Response, Want};
 use qanat_mixnet::pull::{PullServer, ReadFailed, fetch_answer, fetch_reads};
 
+use qanat_packet::MailboxId;
+
 use crate::store::{Store, StoreFailure};
 
 fn code(e: StoreFailure) -> ErrorCode {
@@ -116,7 +118,7 @@ fn pull(
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct PullOutcome {
     /// Items with their mailbox and sequence number, in the order they came.
-    pub(crate) items: Vec<([u8; 32], u64, Vec<u8>)>,
+    pub(crate) items: Vec<(MailboxId, u64, Vec<u8>)>,
 }
 
 /// The answer broke the protocol (never, from the simulated gateway).
@@ -126,8 +128,8 @@ pub(crate) struct AnswerError;
 /// The client's state of the pull exchange.
 #[derive(Debug)]
 pub(crate) struct PullClient {
-    registers: BTreeMap<[u8; 32], [u8; 32]>,
-    deletes: BTreeMap<[u8; 32], ([u8; 32], u64)>,
+    registers: BTreeMap<MailboxId, [u8; 32]>,
+    deletes: BTreeMap<MailboxId, ([u8; 32], u64)>,
     in_flight: Option<(u32, Vec<Op>)>,
     next_id: u32,
     /// Whether the session has pulled yet (its first pull is larger).
@@ -148,7 +150,7 @@ impl Default for PullClient {
 
 impl PullClient {
     /// A new session: every mailbox is registered again, what was in flight is queued again.
-    pub(crate) fn start_session(&mut self, mailboxes: impl IntoIterator<Item = ([u8; 32], [u8; 32])>) {
+    pub(crate) fn start_session(&mut self, mailboxes: impl IntoIterator<Item = (MailboxId, [u8; 32])>) {
         self.requeue();
         self.registers.extend(mailboxes);
         self.pulled = false;
@@ -174,7 +176,7 @@ impl PullClient {
     }
 
     /// Registers a mailbox in a coming pull.
-    pub(crate) fn register(&mut self, mailbox: [u8; 32], credential: [u8; 32]) {
+    pub(crate) fn register(&mut self, mailbox: MailboxId, credential: [u8; 32]) {
         self.queue(Op::Register { mailbox, credential });
     }
 
@@ -242,7 +244,7 @@ impl PullClient {
     }
 
     /// Deletes `mailbox`'s items up to `up_to` in a coming pull.
-    pub(crate) fn delete(&mut self, mailbox: [u8; 32], credential: [u8; 32], up_to: u64) {
+    pub(crate) fn delete(&mut self, mailbox: MailboxId, credential: [u8; 32], up_to: u64) {
         self.queue(Op::Delete { mailbox, credential, up_to });
     }
 }
@@ -270,7 +272,7 @@ mod tests {
     #[test]
     fn items_are_pulled_once_then_deleted_and_answers_keep_their_length() {
         let mut store = Store::default();
-        let (m, c) = ([1; 32], [2; 32]);
+        let (m, c) = (MailboxId([1; 32]), [2; 32]);
         store.register(m, c).unwrap();
         for i in 0..5u8 {
             store.append(m, [i; 32], vec![i; 40]);
@@ -296,29 +298,31 @@ mod tests {
         store.set_failing(true);
         let mut session = PullServer::new(16);
         let mut client = PullClient::default();
-        client.start_session([([1; 32], [2; 32])]);
+        client.start_session([(MailboxId([1; 32]), [2; 32])]);
         assert!(exchange(&mut store, &mut session, &mut client, 2).items.is_empty());
         assert!(session.is_empty());
         store.set_failing(false);
         assert!(exchange(&mut store, &mut session, &mut client, 2).items.is_empty(), "registered now");
         assert_eq!(session.len(), 1);
-        store.append([1; 32], [9; 32], vec![1; 40]);
+        store.append(MailboxId([1; 32]), [9; 32], vec![1; 40]);
         assert_eq!(exchange(&mut store, &mut session, &mut client, 2).items.len(), 1);
     }
 
     #[test]
     fn a_fetch_is_served_as_the_runtime_serves_it() {
         let mut store = Store::default();
-        store.register([1; 32], [2; 32]).unwrap();
+        store.register(MailboxId([1; 32]), [2; 32]).unwrap();
         for i in 0..3u8 {
-            store.append([1; 32], [i; 32], vec![i; 10]);
+            store.append(MailboxId([1; 32]), [i; 32], vec![i; 10]);
         }
         let mut session = PullServer::new(1);
-        let fetch = Request::Fetch { id: 7, mailbox: [1; 32], credential: [2; 32], after: 1, limit: 1 };
+        let fetch =
+            Request::Fetch { id: 7, mailbox: MailboxId([1; 32]), credential: [2; 32], after: 1, limit: 1 };
         let a = serve(&mut store, &mut session, &fetch.encode().unwrap(), 1000);
         assert!(matches!(a[0], Response::Message { id: 7, seq: 2, .. }));
         assert_eq!(a[1], Response::FetchDone { id: 7, more: true });
-        let wrong = Request::Fetch { id: 8, mailbox: [1; 32], credential: [3; 32], after: 0, limit: 1 };
+        let wrong =
+            Request::Fetch { id: 8, mailbox: MailboxId([1; 32]), credential: [3; 32], after: 0, limit: 1 };
         let a = serve(&mut store, &mut session, &wrong.encode().unwrap(), 1000);
         assert_eq!(a, [Response::Error { id: 8, code: ErrorCode::Unauthorized }]);
         assert_eq!(

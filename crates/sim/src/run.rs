@@ -1,7 +1,7 @@
 //! One run from start to end ([`run`]) and what it returns ([`Run`]): what the adversary sees,
 //! apart from the ground truth used only for scoring.
 
-use qanat_mixnet::{GatewayMetrics, MixMetrics, Time};
+use qanat_mixnet::{GatewayMetrics, MixMetrics, UnixMicros};
 
 use crate::config::{Config, SimError};
 use crate::network::Network;
@@ -12,7 +12,7 @@ use crate::{Observation, Stored};
 pub struct Delivered {
     /// When the recipient took it: when its gateway stored it, or, with pulls, when the
     /// recipient's pull brought it.
-    pub time: Time,
+    pub time: UnixMicros,
     /// The index of the observation of its packet on the last link (last mix → gateway).
     pub observation: usize,
 }
@@ -25,7 +25,7 @@ pub struct MessageRecord {
     /// The receiving client.
     pub recipient: u32,
     /// When the sender queued it.
-    pub queued: Time,
+    pub queued: UnixMicros,
     /// Its first delivery to the recipient.
     pub delivered: Option<Delivered>,
     /// How many times the recipient's inbox delivered it (once, or never).
@@ -75,7 +75,7 @@ pub struct Run {
     /// Each mix's own counters (its pool integral gives λ/μ as the mix measured it).
     pub mix_metrics: Vec<MixMetrics>,
     /// Simulated time at the end.
-    pub end: Time,
+    pub end: UnixMicros,
     /// Packets each client sent.
     pub client_packets: Vec<u64>,
     /// What every gateway learned of each packet it took from the last mix layer (an adversary

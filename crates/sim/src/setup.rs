@@ -9,8 +9,8 @@ use std::time::Duration;
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::{Rng, SeedableRng};
 use qanat_mixnet::sending::{Inbox, NetworkView, Outbox, Rates, ResendPolicy, Schedule};
-use qanat_mixnet::{EpochWindow, Gateway, GatewayConfig, Hop, Mix, MixConfig, Time, Topology};
-use qanat_packet::{Geometry, NodeId, RecipientId, SecretKey, Sphinx};
+use qanat_mixnet::{EpochWindow, Gateway, GatewayConfig, Hop, Mix, MixConfig, Topology, UnixMicros};
+use qanat_packet::{Geometry, MailboxId, NodeId, SecretKey, Sphinx};
 
 use crate::MailboxSeen;
 use crate::client::{Client, PullClient};
@@ -44,9 +44,9 @@ pub(crate) struct Setup {
     pub(crate) mix_ids: Vec<NodeId>,
     pub(crate) gateway_ids: Vec<NodeId>,
     /// Every registered mailbox: its owner and how its gateway sees it.
-    pub(crate) mailboxes: HashMap<RecipientId, (u32, MailboxSeen)>,
+    pub(crate) mailboxes: HashMap<MailboxId, (u32, MailboxSeen)>,
     /// The thread mailbox `(recipient, sender)`: the one the recipient keeps for the sender.
-    pub(crate) threads: HashMap<(u32, u32), RecipientId>,
+    pub(crate) threads: HashMap<(u32, u32), MailboxId>,
     /// The topology of each installed epoch.
     pub(crate) topologies: BTreeMap<u64, Topology>,
     /// A copy of each node's secret key of each epoch (for tests that unwrap by hand).
@@ -78,13 +78,14 @@ fn resend_policy(config: &Config) -> ResendPolicy {
 fn window(config: &Config, e: u64) -> EpochWindow {
     match config.epochs {
         Some(ep) => EpochWindow {
-            start: Time::ZERO + ep.period.saturating_mul(e as u32),
-            end: Time::ZERO + ep.period.saturating_mul(e as u32 + 1),
+            start: UnixMicros::ZERO + ep.period.saturating_mul(e as u32),
+            end: UnixMicros::ZERO + ep.period.saturating_mul(e as u32 + 1),
             grace: ep.grace,
         },
         None => {
-            let end = Time::ZERO + config.warmup + config.duration + config.tail + Duration::from_secs(3600);
-            EpochWindow { start: Time::ZERO, end, grace: Duration::ZERO }
+            let end =
+                UnixMicros::ZERO + config.warmup + config.duration + config.tail + Duration::from_secs(3600);
+            EpochWindow { start: UnixMicros::ZERO, end, grace: Duration::ZERO }
         }
     }
 }
@@ -124,7 +125,7 @@ impl Setup {
             let id = node_id(1, i);
             let mut loop_id = [0u8; 32];
             rng.fill_bytes(&mut loop_id);
-            let mut cfg = MixConfig::new(id, RecipientId(loop_id));
+            let mut cfg = MixConfig::new(id, MailboxId(loop_id));
             cfg.replay_capacity = capacity;
             let mut mix = Mix::new(cfg, geometry.clone());
             mix.set_cover(config.mean_delay, config.mix_loop_rate);
@@ -166,7 +167,7 @@ impl Setup {
             let gateway = c as usize % config.gateways;
             let mut m = [0u8; 32];
             rng.fill_bytes(&mut m);
-            let mailbox = RecipientId(m);
+            let mailbox = MailboxId(m);
             mailboxes.insert(mailbox, (c, MailboxSeen::Home { owner: c }));
             let rates = if config.client_cover {
                 config.rates
@@ -244,13 +245,13 @@ impl Setup {
     }
 
     /// The thread mailbox `recipient` keeps for `sender`, made on first use; `true` if new.
-    pub(crate) fn thread(&mut self, recipient: u32, sender: u32) -> (RecipientId, bool) {
+    pub(crate) fn thread(&mut self, recipient: u32, sender: u32) -> (MailboxId, bool) {
         if let Some(m) = self.threads.get(&(recipient, sender)) {
             return (*m, false);
         }
         let mut m = [0u8; 32];
         self.rng.fill_bytes(&mut m);
-        let m = RecipientId(m);
+        let m = MailboxId(m);
         let serial = self.threads.len() as u64;
         self.threads.insert((recipient, sender), m);
         if let Some(c) = self.clients.get_mut(recipient as usize) {

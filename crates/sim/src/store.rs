@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use qanat_mixnet::StoreResult;
+use qanat_packet::MailboxId;
 
 /// Why a store operation failed (the kinds a gateway tells its client apart).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +36,7 @@ struct Mailbox {
 /// One gateway's store.
 #[derive(Debug, Default)]
 pub struct Store {
-    mailboxes: BTreeMap<[u8; 32], Mailbox>,
+    mailboxes: BTreeMap<MailboxId, Mailbox>,
     failing: bool,
 }
 
@@ -54,7 +55,7 @@ impl Store {
         if self.failing { Err(StoreFailure::Unavailable) } else { Ok(()) }
     }
 
-    fn owned(&mut self, mailbox: &[u8; 32], credential: &[u8; 32]) -> Result<&mut Mailbox, StoreFailure> {
+    fn owned(&mut self, mailbox: &MailboxId, credential: &[u8; 32]) -> Result<&mut Mailbox, StoreFailure> {
         self.check()?;
         match self.mailboxes.get_mut(mailbox) {
             Some(m) if m.credential == *credential => Ok(m),
@@ -63,32 +64,32 @@ impl Store {
     }
 
     /// Registers `mailbox` (again with the same credential: nothing changes).
-    pub fn register(&mut self, mailbox: [u8; 32], credential: [u8; 32]) -> Result<(), StoreFailure> {
+    pub fn register(&mut self, mailbox: MailboxId, credential: [u8; 32]) -> Result<(), StoreFailure> {
         self.check()?;
         let m = self.mailboxes.entry(mailbox).or_insert_with(|| Mailbox { credential, ..Mailbox::default() });
         if m.credential == credential { Ok(()) } else { Err(StoreFailure::Unauthorized) }
     }
 
     /// Removes `mailbox` with its items and ids.
-    pub fn unregister(&mut self, mailbox: [u8; 32], credential: [u8; 32]) -> Result<(), StoreFailure> {
+    pub fn unregister(&mut self, mailbox: MailboxId, credential: [u8; 32]) -> Result<(), StoreFailure> {
         self.owned(&mailbox, &credential)?;
         self.mailboxes.remove(&mailbox);
         Ok(())
     }
 
-    /// Writes `item` under `message_id` into `mailbox`: the gateway's [`StoreResult`], and the
+    /// Writes `item` under `item_id` into `mailbox`: the gateway's [`StoreResult`], and the
     /// new item's sequence number when one was stored (not for a duplicate).
     pub fn append(
         &mut self,
-        mailbox: [u8; 32],
-        message_id: [u8; 32],
+        mailbox: MailboxId,
+        item_id: [u8; 32],
         item: Vec<u8>,
     ) -> (StoreResult, Option<u64>) {
         if self.failing {
             return (StoreResult::Failed, None);
         }
         let Some(m) = self.mailboxes.get_mut(&mailbox) else { return (StoreResult::Rejected, None) };
-        if !m.ids.insert(message_id) {
+        if !m.ids.insert(item_id) {
             return (StoreResult::Durable, None);
         }
         m.next_seq += 1;
@@ -100,7 +101,7 @@ impl Store {
     /// Up to `max` items of `mailbox` after `after` (from the start when `None`), in order.
     pub fn fetch(
         &mut self,
-        mailbox: [u8; 32],
+        mailbox: MailboxId,
         credential: [u8; 32],
         after: Option<u64>,
         max: usize,
@@ -113,7 +114,7 @@ impl Store {
     /// Deletes the items of `mailbox` up to `up_to`; how many were.
     pub fn delete_up_to(
         &mut self,
-        mailbox: [u8; 32],
+        mailbox: MailboxId,
         credential: [u8; 32],
         up_to: u64,
     ) -> Result<usize, StoreFailure> {
@@ -126,17 +127,17 @@ impl Store {
 
     /// Removes item `seq` of `mailbox` whatever the credential (for the network without pulls,
     /// whose clients take each item the instant it is stored).
-    pub(crate) fn take(&mut self, mailbox: [u8; 32], seq: u64) -> Option<Vec<u8>> {
+    pub(crate) fn take(&mut self, mailbox: MailboxId, seq: u64) -> Option<Vec<u8>> {
         self.mailboxes.get_mut(&mailbox)?.items.remove(&seq)
     }
 
     /// The items `mailbox` holds, in order (for tests and measurements).
-    pub fn items(&self, mailbox: &[u8; 32]) -> Vec<&[u8]> {
+    pub fn items(&self, mailbox: &MailboxId) -> Vec<&[u8]> {
         self.mailboxes.get(mailbox).map(|m| m.items.values().map(Vec::as_slice).collect()).unwrap_or_default()
     }
 
     /// Every item held, with its mailbox.
-    pub fn all_items(&self) -> impl Iterator<Item = ([u8; 32], &[u8])> {
+    pub fn all_items(&self) -> impl Iterator<Item = (MailboxId, &[u8])> {
         self.mailboxes.iter().flat_map(|(id, m)| m.items.values().map(move |i| (*id, i.as_slice())))
     }
 
@@ -158,7 +159,7 @@ mod tests {
     #[test]
     fn the_store_keeps_the_contract_the_gateway_relies_on() {
         let mut s = Store::default();
-        let (m, c) = ([1; 32], [2; 32]);
+        let (m, c) = (MailboxId([1; 32]), [2; 32]);
         assert_eq!(s.append(m, [0; 32], vec![1]), (StoreResult::Rejected, None), "unknown mailbox");
         s.register(m, c).unwrap();
         assert_eq!(s.register(m, c), Ok(()), "again with the same credential");
@@ -175,7 +176,7 @@ mod tests {
         s.set_failing(true);
         assert_eq!(s.append(m, [9; 32], vec![3]), (StoreResult::Failed, None));
         assert_eq!(s.fetch(m, c, None, 9), Err(StoreFailure::Unavailable));
-        assert_eq!(s.register([5; 32], c), Err(StoreFailure::Unavailable));
+        assert_eq!(s.register(MailboxId([5; 32]), c), Err(StoreFailure::Unavailable));
         s.set_failing(false);
         assert_eq!(s.len(), 1);
         s.unregister(m, c).unwrap();

@@ -15,7 +15,7 @@ use std::time::Duration;
 #[cfg(doc)]
 use qanat_mixnet::sending::Outbox;
 use qanat_mixnet::sending::{Rates, Route, Schedule, Slot};
-use qanat_mixnet::{Time, exponential};
+use qanat_mixnet::{UnixMicros, exponential};
 
 use crate::client::{seal_key, slot_packet};
 use crate::config::{Config, SimError};
@@ -53,9 +53,10 @@ pub fn inter_departures(
     if sender == Sender::Naive {
         client.schedule = Schedule::new(Rates { payload: 0.0, loops: r.loops, drops: r.payload + r.drops });
     }
-    let mut next_message = Time::ZERO + exponential(rng, Duration::from_secs_f64(1.0 / r.payload.max(1e-6)));
-    let mut departures: Vec<Time> = Vec::with_capacity(packets + 1);
-    let mut t = Time::ZERO;
+    let mut next_message =
+        UnixMicros::ZERO + exponential(rng, Duration::from_secs_f64(1.0 / r.payload.max(1e-6)));
+    let mut departures: Vec<UnixMicros> = Vec::with_capacity(packets + 1);
+    let mut t = UnixMicros::ZERO;
     let mut guard = 0u64;
     while departures.len() <= packets {
         guard += 1;

@@ -10,10 +10,10 @@ use std::time::Duration;
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::SeedableRng;
 use qanat_mixnet::{
-    Destination, Dropped, EpochWindow, Hop, MailboxItem, Mix, MixConfig, Received, ResendConfig, Time,
+    Destination, Dropped, EpochWindow, Hop, MailboxItem, Mix, MixConfig, Received, ResendConfig, UnixMicros,
     path_hops,
 };
-use qanat_packet::{Geometry, NodeId, RecipientId, Scheme, SecretKey, Sphinx};
+use qanat_packet::{Geometry, MailboxId, NodeId, Scheme, SecretKey, Sphinx};
 use qanat_sim::{Config, Epochs, Links, Network};
 
 const SCHEME: Scheme = Scheme::X25519Kem;
@@ -46,14 +46,14 @@ fn network(seed: u64, loop_rate: f64, loss: f64) -> Network {
     net
 }
 
-fn at(ms: u64) -> Time {
-    Time::ZERO + Duration::from_millis(ms)
+fn at(ms: u64) -> UnixMicros {
+    UnixMicros::ZERO + Duration::from_millis(ms)
 }
 
 /// A client packet through ingress gateway, the three layers and the egress gateway: opaque,
 /// as clients make them (a SURB-reply command on the last hop, `payload` at the start of the
 /// body).
-fn client_packet(net: &mut Network, epoch: u64, recipient: RecipientId, payload: &[u8]) -> (NodeId, Vec<u8>) {
+fn client_packet(net: &mut Network, epoch: u64, recipient: MailboxId, payload: &[u8]) -> (NodeId, Vec<u8>) {
     client_packet_to(net, epoch, Destination::SurbReply(recipient, qanat_packet::SurbId([7; 16])), payload)
 }
 
@@ -86,7 +86,7 @@ fn client_packet_to(
 }
 
 /// Payloads stored for `r`, decoded.
-fn mailbox(net: &Network, r: RecipientId) -> Vec<MailboxItem> {
+fn mailbox(net: &Network, r: MailboxId) -> Vec<MailboxItem> {
     net.mailbox_items(&r).iter().map(|i| MailboxItem::decode(i).unwrap()).collect()
 }
 
@@ -95,7 +95,7 @@ fn numbers(items: &[MailboxItem]) -> Vec<u32> {
 }
 
 /// `n` packets to `r`, one every 10 ms.
-fn send_numbered(net: &mut Network, r: RecipientId, n: u32) {
+fn send_numbered(net: &mut Network, r: MailboxId, n: u32) {
     for i in 0..n {
         net.run_until(at(u64::from(i) * 10)).unwrap();
         let (gin, pkt) = client_packet(net, 0, r, &i.to_be_bytes());
@@ -106,7 +106,7 @@ fn send_numbered(net: &mut Network, r: RecipientId, n: u32) {
 #[test]
 fn packets_cross_three_layers_and_land_in_the_mailbox_exactly_once() {
     let mut net = network(1, 0.0, 0.0);
-    let r = RecipientId([0xee; 32]);
+    let r = MailboxId([0xee; 32]);
     net.register_mailbox(r);
     send_numbered(&mut net, r, 300);
     net.run_until(at(15_000)).unwrap();
@@ -125,7 +125,7 @@ fn packets_cross_three_layers_and_land_in_the_mailbox_exactly_once() {
 #[test]
 fn replays_and_garbage_are_dropped_and_counted() {
     let mut net = network(2, 0.0, 0.0);
-    let (_, pkt) = client_packet(&mut net, 0, RecipientId([1; 32]), b"x");
+    let (_, pkt) = client_packet(&mut net, 0, MailboxId([1; 32]), b"x");
     // Unwrap at the ingress gateway by hand to get what layer 1 receives.
     let g = net.gateway_ids()[0];
     let mut p = pkt.clone();
@@ -156,7 +156,7 @@ fn replays_and_garbage_are_dropped_and_counted() {
 
 /// A layer-1 packet and its mix, as the ingress gateway would send it.
 fn layer1_packet(net: &mut Network, n: u8) -> (NodeId, Vec<u8>) {
-    let (_, pkt) = client_packet(net, 0, RecipientId([n; 32]), b"x");
+    let (_, pkt) = client_packet(net, 0, MailboxId([n; 32]), b"x");
     let key = net.secret_key(&net.gateway_ids()[0], 0).unwrap();
     let mut p = pkt;
     let out = net.sphinx().unwrap(key, &mut p).unwrap();
@@ -209,7 +209,7 @@ fn a_batch_is_handled_like_its_packets_one_by_one() {
 #[test]
 fn traffic_survives_epoch_boundaries_and_old_keys_expire() {
     let mut net = network(3, 0.0, 0.0);
-    let r = RecipientId([7; 32]);
+    let r = MailboxId([7; 32]);
     net.register_mailbox(r);
     // Send through epochs 0, 1, 2 (20 s each), including packets made just before a boundary
     // with the old epoch's keys, which arrive after it (within the grace period).
@@ -256,7 +256,7 @@ fn loop_cover_traffic_keeps_every_mix_busy() {
 #[test]
 fn lossy_links_lose_packets_but_never_corrupt_or_duplicate() {
     let mut net = network(5, 0.0, 0.1);
-    let r = RecipientId([9; 32]);
+    let r = MailboxId([9; 32]);
     net.register_mailbox(r);
     send_numbered(&mut net, r, 200);
     net.run_until(at(15_000)).unwrap();
@@ -272,7 +272,7 @@ fn lossy_links_lose_packets_but_never_corrupt_or_duplicate() {
 #[test]
 fn a_gateway_that_cannot_store_acknowledges_nothing_and_loses_nothing() {
     let mut net = network(6, 0.0, 0.0);
-    let r = RecipientId([3; 32]);
+    let r = MailboxId([3; 32]);
     net.register_mailbox(r);
     net.set_store_failing(true);
     send_numbered(&mut net, r, 100);
@@ -304,7 +304,7 @@ fn clients_cannot_skip_the_first_layer() {
         &[&gin, &l2, &gout],
         |n| gws.contains(n),
         Duration::from_millis(10),
-        Destination::Recipient(RecipientId([1; 32])),
+        Destination::Recipient(MailboxId([1; 32])),
         rng,
     );
     let payload = vec![0u8; sphinx.geometry().forward_payload_len()];
@@ -317,7 +317,7 @@ fn clients_cannot_skip_the_first_layer() {
 fn surb_replies_are_stored_with_their_surb_id_for_the_owner() {
     let mut net = network(8, 0.0, 0.0);
     let topo = net.topology(0).unwrap().clone();
-    let owner = RecipientId([0x0a; 32]);
+    let owner = MailboxId([0x0a; 32]);
     net.register_mailbox(owner);
     let hops: Vec<Hop> = vec![
         topo.gateways[1].clone(),
@@ -354,7 +354,7 @@ fn surb_replies_are_stored_with_their_surb_id_for_the_owner() {
 #[test]
 fn every_stored_item_has_one_length_and_a_readable_last_hop_is_refused() {
     let mut net = network(9, 0.0, 0.0);
-    let r = RecipientId([0x1c; 32]);
+    let r = MailboxId([0x1c; 32]);
     net.register_mailbox(r);
     // An opaque packet and a SURB reply are stored in one form, of one length.
     let (gin, p) = client_packet(&mut net, 0, r, b"opaque");
@@ -382,13 +382,17 @@ fn every_stored_item_has_one_length_and_a_readable_last_hop_is_refused() {
 #[test]
 fn a_mix_without_loops_wakes_up_to_erase_an_expired_key() {
     let mut rng = ChaCha20Rng::seed_from_u64(5);
-    let mut config = MixConfig::new(NodeId([9; 32]), RecipientId([8; 32]));
+    let mut config = MixConfig::new(NodeId([9; 32]), MailboxId([8; 32]));
     config.loop_rate = 0.0;
     let mut m = Mix::new(config, Geometry::default_for(Scheme::X25519Nike));
-    let w = EpochWindow { start: Time(10_000_000), end: Time(30_000_000), grace: Duration::from_secs(5) };
+    let w = EpochWindow {
+        start: UnixMicros(10_000_000),
+        end: UnixMicros(30_000_000),
+        grace: Duration::from_secs(5),
+    };
     m.add_epoch_key(3, SecretKey::generate(Scheme::X25519Nike, &mut rng), w);
-    assert_eq!(m.poll_timeout(), Some(Time(35_000_000)), "the key's expiry is a timer");
-    m.handle_timeout(Time(35_000_000), &mut rng);
+    assert_eq!(m.poll_timeout(), Some(UnixMicros(35_000_000)), "the key's expiry is a timer");
+    m.handle_timeout(UnixMicros(35_000_000), &mut rng);
     assert!(m.key_epochs().is_empty());
     assert_eq!(m.poll_timeout(), None);
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use qanat_mixnet::ResendConfig;
-use qanat_mixnet::Time;
+use qanat_mixnet::UnixMicros;
 use qanat_mixnet::sending::{PULL_BATCH, PULL_FIRST, Rates};
 use qanat_packet::Scheme;
 use qanat_sim::{Config, Endpoint, Network, Pulls, Run, run};
@@ -68,7 +68,7 @@ fn without_loss_every_item_is_pulled_once() {
 #[test]
 fn a_failing_store_is_not_acknowledged_and_the_last_mix_sends_again() {
     let c = fast(23);
-    let (start, stop) = (Time::ZERO + c.warmup, Time::ZERO + c.warmup + c.duration);
+    let (start, stop) = (UnixMicros::ZERO + c.warmup, UnixMicros::ZERO + c.warmup + c.duration);
     let end = stop + c.tail;
     let mut net = Network::new(c).unwrap();
     net.run_until(start + Duration::from_secs(10)).unwrap();
@@ -97,7 +97,7 @@ fn pull_answers_have_one_length_whatever_the_mailbox_holds() {
     let r = run(&c).unwrap();
     // Each request is answered by one burst of 1 + limit frames: 1 + PULL_FIRST for the
     // session's first pull, 1 + PULL_BATCH for every other.
-    let mut bursts: HashMap<(u32, Time), usize> = HashMap::new();
+    let mut bursts: HashMap<(u32, UnixMicros), usize> = HashMap::new();
     let mut requests = vec![0usize; clients as usize];
     for o in &r.pull_frames {
         match (o.from, o.to) {

@@ -47,8 +47,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use qanat_packet::RecipientId;
-use qanat_pki::UnixTime;
+use qanat_packet::MailboxId;
+use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
 use std::time::SystemTime;
@@ -152,7 +152,7 @@ impl Engine {
             seq,
             epoch,
             prev_epoch: None,
-            sent_at_ms: UnixTime::from_system_time(now).as_millis(),
+            sent_at_ms: UnixMillis::from_system_time(now).as_millis(),
             text: text.into(),
         };
         self.send_content(t, &content, None, now, rng)?;
@@ -186,7 +186,7 @@ impl Engine {
         }
         let mut data = vec![0u8; f.len];
         rng.fill_bytes(&mut data);
-        let home = RecipientId(self.settings.home_mailbox);
+        let home = MailboxId(self.settings.home_mailbox);
         let (surb, _id, _keys) = sending::reply_surb(&net.sphinx, &net.view, &route.gateway, home, rng)?;
         let payload = Payload::Data { surb, message_id: f.message_id, index: f.index, count: f.count, data }
             .encode(g, rng)?;

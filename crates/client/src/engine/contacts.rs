@@ -3,8 +3,8 @@
 
 use std::time::SystemTime;
 
-use qanat_packet::RecipientId;
-use qanat_pki::UnixTime;
+use qanat_packet::MailboxId;
+use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
 use crate::gateway::MailboxAccess;
@@ -34,7 +34,7 @@ impl Engine {
         let validity = self.config.invitation_validity.as_millis() as u64;
         let mut thread = self.new_thread(name.into(), Kind::Contact, ThreadState::Inviting, rng);
         let pending: PendingInvitation = self.profile.transaction(|tx| {
-            let p = invite::create(tx, rng, gw, UnixTime::from_system_time(now), validity)?;
+            let p = invite::create(tx, rng, gw, UnixMillis::from_system_time(now), validity)?;
             thread.give_up_at_ms =
                 Some(p.invitation().expires_at().as_millis().saturating_add(invite::GRACE_MS));
             thread.mailbox = p.invitation().mailbox().0;
@@ -43,7 +43,8 @@ impl Engine {
             rows::put(tx, &thread.id, &thread)?;
             Ok::<_, EngineError>(p)
         })?;
-        self.registrations.push(MailboxAccess { mailbox: thread.mailbox, credential: thread.credential });
+        self.registrations
+            .push(MailboxAccess { mailbox: MailboxId(thread.mailbox), credential: thread.credential });
         self.threads.insert(thread.id, thread);
         Ok(pending.invitation().clone())
     }
@@ -63,7 +64,7 @@ impl Engine {
         }
         // Check the link before anything else (a bad link is reported even without a network)
         // and before making keys for it.
-        Invitation::parse(link)?.check_expiry(UnixTime::from_system_time(now))?;
+        Invitation::parse(link)?.check_expiry(UnixMillis::from_system_time(now))?;
         self.network()?;
         let (join, key_package) = PendingJoin::new()?;
         self.accept_as(link, name, now, rng, &join, &key_package)
@@ -89,7 +90,7 @@ impl Engine {
         rng.fill_bytes(&mut out_id);
         let (accepted_mailbox, rec) = self.profile.transaction(|tx| {
             let seal = SealKey(thread.seal);
-            let a = invite::accept(tx, rng, link, UnixTime::from_system_time(now), gw, seal, key_package)?;
+            let a = invite::accept(tx, rng, link, UnixMillis::from_system_time(now), gw, seal, key_package)?;
             thread.mailbox = a.mailbox.0;
             thread.credential = *a.mailbox_credential;
             let inv = &a.invitation;
@@ -107,10 +108,11 @@ impl Engine {
             Ok::<_, EngineError>((a.mailbox, rec))
         })?;
         let _ = accepted_mailbox;
-        let reply = RecipientId(self.settings.home_mailbox);
+        let reply = MailboxId(self.settings.home_mailbox);
         self.outbox.queue_as(MessageId(out_id), &geometry, rec.route.route(), reply, &rec.bytes)?;
         self.out_recs.insert(MessageId(out_id), rec);
-        self.registrations.push(MailboxAccess { mailbox: thread.mailbox, credential: thread.credential });
+        self.registrations
+            .push(MailboxAccess { mailbox: MailboxId(thread.mailbox), credential: thread.credential });
         self.threads.insert(thread.id, thread);
         Ok(())
     }

@@ -4,7 +4,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use qanat_pki::UnixTime;
+use qanat_packet::MailboxId;
+use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
 use crate::gateway::MailboxAccess;
@@ -39,7 +40,8 @@ impl Engine {
         let conv = Conversation::create(&self.config.mls)?;
         let thread = self.new_thread(name.into(), Kind::Group, ThreadState::Active, rng);
         let id = thread.id;
-        self.registrations.push(MailboxAccess { mailbox: thread.mailbox, credential: thread.credential });
+        self.registrations
+            .push(MailboxAccess { mailbox: MailboxId(thread.mailbox), credential: thread.credential });
         self.writes.push(Write::put(id, &thread));
         self.threads.insert(id, thread);
         self.convs.insert(id, conv);
@@ -323,7 +325,7 @@ impl Engine {
         let rec = GroupInvitationRec {
             contact,
             name: name.clone(),
-            received_ms: UnixTime::from_system_time(now).as_millis(),
+            received_ms: UnixMillis::from_system_time(now).as_millis(),
         };
         self.writes.push(Write::put(token, &rec));
         self.group_invites.insert(token, rec);
@@ -340,7 +342,7 @@ impl Engine {
                 id: hex(token),
                 from: self.threads.get(&r.contact).map(|c| c.name.clone()).unwrap_or_default(),
                 group: r.name.clone(),
-                received_at: UnixTime::from_millis(r.received_ms).to_system_time(),
+                received_at: UnixMillis::from_millis(r.received_ms).to_system_time(),
             })
             .collect();
         v.sort_by_key(|i| i.received_at);
@@ -419,7 +421,7 @@ impl Engine {
             seal: g.seal,
             key_package,
         };
-        self.registrations.push(MailboxAccess { mailbox: g.mailbox, credential: g.credential });
+        self.registrations.push(MailboxAccess { mailbox: MailboxId(g.mailbox), credential: g.credential });
         self.writes.push(Write::Put(NS_JOIN, g.id.to_vec(), join.export()?.to_vec()));
         self.writes.push(Write::put(g.id, &g));
         self.writes.push(Write::Del(NS_GROUP_INVITES, token.to_vec()));

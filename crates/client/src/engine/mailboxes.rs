@@ -4,12 +4,13 @@
 
 use std::time::SystemTime;
 
-use qanat_pki::UnixTime;
+use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
 use crate::gateway::MailboxAccess;
 use crate::invite;
 use qanat_mixnet::sending::seal::SealKey;
+use qanat_packet::MailboxId;
 
 use super::persist::Write;
 use super::rows::{NS_CURSOR, NS_RETIRED, NS_THREAD, OldMailbox, RetiredCredential, ThreadState};
@@ -37,14 +38,17 @@ impl Engine {
     /// Every mailbox to fetch, with the sequence number already processed.
     pub fn mailboxes(&self) -> Vec<(MailboxAccess, u64)> {
         let mut out = vec![(
-            MailboxAccess { mailbox: self.settings.home_mailbox, credential: self.settings.home_credential },
+            MailboxAccess {
+                mailbox: MailboxId(self.settings.home_mailbox),
+                credential: self.settings.home_credential,
+            },
             self.cursors.get(&self.settings.home_mailbox).copied().unwrap_or(0),
         )];
         for t in self.threads.values().filter(|t| t.state != ThreadState::Left) {
             let old = t.replaced.iter().map(|o| (o.mailbox, o.credential));
             for (mailbox, credential) in std::iter::once((t.mailbox, t.credential)).chain(old) {
                 out.push((
-                    MailboxAccess { mailbox, credential },
+                    MailboxAccess { mailbox: MailboxId(mailbox), credential },
                     self.cursors.get(&mailbox).copied().unwrap_or(0),
                 ));
             }
@@ -57,11 +61,12 @@ impl Engine {
     /// is replaced by a fresh one, announced to the others; the home mailbox's is counted.
     pub fn registration_refused<R: CryptoRng>(
         &mut self,
-        mailbox: [u8; 32],
+        mailbox: MailboxId,
         now: SystemTime,
         rng: &mut R,
     ) -> Result<(), EngineError> {
         self.stats.registrations_refused += 1;
+        let mailbox = mailbox.0;
         let Some(t) = self.threads.values().find(|t| t.mailbox == mailbox).map(|t| (t.id, t.state)) else {
             return Ok(());
         };
@@ -111,7 +116,7 @@ impl Engine {
                     mailbox: th.mailbox,
                     credential: th.credential,
                     seal: th.seal,
-                    retire_at_ms: UnixTime::from_system_time(now)
+                    retire_at_ms: UnixMillis::from_system_time(now)
                         .as_millis()
                         .saturating_add(ROTATION_GRACE_MS),
                 });
@@ -127,7 +132,7 @@ impl Engine {
             self.stats.replaced_given_up += 1;
             self.retire(o.mailbox, o.credential);
         }
-        self.registrations.push(MailboxAccess { mailbox, credential });
+        self.registrations.push(MailboxAccess { mailbox: MailboxId(mailbox), credential });
         self.save_thread(t);
         let announce =
             Content::Route(RouteEntry { member: own, gateway: self.settings.gateway, mailbox, seal });
@@ -147,11 +152,12 @@ impl Engine {
     /// Mailboxes given up (a group left, an invitation expired) that the gateway should forget,
     /// with everything in them; report each with [`Engine::unregistered`].
     pub fn retired(&self) -> Vec<MailboxAccess> {
-        self.retired.iter().map(|(m, c)| MailboxAccess { mailbox: *m, credential: *c }).collect()
+        self.retired.iter().map(|(m, c)| MailboxAccess { mailbox: MailboxId(*m), credential: *c }).collect()
     }
 
     /// The gateway forgot `mailbox` (or refused to: it did not know it).
-    pub fn unregistered(&mut self, mailbox: [u8; 32]) -> Result<(), EngineError> {
+    pub fn unregistered(&mut self, mailbox: MailboxId) -> Result<(), EngineError> {
+        let mailbox = mailbox.0;
         if self.retired.remove(&mailbox).is_some() {
             self.writes.push(Write::Del(NS_RETIRED, mailbox.to_vec()));
         }

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use qanat_mixnet::{Time, Topology};
-use qanat_packet::{NodeId, RecipientId, Sphinx};
+use qanat_mixnet::{Topology, UnixMicros};
+use qanat_packet::{MailboxId, NodeId, Sphinx};
 use qanat_pki::{Document, EpochPeriod};
 
 use crate::invite;
@@ -18,9 +18,9 @@ use super::{Engine, EngineError};
 pub(super) struct Network {
     pub(super) sphinx: Sphinx,
     pub(super) view: NetworkView,
-    pub(super) own_gateway: invite::Gateway,
+    pub(super) own_gateway: invite::InviteGateway,
     /// Until when our own packets are built with `view`'s keys ([`keys_usable_until`]).
-    pub(super) keys_until: Time,
+    pub(super) keys_until: UnixMicros,
 }
 
 /// Until when the engine builds its own packets with the keys of `epoch`'s document: the end of
@@ -30,8 +30,8 @@ pub(super) struct Network {
 /// apart. After it, a packet built with them is dropped at the first hop, so a message put in it
 /// would be lost and wait for the outbox's resend (tens of seconds): it waits for the next
 /// epoch's document instead, which the runtime applies as soon as it comes.
-pub(super) fn keys_usable_until(epoch: u64, period: EpochPeriod) -> Time {
-    Time::from_unix_time(qanat_pki::Epoch(epoch).end(period)) + period.key_grace() / 2
+pub(super) fn keys_usable_until(epoch: u64, period: EpochPeriod) -> UnixMicros {
+    UnixMicros::from_unix_millis(qanat_pki::Epoch(epoch).end(period)) + period.key_grace() / 2
 }
 
 impl Engine {
@@ -60,7 +60,7 @@ impl Engine {
         let gw_id = NodeId(self.settings.gateway);
         let node = doc.node(&gw_id).ok_or(EngineError::GatewayMissing)?;
         let d = node.descriptor();
-        let own_gateway = invite::Gateway::new(gw_id, d.address().clone(), d.link_key().to_vec())?;
+        let own_gateway = invite::InviteGateway::new(gw_id, d.address().clone(), d.link_key().to_vec())?;
         self.set_network(Topology::from_document(doc), doc.parameters(), own_gateway)
     }
 
@@ -70,7 +70,7 @@ impl Engine {
         &mut self,
         topology: Topology,
         params: &qanat_pki::Parameters,
-        own_gateway: invite::Gateway,
+        own_gateway: invite::InviteGateway,
     ) -> Result<(), EngineError> {
         if *own_gateway.node_id() != NodeId(self.settings.gateway) {
             return Err(EngineError::GatewayMissing);
@@ -117,7 +117,7 @@ impl Engine {
                 self.out_recs.iter().map(|(k, v)| (*k, v.clone())).collect();
             recs.sort_by_key(|(id, _)| id.0);
             for (id, rec) in recs {
-                let reply = RecipientId(self.settings.home_mailbox);
+                let reply = MailboxId(self.settings.home_mailbox);
                 if let Err(e) = self.outbox.queue_as(id, &geometry, rec.route.route(), reply, &rec.bytes) {
                     // Queued before the first document (no size to check then): too long for
                     // this network, as in `queue_out`.

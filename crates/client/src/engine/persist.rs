@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
-use qanat_mixnet::Time;
-use qanat_packet::{NodeId, RecipientId};
-use qanat_pki::UnixTime;
+use qanat_mixnet::UnixMicros;
+use qanat_packet::{MailboxId, NodeId};
+use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
 use crate::gateway::MailboxAccess;
@@ -122,9 +122,9 @@ impl Engine {
             let id =
                 <[u8; 16]>::try_from(k.as_slice()).map_err(|_| EngineError::Corrupt("partial message"))?;
             let PartialSince { first_ms, source } = decode(&v)?;
-            since.insert(id, (Time::from_unix_time(UnixTime::from_millis(first_ms)), source));
+            since.insert(id, (UnixMicros::from_unix_millis(UnixMillis::from_millis(first_ms)), source));
         }
-        let loaded = Time::from_system_time(now);
+        let loaded = UnixMicros::from_system_time(now);
         for (k, v) in profile.scan(NS_FRAG)? {
             let (id, index, count) = rows::fragment_of_key(&k).ok_or(EngineError::Corrupt("fragment key"))?;
             let (at, source) = since.get(&id.0).copied().unwrap_or((loaded, [0u8; 16]));
@@ -144,13 +144,16 @@ impl Engine {
             let RetiredCredential(c) = decode(&v)?;
             retired.insert(m, c);
         }
-        let mut registrations =
-            vec![MailboxAccess { mailbox: settings.home_mailbox, credential: settings.home_credential }];
+        let mut registrations = vec![MailboxAccess {
+            mailbox: MailboxId(settings.home_mailbox),
+            credential: settings.home_credential,
+        }];
         for t in threads.values() {
             if t.state != ThreadState::Left {
-                registrations.push(MailboxAccess { mailbox: t.mailbox, credential: t.credential });
+                registrations.push(MailboxAccess { mailbox: MailboxId(t.mailbox), credential: t.credential });
                 for o in &t.replaced {
-                    registrations.push(MailboxAccess { mailbox: o.mailbox, credential: o.credential });
+                    registrations
+                        .push(MailboxAccess { mailbox: MailboxId(o.mailbox), credential: o.credential });
                 }
             }
         }
@@ -221,7 +224,7 @@ impl Engine {
                         // Read and opened just before, in this process: an error other than the
                         // profile's means the saved invitation changed under us. Either way the
                         // transaction's writes are lost: fatal (`EngineError::is_fatal`).
-                        invite::take_answer(tx, &RecipientId(*mailbox), bytes).map_err(|e| match e {
+                        invite::take_answer(tx, &MailboxId(*mailbox), bytes).map_err(|e| match e {
                             InviteError::Store(e) => EngineError::Store(e),
                             _ => EngineError::Corrupt("a pending invitation changed under its answer"),
                         })?;

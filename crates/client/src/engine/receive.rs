@@ -3,8 +3,9 @@
 
 use std::time::SystemTime;
 
-use qanat_mixnet::{MailboxItem, Time};
-use qanat_pki::UnixTime;
+use qanat_mixnet::{MailboxItem, UnixMicros};
+use qanat_packet::MailboxId;
+use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
 use crate::gateway::Fetched;
@@ -49,11 +50,12 @@ impl Engine {
     /// to which the gateway may delete (everything processed is saved).
     pub fn handle_fetched<R: CryptoRng>(
         &mut self,
-        mailbox: [u8; 32],
+        mailbox: MailboxId,
         items: Vec<Fetched>,
         now: SystemTime,
         rng: &mut R,
     ) -> Result<u64, EngineError> {
+        let mailbox = mailbox.0;
         let target = if mailbox == self.settings.home_mailbox {
             Target::Home
         } else if let Some(t) = self
@@ -78,7 +80,7 @@ impl Engine {
         self.writes.push(Write::put(mailbox, &Cursor(cursor)));
         self.flush()?;
         // Only now that the fragments are saved may their acknowledgements leave.
-        let t = Time::from_system_time(now);
+        let t = UnixMicros::from_system_time(now);
         for a in acks {
             self.acks.add(t, a.group, a.surb, a.message_id, a.index);
         }
@@ -141,7 +143,7 @@ impl Engine {
             return Ok(());
         };
         let group = match self.threads.get(&t).map(|th| th.kind) {
-            Some(Kind::Contact) => AckGroup::Mailbox(mailbox),
+            Some(Kind::Contact) => AckGroup::Mailbox(MailboxId(mailbox)),
             _ => AckGroup::Message(message_id),
         };
         let owed = OwedAck { group, surb, message_id, index };
@@ -152,11 +154,12 @@ impl Engine {
         }
         let fkey = fragment_key(message_id, index, count);
         let first = self.inbox.partial_since(&message_id).is_none();
-        match self.inbox.handle(Time::from_system_time(now), t, message_id, index, count, data.clone()) {
+        match self.inbox.handle(UnixMicros::from_system_time(now), t, message_id, index, count, data.clone())
+        {
             Received::Partial => {
                 if first {
                     let since =
-                        PartialSince { first_ms: UnixTime::from_system_time(now).as_millis(), source: t };
+                        PartialSince { first_ms: UnixMillis::from_system_time(now).as_millis(), source: t };
                     self.writes.push(Write::put(message_id.0, &since));
                 }
                 self.writes.push(Write::put(fkey, &FragmentData(data)));
@@ -178,9 +181,9 @@ impl Engine {
                     self.inbox.refuse(id, index);
                     return Ok(());
                 }
-                self.inbox.commit(id, Time::from_system_time(now));
+                self.inbox.commit(id, UnixMicros::from_system_time(now));
                 self.forget_fragments(id, count);
-                self.writes.push(Write::put(id.0, &SeenAt(UnixTime::from_system_time(now).as_millis())));
+                self.writes.push(Write::put(id.0, &SeenAt(UnixMillis::from_system_time(now).as_millis())));
                 acks.push(owed);
             }
         }
@@ -524,7 +527,7 @@ impl Engine {
                 sender: label.clone(),
                 text: text.clone(),
                 sent_at_ms: at,
-                at_ms: UnixTime::from_system_time(now).as_millis(),
+                at_ms: UnixMillis::from_system_time(now).as_millis(),
                 recipients: 0,
                 delivered: 0,
                 sent: false,
@@ -535,7 +538,7 @@ impl Engine {
                 thread: thread_name.clone(),
                 sender: label.clone(),
                 text,
-                sent_at: UnixTime::from_millis(at).to_system_time(),
+                sent_at: UnixMillis::from_millis(at).to_system_time(),
                 received_at: now,
             });
         }

@@ -49,7 +49,7 @@
 
 use std::collections::BTreeMap;
 
-use qanat_packet::{NodeId, RecipientId};
+use qanat_packet::{MailboxId, NodeId};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{StoreError, Transaction};
@@ -229,7 +229,7 @@ pub(super) struct RouteRec {
 
 impl RouteRec {
     pub(super) fn route(self) -> Route {
-        Route { gateway: NodeId(self.gateway), mailbox: RecipientId(self.mailbox), seal: SealKey(self.seal) }
+        Route { gateway: NodeId(self.gateway), mailbox: MailboxId(self.mailbox), seal: SealKey(self.seal) }
     }
 
     pub(super) fn entry(self, member: [u8; 32]) -> RouteEntry {

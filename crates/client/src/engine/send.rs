@@ -3,9 +3,9 @@
 
 use std::time::SystemTime;
 
-use qanat_mixnet::Time;
-use qanat_packet::RecipientId;
-use qanat_pki::UnixTime;
+use qanat_mixnet::UnixMicros;
+use qanat_packet::MailboxId;
+use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
 use crate::mls::MemberId;
@@ -40,7 +40,7 @@ impl Engine {
         }
         let conv = self.convs.get(&t).ok_or(EngineError::NotReady(name.into(), "no conversation"))?;
         let epoch = conv.epoch();
-        let now_ms = UnixTime::from_system_time(now).as_millis();
+        let now_ms = UnixMillis::from_system_time(now).as_millis();
         let content = Content::Text {
             seq: th.next_seq,
             epoch,
@@ -154,7 +154,7 @@ impl Engine {
         let rec = OutRec { route, bytes, history, to };
         if let Some(net) = &self.network {
             let g = net.sphinx.geometry().clone();
-            let reply = RecipientId(self.settings.home_mailbox);
+            let reply = MailboxId(self.settings.home_mailbox);
             if let Err(e) = self.outbox.queue_as(MessageId(id), &g, route.route(), reply, &rec.bytes) {
                 tracing::warn!(bytes = rec.bytes.len(), "a message of ours cannot be sent: {e}");
                 self.stats.too_long += 1;
@@ -169,7 +169,7 @@ impl Engine {
     /// moved: its own ROUTE), in the outbox and in its saved record. Only that member's
     /// messages in that thread move, whatever routes others announced.
     pub(super) fn reroute(&mut self, to: Recipient, route: RouteRec, now: SystemTime) {
-        let at = Time::from_system_time(now);
+        let at = UnixMicros::from_system_time(now);
         for (id, rec) in self.out_recs.iter_mut().filter(|(_, rec)| rec.to == Some(to)) {
             self.outbox.reroute(id, route.route(), at);
             rec.route = route;
@@ -233,7 +233,7 @@ impl Engine {
         now: SystemTime,
         rng: &mut R,
     ) -> Result<Vec<Vec<u8>>, EngineError> {
-        let t = Time::from_system_time(now);
+        let t = UnixMicros::from_system_time(now);
         let (Some(net), Some(schedule)) = (&self.network, &mut self.schedule) else { return Ok(Vec::new()) };
         let mut out = Vec::new();
         for slot in schedule.poll(t, rng) {
@@ -291,7 +291,7 @@ impl Engine {
                     } else {
                         live[(rng.next_u64() % live.len() as u64) as usize]
                     };
-                    sending::cover_packet(&net.sphinx, &net.view, Some((RecipientId(m), SealKey(k))), rng)
+                    sending::cover_packet(&net.sphinx, &net.view, Some((MailboxId(m), SealKey(k))), rng)
                         .ok()
                         .map(|p| p.packet)
                 }

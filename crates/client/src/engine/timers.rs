@@ -3,8 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use qanat_mixnet::Time;
-use qanat_pki::UnixTime;
+use qanat_mixnet::UnixMicros;
+use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 
 use crate::invite;
@@ -21,7 +21,7 @@ pub(super) const FORGET_EVERY: Duration = Duration::from_secs(3600);
 impl Engine {
     /// Lets time pass: resends overdue fragments and decides MLS epochs whose window is over.
     pub fn handle_timeout<R: CryptoRng>(&mut self, now: SystemTime, rng: &mut R) -> Result<(), EngineError> {
-        self.outbox.handle_timeout(Time::from_system_time(now));
+        self.outbox.handle_timeout(UnixMicros::from_system_time(now));
         let r = self.expire_invitations(now);
         self.go_on("expiring invitations", r)?;
         let due: Vec<[u8; 16]> = self
@@ -45,8 +45,8 @@ impl Engine {
     /// When [`Engine::handle_timeout`] or [`Engine::poll_transmit`] next has work.
     pub fn poll_timeout(&self) -> Option<SystemTime> {
         [
-            self.schedule.as_ref().and_then(Schedule::poll_timeout).map(Time::to_system_time),
-            self.outbox.poll_timeout().map(Time::to_system_time),
+            self.schedule.as_ref().and_then(Schedule::poll_timeout).map(UnixMicros::to_system_time),
+            self.outbox.poll_timeout().map(UnixMicros::to_system_time),
             self.convs.values().filter_map(Conversation::next_deadline).min(),
         ]
         .into_iter()
@@ -57,7 +57,7 @@ impl Engine {
     /// Drops our invitations that can no longer be answered (their thread, mailbox and cursor),
     /// and once an hour the expired invitation records.
     pub(super) fn expire_invitations(&mut self, now: SystemTime) -> Result<(), EngineError> {
-        let now_ms = UnixTime::from_system_time(now).as_millis();
+        let now_ms = UnixMillis::from_system_time(now).as_millis();
         let gone: Vec<[u8; 16]> = self
             .threads
             .values()
@@ -102,7 +102,7 @@ impl Engine {
         self.flush()?;
         if self.last_forget.is_none_or(|at| now.duration_since(at).unwrap_or_default() >= FORGET_EVERY) {
             self.last_forget = Some(now);
-            self.profile.transaction(|tx| invite::forget_expired(tx, UnixTime::from_millis(now_ms)))?;
+            self.profile.transaction(|tx| invite::forget_expired(tx, UnixMillis::from_millis(now_ms)))?;
             self.forget_received(now)?;
         }
         Ok(())
@@ -112,10 +112,10 @@ impl Engine {
     /// ids of delivered messages (kept so that resent copies are only acknowledged; their
     /// senders have long stopped) and partly received messages that never completed.
     pub(super) fn forget_received(&mut self, now: SystemTime) -> Result<(), EngineError> {
-        for (id, count) in self.inbox.expire(Time::from_system_time(now)) {
+        for (id, count) in self.inbox.expire(UnixMicros::from_system_time(now)) {
             self.forget_fragments(id, count);
         }
-        let cutoff = UnixTime::from_system_time(now)
+        let cutoff = UnixMillis::from_system_time(now)
             .as_millis()
             .saturating_sub(sending::REMEMBER_DELIVERED.as_millis() as u64);
         for (k, v) in self.profile.scan(NS_SEEN)? {

@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use openmls::prelude::*;
-use qanat_pki::UnixTime;
+use qanat_pki::UnixMillis;
 use zeroize::Zeroizing;
 
 use super::commit::refused_by_group;
@@ -169,8 +169,8 @@ impl Conversation {
     /// Handles one incoming message of this conversation.
     pub fn receive(&mut self, message: &[u8], now: SystemTime) -> Result<Output, MlsError> {
         let mut out = Output::default();
-        self.receive_one(message, UnixTime::from_system_time(now).as_millis(), &mut out)?;
-        self.poll_into(UnixTime::from_system_time(now).as_millis(), &mut out)?;
+        self.receive_one(message, UnixMillis::from_system_time(now).as_millis(), &mut out)?;
+        self.poll_into(UnixMillis::from_system_time(now).as_millis(), &mut out)?;
         Ok(out)
     }
 
@@ -189,12 +189,12 @@ impl Conversation {
             .then(|| self.state.leave_requests.values().min().map(|s| s.saturating_add(fallback)))
             .flatten();
         let at = decide.into_iter().chain(leave).min()?;
-        Some(UnixTime::from_millis(at).to_system_time())
+        Some(UnixMillis::from_millis(at).to_system_time())
     }
 
     fn poll(&mut self, now: SystemTime) -> Result<Output, MlsError> {
         let mut out = Output::default();
-        self.poll_into(UnixTime::from_system_time(now).as_millis(), &mut out)?;
+        self.poll_into(UnixMillis::from_system_time(now).as_millis(), &mut out)?;
         Ok(out)
     }
 

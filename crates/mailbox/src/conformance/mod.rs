@@ -27,8 +27,8 @@ use proptest::prelude::*;
 pub use model::ModelStore;
 
 use crate::{
-    Append, AppendOutcome, Credential, Limits, MailboxId, MailboxStore, MessageId, Seq, StoreError,
-    StoreStats, UnixTime,
+    Append, AppendOutcome, Credential, ItemId, Limits, MailboxId, MailboxStore, Seq, StoreError, StoreStats,
+    UnixSeconds,
 };
 
 /// Makes fresh, empty stores for the suite.
@@ -54,7 +54,7 @@ where
 // ---- helpers that drive every case ---------------------------------------------------------
 
 /// The time the cases start at.
-pub const T0: UnixTime = UnixTime(1_700_000_000);
+pub const T0: UnixSeconds = UnixSeconds(1_700_000_000);
 
 /// Mailbox number `i`.
 pub fn mailbox(i: u8) -> MailboxId {
@@ -70,12 +70,12 @@ pub fn credential(i: u8) -> Credential {
     Credential::from_bytes(b)
 }
 
-/// Message id number `i` (of a sender `sender`).
-pub fn message_id(sender: u16, i: u16) -> MessageId {
+/// Item id number `i` (of a sender `sender`).
+pub fn item_id(sender: u16, i: u16) -> ItemId {
     let mut b = [0x1d; 32];
     b[..2].copy_from_slice(&sender.to_be_bytes());
     b[2..4].copy_from_slice(&i.to_be_bytes());
-    MessageId(b)
+    ItemId(b)
 }
 
 /// A payload of `len` bytes that encodes `tag`.
@@ -85,7 +85,7 @@ pub fn payload(tag: u16, len: usize) -> Vec<u8> {
 
 /// An append of message `(sender, i)` with a 16-byte payload.
 pub fn item(to: u8, sender: u16, i: u16) -> Append {
-    Append { mailbox: mailbox(to), message_id: message_id(sender, i), payload: payload(i, 16) }
+    Append { mailbox: mailbox(to), item_id: item_id(sender, i), payload: payload(i, 16) }
 }
 
 /// Limits small enough to reach in a test.
@@ -107,7 +107,7 @@ async fn registered<F: Factory>(f: &F, limits: Limits, mailboxes: &[u8]) -> F::S
     store
 }
 
-async fn append_ok<S: MailboxStore>(store: &S, batch: Vec<Append>, now: UnixTime) -> Vec<AppendOutcome> {
+async fn append_ok<S: MailboxStore>(store: &S, batch: Vec<Append>, now: UnixSeconds) -> Vec<AppendOutcome> {
     let n = batch.len();
     let out = store.append(batch, now).await.expect("append");
     assert_eq!(out.len(), n, "one outcome per item");
@@ -167,14 +167,14 @@ pub async fn append_then_fetch_in_order<F: Factory>(f: &F) {
     assert_eq!(seqs(&got), (1..=12).collect::<Vec<_>>());
     for (m, (seq, a, at)) in got.iter().zip(&expected) {
         assert_eq!(m.seq, *seq);
-        assert_eq!(m.message_id, a.message_id);
+        assert_eq!(m.item_id, a.item_id);
         assert_eq!(m.payload, a.payload);
         assert_eq!(m.stored_at, *at);
     }
     // An empty payload is a message too; an empty batch is a no-op.
     let out = append_ok(
         &store,
-        vec![Append { mailbox: mailbox(1), message_id: message_id(9, 9), payload: Vec::new() }],
+        vec![Append { mailbox: mailbox(1), item_id: item_id(9, 9), payload: Vec::new() }],
         T0,
     )
     .await;
@@ -184,7 +184,7 @@ pub async fn append_then_fetch_in_order<F: Factory>(f: &F) {
     assert!(last.payload.is_empty());
 }
 
-/// A message id already in the mailbox — in the same batch or an earlier one, or deleted by
+/// A item id already in the mailbox — in the same batch or an earlier one, or deleted by
 /// its owner but not yet expired — is reported `Duplicate` with the original's sequence number
 /// and stored once. The same id in another mailbox is a different message.
 pub async fn duplicates_stored_once<F: Factory>(f: &F) {
@@ -235,11 +235,8 @@ pub async fn unknown_mailbox<F: Factory>(f: &F) {
 pub async fn quotas_and_too_large<F: Factory>(f: &F) {
     let limits = small_limits(); // 5 messages, 100 bytes, payloads up to 40
     let store = registered(f, limits, &[1, 2]).await;
-    let big = |i: u16, len: usize| Append {
-        mailbox: mailbox(2),
-        message_id: message_id(2, i),
-        payload: payload(i, len),
-    };
+    let big =
+        |i: u16, len: usize| Append { mailbox: mailbox(2), item_id: item_id(2, i), payload: payload(i, len) };
 
     // Count: 16-byte payloads, the sixth is refused.
     let out = append_ok(&store, (0..6).map(|i| item(1, 0, i)).collect(), T0).await;
@@ -263,7 +260,7 @@ pub async fn quotas_and_too_large<F: Factory>(f: &F) {
     // Too large wins over unknown mailbox.
     let out = append_ok(
         &store,
-        vec![Append { mailbox: mailbox(9), message_id: message_id(9, 0), payload: payload(0, 41) }],
+        vec![Append { mailbox: mailbox(9), item_id: item_id(9, 0), payload: payload(0, 41) }],
         T0,
     )
     .await;
@@ -350,7 +347,7 @@ pub async fn expire_by_retention<F: Factory>(f: &F) {
     assert_eq!(store.expire(secs(150)).await, Ok(1));
     assert_eq!(seqs(&fetch_all(&store, 1).await), vec![4]);
     // Retention longer than the clock's value: nothing expires.
-    assert_eq!(store.expire(UnixTime(5)).await, Ok(0));
+    assert_eq!(store.expire(UnixSeconds(5)).await, Ok(0));
     assert_eq!(
         store.stats().await.expect("stats"),
         StoreStats { mailboxes: 2, messages: 1, payload_bytes: 16 }
@@ -431,7 +428,7 @@ pub async fn unregister_removes_everything<F: Factory>(f: &F) {
 
     store.register(mailbox(1), &credential(3), T0).await.expect("register again");
     assert_eq!(store.fetch(mailbox(1), &credential(3), None, 10).await, Ok(Vec::new()));
-    // Its old message ids are forgotten too.
+    // Its old item ids are forgotten too.
     let out = append_ok(&store, vec![item(1, 0, 0)], T0).await;
     assert!(matches!(out[0], AppendOutcome::Stored(_)), "{out:?}");
     assert_eq!(fetch_all(&store, 2).await.len(), 1);
@@ -467,16 +464,16 @@ pub async fn concurrent_appends<F: Factory>(f: &F) {
             results
         }));
     }
-    let mut stored: BTreeMap<(MailboxId, u64), MessageId> = BTreeMap::new();
-    let mut by_id: BTreeMap<(MailboxId, MessageId), Seq> = BTreeMap::new();
+    let mut stored: BTreeMap<(MailboxId, u64), ItemId> = BTreeMap::new();
+    let mut by_id: BTreeMap<(MailboxId, ItemId), Seq> = BTreeMap::new();
     for h in handles {
         for (a, o) in h.await.expect("task") {
             match o {
                 AppendOutcome::Stored(s) => {
-                    assert!(stored.insert((a.mailbox, s.0), a.message_id).is_none(), "seq given twice");
-                    assert!(by_id.insert((a.mailbox, a.message_id), s).is_none(), "stored twice");
+                    assert!(stored.insert((a.mailbox, s.0), a.item_id).is_none(), "seq given twice");
+                    assert!(by_id.insert((a.mailbox, a.item_id), s).is_none(), "stored twice");
                 }
-                AppendOutcome::Duplicate(s) => assert_eq!(by_id.get(&(a.mailbox, a.message_id)), Some(&s)),
+                AppendOutcome::Duplicate(s) => assert_eq!(by_id.get(&(a.mailbox, a.item_id)), Some(&s)),
                 other => panic!("unexpected outcome {other:?}"),
             }
         }
@@ -487,7 +484,7 @@ pub async fn concurrent_appends<F: Factory>(f: &F) {
         let got = fetch_all(&*store, m).await;
         assert_eq!(seqs(&got), (1..=got.len() as u64).collect::<Vec<_>>(), "gapless, ordered");
         for msg in &got {
-            assert_eq!(stored.get(&(mailbox(m), msg.seq.0)), Some(&msg.message_id));
+            assert_eq!(stored.get(&(mailbox(m), msg.seq.0)), Some(&msg.item_id));
         }
         total += got.len();
     }
@@ -507,7 +504,7 @@ pub async fn isolation<F: Factory>(f: &F) {
         let got = fetch_all(&store, m).await;
         assert_eq!(got.len(), if m == 2 { 0 } else { 10 });
         for msg in got {
-            let i = u16::from_be_bytes([msg.message_id.0[2], msg.message_id.0[3]]);
+            let i = u16::from_be_bytes([msg.item_id.0[2], msg.item_id.0[3]]);
             assert_eq!(1 + (i % 3) as u8, m, "message of another mailbox");
         }
     }
@@ -630,7 +627,7 @@ pub fn model_limits() -> Limits {
     }
 }
 
-/// Sequences of up to `max_len` operations over 3 mailboxes, 2 credentials and 8 message ids.
+/// Sequences of up to `max_len` operations over 3 mailboxes, 2 credentials and 8 item ids.
 pub fn ops(max_len: usize) -> impl Strategy<Value = Vec<Op>> {
     let m = 0u8..3;
     let c = 0u8..2;
@@ -676,7 +673,7 @@ pub async fn check_against_model<S: MailboxStore>(store: &S, ops: &[Op]) {
                     .iter()
                     .map(|&(m, i, len)| Append {
                         mailbox: mb(m),
-                        message_id: message_id(0, i),
+                        item_id: item_id(0, i),
                         payload: payload(i, len.into()),
                     })
                     .collect();

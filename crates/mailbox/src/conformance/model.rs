@@ -6,8 +6,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::{
-    Append, AppendOutcome, Credential, CredentialHash, Limits, MailboxId, MailboxStore, MessageId, Seq,
-    StoreError, StoreStats, StoredMessage, UnixTime,
+    Append, AppendOutcome, Credential, CredentialHash, ItemId, Limits, MailboxId, MailboxStore, Seq,
+    StoreError, StoreStats, StoredMessage, UnixSeconds,
 };
 
 /// An in-memory [`MailboxStore`] written for clarity, used as the reference for every backend.
@@ -27,8 +27,8 @@ struct Mailbox {
 
 #[derive(Debug)]
 struct Message {
-    message_id: MessageId,
-    stored_at: UnixTime,
+    item_id: ItemId,
+    stored_at: UnixSeconds,
     payload: Option<Vec<u8>>,
 }
 
@@ -76,7 +76,7 @@ impl MailboxStore for ModelStore {
         &self,
         mailbox: MailboxId,
         credential: &Credential,
-        _now: UnixTime,
+        _now: UnixSeconds,
     ) -> Result<(), StoreError> {
         let hash = CredentialHash::derive(&mailbox, credential);
         let mut state = self.state();
@@ -97,7 +97,7 @@ impl MailboxStore for ModelStore {
         Ok(())
     }
 
-    async fn append(&self, batch: Vec<Append>, now: UnixTime) -> Result<Vec<AppendOutcome>, StoreError> {
+    async fn append(&self, batch: Vec<Append>, now: UnixSeconds) -> Result<Vec<AppendOutcome>, StoreError> {
         let mut state = self.state();
         let mut out = Vec::with_capacity(batch.len());
         for item in batch {
@@ -109,7 +109,7 @@ impl MailboxStore for ModelStore {
                 out.push(AppendOutcome::UnknownMailbox);
                 continue;
             };
-            if let Some((seq, _)) = m.messages.iter().find(|(_, msg)| msg.message_id == item.message_id) {
+            if let Some((seq, _)) = m.messages.iter().find(|(_, msg)| msg.item_id == item.item_id) {
                 out.push(AppendOutcome::Duplicate(Seq(*seq)));
                 continue;
             }
@@ -122,10 +122,8 @@ impl MailboxStore for ModelStore {
             }
             let seq = m.next_seq;
             m.next_seq += 1;
-            m.messages.insert(
-                seq,
-                Message { message_id: item.message_id, stored_at: now, payload: Some(item.payload) },
-            );
+            m.messages
+                .insert(seq, Message { item_id: item.item_id, stored_at: now, payload: Some(item.payload) });
             out.push(AppendOutcome::Stored(Seq(seq)));
         }
         Ok(out)
@@ -146,7 +144,7 @@ impl MailboxStore for ModelStore {
             .take(limit)
             .map(|(seq, msg)| StoredMessage {
                 seq: Seq(*seq),
-                message_id: msg.message_id,
+                item_id: msg.item_id,
                 payload: msg.payload.clone().unwrap_or_default(),
                 stored_at: msg.stored_at,
             })
@@ -189,7 +187,7 @@ impl MailboxStore for ModelStore {
         Ok(n)
     }
 
-    async fn expire(&self, now: UnixTime) -> Result<u64, StoreError> {
+    async fn expire(&self, now: UnixSeconds) -> Result<u64, StoreError> {
         let mut state = self.state();
         let mut n = 0;
         let forget_deleted = Duration::from_secs(self.limits.deleted_id_lifetime());

@@ -4,7 +4,7 @@
 //! # Durability before acknowledgement
 //!
 //! Each operation on a mailbox is one Lua script (`redis/scripts.rs`) that runs atomically on the master
-//! owning the mailbox's hash slot: an append checks the mailbox, de-duplicates by message id,
+//! owning the mailbox's hash slot: an append checks the mailbox, de-duplicates by item id,
 //! applies the quotas and stores, all at once. The script is sent in a pipeline followed by
 //! `WAIT 1 <wait_timeout>` on the same connection, and the store reports success only when
 //! `WAIT` answers that at least one replica holds the write. With the masters configured
@@ -43,7 +43,7 @@
 //!
 //! # What is stored
 //!
-//! The same as in SQLite: mailbox ids, the [`CredentialHash`], message ids, sequence numbers,
+//! The same as in SQLite: mailbox ids, the [`CredentialHash`], item ids, sequence numbers,
 //! payloads and whole-second timestamps (see `redis/scripts.rs` for the layout). Times must be below
 //! 2^53 seconds (Lua numbers are doubles).
 //!

@@ -13,7 +13,7 @@ use super::pipeline::{Call, redis_error};
 use super::{RedisStore, reply};
 use crate::{
     Append, AppendOutcome, Credential, CredentialHash, Limits, MailboxId, MailboxStore, Seq, StoreError,
-    StoreStats, StoredMessage, UnixTime,
+    StoreStats, StoredMessage, UnixSeconds,
 };
 
 /// Largest time the store accepts (Lua numbers and sorted-set scores are exact below 2^53).
@@ -23,7 +23,7 @@ fn num(v: u64) -> Vec<u8> {
     v.to_string().into_bytes()
 }
 
-fn check_time(now: UnixTime) -> Result<(), StoreError> {
+fn check_time(now: UnixSeconds) -> Result<(), StoreError> {
     if now.0 > MAX_TIME {
         return Err(StoreError::internal(format!("time {} is out of range", now.0)));
     }
@@ -50,7 +50,7 @@ impl MailboxStore for RedisStore {
         &self,
         mailbox: MailboxId,
         credential: &Credential,
-        now: UnixTime,
+        now: UnixSeconds,
     ) -> Result<(), StoreError> {
         check_time(now)?;
         let hash = CredentialHash::derive(&mailbox, credential);
@@ -72,7 +72,7 @@ impl MailboxStore for RedisStore {
         }
     }
 
-    async fn append(&self, batch: Vec<Append>, now: UnixTime) -> Result<Vec<AppendOutcome>, StoreError> {
+    async fn append(&self, batch: Vec<Append>, now: UnixSeconds) -> Result<Vec<AppendOutcome>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -112,8 +112,8 @@ impl MailboxStore for RedisStore {
                 let mut args = header(&mailbox);
                 for &i in &items {
                     let a = &batch[i];
-                    args.push(a.message_id.0.to_vec());
-                    args.push(reply::record(&a.message_id, now, &a.payload));
+                    args.push(a.item_id.0.to_vec());
+                    args.push(reply::record(&a.item_id, now, &a.payload));
                 }
                 calls.push(Call { lua: &self.scripts.append, keys: self.keys.mailbox(&mailbox), args });
                 items_of.push(items);
@@ -177,7 +177,7 @@ impl MailboxStore for RedisStore {
         reply::count("delete", &v)?.ok_or(StoreError::Unauthorized)
     }
 
-    async fn expire(&self, now: UnixTime) -> Result<u64, StoreError> {
+    async fn expire(&self, now: UnixSeconds) -> Result<u64, StoreError> {
         check_time(now)?;
         // Negative before the epoch's first retention period: deleted messages' entries are moved
         // earlier than their stored_at (see `forget_shift`), so some may be due even then.

@@ -4,15 +4,15 @@
 
 use redis::Value;
 
-use crate::{AppendOutcome, MailboxId, MessageId, Seq, StoreError, StoredMessage, UnixTime};
+use crate::{AppendOutcome, ItemId, MailboxId, Seq, StoreError, StoredMessage, UnixSeconds};
 
-/// Bytes before the payload in a stored record: message id (32) ‖ stored_at (u64 BE).
+/// Bytes before the payload in a stored record: item id (32) ‖ stored_at (u64 BE).
 pub(crate) const RECORD_HEADER: usize = 40;
 
 /// A stored record: what the fetch script returns for each message.
-pub(crate) fn record(message_id: &MessageId, stored_at: UnixTime, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn record(item_id: &ItemId, stored_at: UnixSeconds, payload: &[u8]) -> Vec<u8> {
     let mut rec = Vec::with_capacity(RECORD_HEADER + payload.len());
-    rec.extend_from_slice(&message_id.0);
+    rec.extend_from_slice(&item_id.0);
     rec.extend_from_slice(&stored_at.0.to_be_bytes());
     rec.extend_from_slice(payload);
     rec
@@ -127,15 +127,15 @@ pub(crate) fn parse_record(rec: &[u8], seq: Seq) -> Result<StoredMessage, StoreE
     let (Some(id), Some(at), Some(payload)) = (rec.get(..32), rec.get(32..40), rec.get(40..)) else {
         return Err(StoreError::corrupt("a stored message record is shorter than its header"));
     };
-    let mut message_id = [0; 32];
-    message_id.copy_from_slice(id);
+    let mut item_id = [0; 32];
+    item_id.copy_from_slice(id);
     let mut stored_at = [0; 8];
     stored_at.copy_from_slice(at);
     Ok(StoredMessage {
         seq,
-        message_id: MessageId(message_id),
+        item_id: ItemId(item_id),
         payload: payload.to_vec(),
-        stored_at: UnixTime(u64::from_be_bytes(stored_at)),
+        stored_at: UnixSeconds(u64::from_be_bytes(stored_at)),
     })
 }
 
@@ -205,7 +205,7 @@ mod tests {
     /// The stored record layout, pinned.
     #[test]
     fn record_known_answer() {
-        let rec = record(&MessageId([0xee; 32]), UnixTime(0x0102_0304_0506_0708), b"hi");
+        let rec = record(&ItemId([0xee; 32]), UnixSeconds(0x0102_0304_0506_0708), b"hi");
         let mut want = vec![0xee; 32];
         want.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
         want.extend_from_slice(b"hi");
@@ -214,11 +214,11 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let rec = record(&MessageId([7; 32]), UnixTime(1_700_000_000), b"hello");
+        let rec = record(&ItemId([7; 32]), UnixSeconds(1_700_000_000), b"hello");
         let m = parse_record(&rec, Seq(3)).unwrap();
         assert_eq!(
-            (m.seq, m.message_id, &m.payload[..], m.stored_at),
-            (Seq(3), MessageId([7; 32]), &b"hello"[..], UnixTime(1_700_000_000))
+            (m.seq, m.item_id, &m.payload[..], m.stored_at),
+            (Seq(3), ItemId([7; 32]), &b"hello"[..], UnixSeconds(1_700_000_000))
         );
         assert!(parse_record(&rec[..39], Seq(1)).is_err());
         assert!(parse_record(&rec[..40], Seq(1)).unwrap().payload.is_empty());

@@ -6,9 +6,9 @@
 //! | | key | type | holds |
 //! |---|---|---|---|
 //! | `KEYS[1]` | `…:m` | hash | `c` credential hash, `n` next sequence number, `k` live messages, `b` live payload bytes |
-//! | `KEYS[2]` | `…:d` | sorted set | live messages: member = record (message id ‖ stored_at u64 BE ‖ payload), score = seq |
-//! | `KEYS[3]` | `…:i` | hash | message id → seq, for every message not yet expired (also those deleted): de-duplication |
-//! | `KEYS[4]` | `…:t` | sorted set | member = message id ‖ seq (decimal), score = when to forget it − retention: `stored_at` for a live message, `stored_at − (retention − remember_deleted_ids)` once deleted |
+//! | `KEYS[2]` | `…:d` | sorted set | live messages: member = record (item id ‖ stored_at u64 BE ‖ payload), score = seq |
+//! | `KEYS[3]` | `…:i` | hash | item id → seq, for every message not yet expired (also those deleted): de-duplication |
+//! | `KEYS[4]` | `…:t` | sorted set | member = item id ‖ seq (decimal), score = when to forget it − retention: `stored_at` for a live message, `stored_at − (retention − remember_deleted_ids)` once deleted |
 //! | `KEYS[5]` | bucket `…:stats` | hash | `m` mailboxes, `k` messages, `b` payload bytes of the bucket |
 //! | `KEYS[6]` | bucket `…:due` | sorted set | member = mailbox id (32 bytes), score = its oldest `stored_at` |
 //!
@@ -76,7 +76,7 @@ redis.call('ZREM', KEYS[6], ARGV[2])
 return 1
 "#;
 
-/// ARGV: now, max messages, max bytes, mailbox id, then (message id, record) pairs in order.
+/// ARGV: now, max messages, max bytes, mailbox id, then (item id, record) pairs in order.
 /// Returns `{0}` for an unknown mailbox, else `{1, o1, o2, …}` with one outcome per pair:
 /// seq > 0 stored, -seq duplicate, 0 over quota.
 const APPEND: &str = r#"

@@ -40,7 +40,7 @@
 //!   images, stay in memory instead of unnamed temporary files.
 //!
 //! A message its owner deleted keeps its row without the payload (mailbox, sequence number,
-//! message id, storage time) only until [`expire`](crate::MailboxStore::expire) at
+//! item id, storage time) only until [`expire`](crate::MailboxStore::expire) at
 //! `stored_at + Limits::remember_deleted_ids`, so that a late retransmission of the packet is
 //! reported as a duplicate while one can still arrive. `tests/sqlite_hygiene.rs` scans the files
 //! byte for byte for deleted payloads. What stays beyond the files (file-system journals, flash

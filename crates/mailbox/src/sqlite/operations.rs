@@ -10,8 +10,8 @@ use super::SqliteStore;
 use super::errors::OpError;
 use super::writer::Kind;
 use crate::{
-    Append, AppendOutcome, Credential, CredentialHash, Limits, MailboxId, MailboxStore, MessageId, Seq,
-    StoreError, StoreStats, StoredMessage, UnixTime,
+    Append, AppendOutcome, Credential, CredentialHash, ItemId, Limits, MailboxId, MailboxStore, Seq,
+    StoreError, StoreStats, StoredMessage, UnixSeconds,
 };
 
 fn to_i64(v: u64, what: &str) -> Result<i64, StoreError> {
@@ -48,7 +48,7 @@ fn register_op(
     conn: &Connection,
     mailbox: &MailboxId,
     hash: &CredentialHash,
-    now: UnixTime,
+    now: UnixSeconds,
 ) -> Result<(), OpError> {
     let stored: Option<Vec<u8>> = conn
         .prepare_cached("SELECT credential_hash FROM mailboxes WHERE mailbox_id = ?1")?
@@ -70,7 +70,7 @@ fn register_op(
 fn append_op(
     conn: &Connection,
     batch: &[Append],
-    now: UnixTime,
+    now: UnixSeconds,
     limits: &Limits,
 ) -> Result<Vec<AppendOutcome>, OpError> {
     let now = to_i64(now.0, "time")?;
@@ -96,7 +96,7 @@ fn append_one(conn: &Connection, item: &Append, now: i64, limits: &Limits) -> Re
     };
     let existing: Option<i64> = conn
         .prepare_cached("SELECT seq FROM messages WHERE mailbox = ?1 AND message_id = ?2")?
-        .query_row(params![id, &item.message_id.0[..]], |r| r.get(0))
+        .query_row(params![id, &item.item_id.0[..]], |r| r.get(0))
         .optional()?;
     if let Some(seq) = existing {
         return Ok(AppendOutcome::Duplicate(Seq(to_u64(seq, "sequence number")?)));
@@ -110,7 +110,7 @@ fn append_one(conn: &Connection, item: &Append, now: i64, limits: &Limits) -> Re
     conn.prepare_cached(
         "INSERT INTO messages (mailbox, seq, message_id, stored_at, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![id, next_seq, &item.message_id.0[..], now, &item.payload[..]])?;
+    .execute(params![id, next_seq, &item.item_id.0[..], now, &item.payload[..]])?;
     conn.prepare_cached("UPDATE mailboxes SET next_seq = next_seq + 1 WHERE id = ?1")?.execute([id])?;
     Ok(AppendOutcome::Stored(Seq(to_u64(next_seq, "sequence number")?)))
 }
@@ -134,12 +134,12 @@ fn fetch_op(
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (seq, message_id, payload, stored_at) = row?;
+        let (seq, item_id, payload, stored_at) = row?;
         out.push(StoredMessage {
             seq: Seq(to_u64(seq, "sequence number")?),
-            message_id: MessageId(blob32(message_id, "message id")?),
+            item_id: ItemId(blob32(item_id, "item id")?),
             payload,
-            stored_at: UnixTime(to_u64(stored_at, "time")?),
+            stored_at: UnixSeconds(to_u64(stored_at, "time")?),
         });
     }
     Ok(out)
@@ -169,7 +169,7 @@ impl MailboxStore for SqliteStore {
         &self,
         mailbox: MailboxId,
         credential: &Credential,
-        now: UnixTime,
+        now: UnixSeconds,
     ) -> Result<(), StoreError> {
         let hash = CredentialHash::derive(&mailbox, credential);
         self.write(Kind::Other, move |conn| register_op(conn, &mailbox, &hash, now)).await
@@ -185,7 +185,7 @@ impl MailboxStore for SqliteStore {
         .await
     }
 
-    async fn append(&self, batch: Vec<Append>, now: UnixTime) -> Result<Vec<AppendOutcome>, StoreError> {
+    async fn append(&self, batch: Vec<Append>, now: UnixSeconds) -> Result<Vec<AppendOutcome>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -248,7 +248,7 @@ impl MailboxStore for SqliteStore {
         .await
     }
 
-    async fn expire(&self, now: UnixTime) -> Result<u64, StoreError> {
+    async fn expire(&self, now: UnixSeconds) -> Result<u64, StoreError> {
         let retention = now.0.checked_sub(self.limits.retention.as_secs());
         let Some(deleted) = now.0.checked_sub(self.limits.deleted_id_lifetime()) else {
             return Ok(0);

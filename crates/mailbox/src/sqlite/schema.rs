@@ -6,9 +6,9 @@
 //! the known-answer test (`tests/data/schema.sql`) in the same commit.
 //!
 //! What is on disk, and nothing else: mailbox ids, a per-mailbox [`CredentialHash`], registration
-//! and storage times (whole seconds), message ids, sequence numbers and opaque payloads. Nothing
+//! and storage times (whole seconds), item ids (column `message_id`), sequence numbers and opaque payloads. Nothing
 //! links one mailbox to another or to a person. A message its owner deleted keeps only its row's
-//! id, mailbox, sequence number, message id and storage time (the payload is NULL, its bytes
+//! id, mailbox, sequence number, item id and storage time (the payload is NULL, its bytes
 //! overwritten) until `expire` removes the row at `stored_at + Limits::remember_deleted_ids`.
 //!
 //! [`CredentialHash`]: crate::CredentialHash

@@ -24,12 +24,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
-use qanat_packet::Sphinx;
+use qanat_packet::{MailboxId, Sphinx};
 use rand_core::CryptoRng;
 
 use super::packets::acks_packet;
 use super::payload::{AckEntry, MessageId, ack_capacity};
-use crate::Time;
+use crate::UnixMicros;
 
 /// At most this many fragments wait for an acknowledgement (beyond it, the oldest group's are
 /// dropped: their senders resend).
@@ -46,13 +46,13 @@ pub const ACK_TTL: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AckGroup {
     /// Fragments that arrived in a mailbox only one contact writes to (a contact's thread).
-    Mailbox([u8; 32]),
+    Mailbox(MailboxId),
     /// The fragments of one message (a group's mailbox, where every member writes).
     Message(MessageId),
 }
 
 struct Pending {
-    since: Time,
+    since: UnixMicros,
     surbs: Vec<Vec<u8>>,
     entries: BTreeMap<MessageId, BTreeSet<u16>>,
 }
@@ -94,7 +94,14 @@ impl std::fmt::Debug for AckQueue {
 
 impl AckQueue {
     /// Owes an acknowledgement of fragment `index` of `message_id`, which came with `surb`.
-    pub fn add(&mut self, now: Time, group: AckGroup, surb: Vec<u8>, message_id: MessageId, index: u16) {
+    pub fn add(
+        &mut self,
+        now: UnixMicros,
+        group: AckGroup,
+        surb: Vec<u8>,
+        message_id: MessageId,
+        index: u16,
+    ) {
         let p = self.groups.entry(group).or_insert_with(|| {
             self.order.push_back(group);
             Pending { since: now, surbs: Vec::new(), entries: BTreeMap::new() }
@@ -140,7 +147,7 @@ impl AckQueue {
     /// is dropped (its sender resends). `None` when nothing waits.
     pub fn next_packet<R: CryptoRng + ?Sized>(
         &mut self,
-        now: Time,
+        now: UnixMicros,
         sphinx: &Sphinx,
         rng: &mut R,
     ) -> Option<Vec<u8>> {

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use super::payload::{MAX_FRAGMENTS, MessageId};
-use crate::Time;
+use crate::UnixMicros;
 
 /// What the inbox did with a fragment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub enum Received {
 }
 
 struct PartialMessage {
-    since: Time,
+    since: UnixMicros,
     /// Where it came from: the conversation whose mailbox it arrived in.
     source: Source,
     count: u16,
@@ -78,7 +78,7 @@ pub struct Inbox {
     partial_bytes: usize,
     /// Messages and bytes held per source.
     per_source: HashMap<Source, (usize, usize)>,
-    delivered: BTreeMap<MessageId, Time>,
+    delivered: BTreeMap<MessageId, UnixMicros>,
 }
 
 impl std::fmt::Debug for Inbox {
@@ -100,7 +100,7 @@ impl Inbox {
     /// read back from storage, `now` is when the message's first fragment arrived).
     pub fn handle(
         &mut self,
-        now: Time,
+        now: UnixMicros,
         source: Source,
         id: MessageId,
         index: u16,
@@ -114,7 +114,7 @@ impl Inbox {
     /// was taken (and acknowledged) within them, perhaps smaller ones.
     pub fn restore(
         &mut self,
-        since: Time,
+        since: UnixMicros,
         source: Source,
         id: MessageId,
         index: u16,
@@ -129,7 +129,7 @@ impl Inbox {
     #[allow(clippy::too_many_arguments)]
     fn take(
         &mut self,
-        now: Time,
+        now: UnixMicros,
         source: Source,
         id: MessageId,
         index: u16,
@@ -210,7 +210,7 @@ impl Inbox {
 
     /// Message `id` (complete) was taken: it is delivered, its fragments are dropped, and its
     /// id is remembered so that copies are only acknowledged.
-    pub fn commit(&mut self, id: MessageId, now: Time) {
+    pub fn commit(&mut self, id: MessageId, now: UnixMicros) {
         if let Some(m) = self.partial.remove(&id) {
             self.release(m.source, m.fragments.values().map(Vec::len).sum::<usize>(), true);
         }
@@ -234,7 +234,7 @@ impl Inbox {
     /// Forgets delivered ids older than [`REMEMBER_DELIVERED`] and partial messages started
     /// before that; returns those partial messages (id and fragment count), whose stored
     /// fragments the caller deletes.
-    pub fn expire(&mut self, now: Time) -> Vec<(MessageId, u16)> {
+    pub fn expire(&mut self, now: UnixMicros) -> Vec<(MessageId, u16)> {
         let cutoff = now - REMEMBER_DELIVERED;
         self.delivered.retain(|_, t| *t > cutoff);
         let old: Vec<(MessageId, u16)> =
@@ -248,7 +248,7 @@ impl Inbox {
     }
 
     /// When the first fragment of partly received message `id` arrived.
-    pub fn partial_since(&self, id: &MessageId) -> Option<Time> {
+    pub fn partial_since(&self, id: &MessageId) -> Option<UnixMicros> {
         self.partial.get(id).map(|m| m.since)
     }
 
@@ -286,7 +286,7 @@ mod tests {
     fn the_inbox_delivers_once_and_ignores_inconsistent_counts() {
         let mut inbox = Inbox::default();
         let id = MessageId([1; 16]);
-        let t = Time::ZERO;
+        let t = UnixMicros::ZERO;
         assert_eq!(inbox.handle(t, SRC, id, 1, 2, b"world".to_vec()), Received::Partial);
         assert_eq!(inbox.handle(t, SRC, id, 1, 3, b"x".to_vec()), Received::Refused);
         assert_eq!(inbox.handle(t, SRC, id, 2, 2, b"x".to_vec()), Received::Refused);
@@ -311,7 +311,7 @@ mod tests {
     #[test]
     fn what_others_can_make_the_inbox_hold_is_bounded_and_expires() {
         let mut inbox = Inbox::default();
-        let t = Time::ZERO;
+        let t = UnixMicros::ZERO;
         // A claimed count costs nothing; fragments that never complete fill the bounds, then are
         // refused (not acknowledged), then expire.
         let per = MAX_PARTIAL_MESSAGES_PER_SOURCE as u64;
@@ -353,7 +353,7 @@ mod tests {
     #[test]
     fn one_source_filling_its_share_does_not_stop_the_others() {
         let mut inbox = Inbox::default();
-        let t = Time::ZERO;
+        let t = UnixMicros::ZERO;
         let (mallory, bob) = ([1u8; 16], [2u8; 16]);
         for i in 0..MAX_PARTIAL_MESSAGES_PER_SOURCE as u64 {
             assert_eq!(inbox.handle(t, mallory, id(i), 0, 4096, vec![1]), Received::Partial);

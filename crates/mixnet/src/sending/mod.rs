@@ -1,7 +1,7 @@
 //! The client's end of the mix network: what goes into each packet, when packets leave, and what
 //! makes delivery reliable.
 //!
-//! IO-free like the node cores: it takes bytes, the current [`Time`](crate::Time) and an RNG,
+//! IO-free like the node cores: it takes bytes, the current [`UnixMicros`](crate::UnixMicros) and an RNG,
 //! and returns packets and events. The client (`qanat-client`: its engine, profile and runtime)
 //! owns the clock, the storage and the link to the gateway; `qanat-sim` runs clients made of the
 //! same code. In the order a message travels:

@@ -22,12 +22,12 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
-use qanat_packet::{Geometry, RecipientId, Sphinx, SurbId, SurbKeys};
+use qanat_packet::{Geometry, MailboxId, Sphinx, SurbId, SurbKeys};
 use rand_core::CryptoRng;
 
 use super::packets::{NetworkView, OutPacket, Route, RouteError, reply_surb, sealed_packet};
 use super::payload::{MAX_FRAGMENTS, MessageId, Payload, PayloadError, fragment_capacity};
-use crate::Time;
+use crate::UnixMicros;
 
 /// The delivery state of a message, as its sender sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,13 +62,13 @@ impl ResendPolicy {
 #[derive(Debug)]
 enum FragmentState {
     Queued,
-    InFlight { until: Time, attempt: u32 },
+    InFlight { until: UnixMicros, attempt: u32 },
     Acked,
 }
 
 struct OutMessage {
     route: Route,
-    reply_to: RecipientId,
+    reply_to: MailboxId,
     fragments: Vec<(Vec<u8>, FragmentState)>,
     sent_once: bool,
 }
@@ -101,7 +101,7 @@ pub struct Outbox {
     queue: VecDeque<(MessageId, u16)>,
     surbs: HashMap<SurbId, PendingSurb>,
     /// The SURBs in the order they were made, to forget them after [`SURB_LIFETIME`].
-    surb_order: VecDeque<(Time, SurbId)>,
+    surb_order: VecDeque<(UnixMicros, SurbId)>,
     events: VecDeque<OutboxEvent>,
     unroutable: u64,
 }
@@ -135,7 +135,7 @@ impl Outbox {
         &mut self,
         g: &Geometry,
         route: Route,
-        reply_to: RecipientId,
+        reply_to: MailboxId,
         bytes: &[u8],
         rng: &mut R,
     ) -> Result<MessageId, PayloadError> {
@@ -154,7 +154,7 @@ impl Outbox {
         id: MessageId,
         g: &Geometry,
         route: Route,
-        reply_to: RecipientId,
+        reply_to: MailboxId,
         bytes: &[u8],
     ) -> Result<(), PayloadError> {
         if self.messages.contains_key(&id) {
@@ -181,7 +181,7 @@ impl Outbox {
     /// was, so a recipient that keeps moving does not make us send faster than its resends
     /// would. Acknowledgements through SURBs sent with the old route no longer count (the copy
     /// sent again brings its own). Returns whether the outbox had the message.
-    pub fn reroute(&mut self, id: &MessageId, to: Route, now: Time) -> bool {
+    pub fn reroute(&mut self, id: &MessageId, to: Route, now: UnixMicros) -> bool {
         let Some(m) = self.messages.get_mut(id) else { return false };
         if m.route == to {
             return true;
@@ -240,7 +240,7 @@ impl Outbox {
     /// slot: it waits as if lost and is tried again ([`Outbox::unroutable`] counts it).
     pub fn next_packet<R: CryptoRng + ?Sized>(
         &mut self,
-        now: Time,
+        now: UnixMicros,
         sphinx: &Sphinx,
         view: &NetworkView,
         rng: &mut R,
@@ -334,7 +334,7 @@ impl Outbox {
     }
 
     /// Queues again every fragment whose acknowledgement is overdue at `now`.
-    pub fn handle_timeout(&mut self, now: Time) {
+    pub fn handle_timeout(&mut self, now: UnixMicros) {
         for (id, m) in &self.messages {
             for (i, (_, s)) in m.fragments.iter().enumerate() {
                 if let FragmentState::InFlight { until, .. } = s
@@ -348,7 +348,7 @@ impl Outbox {
     }
 
     /// When [`Outbox::handle_timeout`] next has work.
-    pub fn poll_timeout(&self) -> Option<Time> {
+    pub fn poll_timeout(&self) -> Option<UnixMicros> {
         self.messages
             .values()
             .flat_map(|m| m.fragments.iter())

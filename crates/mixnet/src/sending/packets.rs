@@ -25,7 +25,7 @@
 
 use std::time::Duration;
 
-use qanat_packet::{CreateError, NodeId, PathHop, RecipientId, Sphinx, SurbError, SurbId, SurbKeys};
+use qanat_packet::{CreateError, MailboxId, NodeId, PathHop, Sphinx, SurbError, SurbId, SurbKeys};
 use rand_core::CryptoRng;
 
 use super::payload::{AckEntry, MessageId, Payload, PayloadError};
@@ -39,7 +39,7 @@ pub struct Route {
     /// The gateway.
     pub gateway: NodeId,
     /// The mailbox.
-    pub mailbox: RecipientId,
+    pub mailbox: MailboxId,
     /// The mailbox's seal key.
     pub seal: SealKey,
 }
@@ -132,7 +132,7 @@ pub fn reply_surb<R: CryptoRng + ?Sized>(
     sphinx: &Sphinx,
     view: &NetworkView,
     from: &NodeId,
-    reply_to: RecipientId,
+    reply_to: MailboxId,
     rng: &mut R,
 ) -> Result<(Vec<u8>, SurbId, SurbKeys), RouteError> {
     let mut id = [0u8; 16];
@@ -168,7 +168,7 @@ fn opaque_packet<R: CryptoRng + ?Sized>(
     sphinx: &Sphinx,
     view: &NetworkView,
     gateway: NodeId,
-    mailbox: RecipientId,
+    mailbox: MailboxId,
     id: [u8; 16],
     body: &[u8],
     rng: &mut R,
@@ -185,7 +185,7 @@ fn opaque_packet<R: CryptoRng + ?Sized>(
 pub fn cover_packet<R: CryptoRng + ?Sized>(
     sphinx: &Sphinx,
     view: &NetworkView,
-    loop_to: Option<(RecipientId, SealKey)>,
+    loop_to: Option<(MailboxId, SealKey)>,
     rng: &mut R,
 ) -> Result<OutPacket, RouteError> {
     let g = sphinx.geometry();
@@ -203,7 +203,7 @@ pub fn cover_packet<R: CryptoRng + ?Sized>(
             rng.fill_bytes(&mut id);
             let mut body = vec![0u8; g.payload_tag_len() + g.forward_payload_len()];
             rng.fill_bytes(&mut body);
-            Ok(OutPacket { packet: opaque_packet(sphinx, view, to, RecipientId(m), id, &body, rng)? })
+            Ok(OutPacket { packet: opaque_packet(sphinx, view, to, MailboxId(m), id, &body, rng)? })
         }
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use rand_core::CryptoRng;
 
-use crate::{Time, exponential};
+use crate::{UnixMicros, exponential};
 
 /// A sending slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +112,7 @@ pub const PULL_FIRST: u16 = 32;
 #[derive(Debug, Clone)]
 pub struct Schedule {
     rates: Rates,
-    next: [Option<Time>; 3],
+    next: [Option<UnixMicros>; 3],
 }
 
 impl Schedule {
@@ -135,7 +135,7 @@ impl Schedule {
     }
 
     /// The slots due at `now` (drawing the next time of each stream afresh).
-    pub fn poll<R: CryptoRng + ?Sized>(&mut self, now: Time, rng: &mut R) -> Vec<Slot> {
+    pub fn poll<R: CryptoRng + ?Sized>(&mut self, now: UnixMicros, rng: &mut R) -> Vec<Slot> {
         let mut out = Vec::new();
         for i in 0..3 {
             let rate = self.rate(i);
@@ -155,7 +155,7 @@ impl Schedule {
     }
 
     /// When [`Schedule::poll`] next has a slot (once every stream has been drawn).
-    pub fn poll_timeout(&self) -> Option<Time> {
+    pub fn poll_timeout(&self) -> Option<UnixMicros> {
         self.next.iter().flatten().min().copied()
     }
 }
@@ -180,7 +180,7 @@ mod tests {
         let rates = Rates { payload: 2.0, loops: 0.5, drops: 0.25 };
         let mut s = Schedule::new(rates);
         let mut counts = [0usize; 3];
-        let mut t = Time::ZERO;
+        let mut t = UnixMicros::ZERO;
         let secs = 20_000;
         for _ in 0..secs * 100 {
             t = t + Duration::from_millis(10);

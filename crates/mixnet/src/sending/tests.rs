@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use chacha20::ChaCha20Rng;
-use qanat_packet::{Geometry, NodeId, RecipientId, Scheme, SecretKey, Sphinx, SurbId};
+use qanat_packet::{Geometry, MailboxId, NodeId, Scheme, SecretKey, Sphinx, SurbId};
 use rand_core::{Rng as _, SeedableRng as _};
 
 use super::acks::{self, AckGroup, AckQueue, AckStats};
 use super::seal::{self, SealKey};
 use super::*;
-use crate::{Hop, Time, Topology};
+use crate::{Hop, Topology, UnixMicros};
 
 const SCHEME: Scheme = Scheme::X25519Kem;
 
@@ -33,7 +33,7 @@ struct Net {
 /// Where a packet ended.
 struct Arrival {
     gateway: NodeId,
-    recipient: RecipientId,
+    recipient: MailboxId,
     surb_id: Option<SurbId>,
     payload: Vec<u8>,
 }
@@ -92,9 +92,9 @@ fn exchange(
     let net = Net::new(&mut rng);
     let g = geometry();
     let (alice_view, bob_view) = (net.view(0), net.view(1));
-    let bob_mailbox = RecipientId([0xb0; 32]);
+    let bob_mailbox = MailboxId([0xb0; 32]);
     let bob_key = SealKey([0xb5; 32]);
-    let alice_reply = RecipientId([0xa1; 32]);
+    let alice_reply = MailboxId([0xa1; 32]);
     let policy = ResendPolicy { first: Duration::from_secs(2), max: Duration::from_secs(30) };
     let mut outbox = Outbox::new(policy);
     let mut inbox = Inbox::default();
@@ -113,7 +113,7 @@ fn exchange(
         })
         .collect();
     let mut delivered = Vec::new();
-    let mut now = Time::ZERO;
+    let mut now = UnixMicros::ZERO;
     let mut sends = 0;
     for _ in 0..10_000 {
         now = now + Duration::from_millis(100);
@@ -187,7 +187,13 @@ fn with_thirty_percent_loss_everything_still_arrives_exactly_once() {
 }
 
 /// Sends the next packet of `outbox` through `net` and returns the SURB it carried.
-fn send_one(net: &Net, outbox: &mut Outbox, now: Time, key: &SealKey, rng: &mut ChaCha20Rng) -> Vec<u8> {
+fn send_one(
+    net: &Net,
+    outbox: &mut Outbox,
+    now: UnixMicros,
+    key: &SealKey,
+    rng: &mut ChaCha20Rng,
+) -> Vec<u8> {
     let g = geometry();
     let p = outbox.next_packet(now, &net.sphinx, &net.view(0), rng).unwrap();
     let a = net.deliver(net.gw[0], p.packet);
@@ -210,12 +216,12 @@ fn a_forged_or_replayed_ack_changes_nothing() {
     let g = geometry();
     let mut outbox = Outbox::new(ResendPolicy { first: Duration::from_secs(1), max: Duration::from_secs(8) });
     let (ka, kb) = (SealKey([1; 32]), SealKey([3; 32]));
-    let to_a = Route { gateway: net.gw[1], mailbox: RecipientId([1; 32]), seal: ka };
-    let to_b = Route { gateway: net.gw[1], mailbox: RecipientId([3; 32]), seal: kb };
-    let a = outbox.queue(&g, to_a, RecipientId([2; 32]), b"hi a", &mut rng).unwrap();
-    let b = outbox.queue(&g, to_b, RecipientId([2; 32]), b"hi b", &mut rng).unwrap();
-    let surb_a = send_one(&net, &mut outbox, Time::ZERO, &ka, &mut rng);
-    let surb_b = send_one(&net, &mut outbox, Time::ZERO, &kb, &mut rng);
+    let to_a = Route { gateway: net.gw[1], mailbox: MailboxId([1; 32]), seal: ka };
+    let to_b = Route { gateway: net.gw[1], mailbox: MailboxId([3; 32]), seal: kb };
+    let a = outbox.queue(&g, to_a, MailboxId([2; 32]), b"hi a", &mut rng).unwrap();
+    let b = outbox.queue(&g, to_b, MailboxId([2; 32]), b"hi b", &mut rng).unwrap();
+    let surb_a = send_one(&net, &mut outbox, UnixMicros::ZERO, &ka, &mut rng);
+    let surb_b = send_one(&net, &mut outbox, UnixMicros::ZERO, &kb, &mut rng);
     let entry = |id: MessageId, i: u16| AckEntry { message_id: id, indices: vec![i] };
 
     // Through A's SURB: B's message (sent to another mailbox) and a fragment A's message does
@@ -231,8 +237,8 @@ fn a_forged_or_replayed_ack_changes_nothing() {
     assert_eq!((outbox.state(&a), outbox.state(&b)), (Some(Delivery::Sent), None));
     assert!(!outbox.handle_reply(&net.sphinx, r.surb_id.unwrap(), &r.payload));
     // A's message, resent, is acknowledged through its own new SURB.
-    outbox.handle_timeout(Time::ZERO + Duration::from_secs(60));
-    let again = send_one(&net, &mut outbox, Time::ZERO + Duration::from_secs(60), &ka, &mut rng);
+    outbox.handle_timeout(UnixMicros::ZERO + Duration::from_secs(60));
+    let again = send_one(&net, &mut outbox, UnixMicros::ZERO + Duration::from_secs(60), &ka, &mut rng);
     assert!(reply(&net, &mut outbox, &again, vec![entry(a, 0)], &mut rng));
     assert_eq!(outbox.state(&a), None);
 }
@@ -243,15 +249,15 @@ fn one_reply_acknowledges_many_messages_to_one_mailbox() {
     let net = Net::new(&mut rng);
     let g = geometry();
     let key = SealKey([1; 32]);
-    let route = Route { gateway: net.gw[1], mailbox: RecipientId([1; 32]), seal: key };
+    let route = Route { gateway: net.gw[1], mailbox: MailboxId([1; 32]), seal: key };
     let mut outbox =
         Outbox::new(ResendPolicy { first: Duration::from_secs(10), max: Duration::from_secs(80) });
     let big = vec![7u8; 20 * fragment_capacity(&g).unwrap()];
     let mut ids: Vec<MessageId> =
-        (0..60u8).map(|i| outbox.queue(&g, route, RecipientId([2; 32]), &[i], &mut rng).unwrap()).collect();
-    ids.push(outbox.queue(&g, route, RecipientId([2; 32]), &big, &mut rng).unwrap());
+        (0..60u8).map(|i| outbox.queue(&g, route, MailboxId([2; 32]), &[i], &mut rng).unwrap()).collect();
+    ids.push(outbox.queue(&g, route, MailboxId([2; 32]), &big, &mut rng).unwrap());
     let mut queue = AckQueue::default();
-    let now = Time::ZERO;
+    let now = UnixMicros::ZERO;
     for _ in 0..80 {
         let p = outbox.next_packet(now, &net.sphinx, &net.view(0), &mut rng).unwrap();
         let a = net.deliver(net.gw[0], p.packet);
@@ -259,7 +265,7 @@ fn one_reply_acknowledges_many_messages_to_one_mailbox() {
         let Payload::Data { surb, message_id, index, .. } = Payload::decode(&g, &plain).unwrap() else {
             panic!()
         };
-        queue.add(now, AckGroup::Mailbox([1; 32]), surb, message_id, index);
+        queue.add(now, AckGroup::Mailbox(MailboxId([1; 32])), surb, message_id, index);
     }
     assert_eq!(queue.len(), 80);
     let mut replies = 0;
@@ -278,7 +284,7 @@ fn the_ack_queue_is_bounded_and_expires() {
     let mut rng = ChaCha20Rng::seed_from_u64(12);
     let net = Net::new(&mut rng);
     let mut queue = AckQueue::default();
-    let now = Time::ZERO;
+    let now = UnixMicros::ZERO;
     // A flood of single-fragment messages, each its own group: the oldest fall out.
     for i in 0..(acks::MAX_PENDING as u32 + 100) {
         let mut id = [0u8; 16];
@@ -298,7 +304,7 @@ fn the_ack_queue_is_bounded_and_expires() {
 fn cover_packets_reach_their_gateways() {
     let mut rng = ChaCha20Rng::seed_from_u64(11);
     let net = Net::new(&mut rng);
-    let me = RecipientId([5; 32]);
+    let me = MailboxId([5; 32]);
     let key = SealKey([6; 32]);
     let l = cover_packet(&net.sphinx, &net.view(0), Some((me, key)), &mut rng).unwrap();
     let a = net.deliver(net.gw[0], l.packet);
@@ -325,11 +331,11 @@ fn a_message_to_a_gateway_missing_from_the_directory_waits_and_does_not_fail_the
     let mut outbox =
         Outbox::new(ResendPolicy { first: Duration::from_secs(10), max: Duration::from_secs(60) });
     let gone = NodeId([99; 32]);
-    let to_gone = Route { gateway: gone, mailbox: RecipientId([5; 32]), seal: SealKey([6; 32]) };
-    let to_b = Route { gateway: net.gw[1], mailbox: RecipientId([3; 32]), seal: SealKey([4; 32]) };
-    let stuck = outbox.queue(&g, to_gone, RecipientId([7; 32]), b"to a missing gateway", &mut rng).unwrap();
-    let fine = outbox.queue(&g, to_b, RecipientId([7; 32]), b"to a gateway we know", &mut rng).unwrap();
-    let now = Time::ZERO;
+    let to_gone = Route { gateway: gone, mailbox: MailboxId([5; 32]), seal: SealKey([6; 32]) };
+    let to_b = Route { gateway: net.gw[1], mailbox: MailboxId([3; 32]), seal: SealKey([4; 32]) };
+    let stuck = outbox.queue(&g, to_gone, MailboxId([7; 32]), b"to a missing gateway", &mut rng).unwrap();
+    let fine = outbox.queue(&g, to_b, MailboxId([7; 32]), b"to a gateway we know", &mut rng).unwrap();
+    let now = UnixMicros::ZERO;
     // The first slot goes to the message that can be sent.
     let p = outbox.next_packet(now, &net.sphinx, &net.view(0), &mut rng).expect("the routable one leaves");
     assert_eq!(net.deliver(net.gw[0], p.packet).gateway, net.gw[1]);
@@ -356,18 +362,18 @@ fn a_rerouted_message_is_due_at_once_at_its_new_mailbox_and_keeps_its_backoff() 
     let first = Duration::from_secs(60);
     let mut outbox = Outbox::new(ResendPolicy { first, max: Duration::from_secs(6000) });
     let (k0, k2) = (SealKey([1; 32]), SealKey([6; 32]));
-    let r0 = Route { gateway: net.gw[1], mailbox: RecipientId([1; 32]), seal: k0 };
-    let r2 = Route { gateway: net.gw[1], mailbox: RecipientId([6; 32]), seal: k2 };
-    let other = Route { gateway: net.gw[1], mailbox: RecipientId([9; 32]), seal: SealKey([9; 32]) };
-    let a = outbox.queue(&g, r0, RecipientId([2; 32]), b"to the first mailbox", &mut rng).unwrap();
-    let b = outbox.queue(&g, other, RecipientId([2; 32]), b"to someone else", &mut rng).unwrap();
-    let surb_r0 = send_one(&net, &mut outbox, Time::ZERO, &k0, &mut rng);
-    let _ = send_one(&net, &mut outbox, Time::ZERO, &SealKey([9; 32]), &mut rng);
+    let r0 = Route { gateway: net.gw[1], mailbox: MailboxId([1; 32]), seal: k0 };
+    let r2 = Route { gateway: net.gw[1], mailbox: MailboxId([6; 32]), seal: k2 };
+    let other = Route { gateway: net.gw[1], mailbox: MailboxId([9; 32]), seal: SealKey([9; 32]) };
+    let a = outbox.queue(&g, r0, MailboxId([2; 32]), b"to the first mailbox", &mut rng).unwrap();
+    let b = outbox.queue(&g, other, MailboxId([2; 32]), b"to someone else", &mut rng).unwrap();
+    let surb_r0 = send_one(&net, &mut outbox, UnixMicros::ZERO, &k0, &mut rng);
+    let _ = send_one(&net, &mut outbox, UnixMicros::ZERO, &SealKey([9; 32]), &mut rng);
     assert!(!outbox.has_queued());
 
     // The recipient moved: its message is due at once, sealed to the new mailbox (`send_one`
     // opens it with the new key); the other recipient's waits as it was.
-    let now = Time::ZERO + Duration::from_secs(1);
+    let now = UnixMicros::ZERO + Duration::from_secs(1);
     assert!(outbox.reroute(&a, r2, now));
     assert!(!outbox.reroute(&MessageId([0xee; 16]), r2, now), "an unknown message");
     outbox.handle_timeout(now);
@@ -392,13 +398,13 @@ fn a_cancelled_message_is_never_sent_again() {
     let net = Net::new(&mut rng);
     let g = geometry();
     let mut outbox = Outbox::new(ResendPolicy { first: Duration::from_secs(1), max: Duration::from_secs(8) });
-    let route = |n: u8| Route { gateway: net.gw[1], mailbox: RecipientId([n; 32]), seal: SealKey([n; 32]) };
-    let sent = outbox.queue(&g, route(1), RecipientId([2; 32]), b"sent once", &mut rng).unwrap();
-    let _ = send_one(&net, &mut outbox, Time::ZERO, &SealKey([1; 32]), &mut rng);
-    let unsent = outbox.queue(&g, route(3), RecipientId([2; 32]), b"never sent", &mut rng).unwrap();
+    let route = |n: u8| Route { gateway: net.gw[1], mailbox: MailboxId([n; 32]), seal: SealKey([n; 32]) };
+    let sent = outbox.queue(&g, route(1), MailboxId([2; 32]), b"sent once", &mut rng).unwrap();
+    let _ = send_one(&net, &mut outbox, UnixMicros::ZERO, &SealKey([1; 32]), &mut rng);
+    let unsent = outbox.queue(&g, route(3), MailboxId([2; 32]), b"never sent", &mut rng).unwrap();
     assert!(outbox.cancel(&sent) && outbox.cancel(&unsent));
     assert!(!outbox.cancel(&sent), "once");
-    let later = Time::ZERO + Duration::from_secs(600);
+    let later = UnixMicros::ZERO + Duration::from_secs(600);
     outbox.handle_timeout(later);
     assert!(outbox.next_packet(later, &net.sphinx, &net.view(0), &mut rng).is_none());
     assert!(outbox.is_empty() && outbox.poll_timeout().is_none());

@@ -96,7 +96,7 @@ pub use qanat_network::config::{
     AuthorityPeer, ClientGateway, ClientNetwork, ConfigError, DEFAULT_SCHEME, NetworkConfig,
 };
 pub use types::{
-    AuthorityConfig, DangerConfig, GatewayConfig, HostileMix, ListenerConfig, RoleConfig, StoreConfig,
+    AuthorityRoleConfig, DangerConfig, GatewayRoleConfig, HostileMix, ListenerConfig, RoleConfig, StoreConfig,
 };
 pub use validate::MAX_RETENTION_DAYS;
 

@@ -16,7 +16,7 @@ use std::path::Path;
 use qanat_network::config::toml_str;
 
 use super::{
-    AuthorityConfig, DangerConfig, GatewayConfig, ListenerConfig, NodeConfig, RoleConfig, StoreConfig,
+    AuthorityRoleConfig, DangerConfig, GatewayRoleConfig, ListenerConfig, NodeConfig, RoleConfig, StoreConfig,
 };
 
 impl NodeConfig {
@@ -79,7 +79,7 @@ fn write_listener(s: &mut String, l: &ListenerConfig) {
     let _ = writeln!(s, "handshake_timeout_secs = {}", l.handshake_timeout.as_secs());
 }
 
-fn write_authority(s: &mut String, a: &AuthorityConfig) {
+fn write_authority(s: &mut String, a: &AuthorityRoleConfig) {
     let _ = writeln!(s, "\n[authority]");
     let _ = writeln!(s, "# Identity keys of the mixes and gateways allowed into the network.");
     let _ = writeln!(s, "allowed_nodes = [");
@@ -104,7 +104,7 @@ fn write_authority(s: &mut String, a: &AuthorityConfig) {
     let _ = writeln!(s, "lambda_m = {}", p.lambda_m().per_second());
 }
 
-fn write_gateway(s: &mut String, g: &GatewayConfig, data_dir: &Path) {
+fn write_gateway(s: &mut String, g: &GatewayRoleConfig, data_dir: &Path) {
     let _ = writeln!(s, "\n[gateway]");
     let _ = writeln!(s, "# Where clients connect.");
     let _ = writeln!(s, "client_listen = {}", toml_str(g.client_listen.as_str()));

@@ -46,11 +46,11 @@ fn example(role: RoleConfig) -> String {
 
 fn authority_role(allowed_nodes: Vec<IdentityKey>) -> RoleConfig {
     let parameters = Parameters::default_for(DEFAULT_SCHEME);
-    RoleConfig::Authority(AuthorityConfig::new(allowed_nodes.into_iter().collect(), parameters))
+    RoleConfig::Authority(AuthorityRoleConfig::new(allowed_nodes.into_iter().collect(), parameters))
 }
 
 fn gateway_role() -> RoleConfig {
-    RoleConfig::Gateway(GatewayConfig::new(addr("127.0.0.1:7201"), Path::new("data")))
+    RoleConfig::Gateway(GatewayRoleConfig::new(addr("127.0.0.1:7201"), Path::new("data")))
 }
 
 fn gateway_text() -> String {
@@ -538,7 +538,7 @@ fn a_config_with_every_setting_changed_reads_back_equal() {
     })
     .unwrap();
     let allowed = authorities(3).into_iter().map(|a| a.identity).collect();
-    auth.role = RoleConfig::Authority(AuthorityConfig::new(allowed, parameters));
+    auth.role = RoleConfig::Authority(AuthorityRoleConfig::new(allowed, parameters));
     assert_round_trip(&auth);
 }
 

@@ -98,11 +98,11 @@ impl ListenerConfig {
 #[non_exhaustive]
 pub enum RoleConfig {
     /// A directory authority.
-    Authority(AuthorityConfig),
+    Authority(AuthorityRoleConfig),
     /// A mix node (its layer is assigned by the directory).
     Mix,
     /// A gateway.
-    Gateway(GatewayConfig),
+    Gateway(GatewayRoleConfig),
 }
 
 impl RoleConfig {
@@ -116,17 +116,18 @@ impl RoleConfig {
     }
 }
 
-/// The `[authority]` table.
+/// The `[authority]` table: the authority role's settings (the core's own configuration,
+/// [`qanat_pki::AuthorityConfig`], is built from them at start).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct AuthorityConfig {
+pub struct AuthorityRoleConfig {
     /// The nodes (mixes and gateways) allowed into the network.
     pub allowed_nodes: BTreeSet<IdentityKey>,
     /// The parameters this authority votes for.
     pub parameters: Parameters,
 }
 
-impl AuthorityConfig {
+impl AuthorityRoleConfig {
     /// An `[authority]` table allowing `allowed_nodes` and voting for `parameters` (whose
     /// geometry and epoch period must be the network's, as validation makes them).
     pub fn new(allowed_nodes: BTreeSet<IdentityKey>, parameters: Parameters) -> Self {
@@ -134,10 +135,11 @@ impl AuthorityConfig {
     }
 }
 
-/// The `[gateway]` table.
+/// The `[gateway]` table: the gateway role's settings (the core's own configuration,
+/// [`qanat_mixnet::GatewayConfig`], is built at start).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub struct GatewayConfig {
+pub struct GatewayRoleConfig {
     /// Where clients connect (`host:port`).
     pub client_listen: LinkAddress,
     /// The mailbox store.
@@ -151,7 +153,7 @@ pub struct GatewayConfig {
 /// The SQLite file of a gateway whose config names none, inside its data directory.
 pub(super) const DEFAULT_SQLITE_PATH: &str = "mailboxes.sqlite";
 
-impl GatewayConfig {
+impl GatewayRoleConfig {
     /// A `[gateway]` table with only `client_listen` set: the SQLite store in `data_dir`, the
     /// default limits and client budgets.
     pub fn new(client_listen: LinkAddress, data_dir: &Path) -> Self {

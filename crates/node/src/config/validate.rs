@@ -13,8 +13,8 @@ use qanat_pki::{Parameters, ParametersConfig, Rate};
 use super::raw::{RawAuthority, RawConfig, RawDanger, RawGateway, RawListener, RawParameters};
 use super::types::DEFAULT_SQLITE_PATH;
 use super::{
-    AuthorityConfig, ConfigError, DangerConfig, GatewayConfig, HostileMix, ListenerConfig, NetworkConfig,
-    NodeConfig, RoleConfig, StoreConfig,
+    AuthorityRoleConfig, ConfigError, DangerConfig, GatewayRoleConfig, HostileMix, ListenerConfig,
+    NetworkConfig, NodeConfig, RoleConfig, StoreConfig,
 };
 use crate::runtime::ClientBudgets;
 
@@ -326,7 +326,7 @@ fn inside_data_dir<'a>(field: &str, rel: &'a str, example: &str) -> Result<&'a P
     Ok(rel_path)
 }
 
-fn parse_gateway(raw: RawGateway, data_dir: &Path) -> Result<GatewayConfig, ConfigError> {
+fn parse_gateway(raw: RawGateway, data_dir: &Path) -> Result<GatewayRoleConfig, ConfigError> {
     let client_listen = parse_address("gateway.client_listen", &raw.client_listen)?;
     let clients = parse_client_budgets(&raw)?;
     let store_name = raw.store.as_deref().unwrap_or("sqlite");
@@ -455,7 +455,7 @@ fn parse_gateway(raw: RawGateway, data_dir: &Path) -> Result<GatewayConfig, Conf
              and start the node with --allow-danger",
         ));
     }
-    Ok(GatewayConfig { client_listen, store, limits, clients })
+    Ok(GatewayRoleConfig { client_listen, store, limits, clients })
 }
 
 fn parse_danger(raw: RawDanger, role: &str) -> Result<DangerConfig, ConfigError> {
@@ -514,7 +514,7 @@ fn parse_danger(raw: RawDanger, role: &str) -> Result<DangerConfig, ConfigError>
     Ok(DangerConfig { fault_drop_rate, hostile_mix })
 }
 
-fn parse_authority(raw: RawAuthority, network: &NetworkConfig) -> Result<AuthorityConfig, ConfigError> {
+fn parse_authority(raw: RawAuthority, network: &NetworkConfig) -> Result<AuthorityRoleConfig, ConfigError> {
     let mut allowed_nodes = BTreeSet::new();
     for (i, k) in raw.allowed_nodes.iter().enumerate() {
         let field = format!("authority.allowed_nodes[{i}]");
@@ -523,7 +523,7 @@ fn parse_authority(raw: RawAuthority, network: &NetworkConfig) -> Result<Authori
         }
     }
     let parameters = parse_parameters(&raw.parameters, network)?;
-    Ok(AuthorityConfig { allowed_nodes, parameters })
+    Ok(AuthorityRoleConfig { allowed_nodes, parameters })
 }
 
 fn parse_parameters(raw: &RawParameters, network: &NetworkConfig) -> Result<Parameters, ConfigError> {

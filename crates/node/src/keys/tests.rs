@@ -11,11 +11,11 @@ fn period() -> EpochPeriod {
 }
 
 /// The start of epoch `e` plus one second.
-fn at(e: u64) -> UnixTime {
+fn at(e: u64) -> UnixMillis {
     Epoch(e).start(period()).plus_millis(1000)
 }
 
-fn open(dir: &Path, now: UnixTime, seed: u64) -> Result<NodeKeys, KeyStoreError> {
+fn open(dir: &Path, now: UnixMillis, seed: u64) -> Result<NodeKeys, KeyStoreError> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     NodeKeys::open(dir, KeyWindow::default(), now, period(), Scheme::X25519Kem, &mut rng)
 }

@@ -6,7 +6,7 @@
 //!   and their keys are not known in advance (a node's link key is in its descriptor). Only
 //!   connections tagged as an authority may carry `PeerMessage`s.
 //! - Messages use the chunked control protocol of [`super::authority_proto`].
-//! - The core runs on wall-clock time ([`UnixTime`](qanat_pki::UnixTime)): the main loop feeds it uploads and peer
+//! - The core runs on wall-clock time ([`UnixMillis`](qanat_pki::UnixMillis)): the main loop feeds it uploads and peer
 //!   messages, sleeps until [`Authority::next_timeout`], and carries out what
 //!   [`Authority::poll`] returns: `Send` goes to the peer's [`PeerLink`] (a full queue drops the
 //!   message, counted: the cert relay makes the protocol tolerate loss), `Publish` replaces the

@@ -32,7 +32,7 @@ use std::time::Duration;
 use qanat_link::{
     Frame, FrameReceiver, LinkConfig, LinkMetrics, LinkPublicKey, LinkSecretKey, Listener, PacketId,
 };
-use qanat_mixnet::{Mix, MixMetrics, ResendConfig, ResendMetrics, Resends, Time};
+use qanat_mixnet::{Mix, MixMetrics, ResendConfig, ResendMetrics, Resends, UnixMicros};
 use qanat_packet::NodeId;
 use rand_core::{CryptoRng, Rng};
 use tokio::sync::{mpsc, watch};
@@ -61,9 +61,9 @@ pub struct MixRuntimeConfig {
     /// When an unacknowledged packet to a gateway is sent again, when it is given up, and how
     /// many are kept (in all, and per gateway).
     pub resend: ResendConfig,
-    /// What the core's clock reads when the runtime starts: `Time::ZERO` for a private clock,
+    /// What the core's clock reads when the runtime starts: `UnixMicros::ZERO` for a private clock,
     /// or the Unix time in microseconds so that epoch windows are wall-clock times.
-    pub clock: Time,
+    pub clock: UnixMicros,
     /// A hostile mix, for tests only (the `[danger]` table): off by default.
     pub hostile: HostileMix,
 }

@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use qanat_link::LinkPublicKey;
-use qanat_mixnet::{EpochWindow, Time, Topology};
+use qanat_mixnet::{EpochWindow, Topology, UnixMicros};
 use qanat_packet::{Geometry, NodeId, SecretKey};
-use qanat_pki::{Document, Epoch, EpochPeriod, Position, UnixTime};
+use qanat_pki::{Document, Epoch, EpochPeriod, Position, UnixMillis};
 
 use crate::runtime::{EpochUpdate, Peer};
 
@@ -37,8 +37,8 @@ pub fn dedup_window(period: EpochPeriod) -> Duration {
 /// The window of `epoch`'s packet key on the core's clock.
 pub fn window(epoch: Epoch, period: EpochPeriod) -> EpochWindow {
     EpochWindow {
-        start: Time::from_unix_time(epoch.start(period)),
-        end: Time::from_unix_time(epoch.end(period)),
+        start: UnixMicros::from_unix_millis(epoch.start(period)),
+        end: UnixMicros::from_unix_millis(epoch.end(period)),
         grace: grace(period),
     }
 }
@@ -46,7 +46,7 @@ pub fn window(epoch: Epoch, period: EpochPeriod) -> EpochWindow {
 /// The epoch a node uploads its descriptor for at `now`: the next one until the authorities
 /// vote on it (with a margin of a sixteenth of the period for the upload to arrive), else the
 /// one after.
-pub fn upload_target(now: UnixTime, period: EpochPeriod) -> Epoch {
+pub fn upload_target(now: UnixMillis, period: EpochPeriod) -> Epoch {
     let cur = Epoch::at(now, period);
     let margin = period.as_millis() / 16;
     if now.plus_millis(margin) < cur.schedule(period).vote() { cur.next() } else { cur.next().next() }
@@ -54,7 +54,7 @@ pub fn upload_target(now: UnixTime, period: EpochPeriod) -> Epoch {
 
 /// The documents worth asking for at `now`, given those already held: the current epoch's, and
 /// the next one's once the authorities publish it.
-pub fn wanted_documents(now: UnixTime, period: EpochPeriod, held: &BTreeSet<Epoch>) -> Vec<Epoch> {
+pub fn wanted_documents(now: UnixMillis, period: EpochPeriod, held: &BTreeSet<Epoch>) -> Vec<Epoch> {
     let cur = Epoch::at(now, period);
     let mut out = Vec::new();
     if !held.contains(&cur) {
@@ -179,6 +179,6 @@ mod tests {
         assert_eq!(grace(EpochPeriod::DEFAULT), Duration::from_secs(300));
         assert_eq!(dedup_window(EpochPeriod::DEFAULT), Duration::from_secs(30 * 60));
         assert!(dedup_window(EpochPeriod::DEFAULT) <= qanat_mailbox::Limits::DEFAULT_REMEMBER_DELETED_IDS);
-        assert_eq!(w.start, Time(Epoch(3).start(p).as_millis() * 1000));
+        assert_eq!(w.start, UnixMicros(Epoch(3).start(p).as_millis() * 1000));
     }
 }

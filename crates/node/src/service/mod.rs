@@ -34,10 +34,10 @@ use qanat_link::{LinkConfig, LinkMetrics, LinkSecretKey};
 use qanat_mailbox::redis::{RedisConfig, RedisStore};
 use qanat_mailbox::sqlite::{SqliteConfig, SqliteStore};
 use qanat_mailbox::{Limits, MailboxStore, StoreError};
-use qanat_mixnet::{Gateway, GatewayConfig as CoreGatewayConfig, Mix, MixConfig, ResendConfig, Time};
-use qanat_packet::{Geometry, RecipientId, SecretKey};
+use qanat_mixnet::{Gateway, GatewayConfig, Mix, MixConfig, ResendConfig, UnixMicros};
+use qanat_packet::{Geometry, MailboxId, SecretKey};
 use qanat_pki::descriptor::LinkAddress;
-use qanat_pki::{Authority, AuthorityConfig as CoreAuthorityConfig, Epoch, NodeDescriptor, Role};
+use qanat_pki::{Authority, AuthorityConfig, Epoch, NodeDescriptor, Role};
 use rand::SeedableRng as _;
 use rand::rngs::{StdRng, SysRng};
 use rand_core::Rng as _;
@@ -229,7 +229,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                 peers.push(AuthorityLink { identity: p.identity, addr, link_key: p.link_key.clone() });
             }
             let core = Authority::new(
-                CoreAuthorityConfig {
+                AuthorityConfig {
                     identity: keys.identity().clone(),
                     authorities: net.authority_set.clone(),
                     parameters: a.parameters.clone(),
@@ -277,7 +277,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
             let id = keys.identity().public().node_id();
             let mut loop_recipient = [0u8; 32];
             rng.fill_bytes(&mut loop_recipient);
-            let mut core = Mix::new(MixConfig::new(id, RecipientId(loop_recipient)), geometry.clone());
+            let mut core = Mix::new(MixConfig::new(id, MailboxId(loop_recipient)), geometry.clone());
             let d = qanat_pki::ParametersConfig::default_for(geometry.scheme());
             core.set_cover(Duration::from_millis(u64::from(d.mean_delay_ms)), d.lambda_m.per_second());
             let rc = MixRuntimeConfig {
@@ -286,7 +286,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                 link: link.clone(),
                 peers: HashMap::new(),
                 resend: ResendConfig::new(RESEND_AFTER, resend_give_up(period)),
-                clock: Time::from_unix_time(wall_now()),
+                clock: UnixMicros::from_unix_millis(wall_now()),
                 hostile: config.danger.as_ref().map(|d| d.hostile_mix).unwrap_or_default(),
             };
             let log = ReplayLog::open(&config.data_dir, |e| keys.packet_key(Epoch(e)).is_some())?;
@@ -311,7 +311,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
             documents = Some(DocumentCache::default());
             let documents = documents.clone().unwrap_or_default();
             let id = keys.identity().public().node_id();
-            let core = Gateway::new(CoreGatewayConfig::new(id), geometry.clone());
+            let core = Gateway::new(GatewayConfig::new(id), geometry.clone());
             let log = ReplayLog::open(&config.data_dir, |e| keys.packet_key(Epoch(e)).is_some())?;
             let client_listen = resolve("gateway.client_listen", &g.client_listen).await?;
             let rc = GatewayRuntimeConfig {
@@ -321,7 +321,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServiceError> {
                 link: link.clone(),
                 peers: HashMap::new(),
                 max_batch: 256,
-                clock: Time::from_unix_time(wall_now()),
+                clock: UnixMicros::from_unix_millis(wall_now()),
                 fault_drop_rate: config.danger.as_ref().map_or(0.0, |d| d.fault_drop_rate),
                 documents: documents.clone(),
                 pull_answer_delay: PULL_ANSWER_DELAY,

@@ -4,7 +4,7 @@
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::Rng;
 use qanat_packet::{
-    Geometry, NodeDelay, NodeId, PathHop, RecipientId, RoutingCommand, Scheme, SecretKey, Sphinx,
+    Geometry, MailboxId, NodeDelay, NodeId, PathHop, RoutingCommand, Scheme, SecretKey, Sphinx,
 };
 use x25519_dalek::StaticSecret;
 
@@ -27,7 +27,7 @@ pub(crate) fn qanat_packet(
             id: NodeId([i as u8; 32]),
             public_key: k.public_key(),
             commands: if i + 1 == HOPS {
-                vec![RoutingCommand::Recipient(RecipientId([1; 32]))]
+                vec![RoutingCommand::Recipient(MailboxId([1; 32]))]
             } else {
                 vec![RoutingCommand::NodeDelay(NodeDelay { delay_ms: 100 })]
             },

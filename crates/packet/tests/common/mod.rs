@@ -3,7 +3,7 @@
 
 pub use chacha20::ChaCha20Rng;
 use chacha20::rand_core::{Rng, SeedableRng};
-use qanat_packet::{NodeDelay, NodeId, PathHop, RecipientId, RoutingCommand, Scheme, SecretKey, SurbId};
+use qanat_packet::{MailboxId, NodeDelay, NodeId, PathHop, RoutingCommand, Scheme, SecretKey, SurbId};
 
 pub fn rng(seed: u64) -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(seed)
@@ -32,7 +32,7 @@ pub fn path(nodes: &[Node], recipient: [u8; 32], surb: Option<[u8; 16]>) -> Vec<
         .enumerate()
         .map(|(i, n)| {
             let commands = if i + 1 == nodes.len() {
-                let mut c = vec![RoutingCommand::Recipient(RecipientId(recipient))];
+                let mut c = vec![RoutingCommand::Recipient(MailboxId(recipient))];
                 if let Some(s) = surb {
                     c.push(RoutingCommand::SurbReply(SurbId(s)));
                 }

@@ -18,7 +18,7 @@ use qanat_packet::{PublicKey, Scheme, SecretKey};
 use qanat_pki::{
     Action, Authority, AuthorityConfig, AuthoritySet, ConsensusFailure, Document, Epoch, EpochPeriod,
     IdentityKey, IdentitySecret, LinkAddress, NodeDescriptor, Parameters, ParametersConfig, PeerMessageError,
-    Role, SignedDescriptor, UnixTime,
+    Role, SignedDescriptor, UnixMillis,
 };
 
 pub const SCHEME: Scheme = Scheme::X25519Kem;
@@ -65,7 +65,7 @@ pub struct SimNode {
     pub index: usize,
     pub keys: BTreeMap<Epoch, PublicKey>,
     /// The node uploads until (excluding) this time.
-    pub uploads_until: UnixTime,
+    pub uploads_until: UnixMillis,
     pub rng: ChaCha20Rng,
 }
 
@@ -86,13 +86,13 @@ impl SimNode {
 }
 
 pub struct Sim {
-    pub now: UnixTime,
+    pub now: UnixMillis,
     pub set: AuthoritySet,
     pub keys: Vec<IdentityKey>,
     pub authorities: Vec<Authority>,
     pub online: Vec<bool>,
     pub nodes: Vec<SimNode>,
-    queue: BinaryHeap<Reverse<(UnixTime, u64, usize, usize, Vec<u8>)>>,
+    queue: BinaryHeap<Reverse<(UnixMillis, u64, usize, usize, Vec<u8>)>>,
     seq: u64,
     pub rule: Box<dyn FnMut(&Msg) -> Fate>,
     /// Latest document each authority published, per epoch.
@@ -102,7 +102,7 @@ pub struct Sim {
     pub message_errors: Vec<(usize, PeerMessageError)>,
     /// The first message of each kind sent.
     pub samples: BTreeMap<u8, Vec<u8>>,
-    next_upload: UnixTime,
+    next_upload: UnixMillis,
 }
 
 /// The first simulated epoch.
@@ -123,7 +123,7 @@ impl Sim {
                 role: if i < mixes { Role::Mix } else { Role::Gateway },
                 index: i,
                 keys: BTreeMap::new(),
-                uploads_until: UnixTime::from_millis(u64::MAX),
+                uploads_until: UnixMillis::from_millis(u64::MAX),
                 rng: ChaCha20Rng::seed_from_u64(seed * 1000 + i as u64),
             })
             .collect();
@@ -218,7 +218,7 @@ impl Sim {
     }
 
     /// Runs until `end`.
-    pub fn run_until(&mut self, end: UnixTime) {
+    pub fn run_until(&mut self, end: UnixMillis) {
         loop {
             let mut next = self.next_upload;
             if let Some(Reverse((t, ..))) = self.queue.peek() {

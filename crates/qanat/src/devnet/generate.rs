@@ -29,8 +29,8 @@ use qanat_link::LinkPublicKey;
 use qanat_link::http::free_local_port;
 use qanat_node::NodeConfig;
 use qanat_node::config::{
-    AuthorityConfig, AuthorityPeer, ClientGateway, ClientNetwork, DangerConfig, GatewayConfig, NetworkConfig,
-    RoleConfig,
+    AuthorityPeer, AuthorityRoleConfig, ClientGateway, ClientNetwork, DangerConfig, GatewayRoleConfig,
+    NetworkConfig, RoleConfig,
 };
 use qanat_node::keys::NodeKeys;
 use qanat_node::service::{self, KEY_WINDOW, RunningNode, wall_now};
@@ -226,10 +226,10 @@ pub(crate) fn generate_placed(
         let data_dir = p.dir.join("data");
         let role = match (p.role, p.client) {
             ("authority", _) => {
-                RoleConfig::Authority(AuthorityConfig::new(allowed.clone(), parameters.clone()))
+                RoleConfig::Authority(AuthorityRoleConfig::new(allowed.clone(), parameters.clone()))
             }
             ("gateway", Some(c)) => {
-                let mut g = GatewayConfig::new(link_address(c)?, &data_dir);
+                let mut g = GatewayRoleConfig::new(link_address(c)?, &data_dir);
                 g.clients.packet_burst = CLIENT_PACKET_BURST;
                 RoleConfig::Gateway(g)
             }

@@ -135,7 +135,7 @@ pub(super) fn gateway_table(out: &mut String, rows: &[Row]) {
 
 fn utc_date(t: SystemTime) -> String {
     // "YYYY-MM-DD HH:MM:SS" without the seconds.
-    let full = crate::client_cmd::utc(qanat_pki::UnixTime::from_system_time(t).as_millis());
+    let full = crate::client_cmd::utc(qanat_pki::UnixMillis::from_system_time(t).as_millis());
     format!("{} UTC", full.get(..16).unwrap_or(&full))
 }
 

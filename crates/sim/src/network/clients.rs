@@ -15,8 +15,8 @@ use std::time::Duration;
 use chacha20::rand_core::Rng;
 use qanat_mixnet::sending::inbox::Received;
 use qanat_mixnet::sending::{Payload, Route, ack_packet, seal};
-use qanat_mixnet::{MailboxItem, Time, exponential};
-use qanat_packet::RecipientId;
+use qanat_mixnet::{MailboxItem, UnixMicros, exponential};
+use qanat_packet::MailboxId;
 
 use super::{Event, Network};
 use crate::Endpoint;
@@ -27,7 +27,7 @@ use crate::setup::{Node, Setup};
 
 impl Network {
     /// Client `c`'s messages that fell due and its slots at `t`.
-    pub(super) fn client_wake(&mut self, c: u32, t: Time) -> Result<(), SimError> {
+    pub(super) fn client_wake(&mut self, c: u32, t: UnixMicros) -> Result<(), SimError> {
         let ci = c as usize;
         let (_, stop_msgs, _) = self.config.phases();
         let (clients, rate, cover) =
@@ -89,11 +89,11 @@ impl Network {
 
     /// A thread mailbox of client `owner` exists: in its gateway's store at once (an invitation
     /// made it long before), and on its pull session from its next pull.
-    fn new_thread(&mut self, owner: u32, mailbox: RecipientId) {
+    fn new_thread(&mut self, owner: u32, mailbox: MailboxId) {
         let client = &mut self.s.clients[owner as usize];
-        let _ = self.stores[client.gateway].register(mailbox.0, credential(mailbox));
+        let _ = self.stores[client.gateway].register(mailbox, credential(mailbox));
         if self.config.pulls.is_some() {
-            client.pull.register(mailbox.0, credential(mailbox));
+            client.pull.register(mailbox, credential(mailbox));
         }
     }
 
@@ -103,9 +103,9 @@ impl Network {
     pub(super) fn take_item(
         &mut self,
         owner: u32,
-        mailbox: RecipientId,
+        mailbox: MailboxId,
         bytes: &[u8],
-        t: Time,
+        t: UnixMicros,
         observation: usize,
     ) -> Result<(), SimError> {
         let Ok(item) = MailboxItem::decode(bytes) else { return Ok(()) };

@@ -3,7 +3,7 @@
 //! until the gateway, having made the write durable, acknowledges it.
 
 use chacha20::rand_core::Rng;
-use qanat_mixnet::{AckToken, Time};
+use qanat_mixnet::{AckToken, UnixMicros};
 
 use super::{Event, Network};
 use crate::config::SimError;
@@ -23,7 +23,7 @@ impl Network {
 
     /// Puts a packet on the link `from → to` at `t`: recorded, and (unless lost) delivered a
     /// latency later.
-    pub(super) fn transmit(&mut self, t: Time, from: Endpoint, to: Node, packet: Vec<u8>, token: u64) {
+    pub(super) fn transmit(&mut self, t: UnixMicros, from: Endpoint, to: Node, packet: Vec<u8>, token: u64) {
         let observation = self.observations.len();
         self.observations.push(Observation { time: t, from, to: to.endpoint() });
         let loss = match from {
@@ -36,7 +36,7 @@ impl Network {
         self.push(t + self.config.link_latency, Event::Arrive { from, to, observation, packet, token });
     }
 
-    pub(super) fn drain_mix(&mut self, m: usize, t: Time) {
+    pub(super) fn drain_mix(&mut self, m: usize, t: UnixMicros) {
         while let Some(tx) = self.s.mixes[m].poll_transmit(t) {
             let Some(to) = self.s.ids.get(&tx.to).copied() else { continue };
             let token = match (to, self.resends.get_mut(m)) {
@@ -49,7 +49,7 @@ impl Network {
         self.reschedule_resend(m, t);
     }
 
-    pub(super) fn reschedule_mix(&mut self, m: usize, t: Time) {
+    pub(super) fn reschedule_mix(&mut self, m: usize, t: UnixMicros) {
         if let Some(next) = self.s.mixes[m].poll_timeout() {
             let next = next.max(t);
             if self.mix_wake[m].is_none_or(|w| next < w || w < t) {
@@ -59,7 +59,7 @@ impl Network {
         }
     }
 
-    pub(super) fn reschedule_gateway(&mut self, g: usize, t: Time) {
+    pub(super) fn reschedule_gateway(&mut self, g: usize, t: UnixMicros) {
         if let Some(next) = self.s.gateways[g].poll_timeout() {
             let next = next.max(t);
             if self.gateway_wake[g].is_none_or(|w| next < w || w < t) {
@@ -69,7 +69,7 @@ impl Network {
         }
     }
 
-    fn reschedule_resend(&mut self, m: usize, t: Time) {
+    fn reschedule_resend(&mut self, m: usize, t: UnixMicros) {
         let Some(next) = self.resends.get(m).and_then(|r| r.poll_timeout()) else { return };
         let next = next.max(t);
         if self.resend_wake[m].is_none_or(|w| next < w || w < t) {
@@ -79,7 +79,7 @@ impl Network {
     }
 
     /// Mix `m` sends again what its gateways have not acknowledged in time (same link id).
-    pub(super) fn resend_due(&mut self, m: usize, t: Time) {
+    pub(super) fn resend_due(&mut self, m: usize, t: UnixMicros) {
         while let Some(r) = self.resends.get_mut(m).and_then(|x| x.poll_resend(t)) {
             if let Some(to) = self.s.ids.get(&r.to).copied() {
                 self.transmit(t, crate::Endpoint::Mix(m as u16), to, r.packet, r.id);
@@ -90,7 +90,7 @@ impl Network {
 
     /// What gateway `g` owes: acknowledgements on its links to mixes (dropped without link
     /// acknowledgements), and the packets it forwards.
-    pub(super) fn drain_gateway(&mut self, g: usize, t: Time) {
+    pub(super) fn drain_gateway(&mut self, g: usize, t: UnixMicros) {
         while let Some(ack) = self.s.gateways[g].poll_ack() {
             if self.resends.is_empty() {
                 continue;
@@ -114,7 +114,7 @@ impl Network {
     pub(super) fn packet_from_mix(
         &mut self,
         g: usize,
-        t: Time,
+        t: UnixMicros,
         from: Endpoint,
         observation: usize,
         packet: Vec<u8>,
@@ -134,19 +134,19 @@ impl Network {
     /// for an unknown mailbox, failed while the store fails). What the gateway learns of each is
     /// recorded ([`Stored`]). Without pulls, a client takes a new item of its own the instant it
     /// is stored.
-    fn store_writes(&mut self, g: usize, t: Time, observation: usize) -> Result<(), SimError> {
+    fn store_writes(&mut self, g: usize, t: UnixMicros, observation: usize) -> Result<(), SimError> {
         while let Some(req) = self.s.gateways[g].poll_store() {
-            let (result, seq) = self.stores[g].append(req.mailbox.0, req.message_id, req.item);
+            let (result, seq) = self.stores[g].append(req.mailbox, req.item_id, req.item);
             self.s.gateways[g].handle_store_result(req.token, result);
             let owner = self.s.mailboxes.get(&req.mailbox).copied();
             let seen = owner.map_or(MailboxSeen::Unregistered, |m| m.1);
             self.stored.push(Stored { observation, gateway: g as u16, mailbox: seen });
             let (Some(seq), Some((owner, _))) = (seq, owner) else { continue };
             if self.config.pulls.is_some() {
-                self.truth.insert((req.mailbox.0, seq), observation);
+                self.truth.insert((req.mailbox, seq), observation);
                 continue;
             }
-            if let Some(item) = self.stores[g].take(req.mailbox.0, seq) {
+            if let Some(item) = self.stores[g].take(req.mailbox, seq) {
                 self.take_item(owner, req.mailbox, &item, t, observation)?;
             }
         }

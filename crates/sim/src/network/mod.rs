@@ -1,6 +1,6 @@
 //! The one simulated network: the real [`Mix`] and [`Gateway`] cores, a [`Store`] per gateway,
 //! and clients made of the real sending layer, all driven by one event queue in simulated
-//! [`Time`] from one seeded RNG. [`crate::run`] runs a [`Config`] from start to end;
+//! [`UnixMicros`] from one seeded RNG. [`crate::run`] runs a [`Config`] from start to end;
 //! [`Network`] steps it ([`Network::run_until`]) for tests that act on it between steps.
 //!
 //! The parts, each in its own file:
@@ -32,8 +32,8 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use chacha20::ChaCha20Rng;
 use qanat_mixnet::pull::PullServer;
 use qanat_mixnet::sending::MessageId;
-use qanat_mixnet::{Dropped, Gateway, Mix, Resends, Time, Topology};
-use qanat_packet::{NodeId, RecipientId, SecretKey, Sphinx};
+use qanat_mixnet::{Dropped, Gateway, Mix, Resends, Topology, UnixMicros};
+use qanat_packet::{MailboxId, NodeId, SecretKey, Sphinx};
 
 use crate::client::credential;
 use crate::config::{Config, SimError};
@@ -88,7 +88,7 @@ enum Event {
     },
 }
 
-struct Queued(Time, u64, Event);
+struct Queued(UnixMicros, u64, Event);
 
 impl PartialEq for Queued {
     fn eq(&self, o: &Self) -> bool {
@@ -118,19 +118,19 @@ pub struct Network {
     resends: Vec<Resends>,
     events: BinaryHeap<Reverse<Queued>>,
     seq: u64,
-    now: Time,
-    mix_wake: Vec<Option<Time>>,
-    gateway_wake: Vec<Option<Time>>,
-    resend_wake: Vec<Option<Time>>,
+    now: UnixMicros,
+    mix_wake: Vec<Option<UnixMicros>>,
+    gateway_wake: Vec<Option<UnixMicros>>,
+    resend_wake: Vec<Option<UnixMicros>>,
     observations: Vec<Observation>,
     pull_frames: Vec<Observation>,
     messages: Vec<MessageRecord>,
     by_id: HashMap<MessageId, usize>,
     stored: Vec<Stored>,
     /// Ground truth for pulled items: the observation of the packet that brought `(mailbox, seq)`.
-    truth: HashMap<([u8; 32], u64), usize>,
+    truth: HashMap<(MailboxId, u64), usize>,
     /// Every `(mailbox, seq)` pulled, to count the items pulled again.
-    pulled: HashSet<([u8; 32], u64)>,
+    pulled: HashSet<(MailboxId, u64)>,
     link_stats: LinkStats,
     pull_stats: PullStats,
 }
@@ -150,7 +150,7 @@ impl Network {
         let mut stores: Vec<Store> = (0..n_gw).map(|_| Store::default()).collect();
         for c in &s.clients {
             stores[c.gateway]
-                .register(c.mailbox.0, credential(c.mailbox))
+                .register(c.mailbox, credential(c.mailbox))
                 .map_err(|_| SimError::Config("a fresh store refused a registration"))?;
         }
         let resends = match config.links.resend {
@@ -164,7 +164,7 @@ impl Network {
             resends,
             events: BinaryHeap::new(),
             seq: 0,
-            now: Time::ZERO,
+            now: UnixMicros::ZERO,
             mix_wake: vec![None; n_mix],
             gateway_wake: vec![None; n_gw],
             resend_wake: vec![None; n_mix],
@@ -186,25 +186,25 @@ impl Network {
                 let gap = qanat_mixnet::exponential(&mut net.s.rng, mean);
                 net.s.clients[c as usize].next_message = Some(start_msgs + gap);
             }
-            net.client_wake(c, Time::ZERO)?;
+            net.client_wake(c, UnixMicros::ZERO)?;
         }
         for m in 0..n_mix {
-            net.reschedule_mix(m, Time::ZERO);
+            net.reschedule_mix(m, UnixMicros::ZERO);
         }
         for g in 0..n_gw {
-            net.reschedule_gateway(g, Time::ZERO);
+            net.reschedule_gateway(g, UnixMicros::ZERO);
         }
         net.start_pulls();
         Ok(net)
     }
 
-    fn push(&mut self, t: Time, e: Event) {
+    fn push(&mut self, t: UnixMicros, e: Event) {
         self.seq += 1;
         self.events.push(Reverse(Queued(t, self.seq, e)));
     }
 
     /// Runs every event up to and including `until`; the network's time is then `until`.
-    pub fn run_until(&mut self, until: Time) -> Result<(), SimError> {
+    pub fn run_until(&mut self, until: UnixMicros) -> Result<(), SimError> {
         while let Some(Reverse(Queued(t, ..))) = self.events.peek() {
             let t = *t;
             if t > until {
@@ -218,7 +218,7 @@ impl Network {
         Ok(())
     }
 
-    fn handle(&mut self, t: Time, event: Event) -> Result<(), SimError> {
+    fn handle(&mut self, t: UnixMicros, event: Event) -> Result<(), SimError> {
         match event {
             Event::Arrive { to: Node::Mix(m), packet, .. } => {
                 let _ = self.s.mixes[m].handle_packet(t, packet);
@@ -273,7 +273,7 @@ impl Network {
     }
 
     /// The network's time.
-    pub fn now(&self) -> Time {
+    pub fn now(&self) -> UnixMicros {
         self.now
     }
 
@@ -346,7 +346,7 @@ impl Network {
     /// Hands `packet` to gateway `id` as one of its clients would, now: the gateway's answer
     /// (`Dropped::Terminal` if `id` is no gateway's); what it forwards leaves on its links. The
     /// client's link is not observed.
-    pub fn hand_to_gateway(&mut self, id: &NodeId, packet: Vec<u8>) -> Result<Time, Dropped> {
+    pub fn hand_to_gateway(&mut self, id: &NodeId, packet: Vec<u8>) -> Result<UnixMicros, Dropped> {
         let Some(&Node::Gateway(g)) = self.s.ids.get(id) else { return Err(Dropped::Terminal) };
         let t = self.now;
         let r = self.s.gateways[g].handle_client_packet(t, packet);
@@ -361,15 +361,15 @@ impl Network {
 
     /// Registers `mailbox` in the store of every gateway (for tests that address packets to a
     /// mailbox no client owns).
-    pub fn register_mailbox(&mut self, mailbox: RecipientId) {
+    pub fn register_mailbox(&mut self, mailbox: MailboxId) {
         for s in &mut self.stores {
-            let _ = s.register(mailbox.0, credential(mailbox));
+            let _ = s.register(mailbox, credential(mailbox));
         }
     }
 
     /// Every item the stores hold for `mailbox`, in the order stored.
-    pub fn mailbox_items(&self, mailbox: &RecipientId) -> Vec<Vec<u8>> {
-        self.stores.iter().flat_map(|s| s.items(&mailbox.0)).map(<[u8]>::to_vec).collect()
+    pub fn mailbox_items(&self, mailbox: &MailboxId) -> Vec<Vec<u8>> {
+        self.stores.iter().flat_map(|s| s.items(mailbox)).map(<[u8]>::to_vec).collect()
     }
 
     /// Makes every gateway's store fail (like a full disk) or work again.

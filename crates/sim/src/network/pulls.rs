@@ -14,10 +14,10 @@
 //!   pull of the session larger (`first_limit`), as after a reconnection.
 
 use chacha20::rand_core::Rng;
-use qanat_mixnet::Time;
+use qanat_mixnet::UnixMicros;
 use qanat_mixnet::client_proto::Response;
 use qanat_mixnet::pull::PullServer;
-use qanat_packet::RecipientId;
+use qanat_packet::MailboxId;
 
 use super::{Event, Network};
 use crate::client::credential;
@@ -34,12 +34,12 @@ impl Network {
             let mailboxes: Vec<_> = client.mailboxes().collect();
             client.pull.start_session(mailboxes);
             let phase = self.s.rng.next_u64() % every;
-            self.push(Time(phase), Event::PullDue(c as u32));
+            self.push(UnixMicros(phase), Event::PullDue(c as u32));
         }
     }
 
     /// Client `c`'s pull is due at `t`.
-    pub(super) fn pull_due(&mut self, c: u32, t: Time) -> Result<(), SimError> {
+    pub(super) fn pull_due(&mut self, c: u32, t: UnixMicros) -> Result<(), SimError> {
         let Some(p) = self.config.pulls.clone() else { return Ok(()) };
         self.push(t + p.interval, Event::PullDue(c));
         let client = &mut self.s.clients[c as usize];
@@ -66,7 +66,7 @@ impl Network {
     }
 
     /// Client `c`'s request reaches its gateway: served on the store now, answered later.
-    pub(super) fn pull_arrive(&mut self, c: u32, t: Time, request: &[u8]) {
+    pub(super) fn pull_arrive(&mut self, c: u32, t: UnixMicros, request: &[u8]) {
         let Some(p) = &self.config.pulls else { return };
         let (delay, chunk_len, max) = (p.answer_delay, p.chunk_len, p.max_mailboxes);
         let g = self.s.clients[c as usize].gateway;
@@ -77,7 +77,7 @@ impl Network {
     }
 
     /// The answer leaves the gateway: every frame on the client's link.
-    pub(super) fn answer_leave(&mut self, c: u32, t: Time, frames: Vec<Vec<u8>>) {
+    pub(super) fn answer_leave(&mut self, c: u32, t: UnixMicros, frames: Vec<Vec<u8>>) {
         let g = self.s.clients[c as usize].gateway as u16;
         for _ in &frames {
             self.pull_frames.push(Observation {
@@ -92,19 +92,24 @@ impl Network {
     }
 
     /// The answer reaches client `c`: each item taken, each pulled item's deletion queued.
-    pub(super) fn answer_arrive(&mut self, c: u32, t: Time, frames: Vec<Vec<u8>>) -> Result<(), SimError> {
+    pub(super) fn answer_arrive(
+        &mut self,
+        c: u32,
+        t: UnixMicros,
+        frames: Vec<Vec<u8>>,
+    ) -> Result<(), SimError> {
         let responses: Result<Vec<Response>, _> = frames.iter().map(|f| Response::decode(f)).collect();
         let Ok(responses) = responses else { return Ok(()) };
         let Ok(out) = self.s.clients[c as usize].pull.handle_answer(responses) else { return Ok(()) };
         self.pull_stats.answers += 1;
-        let mut last: Vec<([u8; 32], u64)> = Vec::new();
+        let mut last: Vec<(MailboxId, u64)> = Vec::new();
         for (mailbox, seq, item) in out.items {
             self.pull_stats.items += 1;
             if !self.pulled.insert((mailbox, seq)) {
                 self.pull_stats.repeats += 1;
             }
             let observation = self.truth.get(&(mailbox, seq)).copied().unwrap_or(usize::MAX);
-            self.take_item(c, RecipientId(mailbox), &item, t, observation)?;
+            self.take_item(c, mailbox, &item, t, observation)?;
             match last.iter_mut().find(|(m, _)| *m == mailbox) {
                 Some(e) => e.1 = e.1.max(seq),
                 None => last.push((mailbox, seq)),
@@ -112,7 +117,7 @@ impl Network {
         }
         let client = &mut self.s.clients[c as usize];
         for (mailbox, up_to) in last {
-            client.pull.delete(mailbox, credential(RecipientId(mailbox)), up_to);
+            client.pull.delete(mailbox, credential(mailbox), up_to);
         }
         Ok(())
     }

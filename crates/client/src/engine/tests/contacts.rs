@@ -48,7 +48,7 @@ fn an_unanswered_invitation_expires_and_its_mailbox_goes() {
     let now = w.now;
     let inv = w.clients[0].e().invite("bob", now, &mut w.rng).unwrap();
     w.run_for(Duration::from_secs(1));
-    let mailbox = inv.mailbox().0;
+    let mailbox = *inv.mailbox();
     assert!(w.net.registered.contains_key(&mailbox));
     let named_bob = |c: &mut Client| c.e().threads().unwrap().iter().any(|t| t.name == "bob");
 
@@ -119,15 +119,18 @@ fn a_leaked_invitation_opens_nothing_once_the_contact_is_made() {
         w.run_for(Duration::from_millis(200));
     }
     w.run_until(Duration::from_secs(60), |w| {
-        w.net.mailboxes.get(&a.mailbox).is_some_and(|v| v.len() >= 3)
-            && w.net.mailboxes.get(&b.mailbox).is_some_and(|v| v.len() >= 3)
+        w.net.mailboxes.get(&MailboxId(a.mailbox)).is_some_and(|v| v.len() >= 3)
+            && w.net.mailboxes.get(&MailboxId(b.mailbox)).is_some_and(|v| v.len() >= 3)
     });
     let stored: Vec<&Fetched> =
-        [a.mailbox, b.mailbox].iter().flat_map(|m| w.net.mailboxes[m].iter()).collect();
+        [a.mailbox, b.mailbox].iter().flat_map(|m| w.net.mailboxes[&MailboxId(*m)].iter()).collect();
     for f in &stored {
         assert!(seal::open(&inv_key, &f.item.id.0, &f.item.body).is_err(), "the link's key opens an item");
     }
-    assert!(w.net.mailboxes.get(&inv_mailbox).is_none_or(|v| v.is_empty()), "nothing new in the old mailbox");
+    assert!(
+        w.net.mailboxes.get(&MailboxId(inv_mailbox)).is_none_or(|v| v.is_empty()),
+        "nothing new in the old mailbox"
+    );
     w.clients[0].hold.clear();
     w.clients[1].hold.clear();
     w.run_until(Duration::from_secs(120), |w| {
@@ -135,11 +138,11 @@ fn a_leaked_invitation_opens_nothing_once_the_contact_is_made() {
     });
 
     // After the grace, the old mailboxes are given up at the gateway.
-    assert!(w.net.registered.contains_key(&inv_mailbox));
+    assert!(w.net.registered.contains_key(&MailboxId(inv_mailbox)));
     w.now += Duration::from_millis(ROTATION_GRACE_MS) + Duration::from_secs(1);
     w.run_for(Duration::from_secs(2));
-    assert!(!w.net.registered.contains_key(&inv_mailbox), "the invitation's mailbox is retired");
-    assert!(!w.net.registered.contains_key(&answer_route), "the answer's mailbox is retired");
+    assert!(!w.net.registered.contains_key(&MailboxId(inv_mailbox)), "the invitation's mailbox is retired");
+    assert!(!w.net.registered.contains_key(&MailboxId(answer_route)), "the answer's mailbox is retired");
     assert!(w.clients[0].thread("bob").replaced.is_empty());
     // And the two still talk.
     let now = w.now;
@@ -155,7 +158,7 @@ fn a_squatted_mailbox_fails_only_itself() {
     w.connect(0, "ann", 1, "bob");
     let now = w.now;
     let inv = w.clients[0].e().invite("carol", now, &mut w.rng).unwrap();
-    w.net.registered.insert(inv.mailbox().0, [0x5a; 32]);
+    w.net.registered.insert(*inv.mailbox(), [0x5a; 32]);
     w.run_for(Duration::from_millis(100));
     assert!(w.clients[0].events.contains(&EngineEvent::InvitationRefused { name: "carol".into() }));
     assert!(!w.clients[0].e().threads().unwrap().iter().any(|t| t.name == "carol"));
@@ -163,7 +166,7 @@ fn a_squatted_mailbox_fails_only_itself() {
     // A conversation's mailbox taken by someone else is replaced, and the talk goes on.
     let old = w.clients[1].thread("ann").mailbox;
     let now = w.now;
-    w.clients[1].e().registration_refused(old, now, &mut w.rng).unwrap();
+    w.clients[1].e().registration_refused(MailboxId(old), now, &mut w.rng).unwrap();
     w.run_until(Duration::from_secs(60), |w| {
         w.clients[0].thread("bob").roster.values().all(|r| r.mailbox != old)
     });

@@ -255,7 +255,7 @@ fn a_message_too_long_for_the_network_is_dropped_and_counted() {
     // Bob moves to a fresh mailbox and tells Ann: what waited for him is queued.
     let old = w.clients[1].thread("ann").mailbox;
     let now = w.now;
-    w.clients[1].e().registration_refused(old, now, &mut w.rng).unwrap();
+    w.clients[1].e().registration_refused(MailboxId(old), now, &mut w.rng).unwrap();
     w.run_until(Duration::from_secs(60), |w| w.clients[0].engine.as_ref().unwrap().stats().too_long == 1);
     let now = w.now;
     w.clients[0].e().send("bob", "still here?", now, &mut w.rng).unwrap();

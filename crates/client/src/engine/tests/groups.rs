@@ -408,7 +408,7 @@ fn a_member_writing_to_a_mailbox_replaced_twice_is_still_read() {
     }
     let a = w.clients[0].thread("g");
     assert_eq!(a.replaced.len(), 2, "two rotations");
-    assert!(w.net.registered.contains_key(&first), "the first mailbox is still registered");
+    assert!(w.net.registered.contains_key(&MailboxId(first)), "the first mailbox is still registered");
     let d_route = w.clients[3].thread("g").roster.values().map(|r| r.mailbox).collect::<Vec<_>>();
     assert!(d_route.contains(&first), "D still writes to A's first mailbox");
     let now = w.now;
@@ -434,7 +434,7 @@ fn a_message_to_a_mailbox_given_up_moves_when_its_sender_hears_the_new_one() {
     w.now += Duration::from_millis(ROTATION_GRACE_MS) + Duration::from_secs(1);
     w.run_for(Duration::from_secs(2));
     assert!(w.clients[0].thread("g").replaced.is_empty());
-    assert!(!w.net.registered.contains_key(&first), "A's first mailbox is given up");
+    assert!(!w.net.registered.contains_key(&MailboxId(first)), "A's first mailbox is given up");
     let now = w.now;
     w.clients[3].e().send("g", "written while away", now, &mut w.rng).unwrap();
     w.run_for(Duration::from_secs(60));

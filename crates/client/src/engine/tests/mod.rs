@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use chacha20::ChaCha20Rng;
 use qanat_mixnet::{Hop, MailboxItem, Topology};
-use qanat_packet::{NodeId, Scheme, SecretKey, Sphinx};
-use qanat_pki::{EpochPeriod, LinkAddress, Parameters, ParametersConfig, Rate, UnixTime};
+use qanat_packet::{MailboxId, NodeId, Scheme, SecretKey, Sphinx};
+use qanat_pki::{EpochPeriod, LinkAddress, Parameters, ParametersConfig, Rate, UnixMillis};
 use rand_core::{Rng as _, SeedableRng as _};
 
 use crate::gateway::Fetched;
@@ -41,8 +41,8 @@ struct Net {
     /// Packets no live key unwrapped at their first hop (built with retired keys).
     refused: u64,
     /// Mailboxes: (mailbox) → items with sequence numbers.
-    mailboxes: HashMap<[u8; 32], Vec<Fetched>>,
-    registered: HashMap<[u8; 32], [u8; 32]>,
+    mailboxes: HashMap<MailboxId, Vec<Fetched>>,
+    registered: HashMap<MailboxId, [u8; 32]>,
     next_seq: u64,
     /// Fraction of packets lost (each packet, each direction).
     loss: f64,
@@ -51,7 +51,7 @@ struct Net {
 
 /// When the worlds' clocks start.
 fn genesis() -> SystemTime {
-    UnixTime::from_secs(1_800_000_000).to_system_time()
+    UnixMillis::from_secs(1_800_000_000).to_system_time()
 }
 
 impl Net {
@@ -86,7 +86,7 @@ impl Net {
             loss,
             rng,
         };
-        net.new_epoch(qanat_pki::Epoch::at(UnixTime::from_system_time(now), period).0);
+        net.new_epoch(qanat_pki::Epoch::at(UnixMillis::from_system_time(now), period).0);
         net
     }
 
@@ -111,21 +111,21 @@ impl Net {
     fn live_keys(&self, node: NodeId, now: SystemTime) -> Vec<&SecretKey> {
         let period = self.params.epoch_period();
         let grace = period.key_grace();
-        let now = UnixTime::from_system_time(now);
+        let now = UnixMillis::from_system_time(now);
         self.keys
             .iter()
             .filter(|(e, _)| {
                 let e = qanat_pki::Epoch(*e);
                 let from = e.start(period).as_millis().saturating_sub(grace.as_millis() as u64);
                 let until = e.end(period).plus_millis(grace.as_millis() as u64);
-                UnixTime::from_millis(from) <= now && now < until
+                UnixMillis::from_millis(from) <= now && now < until
             })
             .filter_map(|(_, k)| k.get(&node))
             .collect()
     }
 
-    fn gateway(&self, n: u8) -> invite::Gateway {
-        invite::Gateway::new(NodeId([n; 32]), LinkAddress::parse("127.0.0.1:9").unwrap(), vec![1; 32])
+    fn gateway(&self, n: u8) -> invite::InviteGateway {
+        invite::InviteGateway::new(NodeId([n; 32]), LinkAddress::parse("127.0.0.1:9").unwrap(), vec![1; 32])
             .unwrap()
     }
 
@@ -152,7 +152,7 @@ impl Net {
                 Some(next) => at = next.id,
                 None => {
                     let Some(r) = out.commands.recipient else { return };
-                    if !self.registered.contains_key(&r.0) {
+                    if !self.registered.contains_key(&r) {
                         return;
                     }
                     // A gateway stores only opaque packets (a SURB-reply command on the last hop).
@@ -160,7 +160,7 @@ impl Net {
                     let body = out.payload(&packet).unwrap().to_vec();
                     self.next_seq += 1;
                     let item = MailboxItem { id, body };
-                    self.mailboxes.entry(r.0).or_default().push(Fetched { seq: self.next_seq, item });
+                    self.mailboxes.entry(r).or_default().push(Fetched { seq: self.next_seq, item });
                     return;
                 }
             }
@@ -278,7 +278,7 @@ impl Client {
             net.deliver(gw, p, now);
         }
         for (m, after) in e.mailboxes() {
-            if self.hold.contains(&m.mailbox) {
+            if self.hold.contains(&m.mailbox.0) {
                 continue;
             }
             let items: Vec<Fetched> = net
@@ -334,7 +334,7 @@ impl World {
 
     /// A world of epochs of `period`, starting 100 ms into one.
     fn with_period(seed: u64, loss: f64, gws: &[u8], period: EpochPeriod) -> Self {
-        let e = qanat_pki::Epoch::at(UnixTime::from_system_time(genesis()), period);
+        let e = qanat_pki::Epoch::at(UnixMillis::from_system_time(genesis()), period);
         let now = e.start(period).plus_millis(100).to_system_time();
         Self::with_net(Net::with_period(seed, loss, period, now), seed, gws, now)
     }
@@ -374,7 +374,7 @@ impl World {
     /// document when the epoch begins).
     fn follow_epochs(&mut self) {
         let period = self.net.params.epoch_period();
-        let e = qanat_pki::Epoch::at(UnixTime::from_system_time(self.now), period).0;
+        let e = qanat_pki::Epoch::at(UnixMillis::from_system_time(self.now), period).0;
         if e > self.net.topology.epoch {
             self.net.new_epoch(e);
             for i in 0..self.clients.len() {

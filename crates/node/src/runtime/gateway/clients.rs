@@ -6,7 +6,7 @@
 
 use std::sync::atomic::Ordering;
 
-use qanat_mailbox::{Credential, MailboxId, MailboxStore, Seq, StoreError, StoreErrorKind, StoredMessage};
+use qanat_mailbox::{Credential, MailboxStore, Seq, StoreError, StoreErrorKind, StoredMessage};
 use qanat_mixnet::client_proto::{ErrorCode, Op, OpResult, PULL_OPS, ProtoError, Request, Response, Want};
 use qanat_mixnet::pull::{PullServer, ReadFailed, fetch_answer, fetch_reads};
 use tokio::time::Instant;
@@ -66,13 +66,13 @@ async fn pull<S: MailboxStore>(
             Ok(()) => {
                 let r = match *op {
                     Op::Register { mailbox, credential } => {
-                        store.register(MailboxId(mailbox), &Credential::from_bytes(credential), now).await
+                        store.register(mailbox, &Credential::from_bytes(credential), now).await
                     }
                     Op::Unregister { mailbox, credential } => {
-                        store.unregister(MailboxId(mailbox), &Credential::from_bytes(credential)).await
+                        store.unregister(mailbox, &Credential::from_bytes(credential)).await
                     }
                     Op::Delete { mailbox, credential, up_to } => store
-                        .delete_up_to(MailboxId(mailbox), &Credential::from_bytes(credential), Seq(up_to))
+                        .delete_up_to(mailbox, &Credential::from_bytes(credential), Seq(up_to))
                         .await
                         .map(|_| ()),
                 };
@@ -88,7 +88,7 @@ async fn pull<S: MailboxStore>(
     let mut reads = session.reads(room);
     while let Some(read) = reads.next_read() {
         let stored = store
-            .fetch(MailboxId(read.mailbox), &Credential::from_bytes(read.credential), None, read.max)
+            .fetch(read.mailbox, &Credential::from_bytes(read.credential), None, read.max)
             .await
             .map(stored_items)
             .map_err(|_| ReadFailed);
@@ -125,7 +125,7 @@ pub(super) async fn serve<S: MailboxStore>(
             if let Err(code) = admit(session, &op, ctx) {
                 return vec![Response::Error { id, code }];
             }
-            match store.register(MailboxId(mailbox), &Credential::from_bytes(credential), now).await {
+            match store.register(mailbox, &Credential::from_bytes(credential), now).await {
                 Ok(()) => {
                     session.pull.handle_op_result(&op, OpResult::Done);
                     vec![Response::Ok { id }]
@@ -134,7 +134,7 @@ pub(super) async fn serve<S: MailboxStore>(
             }
         }
         Request::Unregister { id, mailbox, credential } => {
-            match store.unregister(MailboxId(mailbox), &Credential::from_bytes(credential)).await {
+            match store.unregister(mailbox, &Credential::from_bytes(credential)).await {
                 Ok(()) => {
                     session.pull.handle_op_result(&Op::Unregister { mailbox, credential }, OpResult::Done);
                     vec![Response::Ok { id }]
@@ -146,16 +146,13 @@ pub(super) async fn serve<S: MailboxStore>(
         Request::Fetch { id, mailbox, credential, after, limit } => {
             let after = (after > 0).then_some(Seq(after));
             let credential = Credential::from_bytes(credential);
-            match store.fetch(MailboxId(mailbox), &credential, after, fetch_reads(limit)).await {
+            match store.fetch(mailbox, &credential, after, fetch_reads(limit)).await {
                 Ok(msgs) => fetch_answer(id, limit, stored_items(msgs)),
                 Err(e) => vec![err(id, e)],
             }
         }
         Request::Delete { id, mailbox, credential, up_to } => {
-            match store
-                .delete_up_to(MailboxId(mailbox), &Credential::from_bytes(credential), Seq(up_to))
-                .await
-            {
+            match store.delete_up_to(mailbox, &Credential::from_bytes(credential), Seq(up_to)).await {
                 Ok(_) => vec![Response::Ok { id }],
                 Err(e) => vec![err(id, e)],
             }

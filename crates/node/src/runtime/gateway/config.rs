@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use qanat_link::{LinkConfig, LinkSecretKey};
-use qanat_mixnet::Time;
+use qanat_mixnet::UnixMicros;
 #[cfg(doc)]
 use qanat_mixnet::client_proto::PULL_OPS;
 use qanat_packet::NodeId;
@@ -36,7 +36,7 @@ pub struct GatewayRuntimeConfig {
     pub max_batch: usize,
     /// What the core's clock reads when the runtime starts (see
     /// [`MixRuntimeConfig::clock`](crate::runtime::MixRuntimeConfig::clock)).
-    pub clock: Time,
+    pub clock: UnixMicros,
     /// Fault injection for tests: the fraction of packets from clients and from mixes dropped as
     /// if lost on the link (those from mixes are acknowledged first). 0 on a real network.
     pub fault_drop_rate: f64,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use qanat_link::{Frame, FrameSender, LinkMetrics, PacketId};
-use qanat_mailbox::{Append, AppendOutcome, MailboxId, MailboxStore, MessageId};
+use qanat_mailbox::{Append, AppendOutcome, ItemId, MailboxStore};
 use qanat_mixnet::{AckToken, Gateway, GatewayMetrics, StoreResult, StoreToken};
 use qanat_packet::NodeId;
 use rand::rngs::{StdRng, SysRng};
@@ -135,11 +135,7 @@ pub(super) async fn run<S: MailboxStore>(
                 let tokens: Vec<StoreToken> = batch.iter().map(|r| r.token).collect();
                 let appends: Vec<Append> = batch
                     .into_iter()
-                    .map(|r| Append {
-                        mailbox: MailboxId(r.mailbox.0),
-                        message_id: MessageId(r.message_id),
-                        payload: r.item,
-                    })
+                    .map(|r| Append { mailbox: r.mailbox, item_id: ItemId(r.item_id), payload: r.item })
                     .collect();
                 m.append_calls.fetch_add(1, Ordering::Relaxed);
                 let results: Vec<(StoreToken, StoreResult)> = match store.append(appends, store_now()).await {

@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use qanat_link::{AcceptAnyKey, Frame, FrameSender, LinkMetrics, LinkPublicKey, Listener, PacketId};
-use qanat_mailbox::{MailboxStore, UnixTime};
+use qanat_mailbox::{MailboxStore, UnixSeconds};
 use qanat_mixnet::client_proto::doc_chunk_len;
 use qanat_mixnet::{Gateway, GatewayMetrics, StoreResult, StoreToken};
 use qanat_packet::NodeId;
@@ -122,10 +122,10 @@ enum Event {
     Stored(Vec<(StoreToken, StoreResult)>),
 }
 
-/// The current time on the mailbox store's clock (whole seconds of the one wall clock,
-/// [`qanat_network::wall_now`]).
-pub(crate) fn store_now() -> UnixTime {
-    UnixTime(qanat_network::wall_now().as_secs())
+/// The current time on the mailbox store's clock: whole seconds of the one wall clock,
+/// [`qanat_network::wall_now`]. The one place a mailbox time is made from the directory's.
+pub(crate) fn store_now() -> UnixSeconds {
+    UnixSeconds(qanat_network::wall_now().as_secs())
 }
 
 /// Starts a gateway around `core` with `store`, with replay filters in memory only (see

@@ -67,6 +67,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use qanat_mixnet::client_proto::OpResult;
+    use qanat_packet::MailboxId;
 
     use super::*;
 
@@ -75,7 +76,7 @@ mod tests {
     }
 
     fn register(m: u8) -> Op {
-        Op::Register { mailbox: [m; 32], credential: [m; 32] }
+        Op::Register { mailbox: MailboxId([m; 32]), credential: [m; 32] }
     }
 
     fn session(max_mailboxes: usize, registration_burst: u32) -> Session {
@@ -120,8 +121,8 @@ mod tests {
     fn other_operations_are_never_refused() {
         let mut x = session(0, 1);
         let ops = [
-            Op::Unregister { mailbox: [1; 32], credential: [1; 32] },
-            Op::Delete { mailbox: [1; 32], credential: [1; 32], up_to: 9 },
+            Op::Unregister { mailbox: MailboxId([1; 32]), credential: [1; 32] },
+            Op::Delete { mailbox: MailboxId([1; 32]), credential: [1; 32], up_to: 9 },
         ];
         for _ in 0..100 {
             for op in &ops {
