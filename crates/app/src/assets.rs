@@ -1,12 +1,43 @@
 //! The page's files, embedded in the binary: nothing is loaded from anywhere else, and no
 //! JavaScript build step stands between the source and what the browser runs.
 
-/// Every file of `assets/`: its name under `/assets/` (the page itself is `index.html`, served
-/// at `/`), its content type, its bytes.
-pub(crate) const FILES: &[(&str, &str, &[u8])] = &[
-    ("index.html", "text/html; charset=utf-8", include_bytes!("../assets/index.html")),
-    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../assets/app.js")),
-    ("style.css", "text/css; charset=utf-8", include_bytes!("../assets/style.css")),
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+const JSON: &str = "application/json";
+const TEXT: &str = "text/plain; charset=utf-8";
+const MARKDOWN: &str = "text/markdown; charset=utf-8";
+
+macro_rules! files {
+    ($(($name:literal, $type:expr)),* $(,)?) => {
+        &[$(($name, $type, include_bytes!(concat!("../assets/", $name)))),*]
+    };
+}
+
+/// Every file of `assets/` (subdirectories included): its name under `/assets/` (the page
+/// itself is `index.html`, served at `/`), its content type, its bytes.
+pub(crate) const FILES: &[(&str, &str, &[u8])] = files![
+    ("index.html", HTML),
+    ("app.js", JS),
+    ("api.js", JS),
+    ("i18n.js", JS),
+    ("ui.js", JS),
+    ("style.css", CSS),
+    ("icon.svg", "image/svg+xml"),
+    ("i18n/en.json", JSON),
+    ("i18n/fr.json", JSON),
+    ("i18n/ar.json", JSON),
+    ("i18n/README.md", MARKDOWN),
+    ("screens/first.js", JS),
+    ("screens/unlock.js", JS),
+    ("screens/list.js", JS),
+    ("screens/chat.js", JS),
+    ("screens/invite.js", JS),
+    ("screens/accept.js", JS),
+    ("vendor/htm-preact.js", JS),
+    ("vendor/LICENSE-htm", TEXT),
+    ("vendor/LICENSE-preact", TEXT),
+    ("vendor/README.md", MARKDOWN),
 ];
 
 /// The file `name`: its content type and bytes.
@@ -16,11 +47,24 @@ pub(crate) fn get(name: &str) -> Option<(&'static str, &'static [u8])> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let name = format!("{prefix}{}", e.file_name().into_string().unwrap());
+            if e.file_type().unwrap().is_dir() {
+                walk(&e.path(), &format!("{name}/"), out);
+            } else {
+                out.push(name);
+            }
+        }
+    }
+
     #[test]
     fn every_file_of_the_directory_is_embedded_and_no_other() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
-        let mut on_disk: Vec<String> =
-            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut on_disk = Vec::new();
+        walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("assets"), "", &mut on_disk);
         on_disk.sort();
         let mut table: Vec<String> = super::FILES.iter().map(|(n, _, _)| n.to_string()).collect();
         table.sort();
@@ -28,12 +72,72 @@ mod tests {
     }
 
     #[test]
+    fn every_content_type_fits_its_name() {
+        for (name, t, _) in super::FILES {
+            let ext = name.rsplit_once('.').map_or("", |(_, e)| e);
+            let want = match ext {
+                "html" => super::HTML,
+                "js" => super::JS,
+                "css" => super::CSS,
+                "json" => super::JSON,
+                "md" => super::MARKDOWN,
+                "svg" => "image/svg+xml",
+                _ => super::TEXT,
+            };
+            assert_eq!(*t, want, "{name}");
+        }
+    }
+
+    #[test]
     fn no_file_runs_markup_from_strings() {
         // Trusted Types without a policy makes these throw; none may be there to begin with.
-        for (name, _, bytes) in super::FILES {
+        // The vendored library's one path to innerHTML is `dangerouslySetInnerHTML`, which our
+        // files may not use.
+        const BAD: [&str; 9] = [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "new Function",
+            "style=",
+            "dangerouslySetInnerHTML",
+            "setAttribute(\"style",
+        ];
+        // What the browser runs or parses as markup (documentation and licences are not).
+        let runs = |n: &str| [".js", ".html", ".svg"].iter().any(|e| n.ends_with(e));
+        for (name, _, bytes) in super::FILES.iter().filter(|(n, _, _)| runs(n)) {
             let text = std::str::from_utf8(bytes).unwrap();
-            for bad in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "style="] {
+            for bad in BAD {
+                let vendored = *name == "vendor/htm-preact.js"
+                    && ["innerHTML", "dangerouslySetInnerHTML"].contains(&bad);
+                assert!(vendored || !text.contains(bad), "{name} uses {bad}");
+            }
+        }
+    }
+
+    #[test]
+    fn our_scripts_store_nothing_and_load_nothing_from_elsewhere() {
+        for (name, _, bytes) in super::FILES {
+            if name.starts_with("vendor/") || !(name.ends_with(".js") || name.ends_with(".html")) {
+                continue;
+            }
+            let text = std::str::from_utf8(bytes).unwrap();
+            for bad in [
+                "localStorage",
+                "sessionStorage",
+                "indexedDB",
+                "document.cookie",
+                "http://",
+                "https://",
+                "<script>",
+            ] {
                 assert!(!text.contains(bad), "{name} uses {bad}");
+            }
+            if name.ends_with(".html") {
+                for bad in [" onload=", " onclick=", " onerror=", "<style"] {
+                    assert!(!text.contains(bad), "{name} has {bad}");
+                }
             }
         }
     }

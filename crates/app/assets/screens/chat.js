@@ -1,0 +1,170 @@
+// One conversation (APP.md §5): its history by pages of 100 (older ones on request), ticks
+// that only move forward (○ queued, ✓ sent, ✓✓ delivered, with words for screen readers),
+// senders' names and "delivered to 2 of 3" in groups, marked read while shown, Enter sends.
+
+import { useState, useEffect, useRef } from "../vendor/htm-preact.js";
+import * as api from "../api.js";
+import { t, tParts, when, fullTime } from "../i18n.js";
+import { html, Title, Name, Problem, Tick, RANK, refusal } from "../ui.js";
+import { LinkCard } from "./invite.js";
+
+const PAGE = 100;
+const STATES = ["queued", "sent", "delivered"];
+
+/** `list` with `more` merged in by id (the newer copy wins), oldest first. */
+function merge(list, more) {
+  const byId = new Map(list.map((m) => [m.id, m]));
+  for (const m of more) byId.set(m.id, m);
+  return [...byId.values()].sort((a, b) => a.at_ms - b.at_ms);
+}
+
+export function Chat({ name, thread, ticks, bump, subscribe, back, refresh }) {
+  const [messages, setMessages] = useState(null);
+  const [older, setOlder] = useState(false); // whether a page before the first exists
+  const [problem, setProblem] = useState("");
+  const [, setTicked] = useState(0);
+  const scroller = useRef(null);
+  const loaded = useRef(false);
+  const group = thread?.group;
+
+  const latest = async (activity) => {
+    const a = await api.call({ cmd: "history", name, limit: PAGE }, { activity });
+    if (a.kind !== "messages") return setProblem(refusal(a));
+    a.list.forEach((m) => m.state && bump(m.id, m.state));
+    setMessages((m) => merge(m || [], a.list));
+    if (!loaded.current) {
+      loaded.current = true;
+      setOlder(a.list.length === PAGE);
+    }
+    if (document.visibilityState === "visible") {
+      await api.call({ cmd: "mark_read", name }, { activity: false });
+      refresh();
+    }
+  };
+
+  const earlier = async () => {
+    const first = messages[0];
+    const a = await api.call({ cmd: "history", name, before: first.id, limit: PAGE });
+    if (a.kind !== "messages") return setProblem(refusal(a));
+    a.list.forEach((m) => m.state && bump(m.id, m.state));
+    setOlder(a.list.length === PAGE);
+    setMessages((m) => merge(m, a.list));
+  };
+
+  useEffect(() => {
+    latest(true).catch(() => {});
+    return subscribe((ev) => {
+      if (ev.type === "message" && ev.thread === name) {
+        setMessages((m) => merge(m || [], [ev]));
+        if (document.visibilityState === "visible") {
+          api.call({ cmd: "mark_read", name }, { activity: false }).then(refresh, () => {});
+        }
+      } else if (ev.type === "delivery") {
+        setTicked((n) => n + 1);
+        // Groups count acknowledgements per member: the history has the counts.
+        if (group) latest(false).catch(() => {});
+      } else if (ev.type === "resync") {
+        latest(false).catch(() => {});
+      }
+    });
+  }, [name]);
+
+  // The newest message in view when messages arrive at the end.
+  const count = messages ? messages.length : 0;
+  const newest = count ? messages[count - 1].id : null;
+  useEffect(() => {
+    const el = scroller.current;
+    if (el) el.scrollTop = el.scrollHeight;
+  }, [newest]);
+
+  const send = async (text) => {
+    const a = await api.call({ cmd: "send", to: name, text });
+    if (a.kind !== "sent") {
+      setProblem(refusal(a));
+      return false;
+    }
+    setProblem("");
+    bump(a.id, "queued");
+    const now = Date.now();
+    const members = thread ? thread.members.length : 1;
+    const mine = { id: a.id, thread: name, sender: "me", text, sent_at_ms: now, at_ms: now, state: "queued", delivered: [0, members] };
+    setMessages((m) => merge(m || [], [mine]));
+    refresh();
+    return true;
+  };
+
+  const state = thread ? thread.state : "active";
+  return html`<section class="chat" aria-labelledby="chat-title">
+    <header class="chat-head">
+      <button class="back" onClick=${back}><span class="flip" aria-hidden="true">←</span><span class="visually-hidden">${t("back_to_list")}</span></button>
+      <${Title} id="chat-title"><${Name} of=${name} /><//>
+      ${group && html`<span class="hint">${t("members", { count: thread.members.length })}</span>`}
+    </header>
+    <div class="scroller" ref=${scroller}>
+      ${older && html`<div class="older"><button onClick=${earlier}>${t("earlier")}</button></div>`}
+      ${messages === null
+        ? html`<p class="hint">${t("loading")}</p>`
+        : html`<ol class="messages" aria-label=${t("messages")}>
+            ${messages.map((m) => html`<${Message} key=${m.id} m=${m} group=${group} rank=${ticks.get(m.id)} />`)}
+          </ol>`}
+    </div>
+    ${state === "inviting" && html`<${Waiting} name=${name} />`}
+    ${state === "joining" && html`<p class="note">${tParts("joining_text", { name: html`<${Name} of=${name} />` })}</p>`}
+    ${state === "left" ? html`<p class="note">${t("left_text")}</p>` : state !== "inviting" && html`<${Composer} name=${name} send=${send} />`}
+    <${Problem} text=${problem} />
+  </section>`;
+}
+
+function Message({ m, group, rank }) {
+  const mine = m.sender === "me";
+  // The highest state seen for this id, whichever came first: history or event.
+  const r = Math.max(RANK[m.state] ?? 0, rank ?? 0);
+  const state = STATES[r];
+  const d = m.delivered;
+  return html`<li class=${`msg ${mine ? "mine" : "theirs"}`}>
+    ${group && !mine && html`<p class="sender"><${Name} of=${m.sender} /></p>`}
+    ${mine && html`<span class="visually-hidden">${t("you")}: </span>`}
+    <p class="text" dir="auto">${m.text}</p>
+    <p class="meta">
+      <time datetime=${new Date(m.at_ms).toISOString()} title=${fullTime(m.at_ms)}>${when(m.at_ms)}</time>
+      ${mine && html` <${Tick} state=${state} />`}
+      ${mine && group && d && d[1] > 1 && r >= 1 && html` <span class="count">${t("delivered_of", { count: d[0], total: d[1] })}</span>`}
+    </p>
+  </li>`;
+}
+
+function Composer({ name, send }) {
+  const [busy, setBusy] = useState(false);
+  const box = useRef(null);
+  const submit = async (e) => {
+    if (e) e.preventDefault();
+    const text = box.current.value.trim();
+    if (!text || busy) return;
+    setBusy(true);
+    const ok = await send(text).catch(() => false);
+    if (ok) box.current.value = "";
+    setBusy(false);
+    box.current.focus();
+  };
+  const key = (e) => {
+    // Enter sends; Shift+Enter makes a new line; nothing while an input method composes.
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) submit(e);
+  };
+  return html`<form class="composer" onSubmit=${submit}>
+    <label for="composer" class="visually-hidden">${tParts("message_to", { name: html`<${Name} of=${name} />` })}</label>
+    <textarea id="composer" ref=${box} rows="2" dir="auto" onKeyDown=${key} placeholder=${t("write_message")}></textarea>
+    <button class="primary send" type="submit" disabled=${busy}>
+      <span class="flip" aria-hidden="true">➤</span><span class="visually-hidden">${t("send")}</span></button>
+  </form>`;
+}
+
+function Waiting({ name }) {
+  const [inv, setInv] = useState(null);
+  useEffect(() => {
+    api.call({ cmd: "invitation", name }, { activity: false }).then((a) => a.kind === "invitation" && setInv(a), () => {});
+  }, [name]);
+  return html`<div class="note">
+    <p>${tParts("waiting_text", { name: html`<${Name} of=${name} />` })}</p>
+    ${inv && html`<${LinkCard} inv=${inv} />`}
+  </div>`;
+}
