@@ -7,12 +7,15 @@ import { t } from "./i18n.js";
 
 export { html };
 
-/** The screen's one h1, focused when the screen appears (screen readers hear where they are). */
+/**
+ * The screen's one h1, focused when the screen appears (screen readers hear where they are);
+ * only then: a re-render (a message arriving) must not take the focus from the composer.
+ */
 export function Title({ children, id }) {
   const ref = useRef(null);
   useEffect(() => {
     if (ref.current) ref.current.focus();
-  }, [children]);
+  }, []);
   return html`<h1 id=${id} tabindex="-1" ref=${ref}>${children}</h1>`;
 }
 

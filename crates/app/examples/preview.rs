@@ -1,5 +1,5 @@
 //! The page over a fake backend holding demo data, to look at it without a network:
-//! `cargo run -p qanat-app --example preview -- [--first] [--lang en|fr|ar] [--port N]`, then
+//! `cargo run -p qanat-app --example preview -- [--first] [--lang en|fr|ar] [--lock-secs N] [--port N]`, then
 //! open the printed link (it works once, for 2 minutes). Any passphrase unlocks, but `wrong`.
 //!
 //! Demo data: two contacts (one with an Arabic name), a group of three, messages in every
@@ -36,6 +36,7 @@ struct Thread {
 
 struct World {
     profile: &'static str,
+    lock_timeout_secs: u32,
     language: Option<String>,
     traffic: String,
     threads: Vec<Thread>,
@@ -233,6 +234,7 @@ fn demo_world(first: bool, language: Option<String>) -> World {
     };
     World {
         profile: if first { "none" } else { "closed" },
+        lock_timeout_secs: 300,
         language,
         traffic: "standard".into(),
         threads,
@@ -266,7 +268,7 @@ impl Demo {
                 json!({"kind": "unlocked"})
             }
             "settings" => {
-                json!({"kind": "settings", "traffic": w.traffic, "language": w.language, "lock_timeout_secs": 300})
+                json!({"kind": "settings", "traffic": w.traffic, "language": w.language, "lock_timeout_secs": w.lock_timeout_secs})
             }
             "set_settings" => {
                 if let Some(l) = v["language"].as_str() {
@@ -474,8 +476,12 @@ async fn main() -> std::io::Result<()> {
     let value = |f: &str| flag(f).and_then(|i| args.get(i + 1)).cloned();
     let first = flag("--first").is_some();
     let port = value("--port").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let mut world = demo_world(first, value("--lang"));
+    if let Some(s) = value("--lock-secs").and_then(|s| s.parse().ok()) {
+        world.lock_timeout_secs = s;
+    }
     let demo = Demo {
-        world: Arc::new(Mutex::new(demo_world(first, value("--lang")))),
+        world: Arc::new(Mutex::new(world)),
         events: broadcast::channel(64).0,
         started: Instant::now(),
     };

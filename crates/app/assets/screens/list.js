@@ -7,7 +7,7 @@ import { t, tParts, when, fullTime } from "../i18n.js";
 import { html, Title, Name, refusal, announce } from "../ui.js";
 
 export function List({ threads, invitations, current, open, heading, refresh, newContact, accept }) {
-  const Heading = heading ? Title : (p) => html`<h2 id=${p.id}>${p.children}</h2>`;
+  const Heading = heading ? Title : Subtitle;
   const sorted = threads ? [...threads].sort((a, b) => b.activity_ms - a.activity_ms) : null;
   return html`
     <${Heading} id="list-title">${t("conversations")}<//>
@@ -25,6 +25,11 @@ export function List({ threads, invitations, current, open, heading, refresh, ne
         ? html`<p class="hint">${t("no_conversations")}</p>`
         : html`<ul class="threads">${sorted.map((x) => html`<li key=${x.name}>
             <${Item} thread=${x} current=${x.name === current} open=${open} /></li>`)}</ul>`}`;
+}
+
+/** The list's heading when a conversation beside it holds the screen's h1. */
+function Subtitle({ id, children }) {
+  return html`<h2 id=${id}>${children}</h2>`;
 }
 
 function summary(x) {
@@ -50,7 +55,7 @@ function Item({ thread: x, current, open }) {
     <span class="thread-bottom">
       ${note !== null
         ? html`<span class=${`preview state-${x.state}`}>${note}</span>`
-        : html`<span class="preview" dir="auto">${last.sender === "me" ? html`<span class="you">${t("you")}: </span>` : x.group ? html`<${Name} of=${last.sender} />: ` : ""}${last.text}</span>`}
+        : html`<span class="preview">${last.sender === "me" ? html`<span class="you">${t("you")}: </span>` : x.group ? html`<${Name} of=${last.sender} />: ` : ""}<bdi>${last.text}</bdi></span>`}
       ${x.unread > 0 && html`<span class="badge"><span aria-hidden="true">${x.unread}</span><span class="visually-hidden">${t("unread", { count: x.unread })}</span></span>`}
     </span>
   </button>`;
