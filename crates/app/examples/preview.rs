@@ -1,12 +1,12 @@
 //! The page over a fake backend holding demo data, to look at it without a network:
-//! `cargo run -p qanat-app --example preview -- [--first] [--lang en|fr|ar] [--lock-secs N] [--port N]`, then
+//! `cargo run -p qanat-app --example preview -- [--first] [--long] [--lang en|fr|ar] [--lock-secs N] [--port N]`, then
 //! open the printed link (it works once, for 2 minutes). Any passphrase unlocks, but `wrong`.
 //!
 //! Demo data: two contacts (one with an Arabic name), a group of three, messages in every
 //! delivery state, a contact waiting for its invitation's answer and a group invitation.
 //! Messages sent here go queued → sent → delivered within seconds; `--first` starts with no
 //! profile (the first run), whose network costs appear after four seconds ("measuring…" until
-//! then). Nothing here is in the real server: it is a `Backend` like the tests' fakes.
+//! then); `--long` adds a conversation of 250 messages (history pages). Nothing here is in the real server: it is a `Backend` like the tests' fakes.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -477,6 +477,34 @@ async fn main() -> std::io::Result<()> {
     let first = flag("--first").is_some();
     let port = value("--port").and_then(|p| p.parse().ok()).unwrap_or(0);
     let mut world = demo_world(first, value("--lang"));
+    if flag("--long").is_some() {
+        // A conversation longer than one page (the page asks 100 at a time).
+        let start = now_ms() - 300 * MIN;
+        let messages = (0..250u64)
+            .map(|i| {
+                let (sender, state) = if i % 3 == 0 { ("me", Some("delivered")) } else { ("Archive", None) };
+                message(
+                    10_000 + i,
+                    "Archive",
+                    sender,
+                    &format!("Message number {}", i + 1),
+                    start + i * MIN,
+                    state,
+                    [1, 1],
+                )
+            })
+            .collect();
+        world.threads.push(Thread {
+            name: "Archive".into(),
+            group: false,
+            state: "active",
+            members: vec!["Archive".into()],
+            unread: 0,
+            expires_at_ms: None,
+            made_ms: start,
+            messages,
+        });
+    }
     if let Some(s) = value("--lock-secs").and_then(|s| s.parse().ok()) {
         world.lock_timeout_secs = s;
     }

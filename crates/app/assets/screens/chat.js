@@ -42,8 +42,17 @@ export function Chat({ name, thread, ticks, bump, subscribe, back, refresh }) {
     }
   };
 
+  // After an older page: the message that was first stays where the reader was.
+  const anchor = useRef(null);
+  useEffect(() => {
+    const el = anchor.current && document.getElementById(`m-${anchor.current}`);
+    if (el) el.scrollIntoView({ block: "start" });
+    anchor.current = null;
+  }, [messages]);
+
   const earlier = async () => {
     const first = messages[0];
+    anchor.current = first.id;
     const a = await api.call({ cmd: "history", name, before: first.id, limit: PAGE });
     if (a.kind !== "messages") return setProblem(refusal(a));
     a.list.forEach((m) => m.state && bump(m.id, m.state));
@@ -53,7 +62,14 @@ export function Chat({ name, thread, ticks, bump, subscribe, back, refresh }) {
 
   useEffect(() => {
     latest(true).catch(() => {});
-    return subscribe((ev) => {
+    // Shown again (another tab or window was in front): what arrived meanwhile is now read.
+    const shown = () => {
+      if (document.visibilityState === "visible") {
+        api.call({ cmd: "mark_read", name }, { activity: false }).then(refresh, () => {});
+      }
+    };
+    document.addEventListener("visibilitychange", shown);
+    const unsubscribe = subscribe((ev) => {
       if (ev.type === "message" && ev.thread === name) {
         setMessages((m) => merge(m || [], [ev]));
         if (document.visibilityState === "visible") {
@@ -67,6 +83,10 @@ export function Chat({ name, thread, ticks, bump, subscribe, back, refresh }) {
         latest(false).catch(() => {});
       }
     });
+    return () => {
+      unsubscribe();
+      document.removeEventListener("visibilitychange", shown);
+    };
   }, [name]);
 
   // The newest message in view when messages arrive at the end.
@@ -121,9 +141,9 @@ function Message({ m, group, rank }) {
   const r = Math.max(RANK[m.state] ?? 0, rank ?? 0);
   const state = STATES[r];
   const d = m.delivered;
-  return html`<li class=${`msg ${mine ? "mine" : "theirs"}`}>
+  return html`<li id=${`m-${m.id}`} class=${`msg ${mine ? "mine" : "theirs"}`}>
     ${group && !mine && html`<p class="sender"><${Name} of=${m.sender} /></p>`}
-    ${mine && html`<span class="visually-hidden">${t("you")}: </span>`}
+    ${mine && html`<span class="visually-hidden">${t("you_prefix")}</span>`}
     <p class="text" dir="auto">${m.text}</p>
     <p class="meta">
       <time datetime=${new Date(m.at_ms).toISOString()} title=${fullTime(m.at_ms)}>${when(m.at_ms)}</time>
