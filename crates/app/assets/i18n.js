@@ -30,8 +30,10 @@ export function language() { return lang; }
 /** Loads `l`'s catalogue and sets the document's lang and dir. */
 export async function setLanguage(l) {
   if (!LANGUAGES.includes(l)) l = "en";
-  if (!english.app_name) english = await fetchCatalogue("en");
-  words = l === "en" ? english : await fetchCatalogue(l);
+  // Every catalogue has all of English's keys (tests/i18n.rs), so English is fetched only when
+  // it is the language: a missing key would show as itself, never break the page.
+  words = l === "en" && english.app_name ? english : await fetchCatalogue(l);
+  if (l === "en") english = words;
   lang = l;
   plurals = new Intl.PluralRules(l);
   document.documentElement.lang = l;
@@ -48,7 +50,8 @@ function fill(text, vars) {
 
 /**
  * The text of `key` with `vars` filled in. A plural entry ({one: …, other: …}) is chosen by
- * `vars.count`. A key missing in the language falls back to English, then to the key itself.
+ * `vars.count`. A key missing in the language falls back to English if it was loaded, then to
+ * the key itself.
  */
 export function t(key, vars = {}) {
   let v = words[key] ?? english[key] ?? key;
