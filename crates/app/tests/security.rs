@@ -237,6 +237,27 @@ async fn without_the_cookie_only_the_lock_page_text_answers() {
     assert_eq!(a.status, 200);
     assert!(a.body.contains("/assets/app.js"));
     assert_secure(&a, "the page");
+    // Its files, in subdirectories too, each with its type; nothing outside the table.
+    let asset = [
+        ("Host", p.host.clone()),
+        ("Sec-Fetch-Site", "same-origin".into()),
+        ("Cookie", p.cookie.clone().unwrap()),
+    ];
+    for (path, kind) in [
+        ("/assets/app.js", "text/javascript; charset=utf-8"),
+        ("/assets/screens/chat.js", "text/javascript; charset=utf-8"),
+        ("/assets/vendor/htm-preact.js", "text/javascript; charset=utf-8"),
+        ("/assets/i18n/ar.json", "application/json"),
+        ("/assets/style.css", "text/css; charset=utf-8"),
+    ] {
+        let a = raw(p.running.addr(), "GET", path, &asset, b"").await;
+        assert_eq!((a.status, a.header("content-type")), (200, Some(kind)), "{path}");
+        assert_secure(&a, path);
+    }
+    for path in ["/assets/screens/", "/assets/screens/nope.js", "/assets/../src/lib.rs", "/assets/index.html"]
+    {
+        assert_eq!(raw(p.running.addr(), "GET", path, &asset, b"").await.status, 404, "{path}");
+    }
     let a = p.call(r#"{"cmd":"app_state"}"#).await;
     assert_eq!((a.status, a.body.as_str()), (200, r#"{"kind":"state","profile":"closed"}"#));
 }
