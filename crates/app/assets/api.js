@@ -4,8 +4,9 @@
 
 let key = null;
 let locked = () => {};
+let gone = () => {};
 
-/** Thrown by call() when the app answered 401: the key is gone, the page shows unlock. */
+/** Thrown by call() when the app answered 401 or 403: the page shows unlock, or "start again". */
 export class Locked extends Error {}
 
 export function setKey(k) { key = k; }
@@ -13,6 +14,11 @@ export function hasKey() { return key !== null; }
 export function forgetKey() { key = null; }
 /** What to do when the app says the key is no longer good. */
 export function onLocked(f) { locked = f; }
+/**
+ * What to do when the app no longer knows this page's cookie (403: it was restarted, or the
+ * start link was used twice): only a new start link helps.
+ */
+export function onGone(f) { gone = f; }
 
 function headers(activity) {
   const h = {};
@@ -33,9 +39,9 @@ export async function call(cmd, { activity = true } = {}) {
     body: JSON.stringify(cmd),
     cache: "no-store",
   });
-  if (r.status === 401) {
+  if (r.status === 401 || r.status === 403) {
     key = null;
-    locked();
+    (r.status === 401 ? locked : gone)();
     throw new Locked();
   }
   if (!r.ok) throw new Error(`http ${r.status}`);
@@ -47,9 +53,10 @@ const sleep = (ms) => new Promise((f) => setTimeout(f, ms));
 /**
  * Reads the event stream while the key lasts, reconnecting with a growing pause. `onEvent` gets
  * each event object; `onResync` is called on every (re)connection and after `event: resync`
- * (events were missed: refetch what is shown). Returns a function that stops it.
+ * (events were missed: refetch what is shown). `onLink` hears whether the stream is up (false
+ * while it waits to reconnect). Returns a function that stops it.
  */
-export function events(onEvent, onResync) {
+export function events(onEvent, onResync, onLink = () => {}) {
   let stopped = false;
   let ctrl = null;
   (async () => {
@@ -58,13 +65,14 @@ export function events(onEvent, onResync) {
       ctrl = new AbortController();
       try {
         const r = await fetch("/api/events", { headers: headers(false), signal: ctrl.signal, cache: "no-store" });
-        if (r.status === 401) {
+        if (r.status === 401 || r.status === 403) {
           key = null;
-          if (!stopped) locked();
+          if (!stopped) (r.status === 401 ? locked : gone)();
           return;
         }
         if (r.ok && r.body) {
           pause = 1000;
+          onLink(true);
           onResync();
           await read(r.body, onEvent, onResync);
         }
@@ -72,6 +80,7 @@ export function events(onEvent, onResync) {
         // A dropped connection or an abort: retried below unless stopped.
       }
       if (stopped) return;
+      onLink(false);
       await sleep(pause);
       pause = Math.min(pause * 2, 30000);
     }

@@ -66,6 +66,10 @@ function App() {
 
   useEffect(() => {
     api.onLocked(lock);
+    api.onGone(() => {
+      lock();
+      setPhase({ name: "offline" });
+    });
     relanguage(browserLanguage()).then(start, () => setPhase({ name: "offline" }));
   }, []);
 
@@ -119,6 +123,7 @@ function Main({ lockSecs, lock, restart }) {
   const [threads, setThreads] = useState(null);
   const [invitations, setInvitations] = useState([]);
   const [view, setView] = useState({ name: "list" });
+  const [linked, setLinked] = useState(true); // whether the event stream is up
   const ticks = useRef(new Map()); // message id -> highest delivery rank seen: ticks only move forward
   const listeners = useRef(new Set());
   const viewRef = useRef(view);
@@ -189,6 +194,7 @@ function Main({ lockSecs, lock, restart }) {
         refreshSoon();
         listeners.current.forEach((f) => f({ type: "resync" }));
       },
+      setLinked,
     );
     return () => {
       stop();
@@ -224,6 +230,7 @@ function Main({ lockSecs, lock, restart }) {
     <a class="skip" href="#detail">${t("skip_to_content")}</a>
     <header class="bar">
       <span class="brand">${t("app_name")}</span>
+      ${!linked && html`<span class="offline" role="status">${t("reconnecting")}</span>`}
       <button class="quiet" onClick=${pressLock}>${t("lock")}</button>
     </header>
     <div class=${`layout view-${view.name}`}>

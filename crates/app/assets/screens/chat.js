@@ -26,6 +26,8 @@ export function Chat({ name, thread, ticks, bump, subscribe, back, refresh }) {
   const scroller = useRef(null);
   const loaded = useRef(false);
   const group = thread?.group;
+  const isGroup = useRef(group);
+  isGroup.current = group; // read by the event handler, which outlives this render
 
   const latest = async (activity) => {
     const a = await api.call({ cmd: "history", name, limit: PAGE }, { activity });
@@ -78,7 +80,7 @@ export function Chat({ name, thread, ticks, bump, subscribe, back, refresh }) {
       } else if (ev.type === "delivery") {
         setTicked((n) => n + 1);
         // Groups count acknowledgements per member: the history has the counts.
-        if (group) latest(false).catch(() => {});
+        if (isGroup.current) latest(false).catch(() => {});
       } else if (ev.type === "resync") {
         latest(false).catch(() => {});
       }
