@@ -116,6 +116,7 @@ export function Chat({ name, thread, ticks, bump, subscribe, back, refresh }) {
   };
 
   const state = thread ? thread.state : "active";
+  // Waiting for the invitation's answer: the link first, where it is seen without scrolling.
   return html`<section class="chat" aria-labelledby="chat-title">
     <header class="chat-head">
       <button class="back" onClick=${back}><span class="flip" aria-hidden="true">←</span><span class="visually-hidden">${t("back_to_list")}</span></button>
@@ -123,6 +124,7 @@ export function Chat({ name, thread, ticks, bump, subscribe, back, refresh }) {
       ${group && html`<span class="hint">${t("members", { count: thread.members.length })}</span>`}
     </header>
     <div class="scroller" ref=${scroller}>
+      ${state === "inviting" && html`<${Waiting} name=${name} />`}
       ${older && html`<div class="older"><button onClick=${earlier}>${t("earlier")}</button></div>`}
       ${messages === null
         ? html`<p class="hint">${t("loading")}</p>`
@@ -130,7 +132,6 @@ export function Chat({ name, thread, ticks, bump, subscribe, back, refresh }) {
             ${messages.map((m) => html`<${Message} key=${m.id} m=${m} group=${group} rank=${ticks.get(m.id)} />`)}
           </ol>`}
     </div>
-    ${state === "inviting" && html`<${Waiting} name=${name} />`}
     ${state === "joining" && html`<p class="note">${tParts("joining_text", { name: html`<${Name} of=${name} />` })}</p>`}
     ${state === "left" ? html`<p class="note">${t("left_text")}</p>` : state !== "inviting" && html`<${Composer} name=${name} send=${send} />`}
     <${Problem} text=${problem} />
