@@ -202,6 +202,19 @@ function Main({ lockSecs, lock, restart }) {
     };
   }, []);
 
+  // Esc closes the open conversation or form (not while a field holds text: that would lose it).
+  useEffect(() => {
+    const esc = (e) => {
+      const a = document.activeElement;
+      const typing = a && (a.tagName === "TEXTAREA" || a.tagName === "INPUT") && a.value;
+      if (e.key === "Escape" && !e.isComposing && !typing && viewRef.current.name !== "list") {
+        setView({ name: "list" });
+      }
+    };
+    window.addEventListener("keydown", esc);
+    return () => window.removeEventListener("keydown", esc);
+  }, []);
+
   const subscribe = (f) => {
     listeners.current.add(f);
     return () => listeners.current.delete(f);
