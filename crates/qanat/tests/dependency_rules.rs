@@ -101,3 +101,29 @@ fn the_check_finds_forbidden_crates_where_they_are() {
         );
     }
 }
+
+/// The web server is a boundary: only `qanat-app` (and the binary that starts it) has axum,
+/// hyper or an HTTP server; no core, no node and not the client depend on it.
+#[test]
+fn only_the_app_has_the_web_server() {
+    let web = ["axum", "axum-core", "hyper", "hyper-util", "tower", "qanat-app"];
+    let mut broken = Vec::new();
+    for krate in
+        IO_FREE.iter().chain(&["qanat-mailbox", "qanat-link", "qanat-network", "qanat-node", "qanat-client"])
+    {
+        for (name, version) in normal_dependencies(krate) {
+            if web.contains(&name.as_str()) {
+                broken.push(format!("{krate} depends on {name} {version}"));
+            }
+        }
+    }
+    broken.sort();
+    broken.dedup();
+    assert!(broken.is_empty(), "{broken:#?}");
+    let app: Vec<String> = normal_dependencies("qanat-app").into_iter().map(|(n, _)| n).collect();
+    assert!(app.iter().any(|n| n == "axum") && app.iter().any(|n| n == "hyper"), "the check looks: {app:?}");
+    assert!(
+        !app.iter().skip(1).any(|n| n.starts_with("qanat-")),
+        "the app's server knows no Qanat crate: {app:?}"
+    );
+}

@@ -1,0 +1,21 @@
+//! The Qanat app's local web server (docs/APP.md): the page, served on 127.0.0.1 to the user's
+//! own browser, and the one gate every request passes.
+//!
+//! - [`sessions`]: the start token, the cookie, the key (IO-free).
+//! - `gate`: the checks of every request, in order (IO-free).
+//! - `server`: the HTTP server (axum over hyper), one handler behind the gate: the page and
+//!   its embedded files, `POST /api/call` (one command, JSON), `GET /api/events` (the event
+//!   stream).
+//! - `assets`: the page's files, embedded in the binary.
+//!
+//! The server knows nothing of profiles or messages: a [`Backend`] answers the commands (the
+//! client's control protocol, JSON in and out) and streams the events.
+
+#![forbid(unsafe_code)]
+
+mod assets;
+mod gate;
+mod server;
+pub mod sessions;
+
+pub use server::{AppConfig, Backend, FREE_UNLOCK_FAILURES, LOCKED, MAX_BODY, Running, serve};

@@ -1,0 +1,396 @@
+//! The local server's gate, attacked over raw HTTP (any header can be forged on a `TcpStream`):
+//! the start token, the cookie and the key; Host, Origin, Fetch-metadata and content-type
+//! checks; body bounds; the unlock throttle; the headers of every answer; the event stream.
+//! A fake backend stands for the client (`docs/APP.md` §7, "Security, raw HTTP").
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use qanat_app::{AppConfig, Backend, Running, serve};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+use zeroize::Zeroizing;
+
+#[derive(Clone)]
+struct Fake {
+    calls: Arc<Mutex<Vec<String>>>,
+    events: broadcast::Sender<String>,
+}
+
+impl Fake {
+    fn new() -> Self {
+        Self { calls: Arc::default(), events: broadcast::channel(16).0 }
+    }
+
+    fn commands(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl Backend for Fake {
+    async fn call(&self, body: Zeroizing<Vec<u8>>) -> Vec<u8> {
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let cmd = v["cmd"].as_str().unwrap().to_owned();
+        self.calls.lock().unwrap().push(cmd.clone());
+        let answer = match cmd.as_str() {
+            "app_state" => r#"{"kind":"state","profile":"closed"}"#.to_owned(),
+            "unlock" if v["passphrase"] == "right horse" => r#"{"kind":"unlocked"}"#.to_owned(),
+            "unlock" => {
+                r#"{"kind":"error","message":"wrong passphrase","code":"wrong_passphrase"}"#.to_owned()
+            }
+            "settings" => {
+                r#"{"kind":"settings","traffic":"standard","language":null,"lock_timeout_secs":300}"#
+                    .to_owned()
+            }
+            "send" => r#"{"kind":"sent","id":"01"}"#.to_owned(),
+            _ => r#"{"kind":"ok"}"#.to_owned(),
+        };
+        answer.into_bytes()
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.events.subscribe()
+    }
+}
+
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One request on a fresh connection, `head` lines as given (no Host unless given).
+async fn raw(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    head: &[(&str, String)],
+    body: &[u8],
+) -> Answer {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    for (k, v) in head {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    parse(&out)
+}
+
+fn parse(out: &[u8]) -> Answer {
+    let text = String::from_utf8_lossy(out);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Answer { status, headers, body: body.to_owned() }
+}
+
+struct Page {
+    running: Running,
+    fake: Fake,
+    host: String,
+    cookie: Option<String>,
+    key: Option<String>,
+}
+
+impl Page {
+    async fn start(config: AppConfig) -> Self {
+        let fake = Fake::new();
+        let running = serve(fake.clone(), config).await.unwrap();
+        let host = running.addr().to_string();
+        Self { running, fake, host, cookie: None, key: None }
+    }
+
+    fn token_path(&self) -> String {
+        let url = self.running.start_url();
+        url[url.find("/s/").unwrap()..].to_owned()
+    }
+
+    async fn redeem(&mut self) -> Answer {
+        let path = self.token_path();
+        let head = [
+            ("Host", self.host.clone()),
+            ("Sec-Fetch-Site", "cross-site".into()),
+            ("Sec-Fetch-Dest", "document".into()),
+        ];
+        let a = raw(self.running.addr(), "GET", &path, &head, b"").await;
+        if let Some(c) = a.header("set-cookie") {
+            self.cookie = Some(c.split(';').next().unwrap().to_owned());
+        }
+        a
+    }
+
+    /// The headers our own page sends with a command.
+    fn api_head(&self) -> Vec<(&'static str, String)> {
+        let mut h = vec![
+            ("Host", self.host.clone()),
+            ("Origin", format!("http://{}", self.host)),
+            ("Sec-Fetch-Site", "same-origin".into()),
+            ("Content-Type", "application/json".into()),
+            ("X-Qanat-Activity", "1".into()),
+        ];
+        if let Some(c) = &self.cookie {
+            h.push(("Cookie", c.clone()));
+        }
+        if let Some(k) = &self.key {
+            h.push(("X-Qanat-Key", k.clone()));
+        }
+        h
+    }
+
+    async fn call_with(&self, head: &[(&str, String)], body: &str) -> Answer {
+        raw(self.running.addr(), "POST", "/api/call", head, body.as_bytes()).await
+    }
+
+    async fn call(&self, body: &str) -> Answer {
+        self.call_with(&self.api_head(), body).await
+    }
+
+    async fn unlock(&mut self, passphrase: &str) -> Answer {
+        let a = self.call(&format!(r#"{{"cmd":"unlock","passphrase":"{passphrase}"}}"#)).await;
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&a.body)
+            && let Some(k) = v["key"].as_str()
+        {
+            self.key = Some(k.to_owned());
+        }
+        a
+    }
+}
+
+/// Request header lines.
+type Head = Vec<(&'static str, String)>;
+
+/// Replaces (or adds) header `k` in `head`; `None` removes it.
+fn with(mut head: Head, k: &'static str, v: Option<&str>) -> Head {
+    head.retain(|(h, _)| !h.eq_ignore_ascii_case(k));
+    if let Some(v) = v {
+        head.push((k, v.to_owned()));
+    }
+    head
+}
+
+const SECURE: [(&str, &str); 9] = [
+    (
+        "content-security-policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; font-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("cache-control", "no-store"),
+    ("x-frame-options", "DENY"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+    ("cross-origin-embedder-policy", "require-corp"),
+    ("permissions-policy", "camera=(), microphone=(), geolocation=(), clipboard-read=(), payment=(), usb=()"),
+];
+
+fn assert_secure(a: &Answer, what: &str) {
+    for (k, v) in SECURE {
+        assert_eq!(a.header(k), Some(v), "{what}: {k}");
+    }
+    assert!(a.header("server").is_none(), "{what}");
+    assert!(
+        !a.headers.iter().any(|(k, _)| k.to_ascii_lowercase().starts_with("access-control-")),
+        "{what}: no CORS ever"
+    );
+}
+
+#[tokio::test]
+async fn without_the_cookie_only_the_lock_page_text_answers() {
+    let mut p = Page::start(AppConfig::default()).await;
+    let a = p.call(r#"{"cmd":"app_state"}"#).await;
+    assert_eq!(a.status, 403);
+    assert!(a.body.contains("link it printed"), "{}", a.body);
+    assert_secure(&a, "no cookie");
+    let page = [("Host", p.host.clone()), ("Sec-Fetch-Site", "none".into())];
+    assert_eq!(raw(p.running.addr(), "GET", "/", &page, b"").await.status, 403);
+    // A made-up cookie is no cookie.
+    let fake = with(p.api_head(), "Cookie", Some(&format!("qanat={}", "ab".repeat(32))));
+    assert_eq!(p.call_with(&fake, r#"{"cmd":"app_state"}"#).await.status, 403);
+    assert!(p.fake.commands().is_empty(), "the backend heard nothing");
+    // With it: the page, its files, the lock screen's commands.
+    let a = p.redeem().await;
+    assert_eq!(a.status, 200);
+    let set = a.header("set-cookie").unwrap();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"), "{set}");
+    assert!(a.body.contains("http-equiv=refresh"), "{}", a.body);
+    assert_secure(&a, "redeem");
+    let page = [page[0].clone(), page[1].clone(), ("Cookie", p.cookie.clone().unwrap())];
+    let a = raw(p.running.addr(), "GET", "/", &page, b"").await;
+    assert_eq!(a.status, 200);
+    assert!(a.body.contains("/assets/app.js"));
+    assert_secure(&a, "the page");
+    let a = p.call(r#"{"cmd":"app_state"}"#).await;
+    assert_eq!((a.status, a.body.as_str()), (200, r#"{"kind":"state","profile":"closed"}"#));
+}
+
+#[tokio::test]
+async fn the_start_token_works_once_within_its_lifetime_and_a_second_use_revokes_all() {
+    let mut p = Page::start(AppConfig::default()).await;
+    let wrong =
+        [("Host", p.host.clone()), ("Sec-Fetch-Site", "none".into()), ("Sec-Fetch-Dest", "document".into())];
+    let a = raw(p.running.addr(), "GET", &format!("/s/{}", "00".repeat(32)), &wrong, b"").await;
+    assert_eq!(a.status, 403);
+    assert!(a.header("set-cookie").is_none());
+    // Not by an image or a script.
+    let img = with(wrong.to_vec(), "Sec-Fetch-Dest", Some("image"));
+    assert_eq!(raw(p.running.addr(), "GET", &p.token_path(), &img, b"").await.status, 403);
+    assert!(!p.running.start_link_spent());
+    assert_eq!(p.redeem().await.status, 200);
+    assert!(p.running.start_link_spent());
+    assert_eq!(p.unlock("right horse").await.status, 200);
+    assert_eq!(p.call(r#"{"cmd":"send","to":"bob","text":"hi"}"#).await.status, 200);
+    // Someone uses the link again: told so, and nothing it gave lives on.
+    let mut other =
+        Page { cookie: None, key: None, host: p.host.clone(), fake: p.fake.clone(), running: p.running };
+    let a = other.redeem().await;
+    assert_eq!(a.status, 403);
+    assert!(a.body.contains("already used"), "{}", a.body);
+    assert!(other.cookie.is_none());
+    let mine = Page { cookie: p.cookie.clone(), key: p.key.clone(), ..other };
+    assert_eq!(mine.call(r#"{"cmd":"send","to":"bob","text":"hi"}"#).await.status, 403);
+
+    // A token not used in time is dead.
+    let config = AppConfig { token_lifetime: Duration::from_millis(300), ..AppConfig::default() };
+    let mut late = Page::start(config).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(late.running.start_link_spent());
+    let a = late.redeem().await;
+    assert_eq!(a.status, 403);
+    assert!(a.body.contains("no longer valid"), "{}", a.body);
+}
+
+#[tokio::test]
+async fn rebinding_cross_site_forms_websockets_and_preflights_are_refused() {
+    let mut p = Page::start(AppConfig::default()).await;
+    p.redeem().await;
+    p.unlock("right horse").await;
+    let send = r#"{"cmd":"send","to":"bob","text":"from elsewhere"}"#;
+    let port = p.running.addr().port();
+    let cases: Vec<(&str, Head, u16)> = vec![
+        ("rebinding host", with(p.api_head(), "Host", Some(&format!("rebind.test:{port}"))), 421),
+        ("localhost", with(p.api_head(), "Host", Some(&format!("localhost:{port}"))), 421),
+        ("other port", with(p.api_head(), "Host", Some(&format!("127.0.0.1:{}", port + 1))), 421),
+        ("no host", with(p.api_head(), "Host", None), 421),
+        ("foreign origin", with(p.api_head(), "Origin", Some("http://evil.example")), 403),
+        ("null origin", with(p.api_head(), "Origin", Some("null")), 403),
+        ("no origin", with(p.api_head(), "Origin", None), 403),
+        ("cross-site fetch", with(p.api_head(), "Sec-Fetch-Site", Some("cross-site")), 403),
+        ("same-site fetch", with(p.api_head(), "Sec-Fetch-Site", Some("same-site")), 403),
+        ("form post", with(p.api_head(), "Content-Type", Some("application/x-www-form-urlencoded")), 415),
+        ("text/plain", with(p.api_head(), "Content-Type", Some("text/plain")), 415),
+        ("multipart", with(p.api_head(), "Content-Type", Some("multipart/form-data; boundary=x")), 415),
+        ("websocket", with(p.api_head(), "Upgrade", Some("websocket")), 405),
+    ];
+    for (what, head, status) in cases {
+        let a = p.call_with(&head, send).await;
+        assert_eq!(a.status, status, "{what}");
+        assert_secure(&a, what);
+    }
+    let a = raw(p.running.addr(), "OPTIONS", "/api/call", &p.api_head(), b"").await;
+    assert_eq!(a.status, 405);
+    assert_secure(&a, "preflight");
+    assert!(!p.fake.commands().contains(&"send".to_owned()), "{:?}", p.fake.commands());
+    // Our own page's request passes.
+    assert_eq!(p.call(send).await.status, 200);
+}
+
+#[tokio::test]
+async fn commands_need_the_key_an_unlock_gives_and_a_lock_takes() {
+    let mut p = Page::start(AppConfig::default()).await;
+    p.redeem().await;
+    let send = r#"{"cmd":"send","to":"bob","text":"hi"}"#;
+    assert_eq!(p.call(send).await.status, 401);
+    let a = p.unlock("wrong").await;
+    assert_eq!(a.status, 200);
+    assert!(a.body.contains("wrong_passphrase") && !a.body.contains("key"), "{}", a.body);
+    let a = p.unlock("right horse").await;
+    assert!(p.key.is_some(), "{}", a.body);
+    assert_eq!(a.header("clear-site-data"), Some("\"cache\""));
+    assert_eq!(p.call(send).await.status, 200);
+    // A key of another cookie, or none, is no key.
+    let other = with(p.api_head(), "X-Qanat-Key", Some(&"ab".repeat(32)));
+    assert_eq!(p.call_with(&other, send).await.status, 401);
+    // Locked: the key is gone.
+    assert_eq!(p.call(r#"{"cmd":"lock"}"#).await.body, r#"{"kind":"ok"}"#);
+    assert_eq!(p.call(send).await.status, 401);
+    let sent = p.fake.commands().iter().filter(|c| *c == "send").count();
+    assert_eq!(sent, 1);
+    // A body over 64 KiB, or not a command.
+    p.unlock("right horse").await;
+    let big = format!(r#"{{"cmd":"send","to":"bob","text":"{}"}}"#, "x".repeat(65 * 1024));
+    assert_eq!(p.call(&big).await.status, 413);
+    let a = p.call(r#"{"passphrase":"hunter2 secret"}"#).await;
+    assert_eq!(a.status, 400);
+    assert!(a.body.contains("line 1") && !a.body.contains("hunter2"), "{}", a.body);
+}
+
+#[tokio::test]
+async fn repeated_wrong_unlocks_wait_longer_each_time() {
+    let delay = Duration::from_millis(300);
+    let mut p = Page::start(AppConfig { unlock_delay: delay, ..AppConfig::default() }).await;
+    p.redeem().await;
+    for _ in 0..qanat_app::FREE_UNLOCK_FAILURES {
+        let t = Instant::now();
+        p.unlock("wrong").await;
+        assert!(t.elapsed() < delay, "the first failures cost nothing");
+    }
+    let t = Instant::now();
+    p.unlock("wrong").await;
+    assert!(t.elapsed() >= delay, "the sixth waits");
+    let t = Instant::now();
+    p.unlock("right horse").await;
+    assert!(t.elapsed() >= delay * 2, "and the seventh twice as long, even the right one");
+    assert!(p.key.is_some());
+}
+
+#[tokio::test]
+async fn the_event_stream_needs_the_key_and_carries_the_backends_events() {
+    let mut p = Page::start(AppConfig::default()).await;
+    p.redeem().await;
+    let head = |p: &Page| {
+        let mut h = with(p.api_head(), "Origin", None);
+        h = with(h, "Content-Type", None);
+        h
+    };
+    assert_eq!(raw(p.running.addr(), "GET", "/api/events", &head(&p), b"").await.status, 401);
+    p.unlock("right horse").await;
+    let mut s = TcpStream::connect(p.running.addr()).await.unwrap();
+    let mut req = "GET /api/events HTTP/1.1\r\n".to_owned();
+    for (k, v) in head(&p) {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    // Events sent until the stream shows one (the subscription starts with the request).
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&got).contains(r#"data: {"type":"left","name":"team"}"#) {
+        assert!(Instant::now() < deadline, "{}", String::from_utf8_lossy(&got));
+        let _ = p.fake.events.send(r#"{"type":"left","name":"team"}"#.to_owned());
+        let mut buf = [0u8; 4096];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    let a = parse(&got);
+    assert_eq!((a.status, a.header("content-type")), (200, Some("text/event-stream")));
+    assert_secure(&a, "events");
+}
