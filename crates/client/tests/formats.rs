@@ -55,6 +55,7 @@ fn check_ann(e: &Engine) {
         state,
         members: members.iter().map(|m| m.to_string()).collect(),
         unread,
+        verified: false,
     };
     let mut threads = e.threads().unwrap();
     threads.sort_by(|a, b| a.name.cmp(&b.name));

@@ -53,6 +53,17 @@ pub enum EngineError {
     /// No member of the group matches.
     #[error("no member of {0:?} matches {1:?} (see `qanat group members`)")]
     UnknownMember(String, String),
+    /// A group's safety code is per member: the member must be named.
+    #[error(
+        "{0:?} is a group: each member has a safety code of their own; name one (see `qanat group members`)"
+    )]
+    MemberNeeded(String),
+    /// A safety code to mark is not the current one (mistyped, or from another conversation):
+    /// nothing was marked.
+    #[error(
+        "that is not the current safety code of {0:?}: nothing was marked; compare the code shown now (`qanat verify`) and mark that one"
+    )]
+    NotCurrentCode(String),
     /// The engine has no directory document yet.
     #[error(
         "no network directory yet: this needs the running client (start `qanat run` and wait until it reaches the network)"
@@ -130,6 +141,8 @@ impl EngineError {
             | Self::WrongKind(..)
             | Self::UnknownInvitation(_)
             | Self::UnknownMember(..)
+            | Self::MemberNeeded(_)
+            | Self::NotCurrentCode(_)
             | Self::NoNetwork
             | Self::GatewayMissing
             | Self::Geometry(_) => false,

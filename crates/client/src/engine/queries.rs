@@ -38,17 +38,19 @@ impl Engine {
                 *unread.entry(t).or_default() += 1;
             }
         }
-        Ok(self
-            .threads
+        self.threads
             .values()
-            .map(|t| ThreadInfo {
-                name: t.name.clone(),
-                group: t.kind == Kind::Group,
-                state: t.state.name(),
-                members: self.member_labels(t.id),
-                unread: unread.get(&t.id).copied().unwrap_or(0),
+            .map(|t| {
+                Ok(ThreadInfo {
+                    name: t.name.clone(),
+                    group: t.kind == Kind::Group,
+                    state: t.state.name(),
+                    members: self.member_labels(t.id),
+                    unread: unread.get(&t.id).copied().unwrap_or(0),
+                    verified: self.contact_verified(t.id)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The history of `name` (oldest first).

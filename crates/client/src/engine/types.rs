@@ -161,6 +161,9 @@ pub struct ThreadInfo {
     pub members: Vec<String>,
     /// Unread incoming messages.
     pub unread: usize,
+    /// A contact: the user marked its current safety code verified (always false for a group,
+    /// whose codes are per member).
+    pub verified: bool,
 }
 
 /// One message of a thread's history.

@@ -7,6 +7,7 @@ mod errors;
 mod groups;
 mod network;
 mod persist;
+mod safety;
 
 use std::collections::HashMap;
 use std::time::Duration;
