@@ -94,8 +94,19 @@ fn both_sides_of_a_contact_see_one_code_and_a_mark_survives_a_restart() {
     let key = mark_key(w.clients[0].own_in("bob").0, ann.as_bytes());
     let other = encode(&VerifiedMark(SafetyCode::parse(&stale(&code)).unwrap()));
     w.clients[0].e().profile.put(NS_VERIFIED, &key, &other).unwrap();
-    assert_eq!(w.clients[0].code("bob", None), (code, false));
+    assert_eq!(w.clients[0].code("bob", None), (code.clone(), false));
     assert!(!w.clients[0].e().threads().unwrap()[0].verified);
+    // A mark of a later version is refused by name, a damaged one as damaged (never misread).
+    let later = [&[2][..], code.digits().as_bytes()].concat();
+    w.clients[0].e().profile.put(NS_VERIFIED, &key, &later).unwrap();
+    let err = w.clients[0].e().safety_code("bob", None).unwrap_err();
+    assert!(
+        matches!(err, EngineError::NewerFormat { what: "safety code verified", found: 2, known: 1 }),
+        "{err}"
+    );
+    w.clients[0].e().profile.put(NS_VERIFIED, &key, &[1, b'1', b'2']).unwrap();
+    let err = w.clients[0].e().safety_code("bob", None).unwrap_err();
+    assert!(matches!(err, EngineError::Corrupt("safety code verified")), "{err}");
 }
 
 #[test]
