@@ -17,10 +17,10 @@
 //! - **The conversation id** is the MLS group id ([`ConversationId`](crate::mls::ConversationId),
 //!   32 random bytes for a conversation Qanat creates, chosen by the member who created it and
 //!   the same for every member: it is in every message's clear header). It makes a code mean one
-//!   conversation: the keys are fresh per conversation anyway, and whoever creates a
-//!   conversation chooses its id after the first other member's key is fixed (the invitation's
-//!   answer carries it), so the id is one more thing an attacker in the middle does not choose
-//!   alone.
+//!   conversation: the keys are fresh per conversation anyway, and a contact's inviter creates
+//!   the conversation, choosing its id, only once the accepter's key has arrived in the
+//!   invitation's answer, so an attacker who answers an honest inviter's link does not choose
+//!   the id of that side.
 //! - Shown as 12 groups of 5 digits (3 rows of 4), always Latin digits, left to right: two
 //!   people whose interfaces speak different languages must see the same characters.
 //!
@@ -45,10 +45,12 @@
 //! (M₂ and B, id g₂). For the codes to match, each 30-digit half of Alice's code must equal one
 //! of Bob's: Mallory must find keys (and an id) whose half equals a half fixed by an honest
 //! party's key: a second preimage of a 30-digit value under SHA-512, 10³⁰ ≈ 2⁹⁹·⁷ trials for
-//! each, and no birthday shortcut, since the targets are fixed (Alice's key, and the id she
-//! chooses after Mallory's key; Bob's key). Even if Mallory chose both ids, a match needs all 60
-//! digits (≈ 199 bits) across two lists she builds, about 2⁹⁹·⁷ work again. A 5-byte chunk
-//! reduced mod 100000 is off from uniform by less than 10⁻⁷, which changes none of this.
+//! each, and no birthday shortcut, since the targets are fixed before she searches (the honest
+//! inviter's key with the id it chose after Mallory's answer arrived; the other person's key,
+//! which Mallory's own conversation with them must contain). Even if Mallory chose both ids, a
+//! match needs all 60 digits (≈ 199 bits) across lists she builds, each entry pinned on one side
+//! by an honest key: about 2⁹⁹·⁷ work again. A 5-byte chunk reduced mod 100000 is off from
+//! uniform by less than 10⁻⁷, which changes none of this.
 
 use std::fmt;
 
