@@ -1,6 +1,6 @@
 //! The client commands on a profile directory (`--home`): `init`, `run`, and the commands that
 //! are one [`Request`] each (`invite`, `accept`, `contacts`, `send`, `inbox`, `history`,
-//! `status`, `group …`).
+//! `status`, `group …`), and `verify` (one or two).
 //!
 //! A request goes to the running client (`qanat run`) over `HOME/control.sock` when one answers
 //! there. Otherwise the command opens the profile itself (which needs the passphrase, and fails
@@ -542,6 +542,79 @@ pub(crate) fn send_and_wait(
     }
 }
 
+/// What `qanat verify` does with the safety code.
+pub(crate) enum Mark {
+    /// Prints it, and whether it is marked verified.
+    Show,
+    /// Marks it verified: the code the user compared.
+    Verified(String),
+    /// Takes the mark away.
+    Unverified,
+}
+
+/// `qanat verify NAME [--member M] [--mark CODE | --unmark]`.
+pub(crate) fn verify(
+    home: &Path,
+    name: String,
+    member: Option<String>,
+    mark: Mark,
+    out: Output,
+) -> Result<()> {
+    let mut s = Session::open(home)?;
+    let code = match mark {
+        Mark::Show => {
+            let resp = s.call(Request::SafetyCode { name: name.clone(), member: member.clone() })?;
+            if out.json {
+                return finish(&resp, out);
+            }
+            let Response::SafetyCode { code, verified } = &resp else { return finish(&resp, out) };
+            let whose = member.as_deref().map_or(name.clone(), |m| format!("{m} in {name}"));
+            println!("Safety code with {whose}:");
+            println!();
+            for row in safety_rows(code) {
+                println!("    {row}");
+            }
+            println!();
+            if *verified {
+                println!("verified: you marked this code as compared.");
+            } else {
+                let member = member.as_deref().map(|m| format!(" --member {m:?}")).unwrap_or_default();
+                println!(
+                    "not verified. Compare it with {whose} in person or on a call you trust (not by a \
+                     message); if it is the same, run `qanat verify {name:?}{member} --mark CODE` with \
+                     the code you compared."
+                );
+            }
+            return Ok(());
+        }
+        Mark::Verified(code) => Some(code),
+        Mark::Unverified => None,
+    };
+    let verified = code.is_some();
+    let code = match code {
+        Some(c) => c,
+        // Taking a mark away names the current code too.
+        None => match s.call(Request::SafetyCode { name: name.clone(), member: member.clone() })? {
+            Response::SafetyCode { code, .. } => code,
+            resp => return finish(&resp, out),
+        },
+    };
+    let resp = s.call(Request::SetVerified { name, member, code, verified })?;
+    if !out.json && resp == Response::Ok {
+        println!("{}", if verified { "marked verified" } else { "no longer marked verified" });
+        return Ok(());
+    }
+    finish(&resp, out)
+}
+
+/// A safety code's 60 digits as 3 rows of 4 groups of 5 (other text as it is).
+fn safety_rows(code: &str) -> Vec<String> {
+    match qanat_client::engine::safety::SafetyCode::parse(code) {
+        Some(c) => c.rows(),
+        None => vec![code.to_owned()],
+    }
+}
+
 /// `qanat inbox --follow`: the unread messages, then every event as it happens.
 pub(crate) fn follow(home: &Path, out: Output) -> Result<()> {
     let Some(mut c) = Control::connect(home) else {
@@ -706,6 +779,12 @@ fn print_response(resp: &Response, out: Output) {
                 );
             }
         }
+        Response::SafetyCode { code, verified } => {
+            for row in safety_rows(code) {
+                println!("{row}");
+            }
+            println!("{}", if *verified { "verified" } else { "not verified" });
+        }
         Response::Event { text, latency_ms, .. } => match latency_ms {
             Some(l) => println!("{text}  ({l} ms)"),
             None => println!("{text}"),
@@ -722,10 +801,21 @@ fn print_threads(list: &[ThreadOut]) {
         return;
     }
     let w = list.iter().map(|t| t.name.chars().count()).max().unwrap_or(0).max(4);
-    println!("{:w$}  {:7}  {:8}  {:6}  MEMBERS", "NAME", "KIND", "STATE", "UNREAD");
+    println!("{:w$}  {:7}  {:8}  {:6}  {:8}  MEMBERS", "NAME", "KIND", "STATE", "UNREAD", "VERIFIED");
     for t in list {
         let kind = if t.group { "group" } else { "contact" };
-        println!("{:w$}  {kind:7}  {:8}  {:6}  {}", t.name, t.state, t.unread, t.members.join(", "));
+        let verified = match (t.group, t.verified) {
+            (true, _) => "-",
+            (false, true) => "yes",
+            (false, false) => "no",
+        };
+        println!(
+            "{:w$}  {kind:7}  {:8}  {:6}  {verified:8}  {}",
+            t.name,
+            t.state,
+            t.unread,
+            t.members.join(", ")
+        );
     }
 }
 

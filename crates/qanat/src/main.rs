@@ -224,6 +224,25 @@ enum Command {
         #[command(flatten)]
         home: Home,
     },
+    /// Shows the safety code of a contact (or of a group's member): 60 digits to compare with
+    /// them in person or on a call you trust. The same code on both sides proves that nobody
+    /// sits between you (see docs/CLIENT.md). --mark records that you compared it.
+    Verify {
+        #[command(flatten)]
+        home: Home,
+        /// The contact or group.
+        name: String,
+        /// In a group: the member (see 'qanat group members').
+        #[arg(long)]
+        member: Option<String>,
+        /// Marks the code verified: give the code you compared (spaces are ignored); refused
+        /// unless it is the current code.
+        #[arg(long, value_name = "CODE", conflicts_with = "unmark")]
+        mark: Option<String>,
+        /// Takes the mark away.
+        #[arg(long)]
+        unmark: bool,
+    },
     /// Creates and manages groups.
     Group {
         #[command(subcommand)]
@@ -619,6 +638,14 @@ fn main() -> Result<()> {
         Command::Network { home: h } => request(h, Request::Network),
         Command::Traffic { home: h, traffic } => request(h, Request::SetTraffic { traffic }),
         Command::Status { home: h } => request(h, Request::Status),
+        Command::Verify { home: h, name, member, mark, unmark } => {
+            let action = match (mark, unmark) {
+                (Some(code), _) => client_cmd::Mark::Verified(code),
+                (None, true) => client_cmd::Mark::Unverified,
+                (None, false) => client_cmd::Mark::Show,
+            };
+            client_cmd::verify(&home(h)?, name, member, action, out)
+        }
         Command::Group { command } => match command {
             GroupCommand::Create { home: h, name } => request(h, Request::GroupCreate { name }),
             GroupCommand::Add { home: h, group, contact } => request(h, Request::GroupAdd { group, contact }),

@@ -236,6 +236,24 @@ fn bad_input_prints_a_clear_error_and_changes_nothing() {
     let contacts = json(&["contacts", "--home", &home]);
     assert_eq!(contacts["list"][0]["name"], "friends");
     assert_eq!(contacts["list"][0]["group"], true);
+    assert_eq!(contacts["list"][0]["verified"], false);
+
+    // Safety codes: a group's are per member, and there is none yet.
+    fails_with(PASS, &["verify", "--home", &home, "nobody"], "no contact or group named \"nobody\"");
+    fails_with(PASS, &["verify", "--home", &home, "friends"], "is a group");
+    fails_with(PASS, &["verify", "--home", &home, "friends", "--member", "carol"], "no member of");
+    let before = snapshot(Path::new(&home));
+    fails_with(
+        PASS,
+        &["verify", "--home", &home, "friends", "--member", "carol", "--mark", "1"],
+        "no member of",
+    );
+    fails_with(
+        PASS,
+        &["verify", "--home", &home, "friends", "--mark", "1", "--unmark"],
+        "cannot be used with",
+    );
+    assert_eq!(snapshot(Path::new(&home)), before, "a refused mark changed the profile");
 }
 
 #[test]
@@ -345,4 +363,27 @@ fn client_commands_over_a_devnet() {
     let texts: Vec<&str> =
         history["list"].as_array().unwrap().iter().filter_map(|m| m["text"].as_str()).collect();
     assert!(texts.contains(&"hello bob") && texts.contains(&"hello alice"), "{history}");
+
+    // Both see one safety code; Alice marks the one she compared.
+    let code = json(&["verify", "--home", &a, "bob"]);
+    assert_eq!(code["kind"], "safety_code");
+    assert_eq!(code["verified"], false);
+    assert_eq!(json(&["verify", "--home", &b, "alice"]), code, "both sides compute one code");
+    let digits = code["code"].as_str().unwrap().to_owned();
+    assert_eq!(digits.len(), 60);
+    assert!(digits.bytes().all(|d| d.is_ascii_digit()));
+    let shown = ok(&["verify", "--home", &a, "bob"]);
+    let groups: Vec<&str> = digits.as_bytes().chunks(5).map(|g| std::str::from_utf8(g).unwrap()).collect();
+    for row in groups.chunks(4) {
+        assert!(shown.contains(&row.join(" ")), "3 rows of 4 groups:\n{shown}");
+    }
+    assert!(shown.contains("not verified"), "{shown}");
+    let wrong = format!("{}{}", &digits[..59], if digits.ends_with('0') { '1' } else { '0' });
+    fails_with(PASS, &["verify", "--home", &a, "bob", "--mark", &wrong], "not the current safety code");
+    ok(&["verify", "--home", &a, "bob", "--mark", &groups.join(" ")]);
+    assert_eq!(json(&["verify", "--home", &a, "bob"])["verified"], true);
+    assert_eq!(json(&["verify", "--home", &b, "alice"])["verified"], false, "marks are local");
+    assert_eq!(json(&["contacts", "--home", &a])["list"][0]["verified"], true);
+    ok(&["verify", "--home", &a, "bob", "--unmark"]);
+    assert_eq!(json(&["contacts", "--home", &a])["list"][0]["verified"], false);
 }
