@@ -41,4 +41,4 @@ pub use mix::{Dropped, Mix, MixConfig, MixMetrics, Received};
 pub use replay::ReplayFilter;
 pub use resend::{Resend, ResendConfig, ResendMetrics, Resends};
 pub use time::{UnixMicros, exponential};
-pub use topology::{Destination, Hop, Position, Topology, path_hops};
+pub use topology::{Destination, Hop, Topology, path_hops};
