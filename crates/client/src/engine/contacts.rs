@@ -100,8 +100,14 @@ impl Engine {
                 seal: inv.seal_key().0,
             };
             thread.peer_route = Some(route);
-            let rec =
-                OutRec { route, bytes: Outer::Answer(a.answer.clone()).encode(), history: None, to: None };
+            let rec = OutRec {
+                route,
+                bytes: Outer::Answer(a.answer.clone()).encode(),
+                history: None,
+                to: None,
+                commit: false,
+                farewell_until_ms: None,
+            };
             rows::put(tx, &thread.id, &thread)?;
             tx.put(NS_JOIN, &thread.id, &join_saved)?;
             rows::put(tx, &out_id, &rec)?;

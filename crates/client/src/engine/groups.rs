@@ -155,7 +155,7 @@ impl Engine {
         if th.kind == Kind::Contact {
             if let Some(route) = th.roster.get(&h).copied() {
                 let to = Recipient { thread: t, member: *m.as_bytes() };
-                self.queue_out(route, Some(to), Outer::Welcome(welcome.to_vec()).encode(), None, rng);
+                self.queue_out(route, Some(to), Outer::Welcome(welcome.to_vec()).encode(), None, false, rng);
             }
             return Ok(());
         }

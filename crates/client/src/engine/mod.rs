@@ -103,6 +103,7 @@ pub use groups::{GROUP_INVITATION_TTL, MAX_GROUP_INVITATIONS, MAX_GROUP_INVITATI
 pub use mailboxes::{MAX_REPLACED, ROTATION_GRACE_MS};
 pub use receive::{MAX_EARLY, MAX_EARLY_BYTES};
 pub use rows::ENGINE_FORMAT;
+pub use send::FAREWELL;
 pub use stats::EngineStats;
 pub use types::{EngineConfig, EngineEvent, GroupInvitationInfo, HistoryEntry, LocalMessageId, ThreadInfo};
 

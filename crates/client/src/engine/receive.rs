@@ -297,7 +297,8 @@ impl Engine {
                 continue;
             }
             for m in &o.to {
-                self.queue_mls(t, m, Outer::Mls(o.bytes.clone()).encode(), None, rng);
+                let commit = o.kind == OutgoingKind::Commit;
+                self.queue_mls(t, m, Outer::Mls(o.bytes.clone()).encode(), None, commit, rng);
             }
         }
         for e in out.events {
@@ -335,7 +336,7 @@ impl Engine {
                 self.save_thread(t);
                 // What waits for those who left would wait for ever: their mailboxes go.
                 for (to, awaiting) in gone {
-                    self.cancel_to(to, awaiting)?;
+                    self.cancel_to(to, awaiting, now)?;
                 }
                 // (Our own removal comes as `Removed`; a commit that removes us may list us here.)
                 let own = self.convs.get(&t).map(Conversation::own_id);
@@ -364,7 +365,7 @@ impl Engine {
                 th.moved_from.remove(&h);
                 let awaiting = th.awaiting.remove(&h).unwrap_or_default();
                 self.save_thread(t);
-                self.cancel_to(Recipient { thread: t, member: *member.as_bytes() }, awaiting)
+                self.cancel_to(Recipient { thread: t, member: *member.as_bytes() }, awaiting, now)
             }
             MlsEvent::Removed => {
                 let Some(th) = self.threads.get_mut(&t) else { return Ok(()) };
@@ -449,7 +450,7 @@ impl Engine {
                     self.reroute(to, route, now);
                 }
                 for a in waiting {
-                    self.queue_out(route, Some(to), a.bytes, a.history, rng);
+                    self.queue_out(route, Some(to), a.bytes, a.history, false, rng);
                 }
                 Ok(())
             }

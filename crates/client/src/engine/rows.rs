@@ -332,6 +332,14 @@ pub(super) struct OutRec {
     /// before 2026-12-06 (read as unknown: they stay where they are).
     #[serde(default)]
     pub(super) to: Option<Recipient>,
+    /// Whether it carries an MLS commit: those still go to a member who left until it
+    /// acknowledges them or `farewell_until_ms` passes (absent before 2026-12-06: false).
+    #[serde(default)]
+    pub(super) commit: bool,
+    /// When a commit to a member who left stops being sent (ms since the epoch); unset while
+    /// the member is in the thread.
+    #[serde(default)]
+    pub(super) farewell_until_ms: Option<u64>,
 }
 
 /// A member of a thread: whom a queued message is for.

@@ -1,7 +1,7 @@
 //! Sending: a text into a conversation, what MLS makes into the outbox, and the packets of each
 //! sending slot (acknowledgements and our messages taking turns, cover otherwise).
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use qanat_mixnet::UnixMicros;
 use qanat_packet::MailboxId;
@@ -16,6 +16,11 @@ use super::persist::Write;
 use super::rows::{Awaiting, NS_HISTORY, NS_OUT, OutRec, Recipient, RouteRec, ThreadState, decode};
 use super::wire::{self, Content, Outer};
 use super::{Engine, EngineError, EngineEvent, HistoryEntry, LocalMessageId, hex};
+
+/// How long the commits a member who left has not acknowledged still go to it (a week: a
+/// phone off for days still learns that it is out; a member gone for good costs a resend at
+/// the outbox's longest backoff until then).
+pub const FAREWELL: Duration = Duration::from_secs(7 * 86_400);
 
 impl Engine {
     /// Sends `text` to the contact or group `name`. Returns the message's local id (its delivery
@@ -102,20 +107,21 @@ impl Engine {
         self.dirty_convs.push(t);
         let n = out.to.len() as u32;
         for m in &out.to {
-            self.queue_mls(t, m, Outer::Mls(out.bytes.clone()).encode(), history.clone(), rng);
+            self.queue_mls(t, m, Outer::Mls(out.bytes.clone()).encode(), history.clone(), false, rng);
         }
         let _ = now;
         Ok(n)
     }
 
     /// Queues outer message `bytes` for member `m` of thread `t` (or keeps it until its route is
-    /// known).
+    /// known). `commit`: it carries an MLS commit (see [`OutRec::commit`]).
     pub(super) fn queue_mls<R: CryptoRng>(
         &mut self,
         t: [u8; 16],
         m: &MemberId,
         bytes: Vec<u8>,
         history: Option<Vec<u8>>,
+        commit: bool,
         rng: &mut R,
     ) {
         let h = hex(m.as_bytes());
@@ -123,7 +129,7 @@ impl Engine {
         match th.roster.get(&h).copied() {
             Some(route) => {
                 let to = Recipient { thread: t, member: *m.as_bytes() };
-                self.queue_out(route, Some(to), bytes, history, rng);
+                self.queue_out(route, Some(to), bytes, history, commit, rng);
             }
             None => {
                 th.awaiting.entry(h).or_default().push(Awaiting { bytes, history });
@@ -147,11 +153,12 @@ impl Engine {
         to: Option<Recipient>,
         bytes: Vec<u8>,
         history: Option<Vec<u8>>,
+        commit: bool,
         rng: &mut R,
     ) {
         let mut id = [0u8; 16];
         rng.fill_bytes(&mut id);
-        let rec = OutRec { route, bytes, history, to };
+        let rec = OutRec { route, bytes, history, to, commit, farewell_until_ms: None };
         if let Some(net) = &self.network {
             let g = net.sphinx.geometry().clone();
             let reply = MailboxId(self.settings.home_mailbox);
@@ -181,11 +188,30 @@ impl Engine {
     /// that waited for its route: none would ever arrive. A message it was one of the
     /// recipients of counts it no longer, so its ticks can still reach "delivered" with the
     /// others'. Saved with the change that removed the member, in the same transaction.
-    pub(super) fn cancel_to(&mut self, to: Recipient, awaiting: Vec<Awaiting>) -> Result<(), EngineError> {
+    ///
+    /// But not the commits it has not acknowledged: the last of them tells it that it is out
+    /// (without it, its client would take itself for a member for ever). Those go on being sent
+    /// for [`FAREWELL`] from `now`; [`Engine::expire_farewells`] drops what is left then.
+    pub(super) fn cancel_to(
+        &mut self,
+        to: Recipient,
+        awaiting: Vec<Awaiting>,
+        now: SystemTime,
+    ) -> Result<(), EngineError> {
+        let until = UnixMillis::from_system_time(now).as_millis().saturating_add(FAREWELL.as_millis() as u64);
         let ids: Vec<MessageId> =
             self.out_recs.iter().filter(|(_, rec)| rec.to == Some(to)).map(|(id, _)| *id).collect();
         let mut histories: Vec<Vec<u8>> = awaiting.into_iter().filter_map(|a| a.history).collect();
         for id in ids {
+            if let Some(rec) = self.out_recs.get_mut(&id)
+                && rec.commit
+            {
+                if rec.farewell_until_ms.is_none() {
+                    rec.farewell_until_ms = Some(until);
+                    self.writes.push(Write::put(id.0, &*rec));
+                }
+                continue;
+            }
             self.outbox.cancel(&id);
             let Some(rec) = self.out_recs.remove(&id) else { continue };
             self.writes.push(Write::Del(NS_OUT, id.0.to_vec()));

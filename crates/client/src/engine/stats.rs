@@ -23,6 +23,9 @@ pub struct EngineStats {
     /// Fragments whose acknowledgement was dropped unsent (the queue was full, or it waited too
     /// long): their senders send them again.
     pub acks_dropped: u64,
+    /// Commits to members who left, dropped unacknowledged [`FAREWELL`](super::FAREWELL) after
+    /// their departure (the member's client never learnt that it is out).
+    pub farewells_dropped: u64,
     /// Mailbox registrations the gateway refused for good.
     pub registrations_refused: u64,
     /// Fragments or messages refused for now, unacknowledged, because what waits is at its

@@ -9,10 +9,10 @@ use rand_core::CryptoRng;
 
 use crate::invite;
 use crate::mls::Conversation;
-use qanat_mixnet::sending::{self, Schedule};
+use qanat_mixnet::sending::{self, MessageId, Schedule};
 
 use super::persist::Write;
-use super::rows::{NS_GROUP_INVITES, NS_SEEN, NS_THREAD, ThreadState};
+use super::rows::{NS_GROUP_INVITES, NS_OUT, NS_SEEN, NS_THREAD, ThreadState};
 use super::{Engine, EngineError, EngineEvent, GROUP_INVITATION_TTL};
 
 /// How often expired invitation records are dropped.
@@ -24,6 +24,7 @@ impl Engine {
         self.outbox.handle_timeout(UnixMicros::from_system_time(now));
         let r = self.expire_invitations(now);
         self.go_on("expiring invitations", r)?;
+        self.expire_farewells(now);
         let due: Vec<[u8; 16]> = self
             .convs
             .iter()
@@ -106,6 +107,27 @@ impl Engine {
             self.forget_received(now)?;
         }
         Ok(())
+    }
+
+    /// Drops the commits to members who left that are still unacknowledged [`FAREWELL`] after
+    /// the departure (counted in [`EngineStats::farewells_dropped`]).
+    ///
+    /// [`FAREWELL`]: super::FAREWELL
+    /// [`EngineStats::farewells_dropped`]: super::EngineStats::farewells_dropped
+    pub(super) fn expire_farewells(&mut self, now: SystemTime) {
+        let now_ms = UnixMillis::from_system_time(now).as_millis();
+        let over: Vec<MessageId> = self
+            .out_recs
+            .iter()
+            .filter(|(_, r)| r.farewell_until_ms.is_some_and(|at| now_ms >= at))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in over {
+            self.outbox.cancel(&id);
+            self.out_recs.remove(&id);
+            self.writes.push(Write::Del(NS_OUT, id.0.to_vec()));
+            self.stats.farewells_dropped += 1;
+        }
     }
 
     /// Drops what is remembered of received messages past [`sending::REMEMBER_DELIVERED`]: the
