@@ -11,9 +11,10 @@ use qanat_pki::UnixMillis;
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 
-use qanat_mixnet::sending::Delivery;
+use qanat_mixnet::sending::{Delivery, TrafficProfile};
 
-use crate::engine::{Engine, EngineError, EngineEvent, LocalMessageId};
+use crate::engine::{Engine, EngineError, EngineEvent, HistoryEntry, LocalMessageId, ProfileCost};
+use crate::invite::Invitation;
 
 /// File name of the control socket in the profile directory.
 pub const SOCKET_FILE: &str = "control.sock";
@@ -47,11 +48,45 @@ pub enum Request {
     },
     /// Unread messages (marked read).
     Inbox,
-    /// A conversation's history.
+    /// A conversation's history, oldest first.
     History {
         /// The contact or group.
         name: String,
+        /// Only messages older than this one (its `MessageOut::id`): to page back.
+        #[serde(default)]
+        before: Option<String>,
+        /// Only the newest this many (of those older than `before`).
+        #[serde(default)]
+        limit: Option<u32>,
     },
+    /// Mark a conversation's incoming messages read.
+    MarkRead {
+        /// The contact or group.
+        name: String,
+    },
+    /// The invitation of a contact still waiting for its answer, again.
+    Invitation {
+        /// The contact.
+        name: String,
+    },
+    /// Switch traffic profile.
+    SetTraffic {
+        /// `standard` or `metered`.
+        traffic: String,
+    },
+    /// The settings.
+    Settings,
+    /// Change the interface's settings (those given).
+    SetSettings {
+        /// `en`, `fr` or `ar`.
+        #[serde(default)]
+        language: Option<String>,
+        /// Seconds without the user before the interface locks (60 to 3600).
+        #[serde(default)]
+        lock_timeout_secs: Option<u32>,
+    },
+    /// The network in use, and what each traffic profile costs there.
+    Network,
     /// The delivery state of a message we sent.
     Delivery {
         /// As `Send` returned it.
@@ -106,7 +141,7 @@ pub enum Request {
 }
 
 /// Frames the client's link to its gateway carried (each `frame_bytes` on the wire, before TCP).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkCounts {
     /// Frames sent (packets and control requests).
     pub frames_out: u64,
@@ -118,6 +153,16 @@ pub struct LinkCounts {
     /// gateway's pull answers.
     #[serde(default)]
     pub directory_epoch: u64,
+    /// Whether a session with the gateway is up now.
+    #[serde(default)]
+    pub connected: bool,
+    /// Bytes on the link since `today_since_ms`: up, down.
+    #[serde(default)]
+    pub today: [u64; 2],
+    /// Since when `today` counts (Unix ms): the client's start, or its first count after
+    /// midnight (UTC).
+    #[serde(default)]
+    pub today_since_ms: u64,
 }
 
 /// What the client dropped, refused or holds of what others sent it: the counters of
@@ -149,6 +194,10 @@ pub struct InputCounts {
 /// One message, as commands print it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageOut {
+    /// Its id in the history (hex): what `History`'s `before` takes, what a `Delivery` event
+    /// and an arriving `message` event name.
+    #[serde(default)]
+    pub id: String,
     /// The contact or group.
     pub thread: String,
     /// Who sent it (`"me"` for ours).
@@ -161,6 +210,9 @@ pub struct MessageOut {
     pub at_ms: u64,
     /// Ours: `queued`, `sent` or `delivered`.
     pub state: Option<String>,
+    /// Ours: how many recipients acknowledged it, of how many.
+    #[serde(default)]
+    pub delivered: Option<[u32; 2]>,
 }
 
 /// A group invitation, as commands print it.
@@ -189,25 +241,151 @@ pub struct ThreadOut {
     pub members: Vec<String>,
     /// Unread messages.
     pub unread: usize,
+    /// The newest message.
+    #[serde(default)]
+    pub last: Option<MessageOut>,
+    /// Its last activity (Unix ms): the newest message, else the invitation made, else 0.
+    #[serde(default)]
+    pub activity_ms: u64,
+    /// Waiting for its invitation's answer: when the link expires (Unix ms).
+    #[serde(default)]
+    pub expires_at_ms: Option<u64>,
+}
+
+/// What one traffic profile costs and how long its messages take.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CostOut {
+    /// Packets per second: payload (λ_P), loops (λ_L), drops (λ_D).
+    pub rates: [f64; 3],
+    /// Bytes per day to and from the gateway, whatever the user does.
+    pub bytes_per_day: [u64; 2],
+    /// A message's typical delay (ms).
+    pub expected_delay_ms: u64,
+}
+
+/// An event, for an interface (the `Watch` stream and the app's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventOut {
+    /// A message arrived.
+    Message {
+        /// Its id in the history.
+        id: String,
+        /// The contact or group.
+        thread: String,
+        /// Who sent it.
+        sender: String,
+        /// The text.
+        text: String,
+        /// When it was sent (Unix ms, sender's clock).
+        sent_at_ms: u64,
+        /// When it arrived (Unix ms).
+        at_ms: u64,
+    },
+    /// One of our messages moved on.
+    Delivery {
+        /// Its id.
+        id: String,
+        /// `queued`, `sent` or `delivered`.
+        state: String,
+    },
+    /// A contact's conversation is set up.
+    ContactReady {
+        /// The contact.
+        name: String,
+    },
+    /// A group was joined.
+    GroupJoined {
+        /// The group.
+        name: String,
+    },
+    /// A group's membership changed.
+    GroupChanged {
+        /// The group.
+        name: String,
+        /// Members added.
+        added: Vec<String>,
+        /// Members removed.
+        removed: Vec<String>,
+    },
+    /// Out of a group.
+    Left {
+        /// The group.
+        name: String,
+    },
+    /// A contact invites us into a group.
+    GroupInvitation {
+        /// The invitation's id.
+        id: String,
+        /// The contact.
+        from: String,
+        /// The group's suggested name.
+        group: String,
+    },
+    /// An invitation's mailbox was taken by someone else: the link was seen.
+    InvitationRefused {
+        /// The contact it was for.
+        name: String,
+    },
+    /// An invitation expired unanswered.
+    InvitationExpired {
+        /// The contact it was for.
+        name: String,
+    },
+}
+
+impl EventOut {
+    /// `e` for an interface.
+    pub fn of(e: &EngineEvent) -> Self {
+        let ms = |t: SystemTime| UnixMillis::from_system_time(t).as_millis();
+        match e.clone() {
+            EngineEvent::Message { id, thread, sender, text, sent_at, received_at } => Self::Message {
+                id: id.to_string(),
+                thread,
+                sender,
+                text,
+                sent_at_ms: ms(sent_at),
+                at_ms: ms(received_at),
+            },
+            EngineEvent::Delivery { message, state } => {
+                Self::Delivery { id: message.to_string(), state: state_name(state).into() }
+            }
+            EngineEvent::ContactReady { name } => Self::ContactReady { name },
+            EngineEvent::GroupJoined { name } => Self::GroupJoined { name },
+            EngineEvent::GroupChanged { name, added, removed } => Self::GroupChanged { name, added, removed },
+            EngineEvent::Left { name } => Self::Left { name },
+            EngineEvent::GroupInvitation { id, from, group } => Self::GroupInvitation { id, from, group },
+            EngineEvent::InvitationRefused { name } => Self::InvitationRefused { name },
+            EngineEvent::InvitationExpired { name } => Self::InvitationExpired { name },
+        }
+    }
 }
 
 /// An answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Response {
     /// Done.
     Ok,
     /// Refused, with the reason for the user.
     Error {
-        /// The reason.
+        /// The reason, in English.
         message: String,
+        /// Its kind ([`EngineError::code`]), for an interface that words it in the user's
+        /// language; absent for what is not the engine's.
+        #[serde(default)]
+        code: Option<String>,
     },
-    /// A new invitation.
+    /// An invitation.
     Invitation {
         /// The link.
         link: String,
         /// Its QR code, for a terminal.
         qr: String,
+        /// When it expires (Unix ms).
+        #[serde(default)]
+        expires_at_ms: u64,
     },
     /// A message was queued.
     Sent {
@@ -272,7 +450,58 @@ pub enum Response {
         text: String,
         /// A message's latency in ms, when the event is a message.
         latency_ms: Option<u64>,
+        /// The event, for an interface.
+        #[serde(default)]
+        event: Option<EventOut>,
     },
+    /// The settings.
+    Settings {
+        /// `standard` or `metered`.
+        traffic: String,
+        /// The interface's language, once chosen.
+        language: Option<String>,
+        /// Seconds without the user before the interface locks.
+        lock_timeout_secs: u32,
+    },
+    /// The network in use (`None` fields: no directory yet).
+    Network {
+        /// The epoch of the directory document in use.
+        directory_epoch: Option<u64>,
+        /// An epoch's length (s).
+        epoch_secs: Option<u64>,
+        /// Mix layers.
+        layers: Option<u32>,
+        /// Each mix's mean delay (ms).
+        mean_delay_ms: Option<u64>,
+        /// This profile's traffic profile.
+        traffic: String,
+        /// Packets sent since the start: real, acknowledgements, cover.
+        sent: [u64; 3],
+        /// The standard profile's cost.
+        standard: Option<CostOut>,
+        /// The metered profile's cost.
+        metered: Option<CostOut>,
+        /// The link to the gateway (running client only).
+        link: Option<LinkCounts>,
+    },
+}
+
+impl Response {
+    /// A refusal that is not the engine's (no code).
+    pub fn error(message: impl Into<String>) -> Self {
+        Self::Error { message: message.into(), code: None }
+    }
+
+    /// The engine's refusal, with its code.
+    pub fn refused(e: &EngineError) -> Self {
+        Self::Error { message: e.to_string(), code: Some(e.code().into()) }
+    }
+
+    /// An event as `Watch` streams it.
+    pub fn event(e: &EngineEvent) -> Self {
+        let (text, latency_ms) = describe(e);
+        Self::Event { text, latency_ms, event: Some(EventOut::of(e)) }
+    }
 }
 
 fn state_name(d: Delivery) -> &'static str {
@@ -286,7 +515,7 @@ fn state_name(d: Delivery) -> &'static str {
 /// An event as a line for people (and its latency, for messages).
 pub fn describe(e: &EngineEvent) -> (String, Option<u64>) {
     match e {
-        EngineEvent::Message { thread, sender, text, sent_at, received_at } => {
+        EngineEvent::Message { thread, sender, text, sent_at, received_at, .. } => {
             let latency = received_at.duration_since(*sent_at).map(|d| d.as_millis() as u64).ok();
             let at = if thread == sender { thread.clone() } else { format!("{thread}/{sender}") };
             (format!("[{at}] {text}"), latency)
@@ -341,7 +570,7 @@ pub fn execute<R: CryptoRng>(
 ) -> Response {
     match try_execute(engine, req, running, now, rng) {
         Ok(r) => r,
-        Err(e) => Response::Error { message: e.to_string() },
+        Err(e) => Response::refused(&e),
     }
 }
 
@@ -380,10 +609,8 @@ pub fn try_execute<R: CryptoRng>(
                 },
             }
         }
-        Request::Invite { name } => {
-            let inv = engine.invite(&name, now, rng)?;
-            Response::Invitation { link: inv.to_link(), qr: inv.qr_code().unwrap_or_default() }
-        }
+        Request::Invite { name } => invitation(&engine.invite(&name, now, rng)?),
+        Request::Invitation { name } => invitation(&engine.invitation(&name)?),
         Request::Accept { link, name } => {
             engine.accept(link.trim(), &name, now, rng)?;
             Response::Ok
@@ -393,11 +620,14 @@ pub fn try_execute<R: CryptoRng>(
                 .threads()?
                 .into_iter()
                 .map(|t| ThreadOut {
+                    last: t.last.map(|(id, e)| message_out(&t.name, &id, e)),
                     name: t.name,
                     group: t.group,
                     state: t.state.into(),
                     members: t.members,
                     unread: t.unread,
+                    activity_ms: t.activity_ms,
+                    expires_at_ms: t.expires_at_ms,
                 })
                 .collect(),
         },
@@ -406,30 +636,64 @@ pub fn try_execute<R: CryptoRng>(
             list: engine
                 .take_unread()?
                 .into_iter()
-                .map(|(thread, e)| MessageOut {
-                    thread,
-                    sender: e.sender,
-                    text: e.text,
-                    sent_at_ms: e.sent_at_ms,
-                    at_ms: e.at_ms,
-                    state: None,
-                })
+                .map(|(thread, id, e)| message_out(&thread, &id, e))
                 .collect(),
         },
-        Request::History { name } => Response::Messages {
-            list: engine
-                .history(&name)?
-                .into_iter()
-                .map(|(_, e)| MessageOut {
-                    thread: name.clone(),
-                    state: e.outgoing.then(|| state_name(e.delivery()).to_owned()),
-                    sender: e.sender,
-                    text: e.text,
-                    sent_at_ms: e.sent_at_ms,
-                    at_ms: e.at_ms,
-                })
-                .collect(),
-        },
+        Request::History { name, before, limit } => {
+            let before = match before {
+                Some(b) => Some(parse_id(&b).ok_or(EngineError::UnknownMessage)?),
+                None => None,
+            };
+            Response::Messages {
+                list: engine
+                    .history_page(&name, before.as_ref(), limit.map(|n| n as usize))?
+                    .into_iter()
+                    .map(|(id, e)| message_out(&name, &id, e))
+                    .collect(),
+            }
+        }
+        Request::MarkRead { name } => {
+            engine.mark_read(&name)?;
+            Response::Ok
+        }
+        Request::SetTraffic { traffic } => {
+            let t = TrafficProfile::from_name(&traffic)
+                .ok_or(EngineError::Setting("traffic profile", "standard or metered"))?;
+            engine.set_traffic(t)?;
+            Response::Ok
+        }
+        Request::Settings => {
+            let s = engine.ui_settings();
+            Response::Settings {
+                traffic: engine.traffic().name().into(),
+                language: s.language,
+                lock_timeout_secs: s.lock_timeout_secs,
+            }
+        }
+        Request::SetSettings { language, lock_timeout_secs } => {
+            engine.set_ui_settings(language.as_deref(), lock_timeout_secs)?;
+            Response::Ok
+        }
+        Request::Network => {
+            let info = engine.network_info();
+            let s = engine.stats();
+            let cost = |c: &ProfileCost| CostOut {
+                rates: [c.rates.payload, c.rates.loops, c.rates.drops],
+                bytes_per_day: [c.bytes_per_day.0.round() as u64, c.bytes_per_day.1.round() as u64],
+                expected_delay_ms: c.expected_delay.as_millis() as u64,
+            };
+            Response::Network {
+                directory_epoch: info.as_ref().map(|i| i.epoch),
+                epoch_secs: info.as_ref().map(|i| i.epoch_period.as_secs()),
+                layers: info.as_ref().map(|i| i.layers as u32),
+                mean_delay_ms: info.as_ref().map(|i| i.mean_delay.as_millis() as u64),
+                traffic: engine.traffic().name().into(),
+                sent: [s.sent_real, s.sent_acks, s.sent_cover],
+                standard: info.as_ref().map(|i| cost(&i.standard)),
+                metered: info.as_ref().map(|i| cost(&i.metered)),
+                link: None,
+            }
+        }
         Request::Delivery { id } => {
             let state = match parse_id(&id) {
                 Some(id) => engine.delivery(&id)?.map(state_name).unwrap_or("unknown"),
@@ -473,8 +737,27 @@ pub fn try_execute<R: CryptoRng>(
             engine.decline_group_invitation(&invitation)?;
             Response::Ok
         }
-        Request::Watch => {
-            Response::Error { message: "watch needs the running client (start `qanat run`)".into() }
-        }
+        Request::Watch => Response::error("watch needs the running client (start `qanat run`)"),
     })
+}
+
+fn invitation(inv: &Invitation) -> Response {
+    Response::Invitation {
+        link: inv.to_link(),
+        qr: inv.qr_code().unwrap_or_default(),
+        expires_at_ms: inv.expires_at().as_millis(),
+    }
+}
+
+fn message_out(thread: &str, id: &LocalMessageId, e: HistoryEntry) -> MessageOut {
+    MessageOut {
+        id: id.to_string(),
+        thread: thread.into(),
+        state: e.outgoing.then(|| state_name(e.delivery()).to_owned()),
+        delivered: e.outgoing.then_some([e.delivered, e.recipients]),
+        sender: e.sender,
+        text: e.text,
+        sent_at_ms: e.sent_at_ms,
+        at_ms: e.at_ms,
+    }
 }

@@ -23,7 +23,7 @@ use qanat_link::{LinkMetrics, LinkSecretKey, http};
 use qanat_network::{ClientGateway, ClientNetwork, link_config, wall_now};
 use qanat_packet::MailboxId;
 use qanat_pki::document::MAX_DOCUMENT_LEN;
-use qanat_pki::{Document, Epoch};
+use qanat_pki::{Document, Epoch, UnixMillis};
 use rand::rngs::StdRng;
 use rand::{SeedableRng as _, rngs::SysRng};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
@@ -109,9 +109,9 @@ impl ClientHandle {
     pub async fn call(&self, req: Request) -> Response {
         let (tx, rx) = oneshot::channel();
         if self.calls.send((req, tx)).await.is_err() {
-            return Response::Error { message: "the client has stopped".into() };
+            return Response::error("the client has stopped");
         }
-        rx.await.unwrap_or(Response::Error { message: "the client has stopped".into() })
+        rx.await.unwrap_or(Response::error("the client has stopped"))
     }
 
     /// The events from now on.
@@ -176,7 +176,7 @@ async fn serve_connection(
         let req: Request = match serde_json::from_str(&line) {
             Ok(r) => r,
             Err(e) => {
-                let _ = write_line(&mut w, &Response::Error { message: format!("bad request: {e}") }).await;
+                let _ = write_line(&mut w, &Response::error(format!("bad request: {e}"))).await;
                 continue;
             }
         };
@@ -188,17 +188,16 @@ async fn serve_connection(
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(_) => return,
                 };
-                let (text, latency_ms) = control::describe(&ev);
-                if write_line(&mut w, &Response::Event { text, latency_ms }).await.is_err() {
+                if write_line(&mut w, &Response::event(&ev)).await.is_err() {
                     return;
                 }
             }
         }
         let (tx, rx) = oneshot::channel();
         let resp = if calls.send((req, tx)).await.is_err() {
-            Response::Error { message: "the client has stopped".into() }
+            Response::error("the client has stopped")
         } else {
-            rx.await.unwrap_or(Response::Error { message: "the client has stopped".into() })
+            rx.await.unwrap_or(Response::error("the client has stopped"))
         };
         if write_line(&mut w, &resp).await.is_err() {
             return;
@@ -386,6 +385,7 @@ async fn run(
     // Frames on the link to the gateway, over every session: what the user's link carries.
     let link_metrics = Arc::new(LinkMetrics::default());
     let frame_len = link_config(&network.network.geometry).map(|c| c.frame_size.wire_len()).unwrap_or(0);
+    let mut today = Today::new(wall_now());
     let mut next_connect = Instant::now();
     let mut backoff = Duration::from_millis(200);
     let mut next_fetch = Instant::now();
@@ -441,19 +441,23 @@ async fn run(
                 let mut resp = match control::try_execute(&mut engine, req, true, SystemTime::now(), &mut rng) {
                     Ok(resp) => resp,
                     Err(e) if e.is_fatal() => {
-                        let _ = reply.send(Response::Error { message: e.to_string() });
+                        let _ = reply.send(Response::refused(&e));
                         tracing::error!("the client stops: {e}");
                         break Err(RuntimeError::Engine(e));
                     }
-                    Err(e) => Response::Error { message: e.to_string() },
+                    Err(e) => Response::refused(&e),
                 };
-                if let Response::Status { link, .. } = &mut resp {
+                if let Response::Status { link, .. } | Response::Network { link, .. } = &mut resp {
                     let m = link_metrics.snapshot();
+                    let frames = today.count(wall_now(), [m.frames_out, m.frames_in]);
                     *link = Some(control::LinkCounts {
                         frames_out: m.frames_out,
                         frames_in: m.frames_in,
                         frame_bytes: frame_len as u64,
                         directory_epoch: directory.applied.map_or(0, |e| e.0),
+                        connected: session.is_some(),
+                        today: frames.map(|n| n * frame_len as u64),
+                        today_since_ms: today.since.as_millis(),
                     });
                 }
                 let _ = reply.send(resp);
@@ -532,4 +536,50 @@ async fn run(
         s.close().await;
     }
     result.map(|()| engine.into_profile())
+}
+
+/// Frames on the link today (UTC): since the client's start, or since the first count after
+/// midnight: what today's traffic costs.
+struct Today {
+    since: UnixMillis,
+    base: [u64; 2],
+}
+
+const DAY_MS: u64 = 86_400_000;
+
+impl Today {
+    fn new(now: UnixMillis) -> Self {
+        Self { since: now, base: [0, 0] }
+    }
+
+    /// Frames out and in since `self.since`, from the totals `frames`; a new day starts afresh.
+    fn count(&mut self, now: UnixMillis, frames: [u64; 2]) -> [u64; 2] {
+        let midnight = now.as_millis() - now.as_millis() % DAY_MS;
+        if self.since.as_millis() < midnight {
+            // Counted from now: what left between midnight and now is not known apart.
+            self.since = now;
+            self.base = frames;
+        }
+        [frames[0].saturating_sub(self.base[0]), frames[1].saturating_sub(self.base[1])]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn today_counts_from_the_start_and_afresh_each_day() {
+        let start = UnixMillis::from_millis(10 * DAY_MS + 3_600_000);
+        let mut t = Today::new(start);
+        assert_eq!(t.count(start, [5, 7]), [5, 7]);
+        assert_eq!(t.since, start);
+        let later = UnixMillis::from_millis(11 * DAY_MS - 1);
+        assert_eq!(t.count(later, [9, 10]), [9, 10]);
+        // The next day counts from its first count.
+        let next = UnixMillis::from_millis(11 * DAY_MS + 5);
+        assert_eq!(t.count(next, [12, 10]), [0, 0]);
+        assert_eq!(t.since, next);
+        assert_eq!(t.count(next, [20, 11]), [8, 1]);
+    }
 }

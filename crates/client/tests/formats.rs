@@ -49,15 +49,22 @@ fn a_profile_of_format_1_is_refused_by_name() {
 
 /// What Ann's profile of format 2 holds, as the engine shows it.
 fn check_ann(e: &Engine) {
-    let thread = |name: &str, group, state, members: &[&str], unread| ThreadInfo {
-        name: name.into(),
-        group,
-        state,
-        members: members.iter().map(|m| m.to_string()).collect(),
-        unread,
+    type Row = (String, bool, &'static str, Vec<String>, usize);
+    let thread = |name: &str, group, state, members: &[&str], unread| -> Row {
+        (name.into(), group, state, members.iter().map(|m| m.to_string()).collect(), unread)
     };
-    let mut threads = e.threads().unwrap();
-    threads.sort_by(|a, b| a.name.cmp(&b.name));
+    let infos = e.threads().unwrap();
+    // Most recently active first: the contacts and groups with messages, by their newest.
+    let order: Vec<&str> = infos.iter().filter(|t| t.last.is_some()).map(|t| t.name.as_str()).collect();
+    assert_eq!(order, ["bob", "team"]);
+    let last = |name: &str| infos.iter().find(|t| t.name == name).and_then(|t| t.last.clone());
+    assert_eq!(last("bob").map(|(_, h)| h.text), Some("are you there?".into()));
+    assert_eq!(last("team").map(|(_, h)| h.text), Some("hello team".into()));
+    let dave = infos.iter().find(|t| t.name == "dave").unwrap();
+    assert!(dave.expires_at_ms.is_some() && dave.activity_ms > 0, "{dave:?}");
+    let mut threads: Vec<Row> =
+        infos.into_iter().map(|t: ThreadInfo| (t.name, t.group, t.state, t.members, t.unread)).collect();
+    threads.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
         threads,
         [

@@ -78,12 +78,7 @@ fn user(
 async fn status(c: &ClientHandle) -> (bool, u64, u64, u64) {
     match c.call(Request::Status).await {
         Response::Status { network, link, .. } => {
-            let l = link.unwrap_or(qanat_client::control::LinkCounts {
-                frames_out: 0,
-                frames_in: 0,
-                frame_bytes: 0,
-                directory_epoch: 0,
-            });
+            let l = link.unwrap_or_default();
             (network, l.frames_out, l.frames_in, l.frame_bytes)
         }
         r => panic!("{r:?}"),

@@ -317,8 +317,7 @@ pub(crate) fn run(
                 () = signals.as_mut().recv() => break,
                 ev = events.recv() => match ev {
                     Ok(ev) => {
-                        let (text, latency_ms) = control::describe(&ev);
-                        print_response(&Response::Event { text, latency_ms }, out);
+                        print_response(&Response::event(&ev), out);
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         say(format!("qanat: {n} events not shown (output too slow)"));
@@ -568,7 +567,7 @@ pub(crate) fn follow(home: &Path, out: Output) -> Result<()> {
 fn finish(resp: &Response, out: Output) -> Result<()> {
     print_response(resp, out);
     match resp {
-        Response::Error { message } => Err(anyhow!("{message}")),
+        Response::Error { message, .. } => Err(anyhow!("{message}")),
         _ => Ok(()),
     }
 }
@@ -585,13 +584,15 @@ fn print_response(resp: &Response, out: Output) {
         // Reported by the caller, on standard error.
         Response::Error { .. } => {}
         Response::Ok => println!("done"),
-        Response::Invitation { link, qr } => {
+        Response::Invitation { link, qr, expires_at_ms } => {
             println!("{qr}");
             println!("{link}");
             println!();
+            let now = qanat_pki::UnixMillis::from_system_time(std::time::SystemTime::now()).as_millis();
+            let hours = expires_at_ms.saturating_sub(now).div_ceil(3_600_000);
             println!(
                 "Give this one-time link (or the QR code) to your contact, who runs \
-                 `qanat accept --name YOURNAME LINK`."
+                 `qanat accept --name YOURNAME LINK`. It expires in {hours} h."
             );
         }
         Response::Sent { id } => println!("queued message {id}"),
@@ -661,7 +662,51 @@ fn print_response(resp: &Response, out: Output) {
             println!("joining group {name}; you are a member once the inviter's client answers")
         }
         Response::Delivery { state } => println!("{state}"),
-        Response::Event { text, latency_ms } => match latency_ms {
+        Response::Settings { traffic, language, lock_timeout_secs } => {
+            println!("traffic:      {traffic}");
+            println!("language:     {}", language.as_deref().unwrap_or("(the browser's)"));
+            println!("lock after:   {lock_timeout_secs} s without you (in the app)");
+        }
+        Response::Network {
+            directory_epoch,
+            epoch_secs,
+            layers,
+            mean_delay_ms,
+            traffic,
+            sent,
+            standard,
+            metered,
+            link,
+        } => {
+            let Some(epoch) = directory_epoch else {
+                println!(
+                    "no network directory yet (start `qanat run` and wait until it reaches the network)"
+                );
+                return;
+            };
+            if let Some(l) = link {
+                println!("gateway:      {}", if l.connected { "connected" } else { "not connected" });
+                println!("today:        {} up, {} down", bytes(l.today[0]), bytes(l.today[1]));
+            }
+            println!(
+                "directory:    epoch {epoch} ({} s each), {} mix layers, {} ms mean delay per mix",
+                epoch_secs.unwrap_or(0),
+                layers.unwrap_or(0),
+                mean_delay_ms.unwrap_or(0)
+            );
+            println!("sent:         {} real, {} acknowledgements, {} cover", sent[0], sent[1], sent[2]);
+            for (name, c) in [("standard", standard), ("metered", metered)] {
+                let Some(c) = c else { continue };
+                let mark = if *traffic == name { "*" } else { " " };
+                println!(
+                    "{mark}{name:9}    {} up and {} down per day, a message takes about {:.1} s",
+                    bytes(c.bytes_per_day[0]),
+                    bytes(c.bytes_per_day[1]),
+                    c.expected_delay_ms as f64 / 1000.0
+                );
+            }
+        }
+        Response::Event { text, latency_ms, .. } => match latency_ms {
             Some(l) => println!("{text}  ({l} ms)"),
             None => println!("{text}"),
         },

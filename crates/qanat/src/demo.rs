@@ -166,7 +166,7 @@ async fn run(o: &DemoOptions, dir: &std::path::Path) -> Result<(usize, usize)> {
             .collect();
         for (from_alice, text) in &texts {
             let (c, to) = if *from_alice { (&alice, "bob") } else { (&bob, "alice") };
-            if let Response::Error { message } =
+            if let Response::Error { message, .. } =
                 c.call(Request::Send { to: to.into(), text: text.clone() }).await
             {
                 bail!("send failed: {message}");

@@ -200,6 +200,23 @@ enum Command {
         home: Home,
         /// The contact or group.
         name: String,
+        /// Only the newest N messages.
+        #[arg(long, value_name = "N")]
+        last: Option<u32>,
+    },
+    /// Shows the network in use: the directory, the link to the gateway, today's traffic, and
+    /// what each traffic profile costs per day and how long its messages take.
+    Network {
+        #[command(flatten)]
+        home: Home,
+    },
+    /// Switches the traffic profile: standard (the directory's rates) or metered (a tenth of
+    /// them: less data, ten times the wait for a sending slot).
+    Traffic {
+        #[command(flatten)]
+        home: Home,
+        /// `standard` or `metered`.
+        traffic: String,
     },
     /// Shows the client's state: running, directory, traffic profile and its cost, messages
     /// not yet delivered, packets sent.
@@ -596,7 +613,11 @@ fn main() -> Result<()> {
         }
         Command::Inbox { home: h, follow: true } => client_cmd::follow(&home(h)?, out),
         Command::Inbox { home: h, follow: false } => request(h, Request::Inbox),
-        Command::History { home: h, name } => request(h, Request::History { name }),
+        Command::History { home: h, name, last } => {
+            request(h, Request::History { name, before: None, limit: last })
+        }
+        Command::Network { home: h } => request(h, Request::Network),
+        Command::Traffic { home: h, traffic } => request(h, Request::SetTraffic { traffic }),
         Command::Status { home: h } => request(h, Request::Status),
         Command::Group { command } => match command {
             GroupCommand::Create { home: h, name } => request(h, Request::GroupCreate { name }),

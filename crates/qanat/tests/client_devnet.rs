@@ -662,7 +662,10 @@ async fn soak_with_churn_and_attacks() {
             for (r, thread, text) in &missing {
                 let u =
                     [&alice, &bob, &carol][["alice", "bob", "carol"].iter().position(|n| n == r).unwrap()];
-                let in_history = match u.call(Request::History { name: thread.clone() }).await {
+                let in_history = match u
+                    .call(Request::History { name: thread.clone(), before: None, limit: None })
+                    .await
+                {
                     Response::Messages { list } => list.iter().any(|m| &m.text == text),
                     _ => false,
                 };

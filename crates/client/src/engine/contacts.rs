@@ -49,6 +49,26 @@ impl Engine {
         Ok(pending.invitation().clone())
     }
 
+    /// The invitation made for `name`, a contact still waiting for its answer: to show its link
+    /// again (and its expiry).
+    pub fn invitation(&mut self, name: &str) -> Result<Invitation, EngineError> {
+        let t = self.thread_by_name(name)?;
+        let th = self.threads.get(&t).ok_or(EngineError::Corrupt("thread"))?;
+        if th.state != ThreadState::Inviting {
+            return Err(EngineError::NotReady(name.into(), "it has no invitation waiting for an answer"));
+        }
+        let mailbox = th.mailbox;
+        let pending = self.profile.transaction(|tx| invite::pending(tx))?;
+        pending
+            .into_iter()
+            .find(|p| p.invitation().mailbox().0 == mailbox)
+            .map(|p| p.invitation().clone())
+            .ok_or(EngineError::NotReady(
+                name.into(),
+                "its invitation is no longer open (expired or answered)",
+            ))
+    }
+
     /// Accepts the invitation `link`; the new contact is called `name` here. The answer leaves
     /// with the next sending slots; [`EngineEvent::ContactReady`] follows the inviter's Welcome.
     pub fn accept<R: CryptoRng>(

@@ -50,9 +50,15 @@ pub enum EngineError {
     /// No group invitation has this id.
     #[error("no group invitation {0:?} (see `qanat group invitations`)")]
     UnknownInvitation(String),
+    /// No message has this id.
+    #[error("no message with this id")]
+    UnknownMessage,
     /// No member of the group matches.
     #[error("no member of {0:?} matches {1:?} (see `qanat group members`)")]
     UnknownMember(String, String),
+    /// A setting's value is not one the user may choose: which setting, and what it takes.
+    #[error("invalid {0}: {1}")]
+    Setting(&'static str, &'static str),
     /// The engine has no directory document yet.
     #[error(
         "no network directory yet: this needs the running client (start `qanat run` and wait until it reaches the network)"
@@ -91,6 +97,40 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// A short stable code for the kind of refusal, for an interface that words it in the
+    /// user's language (the app's message catalogue); the `Display` text stays the English
+    /// wording for the terminal. Codes are never renamed, only added.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownName(_) => "unknown_name",
+            Self::NameTaken(_) => "name_taken",
+            Self::InvalidName(_) => "invalid_name",
+            Self::NotReady(..) => "not_ready",
+            Self::WrongKind(..) => "wrong_kind",
+            Self::UnknownInvitation(_) => "unknown_invitation",
+            Self::UnknownMember(..) => "unknown_member",
+            Self::Setting(..) => "invalid_setting",
+            Self::UnknownMessage => "unknown_message",
+            Self::NoNetwork => "no_network",
+            Self::GatewayMissing => "gateway_missing",
+            Self::Payload(PayloadError::TooLong) | Self::TooLong(_) => "too_long",
+            Self::Invite(e) => match e {
+                InviteError::NotALink | InviteError::Malformed(_) | InviteError::UnknownVersion(_) => {
+                    "invitation_invalid"
+                }
+                InviteError::Expired { .. } => "invitation_expired",
+                InviteError::AlreadyAccepted | InviteError::AlreadyUsed => "invitation_used",
+                InviteError::OwnInvitation => "invitation_own",
+                _ if self.is_fatal() => "profile",
+                _ => "invitation_refused",
+            },
+            Self::Mls(MlsError::NotMember) => "not_member",
+            Self::Mls(MlsError::UnknownMember) => "unknown_member",
+            _ if self.is_fatal() => "profile",
+            _ => "refused",
+        }
+    }
+
     /// Whether the client must stop on this error rather than go on without what failed.
     ///
     /// The rule: nothing that arrives from the network (a contact, a group member, a gateway, a
@@ -130,6 +170,8 @@ impl EngineError {
             | Self::WrongKind(..)
             | Self::UnknownInvitation(_)
             | Self::UnknownMember(..)
+            | Self::Setting(..)
+            | Self::UnknownMessage
             | Self::NoNetwork
             | Self::GatewayMissing
             | Self::Geometry(_) => false,

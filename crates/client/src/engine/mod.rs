@@ -82,6 +82,7 @@ mod queries;
 mod receive;
 mod rows;
 mod send;
+mod settings;
 mod stats;
 mod threads;
 mod timers;
@@ -104,6 +105,9 @@ pub use mailboxes::{MAX_REPLACED, ROTATION_GRACE_MS};
 pub use receive::{MAX_EARLY, MAX_EARLY_BYTES};
 pub use rows::ENGINE_FORMAT;
 pub use send::FAREWELL;
+pub use settings::{
+    DEFAULT_LOCK_TIMEOUT_SECS, LANGUAGES, LOCK_TIMEOUT_SECS, NetworkInfo, ProfileCost, UiSettings,
+};
 pub use stats::EngineStats;
 pub use types::{EngineConfig, EngineEvent, GroupInvitationInfo, HistoryEntry, LocalMessageId, ThreadInfo};
 

@@ -21,6 +21,8 @@ pub(super) struct Network {
     pub(super) own_gateway: invite::InviteGateway,
     /// Until when our own packets are built with `view`'s keys ([`keys_usable_until`]).
     pub(super) keys_until: UnixMicros,
+    /// The document's parameters (rates, delays, geometry).
+    pub(super) params: qanat_pki::Parameters,
 }
 
 /// Until when the engine builds its own packets with the keys of `epoch`'s document: the end of
@@ -93,24 +95,15 @@ impl Engine {
             mean_delay: Duration::from_millis(u64::from(params.mean_delay_ms())),
             gateway: NodeId(self.settings.gateway),
         };
-        let rates = self.traffic.rates(params);
-        self.idle_cost = qanat_link::FrameSize::for_packet_len(geometry.packet_len())
-            .ok()
-            .map(|size| self.traffic.idle_bytes_per_day(params, size.wire_len()));
-        // The wait for an acknowledgement: a slot at each end, the delays of every hop both ways,
-        // and a fetch at each end; doubled for the tail.
-        let slot = Duration::from_secs_f64(1.0 / rates.payload.max(1e-6));
-        let hops = view.mean_delay * (2 * params.mix_layers() as u32);
-        let first = (slot * 2 + hops + self.config.fetch_interval * 2) * 2;
-        self.outbox.set_policy(ResendPolicy {
-            first: first.max(Duration::from_secs(1)),
-            max: (first * 16).min(Duration::from_secs(1800)),
-        });
-        if self.schedule.as_ref().is_none_or(|s| s.rates() != rates) {
-            self.schedule = Some(Schedule::new(rates));
-        }
+        self.apply_traffic(params, &view);
         let keys_until = keys_usable_until(view.topology.epoch, params.epoch_period());
-        self.network = Some(Network { sphinx: Sphinx::new(geometry.clone()), view, own_gateway, keys_until });
+        self.network = Some(Network {
+            sphinx: Sphinx::new(geometry.clone()),
+            view,
+            own_gateway,
+            keys_until,
+            params: params.clone(),
+        });
         if first_time {
             // Messages saved before a restart go back in the queue, with their ids.
             let mut recs: Vec<(MessageId, OutRec)> =
@@ -129,6 +122,28 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Sets this profile's rates, idle cost and resend policy under `params` (the directory's)
+    /// and `view`'s delays.
+    pub(super) fn apply_traffic(&mut self, params: &qanat_pki::Parameters, view: &NetworkView) {
+        let geometry = params.geometry();
+        let rates = self.traffic.rates(params);
+        self.idle_cost = qanat_link::FrameSize::for_packet_len(geometry.packet_len())
+            .ok()
+            .map(|size| self.traffic.idle_bytes_per_day(params, size.wire_len()));
+        // The wait for an acknowledgement: a slot at each end, the delays of every hop both ways,
+        // and a fetch at each end; doubled for the tail.
+        let slot = Duration::from_secs_f64(1.0 / rates.payload.max(1e-6));
+        let hops = view.mean_delay * (2 * params.mix_layers() as u32);
+        let first = (slot * 2 + hops + self.config.fetch_interval * 2) * 2;
+        self.outbox.set_policy(ResendPolicy {
+            first: first.max(Duration::from_secs(1)),
+            max: (first * 16).min(Duration::from_secs(1800)),
+        });
+        if self.schedule.as_ref().is_none_or(|s| s.rates() != rates) {
+            self.schedule = Some(Schedule::new(rates));
+        }
     }
 
     pub(super) fn network(&self) -> Result<&Network, EngineError> {

@@ -61,6 +61,8 @@ impl Engine {
             home_credential,
             home_seal: SealKey::random(rng).0,
             traffic: traffic.name().into(),
+            language: None,
+            lock_timeout_secs: None,
         };
         profile.transaction(|tx| rows::put(tx, SETTINGS_KEY, &s))?;
         Ok(())

@@ -21,7 +21,7 @@ use super::rows::{
     ThreadState, fragment_key,
 };
 use super::wire::{Content, Outer};
-use super::{Engine, EngineError, EngineEvent, HistoryEntry, hex};
+use super::{Engine, EngineError, EngineEvent, HistoryEntry, LocalMessageId, hex};
 
 /// Most MLS messages kept for a conversation we are still joining (more wait, unacknowledged,
 /// at their senders).
@@ -534,8 +534,9 @@ impl Engine {
                 sent: false,
                 read: false,
             };
-            self.writes.push(Write::put(hkey, &entry));
+            self.writes.push(Write::put(hkey.clone(), &entry));
             self.events.push_back(EngineEvent::Message {
+                id: LocalMessageId(hkey),
                 thread: thread_name.clone(),
                 sender: label.clone(),
                 text,

@@ -320,6 +320,13 @@ pub(super) struct Settings {
     #[serde(default)]
     pub(super) home_seal: [u8; 32],
     pub(super) traffic: String,
+    /// The interface's language (`en`, `fr`, `ar`), once the user chose one (absent before
+    /// 2026-12-06: the browser's).
+    #[serde(default)]
+    pub(super) language: Option<String>,
+    /// After how many seconds without the user the interface locks (absent: the default).
+    #[serde(default)]
+    pub(super) lock_timeout_secs: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

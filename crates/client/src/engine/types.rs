@@ -18,6 +18,10 @@ use super::hex;
 pub enum EngineEvent {
     /// A text arrived (in order for its sender).
     Message {
+        /// Its entry in the thread's history (as [`Engine::history`] lists it).
+        ///
+        /// [`Engine::history`]: super::Engine::history
+        id: LocalMessageId,
         /// The contact or group.
         thread: String,
         /// Who sent it: the contact's name, or a group member's label.
@@ -161,6 +165,13 @@ pub struct ThreadInfo {
     pub members: Vec<String>,
     /// Unread incoming messages.
     pub unread: usize,
+    /// The newest message, either way.
+    pub last: Option<(LocalMessageId, HistoryEntry)>,
+    /// When it last saw activity (Unix ms): its newest message, else when its invitation was
+    /// made, else 0. Lists sort by it, newest first.
+    pub activity_ms: u64,
+    /// A contact still waiting for its invitation's answer: when the link expires (Unix ms).
+    pub expires_at_ms: Option<u64>,
 }
 
 /// One message of a thread's history.

@@ -5,6 +5,7 @@ mod contacts;
 mod delivery;
 mod errors;
 mod groups;
+mod interface;
 mod network;
 mod persist;
 
