@@ -77,6 +77,12 @@ impl Engine {
         Ok(NodeId(s.gateway))
     }
 
+    /// The traffic profile `profile` uses.
+    pub fn traffic_of(profile: &Profile) -> Result<TrafficProfile, EngineError> {
+        let (s, _) = settings_of(profile)?;
+        TrafficProfile::from_name(&s.traffic).ok_or(EngineError::Corrupt("traffic profile"))
+    }
+
     /// Opens the engine on an initialised profile at `now`, resuming every conversation and every
     /// message not yet delivered (a partial message saved without the time of its first fragment
     /// counts from `now`). A profile of format 2 is first upgraded to [`ENGINE_FORMAT`], in one
