@@ -57,7 +57,7 @@ pub fn open_profile<R: CryptoRng>(
     rng: &mut R,
 ) -> Result<Opened, OpenError> {
     let duress = match Profile::unlock(dir, passphrase)? {
-        Unlocked::Real(profile) => return Ok(Opened { profile, duress: None }),
+        Unlocked::Real(profile) => return Ok(Opened { profile: *profile, duress: None }),
         Unlocked::Duress(d) => d,
     };
     let settings = duress.settings();

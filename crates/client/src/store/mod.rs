@@ -123,7 +123,7 @@ impl fmt::Debug for Profile {
 #[derive(Debug)]
 pub enum Unlocked {
     /// The real passphrase: the profile, open.
-    Real(Profile),
+    Real(Box<Profile>),
     /// A duress passphrase: nothing was opened or changed yet; the directory stays locked until
     /// the [`Duress`] is dropped or [`Duress::wipe_and_create`] replaces the profile.
     Duress(Duress),
@@ -243,7 +243,7 @@ impl Profile {
     /// honours it calls [`Profile::unlock`] (as `crate::open::open_profile` does).
     pub fn open(dir: impl AsRef<Path>, passphrase: &Passphrase) -> Result<Self, StoreError> {
         match Self::unlock(dir, passphrase)? {
-            Unlocked::Real(p) => Ok(p),
+            Unlocked::Real(p) => Ok(*p),
             Unlocked::Duress(d) => Err(StoreError::WrongPassphrase { dir: d.dir }),
         }
     }
@@ -303,7 +303,7 @@ impl Profile {
         };
         let keys = Keys::new(master);
         let index = load_index(&conn, &keys, &db_path)?;
-        Ok(Unlocked::Real(Self {
+        Ok(Unlocked::Real(Box::new(Self {
             conn,
             keys,
             index,
@@ -313,7 +313,7 @@ impl Profile {
             header,
             real_slot,
             scrub_owed: false,
-        }))
+        })))
     }
 
     /// The profile directory.
