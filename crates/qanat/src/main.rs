@@ -243,6 +243,35 @@ enum Command {
         #[arg(long)]
         unmark: bool,
     },
+    /// Destroys the profile: overwrites its header (the only copy of the key every record is
+    /// sealed under) and its database with random bytes, then deletes them; keeps network.toml.
+    /// Asks to type "wipe" unless --yes. Refused while `qanat run` holds the profile. What it
+    /// cannot reach (flash remapping, copy-on-write file systems, backups): docs/STORAGE.md.
+    Wipe {
+        #[command(flatten)]
+        home: Home,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Changes the profile's passphrase (asked twice; QANAT_NEW_PASSPHRASE in scripts). A
+    /// duress passphrase stops working unless --keep-duress gives it again. With --duress: sets
+    /// a duress passphrase instead (QANAT_DURESS_PASSPHRASE in scripts), which, typed in place
+    /// of the passphrase, destroys the profile and opens an empty one; with --remove-duress:
+    /// removes any. Needs the profile: stop `qanat run` first.
+    Passphrase {
+        #[command(flatten)]
+        home: Home,
+        /// Set the duress passphrase (replacing any).
+        #[arg(long, conflicts_with_all = ["remove_duress", "keep_duress"])]
+        duress: bool,
+        /// Remove the duress passphrase (the same answer whether there was one).
+        #[arg(long, conflicts_with = "keep_duress")]
+        remove_duress: bool,
+        /// When changing the passphrase, ask for the duress passphrase again and keep it.
+        #[arg(long)]
+        keep_duress: bool,
+    },
     /// Creates and manages groups.
     Group {
         #[command(subcommand)]
@@ -645,6 +674,17 @@ fn main() -> Result<()> {
                 (None, false) => client_cmd::Mark::Show,
             };
             client_cmd::verify(&home(h)?, name, member, action, out)
+        }
+        Command::Wipe { home: h, yes } => client_cmd::wipe(&home(h)?, yes, out),
+        Command::Passphrase { home: h, duress, remove_duress, keep_duress } => {
+            let what = if duress {
+                client_cmd::PassphraseChange::SetDuress
+            } else if remove_duress {
+                client_cmd::PassphraseChange::RemoveDuress
+            } else {
+                client_cmd::PassphraseChange::New { keep_duress }
+            };
+            client_cmd::change_passphrase(&home(h)?, what, out)
         }
         Command::Group { command } => match command {
             GroupCommand::Create { home: h, name } => request(h, Request::GroupCreate { name }),
