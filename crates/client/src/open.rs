@@ -14,7 +14,7 @@ use qanat_mixnet::sending::TrafficProfile;
 use qanat_packet::NodeId;
 use rand_core::CryptoRng;
 
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, LANGUAGES};
 use crate::store::{DuressSettings, Passphrase, Profile, StoreError, Unlocked};
 
 /// A profile opened by [`open_profile`].
@@ -22,9 +22,9 @@ use crate::store::{DuressSettings, Passphrase, Profile, StoreError, Unlocked};
 pub struct Opened {
     /// The profile, open (after a duress opening: the fresh one, set up by [`Engine::init`]).
     pub profile: Profile,
-    /// After a duress opening, the duress slot's settings: the caller applies those the store
-    /// does not keep (the app's language and lock timeout). `None` after a real opening. A
-    /// caller shows nothing different either way.
+    /// After a duress opening, the duress slot's settings (already applied to the fresh profile:
+    /// gateway, traffic, the interface's language and lock timeout). `None` after a real
+    /// opening. A caller shows nothing different either way.
     pub duress: Option<DuressSettings>,
 }
 
@@ -57,7 +57,7 @@ pub fn open_profile<R: CryptoRng>(
     rng: &mut R,
 ) -> Result<Opened, OpenError> {
     let duress = match Profile::unlock(dir, passphrase)? {
-        Unlocked::Real(profile) => return Ok(Opened { profile, duress: None }),
+        Unlocked::Real(profile) => return Ok(Opened { profile: *profile, duress: None }),
         Unlocked::Duress(d) => d,
     };
     let settings = duress.settings();
@@ -67,7 +67,9 @@ pub fn open_profile<R: CryptoRng>(
         .copied()
         .ok_or(OpenError::NoGateway)?;
     let mut profile = duress.wipe_and_create()?;
-    Engine::init(&mut profile, gateway, traffic_profile(settings.traffic), rng)?;
+    let language = LANGUAGES.get(usize::from(settings.language)).copied();
+    let traffic = traffic_profile(settings.traffic);
+    Engine::init_with(&mut profile, gateway, traffic, language, Some(settings.lock_timeout_secs), rng)?;
     Ok(Opened { profile, duress: Some(settings) })
 }
 

@@ -135,9 +135,12 @@ fn a_corrupt_header_names_the_file() {
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains(HEADER_FILE), "{err}");
     }
-    // A flipped bit in a slot: neither slot authenticates.
+    // A flipped bit in each slot (the real one is at a random position): neither authenticates.
+    // Regression: flipping only the last slot's bit opened the profile whenever the real slot
+    // was the first one (half the runs).
     let mut flipped = good.clone();
     flipped[HEADER_LEN - 1] ^= 1;
+    flipped[HEADER_LEN - 1 - 104] ^= 1;
     fs::write(&path, &flipped).unwrap();
     assert!(matches!(Profile::open(&dir, &pass()), Err(StoreError::WrongPassphrase { .. })));
     // An unknown version.

@@ -34,6 +34,19 @@ fn qanat_with(passphrase: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `qanat ARGS` with `passphrase` and the variables `envs` in the environment.
+fn qanat_env(passphrase: &str, envs: &[(&str, &str)], args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("QANAT_PASSPHRASE", passphrase)
+        .envs(envs.iter().copied())
+        .env_remove("QANAT_HOME")
+        .env("QANAT_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 fn qanat(args: &[&str]) -> Output {
     qanat_with(PASS, args)
 }
@@ -236,6 +249,24 @@ fn bad_input_prints_a_clear_error_and_changes_nothing() {
     let contacts = json(&["contacts", "--home", &home]);
     assert_eq!(contacts["list"][0]["name"], "friends");
     assert_eq!(contacts["list"][0]["group"], true);
+    assert_eq!(contacts["list"][0]["verified"], false);
+
+    // Safety codes: a group's are per member, and there is none yet.
+    fails_with(PASS, &["verify", "--home", &home, "nobody"], "no contact or group named \"nobody\"");
+    fails_with(PASS, &["verify", "--home", &home, "friends"], "is a group");
+    fails_with(PASS, &["verify", "--home", &home, "friends", "--member", "carol"], "no member of");
+    let before = snapshot(Path::new(&home));
+    fails_with(
+        PASS,
+        &["verify", "--home", &home, "friends", "--member", "carol", "--mark", "1"],
+        "no member of",
+    );
+    fails_with(
+        PASS,
+        &["verify", "--home", &home, "friends", "--mark", "1", "--unmark"],
+        "cannot be used with",
+    );
+    assert_eq!(snapshot(Path::new(&home)), before, "a refused mark changed the profile");
 }
 
 #[test]
@@ -276,6 +307,102 @@ fn a_profile_runs_in_one_process_and_commands_reach_it() {
     let third = Running::start(&home);
     assert_eq!(json(&["status", "--home", &home])["running"], true);
     drop(third);
+}
+
+/// `qanat wipe` destroys the profile (nothing of its header is left in any file, no command
+/// opens it), keeps network.toml, and is refused while `qanat run` holds the profile.
+#[test]
+fn wipe_destroys_the_profile_and_is_refused_while_it_runs() {
+    let s = Setup::new();
+    let home = s.home("dora");
+    let dir = Path::new(&home);
+    ok(&["init", "--home", &home, "--network", &s.network()]);
+    ok(&["group", "create", "--home", &home, "friends"]);
+    let header = std::fs::read(dir.join("profile.header")).unwrap();
+    assert_eq!(header.len(), 247);
+
+    let running = Running::start(&home);
+    fails_with(PASS, &["wipe", "--home", &home, "--yes"], "qanat run");
+    assert_eq!(std::fs::read(dir.join("profile.header")).unwrap(), header, "the header is kept");
+    drop(running);
+
+    fails_with(PASS, &["wipe", "--home", &s.home("nobody-here"), "--yes"], "no profile in");
+    let out = ok(&["wipe", "--home", &home, "--yes"]);
+    assert!(out.contains("destroyed"), "{out}");
+    let left = snapshot(dir);
+    let names: Vec<String> =
+        left.keys().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["lock", "network.toml"], "only the lock and the network file stay");
+    for bytes in left.values() {
+        assert!(!bytes.windows(32).any(|w| header[39..].windows(32).any(|h| h == w)));
+    }
+    fails_with(PASS, &["contacts", "--home", &home], "no profile in");
+    // The directory takes a new profile, from the network file it kept.
+    ok(&["init", "--home", &home, "--network", &dir.join("network.toml").display().to_string()]);
+    assert_eq!(json(&["contacts", "--home", &home])["list"], Value::Array(vec![]));
+}
+
+/// The duress passphrase, typed to any command, destroys the profile and the command goes on
+/// with an empty one (same gateway and traffic), whose passphrase it now is; one equal to the
+/// passphrase is refused; a new passphrase keeps it only when it is given again.
+#[test]
+fn a_duress_passphrase_opens_an_empty_profile_in_place_of_the_real_one() {
+    const DURESS: &str = "under duress";
+    let s = Setup::new();
+    let home = s.home("erin");
+    let dir = Path::new(&home);
+    ok(&["init", "--home", &home, "--network", &s.network(), "--gateway", "gw2", "--traffic", "metered"]);
+    ok(&["group", "create", "--home", &home, "friends"]);
+    let set_duress = |duress: &str| {
+        qanat_env(PASS, &[("QANAT_DURESS_PASSPHRASE", duress)], &["passphrase", "--home", &home, "--duress"])
+    };
+
+    let before = snapshot(dir);
+    let out = set_duress(PASS);
+    assert!(!out.status.success() && text(&out.stderr).contains("must differ"), "{}", text(&out.stderr));
+    assert_eq!(snapshot(dir), before, "a refused duress passphrase changed the profile");
+    ok(&["passphrase", "--home", &home, "--remove-duress"]);
+    assert!(set_duress(DURESS).status.success());
+    assert_eq!(std::fs::read(dir.join("profile.header")).unwrap().len(), 247);
+    let before = snapshot(dir);
+    fails_with("wrong", &["contacts", "--home", &home], "wrong passphrase");
+    assert_eq!(snapshot(dir), before, "a wrong passphrase changed the profile");
+
+    // A new passphrase given with the duress one again keeps it.
+    let out = qanat_env(
+        PASS,
+        &[("QANAT_NEW_PASSPHRASE", "new passphrase"), ("QANAT_DURESS_PASSPHRASE", DURESS)],
+        &["passphrase", "--home", &home, "--keep-duress"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    fails_with(PASS, &["contacts", "--home", &home], "wrong passphrase");
+    let listed = qanat_with("new passphrase", &["--json", "contacts", "--home", &home]);
+    assert!(text(&listed.stdout).contains("friends"), "{}", text(&listed.stdout));
+
+    // The duress opening: the same answer as a real one, an empty list.
+    let out = qanat_with(DURESS, &["--json", "contacts", "--home", &home]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(v["list"], Value::Array(vec![]));
+    assert!(text(&out.stderr).is_empty(), "nothing is said: {}", text(&out.stderr));
+    fails_with("new passphrase", &["contacts", "--home", &home], "wrong passphrase");
+    let status: Value =
+        serde_json::from_str(text(&qanat_with(DURESS, &["--json", "status", "--home", &home]).stdout).trim())
+            .unwrap();
+    assert_eq!(status["traffic"], "metered", "the slot's traffic profile");
+    assert_eq!(std::fs::read(dir.join("network.toml")).unwrap(), std::fs::read(s.network()).unwrap());
+
+    // A new passphrase alone drops the duress one.
+    let out = qanat_env(
+        DURESS,
+        &[("QANAT_DURESS_PASSPHRASE", "second duress")],
+        &["passphrase", "--home", &home, "--duress"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = qanat_env(DURESS, &[("QANAT_NEW_PASSPHRASE", "third")], &["passphrase", "--home", &home]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    fails_with("second duress", &["contacts", "--home", &home], "wrong passphrase");
+    assert!(qanat_with("third", &["contacts", "--home", &home]).status.success());
 }
 
 /// Stops the devnet by PID when dropped (also on failure, keeping its logs then).
@@ -345,4 +472,27 @@ fn client_commands_over_a_devnet() {
     let texts: Vec<&str> =
         history["list"].as_array().unwrap().iter().filter_map(|m| m["text"].as_str()).collect();
     assert!(texts.contains(&"hello bob") && texts.contains(&"hello alice"), "{history}");
+
+    // Both see one safety code; Alice marks the one she compared.
+    let code = json(&["verify", "--home", &a, "bob"]);
+    assert_eq!(code["kind"], "safety_code");
+    assert_eq!(code["verified"], false);
+    assert_eq!(json(&["verify", "--home", &b, "alice"]), code, "both sides compute one code");
+    let digits = code["code"].as_str().unwrap().to_owned();
+    assert_eq!(digits.len(), 60);
+    assert!(digits.bytes().all(|d| d.is_ascii_digit()));
+    let shown = ok(&["verify", "--home", &a, "bob"]);
+    let groups: Vec<&str> = digits.as_bytes().chunks(5).map(|g| std::str::from_utf8(g).unwrap()).collect();
+    for row in groups.chunks(4) {
+        assert!(shown.contains(&row.join(" ")), "3 rows of 4 groups:\n{shown}");
+    }
+    assert!(shown.contains("not verified"), "{shown}");
+    let wrong = format!("{}{}", &digits[..59], if digits.ends_with('0') { '1' } else { '0' });
+    fails_with(PASS, &["verify", "--home", &a, "bob", "--mark", &wrong], "not the current safety code");
+    ok(&["verify", "--home", &a, "bob", "--mark", &groups.join(" ")]);
+    assert_eq!(json(&["verify", "--home", &a, "bob"])["verified"], true);
+    assert_eq!(json(&["verify", "--home", &b, "alice"])["verified"], false, "marks are local");
+    assert_eq!(json(&["contacts", "--home", &a])["list"][0]["verified"], true);
+    ok(&["verify", "--home", &a, "bob", "--unmark"]);
+    assert_eq!(json(&["contacts", "--home", &a])["list"][0]["verified"], false);
 }

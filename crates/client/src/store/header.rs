@@ -691,6 +691,42 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any bytes after a valid magic and a version: a header that re-encodes to the same
+        /// bytes, or an error; never a panic. (No key is derived: the parameters are arbitrary.)
+        #[test]
+        fn any_header_bytes_decode_or_fail_without_panic(
+            version in 0u16..4,
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let mut b = MAGIC.to_vec();
+            b.extend_from_slice(&version.to_be_bytes());
+            b.extend_from_slice(&tail);
+            if let Ok(Decoded::V2(h)) = Decoded::decode(&b, Path::new("h")) {
+                proptest::prop_assert_eq!(h.encode(), b);
+            }
+        }
+
+        /// A valid header with one byte replaced: an error, or a header whose real slot no
+        /// longer opens with the passphrase (unless the byte was unchanged, or in the slot not in
+        /// use); never a panic.
+        #[test]
+        fn an_altered_header_fails_cleanly(i in 0..HEADER_LEN, x in proptest::prelude::any::<u8>()) {
+            let kek = Kek::derive(&Passphrase::new("p"), weak(), [3; SALT_LEN]).unwrap();
+            let (h, real) = Header::new(&kek, &[7; 32]).unwrap();
+            let good = h.encode();
+            let other = PREFIX_LEN + (1 - real) * SLOT_LEN;
+            let mut b = good.clone();
+            b[i] = x;
+            if let Ok(h) = Decoded::decode(&b, Path::new("h"))
+                && h.params() == weak()
+            {
+                let opened = matches!(unwrap_with(&h, "p"), Unwrapped::Real { .. });
+                proptest::prop_assert_eq!(opened, b == good || (other..other + SLOT_LEN).contains(&i));
+            }
+        }
+    }
+
     #[test]
     fn kdf_floor_is_enforced_outside_danger() {
         assert!(KdfParams::new(8, 1, 1).is_err());

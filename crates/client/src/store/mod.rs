@@ -6,18 +6,22 @@
 //! | file | what it holds |
 //! |---|---|
 //! | `lock` | empty; an OS advisory lock on it (`flock`) is held while a [`Profile`] is open |
-//! | `profile.header` | 111 bytes: the key-derivation parameters, a salt, and the wrapped master key |
+//! | `profile.header` | 247 bytes: the key-derivation parameters, a salt, and two slots: the wrapped master key, and duress settings or random bytes |
 //! | `profile.sqlite` (+ `-wal`, `-shm`) | SQLite (WAL, `synchronous=FULL`, `secure_delete=ON`): one table of encrypted rows |
+//! | `wipe-*` | only during a [`wipe`] (or after one a crash interrupted): database files being overwritten |
 //!
-//! The header's format and the keys are in the module `header`, the rows' in the module `rows`
-//! (both private: their documentation is in the source). What the client keeps in the rows, and
+//! The header's format and the keys are in the module `header`, the rows' in the module `rows`,
+//! the wipe's steps in the module `wipe` (all private: their documentation is in the source).
+//! A duress passphrase ([`Profile::set_duress`]) opens [`Unlocked::Duress`] instead of the
+//! profile; `crate::open::open_profile` then wipes the profile and creates an empty one. What the client keeps in the rows, and
 //! the format of each, is its users' business (`crate::engine`'s rows, `crate::invite`).
 //!
 //! # Versions
 //!
 //! The header carries its format version ([`HEADER_VERSION`]) and the database its schema version
 //! in SQLite's `user_version` ([`SCHEMA_VERSION`]); a file of another version is refused with
-//! [`StoreError::UnknownVersion`], naming it. Both are 1. A row's value is opaque here: each user
+//! [`StoreError::UnknownVersion`], naming it. The header is version 2 (version 1, one slot, is
+//! read and rewritten as version 2 once opened with its passphrase); the schema is 1. A row's value is opaque here: each user
 //! versions its own values.
 //!
 //! # What this does not protect against
@@ -31,7 +35,8 @@
 //!   transaction and at close; `tests/store.rs` scans the files for a deleted row's ciphertext).
 //!   But the file system and flash storage may keep old blocks; and the header of a previous passphrase may survive on
 //!   disk after [`Profile::change_passphrase`] (whoever knew the old passphrase and imaged the disk
-//!   before can still unwrap the master key: to revoke a passphrase, create a new profile).
+//!   before can still unwrap the master key: to revoke a passphrase, create a new profile). For
+//!   the same reasons a [`wipe`] cannot reach copies the storage keeps (docs/STORAGE.md "Wipe").
 //! - Sizes: a row's length is its value's length plus a constant.
 
 mod error;
@@ -123,7 +128,7 @@ impl fmt::Debug for Profile {
 #[derive(Debug)]
 pub enum Unlocked {
     /// The real passphrase: the profile, open.
-    Real(Profile),
+    Real(Box<Profile>),
     /// A duress passphrase: nothing was opened or changed yet; the directory stays locked until
     /// the [`Duress`] is dropped or [`Duress::wipe_and_create`] replaces the profile.
     Duress(Duress),
@@ -252,7 +257,7 @@ impl Profile {
     /// honours it calls [`Profile::unlock`] (as `crate::open::open_profile` does).
     pub fn open(dir: impl AsRef<Path>, passphrase: &Passphrase) -> Result<Self, StoreError> {
         match Self::unlock(dir, passphrase)? {
-            Unlocked::Real(p) => Ok(p),
+            Unlocked::Real(p) => Ok(*p),
             Unlocked::Duress(d) => Err(StoreError::WrongPassphrase { dir: d.dir }),
         }
     }
@@ -312,7 +317,7 @@ impl Profile {
         };
         let keys = Keys::new(master);
         let index = load_index(&conn, &keys, &db_path)?;
-        Ok(Unlocked::Real(Self {
+        Ok(Unlocked::Real(Box::new(Self {
             conn,
             keys,
             index,
@@ -322,7 +327,7 @@ impl Profile {
             header,
             real_slot,
             scrub_owed: false,
-        }))
+        })))
     }
 
     /// What `passphrase` opens of the profile in `dir`, without opening it: the header alone,
