@@ -152,10 +152,6 @@ fn store_error(e: &StoreError) -> Response {
     }
 }
 
-fn language_of(code: u8) -> &'static str {
-    LANGUAGES.get(usize::from(code)).copied().unwrap_or("en")
-}
-
 fn language_code(l: &str) -> u8 {
     LANGUAGES.iter().position(|x| *x == l).map_or(0, |i| i as u8)
 }
@@ -179,14 +175,19 @@ impl Host {
             cmd: String,
         }
         let bad = |e: serde_json::Error| {
-            Response::error_code(format!("bad request (line {}, column {})", e.line(), e.column()), "bad_request")
+            Response::error_code(
+                format!("bad request (line {}, column {})", e.line(), e.column()),
+                "bad_request",
+            )
         };
         let resp = match serde_json::from_slice::<Head>(body) {
             Err(e) => bad(e),
-            Ok(h) if HOST_COMMANDS.contains(&h.cmd.as_str()) => match serde_json::from_slice::<HostRequest>(body) {
-                Ok(r) => self.host(r).await,
-                Err(e) => bad(e),
-            },
+            Ok(h) if HOST_COMMANDS.contains(&h.cmd.as_str()) => {
+                match serde_json::from_slice::<HostRequest>(body) {
+                    Ok(r) => self.host(r).await,
+                    Err(e) => bad(e),
+                }
+            }
             Ok(_) => match serde_json::from_slice::<Request>(body) {
                 Ok(r) => self.client(r).await,
                 Err(e) => bad(e),
@@ -249,7 +250,7 @@ impl Host {
                     Ok(Err(e)) => return Response::error_code(e.to_string(), "profile"),
                     Err(_) => return Response::error_code("the profile could not be made", "profile"),
                 };
-                match self.start(profile, language.as_deref(), None) {
+                match self.start(profile, language.as_deref()) {
                     Ok((h, gw)) => {
                         *state = State::Open(h, gw);
                         Response::Ok
@@ -277,7 +278,8 @@ impl Host {
                 if matches!(*state, State::None) {
                     return Response::error_code("there is no profile yet", "no_profile");
                 }
-                let gateways: Vec<_> = self.config.network.gateways.iter().map(|g| g.identity.node_id()).collect();
+                let gateways: Vec<_> =
+                    self.config.network.gateways.iter().map(|g| g.identity.node_id()).collect();
                 let dir = self.config.dir.clone();
                 let opened = tokio::task::spawn_blocking(move || {
                     open::open_profile(&dir, &passphrase.passphrase(), &gateways, &mut rand::rng())
@@ -290,7 +292,7 @@ impl Host {
                     Err(_) => return Response::error_code("the profile could not be opened", "profile"),
                 };
                 let duress = opened.duress;
-                match self.start(opened.profile, None, duress) {
+                match self.start(opened.profile, None) {
                     Ok((h, gw)) => {
                         *state = State::Open(h, gw);
                         if duress.is_some() {
@@ -382,7 +384,7 @@ impl Host {
         let Ok((profile, r)) = changed else {
             return Response::error_code("the change failed", "profile");
         };
-        match self.start(profile, None, None) {
+        match self.start(profile, None) {
             Ok((h, gw)) => *state = State::Open(h, gw),
             Err(resp) => return resp,
         }
@@ -399,42 +401,37 @@ impl Host {
         let gws = &self.config.network.gateways;
         s.gateway_index = gws.iter().position(|x| x.identity.node_id() == gateway).map_or(0, |i| i as u16);
         if let Response::Settings { traffic, language, lock_timeout_secs } = h.call(Request::Settings).await {
-            s.traffic = open::traffic_code(TrafficProfile::from_name(&traffic).unwrap_or(TrafficProfile::Standard));
+            s.traffic =
+                open::traffic_code(TrafficProfile::from_name(&traffic).unwrap_or(TrafficProfile::Standard));
             s.language = language.as_deref().map_or(0, language_code);
             s.lock_timeout_secs = lock_timeout_secs;
         }
         s
     }
 
-    /// Starts the client on `profile`, with `language` or a duress slot's settings applied.
+    /// Starts the client on `profile` (with `language` set, at the first run).
     fn start(
         self: &Arc<Self>,
         profile: Profile,
         language: Option<&str>,
-        duress: Option<DuressSettings>,
     ) -> Result<(ClientHandle, NodeId), Response> {
         let gw = Engine::gateway_of(&profile).map_err(|e| Response::refused(&e))?;
-        let gateway = self
-            .config
-            .network
-            .gateways
-            .iter()
-            .find(|g| g.identity.node_id() == gw)
-            .cloned()
-            .ok_or_else(|| Response::error_code("this profile's gateway is not in the network file", "profile"))?;
-        let mut engine =
-            Engine::open(profile, self.config.engine.clone(), SystemTime::now()).map_err(|e| Response::refused(&e))?;
-        let language = duress.map(|d| language_of(d.language)).or(language);
-        let lock = duress.map(|d| d.lock_timeout_secs).filter(|s| crate::engine::LOCK_TIMEOUT_SECS.contains(s));
-        if language.is_some() || lock.is_some() {
-            engine.set_ui_settings(language, lock).map_err(|e| Response::refused(&e))?;
+        let gateway =
+            self.config.network.gateways.iter().find(|g| g.identity.node_id() == gw).cloned().ok_or_else(
+                || Response::error_code("this profile's gateway is not in the network file", "profile"),
+            )?;
+        let mut engine = Engine::open(profile, self.config.engine.clone(), SystemTime::now())
+            .map_err(|e| Response::refused(&e))?;
+        if language.is_some() {
+            engine.set_ui_settings(language, None).map_err(|e| Response::refused(&e))?;
         }
         let config = RuntimeConfig {
             network: self.config.network.clone(),
             gateway,
             fetch_interval: self.config.fetch_interval,
         };
-        let handle = runtime::start(engine, config).map_err(|e| Response::error_code(e.to_string(), "profile"))?;
+        let handle =
+            runtime::start(engine, config).map_err(|e| Response::error_code(e.to_string(), "profile"))?;
         let mut rx = handle.subscribe();
         let events = self.events.clone();
         tokio::spawn(async move {
@@ -497,14 +494,20 @@ mod tests {
         assert_eq!((s["traffic"].as_str(), s["language"].as_str()), (Some("metered"), Some("ar")));
         // The lock screen in front of the running client checks the passphrase only.
         assert_eq!(call(&h, r#"{"cmd":"unlock","passphrase":"wrong"}"#).await["code"], "wrong_passphrase");
-        assert_eq!(call(&h, r#"{"cmd":"unlock","passphrase":"a long passphrase"}"#).await["kind"], "unlocked");
+        assert_eq!(
+            call(&h, r#"{"cmd":"unlock","passphrase":"a long passphrase"}"#).await["kind"],
+            "unlocked"
+        );
         assert_eq!(state(&h).await, "open");
         // Quit: closed; commands refused; unlock opens it again.
         assert_eq!(call(&h, r#"{"cmd":"quit"}"#).await["kind"], "ok");
         assert_eq!(state(&h).await, "closed");
         assert_eq!(call(&h, r#"{"cmd":"contacts"}"#).await["code"], "locked");
         assert_eq!(call(&h, r#"{"cmd":"unlock","passphrase":"wrong"}"#).await["code"], "wrong_passphrase");
-        assert_eq!(call(&h, r#"{"cmd":"unlock","passphrase":"a long passphrase"}"#).await["kind"], "unlocked");
+        assert_eq!(
+            call(&h, r#"{"cmd":"unlock","passphrase":"a long passphrase"}"#).await["kind"],
+            "unlocked"
+        );
         assert_eq!(call(&h, r#"{"cmd":"settings"}"#).await["traffic"], "metered");
         // Wipe: asked for the word, then nothing left to open.
         assert_eq!(call(&h, r#"{"cmd":"wipe","confirm":"yes"}"#).await["code"], "confirm");
@@ -548,13 +551,19 @@ mod tests {
             (Some("metered"), Some("fr"), Some(900))
         );
         assert_eq!(call(&h, r#"{"cmd":"quit"}"#).await["kind"], "ok");
-        assert_eq!(call(&h, r#"{"cmd":"unlock","passphrase":"the real one"}"#).await["code"], "wrong_passphrase");
+        assert_eq!(
+            call(&h, r#"{"cmd":"unlock","passphrase":"the real one"}"#).await["code"],
+            "wrong_passphrase"
+        );
         assert_eq!(call(&h, r#"{"cmd":"unlock","passphrase":"the duress one"}"#).await["kind"], "unlocked");
         // Changing the passphrase: the old one no longer opens it.
         let change = r#"{"cmd":"change_passphrase","old":"the duress one","new":"another"}"#;
         assert_eq!(call(&h, change).await["kind"], "ok");
         assert_eq!(call(&h, r#"{"cmd":"quit"}"#).await["kind"], "ok");
-        assert_eq!(call(&h, r#"{"cmd":"unlock","passphrase":"the duress one"}"#).await["code"], "wrong_passphrase");
+        assert_eq!(
+            call(&h, r#"{"cmd":"unlock","passphrase":"the duress one"}"#).await["code"],
+            "wrong_passphrase"
+        );
         assert_eq!(call(&h, r#"{"cmd":"unlock","passphrase":"another"}"#).await["kind"], "unlocked");
         assert_eq!(call(&h, r#"{"cmd":"quit"}"#).await["kind"], "ok");
     }

@@ -339,7 +339,9 @@ impl Profile {
         let header_path = dir.join(HEADER_FILE);
         let bytes = match fs::read(&header_path) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound { dir: dir.into() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound { dir: dir.into() });
+            }
             Err(e) => return Err(StoreError::Io { path: header_path, source: e }),
         };
         let decoded = Decoded::decode(&bytes, &header_path)?;
