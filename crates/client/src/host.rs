@@ -127,6 +127,9 @@ pub struct HostConfig {
     pub fetch_interval: Duration,
     /// Argon2id parameters of a new profile (`None`: the store's default; tests use weak ones).
     pub kdf: Option<KdfParams>,
+    /// Whether the open client also answers the terminal's commands on the profile's control
+    /// socket (`HOME/control.sock`, 0600), as `qanat run` does.
+    pub serve_socket: bool,
 }
 
 enum State {
@@ -255,7 +258,7 @@ impl Host {
                         *state = State::Open(h, gw);
                         Response::Ok
                     }
-                    Err(r) => r,
+                    Err(r) => *r,
                 }
             }
             HostRequest::Unlock { passphrase } => {
@@ -300,7 +303,7 @@ impl Host {
                         }
                         Response::Unlocked
                     }
-                    Err(r) => r,
+                    Err(r) => *r,
                 }
             }
             HostRequest::Quit => {
@@ -386,7 +389,7 @@ impl Host {
         };
         match self.start(profile, None) {
             Ok((h, gw)) => *state = State::Open(h, gw),
-            Err(resp) => return resp,
+            Err(resp) => return *resp,
         }
         match r {
             Ok(()) => Response::Ok,
@@ -414,24 +417,35 @@ impl Host {
         self: &Arc<Self>,
         profile: Profile,
         language: Option<&str>,
-    ) -> Result<(ClientHandle, NodeId), Response> {
-        let gw = Engine::gateway_of(&profile).map_err(|e| Response::refused(&e))?;
+    ) -> Result<(ClientHandle, NodeId), Box<Response>> {
+        let gw = Engine::gateway_of(&profile).map_err(|e| Box::new(Response::refused(&e)))?;
         let gateway =
             self.config.network.gateways.iter().find(|g| g.identity.node_id() == gw).cloned().ok_or_else(
-                || Response::error_code("this profile's gateway is not in the network file", "profile"),
+                || {
+                    Box::new(Response::error_code(
+                        "this profile's gateway is not in the network file",
+                        "profile",
+                    ))
+                },
             )?;
         let mut engine = Engine::open(profile, self.config.engine.clone(), SystemTime::now())
-            .map_err(|e| Response::refused(&e))?;
+            .map_err(|e| Box::new(Response::refused(&e)))?;
         if language.is_some() {
-            engine.set_ui_settings(language, None).map_err(|e| Response::refused(&e))?;
+            engine.set_ui_settings(language, None).map_err(|e| Box::new(Response::refused(&e)))?;
         }
         let config = RuntimeConfig {
             network: self.config.network.clone(),
             gateway,
             fetch_interval: self.config.fetch_interval,
         };
-        let handle =
-            runtime::start(engine, config).map_err(|e| Response::error_code(e.to_string(), "profile"))?;
+        let mut handle = runtime::start(engine, config)
+            .map_err(|e| Box::new(Response::error_code(e.to_string(), "profile")))?;
+        if self.config.serve_socket
+            && handle.serve_socket(&self.config.dir.join(crate::control::SOCKET_FILE)).is_err()
+        {
+            // The profile stays open for the page; the terminal's commands say no client runs.
+            tracing::warn!("the control socket could not be served");
+        }
         let mut rx = handle.subscribe();
         let events = self.events.clone();
         tokio::spawn(async move {
@@ -467,6 +481,7 @@ mod tests {
             engine: EngineConfig::default(),
             fetch_interval: Duration::ZERO,
             kdf: Some(danger::weak_kdf_params(8, 1, 1).unwrap()),
+            serve_socket: true,
         })
     }
 
@@ -500,8 +515,12 @@ mod tests {
         );
         assert_eq!(state(&h).await, "open");
         // Quit: closed; commands refused; unlock opens it again.
+        // The terminal's commands reach the open client, as with `qanat run`, until it quits.
+        let socket = dir.path().join("p").join(crate::control::SOCKET_FILE);
+        assert!(socket.exists());
         assert_eq!(call(&h, r#"{"cmd":"quit"}"#).await["kind"], "ok");
         assert_eq!(state(&h).await, "closed");
+        assert!(!socket.exists());
         assert_eq!(call(&h, r#"{"cmd":"contacts"}"#).await["code"], "locked");
         assert_eq!(call(&h, r#"{"cmd":"unlock","passphrase":"wrong"}"#).await["code"], "wrong_passphrase");
         assert_eq!(
