@@ -495,6 +495,15 @@ pub enum Response {
         /// Seconds without the user before the interface locks.
         lock_timeout_secs: u32,
     },
+    /// The host's state (`qanat app`): whether a profile exists and is open.
+    State {
+        /// `none` (first run), `closed` (locked, client stopped) or `open`.
+        profile: String,
+        /// The network file's gateways by name, to choose one at the first run.
+        gateways: Vec<String>,
+    },
+    /// The profile is open and its client runs.
+    Unlocked,
     /// The network in use (`None` fields: no directory yet).
     Network {
         /// The epoch of the directory document in use.
@@ -519,6 +528,11 @@ pub enum Response {
 }
 
 impl Response {
+    /// A refusal with a code (for what is not an [`EngineError`]: the host's).
+    pub fn error_code(message: impl Into<String>, code: &str) -> Self {
+        Self::Error { message: message.into(), code: Some(code.into()) }
+    }
+
     /// A refusal that is not the engine's (no code).
     pub fn error(message: impl Into<String>) -> Self {
         Self::Error { message: message.into(), code: None }

@@ -24,6 +24,7 @@
 pub mod control;
 pub mod engine;
 pub mod gateway;
+pub mod host;
 pub mod invite;
 pub mod mls;
 pub mod open;

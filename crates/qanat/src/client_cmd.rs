@@ -556,13 +556,13 @@ pub(crate) fn run(
 }
 
 /// SIGINT and SIGTERM.
-struct Signals {
+pub(crate) struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    fn new() -> Result<Self> {
+    pub(crate) fn new() -> Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(Self {
             term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
@@ -570,7 +570,7 @@ impl Signals {
         })
     }
 
-    async fn recv(self: std::pin::Pin<&mut Self>) {
+    pub(crate) async fn recv(self: std::pin::Pin<&mut Self>) {
         let this = self.get_mut();
         tokio::select! {
             _ = this.term.recv() => {}
@@ -847,7 +847,8 @@ fn print_response(resp: &Response, out: Output) {
     match resp {
         // Reported by the caller, on standard error.
         Response::Error { .. } => {}
-        Response::Ok => println!("done"),
+        Response::Ok | Response::Unlocked => println!("done"),
+        Response::State { profile, .. } => println!("profile: {profile}"),
         Response::Invitation { link, qr, expires_at_ms } => {
             println!("{qr}");
             println!("{link}");

@@ -1,6 +1,7 @@
 //! `qanat`: the one binary. Thin glue: parse arguments, call the libraries.
 #![forbid(unsafe_code)]
 
+mod app_cmd;
 mod client_cmd;
 mod demo;
 mod devnet;
@@ -129,6 +130,29 @@ enum Command {
         /// expensive links; messages wait ten times longer for a slot).
         #[arg(long, default_value = "standard", value_parser = ["standard", "metered"])]
         traffic: String,
+    },
+    /// Runs the client with its page, the Qanat app, on 127.0.0.1 until SIGINT or SIGTERM:
+    /// prints the page's one-time start link and opens the browser on it. The passphrase is
+    /// typed into the page (QANAT_PASSPHRASE must not be set); the other commands reach the
+    /// client through HOME/control.sock while the profile is open.
+    App {
+        #[command(flatten)]
+        home: Home,
+        /// The network file (the first run only; later the profile's own HOME/network.toml).
+        #[arg(long)]
+        network: Option<PathBuf>,
+        /// Prints the start link without opening a browser.
+        #[arg(long)]
+        no_browser: bool,
+        /// The port on 127.0.0.1 [default: a free one].
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// As for 'qanat run'.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(50..=600_000))]
+        fetch_interval_ms: Option<u64>,
+        /// As for 'qanat run'.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        decision_window_secs: Option<u64>,
     },
     /// Runs the client until SIGINT or SIGTERM: keeps the directory, the gateway connection and
     /// the cover traffic going, answers the other commands through HOME/control.sock, and
@@ -649,6 +673,17 @@ fn main() -> Result<()> {
                 decision_window_secs.map(Duration::from_secs),
                 out,
             )
+        }
+        Command::App { home: h, network, no_browser, port, fetch_interval_ms, decision_window_secs } => {
+            init_logs();
+            app_cmd::app(app_cmd::AppArgs {
+                home: home(h)?,
+                network,
+                browser: !no_browser,
+                port,
+                fetch_interval: fetch_interval_ms.map(Duration::from_millis).unwrap_or(Duration::ZERO),
+                decision_window: decision_window_secs.map(Duration::from_secs),
+            })
         }
         Command::Invite { home: h, name } => request(h, Request::Invite { name }),
         Command::Accept { home: h, name, link } => request(h, Request::Accept { link, name }),

@@ -309,6 +309,123 @@ fn a_profile_runs_in_one_process_and_commands_reach_it() {
     drop(third);
 }
 
+/// One HTTP/1.1 request to the app on 127.0.0.1 (blocking, a fresh connection): its status,
+/// headers and body.
+fn http(port: u16, method: &str, path: &str, head: &[(&str, &str)], body: &str) -> (u16, String, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (k, v) in head {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let (h, b) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = h.split(' ').nth(1).and_then(|x| x.parse().ok()).unwrap_or(0);
+    (status, h.to_owned(), b.to_owned())
+}
+
+/// `qanat app`: refuses a passphrase in the environment and a first run without a network;
+/// serves the page on 127.0.0.1 behind its one-time start link; a profile is made in the page,
+/// the terminal's commands reach its client, and SIGTERM stops both cleanly.
+#[test]
+fn the_app_runs_the_profile_behind_its_page() {
+    let s = Setup::new();
+    let home = s.home("dana");
+    fails_with(PASS, &["app", "--home", &home, "--no-browser"], "QANAT_PASSPHRASE is set");
+    let app = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("app")
+            .args(args)
+            .env_remove("QANAT_PASSPHRASE")
+            .env_remove("QANAT_HOME")
+            .env("QANAT_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let out = app(&["--home", &home, "--no-browser"]).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--network FILE"), "{}", text(&out.stderr));
+    assert!(!Path::new(&home).exists(), "nothing was made");
+
+    let mut child = app(&["--home", &home, "--no-browser", "--network", &s.network()]);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let first = lines.next().unwrap().unwrap();
+    let url = first.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")).unwrap().to_owned();
+    let rest = url.trim_start_matches("http://127.0.0.1:");
+    let (port, path) = rest.split_at(rest.find('/').unwrap());
+    let port: u16 = port.parse().unwrap();
+    // Without the link's cookie, nothing but the locked page's text.
+    let json_head = [("Origin", ""), ("Sec-Fetch-Site", "same-origin"), ("Content-Type", "application/json")];
+    let origin = format!("http://127.0.0.1:{port}");
+    let head = |extra: &[(&'static str, String)]| {
+        let mut h: Vec<(&str, String)> = json_head
+            .iter()
+            .map(|(k, v)| (*k, if *k == "Origin" { origin.clone() } else { (*v).to_owned() }))
+            .collect();
+        h.extend(extra.iter().cloned());
+        h
+    };
+    let call = |extra: &[(&'static str, String)], body: &str| {
+        let h = head(extra);
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, _, b) = http(port, "POST", "/api/call", &h, body);
+        assert_eq!(status, 200, "{body}: {b}");
+        serde_json::from_str::<Value>(&b).unwrap()
+    };
+    let (status, _, _) = http(port, "POST", "/api/call", &[], r#"{"cmd":"app_state"}"#);
+    assert_eq!(status, 403);
+    let (status, h, _) =
+        http(port, "GET", path, &[("Sec-Fetch-Site", "none"), ("Sec-Fetch-Dest", "document")], "");
+    assert_eq!(status, 200, "{h}");
+    let cookie = h
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let with_cookie = [("Cookie", cookie.clone())];
+    assert_eq!(call(&with_cookie, r#"{"cmd":"app_state"}"#)["profile"], "none");
+    let made = call(
+        &with_cookie,
+        r#"{"cmd":"create","passphrase":"a passphrase typed in the page","traffic":"metered"}"#,
+    );
+    let key = made["key"].as_str().unwrap_or_else(|| panic!("no key: {made}")).to_owned();
+    let keyed = [("Cookie", cookie.clone()), ("X-Qanat-Key", key)];
+    assert_eq!(call(&keyed, r#"{"cmd":"settings"}"#)["traffic"], "metered");
+    // The terminal's commands reach the app's client, with no passphrase.
+    let out = qanat_with("", &["--json", "status", "--home", &home]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(serde_json::from_str::<Value>(text(&out.stdout).trim()).unwrap()["running"], true);
+    assert!(Path::new(&home).join("network.toml").exists());
+
+    rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::TERM)
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "qanat app did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "qanat app exited with {status}");
+    let said: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(said.iter().any(|l| l.contains("stopped")), "{said:?}");
+    assert!(!Path::new(&home).join("control.sock").exists());
+    // The profile is there, under the page's passphrase.
+    let out = qanat_with("a passphrase typed in the page", &["--json", "status", "--home", &home]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 /// `qanat wipe` destroys the profile (nothing of its header is left in any file, no command
 /// opens it), keeps network.toml, and is refused while `qanat run` holds the profile.
 #[test]

@@ -134,6 +134,15 @@ pub enum Unlocked {
     Duress(Duress),
 }
 
+/// What a passphrase opens, checked without opening ([`Profile::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// The real passphrase.
+    Real,
+    /// A duress passphrase, and its slot's settings.
+    Duress(DuressSettings),
+}
+
 /// A duress passphrase was typed: the directory's lock, the key just derived from it, and the
 /// settings its slot holds. What to do is the caller's: `crate::open::open_profile` wipes the
 /// profile and creates a fresh one under the same passphrase (DESIGN: docs/APP.md §3).
@@ -319,6 +328,29 @@ impl Profile {
             real_slot,
             scrub_owed: false,
         })))
+    }
+
+    /// What `passphrase` opens of the profile in `dir`, without opening it: the header alone,
+    /// read without the lock (the running client holds it). One Argon2id run, both slots tried,
+    /// as [`Profile::unlock`]; [`StoreError::WrongPassphrase`] for neither. For a lock screen in
+    /// front of a client that runs.
+    pub fn check(dir: impl AsRef<Path>, passphrase: &Passphrase) -> Result<Checked, StoreError> {
+        let dir = dir.as_ref();
+        let header_path = dir.join(HEADER_FILE);
+        let bytes = match fs::read(&header_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound { dir: dir.into() });
+            }
+            Err(e) => return Err(StoreError::Io { path: header_path, source: e }),
+        };
+        let decoded = Decoded::decode(&bytes, &header_path)?;
+        let kek = Kek::derive(passphrase, decoded.params(), decoded.salt())?;
+        match decoded.unwrap(&kek, &header_path)? {
+            Unwrapped::Real { .. } => Ok(Checked::Real),
+            Unwrapped::Duress(settings) => Ok(Checked::Duress(settings)),
+            Unwrapped::Wrong => Err(StoreError::WrongPassphrase { dir: dir.into() }),
+        }
     }
 
     /// The profile directory.
