@@ -18,4 +18,6 @@ mod gate;
 mod server;
 pub mod sessions;
 
-pub use server::{AppConfig, Backend, FREE_UNLOCK_FAILURES, LOCKED, MAX_BODY, Running, serve};
+pub use server::{
+    AppConfig, Backend, FREE_UNLOCK_FAILURES, LOCKED, MAX_BODY, MAX_CONNECTIONS, Running, serve,
+};

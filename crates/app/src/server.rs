@@ -29,7 +29,13 @@ use crate::gate::{self, Route};
 use crate::sessions::{CookieId, Redeemed, Sessions};
 
 /// Commands that pass without a key: what the lock screen and the first run need.
-pub const LOCKED: [&str; 4] = ["app_state", "create", "unlock", "lock"];
+pub const LOCKED: [&str; 3] = ["app_state", "create", "unlock"];
+
+/// Commands that check a passphrase: one at a time, and slower after repeated failures.
+const PASSPHRASE_CHECKS: [&str; 3] = ["unlock", "change_passphrase", "set_duress"];
+
+/// Connections served at once (a browser opens a handful); more wait in the kernel's queue.
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// The largest command body.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -40,11 +46,13 @@ pub const FREE_UNLOCK_FAILURES: u32 = 5;
 /// What answers the page's commands and streams its events: the client (in this process, or a
 /// running `qanat run` through its control socket), or a fake in tests.
 pub trait Backend: Send + Sync + 'static {
-    /// Answers one command: the request's JSON body (an object with `cmd`; it may hold a
-    /// passphrase, so it is zeroized once read), the answer's JSON (with `kind`).
+    /// Answers one command: the request's JSON body, one line (an object with `cmd`, never
+    /// `watch`; it may hold a passphrase, so it is zeroized once read), the answer's JSON (with
+    /// `kind`). A body that is not a command is the backend's to refuse, naming no more than
+    /// the position of the fault (it may hold a passphrase).
     fn call(&self, body: Zeroizing<Vec<u8>>) -> impl Future<Output = Vec<u8>> + Send;
 
-    /// The events from now on, each one JSON object.
+    /// The events from now on, each one JSON object on one line (any other is dropped).
     fn subscribe(&self) -> broadcast::Receiver<String>;
 }
 
@@ -59,6 +67,8 @@ pub struct AppConfig {
     pub lock_timeout: Duration,
     /// The first wait after [`FREE_UNLOCK_FAILURES`] failed unlocks (doubling from there).
     pub unlock_delay: Duration,
+    /// How long a connection may take to send a request's head.
+    pub header_timeout: Duration,
 }
 
 impl Default for AppConfig {
@@ -68,6 +78,7 @@ impl Default for AppConfig {
             token_lifetime: Duration::from_secs(120),
             lock_timeout: Duration::from_secs(300),
             unlock_delay: Duration::from_secs(1),
+            header_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -145,14 +156,51 @@ pub async fn serve<B: Backend>(backend: B, config: AppConfig) -> std::io::Result
     let spent = Arc::new(move || a.sessions().token_spent(Instant::now()));
     let router = Router::new().fallback(handle::<B>).with_state(app);
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let task = tokio::spawn(accept(listener, router, config.header_timeout, stopped));
     Ok(Running { addr, token, stop: Some(stop), task, spent })
+}
+
+/// Serves connections until `stopped`: at most [`MAX_CONNECTIONS`] at once, each given
+/// `header_timeout` for a request's head (a local process that opens connections and sends
+/// nothing holds no more than that many descriptors, for no longer than that).
+async fn accept(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    mut stopped: oneshot::Receiver<()>,
+) -> std::io::Result<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+            _ = &mut stopped => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                // Out of descriptors, say: wait a little rather than spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stopped => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        connections.spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            drop(permit);
+        });
+        // Reap the finished ones.
+        while connections.try_join_next().is_some() {}
+    }
+    connections.abort_all();
+    Ok(())
 }
 
 async fn handle<B: Backend>(State(app): State<Arc<App<B>>>, req: Request) -> Response<Body> {
@@ -246,7 +294,11 @@ async fn answer<B: Backend>(app: &Arc<App<B>>, req: Request) -> Response<Body> {
     let now = Instant::now();
     if let Route::Redeem(token) = &route {
         // Only a navigation redeems it (not an image, a script or a fetch of another page).
-        if value(&parts.headers, "sec-fetch-dest") != Some("document") {
+        if value(&parts.headers, "sec-fetch-dest") != Some("document")
+            || parts.headers.contains_key("sec-purpose")
+            || parts.headers.contains_key("purpose")
+        {
+            // Nor a prefetch or prerender, which the user did not ask for.
             return empty(StatusCode::FORBIDDEN);
         }
         let redeemed = app.sessions().redeem(token, now);
@@ -282,7 +334,12 @@ async fn answer<B: Backend>(app: &Arc<App<B>>, req: Request) -> Response<Body> {
             }
             events(app.clone(), cookie, key.unwrap_or_default())
         }
-        Route::Call => call(app, cookie, &parts.headers, body, now).await,
+        // Its own task: a connection that goes away does not cut a command (a wipe, a quit, an
+        // unlock whose failure must count) in half.
+        Route::Call => {
+            let task = tokio::spawn(call(app.clone(), cookie, parts.headers, body, now));
+            task.await.unwrap_or_else(|_| empty(StatusCode::INTERNAL_SERVER_ERROR))
+        }
     }
 }
 
@@ -308,16 +365,22 @@ struct Answer {
 }
 
 async fn call<B: Backend>(
-    app: &Arc<App<B>>,
+    app: Arc<App<B>>,
     cookie: CookieId,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     body: Body,
     now: Instant,
 ) -> Response<Body> {
+    let app = &app;
+    let headers = &headers;
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => Zeroizing::new(b.to_vec()),
         Err(_) => return empty(StatusCode::PAYLOAD_TOO_LARGE),
     };
+    // One line: whatever passes it on line by line (a control socket) sees one command.
+    if body.iter().any(|b| *b == b'\n' || *b == b'\r') {
+        return with_body(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", "not one line");
+    }
     let cmd = match serde_json::from_slice::<Head>(&body) {
         Ok(h) => h.cmd,
         Err(e) => {
@@ -333,31 +396,14 @@ async fn call<B: Backend>(
             return empty(StatusCode::UNAUTHORIZED);
         }
     }
+    if PASSPHRASE_CHECKS.contains(&cmd.as_str()) {
+        return checked(app, cookie, &cmd, body).await;
+    }
     match cmd.as_str() {
+        "watch" => with_body(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", "use /api/events"),
         "lock" => {
             app.sessions().lock(cookie);
             json(br#"{"kind":"ok"}"#.to_vec())
-        }
-        "unlock" => {
-            // One at a time, and slower after repeated failures.
-            let mut throttle = app.unlock.lock().await;
-            if let Some(at) = throttle.next {
-                tokio::time::sleep_until(at.into()).await;
-            }
-            let out = app.backend.call(body).await;
-            let answer = serde_json::from_slice::<Answer>(&out).ok();
-            if answer.as_ref().is_some_and(|a| a.code.as_deref() == Some("wrong_passphrase")) {
-                throttle.failures += 1;
-                if throttle.failures >= FREE_UNLOCK_FAILURES {
-                    let doublings = (throttle.failures - FREE_UNLOCK_FAILURES).min(16);
-                    let wait = (app.unlock_delay * (1u32 << doublings)).min(Duration::from_secs(300));
-                    throttle.next = Some(Instant::now() + wait);
-                }
-            } else if answer.as_ref().is_some_and(|a| a.kind == "unlocked") {
-                *throttle = Throttle { failures: 0, next: None };
-            }
-            drop(throttle);
-            keyed(app, cookie, out, answer.is_some_and(|a| a.kind == "unlocked")).await
         }
         "create" => {
             let out = app.backend.call(body).await;
@@ -382,6 +428,53 @@ async fn call<B: Backend>(
         }
         _ => json(app.backend.call(body).await),
     }
+}
+
+/// A command that checks a passphrase: one at a time (a second one meanwhile is `busy`), and
+/// after [`FREE_UNLOCK_FAILURES`] failures each next one must wait (1 s doubling to 5 min;
+/// asked sooner, `busy` with the wait left). The failure is counted before the check, so
+/// nothing can skip the count.
+async fn checked<B: Backend>(
+    app: &Arc<App<B>>,
+    cookie: CookieId,
+    cmd: &str,
+    body: Zeroizing<Vec<u8>>,
+) -> Response<Body> {
+    let busy = |wait: Duration| {
+        let v = serde_json::json!({
+            "kind": "error",
+            "message": "wait before trying again",
+            "code": "busy",
+            "retry_after_ms": wait.as_millis() as u64,
+        });
+        json(serde_json::to_vec(&v).unwrap_or_default())
+    };
+    let Ok(mut throttle) = app.unlock.try_lock() else { return busy(Duration::from_secs(1)) };
+    let now = Instant::now();
+    if let Some(at) = throttle.next
+        && at > now
+    {
+        return busy(at - now);
+    }
+    let before = (throttle.failures, throttle.next);
+    throttle.failures += 1;
+    if throttle.failures >= FREE_UNLOCK_FAILURES {
+        let doublings = (throttle.failures - FREE_UNLOCK_FAILURES).min(16);
+        let wait = (app.unlock_delay * (1u32 << doublings)).min(Duration::from_secs(300));
+        throttle.next = Some(now + wait);
+    }
+    let out = app.backend.call(body).await;
+    let answer = serde_json::from_slice::<Answer>(&out).ok();
+    let wrong = answer.as_ref().is_some_and(|a| a.code.as_deref() == Some("wrong_passphrase"));
+    let ok = answer.as_ref().is_some_and(|a| a.kind == "unlocked" || a.kind == "ok");
+    if ok {
+        *throttle = Throttle { failures: 0, next: None };
+    } else if !wrong {
+        // Refused for another reason: not a guess.
+        (throttle.failures, throttle.next) = before;
+    }
+    drop(throttle);
+    if cmd == "unlock" { keyed(app, cookie, out, ok).await } else { json(out) }
 }
 
 /// The backend's answer to an unlock or a first run, with a fresh key when it succeeded.
@@ -414,6 +507,8 @@ fn events<B: Backend>(app: Arc<App<B>>, cookie: CookieId, key: String) -> Respon
     let stream = futures_util::stream::unfold((rx, app, key), move |(mut rx, app, key)| async move {
         let chunk = tokio::select! {
             ev = rx.recv() => match ev {
+                // One line each, or it could forge the stream's framing.
+                Ok(json) if json.contains(['\n', '\r']) => ": dropped\n\n".to_owned(),
                 Ok(json) => format!("data: {json}\n\n"),
                 Err(broadcast::error::RecvError::Lagged(_)) => "event: resync\ndata: {}\n\n".to_owned(),
                 Err(broadcast::error::RecvError::Closed) => return None,

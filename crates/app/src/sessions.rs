@@ -14,8 +14,8 @@
 //!   so any other server on 127.0.0.1 the browser visits sees it); everything else needs the
 //!   key bound to that cookie, which dies at lock, after the lock timeout without the user, and
 //!   after [`KEY_LIFETIME`] in any case.
-//! - At most [`MAX_COOKIES`] cookies live at once (one per browser the link was opened in):
-//!   the oldest goes first.
+//! - A token gives one cookie; at most [`MAX_COOKIES`] would live at once were more tokens
+//!   made (the oldest goes first). A token presented after its lifetime is refused, used or not.
 
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,7 @@ struct KeyState {
 }
 
 struct CookieState {
+    id: u64,
     cookie: Secret32,
     key: Option<KeyState>,
 }
@@ -90,12 +91,14 @@ pub(crate) struct Sessions {
     token_lifetime: Duration,
     token_used: bool,
     cookies: Vec<CookieState>,
+    next_id: u64,
     lock_timeout: Duration,
 }
 
-/// A cookie that was found: its index among the live ones.
+/// A cookie that was found: its id, never reused (a cookie revoked meanwhile is not found again
+/// under it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct CookieId(usize);
+pub(crate) struct CookieId(u64);
 
 impl Sessions {
     pub(crate) fn new(now: Instant, token_lifetime: Duration, lock_timeout: Duration) -> Self {
@@ -105,6 +108,7 @@ impl Sessions {
             token_lifetime,
             token_used: false,
             cookies: Vec::new(),
+            next_id: 0,
             lock_timeout,
         }
     }
@@ -125,13 +129,16 @@ impl Sessions {
         if !same(&t, &self.token) {
             return Redeemed::Refused;
         }
+        if now.duration_since(self.token_issued) > self.token_lifetime {
+            // Late: refused, whether it was used or not (a link seen later, in a history or
+            // on a screen, cannot end the session).
+            return Redeemed::Refused;
+        }
         if self.token_used {
-            // Someone else (or the user, earlier) took it: nobody keeps what it gave.
+            // Someone else (or the user, earlier) took it within its lifetime: nobody keeps
+            // what it gave.
             self.cookies.clear();
             return Redeemed::Reused;
-        }
-        if now.duration_since(self.token_issued) > self.token_lifetime {
-            return Redeemed::Refused;
         }
         self.token_used = true;
         let cookie = random();
@@ -139,7 +146,8 @@ impl Sessions {
         if self.cookies.len() >= MAX_COOKIES {
             self.cookies.remove(0);
         }
-        self.cookies.push(CookieState { cookie, key: None });
+        self.next_id += 1;
+        self.cookies.push(CookieState { id: self.next_id, cookie, key: None });
         Redeemed::Cookie(out)
     }
 
@@ -151,9 +159,9 @@ impl Sessions {
                 let Some(v) = unhex32(v) else { continue };
                 // Every live cookie is compared, in constant time each.
                 let mut found = None;
-                for (i, c) in self.cookies.iter().enumerate() {
+                for c in &self.cookies {
                     if same(&v, &c.cookie) {
-                        found = Some(CookieId(i));
+                        found = Some(CookieId(c.id));
                     }
                 }
                 if found.is_some() {
@@ -175,7 +183,7 @@ impl Sessions {
         now: Instant,
     ) -> bool {
         let lock_timeout = self.lock_timeout;
-        let Some(c) = self.cookies.get_mut(cookie.0) else { return false };
+        let Some(c) = self.find(cookie) else { return false };
         let Some(k) = &mut c.key else { return false };
         if now.duration_since(k.last_activity) > lock_timeout || now.duration_since(k.issued) > KEY_LIFETIME {
             c.key = None;
@@ -193,7 +201,7 @@ impl Sessions {
 
     /// A new key for `cookie` (the one before dies), as hex.
     pub(crate) fn issue_key(&mut self, cookie: CookieId, now: Instant) -> Option<String> {
-        let c = self.cookies.get_mut(cookie.0)?;
+        let c = self.find(cookie)?;
         let key = random();
         let out = hex(&key[..]);
         c.key = Some(KeyState { key, issued: now, last_activity: now });
@@ -202,9 +210,13 @@ impl Sessions {
 
     /// Forgets `cookie`'s key: the page is locked.
     pub(crate) fn lock(&mut self, cookie: CookieId) {
-        if let Some(c) = self.cookies.get_mut(cookie.0) {
+        if let Some(c) = self.find(cookie) {
             c.key = None;
         }
+    }
+
+    fn find(&mut self, cookie: CookieId) -> Option<&mut CookieState> {
+        self.cookies.iter_mut().find(|c| c.id == cookie.0)
     }
 
     /// Forgets every key (the client was quit, or the profile wiped).
@@ -248,6 +260,16 @@ mod tests {
         assert_eq!(s.redeem(&token, t0), Redeemed::Reused);
         assert!(s.cookie([format!("qanat={c}").as_str()]).is_none());
         assert!(s.cookies.is_empty());
+    }
+
+    #[test]
+    fn a_used_token_seen_after_its_lifetime_is_refused_and_revokes_nothing() {
+        let t0 = Instant::now();
+        let mut s = Sessions::new(t0, 2 * MIN, 5 * MIN);
+        let token = s.token();
+        let c = cookie_of(s.redeem(&token, t0));
+        assert_eq!(s.redeem(&token, t0 + 3 * MIN), Redeemed::Refused);
+        assert!(s.cookie([format!("qanat={c}").as_str()]).is_some());
     }
 
     #[test]

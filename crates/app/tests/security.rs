@@ -33,6 +33,9 @@ impl Backend for Fake {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let cmd = v["cmd"].as_str().unwrap().to_owned();
         self.calls.lock().unwrap().push(cmd.clone());
+        if let Some(ms) = v["slow_ms"].as_u64() {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         let answer = match cmd.as_str() {
             "app_state" => r#"{"kind":"state","profile":"closed"}"#.to_owned(),
             "unlock" if v["passphrase"] == "right horse" => r#"{"kind":"unlocked"}"#.to_owned(),
@@ -46,6 +49,7 @@ impl Backend for Fake {
             "send" => r#"{"kind":"sent","id":"01"}"#.to_owned(),
             _ => r#"{"kind":"ok"}"#.to_owned(),
         };
+        self.calls.lock().unwrap().push(format!("{cmd} done"));
         answer.into_bytes()
     }
 
@@ -364,22 +368,106 @@ async fn commands_need_the_key_an_unlock_gives_and_a_lock_takes() {
 }
 
 #[tokio::test]
-async fn repeated_wrong_unlocks_wait_longer_each_time() {
-    let delay = Duration::from_millis(300);
+async fn repeated_wrong_unlocks_must_wait_longer_each_time_and_one_runs_at_a_time() {
+    // Long enough that a loaded machine's scheduling does not turn a "too soon" into a "late".
+    let delay = Duration::from_millis(1000);
     let mut p = Page::start(AppConfig { unlock_delay: delay, ..AppConfig::default() }).await;
     p.redeem().await;
+    let code = |a: &Answer| serde_json::from_str::<serde_json::Value>(&a.body).unwrap()["code"].clone();
     for _ in 0..qanat_app::FREE_UNLOCK_FAILURES {
-        let t = Instant::now();
-        p.unlock("wrong").await;
-        assert!(t.elapsed() < delay, "the first failures cost nothing");
+        assert_eq!(code(&p.unlock("wrong").await), "wrong_passphrase", "the first failures cost nothing");
     }
-    let t = Instant::now();
-    p.unlock("wrong").await;
-    assert!(t.elapsed() >= delay, "the sixth waits");
-    let t = Instant::now();
+    // The sixth is told to wait, and asked again too soon, the right one too.
+    let a = p.unlock("wrong").await;
+    assert_eq!(code(&a), "busy");
+    let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert!(v["retry_after_ms"].as_u64().unwrap() <= delay.as_millis() as u64, "{}", a.body);
+    assert_eq!(code(&p.unlock("right horse").await), "busy");
+    tokio::time::sleep(delay).await;
+    assert_eq!(code(&p.unlock("wrong").await), "wrong_passphrase");
+    // Then twice as long.
+    tokio::time::sleep(delay).await;
+    assert_eq!(code(&p.unlock("right horse").await), "busy");
+    tokio::time::sleep(delay).await;
     p.unlock("right horse").await;
-    assert!(t.elapsed() >= delay * 2, "and the seventh twice as long, even the right one");
     assert!(p.key.is_some());
+    // A check under way makes a second one at the same time busy (not queued behind it).
+    let slow = p.call(r#"{"cmd":"unlock","passphrase":"wrong","slow_ms":3000}"#);
+    let quick = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        p.call(r#"{"cmd":"unlock","passphrase":"right horse"}"#).await
+    };
+    let (_, second) = tokio::join!(slow, quick);
+    assert_eq!(code(&second), "busy");
+}
+
+#[tokio::test]
+async fn a_command_runs_to_its_end_when_its_connection_goes() {
+    let mut p = Page::start(AppConfig::default()).await;
+    p.redeem().await;
+    p.unlock("right horse").await;
+    let body = r#"{"cmd":"wipe","confirm":"wipe","slow_ms":300}"#;
+    let mut req = "POST /api/call HTTP/1.1\r\n".to_owned();
+    for (k, v) in p.api_head() {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    let mut s = TcpStream::connect(p.running.addr()).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.fake.commands().contains(&"wipe done".to_owned()) {
+        assert!(Instant::now() < deadline, "{:?}", p.fake.commands());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And what follows it in the server too: a wipe leaves no key alive.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.call(r#"{"cmd":"send","to":"bob","text":"hi"}"#).await.status != 401 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn one_line_commands_only_and_no_watch_and_no_key_less_lock() {
+    let mut p = Page::start(AppConfig::default()).await;
+    p.redeem().await;
+    // A second command smuggled on a second line of a key-less one.
+    let a = p.call("{\"cmd\":\"app_state\",\"a\":\n{\"cmd\":\"wipe\",\"confirm\":\"wipe\"}\n}").await;
+    assert_eq!(a.status, 400);
+    assert!(p.fake.commands().is_empty());
+    // Locking needs the key it locks.
+    assert_eq!(p.call(r#"{"cmd":"lock"}"#).await.status, 401);
+    p.unlock("right horse").await;
+    assert_eq!(p.call(r#"{"cmd":"watch"}"#).await.status, 400);
+    assert!(!p.fake.commands().contains(&"watch".to_owned()));
+    assert_eq!(p.call(r#"{"cmd":"lock"}"#).await.status, 200);
+}
+
+#[tokio::test]
+async fn idle_connections_are_bounded_and_timed_out() {
+    let config = AppConfig { header_timeout: Duration::from_millis(500), ..AppConfig::default() };
+    let mut p = Page::start(config).await;
+    p.redeem().await;
+    // Every slot taken by a connection that sends half a head and nothing more.
+    let mut idle = Vec::new();
+    for _ in 0..qanat_app::MAX_CONNECTIONS + 8 {
+        let mut s = TcpStream::connect(p.running.addr()).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: ").await.unwrap();
+        idle.push(s);
+    }
+    // They are cut off once their time is up: the user's request is answered.
+    let a = tokio::time::timeout(Duration::from_secs(10), p.call(r#"{"cmd":"app_state"}"#)).await;
+    assert_eq!(a.map(|a| a.status).ok(), Some(200));
+    let mut closed = 0;
+    for mut s in idle {
+        let mut buf = [0u8; 64];
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, qanat_app::MAX_CONNECTIONS + 8, "every idle connection ends");
 }
 
 #[tokio::test]

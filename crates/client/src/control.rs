@@ -136,6 +136,28 @@ pub enum Request {
         /// The invitation's id (or a unique prefix of it).
         invitation: String,
     },
+    /// The safety code of a conversation with one member (see
+    /// [`engine::safety`](crate::engine::safety)).
+    SafetyCode {
+        /// The contact or group.
+        name: String,
+        /// A group's member (a label, as `Members` lists them); none for a contact.
+        #[serde(default)]
+        member: Option<String>,
+    },
+    /// Mark a safety code verified (or take the mark away). Refused unless `code` is the current
+    /// code (whitespace ignored).
+    SetVerified {
+        /// The contact or group.
+        name: String,
+        /// A group's member; none for a contact.
+        #[serde(default)]
+        member: Option<String>,
+        /// The code compared, as `SafetyCode` gave it.
+        code: String,
+        /// Whether it is verified.
+        verified: bool,
+    },
     /// Stream events (the connection stays open; one `Event` response per event).
     Watch,
 }
@@ -250,6 +272,9 @@ pub struct ThreadOut {
     /// Waiting for its invitation's answer: when the link expires (Unix ms).
     #[serde(default)]
     pub expires_at_ms: Option<u64>,
+    /// A contact: its current safety code is marked verified.
+    #[serde(default)]
+    pub verified: bool,
 }
 
 /// What one traffic profile costs and how long its messages take.
@@ -439,6 +464,13 @@ pub enum Response {
         /// The group's local name.
         name: String,
     },
+    /// A safety code.
+    SafetyCode {
+        /// Its 60 digits (shown as 12 groups of 5).
+        code: String,
+        /// Whether the user marked this code verified.
+        verified: bool,
+    },
     /// A delivery state.
     Delivery {
         /// `queued`, `sent`, `delivered`, or `unknown`.
@@ -463,6 +495,15 @@ pub enum Response {
         /// Seconds without the user before the interface locks.
         lock_timeout_secs: u32,
     },
+    /// The host's state (`qanat app`): whether a profile exists and is open.
+    State {
+        /// `none` (first run), `closed` (locked, client stopped) or `open`.
+        profile: String,
+        /// The network file's gateways by name, to choose one at the first run.
+        gateways: Vec<String>,
+    },
+    /// The profile is open and its client runs.
+    Unlocked,
     /// The network in use (`None` fields: no directory yet).
     Network {
         /// The epoch of the directory document in use.
@@ -487,6 +528,11 @@ pub enum Response {
 }
 
 impl Response {
+    /// A refusal with a code (for what is not an [`EngineError`]: the host's).
+    pub fn error_code(message: impl Into<String>, code: &str) -> Self {
+        Self::Error { message: message.into(), code: Some(code.into()) }
+    }
+
     /// A refusal that is not the engine's (no code).
     pub fn error(message: impl Into<String>) -> Self {
         Self::Error { message: message.into(), code: None }
@@ -628,6 +674,7 @@ pub fn try_execute<R: CryptoRng>(
                     unread: t.unread,
                     activity_ms: t.activity_ms,
                     expires_at_ms: t.expires_at_ms,
+                    verified: t.verified,
                 })
                 .collect(),
         },
@@ -737,6 +784,14 @@ pub fn try_execute<R: CryptoRng>(
             engine.decline_group_invitation(&invitation)?;
             Response::Ok
         }
+        Request::SafetyCode { name, member } => {
+            let (code, verified) = engine.safety_code(&name, member.as_deref())?;
+            Response::SafetyCode { code: code.digits().into(), verified }
+        }
+        Request::SetVerified { name, member, code, verified } => {
+            engine.set_verified(&name, member.as_deref(), &code, verified)?;
+            Response::Ok
+        }
         Request::Watch => Response::error("watch needs the running client (start `qanat run`)"),
     })
 }
@@ -759,5 +814,81 @@ fn message_out(thread: &str, id: &LocalMessageId, e: HistoryEntry) -> MessageOut
         text: e.text,
         sent_at_ms: e.sent_at_ms,
         at_ms: e.at_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(v: &T, json: &str) {
+        assert_eq!(serde_json::to_string(v).unwrap(), json);
+        assert_eq!(&serde_json::from_str::<T>(json).unwrap(), v);
+    }
+
+    #[test]
+    fn safety_code_requests_and_answers_round_trip() {
+        round_trip(
+            &Request::SafetyCode { name: "bob".into(), member: None },
+            r#"{"cmd":"safety_code","name":"bob","member":null}"#,
+        );
+        round_trip(
+            &Request::SetVerified {
+                name: "team".into(),
+                member: Some("carol".into()),
+                code: "12345 67890".into(),
+                verified: true,
+            },
+            r#"{"cmd":"set_verified","name":"team","member":"carol","code":"12345 67890","verified":true}"#,
+        );
+        round_trip(
+            &Response::SafetyCode { code: "0".repeat(60), verified: false },
+            &format!(r#"{{"kind":"safety_code","code":"{}","verified":false}}"#, "0".repeat(60)),
+        );
+        // `member` may be left out (a contact).
+        let r: Request = serde_json::from_str(r#"{"cmd":"safety_code","name":"bob"}"#).unwrap();
+        assert_eq!(r, Request::SafetyCode { name: "bob".into(), member: None });
+        let r: Request =
+            serde_json::from_str(r#"{"cmd":"set_verified","name":"bob","code":"1","verified":false}"#)
+                .unwrap();
+        assert_eq!(
+            r,
+            Request::SetVerified { name: "bob".into(), member: None, code: "1".into(), verified: false }
+        );
+    }
+
+    #[test]
+    fn threads_as_written_before_verification_still_parse() {
+        let old = r#"{"kind":"threads","list":[{"name":"bob","group":false,"state":"active","members":["bob"],"unread":2}]}"#;
+        let Response::Threads { list } = serde_json::from_str(old).unwrap() else { panic!("not threads") };
+        assert_eq!(
+            list,
+            [ThreadOut {
+                name: "bob".into(),
+                group: false,
+                state: "active".into(),
+                members: vec!["bob".into()],
+                unread: 2,
+                verified: false,
+                last: None,
+                activity_ms: 0,
+                expires_at_ms: None,
+            }]
+        );
+        round_trip(
+            &Response::Threads { list: vec![ThreadOut { verified: true, ..list[0].clone() }] },
+            r#"{"kind":"threads","list":[{"name":"bob","group":false,"state":"active","members":["bob"],"unread":2,"last":null,"activity_ms":0,"expires_at_ms":null,"verified":true}]}"#,
+        );
+        // Requests of before still parse as they did.
+        for (json, req) in [
+            (r#"{"cmd":"contacts"}"#, Request::Contacts),
+            (r#"{"cmd":"members","name":"team"}"#, Request::Members { name: "team".into() }),
+            (
+                r#"{"cmd":"send","to":"bob","text":"hi"}"#,
+                Request::Send { to: "bob".into(), text: "hi".into() },
+            ),
+        ] {
+            assert_eq!(serde_json::from_str::<Request>(json).unwrap(), req);
+        }
     }
 }

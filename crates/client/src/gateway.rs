@@ -14,7 +14,9 @@ use qanat_link::{
 };
 use qanat_mixnet::MailboxItem;
 use qanat_mixnet::client_proto::{ErrorCode, MAX_PULL_LIMIT, ProtoError, Request, Response};
-use qanat_packet::MailboxId;
+/// A mailbox and the secret that lets its owner read it (defined beside the pull core in
+/// `qanat-mixnet`).
+pub use qanat_mixnet::pull::MailboxAccess;
 
 /// How long one control request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -57,21 +59,6 @@ pub struct GatewayAddress {
 impl std::fmt::Debug for GatewayAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("GatewayAddress(..)")
-    }
-}
-
-/// A mailbox and the secret that lets its owner read it.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct MailboxAccess {
-    /// The mailbox.
-    pub mailbox: MailboxId,
-    /// The owner's credential.
-    pub credential: [u8; 32],
-}
-
-impl std::fmt::Debug for MailboxAccess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MailboxAccess(..)")
     }
 }
 

@@ -10,6 +10,8 @@
 //!   delete mailboxes), the client's only network connection.
 //! - [`engine`]: contacts and groups: ties the profile, invitations, MLS and the sending layer
 //!   together, IO-free but for the profile.
+//! - [`open`]: opening a profile as every front end does, a duress passphrase included (wipe,
+//!   then a fresh profile under it).
 //!
 //! The sending layer the engine drives is IO-free and lives with the node cores, in
 //! [`qanat_mixnet::sending`]: messages split into packets sealed end to end to the mailbox's
@@ -22,8 +24,10 @@
 pub mod control;
 pub mod engine;
 pub mod gateway;
+pub mod host;
 pub mod invite;
 pub mod mls;
+pub mod open;
 pub mod pull;
 pub mod runtime;
 pub mod store;

@@ -135,17 +135,20 @@ fn a_corrupt_header_names_the_file() {
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains(HEADER_FILE), "{err}");
     }
-    // A flipped bit in the parameters or the wrapped key: the wrap no longer authenticates.
+    // A flipped bit in each slot (the real one is at a random position): neither authenticates.
+    // Regression: flipping only the last slot's bit opened the profile whenever the real slot
+    // was the first one (half the runs).
     let mut flipped = good.clone();
     flipped[HEADER_LEN - 1] ^= 1;
+    flipped[HEADER_LEN - 1 - 104] ^= 1;
     fs::write(&path, &flipped).unwrap();
     assert!(matches!(Profile::open(&dir, &pass()), Err(StoreError::WrongPassphrase { .. })));
     // An unknown version.
-    let mut v2 = good.clone();
-    v2[9] = 2;
-    fs::write(&path, &v2).unwrap();
+    let mut v3 = good.clone();
+    v3[9] = 3;
+    fs::write(&path, &v3).unwrap();
     let err = Profile::open(&dir, &pass()).unwrap_err();
-    assert!(matches!(err, StoreError::UnknownVersion { found: 2, known: 1, .. }), "{err}");
+    assert!(matches!(err, StoreError::UnknownVersion { found: 3, known: 2, .. }), "{err}");
     fs::write(&path, &good).unwrap();
     Profile::open(&dir, &pass()).unwrap();
 }
@@ -275,7 +278,7 @@ fn changing_the_passphrase_keeps_the_data() {
     let (_tmp, dir, mut p) = new_profile();
     p.put("a", b"k", b"v").unwrap();
     let new = Passphrase::new("new passphrase");
-    p.change_passphrase(&new, fast()).unwrap();
+    p.change_passphrase(&new, fast(), None).unwrap();
     drop(p);
     assert!(matches!(Profile::open(&dir, &pass()), Err(StoreError::WrongPassphrase { .. })));
     let p = Profile::open(&dir, &new).unwrap();

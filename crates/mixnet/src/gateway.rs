@@ -47,13 +47,14 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use qanat_packet::{Geometry, MailboxId, NodeId, ReplayTag, SecretKey, Sphinx, SurbId};
+use qanat_pki::Position;
 
 use crate::keyring::{
     DelayQueue, EpochWindow, KeyRing, ReplayBatch, RingError, Transmit, earliest, requested_delay,
 };
 use crate::mix::Dropped;
 use crate::time::UnixMicros;
-use crate::topology::{Position, Topology};
+use crate::topology::Topology;
 
 /// A gateway's configuration.
 #[derive(Debug, Clone)]
@@ -359,7 +360,7 @@ impl Gateway {
     }
 
     fn is_first_layer(&self, id: &NodeId) -> bool {
-        self.topologies.iter().any(|t| t.position(id) == Some(Position::Mix(0)))
+        self.topologies.iter().any(|t| t.position(id) == Some(Position::Mix { layer: 0 }))
     }
 
     fn count(&mut self, e: RingError) -> Dropped {

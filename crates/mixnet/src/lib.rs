@@ -8,8 +8,8 @@
 //!   mailbox store, acknowledged once durable (egress).
 //! - [`mix`]: unwrap, replay filters ([`replay`]), the sender's delays, loop cover; [`resend`]:
 //!   the last mix's packets kept until their gateway acknowledges them.
-//! - [`client_proto`] and [`pull`]: the client–gateway control messages and the gateway's side of
-//!   the fixed-length pulls from the mailboxes.
+//! - [`client_proto`] and [`pull`]: the client–gateway control messages and both sides of the
+//!   fixed-length pulls from the mailboxes (the gateway's and the client's).
 //! - [`time`] and [`topology`]: what they all share: simulated time, exponential sampling, the
 //!   epoch's layers and gateways, and paths through them.
 //!
@@ -41,4 +41,4 @@ pub use mix::{Dropped, Mix, MixConfig, MixMetrics, Received};
 pub use replay::ReplayFilter;
 pub use resend::{Resend, ResendConfig, ResendMetrics, Resends};
 pub use time::{UnixMicros, exponential};
-pub use topology::{Destination, Hop, Position, Topology, path_hops};
+pub use topology::{Destination, Hop, Topology, path_hops};

@@ -19,13 +19,14 @@
 use std::time::Duration;
 
 use qanat_packet::{Geometry, MailboxId, NodeId, ReplayTag, SecretKey, Sphinx, UnwrapError, Unwrapped};
+use qanat_pki::Position;
 use rand_core::CryptoRng;
 
 use crate::keyring::{
     DelayQueue, EpochWindow, KeyRing, ReplayBatch, RingError, Transmit, earliest, requested_delay,
 };
 use crate::time::{UnixMicros, exponential};
-use crate::topology::{Destination, Hop, Position, Topology, path_hops};
+use crate::topology::{Destination, Hop, Topology, path_hops};
 
 /// A mix node's configuration.
 #[derive(Debug, Clone)]
@@ -392,7 +393,8 @@ impl Mix {
     /// this node.
     fn make_loop<R: CryptoRng + ?Sized>(&self, now: UnixMicros, rng: &mut R) -> Option<(NodeId, Vec<u8>)> {
         let topo = self.current_topology(now)?;
-        let Position::Mix(layer) = topo.position(&self.config.id)? else { return None };
+        let Position::Mix { layer } = topo.position(&self.config.id)? else { return None };
+        let layer = usize::from(layer);
         let me = topo.hop(&self.config.id)?;
         let mut hops: Vec<&Hop> = Vec::new();
         for l in layer + 1..topo.layers.len() {

@@ -5,7 +5,7 @@
 use core::time::Duration;
 
 use qanat_packet::{MailboxId, NodeDelay, NodeId, PathHop, PublicKey, RoutingCommand, SurbId};
-use qanat_pki::Document;
+use qanat_pki::{Document, Position};
 use rand_core::Rng;
 
 use crate::time::exponential;
@@ -30,15 +30,6 @@ pub struct Topology {
     pub gateways: Vec<Hop>,
 }
 
-/// Where a node sits in a topology.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Position {
-    /// Mix in layer `i` (0-based).
-    Mix(usize),
-    /// Gateway.
-    Gateway,
-}
-
 impl Topology {
     /// The routes a verified document gives for its epoch: its layers and gateways, each node
     /// with its packet key for the epoch (a node without one is left out). The one conversion
@@ -57,7 +48,8 @@ impl Topology {
         if self.gateways.iter().any(|h| h.id == *id) {
             return Some(Position::Gateway);
         }
-        self.layers.iter().position(|l| l.iter().any(|h| h.id == *id)).map(Position::Mix)
+        let layer = self.layers.iter().position(|l| l.iter().any(|h| h.id == *id))?;
+        Some(Position::Mix { layer: u8::try_from(layer).ok()? })
     }
 
     /// The hop entry of `id`.

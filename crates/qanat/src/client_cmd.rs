@@ -1,6 +1,6 @@
-//! The client commands on a profile directory (`--home`): `init`, `run`, and the commands that
-//! are one [`Request`] each (`invite`, `accept`, `contacts`, `send`, `inbox`, `history`,
-//! `status`, `group …`).
+//! The client commands on a profile directory (`--home`): `init`, `run`, `wipe`, `passphrase`,
+//! the commands that are one [`Request`] each (`invite`, `accept`, `contacts`, `send`, `inbox`,
+//! `history`, `status`, `network`, `traffic`, `group …`), and `verify` (one or two).
 //!
 //! A request goes to the running client (`qanat run`) over `HOME/control.sock` when one answers
 //! there. Otherwise the command opens the profile itself (which needs the passphrase, and fails
@@ -9,7 +9,11 @@
 //! message, and a `send` waits in the profile until the client runs.
 //!
 //! The passphrase comes from `QANAT_PASSPHRASE`, else from a prompt on the terminal without
-//! echo. Nothing here logs identifiers, keys or addresses.
+//! echo (a new one from `QANAT_NEW_PASSPHRASE`, a duress one from `QANAT_DURESS_PASSPHRASE`,
+//! else asked twice). Every command that opens the profile does so through
+//! [`qanat_client::open::open_profile`]: a duress passphrase destroys the profile and the command
+//! goes on with a fresh, empty one, saying nothing different. Nothing here logs identifiers, keys
+//! or addresses.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::os::unix::net::UnixStream;
@@ -18,18 +22,28 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use qanat_client::control::{self, MessageOut, Request, Response, SOCKET_FILE, ThreadOut};
-use qanat_client::engine::{Engine, EngineConfig};
+use qanat_client::engine::{Engine, EngineConfig, LANGUAGES};
+use qanat_client::open::{OpenError, open_profile as open_or_duress, traffic_code};
 use qanat_client::runtime::{self, RuntimeConfig};
-use qanat_client::store::{DATABASE_FILE, HEADER_FILE, PASSPHRASE_ENV, Passphrase, Profile, StoreError};
+use qanat_client::store::{
+    self, DATABASE_FILE, DuressSettings, HEADER_FILE, PASSPHRASE_ENV, Passphrase, Profile, StoreError,
+};
 use qanat_mixnet::sending::TrafficProfile;
 use qanat_network::file::{Access, write_atomically};
 use qanat_node::config::ClientNetwork;
+use qanat_packet::NodeId;
 use rand::SeedableRng as _;
 use rand::rngs::{StdRng, SysRng};
 use zeroize::Zeroizing;
 
 /// The network file's name in the profile directory.
 pub(crate) const NETWORK_FILE: &str = "network.toml";
+
+/// The environment variable `qanat passphrase` reads the new passphrase from.
+const NEW_PASSPHRASE_ENV: &str = "QANAT_NEW_PASSPHRASE";
+/// The environment variable `qanat passphrase --duress` (and `--keep-duress`) reads the duress
+/// passphrase from.
+const DURESS_PASSPHRASE_ENV: &str = "QANAT_DURESS_PASSPHRASE";
 
 /// How long a command waits for the running client's answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -62,12 +76,12 @@ fn passphrase(confirm: bool) -> Result<Passphrase> {
     if let Some(p) = Passphrase::from_env() {
         return Ok(p);
     }
-    let first = prompt("Passphrase: ")?;
+    let first = prompt("Passphrase: ", false)?;
     if confirm {
         if first.is_empty() {
             bail!("the passphrase is empty; nothing was created");
         }
-        let second = prompt("Passphrase (again): ")?;
+        let second = prompt("Passphrase (again): ", false)?;
         if *first != *second {
             bail!("the two passphrases differ; nothing was created");
         }
@@ -75,8 +89,29 @@ fn passphrase(confirm: bool) -> Result<Passphrase> {
     Ok(Passphrase::new(first.as_str()))
 }
 
-/// Reads a line from the terminal with echo off.
-fn prompt(text: &str) -> Result<Zeroizing<String>> {
+/// A new passphrase (`label`): from the environment variable `env`, else asked twice at the
+/// terminal. Never empty.
+fn new_passphrase(env: &str, label: &str) -> Result<Passphrase> {
+    if let Some(value) = std::env::var_os(env) {
+        let bytes = std::os::unix::ffi::OsStringExt::into_vec(value);
+        if bytes.is_empty() {
+            bail!("{env} is empty; nothing was changed");
+        }
+        return Ok(Passphrase::from_bytes(bytes));
+    }
+    let first = prompt(&format!("{label}: "), false)?;
+    if first.is_empty() {
+        bail!("the {} is empty; nothing was changed", label.to_lowercase());
+    }
+    let second = prompt(&format!("{label} (again): "), false)?;
+    if *first != *second {
+        bail!("the two entries differ; nothing was changed");
+    }
+    Ok(Passphrase::new(first.as_str()))
+}
+
+/// Reads a line from the terminal (with echo off unless `echo`).
+fn prompt(text: &str, echo: bool) -> Result<Zeroizing<String>> {
     use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
     let mut tty = std::fs::OpenOptions::new()
         .read(true)
@@ -85,7 +120,9 @@ fn prompt(text: &str) -> Result<Zeroizing<String>> {
         .map_err(|_| anyhow!("no passphrase: set {PASSPHRASE_ENV} or run the command in a terminal"))?;
     let saved = tcgetattr(&tty).context("cannot read the terminal's settings")?;
     let mut quiet = saved.clone();
-    quiet.local_modes.remove(LocalModes::ECHO);
+    if !echo {
+        quiet.local_modes.remove(LocalModes::ECHO);
+    }
     tcsetattr(&tty, OptionalActions::Flush, &quiet).context("cannot turn the terminal's echo off")?;
     let _ = write!(tty, "{text}");
     let _ = tty.flush();
@@ -101,7 +138,9 @@ fn prompt(text: &str) -> Result<Zeroizing<String>> {
         }
     };
     let _ = tcsetattr(&tty, OptionalActions::Now, &saved);
-    let _ = writeln!(tty);
+    if !echo {
+        let _ = writeln!(tty);
+    }
     read.context("cannot read the passphrase")?;
     if bytes.last() == Some(&b'\r') {
         bytes.pop();
@@ -125,10 +164,24 @@ fn require_profile(home: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Opens the profile in `home` with the passphrase (a duress passphrase: wiped, and a fresh
+/// profile in its place, see the module documentation).
 fn open_profile(home: &Path) -> Result<Profile> {
     require_profile(home)?;
     let pass = passphrase(false)?;
-    Profile::open(home, &pass).map_err(store_error)
+    let gateways = network_gateways(home);
+    match open_or_duress(home, &pass, &gateways, &mut os_rng()?) {
+        Ok(opened) => Ok(opened.profile),
+        Err(OpenError::Store(e)) => Err(store_error(e)),
+        Err(e) => Err(anyhow!("{e}")),
+    }
+}
+
+/// The gateways of `HOME/network.toml`, in order (none if the file cannot be read).
+fn network_gateways(home: &Path) -> Vec<NodeId> {
+    ClientNetwork::load(&home.join(NETWORK_FILE))
+        .map(|n| n.gateways.iter().map(|g| g.identity.node_id()).collect())
+        .unwrap_or_default()
 }
 
 fn store_error(e: StoreError) -> anyhow::Error {
@@ -234,6 +287,144 @@ pub(crate) fn init(
         println!("Next: `qanat run --home {}` keeps the client connected.", home.display());
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// wipe, passphrase
+
+/// Fails, changing nothing, while a `qanat run` answers on `home`'s control socket.
+fn refuse_while_running(home: &Path, what: &str) -> Result<()> {
+    if Control::connect(home).is_some() {
+        bail!(
+            "a `qanat run` holds the profile in {}: stop it (Ctrl-C), then {what} again; nothing was changed",
+            home.display()
+        );
+    }
+    Ok(())
+}
+
+/// `qanat wipe`: destroys the profile in `home` ([`store::wipe`]), after the user typed `wipe`
+/// unless `yes`.
+pub(crate) fn wipe(home: &Path, yes: bool, out: Output) -> Result<()> {
+    require_profile(home)?;
+    refuse_while_running(home, "wipe")?;
+    if !yes {
+        let typed = prompt(
+            &format!(
+                "This destroys the profile in {}: contacts, groups and messages, for good.\nType wipe to go on: ",
+                home.display()
+            ),
+            true,
+        )
+        .map_err(|_| anyhow!("no terminal to confirm on: pass --yes to wipe without asking"))?;
+        if typed.trim() != "wipe" {
+            bail!("not wiped: you did not type wipe; nothing was changed");
+        }
+    }
+    store::wipe(home).map_err(|e| match e {
+        StoreError::InUse { dir } => anyhow!(
+            "the profile in {} is in use (by `qanat run`, or another command): stop it, then wipe \
+             again; nothing was changed",
+            dir.display()
+        ),
+        e => anyhow!("{e}"),
+    })?;
+    if out.json {
+        println!("{}", serde_json::json!({ "kind": "wiped", "home": home }));
+    } else {
+        println!(
+            "The profile in {} is destroyed: its header and database were overwritten with random \
+             bytes and deleted (network.toml is kept). Copies the storage or backups keep are not \
+             reached: see docs/STORAGE.md \"Wipe\".",
+            home.display()
+        );
+    }
+    Ok(())
+}
+
+/// What `qanat passphrase` changes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PassphraseChange {
+    /// A new passphrase; the duress passphrase given again if `keep_duress`.
+    New { keep_duress: bool },
+    /// Sets the duress passphrase.
+    SetDuress,
+    /// Removes the duress passphrase.
+    RemoveDuress,
+}
+
+/// `qanat passphrase`: changes the passphrase, or sets or removes the duress passphrase.
+pub(crate) fn change_passphrase(home: &Path, what: PassphraseChange, out: Output) -> Result<()> {
+    refuse_while_running(home, "change the passphrase")?;
+    let mut profile = open_profile(home)?;
+    let refused = |e: StoreError| match e {
+        StoreError::DuressIsReal => {
+            anyhow!("the duress passphrase must differ from the passphrase; nothing was changed")
+        }
+        e => anyhow!("{e}"),
+    };
+    let (kind, text) = match what {
+        PassphraseChange::New { keep_duress } => {
+            let new = new_passphrase(NEW_PASSPHRASE_ENV, "New passphrase")?;
+            let duress = if keep_duress {
+                Some((
+                    new_passphrase(DURESS_PASSPHRASE_ENV, "Duress passphrase")?,
+                    duress_settings(home, &profile)?,
+                ))
+            } else {
+                None
+            };
+            let params = profile.kdf_params();
+            profile
+                .change_passphrase(&new, params, duress.as_ref().map(|(d, s)| (d, *s)))
+                .map_err(refused)?;
+            let text = if keep_duress {
+                "The passphrase is changed; the duress passphrase still works."
+            } else {
+                "The passphrase is changed. A duress passphrase, if one was set, no longer works \
+                 (set one with `qanat passphrase --duress`)."
+            };
+            ("passphrase_changed", text)
+        }
+        PassphraseChange::SetDuress => {
+            let duress = new_passphrase(DURESS_PASSPHRASE_ENV, "Duress passphrase")?;
+            let settings = duress_settings(home, &profile)?;
+            profile.set_duress(&duress, settings).map_err(refused)?;
+            (
+                "duress_set",
+                "The duress passphrase is set (it replaces any earlier one). Typed instead of the \
+                 passphrase, it destroys this profile and opens an empty one with the same gateway \
+                 and traffic.",
+            )
+        }
+        PassphraseChange::RemoveDuress => {
+            profile.remove_duress().map_err(refused)?;
+            ("duress_removed", "No duress passphrase opens this profile now.")
+        }
+    };
+    drop(profile);
+    if out.json {
+        println!("{}", serde_json::json!({ "kind": kind }));
+    } else {
+        println!("{text}");
+    }
+    Ok(())
+}
+
+/// The settings a duress slot set now keeps: this profile's gateway (its position in
+/// `HOME/network.toml`), traffic profile, and the app's language and lock timeout.
+fn duress_settings(home: &Path, profile: &Profile) -> Result<DuressSettings> {
+    let gateway = Engine::gateway_of(profile).map_err(|e| anyhow!("{e}"))?;
+    let traffic = Engine::traffic_of(profile).map_err(|e| anyhow!("{e}"))?;
+    let ui = Engine::ui_settings_of(profile).map_err(|e| anyhow!("{e}"))?;
+    let gateway_index = network_gateways(home).iter().position(|g| *g == gateway).unwrap_or(0);
+    let language = ui.language.and_then(|l| LANGUAGES.iter().position(|x| *x == l)).unwrap_or(0);
+    Ok(DuressSettings {
+        gateway_index: u16::try_from(gateway_index).unwrap_or(0),
+        traffic: traffic_code(traffic),
+        language: u8::try_from(language).unwrap_or(0),
+        lock_timeout_secs: ui.lock_timeout_secs,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -365,13 +556,13 @@ pub(crate) fn run(
 }
 
 /// SIGINT and SIGTERM.
-struct Signals {
+pub(crate) struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    fn new() -> Result<Self> {
+    pub(crate) fn new() -> Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(Self {
             term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
@@ -379,7 +570,7 @@ impl Signals {
         })
     }
 
-    async fn recv(self: std::pin::Pin<&mut Self>) {
+    pub(crate) async fn recv(self: std::pin::Pin<&mut Self>) {
         let this = self.get_mut();
         tokio::select! {
             _ = this.term.recv() => {}
@@ -542,6 +733,79 @@ pub(crate) fn send_and_wait(
     }
 }
 
+/// What `qanat verify` does with the safety code.
+pub(crate) enum Mark {
+    /// Prints it, and whether it is marked verified.
+    Show,
+    /// Marks it verified: the code the user compared.
+    Verified(String),
+    /// Takes the mark away.
+    Unverified,
+}
+
+/// `qanat verify NAME [--member M] [--mark CODE | --unmark]`.
+pub(crate) fn verify(
+    home: &Path,
+    name: String,
+    member: Option<String>,
+    mark: Mark,
+    out: Output,
+) -> Result<()> {
+    let mut s = Session::open(home)?;
+    let code = match mark {
+        Mark::Show => {
+            let resp = s.call(Request::SafetyCode { name: name.clone(), member: member.clone() })?;
+            if out.json {
+                return finish(&resp, out);
+            }
+            let Response::SafetyCode { code, verified } = &resp else { return finish(&resp, out) };
+            let whose = member.as_deref().map_or(name.clone(), |m| format!("{m} in {name}"));
+            println!("Safety code with {whose}:");
+            println!();
+            for row in safety_rows(code) {
+                println!("    {row}");
+            }
+            println!();
+            if *verified {
+                println!("verified: you marked this code as compared.");
+            } else {
+                let member = member.as_deref().map(|m| format!(" --member {m:?}")).unwrap_or_default();
+                println!(
+                    "not verified. Compare it with {whose} in person or on a call you trust (not by a \
+                     message); if it is the same, run `qanat verify {name:?}{member} --mark CODE` with \
+                     the code you compared."
+                );
+            }
+            return Ok(());
+        }
+        Mark::Verified(code) => Some(code),
+        Mark::Unverified => None,
+    };
+    let verified = code.is_some();
+    let code = match code {
+        Some(c) => c,
+        // Taking a mark away names the current code too.
+        None => match s.call(Request::SafetyCode { name: name.clone(), member: member.clone() })? {
+            Response::SafetyCode { code, .. } => code,
+            resp => return finish(&resp, out),
+        },
+    };
+    let resp = s.call(Request::SetVerified { name, member, code, verified })?;
+    if !out.json && resp == Response::Ok {
+        println!("{}", if verified { "marked verified" } else { "no longer marked verified" });
+        return Ok(());
+    }
+    finish(&resp, out)
+}
+
+/// A safety code's 60 digits as 3 rows of 4 groups of 5 (other text as it is).
+fn safety_rows(code: &str) -> Vec<String> {
+    match qanat_client::engine::safety::SafetyCode::parse(code) {
+        Some(c) => c.rows(),
+        None => vec![code.to_owned()],
+    }
+}
+
 /// `qanat inbox --follow`: the unread messages, then every event as it happens.
 pub(crate) fn follow(home: &Path, out: Output) -> Result<()> {
     let Some(mut c) = Control::connect(home) else {
@@ -583,7 +847,8 @@ fn print_response(resp: &Response, out: Output) {
     match resp {
         // Reported by the caller, on standard error.
         Response::Error { .. } => {}
-        Response::Ok => println!("done"),
+        Response::Ok | Response::Unlocked => println!("done"),
+        Response::State { profile, .. } => println!("profile: {profile}"),
         Response::Invitation { link, qr, expires_at_ms } => {
             println!("{qr}");
             println!("{link}");
@@ -706,6 +971,12 @@ fn print_response(resp: &Response, out: Output) {
                 );
             }
         }
+        Response::SafetyCode { code, verified } => {
+            for row in safety_rows(code) {
+                println!("{row}");
+            }
+            println!("{}", if *verified { "verified" } else { "not verified" });
+        }
         Response::Event { text, latency_ms, .. } => match latency_ms {
             Some(l) => println!("{text}  ({l} ms)"),
             None => println!("{text}"),
@@ -722,10 +993,21 @@ fn print_threads(list: &[ThreadOut]) {
         return;
     }
     let w = list.iter().map(|t| t.name.chars().count()).max().unwrap_or(0).max(4);
-    println!("{:w$}  {:7}  {:8}  {:6}  MEMBERS", "NAME", "KIND", "STATE", "UNREAD");
+    println!("{:w$}  {:7}  {:8}  {:6}  {:8}  MEMBERS", "NAME", "KIND", "STATE", "UNREAD", "VERIFIED");
     for t in list {
         let kind = if t.group { "group" } else { "contact" };
-        println!("{:w$}  {kind:7}  {:8}  {:6}  {}", t.name, t.state, t.unread, t.members.join(", "));
+        let verified = match (t.group, t.verified) {
+            (true, _) => "-",
+            (false, true) => "yes",
+            (false, false) => "no",
+        };
+        println!(
+            "{:w$}  {kind:7}  {:8}  {:6}  {verified:8}  {}",
+            t.name,
+            t.state,
+            t.unread,
+            t.members.join(", ")
+        );
     }
 }
 

@@ -1,6 +1,7 @@
 //! `qanat`: the one binary. Thin glue: parse arguments, call the libraries.
 #![forbid(unsafe_code)]
 
+mod app_cmd;
 mod client_cmd;
 mod demo;
 mod devnet;
@@ -130,6 +131,29 @@ enum Command {
         #[arg(long, default_value = "standard", value_parser = ["standard", "metered"])]
         traffic: String,
     },
+    /// Runs the client with its page, the Qanat app, on 127.0.0.1 until SIGINT or SIGTERM:
+    /// prints the page's one-time start link and opens the browser on it. The passphrase is
+    /// typed into the page (QANAT_PASSPHRASE must not be set); the other commands reach the
+    /// client through HOME/control.sock while the profile is open.
+    App {
+        #[command(flatten)]
+        home: Home,
+        /// The network file (the first run only; later the profile's own HOME/network.toml).
+        #[arg(long)]
+        network: Option<PathBuf>,
+        /// Prints the start link without opening a browser.
+        #[arg(long)]
+        no_browser: bool,
+        /// The port on 127.0.0.1 [default: a free one].
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// As for 'qanat run'.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(50..=600_000))]
+        fetch_interval_ms: Option<u64>,
+        /// As for 'qanat run'.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        decision_window_secs: Option<u64>,
+    },
     /// Runs the client until SIGINT or SIGTERM: keeps the directory, the gateway connection and
     /// the cover traffic going, answers the other commands through HOME/control.sock, and
     /// prints events (messages with their latency) as they happen.
@@ -223,6 +247,54 @@ enum Command {
     Status {
         #[command(flatten)]
         home: Home,
+    },
+    /// Shows the safety code of a contact (or of a group's member): 60 digits to compare with
+    /// them in person or on a call you trust. The same code on both sides proves that nobody
+    /// sits between you (see docs/CLIENT.md). --mark records that you compared it.
+    Verify {
+        #[command(flatten)]
+        home: Home,
+        /// The contact or group.
+        name: String,
+        /// In a group: the member (see 'qanat group members').
+        #[arg(long)]
+        member: Option<String>,
+        /// Marks the code verified: give the code you compared (spaces are ignored); refused
+        /// unless it is the current code.
+        #[arg(long, value_name = "CODE", conflicts_with = "unmark")]
+        mark: Option<String>,
+        /// Takes the mark away.
+        #[arg(long)]
+        unmark: bool,
+    },
+    /// Destroys the profile: overwrites its header (the only copy of the key every record is
+    /// sealed under) and its database with random bytes, then deletes them; keeps network.toml.
+    /// Asks to type "wipe" unless --yes. Refused while `qanat run` holds the profile. What it
+    /// cannot reach (flash remapping, copy-on-write file systems, backups): docs/STORAGE.md.
+    Wipe {
+        #[command(flatten)]
+        home: Home,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Changes the profile's passphrase (asked twice; QANAT_NEW_PASSPHRASE in scripts). A
+    /// duress passphrase stops working unless --keep-duress gives it again. With --duress: sets
+    /// a duress passphrase instead (QANAT_DURESS_PASSPHRASE in scripts), which, typed in place
+    /// of the passphrase, destroys the profile and opens an empty one; with --remove-duress:
+    /// removes any. Needs the profile: stop `qanat run` first.
+    Passphrase {
+        #[command(flatten)]
+        home: Home,
+        /// Set the duress passphrase (replacing any).
+        #[arg(long, conflicts_with_all = ["remove_duress", "keep_duress"])]
+        duress: bool,
+        /// Remove the duress passphrase (the same answer whether there was one).
+        #[arg(long, conflicts_with = "keep_duress")]
+        remove_duress: bool,
+        /// When changing the passphrase, ask for the duress passphrase again and keep it.
+        #[arg(long)]
+        keep_duress: bool,
     },
     /// Creates and manages groups.
     Group {
@@ -602,6 +674,17 @@ fn main() -> Result<()> {
                 out,
             )
         }
+        Command::App { home: h, network, no_browser, port, fetch_interval_ms, decision_window_secs } => {
+            init_logs();
+            app_cmd::app(app_cmd::AppArgs {
+                home: home(h)?,
+                network,
+                browser: !no_browser,
+                port,
+                fetch_interval: fetch_interval_ms.map(Duration::from_millis).unwrap_or(Duration::ZERO),
+                decision_window: decision_window_secs.map(Duration::from_secs),
+            })
+        }
         Command::Invite { home: h, name } => request(h, Request::Invite { name }),
         Command::Accept { home: h, name, link } => request(h, Request::Accept { link, name }),
         Command::Contacts { home: h } => request(h, Request::Contacts),
@@ -619,6 +702,25 @@ fn main() -> Result<()> {
         Command::Network { home: h } => request(h, Request::Network),
         Command::Traffic { home: h, traffic } => request(h, Request::SetTraffic { traffic }),
         Command::Status { home: h } => request(h, Request::Status),
+        Command::Verify { home: h, name, member, mark, unmark } => {
+            let action = match (mark, unmark) {
+                (Some(code), _) => client_cmd::Mark::Verified(code),
+                (None, true) => client_cmd::Mark::Unverified,
+                (None, false) => client_cmd::Mark::Show,
+            };
+            client_cmd::verify(&home(h)?, name, member, action, out)
+        }
+        Command::Wipe { home: h, yes } => client_cmd::wipe(&home(h)?, yes, out),
+        Command::Passphrase { home: h, duress, remove_duress, keep_duress } => {
+            let what = if duress {
+                client_cmd::PassphraseChange::SetDuress
+            } else if remove_duress {
+                client_cmd::PassphraseChange::RemoveDuress
+            } else {
+                client_cmd::PassphraseChange::New { keep_duress }
+            };
+            client_cmd::change_passphrase(&home(h)?, what, out)
+        }
         Command::Group { command } => match command {
             GroupCommand::Create { home: h, name } => request(h, Request::GroupCreate { name }),
             GroupCommand::Add { home: h, group, contact } => request(h, Request::GroupAdd { group, contact }),

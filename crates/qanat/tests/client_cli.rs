@@ -34,6 +34,19 @@ fn qanat_with(passphrase: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `qanat ARGS` with `passphrase` and the variables `envs` in the environment.
+fn qanat_env(passphrase: &str, envs: &[(&str, &str)], args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("QANAT_PASSPHRASE", passphrase)
+        .envs(envs.iter().copied())
+        .env_remove("QANAT_HOME")
+        .env("QANAT_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 fn qanat(args: &[&str]) -> Output {
     qanat_with(PASS, args)
 }
@@ -236,6 +249,24 @@ fn bad_input_prints_a_clear_error_and_changes_nothing() {
     let contacts = json(&["contacts", "--home", &home]);
     assert_eq!(contacts["list"][0]["name"], "friends");
     assert_eq!(contacts["list"][0]["group"], true);
+    assert_eq!(contacts["list"][0]["verified"], false);
+
+    // Safety codes: a group's are per member, and there is none yet.
+    fails_with(PASS, &["verify", "--home", &home, "nobody"], "no contact or group named \"nobody\"");
+    fails_with(PASS, &["verify", "--home", &home, "friends"], "is a group");
+    fails_with(PASS, &["verify", "--home", &home, "friends", "--member", "carol"], "no member of");
+    let before = snapshot(Path::new(&home));
+    fails_with(
+        PASS,
+        &["verify", "--home", &home, "friends", "--member", "carol", "--mark", "1"],
+        "no member of",
+    );
+    fails_with(
+        PASS,
+        &["verify", "--home", &home, "friends", "--mark", "1", "--unmark"],
+        "cannot be used with",
+    );
+    assert_eq!(snapshot(Path::new(&home)), before, "a refused mark changed the profile");
 }
 
 #[test]
@@ -276,6 +307,219 @@ fn a_profile_runs_in_one_process_and_commands_reach_it() {
     let third = Running::start(&home);
     assert_eq!(json(&["status", "--home", &home])["running"], true);
     drop(third);
+}
+
+/// One HTTP/1.1 request to the app on 127.0.0.1 (blocking, a fresh connection): its status,
+/// headers and body.
+fn http(port: u16, method: &str, path: &str, head: &[(&str, &str)], body: &str) -> (u16, String, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (k, v) in head {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let (h, b) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = h.split(' ').nth(1).and_then(|x| x.parse().ok()).unwrap_or(0);
+    (status, h.to_owned(), b.to_owned())
+}
+
+/// `qanat app`: refuses a passphrase in the environment and a first run without a network;
+/// serves the page on 127.0.0.1 behind its one-time start link; a profile is made in the page,
+/// the terminal's commands reach its client, and SIGTERM stops both cleanly.
+#[test]
+fn the_app_runs_the_profile_behind_its_page() {
+    let s = Setup::new();
+    let home = s.home("dana");
+    fails_with(PASS, &["app", "--home", &home, "--no-browser"], "QANAT_PASSPHRASE is set");
+    let app = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("app")
+            .args(args)
+            .env_remove("QANAT_PASSPHRASE")
+            .env_remove("QANAT_HOME")
+            .env("QANAT_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let out = app(&["--home", &home, "--no-browser"]).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--network FILE"), "{}", text(&out.stderr));
+    assert!(!Path::new(&home).exists(), "nothing was made");
+
+    let mut child = app(&["--home", &home, "--no-browser", "--network", &s.network()]);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let first = lines.next().unwrap().unwrap();
+    let url = first.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")).unwrap().to_owned();
+    let rest = url.trim_start_matches("http://127.0.0.1:");
+    let (port, path) = rest.split_at(rest.find('/').unwrap());
+    let port: u16 = port.parse().unwrap();
+    // Without the link's cookie, nothing but the locked page's text.
+    let json_head = [("Origin", ""), ("Sec-Fetch-Site", "same-origin"), ("Content-Type", "application/json")];
+    let origin = format!("http://127.0.0.1:{port}");
+    let head = |extra: &[(&'static str, String)]| {
+        let mut h: Vec<(&str, String)> = json_head
+            .iter()
+            .map(|(k, v)| (*k, if *k == "Origin" { origin.clone() } else { (*v).to_owned() }))
+            .collect();
+        h.extend(extra.iter().cloned());
+        h
+    };
+    let call = |extra: &[(&'static str, String)], body: &str| {
+        let h = head(extra);
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, _, b) = http(port, "POST", "/api/call", &h, body);
+        assert_eq!(status, 200, "{body}: {b}");
+        serde_json::from_str::<Value>(&b).unwrap()
+    };
+    let (status, _, _) = http(port, "POST", "/api/call", &[], r#"{"cmd":"app_state"}"#);
+    assert_eq!(status, 403);
+    let (status, h, _) =
+        http(port, "GET", path, &[("Sec-Fetch-Site", "none"), ("Sec-Fetch-Dest", "document")], "");
+    assert_eq!(status, 200, "{h}");
+    let cookie = h
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let with_cookie = [("Cookie", cookie.clone())];
+    assert_eq!(call(&with_cookie, r#"{"cmd":"app_state"}"#)["profile"], "none");
+    let made = call(
+        &with_cookie,
+        r#"{"cmd":"create","passphrase":"a passphrase typed in the page","traffic":"metered"}"#,
+    );
+    let key = made["key"].as_str().unwrap_or_else(|| panic!("no key: {made}")).to_owned();
+    let keyed = [("Cookie", cookie.clone()), ("X-Qanat-Key", key)];
+    assert_eq!(call(&keyed, r#"{"cmd":"settings"}"#)["traffic"], "metered");
+    // The terminal's commands reach the app's client, with no passphrase.
+    let out = qanat_with("", &["--json", "status", "--home", &home]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(serde_json::from_str::<Value>(text(&out.stdout).trim()).unwrap()["running"], true);
+    assert!(Path::new(&home).join("network.toml").exists());
+
+    rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::TERM)
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "qanat app did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "qanat app exited with {status}");
+    let said: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(said.iter().any(|l| l.contains("stopped")), "{said:?}");
+    assert!(!Path::new(&home).join("control.sock").exists());
+    // The profile is there, under the page's passphrase.
+    let out = qanat_with("a passphrase typed in the page", &["--json", "status", "--home", &home]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// `qanat wipe` destroys the profile (nothing of its header is left in any file, no command
+/// opens it), keeps network.toml, and is refused while `qanat run` holds the profile.
+#[test]
+fn wipe_destroys_the_profile_and_is_refused_while_it_runs() {
+    let s = Setup::new();
+    let home = s.home("dora");
+    let dir = Path::new(&home);
+    ok(&["init", "--home", &home, "--network", &s.network()]);
+    ok(&["group", "create", "--home", &home, "friends"]);
+    let header = std::fs::read(dir.join("profile.header")).unwrap();
+    assert_eq!(header.len(), 247);
+
+    let running = Running::start(&home);
+    fails_with(PASS, &["wipe", "--home", &home, "--yes"], "qanat run");
+    assert_eq!(std::fs::read(dir.join("profile.header")).unwrap(), header, "the header is kept");
+    drop(running);
+
+    fails_with(PASS, &["wipe", "--home", &s.home("nobody-here"), "--yes"], "no profile in");
+    let out = ok(&["wipe", "--home", &home, "--yes"]);
+    assert!(out.contains("destroyed"), "{out}");
+    let left = snapshot(dir);
+    let names: Vec<String> =
+        left.keys().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["lock", "network.toml"], "only the lock and the network file stay");
+    for bytes in left.values() {
+        assert!(!bytes.windows(32).any(|w| header[39..].windows(32).any(|h| h == w)));
+    }
+    fails_with(PASS, &["contacts", "--home", &home], "no profile in");
+    // The directory takes a new profile, from the network file it kept.
+    ok(&["init", "--home", &home, "--network", &dir.join("network.toml").display().to_string()]);
+    assert_eq!(json(&["contacts", "--home", &home])["list"], Value::Array(vec![]));
+}
+
+/// The duress passphrase, typed to any command, destroys the profile and the command goes on
+/// with an empty one (same gateway and traffic), whose passphrase it now is; one equal to the
+/// passphrase is refused; a new passphrase keeps it only when it is given again.
+#[test]
+fn a_duress_passphrase_opens_an_empty_profile_in_place_of_the_real_one() {
+    const DURESS: &str = "under duress";
+    let s = Setup::new();
+    let home = s.home("erin");
+    let dir = Path::new(&home);
+    ok(&["init", "--home", &home, "--network", &s.network(), "--gateway", "gw2", "--traffic", "metered"]);
+    ok(&["group", "create", "--home", &home, "friends"]);
+    let set_duress = |duress: &str| {
+        qanat_env(PASS, &[("QANAT_DURESS_PASSPHRASE", duress)], &["passphrase", "--home", &home, "--duress"])
+    };
+
+    let before = snapshot(dir);
+    let out = set_duress(PASS);
+    assert!(!out.status.success() && text(&out.stderr).contains("must differ"), "{}", text(&out.stderr));
+    assert_eq!(snapshot(dir), before, "a refused duress passphrase changed the profile");
+    ok(&["passphrase", "--home", &home, "--remove-duress"]);
+    assert!(set_duress(DURESS).status.success());
+    assert_eq!(std::fs::read(dir.join("profile.header")).unwrap().len(), 247);
+    let before = snapshot(dir);
+    fails_with("wrong", &["contacts", "--home", &home], "wrong passphrase");
+    assert_eq!(snapshot(dir), before, "a wrong passphrase changed the profile");
+
+    // A new passphrase given with the duress one again keeps it.
+    let out = qanat_env(
+        PASS,
+        &[("QANAT_NEW_PASSPHRASE", "new passphrase"), ("QANAT_DURESS_PASSPHRASE", DURESS)],
+        &["passphrase", "--home", &home, "--keep-duress"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    fails_with(PASS, &["contacts", "--home", &home], "wrong passphrase");
+    let listed = qanat_with("new passphrase", &["--json", "contacts", "--home", &home]);
+    assert!(text(&listed.stdout).contains("friends"), "{}", text(&listed.stdout));
+
+    // The duress opening: the same answer as a real one, an empty list.
+    let out = qanat_with(DURESS, &["--json", "contacts", "--home", &home]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(v["list"], Value::Array(vec![]));
+    assert!(text(&out.stderr).is_empty(), "nothing is said: {}", text(&out.stderr));
+    fails_with("new passphrase", &["contacts", "--home", &home], "wrong passphrase");
+    let status: Value =
+        serde_json::from_str(text(&qanat_with(DURESS, &["--json", "status", "--home", &home]).stdout).trim())
+            .unwrap();
+    assert_eq!(status["traffic"], "metered", "the slot's traffic profile");
+    assert_eq!(std::fs::read(dir.join("network.toml")).unwrap(), std::fs::read(s.network()).unwrap());
+
+    // A new passphrase alone drops the duress one.
+    let out = qanat_env(
+        DURESS,
+        &[("QANAT_DURESS_PASSPHRASE", "second duress")],
+        &["passphrase", "--home", &home, "--duress"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = qanat_env(DURESS, &[("QANAT_NEW_PASSPHRASE", "third")], &["passphrase", "--home", &home]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    fails_with("second duress", &["contacts", "--home", &home], "wrong passphrase");
+    assert!(qanat_with("third", &["contacts", "--home", &home]).status.success());
 }
 
 /// Stops the devnet by PID when dropped (also on failure, keeping its logs then).
@@ -345,4 +589,27 @@ fn client_commands_over_a_devnet() {
     let texts: Vec<&str> =
         history["list"].as_array().unwrap().iter().filter_map(|m| m["text"].as_str()).collect();
     assert!(texts.contains(&"hello bob") && texts.contains(&"hello alice"), "{history}");
+
+    // Both see one safety code; Alice marks the one she compared.
+    let code = json(&["verify", "--home", &a, "bob"]);
+    assert_eq!(code["kind"], "safety_code");
+    assert_eq!(code["verified"], false);
+    assert_eq!(json(&["verify", "--home", &b, "alice"]), code, "both sides compute one code");
+    let digits = code["code"].as_str().unwrap().to_owned();
+    assert_eq!(digits.len(), 60);
+    assert!(digits.bytes().all(|d| d.is_ascii_digit()));
+    let shown = ok(&["verify", "--home", &a, "bob"]);
+    let groups: Vec<&str> = digits.as_bytes().chunks(5).map(|g| std::str::from_utf8(g).unwrap()).collect();
+    for row in groups.chunks(4) {
+        assert!(shown.contains(&row.join(" ")), "3 rows of 4 groups:\n{shown}");
+    }
+    assert!(shown.contains("not verified"), "{shown}");
+    let wrong = format!("{}{}", &digits[..59], if digits.ends_with('0') { '1' } else { '0' });
+    fails_with(PASS, &["verify", "--home", &a, "bob", "--mark", &wrong], "not the current safety code");
+    ok(&["verify", "--home", &a, "bob", "--mark", &groups.join(" ")]);
+    assert_eq!(json(&["verify", "--home", &a, "bob"])["verified"], true);
+    assert_eq!(json(&["verify", "--home", &b, "alice"])["verified"], false, "marks are local");
+    assert_eq!(json(&["contacts", "--home", &a])["list"][0]["verified"], true);
+    ok(&["verify", "--home", &a, "bob", "--unmark"]);
+    assert_eq!(json(&["contacts", "--home", &a])["list"][0]["verified"], false);
 }

@@ -1,7 +1,8 @@
 //! A simulated client: the real sending layer of [`qanat_mixnet::sending`] (its Poisson
 //! [`Schedule`], the [`Outbox`] with SURB acknowledgements and resends, cover packets, the
 //! [`Inbox`] that delivers each message once), the acknowledgements it owes, and its side of the
-//! pull exchange ([`PullClient`]). What goes in each slot is decided as the engine decides it.
+//! pull exchange (the real [`PullClient`] of `qanat-client`, which lives in
+//! [`qanat_mixnet::pull`]). What goes in each slot is decided as the engine decides it.
 
 use std::collections::VecDeque;
 
@@ -12,7 +13,7 @@ use qanat_mixnet::sending::seal::SealKey;
 use qanat_mixnet::sending::{Inbox, NetworkView, Outbox, Schedule, Slot, cover_packet};
 use qanat_packet::{MailboxId, Sphinx};
 
-pub(crate) use crate::pull::PullClient;
+pub(crate) use qanat_mixnet::pull::{MailboxAccess, PullClient};
 
 use crate::config::SimError;
 
@@ -32,14 +33,17 @@ pub(crate) struct Client {
     pub(crate) next_message: Option<UnixMicros>,
     pub(crate) wake: Option<UnixMicros>,
     pub(crate) sent: u64,
-    /// Its side of the pull exchange (unused without pulls).
+    /// Its side of the pull exchange (unused without pulls). It never wants a document: none
+    /// travel in the simulation.
     pub(crate) pull: PullClient,
+    /// Whether its pull session has pulled yet (the first pull of a session is larger).
+    pub(crate) pulled: bool,
 }
 
 impl Client {
     /// Every mailbox it owns, with its credential.
-    pub(crate) fn mailboxes(&self) -> impl Iterator<Item = (MailboxId, [u8; 32])> + '_ {
-        std::iter::once(self.mailbox).chain(self.threads.iter().copied()).map(|m| (m, credential(m)))
+    pub(crate) fn mailboxes(&self) -> impl Iterator<Item = MailboxAccess> + '_ {
+        std::iter::once(self.mailbox).chain(self.threads.iter().copied()).map(access)
     }
 }
 
@@ -90,6 +94,11 @@ pub(crate) fn credential(mailbox: MailboxId) -> [u8; 32] {
     let mut c = mailbox.0;
     c.iter_mut().for_each(|b| *b ^= 0x5c);
     c
+}
+
+/// A mailbox with its credential, as the pull exchange carries it.
+pub(crate) fn access(mailbox: MailboxId) -> MailboxAccess {
+    MailboxAccess { mailbox, credential: credential(mailbox) }
 }
 
 /// The inbox's source of a fragment: the mailbox it arrived in.

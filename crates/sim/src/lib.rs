@@ -11,15 +11,16 @@
 //!   [`Store`], acknowledged on the link only once the write is durable);
 //! - the last mix's [`qanat_mixnet::Resends`] table (link-level acknowledgement and
 //!   retransmission of packets to gateways), when [`Links::resend`] is set;
-//! - the gateway's pull core ([`qanat_mixnet::pull::PullServer`]) and the client–gateway
-//!   messages ([`qanat_mixnet::client_proto`]), when [`Config::pulls`] is set;
+//! - both sides of the pull exchange, when [`Config::pulls`] is set: the gateway's pull core
+//!   ([`qanat_mixnet::pull::PullServer`]), the client's ([`qanat_mixnet::pull::PullClient`], the
+//!   one `qanat-client` runs; the simulation never wants a document from it) and the
+//!   client–gateway messages ([`qanat_mixnet::client_proto`]);
 //! - clients built from the real sending layer of [`qanat_mixnet::sending`] (`Schedule` of
 //!   Poisson payload, loop and drop slots; `Outbox` with SURB acknowledgements and resends;
 //!   `Inbox`; `cover_packet`).
 //!
 //! What is simulated rather than real: links (a fixed latency, loss drawn per frame, no
-//! congestion), the store (in memory, [`Store`]: durable at once, or failing at will), the
-//! client's pull core (a copy of `qanat-client`'s, which is not IO-free: `pull.rs`), directory
+//! congestion), the store (in memory, [`Store`]: durable at once, or failing at will), directory
 //! documents (none travel: one topology per epoch is installed in every node and client), the
 //! gateway's per-session budgets, and MLS (a message is one DATA packet of a few bytes).
 //!
@@ -39,7 +40,8 @@
 //! - `setup`: the nodes, their keys and topology, the clients; `client`: one client.
 //! - `network/`: [`Network`]: the event loop (`mod.rs`), the links and nodes (`links.rs`), the
 //!   clients' slots and items (`clients.rs`), the pulls (`pulls.rs`).
-//! - `store`, `pull`: a gateway's [`Store`], and both sides of the pull exchange on it.
+//! - `store`, `pull`: a gateway's [`Store`], and the gateway's side of the pull exchange on it
+//!   (`serve`, as the gateway runtime serves a request).
 //! - `run`: a whole run ([`run()`]) and what it returns ([`Run`]).
 //! - [`adversary`]: the adversary. Its entry point [`adversary::analyse`] takes only the
 //!   observations and [`Knowledge`] (public facts: the topology, the delay distribution, λ_M,

@@ -6,19 +6,16 @@
 //! answer built by [`PullServer::answer`]: always one head and `limit` slots. A `Fetch` is
 //! answered with [`fetch_reads`] and [`fetch_answer`].
 //!
-//! The client's side ([`PullClient`]) is what `qanat-client`'s pull core does, cut to what the
-//! simulation needs (that crate is not IO-free): registrations first, then deletions, in the
-//! [`PULL_OPS`] slots of each pull; a registration that failed for now is sent again; items
-//! pulled are deleted in a later pull; a new session registers every mailbox again. It has no
-//! directory: it never wants a document, so answers carry items and padding only. Not
-//! simulated: the session's registration rate and packet budgets (`qanat-node`'s `Session`).
-
-use std::collections::BTreeMap;
+//! The client's side is the real one, `qanat-client`'s pull core
+//! ([`PullClient`](qanat_mixnet::pull::PullClient), IO-free in `qanat-mixnet`): registrations
+//! first, then deletions, in the [`PULL_OPS`] slots of each pull; a registration that failed for
+//! now is sent again; items pulled are deleted in a later pull; a new session registers every
+//! mailbox again. The simulation has no directory to serve: its clients never want a document
+//! (`want_epoch` 0), so answers carry items and padding only. Not simulated: the session's
+//! registration rate and packet budgets (`qanat-node`'s `Session`).
 
 use qanat_mixnet::client_proto::{ErrorCode, Op, OpResult, PULL_OPS, ProtoError, Request, Response, Want};
 use qanat_mixnet::pull::{PullServer, ReadFailed, fetch_answer, fetch_reads};
-
-use qanat_packet::MailboxId;
 
 use crate::store::{Store, StoreFailure};
 
@@ -114,144 +111,20 @@ fn pull(
     session.answer(id, limit, more, results, items, want, None, chunk_len, 0)
 }
 
-/// What one pull's answer brought the client.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct PullOutcome {
-    /// Items with their mailbox and sequence number, in the order they came.
-    pub(crate) items: Vec<(MailboxId, u64, Vec<u8>)>,
-}
-
-/// The answer broke the protocol (never, from the simulated gateway).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct AnswerError;
-
-/// The client's state of the pull exchange.
-#[derive(Debug)]
-pub(crate) struct PullClient {
-    registers: BTreeMap<MailboxId, [u8; 32]>,
-    deletes: BTreeMap<MailboxId, ([u8; 32], u64)>,
-    in_flight: Option<(u32, Vec<Op>)>,
-    next_id: u32,
-    /// Whether the session has pulled yet (its first pull is larger).
-    pub(crate) pulled: bool,
-}
-
-impl Default for PullClient {
-    fn default() -> Self {
-        Self {
-            registers: BTreeMap::new(),
-            deletes: BTreeMap::new(),
-            in_flight: None,
-            next_id: 1,
-            pulled: false,
-        }
-    }
-}
-
-impl PullClient {
-    /// A new session: every mailbox is registered again, what was in flight is queued again.
-    pub(crate) fn start_session(&mut self, mailboxes: impl IntoIterator<Item = (MailboxId, [u8; 32])>) {
-        self.requeue();
-        self.registers.extend(mailboxes);
-        self.pulled = false;
-    }
-
-    fn requeue(&mut self) {
-        if let Some((_, ops)) = self.in_flight.take() {
-            ops.into_iter().for_each(|op| self.queue(op));
-        }
-    }
-
-    fn queue(&mut self, op: Op) {
-        match op {
-            Op::Register { mailbox, credential } => {
-                self.registers.insert(mailbox, credential);
-            }
-            Op::Delete { mailbox, credential, up_to } => {
-                let up_to = self.deletes.get(&mailbox).map_or(up_to, |(_, u)| up_to.max(*u));
-                self.deletes.insert(mailbox, (credential, up_to));
-            }
-            Op::Unregister { .. } => {}
-        }
-    }
-
-    /// Registers a mailbox in a coming pull.
-    pub(crate) fn register(&mut self, mailbox: MailboxId, credential: [u8; 32]) {
-        self.queue(Op::Register { mailbox, credential });
-    }
-
-    /// The id of the pull in flight.
-    pub(crate) fn in_flight(&self) -> Option<u32> {
-        self.in_flight.as_ref().map(|(id, _)| *id)
-    }
-
-    /// The next pull, of `limit` slots.
-    pub(crate) fn poll_pull(&mut self, limit: u16) -> Request {
-        self.requeue();
-        let mut ops = Vec::with_capacity(PULL_OPS);
-        while ops.len() < PULL_OPS {
-            let op = if let Some((mailbox, credential)) = self.registers.pop_first() {
-                Op::Register { mailbox, credential }
-            } else if let Some((mailbox, (credential, up_to))) = self.deletes.pop_first() {
-                Op::Delete { mailbox, credential, up_to }
-            } else {
-                break;
-            };
-            ops.push(op);
-        }
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1).max(1);
-        self.in_flight = Some((id, ops.clone()));
-        self.pulled = true;
-        Request::Pull { id, limit, want: Want::default(), ops }
-    }
-
-    /// The answer to the pull in flight: the items; the pulled items' deletions are queued.
-    pub(crate) fn handle_answer(&mut self, frames: Vec<Response>) -> Result<PullOutcome, AnswerError> {
-        let Some((id, ops)) = self.in_flight.take() else { return Err(AnswerError) };
-        let mut frames = frames.into_iter();
-        let Some(Response::PullHead { id: hid, results, .. }) = frames.next() else {
-            self.in_flight = Some((id, ops));
-            return Err(AnswerError);
-        };
-        if hid != id {
-            self.in_flight = Some((id, ops));
-            return Err(AnswerError);
-        }
-        for (op, result) in ops.into_iter().zip(results) {
-            match (op, result) {
-                (_, OpResult::Done) | (Op::Delete { .. }, _) => {}
-                (
-                    op @ Op::Register { .. },
-                    OpResult::Failed(ErrorCode::Unavailable | ErrorCode::Internal),
-                ) => {
-                    self.queue(op);
-                }
-                _ => {}
-            }
-        }
-        let mut out = PullOutcome::default();
-        for r in frames {
-            match r {
-                Response::Pulled { id: i, mailbox, seq, item, .. } if i == id => {
-                    out.items.push((mailbox, seq, item))
-                }
-                Response::PullPad { id: i, .. } if i == id => {}
-                _ => return Err(AnswerError),
-            }
-        }
-        Ok(out)
-    }
-
-    /// Deletes `mailbox`'s items up to `up_to` in a coming pull.
-    pub(crate) fn delete(&mut self, mailbox: MailboxId, credential: [u8; 32], up_to: u64) {
-        self.queue(Op::Delete { mailbox, credential, up_to });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use qanat_mixnet::pull::{MailboxAccess, PullClient, PullOutcome};
+    use qanat_packet::MailboxId;
+
+    /// A client of the simulation: it never wants a document.
+    fn sim_client() -> PullClient {
+        PullClient::new(0)
+    }
+
+    fn access(mailbox: MailboxId, credential: [u8; 32]) -> MailboxAccess {
+        MailboxAccess { mailbox, credential }
+    }
 
     /// A pull over the wire: encoded by the client, served, each answer frame encoded and decoded.
     fn exchange(
@@ -260,7 +133,7 @@ mod tests {
         client: &mut PullClient,
         limit: u16,
     ) -> PullOutcome {
-        let req = client.poll_pull(limit).encode().unwrap();
+        let req = client.poll_pull(limit, 0).encode().unwrap();
         let frames: Vec<Response> = serve(store, session, &req, 1000)
             .into_iter()
             .map(|r| Response::decode(&r.encode().unwrap()).unwrap())
@@ -278,13 +151,13 @@ mod tests {
             store.append(m, [i; 32], vec![i; 40]);
         }
         let mut session = PullServer::new(16);
-        let mut client = PullClient::default();
-        client.start_session([(m, c)]);
+        let mut client = sim_client();
+        client.start_session([access(m, c)]);
         let mut got = Vec::new();
         for _ in 0..6 {
             let out = exchange(&mut store, &mut session, &mut client, 2);
             for (mailbox, seq, _) in &out.items {
-                client.delete(*mailbox, c, *seq);
+                client.delete(access(*mailbox, c), *seq);
             }
             got.extend(out.items.into_iter().map(|(_, seq, _)| seq));
         }
@@ -297,8 +170,8 @@ mod tests {
         let mut store = Store::default();
         store.set_failing(true);
         let mut session = PullServer::new(16);
-        let mut client = PullClient::default();
-        client.start_session([(MailboxId([1; 32]), [2; 32])]);
+        let mut client = sim_client();
+        client.start_session([access(MailboxId([1; 32]), [2; 32])]);
         assert!(exchange(&mut store, &mut session, &mut client, 2).items.is_empty());
         assert!(session.is_empty());
         store.set_failing(false);

@@ -190,7 +190,9 @@ impl Setup {
                 next_message: None,
                 wake: None,
                 sent: 0,
-                pull: PullClient::default(),
+                // No document is ever wanted (`poll_pull`'s `want_epoch` is 0): no length allowed.
+                pull: PullClient::new(0),
+                pulled: false,
             });
         }
         Ok(Self {

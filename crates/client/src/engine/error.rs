@@ -59,6 +59,17 @@ pub enum EngineError {
     /// A setting's value is not one the user may choose: which setting, and what it takes.
     #[error("invalid {0}: {1}")]
     Setting(&'static str, &'static str),
+    /// A group's safety code is per member: the member must be named.
+    #[error(
+        "{0:?} is a group: each member has a safety code of their own; name one (see `qanat group members`)"
+    )]
+    MemberNeeded(String),
+    /// A safety code to mark is not the current one (mistyped, or from another conversation):
+    /// nothing was marked.
+    #[error(
+        "that is not the current safety code of {0:?}: nothing was marked; compare the code shown now (`qanat verify`) and mark that one"
+    )]
+    NotCurrentCode(String),
     /// The engine has no directory document yet.
     #[error(
         "no network directory yet: this needs the running client (start `qanat run` and wait until it reaches the network)"
@@ -111,6 +122,8 @@ impl EngineError {
             Self::UnknownMember(..) => "unknown_member",
             Self::Setting(..) => "invalid_setting",
             Self::UnknownMessage => "unknown_message",
+            Self::MemberNeeded(_) => "member_needed",
+            Self::NotCurrentCode(_) => "not_current_code",
             Self::NoNetwork => "no_network",
             Self::GatewayMissing => "gateway_missing",
             Self::Payload(PayloadError::TooLong) | Self::TooLong(_) => "too_long",
@@ -172,6 +185,8 @@ impl EngineError {
             | Self::UnknownMember(..)
             | Self::Setting(..)
             | Self::UnknownMessage
+            | Self::MemberNeeded(_)
+            | Self::NotCurrentCode(_)
             | Self::NoNetwork
             | Self::GatewayMissing
             | Self::Geometry(_) => false,

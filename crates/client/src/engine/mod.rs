@@ -68,6 +68,7 @@
 //! | `send` | a text into a conversation, MLS output into the outbox, the packet of each sending slot |
 //! | `receive` | fetched items, reassembly, MLS input, routes, texts in order |
 //! | `timers`, `queries` | what time does (resends, MLS decisions, expiries); what the user reads |
+//! | [`safety`], `verify` | the safety code of a pair of members (IO-free); the user's marks of codes compared |
 //! | [`wire`] | the formats of what a conversation carries |
 
 #[cfg(any(test, feature = "attacks"))]
@@ -81,12 +82,14 @@ mod persist;
 mod queries;
 mod receive;
 mod rows;
+pub mod safety;
 mod send;
 mod settings;
 mod stats;
 mod threads;
 mod timers;
 mod types;
+mod verify;
 pub mod wire;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

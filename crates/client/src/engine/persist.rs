@@ -50,6 +50,20 @@ impl Engine {
         traffic: TrafficProfile,
         rng: &mut R,
     ) -> Result<(), EngineError> {
+        Self::init_with(profile, gateway, traffic, None, None, rng)
+    }
+
+    /// [`Engine::init`] with the interface's language and lock timeout (a duress opening gives
+    /// the fresh profile those of the one it replaces). A language without a catalogue or a
+    /// timeout out of range is left unset (the defaults).
+    pub fn init_with<R: CryptoRng>(
+        profile: &mut Profile,
+        gateway: NodeId,
+        traffic: TrafficProfile,
+        language: Option<&str>,
+        lock_timeout_secs: Option<u32>,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
         let mut home_mailbox = [0u8; 32];
         let mut home_credential = [0u8; 32];
         rng.fill_bytes(&mut home_mailbox);
@@ -61,8 +75,8 @@ impl Engine {
             home_credential,
             home_seal: SealKey::random(rng).0,
             traffic: traffic.name().into(),
-            language: None,
-            lock_timeout_secs: None,
+            language: language.filter(|l| super::LANGUAGES.contains(l)).map(str::to_owned),
+            lock_timeout_secs: lock_timeout_secs.filter(|s| super::LOCK_TIMEOUT_SECS.contains(s)),
         };
         profile.transaction(|tx| rows::put(tx, SETTINGS_KEY, &s))?;
         Ok(())
@@ -77,6 +91,21 @@ impl Engine {
     pub fn gateway_of(profile: &Profile) -> Result<NodeId, EngineError> {
         let (s, _) = settings_of(profile)?;
         Ok(NodeId(s.gateway))
+    }
+
+    /// The traffic profile `profile` uses.
+    pub fn traffic_of(profile: &Profile) -> Result<TrafficProfile, EngineError> {
+        let (s, _) = settings_of(profile)?;
+        TrafficProfile::from_name(&s.traffic).ok_or(EngineError::Corrupt("traffic profile"))
+    }
+
+    /// The interface's settings `profile` keeps.
+    pub fn ui_settings_of(profile: &Profile) -> Result<super::UiSettings, EngineError> {
+        let (s, _) = settings_of(profile)?;
+        Ok(super::UiSettings {
+            language: s.language,
+            lock_timeout_secs: s.lock_timeout_secs.unwrap_or(super::DEFAULT_LOCK_TIMEOUT_SECS),
+        })
     }
 
     /// Opens the engine on an initialised profile at `now`, resuming every conversation and every

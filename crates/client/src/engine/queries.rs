@@ -48,6 +48,7 @@ impl Engine {
             .threads
             .values()
             .map(|t| {
+                let verified = self.contact_verified(t.id)?;
                 let last = last.remove(&t.id);
                 // An invitation is made `invitation_validity` before it expires.
                 let expires_at_ms = (t.state == ThreadState::Inviting)
@@ -56,7 +57,7 @@ impl Engine {
                 let made_ms = expires_at_ms
                     .map(|at| at.saturating_sub(self.config.invitation_validity.as_millis() as u64));
                 let activity_ms = last.as_ref().map(|(_, e)| e.at_ms).or(made_ms).unwrap_or(0);
-                ThreadInfo {
+                Ok(ThreadInfo {
                     name: t.name.clone(),
                     group: t.kind == Kind::Group,
                     state: t.state.name(),
@@ -65,9 +66,10 @@ impl Engine {
                     last,
                     activity_ms,
                     expires_at_ms,
-                }
+                    verified,
+                })
             })
-            .collect();
+            .collect::<Result<_, EngineError>>()?;
         out.sort_by(|a, b| b.activity_ms.cmp(&a.activity_ms).then_with(|| a.name.cmp(&b.name)));
         Ok(out)
     }

@@ -334,6 +334,9 @@ impl Engine {
                 }
                 let (kind, name) = (th.kind, th.name.clone());
                 self.save_thread(t);
+                for m in &removed {
+                    self.forget_marks(t, Some(m));
+                }
                 // What waits for those who left would wait for ever: their mailboxes go.
                 for (to, awaiting) in gone {
                     self.cancel_to(to, awaiting, now)?;
@@ -380,7 +383,9 @@ impl Engine {
                 for o in replaced {
                     self.retire(o.mailbox, o.credential);
                 }
-                // Out of the conversation: its keys go (P7); the history stays.
+                // Out of the conversation: its keys go (P7), and the marks of its safety codes
+                // with them; the history stays.
+                self.forget_marks(t, None);
                 self.convs.remove(&t);
                 self.dirty_convs.push(t);
                 self.events.push_back(EngineEvent::Left { name });

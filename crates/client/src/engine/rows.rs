@@ -20,6 +20,7 @@
 //! | `engine.history` | thread id ‖ counter u64 | [`HistoryEntry`](super::HistoryEntry), JSON | 1 |
 //! | `engine.retired` | mailbox | [`RetiredCredential`]: its credential (32) | 1 |
 //! | `engine.group_invites` | token (16) | [`GroupInvitationRec`], JSON | 1 |
+//! | `engine.verified` | thread id ‖ member key (32) | [`VerifiedMark`]: the safety code the user marked verified, 60 ASCII digits | 1 |
 //!
 //! The invitations keep their own rows (`invite.*`, see [`crate::invite`]), each versioned there.
 //!
@@ -56,6 +57,7 @@ use crate::store::{StoreError, Transaction};
 use qanat_mixnet::sending::seal::SealKey;
 use qanat_mixnet::sending::{MessageId, Route};
 
+use super::safety::SafetyCode;
 use super::wire::RouteEntry;
 use super::{EngineError, HistoryEntry};
 
@@ -76,6 +78,11 @@ pub(super) const NS_HISTORY: &str = "engine.history";
 pub(super) const NS_RETIRED: &str = "engine.retired";
 /// Group invitations waiting for the user's answer.
 pub(super) const NS_GROUP_INVITES: &str = "engine.group_invites";
+/// Safety codes the user compared and marked verified, per thread and other member (added in
+/// format 3, with its version from its first row). A thread's marks go when its conversation
+/// does (we leave or are removed), a member's when that member leaves; a thread deleted while
+/// its invitation waits never had a conversation, so never a mark.
+pub(super) const NS_VERIFIED: &str = "engine.verified";
 pub(super) const SETTINGS_KEY: &[u8] = b"settings";
 
 /// The key of a received fragment's row in `engine.frag`: message id ‖ index u16 ‖ count u16.
@@ -95,8 +102,10 @@ pub(super) fn fragment_of_key(k: &[u8]) -> Option<(MessageId, u16, u16)> {
 
 const FRAGMENT_KEY_LEN: usize = 16 + 2 + 2;
 
-/// The namespaces whose values start with a version byte: every one of the engine's but the MLS
-/// states' (`engine.conv`, `engine.join`), which carry their own.
+/// The namespaces of format 2, whose values start with a version byte since format 3 (the
+/// upgrade gives them one): every one of the engine's then but the MLS states' (`engine.conv`,
+/// `engine.join`), which carry their own. Namespaces added since (`engine.verified`) had a
+/// version byte from their first row.
 pub(super) const VERSIONED: [&str; 10] = [
     NS_SETTINGS,
     NS_THREAD,
@@ -536,6 +545,27 @@ impl Row for Cursor {
     fn from_body(_: u8, body: &[u8]) -> Option<Self> {
         of_u64(body).map(Self)
     }
+}
+
+/// The safety code the user marked verified for a member of a thread (key: thread id ‖ the
+/// member's key). The mark holds while it equals the current code.
+pub(super) struct VerifiedMark(pub(super) SafetyCode);
+
+impl Row for VerifiedMark {
+    const NS: &'static str = NS_VERIFIED;
+    const WHAT: &'static str = "safety code verified";
+    const VERSION: u8 = 1;
+    fn body(&self) -> Vec<u8> {
+        self.0.digits().as_bytes().to_vec()
+    }
+    fn from_body(_: u8, body: &[u8]) -> Option<Self> {
+        SafetyCode::from_digits(std::str::from_utf8(body).ok()?).map(Self)
+    }
+}
+
+/// The key of a mark in `engine.verified`: thread id ‖ member key.
+pub(super) fn mark_key(thread: [u8; 16], member: &[u8; 32]) -> Vec<u8> {
+    [&thread[..], &member[..]].concat()
 }
 
 /// The credential of a mailbox given up, to unregister it with.

@@ -172,6 +172,9 @@ pub struct ThreadInfo {
     pub activity_ms: u64,
     /// A contact still waiting for its invitation's answer: when the link expires (Unix ms).
     pub expires_at_ms: Option<u64>,
+    /// A contact: the user marked its current safety code verified (always false for a group,
+    /// whose codes are per member).
+    pub verified: bool,
 }
 
 /// One message of a thread's history.

@@ -66,6 +66,10 @@ pub enum StoreError {
     /// passphrase.
     #[error("the passphrase is empty")]
     EmptyPassphrase,
+    /// A duress passphrase that opens the real slot (it is the real passphrase) was refused;
+    /// nothing was changed.
+    #[error("the duress passphrase must differ from the passphrase; nothing was changed")]
+    DuressIsReal,
     /// A namespace or key of the wrong length (a bug in the caller).
     #[error("invalid store name: {0}")]
     InvalidName(&'static str),

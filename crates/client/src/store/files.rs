@@ -56,3 +56,7 @@ pub(super) fn random<const N: usize>() -> Result<[u8; N], StoreError> {
     SysRng.try_fill_bytes(&mut out).map_err(|_| StoreError::Rng)?;
     Ok(out)
 }
+
+pub(super) fn fill_random(out: &mut [u8]) -> Result<(), StoreError> {
+    SysRng.try_fill_bytes(out).map_err(|_| StoreError::Rng)
+}

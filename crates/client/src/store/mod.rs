@@ -6,18 +6,22 @@
 //! | file | what it holds |
 //! |---|---|
 //! | `lock` | empty; an OS advisory lock on it (`flock`) is held while a [`Profile`] is open |
-//! | `profile.header` | 111 bytes: the key-derivation parameters, a salt, and the wrapped master key |
+//! | `profile.header` | 247 bytes: the key-derivation parameters, a salt, and two slots: the wrapped master key, and duress settings or random bytes |
 //! | `profile.sqlite` (+ `-wal`, `-shm`) | SQLite (WAL, `synchronous=FULL`, `secure_delete=ON`): one table of encrypted rows |
+//! | `wipe-*` | only during a [`wipe`] (or after one a crash interrupted): database files being overwritten |
 //!
-//! The header's format and the keys are in the module `header`, the rows' in the module `rows`
-//! (both private: their documentation is in the source). What the client keeps in the rows, and
+//! The header's format and the keys are in the module `header`, the rows' in the module `rows`,
+//! the wipe's steps in the module `wipe` (all private: their documentation is in the source).
+//! A duress passphrase ([`Profile::set_duress`]) opens [`Unlocked::Duress`] instead of the
+//! profile; `crate::open::open_profile` then wipes the profile and creates an empty one. What the client keeps in the rows, and
 //! the format of each, is its users' business (`crate::engine`'s rows, `crate::invite`).
 //!
 //! # Versions
 //!
 //! The header carries its format version ([`HEADER_VERSION`]) and the database its schema version
 //! in SQLite's `user_version` ([`SCHEMA_VERSION`]); a file of another version is refused with
-//! [`StoreError::UnknownVersion`], naming it. Both are 1. A row's value is opaque here: each user
+//! [`StoreError::UnknownVersion`], naming it. The header is version 2 (version 1, one slot, is
+//! read and rewritten as version 2 once opened with its passphrase); the schema is 1. A row's value is opaque here: each user
 //! versions its own values.
 //!
 //! # What this does not protect against
@@ -31,13 +35,15 @@
 //!   transaction and at close; `tests/store.rs` scans the files for a deleted row's ciphertext).
 //!   But the file system and flash storage may keep old blocks; and the header of a previous passphrase may survive on
 //!   disk after [`Profile::change_passphrase`] (whoever knew the old passphrase and imaged the disk
-//!   before can still unwrap the master key: to revoke a passphrase, create a new profile).
+//!   before can still unwrap the master key: to revoke a passphrase, create a new profile). For
+//!   the same reasons a [`wipe`] cannot reach copies the storage keeps (docs/STORAGE.md "Wipe").
 //! - Sizes: a row's length is its value's length plus a constant.
 
 mod error;
 mod files;
 mod header;
 mod rows;
+mod wipe;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -50,10 +56,11 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use zeroize::Zeroizing;
 
 pub use error::StoreError;
-pub use header::{HEADER_LEN, HEADER_VERSION, KdfParams, Passphrase};
+pub use header::{DuressSettings, HEADER_LEN, HEADER_VERSION, KdfParams, Kek, Passphrase};
+pub use wipe::{WIPE_PREFIX, wipe};
 
 use files::{create_dir, exists, lock, random, restrict_permissions};
-use header::{Header, KEY_LEN};
+use header::{Decoded, Header, KEY_LEN, SALT_LEN, Unwrapped};
 use rows::Keys;
 
 /// The lock file's name in a profile directory.
@@ -104,6 +111,9 @@ pub struct Profile {
     dir: PathBuf,
     db_path: PathBuf,
     _lock: File,
+    /// The header on disk, and the position of its real slot.
+    header: Header,
+    real_slot: usize,
     /// A transaction deleted or replaced a row and the checkpoint after it has not succeeded yet.
     scrub_owed: bool,
 }
@@ -111,6 +121,61 @@ pub struct Profile {
 impl fmt::Debug for Profile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Profile").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+/// What a passphrase opened ([`Profile::unlock`]).
+#[derive(Debug)]
+pub enum Unlocked {
+    /// The real passphrase: the profile, open.
+    Real(Box<Profile>),
+    /// A duress passphrase: nothing was opened or changed yet; the directory stays locked until
+    /// the [`Duress`] is dropped or [`Duress::wipe_and_create`] replaces the profile.
+    Duress(Duress),
+}
+
+/// What a passphrase opens, checked without opening ([`Profile::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// The real passphrase.
+    Real,
+    /// A duress passphrase, and its slot's settings.
+    Duress(DuressSettings),
+}
+
+/// A duress passphrase was typed: the directory's lock, the key just derived from it, and the
+/// settings its slot holds. What to do is the caller's: `crate::open::open_profile` wipes the
+/// profile and creates a fresh one under the same passphrase (DESIGN: docs/APP.md §3).
+pub struct Duress {
+    dir: PathBuf,
+    kek: Kek,
+    settings: DuressSettings,
+    lock: File,
+}
+
+impl fmt::Debug for Duress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Duress").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl Duress {
+    /// The settings the duress slot holds.
+    pub fn settings(&self) -> DuressSettings {
+        self.settings
+    }
+
+    /// The key derived from the duress passphrase (with the header's salt and parameters).
+    pub fn kek(&self) -> &Kek {
+        &self.kek
+    }
+
+    /// Wipes the profile ([`wipe`]'s steps, under the lock already held) and creates an empty one
+    /// in its place whose passphrase is the duress passphrase (same salt and parameters, a new
+    /// master key; no second Argon2id run).
+    pub fn wipe_and_create(self) -> Result<Profile, StoreError> {
+        wipe::wipe_locked(&self.dir)?;
+        Profile::create_locked(self.dir, self.lock, &self.kek)
     }
 }
 
@@ -127,19 +192,31 @@ impl Profile {
         passphrase: &Passphrase,
         params: KdfParams,
     ) -> Result<Self, StoreError> {
-        let dir = dir.as_ref().to_owned();
         if passphrase.as_bytes().is_empty() {
             return Err(StoreError::EmptyPassphrase);
         }
+        let kek = Kek::derive(passphrase, params, random::<SALT_LEN>()?)?;
+        Self::create_with_kek(dir, &kek)
+    }
+
+    /// [`Profile::create`] under a key already derived (with its salt and parameters): for the
+    /// duress opening, which has just derived it.
+    pub fn create_with_kek(dir: impl AsRef<Path>, kek: &Kek) -> Result<Self, StoreError> {
+        let dir = dir.as_ref().to_owned();
         create_dir(&dir)?;
         let lock = lock(&dir)?;
+        Self::create_locked(dir, lock, kek)
+    }
+
+    fn create_locked(dir: PathBuf, lock: File, kek: &Kek) -> Result<Self, StoreError> {
+        wipe::finish_wipes(&dir)?;
         let header_path = dir.join(HEADER_FILE);
         let db_path = dir.join(DATABASE_FILE);
         if exists(&header_path)? || exists(&db_path)? {
             return Err(StoreError::AlreadyExists { dir });
         }
         let master = Zeroizing::new(random::<KEY_LEN>()?);
-        let header = Header::wrap(passphrase, params, &master)?;
+        let (header, real_slot) = Header::new(kek, &master)?;
         let conn = Connection::open_with_flags(
             &db_path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -165,21 +242,40 @@ impl Profile {
             dir,
             db_path,
             _lock: lock,
+            header,
+            real_slot,
             scrub_owed: false,
         })
     }
 
-    /// Opens the profile in `dir`.
+    /// Opens the profile in `dir` with its real passphrase.
     ///
     /// Takes the directory's lock first ([`StoreError::InUse`] if another `Profile` holds it),
     /// then checks the passphrase ([`StoreError::WrongPassphrase`]) before opening the database;
     /// either failure changes no file. A damaged file gives [`StoreError::Corrupt`] naming it.
+    /// A duress passphrase is refused here as a wrong one, touching nothing: a caller that
+    /// honours it calls [`Profile::unlock`] (as `crate::open::open_profile` does).
     pub fn open(dir: impl AsRef<Path>, passphrase: &Passphrase) -> Result<Self, StoreError> {
+        match Self::unlock(dir, passphrase)? {
+            Unlocked::Real(p) => Ok(*p),
+            Unlocked::Duress(d) => Err(StoreError::WrongPassphrase { dir: d.dir }),
+        }
+    }
+
+    /// Opens the profile in `dir`: [`Unlocked::Real`] for the real passphrase,
+    /// [`Unlocked::Duress`] for a duress passphrase, [`StoreError::WrongPassphrase`] for any other
+    /// (no file touched). One Argon2id run, both slots tried, whatever the passphrase.
+    ///
+    /// Before the passphrase is checked, the lock is taken and the files of an unfinished wipe
+    /// (`wipe-*`, after a crash) are finished. A version-1 header opened with the real passphrase
+    /// is rewritten as version 2, atomically, once the database has opened.
+    pub fn unlock(dir: impl AsRef<Path>, passphrase: &Passphrase) -> Result<Unlocked, StoreError> {
         let dir = dir.as_ref().to_owned();
         if !exists(&dir)? {
             return Err(StoreError::NotFound { dir });
         }
         let lock = lock(&dir)?;
+        wipe::finish_wipes(&dir)?;
         let header_path = dir.join(HEADER_FILE);
         let db_path = dir.join(DATABASE_FILE);
         let bytes = match fs::read(&header_path) {
@@ -187,10 +283,14 @@ impl Profile {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound { dir }),
             Err(e) => return Err(StoreError::Io { path: header_path, source: e }),
         };
-        let header = Header::decode(&bytes, &header_path)?;
-        let master = match header.unwrap_key(passphrase) {
-            Some(r) => r?,
-            None => return Err(StoreError::WrongPassphrase { dir }),
+        let decoded = Decoded::decode(&bytes, &header_path)?;
+        let kek = Kek::derive(passphrase, decoded.params(), decoded.salt())?;
+        let (master, slot) = match decoded.unwrap(&kek, &header_path)? {
+            Unwrapped::Real { master, slot } => (master, slot),
+            Unwrapped::Duress(settings) => {
+                return Ok(Unlocked::Duress(Duress { dir, kek, settings, lock }));
+            }
+            Unwrapped::Wrong => return Err(StoreError::WrongPassphrase { dir }),
         };
         if !exists(&db_path)? {
             return Err(StoreError::Corrupt { path: db_path, reason: "missing".into() });
@@ -206,9 +306,51 @@ impl Profile {
             return Err(StoreError::UnknownVersion { path: db_path, found: version, known: SCHEMA_VERSION });
         }
         configure(&conn).map_err(|e| db_error(&db_path, e))?;
+        let (header, real_slot) = match decoded {
+            Decoded::V2(h) => (h, slot),
+            Decoded::V1(_) => {
+                // Same salt and parameters, so the same passphrase opens it; the other slot random.
+                let (h, slot) = Header::new(&kek, &master)?;
+                write_atomically(&header_path, &h.encode(), Access::OwnerOnly)?;
+                (h, slot)
+            }
+        };
         let keys = Keys::new(master);
         let index = load_index(&conn, &keys, &db_path)?;
-        Ok(Self { conn, keys, index, dir, db_path, _lock: lock, scrub_owed: false })
+        Ok(Unlocked::Real(Box::new(Self {
+            conn,
+            keys,
+            index,
+            dir,
+            db_path,
+            _lock: lock,
+            header,
+            real_slot,
+            scrub_owed: false,
+        })))
+    }
+
+    /// What `passphrase` opens of the profile in `dir`, without opening it: the header alone,
+    /// read without the lock (the running client holds it). One Argon2id run, both slots tried,
+    /// as [`Profile::unlock`]; [`StoreError::WrongPassphrase`] for neither. For a lock screen in
+    /// front of a client that runs.
+    pub fn check(dir: impl AsRef<Path>, passphrase: &Passphrase) -> Result<Checked, StoreError> {
+        let dir = dir.as_ref();
+        let header_path = dir.join(HEADER_FILE);
+        let bytes = match fs::read(&header_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound { dir: dir.into() });
+            }
+            Err(e) => return Err(StoreError::Io { path: header_path, source: e }),
+        };
+        let decoded = Decoded::decode(&bytes, &header_path)?;
+        let kek = Kek::derive(passphrase, decoded.params(), decoded.salt())?;
+        match decoded.unwrap(&kek, &header_path)? {
+            Unwrapped::Real { .. } => Ok(Checked::Real),
+            Unwrapped::Duress(settings) => Ok(Checked::Duress(settings)),
+            Unwrapped::Wrong => Err(StoreError::WrongPassphrase { dir: dir.into() }),
+        }
     }
 
     /// The profile directory.
@@ -300,15 +442,71 @@ impl Profile {
         Ok(out)
     }
 
-    /// Re-wraps the master key under `new` (with `params`): only the header changes, atomically.
+    /// The header's Argon2id parameters.
+    pub fn kdf_params(&self) -> KdfParams {
+        self.header.params
+    }
+
+    /// Re-wraps the master key under `new` (with `params` and a new salt): only the header
+    /// changes, atomically. A new salt changes every key derived from a passphrase, so the duress
+    /// slot is re-randomised (no duress passphrase opens the profile any more) unless `duress`
+    /// gives a duress passphrase and its settings again; one that opens the real slot (the new
+    /// passphrase itself) is refused with [`StoreError::DuressIsReal`], changing nothing.
     ///
     /// The old header's bytes may survive on the disk: see the module documentation.
-    pub fn change_passphrase(&mut self, new: &Passphrase, params: KdfParams) -> Result<(), StoreError> {
-        if new.as_bytes().is_empty() {
+    pub fn change_passphrase(
+        &mut self,
+        new: &Passphrase,
+        params: KdfParams,
+        duress: Option<(&Passphrase, DuressSettings)>,
+    ) -> Result<(), StoreError> {
+        if new.as_bytes().is_empty() || duress.is_some_and(|(d, _)| d.as_bytes().is_empty()) {
             return Err(StoreError::EmptyPassphrase);
         }
-        let header = Header::wrap(new, params, &self.keys.master)?;
-        Ok(write_atomically(&self.dir.join(HEADER_FILE), &header.encode(), Access::OwnerOnly)?)
+        let kek = Kek::derive(new, params, random::<SALT_LEN>()?)?;
+        let (mut header, real_slot) = Header::new(&kek, &self.keys.master)?;
+        if let Some((d, settings)) = duress {
+            let duress_kek = Kek::derive(d, params, kek.salt())?;
+            if header.opens(&duress_kek, real_slot) {
+                return Err(StoreError::DuressIsReal);
+            }
+            header = header.with_duress(real_slot, &duress_kek, settings)?;
+        }
+        write_atomically(&self.dir.join(HEADER_FILE), &header.encode(), Access::OwnerOnly)?;
+        self.header = header;
+        self.real_slot = real_slot;
+        Ok(())
+    }
+
+    /// Sets the duress passphrase: the header's other slot now holds `settings` under a key
+    /// derived from `duress` with the header's salt (one Argon2id run), replacing any earlier
+    /// duress passphrase. Refused with [`StoreError::DuressIsReal`], changing nothing, when
+    /// `duress` opens the real slot (it is the real passphrase). The header is replaced
+    /// atomically. The caller has checked the real passphrase (an open profile proves it was
+    /// typed once; a running client's host asks for it again).
+    pub fn set_duress(&mut self, duress: &Passphrase, settings: DuressSettings) -> Result<(), StoreError> {
+        if duress.as_bytes().is_empty() {
+            return Err(StoreError::EmptyPassphrase);
+        }
+        let kek = Kek::derive(duress, self.header.params, self.header.salt)?;
+        if self.header.opens(&kek, self.real_slot) {
+            return Err(StoreError::DuressIsReal);
+        }
+        let header = self.header.with_duress(self.real_slot, &kek, settings)?;
+        self.replace_header(header)
+    }
+
+    /// Removes any duress passphrase: the header's other slot becomes random bytes. The same
+    /// write and the same answer whether a duress passphrase existed or not.
+    pub fn remove_duress(&mut self) -> Result<(), StoreError> {
+        let header = self.header.without_duress(self.real_slot)?;
+        self.replace_header(header)
+    }
+
+    fn replace_header(&mut self, header: Header) -> Result<(), StoreError> {
+        write_atomically(&self.dir.join(HEADER_FILE), &header.encode(), Access::OwnerOnly)?;
+        self.header = header;
+        Ok(())
     }
 
     /// Copies the WAL into the database and truncates it, so that deleted rows leave the WAL

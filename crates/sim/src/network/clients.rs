@@ -20,7 +20,7 @@ use qanat_packet::MailboxId;
 
 use super::{Event, Network};
 use crate::Endpoint;
-use crate::client::{credential, seal_key, slot_packet, source};
+use crate::client::{access, credential, seal_key, slot_packet, source};
 use crate::config::SimError;
 use crate::run::{Delivered, MessageRecord};
 use crate::setup::{Node, Setup};
@@ -93,7 +93,7 @@ impl Network {
         let client = &mut self.s.clients[owner as usize];
         let _ = self.stores[client.gateway].register(mailbox, credential(mailbox));
         if self.config.pulls.is_some() {
-            client.pull.register(mailbox, credential(mailbox));
+            client.pull.register(access(mailbox));
         }
     }
 

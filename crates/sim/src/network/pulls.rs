@@ -7,8 +7,10 @@
 //!   its store at once (`crate::pull::serve`: the session's operations, the planned reads, the
 //!   answer) and its `1 + limit` frames leave `answer_delay` later. Each frame is recorded, in
 //!   [`Run::pull_frames`](crate::Run::pull_frames), as an observation of the client's link.
-//! - The client decodes the answer and takes each item ([`Network::take_item`]): a message is
-//!   delivered when the recipient's pull returns it. The items' deletions ride in later pulls.
+//! - The client's side is the real pull core ([`PullClient`](qanat_mixnet::pull::PullClient)),
+//!   which never wants a document here (`want_epoch` 0). It decodes the answer and takes each
+//!   item ([`Network::take_item`]): a message is delivered when the recipient's pull returns it.
+//!   The items' deletions ride in later pulls.
 //! - A lost request or answer leaves the pull unanswered; after `timeout` the client starts a new
 //!   session (the gateway's session is new too): every mailbox registered again, and the first
 //!   pull of the session larger (`first_limit`), as after a reconnection.
@@ -16,11 +18,11 @@
 use chacha20::rand_core::Rng;
 use qanat_mixnet::UnixMicros;
 use qanat_mixnet::client_proto::Response;
-use qanat_mixnet::pull::PullServer;
+use qanat_mixnet::pull::{PullOutcome, PullServer};
 use qanat_packet::MailboxId;
 
 use super::{Event, Network};
-use crate::client::credential;
+use crate::client::access;
 use crate::config::SimError;
 use crate::{Endpoint, Observation};
 
@@ -33,6 +35,7 @@ impl Network {
             let client = &mut self.s.clients[c];
             let mailboxes: Vec<_> = client.mailboxes().collect();
             client.pull.start_session(mailboxes);
+            client.pulled = false;
             let phase = self.s.rng.next_u64() % every;
             self.push(UnixMicros(phase), Event::PullDue(c as u32));
         }
@@ -47,8 +50,10 @@ impl Network {
             self.pull_stats.skipped += 1;
             return Ok(());
         }
-        let limit = if client.pull.pulled { p.limit } else { p.first_limit };
-        let request = client.pull.poll_pull(limit);
+        let limit = if client.pulled { p.limit } else { p.first_limit };
+        // Want epoch 0: no document is wanted, so the answers carry items and padding only.
+        let request = client.pull.poll_pull(limit, 0);
+        client.pulled = true;
         let id = client.pull.in_flight().unwrap_or(0);
         let bytes = request.encode().map_err(|e| SimError::Packet(e.to_string()))?;
         let g = client.gateway;
@@ -101,9 +106,13 @@ impl Network {
         let responses: Result<Vec<Response>, _> = frames.iter().map(|f| Response::decode(f)).collect();
         let Ok(responses) = responses else { return Ok(()) };
         let Ok(out) = self.s.clients[c as usize].pull.handle_answer(responses) else { return Ok(()) };
+        // The rest of the outcome asks nothing of the simulation: no document is wanted, no
+        // mailbox is unregistered, a refused registration (none: every credential is right) is
+        // counted by the client's metrics, and `more` waits for the next pull on the cadence.
+        let PullOutcome { items, more: _, unregistered: _, refused: _, document: _ } = out;
         self.pull_stats.answers += 1;
         let mut last: Vec<(MailboxId, u64)> = Vec::new();
-        for (mailbox, seq, item) in out.items {
+        for (mailbox, seq, item) in items {
             self.pull_stats.items += 1;
             if !self.pulled.insert((mailbox, seq)) {
                 self.pull_stats.repeats += 1;
@@ -117,7 +126,7 @@ impl Network {
         }
         let client = &mut self.s.clients[c as usize];
         for (mailbox, up_to) in last {
-            client.pull.delete(mailbox, credential(mailbox), up_to);
+            client.pull.delete(access(mailbox), up_to);
         }
         Ok(())
     }
@@ -131,6 +140,7 @@ impl Network {
         }
         let mailboxes: Vec<_> = client.mailboxes().collect();
         client.pull.start_session(mailboxes);
+        client.pulled = false;
         self.sessions[client.gateway].insert(c, PullServer::new(max));
         self.pull_stats.sessions += 1;
     }

@@ -8,6 +8,7 @@ mod groups;
 mod interface;
 mod network;
 mod persist;
+mod safety;
 
 use std::collections::HashMap;
 use std::time::Duration;

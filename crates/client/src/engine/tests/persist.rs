@@ -96,7 +96,7 @@ fn write_profile_fixture() {
     );
     for (i, name) in [(0, "ann"), (1, "bob")] {
         let mut profile = w.clients[i].engine.take().unwrap().into_profile();
-        profile.change_passphrase(&Passphrase::new(FIXTURE_PASSPHRASE), weak()).unwrap();
+        profile.change_passphrase(&Passphrase::new(FIXTURE_PASSPHRASE), weak(), None).unwrap();
         drop(profile);
         let dir = out.join(name);
         std::fs::create_dir_all(&dir).unwrap();

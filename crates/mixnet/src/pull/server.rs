@@ -1,28 +1,7 @@
-//! The pull exchange without IO: what a gateway does with a client's [`Request::Pull`](crate::client_proto::Request::Pull)
-//! ([`PullServer`]) and how a client puts a directory document back together from the chunks
-//! that ride in the answers ([`DocAssembler`]).
-//!
-//! The gateway's runtime owns the store; per pull it asks the core which operations to carry
-//! out ([`PullServer::admit`]), reports each outcome ([`PullServer::handle_op_result`]), carries
-//! out the store reads the core plans ([`PullServer::reads`]: which mailboxes, how many items
-//! from each, when to stop) and lets the core build the answer ([`PullServer::answer`]): always
-//! one head and `limit` slots, whatever the store held, whatever the client asked. A single
-//! [`Request::Fetch`](crate::client_proto::Request::Fetch) is planned and answered here too
-//! ([`fetch_reads`], [`fetch_answer`]).
-//!
-//! Slots: items first, but when the client lacks a document at most half the slots carry items,
-//! so a client with a backlog still gets the directory it needs to send anything; and when the
-//! document it lacks is that of the epoch in progress (or an older one), none do until it has it:
-//! it holds only keys the network is about to refuse, or already refuses, so nothing of its own
-//! can leave (its messages wait for the document) while its items are safe in the store. Then
-//! chunks of the wanted document from the chunk the client asked for; then padding.
-//!
-//! Why the document of the epoch in progress goes first: the authorities publish the next
-//! epoch's document only `P/8` before it begins, and the client uses its keys until `P/8` after
-//! (half the key grace). A document of five chunks at one chunk per pull (a backlog taking the
-//! other slot) then took five pulls: on 20-second epochs, with a pull every 2 s, it came 6 to
-//! 10 s into its epoch, and for 3 to 7 s of every 20 the client could send nothing of its own
-//! (its payload slots fell to about 70%, below what a steady conversation needs).
+//! The gateway's side of the pull exchange ([`PullServer`]): which operations of a pull to carry
+//! out, which store reads to make, and the answer of one head and `limit` slots; and a single
+//! [`Request::Fetch`](crate::client_proto::Request::Fetch), planned and answered
+//! ([`fetch_reads`], [`fetch_answer`]). The design of the slots is in the [parent module](super).
 
 use std::collections::BTreeMap;
 
@@ -323,88 +302,6 @@ impl PullServer {
     }
 }
 
-/// Why a chunk was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ChunkError {
-    /// The chunk is for another epoch than the one being assembled.
-    #[error("a chunk of another epoch")]
-    Epoch,
-    /// Out of order, or its count differs from the earlier chunks'.
-    #[error("a chunk out of order")]
-    Order,
-    /// The document would be longer than allowed.
-    #[error("the document is too long")]
-    TooLong,
-}
-
-/// Puts one epoch's document together from its chunks, in order, under a length bound.
-#[derive(Debug, Clone)]
-pub struct DocAssembler {
-    epoch: u64,
-    count: u16,
-    next: u16,
-    bytes: Vec<u8>,
-    max_len: usize,
-}
-
-impl DocAssembler {
-    /// Assembles the document of `epoch`, at most `max_len` bytes.
-    pub fn new(epoch: u64, max_len: usize) -> Self {
-        Self { epoch, count: 0, next: 0, bytes: Vec::new(), max_len }
-    }
-
-    /// The epoch being assembled.
-    pub fn epoch(&self) -> u64 {
-        self.epoch
-    }
-
-    /// What to ask for next.
-    pub fn want(&self) -> Want {
-        Want { epoch: self.epoch, from: self.next }
-    }
-
-    /// Adds a chunk; the document's bytes once the last chunk arrived. A chunk already held is
-    /// ignored (`Ok(None)`).
-    pub fn push(
-        &mut self,
-        epoch: u64,
-        index: u16,
-        count: u16,
-        chunk: &[u8],
-    ) -> Result<Option<Vec<u8>>, ChunkError> {
-        if epoch != self.epoch {
-            return Err(ChunkError::Epoch);
-        }
-        if index < self.next {
-            return Ok(None);
-        }
-        if index != self.next || (self.next > 0 && count != self.count) || index >= count {
-            return Err(ChunkError::Order);
-        }
-        if self.bytes.len() + chunk.len() > self.max_len {
-            self.reset();
-            return Err(ChunkError::TooLong);
-        }
-        self.count = count;
-        self.bytes.extend_from_slice(chunk);
-        self.next += 1;
-        if self.next == self.count {
-            let doc = std::mem::take(&mut self.bytes);
-            self.reset();
-            return Ok(Some(doc));
-        }
-        Ok(None)
-    }
-
-    /// Starts over (after a document that did not verify, for instance).
-    pub fn reset(&mut self) {
-        self.count = 0;
-        self.next = 0;
-        self.bytes.clear();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,42 +378,6 @@ mod tests {
         // An epoch not known (0) keeps the old rule; a gateway without the document gives items.
         assert_eq!(PullServer::item_room(2, current, Some(&doc), 1000, 0), 1);
         assert_eq!(PullServer::item_room(2, current, None, 1000, 3), 2);
-    }
-
-    #[test]
-    fn a_document_comes_back_whole_in_order() {
-        let doc: Vec<u8> = (0..2500u32).map(|i| i as u8).collect();
-        let mut s = PullServer::new(4);
-        let mut asm = DocAssembler::new(3, 10_000);
-        let mut got = None;
-        for _ in 0..5 {
-            for r in
-                s.answer(1, 2, false, [OpResult::Done; PULL_OPS], vec![], asm.want(), Some(&doc), 1000, 0)
-            {
-                if let Response::DocChunk { epoch, index, count, bytes, .. } = r
-                    && let Some(d) = asm.push(epoch, index, count, &bytes).unwrap()
-                {
-                    got = Some(d);
-                }
-            }
-            if got.is_some() {
-                break;
-            }
-        }
-        assert_eq!(got, Some(doc));
-    }
-
-    #[test]
-    fn the_assembler_refuses_what_does_not_fit() {
-        let mut a = DocAssembler::new(3, 1500);
-        assert_eq!(a.push(4, 0, 2, &[0; 10]), Err(ChunkError::Epoch));
-        assert_eq!(a.push(3, 1, 2, &[0; 10]), Err(ChunkError::Order));
-        assert_eq!(a.push(3, 0, 0, &[0; 10]), Err(ChunkError::Order));
-        assert_eq!(a.push(3, 0, 2, &[0; 1000]), Ok(None));
-        assert_eq!(a.push(3, 0, 2, &[0; 1000]), Ok(None), "a repeat is ignored");
-        assert_eq!(a.push(3, 1, 3, &[0; 10]), Err(ChunkError::Order));
-        assert_eq!(a.push(3, 1, 2, &[0; 1000]), Err(ChunkError::TooLong));
-        assert_eq!(a.want(), Want { epoch: 3, from: 0 });
     }
 
     #[test]
