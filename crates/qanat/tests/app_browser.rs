@@ -1,0 +1,510 @@
+//! The Qanat app in a real browser (docs/APP.md §7): Debian's `chromium`, driven through
+//! `chromedriver` by WebDriver (fantoccini), against `qanat app` processes on a devnet.
+//!
+//! - `two_users_in_their_browsers`: alice and bob, each a `qanat app` with its own headless
+//!   Chromium, go through the first run, an invitation and its acceptance, a conversation whose
+//!   ticks reach "delivered" and only move forward, locking and unlocking; then alice's browser,
+//!   which holds her cookie, visits a hostile page on another loopback port (same site to the
+//!   browser) that tries a no-cors `text/plain` command, an auto-submitted form, the event stream
+//!   as an image, a WebSocket and an EventSource, and a DNS-rebinding name: none gets through.
+//! - `the_page_is_refused_without_its_link`: a browser that never had the start link gets
+//!   nothing of the app, nor does a Host the app does not know.
+//!
+//! Without `/usr/bin/chromium` and `/usr/bin/chromedriver` these tests say so and pass, except
+//! under `CI=true` where they fail (`scripts/test` installs both).
+
+mod common;
+
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{BIN, devnet_up};
+use fantoccini::{Client, ClientBuilder, Locator, elements::Element, key::Key};
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const ALICE_PASS: &str = "alice keeps her sources safe tonight";
+const BOB_PASS: &str = "bob reads the river charts at dawn";
+
+/// Whether the browser is here; under `CI=true` it must be.
+fn have_browser() -> bool {
+    let here = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
+    if !here {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{CHROMIUM} and {CHROMEDRIVER} are needed under CI=true (scripts/test installs them)"
+        );
+        eprintln!("SKIPPED: the browser tests need Debian's chromium and chromium-driver");
+    }
+    here
+}
+
+/// A `chromedriver` on a free loopback port, killed by its PID when dropped, with the browsers
+/// it started (found by their profile directories, which are this test's own).
+struct Driver {
+    child: Child,
+    port: u16,
+    profiles: std::sync::Mutex<Vec<PathBuf>>,
+}
+
+impl Driver {
+    fn start() -> Self {
+        let port = qanat_link::http::free_local_port().unwrap();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = Self { child, port, profiles: Default::default() };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30), "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        d
+    }
+
+    /// A fresh browser (its own profile directory), `width` × `height`.
+    async fn browser(&self, profile: &Path, width: u32, height: u32) -> Client {
+        self.profiles.lock().unwrap().push(profile.to_owned());
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--no-first-run", "--disable-default-apps", "--disable-extensions", "--lang=en-US",
+                    format!("--window-size={width},{height}"),
+                    format!("--user-data-dir={}", profile.display()),
+                    "--host-resolver-rules=MAP rebind.test 127.0.0.1",
+                ],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a WebDriver session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // chromedriver leaves its browsers running when it is killed: each is stopped by the
+        // PID of the processes whose command line names one of our profile directories.
+        let profiles = self.profiles.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Ok(procs) = std::fs::read_dir("/proc") else { return };
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+            let Ok(cmd) = std::fs::read(p.path().join("cmdline")) else { continue };
+            let cmd = String::from_utf8_lossy(&cmd);
+            if profiles.iter().any(|d| cmd.contains(&format!("--user-data-dir={}", d.display())))
+                && let Some(pid) = rustix::process::Pid::from_raw(pid)
+            {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+}
+
+/// A `qanat app --no-browser` process; stopped by SIGTERM (then killed) when dropped.
+struct App {
+    child: Child,
+    url: String,
+    home: PathBuf,
+}
+
+impl App {
+    fn start(home: &Path, network: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .arg("app")
+            .arg("--home")
+            .arg(home)
+            .arg("--network")
+            .arg(network)
+            .args(["--no-browser", "--decision-window-secs", "3"])
+            .env_remove("QANAT_PASSPHRASE")
+            .env_remove("QANAT_HOME")
+            .env("QANAT_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        // The rest of its output is drained, so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        let url = first.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")).unwrap().to_owned();
+        Self { child, url, home: home.to_owned() }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    fn origin(&self) -> String {
+        let rest = self.url.trim_start_matches("http://");
+        format!("http://{}", &rest[..rest.find('/').unwrap()])
+    }
+
+    fn port(&self) -> u16 {
+        self.origin().rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// A command through the control socket, as the terminal's commands send it.
+    fn cli(&self, args: &[&str]) -> Value {
+        let out = Command::new(BIN)
+            .arg("--json")
+            .args(args)
+            .arg("--home")
+            .arg(&self.home)
+            .env_remove("QANAT_PASSPHRASE")
+            .env("QANAT_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap_or(Value::Null)
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits (polling, with a deadline) for an element matching `css`.
+async fn wait_css(c: &Client, css: &str, limit: Duration) -> Element {
+    let start = Instant::now();
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            return e;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {css}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits (polling, with a deadline) until `script` (a function body returning a value) returns
+/// `true`.
+async fn wait_js(c: &Client, what: &str, script: &str, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        if c.execute(script, vec![]).await.ok() == Some(Value::Bool(true)) {
+            return;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn click(c: &Client, css: &str) {
+    wait_css(c, css, Duration::from_secs(20)).await.click().await.unwrap();
+}
+
+async fn type_into(c: &Client, css: &str, text: &str) {
+    let e = wait_css(c, css, Duration::from_secs(20)).await;
+    e.clear().await.unwrap();
+    e.send_keys(text).await.unwrap();
+}
+
+/// The text of every element matching `css`.
+async fn texts(c: &Client, css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in c.find_all(Locator::Css(css)).await.unwrap_or_default() {
+        out.push(e.text().await.unwrap_or_default());
+    }
+    out
+}
+
+/// Errors and CSP violations the page recorded (`window.qanatErrors`).
+async fn page_errors(c: &Client) -> Value {
+    c.execute("return window.qanatErrors || null;", vec![]).await.unwrap()
+}
+
+/// The first run, in the page: language, the passphrase twice (a differing one refused), the
+/// traffic profile once its cost is known.
+async fn first_run(c: &Client, app: &App, passphrase: &str) {
+    c.goto(&app.url).await.unwrap();
+    // 1: the language.
+    wait_css(c, "input[name=language][value=en]", Duration::from_secs(30)).await;
+    click(c, "main button.primary").await;
+    // 2: the passphrase twice; two that differ are refused.
+    type_into(c, "#passphrase", passphrase).await;
+    type_into(c, "#again", "something else entirely, and long").await;
+    click(c, "form button[type=submit]").await;
+    let problem = wait_css(c, ".problem", Duration::from_secs(10)).await;
+    assert!(!problem.text().await.unwrap().is_empty());
+    assert_eq!(app.cli(&["status"]), Value::Null, "no profile yet");
+    type_into(c, "#passphrase", passphrase).await;
+    type_into(c, "#again", passphrase).await;
+    click(c, "form button[type=submit]").await;
+    // 3: the traffic profile, with each one's cost once the client has the directory.
+    wait_css(c, "input[name=traffic][value=metered]", Duration::from_secs(60)).await;
+    wait_js(
+        c,
+        "the traffic profiles' costs",
+        "return document.querySelectorAll('.choices .measuring').length === 0 \
+         && document.querySelectorAll('.choices label').length === 2;",
+        Duration::from_secs(180),
+    )
+    .await;
+    let costs = texts(c, ".choices label").await;
+    assert!(costs.iter().all(|t| t.contains("MB")), "{costs:?}");
+    click(c, "main button.primary").await;
+    wait_css(c, ".list-actions", Duration::from_secs(30)).await;
+}
+
+/// Records, for every message of ours, each tick state it shows, in order
+/// (`window.qanatTicks[id]`).
+const WATCH_TICKS: &str = r#"
+window.qanatTicks = window.qanatTicks || {};
+const seen = () => {
+  for (const li of document.querySelectorAll('li.msg.mine')) {
+    const tick = li.querySelector('.tick');
+    if (!tick) continue;
+    const state = ['queued', 'sent', 'delivered'].find((s) => tick.classList.contains('tick-' + s));
+    const list = (window.qanatTicks[li.id] = window.qanatTicks[li.id] || []);
+    if (list[list.length - 1] !== state) list.push(state);
+  }
+};
+new MutationObserver(seen).observe(document.body, { subtree: true, childList: true, attributes: true });
+seen();
+return true;
+"#;
+
+/// A page on another loopback port (the same site to the browser, which sends the app's
+/// Strict cookie with its requests) that attacks the app at `target`.
+fn hostile_page(target: &str) -> String {
+    format!(
+        r#"<!doctype html><meta charset=utf-8><title>hostile</title>
+<body><p>hostile</p>
+<iframe name=sink style="display:none"></iframe>
+<form id=f method=POST action="{target}/api/call" enctype="text/plain" target=sink>
+<input name='{{"cmd":"send","to":"bob","text":"forged by a form","x":"' value='"}}'></form>
+<script>
+window.results = {{}};
+const done = (k) => (v) => {{ window.results[k] = String(v && v.type || v); }};
+fetch("{target}/api/call", {{method: "POST", mode: "no-cors", headers: {{"Content-Type": "text/plain"}},
+  body: JSON.stringify({{cmd: "send", to: "bob", text: "forged by fetch"}})}})
+  .then(done("fetch"), done("fetch"));
+document.getElementById("f").submit();
+const img = new Image(); img.onerror = done("img"); img.onload = done("img"); img.src = "{target}/api/events";
+try {{ const ws = new WebSocket("{ws}/api/events"); ws.onerror = done("ws"); ws.onopen = done("ws"); }}
+catch (e) {{ window.results.ws = "threw"; }}
+const es = new EventSource("{target}/api/events"); es.onerror = done("es"); es.onopen = done("es");
+</script>"#,
+        ws = target.replace("http://", "ws://"),
+    )
+}
+
+/// Serves `page` to every request on a free loopback port until the task is dropped.
+async fn serve_page(page: String) -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let page = page.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    page.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(page.as_bytes()).await;
+            });
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_in_their_browsers() {
+    if !have_browser() {
+        return;
+    }
+    let devnet = devnet_up(&["--epoch-secs", "20", "--lambda-p", "10"]);
+    let network = devnet.dir.path().join("network.toml");
+    let homes = tempfile::tempdir().unwrap();
+    let alice = App::start(&homes.path().join("alice"), &network);
+    let bob = App::start(&homes.path().join("bob"), &network);
+    let driver = Driver::start();
+    let a = driver.browser(&homes.path().join("browser-a"), 1280, 800).await;
+    let b = driver.browser(&homes.path().join("browser-b"), 360, 780).await;
+
+    // 1. First run, both.
+    first_run(&a, &alice, ALICE_PASS).await;
+    first_run(&b, &bob, BOB_PASS).await;
+
+    // 2. Alice invites bob; bob pastes the link; both see the contact active.
+    click(&a, ".list-actions button:nth-child(1)").await;
+    type_into(&a, "#name", "bob").await;
+    click(&a, "form button[type=submit]").await;
+    let link = wait_css(&a, ".link-card code", Duration::from_secs(60)).await.text().await.unwrap();
+    assert!(link.starts_with("qanat://invite/"), "{link}");
+    click(&b, ".list-actions button:nth-child(2)").await;
+    type_into(&b, "#link", &link).await;
+    type_into(&b, "#name", "alice").await;
+    click(&b, "form button[type=submit]").await;
+    // Alice opens the conversation: the link waits at its top until bob answers, then the
+    // message box appears.
+    click(&a, ".form-screen .warning + .actions button").await;
+    let start = Instant::now();
+    loop {
+        let (ca, cb) = (alice.cli(&["contacts"]), bob.cli(&["contacts"]));
+        if ca["list"][0]["state"] == "active" && cb["list"][0]["state"] == "active" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "the contacts never became active: {ca} {cb}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The pages follow without a reload.
+    wait_css(&a, ".composer textarea#composer", Duration::from_secs(30)).await;
+    wait_css(&b, ".composer textarea#composer", Duration::from_secs(30)).await;
+
+    // 3. They talk; alice's ticks go queued → sent → delivered, never back.
+    assert_eq!(a.execute(WATCH_TICKS, vec![]).await.unwrap(), Value::Bool(true));
+    type_into(&a, "#composer", "hello bob, from the page").await;
+    a.find(Locator::Css("#composer"))
+        .await
+        .unwrap()
+        .send_keys(&char::from(Key::Enter).to_string())
+        .await
+        .unwrap();
+    wait_css(&a, "li.msg.mine .tick-delivered", Duration::from_secs(120)).await;
+    wait_js(
+        &b,
+        "bob reads alice's message",
+        "return [...document.querySelectorAll('li.msg.theirs .text')].some((p) => p.textContent === 'hello bob, from the page');",
+        Duration::from_secs(60),
+    )
+    .await;
+    type_into(&b, "#composer", "hello alice").await;
+    click(&b, ".composer button.send").await;
+    wait_js(
+        &a,
+        "alice reads bob's answer live",
+        "return [...document.querySelectorAll('li.msg.theirs .text')].some((p) => p.textContent === 'hello alice');",
+        Duration::from_secs(120),
+    )
+    .await;
+    let ticks = a.execute("return window.qanatTicks;", vec![]).await.unwrap();
+    let ticks = ticks.as_object().unwrap();
+    assert_eq!(ticks.len(), 1, "{ticks:?}");
+    let seq: Vec<&str> =
+        ticks.values().next().unwrap().as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    let rank = |s: &str| ["queued", "sent", "delivered"].iter().position(|x| *x == s).unwrap();
+    assert!(seq.windows(2).all(|w| rank(w[0]) < rank(w[1])), "ticks only move forward: {seq:?}");
+    assert_eq!(seq.last(), Some(&"delivered"), "{seq:?}");
+
+    // 6. Lock by the button; a wrong passphrase is refused; the right one opens it again.
+    click(&b, ".bar button.quiet").await;
+    wait_css(&b, "main.unlock #passphrase", Duration::from_secs(10)).await;
+    assert_eq!(bob.cli(&["status"])["running"], true, "the client runs on while the page is locked");
+    type_into(&b, "#passphrase", "not bob's passphrase").await;
+    click(&b, "form button[type=submit]").await;
+    wait_js(
+        &b,
+        "the refusal",
+        "return !!document.querySelector('#unlock-problem .problem');",
+        Duration::from_secs(30),
+    )
+    .await;
+    type_into(&b, "#passphrase", BOB_PASS).await;
+    click(&b, "form button[type=submit]").await;
+    wait_css(&b, ".list-actions", Duration::from_secs(30)).await;
+
+    // 10. A hostile page on another loopback port, in alice's browser (which holds her cookie).
+    let (port, server) = serve_page(hostile_page(&alice.origin())).await;
+    a.goto(&format!("http://127.0.0.1:{port}/")).await.unwrap();
+    wait_js(
+        &a,
+        "the hostile page's attempts",
+        "return !!window.results && ['fetch','img','ws','es'].every((k) => k in window.results);",
+        Duration::from_secs(30),
+    )
+    .await;
+    let results = a.execute("return window.results;", vec![]).await.unwrap();
+    assert_ne!(results["es"], "open", "the event stream opened for another page: {results}");
+    assert_ne!(results["ws"], "open", "a WebSocket opened: {results}");
+    assert_eq!(results["img"], "error", "{results}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let history = alice.cli(&["history", "bob"]);
+    let forged = history["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["text"].as_str().is_some_and(|t| t.starts_with("forged")))
+        .count();
+    assert_eq!(forged, 0, "a forged command was carried out: {history}");
+    // A rebinding name for the app's address: the app is not there.
+    a.goto(&format!("http://rebind.test:{}/", alice.port())).await.unwrap();
+    let has_app = a.execute("return !!document.querySelector('script[type=module]');", vec![]).await.unwrap();
+    assert_eq!(has_app, Value::Bool(false), "the app answered a foreign Host");
+    server.abort();
+    // Back on the app: the cookie holds, the key did not survive the page: unlock again.
+    a.goto(&alice.origin()).await.unwrap();
+    type_into(&a, "main.unlock #passphrase", ALICE_PASS).await;
+    click(&a, "form button[type=submit]").await;
+    wait_css(&a, ".list-actions", Duration::from_secs(30)).await;
+
+    for (who, c) in [("alice", &a), ("bob", &b)] {
+        let errors = page_errors(c).await;
+        assert_eq!(errors, json!([]), "{who}'s page recorded errors");
+    }
+    let _ = a.close().await;
+    let _ = b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_is_refused_without_its_link() {
+    if !have_browser() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let network = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/configs-1/network.toml");
+    let app = App::start(&dir.path().join("p"), &network);
+    let driver = Driver::start();
+    let c = driver.browser(&dir.path().join("browser"), 1280, 800).await;
+    // No start link: nothing of the app.
+    c.goto(&format!("{}/", app.origin())).await.unwrap();
+    let body = c.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
+    assert!(c.find(Locator::Css("script[type=module]")).await.is_err(), "the app without its link: {body}");
+    // A rebinding name: refused before the cookie matters.
+    c.goto(&format!("http://rebind.test:{}{}", app.port(), &app.url[app.origin().len()..])).await.unwrap();
+    assert!(c.find(Locator::Css("script[type=module]")).await.is_err());
+    // The link still works once, in this browser, and the page starts at the first run.
+    c.goto(&app.url).await.unwrap();
+    wait_css(&c, "input[name=language]", Duration::from_secs(30)).await;
+    // Used twice: refused.
+    let other = driver.browser(&dir.path().join("browser-2"), 1280, 800).await;
+    other.goto(&app.url).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(other.find(Locator::Css("script[type=module]")).await.is_err(), "a spent link opened the app");
+    assert_eq!(page_errors(&c).await, json!([]));
+    let _ = c.close().await;
+    let _ = other.close().await;
+}
