@@ -48,6 +48,24 @@ export async function call(cmd, { activity = true } = {}) {
   return r.json();
 }
 
+/**
+ * How hard `passphrase` is to guess: {score: 0..4, warning: key|null, suggestions: [key]}
+ * (zxcvbn in the app; no key needed, nothing kept). Null if the app did not answer.
+ */
+export async function strength(passphrase) {
+  try {
+    const r = await fetch("/api/strength", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ passphrase }),
+      cache: "no-store",
+    });
+    return r.ok ? await r.json() : null;
+  } catch {
+    return null;
+  }
+}
+
 const sleep = (ms) => new Promise((f) => setTimeout(f, ms));
 
 /**
