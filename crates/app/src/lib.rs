@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod assets;
+pub use assets::EVAL_SUMMARY;
 mod gate;
 mod qr;
 mod server;
