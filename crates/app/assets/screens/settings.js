@@ -198,12 +198,18 @@ function Duress() {
   </form>`;
 }
 
+/** Whether the typed word is `word`: case, accents and Arabic vowel marks aside. */
+function same(typed, word) {
+  const plain = (s) => s.trim().normalize("NFD").replace(/[\u0300-\u036f\u064b-\u065f\u0670]/g, "").toLocaleLowerCase(language());
+  return plain(typed) !== "" && plain(typed) === plain(word);
+}
+
 function Wipe({ wiped }) {
   const [typed, setTyped] = useState("");
   const [problem, setProblem] = useState("");
   const [busy, setBusy] = useState(false);
   const word = t("wipe_word");
-  const ready = typed.trim().toLocaleLowerCase(language()) === word.toLocaleLowerCase(language());
+  const ready = same(typed, word);
   const submit = async (e) => {
     e.preventDefault();
     if (!ready) return setProblem(t("wipe_type", { word }));
