@@ -848,7 +848,10 @@ mod tests {
         );
         round_trip(
             &Response::SafetyCode { code: "0".repeat(60), verified: false, changed: true },
-            &format!(r#"{{"kind":"safety_code","code":"{}","verified":false,"changed":true}}"#, "0".repeat(60)),
+            &format!(
+                r#"{{"kind":"safety_code","code":"{}","verified":false,"changed":true}}"#,
+                "0".repeat(60)
+            ),
         );
         // Written before `changed` existed.
         let old = format!(r#"{{"kind":"safety_code","code":"{}","verified":true}}"#, "0".repeat(60));
