@@ -219,7 +219,9 @@ function Main({ lockSecs, lock, restart, relanguage, setLockSecs, quit }) {
       const a = document.activeElement;
       const typing = a && (a.tagName === "TEXTAREA" || a.tagName === "INPUT") && a.value;
       if (e.key === "Escape" && !e.isComposing && !typing && viewRef.current.name !== "list") {
-        setView({ name: "list" });
+        // A conversation's details go back to it; anything else to the list.
+        const v = viewRef.current;
+        setView(v.name === "details" ? { name: "chat", thread: v.thread } : { name: "list" });
       }
     };
     window.addEventListener("keydown", esc);

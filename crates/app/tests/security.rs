@@ -259,6 +259,7 @@ async fn without_the_cookie_only_the_lock_page_text_answers() {
         ("/assets/vendor/htm-preact.js", "text/javascript; charset=utf-8"),
         ("/assets/i18n/ar.json", "application/json"),
         ("/assets/style.css", "text/css; charset=utf-8"),
+        ("/assets/eval/summary.json", "application/json"),
     ] {
         let a = raw(p.running.addr(), "GET", path, &asset, b"").await;
         assert_eq!((a.status, a.header("content-type")), (200, Some(kind)), "{path}");
