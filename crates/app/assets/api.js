@@ -48,6 +48,32 @@ export async function call(cmd, { activity = true } = {}) {
   return r.json();
 }
 
+/**
+ * How hard `passphrase` is to guess: {score: 0..4, warning: key|null, suggestions: [key]}
+ * (zxcvbn in the app; no key needed, nothing kept). Null if the app did not answer.
+ */
+export async function strength(passphrase) {
+  // Twice at most: the app answers 10 a second, and a burst waits a second for the next.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const r = await fetch("/api/strength", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ passphrase }),
+        cache: "no-store",
+      });
+      if (r.status === 429 && attempt === 0) {
+        await sleep(1000);
+        continue;
+      }
+      return r.ok ? await r.json() : null;
+    } catch {
+      return null;
+    }
+  }
+  return null;
+}
+
 const sleep = (ms) => new Promise((f) => setTimeout(f, ms));
 
 /**

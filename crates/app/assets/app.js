@@ -1,7 +1,9 @@
 // The page: a state machine over three phases (docs/APP.md §5).
 //   first  — no profile yet: the first run (language, passphrase, traffic profile)
 //   unlock — a profile, no key in this page: the lock screen
-//   main   — unlocked: conversations, a conversation, new contact, accept
+//   main   — unlocked: conversations, a conversation, new contact, accept, a contact's or a
+//            group's details, a new group, a group invitation, network and privacy, settings
+//   stopped — after Quit: the client and its keys are gone; unlocking starts it again
 // Locking (the button, the profile's timeout without the user, a 401) forgets the key and
 // unmounts everything the main phase rendered: messages, names, the list.
 
@@ -15,6 +17,10 @@ import { List } from "./screens/list.js";
 import { Chat } from "./screens/chat.js";
 import { Invite } from "./screens/invite.js";
 import { Accept } from "./screens/accept.js";
+import { Contact, Group } from "./screens/contact.js";
+import { NewGroup, GroupInvitation } from "./screens/groups.js";
+import { Network } from "./screens/network.js";
+import { Settings } from "./screens/settings.js";
 
 // Page errors (and CSP refusals) are kept for the browser tests to read (APP.md §7).
 window.qanatErrors = [];
@@ -83,8 +89,13 @@ function App() {
       return html`<${FirstRun} gateways=${phase.gateways} relanguage=${relanguage} done=${() => unlocked(language())} />`;
     case "unlock":
       return html`<${Unlock} done=${() => unlocked(null)} />`;
+    case "stopped":
+      return html`<main class="narrow"><${Title}>${t("stopped_title")}<//><p>${t("stopped_text")}</p>
+        <button class="primary" onClick=${() => setPhase({ name: "unlock" })}>${t("unlock")}</button></main>`;
     default:
-      return html`<${Main} lockSecs=${phase.lockSecs} lock=${lock} restart=${() => { lock(); start(); }} />`;
+      return html`<${Main} lockSecs=${phase.lockSecs} lock=${lock} restart=${() => { lock(); start(); }}
+        relanguage=${relanguage} setLockSecs=${(s) => setPhase((p) => ({ ...p, lockSecs: s }))}
+        quit=${() => { lock(); setPhase({ name: "stopped" }); }} />`;
   }
 }
 
@@ -119,7 +130,7 @@ function useLockTimer(secs, lock) {
   }, [secs]);
 }
 
-function Main({ lockSecs, lock, restart }) {
+function Main({ lockSecs, lock, restart, relanguage, setLockSecs, quit }) {
   const [threads, setThreads] = useState(null);
   const [invitations, setInvitations] = useState([]);
   const [view, setView] = useState({ name: "list" });
@@ -208,7 +219,9 @@ function Main({ lockSecs, lock, restart }) {
       const a = document.activeElement;
       const typing = a && (a.tagName === "TEXTAREA" || a.tagName === "INPUT") && a.value;
       if (e.key === "Escape" && !e.isComposing && !typing && viewRef.current.name !== "list") {
-        setView({ name: "list" });
+        // A conversation's details go back to it; anything else to the list.
+        const v = viewRef.current;
+        setView(v.name === "details" ? { name: "chat", thread: v.thread } : { name: "list" });
       }
     };
     window.addEventListener("keydown", esc);
@@ -230,11 +243,25 @@ function Main({ lockSecs, lock, restart }) {
   let detail;
   if (view.name === "chat") {
     detail = html`<${Chat} key=${view.thread} name=${view.thread} thread=${current} ticks=${ticks.current}
-      bump=${bump} subscribe=${subscribe} back=${back} refresh=${refreshSoon} />`;
+      bump=${bump} subscribe=${subscribe} back=${back} refresh=${refreshSoon}
+      details=${() => setView({ name: "details", thread: view.thread })} />`;
   } else if (view.name === "invite") {
     detail = html`<${Invite} back=${back} open=${open} refresh=${refresh} />`;
   } else if (view.name === "accept") {
     detail = html`<${Accept} back=${back} open=${open} refresh=${refresh} />`;
+  } else if (view.name === "details" && current?.group) {
+    detail = html`<${Group} key=${view.thread} name=${view.thread} thread=${current} threads=${threads}
+      back=${() => open(view.thread)} refresh=${refresh} left=${() => open(view.thread)} />`;
+  } else if (view.name === "details") {
+    detail = html`<${Contact} key=${view.thread} name=${view.thread} thread=${current} back=${() => open(view.thread)} refresh=${refresh} />`;
+  } else if (view.name === "new_group") {
+    detail = html`<${NewGroup} back=${back} refresh=${refresh} made=${(name) => setView({ name: "details", thread: name })} />`;
+  } else if (view.name === "group_invitation") {
+    detail = html`<${GroupInvitation} inv=${invitations.find((i) => i.id === view.id)} back=${back} open=${open} refresh=${refresh} />`;
+  } else if (view.name === "network") {
+    detail = html`<${Network} back=${back} />`;
+  } else if (view.name === "settings") {
+    detail = html`<${Settings} back=${back} relanguage=${relanguage} setLockSecs=${setLockSecs} quit=${quit} wiped=${restart} />`;
   } else {
     detail = html`<div class="empty"><p>${t("choose_conversation")}</p></div>`;
   }
@@ -244,13 +271,18 @@ function Main({ lockSecs, lock, restart }) {
     <header class="bar">
       <span class="brand">${t("app_name")}</span>
       ${!linked && html`<span class="offline" role="status">${t("reconnecting")}</span>`}
-      <button class="quiet" onClick=${pressLock}>${t("lock")}</button>
+      <nav class="bar-actions" aria-label=${t("app_menu")}>
+        <button class="quiet" aria-current=${view.name === "network" ? "page" : null} onClick=${() => setView({ name: "network" })}>${t("privacy")}</button>
+        <button class="quiet" aria-current=${view.name === "settings" ? "page" : null} onClick=${() => setView({ name: "settings" })}>${t("settings")}</button>
+        <button class="quiet" onClick=${pressLock}>${t("lock")}</button>
+      </nav>
     </header>
     <div class=${`layout view-${view.name}`}>
       <nav class="side" aria-labelledby="list-title">
         <${List} threads=${threads} invitations=${invitations} current=${view.thread} open=${open}
           heading=${listIsScreen} refresh=${refresh}
-          newContact=${() => setView({ name: "invite" })} accept=${() => setView({ name: "accept" })} />
+          newContact=${() => setView({ name: "invite" })} accept=${() => setView({ name: "accept" })}
+          newGroup=${() => setView({ name: "new_group" })} answer=${(id) => setView({ name: "group_invitation", id })} />
       </nav>
       <main class="detail" id="detail" tabindex="-1">${detail}</main>
     </div>

@@ -3,7 +3,10 @@
 //! open the printed link (it works once, for 2 minutes). Any passphrase unlocks, but `wrong`.
 //!
 //! Demo data: two contacts (one with an Arabic name), a group of three, messages in every
-//! delivery state, a contact waiting for its invitation's answer and a group invitation.
+//! delivery state, a contact waiting for its invitation's answer and a group invitation;
+//! safety codes (Jules verified in the group, سلمى's "changed", Amina's not verified), groups
+//! that can be made, joined, changed and left, the network panel's counters (growing), and
+//! settings whose passphrase commands refuse `wrong`; a wipe starts the first run again.
 //! Messages sent here go queued → sent → delivered within seconds; `--first` starts with no
 //! profile (the first run), whose network costs appear after four seconds ("measuring…" until
 //! then); `--long` adds a conversation of 250 messages (history pages). Nothing here is in the real server: it is a `Backend` like the tests' fakes.
@@ -42,6 +45,22 @@ struct World {
     threads: Vec<Thread>,
     invitations: Vec<Value>,
     next_id: u64,
+    /// Safety codes marked verified: (thread, member) → the code marked.
+    marks: Vec<((String, Option<String>), String)>,
+}
+
+/// A made-up safety code for `thread` and `member`: 60 digits, stable for the pair.
+fn safety_code(thread: &str, member: Option<&str>) -> String {
+    let mut x: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in thread.bytes().chain(member.unwrap_or("").bytes()) {
+        x = (x ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (0..60)
+        .map(|_| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            char::from(b'0' + ((x >> 33) % 10) as u8)
+        })
+        .collect()
 }
 
 #[derive(Clone)]
@@ -240,6 +259,12 @@ fn demo_world(first: bool, language: Option<String>) -> World {
         threads,
         invitations,
         next_id: 1000,
+        // Jules is verified in the field team; سلمى's mark is of another code (the notice
+        // "the safety code changed"); Amina is not verified.
+        marks: vec![
+            (("Field team".into(), Some("Jules".into())), safety_code("Field team", Some("Jules"))),
+            (("سلمى".into(), None), "1".repeat(60)),
+        ],
     }
 }
 
@@ -267,12 +292,18 @@ impl Demo {
                 w.profile = "open";
                 json!({"kind": "unlocked"})
             }
+            "settings" if w.profile != "open" => {
+                json!({"kind": "error", "message": "the profile is locked", "code": "locked"})
+            }
             "settings" => {
                 json!({"kind": "settings", "traffic": w.traffic, "language": w.language, "lock_timeout_secs": w.lock_timeout_secs})
             }
             "set_settings" => {
                 if let Some(l) = v["language"].as_str() {
                     w.language = Some(l.to_owned());
+                }
+                if let Some(s) = v["lock_timeout_secs"].as_u64() {
+                    w.lock_timeout_secs = s as u32;
                 }
                 json!({"kind": "ok"})
             }
@@ -282,14 +313,20 @@ impl Demo {
             }
             "network" => {
                 let known = self.started.elapsed() > Duration::from_secs(4);
+                let secs = self.started.elapsed().as_secs();
                 let cost = |up: u64, down: u64, delay: u64, r: f64| json!({"rates": [r, r / 2.0, r / 2.0], "bytes_per_day": [up, down], "expected_delay_ms": delay});
                 json!({
                     "kind": "network", "directory_epoch": known.then_some(42), "epoch_secs": known.then_some(600),
                     "layers": known.then_some(3), "mean_delay_ms": known.then_some(1000), "traffic": w.traffic,
-                    "sent": [12, 30, 900],
-                    "standard": known.then(|| cost(88_000_000, 44_000_000, 9_000, 0.5)),
-                    "metered": known.then(|| cost(11_000_000, 5_500_000, 48_000, 0.0625)),
-                    "link": null,
+                    "sent": [12 + secs / 20, 30 + secs / 7, 900 + secs * 3],
+                    "standard": known.then(|| cost(96_000_000, 77_000_000, 9_000, 0.2)),
+                    "metered": known.then(|| cost(9_600_000, 7_700_000, 68_000, 0.02)),
+                    "link": {
+                        "frames_out": 940 + secs * 3, "frames_in": 320 + secs, "frame_bytes": 2600,
+                        "directory_epoch": if known { 42 } else { 0 }, "connected": known,
+                        "today": [31_400_000 + secs * 1100, 25_200_000 + secs * 900],
+                        "today_since_ms": now - now % (24 * HOUR),
+                    },
                 })
             }
             "contacts" => {
@@ -299,9 +336,14 @@ impl Demo {
                     .map(|t| {
                         let last = t.messages.last().cloned();
                         let activity = last.as_ref().and_then(|m| m["at_ms"].as_u64()).unwrap_or(t.made_ms);
+                        let verified = !t.group
+                            && w.marks.iter().any(|((n, m), c)| {
+                                *n == t.name && m.is_none() && *c == safety_code(&t.name, None)
+                            });
                         json!({
                             "name": t.name, "group": t.group, "state": t.state, "members": t.members,
                             "unread": t.unread, "last": last, "activity_ms": activity, "expires_at_ms": t.expires_at_ms,
+                            "verified": verified,
                         })
                     })
                     .collect();
@@ -317,7 +359,7 @@ impl Demo {
                 if cmd == "group_decline" {
                     return json!({"kind": "ok"});
                 }
-                let name = inv["group"].as_str().unwrap_or("group").to_owned();
+                let name = v["name"].as_str().or(inv["group"].as_str()).unwrap_or("group").to_owned();
                 w.threads.push(Thread {
                     name: name.clone(),
                     group: true,
@@ -406,7 +448,95 @@ impl Demo {
                 });
                 json!({"kind": "ok"})
             }
-            "quit" | "wipe" | "lock" => json!({"kind": "ok"}),
+            "members" => {
+                let name = s("name");
+                let Some(t) = w.threads.iter().find(|t| t.name == name) else {
+                    return json!({"kind": "error", "message": "unknown name", "code": "unknown_name"});
+                };
+                json!({"kind": "members", "list": t.members})
+            }
+            "group_create" => {
+                let name = s("name");
+                if name.is_empty() || w.threads.iter().any(|t| t.name == name) {
+                    return json!({"kind": "error", "message": "name taken", "code": "name_taken"});
+                }
+                w.threads.push(Thread {
+                    name,
+                    group: true,
+                    state: "active",
+                    members: vec![],
+                    unread: 0,
+                    expires_at_ms: None,
+                    made_ms: now,
+                    messages: vec![],
+                });
+                json!({"kind": "ok"})
+            }
+            "group_add" | "group_remove" => {
+                let (group, who) = (s("group"), if cmd == "group_add" { s("contact") } else { s("member") });
+                let Some(t) = w.threads.iter_mut().find(|t| t.name == group && t.group) else {
+                    return json!({"kind": "error", "message": "unknown name", "code": "unknown_name"});
+                };
+                let (added, removed) = if cmd == "group_add" {
+                    t.members.push(who.clone());
+                    (vec![who], vec![])
+                } else {
+                    t.members.retain(|m| *m != who);
+                    (vec![], vec![who])
+                };
+                let ev = json!({"type": "group_changed", "name": group, "added": added, "removed": removed});
+                let _ = self.events.send(ev.to_string());
+                json!({"kind": "ok"})
+            }
+            "group_leave" => {
+                let group = s("group");
+                if let Some(t) = w.threads.iter_mut().find(|t| t.name == group) {
+                    t.state = "left";
+                }
+                json!({"kind": "ok"})
+            }
+            "safety_code" => {
+                let (name, member) = (s("name"), v["member"].as_str().map(str::to_owned));
+                if !w.threads.iter().any(|t| t.name == name && t.state == "active") {
+                    return json!({"kind": "error", "message": "not ready", "code": "not_ready"});
+                }
+                let code = safety_code(&name, member.as_deref());
+                let mark = w.marks.iter().find(|(k, _)| *k == (name.clone(), member.clone())).map(|(_, c)| c);
+                json!({"kind": "safety_code", "code": code, "verified": mark == Some(&code),
+                       "changed": mark.is_some_and(|m| *m != code)})
+            }
+            "set_verified" => {
+                let key = (s("name"), v["member"].as_str().map(str::to_owned));
+                let code = safety_code(&key.0, key.1.as_deref());
+                if s("code").split_whitespace().collect::<String>() != code {
+                    return json!({"kind": "error", "message": "not the current code", "code": "not_current_code"});
+                }
+                w.marks.retain(|(k, _)| *k != key);
+                if v["verified"] == true {
+                    w.marks.push((key, code));
+                }
+                json!({"kind": "ok"})
+            }
+            "change_passphrase" | "set_duress" => {
+                let given = if cmd == "set_duress" { &v["passphrase"] } else { &v["old"] };
+                if given == "wrong" {
+                    return json!({"kind": "error", "message": "wrong passphrase", "code": "wrong_passphrase"});
+                }
+                json!({"kind": "ok"})
+            }
+            "wipe" if v["confirm"] != "wipe" => {
+                json!({"kind": "error", "message": "type the word wipe to confirm", "code": "confirm"})
+            }
+            "wipe" => {
+                let fresh = demo_world(true, None);
+                *w = fresh;
+                json!({"kind": "ok"})
+            }
+            "quit" => {
+                w.profile = "closed";
+                json!({"kind": "ok"})
+            }
+            "lock" => json!({"kind": "ok"}),
             _ => {
                 json!({"kind": "error", "message": format!("the preview does not know {cmd}"), "code": "refused"})
             }

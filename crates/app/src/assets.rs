@@ -34,14 +34,26 @@ pub(crate) const FILES: &[(&str, &str, &[u8])] = files![
     ("screens/chat.js", JS),
     ("screens/invite.js", JS),
     ("screens/accept.js", JS),
+    ("screens/contact.js", JS),
+    ("screens/groups.js", JS),
+    ("screens/network.js", JS),
+    ("screens/settings.js", JS),
     ("vendor/htm-preact.js", JS),
     ("vendor/LICENSE-htm", TEXT),
     ("vendor/LICENSE-preact", TEXT),
     ("vendor/README.md", MARKDOWN),
 ];
 
+/// The figures the privacy panel states (docs/APP.md §5), as `qanat eval` last wrote them
+/// beside `docs/EVALUATION.md` (`tests/eval_summary.rs` checks them against it); served as
+/// `/assets/eval/summary.json`.
+pub const EVAL_SUMMARY: &str = include_str!("../../../docs/eval/summary.json");
+
 /// The file `name`: its content type and bytes.
 pub(crate) fn get(name: &str) -> Option<(&'static str, &'static [u8])> {
+    if name == "eval/summary.json" {
+        return Some((JSON, EVAL_SUMMARY.as_bytes()));
+    }
     FILES.iter().find(|(n, _, _)| *n == name).map(|(_, t, b)| (*t, *b))
 }
 

@@ -28,6 +28,8 @@ pub(crate) enum Route {
     Call,
     /// `GET /api/events`: the event stream.
     Events,
+    /// `POST /api/strength`: how hard a passphrase is to guess.
+    Strength,
 }
 
 /// Why a request was refused: its status and a word for the log (never the request's content).
@@ -85,13 +87,13 @@ pub(crate) fn check(
     let site_ok = match &route {
         Route::Redeem(_) => true,
         Route::Index => matches!(site, Some("same-origin" | "none")),
-        Route::Asset(_) | Route::Call | Route::Events => site == Some("same-origin"),
+        Route::Asset(_) | Route::Call | Route::Events | Route::Strength => site == Some("same-origin"),
     };
     if !site_ok {
         return Err(refuse(StatusCode::FORBIDDEN, "fetch site"));
     }
     // 6. A command is JSON: a cross-site form cannot send that type.
-    if route == Route::Call {
+    if route == Route::Call || route == Route::Strength {
         let json = single(headers, header::CONTENT_TYPE)
             .ok()
             .flatten()
@@ -121,6 +123,7 @@ fn route(method: &Method, path: &str) -> Result<Route, Refusal> {
         "/" => get.then_some(Route::Index).ok_or_else(wrong_method),
         "/api/call" => (*method == Method::POST).then_some(Route::Call).ok_or_else(wrong_method),
         "/api/events" => (*method == Method::GET).then_some(Route::Events).ok_or_else(wrong_method),
+        "/api/strength" => (*method == Method::POST).then_some(Route::Strength).ok_or_else(wrong_method),
         _ => Err(not_found()),
     }
 }
@@ -164,6 +167,7 @@ mod tests {
     #[test]
     fn our_own_page_passes() {
         assert_eq!(check(&Method::POST, "/api/call", &api(&[]), AUTH), Ok(Route::Call));
+        assert_eq!(check(&Method::POST, "/api/strength", &api(&[]), AUTH), Ok(Route::Strength));
         let typed = heads(&[("host", AUTH), ("sec-fetch-site", "none")]);
         assert_eq!(check(&Method::GET, "/", &typed, AUTH), Ok(Route::Index));
         let h = api(&[("content-type", "application/json; charset=utf-8")]);
@@ -202,6 +206,14 @@ mod tests {
             g.remove("origin");
             assert_eq!(status(check(&Method::GET, "/api/events", &g, AUTH)), 403, "{site}");
         }
+        for origin in ["http://evil.example", "null"] {
+            let h = api(&[("origin", origin)]);
+            assert_eq!(status(check(&Method::POST, "/api/strength", &h, AUTH)), 403, "{origin}");
+        }
+        let h = api(&[("sec-fetch-site", "cross-site")]);
+        assert_eq!(status(check(&Method::POST, "/api/strength", &h, AUTH)), 403);
+        let h = api(&[("content-type", "text/plain")]);
+        assert_eq!(status(check(&Method::POST, "/api/strength", &h, AUTH)), 415);
         let img = heads(&[("host", AUTH), ("sec-fetch-site", "cross-site")]);
         assert_eq!(status(check(&Method::GET, "/", &img, AUTH)), 403);
         assert_eq!(status(check(&Method::GET, "/assets/app.js", &img, AUTH)), 403);

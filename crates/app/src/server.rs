@@ -27,6 +27,7 @@ use zeroize::Zeroizing;
 use crate::assets;
 use crate::gate::{self, Route};
 use crate::sessions::{CookieId, Redeemed, Sessions};
+use crate::{qr, strength};
 
 /// Commands that pass without a key: what the lock screen and the first run need.
 pub const LOCKED: [&str; 3] = ["app_state", "create", "unlock"];
@@ -39,6 +40,9 @@ pub const MAX_CONNECTIONS: usize = 64;
 
 /// The largest command body.
 pub const MAX_BODY: usize = 64 * 1024;
+
+/// The largest body of a strength check (a passphrase needs no more).
+pub const MAX_STRENGTH_BODY: usize = 4 * 1024;
 
 /// Failed unlocks before each next one waits (1 s, doubling up to 5 min).
 pub const FREE_UNLOCK_FAILURES: u32 = 5;
@@ -129,6 +133,8 @@ struct App<B> {
     authority: String,
     unlock: tokio::sync::Mutex<Throttle>,
     unlock_delay: Duration,
+    /// Strength checks in the current second: when it began, how many.
+    strength: Mutex<(Instant, u32)>,
 }
 
 impl<B> App<B> {
@@ -151,6 +157,7 @@ pub async fn serve<B: Backend>(backend: B, config: AppConfig) -> std::io::Result
         authority: addr.to_string(),
         unlock: tokio::sync::Mutex::new(Throttle { failures: 0, next: None }),
         unlock_delay: config.unlock_delay,
+        strength: Mutex::new((Instant::now(), 0)),
     });
     let a = app.clone();
     let spent = Arc::new(move || a.sessions().token_spent(Instant::now()));
@@ -336,6 +343,7 @@ async fn answer<B: Backend>(app: &Arc<App<B>>, req: Request) -> Response<Body> {
         }
         // Its own task: a connection that goes away does not cut a command (a wipe, a quit, an
         // unlock whose failure must count) in half.
+        Route::Strength => strength(app, body, now).await,
         Route::Call => {
             let task = tokio::spawn(call(app.clone(), cookie, parts.headers, body, now));
             task.await.unwrap_or_else(|_| empty(StatusCode::INTERNAL_SERVER_ERROR))
@@ -426,7 +434,36 @@ async fn call<B: Backend>(
             refresh_lock_timeout(app).await;
             json(out)
         }
+        // The invitation's QR code, drawn by the page (docs/APP.md §4).
+        "invite" | "invitation" => json(qr::decorate(app.backend.call(body).await)),
         _ => json(app.backend.call(body).await),
+    }
+}
+
+/// `POST /api/strength`: `{"passphrase":…}` → `{"score","warning","suggestions"}` (see
+/// [`crate::strength`]). Needs the cookie, not the key (the first run asks before any key
+/// exists); touches no profile; logs nothing; at most [`strength::PER_SECOND`] a second.
+async fn strength<B>(app: &Arc<App<B>>, body: Body, now: Instant) -> Response<Body> {
+    {
+        let mut s = app.strength.lock().unwrap_or_else(|e| e.into_inner());
+        if now.duration_since(s.0) >= Duration::from_secs(1) {
+            *s = (now, 0);
+        }
+        if s.1 >= strength::PER_SECOND {
+            return empty(StatusCode::TOO_MANY_REQUESTS);
+        }
+        s.1 += 1;
+    }
+    let body = match axum::body::to_bytes(body, MAX_STRENGTH_BODY).await {
+        Ok(b) => Zeroizing::new(b.to_vec()),
+        Err(_) => return empty(StatusCode::PAYLOAD_TOO_LARGE),
+    };
+    // zxcvbn takes milliseconds: off the async threads.
+    let estimate = tokio::task::spawn_blocking(move || strength::answer(&body)).await;
+    match estimate {
+        Ok(Some(e)) => json(serde_json::to_vec(&e).unwrap_or_default()),
+        Ok(None) => with_body(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", "not a passphrase"),
+        Err(_) => empty(StatusCode::INTERNAL_SERVER_ERROR),
     }
 }
 

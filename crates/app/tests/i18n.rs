@@ -203,6 +203,16 @@ fn every_error_code_of_the_engine_has_words() {
         "profile",
         "wrong_passphrase",
         "busy",
+        "invalid_setting",
+        "member_needed",
+        "not_current_code",
+        "unknown_message",
+        "wrong_kind",
+        "profile_in_use",
+        "locked",
+        "no_profile",
+        "profile_exists",
+        "confirm",
     ] {
         assert!(en.contains_key(&format!("error_{code}")), "no words for error code {code}");
     }

@@ -47,6 +47,8 @@ impl Backend for Fake {
                     .to_owned()
             }
             "send" => r#"{"kind":"sent","id":"01"}"#.to_owned(),
+            "invite" => r#"{"kind":"invitation","link":"qanat://invite/AQID","qr":"x x","expires_at_ms":7}"#
+                .to_owned(),
             _ => r#"{"kind":"ok"}"#.to_owned(),
         };
         self.calls.lock().unwrap().push(format!("{cmd} done"));
@@ -167,6 +169,10 @@ impl Page {
         self.call_with(&self.api_head(), body).await
     }
 
+    async fn strength_with(&self, head: &[(&str, String)], body: &str) -> Answer {
+        raw(self.running.addr(), "POST", "/api/strength", head, body.as_bytes()).await
+    }
+
     async fn unlock(&mut self, passphrase: &str) -> Answer {
         let a = self.call(&format!(r#"{{"cmd":"unlock","passphrase":"{passphrase}"}}"#)).await;
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&a.body)
@@ -253,6 +259,7 @@ async fn without_the_cookie_only_the_lock_page_text_answers() {
         ("/assets/vendor/htm-preact.js", "text/javascript; charset=utf-8"),
         ("/assets/i18n/ar.json", "application/json"),
         ("/assets/style.css", "text/css; charset=utf-8"),
+        ("/assets/eval/summary.json", "application/json"),
     ] {
         let a = raw(p.running.addr(), "GET", path, &asset, b"").await;
         assert_eq!((a.status, a.header("content-type")), (200, Some(kind)), "{path}");
@@ -502,4 +509,71 @@ async fn the_event_stream_needs_the_key_and_carries_the_backends_events() {
     let a = parse(&got);
     assert_eq!((a.status, a.header("content-type")), (200, Some("text/event-stream")));
     assert_secure(&a, "events");
+}
+
+#[tokio::test]
+async fn the_strength_check_needs_the_cookie_not_the_key_and_tells_nobody_else() {
+    let mut p = Page::start(AppConfig::default()).await;
+    let ask = r#"{"passphrase":"password"}"#;
+    // No cookie: the lock page's text, no estimate.
+    let a = p.strength_with(&p.api_head(), ask).await;
+    assert_eq!(a.status, 403);
+    p.redeem().await;
+    // The cookie, no key (the first run has none yet).
+    let a = p.strength_with(&p.api_head(), ask).await;
+    assert_eq!(a.status, 200);
+    assert_secure(&a, "strength");
+    let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(v["score"], 0);
+    assert_eq!(v["warning"], "strength_warning_common");
+    assert!(v["suggestions"].as_array().is_some_and(|s| !s.is_empty()));
+    assert!(!a.body.contains("password"), "the passphrase is not echoed: {}", a.body);
+    let a = p.strength_with(&p.api_head(), r#"{"passphrase":"correct horse battery staple lantern"}"#).await;
+    assert!(a.body.starts_with(r#"{"score":4"#) || a.body.starts_with(r#"{"score":3"#), "{}", a.body);
+    // A page elsewhere: refused before anything reads the body.
+    let cases: Vec<(&str, Head, u16)> = vec![
+        ("foreign origin", with(p.api_head(), "Origin", Some("http://evil.example")), 403),
+        ("no origin", with(p.api_head(), "Origin", None), 403),
+        ("cross-site", with(p.api_head(), "Sec-Fetch-Site", Some("cross-site")), 403),
+        ("text/plain", with(p.api_head(), "Content-Type", Some("text/plain")), 415),
+        ("rebinding", with(p.api_head(), "Host", Some("rebind.test")), 421),
+    ];
+    for (what, head, status) in cases {
+        let a = p.strength_with(&head, ask).await;
+        assert_eq!(a.status, status, "{what}");
+        assert_secure(&a, what);
+    }
+    let a = raw(p.running.addr(), "GET", "/api/strength", &p.api_head(), b"").await;
+    assert_eq!(a.status, 405);
+    // Bounded: 4 KiB, a passphrase or 400 (naming nothing of it).
+    let big = format!(r#"{{"passphrase":"{}"}}"#, "x".repeat(5 * 1024));
+    assert_eq!(p.strength_with(&p.api_head(), &big).await.status, 413);
+    let a = p.strength_with(&p.api_head(), r#"{"secret":"hunter2"}"#).await;
+    assert_eq!(a.status, 400);
+    assert!(!a.body.contains("hunter2"));
+    // At most ten a second.
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(p.strength_with(&p.api_head(), ask).await.status);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    // The backend (the profile) heard nothing of it.
+    assert!(p.fake.commands().is_empty(), "{:?}", p.fake.commands());
+}
+
+#[tokio::test]
+async fn an_invitation_comes_with_its_qr_code_as_a_path() {
+    let mut p = Page::start(AppConfig::default()).await;
+    p.redeem().await;
+    p.unlock("right horse").await;
+    let a = p.call(r#"{"cmd":"invite","name":"bob"}"#).await;
+    assert_eq!(a.status, 200);
+    let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(v["kind"], "invitation");
+    assert_eq!(v["link"], "qanat://invite/AQID");
+    assert_eq!(v["expires_at_ms"], 7);
+    assert_eq!(v["qr"]["size"], 25);
+    let path = v["qr"]["path"].as_str().unwrap();
+    assert!(path.starts_with("M0 0h7v1h-7z"), "{path}");
+    assert!(path.chars().all(|c| "Mhvz- ".contains(c) || c.is_ascii_digit()), "{path}");
 }

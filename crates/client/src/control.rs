@@ -470,6 +470,10 @@ pub enum Response {
         code: String,
         /// Whether the user marked this code verified.
         verified: bool,
+        /// Whether the user marked another code verified for this member: the code changed
+        /// since (docs/APP.md §4: the page says so instead of showing the mark).
+        #[serde(default)]
+        changed: bool,
     },
     /// A delivery state.
     Delivery {
@@ -786,7 +790,8 @@ pub fn try_execute<R: CryptoRng>(
         }
         Request::SafetyCode { name, member } => {
             let (code, verified) = engine.safety_code(&name, member.as_deref())?;
-            Response::SafetyCode { code: code.digits().into(), verified }
+            let changed = engine.safety_code_changed(&name, member.as_deref())?;
+            Response::SafetyCode { code: code.digits().into(), verified, changed }
         }
         Request::SetVerified { name, member, code, verified } => {
             engine.set_verified(&name, member.as_deref(), &code, verified)?;
@@ -842,8 +847,17 @@ mod tests {
             r#"{"cmd":"set_verified","name":"team","member":"carol","code":"12345 67890","verified":true}"#,
         );
         round_trip(
-            &Response::SafetyCode { code: "0".repeat(60), verified: false },
-            &format!(r#"{{"kind":"safety_code","code":"{}","verified":false}}"#, "0".repeat(60)),
+            &Response::SafetyCode { code: "0".repeat(60), verified: false, changed: true },
+            &format!(
+                r#"{{"kind":"safety_code","code":"{}","verified":false,"changed":true}}"#,
+                "0".repeat(60)
+            ),
+        );
+        // Written before `changed` existed.
+        let old = format!(r#"{{"kind":"safety_code","code":"{}","verified":true}}"#, "0".repeat(60));
+        assert_eq!(
+            serde_json::from_str::<Response>(&old).unwrap(),
+            Response::SafetyCode { code: "0".repeat(60), verified: true, changed: false }
         );
         // `member` may be left out (a contact).
         let r: Request = serde_json::from_str(r#"{"cmd":"safety_code","name":"bob"}"#).unwrap();

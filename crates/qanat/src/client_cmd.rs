@@ -758,7 +758,7 @@ pub(crate) fn verify(
             if out.json {
                 return finish(&resp, out);
             }
-            let Response::SafetyCode { code, verified } = &resp else { return finish(&resp, out) };
+            let Response::SafetyCode { code, verified, .. } = &resp else { return finish(&resp, out) };
             let whose = member.as_deref().map_or(name.clone(), |m| format!("{m} in {name}"));
             println!("Safety code with {whose}:");
             println!();
@@ -971,7 +971,7 @@ fn print_response(resp: &Response, out: Output) {
                 );
             }
         }
-        Response::SafetyCode { code, verified } => {
+        Response::SafetyCode { code, verified, .. } => {
             for row in safety_rows(code) {
                 println!("{row}");
             }

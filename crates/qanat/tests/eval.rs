@@ -27,6 +27,14 @@ fn quick_eval_writes_the_report_and_plots_and_its_sanity_checks_pass() {
         assert!(report.contains(needle), "missing {needle:?} in:\n{report}");
     }
     assert!(!report.contains("FAIL"), "{report}");
+    // The app's privacy panel's figures, as the report prints them.
+    let summary = std::fs::read_to_string(dir.path().join("eval").join("summary.json")).unwrap();
+    let s: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!((s["version"].as_u64(), s["quick"].as_bool()), (Some(1), Some(true)), "{summary}");
+    let entropy = s["global_observer"]["entropy_bits"].as_f64().unwrap();
+    let every = s["every_gateway"]["named_percent"].as_f64().unwrap();
+    assert!(report.contains(&format!("| {entropy:.2} / ")), "{summary}");
+    assert!(report.contains(&format!("| {every:.1}% |")), "{summary}");
     for png in
         ["entropy_vs_delay", "linking_vs_delay", "latency_vs_delay", "entropy_vs_cover", "latency_vs_cover"]
     {

@@ -18,7 +18,7 @@ function merge(list, more) {
   return [...byId.values()].sort((a, b) => a.at_ms - b.at_ms);
 }
 
-export function Chat({ name, thread, ticks, bump, subscribe, back, refresh }) {
+export function Chat({ name, thread, ticks, bump, subscribe, back, refresh, details }) {
   const [messages, setMessages] = useState(null);
   const [older, setOlder] = useState(false); // whether a page before the first exists
   const [problem, setProblem] = useState("");
@@ -122,6 +122,8 @@ export function Chat({ name, thread, ticks, bump, subscribe, back, refresh }) {
       <button class="back" onClick=${back}><span class="flip" aria-hidden="true">←</span><span class="visually-hidden">${t("back_to_list")}</span></button>
       <${Title} id="chat-title"><${Name} of=${name} /><//>
       ${group && html`<span class="hint">${t("members", { count: thread.members.length })}</span>`}
+      ${!group && thread && thread.verified && html`<span class="verified-tag">${t("verified")}</span>`}
+      <button class="details" onClick=${details}>${group ? t("group_details") : t("contact_details")}</button>
     </header>
     <div class="scroller" ref=${scroller}>
       ${state === "inviting" && html`<${Waiting} name=${name} />`}

@@ -2,7 +2,7 @@
 // The profile is created at the end of step 2 (with the standard profile, which the first
 // seconds use anyway); step 3 asks the just-started client what each profile costs here.
 
-import { useState, useEffect } from "../vendor/htm-preact.js";
+import { useState, useEffect, useRef } from "../vendor/htm-preact.js";
 import * as api from "../api.js";
 import { t, language, LANGUAGES, megabytes, duration } from "../i18n.js";
 import { html, Title, Problem, refusal } from "../ui.js";
@@ -36,25 +36,55 @@ function Language({ relanguage, next }) {
   </main>`;
 }
 
-/**
- * A placeholder for the app's strength check (APP.md §1.1, POST /api/strength, zxcvbn on the
- * server), which does not exist yet: length and variety only, 0..4. It cannot see dictionary
- * words or keyboard patterns, so it is generous to "Password1234567!"; replace it with the
- * endpoint (debounced 300 ms) when it lands, keeping the same 0..4 scale.
- */
-function strength(p) {
-  if (!p) return 0;
-  const kinds = [/[a-z]/, /[A-Z]/, /[0-9]/, /[^A-Za-z0-9\s]/, /\s/].filter((r) => r.test(p)).length;
-  const words = p.trim().split(/\s+/).length;
-  let score = p.length >= 24 ? 3 : p.length >= 16 ? 2 : p.length >= 10 ? 1 : 0;
-  if (kinds >= 3 || words >= 4) score += 1;
-  return Math.min(score, 4);
-}
-
 const STRENGTH = ["strength_0", "strength_1", "strength_2", "strength_3", "strength_4"];
 
+/**
+ * A passphrase field's strength, asked from the app (POST /api/strength, zxcvbn) 300 ms after
+ * the last keystroke. `check(value)` asks at once (before a submit) and returns the estimate.
+ */
+export function useStrength() {
+  const [est, setEst] = useState(null);
+  const timer = useRef(null);
+  const asked = useRef(0);
+  useEffect(() => () => clearTimeout(timer.current), []);
+  const check = async (value) => {
+    clearTimeout(timer.current);
+    const n = ++asked.current;
+    const e = value ? await api.strength(value) : { score: 0, warning: null, suggestions: [] };
+    // A later keystroke's answer wins over an earlier one's.
+    if (n === asked.current) setEst(e);
+    return e;
+  };
+  const typed = (value) => {
+    clearTimeout(timer.current);
+    timer.current = setTimeout(() => check(value), 300);
+  };
+  const reset = () => {
+    clearTimeout(timer.current);
+    asked.current++;
+    setEst(null);
+  };
+  return { est, typed, check, reset };
+}
+
+/** The strength bar and what zxcvbn says about the passphrase, in the user's words. */
+export function StrengthBar({ id, est }) {
+  const score = est ? est.score : 0;
+  const advice = est ? [est.warning, ...(est.suggestions || [])].filter(Boolean) : [];
+  return html`<div id=${id} class="strength-box" aria-live="polite">
+    <div class="strength">
+      <meter min="0" max="4" low="2" high="3" optimum="4" value=${score} aria-hidden="true"></meter>
+      <span>${est ? t(STRENGTH[score]) : ""}</span>
+    </div>
+    ${advice.length > 0 && html`<ul class="advice">${advice.map((k) => html`<li key=${k}>${t(k)}</li>`)}</ul>`}
+  </div>`;
+}
+
+/** The least score a passphrase needs (zxcvbn's 0..4). */
+export const STRONG = 3;
+
 function Passphrase({ gateways, back, next }) {
-  const [score, setScore] = useState(0);
+  const strength = useStrength();
   const [problem, setProblem] = useState("");
   const [busy, setBusy] = useState(false);
 
@@ -62,14 +92,25 @@ function Passphrase({ gateways, back, next }) {
     e.preventDefault();
     const f = e.currentTarget.elements;
     const passphrase = f.passphrase.value;
-    if (strength(passphrase) < 3) return setProblem(t("passphrase_weak"));
-    if (passphrase !== f.again.value) return setProblem(t("passphrase_differ"));
+    setBusy(true);
+    const est = await strength.check(passphrase);
+    if (!est) {
+      setBusy(false);
+      return setProblem(t("error_offline"));
+    }
+    if (est.score < STRONG) {
+      setBusy(false);
+      return setProblem(t("passphrase_weak"));
+    }
+    if (passphrase !== f.again.value) {
+      setBusy(false);
+      return setProblem(t("passphrase_differ"));
+    }
     const cmd = { cmd: "create", passphrase, traffic: "standard", language: language() };
     if (f.gateway) cmd.gateway = f.gateway.value;
     f.passphrase.value = "";
     f.again.value = "";
-    setScore(0);
-    setBusy(true);
+    strength.reset();
     setProblem("");
     try {
       const a = await api.call(cmd);
@@ -91,11 +132,8 @@ function Passphrase({ gateways, back, next }) {
     <form onSubmit=${submit} novalidate>
       <label for="passphrase">${t("passphrase")}</label>
       <input id="passphrase" name="passphrase" type="password" autocomplete="off" spellcheck="false"
-        autocapitalize="off" aria-describedby="strength" onInput=${(e) => setScore(strength(e.currentTarget.value))} />
-      <div id="strength" class="strength">
-        <meter min="0" max="4" low="2" high="3" optimum="4" value=${score} aria-hidden="true"></meter>
-        <span>${t(STRENGTH[score])}</span>
-      </div>
+        autocapitalize="off" aria-describedby="strength" onInput=${(e) => strength.typed(e.currentTarget.value)} />
+      <${StrengthBar} id="strength" est=${strength.est} />
       <label for="again">${t("passphrase_again")}</label>
       <input id="again" name="again" type="password" autocomplete="off" spellcheck="false" autocapitalize="off" />
       ${gateways.length > 1 && html`

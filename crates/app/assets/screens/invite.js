@@ -1,14 +1,28 @@
-// A new contact (APP.md §5): a name, then the invitation link with a copy button and its
-// expiry. The contact waits in the list until the link is used.
-//
-// TODO(APP.md §4): a QR code. The `invitation` answer's `qr` is terminal text today; once the
-// server adds `qr: {size, path}` (an SVG path of the dark modules), draw it here in
-// <svg role="img" aria-label=…> with a 4-module margin. Until then: the link only.
+// A new contact (APP.md §5): a name, then the invitation link as a QR code and as text with a
+// copy button, and its expiry. The contact waits in the list until the link is used.
 
 import { useState } from "../vendor/htm-preact.js";
 import * as api from "../api.js";
 import { t, tParts, when, fullTime } from "../i18n.js";
 import { html, Title, Name, Problem, refusal } from "../ui.js";
+
+/** The quiet zone around a QR code, in modules (the standard's minimum). */
+const MARGIN = 4;
+
+/**
+ * The app's `qr: {size, path}` (the dark modules as SVG path data, APP.md §4) drawn as an
+ * image: no image endpoint, no data: URL, no markup from a string. Dark on light in every
+ * colour scheme, as cameras expect.
+ */
+export function Qr({ qr }) {
+  if (!qr || typeof qr !== "object" || !qr.size) return null;
+  const side = qr.size + 2 * MARGIN;
+  return html`<svg class="qr" role="img" aria-label=${t("qr_label")} viewBox=${`${-MARGIN} ${-MARGIN} ${side} ${side}`}
+      shape-rendering="crispEdges">
+    <rect class="qr-light" x=${-MARGIN} y=${-MARGIN} width=${side} height=${side} />
+    <path class="qr-dark" d=${qr.path} />
+  </svg>`;
+}
 
 export function LinkCard({ inv }) {
   const [copied, setCopied] = useState(false);
@@ -21,6 +35,7 @@ export function LinkCard({ inv }) {
     }
   };
   return html`<div class="link-card">
+    <${Qr} qr=${inv.qr} />
     <p class="link" dir="ltr" translate="no"><code>${inv.link}</code></p>
     <div class="actions">
       <button class="primary" onClick=${copy}>${t("copy_link")}</button>

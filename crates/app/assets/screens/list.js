@@ -6,7 +6,7 @@ import * as api from "../api.js";
 import { t, tParts, when, fullTime } from "../i18n.js";
 import { html, Title, Name, refusal, announce } from "../ui.js";
 
-export function List({ threads, invitations, current, open, heading, refresh, newContact, accept }) {
+export function List({ threads, invitations, current, open, heading, refresh, newContact, accept, newGroup, answer }) {
   const Heading = heading ? Title : Subtitle;
   const sorted = threads ? [...threads].sort((a, b) => b.activity_ms - a.activity_ms) : null;
   return html`
@@ -14,10 +14,11 @@ export function List({ threads, invitations, current, open, heading, refresh, ne
     <div class="actions list-actions">
       <button onClick=${newContact}>${t("new_contact")}</button>
       <button onClick=${accept}>${t("accept_invitation")}</button>
+      <button onClick=${newGroup}>${t("new_group")}</button>
     </div>
     ${invitations.length > 0 && html`<section aria-labelledby="invitations-title">
       <h3 id="invitations-title" class="visually-hidden">${t("group_invitations")}</h3>
-      <ul class="invitations">${invitations.map((i) => html`<${GroupInvitation} key=${i.id} inv=${i} refresh=${refresh} />`)}</ul>
+      <ul class="invitations">${invitations.map((i) => html`<${GroupInvitation} key=${i.id} inv=${i} refresh=${refresh} answer=${answer} />`)}</ul>
     </section>`}
     ${sorted === null
       ? html`<p class="hint">${t("loading")}</p>`
@@ -61,18 +62,18 @@ function Item({ thread: x, current, open }) {
   </button>`;
 }
 
-function GroupInvitation({ inv, refresh }) {
-  const answer = async (cmd) => {
-    const a = await api.call({ cmd, invitation: inv.id }).catch(() => null);
-    if (!a || a.kind === "error") announce(refusal(a));
-    else announce(cmd === "group_accept" ? t("announce_joining", { group: a.name || inv.group }) : t("announce_declined"));
+/** A group invitation waiting for consent: "Answer" opens its screen (the name can be changed there). */
+function GroupInvitation({ inv, refresh, answer }) {
+  const decline = async () => {
+    const a = await api.call({ cmd: "group_decline", invitation: inv.id }).catch(() => null);
+    announce(!a || a.kind === "error" ? refusal(a) : t("announce_declined"));
     refresh();
   };
   return html`<li class="invitation">
     <p>${tParts("group_invitation", { name: html`<${Name} of=${inv.from} />`, group: html`<${Name} of=${inv.group} />` })}</p>
     <div class="actions">
-      <button class="primary" onClick=${() => answer("group_accept")}>${t("join")}</button>
-      <button onClick=${() => answer("group_decline")}>${t("decline")}</button>
+      <button class="primary" onClick=${() => answer(inv.id)}>${t("answer_invitation")}</button>
+      <button onClick=${decline}>${t("decline")}</button>
     </div>
   </li>`;
 }

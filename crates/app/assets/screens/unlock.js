@@ -1,6 +1,6 @@
 // The lock screen: the passphrase, sent once and forgotten (APP.md §2.3).
 
-import { useState } from "../vendor/htm-preact.js";
+import { useState, useEffect, useRef } from "../vendor/htm-preact.js";
 import * as api from "../api.js";
 import { t } from "../i18n.js";
 import { html, Title, Problem, refusal } from "../ui.js";
@@ -8,6 +8,12 @@ import { html, Title, Problem, refusal } from "../ui.js";
 export function Unlock({ done }) {
   const [busy, setBusy] = useState(false);
   const [problem, setProblem] = useState("");
+  const field = useRef(null);
+  // The passphrase is all this screen asks: its field has the focus (after the h1 took it, so
+  // the screen's title is still what a screen reader's heading list starts from).
+  useEffect(() => {
+    if (field.current) field.current.focus();
+  }, []);
 
   const submit = async (e) => {
     e.preventDefault();
@@ -36,7 +42,7 @@ export function Unlock({ done }) {
     <${Title}>${t("unlock_title")}<//>
     <form onSubmit=${submit} novalidate>
       <label for="passphrase">${t("passphrase")}</label>
-      <input id="passphrase" name="passphrase" type="password" autocomplete="off" spellcheck="false"
+      <input id="passphrase" ref=${field} name="passphrase" type="password" autocomplete="off" spellcheck="false"
         autocapitalize="off" required disabled=${busy} aria-describedby="unlock-problem" />
       <div id="unlock-problem"><${Problem} text=${problem} /></div>
       <button class="primary" type="submit" disabled=${busy}>${busy ? t("unlocking") : t("unlock")}</button>

@@ -24,6 +24,14 @@ impl Engine {
         Ok((code, verified))
     }
 
+    /// Whether a code other than the current one is marked verified for `name` with `member`
+    /// (as for [`Engine::safety_code`]): the page says "the safety code changed" rather than
+    /// showing no mark at all.
+    pub fn safety_code_changed(&self, name: &str, member: Option<&str>) -> Result<bool, EngineError> {
+        let (t, other, code) = self.current_code(name, member)?;
+        Ok(self.mark(t, &other)?.is_some_and(|m| m != code))
+    }
+
     /// Marks the safety code of `name` with `member` (as for [`Engine::safety_code`]) verified,
     /// or takes the mark away. Refused ([`EngineError::NotCurrentCode`]) unless `code` (digits,
     /// whitespace ignored) is the current code: the user marks the code they compared.

@@ -1,5 +1,6 @@
 //! `qanat eval`: runs the global-passive-adversary experiments of `qanat-sim` and writes
-//! `EVALUATION.md` with its tables and PNG plots (under `eval/`) into the output directory.
+//! `EVALUATION.md` with its tables and PNG plots (under `eval/`) into the output directory, and
+//! `eval/summary.json`, the figures the app's privacy panel states.
 //!
 //! Here the settings, the sanity checks of the adversary, the sweeps and the unobservability test,
 //! run in that order by [`eval`] (and one setting alone by [`one_setting`]); `plots.rs` draws the
@@ -20,7 +21,7 @@ use qanat_sim::timing::{Sender, inter_departures};
 use qanat_sim::{Config, Scores, evaluate};
 
 use self::plots::{entropy, latency, linking, load_font, plot};
-use self::report::{gateway_table, report, scores_table, setting_line};
+use self::report::{gateway_table, report, scores_table, setting_line, summary};
 
 /// What `qanat eval` was asked for.
 pub(crate) struct EvalOptions {
@@ -402,6 +403,11 @@ pub(crate) fn eval(o: &EvalOptions) -> Result<()> {
         report(o, &cmd, &base, &settings, &sanity, &by_delay, &by_cover, &timing, &scale, started.elapsed());
     let path = o.out.join("EVALUATION.md");
     std::fs::write(&path, report).with_context(|| format!("writing {}", path.display()))?;
+    // The figures the app's privacy panel states, beside the report (docs/eval/summary.json is
+    // the committed copy the app embeds).
+    let figures = plots.join("summary.json");
+    std::fs::write(&figures, summary(o, &cmd, &base, &settings))
+        .with_context(|| format!("writing {}", figures.display()))?;
     println!(
         "eval: wrote {} and {}/*.png in {:.0} s",
         path.display(),

@@ -133,6 +133,49 @@ pub(super) fn gateway_table(out: &mut String, rows: &[Row]) {
     }
 }
 
+/// `x` as the report prints it with `places` decimals, so the summary's figures are the report's.
+fn printed(x: f64, places: usize) -> f64 {
+    format!("{x:.places$}").parse().unwrap_or(f64::NAN)
+}
+
+/// `eval/summary.json`: the figures the app's "network and privacy" panel states (docs/APP.md
+/// §5), each as `EVALUATION.md` prints it. Version 1; the app embeds the committed copy
+/// (`docs/eval/summary.json`) and a test checks it against the committed report.
+pub(super) fn summary(o: &EvalOptions, cmd: &str, base: &Config, settings: &[Row]) -> String {
+    let d = &settings[0].scores;
+    let n = f64::from(base.clients);
+    let global_chance = 1.0 / (n - 1.0).max(1.0) * (base.gateways as f64 / n).min(1.0);
+    let v = serde_json::json!({
+        "version": 1,
+        "generated_by": cmd,
+        "seed": o.seed,
+        "quick": o.quick,
+        "setting": settings[0].name,
+        "clients": base.clients,
+        "gateways": base.gateways,
+        "layers": base.layers,
+        "mean_delay_ms": base.mean_delay.as_millis() as u64,
+        "global_observer": {
+            "entropy_bits": printed(d.entropy.mean, 2),
+            "max_entropy_bits": printed(d.max_entropy, 2),
+            "top_guess_percent": printed(d.top_correct * 100.0, 1),
+            "pair_named_percent": printed(d.pair_linked * 100.0, 2),
+            "pair_chance_percent": printed(global_chance * 100.0, 2),
+        },
+        "one_gateway": {
+            "named_percent": printed(d.one_gateway.top_correct * 100.0, 1),
+            "chance_percent": printed(d.one_gateway.chance * 100.0, 1),
+        },
+        "every_gateway": {
+            "named_percent": printed(d.all_gateways.top_correct * 100.0, 1),
+            "chance_percent": printed(d.all_gateways.chance * 100.0, 1),
+        },
+    });
+    let mut text = serde_json::to_string_pretty(&v).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
 fn utc_date(t: SystemTime) -> String {
     // "YYYY-MM-DD HH:MM:SS" without the seconds.
     let full = crate::client_cmd::utc(qanat_pki::UnixMillis::from_system_time(t).as_millis());

@@ -96,6 +96,12 @@ fn both_sides_of_a_contact_see_one_code_and_a_mark_survives_a_restart() {
     w.clients[0].e().profile.put(NS_VERIFIED, &key, &other).unwrap();
     assert_eq!(w.clients[0].code("bob", None), (code.clone(), false));
     assert!(!w.clients[0].e().threads().unwrap()[0].verified);
+    // ... and said to have changed (the page's notice), which the current mark is not.
+    assert!(w.clients[0].e().safety_code_changed("bob", None).unwrap());
+    w.clients[0].e().set_verified("bob", None, code.digits(), true).unwrap();
+    assert!(!w.clients[0].e().safety_code_changed("bob", None).unwrap());
+    w.clients[0].e().set_verified("bob", None, code.digits(), false).unwrap();
+    assert!(!w.clients[0].e().safety_code_changed("bob", None).unwrap(), "no mark: nothing changed");
     // A mark of a later version is refused by name, a damaged one as damaged (never misread).
     let later = [&[2][..], code.digits().as_bytes()].concat();
     w.clients[0].e().profile.put(NS_VERIFIED, &key, &later).unwrap();
