@@ -3,6 +3,7 @@
 
 mod app_cmd;
 mod client_cmd;
+mod client_print;
 mod demo;
 mod devnet;
 mod eval;

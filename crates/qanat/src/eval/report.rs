@@ -178,7 +178,7 @@ pub(super) fn summary(o: &EvalOptions, cmd: &str, base: &Config, settings: &[Row
 
 fn utc_date(t: SystemTime) -> String {
     // "YYYY-MM-DD HH:MM:SS" without the seconds.
-    let full = crate::client_cmd::utc(qanat_pki::UnixMillis::from_system_time(t).as_millis());
+    let full = crate::client_print::utc(qanat_pki::UnixMillis::from_system_time(t).as_millis());
     format!("{} UTC", full.get(..16).unwrap_or(&full))
 }
 
