@@ -4,6 +4,10 @@
 //!
 //! On the control socket (`HOME/control.sock`, a Unix socket only the profile's owner can open)
 //! each request is one line of JSON and each response one line of JSON.
+//!
+//! (Over 800 lines on purpose: this file is the API every front end uses, the terminal's and the
+//! app's; `Request` and `Response` with their documented fields are most of it, and keeping every
+//! command and its answer in one place is what lets a reader see all a user can do.)
 
 use std::time::SystemTime;
 
