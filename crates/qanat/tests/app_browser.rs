@@ -222,8 +222,18 @@ async fn wait_js(c: &Client, what: &str, script: &str, limit: Duration) {
     }
 }
 
+/// Clicks the first element matching `css`, once it is there and can be clicked (waiting, with
+/// a deadline).
 async fn click(c: &Client, css: &str) {
-    wait_css(c, css, Duration::from_secs(20)).await.click().await.unwrap();
+    let start = Instant::now();
+    loop {
+        let e = wait_css(c, css, Duration::from_secs(20)).await;
+        match e.click().await {
+            Ok(()) => return,
+            Err(err) => assert!(start.elapsed() < Duration::from_secs(20), "cannot click {css}: {err}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn type_into(c: &Client, css: &str, text: &str) {
@@ -345,17 +355,14 @@ async fn serve_page(page: String) -> (u16, tokio::task::JoinHandle<()>) {
     (port, task)
 }
 
-// Not in `scripts/test` yet: in 3 of 5 debug runs on a loaded machine (load 11–17) bob's answer
-// to alice's invitation never reached her within 300 s (alice "inviting", bob "joining"); the
-// 2 others passed every flow up to the lock. Under investigation (see the note); run it
-// with `cargo test --release -p qanat --test app_browser -- --ignored`.
-#[ignore = "bob's answer to the invitation is sometimes lost on a loaded devnet: under investigation"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_in_their_browsers() {
     if !have_browser() {
         return;
     }
-    let devnet = devnet_up(&["--epoch-secs", "20", "--lambda-p", "10"]);
+    // The devnet's own rates (λ_P = 2/s): faster ones overload a small machine running debug
+    // builds of 11 nodes, two clients and two browsers.
+    let devnet = devnet_up(&["--epoch-secs", "20"]);
     let network = devnet.dir.path().join("network.toml");
     let homes = tempfile::tempdir().unwrap();
     let alice = App::start(&homes.path().join("alice"), &network);
@@ -456,8 +463,10 @@ async fn two_users_in_their_browsers() {
     wait_css(&a, ".safety .verified", Duration::from_secs(30)).await;
     assert_eq!(alice.cli(&["contacts"])["list"][0]["verified"], true);
     assert!(b.find(Locator::Css(".safety .verified")).await.is_err(), "marks are local");
-    click(&a, "button.back").await;
-    click(&b, "button.back").await;
+    // Back to the conversation: from the list beside it on a desktop, by the back arrow on a
+    // phone.
+    click(&a, "nav.side button.thread").await;
+    click(&b, ".form-screen > button.back").await;
 
     // 6. Lock by the button; a wrong passphrase is refused; the right one opens it again.
     click(&b, ".bar-actions button:last-child").await;
