@@ -45,7 +45,7 @@ pub(crate) struct AppArgs {
 }
 
 /// The page's commands go to the host in this process.
-struct HostBackend(Arc<Host>);
+pub(crate) struct HostBackend(pub(crate) Arc<Host>);
 
 impl Backend for HostBackend {
     fn call(&self, body: Zeroizing<Vec<u8>>) -> impl Future<Output = Vec<u8>> + Send {
@@ -177,7 +177,7 @@ fn network(home: &Path, given: Option<&Path>) -> Result<ClientNetwork> {
 }
 
 /// A file holding the start link, opened by the desktop's browser; deleted when dropped.
-struct Opener(PathBuf);
+pub(crate) struct Opener(PathBuf);
 
 impl Drop for Opener {
     fn drop(&mut self) {
@@ -187,7 +187,7 @@ impl Drop for Opener {
 
 /// Opens the browser on `url` through a 0600 file that moves to it (no token on any command
 /// line).
-fn open_browser(url: &str) -> Result<Opener> {
+pub(crate) fn open_browser(url: &str) -> Result<Opener> {
     let dir = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let name = format!("qanat-open-{}.html", hex::encode(rand::random::<[u8; 8]>()));
     let path = dir.join(name);

@@ -8,8 +8,10 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
+use qanat_app::AppConfig;
 use qanat_client::control::{Request, Response};
 use qanat_client::engine::{Engine, EngineConfig, EngineEvent};
+use qanat_client::host::{Host, HostConfig, HostRequest};
 use qanat_client::runtime::{self, ClientHandle, RuntimeConfig};
 use qanat_client::store::{Passphrase, Profile};
 use qanat_mixnet::sending::TrafficProfile;
@@ -17,6 +19,8 @@ use qanat_node::config::ClientNetwork;
 use qanat_packet::Scheme;
 use tokio::sync::broadcast;
 
+use crate::app_cmd::{HostBackend, open_browser};
+use crate::client_cmd::Signals;
 use crate::devnet::generate;
 
 /// Settings of the demo.
@@ -28,6 +32,10 @@ pub(crate) struct DemoOptions {
     pub(crate) lambda_p: f64,
     pub(crate) fetch_interval_ms: u64,
     pub(crate) gap_ms: u64,
+    /// After the exchange, both users' apps on the network, until Ctrl-C.
+    pub(crate) ui: bool,
+    /// With `ui`: open a browser window for each.
+    pub(crate) browser: bool,
 }
 
 pub(crate) fn demo(o: &DemoOptions) -> Result<()> {
@@ -187,6 +195,12 @@ async fn run(o: &DemoOptions, dir: &std::path::Path) -> Result<(usize, usize)> {
 
     let _ = alice.shutdown().await;
     let _ = bob.shutdown().await;
+    if o.ui && outcome.is_ok() {
+        let ui = serve_ui(dir, &network, fetch, o.browser).await;
+        if let Err(e) = ui {
+            println!("demo: the apps could not be served: {e:#}");
+        }
+    }
     for node in running {
         node.shutdown().await;
     }
@@ -207,6 +221,60 @@ async fn run(o: &DemoOptions, dir: &std::path::Path) -> Result<(usize, usize)> {
         percentile(&latencies, 0.99)
     );
     Ok((latencies.len().min(n), n))
+}
+
+/// `demo --ui`: alice's and bob's apps, each on its own port of 127.0.0.1, on the profiles
+/// the demo made (their conversation in them), until Ctrl-C.
+async fn serve_ui(
+    dir: &std::path::Path,
+    network: &ClientNetwork,
+    fetch: Duration,
+    browser: bool,
+) -> Result<()> {
+    let mut apps = Vec::new();
+    for name in ["alice", "bob"] {
+        let host = Host::new(HostConfig {
+            dir: dir.join(name),
+            network: network.clone(),
+            engine: EngineConfig { fetch_interval: fetch, ..EngineConfig::default() },
+            fetch_interval: fetch,
+            kdf: None,
+            serve_socket: true,
+        });
+        let running = qanat_app::serve(HostBackend(host.clone()), AppConfig::default())
+            .await
+            .context("cannot listen on 127.0.0.1")?;
+        let url = running.start_url();
+        println!(
+            "demo: {name}'s app: open {url} (works once, for 2 minutes); the passphrase is \
+             \"demo passphrase of {name}\""
+        );
+        let opener = if browser { open_browser(&url).ok() } else { None };
+        apps.push((host, running, opener));
+    }
+    println!("demo: the network and both apps run until Ctrl-C");
+    let signals = Signals::new()?;
+    tokio::pin!(signals);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = signals.as_mut().recv() => break,
+            _ = tick.tick() => {
+                for (_, running, opener) in &mut apps {
+                    if opener.is_some() && running.start_link_spent() {
+                        *opener = None;
+                    }
+                }
+            }
+        }
+    }
+    println!("demo: stopping…");
+    for (host, running, opener) in apps {
+        drop(opener);
+        let _ = tokio::time::timeout(Duration::from_secs(15), host.host(HostRequest::Quit)).await;
+        let _ = running.stop().await;
+    }
+    Ok(())
 }
 
 /// The latency the Loopix model predicts, p50 and p99 in ms: Exp(λ_P) for the sending slot plus

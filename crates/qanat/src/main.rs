@@ -422,6 +422,14 @@ struct DemoArgs {
     /// Pause between two messages, in milliseconds.
     #[arg(long, default_value_t = 500)]
     gap_ms: u64,
+    /// Then keeps the network running and serves each user's app (the Qanat app, on its own
+    /// port of 127.0.0.1, opened in the browser), to watch the conversation in the real
+    /// interface, until Ctrl-C. The passphrases of the throwaway profiles are printed.
+    #[arg(long)]
+    ui: bool,
+    /// With --ui: print the apps' links without opening a browser.
+    #[arg(long)]
+    no_browser: bool,
     /// Instead: only the packet layer, in memory (Sphinx through five hops, SURB replies).
     #[arg(long)]
     packets_only: bool,
@@ -440,6 +448,8 @@ impl DemoArgs {
             lambda_p: self.lambda_p,
             fetch_interval_ms: self.fetch_interval_ms,
             gap_ms: self.gap_ms,
+            ui: self.ui,
+            browser: !self.no_browser,
         }
     }
 }

@@ -307,6 +307,32 @@ seen();
 return true;
 "#;
 
+/// Records, for every message from others, how long after its arrival at the client (its
+/// `<time datetime>`, the client's clock, which is this machine's) the frame that first shows it
+/// began (`window.qanatShown[id]`, ms).
+const WATCH_ARRIVALS: &str = r#"
+window.qanatShown = window.qanatShown || {};
+const look = () => requestAnimationFrame(() => {
+  const now = Date.now();
+  for (const li of document.querySelectorAll('li.msg.theirs')) {
+    const t = li.querySelector('time');
+    if (li.id in window.qanatShown || !t) continue;
+    window.qanatShown[li.id] = now - Date.parse(t.getAttribute('datetime'));
+  }
+});
+new MutationObserver(look).observe(document.body, { subtree: true, childList: true });
+return true;
+"#;
+
+/// The bytes the page's first load transferred (the document and every resource), and how long
+/// the load took (ms).
+const PAGE_WEIGHT: &str = r#"
+const entries = performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'));
+const nav = performance.getEntriesByType('navigation')[0];
+return { bytes: entries.reduce((s, e) => s + e.transferSize, 0), files: entries.length,
+  load_ms: nav ? Math.round(nav.loadEventEnd) : null };
+"#;
+
 /// A page on another loopback port (the same site to the browser, which sends the app's
 /// Strict cookie with its requests) that attacks the app at `target`.
 fn hostile_page(target: &str) -> String {
@@ -403,6 +429,7 @@ async fn two_users_in_their_browsers() {
 
     // 3. They talk; alice's ticks go queued → sent → delivered, never back.
     assert_eq!(a.execute(WATCH_TICKS, vec![]).await.unwrap(), Value::Bool(true));
+    assert_eq!(b.execute(WATCH_ARRIVALS, vec![]).await.unwrap(), Value::Bool(true));
     type_into(&a, "#composer", "hello bob, from the page").await;
     a.find(Locator::Css("#composer"))
         .await
@@ -410,7 +437,17 @@ async fn two_users_in_their_browsers() {
         .send_keys(&char::from(Key::Enter).to_string())
         .await
         .unwrap();
-    wait_css(&a, "li.msg.mine .tick-delivered", Duration::from_secs(120)).await;
+    let first_id = wait_css(&a, "li.msg.mine .tick-delivered", Duration::from_secs(120))
+        .await
+        .find(Locator::XPath("./ancestor::li[1]"))
+        .await
+        .unwrap()
+        .attr("id")
+        .await
+        .unwrap()
+        .unwrap()
+        .trim_start_matches("m-")
+        .to_owned();
     wait_js(
         &b,
         "bob reads alice's message",
@@ -427,14 +464,44 @@ async fn two_users_in_their_browsers() {
         Duration::from_secs(120),
     )
     .await;
+    // Measured: arrival at bob's client → the frame that shows it, over 20 more messages.
+    for i in 0..20 {
+        type_into(&a, "#composer", &format!("measure {i}")).await;
+        click(&a, ".composer button.send").await;
+        // Sent (the box is emptied once the client took it) before the next is typed.
+        wait_js(
+            &a,
+            "the message box emptied",
+            "return document.querySelector('#composer').value === '' \
+             && !document.querySelector('.composer button.send').disabled;",
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+    wait_js(
+        &b,
+        "bob's page showing the 21 messages",
+        "return Object.keys(window.qanatShown || {}).length >= 21;",
+        Duration::from_secs(300),
+    )
+    .await;
+    let shown = b.execute("return Object.values(window.qanatShown);", vec![]).await.unwrap();
+    let mut shown: Vec<f64> = shown.as_array().unwrap().iter().filter_map(Value::as_f64).collect();
+    shown.sort_by(f64::total_cmp);
+    let pct = |p: f64| shown[((shown.len() - 1) as f64 * p).round() as usize];
+    let display =
+        json!({ "messages": shown.len(), "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0) });
     let ticks = a.execute("return window.qanatTicks;", vec![]).await.unwrap();
     let ticks = ticks.as_object().unwrap();
-    assert_eq!(ticks.len(), 1, "{ticks:?}");
-    let seq: Vec<&str> =
-        ticks.values().next().unwrap().as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(ticks.len(), 21, "{ticks:?}");
     let rank = |s: &str| ["queued", "sent", "delivered"].iter().position(|x| *x == s).unwrap();
-    assert!(seq.windows(2).all(|w| rank(w[0]) < rank(w[1])), "ticks only move forward: {seq:?}");
+    let first = &ticks[&format!("m-{}", first_id)];
+    let seq: Vec<&str> = first.as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
     assert_eq!(seq.last(), Some(&"delivered"), "{seq:?}");
+    for (id, seq) in ticks {
+        let seq: Vec<&str> = seq.as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+        assert!(seq.windows(2).all(|w| rank(w[0]) < rank(w[1])), "{id}: ticks only move forward: {seq:?}");
+    }
 
     // 5. Both pages show one safety code; alice marks it verified; bob's mark is his own.
     let code = |c: &Client| {
@@ -515,6 +582,12 @@ async fn two_users_in_their_browsers() {
     server.abort();
     // Back on the app: the cookie holds, the key did not survive the page: unlock again.
     a.goto(&alice.origin()).await.unwrap();
+    wait_css(&a, "main.unlock #passphrase", Duration::from_secs(30)).await;
+    let weight = a.execute(PAGE_WEIGHT, vec![]).await.unwrap();
+    let measured = json!({ "page": weight, "arrival_to_display": display });
+    eprintln!("app-measure: {measured}");
+    std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("app-measure.json"), measured.to_string())
+        .unwrap();
     type_into(&a, "main.unlock #passphrase", ALICE_PASS).await;
     click(&a, "form button[type=submit]").await;
     wait_css(&a, ".list-actions", Duration::from_secs(30)).await;
