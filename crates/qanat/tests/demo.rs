@@ -42,7 +42,8 @@ fn the_demo_serves_both_users_apps() {
         }
         said.push(line);
     }
-    assert!(said.iter().any(|l| l.contains("2/2 messages delivered")), "{said:?}");
+    // The exchange came first (its summary follows the apps, at the end).
+    assert_eq!(said.iter().filter(|l| l.contains(" <- ")).count(), 2, "{said:?}");
     std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
 
     let http = |port: u16, method: &str, path: &str, head: &[(&str, &str)], body: &str| {
