@@ -32,6 +32,15 @@ fn the_demo_serves_both_users_apps() {
         .spawn()
         .expect("run qanat demo --ui");
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // Killed by its PID if the test fails before it is stopped below.
+    struct Guard(std::process::Child);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Guard(child);
     let mut apps = Vec::new();
     let mut said = Vec::new();
     while apps.len() < 2 {
@@ -98,11 +107,11 @@ fn the_demo_serves_both_users_apps() {
             "{threads}"
         );
     }
-    rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::TERM)
+    rustix::process::kill_process(rustix::process::Pid::from_child(&child.0), rustix::process::Signal::TERM)
         .unwrap();
     let start = Instant::now();
     let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
+        if let Some(st) = child.0.try_wait().unwrap() {
             break st;
         }
         assert!(start.elapsed() < Duration::from_secs(60), "the demo did not stop on SIGTERM");
