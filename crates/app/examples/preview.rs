@@ -46,6 +46,7 @@ async fn main() -> std::io::Result<()> {
             group: false,
             state: "active",
             members: vec!["Archive".into()],
+            invited: vec![],
             unread: 0,
             expires_at_ms: None,
             made_ms: start,

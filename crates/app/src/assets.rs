@@ -57,6 +57,31 @@ pub(crate) fn get(name: &str) -> Option<(&'static str, &'static [u8])> {
     FILES.iter().find(|(n, _, _)| *n == name).map(|(_, t, b)| (*t, *b))
 }
 
+/// The file `name` compressed with gzip, where that makes it smaller; every file is compressed
+/// once, the first time one is asked for.
+///
+/// Only these files are ever compressed, never an answer of `/api/`: they hold no secret, so
+/// what their compressed length shows (BREACH) is what anyone can read in this source.
+pub(crate) fn gzipped(name: &str) -> Option<&'static [u8]> {
+    use std::sync::OnceLock;
+    static GZIPPED: OnceLock<Vec<(&'static str, Vec<u8>)>> = OnceLock::new();
+    let all = GZIPPED.get_or_init(|| {
+        let plain = FILES.iter().map(|(n, _, b)| (*n, *b));
+        plain
+            .chain(std::iter::once(("eval/summary.json", EVAL_SUMMARY.as_bytes())))
+            .filter_map(|(n, b)| Some((n, gzip(b)?)).filter(|(_, z)| z.len() < b.len()))
+            .collect()
+    });
+    all.iter().find(|(n, _)| *n == name).map(|(_, z)| z.as_slice())
+}
+
+fn gzip(bytes: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write as _;
+    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(bytes).ok()?;
+    z.finish().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -81,6 +106,25 @@ mod tests {
         let mut table: Vec<String> = super::FILES.iter().map(|(n, _, _)| n.to_string()).collect();
         table.sort();
         assert_eq!(on_disk, table);
+    }
+
+    #[test]
+    fn the_compressed_files_are_the_files() {
+        use std::io::Read as _;
+        let mut compressed = 0;
+        for (name, _, bytes) in super::FILES {
+            let Some(z) = super::gzipped(name) else { continue };
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(z).read_to_end(&mut plain).unwrap();
+            assert_eq!(&plain, bytes, "{name}");
+            assert!(z.len() < bytes.len(), "{name}");
+            compressed += 1;
+        }
+        for big in ["app.js", "style.css", "i18n/ar.json", "vendor/htm-preact.js"] {
+            assert!(super::gzipped(big).is_some(), "{big} is not compressed");
+        }
+        assert!(compressed > 10);
+        assert_eq!(super::gzipped("not/a/file.js"), None);
     }
 
     #[test]

@@ -331,8 +331,8 @@ async fn answer<B: Backend>(app: &Arc<App<B>>, req: Request) -> Response<Body> {
     };
     match route {
         Route::Redeem(_) => empty(StatusCode::FORBIDDEN),
-        Route::Index => file("index.html"),
-        Route::Asset(f) if f != "index.html" => file(&f),
+        Route::Index => file("index.html", &parts.headers),
+        Route::Asset(f) if f != "index.html" => file(&f, &parts.headers),
         Route::Asset(_) => empty(StatusCode::NOT_FOUND),
         Route::Events => {
             let key = value(&parts.headers, "x-qanat-key").map(str::to_owned);
@@ -351,11 +351,38 @@ async fn answer<B: Backend>(app: &Arc<App<B>>, req: Request) -> Response<Body> {
     }
 }
 
-fn file(name: &str) -> Response<Body> {
-    match assets::get(name) {
-        Some((t, bytes)) => with_body(StatusCode::OK, t, bytes),
-        None => empty(StatusCode::NOT_FOUND),
+/// An embedded file, gzip-compressed when the browser takes that (every browser does).
+fn file(name: &str, headers: &HeaderMap) -> Response<Body> {
+    let Some((t, bytes)) = assets::get(name) else { return empty(StatusCode::NOT_FOUND) };
+    let gzip_ok = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|c| accepts_gzip(c.trim()));
+    let mut r = match assets::gzipped(name).filter(|_| gzip_ok) {
+        Some(z) => {
+            let mut r = with_body(StatusCode::OK, t, z);
+            r.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            r
+        }
+        None => with_body(StatusCode::OK, t, bytes),
+    };
+    r.headers_mut().insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    r
+}
+
+/// Whether one coding of an `Accept-Encoding` list is gzip with a weight above zero.
+fn accepts_gzip(coding: &str) -> bool {
+    let mut parts = coding.split(';').map(str::trim);
+    let name = parts.next().unwrap_or_default();
+    if !name.eq_ignore_ascii_case("gzip") {
+        return false;
     }
+    parts.all(|p| match p.split_once('=') {
+        Some((q, w)) if q.trim().eq_ignore_ascii_case("q") => w.trim().parse::<f32>().is_ok_and(|w| w > 0.0),
+        _ => true,
+    })
 }
 
 #[derive(Deserialize)]

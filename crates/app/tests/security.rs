@@ -265,6 +265,22 @@ async fn without_the_cookie_only_the_lock_page_text_answers() {
         assert_eq!((a.status, a.header("content-type")), (200, Some(kind)), "{path}");
         assert_secure(&a, path);
     }
+    // Compressed when the browser says it takes gzip, with its security headers all the same;
+    // never when it refuses it.
+    for (accept, coded) in
+        [("gzip, deflate, br, zstd", true), ("br;q=1, gzip;q=0", false), ("identity", false)]
+    {
+        let head = [asset[0].clone(), asset[1].clone(), asset[2].clone(), ("Accept-Encoding", accept.into())];
+        let a = raw(p.running.addr(), "GET", "/assets/i18n/ar.json", &head, b"").await;
+        assert_eq!(a.status, 200);
+        assert_eq!(a.header("content-encoding"), coded.then_some("gzip"), "{accept}");
+        assert_eq!(a.header("vary"), Some("accept-encoding"));
+        let len: usize = a.header("content-length").unwrap().parse().unwrap();
+        let plain =
+            std::fs::metadata(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/i18n/ar.json")).unwrap().len();
+        assert_eq!(len < plain as usize / 2, coded, "{accept}: {len} of {plain} bytes");
+        assert_secure(&a, accept);
+    }
     for path in ["/assets/screens/", "/assets/screens/nope.js", "/assets/../src/lib.rs", "/assets/index.html"]
     {
         assert_eq!(raw(p.running.addr(), "GET", path, &asset, b"").await.status, 404, "{path}");

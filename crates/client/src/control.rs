@@ -457,6 +457,9 @@ pub enum Response {
     Members {
         /// Labels.
         list: Vec<String>,
+        /// Contacts invited who have not joined (yet).
+        #[serde(default)]
+        invited: Vec<String>,
     },
     /// Group invitations waiting for an answer.
     GroupInvitations {
@@ -772,7 +775,9 @@ pub fn try_execute<R: CryptoRng>(
             engine.group_leave(&group, now, rng)?;
             Response::Ok
         }
-        Request::Members { name } => Response::Members { list: engine.members(&name)? },
+        Request::Members { name } => {
+            Response::Members { list: engine.members(&name)?, invited: engine.invited(&name)? }
+        }
         Request::GroupInvitations => Response::GroupInvitations {
             list: engine
                 .group_invitations()

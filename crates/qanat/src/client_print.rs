@@ -76,12 +76,15 @@ pub(crate) fn print_response(resp: &Response, out: Output) {
         }
         Response::Threads { list } => print_threads(list),
         Response::Messages { list } => print_messages(list),
-        Response::Members { list } => {
+        Response::Members { list, invited } => {
             if list.is_empty() {
                 println!("no other members");
             }
             for m in list {
                 println!("{m}");
+            }
+            for m in invited {
+                println!("{m}  (invited, has not joined)");
             }
         }
         Response::GroupInvitations { list } => {

@@ -8,6 +8,11 @@
 //!   which holds her cookie, visits a hostile page on another loopback port (same site to the
 //!   browser) that tries a no-cors `text/plain` command, an auto-submitted form, the event stream
 //!   as an image, a WebSocket and an EventSource, and a DNS-rebinding name: none gets through.
+//!   Then a group of three: alice makes it in her page and adds bob and carol (who uses the
+//!   terminal: `qanat run` and its commands); nobody is in it before saying yes (bob in his
+//!   page, carol by `qanat group accept`); messages show their sender; alice removes carol,
+//!   bob leaves. Meanwhile alice's page locks itself after its one-minute timeout, and she
+//!   unlocks, opens the group, sends and locks with the keyboard alone.
 //!   Last, bob sets a duress passphrase, locks, and types it (an empty profile; his real
 //!   passphrase opens nothing any more), then wipes the profile from the settings (the first run
 //!   again, no header left).
@@ -32,6 +37,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const ALICE_PASS: &str = "alice keeps her sources safe tonight";
 const BOB_PASS: &str = "bob reads the river charts at dawn";
+const GROUP: &str = "field team";
 
 /// Whether the browser is here; under `CI=true` it must be.
 fn have_browser() -> bool {
@@ -166,18 +172,98 @@ impl App {
 
     /// A command through the control socket, as the terminal's commands send it.
     fn cli(&self, args: &[&str]) -> Value {
-        let out = Command::new(BIN)
-            .arg("--json")
-            .args(args)
+        cli(&self.home, args)
+    }
+}
+
+/// A command to the client running on `home`, through its control socket (no passphrase): its
+/// last line of JSON.
+fn cli(home: &Path, args: &[&str]) -> Value {
+    let out = Command::new(BIN)
+        .arg("--json")
+        .args(args)
+        .arg("--home")
+        .arg(home)
+        .env_remove("QANAT_PASSPHRASE")
+        .env("QANAT_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+/// Carol, who uses the terminal: `qanat init`, then `qanat run` (killed by its PID when
+/// dropped); her commands go through its control socket.
+struct Terminal {
+    child: Child,
+    home: PathBuf,
+}
+
+impl Terminal {
+    fn start(home: &Path, network: &Path) -> Self {
+        const PASS: &str = "carol files her reports from the border";
+        let init = Command::new(BIN)
+            .arg("init")
             .arg("--home")
-            .arg(&self.home)
-            .env_remove("QANAT_PASSPHRASE")
+            .arg(home)
+            .arg("--network")
+            .arg(network)
+            .env("QANAT_PASSPHRASE", PASS)
             .env("QANAT_LOG", "warn")
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap_or(Value::Null)
+        assert!(init.status.success(), "qanat init: {}", String::from_utf8_lossy(&init.stderr));
+        let child = Command::new(BIN)
+            .arg("run")
+            .arg("--home")
+            .arg(home)
+            .env("QANAT_PASSPHRASE", PASS)
+            .env("QANAT_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let t = Self { child, home: home.to_owned() };
+        let start = Instant::now();
+        while cli(home, &["status"])["running"] != true {
+            assert!(start.elapsed() < Duration::from_secs(60), "qanat run did not answer");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        t
+    }
+
+    fn cli(&self, args: &[&str]) -> Value {
+        cli(&self.home, args)
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits (polling the terminal's commands, with a deadline) until `ok` holds for the answer
+/// to `args`; returns that answer.
+async fn until_cli(
+    home: &Path,
+    args: &[&str],
+    what: &str,
+    limit: Duration,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let start = Instant::now();
+    loop {
+        let v = cli(home, args);
+        if ok(&v) {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}: {v}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -195,6 +281,11 @@ impl Drop for App {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The contact or group `name` in a `contacts` answer (`null` if it is not there).
+fn thread<'a>(contacts: &'a Value, name: &str) -> &'a Value {
+    contacts["list"].as_array().and_then(|l| l.iter().find(|t| t["name"] == name)).unwrap_or(&Value::Null)
 }
 
 /// Waits (polling, with a deadline) for an element matching `css`.
@@ -234,6 +325,48 @@ async fn click(c: &Client, css: &str) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Clicks the first element `xpath` finds, once it is there (waiting, with a deadline).
+async fn click_xpath(c: &Client, xpath: &str) {
+    let start = Instant::now();
+    loop {
+        if let Ok(e) = c.find(Locator::XPath(xpath)).await
+            && e.click().await.is_ok()
+        {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "cannot click {xpath}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Presses keys as a keyboard does: into whatever has the focus.
+async fn press(c: &Client, keys: &str) {
+    c.active_element().await.unwrap().send_keys(keys).await.unwrap();
+}
+
+/// Presses Tab (Shift+Tab when `back`), at most 40 times, until the focused element `e` makes
+/// the JavaScript expression `is` true.
+async fn tab_to(c: &Client, is: &str, back: bool) {
+    let script = format!("const e = document.activeElement; return !!e && !!({is});");
+    let tab = if back {
+        format!("{}{}", char::from(Key::Shift), char::from(Key::Tab))
+    } else {
+        char::from(Key::Tab).to_string()
+    };
+    for _ in 0..40 {
+        if c.execute(&script, vec![]).await.unwrap() == Value::Bool(true) {
+            return;
+        }
+        press(c, &tab).await;
+    }
+    let at = c.execute("return document.activeElement && document.activeElement.outerHTML;", vec![]).await;
+    panic!("Tab never reached {is}; the focus is on {at:?}");
+}
+
+fn enter() -> String {
+    char::from(Key::Enter).to_string()
 }
 
 async fn type_into(c: &Client, css: &str, text: &str) {
@@ -388,6 +521,9 @@ async fn two_users_in_their_browsers() {
     }
     // The devnet's own rates (λ_P = 2/s): faster ones overload a small machine running debug
     // builds of 11 nodes, two clients and two browsers.
+    let began = Instant::now();
+    // Where the time goes, for whoever finds this test slow.
+    let phase = |what: &str| eprintln!("app_browser: {what} at {:.0?}", began.elapsed());
     let devnet = devnet_up(&["--epoch-secs", "20"]);
     let network = devnet.dir.path().join("network.toml");
     let homes = tempfile::tempdir().unwrap();
@@ -397,10 +533,12 @@ async fn two_users_in_their_browsers() {
     let a = driver.browser(&homes.path().join("browser-a"), 1280, 800).await;
     let b = driver.browser(&homes.path().join("browser-b"), 360, 780).await;
 
+    phase("flow 1");
     // 1. First run, both.
     first_run(&a, &alice, ALICE_PASS).await;
     first_run(&b, &bob, BOB_PASS).await;
 
+    phase("flow 2");
     // 2. Alice invites bob; bob pastes the link; both see the contact active.
     click(&a, ".list-actions button:nth-child(1)").await;
     type_into(&a, "#name", "bob").await;
@@ -426,7 +564,14 @@ async fn two_users_in_their_browsers() {
     // The pages follow without a reload.
     wait_css(&a, ".composer textarea#composer", Duration::from_secs(30)).await;
     wait_css(&b, ".composer textarea#composer", Duration::from_secs(30)).await;
+    // Carol, who uses the terminal, becomes alice's contact meanwhile (for flow 4).
+    let carol = Terminal::start(&homes.path().join("carol"), &network);
+    let invitation = alice.cli(&["invite", "--name", "carol"]);
+    let carol_link = invitation["link"].as_str().unwrap_or_else(|| panic!("{invitation}")).to_owned();
+    let accepted = carol.cli(&["accept", "--name", "alice", &carol_link]);
+    assert_eq!(accepted["kind"], "ok", "{accepted}");
 
+    phase("flow 3");
     // 3. They talk; alice's ticks go queued → sent → delivered, never back.
     assert_eq!(a.execute(WATCH_TICKS, vec![]).await.unwrap(), Value::Bool(true));
     assert_eq!(b.execute(WATCH_ARRIVALS, vec![]).await.unwrap(), Value::Bool(true));
@@ -503,6 +648,7 @@ async fn two_users_in_their_browsers() {
         assert!(seq.windows(2).all(|w| rank(w[0]) < rank(w[1])), "{id}: ticks only move forward: {seq:?}");
     }
 
+    phase("flow 5");
     // 5. Both pages show one safety code; alice marks it verified; bob's mark is his own.
     let code = |c: &Client| {
         let c = c.clone();
@@ -528,13 +674,14 @@ async fn two_users_in_their_browsers() {
     assert_eq!(code_a, code_b, "both sides see one code");
     click(&a, ".safety .actions button").await;
     wait_css(&a, ".safety .verified", Duration::from_secs(30)).await;
-    assert_eq!(alice.cli(&["contacts"])["list"][0]["verified"], true);
+    assert_eq!(thread(&alice.cli(&["contacts"]), "bob")["verified"], true);
     assert!(b.find(Locator::Css(".safety .verified")).await.is_err(), "marks are local");
     // Back to the conversation: from the list beside it on a desktop, by the back arrow on a
     // phone.
     click(&a, "nav.side button.thread").await;
     click(&b, ".form-screen > button.back").await;
 
+    phase("flow 6");
     // 6. Lock by the button; a wrong passphrase is refused; the right one opens it again.
     click(&b, ".bar-actions button:last-child").await;
     wait_css(&b, "main.unlock #passphrase", Duration::from_secs(10)).await;
@@ -552,6 +699,7 @@ async fn two_users_in_their_browsers() {
     click(&b, "form button[type=submit]").await;
     wait_css(&b, ".list-actions", Duration::from_secs(30)).await;
 
+    phase("flow 10");
     // 10. A hostile page on another loopback port, in alice's browser (which holds her cookie).
     let (port, server) = serve_page(hostile_page(&alice.origin())).await;
     a.goto(&format!("http://127.0.0.1:{port}/")).await.unwrap();
@@ -592,6 +740,178 @@ async fn two_users_in_their_browsers() {
     click(&a, "form button[type=submit]").await;
     wait_css(&a, ".list-actions", Duration::from_secs(30)).await;
 
+    phase("flow 4");
+    // 4. A group of three, each joining only after saying yes: bob in his page, carol with
+    // `qanat group accept`. Alice's page locks itself after its minute without her (flow 6's
+    // timeout), and she goes on with the keyboard alone (flow 9).
+    for (who, home, name) in [("carol", &carol.home, "alice"), ("alice", &alice.home, "carol")] {
+        until_cli(
+            home,
+            &["contacts"],
+            &format!("{who}'s contact {name} active"),
+            Duration::from_secs(300),
+            |v| thread(v, name)["state"] == "active",
+        )
+        .await;
+    }
+    click(&a, ".bar-actions button:nth-child(2)").await;
+    wait_css(&a, "#lock", Duration::from_secs(30)).await.select_by_value("1").await.unwrap();
+    click(&a, "form:has(#lock) button[type=submit]").await;
+    wait_css(&a, "form:has(#lock) .done", Duration::from_secs(30)).await;
+    click(&a, ".list-actions button:nth-child(3)").await;
+    type_into(&a, "#name", GROUP).await;
+    click(&a, "form button[type=submit]").await;
+    for member in ["bob", "carol"] {
+        wait_css(&a, &format!("#contact option[value={member}]"), Duration::from_secs(30)).await;
+        wait_css(&a, "#contact", Duration::from_secs(30)).await.select_by_value(member).await.unwrap();
+        click(&a, "form.inline-form button[type=submit]").await;
+        // Invited, not a member before saying yes.
+        wait_js(
+            &a,
+            &format!("{member} among the invited"),
+            &format!("return [...document.querySelectorAll('ul.invited bdi')].some((n) => n.textContent === {member:?});"),
+            Duration::from_secs(60),
+        )
+        .await;
+    }
+    assert_eq!(texts(&a, ".members .member-row > bdi").await, Vec::<String>::new());
+    // From the last click on, alice's page is left alone.
+    let alone = Instant::now();
+    phase("consent");
+    // Nobody is in the group before saying yes: bob answers the invitation at the top of his
+    // list; carol lists hers and accepts it.
+    click(&b, ".invitations .invitation button.primary").await;
+    let suggested = wait_css(&b, "#group-name", Duration::from_secs(30)).await;
+    assert_eq!(suggested.prop("value").await.unwrap().as_deref(), Some(GROUP));
+    click(&b, "form:has(#group-name) button[type=submit]").await;
+    let invitations = until_cli(
+        &carol.home,
+        &["group", "invitations"],
+        "carol's group invitation",
+        Duration::from_secs(300),
+        |v| v["list"].as_array().is_some_and(|l| !l.is_empty()),
+    )
+    .await;
+    assert_eq!(invitations["list"][0]["from"], "alice");
+    let id = invitations["list"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(carol.cli(&["group", "accept", &id])["kind"], "joining");
+    for (who, home) in [("bob", &bob.home), ("carol", &carol.home)] {
+        until_cli(home, &["contacts"], &format!("{who} in the group"), Duration::from_secs(300), |v| {
+            thread(v, GROUP)["state"] == "active"
+        })
+        .await;
+    }
+    // Alice's page, left alone, follows: both are members now, nobody is waiting.
+    wait_js(
+        &a,
+        "bob and carol members in alice's page",
+        "const n = [...document.querySelectorAll('.members .member-row > bdi')].map((b) => b.textContent).sort().join(); \
+         return n === 'bob,carol' && !document.querySelector('ul.invited');",
+        Duration::from_secs(120),
+    )
+    .await;
+    phase("waiting for the lock");
+    // Locked by the timeout: a minute after the last touch, not before.
+    wait_css(&a, "main.unlock #passphrase", Duration::from_secs(120)).await;
+    let waited = alone.elapsed();
+    assert!(waited >= Duration::from_secs(55), "locked after {waited:?} alone, not a minute");
+    assert_eq!(alice.cli(&["status"])["running"], true, "the client runs on while the page is locked");
+
+    phase("flow 9");
+    // 9. The keyboard alone: unlock, open the group, send, lock, unlock.
+    let is_field = |css: &str| format!("e.matches({css:?})");
+    tab_to(&a, &is_field("#passphrase"), false).await;
+    press(&a, &format!("{ALICE_PASS}{}", enter())).await;
+    wait_css(&a, ".list-actions", Duration::from_secs(30)).await;
+    tab_to(&a, &format!("e.matches('button.thread') && e.textContent.includes({GROUP:?})"), false).await;
+    press(&a, &enter()).await;
+    wait_css(&a, ".composer textarea#composer", Duration::from_secs(30)).await;
+    tab_to(&a, &is_field("#composer"), false).await;
+    press(&a, &format!("hello team, from the keyboard{}", enter())).await;
+    wait_js(
+        &a,
+        "alice's group message sent",
+        "return [...document.querySelectorAll('li.msg.mine .text')].some((p) => p.textContent === 'hello team, from the keyboard');",
+        Duration::from_secs(30),
+    )
+    .await;
+    tab_to(&a, &is_field(".bar-actions button:last-child"), true).await;
+    press(&a, &enter()).await;
+    wait_css(&a, "main.unlock #passphrase", Duration::from_secs(10)).await;
+    tab_to(&a, &is_field("#passphrase"), false).await;
+    press(&a, &format!("{ALICE_PASS}{}", enter())).await;
+    wait_css(&a, ".list-actions", Duration::from_secs(30)).await;
+    // Back to five minutes: what follows leaves her page alone for longer than one.
+    click(&a, ".bar-actions button:nth-child(2)").await;
+    wait_css(&a, "#lock", Duration::from_secs(30)).await.select_by_value("5").await.unwrap();
+    click(&a, "form:has(#lock) button[type=submit]").await;
+    wait_css(&a, "form:has(#lock) .done", Duration::from_secs(30)).await;
+
+    phase("group messages");
+    // Group messages carry their sender: alice's in bob's page, carol's (from the terminal) in
+    // both pages.
+    let from = |sender: &str, text: &str| {
+        format!(
+            "return [...document.querySelectorAll('li.msg.theirs')].some((li) =>              li.querySelector('.text')?.textContent === {text:?} && li.querySelector('.sender')?.textContent === {sender:?});"
+        )
+    };
+    wait_js(
+        &b,
+        "alice's group message, with her name",
+        &from("alice", "hello team, from the keyboard"),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(carol.cli(&["send", GROUP, "carol writes to the team"])["kind"], "sent");
+    click(&a, "nav.side button.thread").await;
+    wait_js(
+        &a,
+        "carol's group message, with her name",
+        &from("carol", "carol writes to the team"),
+        Duration::from_secs(120),
+    )
+    .await;
+    wait_js(
+        &b,
+        "carol's group message in bob's page",
+        "return [...document.querySelectorAll('li.msg.theirs .text')].some((p) => p.textContent === 'carol writes to the team');",
+        Duration::from_secs(120),
+    )
+    .await;
+    let bob_calls_carol = b
+        .execute(
+            "const li = [...document.querySelectorAll('li.msg.theirs')].find((li) => li.querySelector('.text')?.textContent === 'carol writes to the team'); return li.querySelector('.sender')?.textContent || '';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(bob_calls_carol.as_str().is_some_and(|n| !n.is_empty() && n != "alice"), "{bob_calls_carol}");
+
+    phase("remove and leave");
+    // Alice removes carol (after confirming), who learns she is out; bob leaves from his page.
+    click(&a, ".chat-head button.details").await;
+    click_xpath(
+        &a,
+        "//ul[contains(@class,'members')]/li[div[contains(@class,'member-row')]/bdi[.='carol']]\
+         //span[contains(@class,'member-actions')]/button[2]",
+    )
+    .await;
+    click(&a, ".confirm button.danger").await;
+    until_cli(&carol.home, &["contacts"], "carol out of the group", Duration::from_secs(300), |v| {
+        thread(v, GROUP)["state"] == "left"
+    })
+    .await;
+    click(&b, ".chat-head button.details").await;
+    click(&b, ".form-screen > div.actions button").await;
+    click(&b, ".confirm button.danger").await;
+    until_cli(&alice.home, &["group", "members", GROUP], "an empty group", Duration::from_secs(300), |v| {
+        v["list"].as_array().is_some_and(|l| l.is_empty())
+    })
+    .await;
+    wait_js(&a, "alice's page showing nobody left", "return !!document.querySelector('.form-screen') && document.querySelectorAll('.members li').length === 0;", Duration::from_secs(60)).await;
+    drop(carol);
+
+    phase("flow 7");
     // 7. Bob sets a duress passphrase, locks, and types it: an empty profile, as ordinary as
     // the real one; the real passphrase opens nothing any more.
     const DURESS: &str = "the weather is fine in the valley";
@@ -621,6 +941,7 @@ async fn two_users_in_their_browsers() {
     click(&b, "form button[type=submit]").await;
     wait_css(&b, ".list-actions", Duration::from_secs(60)).await;
 
+    phase("flow 8");
     // 8. The panic wipe, after typing the word: the first run again; no profile is left.
     click(&b, ".bar-actions button:nth-child(2)").await;
     type_into(&b, "#wipe-word", "erase").await;
@@ -628,6 +949,7 @@ async fn two_users_in_their_browsers() {
     wait_css(&b, "input[name=language]", Duration::from_secs(60)).await;
     assert!(!bob.home.join("profile.header").exists(), "the profile's header is gone");
 
+    phase("end");
     for (who, c) in [("alice", &a), ("bob", &b)] {
         let errors = page_errors(c).await;
         assert_eq!(errors, json!([]), "{who}'s page recorded errors");

@@ -170,7 +170,7 @@ async fn connect(a: &mut User, a_calls_b: &str, b: &mut User, b_calls_a: &str) {
 /// before it merged an add does not reach the newcomer, as in any MLS group.
 async fn wait_members(u: &User, group: &str, n: usize) {
     for _ in 0..1800 {
-        if let Response::Members { list } = u.call(Request::Members { name: group.into() }).await
+        if let Response::Members { list, .. } = u.call(Request::Members { name: group.into() }).await
             && list.len() == n
         {
             return;
@@ -333,7 +333,7 @@ async fn clients_through_a_lossy_devnet() {
     })
     .await;
     match alice.call(Request::Members { name: "team".into() }).await {
-        Response::Members { list } => assert_eq!(list.len(), 2, "{list:?}"),
+        Response::Members { list, .. } => assert_eq!(list.len(), 2, "{list:?}"),
         r => panic!("{r:?}"),
     }
     carol.pump();

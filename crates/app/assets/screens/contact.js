@@ -101,6 +101,7 @@ export function Contact({ name, thread, back, refresh }) {
 /** A group: its members (each with a safety code, and removable), add a contact, leave. */
 export function Group({ name, thread, threads, back, refresh, left }) {
   const [members, setMembers] = useState(null);
+  const [invited, setInvited] = useState([]); // asked, not joined (maybe never: a no is not told)
   const [problem, setProblem] = useState("");
   const [showCode, setShowCode] = useState(null); // the member whose code is shown
   const [removing, setRemoving] = useState(null); // the member about to be removed
@@ -110,8 +111,10 @@ export function Group({ name, thread, threads, back, refresh, left }) {
 
   const load = async () => {
     const a = await api.call({ cmd: "members", name }, { activity: false }).catch(() => null);
-    if (a && a.kind === "members") setMembers(a.list);
-    else setProblem(refusal(a));
+    if (a && a.kind === "members") {
+      setMembers(a.list);
+      setInvited(a.invited || []);
+    } else setProblem(refusal(a));
   };
   useEffect(() => {
     load();
@@ -185,6 +188,9 @@ export function Group({ name, thread, threads, back, refresh, left }) {
               </div></div>`}
             ${showCode === m && html`<${SafetyCode} name=${name} member=${m} whose=${m} />`}
           </li>`)}</ul>`}
+    ${invited.length > 0 && html`<h3 id="invited-title">${t("invited_title")}</h3>
+      <ul class="invited" aria-labelledby="invited-title" aria-describedby="invited-hint">${invited.map((n) => html`<li key=${n}><${Name} of=${n} /></li>`)}</ul>
+      <p id="invited-hint" class="hint">${t("invited_hint")}</p>`}
     ${active && html`<h2>${t("add_member")}</h2>
       ${candidates.length === 0
         ? html`<p class="hint">${t("no_candidates")}</p>`

@@ -24,6 +24,8 @@ pub(crate) struct Thread {
     pub(crate) group: bool,
     pub(crate) state: &'static str,
     pub(crate) members: Vec<String>,
+    /// Contacts invited into the group who have not said yes.
+    pub(crate) invited: Vec<String>,
     pub(crate) unread: usize,
     pub(crate) expires_at_ms: Option<u64>,
     pub(crate) made_ms: u64,
@@ -204,6 +206,7 @@ pub(crate) fn demo_world(first: bool, language: Option<String>) -> World {
                 group: false,
                 state: "active",
                 members: vec!["Amina".into()],
+                invited: vec![],
                 unread: 1,
                 expires_at_ms: None,
                 made_ms: last_at(&amina),
@@ -214,6 +217,7 @@ pub(crate) fn demo_world(first: bool, language: Option<String>) -> World {
                 group: false,
                 state: "active",
                 members: vec!["سلمى".into()],
+                invited: vec![],
                 unread: 0,
                 expires_at_ms: None,
                 made_ms: last_at(&salma),
@@ -224,6 +228,7 @@ pub(crate) fn demo_world(first: bool, language: Option<String>) -> World {
                 group: true,
                 state: "active",
                 members: vec!["Jules".into(), "سلمى".into()],
+                invited: vec!["Amina".into()],
                 unread: 2,
                 expires_at_ms: None,
                 made_ms: last_at(&team),
@@ -234,6 +239,7 @@ pub(crate) fn demo_world(first: bool, language: Option<String>) -> World {
                 group: false,
                 state: "inviting",
                 members: vec![],
+                invited: vec![],
                 unread: 0,
                 expires_at_ms: Some(now + 46 * HOUR),
                 made_ms: now - 2 * HOUR,
@@ -363,6 +369,7 @@ impl Demo {
                     group: true,
                     state: "joining",
                     members: vec![inv["from"].as_str().unwrap_or("").to_owned()],
+                    invited: vec![],
                     unread: 0,
                     expires_at_ms: None,
                     made_ms: now,
@@ -416,6 +423,7 @@ impl Demo {
                     group: false,
                     state: "inviting",
                     members: vec![],
+                    invited: vec![],
                     unread: 0,
                     expires_at_ms: Some(now + 48 * HOUR),
                     made_ms: now,
@@ -439,6 +447,7 @@ impl Demo {
                     group: false,
                     state: "joining",
                     members: vec![],
+                    invited: vec![],
                     unread: 0,
                     expires_at_ms: None,
                     made_ms: now,
@@ -451,7 +460,7 @@ impl Demo {
                 let Some(t) = w.threads.iter().find(|t| t.name == name) else {
                     return json!({"kind": "error", "message": "unknown name", "code": "unknown_name"});
                 };
-                json!({"kind": "members", "list": t.members})
+                json!({"kind": "members", "list": t.members, "invited": t.invited})
             }
             "group_create" => {
                 let name = s("name");
@@ -463,6 +472,7 @@ impl Demo {
                     group: true,
                     state: "active",
                     members: vec![],
+                    invited: vec![],
                     unread: 0,
                     expires_at_ms: None,
                     made_ms: now,
@@ -475,14 +485,16 @@ impl Demo {
                 let Some(t) = w.threads.iter_mut().find(|t| t.name == group && t.group) else {
                     return json!({"kind": "error", "message": "unknown name", "code": "unknown_name"});
                 };
-                let (added, removed) = if cmd == "group_add" {
-                    t.members.push(who.clone());
-                    (vec![who], vec![])
-                } else {
-                    t.members.retain(|m| *m != who);
-                    (vec![], vec![who])
-                };
-                let ev = json!({"type": "group_changed", "name": group, "added": added, "removed": removed});
+                // As the client does: an added contact is invited, and a member only once it
+                // says yes (which nobody does here).
+                if cmd == "group_add" {
+                    if !t.invited.contains(&who) {
+                        t.invited.push(who);
+                    }
+                    return json!({"kind": "ok"});
+                }
+                t.members.retain(|m| *m != who);
+                let ev = json!({"type": "group_changed", "name": group, "added": [], "removed": [who]});
                 let _ = self.events.send(ev.to_string());
                 json!({"kind": "ok"})
             }

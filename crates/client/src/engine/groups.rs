@@ -114,6 +114,23 @@ impl Engine {
         Ok(self.member_labels(t))
     }
 
+    /// The contacts invited into a group who have not joined it yet (they may never: a
+    /// declined invitation is not answered), by name, each once.
+    pub fn invited(&self, name: &str) -> Result<Vec<String>, EngineError> {
+        let t = self.thread_by_name(name)?;
+        let Some(th) = self.threads.get(&t) else { return Ok(Vec::new()) };
+        let members = self.member_labels(t);
+        let mut names: Vec<String> = th
+            .pending_adds
+            .values()
+            .filter_map(|c| self.threads.get(c).map(|c| c.name.clone()))
+            .filter(|n| !members.contains(n))
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     pub(super) fn member_labels(&self, t: [u8; 16]) -> Vec<String> {
         let Some(conv) = self.convs.get(&t) else { return Vec::new() };
         let own = conv.own_id();

@@ -405,7 +405,7 @@ impl Driver {
             let end = Instant::now() + setup;
             for c in ctl.iter_mut() {
                 loop {
-                    if let Response::Members { list } =
+                    if let Response::Members { list, .. } =
                         c.call(&Request::Members { name: "team".into() }).await?
                         && list.len() == 2
                     {

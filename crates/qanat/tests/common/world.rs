@@ -166,7 +166,7 @@ impl User {
     /// Waits until this user sees `n` other members in `group`.
     pub(crate) async fn wait_members(&self, group: &str, n: usize) {
         for _ in 0..1800 {
-            if let Response::Members { list } = self.call(Request::Members { name: group.into() }).await
+            if let Response::Members { list, .. } = self.call(Request::Members { name: group.into() }).await
                 && list.len() == n
             {
                 return;

@@ -12,9 +12,14 @@ fn a_group_grows_and_shrinks_while_members_talk() {
     let now = w.now;
     w.clients[0].e().create_group("team", &mut w.rng).unwrap();
     w.clients[0].e().group_add("team", "b", now, &mut w.rng).unwrap();
+    // Invited, not a member until it joins.
+    assert_eq!(w.clients[0].e().invited("team").unwrap(), ["b"]);
+    assert!(w.clients[0].e().members("team").unwrap().is_empty());
     w.run_until(Duration::from_secs(120), |w| {
         w.clients[1].events.contains(&EngineEvent::GroupJoined { name: "team".into() })
     });
+    assert!(w.clients[0].e().invited("team").unwrap().is_empty());
+    assert_eq!(w.clients[0].e().members("team").unwrap(), ["b"]);
     w.clients[0].e().group_add("team", "c", w.now, &mut w.rng).unwrap();
     // Members talk while C is being added.
     for i in 0..5 {
