@@ -871,13 +871,21 @@ async fn two_users_in_their_browsers() {
         Duration::from_secs(120),
     )
     .await;
+    // Bob joined before carol: her message reaches him once he has the commit that added her
+    // (resent until acknowledged), which can take a few resends on a loaded machine.
+    let carol_sent = Instant::now();
     wait_js(
         &b,
         "carol's group message in bob's page",
         "return [...document.querySelectorAll('li.msg.theirs .text')].some((p) => p.textContent === 'carol writes to the team');",
-        Duration::from_secs(120),
+        Duration::from_secs(300),
     )
     .await;
+    let carol_history = carol.cli(&["history", GROUP]);
+    eprintln!(
+        "app_browser: carol's message reached bob's page after {:.0?}: {carol_history}",
+        carol_sent.elapsed()
+    );
     let bob_calls_carol = b
         .execute(
             "const li = [...document.querySelectorAll('li.msg.theirs')].find((li) => li.querySelector('.text')?.textContent === 'carol writes to the team'); return li.querySelector('.sender')?.textContent || '';",
@@ -901,6 +909,7 @@ async fn two_users_in_their_browsers() {
         thread(v, GROUP)["state"] == "left"
     })
     .await;
+    phase("carol out; bob leaves");
     click(&b, ".chat-head button.details").await;
     click(&b, ".form-screen > div.actions button").await;
     click(&b, ".confirm button.danger").await;
