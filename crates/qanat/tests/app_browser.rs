@@ -874,13 +874,28 @@ async fn two_users_in_their_browsers() {
     // Bob joined before carol: her message reaches him once he has the commit that added her
     // (resent until acknowledged), which can take a few resends on a loaded machine.
     let carol_sent = Instant::now();
-    wait_js(
-        &b,
-        "carol's group message in bob's page",
-        "return [...document.querySelectorAll('li.msg.theirs .text')].some((p) => p.textContent === 'carol writes to the team');",
-        Duration::from_secs(300),
-    )
-    .await;
+    loop {
+        let shown = b
+            .execute(
+                "return [...document.querySelectorAll('li.msg.theirs .text')].some((p) => p.textContent === 'carol writes to the team');",
+                vec![],
+            )
+            .await
+            .ok();
+        if shown == Some(Value::Bool(true)) {
+            break;
+        }
+        if carol_sent.elapsed() > Duration::from_secs(300) {
+            // What each client knows, for whoever reads the failure.
+            for (who, home) in [("alice", &alice.home), ("bob", &bob.home), ("carol", &carol.home)] {
+                for args in [&["status"][..], &["group", "members", GROUP], &["history", GROUP]] {
+                    eprintln!("app_browser: {who} {args:?}: {}", cli(home, args));
+                }
+            }
+            panic!("carol's group message never reached bob's page");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let carol_history = carol.cli(&["history", GROUP]);
     eprintln!(
         "app_browser: carol's message reached bob's page after {:.0?}: {carol_history}",

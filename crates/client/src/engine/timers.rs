@@ -12,7 +12,7 @@ use crate::mls::Conversation;
 use qanat_mixnet::sending::{self, MessageId, Schedule};
 
 use super::persist::Write;
-use super::rows::{NS_GROUP_INVITES, NS_OUT, NS_SEEN, NS_THREAD, ThreadState};
+use super::rows::{self, NS_GROUP_INVITES, NS_OUT, NS_SEEN, NS_THREAD, SeenAt, ThreadState};
 use super::{Engine, EngineError, EngineEvent, GROUP_INVITATION_TTL};
 
 /// How often expired invitation records are dropped.
@@ -141,7 +141,8 @@ impl Engine {
             .as_millis()
             .saturating_sub(sending::REMEMBER_DELIVERED.as_millis() as u64);
         for (k, v) in self.profile.scan(NS_SEEN)? {
-            let at = <[u8; 8]>::try_from(v.as_slice()).map(u64::from_be_bytes).unwrap_or(0);
+            // A row that does not read is dropped with the old ones.
+            let at = rows::decode::<SeenAt>(&v).map_or(0, |s| s.0);
             if at < cutoff {
                 self.writes.push(Write::Del(NS_SEEN, k));
             }

@@ -267,3 +267,24 @@ fn a_message_too_long_for_the_network_is_dropped_and_counted() {
         w.clients.iter().all(|c| c.engine.as_ref().unwrap().undelivered() == 0)
     });
 }
+
+/// Regression: the hourly sweep read each delivered id's row without its version byte, took every
+/// one for older than [`sending::REMEMBER_DELIVERED`] and forgot them all within the hour, so a
+/// resent copy found no record that its message had been delivered.
+#[test]
+fn delivered_ids_are_kept_until_their_time_not_dropped_by_the_next_sweep() {
+    let mut w = World::new(1, 0.0, &[1, 2]);
+    w.connect(0, "alice", 1, "bob");
+    let now = w.now;
+    w.clients[0].e().send("bob", "remember me", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(120), |w| w.clients[1].texts().iter().any(|t| t.2 == "remember me"));
+    let seen = |c: &mut Client| c.e().profile.scan(super::rows::NS_SEEN).unwrap().len();
+    let before = seen(&mut w.clients[1]);
+    assert!(before >= 1);
+    let now = w.now;
+    w.clients[1].e().forget_received(now + Duration::from_secs(3600)).unwrap();
+    assert_eq!(seen(&mut w.clients[1]), before, "an hour later, every delivered id is still known");
+    let later = now + sending::REMEMBER_DELIVERED + Duration::from_secs(60);
+    w.clients[1].e().forget_received(later).unwrap();
+    assert_eq!(seen(&mut w.clients[1]), 0, "and forgotten once their time is over");
+}

@@ -554,3 +554,50 @@ fn a_member_removed_while_offline_learns_it_on_return_within_a_week() {
     c.restart(net, now + FAREWELL);
     assert_eq!(c.e().undelivered(), 0);
 }
+
+/// Two contacts invited at once, one answering at once and the other `delay_ms` later (as in the
+/// app's browser test, where carol answers from the terminal): once both are in, what each
+/// writes reaches the other.
+fn two_invited_at_once_hear_each_other(seed: u64, delay_ms: u64) {
+    let mut w = World::new(seed, 0.0, &[1, 2, 1]);
+    w.connect(0, "ann", 1, "b");
+    w.connect(0, "ann", 2, "c");
+    w.clients[0].e().create_group("team", &mut w.rng).unwrap();
+    w.clients[2].auto_join = false;
+    let now = w.now;
+    w.clients[0].e().group_add("team", "b", now, &mut w.rng).unwrap();
+    w.clients[0].e().group_add("team", "c", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(120), |w| {
+        !w.clients[2].engine.as_ref().unwrap().group_invitations().is_empty()
+    });
+    w.run_for(Duration::from_millis(delay_ms));
+    w.clients[2].auto_join = true;
+    let joined = EngineEvent::GroupJoined { name: "team".into() };
+    w.run_until(Duration::from_secs(300), |w| {
+        w.clients[1].events.contains(&joined)
+            && w.clients[2].events.contains(&joined)
+            && w.clients[0].clients_members("team") == 2
+    });
+    let now = w.now;
+    w.clients[0].e().send("team", "from ann", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(300), |w| {
+        [1, 2].iter().all(|&c| w.clients[c].texts().iter().any(|t| t.2 == "from ann"))
+    });
+    let now = w.now;
+    w.clients[2].e().send("team", "from c", now, &mut w.rng).unwrap();
+    w.clients[1].e().send("team", "from b", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(300), |w| {
+        w.clients[1].texts().iter().any(|t| t.2 == "from c")
+            && w.clients[2].texts().iter().any(|t| t.2 == "from b")
+    });
+}
+
+#[test]
+fn two_contacts_invited_at_once_hear_each_other_whoever_answers_first() {
+    for seed in 0..4 {
+        for delay_ms in [0, 1500, 6000] {
+            eprintln!("seed {seed}, delay {delay_ms} ms");
+            two_invited_at_once_hear_each_other(seed, delay_ms);
+        }
+    }
+}
