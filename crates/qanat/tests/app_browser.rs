@@ -219,6 +219,8 @@ impl Terminal {
             .arg("run")
             .arg("--home")
             .arg(home)
+            // The apps' decision window: a commit takes effect after it (2 minutes by default).
+            .args(["--decision-window-secs", "3"])
             .env("QANAT_PASSPHRASE", PASS)
             .env("QANAT_LOG", "warn")
             .stdin(Stdio::null())
@@ -862,6 +864,16 @@ async fn two_users_in_their_browsers() {
         Duration::from_secs(120),
     )
     .await;
+    // A message goes to the members its sender knows of: carol writes once the commit that
+    // added bob took effect for her (bob may have been added after her).
+    until_cli(
+        &carol.home,
+        &["group", "members", GROUP],
+        "bob a member for carol",
+        Duration::from_secs(120),
+        |v| v["list"].as_array().is_some_and(|l| l.len() == 2),
+    )
+    .await;
     assert_eq!(carol.cli(&["send", GROUP, "carol writes to the team"])["kind"], "sent");
     click(&a, "nav.side button.thread").await;
     wait_js(
@@ -871,8 +883,6 @@ async fn two_users_in_their_browsers() {
         Duration::from_secs(120),
     )
     .await;
-    // Bob joined before carol: her message reaches him once he has the commit that added her
-    // (resent until acknowledged), which can take a few resends on a loaded machine.
     let carol_sent = Instant::now();
     loop {
         let shown = b
@@ -885,7 +895,7 @@ async fn two_users_in_their_browsers() {
         if shown == Some(Value::Bool(true)) {
             break;
         }
-        if carol_sent.elapsed() > Duration::from_secs(300) {
+        if carol_sent.elapsed() > Duration::from_secs(120) {
             // What each client knows, for whoever reads the failure.
             for (who, home) in [("alice", &alice.home), ("bob", &bob.home), ("carol", &carol.home)] {
                 for args in [&["status"][..], &["group", "members", GROUP], &["history", GROUP]] {
