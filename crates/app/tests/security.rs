@@ -373,6 +373,11 @@ async fn commands_need_the_key_an_unlock_gives_and_a_lock_takes() {
     assert!(p.key.is_some(), "{}", a.body);
     assert_eq!(a.header("clear-site-data"), Some("\"cache\""));
     assert_eq!(p.call(send).await.status, 200);
+    // Answers of commands mix secrets with what others chose: never compressed (BREACH), even
+    // for a browser that takes gzip.
+    let gzip = with(p.api_head(), "Accept-Encoding", Some("gzip, deflate, br"));
+    let a = p.call_with(&gzip, r#"{"cmd":"app_state"}"#).await;
+    assert_eq!((a.status, a.header("content-encoding")), (200, None), "{}", a.body);
     // A key of another cookie, or none, is no key.
     let other = with(p.api_head(), "X-Qanat-Key", Some(&"ab".repeat(32)));
     assert_eq!(p.call_with(&other, send).await.status, 401);
