@@ -1,6 +1,6 @@
-//! A client packet's payload (DATA with its SURB, COVER, ACKS): never panics; what decodes (other
-//! than cover, and the one-fragment ACK of before, which is written as ACKS) re-encodes to the
-//! same bytes.
+//! A client packet's payload (DATA with its SURB, COVER, ACKS, CHUNK, SURBS): never panics;
+//! what decodes (other than cover, and the one-fragment ACK of before, which is written as ACKS)
+//! re-encodes to the same bytes.
 #![no_main]
 
 use chacha20::ChaCha20Rng;

@@ -42,6 +42,7 @@ pub mod packets;
 pub mod payload;
 pub mod schedule;
 pub mod seal;
+pub mod transfer;
 
 pub use acks::{AckGroup, AckQueue, AckStats};
 pub use inbox::{
@@ -54,7 +55,8 @@ pub use packets::{
     sealed_packet,
 };
 pub use payload::{
-    AckEntry, MAX_FRAGMENTS, MessageId, Payload, PayloadError, ack_capacity, fragment_capacity,
+    AckEntry, MAX_FRAGMENTS, MessageId, Payload, PayloadError, TransferId, ack_capacity, fragment_capacity,
+    shard_capacity,
 };
 pub use schedule::{PULL_BATCH, PULL_FIRST, Rates, Schedule, Slot, TrafficProfile};
 pub use seal::SealKey;

@@ -52,7 +52,7 @@ pub struct ResendPolicy {
 impl ResendPolicy {
     /// The wait after the `attempt`-th send (0-based): `first · 2^attempt`, at most `max`, times
     /// a uniform factor in [1, 2) so that resends do not line up.
-    fn wait<R: CryptoRng + ?Sized>(&self, attempt: u32, rng: &mut R) -> Duration {
+    pub(crate) fn wait<R: CryptoRng + ?Sized>(&self, attempt: u32, rng: &mut R) -> Duration {
         let base = self.first.saturating_mul(1u32 << attempt.min(16)).min(self.max);
         let jitter = 1.0 + (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         base.mul_f64(jitter)

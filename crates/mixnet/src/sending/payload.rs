@@ -8,11 +8,22 @@
 //! COVER = 0x02 ‖ random bytes                         (loops and drops)
 //! ```
 //!
-//! and the reply a recipient sends back through the SURB of a DATA packet is
+//! and the reply a recipient sends back through the SURB of a DATA or SURBS packet is
 //!
 //! ```text
 //! ACKS  = 0x04 ‖ n u8 ‖ n × (message id (16) ‖ bits u16 ‖ bitmap (⌈bits/8⌉)) ‖ zeros
 //! ```
+//!
+//! A file ([`super::transfer`]) travels as shards without a SURB each, and a SURB per block round:
+//!
+//! ```text
+//! CHUNK = 0x05 ‖ transfer (16) ‖ block u16 ‖ index u16 ‖ signature (64) ‖ shard (S) ‖ zeros
+//! SURBS = 0x06 ‖ transfer (16) ‖ block u16 ‖ round u8 ‖ signature (64) ‖ SURB (surb_len) ‖ zeros
+//! ```
+//!
+//! where `S` is [`shard_capacity`] (even, as the erasure code needs: 1,450 bytes at the default
+//! geometry, against 781 of data in a DATA packet). The signatures are the transfer's own
+//! Ed25519 key's ([`super::transfer`] says over what); this codec only carries them.
 //!
 //! One reply acknowledges every fragment the recipient has waiting for that sender: a bitmap of
 //! fragment indices per message (bit `i` of byte `i/8`, `bits` = the highest index + 1), as many
@@ -39,7 +50,11 @@ const KIND_DATA: u8 = 1;
 const KIND_COVER: u8 = 2;
 const KIND_ACK: u8 = 3;
 const KIND_ACKS: u8 = 4;
+const KIND_CHUNK: u8 = 5;
+const KIND_SURBS: u8 = 6;
 const DATA_HEADER: usize = 1 + 16 + 2 + 2 + 2;
+const CHUNK_HEADER: usize = 1 + 16 + 2 + 2 + 64;
+const SURBS_HEADER: usize = 1 + 16 + 2 + 1 + 64;
 
 /// Longest message, in fragments.
 pub const MAX_FRAGMENTS: usize = 4096;
@@ -51,6 +66,16 @@ pub struct MessageId(pub [u8; 16]);
 impl std::fmt::Debug for MessageId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MessageId(..)")
+    }
+}
+
+/// A file transfer's identifier: 16 random bytes chosen by its sender.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransferId(pub [u8; 16]);
+
+impl std::fmt::Debug for TransferId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TransferId(..)")
     }
 }
 
@@ -95,6 +120,32 @@ pub enum Payload {
     Cover,
     /// Acknowledgements (decrypted from a SURB reply): at least one entry.
     Ack(Vec<AckEntry>),
+    /// One shard of a file's block ([`super::transfer`]).
+    Chunk {
+        /// The transfer.
+        transfer: TransferId,
+        /// Which block.
+        block: u16,
+        /// Which shard of the block: data shards first, then parity.
+        index: u16,
+        /// The transfer key's signature ([`super::transfer`]).
+        signature: [u8; 64],
+        /// The shard: exactly [`shard_capacity`] bytes.
+        shard: Vec<u8>,
+    },
+    /// A SURB for a block's acknowledgement.
+    Surbs {
+        /// The transfer.
+        transfer: TransferId,
+        /// Which block.
+        block: u16,
+        /// Which round of the block this SURB closes.
+        round: u8,
+        /// The transfer key's signature ([`super::transfer`]).
+        signature: [u8; 64],
+        /// The SURB.
+        surb: Vec<u8>,
+    },
 }
 
 /// The fragments of one message an acknowledgement covers.
@@ -127,6 +178,8 @@ impl std::fmt::Debug for Payload {
             }
             Self::Cover => f.write_str("Cover"),
             Self::Ack(entries) => write!(f, "Ack {{ {} entries }}", entries.len()),
+            Self::Chunk { block, index, .. } => write!(f, "Chunk {{ block: {block}, index: {index} }}"),
+            Self::Surbs { block, round, .. } => write!(f, "Surbs {{ block: {block}, round: {round} }}"),
         }
     }
 }
@@ -137,6 +190,21 @@ pub fn fragment_capacity(g: &Geometry) -> Result<usize, PayloadError> {
         .checked_sub(DATA_HEADER + g.surb_len())
         .filter(|n| *n > 0)
         .ok_or(PayloadError::NoRoom)
+}
+
+/// Bytes of a file per CHUNK packet in `g`: what is left after the header, rounded down to an
+/// even number (the erasure code's shards are of even length).
+pub fn shard_capacity(g: &Geometry) -> Result<usize, PayloadError> {
+    g.forward_payload_len()
+        .checked_sub(CHUNK_HEADER)
+        .map(|n| n & !1)
+        .filter(|n| *n > 0)
+        .ok_or(PayloadError::NoRoom)
+}
+
+/// Whether a SURBS payload fits in `g`.
+fn surbs_fit(g: &Geometry) -> Result<(), PayloadError> {
+    if SURBS_HEADER + g.surb_len() <= g.forward_payload_len() { Ok(()) } else { Err(PayloadError::NoRoom) }
 }
 
 impl Payload {
@@ -187,6 +255,29 @@ impl Payload {
                     w.u16(bits);
                     w.raw(&bitmap);
                 }
+            }
+            Self::Chunk { transfer, block, index, signature, shard } => {
+                if shard.len() != shard_capacity(g)? {
+                    return Err(PayloadError::Malformed);
+                }
+                w.u8(KIND_CHUNK);
+                w.raw(&transfer.0);
+                w.u16(*block);
+                w.u16(*index);
+                w.raw(signature);
+                w.raw(shard);
+            }
+            Self::Surbs { transfer, block, round, signature, surb } => {
+                surbs_fit(g)?;
+                if surb.len() != g.surb_len() {
+                    return Err(PayloadError::Malformed);
+                }
+                w.u8(KIND_SURBS);
+                w.raw(&transfer.0);
+                w.u16(*block);
+                w.u8(*round);
+                w.raw(signature);
+                w.raw(surb);
             }
         }
         // A count or length too large for its prefix (more than 255 entries), or more than the
@@ -253,6 +344,25 @@ impl Payload {
                 }
                 r.finish_zero_padded()?;
                 Ok(Self::Ack(entries))
+            }
+            KIND_CHUNK => {
+                let len = shard_capacity(g)?;
+                let transfer = TransferId(r.array()?);
+                let (block, index) = (r.u16()?, r.u16()?);
+                let signature = r.array()?;
+                let shard = r.raw(len)?.to_vec();
+                r.finish_zero_padded()?;
+                Ok(Self::Chunk { transfer, block, index, signature, shard })
+            }
+            KIND_SURBS => {
+                surbs_fit(g)?;
+                let transfer = TransferId(r.array()?);
+                let block = r.u16()?;
+                let round = r.u8()?;
+                let signature = r.array()?;
+                let surb = r.raw(g.surb_len())?.to_vec();
+                r.finish_zero_padded()?;
+                Ok(Self::Surbs { transfer, block, round, signature, surb })
             }
             _ => Err(PayloadError::Kind),
         }
@@ -389,9 +499,104 @@ mod tests {
         assert_eq!(Payload::decode(&g, &old_ack), Err(PayloadError::Malformed));
     }
 
+    /// A CHUNK and a SURBS payload for fixed inputs, byte for byte.
+    #[test]
+    fn file_encodings_are_pinned() {
+        let g = geometry();
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let s = shard_capacity(&g).unwrap();
+        assert_eq!(s, 1450);
+        let shard: Vec<u8> = (0..s).map(|i| (i % 251) as u8).collect();
+        let chunk = Payload::Chunk {
+            transfer: TransferId(*b"fedcba9876543210"),
+            block: 0x0102,
+            index: 0x0304,
+            signature: [0x5a; 64],
+            shard: shard.clone(),
+        };
+        let b = chunk.encode(&g, &mut rng).unwrap();
+        assert_eq!(b.len(), 1536);
+        assert_eq!(
+            hex(&b[..21]),
+            concat!(
+                "05",                               // CHUNK
+                "66656463626139383736353433323130", // transfer
+                "0102",                             // block
+                "0304",                             // index
+            )
+        );
+        assert_eq!(b[21..85], [0x5a; 64]);
+        assert_eq!(b[85..85 + s], shard[..]);
+        assert_eq!(b[85 + s..], [0]);
+        assert_eq!(Payload::decode(&g, &b).unwrap(), chunk);
+        let mut padded = b.clone();
+        padded[1535] = 1;
+        assert_eq!(Payload::decode(&g, &padded), Err(PayloadError::Malformed));
+        let short = Payload::Chunk {
+            transfer: TransferId([0; 16]),
+            block: 0,
+            index: 0,
+            signature: [0; 64],
+            shard: vec![0; s - 2],
+        };
+        assert_eq!(short.encode(&g, &mut rng), Err(PayloadError::Malformed));
+
+        let surb: Vec<u8> = (0..g.surb_len()).map(|i| (i * 7) as u8).collect();
+        let surbs = Payload::Surbs {
+            transfer: TransferId([0xab; 16]),
+            block: 7,
+            round: 2,
+            signature: [0xc3; 64],
+            surb: surb.clone(),
+        };
+        let b = surbs.encode(&g, &mut rng).unwrap();
+        assert_eq!(b.len(), 1536);
+        assert_eq!(
+            hex(&b[..20]),
+            concat!(
+                "06",                               // SURBS
+                "abababababababababababababababab", // transfer
+                "0007",                             // block
+                "02",                               // round
+            )
+        );
+        assert_eq!(b[20..84], [0xc3; 64]);
+        assert_eq!(b[84..84 + g.surb_len()], surb[..]);
+        assert!(b[84 + g.surb_len()..].iter().all(|x| *x == 0));
+        assert_eq!(Payload::decode(&g, &b).unwrap(), surbs);
+        // X-Wing's SURBs do not fit beside the header in the default payload.
+        let xw = Geometry::default_for(Scheme::XWing);
+        assert_eq!(surbs.encode(&xw, &mut rng), Err(PayloadError::NoRoom));
+    }
+
     proptest! {
         #[test]
-        fn decoding_any_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 1536), kind in 0u8..6) {
+        fn file_payloads_round_trip(
+            transfer in any::<[u8; 16]>(),
+            block in any::<u16>(),
+            index in any::<u16>(),
+            round in any::<u8>(),
+            sig in proptest::collection::vec(any::<u8>(), 64),
+            fill in any::<u8>(),
+        ) {
+            let g = geometry();
+            let mut rng = ChaCha20Rng::seed_from_u64(0);
+            let signature: [u8; 64] = sig.try_into().unwrap();
+            let chunk = Payload::Chunk {
+                transfer: TransferId(transfer), block, index, signature,
+                shard: vec![fill; shard_capacity(&g).unwrap()],
+            };
+            prop_assert_eq!(Payload::decode(&g, &chunk.encode(&g, &mut rng).unwrap()).unwrap(), chunk);
+            let surbs = Payload::Surbs {
+                transfer: TransferId(transfer), block, round, signature, surb: vec![fill; g.surb_len()],
+            };
+            prop_assert_eq!(Payload::decode(&g, &surbs.encode(&g, &mut rng).unwrap()).unwrap(), surbs);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_any_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 1536), kind in 0u8..8) {
             let mut b = bytes;
             b[0] = kind;
             let g = geometry();

@@ -23,23 +23,23 @@ fn geometry() -> Geometry {
 }
 
 /// A network of 2 gateways and 3 layers of 2 mixes, unwrapped in memory.
-struct Net {
-    sphinx: Sphinx,
+pub(super) struct Net {
+    pub(super) sphinx: Sphinx,
     keys: HashMap<NodeId, SecretKey>,
     topology: Topology,
-    gw: [NodeId; 2],
+    pub(super) gw: [NodeId; 2],
 }
 
 /// Where a packet ended.
-struct Arrival {
-    gateway: NodeId,
-    recipient: MailboxId,
-    surb_id: Option<SurbId>,
-    payload: Vec<u8>,
+pub(super) struct Arrival {
+    pub(super) gateway: NodeId,
+    pub(super) recipient: MailboxId,
+    pub(super) surb_id: Option<SurbId>,
+    pub(super) payload: Vec<u8>,
 }
 
 impl Net {
-    fn new(rng: &mut ChaCha20Rng) -> Self {
+    pub(super) fn new(rng: &mut ChaCha20Rng) -> Self {
         let mut keys = HashMap::new();
         let mut hop = |n: u8, rng: &mut ChaCha20Rng| {
             let k = SecretKey::generate(SCHEME, rng);
@@ -53,7 +53,7 @@ impl Net {
         Self { sphinx: Sphinx::new(geometry()), keys, topology, gw: [NodeId([1; 32]), NodeId([2; 32])] }
     }
 
-    fn view(&self, gw: usize) -> NetworkView {
+    pub(super) fn view(&self, gw: usize) -> NetworkView {
         NetworkView {
             topology: self.topology.clone(),
             mean_delay: Duration::from_millis(10),
@@ -62,7 +62,7 @@ impl Net {
     }
 
     /// Sends `packet` into gateway `first` and follows it to its last hop.
-    fn deliver(&self, first: NodeId, mut packet: Vec<u8>) -> Arrival {
+    pub(super) fn deliver(&self, first: NodeId, mut packet: Vec<u8>) -> Arrival {
         let mut at = first;
         loop {
             let out = self.sphinx.unwrap(&self.keys[&at], &mut packet).unwrap();
