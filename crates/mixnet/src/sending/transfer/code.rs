@@ -1,7 +1,8 @@
 //! A block's bytes: encryption under the file key, the erasure code, and the signatures.
 //!
-//! - The padded file is encrypted with ChaCha20 under the transfer's fresh 32-byte key and nonce
-//!   zero (a key is never used for a second file), so block `b`'s ciphertext is the keystream at
+//! - The padded file is encrypted with ChaCha20 under a key derived from the transfer's fresh
+//!   32-byte file key and its id ([`stream_key`]) and nonce zero (a key is never used for a
+//!   second file), so block `b`'s ciphertext is the keystream at
 //!   its offset: blocks are encrypted and decrypted independently.
 //! - Each block's ciphertext, cut into its data shards, gets [`PARITY`] parity shards from a
 //!   systematic Reed–Solomon code (`reed-solomon-simd`, Leopard over GF(2^16)): any `data` of the
@@ -15,7 +16,10 @@
 use chacha20::ChaCha20;
 use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use hkdf::Hkdf;
 use qanat_packet::MailboxId;
+use sha2::Sha256;
+use zeroize::Zeroizing;
 
 use super::plan::{BlockShape, PARITY, Plan};
 use crate::sending::payload::TransferId;
@@ -32,7 +36,21 @@ pub enum CodeError {
     Decode,
 }
 
-/// XORs the file key's keystream at byte `offset` of the padded file into `buf`.
+/// The key the file's bytes are encrypted under: `HKDF-SHA256(file key, info = "qanat-file enc
+/// v1" ‖ transfer)`, so that even a file key used twice by mistake would not give two files the
+/// same keystream.
+pub fn stream_key(file_key: &[u8; 32], transfer: &TransferId) -> Zeroizing<[u8; 32]> {
+    let hk = Hkdf::<Sha256>::new(None, file_key);
+    let mut info = Vec::with_capacity(17 + 16);
+    info.extend_from_slice(b"qanat-file enc v1");
+    info.extend_from_slice(&transfer.0);
+    let mut k = Zeroizing::new([0u8; 32]);
+    // 32 bytes is far below HKDF-SHA256's limit.
+    let _ = hk.expand(&info, k.as_mut());
+    k
+}
+
+/// XORs the stream key's keystream at byte `offset` of the padded file into `buf`.
 pub fn crypt(key: &[u8; 32], offset: u64, buf: &mut [u8]) {
     let mut c = ChaCha20::new(key.into(), &[0u8; 12].into());
     c.seek(offset);

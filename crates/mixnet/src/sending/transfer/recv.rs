@@ -135,6 +135,7 @@ impl TransferRecv {
         config: RecvConfig,
     ) -> Self {
         let blocks = plan.blocks().iter().map(|_| BlockRecv::default()).collect();
+        let key = code::stream_key(&key, &id);
         Self { id, plan, key, verify, mailbox, config, blocks }
     }
 

@@ -253,6 +253,7 @@ impl TransferSend {
                 state: PeerState::Active,
             })
             .collect();
+        let key = code::stream_key(&key, &id);
         let mut t = Self {
             id,
             plan,
@@ -758,12 +759,13 @@ pub enum PrepareError<E> {
     Code(TransferError),
 }
 
-/// Block `shape`'s shards as the recipient expects them (for tests and tools).
+/// Block `shape`'s shards of transfer `id` under file key `key` (for tests and tools).
 pub fn block_shards(
     plan: &Plan,
     key: &[u8; 32],
+    id: &TransferId,
     shape: &BlockShape,
     plain: &[u8],
 ) -> Result<Vec<Vec<u8>>, TransferError> {
-    Ok(code::encode_block(plan, key, shape, plain)?)
+    Ok(code::encode_block(plan, &code::stream_key(key, id), shape, plain)?)
 }

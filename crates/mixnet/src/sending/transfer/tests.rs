@@ -362,7 +362,7 @@ fn one_shard_setup() -> (Plan, Zeroizing<[u8; 32]>, SigningKey, TransferRecv, Ve
     );
     let shape = plan.blocks()[0];
     let (_, len) = plan.block_range(&shape);
-    let shards = send::block_shards(&plan, &key, &shape, &vec![9u8; len]).unwrap();
+    let shards = send::block_shards(&plan, &key, &TransferId([1; 16]), &shape, &vec![9u8; len]).unwrap();
     (plan, key, signing, recv, shards)
 }
 
@@ -521,4 +521,25 @@ fn parity_costs_packets_and_saves_rounds() {
             assert!(secs.values().all(|t| *t > 0));
         }
     }
+}
+
+/// The bytes of a block's shards for fixed inputs (stream key, encryption, the code's parity
+/// indices), pinned: a change of library or layout that would make two versions of Qanat
+/// disagree fails here.
+#[test]
+fn block_encoding_is_pinned() {
+    use sha2::{Digest, Sha256};
+    let plan = Plan::new(5000, 1450).unwrap();
+    let shape = plan.blocks()[0];
+    assert_eq!((shape.first, shape.data, shape.target), (0, 4, 23));
+    let (_, len) = plan.block_range(&shape);
+    let plain: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+    let shards = send::block_shards(&plan, &[3; 32], &TransferId([1; 16]), &shape, &plain).unwrap();
+    assert_eq!(shards.len(), usize::from(shape.data + PARITY));
+    let mut h = Sha256::new();
+    for s in &shards {
+        h.update(s);
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, "7c00b6036baea1e019469d581da6cb4f0ceae16c70b2b74fd078bf5b316cf12e");
 }
