@@ -67,7 +67,7 @@ pub struct SendConfig {
 impl Default for SendConfig {
     fn default() -> Self {
         Self {
-            window: 6,
+            window: 3,
             parity: ParityPolicy::Adaptive,
             budget_factor: 3,
             resend: ResendPolicy { first: Duration::from_secs(60), max: Duration::from_secs(1800) },
