@@ -22,7 +22,20 @@
 //! GROUP_INVITE  = 3 ‖ token (16) ‖ u16 len ‖ group name (UTF-8)
 //! GROUP_JOIN    = 7 ‖ token (16) ‖ gateway (32) ‖ mailbox (32) ‖ seal key (32) ‖ u32 len ‖ KeyPackage
 //! GROUP_WELCOME = 8 ‖ token (16) ‖ u16 len ‖ group name ‖ u32 len ‖ Welcome ‖ u16 n ‖ n × (member ‖ gateway ‖ mailbox ‖ seal key)
+//! FILE          = 9 ‖ sent_at u64 ‖ transfer (16) ‖ kind u8 ‖ u8 len ‖ name ‖ u8 len ‖ MIME type ‖ size u64
+//!                   ‖ duration_ms u32 ‖ shard u16 ‖ file key (32) ‖ transfer key (32) ‖ digest (32) ‖ u16 len ‖ caption
+//! FILE_STATUS   = 10 ‖ transfer (16) ‖ status u8
 //! ```
+//!
+//! A FILE offers a file (docs/ATTACHMENTS.md): `kind` 0 a file, 1 a voice note, 2 an image; the
+//! name (UTF-8, at most [`MAX_FILE_NAME`] bytes, no control characters or path separators) and
+//! MIME type (printable ASCII, at most [`MAX_MIME`]) are the sender's words, shown, never
+//! trusted; `shard` is the network's shard length the plan was made for; the file key and the
+//! transfer's Ed25519 public key decrypt and check its chunks; the digest is
+//! `SHA-256("qanat-file v1" ‖ file key ‖ file)`. It carries no `seq`: a FILE that a member
+//! refuses must never hold back the sender's later TEXTs. FILE_STATUS answers it, sent to the
+//! file's sender alone: 0 accepted (send the chunks), 1 declined, 2 complete (the whole file
+//! arrived and checked), 3 cancelled (by the sender, to every recipient).
 //!
 //! Kinds 2, 4 and 5 were ROUTE, GROUP_JOIN and GROUP_WELCOME before routes carried a seal key;
 //! they are refused as from an older Qanat.
@@ -37,7 +50,10 @@
 //! [`TooLong`], a content with a field over its limit: what it encodes always decodes, and
 //! nothing is ever cut to fit.
 
+use std::fmt;
+
 use qanat_codec::{DecodeError, Reader, Writer};
+use zeroize::Zeroize as _;
 
 use crate::invite::MAX_KEY_PACKAGE_LEN;
 
@@ -49,6 +65,12 @@ pub const MAX_NAME_LEN: usize = 256;
 pub const MAX_WELCOME_LEN: usize = 1 << 22;
 /// Most members listed in a GROUP_WELCOME.
 pub const MAX_ROSTER: usize = 4096;
+/// Longest file name, in bytes.
+pub const MAX_FILE_NAME: usize = 255;
+/// Longest MIME type, in bytes.
+pub const MAX_MIME: usize = 64;
+/// Longest caption of a file, in bytes.
+pub const MAX_CAPTION: usize = 1024;
 
 // The kind bytes of this module's two formats (the first byte of each, as in `qanat-link`'s
 // frames: the tables look alike, the formats share nothing).
@@ -61,6 +83,8 @@ const ROUTE: u8 = 6;
 const GROUP_INVITE: u8 = 3;
 const GROUP_JOIN: u8 = 7;
 const GROUP_WELCOME: u8 = 8;
+const FILE: u8 = 9;
+const FILE_STATUS: u8 = 10;
 /// Kinds of the format before routes carried a seal key.
 const OLD_KINDS: [u8; 3] = [2, 4, 5];
 
@@ -150,6 +174,139 @@ impl RouteEntry {
     }
 }
 
+/// What a file is, as its sender calls it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    /// Any file.
+    File,
+    /// A voice note.
+    Voice,
+    /// An image.
+    Image,
+}
+
+impl FileKind {
+    fn byte(self) -> u8 {
+        match self {
+            Self::File => 0,
+            Self::Voice => 1,
+            Self::Image => 2,
+        }
+    }
+
+    fn from_byte(b: u8) -> Result<Self, Malformed> {
+        Ok(match b {
+            0 => Self::File,
+            1 => Self::Voice,
+            2 => Self::Image,
+            _ => return Err(Malformed("unknown file kind")),
+        })
+    }
+
+    /// Its name in the interfaces.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Voice => "voice",
+            Self::Image => "image",
+        }
+    }
+}
+
+/// A file offered in a conversation (FILE).
+#[derive(Clone, PartialEq, Eq)]
+pub struct FileOffer {
+    /// When the sender sent it (Unix ms, the sender's clock).
+    pub sent_at_ms: u64,
+    /// The transfer.
+    pub transfer: [u8; 16],
+    /// What it is.
+    pub kind: FileKind,
+    /// Its name.
+    pub name: String,
+    /// Its MIME type.
+    pub mime: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// A voice note's length (ms), else 0.
+    pub duration_ms: u32,
+    /// The shard length its plan is for.
+    pub shard: u16,
+    /// The key its bytes are encrypted under.
+    pub file_key: [u8; 32],
+    /// The transfer's Ed25519 public key, which signs its chunks.
+    pub transfer_key: [u8; 32],
+    /// `SHA-256("qanat-file v1" ‖ file key ‖ file)`.
+    pub digest: [u8; 32],
+    /// The sender's words with it.
+    pub caption: String,
+}
+
+impl fmt::Debug for FileOffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileOffer")
+            .field("kind", &self.kind)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for FileOffer {
+    fn drop(&mut self) {
+        self.file_key.zeroize();
+    }
+}
+
+/// A recipient's (or the sender's) word on a file (FILE_STATUS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileStatus {
+    /// Send the chunks.
+    Accepted,
+    /// The recipient does not want it.
+    Declined,
+    /// The whole file arrived and checked.
+    Complete,
+    /// The sender stopped it.
+    Cancelled,
+}
+
+impl FileStatus {
+    fn byte(self) -> u8 {
+        match self {
+            Self::Accepted => 0,
+            Self::Declined => 1,
+            Self::Complete => 2,
+            Self::Cancelled => 3,
+        }
+    }
+
+    fn from_byte(b: u8) -> Result<Self, Malformed> {
+        Ok(match b {
+            0 => Self::Accepted,
+            1 => Self::Declined,
+            2 => Self::Complete,
+            3 => Self::Cancelled,
+            _ => return Err(Malformed("unknown file status")),
+        })
+    }
+}
+
+/// Whether `name` may name a file: non-empty, no control or bidirectional-override character, no
+/// path separator, not `.` or `..`.
+pub fn file_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.chars().any(|c| {
+            c.is_control() || c == '/' || c == '\\' || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+}
+
+fn mime_ok(mime: &str) -> bool {
+    !mime.is_empty() && mime.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// The plaintext of an MLS application message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
@@ -199,6 +356,15 @@ pub enum Content {
         /// Every member's route.
         roster: Vec<RouteEntry>,
     },
+    /// A file offered.
+    File(Box<FileOffer>),
+    /// A word on a file.
+    FileStatus {
+        /// The transfer.
+        transfer: [u8; 16],
+        /// The word.
+        status: FileStatus,
+    },
 }
 
 impl Content {
@@ -242,6 +408,32 @@ impl Content {
                     r.encode_into(&mut w);
                 }
             }
+            Self::File(f) => {
+                if !file_name_ok(&f.name) {
+                    return Err(TooLong("a file name that is not a name"));
+                }
+                if !mime_ok(&f.mime) {
+                    return Err(TooLong("a MIME type that is not one"));
+                }
+                w.u8(FILE);
+                w.u64(f.sent_at_ms);
+                w.raw(&f.transfer);
+                w.u8(f.kind.byte());
+                w.bytes8(within(f.name.as_bytes(), MAX_FILE_NAME, "file name too long")?);
+                w.bytes8(within(f.mime.as_bytes(), MAX_MIME, "MIME type too long")?);
+                w.u64(f.size);
+                w.u32(f.duration_ms);
+                w.u16(f.shard);
+                w.raw(&f.file_key);
+                w.raw(&f.transfer_key);
+                w.raw(&f.digest);
+                w.bytes16(within(f.caption.as_bytes(), MAX_CAPTION, "caption too long")?);
+            }
+            Self::FileStatus { transfer, status } => {
+                w.u8(FILE_STATUS);
+                w.raw(transfer);
+                w.u8(status.byte());
+            }
         }
         // Every limit above fits its prefix (the largest, `MAX_WELCOME_LEN`, is far below
         // `u32::MAX`), so the writer refuses nothing the checks let through; were it to, the
@@ -282,6 +474,35 @@ impl Content {
                     (0..n).map(|_| RouteEntry::decode_from(&mut r)).collect::<Result<Vec<_>, _>>()?;
                 Self::GroupWelcome { token, name, welcome, roster }
             }
+            FILE => {
+                let sent_at_ms = r.u64()?;
+                let transfer = r.array()?;
+                let kind = FileKind::from_byte(r.u8()?)?;
+                let name = utf8(r.bytes8(MAX_FILE_NAME, "file name too long")?)?;
+                let mime = utf8(r.bytes8(MAX_MIME, "MIME type too long")?)?;
+                if !file_name_ok(&name) {
+                    return Err(Malformed("a file name that is not a name"));
+                }
+                if !mime_ok(&mime) {
+                    return Err(Malformed("a MIME type that is not one"));
+                }
+                let f = FileOffer {
+                    sent_at_ms,
+                    transfer,
+                    kind,
+                    name,
+                    mime,
+                    size: r.u64()?,
+                    duration_ms: r.u32()?,
+                    shard: r.u16()?,
+                    file_key: r.array()?,
+                    transfer_key: r.array()?,
+                    digest: r.array()?,
+                    caption: utf8(r.bytes16(MAX_CAPTION, "caption too long")?)?,
+                };
+                Self::File(Box::new(f))
+            }
+            FILE_STATUS => Self::FileStatus { transfer: r.array()?, status: FileStatus::from_byte(r.u8()?)? },
             k if OLD_KINDS.contains(&k) => return Err(Malformed("a route of an older Qanat (no seal key)")),
             _ => return Err(Malformed("unknown content kind")),
         };
@@ -326,6 +547,8 @@ mod tests {
                 welcome: vec![8; 10],
                 roster: vec![route; 3],
             },
+            Content::File(Box::new(offer())),
+            Content::FileStatus { transfer: [5; 16], status: FileStatus::Complete },
         ];
         for c in all {
             let b = c.encode().unwrap();
@@ -341,6 +564,65 @@ mod tests {
         assert!(Outer::decode(&[]).is_err());
         assert!(Outer::decode(&[3]).is_err());
         assert!(Outer::decode(&[9, 1]).is_err());
+    }
+
+    fn offer() -> FileOffer {
+        FileOffer {
+            sent_at_ms: 99,
+            transfer: [1; 16],
+            kind: FileKind::Voice,
+            name: "note.webm".into(),
+            mime: "audio/webm".into(),
+            size: 90_000,
+            duration_ms: 30_000,
+            shard: 1450,
+            file_key: [2; 32],
+            transfer_key: [3; 32],
+            digest: [4; 32],
+            caption: "héllo".into(),
+        }
+    }
+
+    #[test]
+    fn file_offers_are_pinned_and_names_checked() {
+        let b = Content::File(Box::new(offer())).encode().unwrap();
+        assert_eq!(
+            hex(&b),
+            concat!(
+                "09",
+                "0000000000000063",                 // sent at
+                "01010101010101010101010101010101", // transfer
+                "01",                               // voice
+                "09",
+                "6e6f74652e7765626d", // note.webm
+                "0a",
+                "617564696f2f7765626d", // audio/webm
+                "0000000000015f90",     // size
+                "00007530",             // duration
+                "05aa",                 // shard
+                "0202020202020202020202020202020202020202020202020202020202020202",
+                "0303030303030303030303030303030303030303030303030303030303030303",
+                "0404040404040404040404040404040404040404040404040404040404040404",
+                "0006",
+                "68c3a96c6c6f",
+            )
+        );
+        let st = Content::FileStatus { transfer: [5; 16], status: FileStatus::Accepted }.encode().unwrap();
+        assert_eq!(hex(&st), "0a0505050505050505050505050505050500");
+        for bad in ["", ".", "..", "a/b", "a\\b", "x\u{202e}gpj.exe", "a\nb", "\u{200f}x"] {
+            let mut f = offer();
+            f.name = bad.into();
+            assert!(Content::File(Box::new(f)).encode().is_err(), "{bad:?}");
+        }
+        // A name that would not encode is refused on reading too.
+        let mut evil = b.clone();
+        evil[27] = b'/';
+        assert_eq!(Content::decode(&evil), Err(Malformed("a file name that is not a name")));
+        assert!(Content::decode(&[10, 0]).is_err());
+        let mut st4 = st.clone();
+        st4[17] = 4;
+        assert_eq!(Content::decode(&st4), Err(Malformed("unknown file status")));
+        assert!(format!("{:?}", offer()).find("02, 02").is_none(), "no key in Debug");
     }
 
     #[test]

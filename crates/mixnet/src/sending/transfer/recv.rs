@@ -109,7 +109,6 @@ pub struct TransferRecv {
     plan: Plan,
     key: Zeroizing<[u8; 32]>,
     verify: VerifyingKey,
-    mailbox: MailboxId,
     config: RecvConfig,
     blocks: Vec<BlockRecv>,
 }
@@ -124,19 +123,17 @@ impl std::fmt::Debug for TransferRecv {
 }
 
 impl TransferRecv {
-    /// Receiving transfer `id` (planned by `plan`, encrypted under `key`, signed by `verify`)
-    /// in our mailbox `mailbox`.
+    /// Receiving transfer `id` (planned by `plan`, encrypted under `key`, signed by `verify`).
     pub fn new(
         id: TransferId,
         plan: Plan,
         key: Zeroizing<[u8; 32]>,
         verify: VerifyingKey,
-        mailbox: MailboxId,
         config: RecvConfig,
     ) -> Self {
         let blocks = plan.blocks().iter().map(|_| BlockRecv::default()).collect();
         let key = code::stream_key(&key, &id);
-        Self { id, plan, key, verify, mailbox, config, blocks }
+        Self { id, plan, key, verify, config, blocks }
     }
 
     /// The transfer's id.
@@ -257,9 +254,12 @@ impl TransferRecv {
         Ok(ChunkOutcome::Decoded { block, plain })
     }
 
-    /// A SURBS arrived at `now` in our mailbox.
+    /// A SURBS arrived at `now` in our mailbox `arrived_in` (the caller's word: the mailbox it
+    /// read the item from, which the signature must name).
+    #[allow(clippy::too_many_arguments)]
     pub fn handle_surbs<R: CryptoRng + ?Sized>(
         &mut self,
+        arrived_in: &MailboxId,
         block: u16,
         round: u8,
         signature: &[u8; 64],
@@ -270,7 +270,7 @@ impl TransferRecv {
         if self.plan.block(block).is_none() {
             return Err(RefuseReason::Range);
         }
-        if !verify_surbs(&self.verify, &self.id, &self.mailbox, block, round, surb, signature) {
+        if !verify_surbs(&self.verify, &self.id, arrived_in, block, round, surb, signature) {
             return Err(RefuseReason::Signature);
         }
         let delay = exponential(rng, self.config.reply_delay);

@@ -88,6 +88,8 @@ const LOSS_WEIGHT: f64 = 0.3;
 /// Where a transfer to one recipient stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerState {
+    /// Offered: nothing is sent until it accepts ([`TransferSend::start`]).
+    Offered,
     /// Sending.
     Active,
     /// Every block acknowledged.
@@ -295,10 +297,34 @@ impl TransferSend {
         }
     }
 
+    /// Holds recipient `n` back until [`Self::start`] (its user has not accepted the file yet).
+    pub fn hold(&mut self, n: usize) {
+        if let Some(p) = self.peers.get_mut(n)
+            && p.state == PeerState::Active
+            && p.sent == 0
+        {
+            p.state = PeerState::Offered;
+            p.queue.clear();
+            for b in &mut p.blocks {
+                b.phase = Phase::Pending;
+            }
+        }
+    }
+
+    /// Recipient `n` accepted: sending to it starts.
+    pub fn start(&mut self, n: usize) {
+        if let Some(p) = self.peers.get_mut(n)
+            && p.state == PeerState::Offered
+        {
+            p.state = PeerState::Active;
+            self.fill(n);
+        }
+    }
+
     /// Stops sending to recipient `n`.
     pub fn cancel(&mut self, n: usize) {
         if let Some(p) = self.peers.get_mut(n)
-            && p.state == PeerState::Active
+            && matches!(p.state, PeerState::Active | PeerState::Offered)
         {
             p.state = PeerState::Cancelled;
             p.queue.clear();
@@ -307,7 +333,7 @@ impl TransferSend {
 
     /// Whether nothing is left to send to anyone (every recipient done, failed or cancelled).
     pub fn is_finished(&self) -> bool {
-        self.peers.iter().all(|p| p.state != PeerState::Active)
+        self.peers.iter().all(|p| !matches!(p.state, PeerState::Active | PeerState::Offered))
     }
 
     /// Recipient `n`'s progress.
@@ -675,6 +701,7 @@ impl TransferSend {
                 PeerState::Done => 1,
                 PeerState::Failed => 2,
                 PeerState::Cancelled => 3,
+                PeerState::Offered => 4,
             });
             w.u64(p.loss.to_bits());
             w.u64(p.sent);
@@ -710,6 +737,7 @@ impl TransferSend {
                 1 => PeerState::Done,
                 2 => PeerState::Failed,
                 3 => PeerState::Cancelled,
+                4 => PeerState::Offered,
                 _ => return Err(TransferError::Format),
             };
             let loss = f64::from_bits(r.u64()?);

@@ -146,13 +146,11 @@ fn run(sc: Scenario) -> Outcome {
         .collect();
     let (slot_every, read_every, delay, send_cfg, recv_cfg) = rates(&sc);
     let new_sender = || TransferSend::new(id, plan.clone(), key.clone(), signing.clone(), &routes, send_cfg);
-    let new_recv = |r: usize| {
-        TransferRecv::new(id, plan.clone(), key.clone(), signing.verifying_key(), mailbox(r).0, recv_cfg)
-    };
+    let new_recv = || TransferRecv::new(id, plan.clone(), key.clone(), signing.verifying_key(), recv_cfg);
     let mut send = new_sender();
     let mut rcpt: Vec<Recipient> = (0..sc.recipients)
-        .map(|r| Recipient {
-            recv: new_recv(r),
+        .map(|_| Recipient {
+            recv: new_recv(),
             shards: BTreeMap::new(),
             blocks: BTreeMap::new(),
             mailbox: Vec::new(),
@@ -174,7 +172,7 @@ fn run(sc: Scenario) -> Outcome {
         }
         if sc.recipient_restart == Some(secs) && tick % 2 == 0 {
             let r = &mut rcpt[0];
-            r.recv = new_recv(0);
+            r.recv = new_recv();
             for b in r.blocks.keys() {
                 r.recv.restore_decoded(*b);
             }
@@ -237,7 +235,7 @@ fn run(sc: Scenario) -> Outcome {
                     }
                     Payload::Surbs { transfer, block, round, signature, surb } => {
                         assert_eq!(transfer, id);
-                        x.recv.handle_surbs(block, round, &signature, &surb, now, &mut rng).unwrap();
+                        x.recv.handle_surbs(&m, block, round, &signature, &surb, now, &mut rng).unwrap();
                     }
                     p => panic!("unexpected {p:?}"),
                 }
@@ -357,7 +355,6 @@ fn one_shard_setup() -> (Plan, Zeroizing<[u8; 32]>, SigningKey, TransferRecv, Ve
         plan.clone(),
         key.clone(),
         signing.verifying_key(),
-        MailboxId([2; 32]),
         recv_config(),
     );
     let shape = plan.blocks()[0];
@@ -390,9 +387,12 @@ fn forged_misplaced_and_replayed_shards_are_refused() {
     // A SURBS signed for another member's mailbox is refused here.
     let surb = vec![1u8; 100];
     let theirs = code::sign_surbs(&signing, &id, &MailboxId([8; 32]), 0, 0, &surb);
-    assert_eq!(recv.handle_surbs(0, 0, &theirs, &surb, t, &mut rng), Err(RefuseReason::Signature));
+    assert_eq!(
+        recv.handle_surbs(&MailboxId([2; 32]), 0, 0, &theirs, &surb, t, &mut rng),
+        Err(RefuseReason::Signature)
+    );
     let ours = code::sign_surbs(&signing, &id, &MailboxId([2; 32]), 0, 0, &surb);
-    assert_eq!(recv.handle_surbs(0, 0, &ours, &surb, t, &mut rng), Ok(()));
+    assert_eq!(recv.handle_surbs(&MailboxId([2; 32]), 0, 0, &ours, &surb, t, &mut rng), Ok(()));
     // Answered after the grace period with what is held, the report bit set.
     assert!(recv.poll_reply(t).is_none());
     let (_, entry) = recv.poll_reply(t + Duration::from_secs(3600)).unwrap();
@@ -422,7 +422,7 @@ fn any_data_of_the_shards_decode_and_the_rest_only_count() {
     // A complete transfer still answers its SURBS, with every data index.
     let surb = vec![1u8; 100];
     let ours = code::sign_surbs(&signing, &id, &MailboxId([2; 32]), 0, 3, &surb);
-    recv.handle_surbs(0, 3, &ours, &surb, t, &mut rng).unwrap();
+    recv.handle_surbs(&MailboxId([2; 32]), 0, 3, &ours, &surb, t, &mut rng).unwrap();
     let (_, entry) = recv.poll_reply(t + Duration::from_secs(60)).unwrap();
     assert!((0..data).all(|i| entry.indices.contains(&i)));
 }
@@ -433,8 +433,7 @@ fn a_hostile_sender_holds_at_most_max_open_blocks() {
     let key = Zeroizing::new([3u8; 32]);
     let signing = SigningKey::from_bytes(&[4; 32]);
     let id = TransferId([1; 16]);
-    let mut recv =
-        TransferRecv::new(id, plan.clone(), key, signing.verifying_key(), MailboxId([2; 32]), recv_config());
+    let mut recv = TransferRecv::new(id, plan.clone(), key, signing.verifying_key(), recv_config());
     let mut rng = ChaCha20Rng::seed_from_u64(3);
     let shard = vec![0u8; 1450];
     let mut refused = 0;
@@ -542,4 +541,46 @@ fn block_encoding_is_pinned() {
     }
     let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex, "7c00b6036baea1e019469d581da6cb4f0ceae16c70b2b74fd078bf5b316cf12e");
+}
+
+#[test]
+fn nothing_goes_to_a_recipient_before_it_accepts_and_the_hold_survives_a_restart() {
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let net = Net::new(&mut rng);
+    let plan = Plan::new(50_000, 1450).unwrap();
+    let bytes = vec![1u8; 50_000];
+    let routes: Vec<(Route, MailboxId)> = (0..2)
+        .map(|r| {
+            let (m, k) = mailbox(r);
+            (Route { gateway: net.gw[1], mailbox: m, seal: k }, ALICE_REPLY)
+        })
+        .collect();
+    let new = || {
+        TransferSend::new(
+            TransferId([1; 16]),
+            plan.clone(),
+            Zeroizing::new([0; 32]),
+            SigningKey::from_bytes(&[1; 32]),
+            &routes,
+            send_config(ParityPolicy::Adaptive),
+        )
+    };
+    let mut send = new();
+    send.hold(0);
+    send.hold(1);
+    let now = UnixMicros::ZERO + Duration::from_secs(1);
+    send.prepare(&mut File { plan: &plan, bytes: &bytes }).unwrap();
+    assert!(send.next_packet(now, &net.sphinx, &net.view(0), &mut rng).is_none());
+    assert!(!send.is_finished());
+    let saved = send.save();
+    let mut send = new();
+    send.restore(&saved, now).unwrap();
+    assert_eq!(send.progress(1).unwrap().state, PeerState::Offered);
+    send.start(1);
+    send.prepare(&mut File { plan: &plan, bytes: &bytes }).unwrap();
+    let p = send.next_packet(now, &net.sphinx, &net.view(0), &mut rng).unwrap();
+    let a = net.deliver(net.gw[0], p.packet);
+    assert_eq!(a.recipient, mailbox(1).0, "only the one who accepted");
+    send.cancel(0);
+    assert_eq!(send.progress(0).unwrap().state, PeerState::Cancelled);
 }
