@@ -164,7 +164,116 @@ pub enum Request {
     },
     /// Stream events (the connection stays open; one `Event` response per event).
     Watch,
+    /// What sending a file of `size` bytes to `to` would take.
+    Estimate {
+        /// The contact or group.
+        to: String,
+        /// Its size.
+        size: u64,
+    },
+    /// Begin a file handed over in parts (the app's way; parts of at most [`MAX_PART`] bytes).
+    AttachBegin {
+        /// The contact or group.
+        to: String,
+        /// Its name.
+        name: String,
+        /// Its MIME type.
+        mime: String,
+        /// Its size.
+        size: u64,
+        /// `file`, `voice` or `image`.
+        kind: String,
+        /// A voice note's length (ms).
+        #[serde(default)]
+        duration_ms: Option<u32>,
+        /// Words with it.
+        #[serde(default)]
+        caption: Option<String>,
+    },
+    /// The next part of an upload (in order).
+    AttachPart {
+        /// As `AttachBegin` answered it.
+        id: String,
+        /// Where it goes.
+        offset: u64,
+        /// Its bytes, base64 (standard alphabet, padded).
+        data: String,
+    },
+    /// Send the upload.
+    AttachCommit {
+        /// As `AttachBegin` answered it.
+        id: String,
+        /// Faster than the profile's slots (not offered yet: refused when true).
+        #[serde(default)]
+        fast: bool,
+    },
+    /// Drop the upload.
+    AttachAbort {
+        /// As `AttachBegin` answered it.
+        id: String,
+    },
+    /// Send the file at `path` (the terminal's way; the app's server refuses it).
+    SendFile {
+        /// The contact or group.
+        to: String,
+        /// The file on this computer.
+        path: String,
+        /// The name to give it (its file name by default).
+        #[serde(default)]
+        name: Option<String>,
+        /// Faster than the profile's slots (not offered yet: refused when true).
+        #[serde(default)]
+        fast: bool,
+        /// Words with it.
+        #[serde(default)]
+        caption: Option<String>,
+    },
+    /// Write a file (ours, or one received whole) to `path` (the terminal's way; the app's
+    /// server refuses it). Refuses to overwrite unless `force`.
+    FileSave {
+        /// Its message id.
+        id: String,
+        /// Where.
+        path: String,
+        /// Overwrite.
+        #[serde(default)]
+        force: bool,
+    },
+    /// Bytes of a file (ours, or one received whole).
+    FilePart {
+        /// Its message id.
+        id: String,
+        /// From.
+        offset: u64,
+        /// How many (at most [`MAX_PART`]).
+        len: u32,
+    },
+    /// Accept a file offered.
+    FileAccept {
+        /// Its message id.
+        id: String,
+    },
+    /// Decline a file offered (its sender is told).
+    FileDecline {
+        /// Its message id.
+        id: String,
+    },
+    /// Stop a file in progress, ours or one arriving.
+    TransferCancel {
+        /// Its message id.
+        id: String,
+    },
+    /// Files, newest first.
+    Transfers {
+        /// Of one contact or group (all when absent).
+        #[serde(default)]
+        name: Option<String>,
+    },
 }
+
+/// The largest part of a file in one `AttachPart` or `FilePart` (before base64: 48,000 bytes
+/// make 64,000 characters, under the app's 64 KiB body with the JSON around them).
+pub const MAX_PART: usize = 48_000;
 
 /// Frames the client's link to its gateway carried (each `frame_bytes` on the wire, before TCP).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,6 +348,59 @@ pub struct MessageOut {
     /// Ours: how many recipients acknowledged it, of how many.
     #[serde(default)]
     pub delivered: Option<[u32; 2]>,
+    /// A file or voice note (`text` is its caption).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileOut>,
+}
+
+/// A file, as commands print it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileOut {
+    /// Its message id (as `file_part` and the others take it).
+    pub transfer: String,
+    /// Its name (the sender's word).
+    pub name: String,
+    /// Its MIME type (the sender's word).
+    pub mime: String,
+    /// `file`, `voice` or `image`.
+    pub kind: String,
+    /// Its size.
+    pub size: u64,
+    /// A voice note's length (ms).
+    pub duration_ms: Option<u32>,
+    /// `offered`, `receiving`, `received`, `sending`, `sent`, `declined`, `cancelled`, `failed`.
+    pub state: String,
+    /// Bytes there (the least of the recipients', for ours).
+    pub done_bytes: u64,
+    /// Its size again (for a progress bar).
+    pub total_bytes: u64,
+    /// Recipients that have it whole, of how many (ours).
+    pub recipients: [u32; 2],
+    /// Bytes a second (measured, else expected at the profile's rates).
+    pub rate_bps: u64,
+    /// Seconds left, while in progress.
+    pub eta_secs: Option<u64>,
+    /// Sent faster than the profile's slots.
+    pub fast: bool,
+}
+
+/// `f` for an interface.
+pub fn file_out(f: &crate::engine::FileInfo) -> FileOut {
+    FileOut {
+        transfer: f.message.to_string(),
+        name: f.name.clone(),
+        mime: f.mime.clone(),
+        kind: f.kind.as_str().into(),
+        size: f.size,
+        duration_ms: (f.duration_ms > 0).then_some(f.duration_ms),
+        state: f.state.into(),
+        done_bytes: f.done_bytes,
+        total_bytes: f.size,
+        recipients: f.recipients,
+        rate_bps: f.rate_bps,
+        eta_secs: f.eta_secs,
+        fast: false,
+    }
 }
 
 /// A group invitation, as commands print it.
@@ -311,6 +473,30 @@ pub enum EventOut {
         sent_at_ms: u64,
         /// When it arrived (Unix ms).
         at_ms: u64,
+        /// A file or voice note (`text` is its caption).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<FileOut>,
+    },
+    /// A file moved on: its state, or (at most once a second) its progress.
+    Transfer {
+        /// Its message id.
+        id: String,
+        /// The contact or group.
+        thread: String,
+        /// `in` or `out`.
+        direction: String,
+        /// As [`FileOut::state`].
+        state: String,
+        /// Bytes there.
+        done_bytes: u64,
+        /// Its size.
+        total_bytes: u64,
+        /// Bytes a second.
+        rate_bps: u64,
+        /// Seconds left, while in progress.
+        eta_secs: Option<u64>,
+        /// Recipients that have it whole, of how many (ours).
+        recipients: [u32; 2],
     },
     /// One of our messages moved on.
     Delivery {
@@ -369,13 +555,25 @@ impl EventOut {
     pub fn of(e: &EngineEvent) -> Self {
         let ms = |t: SystemTime| UnixMillis::from_system_time(t).as_millis();
         match e.clone() {
-            EngineEvent::Message { id, thread, sender, text, sent_at, received_at } => Self::Message {
+            EngineEvent::Message { id, thread, sender, text, sent_at, received_at, file } => Self::Message {
                 id: id.to_string(),
                 thread,
                 sender,
                 text,
                 sent_at_ms: ms(sent_at),
                 at_ms: ms(received_at),
+                file: file.map(|f| file_out(&f)),
+            },
+            EngineEvent::Transfer(f) => Self::Transfer {
+                id: f.message.to_string(),
+                thread: f.thread.clone(),
+                direction: if f.outgoing { "out" } else { "in" }.into(),
+                state: f.state.into(),
+                done_bytes: f.done_bytes,
+                total_bytes: f.size,
+                rate_bps: f.rate_bps,
+                eta_secs: f.eta_secs,
+                recipients: f.recipients,
             },
             EngineEvent::Delivery { message, state } => {
                 Self::Delivery { id: message.to_string(), state: state_name(state).into() }
@@ -536,6 +734,138 @@ pub enum Response {
         /// The link to the gateway (running client only).
         link: Option<LinkCounts>,
     },
+    /// What sending a file would take.
+    Estimate {
+        /// The size bucket it goes as.
+        bucket: u64,
+        /// Packets of its first round, per recipient.
+        packets: u64,
+        /// Recipients.
+        recipients: u32,
+        /// Whether it may be sent here.
+        allowed: bool,
+        /// The largest file that may be.
+        limit: u64,
+        /// Sent in the profile's slots: nothing shows.
+        hidden: CostEstimate,
+        /// Sent faster (none: not offered here).
+        fast: Option<CostEstimate>,
+    },
+    /// An upload began.
+    Attach {
+        /// Its id.
+        id: String,
+    },
+    /// Bytes of a file.
+    FileData {
+        /// Base64.
+        data: String,
+        /// The file's size.
+        total: u64,
+    },
+    /// Files.
+    Transfers {
+        /// Newest first.
+        list: Vec<FileOut>,
+    },
+}
+
+/// What a file would cost: seconds (low: recipients online, little loss; high: with loss and
+/// texts sharing the slots) and bytes beyond what the profile spends anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostEstimate {
+    /// Seconds, at best.
+    pub secs_low: u64,
+    /// Seconds, with loss and texts.
+    pub secs_high: u64,
+    /// Bytes up beyond the profile's.
+    pub bytes_up: u64,
+    /// Bytes down beyond the profile's.
+    pub bytes_down: u64,
+}
+
+fn hex16(b: &[u8; 16]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn parse16(s: &str) -> Result<[u8; 16], EngineError> {
+    parse_id(s)
+        .and_then(|id| <[u8; 16]>::try_from(id.as_bytes()).ok())
+        .ok_or(EngineError::FileNotReady("no such upload"))
+}
+
+fn file_spec(
+    name: String,
+    mime: String,
+    kind: &str,
+    duration_ms: Option<u32>,
+    caption: Option<String>,
+) -> Result<crate::engine::FileSpec, EngineError> {
+    let kind = match kind {
+        "file" => crate::engine::wire::FileKind::File,
+        "voice" => crate::engine::wire::FileKind::Voice,
+        "image" => crate::engine::wire::FileKind::Image,
+        _ => return Err(EngineError::Setting("kind", "file, voice or image")),
+    };
+    Ok(crate::engine::FileSpec {
+        name,
+        mime,
+        kind,
+        duration_ms: duration_ms.unwrap_or(0),
+        caption: caption.unwrap_or_default(),
+    })
+}
+
+/// A MIME type for a file sent from the terminal: from its first bytes for the kinds an
+/// interface shows (images, audio), else from its name's extension, else bytes.
+fn mime_of(name: &str, bytes: &[u8]) -> &'static str {
+    let magic: [(&[u8], &str); 6] = [
+        (b"\x89PNG\r\n\x1a\n", "image/png"),
+        (b"\xff\xd8\xff", "image/jpeg"),
+        (b"GIF8", "image/gif"),
+        (b"\x1a\x45\xdf\xa3", "audio/webm"),
+        (b"OggS", "audio/ogg"),
+        (b"%PDF-", "application/pdf"),
+    ];
+    if let Some((_, m)) = magic.iter().find(|(p, _)| bytes.starts_with(p)) {
+        return m;
+    }
+    if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        return "image/webp";
+    }
+    if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WAVE" {
+        return "audio/wav";
+    }
+    match name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).as_deref() {
+        Some("txt") => "text/plain",
+        Some("pdf") => "application/pdf",
+        Some("mp3") => "audio/mpeg",
+        Some("m4a") => "audio/mp4",
+        Some("zip") => "application/zip",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Writes `bytes` to a new file at `path` (0600), refusing to replace one unless `force`.
+fn write_new_file(path: &std::path::Path, bytes: &[u8], force: bool) -> Result<(), EngineError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).mode(0o600);
+    if force {
+        o.create(true).truncate(true);
+    } else {
+        o.create_new(true);
+    }
+    let mut f = o.open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => {
+            EngineError::FileNotReady("a file is already there (add --force to replace it)")
+        }
+        _ => EngineError::FileNotReady("the file cannot be written there"),
+    })?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|_| EngineError::FileNotReady("the file could not be written"))
 }
 
 impl Response {
@@ -602,6 +932,10 @@ pub fn describe(e: &EngineEvent) -> (String, Option<u64>) {
         ),
         EngineEvent::InvitationExpired { name } => {
             (format!("the invitation for {name} expired unanswered; {name} is forgotten"), None)
+        }
+        EngineEvent::Transfer(f) => {
+            let pct = (f.done_bytes * 100).checked_div(f.size).unwrap_or(100);
+            (format!("file {} ({}): {} {pct}%", f.message, f.thread, f.state), None)
         }
     }
 }
@@ -677,7 +1011,7 @@ pub fn try_execute<R: CryptoRng>(
                 .threads()?
                 .into_iter()
                 .map(|t| ThreadOut {
-                    last: t.last.map(|(id, e)| message_out(&t.name, &id, e)),
+                    last: t.last.map(|(id, e)| message_out(engine, &t.name, &id, e)),
                     name: t.name,
                     group: t.group,
                     state: t.state.into(),
@@ -694,7 +1028,7 @@ pub fn try_execute<R: CryptoRng>(
             list: engine
                 .take_unread()?
                 .into_iter()
-                .map(|(thread, id, e)| message_out(&thread, &id, e))
+                .map(|(thread, id, e)| message_out(engine, &thread, &id, e))
                 .collect(),
         },
         Request::History { name, before, limit } => {
@@ -706,7 +1040,7 @@ pub fn try_execute<R: CryptoRng>(
                 list: engine
                     .history_page(&name, before.as_ref(), limit.map(|n| n as usize))?
                     .into_iter()
-                    .map(|(id, e)| message_out(&name, &id, e))
+                    .map(|(id, e)| message_out(engine, &name, &id, e))
                     .collect(),
             }
         }
@@ -807,6 +1141,106 @@ pub fn try_execute<R: CryptoRng>(
             Response::Ok
         }
         Request::Watch => Response::error("watch needs the running client (start `qanat run`)"),
+        Request::Estimate { to, size } => {
+            let e = engine.estimate_file(&to, size)?;
+            Response::Estimate {
+                bucket: e.bucket,
+                packets: e.packets,
+                recipients: e.recipients,
+                allowed: e.allowed,
+                limit: e.limit,
+                hidden: CostEstimate {
+                    secs_low: e.secs_low,
+                    secs_high: e.secs_high,
+                    bytes_up: 0,
+                    bytes_down: 0,
+                },
+                fast: None,
+            }
+        }
+        Request::AttachBegin { to, name, mime, size, kind, duration_ms, caption } => {
+            let spec = file_spec(name, mime, &kind, duration_ms, caption)?;
+            Response::Attach { id: hex16(&engine.attach_begin(&to, spec, size, now, rng)?) }
+        }
+        Request::AttachPart { id, offset, data } => {
+            let id = parse16(&id)?;
+            let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data.as_bytes())
+                .map_err(|_| EngineError::FileNotReady("a part that is not base64"))?;
+            if bytes.len() > MAX_PART {
+                return Err(EngineError::FileNotReady("a part larger than 48,000 bytes"));
+            }
+            engine.attach_part(&id, offset, &bytes, now)?;
+            Response::Ok
+        }
+        Request::AttachCommit { id, fast } => {
+            if fast {
+                return Err(EngineError::FileNotReady("faster sending is not offered on this network"));
+            }
+            Response::Sent { id: engine.attach_commit(&parse16(&id)?, now, rng)?.to_string() }
+        }
+        Request::AttachAbort { id } => {
+            engine.attach_abort(&parse16(&id)?);
+            Response::Ok
+        }
+        Request::SendFile { to, path, name, fast, caption } => {
+            if fast {
+                return Err(EngineError::FileNotReady("faster sending is not offered on this network"));
+            }
+            let p = std::path::Path::new(&path);
+            let meta = std::fs::metadata(p).map_err(|_| EngineError::NoSuchFile)?;
+            let limit = engine.max_file_bytes();
+            if !meta.is_file() {
+                return Err(EngineError::NoSuchFile);
+            }
+            if meta.len() > limit {
+                return Err(EngineError::FileTooLarge { size: meta.len(), limit });
+            }
+            let bytes = zeroize::Zeroizing::new(std::fs::read(p).map_err(|_| EngineError::NoSuchFile)?);
+            let name = name
+                .or_else(|| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .ok_or(EngineError::NoSuchFile)?;
+            let mime = mime_of(&name, &bytes);
+            let kind = if mime.starts_with("image/") {
+                "image"
+            } else if mime.starts_with("audio/") {
+                "voice"
+            } else {
+                "file"
+            };
+            let spec = file_spec(name, mime.into(), kind, None, caption)?;
+            Response::Sent { id: engine.send_file(&to, spec, &bytes, now, rng)?.to_string() }
+        }
+        Request::FileSave { id, path, force } => {
+            let id = parse_id(&id).ok_or(EngineError::UnknownMessage)?;
+            let info = engine.file_info(&id).ok_or(EngineError::NoSuchFile)?;
+            let (bytes, _) = engine.file_bytes(&id, 0, info.size as usize)?;
+            write_new_file(std::path::Path::new(&path), &bytes, force)?;
+            Response::Ok
+        }
+        Request::FilePart { id, offset, len } => {
+            let id = parse_id(&id).ok_or(EngineError::UnknownMessage)?;
+            let len = (len as usize).min(MAX_PART);
+            let (bytes, total) = engine.file_bytes(&id, offset, len)?;
+            Response::FileData {
+                data: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bytes),
+                total,
+            }
+        }
+        Request::FileAccept { id } => {
+            engine.accept_file(&parse_id(&id).ok_or(EngineError::UnknownMessage)?, now, rng)?;
+            Response::Ok
+        }
+        Request::FileDecline { id } => {
+            engine.decline_file(&parse_id(&id).ok_or(EngineError::UnknownMessage)?, now, rng)?;
+            Response::Ok
+        }
+        Request::TransferCancel { id } => {
+            engine.cancel_file(&parse_id(&id).ok_or(EngineError::UnknownMessage)?, now, rng)?;
+            Response::Ok
+        }
+        Request::Transfers { name } => {
+            Response::Transfers { list: engine.files(name.as_deref())?.iter().map(file_out).collect() }
+        }
     })
 }
 
@@ -818,8 +1252,9 @@ fn invitation(inv: &Invitation) -> Response {
     }
 }
 
-fn message_out(thread: &str, id: &LocalMessageId, e: HistoryEntry) -> MessageOut {
+fn message_out(engine: &Engine, thread: &str, id: &LocalMessageId, e: HistoryEntry) -> MessageOut {
     MessageOut {
+        file: e.file.as_ref().and_then(|_| engine.file_info(id)).map(|f| file_out(&f)),
         id: id.to_string(),
         thread: thread.into(),
         state: e.outgoing.then(|| state_name(e.delivery()).to_owned()),

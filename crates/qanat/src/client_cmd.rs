@@ -828,6 +828,226 @@ pub(crate) fn follow(home: &Path, out: Output) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Files
+
+/// `qanat send NAME --file PATH [CAPTION] [--wait]`: prints the estimate, sends, and with
+/// `--wait` shows the progress until every recipient has the file.
+pub(crate) fn send_file(
+    home: &Path,
+    to: String,
+    path: &Path,
+    caption: String,
+    wait: Option<Duration>,
+    out: Output,
+) -> Result<()> {
+    let Some(mut c) = Control::connect(home) else {
+        bail!("sending a file needs the running client (start `qanat run`); nothing was sent");
+    };
+    // The running client reads the file: give it the whole path.
+    let path = std::fs::canonicalize(path).with_context(|| format!("cannot find {}", path.display()))?;
+    let size = std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?.len();
+    let est = c.call(&Request::Estimate { to: to.clone(), size })?;
+    if let Response::Estimate { allowed: false, limit, .. } = &est {
+        bail!("{} is {}; the largest file here is {}", path.display(), bytes(size), bytes(*limit));
+    }
+    if out.json {
+        print_response(&est, out);
+    } else if let Response::Estimate { hidden, recipients, .. } = &est {
+        let who = if *recipients > 1 { format!("{recipients} recipients") } else { to.clone() };
+        println!(
+            "sending {} ({}) to {who}: about {} if {} online, up to {}. It goes in your normal              sending slots: nothing more shows on your connection, and it costs no extra data.",
+            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            bytes(size),
+            duration(hidden.secs_low),
+            if *recipients > 1 { "they are".to_owned() } else { format!("{to} is") },
+            duration(hidden.secs_high),
+        );
+    }
+    let caption = (!caption.is_empty()).then_some(caption);
+    let resp = c.call(&Request::SendFile {
+        to,
+        path: path.to_string_lossy().into_owned(),
+        name: None,
+        fast: false,
+        caption,
+    })?;
+    let Response::Sent { id } = &resp else { return finish(&resp, out) };
+    if out.json {
+        print_response(&resp, out);
+    } else {
+        println!("file {id} offered; it goes as each recipient accepts");
+    }
+    let Some(timeout) = wait else { return Ok(()) };
+    let start = Instant::now();
+    let mut bar = Progress::new(out);
+    loop {
+        let resp = c.call(&Request::Transfers { name: None })?;
+        let Response::Transfers { list } = &resp else { return finish(&resp, out) };
+        let Some(f) = list.iter().find(|f| f.transfer == *id) else { bail!("the file is gone") };
+        bar.show(f);
+        match f.state.as_str() {
+            "sent" => {
+                bar.done();
+                if !out.json {
+                    println!("delivered after {}", duration(start.elapsed().as_secs()));
+                }
+                return Ok(());
+            }
+            "failed" | "declined" | "cancelled" => {
+                bar.done();
+                bail!("the file was not delivered ({})", f.state);
+            }
+            _ => {}
+        }
+        if start.elapsed() >= timeout {
+            bar.done();
+            bail!("not delivered after {} s; the client goes on sending it", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `qanat files [--of NAME] [--follow]`.
+pub(crate) fn files(home: &Path, of: Option<String>, follow: bool, out: Output) -> Result<()> {
+    let mut s = Session::open(home)?;
+    let resp = s.call(Request::Transfers { name: of.clone() })?;
+    finish(&resp, out)?;
+    if !follow {
+        return Ok(());
+    }
+    if !s.running() {
+        bail!("--follow needs the running client (start `qanat run`)");
+    }
+    let mut bars: std::collections::BTreeMap<String, Progress> = std::collections::BTreeMap::new();
+    loop {
+        std::thread::sleep(Duration::from_millis(1000));
+        let resp = s.call(Request::Transfers { name: of.clone() })?;
+        let Response::Transfers { list } = &resp else { return finish(&resp, out) };
+        for f in list.iter().filter(|f| matches!(f.state.as_str(), "sending" | "receiving")) {
+            bars.entry(f.transfer.clone()).or_insert_with(|| Progress::lines(out)).show(f);
+        }
+    }
+}
+
+/// `qanat save ID PATH [--force]`.
+pub(crate) fn save_file(home: &Path, id: String, path: &Path, force: bool, out: Output) -> Result<()> {
+    let path = absolute(path)?;
+    let mut s = Session::open(home)?;
+    let resp = s.call(Request::FileSave { id, path: path.to_string_lossy().into_owned(), force })?;
+    if !out.json && resp == Response::Ok {
+        println!(
+            "saved to {} (readable only by you). This copy is outside Qanat's encrypted profile:              delete it when you no longer need it.",
+            path.display()
+        );
+        return Ok(());
+    }
+    finish(&resp, out)
+}
+
+/// `qanat open ID`: a copy in a private temporary directory, opened with `xdg-open`.
+pub(crate) fn open_file(home: &Path, id: String, out: Output) -> Result<()> {
+    let mut s = Session::open(home)?;
+    let resp = s.call(Request::Transfers { name: None })?;
+    let Response::Transfers { list } = &resp else { return finish(&resp, out) };
+    let f = list.iter().find(|f| f.transfer == id).context("no such file (`qanat files` lists them)")?;
+    let dir = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let dir = dir.join("qanat-open");
+    std::fs::create_dir_all(&dir).context("cannot make a private directory")?;
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    let path = dir.join(safe_file_name(&f.name));
+    let resp = s.call(Request::FileSave { id, path: path.to_string_lossy().into_owned(), force: true })?;
+    if resp != Response::Ok {
+        return finish(&resp, out);
+    }
+    println!("{} (a copy outside the encrypted profile; delete it when done)", path.display());
+    match std::process::Command::new("xdg-open").arg(&path).spawn() {
+        Ok(_) => Ok(()),
+        Err(_) => {
+            println!("no desktop viewer found (xdg-open): open the copy yourself");
+            Ok(())
+        }
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    Ok(std::env::current_dir().context("cannot read the current directory")?.join(path))
+}
+
+/// A name a file may have here: no path, no control or direction characters, no leading dot.
+pub(crate) fn safe_file_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .filter(|c| {
+            !c.is_control()
+                && !matches!(c, '/' | '\\' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+                && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect();
+    let cleaned = cleaned.trim_start_matches('.').trim().to_owned();
+    if cleaned.is_empty() { "file".into() } else { cleaned }
+}
+
+/// `N s`, `N min` or `N h M min`.
+pub(crate) fn duration(secs: u64) -> String {
+    match secs {
+        s if s < 90 => format!("{s} s"),
+        s if s < 5400 => format!("{} min", s.div_ceil(60)),
+        s => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// A file's progress: a bar redrawn in place on a terminal, else a line every 10%.
+struct Progress {
+    out: Output,
+    tty: bool,
+    last_tenth: Option<u64>,
+    drawn: bool,
+}
+
+impl Progress {
+    fn new(out: Output) -> Self {
+        use std::io::IsTerminal as _;
+        Self { out, tty: std::io::stdout().is_terminal() && !out.json, last_tenth: None, drawn: false }
+    }
+
+    fn lines(out: Output) -> Self {
+        Self { tty: false, ..Self::new(out) }
+    }
+
+    fn show(&mut self, f: &control::FileOut) {
+        if self.out.json {
+            if let Ok(line) = serde_json::to_string(f) {
+                println!("{line}");
+            }
+            return;
+        }
+        let pct = (f.done_bytes * 100).checked_div(f.total_bytes).unwrap_or(100).min(100);
+        let left = f.eta_secs.map(|s| format!("  ~{} left", duration(s))).unwrap_or_default();
+        let speed = format!("{}/s", bytes(f.rate_bps));
+        let text = format!("{pct:>3}%  {}/{}  {speed}{left}", bytes(f.done_bytes), bytes(f.total_bytes));
+        if self.tty {
+            let filled = (pct / 5) as usize;
+            print!("\r[{}{}] {text}   ", "#".repeat(filled), ".".repeat(20 - filled));
+            let _ = std::io::stdout().flush();
+            self.drawn = true;
+        } else if self.last_tenth != Some(pct / 10) {
+            self.last_tenth = Some(pct / 10);
+            println!("{} {}: {text}", f.name, f.state);
+        }
+    }
+
+    fn done(&mut self) {
+        if self.drawn {
+            println!();
+            self.drawn = false;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Output
 
 fn finish(resp: &Response, out: Output) -> Result<()> {

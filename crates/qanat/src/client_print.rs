@@ -30,6 +30,36 @@ pub(crate) fn print_response(resp: &Response, out: Output) {
             );
         }
         Response::Sent { id } => println!("queued message {id}"),
+        Response::Estimate { bucket, packets, recipients, allowed, limit, hidden, .. } => {
+            if *allowed {
+                println!(
+                    "about {} (up to {}): {packets} packets to each of {recipients} (sent as {});                      in your normal slots, so nothing more shows and no extra data",
+                    crate::client_cmd::duration(hidden.secs_low),
+                    crate::client_cmd::duration(hidden.secs_high),
+                    bytes(*bucket)
+                );
+            } else {
+                println!("too large: the limit here is {}", bytes(*limit));
+            }
+        }
+        Response::Attach { id } => println!("upload {id}"),
+        Response::FileData { data, total } => {
+            println!("{} of {} (base64 in --json)", data.len(), bytes(*total))
+        }
+        Response::Transfers { list } => {
+            if list.is_empty() {
+                println!("no files");
+            }
+            for f in list {
+                let pct = (f.done_bytes * 100).checked_div(f.total_bytes).unwrap_or(100).min(100);
+                let who = if f.recipients[1] > 0 {
+                    format!(" {}/{} have it", f.recipients[0], f.recipients[1])
+                } else {
+                    String::new()
+                };
+                println!("{}  {:<9} {pct:>3}%  {} ({}){who}", f.transfer, f.state, f.name, bytes(f.size));
+            }
+        }
         Response::Status {
             traffic,
             running,
@@ -194,7 +224,21 @@ fn print_messages(list: &[MessageOut]) {
             Some(state) => format!("  [{state}]"),
             None => format!("  ({} ms)", m.at_ms.saturating_sub(m.sent_at_ms)),
         };
-        println!("{}  {who}: {}{tail}", utc(m.sent_at_ms), m.text);
+        let file = m
+            .file
+            .as_ref()
+            .map(|f| {
+                format!(
+                    "[{} {} ({}), {}: `qanat save {}`] ",
+                    f.kind,
+                    f.name,
+                    bytes(f.size),
+                    f.state,
+                    f.transfer
+                )
+            })
+            .unwrap_or_default();
+        println!("{}  {who}: {file}{}{tail}", utc(m.sent_at_ms), m.text);
     }
 }
 

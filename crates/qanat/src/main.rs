@@ -38,6 +38,26 @@ struct Home {
     home: Option<PathBuf>,
 }
 
+/// What `qanat files` does with one file.
+#[derive(Subcommand)]
+enum FilesAction {
+    /// Accepts a file offered (larger than what is accepted without asking).
+    Accept {
+        /// The file's id.
+        id: String,
+    },
+    /// Declines a file offered (its sender is told).
+    Decline {
+        /// The file's id.
+        id: String,
+    },
+    /// Stops a file in progress, ours or one arriving (the other side is told).
+    Cancel {
+        /// The file's id.
+        id: String,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Starts a whole network in this process (3 directory authorities, 3 layers of 2 mixes, 2
@@ -196,20 +216,61 @@ enum Command {
         #[command(flatten)]
         home: Home,
     },
-    /// Sends a text to a contact or group (queued in the profile if the client is not running).
+    /// Sends a text to a contact or group (queued in the profile if the client is not running),
+    /// or a file or voice note with --file (needs the running client; the text is its caption).
     Send {
         #[command(flatten)]
         home: Home,
         /// The contact or group.
         name: String,
-        /// The text.
+        /// The text (with --file: words that go with the file).
+        #[arg(default_value = "")]
         text: String,
+        /// Sends this file (it goes in the normal sending slots, so it shows nothing more on
+        /// your connection; the estimate of its time is printed first).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
         /// Waits until the message is delivered (needs the running client).
         #[arg(long)]
         wait: bool,
         /// With --wait: how long to wait, in seconds.
         #[arg(long, default_value_t = 120)]
         timeout_secs: u64,
+    },
+    /// Lists files and voice notes, sent and received, with their progress; or accepts,
+    /// declines or stops one.
+    Files {
+        #[command(flatten)]
+        home: Home,
+        #[command(subcommand)]
+        action: Option<FilesAction>,
+        /// Only those of this contact or group.
+        #[arg(long = "of", value_name = "NAME")]
+        of: Option<String>,
+        /// Keeps printing the files' progress until Ctrl-C.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Saves a file (received whole, or one of ours) outside the profile, readable only by you.
+    /// Refuses to replace a file unless --force.
+    Save {
+        #[command(flatten)]
+        home: Home,
+        /// The file's id (`qanat files` lists them).
+        id: String,
+        /// Where.
+        path: PathBuf,
+        /// Replace a file already there.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Opens a file with the desktop's viewer (a copy in a private temporary directory, outside
+    /// the encrypted profile).
+    Open {
+        #[command(flatten)]
+        home: Home,
+        /// The file's id (`qanat files` lists them).
+        id: String,
     },
     /// Prints unread messages (and marks them read).
     Inbox {
@@ -699,12 +760,31 @@ fn main() -> Result<()> {
         Command::Invite { home: h, name } => request(h, Request::Invite { name }),
         Command::Accept { home: h, name, link } => request(h, Request::Accept { link, name }),
         Command::Contacts { home: h } => request(h, Request::Contacts),
-        Command::Send { home: h, name, text, wait: true, timeout_secs } => {
+        Command::Send { home: h, name, text, file: Some(path), wait, timeout_secs } => client_cmd::send_file(
+            &home(h)?,
+            name,
+            &path,
+            text,
+            wait.then(|| Duration::from_secs(timeout_secs)),
+            out,
+        ),
+        Command::Send { home: h, name, text, file: None, wait: true, timeout_secs } => {
             client_cmd::send_and_wait(&home(h)?, name, text, Duration::from_secs(timeout_secs), out)
         }
-        Command::Send { home: h, name, text, wait: false, .. } => {
+        Command::Send { home: h, name, text, file: None, wait: false, .. } => {
             request(h, Request::Send { to: name, text })
         }
+        Command::Files { home: h, action: None, of, follow } => client_cmd::files(&home(h)?, of, follow, out),
+        Command::Files { home: h, action: Some(a), .. } => request(
+            h,
+            match a {
+                FilesAction::Accept { id } => Request::FileAccept { id },
+                FilesAction::Decline { id } => Request::FileDecline { id },
+                FilesAction::Cancel { id } => Request::TransferCancel { id },
+            },
+        ),
+        Command::Save { home: h, id, path, force } => client_cmd::save_file(&home(h)?, id, &path, force, out),
+        Command::Open { home: h, id } => client_cmd::open_file(&home(h)?, id, out),
         Command::Inbox { home: h, follow: true } => client_cmd::follow(&home(h)?, out),
         Command::Inbox { home: h, follow: false } => request(h, Request::Inbox),
         Command::History { home: h, name, last } => {

@@ -78,6 +78,20 @@ pub enum EngineError {
     /// The user's gateway is not in the directory.
     #[error("this profile's gateway is not in the current directory")]
     GatewayMissing,
+    /// A file over the limit (the network's, or the profile's).
+    #[error("the file is {size} bytes, and the limit here is {limit} bytes")]
+    FileTooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// No such file (or it was deleted).
+    #[error("no such file")]
+    NoSuchFile,
+    /// The file has not arrived whole yet, or the action does not fit its state.
+    #[error("the file is not ready for that: {0}")]
+    FileNotReady(&'static str),
     /// The directory's packet geometry cannot be used.
     #[error("the directory's packet geometry is not usable: {0}")]
     Geometry(&'static str),
@@ -126,6 +140,9 @@ impl EngineError {
             Self::NotCurrentCode(_) => "not_current_code",
             Self::NoNetwork => "no_network",
             Self::GatewayMissing => "gateway_missing",
+            Self::FileTooLarge { .. } => "file_too_large",
+            Self::NoSuchFile => "no_such_file",
+            Self::FileNotReady(_) => "file_not_ready",
             Self::Payload(PayloadError::TooLong) | Self::TooLong(_) => "too_long",
             Self::Invite(e) => match e {
                 InviteError::NotALink | InviteError::Malformed(_) | InviteError::UnknownVersion(_) => {
@@ -189,6 +206,9 @@ impl EngineError {
             | Self::NotCurrentCode(_)
             | Self::NoNetwork
             | Self::GatewayMissing
+            | Self::FileTooLarge { .. }
+            | Self::NoSuchFile
+            | Self::FileNotReady(_)
             | Self::Geometry(_) => false,
         }
     }

@@ -66,6 +66,7 @@
 //! | `threads`, `mailboxes` | finding and making threads; registering, rotating and retiring mailboxes |
 //! | `contacts`, `groups` | the user's commands and the protocols behind them: invitation → answer → Welcome; GROUP_INVITE → GROUP_JOIN → GROUP_WELCOME, removals, leaving |
 //! | `send` | a text into a conversation, MLS output into the outbox, the packet of each sending slot |
+//! | `files` | files and voice notes: offers and answers in the conversation, transfers beside it (docs/ATTACHMENTS.md) |
 //! | `receive` | fetched items, reassembly, MLS input, routes, texts in order |
 //! | `timers`, `queries` | what time does (resends, MLS decisions, expiries); what the user reads |
 //! | [`safety`], `verify` | the safety code of a pair of members (IO-free); the user's marks of codes compared |
@@ -75,6 +76,7 @@
 pub mod attacks;
 mod contacts;
 mod error;
+mod files;
 mod groups;
 mod mailboxes;
 mod network;
@@ -103,6 +105,10 @@ use qanat_mixnet::sending::acks::AckQueue;
 use qanat_mixnet::sending::{Inbox, MessageId, Outbox, Schedule, TrafficProfile};
 
 pub use error::EngineError;
+pub use files::{
+    AUTO_ACCEPT_BYTES, DEFAULT_MAX_FILE_BYTES, FileEstimate, FileInfo, FileSpec, MAX_OFFERS_PER_THREAD,
+    MAX_RECEIVING, OFFER_TTL, RECEIVE_TTL, UPLOAD_IDLE,
+};
 pub use groups::{GROUP_INVITATION_TTL, MAX_GROUP_INVITATIONS, MAX_GROUP_INVITATIONS_PER_CONTACT};
 pub use mailboxes::{MAX_REPLACED, ROTATION_GRACE_MS};
 pub use receive::{MAX_EARLY, MAX_EARLY_BYTES};
@@ -112,7 +118,9 @@ pub use settings::{
     DEFAULT_LOCK_TIMEOUT_SECS, LANGUAGES, LOCK_TIMEOUT_SECS, NetworkInfo, ProfileCost, UiSettings,
 };
 pub use stats::EngineStats;
-pub use types::{EngineConfig, EngineEvent, GroupInvitationInfo, HistoryEntry, LocalMessageId, ThreadInfo};
+pub use types::{
+    EngineConfig, EngineEvent, FileRef, GroupInvitationInfo, HistoryEntry, LocalMessageId, ThreadInfo,
+};
 
 use network::Network;
 use persist::Write;
@@ -151,6 +159,8 @@ pub struct Engine {
     last_forget: Option<SystemTime>,
     /// Group invitations waiting for the user's answer, by token.
     group_invites: BTreeMap<[u8; 16], GroupInvitationRec>,
+    /// Files we send and files offered to us.
+    files: files::Files,
 }
 
 impl fmt::Debug for Engine {

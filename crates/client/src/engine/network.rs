@@ -141,6 +141,7 @@ impl Engine {
             first: first.max(Duration::from_secs(1)),
             max: (first * 16).min(Duration::from_secs(1800)),
         });
+        self.apply_file_timing(first.max(Duration::from_secs(1)), slot, hops);
         if self.schedule.as_ref().is_none_or(|s| s.rates() != rates) {
             self.schedule = Some(Schedule::new(rates));
         }

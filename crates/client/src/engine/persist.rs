@@ -188,7 +188,7 @@ impl Engine {
                 }
             }
         }
-        Ok(Self {
+        let mut engine = Self {
             profile,
             config,
             settings,
@@ -212,7 +212,10 @@ impl Engine {
             retired,
             last_forget: None,
             group_invites,
-        })
+            files: Default::default(),
+        };
+        engine.load_files()?;
+        Ok(engine)
     }
 
     /// Closes the engine, giving the profile back.
@@ -230,6 +233,7 @@ impl Engine {
     /// ([`EngineError::is_fatal`]): the pending changes are gone, so the profile no longer
     /// holds what memory does.
     pub(super) fn flush(&mut self) -> Result<(), EngineError> {
+        self.stage_file_writes();
         let mut writes = std::mem::take(&mut self.writes);
         let mut dirty = std::mem::take(&mut self.dirty_convs);
         dirty.sort_unstable();

@@ -110,6 +110,10 @@ impl Engine {
             self.stats.acks += 1;
             return Ok(());
         }
+        if self.on_file_reply(item.id, &item.body, now) {
+            self.stats.acks += 1;
+            return Ok(());
+        }
         let key = match target {
             Target::Home => SealKey(self.settings.home_seal),
             Target::Thread(t) => match self.threads.get(&t) {
@@ -132,6 +136,20 @@ impl Engine {
                 self.stats.malformed += 1;
                 return Ok(());
             }
+        };
+        let payload = match (payload, target) {
+            (Payload::Chunk { transfer, block, index, signature, shard }, Target::Thread(t)) => {
+                return self.on_chunk(t, transfer, block, index, &signature, &shard, now, rng);
+            }
+            (Payload::Surbs { transfer, block, round, signature, surb }, Target::Thread(t)) => {
+                self.on_surbs(t, mailbox, transfer, block, round, &signature, &surb, now, rng);
+                return Ok(());
+            }
+            (Payload::Chunk { .. } | Payload::Surbs { .. }, Target::Home) => {
+                self.stats.shards_refused += 1;
+                return Ok(());
+            }
+            (p, _) => p,
         };
         let Payload::Data { surb, message_id, index, count, data } = payload else {
             self.stats.cover += 1;
@@ -471,6 +489,10 @@ impl Engine {
             Content::GroupWelcome { token, name: _, welcome, roster } if kind == Some(Kind::Contact) => {
                 self.on_group_welcome(t, token, &welcome, &roster, now, rng)
             }
+            Content::File(offer) if kind.is_some() => self.on_file_offer(t, sender, *offer, now, rng),
+            Content::FileStatus { transfer, status } if kind.is_some() => {
+                self.on_file_status(t, sender, transfer, status, now)
+            }
             _ => {
                 self.stats.rejected += 1;
                 Ok(())
@@ -538,6 +560,7 @@ impl Engine {
                 delivered: 0,
                 sent: false,
                 read: false,
+                file: None,
             };
             self.writes.push(Write::put(hkey.clone(), &entry));
             self.events.push_back(EngineEvent::Message {
@@ -547,6 +570,7 @@ impl Engine {
                 text,
                 sent_at: UnixMillis::from_millis(at).to_system_time(),
                 received_at: now,
+                file: None,
             });
         }
         self.save_thread(t);

@@ -21,6 +21,11 @@
 //! | `engine.retired` | mailbox | [`RetiredCredential`]: its credential (32) | 1 |
 //! | `engine.group_invites` | token (16) | [`GroupInvitationRec`], JSON | 1 |
 //! | `engine.verified` | thread id ‖ member key (32) | [`VerifiedMark`]: the safety code the user marked verified, 60 ASCII digits | 1 |
+//! | `engine.xfer_out` | transfer id (16) | [`XferOut`], JSON: a file we send, its keys and each recipient's state | 1 |
+//! | `engine.xfer_state` | transfer id | [`XferState`]: the sender core's state (`TransferSend::save`) | 1 |
+//! | `engine.xfer_in` | thread id ‖ transfer id (32) | [`XferIn`], JSON: a file offered to us, its keys and state | 1 |
+//! | `engine.shard` | thread id ‖ transfer id ‖ block u16 ‖ index u16 | [`ShardData`]: a shard of a block not yet decoded | 1 |
+//! | `engine.blob` | 0 (out) or thread id (in) (16) ‖ transfer id ‖ block u16 | [`BlobPart`]: a block's plaintext, zero-padded to 64 shards | 1 |
 //!
 //! The invitations keep their own rows (`invite.*`, see [`crate::invite`]), each versioned there.
 //!
@@ -83,6 +88,14 @@ pub(super) const NS_GROUP_INVITES: &str = "engine.group_invites";
 /// does (we leave or are removed), a member's when that member leaves; a thread deleted while
 /// its invitation waits never had a conversation, so never a mark.
 pub(super) const NS_VERIFIED: &str = "engine.verified";
+/// Files (docs/ATTACHMENTS.md): what we send, the sender core's state, what is offered to us,
+/// shards of blocks not yet decoded, and the files' plaintext by block. New since format 3, with
+/// their versions from their first row.
+pub(super) const NS_XFER_OUT: &str = "engine.xfer_out";
+pub(super) const NS_XFER_STATE: &str = "engine.xfer_state";
+pub(super) const NS_XFER_IN: &str = "engine.xfer_in";
+pub(super) const NS_SHARD: &str = "engine.shard";
+pub(super) const NS_BLOB: &str = "engine.blob";
 pub(super) const SETTINGS_KEY: &[u8] = b"settings";
 
 /// The key of a received fragment's row in `engine.frag`: message id ‖ index u16 ‖ count u16.
@@ -580,5 +593,195 @@ impl Row for RetiredCredential {
     }
     fn from_body(_: u8, body: &[u8]) -> Option<Self> {
         body.try_into().ok().map(Self)
+    }
+}
+
+/// How a recipient of a file of ours stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum PeerFile {
+    /// Offered; waiting for its FILE_STATUS.
+    Offered,
+    /// Accepted: chunks go.
+    Sending,
+    /// It said the whole file arrived.
+    Complete,
+    /// It declined.
+    Declined,
+    /// We stopped (or it left the conversation).
+    Cancelled,
+    /// Its budget ran out.
+    Failed,
+}
+
+/// One recipient of a file of ours.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct XferPeer {
+    pub(super) member: [u8; 32],
+    pub(super) state: PeerFile,
+}
+
+/// A file we send, as saved.
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct XferOut {
+    pub(super) thread: [u8; 16],
+    /// Its history entry.
+    pub(super) history: Vec<u8>,
+    pub(super) kind: super::wire::FileKind,
+    pub(super) name: String,
+    pub(super) mime: String,
+    pub(super) size: u64,
+    pub(super) duration_ms: u32,
+    pub(super) shard: u16,
+    /// The file key and the transfer's signing key: zeros once every recipient is done.
+    pub(super) file_key: [u8; 32],
+    pub(super) signing: [u8; 32],
+    pub(super) digest: [u8; 32],
+    pub(super) created_ms: u64,
+    pub(super) peers: Vec<XferPeer>,
+    /// The user asked for the fast rate.
+    #[serde(default)]
+    pub(super) fast: bool,
+}
+
+impl std::fmt::Debug for XferOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XferOut")
+            .field("size", &self.size)
+            .field("peers", &self.peers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for XferOut {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.file_key.zeroize();
+        self.signing.zeroize();
+    }
+}
+
+impl Row for XferOut {
+    const NS: &'static str = NS_XFER_OUT;
+    const WHAT: &'static str = "outgoing file";
+    const VERSION: u8 = 1;
+    fn body(&self) -> Vec<u8> {
+        to_json(self)
+    }
+    fn from_body(_: u8, body: &[u8]) -> Option<Self> {
+        of_json(body)
+    }
+}
+
+/// The sender core's state of a file of ours.
+pub(super) struct XferState(pub(super) Vec<u8>);
+
+impl Row for XferState {
+    const NS: &'static str = NS_XFER_STATE;
+    const WHAT: &'static str = "outgoing file's state";
+    const VERSION: u8 = 1;
+    fn body(&self) -> Vec<u8> {
+        self.0.clone()
+    }
+    fn from_body(_: u8, body: &[u8]) -> Option<Self> {
+        Some(Self(body.to_vec()))
+    }
+}
+
+/// How a file offered to us stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum InFile {
+    /// Waiting for the user's yes.
+    Offered,
+    /// Accepted; chunks arrive.
+    Receiving,
+    /// Whole and checked.
+    Complete,
+    /// The user declined.
+    Declined,
+    /// The sender cancelled, or the user did.
+    Cancelled,
+    /// It did not check, or expired.
+    Failed,
+}
+
+/// A file offered to us, as saved.
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct XferIn {
+    pub(super) thread: [u8; 16],
+    pub(super) transfer: [u8; 16],
+    /// Its sender (member key) and what we call it.
+    pub(super) sender: [u8; 32],
+    pub(super) history: Vec<u8>,
+    pub(super) kind: super::wire::FileKind,
+    pub(super) name: String,
+    pub(super) mime: String,
+    pub(super) size: u64,
+    pub(super) duration_ms: u32,
+    pub(super) shard: u16,
+    /// Zeros once the file is complete or given up.
+    pub(super) file_key: [u8; 32],
+    pub(super) transfer_key: [u8; 32],
+    pub(super) digest: [u8; 32],
+    pub(super) offered_ms: u64,
+    pub(super) state: InFile,
+    /// Blocks decoded (their plaintext is in `engine.blob`).
+    pub(super) decoded: Vec<u16>,
+}
+
+impl std::fmt::Debug for XferIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XferIn").field("size", &self.size).field("state", &self.state).finish_non_exhaustive()
+    }
+}
+
+impl Drop for XferIn {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.file_key.zeroize();
+    }
+}
+
+impl Row for XferIn {
+    const NS: &'static str = NS_XFER_IN;
+    const WHAT: &'static str = "incoming file";
+    const VERSION: u8 = 1;
+    fn body(&self) -> Vec<u8> {
+        to_json(self)
+    }
+    fn from_body(_: u8, body: &[u8]) -> Option<Self> {
+        of_json(body)
+    }
+}
+
+/// A shard of a block not yet decoded, as it arrived.
+pub(super) struct ShardData(pub(super) Vec<u8>);
+
+impl Row for ShardData {
+    const NS: &'static str = NS_SHARD;
+    const WHAT: &'static str = "file shard";
+    const VERSION: u8 = 1;
+    fn body(&self) -> Vec<u8> {
+        self.0.clone()
+    }
+    fn from_body(_: u8, body: &[u8]) -> Option<Self> {
+        Some(Self(body.to_vec()))
+    }
+}
+
+/// A block of a file's plaintext, zero-padded to a whole block of shards (so that the rows of a
+/// file show its bucket, not its size).
+pub(super) struct BlobPart(pub(super) Vec<u8>);
+
+impl Row for BlobPart {
+    const NS: &'static str = NS_BLOB;
+    const WHAT: &'static str = "file block";
+    const VERSION: u8 = 1;
+    fn body(&self) -> Vec<u8> {
+        self.0.clone()
+    }
+    fn from_body(_: u8, body: &[u8]) -> Option<Self> {
+        Some(Self(body.to_vec()))
     }
 }

@@ -70,6 +70,7 @@ impl Engine {
             delivered: 0,
             sent: false,
             read: true,
+            file: None,
         };
         self.writes.push(Write::put(hkey.clone(), &entry));
         self.flush()?;
@@ -274,18 +275,29 @@ impl Engine {
                     }
                     // Acknowledgements and our own messages take turns, so that nothing others
                     // send can keep the user from speaking.
-                    let acks_first = self.acks_turn || !self.outbox.has_queued() || !current;
+                    let own_queued = self.outbox.has_queued() || self.files.have_queued();
+                    let acks_first = self.acks_turn || !own_queued || !current;
                     let mut packet = None;
                     for acks in [acks_first, !acks_first] {
                         packet = if acks {
-                            self.acks.next_packet(t, &net.sphinx, rng).inspect(|_| self.stats.sent_acks += 1)
+                            match self.acks.next_packet(t, &net.sphinx, rng) {
+                                Some(p) => {
+                                    self.stats.sent_acks += 1;
+                                    Some(p)
+                                }
+                                None => self.files.next_answer(net, &mut self.stats, now, rng),
+                            }
                         } else if !current {
                             None
                         } else {
-                            self.outbox
-                                .next_packet(t, &net.sphinx, &net.view, rng)
-                                .map(|p| p.packet)
-                                .inspect(|_| self.stats.sent_real += 1)
+                            // Texts and MLS first: a file never delays a text.
+                            match self.outbox.next_packet(t, &net.sphinx, &net.view, rng) {
+                                Some(p) => {
+                                    self.stats.sent_real += 1;
+                                    Some(p.packet)
+                                }
+                                None => self.files.next_packet(net, &mut self.stats, now, rng),
+                            }
                         };
                         if packet.is_some() {
                             self.acks_turn = !acks;
@@ -334,6 +346,9 @@ impl Engine {
             }
         }
         self.outbox_events()?;
+        // The blocks the next slots will carry, read and encoded now, after this slot's packets.
+        let r = self.prepare_files();
+        self.go_on("reading a file to send", r)?;
         Ok(out)
     }
 

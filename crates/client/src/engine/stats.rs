@@ -73,6 +73,24 @@ pub struct EngineStats {
     /// [`MAX_REPLACED`](super::MAX_REPLACED) of them. What was still written there
     /// comes again to the newest mailbox once its sender reads our ROUTE.
     pub replaced_given_up: u64,
+    /// Packets of files sent: chunks and SURBS (probes included).
+    pub sent_file: u64,
+    /// Answers of blocks of files sent (through their senders' SURBs).
+    pub sent_file_answers: u64,
+    /// Shards kept for files being received.
+    pub shards_stored: u64,
+    /// Shards that arrived again, or for a block already decoded.
+    pub shards_duplicate: u64,
+    /// Shards and SURBS refused: of no file we accepted, a bad signature, out of range, too
+    /// many blocks open (neither kept nor answered).
+    pub shards_refused: u64,
+    /// Files offered to us that were refused: over the limit, of another network's packets,
+    /// over the bounds of offers per conversation.
+    pub offers_refused: u64,
+    /// Files that arrived whole and checked.
+    pub files_received: u64,
+    /// Files whose bytes did not check against their digest (given up).
+    pub files_corrupt: u64,
 }
 
 impl Engine {

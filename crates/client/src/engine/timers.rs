@@ -22,6 +22,7 @@ impl Engine {
     /// Lets time pass: resends overdue fragments and decides MLS epochs whose window is over.
     pub fn handle_timeout<R: CryptoRng>(&mut self, now: SystemTime, rng: &mut R) -> Result<(), EngineError> {
         self.outbox.handle_timeout(UnixMicros::from_system_time(now));
+        self.files_timeout(now);
         let r = self.expire_invitations(now);
         self.go_on("expiring invitations", r)?;
         self.expire_farewells(now);
@@ -49,6 +50,7 @@ impl Engine {
             self.schedule.as_ref().and_then(Schedule::poll_timeout).map(UnixMicros::to_system_time),
             self.outbox.poll_timeout().map(UnixMicros::to_system_time),
             self.convs.values().filter_map(Conversation::next_deadline).min(),
+            self.files_poll_timeout().map(UnixMicros::to_system_time),
         ]
         .into_iter()
         .flatten()

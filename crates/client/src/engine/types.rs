@@ -32,6 +32,8 @@ pub enum EngineEvent {
         sent_at: SystemTime,
         /// When it was delivered here.
         received_at: SystemTime,
+        /// A file or voice note (the text is its caption).
+        file: Option<Box<super::FileInfo>>,
     },
     /// The delivery state of one of our messages changed.
     Delivery {
@@ -86,6 +88,8 @@ pub enum EngineEvent {
         /// The name the contact would have had.
         name: String,
     },
+    /// A file moved on (its state, or at most once a second its progress).
+    Transfer(Box<super::FileInfo>),
     /// An invitation of ours expired unanswered: its contact entry and mailbox are gone.
     InvitationExpired {
         /// The name the contact would have had.
@@ -120,6 +124,11 @@ impl LocalMessageId {
     /// The id from its bytes (as [`fmt::Display`] shows them in hex).
     pub fn from_bytes(b: Vec<u8>) -> Self {
         Self(b)
+    }
+
+    /// Its bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -201,6 +210,27 @@ pub struct HistoryEntry {
     pub sent: bool,
     /// Incoming: shown to the user.
     pub read: bool,
+    /// A file or voice note (its `text` is the caption); absent in entries before files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
+}
+
+/// The file a history entry is about: enough to show it without reading its transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// The key of its transfer's row: `engine.xfer_out`'s (16 bytes) for ours,
+    /// `engine.xfer_in`'s (32) for one offered to us.
+    pub key: Vec<u8>,
+    /// What it is.
+    pub kind: super::wire::FileKind,
+    /// Its name (the sender's word).
+    pub name: String,
+    /// Its MIME type (the sender's word).
+    pub mime: String,
+    /// Its size.
+    pub size: u64,
+    /// A voice note's length (ms).
+    pub duration_ms: u32,
 }
 
 impl HistoryEntry {

@@ -4,6 +4,7 @@
 mod contacts;
 mod delivery;
 mod errors;
+mod files;
 mod groups;
 mod interface;
 mod network;

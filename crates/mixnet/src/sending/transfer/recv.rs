@@ -136,6 +136,11 @@ impl TransferRecv {
         Self { id, plan, key, verify, config, blocks }
     }
 
+    /// Changes the settings (the grace and delay follow the network's rates).
+    pub fn set_config(&mut self, config: RecvConfig) {
+        self.config = config;
+    }
+
     /// The transfer's id.
     pub fn id(&self) -> TransferId {
         self.id

@@ -290,6 +290,11 @@ impl TransferSend {
         self.stats
     }
 
+    /// Changes the settings (the resend wait follows the network's rates).
+    pub fn set_config(&mut self, config: SendConfig) {
+        self.config = config;
+    }
+
     /// Recipient `n`'s route now is `route` (it moved its mailbox): what follows goes there.
     pub fn reroute(&mut self, n: usize, route: Route) {
         if let Some(p) = self.peers.get_mut(n) {

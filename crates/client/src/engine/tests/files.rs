@@ -1,0 +1,189 @@
+//! Files: one-to-one and in a group, with loss, a recipient offline and both ends restarted,
+//! offers waiting for the user's yes, declines and cancels, and what a hostile member cannot do.
+
+use super::*;
+use crate::engine::wire::FileKind;
+
+fn spec(name: &str) -> FileSpec {
+    FileSpec {
+        name: name.into(),
+        mime: "application/octet-stream".into(),
+        kind: FileKind::File,
+        duration_ms: 0,
+        caption: "for you".into(),
+    }
+}
+
+fn bytes(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+/// The file of `c`'s history entry `id` once whole.
+fn got(c: &mut Client, id: &LocalMessageId) -> Option<Vec<u8>> {
+    let info = c.e().file_info(id)?;
+    if info.state != "received" && !info.outgoing {
+        return None;
+    }
+    c.e().file_bytes(id, 0, info.size as usize).ok().map(|(b, _)| b)
+}
+
+/// The id of the file `name` offered to client `c`, once its message came.
+fn offered(c: &Client, name: &str) -> Option<LocalMessageId> {
+    c.events.iter().find_map(|e| match e {
+        EngineEvent::Message { id, file: Some(f), .. } if f.name == name => Some(id.clone()),
+        _ => None,
+    })
+}
+
+fn delivered(c: &Client, id: &LocalMessageId) -> bool {
+    c.events
+        .iter()
+        .any(|e| matches!(e, EngineEvent::Delivery { message, state: Delivery::Delivered } if message == id))
+}
+
+#[test]
+fn a_file_arrives_whole_once_through_loss_and_is_delivered() {
+    let mut w = World::new(41, 0.1, &[1, 2]);
+    w.connect(0, "ann", 1, "bob");
+    let file = bytes(300_000, 1);
+    let now = w.now;
+    let id = w.clients[0].e().send_file("bob", spec("report.pdf"), &file, now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(600), |w| delivered(&w.clients[0], &id));
+    let theirs = offered(&w.clients[1], "report.pdf").unwrap();
+    assert_eq!(got(&mut w.clients[1], &theirs).unwrap(), file, "byte for byte");
+    assert_eq!(got(&mut w.clients[0], &id).unwrap(), file, "our own copy");
+    let n = w.clients[1]
+        .events
+        .iter()
+        .filter(|e| matches!(e, EngineEvent::Message { file: Some(_), .. }))
+        .count();
+    assert_eq!(n, 1, "one entry");
+    let s = w.clients[1].e().stats();
+    assert_eq!(s.files_received, 1);
+    assert_eq!(s.files_corrupt, 0);
+    // The keys went once it was done; the history says delivered.
+    let info = w.clients[0].e().file_info(&id).unwrap();
+    assert_eq!((info.state, info.recipients), ("sent", [1, 1]));
+    assert_eq!(w.clients[1].e().history("ann").unwrap().last().unwrap().1.text, "for you");
+}
+
+#[test]
+fn a_group_of_three_gets_it_with_the_recipient_offline_and_both_ends_restarted() {
+    let mut w = World::new(42, 0.1, &[1, 2, 1]);
+    w.connect(0, "ann", 1, "bob");
+    w.connect(0, "ann", 2, "cat");
+    let now = w.now;
+    w.clients[0].e().create_group("team", &mut w.rng).unwrap();
+    w.clients[0].e().group_add("team", "bob", now, &mut w.rng).unwrap();
+    w.clients[0].e().group_add("team", "cat", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(300), |w| {
+        (1..3).all(|c| w.clients[c].events.contains(&EngineEvent::GroupJoined { name: "team".into() }))
+            && w.clients[0].clients_members("team") == 2
+    });
+    w.run_for(Duration::from_secs(5));
+    let file = bytes(400_000, 2);
+    let now = w.now;
+    let id = w.clients[0].e().send_file("team", spec("map.png"), &file, now, &mut w.rng).unwrap();
+    // Bob goes offline once the file starts arriving, and comes back later; Ann restarts in the
+    // middle, and so does Cat.
+    w.run_until(Duration::from_secs(300), |w| {
+        offered(&w.clients[1], "map.png").is_some_and(|id| {
+            w.clients[1].engine.as_ref().unwrap().file_info(&id).is_some_and(|f| f.done_bytes > 50_000)
+        })
+    });
+    w.clients[1].online = false;
+    w.run_for(Duration::from_secs(10));
+    let now = w.now;
+    w.clients[0].restart(&w.net, now);
+    w.run_for(Duration::from_secs(5));
+    let now = w.now;
+    w.clients[2].restart(&w.net, now);
+    w.run_for(Duration::from_secs(20));
+    w.clients[1].online = true;
+    w.run_until(Duration::from_secs(1200), |w| delivered(&w.clients[0], &id));
+    for c in 1..3 {
+        let theirs = offered(&w.clients[c], "map.png").unwrap();
+        assert_eq!(got(&mut w.clients[c], &theirs).unwrap(), file, "client {c}: byte for byte");
+        assert_eq!(w.clients[c].e().stats().files_received, 1);
+    }
+}
+
+#[test]
+fn a_large_offer_waits_for_a_yes_and_a_no_is_told() {
+    let mut w = World::new(43, 0.0, &[1, 2]);
+    w.connect(0, "ann", 1, "bob");
+    let big = bytes(1_500_000, 3);
+    let now = w.now;
+    let id = w.clients[0].e().send_file("bob", spec("big.bin"), &big, now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(60), |w| offered(&w.clients[1], "big.bin").is_some());
+    let theirs = offered(&w.clients[1], "big.bin").unwrap();
+    w.run_for(Duration::from_secs(10));
+    assert_eq!(w.clients[1].e().file_info(&theirs).unwrap().state, "offered");
+    assert_eq!(w.clients[0].e().stats().sent_file, 0, "no chunk before a yes");
+    let now = w.now;
+    w.clients[1].e().accept_file(&theirs, now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(900), |w| delivered(&w.clients[0], &id));
+    assert_eq!(got(&mut w.clients[1], &theirs).unwrap(), big);
+
+    // A second one, declined: its sender hears it and stops.
+    let now = w.now;
+    let id2 = w.clients[0].e().send_file("bob", spec("again.bin"), &big, now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(60), |w| offered(&w.clients[1], "again.bin").is_some());
+    let theirs2 = offered(&w.clients[1], "again.bin").unwrap();
+    let now = w.now;
+    w.clients[1].e().decline_file(&theirs2, now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(60), |w| {
+        w.clients[0].engine.as_ref().unwrap().file_info(&id2).is_some_and(|f| f.state == "declined")
+    });
+    assert!(matches!(w.clients[1].e().file_bytes(&theirs2, 0, 10), Err(EngineError::FileNotReady(_))));
+}
+
+#[test]
+fn a_sender_cancels_and_the_recipient_drops_what_it_holds() {
+    let mut w = World::new(44, 0.0, &[1, 2]);
+    w.connect(0, "ann", 1, "bob");
+    let file = bytes(900_000, 4);
+    let now = w.now;
+    let id = w.clients[0].e().send_file("bob", spec("long.bin"), &file, now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(300), |w| {
+        offered(&w.clients[1], "long.bin").is_some_and(|id| {
+            w.clients[1].engine.as_ref().unwrap().file_info(&id).is_some_and(|f| f.done_bytes > 100_000)
+        })
+    });
+    let now = w.now;
+    w.clients[0].e().cancel_file(&id, now, &mut w.rng).unwrap();
+    let theirs = offered(&w.clients[1], "long.bin").unwrap();
+    w.run_until(Duration::from_secs(60), |w| {
+        w.clients[1].engine.as_ref().unwrap().file_info(&theirs).is_some_and(|f| f.state == "cancelled")
+    });
+    let p = w.clients[1].e();
+    assert!(p.profile.keys(super::super::rows::NS_SHARD).is_empty(), "shards dropped");
+    assert!(p.profile.keys(super::super::rows::NS_BLOB).is_empty(), "partial blocks dropped");
+}
+
+#[test]
+fn files_over_the_limit_are_refused_and_names_must_be_names() {
+    let mut w = World::new(45, 0.0, &[1, 2]);
+    w.connect(0, "ann", 1, "bob");
+    let now = w.now;
+    let e = w.clients[0].e();
+    let too_big = vec![0u8; (DEFAULT_MAX_FILE_BYTES + 1) as usize];
+    assert!(matches!(
+        e.send_file("bob", spec("x"), &too_big, now, &mut w.rng),
+        Err(EngineError::FileTooLarge { .. })
+    ));
+    assert!(matches!(
+        e.send_file("bob", spec("../etc/passwd"), b"x", now, &mut w.rng),
+        Err(EngineError::InvalidName(_))
+    ));
+    // In parts: in order, no more than announced.
+    let up = e.attach_begin("bob", spec("a.txt"), 10, now, &mut w.rng).unwrap();
+    assert!(e.attach_part(&up, 5, b"hello", now).is_err());
+    e.attach_part(&up, 0, b"hello", now).unwrap();
+    assert!(e.attach_commit(&up, now, &mut w.rng).is_err(), "not whole yet");
+    assert!(e.attach_part(&up, 5, b"world!", now).is_err(), "more than announced");
+    e.attach_part(&up, 5, b"world", now).unwrap();
+    let id = e.attach_commit(&up, now, &mut w.rng).unwrap();
+    assert_eq!(e.file_bytes(&id, 0, 100).unwrap(), (b"helloworld".to_vec(), 10));
+    w.run_until(Duration::from_secs(60), |w| delivered(&w.clients[0], &id));
+}
