@@ -1,7 +1,8 @@
-//! Directory messages of earlier versions are read by this code: the committed fixtures in
-//! `tests/data/directory-v1/` (a document of a simulated round, signed by its three authorities,
-//! and one of the votes it was tabulated from, written at version 1) decode, verify, and
-//! re-encode to the same bytes.
+//! Directory messages of every version are read by this code: the committed fixtures in
+//! `tests/data/directory-v1/` and `directory-v2/` (each a document of a simulated round, signed
+//! by its three authorities, and one of the votes it was tabulated from) decode, verify, and
+//! re-encode to the same bytes. Version 1 was written before version 2 existed (commit c739ca0);
+//! version 2 adds the file limits to the parameters (`docs/ATTACHMENTS.md` §3.12).
 //!
 //! Documents and votes are not kept on disk, but they cross versions on the wire: a node or client
 //! reads documents of authorities older than itself, and an authority the votes of its peers. When
@@ -14,7 +15,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use qanat_pki::{AuthoritySet, Document, Epoch, IdentityKey, SignedVote, UnverifiedDocument};
+use qanat_pki::{AuthoritySet, Document, Epoch, FileLimits, IdentityKey, SignedVote, UnverifiedDocument};
 
 /// The epoch of every fixture's document and vote.
 const EPOCH: Epoch = Epoch(100_001);
@@ -57,22 +58,40 @@ fn open(dir: &str) -> (Document, SignedVote) {
     (doc, vote)
 }
 
+/// A version-1 document and vote mean 1 MiB files and no fast mode.
 #[test]
 fn a_document_and_a_vote_of_version_1_are_read() {
-    let (doc, _) = open("directory-v1");
-    assert_eq!(*doc.parameters(), params());
-    assert_eq!(doc.body_bytes()[0], 1, "the body's version");
+    let (doc, vote) = open("directory-v1");
+    let p = doc.parameters();
+    assert_eq!(*p, params());
+    assert_eq!((doc.body_bytes()[0], vote.as_bytes()[0], p.version()), (1, 1, 1), "the versions");
+    assert_eq!(p.file_limits(), FileLimits::VERSION_1);
+    assert_eq!((p.max_file_bytes(), p.fast_factor_max()), (1 << 20, 1));
 }
 
-/// Writes `tests/data/directory-v1/` (the current version) from a simulated round: run by hand
+#[test]
+fn a_document_and_a_vote_of_version_2_are_read() {
+    let (doc, vote) = open("directory-v2");
+    let p = doc.parameters();
+    assert_eq!(*p, params_v2());
+    assert_eq!((doc.body_bytes()[0], vote.as_bytes()[0], p.version()), (2, 2, 2), "the versions");
+    assert_eq!((p.max_file_bytes(), p.fast_factor_max()), (4 << 20, 4));
+    // Apart from the limits, the same parameters as version 1's.
+    let (v1, _) = open("directory-v1");
+    let mut c = p.config();
+    c.file_limits = None;
+    assert_eq!(c, v1.parameters().config());
+}
+
+/// Writes `tests/data/directory-v2/` (the current version) from a simulated round: run by hand
 /// before a format change, with
 /// `cargo test -p qanat-pki --release --test formats write_directory_fixtures -- --ignored`.
 #[test]
 #[ignore = "writes the committed fixture; run by hand before a format change"]
 fn write_directory_fixtures() {
-    let mut sim = Sim::new(500, 3, 6, 2);
+    let mut sim = Sim::with_params(500, 3, 6, 2, params_v2());
     sim.run_through(first_epoch());
-    let out = fixture_dir("directory-v1");
+    let out = fixture_dir("directory-v2");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("document.bin"), &sim.published[0][&EPOCH]).unwrap();
     // A peer message is its kind, then the vote.

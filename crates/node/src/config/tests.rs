@@ -535,6 +535,7 @@ fn a_config_with_every_setting_changed_reads_back_equal() {
         lambda_d: Rate::from_milli_per_sec(125),
         lambda_m: Rate::from_micro_per_sec(123_456_789),
         epoch_period: auth.network.epoch_period,
+        file_limits: None,
     })
     .unwrap();
     let allowed = authorities(3).into_iter().map(|a| a.identity).collect();

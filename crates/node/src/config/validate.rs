@@ -557,6 +557,7 @@ fn parse_parameters(raw: &RawParameters, network: &NetworkConfig) -> Result<Para
         lambda_d: rate("lambda_d", raw.lambda_d, d.lambda_d)?,
         lambda_m: rate("lambda_m", raw.lambda_m, d.lambda_m)?,
         epoch_period: network.epoch_period,
+        file_limits: None,
     };
     if c.mix_layers == 0 || c.mix_layers > qanat_pki::params::MAX_MIX_LAYERS {
         return Err(invalid(
