@@ -16,7 +16,7 @@ use std::time::Duration;
 use chacha20::ChaCha20Rng;
 use qanat_mixnet::{Hop, MailboxItem, Topology};
 use qanat_packet::{MailboxId, NodeId, Scheme, SecretKey, Sphinx};
-use qanat_pki::{EpochPeriod, LinkAddress, Parameters, ParametersConfig, Rate, UnixMillis};
+use qanat_pki::{EpochPeriod, FileLimits, LinkAddress, Parameters, ParametersConfig, Rate, UnixMillis};
 use rand_core::{Rng as _, SeedableRng as _};
 
 use crate::gateway::Fetched;
