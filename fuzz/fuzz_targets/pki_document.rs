@@ -1,5 +1,6 @@
-//! Document decoder and verifier: never panic; whatever decodes is canonical; verification
-//! against an unrelated authority set never succeeds.
+//! Document decoder and verifier: never panic; whatever decodes is canonical and of version 1
+//! or 2 (the body's first byte, after its length); verification against an unrelated authority
+//! set never succeeds.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -17,6 +18,7 @@ fn set() -> &'static AuthoritySet {
 fuzz_target!(|data: &[u8]| {
     let Ok(doc) = UnverifiedDocument::decode(data) else { return };
     assert_eq!(doc.to_bytes(), data);
+    assert!(matches!(data.get(4), Some(1 | 2)));
     let epoch = doc.epoch();
     assert!(doc.verify(set(), epoch).is_err());
 });

@@ -4,10 +4,19 @@
 //!
 //! ```text
 //! document = u32 len, body | u8 count, (key [32] ‖ signature [64]) × count, sorted by key
-//! body     = u8 version (1) | u64 epoch | parameters | [32] shared random value
+//! body     = u8 version (1 or 2) | u64 epoch | parameters | [32] shared random value
 //!          | u16 count, (u8 position ‖ u16 len, signed descriptor) × count, sorted by node id
 //! position = 0 for a gateway, 1..=L for a mix in layer 1..=L
+//! parameters (version 1) = u8 len, scheme name | u8 hops | u32 forward payload length
+//!          | u8 mix layers | u32 mean delay (ms) | u64 λ_P | u64 λ_L | u64 λ_D | u64 λ_M (µ/s)
+//!          | u64 epoch period (ms)
+//! parameters (version 2) = parameters (version 1) | u32 max file bytes | u8 fast factor max
 //! ```
+//!
+//! The version is the parameters' ([`Parameters::version`]): 2 when they carry file limits
+//! ([`crate::params::FileLimits`]), else 1, so that a network whose authorities did not set
+//! them publishes the very bytes it did before version 2. A reader takes both; a version-1
+//! document means 1 MiB files and no fast mode.
 //!
 //! Each signature is an authority's Ed25519 signature over `"qanat-pki v1 document\0" ‖ body`.
 //! The body holds each node's descriptor exactly as the node signed it, so a reader can check
@@ -21,7 +30,7 @@ use qanat_packet::{NodeId, PublicKey};
 use crate::descriptor::{MAX_DESCRIPTOR_LEN, NodeDescriptor, Role, SignedDescriptor};
 use crate::error::{ConfigError, DecodeError, VerifyError};
 use crate::identity::{Domain, IDENTITY_KEY_LEN, IdentityKey, SIGNATURE_LEN};
-use crate::params::Parameters;
+use crate::params::{Parameters, VERSION_1, VERSION_2};
 use crate::time::Epoch;
 use crate::wire::{Reader, Writer, encoded};
 
@@ -37,8 +46,6 @@ pub const MAX_BODY_LEN: usize = 256 + MAX_NODES * (3 + MAX_DESCRIPTOR_LEN);
 /// Longest encoded document.
 pub const MAX_DOCUMENT_LEN: usize =
     4 + MAX_BODY_LEN + 1 + MAX_AUTHORITIES * (IDENTITY_KEY_LEN + SIGNATURE_LEN);
-
-const VERSION: u8 = 1;
 
 /// Signatures by authority key, in canonical (key) order.
 pub(crate) type Signatures = BTreeMap<IdentityKey, [u8; SIGNATURE_LEN]>;
@@ -153,7 +160,7 @@ pub(crate) struct Body {
 impl Body {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u8(VERSION);
+        w.u8(self.params.version());
         w.u64(self.epoch.0);
         self.params.encode(&mut w);
         w.raw(&self.shared_random);
@@ -172,11 +179,11 @@ impl Body {
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         let v = r.u8()?;
-        if v != VERSION {
+        if v != VERSION_1 && v != VERSION_2 {
             return Err(DecodeError::Version { what: "document", got: v });
         }
         let epoch = Epoch(r.u64()?);
-        let params = Parameters::decode(&mut r)?;
+        let params = Parameters::decode(&mut r, v)?;
         let shared_random = r.array::<32>()?;
         let n = r.count16(MAX_NODES, "node list")?;
         let mut nodes: Vec<Node> = Vec::with_capacity(n);
@@ -432,5 +439,127 @@ impl fmt::Debug for Document {
             .field("gateways", &self.gateways.len())
             .field("signers", &self.signers.len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::{FileLimits, ParametersConfig};
+    use crate::testutil::{descriptor, rng};
+    use qanat_packet::Scheme;
+
+    const SCHEME: Scheme = Scheme::X25519Kem;
+
+    fn params(file_limits: Option<FileLimits>) -> Parameters {
+        Parameters::new(ParametersConfig { file_limits, ..ParametersConfig::default_for(SCHEME) }).unwrap()
+    }
+
+    /// A body of epoch 7 with a mix and a gateway.
+    fn body(file_limits: Option<FileLimits>) -> Body {
+        let mut rng = rng(3);
+        let mut nodes: Vec<Node> =
+            [(Role::Mix, Position::Mix { layer: 1 }), (Role::Gateway, Position::Gateway)]
+                .into_iter()
+                .enumerate()
+                .map(|(i, (role, position))| {
+                    Node::new(position, descriptor(&mut rng, SCHEME, role, Epoch(7), i).1)
+                })
+                .collect();
+        nodes.sort_by_key(Node::id);
+        Body { epoch: Epoch(7), params: params(file_limits), shared_random: [5; 32], nodes }
+    }
+
+    #[test]
+    fn bodies_of_either_version_round_trip_in_it() {
+        for (limits, version) in [(None, 1), (Some(FileLimits::DEFAULT), 2)] {
+            let b = body(limits);
+            let bytes = b.encode();
+            assert_eq!(bytes[0], version);
+            let back = Body::decode(&bytes).unwrap();
+            assert_eq!(back.encode(), bytes);
+            assert_eq!(back.params.file_limits(), limits.unwrap_or(FileLimits::VERSION_1));
+            assert_eq!(back, b);
+        }
+    }
+
+    /// A version-2 body without nodes, pinned: the version, the epoch, the parameters with the
+    /// default file limits after the version-1 fields, the shared random value, no nodes.
+    #[test]
+    fn the_version_2_body_is_pinned() {
+        let b = Body {
+            epoch: Epoch(7),
+            params: params(Some(FileLimits::DEFAULT)),
+            shared_random: [5; 32],
+            nodes: Vec::new(),
+        };
+        let expected = [
+            "02",
+            "0000000000000007",
+            "0a7832353531392d6b656d", // scheme
+            "05",                     // hops
+            "00000600",               // forward payload length
+            "03",                     // mix layers
+            "000003e8",               // mean delay (ms)
+            "0000000000030d40000000000000c350000000000000c35000000000001e8480", // λ_P, λ_L, λ_D, λ_M
+            "0000000000124f80",       // epoch period
+            "00400000",               // max_file_bytes
+            "04",                     // fast_factor_max
+            &"05".repeat(32),
+            "0000",
+        ]
+        .concat();
+        let hex: String = b.encode().iter().map(|x| format!("{x:02x}")).collect();
+        assert_eq!(hex, expected);
+        assert_eq!(Body::decode(&b.encode()).unwrap(), b);
+    }
+
+    /// Strict decoding of version 2: trailing bytes, limits out of range, a version-2 body
+    /// labelled 1 or the reverse, and an unknown version are refused with their errors.
+    #[test]
+    fn bad_version_2_bodies_are_refused() {
+        let bytes = body(Some(FileLimits::DEFAULT)).encode();
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(Body::decode(&longer), Err(DecodeError::TrailingBytes));
+        // Where the limits are: after the version, the epoch and the version-1 parameters.
+        let at = 1 + 8 + params(None).to_bytes().len();
+        let with = |offset: usize, value: &[u8]| {
+            let mut b = bytes.clone();
+            b[at + offset..at + offset + value.len()].copy_from_slice(value);
+            Body::decode(&b)
+        };
+        assert_eq!(with(0, &[0; 4]), Err(DecodeError::Invalid { what: "max file bytes" }));
+        assert_eq!(with(0, &[0x04, 0, 0, 1]), Err(DecodeError::Invalid { what: "max file bytes" }));
+        assert_eq!(with(4, &[0]), Err(DecodeError::Invalid { what: "fast factor max" }));
+        assert_eq!(with(4, &[9]), Err(DecodeError::Invalid { what: "fast factor max" }));
+        assert!(with(4, &[8]).is_ok());
+        assert_eq!(with(0, &[0, 0, 0, 1]).map(|b| b.params.max_file_bytes()), Ok(1));
+        // The version byte and the parameters disagree.
+        let mut relabelled = bytes.clone();
+        relabelled[0] = 1;
+        assert!(Body::decode(&relabelled).is_err());
+        let mut v1 = body(None).encode();
+        v1[0] = 2;
+        assert!(Body::decode(&v1).is_err());
+        v1[0] = 3;
+        assert_eq!(Body::decode(&v1), Err(DecodeError::Version { what: "document", got: 3 }));
+        v1[0] = 0;
+        assert_eq!(Body::decode(&v1), Err(DecodeError::Version { what: "document", got: 0 }));
+    }
+
+    /// The committed documents of both versions (`tests/formats.rs`) decode to bodies that
+    /// encode to their very bytes: this code writes each version as it was written.
+    #[test]
+    fn the_fixtures_bodies_re_encode_to_their_bytes() {
+        for (version, bytes) in [
+            (1, &include_bytes!("../tests/data/directory-v1/document.bin")[..]),
+            (2, &include_bytes!("../tests/data/directory-v2/document.bin")[..]),
+        ] {
+            let (body, _) = split_document(bytes).unwrap();
+            let decoded = Body::decode(body).unwrap();
+            assert_eq!(decoded.params.version(), version);
+            assert_eq!(decoded.encode(), body);
+        }
     }
 }

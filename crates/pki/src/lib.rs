@@ -10,7 +10,8 @@
 //! - [`identity`]: Ed25519 identity keys ([`IdentityKey`], [`IdentitySecret`]) and node ids.
 //! - [`descriptor`]: what a node publishes about itself ([`NodeDescriptor`],
 //!   [`SignedDescriptor`]).
-//! - [`params`]: the network [`Parameters`] (geometry, delays, rates, layers, epoch period).
+//! - [`params`]: the network [`Parameters`] (geometry, delays, rates, layers, epoch period, and
+//!   from version 2 the [`FileLimits`] of file transfers).
 //! - [`vote`]: votes, shared-random reveals, and the deterministic tabulation.
 //! - [`document`]: the [`Document`] clients and nodes verify ([`Document::verify`]) and the
 //!   [`AuthoritySet`] that signs it.
@@ -99,6 +100,6 @@ pub use error::{
     PeerMessageError, VerifyError,
 };
 pub use identity::{IdentityKey, IdentitySecret, InvalidKey};
-pub use params::{Parameters, ParametersConfig, Rate};
+pub use params::{FileLimits, Parameters, ParametersConfig, Rate};
 pub use time::{Epoch, EpochPeriod, GENESIS, Phase, Schedule, UnixMillis};
 pub use vote::{SignedReveal, SignedVote};

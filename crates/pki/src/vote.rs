@@ -4,12 +4,16 @@
 //!
 //! ```text
 //! vote   = body ‖ signature over "qanat-pki v1 vote\0" ‖ body
-//! body   = u8 version (1) | u64 epoch | [32] authority key | parameters | [32] commit
+//! body   = u8 version (1 or 2) | u64 epoch | [32] authority key | parameters | [32] commit
 //!        | u16 count, (u16 len, signed descriptor) × count, sorted by node id
 //! reveal = u8 version (1) | u64 epoch | [32] authority key | [32] value
 //!          ‖ signature over "qanat-pki v1 reveal\0" ‖ those bytes
 //! commit = SHA-256("qanat-pki v1 commit\0" ‖ authority key ‖ u64 epoch ‖ value)
 //! ```
+//!
+//! A vote's version is its parameters' ([`Parameters::version`]), and `parameters` is encoded
+//! as in a document of that version ([`crate::document`]): 2 with file limits, else 1. Reveals
+//! have only version 1.
 //!
 //! # Tabulation
 //!
@@ -39,11 +43,12 @@ use crate::descriptor::{MAX_DESCRIPTOR_LEN, Role, SignedDescriptor};
 use crate::document::{AuthoritySet, Body, MAX_BODY_LEN, MAX_NODES, Node, Position};
 use crate::error::{ConsensusFailure, DecodeError};
 use crate::identity::{Domain, IDENTITY_KEY_LEN, IdentityKey, IdentitySecret, SIGNATURE_LEN};
-use crate::params::Parameters;
+use crate::params::{Parameters, VERSION_1, VERSION_2};
 use crate::time::Epoch;
 use crate::wire::{Reader, Writer, encoded, split_signature};
 
-const VERSION: u8 = 1;
+/// The version of reveals.
+const REVEAL_VERSION: u8 = 1;
 /// Longest signed vote.
 pub const MAX_VOTE_LEN: usize = MAX_BODY_LEN + IDENTITY_KEY_LEN + 32 + SIGNATURE_LEN;
 /// Length of a signed reveal.
@@ -60,25 +65,26 @@ pub(crate) fn commit(authority: &IdentityKey, epoch: Epoch, value: &[u8; 32]) ->
 }
 
 /// Decodes an authority's signed statement (a vote or a reveal): `body ‖ signature`, where the
-/// body opens with the version, the epoch and the authority's key, and `rest` reads what follows
-/// (given the epoch); the signature must verify under that key in `domain`. `what` names the
-/// statement in errors.
+/// body opens with the version (one of `versions`), the epoch and the authority's key, and `rest`
+/// reads what follows (given the version and the epoch); the signature must verify under that
+/// key in `domain`. `what` names the statement in errors.
 fn decode_signed<T>(
     bytes: &[u8],
     domain: Domain,
     what: &'static str,
-    rest: impl FnOnce(&mut Reader<'_>, Epoch) -> Result<T, DecodeError>,
+    versions: &[u8],
+    rest: impl FnOnce(&mut Reader<'_>, u8, Epoch) -> Result<T, DecodeError>,
 ) -> Result<(Epoch, IdentityKey, T), DecodeError> {
     let (body, sig) = split_signature(bytes)?;
     let mut r = Reader::new(body);
     let v = r.u8()?;
-    if v != VERSION {
+    if !versions.contains(&v) {
         return Err(DecodeError::Version { what, got: v });
     }
     let epoch = Epoch(r.u64()?);
     let authority =
         IdentityKey::from_bytes(&r.array()?).map_err(|_| DecodeError::Invalid { what: "authority key" })?;
-    let rest = rest(&mut r, epoch)?;
+    let rest = rest(&mut r, v, epoch)?;
     r.finish()?;
     if !authority.verify(domain, body, &sig) {
         return Err(DecodeError::BadSignature { what });
@@ -114,7 +120,7 @@ impl SignedVote {
             .collect();
         let descriptors: Vec<SignedDescriptor> = by_id.into_values().take(MAX_NODES).collect();
         let mut w = Writer::new();
-        w.u8(VERSION);
+        w.u8(params.version());
         w.u64(epoch.0);
         w.raw(secret.public().as_bytes());
         params.encode(&mut w);
@@ -136,8 +142,8 @@ impl SignedVote {
             return Err(DecodeError::TooLarge { what: "vote" });
         }
         let (epoch, authority, (params, commit, descriptors)) =
-            decode_signed(bytes, Domain::Vote, "vote", |r, epoch| {
-                let params = Parameters::decode(r)?;
+            decode_signed(bytes, Domain::Vote, "vote", &[VERSION_1, VERSION_2], |r, version, epoch| {
+                let params = Parameters::decode(r, version)?;
                 let commit = r.array::<32>()?;
                 let n = r.count16(MAX_NODES, "vote descriptors")?;
                 let mut descriptors: Vec<SignedDescriptor> = Vec::with_capacity(n);
@@ -207,7 +213,7 @@ impl SignedReveal {
     pub(crate) fn new(secret: &IdentitySecret, epoch: Epoch, value: &[u8; 32]) -> Self {
         let mut bytes = [0u8; REVEAL_LEN];
         let body_len = REVEAL_LEN - SIGNATURE_LEN;
-        bytes[0] = VERSION;
+        bytes[0] = REVEAL_VERSION;
         bytes[1..9].copy_from_slice(&epoch.0.to_be_bytes());
         bytes[9..41].copy_from_slice(secret.public().as_bytes());
         bytes[41..body_len].copy_from_slice(value);
@@ -222,7 +228,9 @@ impl SignedReveal {
             if bytes.len() < REVEAL_LEN { DecodeError::Truncated } else { DecodeError::TrailingBytes }
         })?;
         let (epoch, authority, value) =
-            decode_signed(&bytes, Domain::Reveal, "reveal", |r, _| Ok(r.array::<32>()?))?;
+            decode_signed(&bytes, Domain::Reveal, "reveal", &[REVEAL_VERSION], |r, _, _| {
+                Ok(r.array::<32>()?)
+            })?;
         Ok(Self { bytes, epoch, authority, value })
     }
 
@@ -343,6 +351,7 @@ pub(crate) fn tabulate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::params::{FileLimits, ParametersConfig};
     use crate::testutil::{descriptor, rng};
     use qanat_packet::Scheme;
 
@@ -473,5 +482,75 @@ mod tests {
         let r = reveals.values().next().unwrap();
         assert!(r.opens(v));
         assert_eq!(SignedReveal::decode(&r.as_bytes()[1..]), Err(DecodeError::Truncated));
+    }
+
+    fn with_limits(p: &Parameters, file_limits: Option<FileLimits>) -> Parameters {
+        Parameters::new(ParametersConfig { file_limits, ..p.config() }).unwrap()
+    }
+
+    #[test]
+    fn votes_of_either_version_round_trip_and_reveals_stay_at_1() {
+        let s = setup(1, 2, 1);
+        let sk = &s.secrets[0];
+        for (limits, version) in [(None, 1), (Some(FileLimits::DEFAULT), 2)] {
+            let params = with_limits(&s.params, limits);
+            let v = SignedVote::new(sk, Epoch(10), &params, [3; 32], s.descs.clone());
+            assert_eq!(v.as_bytes()[0], version);
+            let back = SignedVote::decode(v.as_bytes()).unwrap();
+            assert_eq!(back, v);
+            assert_eq!(back.parameters().file_limits(), limits.unwrap_or(FileLimits::VERSION_1));
+            // The version byte is signed: relabelling breaks the parse or the signature.
+            let mut b = v.as_bytes().to_vec();
+            b[0] = 3 - version;
+            assert!(SignedVote::decode(&b).is_err());
+            b[0] = 3;
+            assert_eq!(SignedVote::decode(&b), Err(DecodeError::Version { what: "vote", got: 3 }));
+            let mut longer = v.as_bytes().to_vec();
+            longer.insert(longer.len() - SIGNATURE_LEN, 0);
+            assert!(SignedVote::decode(&longer).is_err());
+        }
+        let r = SignedReveal::new(sk, Epoch(10), &[1; 32]);
+        assert_eq!(r.as_bytes()[0], 1);
+        let mut b = r.as_bytes().to_vec();
+        b[0] = 2;
+        assert_eq!(SignedReveal::decode(&b), Err(DecodeError::Version { what: "reveal", got: 2 }));
+    }
+
+    /// Parameters of version 1 and 2 are different parameters: the document is of the version a
+    /// majority voted, and authorities that switch one by one never split the round (the switch
+    /// takes effect once a majority has made it).
+    #[test]
+    fn the_version_a_majority_votes_is_the_documents() {
+        let s = setup(3, 3, 1);
+        let v1 = s.params.clone();
+        let v2 = with_limits(&v1, Some(FileLimits::DEFAULT));
+        for switched in 0..=3 {
+            let mut votes = BTreeMap::new();
+            let mut reveals = BTreeMap::new();
+            for (i, sk) in s.secrets.iter().enumerate() {
+                let value = [i as u8; 32];
+                let p = if i < switched { &v2 } else { &v1 };
+                let c = commit(&sk.public(), Epoch(10), &value);
+                votes.insert(sk.public(), SignedVote::new(sk, Epoch(10), p, c, s.descs.clone()));
+                reveals.insert(sk.public(), SignedReveal::new(sk, Epoch(10), &value));
+            }
+            let body = tabulate(Epoch(10), &s.set, &votes, &reveals).unwrap();
+            let want = if switched >= 2 { &v2 } else { &v1 };
+            assert_eq!(body[0], want.version(), "{switched} switched");
+            let b = Body::decode(&body).unwrap();
+            assert_eq!(&b.params, want);
+            assert_eq!(b.nodes.len(), 4);
+        }
+        // One authority votes other limits: no majority for any parameters among the three.
+        let other = with_limits(&v1, Some(FileLimits { max_file_bytes: 1 << 20, fast_factor_max: 1 }));
+        let mut votes = BTreeMap::new();
+        let mut reveals = BTreeMap::new();
+        for (i, (sk, p)) in s.secrets.iter().zip([&v1, &v2, &other]).enumerate() {
+            let value = [i as u8; 32];
+            let c = commit(&sk.public(), Epoch(10), &value);
+            votes.insert(sk.public(), SignedVote::new(sk, Epoch(10), p, c, s.descs.clone()));
+            reveals.insert(sk.public(), SignedReveal::new(sk, Epoch(10), &value));
+        }
+        assert_eq!(tabulate(Epoch(10), &s.set, &votes, &reveals), Err(ConsensusFailure::NoParameterMajority));
     }
 }

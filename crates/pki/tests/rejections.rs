@@ -255,6 +255,12 @@ fn write_fuzz_seeds() {
     write("pki_descriptor", "mix", sim.nodes[0].descriptor(e).as_bytes());
     write("pki_descriptor", "gateway", sim.nodes[7].descriptor(e).as_bytes());
     write("pki_vote", "vote", &sim.samples[&VOTE][1..]);
+    // Version 2: parameters with file limits.
+    let mut v2 = Sim::with_params(301, 3, 6, 2, params_v2());
+    v2.run_through(first_epoch());
+    write("pki_document", "three_signed_v2", &v2.published[0][&e]);
+    write("pki_vote", "vote_v2", &v2.samples[&VOTE][1..]);
+    write("pki_peer_message", "vote_v2", &v2.samples[&VOTE]);
     for (kind, name) in [
         (VOTE, "vote"),
         (REVEAL, "reveal"),

@@ -204,3 +204,28 @@ fn random_loss_never_splits_the_authorities() {
         assert!(published_epochs >= 4, "seed {seed}: only {published_epochs} epochs published");
     }
 }
+
+/// The operator's switch to version 2 (docs/OPERATING.md): authorities restarted one by one
+/// with file limits in their config. Each round goes on; the documents stay at version 1 until a
+/// majority votes version 2, and are of version 2 from then on.
+#[test]
+fn authorities_switch_to_version_2_one_by_one_without_a_failed_round() {
+    let mut sim = Sim::new(21, 3, 6, 2);
+    let e0 = first_epoch();
+    sim.run_through(e0.plus(1));
+    let all = [0, 1, 2];
+    // Authority 0 at the start of e0+2 (whose vote makes e0+3's document), authority 1 at the
+    // start of e0+3, authority 2 at the start of e0+4.
+    for (i, e) in [(0, e0.plus(2)), (1, e0.plus(3)), (2, e0.plus(4))] {
+        sim.restart(i, params_v2());
+        sim.run_through(e);
+    }
+    sim.run_through(e0.plus(5));
+    for (e, want) in [(1, params()), (2, params()), (3, params()), (4, params_v2()), (5, params_v2())] {
+        let doc = sim.agreed(e0.plus(e), &all[..2]);
+        assert_eq!(doc.parameters(), &want, "e0 + {e}");
+        assert_eq!(doc.body_bytes()[0], want.version());
+        assert_eq!(sim.node_ids_in(&doc).len(), 8);
+    }
+    assert!(sim.failures.is_empty(), "{:?}", sim.failures);
+}

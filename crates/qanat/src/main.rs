@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use qanat_client::control::Request;
 use qanat_packet::Scheme;
+use qanat_pki::FileLimits;
 
 #[derive(Parser)]
 #[command(name = "qanat", version, about = "Qanat: messaging over a Loopix-style mix network")]
@@ -544,6 +545,19 @@ struct UpArgs {
     /// Fault injection for tests: the gateways drop this fraction of the packets they get.
     #[arg(long, default_value_t = 0.0)]
     fault_drop_rate: f64,
+    /// The largest file clients may send or accept, in bytes (the directory's max_file_bytes,
+    /// at most 67108864).
+    #[arg(long, default_value_t = FileLimits::DEFAULT.max_file_bytes)]
+    max_file_bytes: u32,
+    /// The largest multiple of lambda_P a fast transfer may use (the directory's
+    /// fast_factor_max, 1 to 8; 1: no fast mode). Gateways budget each client for
+    /// fast_factor_max x lambda_P + lambda_L + lambda_D.
+    #[arg(long, default_value_t = FileLimits::DEFAULT.fast_factor_max)]
+    fast_factor_max: u8,
+    /// The authorities vote version 1 of the directory, without file limits (clients then allow
+    /// 1 MiB files and no fast mode): a network whose operators have not switched.
+    #[arg(long, conflicts_with_all = ["max_file_bytes", "fast_factor_max"])]
+    directory_v1: bool,
     /// Returns only once every mix and gateway is in the directory.
     #[arg(long)]
     wait: bool,
@@ -564,6 +578,10 @@ impl UpArgs {
             lambda_l: self.lambda_l,
             metrics: true,
             fault_drop_rate: self.fault_drop_rate,
+            file_limits: (!self.directory_v1).then_some(FileLimits {
+                max_file_bytes: self.max_file_bytes,
+                fast_factor_max: self.fast_factor_max,
+            }),
         };
         Ok(devnet::UpOptions { network, wait: self.wait })
     }

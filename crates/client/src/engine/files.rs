@@ -277,9 +277,10 @@ fn in_state_name(s: InFile) -> &'static str {
 }
 
 impl Engine {
-    /// The largest file that may be sent or accepted here.
+    /// The largest file that may be sent or accepted here: the directory's limit (1 MiB under a
+    /// document of version 1, which sets none; [`DEFAULT_MAX_FILE_BYTES`] before any document).
     pub fn max_file_bytes(&self) -> u64 {
-        DEFAULT_MAX_FILE_BYTES
+        self.file_limits().map_or(DEFAULT_MAX_FILE_BYTES, |l| u64::from(l.max_file_bytes))
     }
 
     /// The size up to which offered files are accepted without asking.

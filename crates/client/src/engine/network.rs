@@ -42,6 +42,13 @@ impl Engine {
         self.schedule.as_ref().map(Schedule::rates)
     }
 
+    /// What the network allows of file transfers under the current document
+    /// (`docs/ATTACHMENTS.md` §3.12): the limits a version-2 document sets, or what a version-1
+    /// document means (1 MiB, no fast mode); `None` before the first document.
+    pub fn file_limits(&self) -> Option<qanat_pki::FileLimits> {
+        self.network.as_ref().map(|n| n.params.file_limits())
+    }
+
     /// Whether the engine has a directory document (and so can build packets).
     pub fn has_network(&self) -> bool {
         self.network.is_some()

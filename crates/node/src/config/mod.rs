@@ -45,7 +45,7 @@
 //! client_max_connections = 4096
 //! client_max_connections_per_ip = 64
 //! client_queue_frames = 128
-//! client_packet_slack = 4.0       # × the directory's λ_P + λ_L + λ_D per session
+//! client_packet_slack = 4.0       # × the directory's fast_factor_max·λ_P + λ_L + λ_D per session
 //! client_packet_burst = 32
 //! registrations_per_second = 2.0  # per session
 //! registration_burst = 256
@@ -74,6 +74,13 @@
 //! each defaulting to
 //! [`ParametersConfig::default_for`](qanat_pki::ParametersConfig::default_for) of the
 //! scheme). A mix has neither table.
+//!
+//! `max_file_bytes` and `fast_factor_max` in `[authority.parameters]` are the operator's switch
+//! to version 2 of the directory ([`FileLimits`](qanat_pki::FileLimits)): without either line
+//! the authority votes version 1 (which clients read as 1 MiB files and no fast mode); with
+//! either, version 2, the line left out at its default (4 MiB, 4). Authorities adopt parameters
+//! a majority voted byte for byte, so the switch takes effect once a majority of them has it
+//! (docs/OPERATING.md).
 //!
 //! The packet geometry (scheme, hops, payload length) is in `[network]`, not in the authorities'
 //! parameters: every node needs it before any directory document exists (to generate the packet

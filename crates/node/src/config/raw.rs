@@ -89,4 +89,8 @@ pub(super) struct RawParameters {
     pub(super) lambda_l: Option<f64>,
     pub(super) lambda_d: Option<f64>,
     pub(super) lambda_m: Option<f64>,
+    /// Version 2 of the directory: either line set votes it (the other at its default). Read as
+    /// TOML's integers, so that a negative or huge value gets an error that names the range.
+    pub(super) max_file_bytes: Option<i64>,
+    pub(super) fast_factor_max: Option<i64>,
 }

@@ -102,6 +102,16 @@ fn write_authority(s: &mut String, a: &AuthorityRoleConfig) {
     let _ = writeln!(s, "lambda_l = {}", p.lambda_l().per_second());
     let _ = writeln!(s, "lambda_d = {}", p.lambda_d().per_second());
     let _ = writeln!(s, "lambda_m = {}", p.lambda_m().per_second());
+    // Only when set: a config without them votes version 1 of the directory, and reads and
+    // writes back as it did before version 2.
+    if let Some(l) = p.config().file_limits {
+        let _ = writeln!(s, "# File transfers (directory version 2: set once clients are upgraded; remove");
+        let _ = writeln!(s, "# both lines for version 1, which means 1 MiB and no fast mode): the largest");
+        let _ = writeln!(s, "# file in bytes (at most 64 MiB), and the largest multiple of lambda_p a fast");
+        let _ = writeln!(s, "# transfer may use (1 to 8; 1: no fast mode).");
+        let _ = writeln!(s, "max_file_bytes = {}", l.max_file_bytes);
+        let _ = writeln!(s, "fast_factor_max = {}", l.fast_factor_max);
+    }
 }
 
 fn write_gateway(s: &mut String, g: &GatewayRoleConfig, data_dir: &Path) {
@@ -133,8 +143,8 @@ fn write_gateway(s: &mut String, g: &GatewayRoleConfig, data_dir: &Path) {
     let _ = writeln!(s, "client_max_connections = {}", c.max_connections);
     let _ = writeln!(s, "client_max_connections_per_ip = {}", c.max_connections_per_ip);
     let _ = writeln!(s, "client_queue_frames = {}", c.queue_frames);
-    let _ = writeln!(s, "# Packets per session: this many times the directory's lambda_p + lambda_l +");
-    let _ = writeln!(s, "# lambda_d, with a burst; excess packets are dropped and counted.");
+    let _ = writeln!(s, "# Packets per session: this many times the directory's fast_factor_max x lambda_p");
+    let _ = writeln!(s, "# + lambda_l + lambda_d, with a burst; excess packets are dropped and counted.");
     // `Debug` of an f64 reads back as the same f64 and always has a '.' or an exponent, so TOML
     // reads a float.
     let _ = writeln!(s, "client_packet_slack = {:?}", c.packet_slack);

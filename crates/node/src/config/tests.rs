@@ -9,7 +9,7 @@ use qanat_mailbox::Limits;
 use qanat_packet::{Geometry, Scheme};
 use qanat_pki::IdentitySecret;
 use qanat_pki::descriptor::LinkAddress;
-use qanat_pki::{EpochPeriod, IdentityKey, Parameters, Rate};
+use qanat_pki::{EpochPeriod, FileLimits, IdentityKey, Parameters, Rate};
 use rand_core::SeedableRng as _;
 
 fn addr(s: &str) -> LinkAddress {
@@ -289,6 +289,46 @@ fn authority_parameters_default_and_are_checked() {
     );
 }
 
+/// `max_file_bytes` and `fast_factor_max` are the operator's switch to version 2 of the
+/// directory: absent, version 1 (and the file says nothing of them); either set, version 2 with
+/// the other at its default; out of range, an error naming the line and the fix.
+#[test]
+fn file_limits_switch_the_authority_to_version_2() {
+    let auth = example(authority_role(vec![]));
+    assert!(!auth.contains("max_file_bytes") && !auth.contains("fast_factor_max"), "{auth}");
+    let limits = |text: &str| {
+        let c = parse(text).unwrap();
+        let RoleConfig::Authority(a) = &c.role else { panic!() };
+        (a.parameters.version(), a.parameters.file_limits())
+    };
+    assert_eq!(limits(&auth), (1, FileLimits::VERSION_1));
+    let with = |lines: &str| auth.replace("lambda_m = 2\n", &format!("lambda_m = 2\n{lines}\n"));
+    let set = |max_file_bytes, fast_factor_max| (2, FileLimits { max_file_bytes, fast_factor_max });
+    assert_eq!(limits(&with("max_file_bytes = 8388608\nfast_factor_max = 2")), set(8 << 20, 2));
+    assert_eq!(limits(&with("max_file_bytes = 1000")), set(1000, 4));
+    assert_eq!(limits(&with("fast_factor_max = 1")), set(4 << 20, 1));
+    assert_eq!(limits(&with("fast_factor_max = 8\nmax_file_bytes = 67108864")), set(64 << 20, 8));
+    // Version 2 reads back equal, both lines written whichever were set.
+    let c = parse(&with("fast_factor_max = 3")).unwrap();
+    assert_round_trip(&c);
+    let text = c.render(Path::new("/etc/qanat"));
+    assert!(text.contains("\nmax_file_bytes = 4194304\nfast_factor_max = 3\n"), "{text}");
+
+    let f = "authority.parameters.fast_factor_max";
+    refused(&with("fast_factor_max = 0"), f, "use 1 for no fast mode");
+    refused(&with("fast_factor_max = 9"), f, "9 is outside 1..=8");
+    refused(&with("fast_factor_max = -1"), f, "-1 is outside 1..=8");
+    let err = refused(&with("fast_factor_max = 300"), f, "300 is outside 1..=8");
+    assert!(err.to_string().contains("keep the directory at version 1"), "{err}");
+    let m = "authority.parameters.max_file_bytes";
+    refused(&with("max_file_bytes = 0"), m, "0 is not a size between 1 and 67108864 bytes");
+    refused(&with("max_file_bytes = 67108865"), m, "64 MiB");
+    refused(&with("max_file_bytes = 4294967296"), m, "4294967296 is not a size");
+    refused(&with("max_file_bytes = -4"), m, "-4 is not a size");
+    // A misspelt key is refused as any other.
+    assert!(parse(&with("max_file_size = 10")).unwrap_err().to_string().contains("max_file_size"));
+}
+
 // Finding: `gateway.fault_drop_rate`, fault injection that acknowledges packets and then drops
 // them, was an ordinary production setting.
 #[test]
@@ -535,6 +575,7 @@ fn a_config_with_every_setting_changed_reads_back_equal() {
         lambda_d: Rate::from_milli_per_sec(125),
         lambda_m: Rate::from_micro_per_sec(123_456_789),
         epoch_period: auth.network.epoch_period,
+        file_limits: None,
     })
     .unwrap();
     let allowed = authorities(3).into_iter().map(|a| a.identity).collect();
@@ -581,6 +622,7 @@ proptest::proptest! {
         withhold in 0.0f64..=1.0,
         lambda_p in 1u64..=10_000_000_000,
         lambda_m in 1_000_000u64..=10_000_000_000,
+        file_limits in proptest::option::of((1..=FileLimits::MAX_FILE_BYTES, 1..=FileLimits::MAX_FAST_FACTOR)),
     ) {
         let per_ip = ((conns as f64 * per_ip_share) as usize).max(1);
         let mut gw = parse(&gateway_text()).unwrap();
@@ -607,6 +649,8 @@ proptest::proptest! {
         let mut p = a.parameters.config();
         p.lambda_p = Rate::from_micro_per_sec(lambda_p);
         p.lambda_m = Rate::from_micro_per_sec(lambda_m);
+        p.file_limits =
+            file_limits.map(|(max_file_bytes, fast_factor_max)| FileLimits { max_file_bytes, fast_factor_max });
         a.parameters = Parameters::new(p).unwrap();
         proptest::prop_assert_eq!(&NodeConfig::from_toml_str(&auth.render(base), base).unwrap(), &auth);
     }

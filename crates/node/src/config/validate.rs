@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use qanat_mailbox::Limits;
 use qanat_network::config::{invalid, parse_address, parse_identity, parse_network, syntax_error};
-use qanat_pki::{Parameters, ParametersConfig, Rate};
+use qanat_pki::{FileLimits, Parameters, ParametersConfig, Rate};
 
 use super::raw::{RawAuthority, RawConfig, RawDanger, RawGateway, RawListener, RawParameters};
 use super::types::DEFAULT_SQLITE_PATH;
@@ -526,6 +526,69 @@ fn parse_authority(raw: RawAuthority, network: &NetworkConfig) -> Result<Authori
     Ok(AuthorityRoleConfig { allowed_nodes, parameters })
 }
 
+/// The file limits an authority votes for: none (version 1 of the directory) unless the
+/// operator set `max_file_bytes` or `fast_factor_max`; then version 2, with the line left out
+/// at its default ([`FileLimits::DEFAULT`]).
+fn parse_file_limits(raw: &RawParameters) -> Result<Option<FileLimits>, ConfigError> {
+    const P: &str = "authority.parameters";
+    const VERSION_1: &str = "or remove both max_file_bytes and fast_factor_max to keep the \
+                             directory at version 1 (1 MiB, no fast mode)";
+    if raw.max_file_bytes.is_none() && raw.fast_factor_max.is_none() {
+        return Ok(None);
+    }
+    let d = FileLimits::DEFAULT;
+    let max_file_bytes = match raw.max_file_bytes {
+        None => d.max_file_bytes,
+        Some(v) => u32::try_from(v)
+            .ok()
+            .filter(|b| (1..=FileLimits::MAX_FILE_BYTES).contains(b))
+            .ok_or_else(|| {
+                invalid(
+                    format!("{P}.max_file_bytes"),
+                    format!(
+                        "{v} is not a size between 1 and {} bytes (64 MiB, the most a file \
+                         description can announce)",
+                        FileLimits::MAX_FILE_BYTES
+                    ),
+                    format!(
+                        "give the largest file clients may send or accept, in bytes ({}, 4 MiB, \
+                         is the default), {VERSION_1}",
+                        d.max_file_bytes
+                    ),
+                )
+            })?,
+    };
+    let fast_factor_max = match raw.fast_factor_max {
+        None => d.fast_factor_max,
+        Some(0) => {
+            return Err(invalid(
+                format!("{P}.fast_factor_max"),
+                "0 is not a multiple of lambda_p a transfer can be sent at",
+                format!(
+                    "use 1 for no fast mode, or up to 8 ({} is the default), {VERSION_1}",
+                    d.fast_factor_max
+                ),
+            ));
+        }
+        Some(v) => u8::try_from(v)
+            .ok()
+            .filter(|f| (1..=FileLimits::MAX_FAST_FACTOR).contains(f))
+            .ok_or_else(|| {
+                invalid(
+                    format!("{P}.fast_factor_max"),
+                    format!("{v} is outside 1..={}", FileLimits::MAX_FAST_FACTOR),
+                    format!(
+                        "use at most {} ({} is the default, 1 means no fast mode): gateways budget \
+                         each client for fast_factor_max x lambda_p + lambda_l + lambda_d, {VERSION_1}",
+                        FileLimits::MAX_FAST_FACTOR,
+                        d.fast_factor_max
+                    ),
+                )
+            })?,
+    };
+    Ok(Some(FileLimits { max_file_bytes, fast_factor_max }))
+}
+
 fn parse_parameters(raw: &RawParameters, network: &NetworkConfig) -> Result<Parameters, ConfigError> {
     const P: &str = "authority.parameters";
     let g = &network.geometry;
@@ -557,6 +620,7 @@ fn parse_parameters(raw: &RawParameters, network: &NetworkConfig) -> Result<Para
         lambda_d: rate("lambda_d", raw.lambda_d, d.lambda_d)?,
         lambda_m: rate("lambda_m", raw.lambda_m, d.lambda_m)?,
         epoch_period: network.epoch_period,
+        file_limits: parse_file_limits(raw)?,
     };
     if c.mix_layers == 0 || c.mix_layers > qanat_pki::params::MAX_MIX_LAYERS {
         return Err(invalid(

@@ -1,17 +1,20 @@
 //! A gateway's budgets for each client session, without IO: token buckets driven by the time the
 //! caller passes in, and the client rate the directory sets.
 //!
-//! - **Packets**: a session may send packets at `slack × (λ_P + λ_L + λ_D)` per second (the
-//!   directory's client rates: what a client of the busiest profile sends, see
-//!   `qanat_mixnet::sending::TrafficProfile::rates`; the largest of the last epochs' rates, so
+//! - **Packets**: a session may send packets at `slack × (f·λ_P + λ_L + λ_D)` per second (the
+//!   directory's client rates, with `f` its `fast_factor_max`: what a client of the busiest
+//!   profile sends during a fast transfer, see `qanat_mixnet::sending::TrafficProfile::rates` and
+//!   `docs/ATTACHMENTS.md` §3.10, so that a fast transfer is not throttled; `f = 1` in a
+//!   version-1 document, which has no fast mode; the largest of the last epochs' rates, so
 //!   that a client still on an earlier epoch is not cut off) with a burst of `packet_burst`. An
 //!   honest client sends a Poisson stream at (at most) that sum, so it almost never comes near:
 //!   with the defaults (slack 4, burst 32) it would need 32 packets more than four times its mean
 //!   in some stretch of time; for a window of `t` seconds at 0.3 packets per second the chance of
-//!   that is below 10⁻²⁰ for every `t`. A packet beyond the budget is dropped before the core sees it
-//!   and counted; client packets are never acknowledged, so none is acknowledged and then
-//!   dropped. Until the gateway has a directory document, it knows no rate and applies none
-//!   (it cannot forward anything without a topology either).
+//!   that is below 10⁻²⁰ for every `t` (at the default rates, 0.3 is the sum without fast mode,
+//!   and 0.9 with `f = 4`: a budget of 3.6 a second). A packet beyond the budget is dropped before
+//!   the core sees it and counted; client packets are never acknowledged, so none is acknowledged
+//!   and then dropped. Until the gateway has a directory document, it knows no rate and applies
+//!   none (it cannot forward anything without a topology either).
 //! - **Registrations**: `registrations_per_second` with a burst of `registration_burst` per
 //!   session, besides the session's bound of mailboxes. A registration beyond either fails alone
 //!   (its operation slot says `Unavailable`, which the client retries in a later pull); the

@@ -46,7 +46,8 @@ pub struct EpochUpdate {
     pub mean_delay: Duration,
     /// The mix loop rate λ_M, per second.
     pub loop_rate: f64,
-    /// What a client may send: λ_P + λ_L + λ_D, packets per second (gateways budget each client
+    /// The most a client may send: `fast_factor_max·λ_P + λ_L + λ_D`, packets per second
+    /// ([`Parameters::max_client_rate`](qanat_pki::Parameters::max_client_rate); gateways budget each client
     /// session from it; 0: unknown).
     pub client_rate: f64,
 }

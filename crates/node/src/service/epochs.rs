@@ -125,9 +125,7 @@ pub fn update_from(
         peers,
         mean_delay: Duration::from_millis(u64::from(params.mean_delay_ms())),
         loop_rate: params.lambda_m().per_second(),
-        client_rate: params.lambda_p().per_second()
-            + params.lambda_l().per_second()
-            + params.lambda_d().per_second(),
+        client_rate: params.max_client_rate(),
     };
     Ok((update, unreachable))
 }
@@ -180,5 +178,40 @@ mod tests {
         assert_eq!(dedup_window(EpochPeriod::DEFAULT), Duration::from_secs(30 * 60));
         assert!(dedup_window(EpochPeriod::DEFAULT) <= qanat_mailbox::Limits::DEFAULT_REMEMBER_DELETED_IDS);
         assert_eq!(w.start, UnixMicros(Epoch(3).start(p).as_millis() * 1000));
+    }
+
+    /// A committed document of `version` (`crates/pki/tests/data/directory-v{version}/`: epoch
+    /// 100,001 of an 8-second period, X25519-KEM), verified as the service verifies one.
+    fn fixture_document(version: u8) -> Document {
+        let (doc, keys): (&[u8], &[u8]) = match version {
+            1 => (
+                include_bytes!("../../../pki/tests/data/directory-v1/document.bin"),
+                include_bytes!("../../../pki/tests/data/directory-v1/authorities.bin"),
+            ),
+            _ => (
+                include_bytes!("../../../pki/tests/data/directory-v2/document.bin"),
+                include_bytes!("../../../pki/tests/data/directory-v2/authorities.bin"),
+            ),
+        };
+        let keys =
+            keys.chunks(32).map(|k| qanat_pki::IdentityKey::from_bytes(k.try_into().unwrap()).unwrap());
+        let set = qanat_pki::AuthoritySet::new(keys).unwrap();
+        Document::verify(doc, &set, Epoch(100_001)).unwrap()
+    }
+
+    /// A node takes documents of either version; a gateway budgets client sessions for
+    /// `fast_factor_max·λ_P + λ_L + λ_D`: in version 1, λ_P + λ_L + λ_D (0.3 a second at the
+    /// defaults), in version 2 at its default fast factor of 4, 0.9.
+    #[test]
+    fn documents_of_either_version_set_the_client_rate_for_the_fastest_client() {
+        let geometry = Geometry::default_for(qanat_packet::Scheme::X25519Kem);
+        let period = EpochPeriod::from_secs(8).unwrap();
+        for (version, rate) in [(1, 0.3), (2, 0.9)] {
+            let doc = fixture_document(version);
+            assert_eq!(doc.parameters().version(), version);
+            let (u, _) = update_from(&doc, NodeId([0; 32]), None, &geometry, period, |_| None).unwrap();
+            assert!((u.client_rate - rate).abs() < 1e-9, "version {version}: {}", u.client_rate);
+            assert_eq!(u.epoch, 100_001);
+        }
     }
 }

@@ -17,8 +17,8 @@ use chacha20::rand_core::SeedableRng;
 use qanat_packet::{PublicKey, Scheme, SecretKey};
 use qanat_pki::{
     Action, Authority, AuthorityConfig, AuthoritySet, ConsensusFailure, Document, Epoch, EpochPeriod,
-    IdentityKey, IdentitySecret, LinkAddress, NodeDescriptor, Parameters, ParametersConfig, PeerMessageError,
-    Role, SignedDescriptor, UnixMillis,
+    FileLimits, IdentityKey, IdentitySecret, LinkAddress, NodeDescriptor, Parameters, ParametersConfig,
+    PeerMessageError, Role, SignedDescriptor, UnixMillis,
 };
 
 pub const SCHEME: Scheme = Scheme::X25519Kem;
@@ -35,6 +35,11 @@ pub fn period() -> EpochPeriod {
 pub fn params() -> Parameters {
     Parameters::new(ParametersConfig { epoch_period: period(), ..ParametersConfig::default_for(SCHEME) })
         .unwrap()
+}
+
+/// [`params`] of version 2: with the default file limits.
+pub fn params_v2() -> Parameters {
+    Parameters::new(ParametersConfig { file_limits: Some(FileLimits::DEFAULT), ..params().config() }).unwrap()
 }
 
 /// The message kinds, by their first byte.
@@ -89,6 +94,8 @@ pub struct Sim {
     pub now: UnixMillis,
     pub set: AuthoritySet,
     pub keys: Vec<IdentityKey>,
+    secrets: Vec<IdentitySecret>,
+    allowed: BTreeSet<IdentityKey>,
     pub authorities: Vec<Authority>,
     pub online: Vec<bool>,
     pub nodes: Vec<SimNode>,
@@ -113,6 +120,12 @@ pub fn first_epoch() -> Epoch {
 impl Sim {
     /// `n` authorities, `mixes` mix nodes and `gateways` gateways, every node allowed.
     pub fn new(seed: u64, n: usize, mixes: usize, gateways: usize) -> Self {
+        Self::with_params(seed, n, mixes, gateways, params())
+    }
+
+    /// As [`Sim::new`], the authorities voting for `parameters` (whose epoch period must be
+    /// [`period`]).
+    pub fn with_params(seed: u64, n: usize, mixes: usize, gateways: usize, parameters: Parameters) -> Self {
         let mut rng = rng(seed);
         let secrets: Vec<IdentitySecret> = (0..n).map(|_| IdentitySecret::generate(&mut rng)).collect();
         let keys: Vec<IdentityKey> = secrets.iter().map(IdentitySecret::public).collect();
@@ -129,13 +142,13 @@ impl Sim {
             .collect();
         let allowed: BTreeSet<IdentityKey> = nodes.iter().map(|n| n.secret.public()).collect();
         let authorities = secrets
-            .into_iter()
+            .iter()
             .map(|identity| {
                 Authority::new(
                     AuthorityConfig {
-                        identity,
+                        identity: identity.clone(),
                         authorities: set.clone(),
-                        parameters: params(),
+                        parameters: parameters.clone(),
                         allowed_nodes: allowed.clone(),
                     },
                     &mut rng,
@@ -148,6 +161,8 @@ impl Sim {
             now: start,
             set,
             keys,
+            secrets,
+            allowed,
             authorities,
             online: vec![true; n],
             nodes,
@@ -161,6 +176,18 @@ impl Sim {
             samples: BTreeMap::new(),
             next_upload: start.plus_millis(100),
         }
+    }
+
+    /// Restarts authority `i` now with `parameters` (as an operator who changed its config):
+    /// it keeps its identity and forgets everything else.
+    pub fn restart(&mut self, i: usize, parameters: Parameters) {
+        let config = AuthorityConfig {
+            identity: self.secrets[i].clone(),
+            authorities: self.set.clone(),
+            parameters,
+            allowed_nodes: self.allowed.clone(),
+        };
+        self.authorities[i] = Authority::new(config, &mut rng(9_000 + i as u64)).unwrap();
     }
 
     fn index_of(&self, k: &IdentityKey) -> usize {

@@ -36,7 +36,7 @@ use qanat_node::keys::NodeKeys;
 use qanat_node::service::{self, KEY_WINDOW, RunningNode, wall_now};
 use qanat_packet::{Geometry, Scheme};
 use qanat_pki::descriptor::LinkAddress;
-use qanat_pki::{EpochPeriod, IdentityKey, Parameters, ParametersConfig, Rate};
+use qanat_pki::{EpochPeriod, FileLimits, IdentityKey, Parameters, ParametersConfig, Rate};
 
 /// What to generate.
 #[derive(Debug, Clone, Copy)]
@@ -59,11 +59,16 @@ pub(crate) struct Options {
     /// (`danger.fault_drop_rate`: such a gateway starts only with `--allow-danger`, or through
     /// [`start_all`]).
     pub(crate) fault_drop_rate: f64,
+    /// The file limits the authorities vote for (`authority.parameters.max_file_bytes` and
+    /// `fast_factor_max`): the directory is then of version 2; `None`, version 1 (an
+    /// authority whose operator has not switched).
+    pub(crate) file_limits: Option<FileLimits>,
 }
 
 impl Default for Options {
     /// A fast development network: 20-second epochs, X25519-KEM packets, 50 ms mean delay, 20 mix
-    /// loops per second ((3 − 1) layers × 20/s × 50 ms = 2 ≥ 2), clients at 2 packets per second.
+    /// loops per second ((3 − 1) layers × 20/s × 50 ms = 2 ≥ 2), clients at 2 packets per second,
+    /// a directory of version 2 with the default file limits (4 MiB, fast factor 4).
     fn default() -> Self {
         Self {
             epoch_secs: 20,
@@ -74,6 +79,7 @@ impl Default for Options {
             lambda_l: 0.5,
             metrics: true,
             fault_drop_rate: 0.0,
+            file_limits: Some(FileLimits::DEFAULT),
         }
     }
 }
@@ -122,6 +128,16 @@ pub(crate) struct NodeAddresses {
 fn parameters(o: &Options) -> Result<Parameters> {
     let period = EpochPeriod::from_secs(o.epoch_secs)
         .map_err(|_| anyhow!("invalid network parameters: the epoch must be 1 to 86400 seconds"))?;
+    if let Some(l) = o.file_limits {
+        l.check().map_err(|e| {
+            anyhow!(
+                "invalid network parameters: {e} (--max-file-bytes is 1 to {} bytes, \
+                 --fast-factor-max 1 to {})",
+                FileLimits::MAX_FILE_BYTES,
+                FileLimits::MAX_FAST_FACTOR
+            )
+        })?;
+    }
     let rate = |r: f64| Rate::from_micro_per_sec((r * 1e6).round() as u64);
     Parameters::new(ParametersConfig {
         mean_delay_ms: o.mean_delay_ms,
@@ -130,6 +146,7 @@ fn parameters(o: &Options) -> Result<Parameters> {
         lambda_l: rate(o.lambda_l),
         lambda_d: rate(o.lambda_l),
         epoch_period: period,
+        file_limits: o.file_limits,
         ..ParametersConfig::default_for(o.scheme)
     })
     .map_err(|e| {
@@ -339,6 +356,9 @@ mod tests {
                 RoleConfig::Authority(a) => {
                     assert_eq!(a.allowed_nodes, allowed);
                     assert_eq!(a.parameters, parameters(&o).unwrap());
+                    assert_eq!(a.parameters.version(), 2);
+                    assert_eq!(a.parameters.file_limits(), FileLimits::DEFAULT);
+                    assert!(text.contains("\nmax_file_bytes = 4194304\nfast_factor_max = 4\n"));
                     assert!(c.danger.is_none());
                 }
                 RoleConfig::Gateway(g) => {
@@ -360,21 +380,56 @@ mod tests {
     #[test]
     fn options_that_make_no_network_are_refused_before_any_file() {
         let dir = tempfile::tempdir().unwrap();
-        let o = Options { lambda_m: 0.1, ..Options::default() };
-        let err = generate(dir.path(), &o).unwrap_err().to_string();
-        assert!(err.contains("invalid network parameters"), "{err}");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let bad = |max_file_bytes, fast_factor_max| Options {
+            file_limits: Some(FileLimits { max_file_bytes, fast_factor_max }),
+            ..Options::default()
+        };
+        for (o, words) in [
+            (Options { lambda_m: 0.1, ..Options::default() }, "lambda_m"),
+            (bad(4096, 0), "--fast-factor-max 1 to 8"),
+            (bad(4096, 9), "--fast-factor-max 1 to 8"),
+            (bad(0, 4), "--max-file-bytes is 1 to 67108864"),
+        ] {
+            let err = generate(dir.path(), &o).unwrap_err().to_string();
+            assert!(err.contains("invalid network parameters") && err.contains(words), "{err}");
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        }
     }
 
-    /// The committed config files of format 1 (`tests/data/configs-1/`: an authority's, a mix's
-    /// and a gateway's config as `qanat devnet up` wrote them, and the clients' network file) are
-    /// read by this code, and written back to the same text: a config written by an older Qanat
-    /// still runs a node. Config files carry no version number; they are read with
-    /// `deny_unknown_fields`, so a renamed or removed field is refused with an error naming it,
-    /// and this test is what keeps such a change from being made by accident.
+    /// A devnet of version 1 (authorities that have not switched) and one of chosen limits.
     #[test]
-    fn config_files_of_format_1_are_read_and_written_back_the_same() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/configs-1");
+    fn the_directory_version_and_file_limits_are_the_options() {
+        let limits = FileLimits { max_file_bytes: 1 << 20, fast_factor_max: 2 };
+        for (file_limits, version) in [(None, 1), (Some(limits), 2)] {
+            let dir = tempfile::tempdir().unwrap();
+            let o = Options { file_limits, metrics: false, ..Options::default() };
+            let nodes = generate(dir.path(), &o).unwrap();
+            let auth = nodes.iter().find(|n| n.role == "authority").unwrap();
+            let RoleConfig::Authority(a) = &auth.settings.role else { panic!() };
+            assert_eq!(a.parameters.version(), version);
+            assert_eq!(a.parameters.file_limits(), file_limits.unwrap_or(FileLimits::VERSION_1));
+            let text = std::fs::read_to_string(&auth.config).unwrap();
+            assert_eq!(text.contains("max_file_bytes"), file_limits.is_some());
+        }
+    }
+
+    /// What this code writes in place of format 1's comments: (format 1's text, today's). Format 2
+    /// changed no setting of a file of format 1, only this comment, which no longer held once the
+    /// gateway's budget counted the fast factor.
+    const FORMAT_1_COMMENTS: [(&str, &str); 1] = [(
+        "# Packets per session: this many times the directory's lambda_p + lambda_l +\n\
+         # lambda_d, with a burst; excess packets are dropped and counted.\n",
+        "# Packets per session: this many times the directory's fast_factor_max x lambda_p\n\
+         # + lambda_l + lambda_d, with a burst; excess packets are dropped and counted.\n",
+    )];
+
+    /// Reads the committed config files of `tests/data/configs-{format}/` (an authority's, a
+    /// mix's and a gateway's config as `qanat devnet up` wrote them, and the clients' network
+    /// file), and checks that this code writes each back as the file's text with `comments`
+    /// replaced. Returns the authority's config.
+    fn read_config_files(format: u32, comments: &[(&str, &str)]) -> NodeConfig {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/configs-{format}"));
+        let mut authority = None;
         for (file, role) in [("auth1.toml", "authority"), ("mix1a.toml", "mix"), ("gw1.toml", "gateway")] {
             let path = dir.join(file);
             let config = NodeConfig::load(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -385,22 +440,62 @@ mod tests {
                     | (RoleConfig::Mix, "mix")
             );
             assert!(is_role, "{file} is a {role}'s config");
-            assert_eq!(config.render(&dir), std::fs::read_to_string(&path).unwrap(), "{file}");
+            let mut text = std::fs::read_to_string(&path).unwrap();
+            for (old, new) in comments {
+                text = text.replace(old, new);
+            }
+            assert_eq!(config.render(&dir), text, "{file}");
+            if role == "authority" {
+                authority = Some(config);
+            }
         }
         let path = dir.join("network.toml");
         let network = ClientNetwork::load(&path).unwrap();
         assert_eq!(network.gateways.len(), 2);
         assert_eq!(network.render(), std::fs::read_to_string(&path).unwrap());
+        authority.unwrap()
     }
 
-    /// Writes `tests/data/configs-1/` with this code (run by hand before a config format change:
+    fn voted(authority: &NodeConfig) -> &Parameters {
+        let RoleConfig::Authority(a) = &authority.role else { panic!("not an authority") };
+        &a.parameters
+    }
+
+    /// The committed config files of format 1 (before the directory's version 2) are read by this
+    /// code, and written back to the same text but for the comments of [`FORMAT_1_COMMENTS`]: a
+    /// config written by an older Qanat still runs a node, and its authority still votes the
+    /// directory's version 1. Config files carry no version number; they are read with
+    /// `deny_unknown_fields`, so a
+    /// renamed or removed field is refused with an error naming it, and these tests are what
+    /// keep such a change from being made by accident.
+    #[test]
+    fn config_files_of_format_1_are_read_and_written_back_the_same() {
+        let gw = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/configs-1/gw1.toml");
+        let text = std::fs::read_to_string(gw).unwrap();
+        assert!(FORMAT_1_COMMENTS.iter().all(|(old, _)| text.contains(old)), "the comments are format 1's");
+        let authority = read_config_files(1, &FORMAT_1_COMMENTS);
+        assert_eq!(voted(&authority).version(), 1);
+        assert_eq!(voted(&authority).file_limits(), FileLimits::VERSION_1);
+    }
+
+    /// Format 2: an authority's `[authority.parameters]` may hold `max_file_bytes` and
+    /// `fast_factor_max` (the directory's version 2), as `qanat devnet up` writes them.
+    #[test]
+    fn config_files_of_format_2_are_read_and_written_back_the_same() {
+        let authority = read_config_files(2, &[]);
+        assert_eq!(voted(&authority).version(), 2);
+        assert_eq!(voted(&authority).file_limits(), FileLimits::DEFAULT);
+    }
+
+    /// Writes `tests/data/configs-2/` (the current format) with this code (run by hand before a
+    /// config format change, into a new directory, keeping the test of the previous one:
     /// `cargo test -p qanat --bin qanat write_config_fixtures -- --ignored`).
     #[test]
     #[ignore = "writes the committed fixture; run by hand before a format change"]
     fn write_config_fixtures() {
         let tmp = tempfile::tempdir().unwrap();
         let nodes = generate(tmp.path(), &Options { metrics: true, ..Options::default() }).unwrap();
-        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/configs-1");
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/configs-2");
         std::fs::create_dir_all(&out).unwrap();
         for name in ["auth1", "mix1a", "gw1"] {
             let node = nodes.iter().find(|n| n.name == name).unwrap();

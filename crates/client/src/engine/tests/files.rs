@@ -167,7 +167,8 @@ fn files_over_the_limit_are_refused_and_names_must_be_names() {
     w.connect(0, "ann", 1, "bob");
     let now = w.now;
     let e = w.clients[0].e();
-    let too_big = vec![0u8; (DEFAULT_MAX_FILE_BYTES + 1) as usize];
+    assert_eq!(e.max_file_bytes(), 4 << 20, "the directory's limit");
+    let too_big = vec![0u8; (e.max_file_bytes() + 1) as usize];
     assert!(matches!(
         e.send_file("bob", spec("x"), &too_big, now, &mut w.rng),
         Err(EngineError::FileTooLarge { .. })

@@ -17,7 +17,7 @@ use std::time::Duration;
 use chacha20::ChaCha20Rng;
 use qanat_mixnet::{Hop, MailboxItem, Topology};
 use qanat_packet::{MailboxId, NodeId, Scheme, SecretKey, Sphinx};
-use qanat_pki::{EpochPeriod, LinkAddress, Parameters, ParametersConfig, Rate, UnixMillis};
+use qanat_pki::{EpochPeriod, FileLimits, LinkAddress, Parameters, ParametersConfig, Rate, UnixMillis};
 use rand_core::{Rng as _, SeedableRng as _};
 
 use crate::gateway::Fetched;
@@ -74,6 +74,7 @@ impl Net {
             lambda_d: Rate::from_micro_per_sec(1_000_000),
             lambda_m: Rate::from_micro_per_sec(100_000_000),
             epoch_period: period,
+            file_limits: Some(qanat_pki::FileLimits::DEFAULT),
             ..ParametersConfig::default_for(SCHEME)
         })
         .unwrap();

@@ -18,6 +18,31 @@ fn the_idle_cost_is_known_once_the_network_is() {
     assert!(want.0 > 0.0 && want.1 > 0.0);
 }
 
+/// The directory's file limits reach the engine from each document: what a version-1 document
+/// means, then what a version-2 document sets.
+#[test]
+fn the_file_limits_are_the_current_documents() {
+    let net = Net::new(6, 0.0);
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    let dir = tempfile::tempdir().unwrap();
+    let mut profile = Profile::create_with(dir.path().join("p"), &Passphrase::new("pw"), weak()).unwrap();
+    Engine::init(&mut profile, NodeId([1; 32]), TrafficProfile::Standard, &mut rng).unwrap();
+    let mut engine = Engine::open(profile, config(), genesis()).unwrap();
+    assert_eq!(engine.file_limits(), None);
+    assert_eq!(net.params.version(), 2);
+    let v1 = Parameters::new(ParametersConfig { file_limits: None, ..net.params.config() }).unwrap();
+    assert_eq!(v1.version(), 1);
+    engine.set_network(net.topology.clone(), &v1, net.gateway(1)).unwrap();
+    assert_eq!(engine.file_limits(), Some(FileLimits::VERSION_1));
+    assert_eq!(engine.max_file_bytes(), 1 << 20);
+    let limits = FileLimits { max_file_bytes: 3_000_000, fast_factor_max: 2 };
+    let v2 = Parameters::new(ParametersConfig { file_limits: Some(limits), ..net.params.config() }).unwrap();
+    engine.set_network(net.topology.clone(), &v2, net.gateway(1)).unwrap();
+    assert_eq!(engine.file_limits(), Some(limits));
+    assert_eq!(engine.network().unwrap().params.max_file_bytes(), 3_000_000);
+    assert_eq!(engine.max_file_bytes(), 3_000_000);
+}
+
 // Regression (testbed and devnet with 20-second epochs: every message late by 30 s or more, in
 // bursts): the next epoch's document reached clients only 6 to 10 s into the epoch, through
 // their pulls, while mixes and gateways refuse the old epoch's keys from 5 s (the key grace)

@@ -66,7 +66,8 @@ pub struct ClientBudgets {
     /// [`LinkConfig::recv_queue`], which are sized for node links).
     pub queue_frames: usize,
     /// A session's packet budget is this many times the directory's client rate
-    /// (λ_P + λ_L + λ_D, per second).
+    /// (`fast_factor_max·λ_P + λ_L + λ_D` per second,
+    /// [`Parameters::max_client_rate`](qanat_pki::Parameters::max_client_rate)).
     pub packet_slack: f64,
     /// Packets a session may send at once above its rate (the bucket's size).
     pub packet_burst: u32,
