@@ -1,7 +1,7 @@
-// Files and voice notes in a conversation (docs/APP.md §5 "Files and voice notes";
-// docs/ATTACHMENTS.md §3.15): the composer's attach and record buttons, the dialog that shows
-// the estimate before anything is sent (hidden by default, "faster" only behind its warning),
-// the upload in parts, and the bubbles of file messages.
+// Files and voice notes in a conversation (docs/APP.md §5.1; docs/ATTACHMENTS.md §3.15): the
+// composer's attach and record buttons, the dialog that shows the estimate before anything is
+// sent (hidden by default, "faster" only behind its warning), the upload in parts, and the
+// bubbles of file messages.
 //
 // What a contact chose (a file's name, type, bytes) is never trusted: names are shown as text
 // with control and direction characters removed, and saved under that cleaned name; an image is
