@@ -120,7 +120,8 @@ function useLockTimer(secs, lock) {
         api.call({ cmd: "settings" }).catch(() => {});
       }
     };
-    const kinds = ["keydown", "pointerdown", "wheel", "touchstart"];
+    // "qanat-activity": the page says the user is there without input (ui.js present()).
+    const kinds = ["keydown", "pointerdown", "wheel", "touchstart", "qanat-activity"];
     kinds.forEach((k) => window.addEventListener(k, touched, { passive: true }));
     arm();
     return () => {
@@ -193,6 +194,13 @@ function Main({ lockSecs, lock, restart, relanguage, setLockSecs, quit }) {
             announce(t(`announce_${ev.type}`, { name: ev.name }));
             refreshSoon();
             break;
+          case "transfer":
+            // Once a second per transfer while it moves: the open conversation follows it (below);
+            // the list only needs the end.
+            if (ev.state === "received" && ev.direction === "in") announce(t("announce_file_received", { name: ev.thread }));
+            if (ev.state === "failed") announce(t("announce_file_failed", { name: ev.thread }));
+            if (["received", "sent", "cancelled", "failed"].includes(ev.state)) refreshSoon();
+            break;
           case "profile_changed":
             restart();
             return;
@@ -218,7 +226,9 @@ function Main({ lockSecs, lock, restart, relanguage, setLockSecs, quit }) {
     const esc = (e) => {
       const a = document.activeElement;
       const typing = a && (a.tagName === "TEXTAREA" || a.tagName === "INPUT") && a.value;
-      if (e.key === "Escape" && !e.isComposing && !typing && viewRef.current.name !== "list") {
+      // A dialog takes its own Esc, as does a control that handled it (the recorder's discard).
+      const dialog = document.querySelector("dialog[open]");
+      if (e.key === "Escape" && !e.isComposing && !typing && !dialog && !e.defaultPrevented && viewRef.current.name !== "list") {
         // A conversation's details go back to it; anything else to the list.
         const v = viewRef.current;
         setView(v.name === "details" ? { name: "chat", thread: v.thread } : { name: "list" });

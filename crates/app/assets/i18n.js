@@ -103,3 +103,33 @@ export function duration(ms) {
   if (s < 90) return t("seconds", { count: s });
   return t("minutes", { count: Math.round(s / 60) });
 }
+
+/** A longer span, from seconds: seconds, minutes, hours (one decimal under 10), or days. */
+export function span(secs) {
+  if (secs < 90) return t("seconds", { count: Math.max(1, Math.round(secs)) });
+  const min = secs / 60;
+  if (min < 90) return t("minutes", { count: Math.round(min) });
+  const h = min / 60;
+  if (h < 48) {
+    const count = h < 10 ? Math.round(h * 10) / 10 : Math.round(h);
+    return t("hours", { count });
+  }
+  return t("days", { count: Math.round(h / 24) });
+}
+
+/** A size in bytes as the language writes it: bytes, kB, MB (one decimal under 10). */
+export function bytes(n) {
+  const [unit, v] = n < 1000 ? ["byte", n] : n < 1e6 ? ["kilobyte", n / 1e3] : ["megabyte", n / 1e6];
+  return number(v, { style: "unit", unit, unitDisplay: unit === "byte" ? "long" : "short", maximumFractionDigits: v < 10 && unit !== "byte" ? 1 : 0 });
+}
+
+/** A voice note's length as minutes:seconds ("0:30"). */
+export function clock(ms) {
+  const s = Math.max(0, Math.round(ms / 1000));
+  return `${number(Math.floor(s / 60))}:${number(s % 60, { minimumIntegerDigits: 2 })}`;
+}
+
+/** A share (0..1) as a percentage, rounded down (a transfer at 99.6% is not done). */
+export function percent(share) {
+  return number(Math.floor(Math.min(1, Math.max(0, share)) * 100) / 100, { style: "percent" });
+}

@@ -65,6 +65,14 @@ export function silence() {
   if (el) el.textContent = "";
 }
 
+/**
+ * Tells the lock timer that the user is here without touching anything (recording a voice
+ * note): the page does not lock under them, and the app's key stays alive (app.js).
+ */
+export function present() {
+  window.dispatchEvent(new Event("qanat-activity"));
+}
+
 export const RANK = { queued: 0, sent: 1, delivered: 2 };
 const MARK = ["○", "✓", "✓✓"];
 const WORD = ["tick_queued", "tick_sent", "tick_delivered"];

@@ -7,6 +7,13 @@
 //! safety codes (Jules verified in the group, سلمى's "changed", Amina's not verified), groups
 //! that can be made, joined, changed and left, the network panel's counters (growing), and
 //! settings whose passphrase commands refuse `wrong`; a wipe starts the first run again.
+//! Files and voice notes: سلمى's conversation holds one file in each state (a received PNG map
+//! and WAV voice note drawn by `demo/media.rs`, ours sending, cancelled, one failed, one
+//! receiving, one offered to accept or decline), moved on by `transfer` events every second;
+//! the Field team holds an "image" whose bytes are SVG (not shown). Files attached or recorded
+//! here are kept in memory, arrive within 15 s (7 s faster) and can be played or saved back;
+//! the estimate follows docs/ATTACHMENTS.md §3.11 (4 MiB at most; contacts offer the faster
+//! way, groups do not).
 //! Messages sent here go queued → sent → delivered within seconds; `--first` starts with no
 //! profile (the first run), whose network costs appear after four seconds ("measuring…" until
 //! then); `--long` adds a conversation of 250 messages (history pages). Nothing here is in the real server: it is a `Backend` like the tests' fakes.

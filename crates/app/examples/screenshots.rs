@@ -5,7 +5,10 @@
 //! Serves the page over the preview's fake backend (`demo/mod.rs`, in this process), starts
 //! `/usr/bin/chromedriver` on a free loopback port and drives headless `/usr/bin/chromium`
 //! through every screen, at 1280×800 (`desktop`) and 360×780 (`phone`), in English and Arabic,
-//! writing the viewport as `DIR/{screen}-{desktop|phone}-{en|ar}.png`. In every screen it checks
+//! and French for the files and voice notes' screens ([`FILE_SCREENS`]; French goes through the
+//! others too, checked but not written), writing the viewport as
+//! `DIR/{screen}-{desktop|phone}-{en|fr|ar}.png`. The browser's microphone is Chromium's fake
+//! one (a beep), allowed without asking. In every screen it checks
 //! that every control has a name, every input a label, `lang`/`dir` are set, and that the page
 //! recorded no error or CSP report; a failed check stops the run.
 //!
@@ -27,6 +30,17 @@ use serde_json::json;
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const PASSPHRASE: &str = "seven quiet herons fold the copper map";
+
+/// The screens of files and voice notes (docs/APP.md §5), the only ones written in French.
+const FILE_SCREENS: [&str; 7] = [
+    "files-offered",
+    "files-progress",
+    "files-received",
+    "voice-recording",
+    "voice-estimate",
+    "file-estimate",
+    "file-fast",
+];
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -69,6 +83,7 @@ impl Driver {
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--no-first-run", "--disable-default-apps", "--disable-extensions",
                 "--hide-scrollbars", "--force-device-scale-factor=1",
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                 format!("--lang={lang}"), "--window-size=1280,800",
                 format!("--user-data-dir={}", profile.display()),
             ],
@@ -121,6 +136,12 @@ struct Shots<'a> {
     dir: &'a Path,
     device: &'static str,
     lang: &'static str,
+    /// Only the screens of [`FILE_SCREENS`] are written (the others are checked).
+    files_only: bool,
+    /// A file to attach (a made-up PDF of 1 MB).
+    attachment: PathBuf,
+    /// A file over the demo network's limit.
+    too_large: PathBuf,
 }
 
 /// The page's own checks (APP.md §5, accessibility): what is wrong, or an empty list.
@@ -149,6 +170,9 @@ impl Shots<'_> {
         let bad = self.c.execute(CHECK, vec![]).await?;
         if bad.as_array().is_some_and(|b| !b.is_empty()) {
             return Err(format!("{screen} ({}, {}): {bad}", self.device, self.lang).into());
+        }
+        if self.files_only && !FILE_SCREENS.contains(&screen) {
+            return Ok(());
         }
         let png = self.c.screenshot().await?;
         let path = self.dir.join(format!("{screen}-{}-{}.png", self.device, self.lang));
@@ -199,6 +223,82 @@ impl Shots<'_> {
         Ok(())
     }
 
+    /// Scrolls the bubble holding `css` to `block` ("start", "center") of the conversation.
+    async fn show(&self, css: &str, block: &str) -> Result {
+        let script =
+            format!("document.querySelector({css:?}).closest('li').scrollIntoView({{block: {block:?}}});");
+        self.js(css, &script).await
+    }
+
+    /// Files and voice notes: سلمى's conversation has one in each state; then a voice note is
+    /// recorded and a file attached, up to their send dialogs, and the file is sent faster.
+    async fn files(&self) -> Result {
+        self.open("سلمى").await?;
+        self.shot("files-offered", ".offer button.primary").await?;
+        self.show("li.msg.mine .transfer", "center").await?;
+        self.shot("files-progress", ".transfer progress").await?;
+        self.click("button.show-image").await?;
+        self.click("button.play-voice").await?;
+        self.wait(".file-body audio").await?;
+        self.show("img.file-image", "start").await?;
+        self.shot("files-received", "img.file-image").await?;
+        // A voice note: recording (the fake microphone), then its dialog.
+        self.click(".composer button.icon-button").await?;
+        self.wait(".rec-dot.on").await?;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        self.shot("voice-recording", ".recorder").await?;
+        self.click(".recorder button.primary").await?;
+        self.shot("voice-estimate", ".send-dialog button.send-hidden").await?;
+        self.click(".send-dialog button.cancel").await?;
+        // A file, its dialog, then the faster way with its warning.
+        self.attach(&self.attachment).await?;
+        self.shot("file-estimate", ".send-dialog button.more").await?;
+        self.click(".send-dialog button.more").await?;
+        self.click(".fast-panel input[type=checkbox]").await?;
+        self.shot("file-fast", ".fast-panel button.send-fast:not([disabled])").await?;
+        self.click(".fast-panel button.send-fast").await?;
+        // Handed over: the dialog goes, the new bubble moves.
+        let start = Instant::now();
+        while self.c.find(Locator::Css("dialog[open]")).await.is_ok() {
+            if start.elapsed() > Duration::from_secs(20) {
+                return Err("the file was never handed over".into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.wait("li.msg.mine:last-child .transfer").await?;
+        // Checked, not photographed: in a group, no faster way (the demo's groups have none);
+        // a file over the limit is refused with the limit; an "image" whose bytes are SVG is
+        // not shown, only offered to save.
+        self.open("Field team").await?;
+        self.attach(&self.attachment).await?;
+        self.wait(".send-dialog button.send-hidden").await?;
+        self.absent(".send-dialog button.more").await?;
+        self.click(".send-dialog button.cancel").await?;
+        self.attach(&self.too_large).await?;
+        self.wait(".send-dialog .warning").await?;
+        self.absent(".send-dialog button.send-hidden").await?;
+        self.click(".send-dialog button.cancel").await?;
+        self.click("button.show-image").await?;
+        self.wait("button.save-file").await?;
+        self.absent("img.file-image").await?;
+        Ok(())
+    }
+
+    /// Chooses `file` in the composer's file input.
+    async fn attach(&self, file: &Path) -> Result {
+        self.wait("#attach").await?;
+        self.c.find(Locator::Css("#attach")).await?.send_keys(&file.display().to_string()).await?;
+        Ok(())
+    }
+
+    /// Fails if anything matches `css`.
+    async fn absent(&self, css: &str) -> Result {
+        if self.c.find(Locator::Css(css)).await.is_ok() {
+            return Err(format!("{css} should not be there ({}, {})", self.device, self.lang).into());
+        }
+        Ok(())
+    }
+
     /// Goes through every screen, from the first run to the lock screen.
     async fn all(&self, url: &str) -> Result {
         let c = &self.c;
@@ -232,6 +332,7 @@ impl Shots<'_> {
         self.click("button.details").await?;
         self.click(".member-actions button[aria-expanded]").await?;
         self.shot("group", ".safety .code").await?;
+        self.files().await?;
         // A new contact (its link and QR), accepting one, a group invitation.
         self.click(".list-actions button:nth-child(1)").await?;
         self.type_into("#name", "Noor").await?;
@@ -264,7 +365,14 @@ async fn main() -> Result {
         }
     }
     let driver = Driver::start()?;
-    for lang in ["en", "ar"] {
+    // A made-up PDF of a megabyte to attach.
+    let attachment = driver.profiles.path().join("field-report.pdf");
+    let mut pdf = b"%PDF-1.7\n".to_vec();
+    pdf.extend((0..1_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    std::fs::write(&attachment, pdf)?;
+    let too_large = driver.profiles.path().join("archive.zip");
+    std::fs::write(&too_large, vec![0x50u8; 5 << 20])?;
+    for lang in ["en", "fr", "ar"] {
         for (device, phone) in [("desktop", false), ("phone", true)] {
             // Every pass starts with no profile over the demo's conversations, so the first
             // run ends in the full list (the demo world's language is the one chosen at step 1).
@@ -272,7 +380,15 @@ async fn main() -> Result {
             world.profile = "none";
             let running = serve(Demo::new(world), AppConfig::default()).await?;
             let c = driver.browser(&format!("{device}-{lang}"), lang, phone).await?;
-            let shots = Shots { c, dir: &dir, device, lang };
+            let shots = Shots {
+                c,
+                dir: &dir,
+                device,
+                lang,
+                files_only: lang == "fr",
+                attachment: attachment.clone(),
+                too_large: too_large.clone(),
+            };
             let done = shots.all(&running.start_url()).await;
             let _ = shots.c.close().await;
             running.stop().await?;

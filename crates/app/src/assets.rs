@@ -32,6 +32,7 @@ pub(crate) const FILES: &[(&str, &str, &[u8])] = files![
     ("screens/unlock.js", JS),
     ("screens/list.js", JS),
     ("screens/chat.js", JS),
+    ("screens/files.js", JS),
     ("screens/invite.js", JS),
     ("screens/accept.js", JS),
     ("screens/contact.js", JS),

@@ -24,6 +24,6 @@ pub mod sessions;
 mod strength;
 
 pub use server::{
-    AppConfig, Backend, FREE_UNLOCK_FAILURES, LOCKED, MAX_BODY, MAX_CONNECTIONS, MAX_STRENGTH_BODY, Running,
-    serve,
+    AppConfig, Backend, FREE_UNLOCK_FAILURES, LOCKED, MAX_BODY, MAX_CONNECTIONS, MAX_STRENGTH_BODY,
+    PATH_COMMANDS, Running, serve,
 };

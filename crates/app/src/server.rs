@@ -7,9 +7,13 @@
 //! `GET /api/events` streams the backend's events as server-sent events (`data: {json}`), a
 //! `: ping` every 15 s, `event: resync` when the page fell behind.
 //!
+//! Commands that name a path on the user's disk ([`PATH_COMMANDS`]) are refused: files go
+//! through `/api/call` in parts of at most 48 KiB (docs/ATTACHMENTS.md §3.15).
+//!
 //! Every answer carries the headers of [`secure`]: a Content-Security-Policy that lets the page
-//! load nothing but its own files and run no inline script, no caching, no framing, no
-//! cross-origin reads, and no `Access-Control-*` header ever.
+//! load nothing but its own files (and the `blob:` URLs it makes itself, for a received image
+//! or voice note) and run no inline script, no caching, no framing, no cross-origin reads, the
+//! microphone for this page only (voice notes), and no `Access-Control-*` header ever.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,6 +35,13 @@ use crate::{qr, strength};
 
 /// Commands that pass without a key: what the lock screen and the first run need.
 pub const LOCKED: [&str; 3] = ["app_state", "create", "unlock"];
+
+/// Commands that name a path on the user's disk (the control socket's `send_file` and
+/// `file_save`): refused here, whoever asks. The page never names a path; it sends a file by
+/// `attach_begin`/`attach_part`/`attach_commit` and reads one by `file_part`, and a command
+/// that made the client read or write a path the page chose would let whatever runs in the
+/// page reach every file the user can.
+pub const PATH_COMMANDS: [&str; 2] = ["send_file", "file_save"];
 
 /// Commands that check a passphrase: one at a time, and slower after repeated failures.
 const PASSPHRASE_CHECKS: [&str; 3] = ["unlock", "change_passphrase", "set_duress"];
@@ -221,8 +232,8 @@ pub(crate) fn secure(h: &mut HeaderMap) {
     const HEADERS: [(&str, &str); 9] = [
         (
             "content-security-policy",
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; font-src 'self'; \
-             connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; \
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; media-src blob:; \
+             font-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; \
              require-trusted-types-for 'script'; trusted-types 'none'",
         ),
         ("x-content-type-options", "nosniff"),
@@ -234,7 +245,7 @@ pub(crate) fn secure(h: &mut HeaderMap) {
         ("cross-origin-embedder-policy", "require-corp"),
         (
             "permissions-policy",
-            "camera=(), microphone=(), geolocation=(), clipboard-read=(), payment=(), usb=()",
+            "camera=(), microphone=(self), geolocation=(), clipboard-read=(), payment=(), usb=()",
         ),
     ];
     for (k, v) in HEADERS {
@@ -433,6 +444,15 @@ async fn call<B: Backend>(
     }
     if PASSPHRASE_CHECKS.contains(&cmd.as_str()) {
         return checked(app, cookie, &cmd, body).await;
+    }
+    if PATH_COMMANDS.contains(&cmd.as_str()) {
+        tracing::debug!(cmd, "a command naming a path was refused");
+        return with_body(
+            StatusCode::BAD_REQUEST,
+            "text/plain; charset=utf-8",
+            "the page names no path on this computer: send a file with attach_begin, attach_part and \
+             attach_commit, read one with file_part",
+        );
     }
     match cmd.as_str() {
         "watch" => with_body(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", "use /api/events"),

@@ -213,6 +213,13 @@ fn every_error_code_of_the_engine_has_words() {
         "no_profile",
         "profile_exists",
         "confirm",
+        // Files (docs/ATTACHMENTS.md §3.13).
+        "file_too_large",
+        "file_not_ready",
+        "no_such_file",
+        "upload_unknown",
+        "upload_out_of_order",
+        "too_old_for_files",
     ] {
         assert!(en.contains_key(&format!("error_{code}")), "no words for error code {code}");
     }

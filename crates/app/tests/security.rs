@@ -199,7 +199,7 @@ fn with(mut head: Head, k: &'static str, v: Option<&str>) -> Head {
 const SECURE: [(&str, &str); 9] = [
     (
         "content-security-policy",
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; font-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'",
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; media-src blob:; font-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'",
     ),
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "no-referrer"),
@@ -208,7 +208,10 @@ const SECURE: [(&str, &str); 9] = [
     ("cross-origin-opener-policy", "same-origin"),
     ("cross-origin-resource-policy", "same-origin"),
     ("cross-origin-embedder-policy", "require-corp"),
-    ("permissions-policy", "camera=(), microphone=(), geolocation=(), clipboard-read=(), payment=(), usb=()"),
+    (
+        "permissions-policy",
+        "camera=(), microphone=(self), geolocation=(), clipboard-read=(), payment=(), usb=()",
+    ),
 ];
 
 fn assert_secure(a: &Answer, what: &str) {
@@ -597,4 +600,51 @@ async fn an_invitation_comes_with_its_qr_code_as_a_path() {
     let path = v["qr"]["path"].as_str().unwrap();
     assert!(path.starts_with("M0 0h7v1h-7z"), "{path}");
     assert!(path.chars().all(|c| "Mhvz- ".contains(c) || c.is_ascii_digit()), "{path}");
+}
+
+#[tokio::test]
+async fn commands_that_name_a_path_on_the_disk_are_refused_and_files_go_in_parts() {
+    let mut p = Page::start(AppConfig::default()).await;
+    p.redeem().await;
+    let send_file = r#"{"cmd":"send_file","to":"bob","path":"/home/user/.ssh/id_ed25519","name":null,"fast":false,"caption":null}"#;
+    let file_save = r#"{"cmd":"file_save","id":"0a","path":"/home/user/.bashrc","force":true}"#;
+    // Without the key, as any command.
+    assert_eq!(p.call(send_file).await.status, 401);
+    p.unlock("right horse").await;
+    for body in [send_file, file_save] {
+        let a = p.call(body).await;
+        assert_eq!(a.status, 400, "{body}");
+        assert!(a.body.contains("names no path") && a.body.contains("attach_begin"), "{}", a.body);
+        assert!(!a.body.contains("/home/user"), "the path is not echoed: {}", a.body);
+        assert_secure(&a, body);
+    }
+    // Nor hidden behind a second `cmd` (the first would be what a lenient parser reads).
+    let twice = r#"{"cmd":"send","to":"bob","text":"hi","cmd":"send_file","path":"/etc/shadow"}"#;
+    assert_eq!(p.call(twice).await.status, 400);
+    let heard = p.fake.commands();
+    assert!(
+        !heard
+            .iter()
+            .any(|c| qanat_app::PATH_COMMANDS.iter().any(|x| c.starts_with(x)) || c.starts_with("send")),
+        "the backend heard {heard:?}"
+    );
+    // What the page uses instead passes the gate: a part of 48,000 bytes (64,000 in base64)
+    // fits a command body; one of 48 KiB (65,536 in base64, and the command around it) does not.
+    let part = |raw: usize| {
+        let data = "A".repeat(raw.div_ceil(3) * 4);
+        format!(r#"{{"cmd":"attach_part","id":"{}","offset":4294967296,"data":"{data}"}}"#, "ab".repeat(16))
+    };
+    assert_eq!(p.call(&part(48_000)).await.status, 200);
+    assert_eq!(p.call(&part(48 * 1024)).await.status, 413);
+    for body in [
+        r#"{"cmd":"attach_begin","to":"bob","name":"a.pdf","mime":"application/pdf","size":3,"kind":"file","duration_ms":null,"caption":null}"#,
+        r#"{"cmd":"attach_commit","id":"ab","fast":false}"#,
+        r#"{"cmd":"file_part","id":"0a","offset":0,"len":49152}"#,
+    ] {
+        assert_eq!(p.call(body).await.status, 200, "{body}");
+    }
+    assert_eq!(
+        p.fake.commands().iter().filter(|c| !c.ends_with(" done")).collect::<Vec<_>>(),
+        ["unlock", "settings", "attach_part", "attach_begin", "attach_commit", "file_part"]
+    );
 }

@@ -1,21 +1,44 @@
 // One conversation (APP.md §5): its history by pages of 100 (older ones on request), ticks
 // that only move forward (○ queued, ✓ sent, ✓✓ delivered, with words for screen readers),
 // senders' names and "delivered to 2 of 3" in groups, marked read while shown, Enter sends.
+// Files and voice notes (files.js): attach and record in the composer, their bubbles with
+// progress that only moves forward (history, `transfer` events).
 
 import { useState, useEffect, useRef } from "../vendor/htm-preact.js";
 import * as api from "../api.js";
 import { t, tParts, when, fullTime } from "../i18n.js";
 import { html, Title, Name, Problem, Tick, RANK, refusal } from "../ui.js";
 import { LinkCard } from "./invite.js";
+import { FileBody, Recorder, SendDialog, Icon, picked, mergeFile } from "./files.js";
 
 const PAGE = 100;
 const STATES = ["queued", "sent", "delivered"];
 
-/** `list` with `more` merged in by id (the newer copy wins), oldest first. */
+/**
+ * `list` with `more` merged in by id (the newer copy wins, but a file's transfer only moves
+ * forward), oldest first.
+ */
 function merge(list, more) {
   const byId = new Map(list.map((m) => [m.id, m]));
-  for (const m of more) byId.set(m.id, m);
+  for (const m of more) {
+    const old = byId.get(m.id);
+    byId.set(m.id, old && (old.file || m.file) ? { ...m, file: mergeFile(old.file, m.file) } : m);
+  }
   return [...byId.values()].sort((a, b) => a.at_ms - b.at_ms);
+}
+
+/** `list` with message `id`'s file moved forward by `fields` (a `transfer` event, an answer). */
+function moveFile(list, id, fields) {
+  if (!list) return list;
+  let changed = false;
+  const out = list.map((m) => {
+    if (m.id !== id || !m.file) return m;
+    const file = mergeFile(m.file, { ...m.file, ...fields });
+    if (file === m.file) return m;
+    changed = true;
+    return { ...m, file };
+  });
+  return changed ? out : list;
 }
 
 export function Chat({ name, thread, ticks, bump, subscribe, back, refresh, details }) {
@@ -77,6 +100,9 @@ export function Chat({ name, thread, ticks, bump, subscribe, back, refresh, deta
         if (document.visibilityState === "visible") {
           api.call({ cmd: "mark_read", name }, { activity: false }).then(refresh, () => {});
         }
+      } else if (ev.type === "transfer" && ev.thread === name) {
+        const { state, done_bytes, total_bytes, rate_bps, eta_secs } = ev;
+        setMessages((m) => moveFile(m, ev.id, { state, done_bytes, total_bytes, rate_bps, eta_secs }));
       } else if (ev.type === "delivery") {
         setTicked((n) => n + 1);
         // Groups count acknowledgements per member: the history has the counts.
@@ -115,6 +141,22 @@ export function Chat({ name, thread, ticks, bump, subscribe, back, refresh, deta
     return true;
   };
 
+  /** A file just handed to the app: shown at once, as a sent text is. */
+  const sentFile = (id, item, fast) => {
+    bump(id, "queued");
+    const now = Date.now();
+    const members = thread ? thread.members.length : 1;
+    const file = {
+      transfer: null, name: item.name, mime: item.mime, kind: item.kind, size: item.blob.size,
+      duration_ms: item.duration_ms, state: "sending", done_bytes: 0, total_bytes: item.blob.size,
+      rate_bps: 0, eta_secs: null, fast,
+    };
+    const mine = { id, thread: name, sender: "me", text: "", sent_at_ms: now, at_ms: now, state: "queued", delivered: [0, members], file };
+    setMessages((m) => merge(m || [], [mine]));
+    refresh();
+  };
+  const updateFile = (id) => (fields) => setMessages((m) => moveFile(m, id, fields));
+
   const state = thread ? thread.state : "active";
   // Waiting for the invitation's answer: the link first, where it is seen without scrolling.
   return html`<section class="chat" aria-labelledby="chat-title">
@@ -131,25 +173,26 @@ export function Chat({ name, thread, ticks, bump, subscribe, back, refresh, deta
       ${messages === null
         ? html`<p class="hint">${t("loading")}</p>`
         : html`<ol class="messages" aria-label=${t("messages")}>
-            ${messages.map((m) => html`<${Message} key=${m.id} m=${m} group=${group} rank=${ticks.get(m.id)} />`)}
+            ${messages.map((m) => html`<${Message} key=${m.id} m=${m} group=${group} rank=${ticks.get(m.id)} update=${updateFile(m.id)} />`)}
           </ol>`}
     </div>
     ${state === "joining" && html`<p class="note">${tParts("joining_text", { name: html`<${Name} of=${name} />` })}</p>`}
-    ${state === "left" ? html`<p class="note">${t("left_text")}</p>` : state !== "inviting" && html`<${Composer} name=${name} send=${send} />`}
+    ${state === "left" ? html`<p class="note">${t("left_text")}</p>` : state !== "inviting" && html`<${Composer} name=${name} group=${group} send=${send} sentFile=${sentFile} setProblem=${setProblem} />`}
     <${Problem} text=${problem} />
   </section>`;
 }
 
-function Message({ m, group, rank }) {
+function Message({ m, group, rank, update }) {
   const mine = m.sender === "me";
   // The highest state seen for this id, whichever came first: history or event.
   const r = Math.max(RANK[m.state] ?? 0, rank ?? 0);
   const state = STATES[r];
   const d = m.delivered;
-  return html`<li id=${`m-${m.id}`} class=${`msg ${mine ? "mine" : "theirs"}`}>
+  return html`<li id=${`m-${m.id}`} class=${`msg ${mine ? "mine" : "theirs"}${m.file ? " has-file" : ""}`}>
     ${group && !mine && html`<p class="sender"><${Name} of=${m.sender} /></p>`}
     ${mine && html`<span class="visually-hidden">${t("you_prefix")}</span>`}
-    <p class="text" dir="auto">${m.text}</p>
+    ${m.file && html`<${FileBody} m=${m} mine=${mine} update=${update} />`}
+    ${!m.file && html`<p class="text" dir="auto">${m.text}</p>`}
     <p class="meta">
       <time datetime=${new Date(m.at_ms).toISOString()} title=${fullTime(m.at_ms)}>${when(m.at_ms)}</time>
       ${mine && html` <${Tick} state=${state} />`}
@@ -158,9 +201,34 @@ function Message({ m, group, rank }) {
   </li>`;
 }
 
-function Composer({ name, send }) {
+function Composer({ name, group, send, sentFile, setProblem }) {
   const [busy, setBusy] = useState(false);
+  const [recording, setRecording] = useState(false);
+  const [item, setItem] = useState(null); // a file or recording waiting in the send dialog
   const box = useRef(null);
+
+  const choose = async (e) => {
+    const file = e.currentTarget.files && e.currentTarget.files[0];
+    e.currentTarget.value = ""; // the same file can be chosen again
+    if (!file) return;
+    setProblem("");
+    setItem(await picked(file));
+  };
+  const recorded = (it) => {
+    setRecording(false);
+    setItem(it);
+  };
+  const stopped = (why) => {
+    setRecording(false);
+    setProblem(why || "");
+  };
+  const closeDialog = () => {
+    setItem(null);
+    if (box.current) box.current.focus();
+  };
+  const dialog = item && html`<${SendDialog} to=${name} group=${group} item=${item} close=${closeDialog} sent=${sentFile} />`;
+  // While recording, the form is hidden, not gone: what was typed stays.
+  const recorder = recording && html`<div class="composer recording"><${Recorder} done=${recorded} cancel=${stopped} /></div>`;
   const submit = async (e) => {
     if (e) e.preventDefault();
     const text = box.current.value.trim();
@@ -175,12 +243,16 @@ function Composer({ name, send }) {
     // Enter sends; Shift+Enter makes a new line; nothing while an input method composes.
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) submit(e);
   };
-  return html`<form class="composer" onSubmit=${submit}>
+  return html`${recorder}<form class="composer" onSubmit=${submit} hidden=${recording}>
+    <input type="file" id="attach" class="visually-hidden file-input" onChange=${choose} />
+    <label for="attach" class="icon-button" title=${t("attach_file")}><${Icon} name="clip" /><span class="visually-hidden">${t("attach_file")}</span></label>
+    <button type="button" class="icon-button" title=${t("record_voice")} onClick=${() => { setProblem(""); setRecording(true); }}>
+      <${Icon} name="mic" /><span class="visually-hidden">${t("record_voice")}</span></button>
     <label for="composer" class="visually-hidden">${tParts("message_to", { name: html`<${Name} of=${name} />` })}</label>
     <textarea id="composer" ref=${box} rows="2" dir="auto" onKeyDown=${key} placeholder=${t("write_message")}></textarea>
     <button class="primary send" type="submit" disabled=${busy}>
       <span class="flip" aria-hidden="true">➤</span><span class="visually-hidden">${t("send")}</span></button>
-  </form>`;
+  </form>${dialog}`;
 }
 
 function Waiting({ name }) {

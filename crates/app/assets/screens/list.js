@@ -5,6 +5,7 @@
 import * as api from "../api.js";
 import { t, tParts, when, fullTime } from "../i18n.js";
 import { html, Title, Name, refusal, announce } from "../ui.js";
+import { fileSummary } from "./files.js";
 
 export function List({ threads, invitations, current, open, heading, refresh, newContact, accept, newGroup, answer }) {
   const Heading = heading ? Title : Subtitle;
@@ -56,7 +57,7 @@ function Item({ thread: x, current, open }) {
     <span class="thread-bottom">
       ${note !== null
         ? html`<span class=${`preview state-${x.state}`}>${note}</span>`
-        : html`<span class="preview">${last.sender === "me" ? html`<span class="you">${t("you_prefix")}</span>` : x.group ? tParts("sender_prefix", { name: html`<${Name} of=${last.sender} />` }) : ""}<bdi>${last.text}</bdi></span>`}
+        : html`<span class="preview">${last.sender === "me" ? html`<span class="you">${t("you_prefix")}</span>` : x.group ? tParts("sender_prefix", { name: html`<${Name} of=${last.sender} />` }) : ""}<bdi>${last.file ? fileSummary(last.file) : last.text}</bdi></span>`}
       ${x.unread > 0 && html`<span class="badge"><span aria-hidden="true">${x.unread}</span><span class="visually-hidden">${t("unread", { count: x.unread })}</span></span>`}
     </span>
   </button>`;

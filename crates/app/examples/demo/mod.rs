@@ -2,6 +2,9 @@
 //! and `screenshots.rs` (the page photographed): a `Backend` like the tests' fakes, nothing of
 //! the real server. See `preview.rs` for what the demo world holds.
 
+mod media;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -43,6 +46,62 @@ pub(crate) struct World {
     pub(crate) next_id: u64,
     /// Safety codes marked verified: (thread, member) → the code marked.
     pub(crate) marks: Vec<((String, Option<String>), String)>,
+    /// The bytes of file messages that have them (the others are a pattern): message id → bytes.
+    pub(crate) files: Vec<(String, Vec<u8>)>,
+    /// Files being handed over by `attach_part`.
+    uploads: Vec<Upload>,
+    /// How many bytes a moving transfer gains each second: message id → bytes.
+    steps: Vec<(String, u64)>,
+}
+
+/// A file the page is handing over (`attach_begin` … `attach_commit`).
+struct Upload {
+    id: String,
+    to: String,
+    name: String,
+    mime: String,
+    kind: String,
+    size: u64,
+    duration_ms: Option<u64>,
+    data: Vec<u8>,
+}
+
+/// A message's `file` (docs/ATTACHMENTS.md §3.13, as the contract has it).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn file(
+    name: &str,
+    mime: &str,
+    kind: &str,
+    size: u64,
+    duration_ms: Option<u64>,
+    state: &str,
+    done: u64,
+    step: u64,
+) -> Value {
+    let moving = state == "sending" || state == "receiving";
+    json!({
+        "transfer": format!("{:032x}", size.wrapping_mul(0x9e37_79b9_7f4a_7c15)), "name": name, "mime": mime,
+        "kind": kind, "size": size, "duration_ms": duration_ms, "state": state, "done_bytes": done,
+        "total_bytes": size, "rate_bps": if moving { step as f64 } else { 0.0 },
+        "eta_secs": moving.then(|| (size - done) / step.max(1)), "fast": false,
+    })
+}
+
+/// A file message: `message` with its `file`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn file_message(
+    id: u64,
+    thread: &str,
+    sender: &str,
+    caption: &str,
+    at_ms: u64,
+    state: Option<&str>,
+    delivered: [u32; 2],
+    file: Value,
+) -> Value {
+    let mut m = message(id, thread, sender, caption, at_ms, state, delivered);
+    m["file"] = file;
+    m
 }
 
 /// A made-up safety code for `thread` and `member`: 60 digits, stable for the pair.
@@ -65,6 +124,8 @@ pub(crate) struct Demo {
     world: Arc<Mutex<World>>,
     events: broadcast::Sender<String>,
     started: Instant,
+    /// Whether the task that moves transfers on runs.
+    ticking: Arc<AtomicBool>,
 }
 
 /// A message as `history` answers it.
@@ -157,7 +218,136 @@ pub(crate) fn demo_world(first: bool, language: Option<String>) -> World {
             [0, 0],
         ),
     ];
+    // Files from and to سلمى, one in each state (the voice note plays, the image shows).
+    let map = media::png(360, 240);
+    let voice = media::wav(6);
+    let (map_id, voice_id) = (next(), next());
+    let (report, photos, notes, roads, papers) = (next(), next(), next(), next(), next());
+    let salma_files = vec![
+        file_message(
+            map_id,
+            "سلمى",
+            "سلمى",
+            "الحاجز على الطريق الشمالي",
+            now - 4 * HOUR - 40 * MIN,
+            None,
+            [0, 0],
+            file(
+                "حاجز-الطريق.png",
+                "image/png",
+                "image",
+                map.len() as u64,
+                None,
+                "received",
+                map.len() as u64,
+                1,
+            ),
+        ),
+        file_message(
+            voice_id,
+            "سلمى",
+            "سلمى",
+            "",
+            now - 4 * HOUR - 30 * MIN,
+            None,
+            [0, 0],
+            file(
+                "voice-0412.wav",
+                "audio/wav",
+                "voice",
+                voice.len() as u64,
+                Some(6000),
+                "received",
+                voice.len() as u64,
+                1,
+            ),
+        ),
+        file_message(
+            report,
+            "سلمى",
+            "me",
+            "",
+            now - 3 * HOUR,
+            Some("sent"),
+            [0, 1],
+            file("report-final.pdf", "application/pdf", "file", 1_258_291, None, "sending", 515_899, 1_398),
+        ),
+        file_message(
+            photos,
+            "سلمى",
+            "me",
+            "",
+            now - 2 * HOUR,
+            Some("sent"),
+            [0, 1],
+            file("photos-march.zip", "application/zip", "file", 2_411_724, None, "cancelled", 380_000, 1),
+        ),
+        file_message(
+            notes,
+            "سلمى",
+            "سلمى",
+            "",
+            now - 90 * MIN,
+            None,
+            [0, 0],
+            file(
+                "interview-notes.docx",
+                "application/octet-stream",
+                "file",
+                88_310,
+                None,
+                "failed",
+                41_000,
+                1,
+            ),
+        ),
+        file_message(
+            roads,
+            "سلمى",
+            "سلمى",
+            "",
+            now - 40 * MIN,
+            None,
+            [0, 0],
+            file("خريطة-الطرق.pdf", "application/pdf", "file", 655_360, None, "receiving", 78_643, 728),
+        ),
+        file_message(
+            papers,
+            "سلمى",
+            "سلمى",
+            "كل الوثائق، مع الصور",
+            now - 20 * MIN,
+            None,
+            [0, 0],
+            file("الوثائق-كاملة.zip", "application/zip", "file", 3_250_585, None, "offered", 0, 1),
+        ),
+    ];
+    let salma: Vec<Value> = salma.into_iter().chain(salma_files).collect();
+    let files = vec![(format!("{map_id:016x}"), map), (format!("{voice_id:016x}"), voice)];
+    let steps = vec![(format!("{report:016x}"), 1_398), (format!("{roads:016x}"), 728)];
+    // An "image" whose bytes are SVG: the page does not show it (it saves it, if asked).
+    let svg_id = next();
+    let svg = br#"<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>"#.to_vec();
     let team = vec![
+        file_message(
+            svg_id,
+            "Field team",
+            "Jules",
+            "",
+            now - 7 * HOUR,
+            None,
+            [0, 0],
+            file(
+                "diagram.png",
+                "image/png",
+                "image",
+                svg.len() as u64,
+                None,
+                "received",
+                svg.len() as u64,
+                1,
+            ),
+        ),
         message(
             next(),
             "Field team",
@@ -196,6 +386,8 @@ pub(crate) fn demo_world(first: bool, language: Option<String>) -> World {
         ),
         message(next(), "Field team", "Jules", "Thanks!", now - 30 * MIN, None, [0, 0]),
     ];
+    let mut files = files;
+    files.push((format!("{svg_id:016x}"), svg));
     let last_at = |v: &[Value]| v.last().and_then(|m| m["at_ms"].as_u64()).unwrap_or(0);
     let threads = if first {
         Vec::new()
@@ -268,6 +460,9 @@ pub(crate) fn demo_world(first: bool, language: Option<String>) -> World {
             (("Field team".into(), Some("Jules".into())), safety_code("Field team", Some("Jules"))),
             (("سلمى".into(), None), "1".repeat(60)),
         ],
+        files,
+        uploads: Vec::new(),
+        steps,
     }
 }
 
@@ -277,6 +472,9 @@ pub(crate) const LINK: &str = "qanat://invite/AQGk3f1Lr0Qm9yZWZ2F0ZXdheS0xOjEyNy
 impl Demo {
     fn answer(&self, v: &Value) -> Value {
         let cmd = v["cmd"].as_str().unwrap_or("");
+        if !self.ticking.swap(true, Ordering::Relaxed) {
+            self.tick();
+        }
         let mut w = self.world.lock().unwrap();
         let now = now_ms();
         let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
@@ -547,6 +745,159 @@ impl Demo {
                 json!({"kind": "ok"})
             }
             "lock" => json!({"kind": "ok"}),
+            "estimate" => {
+                let to = s("to");
+                let Some(t) = w.threads.iter().find(|t| t.name == to) else {
+                    return json!({"kind": "error", "message": "unknown name", "code": "unknown_name"});
+                };
+                // The demo's contacts allow the fast mode; its groups do not.
+                media::estimate(v["size"].as_u64().unwrap_or(0), t.members.len() as u64, !t.group)
+            }
+            "attach_begin" => {
+                let (to, size) = (s("to"), v["size"].as_u64().unwrap_or(0));
+                if !w.threads.iter().any(|t| t.name == to && t.state == "active") {
+                    return json!({"kind": "error", "message": "not ready", "code": "not_ready"});
+                }
+                if size > media::LIMIT {
+                    return json!({"kind": "error", "message": "too large", "code": "file_too_large"});
+                }
+                w.next_id += 1;
+                let id = format!("{:032x}", w.next_id);
+                w.uploads.push(Upload {
+                    id: id.clone(),
+                    to,
+                    name: s("name"),
+                    mime: s("mime"),
+                    kind: s("kind"),
+                    size,
+                    duration_ms: v["duration_ms"].as_u64(),
+                    data: Vec::new(),
+                });
+                json!({"kind": "attach", "id": id})
+            }
+            "attach_part" => {
+                let id = s("id");
+                let Some(u) = w.uploads.iter_mut().find(|u| u.id == id) else {
+                    return json!({"kind": "error", "message": "no such upload", "code": "upload_unknown"});
+                };
+                let Some(data) = media::unbase64(&s("data")).filter(|d| d.len() <= 48 * 1024) else {
+                    return json!({"kind": "error", "message": "not a part", "code": "refused"});
+                };
+                if v["offset"].as_u64() != Some(u.data.len() as u64)
+                    || (u.data.len() + data.len()) as u64 > u.size
+                {
+                    return json!({"kind": "error", "message": "out of order", "code": "upload_out_of_order"});
+                }
+                u.data.extend_from_slice(&data);
+                json!({"kind": "ok"})
+            }
+            "attach_abort" => {
+                let id = s("id");
+                w.uploads.retain(|u| u.id != id);
+                json!({"kind": "ok"})
+            }
+            "attach_commit" => {
+                let id = s("id");
+                let Some(i) = w.uploads.iter().position(|u| u.id == id) else {
+                    return json!({"kind": "error", "message": "no such upload", "code": "upload_unknown"});
+                };
+                let u = w.uploads.remove(i);
+                if u.data.len() as u64 != u.size {
+                    return json!({"kind": "error", "message": "incomplete", "code": "upload_out_of_order"});
+                }
+                w.next_id += 1;
+                let n = w.next_id;
+                let mid = format!("{n:016x}");
+                // Handed over files arrive in about 15 s here (fast ones in half that).
+                let fast = v["fast"] == true;
+                let step = (u.size / if fast { 7 } else { 15 }).max(1);
+                let Some(t) = w.threads.iter_mut().find(|t| t.name == u.to) else {
+                    return json!({"kind": "error", "message": "unknown name", "code": "unknown_name"});
+                };
+                let members = t.members.len() as u32;
+                let mut f = file(&u.name, &u.mime, &u.kind, u.size, u.duration_ms, "sending", 0, step);
+                f["fast"] = json!(fast);
+                t.messages.push(file_message(n, &u.to, "me", "", now, Some("queued"), [0, members], f));
+                w.files.push((mid.clone(), u.data));
+                w.steps.push((mid.clone(), step));
+                json!({"kind": "sent", "id": mid})
+            }
+            "file_accept" | "file_decline" | "transfer_cancel" | "file_delete" => {
+                let id = s("id");
+                let Some((thread, m)) = w
+                    .threads
+                    .iter_mut()
+                    .find_map(|t| {
+                        t.messages.iter_mut().find(|m| m["id"] == id.as_str()).map(|m| (t.name.clone(), m))
+                    })
+                    .filter(|(_, m)| m["file"].is_object())
+                else {
+                    return json!({"kind": "error", "message": "no such file", "code": "no_such_file"});
+                };
+                let state = m["file"]["state"].as_str().unwrap_or("").to_owned();
+                let next = match (cmd, state.as_str()) {
+                    ("file_accept", "offered") => "receiving",
+                    ("file_decline", "offered") => "cancelled",
+                    ("transfer_cancel", "sending" | "receiving") => "cancelled",
+                    ("file_delete", _) => "deleted",
+                    _ => return json!({"kind": "error", "message": "not now", "code": "refused"}),
+                };
+                if next == "deleted" {
+                    for t in &mut w.threads {
+                        t.messages.retain(|m| m["id"] != id.as_str());
+                    }
+                    return json!({"kind": "ok"});
+                }
+                m["file"]["state"] = json!(next);
+                m["file"]["eta_secs"] = Value::Null;
+                let ev = transfer_event(&thread, m);
+                if next == "receiving" {
+                    let step = (m["file"]["size"].as_u64().unwrap_or(0) / 20).max(1);
+                    w.steps.push((id, step));
+                }
+                let _ = self.events.send(ev.to_string());
+                json!({"kind": "ok"})
+            }
+            "file_part" => {
+                let (id, offset) = (s("id"), v["offset"].as_u64().unwrap_or(0));
+                let len = v["len"].as_u64().unwrap_or(0);
+                if len > 48 * 1024 {
+                    return json!({"kind": "error", "message": "too long a part", "code": "refused"});
+                }
+                let Some(m) = w.threads.iter().flat_map(|t| &t.messages).find(|m| m["id"] == id.as_str())
+                else {
+                    return json!({"kind": "error", "message": "no such file", "code": "no_such_file"});
+                };
+                let f = &m["file"];
+                let mine = m["sender"] == "me";
+                let ready = matches!(f["state"].as_str(), Some("received"))
+                    || (mine && matches!(f["state"].as_str(), Some("sent" | "sending")));
+                if !ready {
+                    return json!({"kind": "error", "message": "not received", "code": "file_not_ready"});
+                }
+                let total = f["size"].as_u64().unwrap_or(0);
+                let (from, to) = (offset.min(total), (offset + len).min(total));
+                let data = match w.files.iter().find(|(k, _)| *k == id) {
+                    Some((_, b)) => b[from as usize..to as usize].to_vec(),
+                    None => media::filler(from, (to - from) as usize),
+                };
+                json!({"kind": "file_data", "data": media::base64(&data), "total": total})
+            }
+            "transfers" => {
+                let name = v["name"].as_str();
+                let list: Vec<Value> = w
+                    .threads
+                    .iter()
+                    .filter(|t| name.is_none_or(|n| n == t.name))
+                    .flat_map(|t| {
+                        t.messages
+                            .iter()
+                            .filter(|m| m["file"].is_object())
+                            .map(|m| transfer_event(&t.name, m))
+                    })
+                    .collect();
+                json!({"kind": "transfers", "list": list})
+            }
             _ => {
                 json!({"kind": "error", "message": format!("the preview does not know {cmd}"), "code": "refused"})
             }
@@ -601,8 +952,74 @@ impl Demo {
 impl Demo {
     /// The demo over `world`; its network costs are known four seconds from now.
     pub(crate) fn new(world: World) -> Self {
-        Self { world: Arc::new(Mutex::new(world)), events: broadcast::channel(64).0, started: Instant::now() }
+        Self {
+            world: Arc::new(Mutex::new(world)),
+            events: broadcast::channel(64).0,
+            started: Instant::now(),
+            ticking: Arc::new(AtomicBool::new(false)),
+        }
     }
+
+    /// Moves every moving transfer on once a second, with a `transfer` event each (and one at
+    /// the end, where ours also become delivered).
+    fn tick(&self) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let mut events = Vec::new();
+                {
+                    let mut w = me.world.lock().unwrap();
+                    let steps = w.steps.clone();
+                    for t in &mut w.threads {
+                        let n = t.members.len() as u32;
+                        for m in &mut t.messages {
+                            let state = m["file"]["state"].as_str().unwrap_or("");
+                            if state != "sending" && state != "receiving" {
+                                continue;
+                            }
+                            let mine = state == "sending";
+                            let id = m["id"].as_str().unwrap_or("").to_owned();
+                            let step = steps.iter().find(|(k, _)| *k == id).map_or(1, |(_, s)| *s);
+                            let total = m["file"]["total_bytes"].as_u64().unwrap_or(0);
+                            let done = (m["file"]["done_bytes"].as_u64().unwrap_or(0) + step).min(total);
+                            m["file"]["done_bytes"] = json!(done);
+                            m["file"]["rate_bps"] = json!(step as f64);
+                            m["file"]["eta_secs"] = json!((total - done) / step.max(1));
+                            if mine && m["state"] == "queued" {
+                                m["state"] = json!("sent");
+                                events.push(json!({"type": "delivery", "id": id, "state": "sent"}));
+                            }
+                            if done == total {
+                                m["file"]["state"] = json!(if mine { "sent" } else { "received" });
+                                m["file"]["eta_secs"] = Value::Null;
+                                if mine {
+                                    m["state"] = json!("delivered");
+                                    m["delivered"] = json!([n, n]);
+                                    events.push(json!({"type": "delivery", "id": id, "state": "delivered"}));
+                                }
+                            }
+                            events.push(transfer_event(&t.name, m));
+                        }
+                    }
+                }
+                for ev in events {
+                    let _ = me.events.send(ev.to_string());
+                }
+            }
+        });
+    }
+}
+
+/// The `transfer` event of file message `m` in `thread`, as it is now.
+fn transfer_event(thread: &str, m: &Value) -> Value {
+    let f = &m["file"];
+    json!({
+        "type": "transfer", "id": m["id"], "thread": thread,
+        "direction": if m["sender"] == "me" { "out" } else { "in" }, "state": f["state"],
+        "done_bytes": f["done_bytes"], "total_bytes": f["total_bytes"], "rate_bps": f["rate_bps"],
+        "eta_secs": f["eta_secs"],
+    })
 }
 
 impl Backend for Demo {
