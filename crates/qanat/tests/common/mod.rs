@@ -3,6 +3,7 @@
 
 use std::process::Command;
 
+pub(crate) mod users;
 pub(crate) mod world;
 
 /// The `qanat` binary under test.
