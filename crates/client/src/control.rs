@@ -203,7 +203,7 @@ pub enum Request {
     AttachCommit {
         /// As `AttachBegin` answered it.
         id: String,
-        /// Faster than the profile's slots (not offered yet: refused when true).
+        /// At a raised payload rate while it runs (it shows on the link: warn first).
         #[serde(default)]
         fast: bool,
     },
@@ -221,7 +221,7 @@ pub enum Request {
         /// The name to give it (its file name by default).
         #[serde(default)]
         name: Option<String>,
-        /// Faster than the profile's slots (not offered yet: refused when true).
+        /// At a raised payload rate while it runs (it shows on the link: warn first).
         #[serde(default)]
         fast: bool,
         /// Words with it.
@@ -399,7 +399,7 @@ pub fn file_out(f: &crate::engine::FileInfo) -> FileOut {
         recipients: f.recipients,
         rate_bps: f.rate_bps,
         eta_secs: f.eta_secs,
-        fast: false,
+        fast: f.fast,
     }
 }
 
@@ -1155,7 +1155,12 @@ pub fn try_execute<R: CryptoRng>(
                     bytes_up: 0,
                     bytes_down: 0,
                 },
-                fast: None,
+                fast: e.fast.map(|(secs_low, secs_high, bytes_up)| CostEstimate {
+                    secs_low,
+                    secs_high,
+                    bytes_up,
+                    bytes_down: 0,
+                }),
             }
         }
         Request::AttachBegin { to, name, mime, size, kind, duration_ms, caption } => {
@@ -1173,19 +1178,13 @@ pub fn try_execute<R: CryptoRng>(
             Response::Ok
         }
         Request::AttachCommit { id, fast } => {
-            if fast {
-                return Err(EngineError::FileNotReady("faster sending is not offered on this network"));
-            }
-            Response::Sent { id: engine.attach_commit(&parse16(&id)?, now, rng)?.to_string() }
+            Response::Sent { id: engine.attach_commit(&parse16(&id)?, fast, now, rng)?.to_string() }
         }
         Request::AttachAbort { id } => {
             engine.attach_abort(&parse16(&id)?);
             Response::Ok
         }
         Request::SendFile { to, path, name, fast, caption } => {
-            if fast {
-                return Err(EngineError::FileNotReady("faster sending is not offered on this network"));
-            }
             let p = std::path::Path::new(&path);
             let meta = std::fs::metadata(p).map_err(|_| EngineError::NoSuchFile)?;
             let limit = engine.max_file_bytes();
@@ -1208,7 +1207,7 @@ pub fn try_execute<R: CryptoRng>(
                 "file"
             };
             let spec = file_spec(name, mime.into(), kind, None, caption)?;
-            Response::Sent { id: engine.send_file(&to, spec, &bytes, now, rng)?.to_string() }
+            Response::Sent { id: engine.send_file(&to, spec, &bytes, fast, now, rng)?.to_string() }
         }
         Request::FileSave { id, path, force } => {
             let id = parse_id(&id).ok_or(EngineError::UnknownMessage)?;

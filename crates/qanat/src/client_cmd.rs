@@ -830,16 +830,35 @@ pub(crate) fn follow(home: &Path, out: Output) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Files
 
-/// `qanat send NAME --file PATH [CAPTION] [--wait]`: prints the estimate, sends, and with
-/// `--wait` shows the progress until every recipient has the file.
-pub(crate) fn send_file(
-    home: &Path,
-    to: String,
-    path: &Path,
-    caption: String,
-    wait: Option<Duration>,
-    out: Output,
-) -> Result<()> {
+/// What `qanat send --file` was asked.
+pub(crate) struct FileSend<'a> {
+    pub(crate) to: String,
+    pub(crate) path: &'a Path,
+    pub(crate) caption: String,
+    /// Fast: `Some(yes)`, where `yes` skips the question after the warning.
+    pub(crate) fast: Option<bool>,
+    pub(crate) wait: Option<Duration>,
+}
+
+/// The plain warning before a fast file (docs/ATTACHMENTS.md §3.10).
+pub(crate) fn fast_warning(normal_secs: u64, fast_secs: u64, extra: u64) -> String {
+    format!(
+        "Faster: about {} instead of {}, and about {} more data. While it runs, anyone who \
+         watches your connection can see that you are sending something large, and roughly how \
+         large. Someone who watches the whole network can very likely tell which gateway \
+         receives it, and if they also run that gateway, which of its users. Normal sending \
+         hides all of this.",
+        duration(fast_secs),
+        duration(normal_secs),
+        bytes(extra)
+    )
+}
+
+/// `qanat send NAME --file PATH [CAPTION] [--fast [--yes]] [--wait]`: prints the estimate (and
+/// for `--fast` the warning, then asks), sends, and with `--wait` shows the progress until every
+/// recipient has the file.
+pub(crate) fn send_file(home: &Path, req: FileSend<'_>, out: Output) -> Result<()> {
+    let FileSend { to, path, caption, fast, wait } = req;
     let Some(mut c) = Control::connect(home) else {
         bail!("sending a file needs the running client (start `qanat run`); nothing was sent");
     };
@@ -863,12 +882,26 @@ pub(crate) fn send_file(
             duration(hidden.secs_high),
         );
     }
+    if let Some(yes) = fast {
+        let Response::Estimate { hidden, fast: Some(f), .. } = &est else {
+            bail!("faster sending is not offered on this network; nothing was sent");
+        };
+        eprintln!("{}", fast_warning(hidden.secs_low, f.secs_low, f.bytes_up));
+        if !yes {
+            eprint!("Send faster? [y/N] ");
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer).context("cannot read the answer")?;
+            if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                bail!("nothing was sent");
+            }
+        }
+    }
     let caption = (!caption.is_empty()).then_some(caption);
     let resp = c.call(&Request::SendFile {
         to,
         path: path.to_string_lossy().into_owned(),
         name: None,
-        fast: false,
+        fast: fast.is_some(),
         caption,
     })?;
     let Response::Sent { id } = &resp else { return finish(&resp, out) };

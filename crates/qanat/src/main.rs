@@ -231,6 +231,13 @@ enum Command {
         /// your connection; the estimate of its time is printed first).
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
+        /// With --file: sends it faster, at a raised packet rate while it runs. This shows on
+        /// your connection: the warning is printed and you are asked (or pass --yes).
+        #[arg(long, requires = "file")]
+        fast: bool,
+        /// With --fast: do not ask.
+        #[arg(long, requires = "fast")]
+        yes: bool,
         /// Waits until the message is delivered (needs the running client).
         #[arg(long)]
         wait: bool,
@@ -778,15 +785,20 @@ fn main() -> Result<()> {
         Command::Invite { home: h, name } => request(h, Request::Invite { name }),
         Command::Accept { home: h, name, link } => request(h, Request::Accept { link, name }),
         Command::Contacts { home: h } => request(h, Request::Contacts),
-        Command::Send { home: h, name, text, file: Some(path), wait, timeout_secs } => client_cmd::send_file(
-            &home(h)?,
-            name,
-            &path,
-            text,
-            wait.then(|| Duration::from_secs(timeout_secs)),
-            out,
-        ),
-        Command::Send { home: h, name, text, file: None, wait: true, timeout_secs } => {
+        Command::Send { home: h, name, text, file: Some(path), fast, yes, wait, timeout_secs } => {
+            client_cmd::send_file(
+                &home(h)?,
+                client_cmd::FileSend {
+                    to: name,
+                    path: &path,
+                    caption: text,
+                    fast: fast.then_some(yes),
+                    wait: wait.then(|| Duration::from_secs(timeout_secs)),
+                },
+                out,
+            )
+        }
+        Command::Send { home: h, name, text, file: None, wait: true, timeout_secs, .. } => {
             client_cmd::send_and_wait(&home(h)?, name, text, Duration::from_secs(timeout_secs), out)
         }
         Command::Send { home: h, name, text, file: None, wait: false, .. } => {

@@ -55,6 +55,10 @@ use super::types::FileRef;
 use super::wire::{Content, FileKind, FileOffer, FileStatus, MAX_CAPTION, Outer, file_name_ok};
 use super::{Engine, EngineError, EngineEvent, EngineStats, HistoryEntry, LocalMessageId, hex};
 
+/// How many times the profile's payload rate a fast file is sent at (at most; the directory
+/// may allow less).
+pub const FAST_FACTOR: u8 = 2;
+
 /// The largest file, until the directory says otherwise.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 << 20;
 /// Files up to this size are accepted without asking (a tenth on the metered profile).
@@ -112,6 +116,8 @@ pub struct FileInfo {
     pub rate_bps: u64,
     /// Seconds left, while in progress.
     pub eta_secs: Option<u64>,
+    /// Ours, sent at the raised rate.
+    pub fast: bool,
 }
 
 impl FileInfo {
@@ -277,6 +283,29 @@ fn in_state_name(s: InFile) -> &'static str {
 }
 
 impl Engine {
+    /// The factor a fast file raises the payload rate by here: 2 (a recipient drains twice the
+    /// standard rate), or less if the directory allows less; 1 when the directory allows none.
+    pub(super) fn fast_limit(params: &qanat_pki::Parameters) -> f64 {
+        f64::from(params.file_limits().fast_factor_max.min(FAST_FACTOR))
+    }
+
+    /// The factor the payload rate runs at now: [`Self::fast_limit`] while a fast file of ours is
+    /// offered or being sent, else 1.
+    pub(super) fn fast_factor(&self, params: &qanat_pki::Parameters) -> f64 {
+        let active = self.files.out.values().any(|f| {
+            f.rec.fast && f.rec.peers.iter().any(|p| matches!(p.state, PeerFile::Offered | PeerFile::Sending))
+        });
+        if active { Self::fast_limit(params) } else { 1.0 }
+    }
+
+    /// Applies the rates again when a fast file starts or ends.
+    fn refresh_rates(&mut self) {
+        if let Some(n) = &self.network {
+            let (params, view) = (n.params.clone(), n.view.clone());
+            self.apply_traffic(&params, &view);
+        }
+    }
+
     /// The largest file that may be sent or accepted here: the directory's limit (1 MiB under a
     /// document of version 1, which sets none; [`DEFAULT_MAX_FILE_BYTES`] before any document).
     pub fn max_file_bytes(&self) -> u64 {
@@ -322,14 +351,20 @@ impl Engine {
 
     /// Sends a file to the contact or group `name`: keeps it in the profile, offers it to every
     /// other member, and sends its chunks to each as it accepts. Returns its history entry's id.
+    /// `fast`: at a raised payload rate for the file's duration, which shows on the user's link
+    /// (the interfaces warn first); refused where the directory allows no fast mode.
     pub fn send_file<R: CryptoRng>(
         &mut self,
         name: &str,
         spec: FileSpec,
         bytes: &[u8],
+        fast: bool,
         now: SystemTime,
         rng: &mut R,
     ) -> Result<LocalMessageId, EngineError> {
+        if fast && self.network().map(|n| Self::fast_limit(&n.params)).unwrap_or(1.0) < 2.0 {
+            return Err(EngineError::FileNotReady("faster sending is not offered on this network"));
+        }
         let t = self.thread_by_name(name)?;
         let th = self.threads.get(&t).ok_or(EngineError::Corrupt("thread"))?;
         if th.state != ThreadState::Active {
@@ -408,7 +443,7 @@ impl Engine {
             digest,
             created_ms: now_ms,
             peers,
-            fast: false,
+            fast,
         };
         let core = self.out_core(transfer, &rec, &plan);
         self.writes.push(Write::put(transfer, &rec));
@@ -436,6 +471,9 @@ impl Engine {
         self.files.out.insert(transfer, OutFile { rec, core, chunks_saved: 0 });
         self.save_thread(t);
         self.flush()?;
+        if fast {
+            self.refresh_rates();
+        }
         Ok(LocalMessageId(hkey))
     }
 
@@ -722,9 +760,13 @@ impl Engine {
         }
         f.rec.file_key = [0; 32];
         f.rec.signing = [0; 32];
+        let fast = f.rec.fast;
         self.writes.push(Write::put(transfer, &f.rec));
         self.writes.push(Write::Del(NS_XFER_STATE, transfer.to_vec()));
         self.files.dirty.remove(&transfer);
+        if fast {
+            self.refresh_rates();
+        }
     }
 
     /// Gives up the incoming file `key` (`state`): its shards and partial blocks go, its key is
@@ -1285,6 +1327,7 @@ impl Engine {
                     recipients: [complete, total],
                     rate_bps: 0,
                     eta_secs: None,
+                    fast: f.rec.fast,
                 }
                 .with_speed(self),
             );
@@ -1310,6 +1353,7 @@ impl Engine {
                 recipients: [0, 0],
                 rate_bps: 0,
                 eta_secs: None,
+                fast: false,
             }
             .with_speed(self),
         )
@@ -1370,6 +1414,8 @@ pub struct FileEstimate {
     pub secs_low: u64,
     /// Seconds, with loss and texts sharing the slots.
     pub secs_high: u64,
+    /// Sent fast, where the network allows it: (seconds low, high, extra bytes up).
+    pub fast: Option<(u64, u64, u64)>,
 }
 
 /// Uploads and estimates, for interfaces that hand the file over in parts.
@@ -1434,6 +1480,7 @@ impl Engine {
     pub fn attach_commit<R: CryptoRng>(
         &mut self,
         id: &[u8; 16],
+        fast: bool,
         now: SystemTime,
         rng: &mut R,
     ) -> Result<LocalMessageId, EngineError> {
@@ -1449,7 +1496,7 @@ impl Engine {
         let Some(u) = self.files.upload.take() else {
             return Err(EngineError::FileNotReady("no such upload"));
         };
-        self.send_file(&u.to, u.spec.clone(), &u.bytes, now, rng)
+        self.send_file(&u.to, u.spec.clone(), &u.bytes, fast, now, rng)
     }
 
     /// Drops upload `id`.
@@ -1486,6 +1533,21 @@ impl Engine {
         let (slot, rtt) = self.file_rates();
         let sending = slot.as_secs_f64() * packets as f64 * f64::from(recipients);
         let low = sending + 2.0 * rtt.as_secs_f64();
+        // Fast: the payload slots come `f` times as often while it runs (if no fast file is
+        // running already), and every extra slot is a packet more on the link.
+        let fast = self.network.as_ref().and_then(|n| {
+            let f = Self::fast_limit(&n.params);
+            if f < 2.0 {
+                return None;
+            }
+            let already = self.fast_factor(&n.params);
+            let secs = sending * already / f + 2.0 * rtt.as_secs_f64();
+            let frame = qanat_link::FrameSize::for_packet_len(n.params.geometry().packet_len())
+                .map_or(2229, |s| s.wire_len() as u64);
+            let base = already / slot.as_secs_f64();
+            let extra = ((f - 1.0) * base / already * secs) as u64 * frame;
+            Some((secs.ceil() as u64, (secs * 1.5).ceil() as u64, extra))
+        });
         Ok(FileEstimate {
             bucket: plan.bucket(),
             packets,
@@ -1494,6 +1556,7 @@ impl Engine {
             limit,
             secs_low: low.ceil() as u64,
             secs_high: (low * 1.5).ceil() as u64,
+            fast,
         })
     }
 

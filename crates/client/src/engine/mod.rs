@@ -106,8 +106,8 @@ use qanat_mixnet::sending::{Inbox, MessageId, Outbox, Schedule, TrafficProfile};
 
 pub use error::EngineError;
 pub use files::{
-    AUTO_ACCEPT_BYTES, DEFAULT_MAX_FILE_BYTES, FileEstimate, FileInfo, FileSpec, MAX_OFFERS_PER_THREAD,
-    MAX_RECEIVING, OFFER_TTL, RECEIVE_TTL, UPLOAD_IDLE,
+    AUTO_ACCEPT_BYTES, DEFAULT_MAX_FILE_BYTES, FAST_FACTOR, FileEstimate, FileInfo, FileSpec,
+    MAX_OFFERS_PER_THREAD, MAX_RECEIVING, OFFER_TTL, RECEIVE_TTL, UPLOAD_IDLE,
 };
 pub use groups::{GROUP_INVITATION_TTL, MAX_GROUP_INVITATIONS, MAX_GROUP_INVITATIONS_PER_CONTACT};
 pub use mailboxes::{MAX_REPLACED, ROTATION_GRACE_MS};

@@ -135,7 +135,11 @@ impl Engine {
     /// and `view`'s delays.
     pub(super) fn apply_traffic(&mut self, params: &qanat_pki::Parameters, view: &NetworkView) {
         let geometry = params.geometry();
-        let rates = self.traffic.rates(params);
+        let mut rates = self.traffic.rates(params);
+        // A fast file of ours raises the payload rate, flat, until it is done (docs/PROTOCOL.md
+        // "Files": what that shows).
+        let fast = self.fast_factor(params);
+        rates.payload *= fast;
         self.idle_cost = qanat_link::FrameSize::for_packet_len(geometry.packet_len())
             .ok()
             .map(|size| self.traffic.idle_bytes_per_day(params, size.wire_len()));

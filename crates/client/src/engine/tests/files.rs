@@ -47,7 +47,7 @@ fn a_file_arrives_whole_once_through_loss_and_is_delivered() {
     w.connect(0, "ann", 1, "bob");
     let file = bytes(300_000, 1);
     let now = w.now;
-    let id = w.clients[0].e().send_file("bob", spec("report.pdf"), &file, now, &mut w.rng).unwrap();
+    let id = w.clients[0].e().send_file("bob", spec("report.pdf"), &file, false, now, &mut w.rng).unwrap();
     w.run_until(Duration::from_secs(600), |w| delivered(&w.clients[0], &id));
     let theirs = offered(&w.clients[1], "report.pdf").unwrap();
     assert_eq!(got(&mut w.clients[1], &theirs).unwrap(), file, "byte for byte");
@@ -83,7 +83,7 @@ fn a_group_of_three_gets_it_with_the_recipient_offline_and_both_ends_restarted()
     w.run_for(Duration::from_secs(5));
     let file = bytes(400_000, 2);
     let now = w.now;
-    let id = w.clients[0].e().send_file("team", spec("map.png"), &file, now, &mut w.rng).unwrap();
+    let id = w.clients[0].e().send_file("team", spec("map.png"), &file, false, now, &mut w.rng).unwrap();
     // Bob goes offline once the file starts arriving, and comes back later; Ann restarts in the
     // middle, and so does Cat.
     w.run_until(Duration::from_secs(300), |w| {
@@ -114,7 +114,7 @@ fn a_large_offer_waits_for_a_yes_and_a_no_is_told() {
     w.connect(0, "ann", 1, "bob");
     let big = bytes(1_500_000, 3);
     let now = w.now;
-    let id = w.clients[0].e().send_file("bob", spec("big.bin"), &big, now, &mut w.rng).unwrap();
+    let id = w.clients[0].e().send_file("bob", spec("big.bin"), &big, false, now, &mut w.rng).unwrap();
     w.run_until(Duration::from_secs(60), |w| offered(&w.clients[1], "big.bin").is_some());
     let theirs = offered(&w.clients[1], "big.bin").unwrap();
     w.run_for(Duration::from_secs(10));
@@ -127,7 +127,7 @@ fn a_large_offer_waits_for_a_yes_and_a_no_is_told() {
 
     // A second one, declined: its sender hears it and stops.
     let now = w.now;
-    let id2 = w.clients[0].e().send_file("bob", spec("again.bin"), &big, now, &mut w.rng).unwrap();
+    let id2 = w.clients[0].e().send_file("bob", spec("again.bin"), &big, false, now, &mut w.rng).unwrap();
     w.run_until(Duration::from_secs(60), |w| offered(&w.clients[1], "again.bin").is_some());
     let theirs2 = offered(&w.clients[1], "again.bin").unwrap();
     let now = w.now;
@@ -144,7 +144,7 @@ fn a_sender_cancels_and_the_recipient_drops_what_it_holds() {
     w.connect(0, "ann", 1, "bob");
     let file = bytes(900_000, 4);
     let now = w.now;
-    let id = w.clients[0].e().send_file("bob", spec("long.bin"), &file, now, &mut w.rng).unwrap();
+    let id = w.clients[0].e().send_file("bob", spec("long.bin"), &file, false, now, &mut w.rng).unwrap();
     w.run_until(Duration::from_secs(300), |w| {
         offered(&w.clients[1], "long.bin").is_some_and(|id| {
             w.clients[1].engine.as_ref().unwrap().file_info(&id).is_some_and(|f| f.done_bytes > 100_000)
@@ -170,21 +170,42 @@ fn files_over_the_limit_are_refused_and_names_must_be_names() {
     assert_eq!(e.max_file_bytes(), 4 << 20, "the directory's limit");
     let too_big = vec![0u8; (e.max_file_bytes() + 1) as usize];
     assert!(matches!(
-        e.send_file("bob", spec("x"), &too_big, now, &mut w.rng),
+        e.send_file("bob", spec("x"), &too_big, false, now, &mut w.rng),
         Err(EngineError::FileTooLarge { .. })
     ));
     assert!(matches!(
-        e.send_file("bob", spec("../etc/passwd"), b"x", now, &mut w.rng),
+        e.send_file("bob", spec("../etc/passwd"), b"x", false, now, &mut w.rng),
         Err(EngineError::InvalidName(_))
     ));
     // In parts: in order, no more than announced.
     let up = e.attach_begin("bob", spec("a.txt"), 10, now, &mut w.rng).unwrap();
     assert!(e.attach_part(&up, 5, b"hello", now).is_err());
     e.attach_part(&up, 0, b"hello", now).unwrap();
-    assert!(e.attach_commit(&up, now, &mut w.rng).is_err(), "not whole yet");
+    assert!(e.attach_commit(&up, false, now, &mut w.rng).is_err(), "not whole yet");
     assert!(e.attach_part(&up, 5, b"world!", now).is_err(), "more than announced");
     e.attach_part(&up, 5, b"world", now).unwrap();
-    let id = e.attach_commit(&up, now, &mut w.rng).unwrap();
+    let id = e.attach_commit(&up, false, now, &mut w.rng).unwrap();
     assert_eq!(e.file_bytes(&id, 0, 100).unwrap(), (b"helloworld".to_vec(), 10));
     w.run_until(Duration::from_secs(60), |w| delivered(&w.clients[0], &id));
+}
+
+#[test]
+fn a_fast_file_doubles_the_payload_rate_while_it_runs_and_no_longer() {
+    let mut w = World::new(46, 0.0, &[1, 2]);
+    w.connect(0, "ann", 1, "bob");
+    let rate = |c: &mut Client| c.e().schedule.as_ref().unwrap().rates().payload;
+    let normal = rate(&mut w.clients[0]);
+    let e = w.clients[0].e();
+    let est = e.estimate_file("bob", 300_000).unwrap();
+    let (fast_low, _, extra) = est.fast.expect("the directory allows fast files");
+    assert!(fast_low < est.secs_low && extra > 0, "{est:?}");
+    let file = bytes(300_000, 5);
+    let now = w.now;
+    let id = w.clients[0].e().send_file("bob", spec("fast.bin"), &file, true, now, &mut w.rng).unwrap();
+    assert_eq!(rate(&mut w.clients[0]), normal * 2.0, "flat at twice the rate from the start");
+    assert!(w.clients[0].e().file_info(&id).unwrap().fast);
+    w.run_until(Duration::from_secs(300), |w| delivered(&w.clients[0], &id));
+    assert_eq!(rate(&mut w.clients[0]), normal, "back once it is done");
+    let theirs = offered(&w.clients[1], "fast.bin").unwrap();
+    assert_eq!(got(&mut w.clients[1], &theirs).unwrap(), file);
 }
