@@ -117,6 +117,10 @@ enum Command {
         /// queueing each acknowledgement.
         #[arg(long)]
         ack_delay_ms: Option<u64>,
+        /// Instead: what a fast file shows an observer of the sender's link (a table; see
+        /// docs/EVALUATION.md "Fast files").
+        #[arg(long)]
+        fast_transfer: bool,
     },
     /// Runs and inspects one node (directory authority, mix or gateway).
     Node {
@@ -703,7 +707,11 @@ fn main() -> Result<()> {
             no_client_cover,
             one_mix,
             ack_delay_ms,
+            fast_transfer,
         } => {
+            if fast_transfer {
+                return eval::fast_transfer(seed, quick);
+            }
             if setting {
                 return eval::one_setting(&eval::SettingOptions {
                     quick,

@@ -42,3 +42,24 @@ fn quick_eval_writes_the_report_and_plots_and_its_sanity_checks_pass() {
         assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 5_000, "{png}.png");
     }
 }
+
+/// `qanat eval --fast-transfer --quick`: a fast file is seen by the link observer, a hidden one
+/// only as often as any idle client trips the alarm.
+#[test]
+fn a_fast_file_shows_on_the_link_and_a_hidden_one_does_not() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qanat"))
+        .args(["eval", "--fast-transfer", "--quick", "--seed", "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let flagged = |row: &str| -> u32 {
+        let line =
+            text.lines().find(|l| l.starts_with(&format!("| {row} "))).unwrap_or_else(|| panic!("{text}"));
+        line.split('|').nth(3).unwrap().trim().trim_end_matches('%').parse().unwrap()
+    };
+    assert!(flagged("100 KB fast ×2") >= 70, "{text}");
+    assert!(flagged("1 MB fast ×2") >= 90, "{text}");
+    assert!(flagged("100 KB hidden (control)") <= 20, "{text}");
+    assert!(flagged("1 MB hidden (control)") <= 30, "{text}");
+}

@@ -6,8 +6,11 @@
 //! run in that order by [`eval`] (and one setting alone by [`one_setting`]); `plots.rs` draws the
 //! PNG plots, `report.rs` writes the report's text (its closing notes are `notes.md`).
 
+mod fast;
 mod plots;
 mod report;
+
+pub(crate) use fast::fast_transfer;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
