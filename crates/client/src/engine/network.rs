@@ -39,7 +39,9 @@ pub(super) fn keys_usable_until(epoch: u64, period: EpochPeriod) -> UnixMicros {
 impl Engine {
     /// This profile's sending rates under the current directory, once it has one.
     pub fn rates(&self) -> Option<sending::Rates> {
-        self.schedule.as_ref().map(Schedule::rates)
+        // The profile's own rates, not those of a fast file running (its pulls, which follow
+        // these, must not change with it: that would show on the link too).
+        self.network.as_ref().map(|n| self.traffic.rates(&n.params))
     }
 
     /// What the network allows of file transfers under the current document

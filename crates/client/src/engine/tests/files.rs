@@ -203,6 +203,8 @@ fn a_fast_file_doubles_the_payload_rate_while_it_runs_and_no_longer() {
     let now = w.now;
     let id = w.clients[0].e().send_file("bob", spec("fast.bin"), &file, true, now, &mut w.rng).unwrap();
     assert_eq!(rate(&mut w.clients[0]), normal * 2.0, "flat at twice the rate from the start");
+    let pulls = w.clients[0].e().rates().unwrap().payload;
+    assert_eq!(pulls, normal, "the pulls (which follow the profile's rates) do not change");
     assert!(w.clients[0].e().file_info(&id).unwrap().fast);
     w.run_until(Duration::from_secs(300), |w| delivered(&w.clients[0], &id));
     assert_eq!(rate(&mut w.clients[0]), normal, "back once it is done");

@@ -72,6 +72,8 @@ struct Scenario {
     /// standard profile at the directory's defaults, 50 for metered; 3 s through the mixes; the
     /// engine's grace, reply delay and resend wait for them) instead of the fast test rates.
     realistic: Option<u64>,
+    /// With `realistic`: a fast file (the payload slots twice as often; the pulls unchanged).
+    fast: bool,
 }
 
 impl Scenario {
@@ -86,6 +88,7 @@ impl Scenario {
             recipient_restart: None,
             seed: 1,
             realistic: None,
+            fast: false,
         }
     }
 }
@@ -112,17 +115,21 @@ fn recv_config() -> RecvConfig {
 /// (slot and read interval in ticks of 0.5 s, mean delay through the network, configs).
 fn rates(sc: &Scenario) -> (u64, u64, Duration, SendConfig, RecvConfig) {
     if let Some(slot) = sc.realistic {
-        // As `Engine::apply_file_timing` sets them from the directory's rates.
-        let (slot_d, hops) = (Duration::from_secs(slot), Duration::from_secs(6));
-        let outbox_first = (slot_d * 2 + hops + slot_d * 2) * 2;
-        let grace = hops + slot_d * 2 + slot_d;
+        // As `Engine::apply_file_timing` sets them from the directory's rates (with a fast file,
+        // from the doubled payload rate; the pulls keep the profile's).
+        let pull = Duration::from_secs(slot);
+        let slot_d = if sc.fast { pull / 2 } else { pull };
+        let hops = Duration::from_secs(6);
+        let outbox_first = (slot_d * 2 + hops + pull * 2) * 2;
+        let grace = hops + pull * 2 + slot_d;
         let wait = outbox_first + grace + slot_d * 3;
         let send = SendConfig {
             resend: ResendPolicy { first: wait, max: (wait * 16).min(Duration::from_secs(1800)).max(wait) },
             ..send_config(sc.parity)
         };
         let recv = RecvConfig { grace, reply_delay: slot_d, ..RecvConfig::default() };
-        (slot * 2, slot * 2, Duration::from_secs(3), send, recv)
+        let slot_ticks = if sc.fast { slot } else { slot * 2 };
+        (slot_ticks, slot * 2, Duration::from_secs(3), send, recv)
     } else {
         (1, 2, Duration::from_secs(1), send_config(sc.parity), recv_config())
     }
@@ -600,15 +607,18 @@ fn nothing_goes_to_a_recipient_before_it_accepts_and_the_hold_survives_a_restart
 #[test]
 fn time_to_deliver_at_each_profile_against_the_model() {
     println!("profile   size     loss  measured(s)  model low..high(s)");
-    for (profile, slot) in [("standard", 5u64), ("metered", 50)] {
+    for (profile, slot, fast) in
+        [("standard", 5u64, false), ("std fast", 5, true), ("metered", 50, false), ("met fast", 50, true)]
+    {
         for size in [100_000usize, 1_000_000] {
             for loss in [0.0, 0.1] {
-                let sc = Scenario { seed: 21, realistic: Some(slot), ..Scenario::new(size, loss) };
+                let sc = Scenario { seed: 21, realistic: Some(slot), fast, ..Scenario::new(size, loss) };
                 let out = check(sc);
                 let (_, _, delay, send, recv) = rates(&sc);
                 let plan = Plan::new(size as u64, 1450).unwrap();
                 let round_trip = delay * 2 + recv.grace + recv.reply_delay + Duration::from_secs(slot);
-                let low = slot as f64 * plan.first_round_packets(0.125) as f64 + round_trip.as_secs_f64();
+                let per_packet = if fast { slot as f64 / 2.0 } else { slot as f64 };
+                let low = per_packet * plan.first_round_packets(0.125) as f64 + round_trip.as_secs_f64();
                 // With loss: top-ups and a probe's wait.
                 let high = low * 1.5 + send.resend.first.as_secs_f64();
                 println!(
