@@ -1035,6 +1035,16 @@ impl Engine {
         for (k, s) in expired {
             self.give_up_in(k, s, now);
         }
+        // A complete file answers its sender's SURBS (a lost last answer) for as long as a
+        // transfer may take, then no longer needs its core.
+        for x in self.files.inn.values_mut() {
+            if x.rec.state == InFile::Complete
+                && x.core.is_some()
+                && now_ms.saturating_sub(x.rec.offered_ms) > RECEIVE_TTL.as_millis() as u64
+            {
+                x.core = None;
+            }
+        }
     }
 
     /// When the transfers next have work.
@@ -1056,7 +1066,7 @@ impl Engine {
     }
 
     /// Loads the transfers at open.
-    pub(super) fn load_files(&mut self) -> Result<(), EngineError> {
+    pub(super) fn load_files(&mut self, opened: SystemTime) -> Result<(), EngineError> {
         let now = UnixMicros::ZERO;
         for (k, v) in self.profile.scan(NS_XFER_OUT)? {
             let id: [u8; 16] =
@@ -1118,6 +1128,13 @@ impl Engine {
                     verify,
                     recv_config,
                 );
+                let stale = x.rec.state == InFile::Complete
+                    && UnixMillis::from_system_time(opened).as_millis().saturating_sub(x.rec.offered_ms)
+                        > RECEIVE_TTL.as_millis() as u64;
+                if stale {
+                    self.files.inn.insert(key, x);
+                    continue;
+                }
                 if x.rec.state == InFile::Complete {
                     for b in 0..plan.block_count() {
                         core.restore_decoded(b);

@@ -214,7 +214,7 @@ impl Engine {
             group_invites,
             files: Default::default(),
         };
-        engine.load_files()?;
+        engine.load_files(now)?;
         Ok(engine)
     }
 
