@@ -88,6 +88,12 @@ pub enum Request {
         /// Seconds without the user before the interface locks (60 to 3600).
         #[serde(default)]
         lock_timeout_secs: Option<u32>,
+        /// The largest file sent or accepted (0: back to the network's limit).
+        #[serde(default)]
+        max_file_bytes: Option<u64>,
+        /// Files up to this size are accepted without asking (0: none).
+        #[serde(default)]
+        auto_accept_bytes: Option<u64>,
     },
     /// The network in use, and what each traffic profile costs there.
     Network,
@@ -703,6 +709,12 @@ pub enum Response {
         language: Option<String>,
         /// Seconds without the user before the interface locks.
         lock_timeout_secs: u32,
+        /// The largest file sent or accepted here (the network's and the user's limit).
+        #[serde(default)]
+        max_file_bytes: u64,
+        /// Files up to this size are accepted without asking.
+        #[serde(default)]
+        auto_accept_bytes: u64,
     },
     /// The host's state (`qanat app`): whether a profile exists and is open.
     State {
@@ -1060,10 +1072,20 @@ pub fn try_execute<R: CryptoRng>(
                 traffic: engine.traffic().name().into(),
                 language: s.language,
                 lock_timeout_secs: s.lock_timeout_secs,
+                max_file_bytes: engine.max_file_bytes(),
+                auto_accept_bytes: engine.auto_accept_bytes(),
             }
         }
-        Request::SetSettings { language, lock_timeout_secs } => {
-            engine.set_ui_settings(language.as_deref(), lock_timeout_secs)?;
+        Request::SetSettings { language, lock_timeout_secs, max_file_bytes, auto_accept_bytes } => {
+            if language.is_some() || lock_timeout_secs.is_some() {
+                engine.set_ui_settings(language.as_deref(), lock_timeout_secs)?;
+            }
+            if max_file_bytes.is_some() || auto_accept_bytes.is_some() {
+                engine.set_file_settings(
+                    max_file_bytes.map(|m| (m > 0).then_some(m)),
+                    auto_accept_bytes.map(Some),
+                )?;
+            }
             Response::Ok
         }
         Request::Network => {

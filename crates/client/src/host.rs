@@ -403,7 +403,9 @@ impl Host {
         let mut s = DuressSettings::default();
         let gws = &self.config.network.gateways;
         s.gateway_index = gws.iter().position(|x| x.identity.node_id() == gateway).map_or(0, |i| i as u16);
-        if let Response::Settings { traffic, language, lock_timeout_secs } = h.call(Request::Settings).await {
+        if let Response::Settings { traffic, language, lock_timeout_secs, .. } =
+            h.call(Request::Settings).await
+        {
             s.traffic =
                 open::traffic_code(TrafficProfile::from_name(&traffic).unwrap_or(TrafficProfile::Standard));
             s.language = language.as_deref().map_or(0, language_code);

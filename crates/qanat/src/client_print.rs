@@ -129,10 +129,15 @@ pub(crate) fn print_response(resp: &Response, out: Output) {
             println!("joining group {name}; you are a member once the inviter's client answers")
         }
         Response::Delivery { state } => println!("{state}"),
-        Response::Settings { traffic, language, lock_timeout_secs } => {
+        Response::Settings { traffic, language, lock_timeout_secs, max_file_bytes, auto_accept_bytes } => {
             println!("traffic:      {traffic}");
             println!("language:     {}", language.as_deref().unwrap_or("(the browser's)"));
             println!("lock after:   {lock_timeout_secs} s without you (in the app)");
+            println!(
+                "files:        up to {}; accepted without asking up to {}",
+                bytes(*max_file_bytes),
+                bytes(*auto_accept_bytes)
+            );
         }
         Response::Network {
             directory_epoch,

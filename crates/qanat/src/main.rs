@@ -57,6 +57,16 @@ enum FilesAction {
         /// The file's id.
         id: String,
     },
+    /// Your own limits: the largest file you send or accept (never above the network's; 0:
+    /// the network's), and the size accepted without asking (0: ask for every file).
+    Limits {
+        /// The largest file, in bytes.
+        #[arg(long)]
+        max: Option<u64>,
+        /// Accepted without asking up to this many bytes.
+        #[arg(long)]
+        auto_accept: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -819,6 +829,13 @@ fn main() -> Result<()> {
                 FilesAction::Accept { id } => Request::FileAccept { id },
                 FilesAction::Decline { id } => Request::FileDecline { id },
                 FilesAction::Cancel { id } => Request::TransferCancel { id },
+                FilesAction::Limits { max: None, auto_accept: None } => Request::Settings,
+                FilesAction::Limits { max, auto_accept } => Request::SetSettings {
+                    language: None,
+                    lock_timeout_secs: None,
+                    max_file_bytes: max,
+                    auto_accept_bytes: auto_accept,
+                },
             },
         ),
         Command::Save { home: h, id, path, force } => client_cmd::save_file(&home(h)?, id, &path, force, out),

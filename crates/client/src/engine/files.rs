@@ -309,12 +309,16 @@ impl Engine {
     /// The largest file that may be sent or accepted here: the directory's limit (1 MiB under a
     /// document of version 1, which sets none; [`DEFAULT_MAX_FILE_BYTES`] before any document).
     pub fn max_file_bytes(&self) -> u64 {
-        self.file_limits().map_or(DEFAULT_MAX_FILE_BYTES, |l| u64::from(l.max_file_bytes))
+        let network = self.file_limits().map_or(DEFAULT_MAX_FILE_BYTES, |l| u64::from(l.max_file_bytes));
+        self.settings.max_file_bytes.map_or(network, |m| m.min(network))
     }
 
-    /// The size up to which offered files are accepted without asking.
+    /// The size up to which offered files are accepted without asking: the user's setting, else
+    /// 1 MiB (256 KiB on the metered profile); never above [`Self::max_file_bytes`].
     pub fn auto_accept_bytes(&self) -> u64 {
-        if self.traffic.name() == "metered" { AUTO_ACCEPT_BYTES / 4 } else { AUTO_ACCEPT_BYTES }
+        let default =
+            if self.traffic.name() == "metered" { AUTO_ACCEPT_BYTES / 4 } else { AUTO_ACCEPT_BYTES };
+        self.settings.auto_accept_bytes.unwrap_or(default).min(self.max_file_bytes())
     }
 
     /// The shard length of the network in use.

@@ -77,6 +77,8 @@ impl Engine {
             traffic: traffic.name().into(),
             language: language.filter(|l| super::LANGUAGES.contains(l)).map(str::to_owned),
             lock_timeout_secs: lock_timeout_secs.filter(|s| super::LOCK_TIMEOUT_SECS.contains(s)),
+            max_file_bytes: None,
+            auto_accept_bytes: None,
         };
         profile.transaction(|tx| rows::put(tx, SETTINGS_KEY, &s))?;
         Ok(())

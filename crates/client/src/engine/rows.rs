@@ -349,6 +349,12 @@ pub(super) struct Settings {
     /// After how many seconds without the user the interface locks (absent: the default).
     #[serde(default)]
     pub(super) lock_timeout_secs: Option<u32>,
+    /// The largest file the user sends or accepts, below the network's (absent: the network's).
+    #[serde(default)]
+    pub(super) max_file_bytes: Option<u64>,
+    /// Files up to this size are accepted without asking (absent: the profile's default).
+    #[serde(default)]
+    pub(super) auto_accept_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -116,6 +116,33 @@ impl Engine {
         self.flush()
     }
 
+    /// The user's own file limits (`Some(None)`: back to the default; `None`: unchanged): the
+    /// largest file sent or accepted (never above the network's), and the size accepted without
+    /// asking (never above that).
+    pub fn set_file_settings(
+        &mut self,
+        max_file_bytes: Option<Option<u64>>,
+        auto_accept_bytes: Option<Option<u64>>,
+    ) -> Result<(), EngineError> {
+        if max_file_bytes.flatten() == Some(0) {
+            return Err(EngineError::Setting("largest file", "at least 1 byte"));
+        }
+        if let Some(m) = max_file_bytes {
+            self.settings.max_file_bytes = m;
+        }
+        if let Some(a) = auto_accept_bytes {
+            self.settings.auto_accept_bytes = a;
+        }
+        self.writes.push(Write::put(SETTINGS_KEY, &self.settings));
+        self.flush()
+    }
+
+    /// The user's own file limits: (largest file, accepted without asking), `None` for the
+    /// defaults.
+    pub fn file_settings(&self) -> (Option<u64>, Option<u64>) {
+        (self.settings.max_file_bytes, self.settings.auto_accept_bytes)
+    }
+
     /// What each traffic profile costs and how long its messages take under the directory in
     /// use; `None` before the first document.
     pub fn network_info(&self) -> Option<NetworkInfo> {

@@ -133,13 +133,30 @@ fn settings_are_checked_and_kept_and_the_traffic_profile_changes_the_rates() {
         Response::Settings {
             traffic: "standard".into(),
             language: None,
-            lock_timeout_secs: DEFAULT_LOCK_TIMEOUT_SECS
+            lock_timeout_secs: DEFAULT_LOCK_TIMEOUT_SECS,
+            max_file_bytes: 4 << 20,
+            auto_accept_bytes: 1 << 20,
         }
     );
     for bad in [
-        Request::SetSettings { language: Some("xx".into()), lock_timeout_secs: None },
-        Request::SetSettings { language: None, lock_timeout_secs: Some(10) },
-        Request::SetSettings { language: Some("fr".into()), lock_timeout_secs: Some(100_000) },
+        Request::SetSettings {
+            language: Some("xx".into()),
+            lock_timeout_secs: None,
+            max_file_bytes: None,
+            auto_accept_bytes: None,
+        },
+        Request::SetSettings {
+            language: None,
+            lock_timeout_secs: Some(10),
+            max_file_bytes: None,
+            auto_accept_bytes: None,
+        },
+        Request::SetSettings {
+            language: Some("fr".into()),
+            lock_timeout_secs: Some(100_000),
+            max_file_bytes: None,
+            auto_accept_bytes: None,
+        },
         Request::SetTraffic { traffic: "fast".into() },
     ] {
         match call(&mut w, 0, bad) {
@@ -149,10 +166,21 @@ fn settings_are_checked_and_kept_and_the_traffic_profile_changes_the_rates() {
     }
     assert_eq!(
         settings(&mut w),
-        Response::Settings { traffic: "standard".into(), language: None, lock_timeout_secs: 300 }
+        Response::Settings {
+            traffic: "standard".into(),
+            language: None,
+            lock_timeout_secs: 300,
+            max_file_bytes: 4 << 20,
+            auto_accept_bytes: 1 << 20
+        }
     );
     let standard = w.clients[0].e().rates().unwrap();
-    let req = Request::SetSettings { language: Some("ar".into()), lock_timeout_secs: Some(900) };
+    let req = Request::SetSettings {
+        language: Some("ar".into()),
+        lock_timeout_secs: Some(900),
+        max_file_bytes: Some(2 << 20),
+        auto_accept_bytes: Some(100_000),
+    };
     assert_eq!(call(&mut w, 0, req), Response::Ok);
     assert_eq!(call(&mut w, 0, Request::SetTraffic { traffic: "metered".into() }), Response::Ok);
     let metered = w.clients[0].e().rates().unwrap();
@@ -163,7 +191,13 @@ fn settings_are_checked_and_kept_and_the_traffic_profile_changes_the_rates() {
     w.net = net;
     assert_eq!(
         settings(&mut w),
-        Response::Settings { traffic: "metered".into(), language: Some("ar".into()), lock_timeout_secs: 900 }
+        Response::Settings {
+            traffic: "metered".into(),
+            language: Some("ar".into()),
+            lock_timeout_secs: 900,
+            max_file_bytes: 2 << 20,
+            auto_accept_bytes: 100_000
+        }
     );
     assert_eq!(w.clients[0].e().rates().unwrap(), metered);
 }
@@ -220,7 +254,12 @@ fn requests_of_earlier_clients_still_parse_and_new_ones_round_trip() {
         Request::Invitation { name: "bob".into() },
         Request::SetTraffic { traffic: "metered".into() },
         Request::Settings,
-        Request::SetSettings { language: Some("fr".into()), lock_timeout_secs: None },
+        Request::SetSettings {
+            language: Some("fr".into()),
+            lock_timeout_secs: None,
+            max_file_bytes: None,
+            auto_accept_bytes: None,
+        },
         Request::Network,
         Request::History { name: "b".into(), before: Some("00".into()), limit: Some(100) },
     ] {
