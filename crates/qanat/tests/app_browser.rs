@@ -343,9 +343,23 @@ async fn click_xpath(c: &Client, xpath: &str) {
     }
 }
 
-/// Presses keys as a keyboard does: into whatever has the focus.
+/// Presses keys as a keyboard does: into whatever has the focus. By WebDriver's key actions, not
+/// by sending them to the focused element, which a file input (the composer's attach control)
+/// would take for the path of a file. Shift stays down for the keys after it, as in send_keys.
 async fn press(c: &Client, keys: &str) {
-    c.active_element().await.unwrap().send_keys(keys).await.unwrap();
+    use fantoccini::actions::{InputSource as _, KeyAction, KeyActions};
+    let shift = char::from(Key::Shift);
+    let mut actions = KeyActions::new("keyboard".into());
+    for k in keys.chars() {
+        actions = actions.then(KeyAction::Down { value: k });
+        if k != shift {
+            actions = actions.then(KeyAction::Up { value: k });
+        }
+    }
+    if keys.contains(shift) {
+        actions = actions.then(KeyAction::Up { value: shift });
+    }
+    c.perform_actions(actions).await.unwrap();
 }
 
 /// Presses Tab (Shift+Tab when `back`), at most 40 times, until the focused element `e` makes
