@@ -16,6 +16,11 @@
 //!   Last, bob sets a duress passphrase, locks, and types it (an empty profile; his real
 //!   passphrase opens nothing any more), then wipes the profile from the settings (the first run
 //!   again, no header left).
+//! - `a_voice_note_and_a_picture_between_two_browsers`: alice records a voice note of 30
+//!   seconds from Chromium's fake microphone (a tone the test writes), sends it hidden from the
+//!   dialog that shows the estimate, then a picture through the file input; bob's page shows the
+//!   note's length, plays it (the same bytes alice recorded, which her app also gives back
+//!   whole) and shows the picture (its bytes); no progress bar on either side moves back.
 //! - `the_page_is_refused_without_its_link`: a browser that never had the start link gets
 //!   nothing of the app, nor does a Host the app does not know.
 //!
@@ -82,22 +87,33 @@ impl Driver {
 
     /// A fresh browser (its own profile directory), `width` × `height`.
     async fn browser(&self, profile: &Path, width: u32, height: u32) -> Client {
+        self.browser_with(profile, width, height, &[]).await
+    }
+
+    /// A fresh browser as [`Driver::browser`] makes it, with `extra` arguments for Chromium.
+    async fn browser_with(&self, profile: &Path, width: u32, height: u32, extra: &[String]) -> Client {
         self.profiles.lock().unwrap().push(profile.to_owned());
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-default-apps",
+            "--disable-extensions",
+            "--lang=en-US",
+            "--host-resolver-rules=MAP rebind.test 127.0.0.1",
+        ]
+        .map(String::from)
+        .into();
+        args.push(format!("--window-size={width},{height}"));
+        args.push(format!("--user-data-dir={}", profile.display()));
+        args.extend_from_slice(extra);
         let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--no-first-run", "--disable-default-apps", "--disable-extensions", "--lang=en-US",
-                    format!("--window-size={width},{height}"),
-                    format!("--user-data-dir={}", profile.display()),
-                    "--host-resolver-rules=MAP rebind.test 127.0.0.1",
-                ],
-            }),
-        );
+        caps.insert("goog:chromeOptions".into(), json!({ "binary": CHROMIUM, "args": args }));
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         ClientBuilder::new(connector)
             .capabilities(caps)
@@ -343,9 +359,23 @@ async fn click_xpath(c: &Client, xpath: &str) {
     }
 }
 
-/// Presses keys as a keyboard does: into whatever has the focus.
+/// Presses keys as a keyboard does: into whatever has the focus. By WebDriver's key actions, not
+/// by sending them to the focused element, which a file input (the composer's attach control)
+/// would take for the path of a file. Shift stays down for the keys after it, as in send_keys.
 async fn press(c: &Client, keys: &str) {
-    c.active_element().await.unwrap().send_keys(keys).await.unwrap();
+    use fantoccini::actions::{InputSource as _, KeyAction, KeyActions};
+    let shift = char::from(Key::Shift);
+    let mut actions = KeyActions::new("keyboard".into());
+    for k in keys.chars() {
+        actions = actions.then(KeyAction::Down { value: k });
+        if k != shift {
+            actions = actions.then(KeyAction::Up { value: k });
+        }
+    }
+    if keys.contains(shift) {
+        actions = actions.then(KeyAction::Up { value: shift });
+    }
+    c.perform_actions(actions).await.unwrap();
 }
 
 /// Presses Tab (Shift+Tab when `back`), at most 40 times, until the focused element `e` makes
@@ -422,6 +452,36 @@ async fn first_run(c: &Client, app: &App, passphrase: &str) {
     assert!(costs.iter().all(|t| t.contains("MB")), "{costs:?}");
     click(c, "main button.primary").await;
     wait_css(c, ".list-actions", Duration::from_secs(30)).await;
+}
+
+/// Alice (`a`, in her page) invites bob, who pastes the link in his page (naming her "alice");
+/// alice opens the conversation, where the link waits until bob answers. Returns once both
+/// clients have the contact active and both pages, without a reload, show the message box.
+async fn invite_and_accept((a, alice): (&Client, &App), (b, bob): (&Client, &App)) {
+    click(a, ".list-actions button:nth-child(1)").await;
+    type_into(a, "#name", "bob").await;
+    click(a, "form button[type=submit]").await;
+    let link = wait_css(a, ".link-card code", Duration::from_secs(60)).await.text().await.unwrap();
+    assert!(link.starts_with("qanat://invite/"), "{link}");
+    click(b, ".list-actions button:nth-child(2)").await;
+    type_into(b, "#link", &link).await;
+    type_into(b, "#name", "alice").await;
+    click(b, "form button[type=submit]").await;
+    // Alice opens the conversation: the link waits at its top until bob answers, then the
+    // message box appears.
+    click(a, ".form-screen .warning + .actions button").await;
+    let start = Instant::now();
+    loop {
+        let (ca, cb) = (alice.cli(&["contacts"]), bob.cli(&["contacts"]));
+        if ca["list"][0]["state"] == "active" && cb["list"][0]["state"] == "active" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "the contacts never became active: {ca} {cb}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The pages follow without a reload.
+    wait_css(a, ".composer textarea#composer", Duration::from_secs(30)).await;
+    wait_css(b, ".composer textarea#composer", Duration::from_secs(30)).await;
 }
 
 /// Records, for every message of ours, each tick state it shows, in order
@@ -542,30 +602,7 @@ async fn two_users_in_their_browsers() {
 
     phase("flow 2");
     // 2. Alice invites bob; bob pastes the link; both see the contact active.
-    click(&a, ".list-actions button:nth-child(1)").await;
-    type_into(&a, "#name", "bob").await;
-    click(&a, "form button[type=submit]").await;
-    let link = wait_css(&a, ".link-card code", Duration::from_secs(60)).await.text().await.unwrap();
-    assert!(link.starts_with("qanat://invite/"), "{link}");
-    click(&b, ".list-actions button:nth-child(2)").await;
-    type_into(&b, "#link", &link).await;
-    type_into(&b, "#name", "alice").await;
-    click(&b, "form button[type=submit]").await;
-    // Alice opens the conversation: the link waits at its top until bob answers, then the
-    // message box appears.
-    click(&a, ".form-screen .warning + .actions button").await;
-    let start = Instant::now();
-    loop {
-        let (ca, cb) = (alice.cli(&["contacts"]), bob.cli(&["contacts"]));
-        if ca["list"][0]["state"] == "active" && cb["list"][0]["state"] == "active" {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(300), "the contacts never became active: {ca} {cb}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    // The pages follow without a reload.
-    wait_css(&a, ".composer textarea#composer", Duration::from_secs(30)).await;
-    wait_css(&b, ".composer textarea#composer", Duration::from_secs(30)).await;
+    invite_and_accept((&a, &alice), (&b, &bob)).await;
     // Carol, who uses the terminal, becomes alice's contact meanwhile (for flow 4).
     let carol = Terminal::start(&homes.path().join("carol"), &network);
     let invitation = alice.cli(&["invite", "--name", "carol"]);
@@ -1020,4 +1057,395 @@ async fn the_page_is_refused_without_its_link() {
     assert_eq!(page_errors(&c).await, json!([]));
     let _ = c.close().await;
     let _ = other.close().await;
+}
+
+/// A steady tone of `secs` seconds for Chromium's fake microphone: 16-bit PCM, mono, 48 kHz.
+fn tone_wav(secs: u32) -> Vec<u8> {
+    let rate = 48_000u32;
+    let n = rate * secs;
+    let mut out = Vec::with_capacity(44 + 2 * n as usize);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + 2 * n).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&(2 * n).to_le_bytes());
+    for i in 0..n {
+        let t = f64::from(i) / f64::from(rate);
+        let s = ((std::f64::consts::TAU * 440.0 * t).sin() * 8000.0) as i16;
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out
+}
+
+/// A `w`×`h` RGB picture as a PNG, of pixels that do not compress (so that its transfer takes
+/// many slots and its progress has steps).
+fn noisy_png(w: u32, h: u32) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut x = 0x2545_f491_u32;
+    let mut noise = move || {
+        // xorshift32
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x as u8
+    };
+    let mut raw = Vec::with_capacity(((w * 3 + 1) * h) as usize);
+    for _ in 0..h {
+        // Each row: no filter, then its pixels.
+        raw.extend(std::iter::once(0).chain((0..w * 3).map(|_| noise())));
+    }
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&raw).unwrap();
+    let idat = z.finish().unwrap();
+    let chunk = |out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]| {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc.sum().to_be_bytes());
+    };
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8 bits, RGB
+    chunk(&mut out, b"IHDR", &ihdr);
+    chunk(&mut out, b"IDAT", &idat);
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+/// Keeps every Blob the page turns into a blob: URL (`window.qanatBlobs`: the recording the
+/// send dialog previews, what a bubble plays or shows), and records, for every file bubble,
+/// each value its progress bar shows, in order (`window.qanatProgress[id]`).
+const WATCH_FILES: &str = r#"
+window.qanatBlobs = window.qanatBlobs || [];
+if (!window.qanatBlobsKept) {
+  window.qanatBlobsKept = true;
+  const make = URL.createObjectURL;
+  URL.createObjectURL = (b) => { window.qanatBlobs.push(b); return make.call(URL, b); };
+}
+window.qanatProgress = window.qanatProgress || {};
+const seen = () => {
+  for (const li of document.querySelectorAll('li.msg.has-file')) {
+    const bar = li.querySelector('.transfer progress');
+    if (!bar) continue;
+    const list = (window.qanatProgress[li.id] = window.qanatProgress[li.id] || []);
+    if (list[list.length - 1] !== bar.value) list.push(bar.value);
+  }
+};
+new MutationObserver(seen).observe(document.body, { subtree: true, childList: true, attributes: true });
+seen();
+return true;
+"#;
+
+/// The size and SHA-256 (hex) of the last Blob kept by [`WATCH_FILES`] whose type begins with
+/// `arguments[0]`, or null.
+const KEPT_BLOB_DIGEST: &str = r#"
+const blobs = window.qanatBlobs.filter((b) => b.type.startsWith(arguments[0]));
+if (!blobs.length) return null;
+return (async () => {
+  const bytes = await blobs[blobs.length - 1].arrayBuffer();
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+  return { size: bytes.byteLength, sha256: [...digest].map((x) => x.toString(16).padStart(2, '0')).join('') };
+})();
+"#;
+
+/// The size and SHA-256 (hex) of the file of message `arguments[0]` as the app gives it back
+/// (`file_part`, through the page's own API module, so with its key).
+const FILE_PART_DIGEST: &str = r#"
+const id = arguments[0];
+return (async () => {
+  const api = await import('/assets/api.js');
+  const parts = [];
+  let offset = 0, total = null;
+  while (total === null || offset < total) {
+    const a = await api.call({ cmd: 'file_part', id, offset, len: 48 * 1024 }, { activity: false });
+    if (a.kind !== 'file_data') return a;
+    const s = atob(a.data);
+    if (s.length === 0) return { kind: 'empty part', offset, total: a.total };
+    parts.push(Uint8Array.from(s, (c) => c.charCodeAt(0)));
+    offset += s.length;
+    total = a.total;
+  }
+  const bytes = await new Blob(parts).arrayBuffer();
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+  return { size: bytes.byteLength, sha256: [...digest].map((x) => x.toString(16).padStart(2, '0')).join('') };
+})();
+"#;
+
+/// The bytes of the last Blob kept by [`WATCH_FILES`] whose type begins with `arguments[0]`.
+const KEPT_BLOB_BYTES: &str = r#"
+const blobs = window.qanatBlobs.filter((b) => b.type.startsWith(arguments[0]));
+if (!blobs.length) return null;
+return blobs[blobs.length - 1].arrayBuffer().then((b) => Array.from(new Uint8Array(b)));
+"#;
+
+/// Checks that every progress bar [`WATCH_FILES`] saw in `who`'s page only moved forward;
+/// returns what it saw.
+async fn progress_forward(c: &Client, who: &str) -> Value {
+    let seen = c.execute("return window.qanatProgress;", vec![]).await.unwrap();
+    for (id, values) in seen.as_object().unwrap() {
+        let values: Vec<f64> = values.as_array().unwrap().iter().filter_map(Value::as_f64).collect();
+        assert!(
+            values.windows(2).all(|w| w[0] <= w[1]),
+            "{who}'s {id}: progress only moves forward: {values:?}"
+        );
+    }
+    seen
+}
+
+/// Waits (polling, with a deadline) for the file bubble in `c`'s page, `side` `mine` or
+/// `theirs`, whose file's name `n` makes the JavaScript expression `is` true; returns its
+/// message id.
+async fn file_bubble(c: &Client, side: &str, is: &str, limit: Duration) -> String {
+    let script = format!(
+        "const li = [...document.querySelectorAll('li.msg.{side}.has-file')] \
+           .find((li) => {{ const n = li.querySelector('.file-name')?.textContent || ''; return {is}; }}); \
+         return li ? li.id.slice(2) : null;"
+    );
+    let start = Instant::now();
+    loop {
+        if let Ok(Value::String(id)) = c.execute(&script, vec![]).await {
+            return id;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for a file bubble ({side}, {is})"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voice_note_and_a_picture_between_two_browsers() {
+    if !have_browser() {
+        return;
+    }
+    let began = Instant::now();
+    let phase = |what: &str| eprintln!("app_browser: {what} at {:.0?}", began.elapsed());
+    // Five times the devnet's own rate (release builds keep up with it): a voice note of
+    // 30 seconds is about 100 packets.
+    let devnet = devnet_up(&["--epoch-secs", "20", "--lambda-p", "10"]);
+    let network = devnet.dir.path().join("network.toml");
+    let homes = tempfile::tempdir().unwrap();
+    // What the fake microphone hears, and the picture alice sends.
+    let tone = homes.path().join("tone.wav");
+    std::fs::write(&tone, tone_wav(30)).unwrap();
+    let (width, height) = (160, 120);
+    let picture = noisy_png(width, height);
+    let picture_path = homes.path().join("river-crossing.png");
+    std::fs::write(&picture_path, &picture).unwrap();
+    let alice = App::start(&homes.path().join("alice"), &network);
+    let bob = App::start(&homes.path().join("bob"), &network);
+    let driver = Driver::start();
+    let media = [
+        "--use-fake-ui-for-media-stream".to_owned(),
+        "--use-fake-device-for-media-stream".to_owned(),
+        format!("--use-file-for-fake-audio-capture={}", tone.display()),
+    ];
+    let a = driver.browser_with(&homes.path().join("browser-a"), 1280, 800, &media).await;
+    let b = driver.browser_with(&homes.path().join("browser-b"), 360, 780, &media).await;
+
+    phase("first run");
+    tokio::join!(first_run(&a, &alice, ALICE_PASS), first_run(&b, &bob, BOB_PASS));
+    phase("contacts");
+    invite_and_accept((&a, &alice), (&b, &bob)).await;
+    for c in [&a, &b] {
+        assert_eq!(c.execute(WATCH_FILES, vec![]).await.unwrap(), Value::Bool(true));
+    }
+
+    phase("recording");
+    // Alice records from the fake microphone until her recorder's timer says 0:30.
+    click(&a, ".composer button.icon-button").await;
+    wait_css(&a, ".recorder .rec-dot.on", Duration::from_secs(30)).await;
+    wait_js(
+        &a,
+        "the recorder's timer at 0:30",
+        "return document.querySelector('.recorder .rec-time span[dir=ltr]')?.textContent === '0:30';",
+        Duration::from_secs(60),
+    )
+    .await;
+    click(&a, ".recorder button.primary").await;
+    // The dialog: the note's length, the estimate, "send normally (hidden)" as the default.
+    wait_css(&a, ".send-dialog button.send-hidden", Duration::from_secs(30)).await;
+    let about = texts(&a, ".send-dialog .file-size, .send-dialog p").await;
+    eprintln!("app_browser: alice's send dialog: {about:?}");
+    // The timer said 0:30 when she stopped (from 29.5 s); a slow click may make it 0:31.
+    let length = about[0].rsplit(' ').next().unwrap_or_default().to_owned();
+    assert!(["0:30", "0:31"].contains(&length.as_str()), "{about:?}");
+    assert!(about.iter().any(|t| t.starts_with("It takes") && t.contains("bob")), "no estimate: {about:?}");
+    let focused = a.execute("return document.activeElement.classList.contains('send-hidden');", vec![]).await;
+    assert_eq!(focused.unwrap(), Value::Bool(true), "sending hidden is the default");
+    // What she recorded, as the dialog has it before anything is handed over.
+    let recorded = a.execute(KEPT_BLOB_DIGEST, vec![json!("audio/")]).await.unwrap();
+    eprintln!("app_browser: alice recorded {recorded}");
+    assert!(recorded["size"].as_u64().is_some_and(|n| n > 10_000), "{recorded}");
+    click(&a, ".send-dialog button.send-hidden").await;
+    wait_js(
+        &a,
+        "the dialog closed",
+        "return !document.querySelector('dialog[open]');",
+        Duration::from_secs(30),
+    )
+    .await;
+    let voice_a = file_bubble(&a, "mine", "n.endsWith('.webm')", Duration::from_secs(30)).await;
+
+    phase("picture");
+    // A picture through the file input, sent the same way.
+    wait_css(&a, "#attach", Duration::from_secs(30))
+        .await
+        .send_keys(&picture_path.display().to_string())
+        .await
+        .unwrap();
+    wait_css(&a, ".send-dialog button.send-hidden", Duration::from_secs(30)).await;
+    let name = texts(&a, ".send-dialog .file-name").await;
+    assert_eq!(name, ["river-crossing.png"]);
+    click(&a, ".send-dialog button.send-hidden").await;
+    wait_js(
+        &a,
+        "the dialog closed",
+        "return !document.querySelector('dialog[open]');",
+        Duration::from_secs(30),
+    )
+    .await;
+    wait_js(
+        &a,
+        "alice's two file bubbles",
+        "return document.querySelectorAll('li.msg.mine.has-file').length === 2;",
+        Duration::from_secs(30),
+    )
+    .await;
+
+    phase("bob receives");
+    // Bob's page shows the voice note with its length, then lets him play it once it is there.
+    let voice_b = file_bubble(&b, "theirs", "n.endsWith('.webm')", Duration::from_secs(120)).await;
+    let shown_b = texts(&b, &format!("#m-{voice_b} .file-size span[dir=ltr]")).await;
+    assert_eq!(shown_b, std::slice::from_ref(&length), "the voice note's length in bob's page");
+    wait_css(&b, &format!("#m-{voice_b} button.play-voice"), Duration::from_secs(180)).await;
+    phase("voice note received");
+    click(&b, &format!("#m-{voice_b} button.play-voice")).await;
+    wait_css(&b, &format!("#m-{voice_b} audio"), Duration::from_secs(30)).await;
+    phase("bob plays");
+    let audio = format!("document.querySelector('#m-{voice_b} audio')");
+    wait_js(
+        &b,
+        "the voice note playing",
+        &format!("const a = {audio}; return !!a && a.error === null && a.currentTime > 1.5;"),
+        Duration::from_secs(30),
+    )
+    .await;
+    let played = b
+        .execute(
+            &format!("const a = {audio}; return {{ paused: a.paused, error: a.error && a.error.code, at: a.currentTime, duration: String(a.duration) }};"),
+            vec![],
+        )
+        .await
+        .unwrap();
+    eprintln!("app_browser: bob's player: {played}");
+    assert_eq!(played["error"], Value::Null, "{played}");
+    let heard = b.execute(KEPT_BLOB_DIGEST, vec![json!("audio/")]).await.unwrap();
+    assert_eq!(heard["sha256"], recorded["sha256"], "bob plays what alice recorded: {heard} {recorded}");
+    // Alice's own copy, as the app gives it back, is what she recorded too.
+    let kept = a.execute(FILE_PART_DIGEST, vec![json!(voice_a)]).await.unwrap();
+    assert_eq!(kept["sha256"], recorded["sha256"], "alice's copy: {kept} {recorded}");
+    // And she can play her own note from its bubble.
+    click(&a, &format!("#m-{voice_a} button.play-voice")).await;
+    wait_js(
+        &a,
+        "alice's own voice note playing",
+        &format!("const a = document.querySelector('#m-{voice_a} audio'); return !!a && a.error === null && a.currentTime > 0.5;"),
+        Duration::from_secs(30),
+    )
+    .await;
+
+    phase("bob shows the picture");
+    let picture_b = file_bubble(&b, "theirs", "n === 'river-crossing.png'", Duration::from_secs(60)).await;
+    wait_css(&b, &format!("#m-{picture_b} button.show-image"), Duration::from_secs(120)).await;
+    click(&b, &format!("#m-{picture_b} button.show-image")).await;
+    let img = format!("document.querySelector('#m-{picture_b} img.file-image')");
+    wait_js(
+        &b,
+        "the picture shown",
+        &format!("const i = {img}; return !!i && i.complete && i.naturalWidth > 0;"),
+        Duration::from_secs(30),
+    )
+    .await;
+    let shown = b
+        .execute(&format!("const i = {img}; return [i.naturalWidth, i.naturalHeight];"), vec![])
+        .await
+        .unwrap();
+    assert_eq!(shown, json!([width, height]));
+    let bytes = b.execute(KEPT_BLOB_BYTES, vec![json!("image/")]).await.unwrap();
+    let bytes: Vec<u8> =
+        bytes.as_array().unwrap().iter().map(|v| u8::try_from(v.as_u64().unwrap()).unwrap()).collect();
+    assert!(bytes == picture, "bob's page shows other bytes than alice's picture ({} bytes)", bytes.len());
+
+    phase("sent");
+    // Alice's page, left alone, follows both files to their end; no bar went back on either side.
+    wait_js(
+        &a,
+        "alice's files sent",
+        "return document.querySelectorAll('li.msg.mine.has-file').length === 2 \
+         && !document.querySelector('li.msg.mine.has-file .transfer');",
+        Duration::from_secs(120),
+    )
+    .await;
+    let transfers = alice.cli(&["files"]);
+    eprintln!("app_browser: alice's files: {transfers}");
+    let (seen_a, seen_b) = (progress_forward(&a, "alice").await, progress_forward(&b, "bob").await);
+    eprintln!("app_browser: progress seen: alice {seen_a}, bob {seen_b}");
+    let bar = &seen_b[format!("m-{picture_b}")];
+    assert!(
+        bar.as_array().is_some_and(|v| !v.is_empty()),
+        "bob's page never showed the picture's progress: {seen_b}"
+    );
+    // The list beside alice's conversation names the newest message: her picture.
+    wait_js(
+        &a,
+        "alice's list naming the picture",
+        "return [...document.querySelectorAll('.threads .preview')].some((p) => p.textContent === 'You: Image: river-crossing.png');",
+        Duration::from_secs(30),
+    )
+    .await;
+
+    phase("history");
+    // From the history, not the events: bob goes back to his list (which names the picture),
+    // locks (the page forgets every message), unlocks and opens the conversation again; both
+    // files are there, whole.
+    click(&b, ".chat-head button.back").await;
+    wait_js(
+        &b,
+        "bob's list naming the picture",
+        "return [...document.querySelectorAll('.threads .preview')].some((p) => p.textContent === 'Image: river-crossing.png');",
+        Duration::from_secs(30),
+    )
+    .await;
+    click(&b, ".bar-actions button:last-child").await;
+    type_into(&b, "main.unlock #passphrase", BOB_PASS).await;
+    click(&b, "form button[type=submit]").await;
+    click(&b, "nav.side button.thread").await;
+    wait_css(&b, &format!("#m-{voice_b} button.play-voice"), Duration::from_secs(30)).await;
+    wait_css(&b, &format!("#m-{picture_b} button.show-image"), Duration::from_secs(30)).await;
+    assert_eq!(
+        texts(&b, &format!("#m-{voice_b} .file-size span[dir=ltr]")).await,
+        std::slice::from_ref(&length)
+    );
+
+    phase("end");
+    for (who, c) in [("alice", &a), ("bob", &b)] {
+        let errors = page_errors(c).await;
+        assert_eq!(errors, json!([]), "{who}'s page recorded errors");
+    }
+    let _ = a.close().await;
+    let _ = b.close().await;
 }
