@@ -756,6 +756,47 @@ impl Engine {
         }
     }
 
+    /// Member `m` left thread `t`: our files to it stop (its mailbox goes), and files from it
+    /// that have not arrived whole are given up.
+    pub(super) fn files_member_left(
+        &mut self,
+        t: [u8; 16],
+        m: &[u8; 32],
+        now: SystemTime,
+    ) -> Result<(), EngineError> {
+        let mut ours = Vec::new();
+        for (id, f) in self.files.out.iter_mut().filter(|(_, f)| f.rec.thread == t) {
+            for (n, p) in f.rec.peers.iter_mut().enumerate() {
+                if p.member == *m && matches!(p.state, PeerFile::Offered | PeerFile::Sending) {
+                    p.state = PeerFile::Cancelled;
+                    f.core.cancel(n);
+                    ours.push((*id, f.rec.history.clone()));
+                }
+            }
+        }
+        for (id, hkey) in ours {
+            self.files.dirty.insert(id);
+            self.count_delivered(&hkey, true)?;
+            self.settle_out(id);
+            self.transfer_event(&hkey, now, true);
+        }
+        let theirs: Vec<[u8; 32]> = self
+            .files
+            .inn
+            .iter()
+            .filter(|(_, x)| {
+                x.rec.thread == t
+                    && x.rec.sender == *m
+                    && matches!(x.rec.state, InFile::Offered | InFile::Receiving)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in theirs {
+            self.give_up_in(k, InFile::Cancelled, now);
+        }
+        Ok(())
+    }
+
     /// Once no recipient of file `transfer` is waiting or receiving, its keys go.
     fn settle_out(&mut self, transfer: [u8; 16]) {
         let Some(f) = self.files.out.get_mut(&transfer) else { return };

@@ -358,6 +358,7 @@ impl Engine {
                 // What waits for those who left would wait for ever: their mailboxes go.
                 for (to, awaiting) in gone {
                     self.cancel_to(to, awaiting, now)?;
+                    self.files_member_left(t, &to.member, now)?;
                 }
                 // (Our own removal comes as `Removed`; a commit that removes us may list us here.)
                 let own = self.convs.get(&t).map(Conversation::own_id);

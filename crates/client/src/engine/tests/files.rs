@@ -211,3 +211,34 @@ fn a_fast_file_doubles_the_payload_rate_while_it_runs_and_no_longer() {
     let theirs = offered(&w.clients[1], "fast.bin").unwrap();
     assert_eq!(got(&mut w.clients[1], &theirs).unwrap(), file);
 }
+
+#[test]
+fn a_member_who_leaves_stops_counting_and_the_file_is_delivered_to_the_rest() {
+    let mut w = World::new(47, 0.0, &[1, 2, 1]);
+    w.connect(0, "ann", 1, "bob");
+    w.connect(0, "ann", 2, "cat");
+    let now = w.now;
+    w.clients[0].e().create_group("team", &mut w.rng).unwrap();
+    w.clients[0].e().group_add("team", "bob", now, &mut w.rng).unwrap();
+    w.clients[0].e().group_add("team", "cat", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(300), |w| w.clients[0].clients_members("team") == 2);
+    w.run_for(Duration::from_secs(5));
+    // Over auto-accept: it waits for each member's yes. Bob says yes; Cat never does, and is
+    // removed.
+    let big = bytes(1_200_000, 6);
+    let now = w.now;
+    let id = w.clients[0].e().send_file("team", spec("plan.bin"), &big, false, now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(60), |w| {
+        offered(&w.clients[1], "plan.bin").is_some() && offered(&w.clients[2], "plan.bin").is_some()
+    });
+    let bobs = offered(&w.clients[1], "plan.bin").unwrap();
+    let now = w.now;
+    w.clients[1].e().accept_file(&bobs, now, &mut w.rng).unwrap();
+    let now = w.now;
+    w.clients[0].e().group_remove("team", "cat", now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(600), |w| delivered(&w.clients[0], &id));
+    let info = w.clients[0].e().file_info(&id).unwrap();
+    assert_eq!((info.state, info.recipients), ("sent", [1, 2]));
+    assert_eq!(got(&mut w.clients[1], &bobs).unwrap(), big);
+    assert!(w.clients[0].e().stats().sent_file > 0);
+}
