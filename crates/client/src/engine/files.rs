@@ -832,6 +832,20 @@ impl Engine {
         self.transfer_event(&hkey, now, true);
     }
 
+    /// Gives up the incoming file `key` (`state`) and tells its sender, who then stops.
+    fn refuse_in<R: CryptoRng>(
+        &mut self,
+        key: [u8; 32],
+        state: InFile,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
+        let Some(x) = self.files.inn.get(&key) else { return Ok(()) };
+        let (t, transfer, sender) = (x.rec.thread, x.rec.transfer, x.rec.sender);
+        self.give_up_in(key, state, now);
+        self.send_to_member(t, &Content::FileStatus { transfer, status: FileStatus::Declined }, &sender, rng)
+    }
+
     /// A CHUNK that arrived in thread `t`'s mailbox.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn on_chunk<R: CryptoRng>(
@@ -912,13 +926,7 @@ impl Engine {
         let (t, transfer, sender) = (x.rec.thread, x.rec.transfer, x.rec.sender);
         if !ok {
             self.stats.files_corrupt += 1;
-            self.give_up_in(key, InFile::Failed, now);
-            return self.send_to_member(
-                t,
-                &Content::FileStatus { transfer, status: FileStatus::Declined },
-                &sender,
-                rng,
-            );
+            return self.refuse_in(key, InFile::Failed, now, rng);
         }
         let Some(x) = self.files.inn.get_mut(&key) else { return Ok(()) };
         x.rec.state = InFile::Complete;
@@ -1243,14 +1251,7 @@ impl Engine {
         if x.rec.state != InFile::Offered {
             return Err(EngineError::FileNotReady("it was not waiting for an answer"));
         }
-        let (t, transfer, sender) = (x.rec.thread, x.rec.transfer, x.rec.sender);
-        self.give_up_in(key, InFile::Declined, now);
-        self.send_to_member(
-            t,
-            &Content::FileStatus { transfer, status: FileStatus::Declined },
-            &sender,
-            rng,
-        )?;
+        self.refuse_in(key, InFile::Declined, now, rng)?;
         self.flush()
     }
 
@@ -1294,14 +1295,7 @@ impl Engine {
             if !matches!(x.rec.state, InFile::Offered | InFile::Receiving) {
                 return Err(EngineError::FileNotReady("it is not in progress"));
             }
-            let (t, transfer, sender) = (x.rec.thread, x.rec.transfer, x.rec.sender);
-            self.give_up_in(k, InFile::Cancelled, now);
-            self.send_to_member(
-                t,
-                &Content::FileStatus { transfer, status: FileStatus::Declined },
-                &sender,
-                rng,
-            )?;
+            self.refuse_in(k, InFile::Cancelled, now, rng)?;
         }
         self.transfer_event(&id.0, now, true);
         self.flush()
