@@ -332,6 +332,28 @@ pub struct InputCounts {
     pub failed: u64,
 }
 
+/// Files' packets sent and received since the start: the counters of
+/// [`EngineStats`](crate::engine::EngineStats) for files (docs/ATTACHMENTS.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCounts {
+    /// Chunks and SURBS sent (probes included).
+    pub sent: u64,
+    /// Block answers sent through senders' SURBs.
+    pub answers: u64,
+    /// Shards kept for files being received.
+    pub stored: u64,
+    /// Shards that arrived again.
+    pub duplicate: u64,
+    /// Shards and SURBS refused (no file accepted, bad signature, out of range, too many open).
+    pub refused: u64,
+    /// Offers refused (over a limit or a bound).
+    pub offers_refused: u64,
+    /// Files received whole and checked.
+    pub received: u64,
+    /// Files whose bytes did not check (given up).
+    pub corrupt: u64,
+}
+
 /// One message, as commands print it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageOut {
@@ -646,6 +668,9 @@ pub enum Response {
         /// What it dropped, refused or holds of what others sent it.
         #[serde(default)]
         input: InputCounts,
+        /// Files' packets sent and received.
+        #[serde(default)]
+        files: FileCounts,
     },
     /// Contacts and groups.
     Threads {
@@ -1009,6 +1034,16 @@ pub fn try_execute<R: CryptoRng>(
                     partial_messages: s.partial_messages,
                     partial_bytes: s.partial_bytes,
                     failed: s.failed,
+                },
+                files: FileCounts {
+                    sent: s.sent_file,
+                    answers: s.sent_file_answers,
+                    stored: s.shards_stored,
+                    duplicate: s.shards_duplicate,
+                    refused: s.shards_refused,
+                    offers_refused: s.offers_refused,
+                    received: s.files_received,
+                    corrupt: s.files_corrupt,
                 },
             }
         }

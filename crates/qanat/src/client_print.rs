@@ -69,6 +69,7 @@ pub(crate) fn print_response(resp: &Response, out: Output) {
             idle_bytes_per_day,
             link,
             input,
+            files,
         } => {
             println!(
                 "client:       {}",
@@ -94,6 +95,19 @@ pub(crate) fn print_response(resp: &Response, out: Output) {
                 input.partial_messages,
                 bytes(input.partial_bytes)
             );
+            if files.sent + files.stored + files.refused + files.offers_refused > 0 {
+                println!(
+                    "files:        {} packets sent, {} answers; {} shards kept, {} again, {} refused; {} files received, {} corrupt, {} offers refused",
+                    files.sent,
+                    files.answers,
+                    files.stored,
+                    files.duplicate,
+                    files.refused,
+                    files.received,
+                    files.corrupt,
+                    files.offers_refused
+                );
+            }
             if input.failed > 0 {
                 println!("failed:       {} items refused on an error (the log names each)", input.failed);
             }

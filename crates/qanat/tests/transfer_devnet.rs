@@ -54,13 +54,28 @@ async fn file_named(u: &User, thread: &str, name: &str) -> Option<FileOut> {
 /// Waits until `u` has the file `name` of `thread` in state `state`.
 async fn wait_state(u: &User, thread: &str, name: &str, state: &str, limit: Duration) -> FileOut {
     let end = tokio::time::Instant::now() + limit;
+    let mut next_log = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(f) = file_named(u, thread, name).await
             && f.state == state
         {
             return f;
         }
-        assert!(tokio::time::Instant::now() < end, "{}: {name} never {state}", u.name);
+        let now = tokio::time::Instant::now();
+        if now >= next_log {
+            // What a failure needs: how far it got, and how fast.
+            let files = match u.call(Request::Status).await {
+                Response::Status { files, .. } => Some(files),
+                _ => None,
+            };
+            println!(
+                "transfer_devnet: {} waits for {name} {state}: {:?} {files:?}",
+                u.name,
+                file_named(u, thread, name).await
+            );
+            next_log = now + Duration::from_secs(30);
+        }
+        assert!(now < end, "{}: {name} never {state}: {:?}", u.name, file_named(u, thread, name).await);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -636,7 +636,9 @@ impl TransferSend {
         let (candidates, n): (Vec<u16>, u16) = match self.config.parity {
             ParityPolicy::Off => ((0..shape.data).filter(|i| !b.held.get(*i)).collect(), need),
             policy => {
-                let fresh = (shape.data..shape.data + PARITY).filter(|i| !b.sent.get(*i));
+                // Never what the recipient holds: after a restart `sent` may lag behind what it
+                // reported, and a top-up of shards it holds would send nothing but SURBS.
+                let fresh = (shape.data..shape.data + PARITY).filter(|i| !b.sent.get(*i) && !b.held.get(*i));
                 let data = (0..shape.data).filter(|i| !b.held.get(*i));
                 let stale = (shape.data..shape.data + PARITY).filter(|i| b.sent.get(*i) && !b.held.get(*i));
                 let c: Vec<u16> = fresh.chain(data).chain(stale).collect();
@@ -759,8 +761,10 @@ impl TransferSend {
                     _ => return Err(TransferError::Format),
                 };
                 let round = r.u8()?;
-                let sent = Bits::read(&mut r)?;
+                let mut sent = Bits::read(&mut r)?;
                 let held = Bits::read(&mut r)?;
+                // What the recipient holds was sent, whatever was saved of the sending.
+                sent.or(&held);
                 blocks.push(BlockSend { phase, round, attempt: 0, sent, held });
             }
             peers.push((state, loss, sent, blocks));
