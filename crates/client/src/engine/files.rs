@@ -24,7 +24,9 @@
 //! [`RECEIVE_TTL`] after its offer. Shards: only for transfers we accepted, signed by the
 //! transfer's key, within the plan, for at most `RecvConfig::max_open` undecoded blocks each.
 //! Everything refused is counted ([`EngineStats`](super::EngineStats)) and neither kept nor
-//! answered. As senders, a recipient who never answers costs the transfer's budget, then fails.
+//! answered. As senders, a recipient who answers but never completes costs the transfer's
+//! budget, then fails; one who never answers costs one probe per resend wait, and is given up
+//! [`OFFER_TTL`] after the offer if it never said yes, [`RECEIVE_TTL`] after if it did.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
@@ -1065,10 +1067,39 @@ impl Engine {
     pub(super) fn files_timeout(&mut self, now: SystemTime) {
         self.expire_upload(now);
         let at = UnixMicros::from_system_time(now);
-        for f in self.files.out.values_mut() {
-            f.core.handle_timeout(at);
-        }
         let now_ms = UnixMillis::from_system_time(now).as_millis();
+        let mut given_up = Vec::new();
+        for (id, f) in &mut self.files.out {
+            f.core.handle_timeout(at);
+            // A recipient who never said yes, or never got the whole file, in the time its own
+            // client would have waited: given up (the sender's probes are bounded by time, not by
+            // the budget, see `TransferSend`).
+            let age = now_ms.saturating_sub(f.rec.created_ms);
+            let mut changed = false;
+            for (n, p) in f.rec.peers.iter_mut().enumerate() {
+                let late = match p.state {
+                    PeerFile::Offered => age > OFFER_TTL.as_millis() as u64,
+                    PeerFile::Sending => age > RECEIVE_TTL.as_millis() as u64,
+                    _ => false,
+                };
+                if late {
+                    f.core.cancel(n);
+                    p.state = PeerFile::Failed;
+                    changed = true;
+                }
+            }
+            if changed {
+                given_up.push(*id);
+            }
+        }
+        for id in given_up {
+            let Some(f) = self.files.out.get(&id) else { continue };
+            let hkey = f.rec.history.clone();
+            self.writes.push(Write::put(id, &f.rec));
+            self.files.dirty.insert(id);
+            self.settle_out(id);
+            self.transfer_event(&hkey, now, true);
+        }
         let expired: Vec<([u8; 32], InFile)> = self
             .files
             .inn

@@ -339,3 +339,38 @@ fn restarts_and_absences_at_any_moment_never_stall_a_file() {
     }
     println!("the slowest file took {slowest:?}");
 }
+
+/// A recipient who never answers, away for good: the sender probes it (one SURBS per resend
+/// wait) and gives it up when the recipient's own client would have: an offer never answered
+/// after `OFFER_TTL`, an accepted file never completed after `RECEIVE_TTL`. Its keys go then.
+#[test]
+fn a_recipient_gone_for_good_is_given_up_after_its_time() {
+    let mut w = World::new(49, 0.0, &[1, 2, 1]);
+    w.connect(0, "ann", 1, "bob");
+    w.connect(0, "ann", 2, "cat");
+    // Bob is offered a file too large to take without asking, and never answers; Cat accepts
+    // one (small enough) and is gone halfway.
+    let big = bytes(1_500_000, 7);
+    let now = w.now;
+    let to_bob = w.clients[0].e().send_file("bob", spec("big.bin"), &big, false, now, &mut w.rng).unwrap();
+    let small = bytes(300_000, 8);
+    let to_cat =
+        w.clients[0].e().send_file("cat", spec("small.bin"), &small, false, now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(120), |w| {
+        offered(&w.clients[1], "big.bin").is_some() && holds(&w.clients[2], "small.bin", 50_000)
+    });
+    w.clients[1].online = false;
+    w.clients[2].online = false;
+    let state = |w: &mut World, id: &LocalMessageId| w.clients[0].e().file_info(id).unwrap().state;
+    // Days go by (the clock jumps; the sender keeps running).
+    for (days, bob, cat) in [(13, "offered", "sending"), (15, "failed", "sending"), (31, "failed", "failed")]
+    {
+        w.now = genesis() + Duration::from_secs(days * 86_400);
+        w.run_for(Duration::from_secs(2));
+        assert_eq!((state(&mut w, &to_bob), state(&mut w, &to_cat)), (bob, cat), "day {days}");
+    }
+    let probes = w.clients[0].e().stats().sent_file;
+    w.now += Duration::from_secs(86_400);
+    w.run_for(Duration::from_secs(600));
+    assert_eq!(w.clients[0].e().stats().sent_file, probes, "nothing more goes once given up");
+}

@@ -8,9 +8,13 @@
 //! shards brings a top-up of fresh parity (enough that `need` arrive with 95% probability at
 //! the loss measured so far) and a new SURBS. When no answer comes within the resend wait, only
 //! a new SURBS goes (a probe): the shards may be waiting in the mailbox of a recipient who is
-//! offline, and are never resent blindly. A recipient who never answers, or keeps answering
-//! "nothing", costs at most the budget (`budget_factor` × the first round), then the transfer
-//! to it fails.
+//! offline, and are never resent blindly. While a recipient is silent (a probe went and nothing
+//! came back since) only one of its blocks is probed at a time, the others wait for its first
+//! answer; so a recipient away for days costs one SURBS per resend wait (at most the policy's
+//! longest: 30 min at the standard profile), not one per block, and probes do not count against
+//! the budget: it is the caller who gives up on a recipient silent for too long (the engine,
+//! after 30 days). A recipient who answers but keeps answering "nothing" costs at most the budget
+//! (`budget_factor` × the first round) in shards and rounds, then the transfer to it fails.
 //!
 //! The engine reads the file's blocks when [`TransferSend::prepare`] asks (off the slot path:
 //! encoding and reading never delay a slot), and packets leave only in payload slots
@@ -129,14 +133,21 @@ pub struct SendStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Item {
     Shard(u16, u16),
+    /// A round's SURBS.
     Surbs(u16),
+    /// A probe: a SURBS after an answer did not come.
+    Probe(u16),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Pending,
     Sending,
-    Waiting { until: UnixMicros },
+    Waiting {
+        until: UnixMicros,
+    },
+    /// Overdue while its recipient is silent: probed once another block's probe is answered.
+    Deferred,
     Done,
 }
 
@@ -157,9 +168,14 @@ struct Peer {
     blocks: Vec<BlockSend>,
     queue: VecDeque<Item>,
     loss: f64,
+    /// Packets counted against the budget: shards and the rounds' SURBS.
     sent: u64,
     budget: u64,
     state: PeerState,
+    /// Probes sent to it (since the start of this process).
+    probes: u64,
+    /// Probes sent since its last answer: while above zero, one block is probed at a time.
+    silent: u32,
 }
 
 struct SurbRecord {
@@ -179,7 +195,7 @@ pub struct PeerProgress {
     pub done_bytes: u64,
     /// The file's size.
     pub total_bytes: u64,
-    /// Packets sent to it.
+    /// Packets sent to it (probes included).
     pub packets: u64,
     /// The loss measured.
     pub loss: f64,
@@ -253,6 +269,8 @@ impl TransferSend {
                 sent: 0,
                 budget,
                 state: PeerState::Active,
+                probes: 0,
+                silent: 0,
             })
             .collect();
         let key = code::stream_key(&key, &id);
@@ -363,7 +381,7 @@ impl TransferSend {
             state: p.state,
             done_bytes,
             total_bytes: self.plan.size(),
-            packets: p.sent,
+            packets: p.sent + p.probes,
             loss: p.loss,
         })
     }
@@ -377,7 +395,7 @@ impl TransferSend {
     pub fn has_queued(&self) -> bool {
         self.peers.iter().any(|p| match p.queue.front() {
             Some(Item::Shard(b, _)) => self.cache.contains_key(b),
-            Some(Item::Surbs(_)) => true,
+            Some(Item::Surbs(_) | Item::Probe(_)) => true,
             None => false,
         })
     }
@@ -393,7 +411,7 @@ impl TransferSend {
             .flat_map(|p| p.queue.iter())
             .filter_map(|i| match i {
                 Item::Shard(b, _) => Some(*b),
-                Item::Surbs(_) => None,
+                Item::Surbs(_) | Item::Probe(_) => None,
             })
             .collect()
     }
@@ -426,8 +444,11 @@ impl TransferSend {
         if peer.state != PeerState::Active {
             return;
         }
-        let open =
-            peer.blocks.iter().filter(|b| matches!(b.phase, Phase::Sending | Phase::Waiting { .. })).count();
+        let open = peer
+            .blocks
+            .iter()
+            .filter(|b| matches!(b.phase, Phase::Sending | Phase::Waiting { .. } | Phase::Deferred))
+            .count();
         let mut room = self.config.window.max(1).saturating_sub(open);
         for (i, shape) in self.plan.blocks().iter().enumerate() {
             if room == 0 {
@@ -480,7 +501,7 @@ impl TransferSend {
                 }
                 let Some(item) = peer.queue.front().copied() else { break };
                 let block = match item {
-                    Item::Shard(b, _) | Item::Surbs(b) => b,
+                    Item::Shard(b, _) | Item::Surbs(b) | Item::Probe(b) => b,
                 };
                 let Some(b) = peer.blocks.get(usize::from(block)) else {
                     peer.queue.pop_front();
@@ -502,10 +523,19 @@ impl TransferSend {
                 peer.queue.pop_front();
                 let built = match item {
                     Item::Shard(block, index) => self.chunk_packet(p, block, index, sphinx, view, rng),
-                    Item::Surbs(block) => self.surbs_packet(p, block, now, sphinx, view, rng),
+                    Item::Surbs(block) | Item::Probe(block) => {
+                        self.surbs_packet(p, block, now, sphinx, view, rng)
+                    }
                 };
                 let peer = &mut self.peers[p];
-                peer.sent += 1;
+                if let Item::Probe(_) = item {
+                    // Bounded by time, not by the budget: see the module's notes.
+                    peer.probes += 1;
+                    peer.silent = peer.silent.saturating_add(1);
+                    self.stats.probes += 1;
+                } else {
+                    peer.sent += 1;
+                }
                 if peer.sent > peer.budget {
                     peer.state = PeerState::Failed;
                     peer.queue.clear();
@@ -601,6 +631,13 @@ impl TransferSend {
         if peer.state != PeerState::Active {
             return;
         }
+        // It answers: the blocks that waited for that are probed now.
+        peer.silent = 0;
+        for b in &mut peer.blocks {
+            if b.phase == Phase::Deferred {
+                b.phase = Phase::Waiting { until: UnixMicros::ZERO };
+            }
+        }
         let b = &mut peer.blocks[usize::from(block)];
         if b.phase == Phase::Done {
             return;
@@ -657,22 +694,35 @@ impl TransferSend {
         b.phase = Phase::Sending;
     }
 
-    /// Probes every block whose answer is overdue at `now`: one SURBS each, nothing else.
+    /// Probes every block whose answer is overdue at `now`: one SURBS each, nothing else; of a
+    /// silent recipient's, only one (a probe of it is out), the others wait for its answer.
     pub fn handle_timeout(&mut self, now: UnixMicros) {
         for peer in &mut self.peers {
             if peer.state != PeerState::Active {
                 continue;
             }
+            // Something of it is out that an answer may follow: a probe queued, a round being
+            // sent, or one not yet overdue.
+            let mut probing = peer.queue.iter().any(|i| matches!(i, Item::Probe(_)))
+                || peer.blocks.iter().any(|b| match b.phase {
+                    Phase::Sending => true,
+                    Phase::Waiting { until } => until > now,
+                    _ => false,
+                });
             for (i, b) in peer.blocks.iter_mut().enumerate() {
                 if let Phase::Waiting { until } = b.phase
                     && until <= now
                 {
+                    if peer.silent > 0 && probing {
+                        b.phase = Phase::Deferred;
+                        continue;
+                    }
                     b.phase = Phase::Sending;
                     b.round = b.round.wrapping_add(1);
                     b.attempt = b.attempt.saturating_add(1);
                     // Bounded by the plan's block count.
-                    peer.queue.push_back(Item::Surbs(i as u16));
-                    self.stats.probes += 1;
+                    peer.queue.push_back(Item::Probe(i as u16));
+                    probing = true;
                 }
             }
         }
@@ -716,7 +766,7 @@ impl TransferSend {
             for b in &p.blocks {
                 w.u8(match b.phase {
                     Phase::Pending => 0,
-                    Phase::Sending | Phase::Waiting { .. } => 1,
+                    Phase::Sending | Phase::Waiting { .. } | Phase::Deferred => 1,
                     Phase::Done => 2,
                 });
                 w.u8(b.round);

@@ -67,6 +67,9 @@ struct Scenario {
     sender_restart: Option<u64>,
     /// It restarts from the state it saved at this time (seconds), else from its state then.
     saved_at: Option<u64>,
+    /// The sender is off from the first to the second time (seconds): it sends nothing, what
+    /// comes back is lost, and it restarts from its saved state.
+    sender_away: Option<(u64, u64)>,
     /// Recipient 0 restarts at this time (seconds).
     recipient_restart: Option<u64>,
     seed: u64,
@@ -88,6 +91,7 @@ impl Scenario {
             offline: None,
             sender_restart: None,
             saved_at: None,
+            sender_away: None,
             recipient_restart: None,
             seed: 1,
             realistic: None,
@@ -99,6 +103,7 @@ impl Scenario {
 struct Outcome {
     files: Vec<Vec<u8>>,
     packets: u64,
+    probes: u64,
     secs: u64,
 }
 
@@ -186,7 +191,9 @@ fn run(sc: Scenario) -> Outcome {
         if sc.saved_at == Some(secs) && tick % 2 == 0 {
             old_save = Some(send.save());
         }
-        if sc.sender_restart == Some(secs) && tick % 2 == 0 {
+        let away = sc.sender_away.is_some_and(|(a, b)| (a..b).contains(&secs));
+        let back = sc.sender_away.is_some_and(|(_, b)| b == secs);
+        if (sc.sender_restart == Some(secs) || back) && tick % 2 == 0 {
             let saved = old_save.take().unwrap_or_else(|| send.save());
             send = new_sender();
             send.restore(&saved, now).unwrap();
@@ -201,9 +208,12 @@ fn run(sc: Scenario) -> Outcome {
                 r.recv.restore_shard(*b, *i, x.clone());
             }
         }
-        send.handle_timeout(now);
-        send.prepare(&mut File { plan: &plan, bytes: &bytes }).unwrap();
+        if !away {
+            send.handle_timeout(now);
+            send.prepare(&mut File { plan: &plan, bytes: &bytes }).unwrap();
+        }
         if tick % slot_every == 0
+            && !away
             && let Some(p) = send.next_packet(now, &net.sphinx, &net.view(0), &mut rng)
         {
             packets += 1;
@@ -221,12 +231,18 @@ fn run(sc: Scenario) -> Outcome {
                     let r = (0..sc.recipients).find(|r| mailbox(*r).0 == a.recipient).unwrap();
                     rcpt[r].mailbox.push((a.recipient, a.payload, a.surb_id.unwrap().0));
                 }
+                Some(_) if away => {}
                 Some(_) => {
                     let a = net.deliver(net.gw[1], packet);
                     assert_eq!(a.recipient, ALICE_REPLY);
-                    // A restarted sender has forgotten the SURBs it made before.
+                    // A restarted sender has forgotten the SURBs it made before, and any sender
+                    // those older than a SURB can work (a recipient away for days answers them).
                     let read = send.handle_reply(&net.sphinx, a.surb_id.unwrap(), &a.payload);
-                    assert!(read || sc.sender_restart.is_some());
+                    assert!(
+                        read || sc.sender_restart.is_some()
+                            || sc.sender_away.is_some()
+                            || sc.offline.is_some()
+                    );
                 }
             }
         }
@@ -290,7 +306,12 @@ fn run(sc: Scenario) -> Outcome {
         })
         .collect();
     let _ = bytes;
-    Outcome { files, packets, secs: now.saturating_since(UnixMicros::ZERO).as_secs() }
+    Outcome {
+        files,
+        packets,
+        probes: send.stats().probes,
+        secs: now.saturating_since(UnixMicros::ZERO).as_secs(),
+    }
 }
 
 fn file_bytes(sc: &Scenario) -> Vec<u8> {
@@ -333,6 +354,48 @@ fn ten_and_twenty_percent_loss_cost_parity_not_round_trips() {
 fn without_the_code_missing_shards_are_sent_again() {
     let sc = Scenario { parity: ParityPolicy::Off, seed: 4, ..Scenario::new(100_000, 0.1) };
     check(sc);
+}
+
+/// "Resumable across days offline on both sides": at the standard profile's rates, a recipient
+/// away for three days gets the file when back, and meanwhile costs one probe per resend wait,
+/// not one per block and not the budget; then the sender is away three days, and on its return
+/// the transfer goes on from its saved state.
+#[test]
+fn days_away_at_either_end_cost_a_probe_per_wait_and_the_file_arrives() {
+    const DAY: u64 = 86_400;
+    let sc = Scenario {
+        realistic: Some(5),
+        offline: Some((60, 60 + 3 * DAY)),
+        seed: 21,
+        ..Scenario::new(300_000, 0.05)
+    };
+    let out = check(sc);
+    assert!(out.secs > 3 * DAY);
+    // The longest wait at these rates: (2 slots + 6 s of hops + 2 pulls) · 2 + the grace and
+    // three reply delays, ×16 (1,408 s), times at least 1 (the jitter): at most one probe each,
+    // plus the backoff's first steps.
+    let (_, _, _, send, _) = rates(&sc);
+    let most = 3 * DAY / send.resend.max.as_secs() + 12;
+    println!(
+        "recipient away 3 days: {} probes, {} packets, delivered after {} s",
+        out.probes, out.packets, out.secs
+    );
+    assert!(out.probes <= most, "{} probes in three days (at most {most})", out.probes);
+    let plan = Plan::new(300_000, 1450).unwrap();
+    assert!(out.packets - out.probes <= 2 * plan.first_round_packets(0.125), "{} packets", out.packets);
+
+    let sc = Scenario {
+        realistic: Some(5),
+        sender_away: Some((60, 60 + 3 * DAY)),
+        seed: 22,
+        ..Scenario::new(300_000, 0.05)
+    };
+    let out = check(sc);
+    println!(
+        "sender away 3 days: {} probes, {} packets, delivered after {} s",
+        out.probes, out.packets, out.secs
+    );
+    assert!(out.secs > 3 * DAY);
 }
 
 #[test]
@@ -485,38 +548,41 @@ fn a_hostile_sender_holds_at_most_max_open_blocks() {
 }
 
 #[test]
-fn a_silent_recipient_costs_at_most_the_budget() {
+fn a_silent_recipient_costs_its_first_rounds_and_one_probe_per_wait() {
     let mut rng = ChaCha20Rng::seed_from_u64(4);
     let net = Net::new(&mut rng);
     let plan = Plan::new(100_000, 1450).unwrap();
     let bytes = vec![1u8; 100_000];
     let (m, k) = mailbox(0);
+    let config = send_config(ParityPolicy::Adaptive);
     let mut send = TransferSend::new(
         TransferId([1; 16]),
         plan.clone(),
         Zeroizing::new([0; 32]),
         SigningKey::from_bytes(&[1; 32]),
         &[(Route { gateway: net.gw[1], mailbox: m, seal: k }, ALICE_REPLY)],
-        send_config(ParityPolicy::Adaptive),
+        config,
     );
     let mut now = UnixMicros::ZERO;
     let mut sent = 0u64;
-    // Nothing ever answers: probes with backoff, then failure within the budget.
-    for _ in 0..2_000_000 {
+    // Nothing ever answers, for two days: the first rounds, then one probe at a time with
+    // backoff; the transfer is not given up here (its caller does, after its time).
+    let days = 2;
+    for _ in 0..days * 86_400 * 2 {
         now = now + Duration::from_millis(500);
         send.handle_timeout(now);
         send.prepare(&mut File { plan: &plan, bytes: &bytes }).unwrap();
         if send.next_packet(now, &net.sphinx, &net.view(0), &mut rng).is_some() {
             sent += 1;
         }
-        if send.is_finished() {
-            break;
-        }
     }
-    assert!(send.is_finished());
-    assert_eq!(send.progress(0).unwrap().state, PeerState::Failed);
-    assert!(sent <= 3 * plan.first_round_packets(0.125) + 8 * u64::from(plan.block_count()) + 1);
-    assert!(send.stats().probes > 0);
+    assert_eq!(send.progress(0).unwrap().state, PeerState::Active);
+    let probes = send.stats().probes;
+    assert!(probes > 0);
+    assert!(sent - probes <= plan.first_round_packets(0.25) + 2 * u64::from(plan.block_count()));
+    let most = days * 86_400 / config.resend.max.as_secs() + 8;
+    assert!(probes <= most, "{probes} probes (at most {most})");
+    assert_eq!(send.progress(0).unwrap().packets, sent);
 }
 
 /// Packets sent per byte delivered, and the time it took, at 0, 5 and 10% loss, with the code
