@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use qanat_mixnet::UnixMicros;
 use qanat_mixnet::sending::transfer::{
-    BLOCK_DATA, BlockSource, ChunkOutcome, ParityPolicy, Plan, RecvConfig, SendConfig, SendEvent,
+    BLOCK_DATA, BlockSource, ChunkOutcome, ParityPolicy, PeerState, Plan, RecvConfig, SendConfig, SendEvent,
     TransferRecv, TransferSend,
 };
 use qanat_mixnet::sending::{self, Delivery, ResendPolicy, TransferId, shard_capacity};
@@ -146,6 +146,8 @@ pub(super) struct Files {
     speed: BTreeMap<Vec<u8>, (u64, UnixMicros, f64)>,
     /// An upload in parts (the app's).
     upload: Option<Upload>,
+    /// Tell the senders of the files we are receiving that we are back (set at open).
+    say_back: bool,
 }
 
 impl Files {
@@ -701,6 +703,11 @@ impl Engine {
                 f.core.start(n);
                 PeerFile::Sending
             }
+            (PeerFile::Sending, FileStatus::Accepted) => {
+                // "Accepted" again: its client restarted with our file incomplete.
+                f.core.resume(n, UnixMicros::from_system_time(now));
+                return Ok(());
+            }
             (PeerFile::Offered | PeerFile::Sending, FileStatus::Declined) => {
                 f.core.cancel(n);
                 PeerFile::Declined
@@ -1063,8 +1070,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Probes overdue blocks, gives up offers and transfers past their time.
-    pub(super) fn files_timeout(&mut self, now: SystemTime) {
+    /// Probes overdue blocks, gives up offers and transfers past their time, and (once after a
+    /// restart) tells the senders of files we are receiving that we are back.
+    pub(super) fn files_timeout<R: CryptoRng>(
+        &mut self,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<(), EngineError> {
         self.expire_upload(now);
         let at = UnixMicros::from_system_time(now);
         let now_ms = UnixMillis::from_system_time(now).as_millis();
@@ -1073,32 +1085,58 @@ impl Engine {
             f.core.handle_timeout(at);
             // A recipient who never said yes, or never got the whole file, in the time its own
             // client would have waited: given up (the sender's probes are bounded by time, not by
-            // the budget, see `TransferSend`).
+            // the budget, see `TransferSend`). Not one whose blocks are all acknowledged: its
+            // "complete" is on its way.
             let age = now_ms.saturating_sub(f.rec.created_ms);
-            let mut changed = false;
+            let mut told = Vec::new();
             for (n, p) in f.rec.peers.iter_mut().enumerate() {
                 let late = match p.state {
                     PeerFile::Offered => age > OFFER_TTL.as_millis() as u64,
-                    PeerFile::Sending => age > RECEIVE_TTL.as_millis() as u64,
+                    PeerFile::Sending => {
+                        age > RECEIVE_TTL.as_millis() as u64
+                            && f.core.progress(n).is_some_and(|x| x.state != PeerState::Done)
+                    }
                     _ => false,
                 };
                 if late {
                     f.core.cancel(n);
                     p.state = PeerFile::Failed;
-                    changed = true;
+                    told.push(p.member);
                 }
             }
-            if changed {
-                given_up.push(*id);
+            if !told.is_empty() {
+                given_up.push((*id, f.rec.thread, told));
             }
         }
-        for id in given_up {
+        for (id, t, told) in given_up {
             let Some(f) = self.files.out.get(&id) else { continue };
             let hkey = f.rec.history.clone();
             self.writes.push(Write::put(id, &f.rec));
             self.files.dirty.insert(id);
+            // Its client, if it ever comes back, stops waiting (its own clock may be behind ours:
+            // an offer it got late, a yes after we gave up).
+            for m in &told {
+                let status = Content::FileStatus { transfer: id, status: FileStatus::Cancelled };
+                let r = self.send_to_member(t, &status, m, rng);
+                self.go_on("telling a member a file was given up", r)?;
+            }
             self.settle_out(id);
             self.transfer_event(&hkey, now, true);
+        }
+        // Back after a restart: the senders of the files we are receiving probe at once.
+        if std::mem::take(&mut self.files.say_back) {
+            let back: Vec<([u8; 16], [u8; 16], [u8; 32])> = self
+                .files
+                .inn
+                .values()
+                .filter(|x| x.rec.state == InFile::Receiving)
+                .map(|x| (x.rec.thread, x.rec.transfer, x.rec.sender))
+                .collect();
+            for (t, transfer, sender) in back {
+                let status = Content::FileStatus { transfer, status: FileStatus::Accepted };
+                let r = self.send_to_member(t, &status, &sender, rng);
+                self.go_on("telling a sender we are back", r)?;
+            }
         }
         let expired: Vec<([u8; 32], InFile)> = self
             .files
@@ -1129,6 +1167,7 @@ impl Engine {
                 x.core = None;
             }
         }
+        Ok(())
     }
 
     /// When the transfers next have work.
@@ -1152,6 +1191,7 @@ impl Engine {
     /// Loads the transfers at open.
     pub(super) fn load_files(&mut self, opened: SystemTime) -> Result<(), EngineError> {
         let now = UnixMicros::ZERO;
+        self.files.say_back = true;
         for (k, v) in self.profile.scan(NS_XFER_OUT)? {
             let id: [u8; 16] =
                 k.as_slice().try_into().map_err(|_| EngineError::Corrupt("outgoing file key"))?;

@@ -22,7 +22,8 @@ impl Engine {
     /// Lets time pass: resends overdue fragments and decides MLS epochs whose window is over.
     pub fn handle_timeout<R: CryptoRng>(&mut self, now: SystemTime, rng: &mut R) -> Result<(), EngineError> {
         self.outbox.handle_timeout(UnixMicros::from_system_time(now));
-        self.files_timeout(now);
+        let r = self.files_timeout(now, rng);
+        self.go_on("the files' timers", r)?;
         let r = self.expire_invitations(now);
         self.go_on("expiring invitations", r)?;
         self.expire_farewells(now);

@@ -348,18 +348,16 @@ fn a_recipient_gone_for_good_is_given_up_after_its_time() {
     let mut w = World::new(49, 0.0, &[1, 2, 1]);
     w.connect(0, "ann", 1, "bob");
     w.connect(0, "ann", 2, "cat");
-    // Bob is offered a file too large to take without asking, and never answers; Cat accepts
-    // one (small enough) and is gone halfway.
+    // Bob is offered a file too large to take without asking while he is away; Cat accepts one
+    // (small enough) and is gone halfway.
+    w.clients[1].online = false;
     let big = bytes(1_500_000, 7);
     let now = w.now;
     let to_bob = w.clients[0].e().send_file("bob", spec("big.bin"), &big, false, now, &mut w.rng).unwrap();
     let small = bytes(300_000, 8);
     let to_cat =
         w.clients[0].e().send_file("cat", spec("small.bin"), &small, false, now, &mut w.rng).unwrap();
-    w.run_until(Duration::from_secs(120), |w| {
-        offered(&w.clients[1], "big.bin").is_some() && holds(&w.clients[2], "small.bin", 50_000)
-    });
-    w.clients[1].online = false;
+    w.run_until(Duration::from_secs(120), |w| holds(&w.clients[2], "small.bin", 50_000));
     w.clients[2].online = false;
     let state = |w: &mut World, id: &LocalMessageId| w.clients[0].e().file_info(id).unwrap().state;
     // Days go by (the clock jumps; the sender keeps running).
@@ -373,4 +371,39 @@ fn a_recipient_gone_for_good_is_given_up_after_its_time() {
     w.now += Duration::from_secs(86_400);
     w.run_for(Duration::from_secs(600));
     assert_eq!(w.clients[0].e().stats().sent_file, probes, "nothing more goes once given up");
+    // Bob comes back: the offer reaches him now, and so does the word that it was given up (his
+    // own client would have waited 14 days from now).
+    w.clients[1].online = true;
+    w.run_until(Duration::from_secs(120), |w| {
+        offered(&w.clients[1], "big.bin").is_some_and(|t| {
+            w.clients[1].engine.as_ref().unwrap().file_info(&t).is_some_and(|f| f.state == "cancelled")
+        })
+    });
+    assert_eq!(w.clients[0].e().stats().sent_file, probes);
+}
+
+/// A recipient away for hours, whose sender's probes have backed off, says it is back when its
+/// client starts again: the file goes on within minutes, not at the next probe (up to 2 h away).
+#[test]
+fn a_recipient_that_restarts_after_hours_away_gets_the_rest_at_once() {
+    // Ten-minute epochs: the SURBs of the probes waiting in Bob's mailbox die with their epoch's
+    // keys, as in the network, so only his word brings the next one.
+    let mut w = World::with_period(51, 0.05, &[1, 2], EpochPeriod::from_secs(600).unwrap());
+    w.connect(0, "ann", 1, "bob");
+    let file = bytes(300_000, 9);
+    let now = w.now;
+    let id = w.clients[0].e().send_file("bob", spec("away.bin"), &file, false, now, &mut w.rng).unwrap();
+    w.run_until(Duration::from_secs(120), |w| holds(&w.clients[1], "away.bin", 30_000));
+    w.clients[1].online = false;
+    // Hours pass (the clock jumps, the sender runs a while after each jump and probes).
+    for _ in 0..6 {
+        w.now += Duration::from_secs(3600);
+        w.run_for(Duration::from_secs(30));
+    }
+    let now = w.now;
+    w.clients[1].restart(&w.net, now);
+    w.clients[1].online = true;
+    w.run_until(Duration::from_secs(300), |w| delivered(&w.clients[0], &id));
+    let theirs = offered(&w.clients[1], "away.bin").unwrap();
+    assert_eq!(got(&mut w.clients[1], &theirs).unwrap(), file);
 }

@@ -10,10 +10,11 @@
 //! a new SURBS goes (a probe): the shards may be waiting in the mailbox of a recipient who is
 //! offline, and are never resent blindly. While a recipient is silent (a probe went and nothing
 //! came back since) only one of its blocks is probed at a time, the others wait for its first
-//! answer; so a recipient away for days costs one SURBS per resend wait (at most the policy's
-//! longest: 30 min at the standard profile), not one per block, and probes do not count against
+//! answer, and the probes back off to [`SILENT_MAX`] (2 h); so a recipient away for days costs
+//! a dozen SURBS a day, not one per block per resend wait, and probes do not count against
 //! the budget: it is the caller who gives up on a recipient silent for too long (the engine,
-//! after 30 days). A recipient who answers but keeps answering "nothing" costs at most the budget
+//! after 30 days). A recipient who comes back says so ([`TransferSend::resume`]: the engine's
+//! FILE_STATUS "accepted" again, sent when its client starts), and the blocks are probed at once. A recipient who answers but keeps answering "nothing" costs at most the budget
 //! (`budget_factor` × the first round) in shards and rounds, then the transfer to it fails.
 //!
 //! The engine reads the file's blocks when [`TransferSend::prepare`] asks (off the slot path:
@@ -81,6 +82,9 @@ impl Default for SendConfig {
 
 /// SURBS packets at the end of a round: one lost must not cost a whole resend wait.
 const SURBS_PER_ROUND: usize = 2;
+
+/// The longest wait between probes of a silent recipient.
+const SILENT_MAX: Duration = Duration::from_secs(2 * 3600);
 
 /// The loss a new transfer assumes before it has measured any.
 const INITIAL_LOSS: f64 = 0.05;
@@ -176,6 +180,8 @@ struct Peer {
     probes: u64,
     /// Probes sent since its last answer: while above zero, one block is probed at a time.
     silent: u32,
+    /// When it last said it is back ([`TransferSend::resume`]).
+    resumed: Option<UnixMicros>,
 }
 
 struct SurbRecord {
@@ -271,6 +277,7 @@ impl TransferSend {
                 state: PeerState::Active,
                 probes: 0,
                 silent: 0,
+                resumed: None,
             })
             .collect();
         let key = code::stream_key(&key, &id);
@@ -587,9 +594,16 @@ impl TransferSend {
         rng: &mut R,
     ) -> Option<OutPacket> {
         let peer = &mut self.peers[p];
+        // Probing a silent recipient backs off further than the answers' wait: a recipient gone
+        // for good costs a few SURBS a day, and one who comes back says so ([`Self::resume`]).
+        let policy = if peer.silent > 0 {
+            ResendPolicy { max: self.config.resend.max.max(SILENT_MAX), ..self.config.resend }
+        } else {
+            self.config.resend
+        };
         let b = &mut peer.blocks[usize::from(block)];
         // Whatever happens, the block now waits for its answer (or a probe after the wait).
-        b.phase = Phase::Waiting { until: now + self.config.resend.wait(b.attempt, rng) };
+        b.phase = Phase::Waiting { until: now + policy.wait(b.attempt, rng) };
         let round = b.round;
         let (surb, surb_id, keys) = reply_surb(sphinx, view, &peer.route.gateway, peer.reply_to, rng).ok()?;
         let signature = sign_surbs(&self.signing, &self.id, &peer.route.mailbox, block, round, &surb);
@@ -631,11 +645,15 @@ impl TransferSend {
         if peer.state != PeerState::Active {
             return;
         }
-        // It answers: the blocks that waited for that are probed now.
-        peer.silent = 0;
-        for b in &mut peer.blocks {
-            if b.phase == Phase::Deferred {
-                b.phase = Phase::Waiting { until: UnixMicros::ZERO };
+        // It answers the round we wait for: the blocks that waited for that are probed now. (Not
+        // on an answer to an older round: a recipient holding our SURBs could otherwise wake
+        // every block at will.)
+        if round == peer.blocks[usize::from(block)].round {
+            peer.silent = 0;
+            for b in &mut peer.blocks {
+                if b.phase == Phase::Deferred {
+                    b.phase = Phase::Waiting { until: UnixMicros::ZERO };
+                }
             }
         }
         let b = &mut peer.blocks[usize::from(block)];
@@ -692,6 +710,29 @@ impl TransferSend {
         b.round = b.round.wrapping_add(1);
         b.attempt = 0;
         b.phase = Phase::Sending;
+    }
+
+    /// Recipient `n` says it is back (its client started with our file incomplete): if it was
+    /// silent, every block in flight is probed at once, the backoff starting again. At most once
+    /// per first resend wait, and only while silent, so it costs at most a window of SURBS per
+    /// such wait whatever the recipient sends.
+    pub fn resume(&mut self, n: usize, now: UnixMicros) {
+        let first = self.config.resend.first;
+        let Some(peer) = self.peers.get_mut(n) else { return };
+        if peer.state != PeerState::Active
+            || peer.silent == 0
+            || peer.resumed.is_some_and(|at| now < at + first)
+        {
+            return;
+        }
+        peer.resumed = Some(now);
+        peer.silent = 0;
+        for b in &mut peer.blocks {
+            if matches!(b.phase, Phase::Waiting { .. } | Phase::Deferred) {
+                b.phase = Phase::Waiting { until: now };
+                b.attempt = 0;
+            }
+        }
     }
 
     /// Probes every block whose answer is overdue at `now`: one SURBS each, nothing else; of a

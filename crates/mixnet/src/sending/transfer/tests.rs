@@ -208,6 +208,10 @@ fn run(sc: Scenario) -> Outcome {
                 r.recv.restore_shard(*b, *i, x.clone());
             }
         }
+        // The recipient's client, back, says so (the engine's FILE_STATUS "accepted" again).
+        if sc.offline.is_some_and(|(_, b)| b == secs) && tick % 2 == 0 {
+            send.resume(0, now);
+        }
         if !away {
             send.handle_timeout(now);
             send.prepare(&mut File { plan: &plan, bytes: &bytes }).unwrap();
@@ -357,9 +361,9 @@ fn without_the_code_missing_shards_are_sent_again() {
 }
 
 /// "Resumable across days offline on both sides": at the standard profile's rates, a recipient
-/// away for three days gets the file when back, and meanwhile costs one probe per resend wait,
-/// not one per block and not the budget; then the sender is away three days, and on its return
-/// the transfer goes on from its saved state.
+/// away for three days gets the file within minutes of saying it is back, and meanwhile costs a
+/// probe per wait of at most 2 h, not one per block and not the budget; then the sender is away
+/// three days, and on its return the transfer goes on from its saved state.
 #[test]
 fn days_away_at_either_end_cost_a_probe_per_wait_and_the_file_arrives() {
     const DAY: u64 = 86_400;
@@ -370,12 +374,12 @@ fn days_away_at_either_end_cost_a_probe_per_wait_and_the_file_arrives() {
         ..Scenario::new(300_000, 0.05)
     };
     let out = check(sc);
-    assert!(out.secs > 3 * DAY);
-    // The longest wait at these rates: (2 slots + 6 s of hops + 2 pulls) · 2 + the grace and
-    // three reply delays, ×16 (1,408 s), times at least 1 (the jitter): at most one probe each,
-    // plus the backoff's first steps.
-    let (_, _, _, send, _) = rates(&sc);
-    let most = 3 * DAY / send.resend.max.as_secs() + 12;
+    // Back at 60 s + 3 days: the rest of the file (five of its six blocks, a packet per 5 s
+    // slot) takes about 17 min from there, not the 2 h a silent recipient's probe may wait.
+    assert!(out.secs > 3 * DAY && out.secs < 60 + 3 * DAY + 1500, "delivered after {} s", out.secs);
+    // While silent the probes back off to 2 h, times at least 1 (the jitter): at most one each,
+    // plus the backoff's first steps; and it is back within minutes of saying so.
+    let most = 3 * DAY / 7200 + 12;
     println!(
         "recipient away 3 days: {} probes, {} packets, delivered after {} s",
         out.probes, out.packets, out.secs
@@ -395,7 +399,8 @@ fn days_away_at_either_end_cost_a_probe_per_wait_and_the_file_arrives() {
         "sender away 3 days: {} probes, {} packets, delivered after {} s",
         out.probes, out.packets, out.secs
     );
-    assert!(out.secs > 3 * DAY);
+    // Nearly the whole file is left when it comes back: about 30 min of slots.
+    assert!(out.secs > 3 * DAY && out.secs < 60 + 3 * DAY + 2400, "delivered after {} s", out.secs);
 }
 
 #[test]
@@ -583,6 +588,55 @@ fn a_silent_recipient_costs_its_first_rounds_and_one_probe_per_wait() {
     let most = days * 86_400 / config.resend.max.as_secs() + 8;
     assert!(probes <= most, "{probes} probes (at most {most})");
     assert_eq!(send.progress(0).unwrap().packets, sent);
+}
+
+/// A silent recipient that says it is back has every block in flight probed at once; it may say
+/// so at most once per first resend wait, and only while silent.
+#[test]
+fn a_recipient_back_is_probed_at_once_and_no_more_often_than_the_wait() {
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    let net = Net::new(&mut rng);
+    let plan = Plan::new(300_000, 1450).unwrap();
+    let bytes = vec![1u8; 300_000];
+    let (m, k) = mailbox(0);
+    let config = send_config(ParityPolicy::Adaptive);
+    let mut send = TransferSend::new(
+        TransferId([1; 16]),
+        plan.clone(),
+        Zeroizing::new([0; 32]),
+        SigningKey::from_bytes(&[1; 32]),
+        &[(Route { gateway: net.gw[1], mailbox: m, seal: k }, ALICE_REPLY)],
+        config,
+    );
+    let mut now = UnixMicros::ZERO;
+    let mut run = |send: &mut TransferSend, now: &mut UnixMicros, secs: u64| {
+        let mut n = 0;
+        for _ in 0..secs * 2 {
+            *now = *now + Duration::from_millis(500);
+            send.handle_timeout(*now);
+            send.prepare(&mut File { plan: &plan, bytes: &bytes }).unwrap();
+            if send.next_packet(*now, &net.sphinx, &net.view(0), &mut rng).is_some() {
+                n += 1;
+            }
+        }
+        n
+    };
+    // Silent for six hours: the probes are few and far between.
+    run(&mut send, &mut now, 6 * 3600);
+    let probes = send.stats().probes;
+    assert!(send.poll_timeout().unwrap() > now + Duration::from_secs(60), "backed off");
+    // It says it is back: the three blocks in flight are probed within seconds.
+    send.resume(0, now);
+    assert_eq!(run(&mut send, &mut now, 5), 3);
+    assert_eq!(send.stats().probes, probes + 3);
+    // Saying so again at once does nothing; after the first wait, it counts again.
+    send.resume(0, now);
+    assert_eq!(run(&mut send, &mut now, 5), 0);
+    run(&mut send, &mut now, config.resend.first.as_secs());
+    let before = send.stats().probes;
+    send.resume(0, now);
+    run(&mut send, &mut now, 5);
+    assert!(send.stats().probes > before);
 }
 
 /// Packets sent per byte delivered, and the time it took, at 0, 5 and 10% loss, with the code
