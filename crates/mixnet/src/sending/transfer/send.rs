@@ -10,7 +10,7 @@
 //! a new SURBS goes (a probe): the shards may be waiting in the mailbox of a recipient who is
 //! offline, and are never resent blindly. While a recipient is silent (a probe went and nothing
 //! came back since) only one of its blocks is probed at a time, the others wait for its first
-//! answer, and the probes back off to [`SILENT_MAX`] (2 h); so a recipient away for days costs
+//! answer, and the probes back off to `SILENT_MAX` (2 h); so a recipient away for days costs
 //! a dozen SURBS a day, not one per block per resend wait, and probes do not count against
 //! the budget: it is the caller who gives up on a recipient silent for too long (the engine,
 //! after 30 days). A recipient who comes back says so ([`TransferSend::resume`]: the engine's
