@@ -67,11 +67,9 @@ fn a_file_arrives_whole_once_through_loss_and_is_delivered() {
     assert_eq!(w.clients[1].e().history("ann").unwrap().last().unwrap().1.text, "for you");
 }
 
-#[test]
-fn a_group_of_three_gets_it_with_the_recipient_offline_and_both_ends_restarted() {
-    let mut w = World::new(42, 0.1, &[1, 2, 1]);
-    w.connect(0, "ann", 1, "bob");
-    w.connect(0, "ann", 2, "cat");
+/// Ann makes the group "team" of herself, Bob and Cat (clients 0, 1, 2, already her contacts);
+/// returns once both joined and her roster has them.
+fn team(w: &mut World) {
     let now = w.now;
     w.clients[0].e().create_group("team", &mut w.rng).unwrap();
     w.clients[0].e().group_add("team", "bob", now, &mut w.rng).unwrap();
@@ -81,6 +79,14 @@ fn a_group_of_three_gets_it_with_the_recipient_offline_and_both_ends_restarted()
             && w.clients[0].clients_members("team") == 2
     });
     w.run_for(Duration::from_secs(5));
+}
+
+#[test]
+fn a_group_of_three_gets_it_with_the_recipient_offline_and_both_ends_restarted() {
+    let mut w = World::new(42, 0.1, &[1, 2, 1]);
+    w.connect(0, "ann", 1, "bob");
+    w.connect(0, "ann", 2, "cat");
+    team(&mut w);
     let file = bytes(400_000, 2);
     let now = w.now;
     let id = w.clients[0].e().send_file("team", spec("map.png"), &file, false, now, &mut w.rng).unwrap();
@@ -217,12 +223,7 @@ fn a_member_who_leaves_stops_counting_and_the_file_is_delivered_to_the_rest() {
     let mut w = World::new(47, 0.0, &[1, 2, 1]);
     w.connect(0, "ann", 1, "bob");
     w.connect(0, "ann", 2, "cat");
-    let now = w.now;
-    w.clients[0].e().create_group("team", &mut w.rng).unwrap();
-    w.clients[0].e().group_add("team", "bob", now, &mut w.rng).unwrap();
-    w.clients[0].e().group_add("team", "cat", now, &mut w.rng).unwrap();
-    w.run_until(Duration::from_secs(300), |w| w.clients[0].clients_members("team") == 2);
-    w.run_for(Duration::from_secs(5));
+    team(&mut w);
     // Over auto-accept: it waits for each member's yes. Bob says yes; Cat never does, and is
     // removed.
     let big = bytes(1_200_000, 6);
@@ -270,16 +271,7 @@ fn restarts_and_absences_at_any_moment_never_stall_a_file() {
         w.connect(0, "ann", 1, "bob");
         let thread = if group {
             w.connect(0, "ann", 2, "cat");
-            let now = w.now;
-            w.clients[0].e().create_group("team", &mut w.rng).unwrap();
-            w.clients[0].e().group_add("team", "bob", now, &mut w.rng).unwrap();
-            w.clients[0].e().group_add("team", "cat", now, &mut w.rng).unwrap();
-            w.run_until(Duration::from_secs(300), |w| {
-                (1..3)
-                    .all(|c| w.clients[c].events.contains(&EngineEvent::GroupJoined { name: "team".into() }))
-                    && w.clients[0].clients_members("team") == 2
-            });
-            w.run_for(Duration::from_secs(5));
+            team(&mut w);
             "team"
         } else {
             "bob"
