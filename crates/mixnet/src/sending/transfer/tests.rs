@@ -14,7 +14,7 @@ use super::*;
 use crate::UnixMicros;
 use crate::sending::outbox::ResendPolicy;
 use crate::sending::packets::{Route, acks_packet};
-use crate::sending::payload::{Payload, TransferId, shard_capacity};
+use crate::sending::payload::{AckEntry, Payload, TransferId, shard_capacity};
 use crate::sending::seal::{self, SealKey};
 use crate::sending::tests::Net;
 use crate::time::exponential;
@@ -635,6 +635,56 @@ fn a_recipient_back_is_probed_at_once_and_no_more_often_than_the_wait() {
     send.resume(0, now);
     run(&mut send, &mut now, 5);
     assert!(send.stats().probes > before);
+}
+
+/// A silent recipient hoarding our SURBs cannot wake the blocks that wait for it: an answer to
+/// an older round changes nothing; only an answer to the round asked (its probed block's) does.
+#[test]
+fn only_an_answer_to_the_round_asked_wakes_a_silent_recipients_blocks() {
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    let net = Net::new(&mut rng);
+    let plan = Plan::new(300_000, 1450).unwrap();
+    let bytes = vec![1u8; 300_000];
+    let mut send = one_recipient(&net, &plan, send_config(ParityPolicy::Adaptive));
+    let id = TransferId([1; 16]);
+    let (mailbox, seal_key) = mailbox(0);
+    // Silent for 30 min; every SURBS is kept, as a hostile recipient would.
+    let mut surbs: Vec<(u16, u8, Vec<u8>)> = Vec::new();
+    let mut now = UnixMicros::ZERO;
+    for _ in 0..30 * 60 * 2 {
+        now = now + Duration::from_millis(500);
+        send.handle_timeout(now);
+        send.prepare(&mut File { plan: &plan, bytes: &bytes }).unwrap();
+        if let Some(p) = send.next_packet(now, &net.sphinx, &net.view(0), &mut rng) {
+            let a = net.deliver(net.gw[0], p.packet);
+            assert_eq!(a.recipient, mailbox);
+            let plain = seal::open(&seal_key, &a.surb_id.unwrap().0, &a.payload).unwrap();
+            if let Payload::Surbs { block, round, surb, .. } =
+                Payload::decode(net.sphinx.geometry(), &plain).unwrap()
+            {
+                surbs.push((block, round, surb));
+            }
+        }
+    }
+    let mut answer = |send: &mut TransferSend, block: u16, surb: &[u8]| {
+        let entry = AckEntry { message_id: block_id(&id, block), indices: vec![REPORT_BIT] };
+        let p = acks_packet(&net.sphinx, surb, vec![entry], &mut rng).unwrap();
+        let a = net.deliver(net.gw[1], p.packet);
+        assert!(send.handle_reply(&net.sphinx, a.surb_id.unwrap(), &a.payload));
+    };
+    // The block probed now is the one asked most often; the others wait.
+    let &(probed, last, _) = surbs.iter().max_by_key(|(_, r, _)| *r).unwrap();
+    assert!(last >= 3, "probed a few times: round {last}");
+    let old = surbs.iter().find(|(b, r, _)| *b == probed && *r == 0).unwrap().2.clone();
+    assert!(surbs.iter().any(|(b, _, _)| *b != probed), "other blocks in flight");
+    assert!(send.poll_timeout().unwrap() > now, "backed off");
+    // An answer to the probed block's first round: read, and nothing wakes.
+    answer(&mut send, probed, &old);
+    assert!(send.poll_timeout().unwrap() > now, "an old round woke the blocks");
+    // An answer to the probed block's newest round: the others are probed at once.
+    let newest = surbs.iter().rev().find(|(b, r, _)| *b == probed && *r == last).unwrap().2.clone();
+    answer(&mut send, probed, &newest);
+    assert!(send.poll_timeout().unwrap() <= now);
 }
 
 /// Packets sent per byte delivered, and the time it took, at 0, 5 and 10% loss, with the code
