@@ -25,8 +25,10 @@
 //! transfer's key, within the plan, for at most `RecvConfig::max_open` undecoded blocks each.
 //! Everything refused is counted ([`EngineStats`](super::EngineStats)) and neither kept nor
 //! answered. As senders, a recipient who answers but never completes costs the transfer's
-//! budget, then fails; one who never answers costs one probe per resend wait, and is given up
-//! [`OFFER_TTL`] after the offer if it never said yes, [`RECEIVE_TTL`] after if it did.
+//! budget, then fails; one who never answers costs one probe at a time, backing off to one per
+//! 2 h, and is given up [`OFFER_TTL`] after the offer if it never said yes, [`RECEIVE_TTL`]
+//! after if it did (and told). A recipient whose client starts with one of our files incomplete
+//! says "accepted" again, and we probe it at once (at most once per first resend wait).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
